@@ -1,0 +1,1 @@
+//! dispersal (being built).

@@ -1,0 +1,26 @@
+//! qsfs: a quantum-safe, fault-tolerant filesystem engine.
+//!
+//! A file version is *sealed* ([`envelope`], PROTOCOL.md): AES-256-GCM under
+//! fresh random keys from an [`entropy`] source, the key material split with
+//! Shamir secret sharing. The sealed object is Reed-Solomon coded
+//! ([`erasure`]) and dispersed ([`dispersal`]) as `n` shards over `n`
+//! storage [`node`]s, any `k` of which rebuild it. The local key shares live
+//! in the [`keystore`], paths and attributes in the [`namespace`]; a
+//! [`vault`] ties a folder of configuration and stores together.
+//!
+//! Data flows one way on a write: plaintext -> envelope (N, B, R1, R2) ->
+//! dispersal (stripes -> shards -> nodes, in parallel) -> commit
+//! (shards durable -> keystore -> manifest and B -> namespace). A read runs
+//! the same path backwards, verifying every chunk before it is decoded.
+
+pub mod codec;
+pub mod dispersal;
+pub mod entropy;
+pub mod envelope;
+pub mod erasure;
+pub mod keystore;
+pub mod namespace;
+pub mod node;
+pub mod store;
+pub mod sys;
+pub mod vault;

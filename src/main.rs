@@ -1,0 +1,2 @@
+//! The `qsfs` command line.
+fn main() {}

@@ -1,0 +1,1 @@
+//! Thin wrappers over the few Linux syscalls std does not expose.
