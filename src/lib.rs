@@ -21,6 +21,9 @@ pub mod erasure;
 pub mod keystore;
 pub mod namespace;
 pub mod node;
+pub mod object_id;
 pub mod store;
 pub mod sys;
 pub mod vault;
+
+pub use object_id::ObjectId;

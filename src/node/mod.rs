@@ -1,1 +1,139 @@
-//! node (being built).
+//! Storage nodes: where shard files live.
+//!
+//! A node stores and serves shard files and nothing else: never plaintext,
+//! names or keys. The [`Node`] trait is the seam between the erasure-coding
+//! side and storage, small on purpose (create, commit, read, delete, list),
+//! so a directory, a remote node server or an object store can sit behind it.
+//! Writing is two-phase so many shards can share one durability barrier:
+//! [`Node::create`] streams a shard that stays invisible, then
+//! [`Node::commit`] makes a whole group of them durable and visible at once.
+
+mod dir;
+mod header;
+
+pub use dir::DirNode;
+pub use header::{HEADER_LEN, ShardHeader, ShardKey};
+
+use std::any::Any;
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+/// What went wrong on a node.
+#[derive(Debug, Error)]
+pub enum NodeErrorKind {
+    /// The shard is not on the node.
+    #[error("shard not found")]
+    NotFound,
+    /// The node cannot be used at all.
+    #[error("node offline: {0}")]
+    Offline(String),
+    /// The shard exists but is not what it should be.
+    #[error("shard damaged: {0}")]
+    Corrupt(String),
+    /// An I/O error from the node's storage.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A node operation failed; says which node, what and which shard.
+#[derive(Debug, Error)]
+#[error("{node}: {op} {shard}failed: {kind}")]
+pub struct NodeError {
+    /// Node name.
+    pub node: String,
+    /// Operation ("write shard", "read shard", ...).
+    pub op: &'static str,
+    /// Shard concerned, formatted with a trailing space, or empty.
+    pub shard: String,
+    /// The cause.
+    #[source]
+    pub kind: NodeErrorKind,
+}
+
+impl NodeError {
+    /// Builds an error for `op` on `shard` of `node`.
+    pub fn new(node: &str, op: &'static str, shard: Option<ShardKey>, kind: NodeErrorKind) -> NodeError {
+        NodeError { node: node.to_string(), op, shard: shard.map(|s| format!("{s} ")).unwrap_or_default(), kind }
+    }
+
+    /// True if the shard simply is not there.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self.kind, NodeErrorKind::NotFound)
+    }
+}
+
+/// How a node looks from here.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "state", content = "detail", rename_all = "kebab-case")]
+pub enum NodeHealth {
+    /// Usable.
+    Ok,
+    /// Not reachable or its folder is gone.
+    Offline(String),
+    /// Readable but refuses writes.
+    ReadOnly(String),
+    /// Holds something that is not this vault's node.
+    Foreign(String),
+}
+
+/// A shard entry found on a node by [`Node::list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredShard {
+    /// The shard.
+    pub key: ShardKey,
+    /// Its size on the node, header included.
+    pub size: u64,
+}
+
+/// Result of [`Node::list`]: shards, plus leftovers of interrupted writes.
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    /// Committed shard files.
+    pub shards: Vec<StoredShard>,
+    /// Temporary files of writes that never committed.
+    pub leftovers: Vec<PathBuf>,
+}
+
+/// A storage node.
+pub trait Node: Send + Sync {
+    /// Name from the vault config (`node-0`, ...).
+    fn name(&self) -> &str;
+    /// Where it is (a folder, an address), for messages and status.
+    fn location(&self) -> String;
+    /// Current health.
+    fn health(&self) -> NodeHealth;
+    /// Capacity of the node's storage, if it can tell.
+    fn space(&self) -> Option<crate::sys::FsSpace>;
+    /// Starts writing a shard; it stays invisible until committed.
+    fn create(&self, header: &ShardHeader) -> Result<Box<dyn ShardSink>, NodeError>;
+    /// Makes finished shards durable and visible (one barrier for the
+    /// group). Returns one result per shard, in order.
+    fn commit(&self, shards: Vec<Box<dyn PendingShard>>) -> Vec<Result<(), NodeError>>;
+    /// Reads `buf.len()` bytes of a shard's payload at `offset` (payload
+    /// offsets start after the header). Short shards are an error.
+    fn read_at(&self, key: ShardKey, offset: u64, buf: &mut [u8]) -> Result<(), NodeError>;
+    /// Reads and checks a shard's header.
+    fn read_header(&self, key: ShardKey) -> Result<ShardHeader, NodeError>;
+    /// Removes a shard; a shard that is already gone is not an error.
+    fn delete(&self, key: ShardKey) -> Result<(), NodeError>;
+    /// Lists what the node holds.
+    fn list(&self) -> Result<Listing, NodeError>;
+}
+
+/// A shard being written.
+pub trait ShardSink: Send {
+    /// Appends payload bytes (the header was written by `create`).
+    fn write(&mut self, data: &[u8]) -> Result<(), NodeError>;
+    /// Ends the write; the shard waits for [`Node::commit`].
+    fn finish(self: Box<Self>) -> Result<Box<dyn PendingShard>, NodeError>;
+}
+
+/// A fully written shard waiting for its commit. Dropping it without a
+/// commit discards it.
+pub trait PendingShard: Send {
+    /// Which shard.
+    fn key(&self) -> ShardKey;
+    /// For the node that made it, to get its own type back.
+    fn into_any(self: Box<Self>) -> Box<dyn Any + Send>;
+}

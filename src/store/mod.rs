@@ -1,1 +1,253 @@
-//! store (being built).
+//! Ordered key-value stores (sled today) behind a small interface of ours.
+//!
+//! Every persistent table of qsfs (namespace, manifests and backup records,
+//! keystore) goes through [`Db`], so the engine can change without touching
+//! the layers above. sled 0.34's `flush()` only uses `sync_file_range`,
+//! which is not a durability barrier, so [`Db::flush_durable`] also fsyncs
+//! sled's files and directories; and sled's background flusher is turned off
+//! so a record reaches the disk only when we say so (the durability order of
+//! a seal depends on it).
+
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use thiserror::Error;
+
+/// A store operation failed.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The store could not be opened.
+    #[error("cannot open the {role} store at {path}: {source}")]
+    Open {
+        /// Which store (namespace, manifests, keystore R1, ...).
+        role: &'static str,
+        /// Its folder.
+        path: PathBuf,
+        /// Engine error.
+        source: sled::Error,
+    },
+    /// The engine failed an operation.
+    #[error("the {role} store at {path} failed to {op}: {source}")]
+    Engine {
+        /// Which store.
+        role: &'static str,
+        /// Its folder.
+        path: PathBuf,
+        /// What was being done.
+        op: &'static str,
+        /// Engine error.
+        source: sled::Error,
+    },
+    /// Making the store durable failed.
+    #[error("the {role} store at {path} could not be made durable ({file}): {source}")]
+    Sync {
+        /// Which store.
+        role: &'static str,
+        /// Its folder.
+        path: PathBuf,
+        /// The file that failed to sync.
+        file: PathBuf,
+        /// OS error.
+        source: std::io::Error,
+    },
+}
+
+/// One opened store: a single ordered table of byte keys and values.
+///
+/// Record kinds share the table under one-byte key prefixes, so any set of
+/// changes can be applied atomically with one [`Batch`].
+pub struct Db {
+    inner: sled::Db,
+    role: &'static str,
+    path: PathBuf,
+    synced_blobs: Mutex<HashSet<OsString>>,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("role", &self.role).field("path", &self.path).finish()
+    }
+}
+
+/// A set of inserts and removes applied atomically by [`Db::apply`].
+#[derive(Default)]
+pub struct Batch {
+    inner: sled::Batch,
+    empty: bool,
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self { inner: sled::Batch::default(), empty: true }
+    }
+    /// Sets `key` to `value`.
+    pub fn insert(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
+        self.inner.insert(key.as_ref(), value.as_ref());
+        self.empty = false;
+    }
+    /// Removes `key`.
+    pub fn remove(&mut self, key: impl AsRef<[u8]>) {
+        self.inner.remove(key.as_ref());
+        self.empty = false;
+    }
+    /// True if nothing was added.
+    pub fn is_empty(&self) -> bool {
+        self.empty
+    }
+}
+
+impl Db {
+    /// Opens (creating if needed) the store in folder `path`.
+    pub fn open(path: &Path, role: &'static str) -> Result<Db, StoreError> {
+        let inner = sled::Config::new()
+            .path(path)
+            .cache_capacity(32 * 1024 * 1024)
+            .flush_every_ms(None)
+            .open()
+            .map_err(|source| StoreError::Open { role, path: path.to_path_buf(), source })?;
+        let db = Db { inner, role, path: path.to_path_buf(), synced_blobs: Mutex::new(HashSet::new()) };
+        // A freshly created store must itself survive a crash before anything
+        // is recorded in it.
+        db.flush_durable()?;
+        Ok(db)
+    }
+
+    /// The folder of this store.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn engine(&self, op: &'static str) -> impl FnOnce(sled::Error) -> StoreError + '_ {
+        move |source| StoreError::Engine { role: self.role, path: self.path.clone(), op, source }
+    }
+
+    /// Reads one value.
+    pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.inner.get(key).map_err(self.engine("read"))?.map(|v| v.to_vec()))
+    }
+
+    /// Writes one value (not durable until [`Db::flush_durable`]).
+    pub fn insert(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<(), StoreError> {
+        self.inner.insert(key.as_ref(), value.as_ref()).map_err(self.engine("write"))?;
+        Ok(())
+    }
+
+    /// Removes one value.
+    pub fn remove(&self, key: impl AsRef<[u8]>) -> Result<(), StoreError> {
+        self.inner.remove(key).map_err(self.engine("remove"))?;
+        Ok(())
+    }
+
+    /// Applies a batch atomically.
+    pub fn apply(&self, batch: Batch) -> Result<(), StoreError> {
+        if batch.empty {
+            return Ok(());
+        }
+        self.inner.apply_batch(batch.inner).map_err(self.engine("apply a batch"))
+    }
+
+    /// All records whose key starts with `prefix`, in key order.
+    pub fn scan_prefix(
+        &self,
+        prefix: impl AsRef<[u8]>,
+    ) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>), StoreError>> + '_ {
+        self.inner
+            .scan_prefix(prefix)
+            .map(move |r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(self.engine("scan")))
+    }
+
+    /// Records with keys in `[start, end)`, in key order.
+    pub fn range(
+        &self,
+        start: &[u8],
+        end: &[u8],
+    ) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>), StoreError>> + '_ {
+        self.inner
+            .range(start.to_vec()..end.to_vec())
+            .map(move |r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(self.engine("scan")))
+    }
+
+    /// Makes every change so far durable: sled's flush, then an fsync of its
+    /// log, blob files and folders (sled's flush alone is not a barrier).
+    pub fn flush_durable(&self) -> Result<(), StoreError> {
+        self.inner.flush().map_err(self.engine("flush"))?;
+        let sync_err = |file: &Path| {
+            let file = file.to_path_buf();
+            move |source| StoreError::Sync { role: self.role, path: self.path.clone(), file, source }
+        };
+        for name in ["db", "conf"] {
+            let p = self.path.join(name);
+            if p.exists() {
+                std::fs::File::open(&p).and_then(|f| f.sync_all()).map_err(sync_err(&p))?;
+            }
+        }
+        let blobs = self.path.join("blobs");
+        if blobs.is_dir() {
+            let mut synced = self.synced_blobs.lock().unwrap_or_else(|p| p.into_inner());
+            let entries = std::fs::read_dir(&blobs).map_err(sync_err(&blobs))?;
+            let mut any_new = false;
+            for entry in entries {
+                let entry = entry.map_err(sync_err(&blobs))?;
+                let name = entry.file_name();
+                if synced.contains(&name) {
+                    continue;
+                }
+                let p = entry.path();
+                match std::fs::File::open(&p) {
+                    Ok(f) => f.sync_all().map_err(sync_err(&p))?,
+                    // sled removes blobs it no longer needs; a vanished one
+                    // needs no sync.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(sync_err(&p)(e)),
+                }
+                synced.insert(name);
+                any_new = true;
+            }
+            if any_new {
+                crate::sys::fsync_dir(&blobs).map_err(sync_err(&blobs))?;
+            }
+        }
+        crate::sys::fsync_dir(&self.path).map_err(sync_err(&self.path))?;
+        Ok(())
+    }
+
+    /// Number of records (walks the table).
+    pub fn len(&self) -> usize {
+        self.inner.len()
+    }
+
+    /// True when the table is empty.
+    pub fn is_empty(&self) -> bool {
+        self.inner.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_scan_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("db");
+        {
+            let db = Db::open(&p, "test").unwrap();
+            let mut b = Batch::new();
+            b.insert(b"a1", b"x");
+            b.insert(b"a2", vec![7u8; 200_000]); // large enough to become a sled blob
+            b.insert(b"b1", b"z");
+            db.apply(b).unwrap();
+            db.flush_durable().unwrap();
+            let keys: Vec<_> = db.scan_prefix(b"a").map(|r| r.unwrap().0).collect();
+            assert_eq!(keys, vec![b"a1".to_vec(), b"a2".to_vec()]);
+        }
+        let db = Db::open(&p, "test").unwrap();
+        assert_eq!(db.get(b"b1").unwrap().unwrap(), b"z");
+        assert_eq!(db.get(b"a2").unwrap().unwrap().len(), 200_000);
+        db.remove(b"b1").unwrap();
+        assert!(db.get(b"b1").unwrap().is_none());
+    }
+}

@@ -1,0 +1,504 @@
+//! A storage node that is a local folder (a disk, an NFS share, a synced
+//! cloud folder).
+//!
+//! Layout of a node folder:
+//! ```text
+//! NODE/qsfs-node                      marker: "qsfs-node 1\nvault <id>\nnode <name>\n"
+//! NODE/shards/<ab>/<object hex>.<i>   shard i of an object, fanned out on
+//!                                     the first two hex digits of its id
+//! NODE/shards/<ab>/.<object hex>.<i>.<tag>.tmp   a write not yet committed
+//! ```
+//! A shard is written to a temporary name in its final folder, fsynced,
+//! renamed, and the folder fsynced, so a shard file under its final name is
+//! always complete. A missing node folder is treated as an offline disk and
+//! never recreated (that would silently fill the disk it was mounted on); an
+//! empty one is adopted (a replaced disk).
+
+use std::any::Any;
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufWriter, ErrorKind, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::header::{HEADER_LEN, ShardHeader, ShardKey};
+use super::{Listing, Node, NodeError, NodeErrorKind, NodeHealth, PendingShard, ShardSink, StoredShard};
+use crate::ObjectId;
+
+const MARKER: &str = "qsfs-node";
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A node backed by a local folder.
+#[derive(Debug)]
+pub struct DirNode {
+    name: String,
+    root: PathBuf,
+    vault_id: String,
+}
+
+impl DirNode {
+    /// A handle on the node folder `root`; nothing is touched until used.
+    pub fn new(name: &str, root: &Path, vault_id: &str) -> DirNode {
+        DirNode { name: name.to_string(), root: root.to_path_buf(), vault_id: vault_id.to_string() }
+    }
+
+    /// Creates the node folder and its marker (at `qsfs init`).
+    pub fn initialize(&self) -> Result<(), NodeError> {
+        let err = |e| self.err("initialize node folder", None, NodeErrorKind::Io(e));
+        if let Some(parent) = self.root.parent() {
+            fs::create_dir_all(parent).map_err(err)?;
+        }
+        match fs::create_dir(&self.root) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                if fs::read_dir(&self.root).map_err(err)?.next().is_some() && self.read_marker().is_none() {
+                    return Err(self.err(
+                        "initialize node folder",
+                        None,
+                        NodeErrorKind::Offline(format!(
+                            "{} is not empty and is not a qsfs node; choose an empty folder",
+                            self.root.display()
+                        )),
+                    ));
+                }
+            }
+            Err(e) => return Err(err(e)),
+        }
+        self.adopt()
+    }
+
+    /// Writes the marker and the shards folder into an empty node folder.
+    fn adopt(&self) -> Result<(), NodeError> {
+        let err = |e| self.err("write node marker", None, NodeErrorKind::Io(e));
+        fs::create_dir_all(self.root.join("shards")).map_err(err)?;
+        let tmp = self.root.join(".qsfs-node.tmp");
+        let body = format!("{MARKER} 1\nvault {}\nnode {}\n", self.vault_id, self.name);
+        {
+            let mut f = File::create(&tmp).map_err(err)?;
+            f.write_all(body.as_bytes()).map_err(err)?;
+            f.sync_all().map_err(err)?;
+        }
+        fs::rename(&tmp, self.root.join(MARKER)).map_err(err)?;
+        crate::sys::fsync_dir(&self.root).map_err(err)?;
+        Ok(())
+    }
+
+    fn read_marker(&self) -> Option<(String, String)> {
+        let text = fs::read_to_string(self.root.join(MARKER)).ok()?;
+        let mut vault = None;
+        let mut node = None;
+        for line in text.lines() {
+            if let Some(v) = line.strip_prefix("vault ") {
+                vault = Some(v.trim().to_string());
+            } else if let Some(v) = line.strip_prefix("node ") {
+                node = Some(v.trim().to_string());
+            }
+        }
+        Some((vault?, node?))
+    }
+
+    /// The node folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn err(&self, op: &'static str, shard: Option<ShardKey>, kind: NodeErrorKind) -> NodeError {
+        NodeError::new(&self.name, op, shard, kind)
+    }
+
+    fn fan_dir(&self, object: &ObjectId) -> PathBuf {
+        self.root.join("shards").join(&object.to_hex()[..2])
+    }
+
+    /// Path of a committed shard file.
+    pub fn shard_path(&self, key: ShardKey) -> PathBuf {
+        self.fan_dir(&key.object).join(format!("{}.{}", key.object, key.index))
+    }
+
+    /// Makes sure the folder is ours before a write, adopting an empty one.
+    fn ready_for_write(&self) -> Result<(), NodeError> {
+        match self.health() {
+            NodeHealth::Ok => {
+                if self.read_marker().is_none() {
+                    self.adopt()?;
+                }
+                Ok(())
+            }
+            NodeHealth::Offline(why) | NodeHealth::Foreign(why) | NodeHealth::ReadOnly(why) => {
+                Err(self.err("write shard", None, NodeErrorKind::Offline(why)))
+            }
+        }
+    }
+
+    fn io_kind(e: std::io::Error) -> NodeErrorKind {
+        if e.kind() == ErrorKind::NotFound { NodeErrorKind::NotFound } else { NodeErrorKind::Io(e) }
+    }
+}
+
+impl Node for DirNode {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn health(&self) -> NodeHealth {
+        match fs::metadata(&self.root) {
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return NodeHealth::Offline(format!("folder {} does not exist", self.root.display()));
+            }
+            Err(e) => return NodeHealth::Offline(format!("folder {}: {e}", self.root.display())),
+            Ok(m) if !m.is_dir() => {
+                return NodeHealth::Offline(format!("{} is not a folder", self.root.display()));
+            }
+            Ok(_) => {}
+        }
+        match self.read_marker() {
+            Some((vault, _)) if vault != self.vault_id => {
+                NodeHealth::Foreign(format!("{} belongs to another vault ({vault})", self.root.display()))
+            }
+            Some((_, node)) if node != self.name => NodeHealth::Foreign(format!(
+                "{} is {node} of this vault, not {}; check the node paths in qsfs.toml",
+                self.root.display(),
+                self.name
+            )),
+            Some(_) => NodeHealth::Ok,
+            None => match fs::read_dir(&self.root).map(|it| it.count()) {
+                Ok(0) => NodeHealth::Ok,
+                Ok(_) if self.root.join("shards").is_dir() => NodeHealth::Ok,
+                Ok(_) => NodeHealth::Foreign(format!(
+                    "{} holds files but no qsfs node marker",
+                    self.root.display()
+                )),
+                Err(e) => NodeHealth::Offline(format!("folder {}: {e}", self.root.display())),
+            },
+        }
+    }
+
+    fn space(&self) -> Option<crate::sys::FsSpace> {
+        crate::sys::fs_space(&self.root).ok()
+    }
+
+    fn create(&self, header: &ShardHeader) -> Result<Box<dyn ShardSink>, NodeError> {
+        self.ready_for_write()?;
+        let key = header.key;
+        let io = |e| self.err("write shard", Some(key), NodeErrorKind::Io(e));
+        let dir = self.fan_dir(&key.object);
+        fs::create_dir_all(&dir).map_err(io)?;
+        let tag = format!("{}-{}", std::process::id(), TMP_COUNTER.fetch_add(1, Ordering::Relaxed));
+        let tmp = dir.join(format!(".{}.{}.{tag}.tmp", key.object, key.index));
+        let file = OpenOptions::new().write(true).create_new(true).open(&tmp).map_err(io)?;
+        let mut sink = DirSink {
+            node: self.name.clone(),
+            key,
+            out: Some(BufWriter::with_capacity(64 * 1024, file)),
+            tmp: Some(tmp),
+            dst: self.shard_path(key),
+            dir,
+            written: 0,
+            expected: header.file_len(),
+        };
+        sink.put(&header.encode())?;
+        Ok(Box::new(sink))
+    }
+
+    fn commit(&self, shards: Vec<Box<dyn PendingShard>>) -> Vec<Result<(), NodeError>> {
+        let mut items: Vec<Result<DirPending, NodeError>> = shards
+            .into_iter()
+            .map(|p| {
+                let key = p.key();
+                p.into_any().downcast::<DirPending>().map(|b| *b).map_err(|_| {
+                    self.err("commit shard", Some(key), NodeErrorKind::Offline("shard was written by another node".into()))
+                })
+            })
+            .collect();
+        // Start writeback of every file first so the fsyncs below overlap.
+        for p in items.iter().flatten() {
+            let _ = crate::sys::start_writeback(&p.file);
+        }
+        for item in items.iter_mut() {
+            if let Ok(p) = item {
+                if let Err(e) = p.file.sync_all() {
+                    *item = Err(self.err("sync shard", Some(p.key), NodeErrorKind::Io(e)));
+                }
+            }
+        }
+        for item in items.iter_mut() {
+            if let Ok(p) = item {
+                if let Err(e) = p.publish() {
+                    *item = Err(self.err("publish shard", Some(p.key), NodeErrorKind::Io(e)));
+                }
+            }
+        }
+        let mut dirs: Vec<PathBuf> = items.iter().flatten().map(|p| p.dir.clone()).collect();
+        dirs.sort();
+        dirs.dedup();
+        let mut failed_dirs = Vec::new();
+        for d in &dirs {
+            if let Err(e) = crate::sys::fsync_dir(d) {
+                failed_dirs.push((d.clone(), e.to_string()));
+            }
+        }
+        items
+            .into_iter()
+            .map(|item| {
+                let p = item?;
+                if let Some((_, e)) = failed_dirs.iter().find(|(d, _)| *d == p.dir) {
+                    return Err(self.err(
+                        "sync shard folder",
+                        Some(p.key),
+                        NodeErrorKind::Io(std::io::Error::other(e.clone())),
+                    ));
+                }
+                Ok(())
+            })
+            .collect()
+    }
+
+    fn read_at(&self, key: ShardKey, offset: u64, buf: &mut [u8]) -> Result<(), NodeError> {
+        let err = |kind| self.err("read shard", Some(key), kind);
+        let file = File::open(self.shard_path(key)).map_err(|e| err(Self::io_kind(e)))?;
+        file.read_exact_at(buf, HEADER_LEN as u64 + offset).map_err(|e| {
+            if e.kind() == ErrorKind::UnexpectedEof {
+                err(NodeErrorKind::Corrupt(format!(
+                    "truncated: {} bytes at payload offset {offset} are past the end",
+                    buf.len()
+                )))
+            } else {
+                err(NodeErrorKind::Io(e))
+            }
+        })
+    }
+
+    fn read_header(&self, key: ShardKey) -> Result<ShardHeader, NodeError> {
+        let err = |kind| self.err("read shard header", Some(key), kind);
+        let file = File::open(self.shard_path(key)).map_err(|e| err(Self::io_kind(e)))?;
+        let mut buf = [0u8; HEADER_LEN];
+        file.read_exact_at(&mut buf, 0).map_err(|e| {
+            if e.kind() == ErrorKind::UnexpectedEof {
+                err(NodeErrorKind::Corrupt("file shorter than its header".into()))
+            } else {
+                err(NodeErrorKind::Io(e))
+            }
+        })?;
+        let header = ShardHeader::decode(&buf).map_err(|e| err(NodeErrorKind::Corrupt(e.to_string())))?;
+        if header.key != key {
+            return Err(err(NodeErrorKind::Corrupt(format!("file holds shard {} instead", header.key))));
+        }
+        Ok(header)
+    }
+
+    fn delete(&self, key: ShardKey) -> Result<(), NodeError> {
+        match fs::remove_file(self.shard_path(key)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(self.err("delete shard", Some(key), NodeErrorKind::Io(e))),
+        }
+    }
+
+    fn list(&self) -> Result<Listing, NodeError> {
+        let err = |e: std::io::Error| self.err("list shards", None, Self::io_kind(e));
+        let mut listing = Listing::default();
+        let shards = self.root.join("shards");
+        let fans = match fs::read_dir(&shards) {
+            Ok(it) => it,
+            Err(e) if e.kind() == ErrorKind::NotFound && self.root.is_dir() => return Ok(listing),
+            Err(e) => return Err(err(e)),
+        };
+        for fan in fans {
+            let fan = fan.map_err(err)?;
+            if !fan.file_type().map_err(err)?.is_dir() {
+                continue;
+            }
+            for entry in fs::read_dir(fan.path()).map_err(err)? {
+                let entry = entry.map_err(err)?;
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                if name.starts_with('.') && name.ends_with(".tmp") {
+                    listing.leftovers.push(entry.path());
+                    continue;
+                }
+                let Some((hex, idx)) = name.split_once('.') else { continue };
+                let (Some(object), Ok(index)) = (ObjectId::from_hex(hex), idx.parse::<u8>()) else { continue };
+                let size = entry.metadata().map_err(err)?.len();
+                listing.shards.push(StoredShard { key: ShardKey { object, index }, size });
+            }
+        }
+        listing.shards.sort_by_key(|s| s.key);
+        Ok(listing)
+    }
+}
+
+struct DirSink {
+    node: String,
+    key: ShardKey,
+    out: Option<BufWriter<File>>,
+    tmp: Option<PathBuf>,
+    dst: PathBuf,
+    dir: PathBuf,
+    written: u64,
+    expected: u64,
+}
+
+impl DirSink {
+    fn put(&mut self, data: &[u8]) -> Result<(), NodeError> {
+        let out = self.out.as_mut().ok_or_else(|| {
+            NodeError::new(&self.node, "write shard", Some(self.key), NodeErrorKind::Offline("sink closed".into()))
+        })?;
+        out.write_all(data)
+            .map_err(|e| NodeError::new(&self.node, "write shard", Some(self.key), NodeErrorKind::Io(e)))?;
+        self.written += data.len() as u64;
+        Ok(())
+    }
+}
+
+impl ShardSink for DirSink {
+    fn write(&mut self, data: &[u8]) -> Result<(), NodeError> {
+        self.put(data)
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<Box<dyn PendingShard>, NodeError> {
+        let err = |kind| NodeError::new(&self.node, "write shard", Some(self.key), kind);
+        if self.written != self.expected {
+            return Err(err(NodeErrorKind::Corrupt(format!(
+                "wrote {} bytes, expected {}",
+                self.written, self.expected
+            ))));
+        }
+        let out = self.out.take().ok_or_else(|| err(NodeErrorKind::Offline("sink closed".into())))?;
+        let file = out.into_inner().map_err(|e| err(NodeErrorKind::Io(e.into_error())))?;
+        Ok(Box::new(DirPending {
+            key: self.key,
+            file,
+            tmp: self.tmp.take(),
+            dst: self.dst.clone(),
+            dir: self.dir.clone(),
+        }))
+    }
+}
+
+impl Drop for DirSink {
+    fn drop(&mut self) {
+        if let Some(tmp) = self.tmp.take() {
+            let _ = fs::remove_file(tmp);
+        }
+    }
+}
+
+struct DirPending {
+    key: ShardKey,
+    file: File,
+    tmp: Option<PathBuf>,
+    dst: PathBuf,
+    dir: PathBuf,
+}
+
+impl DirPending {
+    fn publish(&mut self) -> std::io::Result<()> {
+        if let Some(tmp) = &self.tmp {
+            fs::rename(tmp, &self.dst)?;
+            self.tmp = None;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for DirPending {
+    fn drop(&mut self) {
+        if let Some(tmp) = self.tmp.take() {
+            let _ = fs::remove_file(tmp);
+        }
+    }
+}
+
+impl PendingShard for DirPending {
+    fn key(&self) -> ShardKey {
+        self.key
+    }
+    fn into_any(self: Box<Self>) -> Box<dyn Any + Send> {
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::erasure::StripeLayout;
+
+    fn node(dir: &Path, name: &str) -> DirNode {
+        let n = DirNode::new(name, &dir.join(name), "vault-1");
+        n.initialize().unwrap();
+        n
+    }
+
+    fn write_shard(n: &DirNode, object: ObjectId, index: u8, payload: &[u8]) -> Box<dyn PendingShard> {
+        let layout = StripeLayout::plan(2, 3, (payload.len() * 2) as u64, 1 << 20).unwrap();
+        let header = ShardHeader::new(object, index, &layout);
+        let mut sink = n.create(&header).unwrap();
+        sink.write(payload).unwrap();
+        sink.finish().unwrap()
+    }
+
+    #[test]
+    fn write_commit_read_list_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = node(dir.path(), "node-0");
+        let id = ObjectId([0x5a; 16]);
+        let pending = write_shard(&n, id, 1, &[7u8; 100]);
+        let key = pending.key();
+        // Invisible before the commit.
+        assert!(n.read_header(key).unwrap_err().is_not_found());
+        assert_eq!(n.list().unwrap().leftovers.len(), 1);
+        for r in n.commit(vec![pending]) {
+            r.unwrap();
+        }
+        assert_eq!(n.read_header(key).unwrap().key, key);
+        let mut buf = [0u8; 10];
+        n.read_at(key, 90, &mut buf).unwrap();
+        assert_eq!(buf, [7u8; 10]);
+        let mut past = [0u8; 11];
+        assert!(matches!(n.read_at(key, 90, &mut past).unwrap_err().kind, NodeErrorKind::Corrupt(_)));
+        let listing = n.list().unwrap();
+        assert_eq!(listing.shards, vec![StoredShard { key, size: 164 }]);
+        assert!(listing.leftovers.is_empty());
+        n.delete(key).unwrap();
+        n.delete(key).unwrap();
+        assert!(n.list().unwrap().shards.is_empty());
+    }
+
+    #[test]
+    fn dropped_pending_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = node(dir.path(), "node-0");
+        drop(write_shard(&n, ObjectId([1; 16]), 0, &[1u8; 10]));
+        let l = n.list().unwrap();
+        assert!(l.shards.is_empty() && l.leftovers.is_empty());
+    }
+
+    #[test]
+    fn health_states() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = node(dir.path(), "node-0");
+        assert_eq!(n.health(), NodeHealth::Ok);
+        // Missing folder: offline, and never recreated by a write.
+        let gone = DirNode::new("node-9", &dir.path().join("gone"), "vault-1");
+        assert!(matches!(gone.health(), NodeHealth::Offline(_)));
+        let layout = StripeLayout::plan(2, 3, 10, 1 << 20).unwrap();
+        assert!(gone.create(&ShardHeader::new(ObjectId([2; 16]), 0, &layout)).is_err());
+        assert!(!dir.path().join("gone").exists());
+        // Same folder configured under another name or vault.
+        let swapped = DirNode::new("node-1", &dir.path().join("node-0"), "vault-1");
+        assert!(matches!(swapped.health(), NodeHealth::Foreign(_)));
+        let other = DirNode::new("node-0", &dir.path().join("node-0"), "vault-2");
+        assert!(matches!(other.health(), NodeHealth::Foreign(_)));
+        // Emptied folder is adopted on the next write.
+        fs::remove_dir_all(dir.path().join("node-0")).unwrap();
+        fs::create_dir(dir.path().join("node-0")).unwrap();
+        assert_eq!(n.health(), NodeHealth::Ok);
+        let p = write_shard(&n, ObjectId([3; 16]), 0, &[1u8; 10]);
+        n.commit(vec![p]).into_iter().for_each(|r| r.unwrap());
+        assert!(dir.path().join("node-0").join(MARKER).exists());
+    }
+}
