@@ -1,0 +1,120 @@
+//! The erasure-coding side's own store: manifests and backup records `B`.
+//!
+//! Keys: `m` + object id -> manifest; `b` + object id -> version byte (1)
+//! then the 105-byte backup record. Kept apart from the client's namespace
+//! and keystore, as in the paper: the EC server holds `B`, the user holds
+//! `R1` and `R2`.
+
+use std::path::Path;
+
+use super::manifest::Manifest;
+use super::DispersalError;
+use crate::ObjectId;
+use crate::store::{Batch, Db};
+
+const BACKUP_VERSION: u8 = 1;
+
+fn key(prefix: u8, id: &ObjectId) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[0] = prefix;
+    k[1..].copy_from_slice(id.as_bytes());
+    k
+}
+
+/// Manifests and backup records.
+#[derive(Debug)]
+pub struct EcStore {
+    db: Db,
+}
+
+impl EcStore {
+    /// Opens the store in `path`.
+    pub fn open(path: &Path) -> Result<EcStore, DispersalError> {
+        Ok(EcStore { db: Db::open(path, "manifest and backup-record")? })
+    }
+
+    /// The manifest of `id`, if recorded.
+    pub fn manifest(&self, id: &ObjectId) -> Result<Option<Manifest>, DispersalError> {
+        match self.db.get(key(b'm', id))? {
+            None => Ok(None),
+            Some(v) => Manifest::decode(&v)
+                .map(Some)
+                .map_err(|e| DispersalError::Record { object: *id, detail: e.to_string() }),
+        }
+    }
+
+    /// The backup record `B` of `id`, if recorded.
+    pub fn backup(&self, id: &ObjectId) -> Result<Option<Vec<u8>>, DispersalError> {
+        match self.db.get(key(b'b', id))? {
+            None => Ok(None),
+            Some(v) if v.first() == Some(&BACKUP_VERSION) => Ok(Some(v[1..].to_vec())),
+            Some(_) => Err(DispersalError::Record {
+                object: *id,
+                detail: "backup record has an unknown format version".into(),
+            }),
+        }
+    }
+
+    /// Records manifests and backups of newly sealed objects, durably.
+    pub fn publish(&self, items: &[(&Manifest, &[u8])]) -> Result<(), DispersalError> {
+        let mut batch = Batch::new();
+        for (m, b) in items {
+            batch.insert(key(b'm', &m.id), m.encode());
+            let mut v = Vec::with_capacity(1 + b.len());
+            v.push(BACKUP_VERSION);
+            v.extend_from_slice(b);
+            batch.insert(key(b'b', &m.id), v);
+        }
+        self.db.apply(batch)?;
+        self.db.flush_durable()?;
+        Ok(())
+    }
+
+    /// Replaces a manifest (repair debt changed).
+    pub fn update_manifest(&self, m: &Manifest) -> Result<(), DispersalError> {
+        self.db.insert(key(b'm', &m.id), m.encode())?;
+        self.db.flush_durable()?;
+        Ok(())
+    }
+
+    /// Replaces a backup record (keys repair rebuilt it).
+    pub fn update_backup(&self, id: &ObjectId, b: &[u8]) -> Result<(), DispersalError> {
+        let mut v = vec![BACKUP_VERSION];
+        v.extend_from_slice(b);
+        self.db.insert(key(b'b', id), v)?;
+        self.db.flush_durable()?;
+        Ok(())
+    }
+
+    /// Destroys the backup record of `id` (first step of a delete: without
+    /// `B` and the local shares the shards are undecryptable).
+    pub fn remove_backup(&self, id: &ObjectId) -> Result<(), DispersalError> {
+        self.db.remove(key(b'b', id))?;
+        self.db.flush_durable()?;
+        Ok(())
+    }
+
+    /// Forgets the manifest of `id` (last step of a delete).
+    pub fn remove_manifest(&self, id: &ObjectId) -> Result<(), DispersalError> {
+        self.db.remove(key(b'm', id))?;
+        self.db.flush_durable()?;
+        Ok(())
+    }
+
+    /// Every manifest, in id order.
+    pub fn manifests(&self) -> impl Iterator<Item = Result<Manifest, DispersalError>> + '_ {
+        self.db.scan_prefix([b'm']).map(|r| {
+            let (k, v) = r?;
+            let id = ObjectId(k[1..].try_into().unwrap_or([0; 16]));
+            Manifest::decode(&v).map_err(|e| DispersalError::Record { object: id, detail: e.to_string() })
+        })
+    }
+
+    /// Ids of every object with a backup record.
+    pub fn backup_ids(&self) -> impl Iterator<Item = Result<ObjectId, DispersalError>> + '_ {
+        self.db.scan_prefix([b'b']).map(|r| {
+            let (k, _) = r?;
+            Ok(ObjectId(k[1..].try_into().unwrap_or([0; 16])))
+        })
+    }
+}

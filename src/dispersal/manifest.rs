@@ -1,0 +1,173 @@
+//! The manifest of one sealed object: stripe layout, shard placement and
+//! one BLAKE3 hash per chunk. Kept by the erasure-coding side only; nodes
+//! never see it, so a node cannot forge a chunk that verifies.
+//!
+//! Format v1, integers little-endian:
+//! ```text
+//! u8        version = 1
+//! [16]      object id
+//! u8 k, u8 n
+//! u32       chunk size
+//! u64       object length (bytes of N)
+//! u64       stripes
+//! u64       plaintext length (for accounting)
+//! i64       created, unix seconds
+//! u32       missing: bit i set = shard i is not (known to be) on its node
+//! n times   node name of shard i (u32 length + UTF-8)
+//! stripes * n times  [32] BLAKE3 of chunk i of stripe s (stripe-major)
+//! ```
+
+use crate::ObjectId;
+use crate::codec::{DecodeError, Reader, Writer};
+use crate::erasure::StripeLayout;
+
+/// Manifest format version written by this build.
+pub const MANIFEST_VERSION: u8 = 1;
+
+/// What the erasure-coding side knows about one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    /// The object.
+    pub id: ObjectId,
+    /// Stripe geometry.
+    pub layout: StripeLayout,
+    /// Plaintext bytes the object carries.
+    pub plain_len: u64,
+    /// When it was sealed (unix seconds).
+    pub created: i64,
+    /// Node holding shard `i`.
+    pub placement: Vec<String>,
+    /// Bit `i` set: shard `i` is missing or damaged (repair debt).
+    pub missing: u32,
+    /// Chunk hashes, `hashes[s * n + i]` for chunk `i` of stripe `s`.
+    pub hashes: Vec<[u8; 32]>,
+}
+
+impl Manifest {
+    /// Hash of chunk `shard` of stripe `stripe`.
+    pub fn hash(&self, stripe: u64, shard: usize) -> &[u8; 32] {
+        &self.hashes[stripe as usize * self.layout.n + shard]
+    }
+
+    /// Number of shards recorded as present.
+    pub fn present(&self) -> usize {
+        self.layout.n - self.missing.count_ones() as usize
+    }
+
+    /// True if shard `i` is recorded missing.
+    pub fn is_missing(&self, i: usize) -> bool {
+        self.missing & (1 << i) != 0
+    }
+
+    /// Bytes the object occupies on the nodes (headers included).
+    pub fn stored_bytes(&self) -> u64 {
+        self.present() as u64 * (crate::node::HEADER_LEN as u64 + self.layout.shard_len())
+    }
+
+    /// Encodes the manifest.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(64 + self.hashes.len() * 32 + self.placement.len() * 12);
+        w.u8(MANIFEST_VERSION)
+            .bytes(self.id.as_bytes())
+            .u8(self.layout.k as u8)
+            .u8(self.layout.n as u8)
+            .u32(self.layout.chunk)
+            .u64(self.layout.object_len)
+            .u64(self.layout.stripes)
+            .u64(self.plain_len)
+            .i64(self.created)
+            .u32(self.missing);
+        for name in &self.placement {
+            w.blob(name.as_bytes());
+        }
+        for h in &self.hashes {
+            w.bytes(h);
+        }
+        w.finish()
+    }
+
+    /// Decodes and checks a manifest.
+    pub fn decode(buf: &[u8]) -> Result<Manifest, DecodeError> {
+        let mut r = Reader::new("manifest", buf);
+        let version = r.u8()?;
+        if version != MANIFEST_VERSION {
+            return Err(DecodeError::Version {
+                what: "manifest",
+                found: version.into(),
+                supported: MANIFEST_VERSION.into(),
+            });
+        }
+        let id = ObjectId(r.array()?);
+        let k = r.u8()? as usize;
+        let n = r.u8()? as usize;
+        let chunk = r.u32()?;
+        let object_len = r.u64()?;
+        let stripes = r.u64()?;
+        let plain_len = r.u64()?;
+        let created = r.i64()?;
+        let missing = r.u32()?;
+        if k == 0 || k >= n || n > crate::erasure::MAX_SHARDS || chunk == 0 {
+            return Err(r.invalid("k/n/chunk", format!("k={k} n={n} chunk={chunk}")));
+        }
+        let layout = StripeLayout { k, n, chunk, object_len, stripes };
+        if stripes != StripeLayout::plan(k, n, object_len, chunk).map(|l| l.stripes).unwrap_or(0)
+            && !(object_len == 0 && stripes == 1)
+        {
+            return Err(r.invalid("stripes", format!("{stripes} stripes do not fit {object_len} bytes")));
+        }
+        let mut placement = Vec::with_capacity(n);
+        for _ in 0..n {
+            let name = r.blob()?;
+            placement.push(
+                String::from_utf8(name.to_vec()).map_err(|_| r.invalid("placement", "node name is not UTF-8"))?,
+            );
+        }
+        let count = (stripes as usize).checked_mul(n).ok_or_else(|| r.invalid("stripes", "too many"))?;
+        if r.remaining() != count * 32 {
+            return Err(r.invalid("hashes", format!("{} bytes for {count} chunk hashes", r.remaining())));
+        }
+        let mut hashes = Vec::with_capacity(count);
+        for _ in 0..count {
+            hashes.push(r.array()?);
+        }
+        r.finish()?;
+        Ok(Manifest { id, layout, plain_len, created, placement, missing, hashes })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Manifest {
+        let layout = StripeLayout::plan(3, 5, 10_000, 1024).unwrap();
+        Manifest {
+            id: ObjectId([4; 16]),
+            layout,
+            plain_len: 9_903,
+            created: 1_700_000_000,
+            placement: (0..5).map(|i| format!("node-{i}")).collect(),
+            missing: 0b10010,
+            hashes: (0..layout.stripes * 5).map(|i| [i as u8; 32]).collect(),
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let m = sample();
+        let d = Manifest::decode(&m.encode()).unwrap();
+        assert_eq!(d, m);
+        assert_eq!(d.present(), 3);
+        assert!(d.is_missing(1) && d.is_missing(4) && !d.is_missing(0));
+        assert_eq!(d.hash(2, 3), &[13u8; 32]);
+    }
+
+    #[test]
+    fn damage_is_reported() {
+        let enc = sample().encode();
+        assert!(Manifest::decode(&enc[..enc.len() - 1]).is_err());
+        let mut v2 = enc.clone();
+        v2[0] = 2;
+        assert!(matches!(Manifest::decode(&v2), Err(DecodeError::Version { found: 2, .. })));
+    }
+}

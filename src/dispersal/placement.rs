@@ -1,0 +1,60 @@
+//! Choosing the `n` distinct nodes of a new object, at random per object
+//! (the paper sends the blocks "randomly" to the node cluster), preferring
+//! nodes that currently look healthy.
+
+use std::sync::Arc;
+
+use crate::node::{Node, NodeHealth};
+
+/// A uniform random index below `bound` (OS RNG, rejection sampling).
+fn below(bound: usize) -> usize {
+    let bound = bound as u64;
+    let zone = u64::MAX - u64::MAX % bound;
+    loop {
+        let mut b = [0u8; 8];
+        if getrandom::fill(&mut b).is_err() {
+            return 0;
+        }
+        let v = u64::from_le_bytes(b);
+        if v < zone {
+            return (v % bound) as usize;
+        }
+    }
+}
+
+fn shuffle<T>(v: &mut [T]) {
+    for i in (1..v.len()).rev() {
+        v.swap(i, below(i + 1));
+    }
+}
+
+/// `n` distinct nodes: healthy ones first, each group in random order.
+/// Shard `i` goes to the `i`-th node returned.
+pub(super) fn choose(nodes: &[Arc<dyn Node>], n: usize) -> Vec<Arc<dyn Node>> {
+    let (mut healthy, mut other): (Vec<_>, Vec<_>) =
+        nodes.iter().cloned().partition(|node| node.health() == NodeHealth::Ok);
+    shuffle(&mut healthy);
+    shuffle(&mut other);
+    healthy.extend(other);
+    healthy.truncate(n);
+    // Shard positions must not reveal which nodes were healthy.
+    shuffle(&mut healthy);
+    healthy
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn below_is_in_range_and_shuffle_permutes() {
+        for b in 1..20 {
+            assert!(below(b) < b);
+        }
+        let mut v: Vec<u32> = (0..50).collect();
+        shuffle(&mut v);
+        let mut s = v.clone();
+        s.sort();
+        assert_eq!(s, (0..50).collect::<Vec<_>>());
+    }
+}

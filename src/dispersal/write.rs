@@ -1,0 +1,133 @@
+//! Streaming an object out as shards: fill a stripe, encode its parity,
+//! hand chunk `i` to the writer thread of shard `i`, which hashes it and
+//! writes it to its node. All `n` nodes are written in parallel; memory is
+//! a few stripes no matter how large the object is.
+
+use std::io;
+use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::erasure::{Codec, StripeLayout};
+use crate::node::{Node, NodeError, PendingShard, ShardHeader};
+
+/// Stripes queued per shard writer before the producer waits.
+pub(super) const QUEUE: usize = 4;
+
+/// Receives the bytes of one object and cuts them into encoded stripes.
+pub struct ObjectWriter<'a> {
+    layout: StripeLayout,
+    codec: &'a Codec,
+    stripe: Vec<u8>,
+    filled: usize,
+    written: u64,
+    sent: u64,
+    senders: Vec<Sender<Arc<Vec<u8>>>>,
+}
+
+impl<'a> ObjectWriter<'a> {
+    pub(super) fn new(layout: StripeLayout, codec: &'a Codec, senders: Vec<Sender<Arc<Vec<u8>>>>) -> Self {
+        let stripe = vec![0u8; layout.n * layout.chunk as usize];
+        ObjectWriter { layout, codec, stripe, filled: 0, written: 0, sent: 0, senders }
+    }
+
+    /// Object bytes received so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    fn emit(&mut self) -> io::Result<()> {
+        let chunk = self.layout.chunk as usize;
+        let k = self.layout.k;
+        let mut full = std::mem::replace(&mut self.stripe, vec![0u8; self.layout.n * chunk]);
+        {
+            let (data, parity) = full.split_at_mut(k * chunk);
+            let data: Vec<&[u8]> = data.chunks(chunk).collect();
+            let mut parity: Vec<&mut [u8]> = parity.chunks_mut(chunk).collect();
+            self.codec.encode(&data, &mut parity).map_err(io::Error::other)?;
+        }
+        let full = Arc::new(full);
+        for tx in &self.senders {
+            // A writer thread never leaves before its channel closes, so a
+            // failed send can only mean it panicked; its shard then counts
+            // as not written.
+            let _ = tx.send(Arc::clone(&full));
+        }
+        self.filled = 0;
+        self.sent += 1;
+        Ok(())
+    }
+
+    /// Pads and sends the last stripe; checks the length matched the plan.
+    pub(super) fn finish(mut self) -> io::Result<()> {
+        if self.written != self.layout.object_len {
+            return Err(io::Error::other(format!(
+                "object stream ended after {} of {} bytes",
+                self.written, self.layout.object_len
+            )));
+        }
+        if self.filled > 0 || self.sent < self.layout.stripes {
+            self.emit()?;
+        }
+        self.senders.clear();
+        Ok(())
+    }
+}
+
+impl io::Write for ObjectWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.written + buf.len() as u64 > self.layout.object_len {
+            return Err(io::Error::other(format!(
+                "object stream longer than planned ({} bytes)",
+                self.layout.object_len
+            )));
+        }
+        let data_len = self.layout.k * self.layout.chunk as usize;
+        let mut rest = buf;
+        while !rest.is_empty() {
+            let n = rest.len().min(data_len - self.filled);
+            self.stripe[self.filled..self.filled + n].copy_from_slice(&rest[..n]);
+            self.filled += n;
+            self.written += n as u64;
+            rest = &rest[n..];
+            if self.filled == data_len {
+                self.emit()?;
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// What one shard writer thread produced.
+pub(super) struct ShardOutcome {
+    pub hashes: Vec<[u8; 32]>,
+    pub result: Result<Box<dyn PendingShard>, NodeError>,
+}
+
+/// Body of the writer thread of shard `index`: hash every chunk (the
+/// manifest needs all hashes, even of a shard whose node failed, so a later
+/// repair can verify what it rebuilds) and write it to the node.
+pub(super) fn shard_writer(
+    node: &dyn Node,
+    header: ShardHeader,
+    rx: Receiver<Arc<Vec<u8>>>,
+) -> ShardOutcome {
+    let index = header.key.index as usize;
+    let chunk = header.chunk as usize;
+    let mut hashes = Vec::with_capacity(header.stripes as usize);
+    let mut sink = node.create(&header);
+    for stripe in rx {
+        let c = &stripe[index * chunk..(index + 1) * chunk];
+        hashes.push(*blake3::hash(c).as_bytes());
+        if let Ok(s) = sink.as_mut()
+            && let Err(e) = s.write(c)
+        {
+            sink = Err(e);
+        }
+    }
+    ShardOutcome { hashes, result: sink.and_then(|s| s.finish()) }
+}
