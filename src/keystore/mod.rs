@@ -1,1 +1,259 @@
-//! keystore (being built).
+//! The local keystore: the two key shares `R1` and `R2` of every object.
+//!
+//! Both shares live in sled stores on the user's side; `R2` may sit in a
+//! second store on another disk or a removable drive, so losing either one
+//! is survivable through the backup record `B`. Records: key `1`/`2` +
+//! object id -> version byte (1) then the 33-byte share (`x` then `y`).
+//! Shares are kept as raw bytes here; the envelope gives them meaning.
+//!
+//! A separate `R2` store that is absent (drive not mounted) is never
+//! created behind the user's back: reads fall back to `R1` + `B`, writes
+//! fail with a message naming the path.
+
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+use crate::ObjectId;
+use crate::store::{Batch, Db, StoreError};
+
+/// Bytes of one stored share (x then 32 bytes y).
+pub const SHARE_BYTES: usize = 33;
+const RECORD_VERSION: u8 = 1;
+
+/// A share as stored.
+pub type ShareBytes = [u8; SHARE_BYTES];
+
+/// Keystore failures.
+#[derive(Debug, Error)]
+pub enum KeystoreError {
+    /// A store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The separate R2 store is not there.
+    #[error(
+        "the R2 keystore at {0} is not available (is its drive mounted?); files can still be read with R1 and the backup records, but nothing can be written until it is back or `qsfs keys repair` rebuilds it"
+    )]
+    R2Unavailable(PathBuf),
+}
+
+/// What the keystore holds for one object. A share whose record is
+/// damaged is reported as `Damaged` so the caller can recover through `B`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    /// A well-formed share record.
+    Present(ShareBytes),
+    /// No record.
+    Missing,
+    /// A record that cannot be decoded.
+    Damaged,
+}
+
+impl Stored {
+    /// The share bytes if present.
+    pub fn bytes(&self) -> Option<&ShareBytes> {
+        match self {
+            Stored::Present(b) => Some(b),
+            _ => None,
+        }
+    }
+}
+
+/// Where `R2` lives.
+enum R2Store {
+    SameAsR1,
+    Separate(Db),
+    Unavailable(PathBuf),
+}
+
+/// R1 and R2 of every object.
+pub struct Keystore {
+    r1: Db,
+    r2: R2Store,
+}
+
+impl std::fmt::Debug for Keystore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keystore").field("r1", &self.r1.path()).finish()
+    }
+}
+
+fn key(which: u8, id: &ObjectId) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[0] = which;
+    k[1..].copy_from_slice(id.as_bytes());
+    k
+}
+
+fn encode(share: &ShareBytes) -> [u8; 1 + SHARE_BYTES] {
+    let mut v = [0u8; 1 + SHARE_BYTES];
+    v[0] = RECORD_VERSION;
+    v[1..].copy_from_slice(share);
+    v
+}
+
+fn decode(v: Option<Vec<u8>>) -> Stored {
+    match v {
+        None => Stored::Missing,
+        Some(v) if v.len() == 1 + SHARE_BYTES && v[0] == RECORD_VERSION => {
+            let mut s = [0u8; SHARE_BYTES];
+            s.copy_from_slice(&v[1..]);
+            Stored::Present(s)
+        }
+        Some(_) => Stored::Damaged,
+    }
+}
+
+impl Keystore {
+    /// Opens the keystore at `path`, with `R2` in `r2_path` if given.
+    /// With `create_r2`, a missing separate R2 folder is created (at init,
+    /// or when `keys repair` rebuilds a lost R2 store).
+    pub fn open(path: &Path, r2_path: Option<&Path>, create_r2: bool) -> Result<Keystore, KeystoreError> {
+        let r1 = Db::open(path, "keystore (R1)")?;
+        let r2 = match r2_path {
+            None => R2Store::SameAsR1,
+            Some(p) if p.is_dir() || create_r2 => R2Store::Separate(Db::open(p, "keystore (R2)")?),
+            Some(p) => R2Store::Unavailable(p.to_path_buf()),
+        };
+        Ok(Keystore { r1, r2 })
+    }
+
+    /// Folder of the R1 store.
+    pub fn r1_path(&self) -> &Path {
+        self.r1.path()
+    }
+
+    /// Folder of the R2 store and whether it is available.
+    pub fn r2_location(&self) -> (PathBuf, bool) {
+        match &self.r2 {
+            R2Store::SameAsR1 => (self.r1.path().to_path_buf(), true),
+            R2Store::Separate(db) => (db.path().to_path_buf(), true),
+            R2Store::Unavailable(p) => (p.clone(), false),
+        }
+    }
+
+    fn r2_db(&self) -> Result<&Db, KeystoreError> {
+        match &self.r2 {
+            R2Store::SameAsR1 => Ok(&self.r1),
+            R2Store::Separate(db) => Ok(db),
+            R2Store::Unavailable(p) => Err(KeystoreError::R2Unavailable(p.clone())),
+        }
+    }
+
+    /// Records the shares of new objects and makes them durable.
+    pub fn put_many(&self, items: &[(ObjectId, ShareBytes, ShareBytes)]) -> Result<(), KeystoreError> {
+        let r2 = self.r2_db()?;
+        let mut b1 = Batch::new();
+        let mut b2 = Batch::new();
+        for (id, s1, s2) in items {
+            b1.insert(key(b'1', id), encode(s1));
+            b2.insert(key(b'2', id), encode(s2));
+        }
+        if std::ptr::eq(r2, &self.r1) {
+            let mut both = Batch::new();
+            for (id, s1, s2) in items {
+                both.insert(key(b'1', id), encode(s1));
+                both.insert(key(b'2', id), encode(s2));
+            }
+            self.r1.apply(both)?;
+            self.r1.flush_durable()?;
+        } else {
+            self.r1.apply(b1)?;
+            r2.apply(b2)?;
+            self.r1.flush_durable()?;
+            r2.flush_durable()?;
+        }
+        Ok(())
+    }
+
+    /// R1 and R2 of an object (R2 reads as missing if its store is away).
+    pub fn get(&self, id: &ObjectId) -> Result<(Stored, Stored), KeystoreError> {
+        let r1 = decode(self.r1.get(key(b'1', id))?);
+        let r2 = match self.r2_db() {
+            Ok(db) => decode(db.get(key(b'2', id))?),
+            Err(_) => Stored::Missing,
+        };
+        Ok((r1, r2))
+    }
+
+    /// Writes back one healed share (`which` is 1 or 2).
+    pub fn heal(&self, id: &ObjectId, which: u8, share: &ShareBytes) -> Result<(), KeystoreError> {
+        let db = if which == 1 { &self.r1 } else { self.r2_db()? };
+        db.insert(key(if which == 1 { b'1' } else { b'2' }, id), encode(share))?;
+        db.flush_durable()?;
+        Ok(())
+    }
+
+    /// Destroys both shares of an object, durably.
+    pub fn destroy(&self, id: &ObjectId) -> Result<(), KeystoreError> {
+        self.r1.remove(key(b'1', id))?;
+        if let Ok(r2) = self.r2_db() {
+            r2.remove(key(b'2', id))?;
+            if !std::ptr::eq(r2, &self.r1) {
+                r2.flush_durable()?;
+            }
+        }
+        self.r1.flush_durable()?;
+        Ok(())
+    }
+
+    /// Ids of every object with an R1 or R2 record.
+    pub fn ids(&self) -> Result<Vec<ObjectId>, KeystoreError> {
+        let mut out = Vec::new();
+        let mut push = |db: &Db, which: u8| -> Result<(), KeystoreError> {
+            for r in db.scan_prefix([which]) {
+                let (k, _) = r?;
+                if let Ok(b) = <[u8; 16]>::try_from(&k[1..]) {
+                    out.push(ObjectId(b));
+                }
+            }
+            Ok(())
+        };
+        push(&self.r1, b'1')?;
+        if let Ok(r2) = self.r2_db() {
+            push(r2, b'2')?;
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_round_trip_and_separate_r2() {
+        let dir = tempfile::tempdir().unwrap();
+        let r2p = dir.path().join("removable");
+        let id = ObjectId([1; 16]);
+        let (s1, s2) = ([1u8; 33], [2u8; 33]);
+        {
+            let ks = Keystore::open(&dir.path().join("keys"), Some(&r2p), true).unwrap();
+            ks.put_many(&[(id, s1, s2)]).unwrap();
+            assert_eq!(ks.get(&id).unwrap(), (Stored::Present(s1), Stored::Present(s2)));
+        }
+        // Drive unplugged: R2 reads as missing, writes refuse.
+        std::fs::rename(&r2p, dir.path().join("elsewhere")).unwrap();
+        let ks = Keystore::open(&dir.path().join("keys"), Some(&r2p), false).unwrap();
+        assert!(!r2p.exists());
+        assert_eq!(ks.get(&id).unwrap(), (Stored::Present(s1), Stored::Missing));
+        assert!(matches!(ks.put_many(&[(id, s1, s2)]), Err(KeystoreError::R2Unavailable(_))));
+        ks.destroy(&id).unwrap();
+        assert_eq!(ks.get(&id).unwrap().0, Stored::Missing);
+    }
+
+    #[test]
+    fn same_store_and_damaged_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let ks = Keystore::open(&dir.path().join("keys"), None, false).unwrap();
+        let id = ObjectId([3; 16]);
+        ks.put_many(&[(id, [1u8; 33], [2u8; 33])]).unwrap();
+        ks.r1.insert(key(b'1', &id), b"junk").unwrap();
+        assert_eq!(ks.get(&id).unwrap(), (Stored::Damaged, Stored::Present([2u8; 33])));
+        ks.heal(&id, 1, &[9u8; 33]).unwrap();
+        assert_eq!(ks.get(&id).unwrap().0, Stored::Present([9u8; 33]));
+        assert_eq!(ks.ids().unwrap(), vec![id]);
+    }
+}

@@ -102,12 +102,22 @@ impl Batch {
 impl Db {
     /// Opens (creating if needed) the store in folder `path`.
     pub fn open(path: &Path, role: &'static str) -> Result<Db, StoreError> {
-        let inner = sled::Config::new()
-            .path(path)
-            .cache_capacity(32 * 1024 * 1024)
-            .flush_every_ms(None)
-            .open()
-            .map_err(|source| StoreError::Open { role, path: path.to_path_buf(), source })?;
+        let config = sled::Config::new().path(path).cache_capacity(32 * 1024 * 1024).flush_every_ms(None);
+        // sled releases its file lock from a background thread after the
+        // last handle drops, so a reopen in the same process can race it
+        // for a moment; another process holding it is reported at once by
+        // the vault lock before we ever get here.
+        let mut tries = 0;
+        let inner = loop {
+            match config.open() {
+                Ok(db) => break db,
+                Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") && tries < 100 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(source) => return Err(StoreError::Open { role, path: path.to_path_buf(), source }),
+            }
+        };
         let db = Db { inner, role, path: path.to_path_buf(), synced_blobs: Mutex::new(HashSet::new()) };
         // A freshly created store must itself survive a crash before anything
         // is recorded in it.
