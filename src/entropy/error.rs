@@ -1,0 +1,162 @@
+//! Errors of the random sources: what failed, which path, and what to do next.
+
+use std::io;
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+/// Hint appended to device errors: the way out is always the OS RNG.
+const DEVICE_HINT: &str = "check the device (driver loaded, permissions), or set [random] source = \"os\" in qsfs.toml";
+
+/// A random source could not deliver bytes.
+///
+/// Every variant names the path involved so a message in a log is enough to
+/// find the file; none of them is ever "recovered" by handing out bytes that
+/// may have been handed out before.
+#[derive(Debug, Error)]
+pub enum EntropyError {
+    /// The operating system's random generator failed.
+    #[error(
+        "the operating system random generator failed: {source}; the kernel RNG is unavailable, check the system (seccomp, early boot) or configure [random] source = \"device\" or \"pool\" in qsfs.toml"
+    )]
+    Os {
+        /// Error reported by getrandom.
+        source: getrandom::Error,
+    },
+
+    /// The configured random device path does not exist.
+    #[error("random device {} does not exist: {source}; {DEVICE_HINT}", path.display())]
+    DeviceMissing {
+        /// Device path.
+        path: PathBuf,
+        /// Error from the lookup.
+        source: io::Error,
+    },
+
+    /// The random device exists but could not be opened for reading.
+    #[error("random device {} cannot be opened for reading: {source}; {DEVICE_HINT}", path.display())]
+    DeviceOpen {
+        /// Device path.
+        path: PathBuf,
+        /// Error from open(2).
+        source: io::Error,
+    },
+
+    /// The path is a directory, not something bytes can be read from.
+    #[error("random device {} is a directory, not a device; {DEVICE_HINT}", path.display())]
+    DeviceIsDirectory {
+        /// Device path.
+        path: PathBuf,
+    },
+
+    /// The device delivered no bytes within the timeout.
+    #[error("random device {} stalled: no bytes {what} within {timeout_ms} ms; {DEVICE_HINT}, or raise timeout_ms", path.display())]
+    DeviceStalled {
+        /// Device path.
+        path: PathBuf,
+        /// "while opening it" or "to read".
+        what: &'static str,
+        /// The configured timeout.
+        timeout_ms: u64,
+    },
+
+    /// The device reported end of file: it has no more bytes to give.
+    #[error("random device {} ended (end of file): it has no more random bytes; {DEVICE_HINT}", path.display())]
+    DeviceEnded {
+        /// Device path.
+        path: PathBuf,
+    },
+
+    /// Reading the device failed.
+    #[error("reading random device {} failed: {source}; {DEVICE_HINT}", path.display())]
+    DeviceRead {
+        /// Device path.
+        path: PathBuf,
+        /// Error from read(2).
+        source: io::Error,
+    },
+
+    /// The reader thread for the device could not be started.
+    #[error("cannot start the reader thread for random device {}: {source}; the process is out of threads or memory", path.display())]
+    DeviceThread {
+        /// Device path.
+        path: PathBuf,
+        /// Error from thread creation.
+        source: io::Error,
+    },
+
+    /// The pool file does not exist.
+    #[error("random pool file {} does not exist: {source}; load a pool file (raw QRNG bytes) there or set [random] source = \"os\" in qsfs.toml", path.display())]
+    PoolMissing {
+        /// Pool path.
+        path: PathBuf,
+        /// Error from open(2).
+        source: io::Error,
+    },
+
+    /// An I/O operation on the pool file or its position sidecar failed.
+    #[error("random pool: cannot {action} {}: {source}; check the file's permissions and the disk", path.display())]
+    PoolIo {
+        /// What was being done ("open", "read", "zero consumed bytes in", ...).
+        action: &'static str,
+        /// The pool file or its sidecar.
+        path: PathBuf,
+        /// The I/O error.
+        source: io::Error,
+    },
+
+    /// The position sidecar exists but cannot be trusted.
+    #[error("random pool position file {} is damaged: {detail}; if the pool file is intact, delete the position file and qsfs will resume after the zeroed (consumed) prefix of the pool", path.display())]
+    PoolStateCorrupt {
+        /// Sidecar path.
+        path: PathBuf,
+        /// What was wrong.
+        detail: String,
+    },
+
+    /// The pool file is shorter than the position recorded for it.
+    #[error("random pool file {} is {len} bytes but its position file {} records {position} bytes consumed (of a {recorded_len}-byte pool): the pool was replaced by a different file; if this is a fresh pool, delete the position file", path.display(), state_path.display())]
+    PoolShorter {
+        /// Pool path.
+        path: PathBuf,
+        /// Sidecar path.
+        state_path: PathBuf,
+        /// Current pool length.
+        len: u64,
+        /// Recorded position.
+        position: u64,
+        /// Pool length recorded in the sidecar.
+        recorded_len: u64,
+    },
+
+    /// The pool has fewer bytes left than a draw needs. Nothing was consumed.
+    #[error("random pool {} is exhausted: {needed} bytes needed but only {left} left (nothing was consumed); load a new pool file or set [random] source = \"os\" in qsfs.toml", path.display())]
+    PoolExhausted {
+        /// Pool path.
+        path: PathBuf,
+        /// Bytes the draw needed.
+        needed: u64,
+        /// Bytes still unconsumed.
+        left: u64,
+    },
+
+    /// The pool bytes at the position are zeros: they were consumed before.
+    #[error("random pool {} holds zeros at offset {offset}: these bytes were already consumed (the pool file was reused, or its position file was lost or restored from a backup); refusing to hand them out; delete the position file {} to resume after the zeroed prefix, or load a new pool file", path.display(), state_path.display())]
+    PoolAlreadyConsumed {
+        /// Pool path.
+        path: PathBuf,
+        /// Sidecar path.
+        state_path: PathBuf,
+        /// File offset of the zeroed bytes.
+        offset: u64,
+    },
+
+    /// The exclusive lock on the pool could not be taken.
+    #[error("cannot lock random pool {} for exclusive use: {source}; check that the file system supports flock", path.display())]
+    PoolLock {
+        /// Pool path.
+        path: PathBuf,
+        /// Error from flock(2).
+        source: io::Error,
+    },
+}
