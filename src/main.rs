@@ -1,2 +1,10 @@
-//! The `qsfs` command line.
-fn main() {}
+//! The `qsfs` command line: thin glue from arguments to the library.
+//!
+//! Library errors are typed; here they become one `error:` line (with the
+//! chain of causes) and exit status 1. Usage errors exit with 2 (clap).
+
+mod cli;
+
+fn main() {
+    std::process::exit(cli::run());
+}

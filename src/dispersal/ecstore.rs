@@ -86,17 +86,24 @@ impl EcStore {
         Ok(())
     }
 
-    /// Destroys the backup record of `id` (first step of a delete: without
-    /// `B` and the local shares the shards are undecryptable).
-    pub fn remove_backup(&self, id: &ObjectId) -> Result<(), DispersalError> {
-        self.db.remove(key(b'b', id))?;
-        self.db.flush_durable()?;
-        Ok(())
+    /// Destroys the backup records of `ids`, durably (first step of a
+    /// delete on this side: without `B` and the local shares the shards
+    /// are undecryptable).
+    pub fn remove_backups(&self, ids: &[ObjectId]) -> Result<(), DispersalError> {
+        self.remove_all(b'b', ids)
     }
 
-    /// Forgets the manifest of `id` (last step of a delete).
-    pub fn remove_manifest(&self, id: &ObjectId) -> Result<(), DispersalError> {
-        self.db.remove(key(b'm', id))?;
+    /// Forgets the manifests of `ids`, durably (last step of a delete).
+    pub fn remove_manifests(&self, ids: &[ObjectId]) -> Result<(), DispersalError> {
+        self.remove_all(b'm', ids)
+    }
+
+    fn remove_all(&self, prefix: u8, ids: &[ObjectId]) -> Result<(), DispersalError> {
+        let mut batch = Batch::new();
+        for id in ids {
+            batch.remove(key(prefix, id));
+        }
+        self.db.apply(batch)?;
         self.db.flush_durable()?;
         Ok(())
     }

@@ -110,9 +110,11 @@ impl Manifest {
             return Err(r.invalid("k/n/chunk", format!("k={k} n={n} chunk={chunk}")));
         }
         let layout = StripeLayout { k, n, chunk, object_len, stripes };
-        if stripes != StripeLayout::plan(k, n, object_len, chunk).map(|l| l.stripes).unwrap_or(0)
-            && !(object_len == 0 && stripes == 1)
-        {
+        let stripe_bytes = chunk as u64 * k as u64;
+        let fits = stripes >= 1
+            && stripes.checked_mul(stripe_bytes).is_some_and(|cap| cap >= object_len)
+            && (stripes - 1) * stripe_bytes < object_len.max(1);
+        if !fits {
             return Err(r.invalid("stripes", format!("{stripes} stripes do not fit {object_len} bytes")));
         }
         let mut placement = Vec::with_capacity(n);

@@ -269,7 +269,7 @@ impl Dispersal {
     /// Commits the shards of `objects` in one group per node (parallel over
     /// nodes) and applies the write quorum. An object below quorum gets an
     /// error and its shards are removed again.
-    pub fn sync(&self, objects: &mut [WrittenObject]) -> Vec<Result<(), DispersalError>> {
+    pub fn sync(&self, objects: &mut [&mut WrittenObject]) -> Vec<Result<(), DispersalError>> {
         let mut by_node: HashMap<String, Vec<(usize, usize, Box<dyn PendingShard>)>> = HashMap::new();
         for (o, obj) in objects.iter_mut().enumerate() {
             for (i, p) in obj.pending.iter_mut().enumerate() {
@@ -367,15 +367,18 @@ impl Dispersal {
         errors
     }
 
-    /// Destroys an object: backup record first (with the local shares gone
-    /// the shards are then undecryptable), then the shards, then the manifest.
-    pub fn destroy(&self, id: &ObjectId) -> Result<Vec<NodeError>, DispersalError> {
-        self.store.remove_backup(id)?;
-        let errors = match self.store.manifest(id)? {
-            Some(m) => self.remove_shards(&m, u32::MAX),
-            None => Vec::new(),
-        };
-        self.store.remove_manifest(id)?;
+    /// Destroys objects: backup records first (with the local shares gone
+    /// the shards are then undecryptable), then the shards, then the
+    /// manifests. Returns the node errors of shards left behind as orphans.
+    pub fn destroy_many(&self, ids: &[ObjectId]) -> Result<Vec<NodeError>, DispersalError> {
+        self.store.remove_backups(ids)?;
+        let mut errors = Vec::new();
+        for id in ids {
+            if let Some(m) = self.store.manifest(id)? {
+                errors.extend(self.remove_shards(&m, u32::MAX));
+            }
+        }
+        self.store.remove_manifests(ids)?;
         Ok(errors)
     }
 }

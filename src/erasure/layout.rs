@@ -1,9 +1,11 @@
 //! Where each byte of a sealed object lives: stripes, chunks, shard offsets.
 //!
-//! The chunk size adapts to the object so small files stay small: an object
-//! of `len` bytes uses `ceil(len / k)`-byte chunks up to the vault's maximum,
-//! so a 1 KiB file costs about `n/k` times its sealed size plus the shard
-//! headers, not `n` full chunks.
+//! The chunk size adapts to the object so nothing is wasted on padding: an
+//! object of `len` bytes gets the fewest stripes whose chunks fit the
+//! vault's maximum, and then the smallest chunk that holds it, so padding is
+//! under `k` bytes per stripe. A 1 KiB file costs about `n/k` times its
+//! sealed size plus the shard headers, not `n` full chunks, and a 5 MB file
+//! is not rounded up to whole 3 MiB stripes.
 
 use super::ErasureError;
 
@@ -29,10 +31,9 @@ impl StripeLayout {
         if k == 0 || k >= n || n > super::MAX_SHARDS {
             return Err(ErasureError::Params { k, n });
         }
-        let want = object_len.div_ceil(k as u64).max(1);
-        let chunk = want.min(u64::from(max_chunk.max(1))) as u32;
-        let stripe_bytes = chunk as u64 * k as u64;
-        let stripes = object_len.div_ceil(stripe_bytes).max(1);
+        let k64 = k as u64;
+        let stripes = object_len.div_ceil(k64 * u64::from(max_chunk.max(1))).max(1);
+        let chunk = object_len.div_ceil(k64 * stripes).max(1) as u32;
         Ok(StripeLayout { k, n, chunk, object_len, stripes })
     }
 
@@ -81,14 +82,23 @@ mod tests {
 
     #[test]
     fn large_objects_use_full_chunks_and_locate_bytes() {
-        let l = StripeLayout::plan(3, 5, 10 * (1 << 20) + 5, 1 << 20).unwrap();
-        assert_eq!(l.chunk, 1 << 20);
-        assert_eq!(l.stripes, 4);
-        assert_eq!(l.stripe_range(3), (9 << 20, 10 * (1 << 20) + 5));
+        let l = StripeLayout::plan(3, 5, 12 << 20, 1 << 20).unwrap();
+        assert_eq!((l.chunk, l.stripes), (1 << 20, 4));
+        assert_eq!(l.stripe_range(3), (9 << 20, 12 << 20));
         assert_eq!(l.locate(0), (0, 0, 0));
         assert_eq!(l.locate((1 << 20) + 7), (0, 1, 7));
         assert_eq!(l.locate(3 << 20), (1, 0, 0));
         assert_eq!(l.chunk_offset(2), 2 << 20);
+    }
+
+    #[test]
+    fn padding_stays_below_k_bytes_per_stripe() {
+        for len in [5_000_000u64, (3 << 20) + 1, 100_000_000, 1 << 30] {
+            let l = StripeLayout::plan(3, 5, len, 1 << 20).unwrap();
+            assert!(l.chunk <= 1 << 20);
+            let padding = l.stripes * l.stripe_bytes() - len;
+            assert!(padding < 3 * l.stripes, "len {len}: padding {padding}");
+        }
     }
 
     #[test]

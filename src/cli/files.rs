@@ -1,0 +1,281 @@
+//! `init`, `put`, `get`, `ls`, `rm`, `mkdir`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+use super::{Ctx, VaultArg, format};
+use qsfs::entropy::EntropyConfig;
+use qsfs::namespace::{Kind, VaultPath};
+use qsfs::vault::{self, InitOptions, PutSource};
+
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    #[command(flatten)]
+    vault: VaultArg,
+    /// Data shards per stripe: any k of the n shards rebuild a file.
+    #[arg(long, default_value_t = 3)]
+    k: usize,
+    /// Shards per file, each on a different node.
+    #[arg(long, default_value_t = 5)]
+    n: usize,
+    /// Shards that must be durable for a write to succeed (default k+1).
+    #[arg(long)]
+    quorum: Option<usize>,
+    /// Node folders, comma-separated (default: n folders inside the vault).
+    #[arg(long, value_delimiter = ',', value_name = "DIR,...")]
+    nodes: Option<Vec<PathBuf>>,
+    /// Random source for keys: `os`, `device:PATH` (e.g. /dev/hwrng, a QRNG
+    /// card) or `pool:FILE` (a preloaded file of quantum random numbers).
+    #[arg(long, default_value = "os", value_name = "SOURCE")]
+    random: String,
+    /// Keep the R2 key shares in this separate folder (another disk).
+    #[arg(long, value_name = "DIR")]
+    r2_path: Option<PathBuf>,
+    /// Largest chunk per shard and stripe, in bytes.
+    #[arg(long, default_value_t = vault::DEFAULT_MAX_CHUNK)]
+    max_chunk: u32,
+}
+
+fn parse_random(spec: &str) -> Result<EntropyConfig> {
+    Ok(match spec.split_once(':') {
+        None if spec == "os" => EntropyConfig::Os,
+        Some(("device", p)) if !p.is_empty() => {
+            EntropyConfig::Device { path: p.into(), timeout_ms: qsfs::entropy::DEFAULT_TIMEOUT_MS }
+        }
+        Some(("pool", p)) if !p.is_empty() => EntropyConfig::Pool { path: p.into() },
+        _ => bail!("--random {spec:?}: expected `os`, `device:PATH` or `pool:FILE`"),
+    })
+}
+
+pub fn init(a: InitArgs) -> Result<i32> {
+    let opts = InitOptions {
+        k: a.k,
+        n: a.n,
+        write_quorum: a.quorum,
+        nodes: a.nodes,
+        random: parse_random(&a.random)?,
+        r2_path: a.r2_path,
+        max_chunk: a.max_chunk,
+    };
+    let cfg = vault::init(&a.vault.vault, &opts)?;
+    println!(
+        "created vault {} ({} of {} shards rebuild a file, write quorum {}, {} nodes)",
+        a.vault.vault.display(),
+        cfg.k,
+        cfg.n,
+        cfg.quorum(),
+        cfg.nodes.len()
+    );
+    Ok(0)
+}
+
+#[derive(Args, Debug)]
+pub struct PutArgs {
+    #[command(flatten)]
+    vault: VaultArg,
+    /// Local files (`-` for stdin), then the vault path. With several
+    /// sources the vault path must be a folder.
+    #[arg(value_name = "LOCAL... PATH", num_args = 2.., required = true)]
+    paths: Vec<String>,
+    /// Copy local folders recursively.
+    #[arg(short, long)]
+    recursive: bool,
+}
+
+/// Collects (source, vault path) pairs for a local tree, creating vault
+/// folders as it goes.
+fn walk(v: &vault::Vault, local: &Path, dest: &VaultPath, items: &mut Vec<(PutSource, VaultPath)>) -> Result<()> {
+    v.mkdir(dest, true, 0o755)?;
+    let mut entries: Vec<_> = std::fs::read_dir(local)
+        .with_context(|| format!("cannot read folder {}", local.display()))?
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("cannot read folder {}", local.display()))?;
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let path = e.path();
+        let target = dest.join(e.file_name().as_encoded_bytes());
+        let ft = e.file_type().with_context(|| format!("cannot stat {}", path.display()))?;
+        if ft.is_dir() {
+            walk(v, &path, &target, items)?;
+        } else if ft.is_file() {
+            items.push((PutSource::File(path), target));
+        } else {
+            eprintln!("qsfs: skipping {} (not a regular file or folder)", path.display());
+        }
+    }
+    Ok(())
+}
+
+pub fn put(ctx: &Ctx, a: PutArgs) -> Result<i32> {
+    let (dest, sources) = a.paths.split_last().context("need a source and a vault path")?;
+    let v = ctx.open(&a.vault.vault)?;
+    let dest_path = VaultPath::parse(dest)?;
+    let dest_is_dir = match v.namespace().resolve(&dest_path) {
+        Ok((_, inode)) => inode.kind == Kind::Dir,
+        Err(_) => false,
+    };
+    if sources.len() > 1 && !dest_is_dir {
+        bail!("{dest}: with several sources the vault path must be an existing folder");
+    }
+    if sources.iter().filter(|s| *s == "-").count() > 1 {
+        bail!("stdin (`-`) can be given only once");
+    }
+    let mut items = Vec::new();
+    for src in sources {
+        if src == "-" {
+            if dest_is_dir {
+                bail!("{dest} is a folder: give the vault file name to store stdin under");
+            }
+            items.push((PutSource::Stdin, dest_path.clone()));
+            continue;
+        }
+        let local = PathBuf::from(src);
+        let meta = std::fs::metadata(&local).with_context(|| format!("cannot read {}", local.display()))?;
+        let name = local.file_name().map(|n| n.as_encoded_bytes().to_vec()).unwrap_or_default();
+        let target = if dest_is_dir { dest_path.join(&name) } else { dest_path.clone() };
+        if meta.is_dir() {
+            if !a.recursive {
+                bail!("{} is a folder; use -r to copy it", local.display());
+            }
+            walk(&v, &local, &target, &mut items)?;
+        } else {
+            items.push((PutSource::File(local), target));
+        }
+    }
+    let mut failed = 0;
+    for ((src, path), res) in items.iter().zip(v.put_many(&items)) {
+        if let Err(e) = res {
+            failed += 1;
+            let from = match src {
+                PutSource::File(p) => p.display().to_string(),
+                PutSource::Stdin => "stdin".into(),
+            };
+            eprintln!("qsfs: error: {from} -> {path}: {e}");
+        }
+    }
+    if failed > 0 {
+        if items.len() > 1 {
+            eprintln!("qsfs: {failed} of {} files were not stored", items.len());
+        }
+        return Ok(1);
+    }
+    Ok(0)
+}
+
+#[derive(Args, Debug)]
+pub struct GetArgs {
+    #[command(flatten)]
+    vault: VaultArg,
+    /// Vault file.
+    path: String,
+    /// Local file, or `-` for stdout.
+    local: String,
+}
+
+pub fn get(ctx: &Ctx, a: GetArgs) -> Result<i32> {
+    let v = ctx.open(&a.vault.vault)?;
+    let path = VaultPath::parse(&a.path)?;
+    if a.local == "-" {
+        let stdout = std::io::stdout();
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+        // Authenticate everything before the first byte leaves: stdout
+        // cannot be taken back.
+        v.read_file(&path, &mut out, true)?;
+        out.flush().context("cannot write to standard output")?;
+    } else {
+        let mut local = PathBuf::from(&a.local);
+        if local.is_dir() {
+            let name = path.components().last().context("the vault root is a folder")?;
+            local = local.join(std::ffi::OsStr::from_bytes(name));
+        }
+        v.get_to_file(&path, &local)?;
+    }
+    Ok(0)
+}
+
+use std::os::unix::ffi::OsStrExt;
+
+#[derive(Args, Debug)]
+pub struct LsArgs {
+    #[command(flatten)]
+    vault: VaultArg,
+    /// Vault folder or file (default `/`).
+    #[arg(default_value = "/")]
+    path: String,
+    /// Long listing: mode, links, owner, size, time.
+    #[arg(short, long)]
+    long: bool,
+    /// Machine-readable output.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn ls(ctx: &Ctx, a: LsArgs) -> Result<i32> {
+    let v = ctx.open(&a.vault.vault)?;
+    let entries = v.list(&VaultPath::parse(&a.path)?)?;
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        serde_json::to_writer_pretty(&mut out, &entries)?;
+        writeln!(out)?;
+    } else {
+        for e in &entries {
+            if a.long {
+                writeln!(out, "{}", format::long_line(&e.name, &e.inode))?;
+            } else {
+                writeln!(out, "{}", e.name)?;
+            }
+        }
+    }
+    Ok(0)
+}
+
+#[derive(Args, Debug)]
+pub struct RmArgs {
+    #[command(flatten)]
+    vault: VaultArg,
+    /// Vault paths.
+    #[arg(required = true)]
+    paths: Vec<String>,
+    /// Remove folders and everything in them.
+    #[arg(short, long)]
+    recursive: bool,
+}
+
+pub fn rm(ctx: &Ctx, a: RmArgs) -> Result<i32> {
+    let v = ctx.open(&a.vault.vault)?;
+    let mut code = 0;
+    for p in &a.paths {
+        if let Err(e) = VaultPath::parse(p).map_err(anyhow::Error::from).and_then(|path| Ok(v.remove(&path, a.recursive)?)) {
+            eprintln!("qsfs: error: {e}");
+            code = 1;
+        }
+    }
+    Ok(code)
+}
+
+#[derive(Args, Debug)]
+pub struct MkdirArgs {
+    #[command(flatten)]
+    vault: VaultArg,
+    /// Vault paths.
+    #[arg(required = true)]
+    paths: Vec<String>,
+    /// Create parents as needed; no error if the folder exists.
+    #[arg(short, long)]
+    parents: bool,
+    /// Permission bits, octal.
+    #[arg(short, long, default_value = "755")]
+    mode: String,
+}
+
+pub fn mkdir(ctx: &Ctx, a: MkdirArgs) -> Result<i32> {
+    let mode = u32::from_str_radix(&a.mode, 8).with_context(|| format!("--mode {:?} is not an octal mode", a.mode))?;
+    let v = ctx.open(&a.vault.vault)?;
+    for p in &a.paths {
+        v.mkdir(&VaultPath::parse(p)?, a.parents, mode)?;
+    }
+    Ok(0)
+}

@@ -1,0 +1,69 @@
+//! `qsfs keys verify|repair`.
+
+use std::io::Write;
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+
+use super::{Ctx, VaultArg};
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Check every object's R1 and R2 against its backup record B.
+    Verify(KeysArgs),
+    /// Check, then rebuild lost or corrupt shares and backup records.
+    Repair(KeysArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct KeysArgs {
+    #[command(flatten)]
+    vault: VaultArg,
+    /// Machine-readable output.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(ctx: &Ctx, c: KeysCommand) -> Result<i32> {
+    let (args, repair) = match c {
+        KeysCommand::Verify(a) => (a, false),
+        KeysCommand::Repair(a) => (a, true),
+    };
+    let v = ctx.open(&args.vault.vault)?;
+    let report = v.check_keys(repair)?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+    } else {
+        for p in &report.problems {
+            let issues: Vec<String> =
+                p.issues.iter().map(|i| serde_json::to_value(i).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()).collect();
+            let state = if p.repaired {
+                "repaired".to_string()
+            } else if let Some(e) = &p.error {
+                format!("NOT repaired: {e}")
+            } else {
+                "run `qsfs keys repair` to heal".to_string()
+            };
+            writeln!(
+                out,
+                "{} ({}): {} -- {state}",
+                p.path.as_deref().unwrap_or("<no file>"),
+                p.object,
+                issues.join(", ")
+            )?;
+        }
+        if !report.stray_shares.is_empty() {
+            writeln!(out, "{} share records belong to no object (left by an interrupted write)", report.stray_shares.len())?;
+        }
+        writeln!(
+            out,
+            "{} objects checked, {} with key problems{}",
+            report.checked,
+            report.problems.len(),
+            if repair { format!(", {} repaired", report.problems.iter().filter(|p| p.repaired).count()) } else { String::new() }
+        )?;
+    }
+    Ok(if report.healthy() && (repair || report.problems.is_empty()) { 0 } else { 1 })
+}

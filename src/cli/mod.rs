@@ -1,0 +1,127 @@
+//! Argument parsing and dispatch; one file per command group.
+
+mod envelope;
+mod files;
+mod format;
+mod keys;
+mod status;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+
+use qsfs::vault::{OpenOptions, Vault};
+
+/// qsfs: a quantum-safe, fault-tolerant vault. Files are sealed with
+/// AES-256-GCM under fresh random keys, the key material is split with
+/// Shamir secret sharing, and the sealed object is Reed-Solomon coded into n
+/// shards on n storage nodes, any k of which rebuild it.
+#[derive(Parser, Debug)]
+#[command(name = "qsfs", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Seconds to wait for another qsfs process to release the vault.
+    #[arg(long, global = true, default_value_t = 30, value_name = "SECS")]
+    wait: u64,
+    /// More log output (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create a vault (default: 3-of-5 with five node folders inside it).
+    Init(files::InitArgs),
+    /// Store local files (or `-` for stdin) at a vault path.
+    Put(files::PutArgs),
+    /// Read a vault file into a local file (or `-` for stdout).
+    Get(files::GetArgs),
+    /// List a vault folder.
+    Ls(files::LsArgs),
+    /// Remove a vault file (or with -r a folder tree) and destroy its keys.
+    Rm(files::RmArgs),
+    /// Create a vault folder.
+    Mkdir(files::MkdirArgs),
+    /// Show what the vault holds, its overhead, nodes, keys and random source.
+    Status(status::StatusArgs),
+    /// Check or heal the key shares R1/R2 and backup records B.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// Expert tool: seal or open one object by hand (interoperability, recovery).
+    #[command(subcommand)]
+    Envelope(envelope::EnvelopeCommand),
+}
+
+/// The vault argument shared by most commands.
+#[derive(Args, Debug, Clone)]
+pub struct VaultArg {
+    /// Vault folder.
+    #[arg(value_name = "VAULT")]
+    pub vault: PathBuf,
+}
+
+/// Options every vault command shares.
+pub struct Ctx {
+    wait: Duration,
+}
+
+impl Ctx {
+    /// Opens a vault with the shared options.
+    pub fn open(&self, vault: &std::path::Path) -> Result<Vault> {
+        Ok(Vault::open(vault, &OpenOptions { wait: self.wait })?)
+    }
+}
+
+fn init_logging(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .try_init();
+}
+
+/// Runs the command line; returns the exit status.
+pub fn run() -> i32 {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let ctx = Ctx { wait: Duration::from_secs(cli.wait) };
+    let result = match cli.command {
+        Command::Init(a) => files::init(a),
+        Command::Put(a) => files::put(&ctx, a),
+        Command::Get(a) => files::get(&ctx, a),
+        Command::Ls(a) => files::ls(&ctx, a),
+        Command::Rm(a) => files::rm(&ctx, a),
+        Command::Mkdir(a) => files::mkdir(&ctx, a),
+        Command::Status(a) => status::status(&ctx, a),
+        Command::Keys(c) => keys::run(&ctx, c),
+        Command::Envelope(c) => envelope::run(c),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            // Typed errors already fold their cause into their message;
+            // only print causes that add something.
+            let mut shown = e.to_string();
+            eprintln!("qsfs: error: {shown}");
+            for cause in e.chain().skip(1) {
+                let text = cause.to_string();
+                if !shown.contains(&text) {
+                    eprintln!("  caused by: {text}");
+                    shown.push_str(&text);
+                }
+            }
+            1
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! `qsfs status`.
+
+use std::io::Write;
+
+use anyhow::Result;
+use clap::Args;
+
+use super::{Ctx, VaultArg, format::bytes};
+use qsfs::node::NodeHealth;
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    vault: VaultArg,
+    /// Machine-readable output.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Pools below this fraction get a warning line.
+const LOW_POOL: f64 = 0.10;
+
+pub fn status(ctx: &Ctx, a: StatusArgs) -> Result<i32> {
+    let v = ctx.open(&a.vault.vault)?;
+    let s = v.status()?;
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        serde_json::to_writer_pretty(&mut out, &s)?;
+        writeln!(out)?;
+        return Ok(0);
+    }
+    writeln!(out, "vault     {} (id {})", s.vault.display(), s.vault_id)?;
+    writeln!(out, "erasure   any {} of {} shards rebuild a file; write quorum {}; codec {}", s.k, s.n, s.write_quorum, s.codec)?;
+    let r = &s.random;
+    let mut random = r.kind.to_string();
+    if let Some(p) = &r.path {
+        random.push_str(&format!(" {}", p.display()));
+    }
+    if let (Some(left), Some(total)) = (r.remaining, r.total) {
+        let frac = if total > 0 { left as f64 / total as f64 } else { 0.0 };
+        random.push_str(&format!(": {} of {} left ({:.1}%)", bytes(left), bytes(total), frac * 100.0));
+        if frac < LOW_POOL {
+            random.push_str(" -- LOW: load a new pool file soon");
+        }
+    }
+    if let Some(note) = &r.note {
+        random.push_str(&format!(" ({note})"));
+    }
+    writeln!(out, "random    {random}")?;
+    writeln!(
+        out,
+        "keystore  R1 {}; R2 {}{}",
+        s.keystore_r1.display(),
+        s.keystore_r2.display(),
+        if s.keystore_r2_available { "" } else { " (NOT AVAILABLE)" }
+    )?;
+    writeln!(out, "content   {} files, {} folders, {} objects", s.files, s.directories, s.objects)?;
+    writeln!(
+        out,
+        "bytes     {} logical, {} stored, overhead {:.2}x",
+        bytes(s.logical_bytes),
+        bytes(s.stored_bytes),
+        s.overhead
+    )?;
+    if s.degraded_objects == 0 {
+        writeln!(out, "repair    nothing owed")?;
+    } else {
+        writeln!(
+            out,
+            "repair    {} objects miss {} shards (still readable while at least k shards remain)",
+            s.degraded_objects, s.missing_shards
+        )?;
+    }
+    if s.pending_deletions > 0 {
+        writeln!(out, "deletes   {} objects waiting to be destroyed", s.pending_deletions)?;
+    }
+    writeln!(out, "nodes")?;
+    writeln!(out, "  {:<10} {:<9} {:>9} {:>10} {:>10}  location", "name", "health", "shards", "bytes", "free")?;
+    for n in &s.nodes {
+        let (health, detail) = match &n.health {
+            NodeHealth::Ok => ("ok", None),
+            NodeHealth::Offline(d) => ("OFFLINE", Some(d)),
+            NodeHealth::ReadOnly(d) => ("READONLY", Some(d)),
+            NodeHealth::Foreign(d) => ("FOREIGN", Some(d)),
+        };
+        writeln!(
+            out,
+            "  {:<10} {:<9} {:>9} {:>10} {:>10}  {}",
+            n.name,
+            health,
+            format!("{}/{}", n.shards_found, n.shards_expected),
+            bytes(n.bytes),
+            n.space.map(|s| bytes(s.available)).unwrap_or_else(|| "-".into()),
+            n.location
+        )?;
+        if let Some(d) = detail {
+            writeln!(out, "             {d}")?;
+        }
+        if n.leftovers > 0 {
+            writeln!(out, "             {} temporary files of interrupted writes", n.leftovers)?;
+        }
+    }
+    Ok(0)
+}

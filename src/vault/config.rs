@@ -1,0 +1,242 @@
+//! `qsfs.toml`: the vault's settings, parsed strictly and checked with
+//! errors that name the file and the setting.
+//!
+//! ```toml
+//! format = 1                 # config format version
+//! vault_id = "…"             # 32 hex digits, written into every node marker
+//! k = 3                      # data chunks per stripe
+//! n = 5                      # shards per object (one per node)
+//! write_quorum = 4           # shards that must be durable (default k + 1)
+//! max_chunk = 1048576        # largest chunk in bytes
+//!
+//! [random]                   # where keys come from: "os" | "device" | "pool"
+//! source = "os"
+//!
+//! [keystore]
+//! # r2_path = "/media/usb/qsfs-r2"   # keep R2 on a second disk
+//!
+//! [[node]]                   # one table per node; relative paths are
+//! name = "node-0"            # relative to the vault folder
+//! kind = "dir"
+//! path = "nodes/node-0"
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::VaultError;
+use crate::entropy::EntropyConfig;
+use crate::erasure::MAX_SHARDS;
+
+/// Config format version written by this build.
+pub const CONFIG_FORMAT: u32 = 1;
+/// Default largest chunk: 1 MiB.
+pub const DEFAULT_MAX_CHUNK: u32 = 1 << 20;
+
+/// The parsed `qsfs.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Format version.
+    pub format: u32,
+    /// Random identifier of the vault.
+    pub vault_id: String,
+    /// Data chunks per stripe.
+    pub k: usize,
+    /// Shards per object.
+    pub n: usize,
+    /// Shards that must be durable for a write to succeed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_quorum: Option<usize>,
+    /// Largest chunk in bytes.
+    #[serde(default = "default_max_chunk")]
+    pub max_chunk: u32,
+    /// Random source for keys.
+    #[serde(default)]
+    pub random: EntropyConfig,
+    /// Keystore placement.
+    #[serde(default)]
+    pub keystore: KeystoreConfig,
+    /// Storage nodes.
+    #[serde(rename = "node", default)]
+    pub nodes: Vec<NodeConfig>,
+}
+
+fn default_max_chunk() -> u32 {
+    DEFAULT_MAX_CHUNK
+}
+
+/// Where the shares live.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeystoreConfig {
+    /// A separate folder for R2 (another disk, a removable drive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub r2_path: Option<PathBuf>,
+}
+
+/// One storage node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Unique name; manifests refer to nodes by it.
+    pub name: String,
+    /// Node type; `dir` for a local folder.
+    pub kind: String,
+    /// Folder of a `dir` node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+}
+
+impl Config {
+    /// Effective write quorum.
+    pub fn quorum(&self) -> usize {
+        self.write_quorum.unwrap_or((self.k + 1).min(self.n))
+    }
+
+    /// Parses and checks the text of `file`.
+    pub fn parse(text: &str, file: &Path) -> Result<Config, VaultError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| VaultError::Config {
+            file: file.to_path_buf(),
+            detail: e.to_string().trim_end().to_string(),
+        })?;
+        cfg.check(file)?;
+        Ok(cfg)
+    }
+
+    /// Reads `qsfs.toml` of the vault at `root`.
+    pub fn load(root: &Path) -> Result<Config, VaultError> {
+        let file = root.join("qsfs.toml");
+        let text = std::fs::read_to_string(&file).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                if root.exists() {
+                    VaultError::NotAVault(root.to_path_buf())
+                } else {
+                    VaultError::NoVault(root.to_path_buf())
+                }
+            } else {
+                VaultError::Io { what: format!("read {}", file.display()), source: e }
+            }
+        })?;
+        Self::parse(&text, &file)
+    }
+
+    /// Checks the settings; the error names the file and the setting.
+    pub fn check(&self, file: &Path) -> Result<(), VaultError> {
+        let bad = |detail: String| Err(VaultError::Config { file: file.to_path_buf(), detail });
+        if self.format != CONFIG_FORMAT {
+            return bad(format!(
+                "format = {} is not supported by this qsfs (it reads format {CONFIG_FORMAT})",
+                self.format
+            ));
+        }
+        if self.vault_id.len() != 32 || !self.vault_id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return bad(format!("vault_id = {:?} must be 32 hex digits", self.vault_id));
+        }
+        if self.k == 0 || self.k >= self.n || self.n > MAX_SHARDS {
+            return bad(format!(
+                "k = {}, n = {}: need 1 <= k < n <= {MAX_SHARDS} (k shards of n rebuild a file)",
+                self.k, self.n
+            ));
+        }
+        let q = self.quorum();
+        if q < self.k || q > self.n {
+            return bad(format!("write_quorum = {q} must be between k = {} and n = {}", self.k, self.n));
+        }
+        if self.max_chunk < 4096 || self.max_chunk > (64 << 20) {
+            return bad(format!("max_chunk = {} must be between 4096 and {}", self.max_chunk, 64 << 20));
+        }
+        if self.nodes.len() < self.n {
+            return bad(format!(
+                "{} [[node]] entries, but n = {} needs at least {} (each shard of a file goes to a different node)",
+                self.nodes.len(),
+                self.n,
+                self.n
+            ));
+        }
+        for (i, node) in self.nodes.iter().enumerate() {
+            if node.name.is_empty() || node.name.contains(char::is_whitespace) {
+                return bad(format!("node #{}: name {:?} must be non-empty without spaces", i + 1, node.name));
+            }
+            if self.nodes[..i].iter().any(|o| o.name == node.name) {
+                return bad(format!("node name {:?} is used twice", node.name));
+            }
+            match node.kind.as_str() {
+                "dir" => {
+                    if node.path.is_none() {
+                        return bad(format!("node {:?}: kind = \"dir\" needs a path", node.name));
+                    }
+                }
+                other => return bad(format!("node {:?}: unknown kind {other:?} (known: \"dir\")", node.name)),
+            }
+        }
+        Ok(())
+    }
+
+    /// The TOML text of this config, with a header comment.
+    pub fn to_toml(&self) -> Result<String, VaultError> {
+        let body = toml::to_string_pretty(self)
+            .map_err(|e| VaultError::Internal(format!("cannot encode qsfs.toml: {e}")))?;
+        Ok(format!(
+            "# qsfs vault configuration. Shards of every file go to n of the nodes below;\n\
+             # any k of them rebuild it. See README.md (\"Vault layout\") for every setting.\n{body}"
+        ))
+    }
+
+    /// A node's folder, resolved against the vault folder.
+    pub fn node_path(&self, root: &Path, node: &NodeConfig) -> Option<PathBuf> {
+        node.path.as_ref().map(|p| root.join(p))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Config {
+        Config {
+            format: 1,
+            vault_id: "0123456789abcdef0123456789abcdef".into(),
+            k: 3,
+            n: 5,
+            write_quorum: None,
+            max_chunk: DEFAULT_MAX_CHUNK,
+            random: EntropyConfig::Os,
+            keystore: KeystoreConfig::default(),
+            nodes: (0..5)
+                .map(|i| NodeConfig {
+                    name: format!("node-{i}"),
+                    kind: "dir".into(),
+                    path: Some(format!("nodes/node-{i}").into()),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn round_trip_and_defaults() {
+        let c = sample();
+        let text = c.to_toml().unwrap();
+        let back = Config::parse(&text, Path::new("qsfs.toml")).unwrap();
+        assert_eq!(back, c);
+        assert_eq!(back.quorum(), 4);
+    }
+
+    #[test]
+    fn errors_name_the_setting() {
+        let f = Path::new("/v/qsfs.toml");
+        let mut c = sample();
+        c.k = 5;
+        let e = c.check(f).unwrap_err().to_string();
+        assert!(e.contains("/v/qsfs.toml") && e.contains("k = 5"), "{e}");
+        let mut c = sample();
+        c.nodes.pop();
+        assert!(c.check(f).unwrap_err().to_string().contains("n = 5"));
+        let e = Config::parse("k = 3\nbogus = 1\n", f).unwrap_err().to_string();
+        assert!(e.contains("/v/qsfs.toml"), "{e}");
+        let mut c = sample();
+        c.nodes[1].name = "node-0".into();
+        assert!(c.check(f).unwrap_err().to_string().contains("used twice"));
+    }
+}

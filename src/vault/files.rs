@@ -1,0 +1,319 @@
+//! File operations of the CLI on vault paths: put, get, ls, rm, mkdir.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use super::{ReadOutcome, SealedObject, Vault, VaultError, io_err};
+use crate::ObjectId;
+use crate::namespace::{Extent, Inode, Kind, NamespaceError, Time, VaultPath, display_name};
+
+/// Where `put` reads from.
+#[derive(Debug, Clone)]
+pub enum PutSource {
+    /// A local file.
+    File(PathBuf),
+    /// Standard input (spooled to the staging folder first: the seal needs
+    /// the length up front).
+    Stdin,
+}
+
+/// One line of `qsfs ls`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ListEntry {
+    /// Entry name (lossy UTF-8).
+    pub name: String,
+    /// Inode number.
+    pub ino: u64,
+    /// Attributes.
+    pub inode: Inode,
+}
+
+/// Objects sealed per group commit in `put_many`.
+const BATCH: usize = 64;
+
+impl Vault {
+    /// Stores each local source at its vault path, sealing them one after
+    /// another and committing them in groups (one barrier per group). The
+    /// parent folders must exist; an existing file is replaced (its old
+    /// version is destroyed only after the new one is durable). Returns one
+    /// result per item.
+    pub fn put_many(&self, items: &[(PutSource, VaultPath)]) -> Vec<Result<u64, VaultError>> {
+        let mut results: Vec<Option<Result<u64, VaultError>>> = (0..items.len()).map(|_| None).collect();
+        for group in (0..items.len()).collect::<Vec<_>>().chunks(BATCH) {
+            let mut sealed: Vec<(usize, Option<SealedObject>, Inode)> = Vec::new();
+            for &i in group {
+                match self.prepare(&items[i].0, &items[i].1) {
+                    Ok((obj, inode)) => sealed.push((i, obj, inode)),
+                    Err(e) => results[i] = Some(Err(e)),
+                }
+            }
+            let mut objs: Vec<SealedObject> = Vec::new();
+            let mut slot = Vec::new();
+            for (_, obj, _) in sealed.iter_mut() {
+                slot.push(obj.take().map(|o| {
+                    objs.push(o);
+                    objs.len() - 1
+                }));
+            }
+            let committed = self.commit(&mut objs);
+            let mut garbage = Vec::new();
+            for ((i, _, inode), slot) in sealed.into_iter().zip(slot) {
+                let what = items[i].1.to_string();
+                let res = match slot {
+                    Some(j) => match &committed[j] {
+                        Ok(()) => self.link_content(&items[i].1, inode, Some(&objs[j]), &mut garbage),
+                        Err(e) => Err(VaultError::Seal { path: what.clone(), detail: e.to_string() }),
+                    },
+                    None => self.link_content(&items[i].1, inode, None, &mut garbage),
+                };
+                results[i] = Some(res);
+            }
+            if let Err(e) = self.ns.flush_durable() {
+                for &i in group {
+                    if matches!(results[i], Some(Ok(_))) {
+                        results[i] = Some(Err(VaultError::Seal {
+                            path: items[i].1.to_string(),
+                            detail: format!("the namespace could not be made durable: {e}"),
+                        }));
+                    }
+                }
+                continue;
+            }
+            if !garbage.is_empty()
+                && let Err(e) = self.collect_garbage()
+            {
+                tracing::warn!("old versions could not be destroyed yet ({e}); the next qsfs command retries");
+            }
+        }
+        results.into_iter().map(|r| r.unwrap_or_else(|| Err(VaultError::Internal("item skipped".into())))).collect()
+    }
+
+    /// Stores one source at `path`.
+    pub fn put(&self, src: &PutSource, path: &VaultPath) -> Result<u64, VaultError> {
+        let items = [(src.clone(), path.clone())];
+        self.put_many(&items).pop().unwrap_or_else(|| Err(VaultError::Internal("no result".into())))
+    }
+
+    /// Checks the target, seals the source. Empty files need no object.
+    fn prepare(&self, src: &PutSource, path: &VaultPath) -> Result<(Option<SealedObject>, Inode), VaultError> {
+        let what = path.to_string();
+        let (parent, name) = self.ns.resolve_parent(path)?;
+        if let Some((_, kind)) = self.ns.lookup(parent, name)?
+            && kind != Kind::File
+        {
+            return Err(if kind == Kind::Dir {
+                NamespaceError::IsADirectory(what).into()
+            } else {
+                NamespaceError::Exists(what).into()
+            });
+        }
+        let mut inode = Inode::new(Kind::File, 0o644, super::current_uid(), super::current_gid());
+        let (file, len, _spool) = match src {
+            PutSource::File(p) => {
+                let f = File::open(p).map_err(io_err(format!("open {}", p.display())))?;
+                let meta = f.metadata().map_err(io_err(format!("stat {}", p.display())))?;
+                if !meta.is_file() {
+                    return Err(VaultError::Io {
+                        what: format!("read {}", p.display()),
+                        source: std::io::Error::other("not a regular file"),
+                    });
+                }
+                inode.mode = meta.permissions().mode() & 0o7777;
+                inode.mtime = Time { secs: meta.mtime(), nanos: meta.mtime_nsec() as u32 };
+                (f, meta.len(), None)
+            }
+            PutSource::Stdin => {
+                let spool = self.spool_stdin()?;
+                let f = File::open(&spool.0).map_err(io_err("reopen the stdin spool"))?;
+                let len = f.metadata().map_err(io_err("stat the stdin spool"))?.len();
+                (f, len, Some(spool))
+            }
+        };
+        inode.size = len;
+        if len == 0 {
+            return Ok((None, inode));
+        }
+        let obj = self.seal(file, len, &what)?;
+        Ok((Some(obj), inode))
+    }
+
+    /// Copies stdin into a 0600 file in the staging folder.
+    fn spool_stdin(&self) -> Result<Spool, VaultError> {
+        let mut id = [0u8; 8];
+        getrandom::fill(&mut id).map_err(|e| VaultError::Internal(e.to_string()))?;
+        let path = self.staging().join(format!("spool-{}", hex::encode(id)));
+        let spool = Spool(path.clone());
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io_err(format!("create {}", path.display())))?;
+        std::io::copy(&mut std::io::stdin().lock(), &mut f).map_err(io_err("read standard input"))?;
+        Ok(spool)
+    }
+
+    /// Points `path` at the committed object (or at no object for an empty
+    /// file), creating the file or replacing its content.
+    fn link_content(
+        &self,
+        path: &VaultPath,
+        mut inode: Inode,
+        obj: Option<&SealedObject>,
+        garbage: &mut Vec<ObjectId>,
+    ) -> Result<u64, VaultError> {
+        let extents: Vec<Extent> =
+            obj.map(|o| vec![Extent { offset: 0, len: o.plain_len(), object: o.id() }]).unwrap_or_default();
+        let (parent, name) = self.ns.resolve_parent(path)?;
+        let size = inode.size;
+        match self.ns.lookup(parent, name)? {
+            Some((ino, Kind::File)) => {
+                garbage.extend(self.ns.set_content(ino, extents, size, Time::now())?);
+                Ok(ino)
+            }
+            Some(_) => Err(NamespaceError::Exists(path.to_string()).into()),
+            None => {
+                inode.extents = extents;
+                Ok(self.ns.create(parent, name, &inode, &path.to_string())?)
+            }
+        }
+    }
+
+    /// Writes the content of file `path` to `sink`: holes as zeros, each
+    /// extent decrypted and verified.
+    pub fn read_file(&self, path: &VaultPath, sink: &mut dyn Write, verify_first: bool) -> Result<ReadOutcome, VaultError> {
+        let what = path.to_string();
+        let (_, inode) = self.ns.resolve(path)?;
+        match inode.kind {
+            Kind::File => {}
+            Kind::Dir => return Err(NamespaceError::IsADirectory(what).into()),
+            _ => {
+                return Err(VaultError::Io {
+                    what: format!("read {what}"),
+                    source: std::io::Error::other("not a regular file"),
+                });
+            }
+        }
+        let mut outcome = ReadOutcome::default();
+        let mut pos = 0u64;
+        for e in &inode.extents {
+            write_zeros(sink, e.offset - pos.min(e.offset)).map_err(io_err("write the output"))?;
+            self.open_object(&e.object, sink, verify_first, &what, &mut outcome)?;
+            pos = e.offset + e.len;
+        }
+        write_zeros(sink, inode.size.saturating_sub(pos)).map_err(io_err("write the output"))?;
+        Ok(outcome)
+    }
+
+    /// Reads file `path` into the local file `dest` through a temporary
+    /// file that is renamed into place only when everything verified.
+    pub fn get_to_file(&self, path: &VaultPath, dest: &Path) -> Result<ReadOutcome, VaultError> {
+        let dir = match dest.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".qsfs-get-")
+            .tempfile_in(&dir)
+            .map_err(io_err(format!("create a temporary file in {}", dir.display())))?;
+        let outcome = {
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
+            let o = self.read_file(path, &mut out, false)?;
+            out.flush().map_err(io_err(format!("write {}", dest.display())))?;
+            o
+        };
+        let (_, inode) = self.ns.resolve(path)?;
+        let _ = tmp.as_file().set_permissions(std::fs::Permissions::from_mode(inode.mode & 0o777));
+        tmp.persist(dest).map_err(|e| VaultError::Io { what: format!("write {}", dest.display()), source: e.error })?;
+        Ok(outcome)
+    }
+
+    /// Entries of the folder at `path` (or the single entry of a file).
+    pub fn list(&self, path: &VaultPath) -> Result<Vec<ListEntry>, VaultError> {
+        let (ino, inode) = self.ns.resolve(path)?;
+        if inode.kind != Kind::Dir {
+            let name = path.components().last().map(|n| display_name(n)).unwrap_or_else(|| "/".into());
+            return Ok(vec![ListEntry { name, ino, inode }]);
+        }
+        self.ns
+            .readdir(ino)?
+            .into_iter()
+            .map(|e| Ok(ListEntry { name: display_name(&e.name), ino: e.ino, inode: self.ns.inode(e.ino)? }))
+            .collect()
+    }
+
+    /// Creates a folder (and with `parents` its missing parents; an existing
+    /// folder is then fine).
+    pub fn mkdir(&self, path: &VaultPath, parents: bool, mode: u32) -> Result<(), VaultError> {
+        if path.is_root() {
+            return if parents { Ok(()) } else { Err(NamespaceError::Exists("/".into()).into()) };
+        }
+        let steps: Vec<usize> = if parents { (1..=path.components().len()).collect() } else { vec![path.components().len()] };
+        for n in steps {
+            let sub = VaultPath::parse(&path.prefix(n))?;
+            let (parent, name) = self.ns.resolve_parent(&sub)?;
+            match self.ns.lookup(parent, name)? {
+                Some((_, Kind::Dir)) if parents => continue,
+                Some(_) => return Err(NamespaceError::Exists(sub.to_string()).into()),
+                None => {
+                    let node = Inode::new(Kind::Dir, mode, super::current_uid(), super::current_gid());
+                    self.ns.create(parent, name, &node, &sub.to_string())?;
+                }
+            }
+        }
+        self.ns.flush_durable()?;
+        Ok(())
+    }
+
+    /// Removes a file, or with `recursive` a whole tree; destroys the
+    /// objects, keys and backup records of everything removed. Returns the
+    /// number of entries removed.
+    pub fn remove(&self, path: &VaultPath, recursive: bool) -> Result<u64, VaultError> {
+        if path.is_root() {
+            return Err(NamespaceError::InvalidPath { path: "/".into(), why: "the root cannot be removed" }.into());
+        }
+        let removed = self.remove_entry(path, recursive);
+        // Whatever was unlinked (even if a later entry failed) is made
+        // durable and its objects destroyed.
+        self.ns.flush_durable()?;
+        self.collect_garbage()?;
+        removed
+    }
+
+    fn remove_entry(&self, path: &VaultPath, recursive: bool) -> Result<u64, VaultError> {
+        let (parent, name) = self.ns.resolve_parent(path)?;
+        let (ino, kind) = self.ns.lookup(parent, name)?.ok_or_else(|| NamespaceError::NotFound(path.to_string()))?;
+        let mut count = 0;
+        if kind == Kind::Dir {
+            if !recursive && !self.ns.readdir(ino)?.is_empty() {
+                return Err(NamespaceError::NotEmpty(path.to_string()).into());
+            }
+            for e in self.ns.readdir(ino)? {
+                count += self.remove_entry(&path.join(&e.name), true)?;
+            }
+        }
+        self.ns.remove(parent, name, kind == Kind::Dir, &path.to_string())?;
+        Ok(count + 1)
+    }
+}
+
+/// A stdin spool file, removed when dropped.
+struct Spool(PathBuf);
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn write_zeros(sink: &mut dyn Write, mut n: u64) -> std::io::Result<()> {
+    let zeros = [0u8; 64 * 1024];
+    while n > 0 {
+        let k = n.min(zeros.len() as u64) as usize;
+        sink.write_all(&zeros[..k])?;
+        n -= k as u64;
+    }
+    Ok(())
+}

@@ -1,0 +1,152 @@
+//! `qsfs init`: a new vault folder with its stores and node folders.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use super::config::{CONFIG_FORMAT, Config, DEFAULT_MAX_CHUNK, KeystoreConfig, NodeConfig};
+use super::{VaultError, io_err};
+use crate::dispersal::EcStore;
+use crate::entropy::EntropyConfig;
+use crate::keystore::Keystore;
+use crate::namespace::Namespace;
+use crate::node::DirNode;
+
+/// Settings for a new vault.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    /// Data chunks per stripe.
+    pub k: usize,
+    /// Shards per object.
+    pub n: usize,
+    /// Write quorum (default k + 1).
+    pub write_quorum: Option<usize>,
+    /// Node folders; `None` makes `n` folders inside the vault.
+    pub nodes: Option<Vec<PathBuf>>,
+    /// Random source.
+    pub random: EntropyConfig,
+    /// Separate folder for R2.
+    pub r2_path: Option<PathBuf>,
+    /// Largest chunk.
+    pub max_chunk: u32,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions {
+            k: 3,
+            n: 5,
+            write_quorum: None,
+            nodes: None,
+            random: EntropyConfig::Os,
+            r2_path: None,
+            max_chunk: DEFAULT_MAX_CHUNK,
+        }
+    }
+}
+
+/// Creates a vault at `root`. Everything is checked before anything is
+/// written; the folder must not exist or be empty.
+pub fn init(root: &Path, opts: &InitOptions) -> Result<Config, VaultError> {
+    if root.exists() {
+        let mut entries = fs::read_dir(root).map_err(io_err(format!("read {}", root.display())))?;
+        if entries.next().is_some() {
+            return Err(VaultError::Exists(root.to_path_buf()));
+        }
+    }
+    let mut id = [0u8; 16];
+    getrandom::fill(&mut id).map_err(|e| VaultError::Internal(format!("OS random source failed: {e}")))?;
+    let nodes: Vec<NodeConfig> = match &opts.nodes {
+        None => (0..opts.n)
+            .map(|i| NodeConfig {
+                name: format!("node-{i}"),
+                kind: "dir".into(),
+                path: Some(PathBuf::from(format!("nodes/node-{i}"))),
+            })
+            .collect(),
+        Some(dirs) => dirs
+            .iter()
+            .enumerate()
+            .map(|(i, d)| -> Result<NodeConfig, VaultError> {
+                Ok(NodeConfig { name: format!("node-{i}"), kind: "dir".into(), path: Some(absolute(d)?) })
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    let config = Config {
+        format: CONFIG_FORMAT,
+        vault_id: hex::encode(id),
+        k: opts.k,
+        n: opts.n,
+        write_quorum: opts.write_quorum,
+        max_chunk: opts.max_chunk,
+        random: match &opts.random {
+            EntropyConfig::Device { path, timeout_ms } => {
+                EntropyConfig::Device { path: absolute(path)?, timeout_ms: *timeout_ms }
+            }
+            EntropyConfig::Pool { path } => EntropyConfig::Pool { path: absolute(path)? },
+            EntropyConfig::Os => EntropyConfig::Os,
+        },
+        keystore: KeystoreConfig { r2_path: opts.r2_path.as_deref().map(absolute).transpose()? },
+        nodes,
+    };
+    let file = root.join("qsfs.toml");
+    config.check(&file).map_err(|e| match e {
+        // Report bad options as options, not as a file the user never wrote.
+        VaultError::Config { detail, .. } => VaultError::Config { file: PathBuf::from("qsfs init options"), detail },
+        other => other,
+    })?;
+    for node in &config.nodes {
+        if let Some(p) = node.path.as_ref().filter(|p| p.is_absolute())
+            && fs::read_dir(p).is_ok_and(|mut it| it.next().is_some())
+        {
+            return Err(VaultError::Config {
+                file: PathBuf::from("qsfs init options"),
+                detail: format!("node folder {} is not empty; give an empty or new folder", p.display()),
+            });
+        }
+    }
+    // The random source must work before a vault depends on it.
+    crate::entropy::open_source(&config.random, Path::new("/"))?;
+
+    fs::create_dir_all(root).map_err(io_err(format!("create {}", root.display())))?;
+    let root = root.canonicalize().map_err(io_err(format!("resolve {}", root.display())))?;
+    // The vault holds key shares: only its owner may look inside.
+    fs::set_permissions(&root, fs::Permissions::from_mode(0o700))
+        .map_err(io_err(format!("set permissions of {}", root.display())))?;
+    for sub in ["keys", "meta", "staging"] {
+        fs::create_dir_all(root.join(sub)).map_err(io_err(format!("create {}/{sub}", root.display())))?;
+    }
+    fs::set_permissions(root.join("staging"), fs::Permissions::from_mode(0o700))
+        .map_err(io_err("set permissions of the staging folder"))?;
+    for node in &config.nodes {
+        if let Some(p) = config.node_path(&root, node) {
+            DirNode::new(&node.name, &p, &config.vault_id).initialize().map_err(|e| VaultError::Config {
+                file: file.clone(),
+                detail: e.to_string(),
+            })?;
+        }
+    }
+    let r2 = config.keystore.r2_path.as_ref().map(|p| root.join(p));
+    Keystore::open(&root.join("keys"), r2.as_deref(), true)?;
+    Namespace::open(&root.join("meta/ns"), super::current_uid(), super::current_gid())?;
+    EcStore::open(&root.join("meta/ec"))?;
+    // qsfs.toml last: a folder without it is not a vault yet, so a failed
+    // init never leaves something that looks usable.
+    let tmp = root.join(".qsfs.toml.tmp");
+    {
+        let mut f = fs::File::create(&tmp).map_err(io_err(format!("write {}", tmp.display())))?;
+        f.write_all(config.to_toml()?.as_bytes()).map_err(io_err(format!("write {}", tmp.display())))?;
+        f.sync_all().map_err(io_err(format!("sync {}", tmp.display())))?;
+    }
+    fs::rename(&tmp, &file).map_err(io_err(format!("write {}", file.display())))?;
+    crate::sys::fsync_dir(&root).map_err(io_err(format!("sync {}", root.display())))?;
+    if let Some(parent) = root.parent() {
+        let _ = crate::sys::fsync_dir(parent);
+    }
+    Ok(config)
+}
+
+fn absolute(p: &Path) -> Result<PathBuf, VaultError> {
+    std::path::absolute(p).map_err(io_err(format!("resolve {}", p.display())))
+}

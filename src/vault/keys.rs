@@ -1,0 +1,207 @@
+//! `qsfs keys verify|repair`: every object's shares checked against its
+//! backup record `B`, and damaged or lost pieces rebuilt.
+//!
+//! A lost or corrupt `R1` (or `R2`) is regenerated from the other share,
+//! `R3` (inside the object) and `R4` (inside `B`): three points fix the
+//! share polynomial, and the rebuilt share must pass its MAC in `B` before
+//! it is written back. A lost or corrupt `B` is rebuilt from `R1`, `R2` and
+//! `R3`, after the whole object verified (`M`) under the recovered key.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use super::{Vault, VaultError};
+use crate::ObjectId;
+use crate::dispersal::{Manifest, ReadReport};
+use crate::envelope::{self, Backup, LocalShares, Share};
+use crate::keystore::Stored;
+use crate::namespace::{Kind, ROOT, VaultPath};
+
+/// One problem with an object's key material.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyIssue {
+    /// R1 has no record.
+    R1Missing,
+    /// R1's record is unreadable or fails M14.
+    R1Corrupt,
+    /// R2 has no record.
+    R2Missing,
+    /// R2's record is unreadable or fails M24.
+    R2Corrupt,
+    /// No backup record.
+    BackupMissing,
+    /// The backup record is unreadable or verifies with neither share.
+    BackupCorrupt,
+}
+
+/// Key state of one object.
+#[derive(Debug, Clone, Serialize)]
+pub struct ObjectKeyState {
+    /// Object id (hex).
+    pub object: String,
+    /// Vault path of the file holding it, if any.
+    pub path: Option<String>,
+    /// What is wrong.
+    pub issues: Vec<KeyIssue>,
+    /// After `repair`: healed.
+    pub repaired: bool,
+    /// Why it could not be healed.
+    pub error: Option<String>,
+}
+
+/// Result of verify or repair.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct KeyReport {
+    /// Objects checked.
+    pub checked: u64,
+    /// Objects with problems.
+    pub problems: Vec<ObjectKeyState>,
+    /// Share records of objects that no longer exist (left by a crash).
+    pub stray_shares: Vec<String>,
+}
+
+impl KeyReport {
+    /// True when nothing is wrong (or everything was healed).
+    pub fn healthy(&self) -> bool {
+        self.problems.iter().all(|p| p.repaired)
+    }
+}
+
+impl Vault {
+    /// Maps every object to the vault path that uses it.
+    pub fn object_paths(&self) -> Result<HashMap<ObjectId, String>, VaultError> {
+        let mut out = HashMap::new();
+        let mut stack = vec![(ROOT, VaultPath::root())];
+        while let Some((ino, path)) = stack.pop() {
+            for e in self.ns.readdir(ino)? {
+                let p = path.join(&e.name);
+                match e.kind {
+                    Kind::Dir => stack.push((e.ino, p)),
+                    Kind::File => {
+                        for x in self.ns.inode(e.ino)?.extents {
+                            out.insert(x.object, p.to_string());
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn key_issues(&self, id: &ObjectId) -> Result<Vec<KeyIssue>, VaultError> {
+        let (s1, s2) = self.keys.get(id)?;
+        let backup = self.ec.store().backup(id)?;
+        let b = backup.as_deref().map(Backup::parse);
+        let mut issues = Vec::new();
+        let check = |stored: &Stored, x: u8, missing: KeyIssue, corrupt: KeyIssue, issues: &mut Vec<KeyIssue>| {
+            match stored {
+                Stored::Missing => issues.push(missing),
+                Stored::Damaged => issues.push(corrupt),
+                Stored::Present(bytes) => {
+                    let share = Share::from_bytes(bytes).ok().filter(|s| s.x() == x);
+                    match (share, &b) {
+                        (None, _) => issues.push(corrupt),
+                        (Some(s), Some(Ok(b))) if b.verify(&s).is_err() => issues.push(corrupt),
+                        _ => {}
+                    }
+                }
+            }
+        };
+        check(&s1, 1, KeyIssue::R1Missing, KeyIssue::R1Corrupt, &mut issues);
+        check(&s2, 2, KeyIssue::R2Missing, KeyIssue::R2Corrupt, &mut issues);
+        match b {
+            None => issues.push(KeyIssue::BackupMissing),
+            Some(Err(_)) => issues.push(KeyIssue::BackupCorrupt),
+            Some(Ok(_)) => {
+                // Both shares failing B means B is the suspect (two
+                // independent shares are unlikely to break together).
+                if issues.contains(&KeyIssue::R1Corrupt) && issues.contains(&KeyIssue::R2Corrupt) {
+                    issues.retain(|i| !matches!(i, KeyIssue::R1Corrupt | KeyIssue::R2Corrupt));
+                    issues.push(KeyIssue::BackupCorrupt);
+                }
+            }
+        }
+        Ok(issues)
+    }
+
+    /// Checks every object's shares against its backup record; with
+    /// `repair`, heals what can be healed.
+    pub fn check_keys(&self, repair: bool) -> Result<KeyReport, VaultError> {
+        let paths = self.object_paths()?;
+        let mut report = KeyReport::default();
+        let manifests: Vec<Manifest> = self.ec.store().manifests().collect::<Result<_, _>>()?;
+        for m in &manifests {
+            report.checked += 1;
+            let issues = self.key_issues(&m.id)?;
+            if issues.is_empty() {
+                continue;
+            }
+            let mut state = ObjectKeyState {
+                object: m.id.to_hex(),
+                path: paths.get(&m.id).cloned(),
+                issues,
+                repaired: false,
+                error: None,
+            };
+            if repair {
+                match self.heal_keys(m, &state.issues) {
+                    Ok(()) => state.repaired = true,
+                    Err(e) => state.error = Some(e),
+                }
+            }
+            report.problems.push(state);
+        }
+        let known: std::collections::HashSet<ObjectId> = manifests.iter().map(|m| m.id).collect();
+        report.stray_shares = self.keys.ids()?.into_iter().filter(|id| !known.contains(id)).map(|id| id.to_hex()).collect();
+        Ok(report)
+    }
+
+    fn heal_keys(&self, m: &Manifest, issues: &[KeyIssue]) -> Result<(), String> {
+        let mut warnings = Vec::new();
+        let mut shard_report = ReadReport::default();
+        let rec = self.recover(m, &mut warnings, &mut shard_report)?;
+        let backup_bad = issues.iter().any(|i| matches!(i, KeyIssue::BackupMissing | KeyIssue::BackupCorrupt));
+        if backup_bad {
+            // Nothing vouches for R1/R2 but the object itself: verify all
+            // of it under the recovered key before trusting them.
+            let (r, rep) = self
+                .ec
+                .read_stream(m, |s| envelope::verify_stream(s, &rec))
+                .map_err(|e| e.to_string())?;
+            self.record_debt(m, rep.mask());
+            r.map_err(|e| format!("the object does not verify with R1 and R2: {e}"))?;
+            let b = rec.rebuild_backup().map_err(|e| e.to_string())?;
+            self.ec.store().update_backup(&m.id, &b.to_bytes()).map_err(|e| e.to_string())?;
+        }
+        let b = match self.ec.store().backup(&m.id).map_err(|e| e.to_string())? {
+            Some(b) => Backup::parse(&b).map_err(|e| e.to_string())?,
+            None => return Err("no backup record".into()),
+        };
+        for (x, bad) in [
+            (1u8, issues.iter().any(|i| matches!(i, KeyIssue::R1Missing | KeyIssue::R1Corrupt))),
+            (2u8, issues.iter().any(|i| matches!(i, KeyIssue::R2Missing | KeyIssue::R2Corrupt))),
+        ] {
+            if !bad {
+                continue;
+            }
+            let share = rec.regenerate(x).map_err(|e| e.to_string())?;
+            b.verify(&share).map_err(|e| format!("rebuilt R{x} does not verify with the backup record: {e}"))?;
+            let mut bytes = [0u8; 33];
+            bytes.copy_from_slice(share.as_bytes());
+            self.keys.heal(&m.id, x, &bytes).map_err(|e| e.to_string())?;
+        }
+        // Prove the healed material opens the object's keys again.
+        let (s1, s2) = self.keys.get(&m.id).map_err(|e| e.to_string())?;
+        let local = LocalShares {
+            r1: s1.bytes().and_then(|b| Share::from_bytes(b).ok()),
+            r2: s2.bytes().and_then(|b| Share::from_bytes(b).ok()),
+        };
+        if local.r1.as_ref().is_some_and(|s| b.verify(s).is_err()) || local.r2.as_ref().is_some_and(|s| b.verify(s).is_err()) {
+            return Err("shares still fail the backup record after repair".into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,140 @@
+//! The write path: seal plaintext into a new object, then commit a group
+//! of objects in the durability order (shards -> keystore -> manifest and
+//! `B`). Naming the object in the namespace is the caller's last step.
+
+use std::io::Read;
+
+use zeroize::{Zeroize, Zeroizing};
+
+use super::{Vault, VaultError};
+use crate::ObjectId;
+use crate::dispersal::{Dispersal, DispersalError, WrittenObject};
+use crate::envelope::{self, BACKUP_LEN, KEY_LEN, SealKeys};
+use crate::keystore::ShareBytes;
+
+/// A sealed object whose shards are written but not yet committed.
+pub struct SealedObject {
+    written: WrittenObject,
+    backup: [u8; BACKUP_LEN],
+    r1: ShareBytes,
+    r2: ShareBytes,
+    plain_len: u64,
+}
+
+impl std::fmt::Debug for SealedObject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedObject").field("id", &self.id()).field("plain_len", &self.plain_len).finish()
+    }
+}
+
+impl Drop for SealedObject {
+    fn drop(&mut self) {
+        self.r1.zeroize();
+        self.r2.zeroize();
+    }
+}
+
+impl SealedObject {
+    /// The object id.
+    pub fn id(&self) -> ObjectId {
+        self.written.manifest.id
+    }
+
+    /// Plaintext bytes sealed.
+    pub fn plain_len(&self) -> u64 {
+        self.plain_len
+    }
+
+    /// Shards that did not become durable (after commit).
+    pub fn missing_shards(&self) -> u32 {
+        self.written.manifest.missing
+    }
+
+    /// Per-node failures seen while writing.
+    pub fn failures(&self) -> &[String] {
+        Dispersal::failures(&self.written)
+    }
+}
+
+impl Vault {
+    /// Draws `K`, `R` and the share-polynomial seed from the random source.
+    fn draw_keys(&self) -> Result<SealKeys, VaultError> {
+        let mut buf = Zeroizing::new([0u8; 3 * KEY_LEN]);
+        self.random.fill(&mut buf[..])?;
+        let mut k = [0u8; KEY_LEN];
+        let mut r = [0u8; KEY_LEN];
+        let mut seed = [0u8; KEY_LEN];
+        k.copy_from_slice(&buf[..KEY_LEN]);
+        r.copy_from_slice(&buf[KEY_LEN..2 * KEY_LEN]);
+        seed.copy_from_slice(&buf[2 * KEY_LEN..]);
+        let keys = SealKeys::split(k, r, seed);
+        k.zeroize();
+        r.zeroize();
+        seed.zeroize();
+        Ok(keys)
+    }
+
+    /// Seals `len` bytes from `src` into a new object and writes its shards
+    /// (not yet durable or visible). `what` names the file in errors.
+    pub fn seal<R: Read + Send>(&self, src: R, len: u64, what: &str) -> Result<SealedObject, VaultError> {
+        let fail = |detail: String| VaultError::Seal { path: what.to_string(), detail };
+        let keys = self.draw_keys().map_err(|e| fail(e.to_string()))?;
+        let sealed_len = envelope::sealed_len(len);
+        let (sealed, written) = self
+            .ec
+            .write_object(sealed_len, len, |w| {
+                envelope::seal_stream(&keys, len, src, w, self.threads)
+                    .map_err(|e| DispersalError::Source(std::io::Error::other(e.to_string())))
+            })
+            .map_err(|e| fail(e.to_string()))?;
+        let mut r1 = [0u8; 33];
+        let mut r2 = [0u8; 33];
+        r1.copy_from_slice(keys.r1().as_bytes());
+        r2.copy_from_slice(keys.r2().as_bytes());
+        Ok(SealedObject { written, backup: sealed.backup.to_bytes(), r1, r2, plain_len: len })
+    }
+
+    /// Commits a group of sealed objects with one barrier per step: their
+    /// shards (one commit per node), then their shares (one keystore
+    /// flush), then their manifests and backup records (one flush). Returns
+    /// one result per object; a failed object leaves nothing behind that a
+    /// name could point at.
+    pub fn commit(&self, objs: &mut [SealedObject]) -> Vec<Result<(), VaultError>> {
+        let mut written: Vec<&mut WrittenObject> = objs.iter_mut().map(|o| &mut o.written).collect();
+        let synced = self.ec.sync(&mut written);
+        let mut results: Vec<Result<(), VaultError>> =
+            synced.into_iter().map(|r| r.map_err(VaultError::from)).collect();
+        let ok: Vec<usize> = (0..objs.len()).filter(|i| results[*i].is_ok()).collect();
+        if ok.is_empty() {
+            return results;
+        }
+        let shares: Vec<(ObjectId, ShareBytes, ShareBytes)> =
+            ok.iter().map(|i| (objs[*i].id(), objs[*i].r1, objs[*i].r2)).collect();
+        let step = self.keys.put_many(&shares).map_err(VaultError::from).and_then(|_| {
+            let items: Vec<(&crate::dispersal::Manifest, &[u8])> =
+                ok.iter().map(|i| (&objs[*i].written.manifest, &objs[*i].backup[..])).collect();
+            self.ec.publish(&items).map_err(VaultError::from)
+        });
+        if let Err(e) = step {
+            let msg = e.to_string();
+            for i in &ok {
+                self.ec.remove_shards(&objs[*i].written.manifest, u32::MAX);
+                results[*i] = Err(VaultError::Internal(format!("commit failed: {msg}")));
+            }
+            return results;
+        }
+        for i in &ok {
+            let o = &objs[*i];
+            if o.missing_shards() != 0 {
+                tracing::warn!(
+                    object = %o.id(),
+                    "written with {} of {} shards; the missing ones are recorded as repair debt (see `qsfs status`): {}",
+                    o.written.manifest.present(),
+                    o.written.manifest.layout.n,
+                    o.failures().join("; ")
+                );
+            }
+        }
+        results
+    }
+}

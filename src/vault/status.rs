@@ -1,0 +1,143 @@
+//! `qsfs status`: what the vault holds, what it costs, and how its nodes,
+//! keys and random source are doing.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use super::{Vault, VaultError};
+use crate::entropy::SourceStatus;
+use crate::node::NodeHealth;
+use crate::sys::FsSpace;
+
+/// One node in the status.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeStatus {
+    /// Name.
+    pub name: String,
+    /// Folder or address.
+    pub location: String,
+    /// Health.
+    pub health: NodeHealth,
+    /// Shards the manifests place on this node (and believe present).
+    pub shards_expected: u64,
+    /// Shard files found on the node.
+    pub shards_found: u64,
+    /// Bytes of those shard files.
+    pub bytes: u64,
+    /// Temporary files of interrupted writes.
+    pub leftovers: u64,
+    /// Capacity of its storage.
+    pub space: Option<FsSpace>,
+}
+
+/// The whole status.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    /// Vault folder.
+    pub vault: PathBuf,
+    /// Vault id.
+    pub vault_id: String,
+    /// Data chunks per stripe.
+    pub k: usize,
+    /// Shards per object.
+    pub n: usize,
+    /// Shards that must be durable for a write.
+    pub write_quorum: usize,
+    /// Reed-Solomon backend in use.
+    pub codec: &'static str,
+    /// Regular files.
+    pub files: u64,
+    /// Directories (the root included).
+    pub directories: u64,
+    /// Sealed objects.
+    pub objects: u64,
+    /// Plaintext bytes in those objects.
+    pub logical_bytes: u64,
+    /// Bytes the objects occupy on the nodes (headers included).
+    pub stored_bytes: u64,
+    /// stored / logical.
+    pub overhead: f64,
+    /// Objects with missing or damaged shards (repair debt).
+    pub degraded_objects: u64,
+    /// Missing or damaged shards over all objects.
+    pub missing_shards: u64,
+    /// Objects waiting to be destroyed.
+    pub pending_deletions: u64,
+    /// The random source.
+    pub random: SourceStatus,
+    /// R1 store folder.
+    pub keystore_r1: PathBuf,
+    /// R2 store folder.
+    pub keystore_r2: PathBuf,
+    /// Whether the R2 store is reachable.
+    pub keystore_r2_available: bool,
+    /// Per-node details.
+    pub nodes: Vec<NodeStatus>,
+}
+
+impl Vault {
+    /// Gathers the status (walks manifests and node folders).
+    pub fn status(&self) -> Result<Status, VaultError> {
+        let (files, directories, _) = self.ns.counts()?;
+        let (mut objects, mut logical, mut stored, mut degraded, mut missing) = (0u64, 0u64, 0u64, 0u64, 0u64);
+        let mut expected: HashMap<String, u64> = HashMap::new();
+        for m in self.ec.store().manifests() {
+            let m = m?;
+            objects += 1;
+            logical += m.plain_len;
+            stored += m.stored_bytes();
+            if m.missing != 0 {
+                degraded += 1;
+                missing += m.missing.count_ones() as u64;
+            }
+            for (i, name) in m.placement.iter().enumerate() {
+                if !m.is_missing(i) {
+                    *expected.entry(name.clone()).or_default() += 1;
+                }
+            }
+        }
+        let nodes = self
+            .ec
+            .nodes()
+            .iter()
+            .map(|node| {
+                let listing = node.list().unwrap_or_default();
+                NodeStatus {
+                    name: node.name().to_string(),
+                    location: node.location(),
+                    health: node.health(),
+                    shards_expected: expected.get(node.name()).copied().unwrap_or(0),
+                    shards_found: listing.shards.len() as u64,
+                    bytes: listing.shards.iter().map(|s| s.size).sum(),
+                    leftovers: listing.leftovers.len() as u64,
+                    space: node.space(),
+                }
+            })
+            .collect();
+        let (r2, r2_ok) = self.keys.r2_location();
+        Ok(Status {
+            vault: self.root.clone(),
+            vault_id: self.config.vault_id.clone(),
+            k: self.config.k,
+            n: self.config.n,
+            write_quorum: self.config.quorum(),
+            codec: self.ec.codec(self.config.k, self.config.n)?.backend().name(),
+            files,
+            directories,
+            objects,
+            logical_bytes: logical,
+            stored_bytes: stored,
+            overhead: if logical > 0 { stored as f64 / logical as f64 } else { 0.0 },
+            degraded_objects: degraded,
+            missing_shards: missing,
+            pending_deletions: self.ns.gc_queue()?.len() as u64,
+            random: self.random.describe(),
+            keystore_r1: self.keys.r1_path().to_path_buf(),
+            keystore_r2: r2,
+            keystore_r2_available: r2_ok,
+            nodes,
+        })
+    }
+}
