@@ -173,17 +173,30 @@ fn seal_run(
 
 /// Opens `N` in memory: recovers the keys, verifies `M` over all of `E''`,
 /// and only then decrypts. On any error no plaintext is returned.
+///
+/// While one thread computes `M`, the calling thread already gathers the
+/// ciphertext into the output buffer (copying, not decrypting), so the
+/// output's page faults overlap the MAC; decryption runs on all cores after
+/// `M` matched.
 pub fn open_bytes(n: &[u8], local: &LocalShares, backup: Option<&Backup>) -> Result<Opened, EnvelopeError> {
     let mut src: &[u8] = n;
     let rec = recover_keys(&mut src, n.len() as u64, local, backup)?;
     let g = rec.geometry();
     let len_e2 = g.len_e2() as usize;
-    let m = Zeroizing::new(mac("mac M", rec.r(), &n[..len_e2]));
+    let plain_len = usize::try_from(g.plain_len()).map_err(|_| EnvelopeError::TooLarge { plain_len: g.plain_len() })?;
+    let mut plaintext = vec![0u8; plain_len];
+    let r = rec.r();
+    let m = thread::scope(|s| {
+        let mac_thread = s.spawn(|| Zeroizing::new(mac("mac M", r, &n[..len_e2])));
+        gather_ciphertext(g, n, &mut plaintext);
+        match mac_thread.join() {
+            Ok(m) => m,
+            Err(p) => std::panic::resume_unwind(p),
+        }
+    });
     if !bool::from(m.ct_eq(&n[len_e2..])) {
         return Err(EnvelopeError::MacMismatch);
     }
-    let plain_len = usize::try_from(g.plain_len()).map_err(|_| EnvelopeError::TooLarge { plain_len: g.plain_len() })?;
-    let mut plaintext = vec![0u8; plain_len];
     let cipher = rec.cipher();
     let threads = threads_for(g.segments());
     let regions = runs(g.segments(), threads, |i| g.segment_span_in_plain(i).start);
@@ -194,7 +207,27 @@ pub fn open_bytes(n: &[u8], local: &LocalShares, backup: Option<&Backup>) -> Res
     Ok(Opened { plaintext, bad, recovered: rec })
 }
 
-/// Authenticates and decrypts the segments `segs` of `N` into `region` of the plaintext.
+/// The bytes of `E` that hold the ciphertext (without tag) of segment `i`.
+fn ciphertext_span_in_e(g: &Geometry, i: u64) -> Range<u64> {
+    let e = g.segment_span_in_e(i);
+    e.start..e.end - TAG_LEN as u64
+}
+
+/// Copies every segment's ciphertext from `N` to its plaintext position.
+fn gather_ciphertext(g: &Geometry, n: &[u8], out: &mut [u8]) {
+    for i in 0..g.segments() {
+        let plain = g.segment_span_in_plain(i);
+        let mut at = plain.start as usize;
+        for r in g.e_range_to_n(ciphertext_span_in_e(g, i)) {
+            let len = (r.end - r.start) as usize;
+            out[at..at + len].copy_from_slice(&n[r.start as usize..r.end as usize]);
+            at += len;
+        }
+    }
+}
+
+/// Authenticates and decrypts, in place, the gathered segments `segs` in
+/// `region` of the plaintext buffer (tags are read from `N`).
 fn open_run(
     g: &Geometry,
     cipher: &SegmentCipher,
@@ -203,26 +236,18 @@ fn open_run(
     base: u64,
     segs: Range<u64>,
 ) -> Result<(), EnvelopeError> {
-    let mut scratch = Vec::new();
     for i in segs {
         let plain = g.segment_span_in_plain(i);
         let out = &mut region[(plain.start - base) as usize..(plain.end - base) as usize];
-        let last = i + 1 == g.segments();
-        let pieces = g.segment_span_in_n(i);
-        let seg: &[u8] = if let [one] = pieces.as_slice() {
-            &n[one.start as usize..one.end as usize]
-        } else {
-            scratch.clear();
-            for r in pieces {
-                scratch.extend_from_slice(&n[r.start as usize..r.end as usize]);
-            }
-            &scratch
-        };
-        let (ct, tag) = seg.split_at(seg.len() - TAG_LEN);
-        let mut t = [0u8; TAG_LEN];
-        t.copy_from_slice(tag);
-        out.copy_from_slice(ct);
-        cipher.decrypt_segment(i, last, out, &t)?;
+        let e = g.segment_span_in_e(i);
+        let mut tag = [0u8; TAG_LEN];
+        let mut at = 0usize;
+        for r in g.e_range_to_n(e.end - TAG_LEN as u64..e.end) {
+            let len = (r.end - r.start) as usize;
+            tag[at..at + len].copy_from_slice(&n[r.start as usize..r.end as usize]);
+            at += len;
+        }
+        cipher.decrypt_segment(i, i + 1 == g.segments(), out, &tag)?;
     }
     Ok(())
 }
