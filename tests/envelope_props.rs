@@ -1,4 +1,5 @@
 //! Property tests of the envelope: round trips, tamper detection, bad-share reporting.
+#![allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
 
 use proptest::prelude::*;
 use qsfs::envelope::{

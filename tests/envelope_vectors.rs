@@ -1,4 +1,5 @@
 //! Conformance: every expectation of tests/vectors/envelope/vectors.json, for every vector.
+#![allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
 
 use std::path::PathBuf;
 

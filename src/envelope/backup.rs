@@ -134,6 +134,7 @@ impl fmt::Debug for Backup {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
 mod tests {
     use super::*;
     use crate::envelope::shares::split;

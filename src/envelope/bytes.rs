@@ -6,6 +6,7 @@
 //! `open_bytes` verifies `M` over all of `E''` before it decrypts anything.
 
 use std::ops::Range;
+use std::sync::OnceLock;
 use std::thread;
 
 use subtle::ConstantTimeEq;
@@ -49,37 +50,36 @@ fn threads_for(segments: u64) -> usize {
     if segments < PARALLEL_MIN_SEGMENTS {
         return 1;
     }
-    let cores = thread::available_parallelism().map_or(1, |n| n.get()).min(16);
+    // available_parallelism reads cgroup files on Linux: ask once.
+    static CORES: OnceLock<usize> = OnceLock::new();
+    let cores = *CORES.get_or_init(|| thread::available_parallelism().map_or(1, |n| n.get()).min(16));
     cores.min(segments as usize)
 }
 
-/// Splits `buf` (whose byte 0 is at absolute offset `base`) into one region
-/// per run of segments, cutting at `cuts` (absolute offsets, ascending), and
-/// runs `f(region, region_base, segments)` on each, in parallel.
-fn for_each_region<F>(buf: &mut [u8], base: u64, runs: Vec<(u64, Range<u64>)>, f: F) -> Result<(), EnvelopeError>
+/// Splits `buf` into one region per run of segments (`runs` holds each
+/// run's start offset in `buf`, ascending, the first at 0) and runs
+/// `f(region, region_offset, segments)` on each: the last on the calling
+/// thread, the others on scoped threads. Returns the earliest run's error.
+fn for_each_region<F>(buf: &mut [u8], runs: Vec<(u64, Range<u64>)>, f: F) -> Result<(), EnvelopeError>
 where
     F: Fn(&mut [u8], u64, Range<u64>) -> Result<(), EnvelopeError> + Sync,
 {
-    if runs.len() <= 1 {
-        return match runs.into_iter().next() {
-            Some((_, segs)) => f(buf, base, segs),
-            None => Ok(()),
-        };
-    }
     thread::scope(|s| {
         let mut rest = buf;
-        let mut rest_base = base;
+        let mut rest_base = 0u64;
         let mut handles = Vec::with_capacity(runs.len());
         let mut runs = runs.into_iter().peekable();
-        while let Some((start, segs)) = runs.next() {
-            debug_assert_eq!(start, rest_base);
-            let end = runs.peek().map_or(rest_base + rest.len() as u64, |(next, _)| *next);
-            let (mine, tail) = std::mem::take(&mut rest).split_at_mut((end - rest_base) as usize);
+        let mut last = Ok(());
+        while let Some((_, segs)) = runs.next() {
+            let Some((next, _)) = runs.peek() else {
+                last = f(rest, rest_base, segs);
+                break;
+            };
+            let (mine, tail) = std::mem::take(&mut rest).split_at_mut((next - rest_base) as usize);
             rest = tail;
-            let f = &f;
-            let b = rest_base;
+            let (f, b) = (&f, rest_base);
             handles.push(s.spawn(move || f(mine, b, segs)));
-            rest_base = end;
+            rest_base = *next;
         }
         let mut result = Ok(());
         for h in handles {
@@ -87,12 +87,11 @@ where
                 Ok(r) => r,
                 Err(p) => std::panic::resume_unwind(p),
             };
-            // Report the earliest failing run.
             if result.is_ok() {
                 result = r;
             }
         }
-        result
+        result.and(last)
     })
 }
 
@@ -115,12 +114,7 @@ pub fn seal_bytes(d: &[u8], keys: &SealKeys) -> Result<(Vec<u8>, Backup), Envelo
     let len_n = usize::try_from(g.len_n()).map_err(|_| EnvelopeError::TooLarge { plain_len: d.len() as u64 })?;
     let mut n = vec![0u8; len_n];
     let len_e2 = g.len_e2() as usize;
-    let cipher = sealer.cipher();
-    let threads = threads_for(g.segments());
-    let regions = runs(g.segments(), threads, |i| g.segment_span_in_n(i).first().map_or(0, |r| r.start));
-    for_each_region(&mut n[..len_e2], 0, regions, |region, base, segs| {
-        seal_run(g, cipher, d, region, base, segs)
-    })?;
+    place_segments(g, sealer.cipher(), d, &mut n[..len_e2], threads_for(g.segments()))?;
     // KR and R3, in their N order.
     let inserted = sealer.inserted_bytes();
     let mut at = 0usize;
@@ -132,6 +126,19 @@ pub fn seal_bytes(d: &[u8], keys: &SealKeys) -> Result<(Vec<u8>, Backup), Envelo
     let m = Zeroizing::new(mac("mac M", keys.r(), &n[..len_e2]));
     n[len_e2..].copy_from_slice(&m[..]);
     Ok((n, sealer.backup()))
+}
+
+/// Encrypts every segment of `d` into its place in `e2` (= `E''`), on
+/// `threads` threads; leaves the bytes of KR and R3 alone.
+fn place_segments(
+    g: &Geometry,
+    cipher: &SegmentCipher,
+    d: &[u8],
+    e2: &mut [u8],
+    threads: usize,
+) -> Result<(), EnvelopeError> {
+    let regions = runs(g.segments(), threads, |i| g.segment_span_in_n(i).first().map_or(0, |r| r.start));
+    for_each_region(e2, regions, |region, base, segs| seal_run(g, cipher, d, region, base, segs))
 }
 
 /// Encrypts the segments `segs` of `d` into their places in `region` of `N`.
@@ -186,23 +193,23 @@ pub fn open_bytes(n: &[u8], local: &LocalShares, backup: Option<&Backup>) -> Res
     let plain_len = usize::try_from(g.plain_len()).map_err(|_| EnvelopeError::TooLarge { plain_len: g.plain_len() })?;
     let mut plaintext = vec![0u8; plain_len];
     let r = rec.r();
-    let m = thread::scope(|s| {
-        let mac_thread = s.spawn(|| Zeroizing::new(mac("mac M", r, &n[..len_e2])));
+    let m = if threads_for(g.segments()) == 1 {
         gather_ciphertext(g, n, &mut plaintext);
-        match mac_thread.join() {
-            Ok(m) => m,
-            Err(p) => std::panic::resume_unwind(p),
-        }
-    });
+        Zeroizing::new(mac("mac M", r, &n[..len_e2]))
+    } else {
+        thread::scope(|s| {
+            let mac_thread = s.spawn(|| Zeroizing::new(mac("mac M", r, &n[..len_e2])));
+            gather_ciphertext(g, n, &mut plaintext);
+            match mac_thread.join() {
+                Ok(m) => m,
+                Err(p) => std::panic::resume_unwind(p),
+            }
+        })
+    };
     if !bool::from(m.ct_eq(&n[len_e2..])) {
         return Err(EnvelopeError::MacMismatch);
     }
-    let cipher = rec.cipher();
-    let threads = threads_for(g.segments());
-    let regions = runs(g.segments(), threads, |i| g.segment_span_in_plain(i).start);
-    for_each_region(&mut plaintext, 0, regions, |region, base, segs| {
-        open_run(g, &cipher, n, region, base, segs)
-    })?;
+    decrypt_segments(g, &rec.cipher(), n, &mut plaintext, threads_for(g.segments()))?;
     let bad = rec.bad_shares();
     Ok(Opened { plaintext, bad, recovered: rec })
 }
@@ -224,6 +231,19 @@ fn gather_ciphertext(g: &Geometry, n: &[u8], out: &mut [u8]) {
             at += len;
         }
     }
+}
+
+/// Authenticates and decrypts, in place, every gathered segment in
+/// `plaintext` on `threads` threads (tags are read from `N`).
+fn decrypt_segments(
+    g: &Geometry,
+    cipher: &SegmentCipher,
+    n: &[u8],
+    plaintext: &mut [u8],
+    threads: usize,
+) -> Result<(), EnvelopeError> {
+    let regions = runs(g.segments(), threads, |i| g.segment_span_in_plain(i).start);
+    for_each_region(plaintext, regions, |region, base, segs| open_run(g, cipher, n, region, base, segs))
 }
 
 /// Authenticates and decrypts, in place, the gathered segments `segs` in
@@ -250,4 +270,90 @@ fn open_run(
         cipher.decrypt_segment(i, i + 1 == g.segments(), out, &tag)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
+mod tests {
+    use super::*;
+    use crate::envelope::geometry::SEG_E;
+    use crate::envelope::SEG;
+
+    /// `E''` by the book: encrypt segment after segment, then splice KR and R3.
+    fn reference(g: &Geometry, cipher: &SegmentCipher, d: &[u8], kr: &[u8], r3: &[u8]) -> Vec<u8> {
+        let mut e = Vec::new();
+        for i in 0..g.segments() {
+            let p = g.segment_span_in_plain(i);
+            let mut seg = d[p.start as usize..p.end as usize].to_vec();
+            let tag = cipher.encrypt_segment(i, i + 1 == g.segments(), &mut seg).unwrap();
+            e.extend_from_slice(&seg);
+            e.extend_from_slice(&tag);
+        }
+        e.splice(g.n1() as usize..g.n1() as usize, kr.iter().copied());
+        e.splice(g.n2() as usize..g.n2() as usize, r3.iter().copied());
+        e
+    }
+
+    #[test]
+    fn regions_and_split_segments_at_every_boundary() {
+        let cipher = SegmentCipher::new(&[8u8; 32]);
+        let kr = [0xaau8; 32];
+        let r3 = [0x33u8; 33];
+        let plain_len = 3 * SEG + 100;
+        let d: Vec<u8> = (0..plain_len).map(|i| (i * 7 + i / 300) as u8).collect();
+        let le = plain_len + 4 * 16;
+        // Insertion points at, just before and just after segment boundaries, at 0 and at the end.
+        let mut points = vec![0, 1, le - 1, le];
+        for b in [SEG_E, 2 * SEG_E, 3 * SEG_E] {
+            points.extend([b - 17, b - 16, b - 1, b, b + 1]);
+        }
+        for &n1 in &points {
+            for n2 in [0, n1, n1 + 5, n1 + 32, n1 + 33, le + 32, SEG_E + 32, 2 * SEG_E + 31] {
+                if n2 > le + 32 {
+                    continue;
+                }
+                let g = Geometry::new(plain_len, n1, n2).unwrap();
+                let want = reference(&g, &cipher, &d, &kr, &r3);
+                for threads in [1, 2, 3, 4] {
+                    let mut e2 = vec![0u8; g.len_e2() as usize];
+                    for r in g.inserted_in_n() {
+                        e2[r.start as usize..r.end as usize].fill(0xee);
+                    }
+                    place_segments(&g, &cipher, &d, &mut e2, threads).unwrap();
+                    let mut at = 0usize;
+                    let ins = g.interleave(&kr, &r3);
+                    for r in g.inserted_in_n() {
+                        // place_segments left the inserted bytes alone.
+                        assert!(e2[r.start as usize..r.end as usize].iter().all(|&b| b == 0xee));
+                        let len = (r.end - r.start) as usize;
+                        e2[r.start as usize..r.end as usize].copy_from_slice(&ins[at..at + len]);
+                        at += len;
+                    }
+                    assert!(e2 == want, "n1 {n1} n2 {n2} threads {threads}");
+                    let mut n = e2.clone();
+                    n.extend_from_slice(&[0u8; 32]);
+                    let mut out = vec![0u8; plain_len as usize];
+                    gather_ciphertext(&g, &n, &mut out);
+                    decrypt_segments(&g, &cipher, &n, &mut out, threads).unwrap();
+                    assert!(out == d, "open n1 {n1} n2 {n2} threads {threads}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_bad_tag_fails_the_right_segment() {
+        let cipher = SegmentCipher::new(&[8u8; 32]);
+        let plain_len = 5 * SEG;
+        let d = vec![1u8; plain_len as usize];
+        let g = Geometry::new(plain_len, 3, 7).unwrap();
+        let mut n = vec![0u8; g.len_n() as usize];
+        place_segments(&g, &cipher, &d, &mut n[..g.len_e2() as usize], 2).unwrap();
+        let tag_of_3 = g.e_to_n(g.segment_span_in_e(3).end - 1) as usize;
+        n[tag_of_3] ^= 1;
+        let mut out = vec![0u8; plain_len as usize];
+        gather_ciphertext(&g, &n, &mut out);
+        let e = decrypt_segments(&g, &cipher, &n, &mut out, 2).unwrap_err();
+        assert!(matches!(e, EnvelopeError::SegmentAuth { index: 3 }), "{e}");
+    }
 }

@@ -72,6 +72,7 @@ impl fmt::Debug for SegmentCipher {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
 mod tests {
     use super::*;
 

@@ -86,6 +86,7 @@ impl std::fmt::Debug for MacHasher {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
 mod tests {
     use super::*;
 

@@ -133,6 +133,7 @@ impl fmt::Debug for Disassembler {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
 mod tests {
     use super::*;
     use crate::envelope::bytes::seal_bytes;

@@ -126,12 +126,12 @@ impl Geometry {
 
     /// Position in `E'` of byte `pos` of `E`.
     pub fn e_to_e1(&self, pos: u64) -> u64 {
-        if pos >= self.n1 { pos + KEY_LEN as u64 } else { pos }
+        if pos >= self.n1 { pos.saturating_add(KEY_LEN as u64) } else { pos }
     }
 
     /// Position in `E''` (and `N`) of byte `pos` of `E'`.
     pub fn e1_to_e2(&self, pos: u64) -> u64 {
-        if pos >= self.n2 { pos + SHARE_LEN as u64 } else { pos }
+        if pos >= self.n2 { pos.saturating_add(SHARE_LEN as u64) } else { pos }
     }
 
     /// Position in `N` of byte `pos` of `E`.
@@ -174,7 +174,7 @@ impl Geometry {
 
     /// The plaintext bytes of segment `i`.
     pub fn segment_span_in_plain(&self, i: u64) -> Range<u64> {
-        let start = (i * SEG).min(self.plain_len);
+        let start = i.saturating_mul(SEG).min(self.plain_len);
         start..(start + SEG).min(self.plain_len)
     }
 
@@ -266,10 +266,10 @@ fn split_at_insert(range: Range<u64>, p: u64, k: u64, out: &mut Vec<Range<u64>>)
     if range.end <= p {
         out.push(range);
     } else if range.start >= p {
-        out.push(range.start + k..range.end + k);
+        out.push(range.start.saturating_add(k)..range.end.saturating_add(k));
     } else {
         out.push(range.start..p);
-        out.push(p + k..range.end + k);
+        out.push(p.saturating_add(k)..range.end.saturating_add(k));
     }
 }
 
@@ -285,6 +285,7 @@ impl fmt::Debug for Geometry {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
 mod tests {
     use super::*;
 

@@ -75,6 +75,7 @@ pub(crate) fn lagrange_weights<const T: usize>(x: u8, xs: &[u8; T]) -> Option<[u
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
 mod tests {
     use super::*;
 

@@ -98,6 +98,7 @@ impl fmt::Debug for SealKeys {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
 mod tests {
     use super::*;
 

@@ -75,6 +75,7 @@ pub fn sealed_len(plain_len: u64) -> u64 {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
 mod tests {
     use super::*;
 

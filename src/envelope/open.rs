@@ -282,6 +282,7 @@ pub fn recover_keys(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
 mod tests {
     use super::*;
     use crate::envelope::keys::SealKeys;

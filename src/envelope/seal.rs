@@ -198,6 +198,7 @@ impl fmt::Debug for Assembler {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
 mod tests {
     use super::*;
     use crate::envelope::derive::mac;

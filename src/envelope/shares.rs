@@ -164,6 +164,7 @@ pub fn interpolate_share(x: u8, shares: &[Share; 3]) -> Result<Share, EnvelopeEr
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
 mod tests {
     use super::*;
 

@@ -58,6 +58,7 @@ impl ObjectSource for &File {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
 mod tests {
     use super::*;
     use std::io::Write;

@@ -523,6 +523,7 @@ pub fn verify_stream<R: Read>(mut n_src: R, rec: &Recovered) -> Result<(), Strea
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
 mod tests {
     use super::*;
     use crate::envelope::bytes::seal_bytes;
