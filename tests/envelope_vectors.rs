@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 
 use qsfs::envelope::{
-    open_bytes, open_stream, recover_keys, seal_bytes, seal_stream, verify_stream, Backup, EnvelopeError,
-    LocalShares, Recovery, SealKeys, Share,
+    Backup, EnvelopeError, LocalShares, Recovery, SealKeys, Share, open_bytes, open_stream, recover_keys,
+    seal_bytes, seal_stream, verify_stream,
 };
 use serde_json::Value;
 

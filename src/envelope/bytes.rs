@@ -12,15 +12,15 @@ use std::thread;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
+use super::TAG_LEN;
 use super::backup::Backup;
 use super::cipher::SegmentCipher;
 use super::derive::mac;
 use super::error::EnvelopeError;
 use super::geometry::Geometry;
 use super::keys::SealKeys;
-use super::open::{recover_keys, BadShares, LocalShares, Recovered};
+use super::open::{BadShares, LocalShares, Recovered, recover_keys};
 use super::seal::Sealer;
-use super::TAG_LEN;
 
 /// Segments below which splitting the work over threads is not worth it.
 const PARALLEL_MIN_SEGMENTS: u64 = 4;
@@ -111,7 +111,8 @@ fn runs(segments: u64, threads: usize, start_of: impl Fn(u64) -> u64) -> Vec<(u6
 pub fn seal_bytes(d: &[u8], keys: &SealKeys) -> Result<(Vec<u8>, Backup), EnvelopeError> {
     let sealer = Sealer::new(d.len() as u64, keys)?;
     let g = sealer.geometry();
-    let len_n = usize::try_from(g.len_n()).map_err(|_| EnvelopeError::TooLarge { plain_len: d.len() as u64 })?;
+    let len_n =
+        usize::try_from(g.len_n()).map_err(|_| EnvelopeError::TooLarge { plain_len: d.len() as u64 })?;
     let mut n = vec![0u8; len_n];
     let len_e2 = g.len_e2() as usize;
     place_segments(g, sealer.cipher(), d, &mut n[..len_e2], threads_for(g.segments()))?;
@@ -170,7 +171,8 @@ fn seal_run(
             let mut at = 0usize;
             for r in pieces {
                 let len = (r.end - r.start) as usize;
-                region[(r.start - base) as usize..(r.end - base) as usize].copy_from_slice(&scratch[at..at + len]);
+                region[(r.start - base) as usize..(r.end - base) as usize]
+                    .copy_from_slice(&scratch[at..at + len]);
                 at += len;
             }
         }
@@ -190,7 +192,8 @@ pub fn open_bytes(n: &[u8], local: &LocalShares, backup: Option<&Backup>) -> Res
     let rec = recover_keys(&mut src, n.len() as u64, local, backup)?;
     let g = rec.geometry();
     let len_e2 = g.len_e2() as usize;
-    let plain_len = usize::try_from(g.plain_len()).map_err(|_| EnvelopeError::TooLarge { plain_len: g.plain_len() })?;
+    let plain_len =
+        usize::try_from(g.plain_len()).map_err(|_| EnvelopeError::TooLarge { plain_len: g.plain_len() })?;
     let mut plaintext = vec![0u8; plain_len];
     let r = rec.r();
     let m = if threads_for(g.segments()) == 1 {
@@ -276,8 +279,8 @@ fn open_run(
 #[allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
 mod tests {
     use super::*;
-    use crate::envelope::geometry::SEG_E;
     use crate::envelope::SEG;
+    use crate::envelope::geometry::SEG_E;
 
     /// `E''` by the book: encrypt segment after segment, then splice KR and R3.
     fn reference(g: &Geometry, cipher: &SegmentCipher, d: &[u8], kr: &[u8], r3: &[u8]) -> Vec<u8> {

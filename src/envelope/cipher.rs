@@ -20,10 +20,12 @@ pub struct SegmentCipher {
 }
 
 /// The nonce of segment `index`: 7 zero bytes, `u32be(index)`, then 1 for the last segment.
-fn nonce(index: u64, last: bool) -> Result<Nonce<<Aes256Gcm as aes_gcm::AeadCore>::NonceSize>, EnvelopeError> {
-    let i = u32::try_from(index).map_err(|_| EnvelopeError::TooLarge {
-        plain_len: index.saturating_mul(super::SEG),
-    })?;
+fn nonce(
+    index: u64,
+    last: bool,
+) -> Result<Nonce<<Aes256Gcm as aes_gcm::AeadCore>::NonceSize>, EnvelopeError> {
+    let i = u32::try_from(index)
+        .map_err(|_| EnvelopeError::TooLarge { plain_len: index.saturating_mul(super::SEG) })?;
     let mut n = [0u8; 12];
     n[7..11].copy_from_slice(&i.to_be_bytes());
     n[11] = u8::from(last);
@@ -39,7 +41,12 @@ impl SegmentCipher {
 
     /// Encrypts segment `index` in place and returns its tag. Fails for an
     /// index above `u32::MAX` (a file over 256 TiB).
-    pub fn encrypt_segment(&self, index: u64, last: bool, data: &mut [u8]) -> Result<[u8; TAG_LEN], EnvelopeError> {
+    pub fn encrypt_segment(
+        &self,
+        index: u64,
+        last: bool,
+        data: &mut [u8],
+    ) -> Result<[u8; TAG_LEN], EnvelopeError> {
         let n = nonce(index, last)?;
         let tag = self
             .aead
@@ -90,7 +97,10 @@ mod tests {
         let tag = c.encrypt_segment(7, false, &mut d).unwrap();
         assert_ne!(&d[..], b"hello segment");
         let ct = d.clone();
-        assert!(matches!(c.decrypt_segment(7, true, &mut d, &tag), Err(EnvelopeError::SegmentAuth { index: 7 })));
+        assert!(matches!(
+            c.decrypt_segment(7, true, &mut d, &tag),
+            Err(EnvelopeError::SegmentAuth { index: 7 })
+        ));
         assert_eq!(d, ct, "failed decrypt must not touch the buffer");
         assert!(c.decrypt_segment(8, false, &mut d, &tag).is_err());
         c.decrypt_segment(7, false, &mut d, &tag).unwrap();

@@ -138,7 +138,7 @@ mod tests {
     use super::*;
     use crate::envelope::bytes::seal_bytes;
     use crate::envelope::keys::SealKeys;
-    use crate::envelope::open::{recover_keys, LocalShares};
+    use crate::envelope::open::{LocalShares, recover_keys};
     use crate::envelope::seal::Sealer;
 
     /// E of a sealed object, computed independently of the disassembler.

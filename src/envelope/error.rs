@@ -84,9 +84,7 @@ pub enum EnvelopeError {
     },
 
     /// The MAC of `B` for a local share did not verify.
-    #[error(
-        "backup record B does not verify with {share} (check {check}): B or the share is corrupt"
-    )]
+    #[error("backup record B does not verify with {share} (check {check}): B or the share is corrupt")]
     BackupRejected {
         /// The share that was checked (R1 or R2).
         share: &'static str,
@@ -102,7 +100,9 @@ pub enum EnvelopeError {
     PositionMismatch,
 
     /// Too few shares to recover `R`.
-    #[error("not enough key shares to open the object: {detail}; need R1 and R2, or one of them plus the backup record B")]
+    #[error(
+        "not enough key shares to open the object: {detail}; need R1 and R2, or one of them plus the backup record B"
+    )]
     NotEnoughShares {
         /// What was present.
         detail: String,

@@ -16,7 +16,7 @@ use std::ops::Range;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use super::error::EnvelopeError;
-use super::{segment_count, KEY_LEN, MAC_LEN, MIN_SEALED_LEN, SEG, SHARE_LEN, TAG_LEN};
+use super::{KEY_LEN, MAC_LEN, MIN_SEALED_LEN, SEG, SHARE_LEN, TAG_LEN, segment_count};
 
 /// Bytes of one full segment in `E` (ciphertext and tag).
 pub const SEG_E: u64 = SEG + TAG_LEN as u64;

@@ -5,9 +5,9 @@ use std::fmt;
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
+use super::KEY_LEN;
 use super::error::EnvelopeError;
 use super::shares::{self, Share};
-use super::KEY_LEN;
 
 /// `K`, `R` and `R1..R4` for one seal. Zeroized on drop; `Debug` redacts.
 ///
@@ -115,7 +115,10 @@ mod tests {
     fn new_rejects_wrong_order_wrong_r_and_off_polynomial_r4() {
         let a = SealKeys::split([1; 32], [2; 32], [3; 32]);
         let swapped = [a.r2().clone(), a.r1().clone(), a.r3().clone(), a.r4().clone()];
-        assert!(matches!(SealKeys::new([1; 32], [2; 32], swapped), Err(EnvelopeError::InconsistentKeys { .. })));
+        assert!(matches!(
+            SealKeys::new([1; 32], [2; 32], swapped),
+            Err(EnvelopeError::InconsistentKeys { .. })
+        ));
         let good = [a.r1().clone(), a.r2().clone(), a.r3().clone(), a.r4().clone()];
         assert!(matches!(SealKeys::new([1; 32], [9; 32], good), Err(EnvelopeError::InconsistentKeys { .. })));
         let mut y = *a.r4().y();

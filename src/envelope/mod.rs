@@ -35,17 +35,17 @@ pub mod source;
 pub mod stream;
 
 pub use backup::Backup;
-pub use bytes::{open_bytes, seal_bytes, Opened};
+pub use bytes::{Opened, open_bytes, seal_bytes};
 pub use cipher::SegmentCipher;
 pub use disassemble::Disassembler;
 pub use error::EnvelopeError;
 pub use geometry::Geometry;
 pub use keys::SealKeys;
-pub use open::{recover_keys, BadShares, LocalShares, Recovered, Recovery};
+pub use open::{BadShares, LocalShares, Recovered, Recovery, recover_keys};
 pub use seal::{Assembler, Sealer};
-pub use shares::{interpolate_share, Share};
+pub use shares::{Share, interpolate_share};
 pub use source::ObjectSource;
-pub use stream::{open_stream, seal_stream, verify_stream, Sealed, StreamError};
+pub use stream::{Sealed, StreamError, open_stream, seal_stream, verify_stream};
 
 /// Plaintext bytes per segment.
 pub const SEG: u64 = 65_536;

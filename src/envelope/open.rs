@@ -19,7 +19,7 @@ use super::derive::pos;
 use super::error::EnvelopeError;
 use super::geometry::Geometry;
 use super::seal::xor32;
-use super::shares::{self, interpolate_share, Share};
+use super::shares::{self, Share, interpolate_share};
 use super::source::ObjectSource;
 use super::{KEY_LEN, SHARE_LEN};
 
@@ -200,9 +200,7 @@ fn choose<'a>(
         }
         (_, Some(Err(e)), _, None) | (None, None, _, Some(Err(e))) => Err(e),
         (_, Some(Err(e1)), _, Some(Err(_))) => Err(e1),
-        _ => Err(EnvelopeError::NotEnoughShares {
-            detail: "neither R1 nor R2 is present".to_string(),
-        }),
+        _ => Err(EnvelopeError::NotEnoughShares { detail: "neither R1 nor R2 is present".to_string() }),
     }
 }
 
@@ -285,8 +283,8 @@ pub fn recover_keys(
 #[allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
 mod tests {
     use super::*;
-    use crate::envelope::keys::SealKeys;
     use crate::envelope::bytes::seal_bytes;
+    use crate::envelope::keys::SealKeys;
 
     fn setup() -> (SealKeys, Vec<u8>, Backup) {
         let keys = SealKeys::split([5; 32], [6; 32], [7; 32]);

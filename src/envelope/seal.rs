@@ -13,7 +13,7 @@ use zeroize::Zeroizing;
 
 use super::backup::Backup;
 use super::cipher::SegmentCipher;
-use super::derive::{pos, MacHasher};
+use super::derive::{MacHasher, pos};
 use super::error::EnvelopeError;
 use super::geometry::Geometry;
 use super::keys::SealKeys;

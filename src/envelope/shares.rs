@@ -48,9 +48,11 @@ impl Share {
 
     /// Parses the hex form of the 33 bytes (66 hex digits).
     pub fn from_hex(s: &str) -> Result<Share, EnvelopeError> {
-        let bytes = Zeroizing::new(hex::decode(s.trim()).map_err(|e| {
-            EnvelopeError::ShareEncoding { what: "share", detail: format!("not hex: {e}") }
-        })?);
+        let bytes =
+            Zeroizing::new(hex::decode(s.trim()).map_err(|e| EnvelopeError::ShareEncoding {
+                what: "share",
+                detail: format!("not hex: {e}"),
+            })?);
         Share::from_bytes(&bytes)
     }
 
@@ -126,14 +128,15 @@ pub fn recover(shares: [&Share; 3]) -> Result<Zeroizing<[u8; KEY_LEN]>, Envelope
     }
     let mut parsed = Vec::with_capacity(3);
     for s in shares {
-        let share = blahaj::Share::try_from(&s.bytes[..]).map_err(|e| {
-            EnvelopeError::ShareEncoding { what: "share", detail: e.to_string() }
-        })?;
+        let share = blahaj::Share::try_from(&s.bytes[..])
+            .map_err(|e| EnvelopeError::ShareEncoding { what: "share", detail: e.to_string() })?;
         parsed.push(share);
     }
-    let secret = Zeroizing::new(blahaj::Sharks(THRESHOLD).recover(&parsed).map_err(|e| {
-        EnvelopeError::NotEnoughShares { detail: e.to_string() }
-    })?);
+    let secret = Zeroizing::new(
+        blahaj::Sharks(THRESHOLD)
+            .recover(&parsed)
+            .map_err(|e| EnvelopeError::NotEnoughShares { detail: e.to_string() })?,
+    );
     let mut out = Zeroizing::new([0u8; KEY_LEN]);
     if secret.len() != KEY_LEN {
         return Err(EnvelopeError::ShareEncoding {

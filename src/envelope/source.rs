@@ -18,9 +18,8 @@ pub trait ObjectSource {
 /// Copies `buf.len()` bytes of `data` at `offset`, or fails with `UnexpectedEof`.
 fn read_slice(data: &[u8], offset: u64, buf: &mut [u8]) -> io::Result<()> {
     let start = usize::try_from(offset).ok();
-    let piece = start
-        .and_then(|s| s.checked_add(buf.len()).map(|e| (s, e)))
-        .and_then(|(s, e)| data.get(s..e));
+    let piece =
+        start.and_then(|s| s.checked_add(buf.len()).map(|e| (s, e))).and_then(|(s, e)| data.get(s..e));
     match piece {
         Some(p) => {
             buf.copy_from_slice(p);
@@ -28,7 +27,11 @@ fn read_slice(data: &[u8], offset: u64, buf: &mut [u8]) -> io::Result<()> {
         }
         None => Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
-            format!("{} bytes at offset {offset} lie beyond the {} bytes of the object", buf.len(), data.len()),
+            format!(
+                "{} bytes at offset {offset} lie beyond the {} bytes of the object",
+                buf.len(),
+                data.len()
+            ),
         )),
     }
 }
