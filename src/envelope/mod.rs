@@ -13,7 +13,7 @@
 //! `R3` and `KR`, below the threshold. The code is pure: bytes in, bytes out,
 //! through `std::io::Write` sinks and the small [`ObjectSource`] trait.
 //!
-//! Map of the module: [`derive`] (labels, MACs, positions), [`shares`] and
+//! Map of the module: [`derive`](mod@derive) (labels, MACs, positions), [`shares`] and
 //! `gf256` (Shamir), [`keys`] (seal input), [`backup`] (`B`), [`geometry`]
 //! (lengths and coordinate maps), [`cipher`] (segments), [`seal`] (the
 //! assembler), [`open`] (key recovery), [`disassemble`] (the inverse of the

@@ -13,6 +13,7 @@
 //! workers decrypt) and `M` is checked when the stream ends.
 //!
 //! [`Assembler`]: super::Assembler
+//! [`Disassembler`]: super::Disassembler
 
 use std::collections::BTreeMap;
 use std::io::{self, Read};
@@ -35,9 +36,9 @@ pub use open::{open_stream, verify_stream};
 pub use seal::seal_stream;
 
 /// Segments per batch handed to a worker.
-pub(super) const BATCH_SEGS: u64 = 16;
+const BATCH_SEGS: u64 = 16;
 /// Read size of the open and verify readers.
-pub(super) const READ_CHUNK: usize = 256 * 1024;
+const READ_CHUNK: usize = 256 * 1024;
 
 /// What a streaming seal produced besides `N`.
 #[derive(Debug)]
@@ -87,24 +88,24 @@ impl StreamError {
 }
 
 /// A run of up to 16 consecutive segments.
-pub(super) struct Batch {
-    pub(super) seq: u64,
-    pub(super) first: u64,
-    pub(super) count: u64,
+struct Batch {
+    seq: u64,
+    first: u64,
+    count: u64,
     /// Seal: plaintext of the segments back to back. Open: `C || T` of each.
-    pub(super) data: Vec<u8>,
+    data: Vec<u8>,
     /// Seal: the tags, filled by the worker.
-    pub(super) tags: [[u8; TAG_LEN]; BATCH_SEGS as usize],
+    tags: [[u8; TAG_LEN]; BATCH_SEGS as usize],
 }
 
 impl Batch {
-    pub(super) fn new(seq: u64, first: u64, count: u64, data: Vec<u8>) -> Batch {
+    fn new(seq: u64, first: u64, count: u64, data: Vec<u8>) -> Batch {
         Batch { seq, first, count, data, tags: [[0u8; TAG_LEN]; BATCH_SEGS as usize] }
     }
 }
 
 /// Why a reader thread stopped early.
-pub(super) enum Stop {
+enum Stop {
     /// The calling thread gave up (it has the real error).
     Cancelled,
     /// The reader's own failure.
@@ -118,21 +119,21 @@ impl From<StreamError> for Stop {
 }
 
 /// Why the calling thread's loop ended early.
-pub(super) enum MainStop {
+enum MainStop {
     Failed(StreamError),
     /// Workers are gone before all batches arrived: the reader failed.
     Disconnected,
 }
 
 /// Hands out batch buffers: new ones up to the pool size, then recycled ones.
-pub(super) struct Pool {
-    pub(super) free: Receiver<Vec<u8>>,
-    pub(super) made: usize,
-    pub(super) size: usize,
+struct Pool {
+    free: Receiver<Vec<u8>>,
+    made: usize,
+    size: usize,
 }
 
 impl Pool {
-    pub(super) fn take(&mut self, cap: usize) -> Result<Vec<u8>, Stop> {
+    fn take(&mut self, cap: usize) -> Result<Vec<u8>, Stop> {
         if self.made < self.size {
             self.made += 1;
             return Ok(Vec::with_capacity(cap));
@@ -142,7 +143,7 @@ impl Pool {
 }
 
 /// Receives finished batches and hands them to `f` in sequence order.
-pub(super) fn in_order(
+fn in_order(
     total: u64,
     done: Receiver<Result<Batch, EnvelopeError>>,
     mut f: impl FnMut(Batch) -> Result<(), StreamError>,
@@ -166,7 +167,7 @@ pub(super) fn in_order(
 }
 
 /// Joins a reader thread, re-raising its panic.
-pub(super) fn join<T>(h: thread::ScopedJoinHandle<'_, T>) -> T {
+fn join<T>(h: thread::ScopedJoinHandle<'_, T>) -> T {
     match h.join() {
         Ok(v) => v,
         Err(p) => std::panic::resume_unwind(p),
@@ -175,7 +176,7 @@ pub(super) fn join<T>(h: thread::ScopedJoinHandle<'_, T>) -> T {
 
 /// Puts the results of the calling thread and the reader together: a
 /// reader failure explains everything downstream, so it wins.
-pub(super) fn settle(main: Result<(), MainStop>, reader: Result<(), Stop>) -> Result<(), StreamError> {
+fn settle(main: Result<(), MainStop>, reader: Result<(), Stop>) -> Result<(), StreamError> {
     match (main, reader) {
         (_, Err(Stop::Failed(e))) => Err(e),
         (Err(MainStop::Failed(e)), _) => Err(e),
@@ -188,7 +189,7 @@ pub(super) fn settle(main: Result<(), MainStop>, reader: Result<(), Stop>) -> Re
 
 /// Reads exactly `buf.len()` bytes; `at` is the offset of `buf` in the
 /// source, for the error message.
-pub(super) fn read_full<R: Read>(
+fn read_full<R: Read>(
     src: &mut R,
     buf: &mut [u8],
     at: u64,
@@ -207,7 +208,7 @@ pub(super) fn read_full<R: Read>(
 }
 
 /// True if the source has at least one more byte.
-pub(super) fn has_more<R: Read>(src: &mut R) -> Result<bool, StreamError> {
+fn has_more<R: Read>(src: &mut R) -> Result<bool, StreamError> {
     let mut probe = [0u8; 1];
     loop {
         match src.read(&mut probe) {
@@ -219,6 +220,6 @@ pub(super) fn has_more<R: Read>(src: &mut R) -> Result<bool, StreamError> {
 }
 
 /// Number of batch buffers for `threads` workers.
-pub(super) fn pool_size(threads: usize) -> usize {
+fn pool_size(threads: usize) -> usize {
     threads + 4
 }
