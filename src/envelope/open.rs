@@ -46,8 +46,9 @@ pub struct BadShares {
     pub r1: bool,
     /// `R2` was present but failed `M24` of `B` (or had the wrong `x`).
     pub r2: bool,
-    /// Both local shares were present and neither verified `B`: `B` is the
-    /// suspect, and the open went on with `R1` and `R2` alone.
+    /// `B` is damaged: either both local shares failed against it (the open
+    /// went on with `R1` and `R2` alone), or a share that failed its MAC in
+    /// `B` is nevertheless exactly the share regenerated from the others.
     pub backup: bool,
 }
 
@@ -131,6 +132,11 @@ impl Recovered {
         Backup::build(&self.regenerate(1)?, &self.regenerate(2)?, &self.regenerate(4)?, self.geometry.n2())
     }
 
+    /// The three shares that recovered `R` (distinct `x`).
+    pub fn shares_used(&self) -> &[Share; 3] {
+        &self.used
+    }
+
     /// KR and R3 in their `E''` order.
     pub(crate) fn inserted(&self) -> &[u8; KEY_LEN + SHARE_LEN] {
         &self.inserted
@@ -204,6 +210,23 @@ fn choose<'a>(
     }
 }
 
+/// A present share that failed its MAC in `B` but equals the share
+/// regenerated from the shares that recovered `R` is fine: the damage is in
+/// `B`'s MAC for it. Moves the blame from the share to `B`.
+fn exonerate(bad: &mut BadShares, local: &LocalShares, used: &[Share; 3]) -> Result<(), EnvelopeError> {
+    for (flag, share, x) in [(&mut bad.r1, &local.r1, 1u8), (&mut bad.r2, &local.r2, 2u8)] {
+        if let Some(s) = share
+            && *flag
+            && s.x() == x
+            && interpolate_share(x, used)? == *s
+        {
+            *flag = false;
+            bad.backup = true;
+        }
+    }
+    Ok(())
+}
+
 /// Recovers `K`, `R` and the layout of a sealed object of `len_n` bytes.
 ///
 /// Without `B`, both local shares are required. With `B`, each present
@@ -211,7 +234,9 @@ fn choose<'a>(
 /// is recorded as bad and the good one is used with `B`. With both shares
 /// good, `R1 + R2` are used and must agree with `B` on `n2`. When both
 /// shares are present and both fail against `B`, `B` itself is the suspect
-/// ([`BadShares::backup`]) and the open continues with `R1 + R2`.
+/// ([`BadShares::backup`]) and the open continues with `R1 + R2`; when one
+/// fails but equals the share regenerated from the others, the blame moves
+/// to `B` as well.
 ///
 /// `R3` must have `x = 3`. `M` is **not** verified here (see the module doc).
 pub fn recover_keys(
@@ -263,6 +288,9 @@ pub fn recover_keys(
         }
     };
     let r = shares::recover([&used[0], &used[1], &used[2]])?;
+    if recovery != Recovery::LocalPair {
+        exonerate(&mut bad, local, &used)?;
+    }
 
     let mut n1 = pos("n1", &r[..], len_e1 - KEY_LEN as u64);
     let geometry = Geometry::new(plain_len, n1, n2)?;
@@ -361,6 +389,21 @@ mod tests {
         let pair = LocalShares::both(keys.r1().clone(), keys.r2().clone());
         let rec = recover_keys(&mut src, n.len() as u64, &pair, Some(&bad_b)).unwrap();
         assert_eq!(rec.bad_shares(), BadShares { r1: false, r2: false, backup: true });
+        assert_eq!(rec.k(), keys.k());
+        assert_eq!(rec.rebuild_backup().unwrap(), b);
+    }
+
+    #[test]
+    fn a_damaged_mac_in_b_blames_b_not_the_share() {
+        let (keys, n, b) = setup();
+        let mut src: &[u8] = &n;
+        let mut bb = b.to_bytes();
+        bb[104] ^= 1; // last byte of M24
+        let bad_b = Backup::parse(&bb).unwrap();
+        let pair = LocalShares::both(keys.r1().clone(), keys.r2().clone());
+        let rec = recover_keys(&mut src, n.len() as u64, &pair, Some(&bad_b)).unwrap();
+        assert_eq!(rec.bad_shares(), BadShares { r1: false, r2: false, backup: true });
+        assert_eq!(rec.recovery(), Recovery::R1WithBackup);
         assert_eq!(rec.k(), keys.k());
         assert_eq!(rec.rebuild_backup().unwrap(), b);
     }

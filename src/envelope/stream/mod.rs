@@ -189,12 +189,7 @@ fn settle(main: Result<(), MainStop>, reader: Result<(), Stop>) -> Result<(), St
 
 /// Reads exactly `buf.len()` bytes; `at` is the offset of `buf` in the
 /// source, for the error message.
-fn read_full<R: Read>(
-    src: &mut R,
-    buf: &mut [u8],
-    at: u64,
-    expected: u64,
-) -> Result<(), StreamError> {
+fn read_full<R: Read>(src: &mut R, buf: &mut [u8], at: u64, expected: u64) -> Result<(), StreamError> {
     let mut got = 0;
     while got < buf.len() {
         match src.read(&mut buf[got..]) {
