@@ -34,7 +34,7 @@ fn flip(share: &Share, byte: usize, bit: u8) -> Share {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(24))]
+    #![proptest_config(ProptestConfig::with_cases(64))]
 
     #[test]
     fn open_of_seal_is_identity(len in plain_len(), seed: u64, k: [u8; 32], r: [u8; 32], cs: [u8; 32], threads in 1usize..4) {
@@ -61,7 +61,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(96))]
+    #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
     fn any_flipped_bit_in_n_is_refused(len in prop_oneof![0usize..3000, 65_530usize..65_600], seed: u64, k: [u8; 32], r: [u8; 32], cs: [u8; 32], at: prop::sample::Index, bit in 0u8..8) {
