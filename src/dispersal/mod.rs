@@ -227,7 +227,15 @@ impl Dispersal {
                 handles.push(scope.spawn(move || write::shard_writer(node, header, rx)));
             }
             let mut writer = ObjectWriter::new(layout, &codec, senders);
-            let value = fill(&mut writer).and_then(|v| writer.finish().map(|_| v).map_err(DispersalError::Source));
+            let value = match fill(&mut writer) {
+                Ok(v) => writer.finish().map(|_| v).map_err(DispersalError::Source),
+                // The writer holds the channels: drop it so the shard
+                // threads see the end of input and can be joined.
+                Err(e) => {
+                    drop(writer);
+                    Err(e)
+                }
+            };
             let outcomes: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
             (value, outcomes)
         });

@@ -140,6 +140,11 @@ impl Keystore {
         }
     }
 
+    /// Fails if new shares could not be stored (R2 store away).
+    pub fn check_writable(&self) -> Result<(), KeystoreError> {
+        self.r2_db().map(|_| ())
+    }
+
     /// Records the shares of new objects and makes them durable.
     pub fn put_many(&self, items: &[(ObjectId, ShareBytes, ShareBytes)]) -> Result<(), KeystoreError> {
         let r2 = self.r2_db()?;

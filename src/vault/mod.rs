@@ -116,6 +116,9 @@ pub enum VaultError {
         /// Why.
         detail: String,
     },
+    /// A group commit failed after its shards were written; they were removed.
+    #[error("{0}")]
+    Commit(String),
     /// Key material problem outside a read.
     #[error("object {object}: {source}")]
     Envelope {

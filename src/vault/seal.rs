@@ -78,6 +78,9 @@ impl Vault {
     /// (not yet durable or visible). `what` names the file in errors.
     pub fn seal<R: Read + Send>(&self, src: R, len: u64, what: &str) -> Result<SealedObject, VaultError> {
         let fail = |detail: String| VaultError::Seal { path: what.to_string(), detail };
+        // Fail before drawing keys or writing shards if the shares could
+        // not be stored anyway.
+        self.keys.check_writable().map_err(|e| fail(e.to_string()))?;
         let keys = self.draw_keys().map_err(|e| fail(e.to_string()))?;
         let sealed_len = envelope::sealed_len(len);
         let (sealed, written) = self
@@ -119,7 +122,7 @@ impl Vault {
             let msg = e.to_string();
             for i in &ok {
                 self.ec.remove_shards(&objs[*i].written.manifest, u32::MAX);
-                results[*i] = Err(VaultError::Internal(format!("commit failed: {msg}")));
+                results[*i] = Err(VaultError::Commit(msg.clone()));
             }
             return results;
         }
