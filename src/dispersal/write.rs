@@ -3,6 +3,7 @@
 //! writes it to its node. All `n` nodes are written in parallel; memory is
 //! a few stripes no matter how large the object is.
 
+use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
 
@@ -23,12 +24,15 @@ pub struct ObjectWriter<'a> {
     written: u64,
     sent: u64,
     senders: Vec<Sender<Arc<Vec<u8>>>>,
+    /// Stripes handed to the writers, oldest first; a buffer whose writers
+    /// are all done with it is reused instead of faulting in fresh pages.
+    in_flight: VecDeque<Arc<Vec<u8>>>,
 }
 
 impl<'a> ObjectWriter<'a> {
     pub(super) fn new(layout: StripeLayout, codec: &'a Codec, senders: Vec<Sender<Arc<Vec<u8>>>>) -> Self {
         let stripe = vec![0u8; layout.n * layout.chunk as usize];
-        ObjectWriter { layout, codec, stripe, filled: 0, written: 0, sent: 0, senders }
+        ObjectWriter { layout, codec, stripe, filled: 0, written: 0, sent: 0, senders, in_flight: VecDeque::new() }
     }
 
     /// Object bytes received so far.
@@ -39,7 +43,8 @@ impl<'a> ObjectWriter<'a> {
     fn emit(&mut self) -> io::Result<()> {
         let chunk = self.layout.chunk as usize;
         let k = self.layout.k;
-        let mut full = std::mem::replace(&mut self.stripe, vec![0u8; self.layout.n * chunk]);
+        let next = self.recycle().unwrap_or_else(|| vec![0u8; self.layout.n * chunk]);
+        let mut full = std::mem::replace(&mut self.stripe, next);
         {
             let (data, parity) = full.split_at_mut(k * chunk);
             let data: Vec<&[u8]> = data.chunks(chunk).collect();
@@ -53,9 +58,27 @@ impl<'a> ObjectWriter<'a> {
             // as not written.
             let _ = tx.send(Arc::clone(&full));
         }
+        if self.in_flight.len() > QUEUE + 2 {
+            self.in_flight.pop_front();
+        }
+        self.in_flight.push_back(full);
         self.filled = 0;
         self.sent += 1;
         Ok(())
+    }
+
+    /// The oldest sent stripe buffer, if every writer has finished with it.
+    /// Its data part is overwritten by the next stripe (the last stripe
+    /// zeroes its own padding) and encoding overwrites the parity part.
+    fn recycle(&mut self) -> Option<Vec<u8>> {
+        if self.sent + 1 >= self.layout.stripes {
+            return None;
+        }
+        let oldest = self.in_flight.front()?;
+        if Arc::strong_count(oldest) != 1 {
+            return None;
+        }
+        self.in_flight.pop_front().and_then(|a| Arc::try_unwrap(a).ok())
     }
 
     /// Pads and sends the last stripe; checks the length matched the plan.
@@ -67,6 +90,8 @@ impl<'a> ObjectWriter<'a> {
             )));
         }
         if self.filled > 0 || self.sent < self.layout.stripes {
+            let data_len = self.layout.k * self.layout.chunk as usize;
+            self.stripe[self.filled..data_len].fill(0);
             self.emit()?;
         }
         self.senders.clear();
