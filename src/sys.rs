@@ -36,6 +36,23 @@ pub fn start_writeback(file: &File) -> io::Result<()> {
     }
 }
 
+/// `syncfs(2)`: makes every file and folder of the filesystem holding
+/// `fd` durable, reporting writeback errors seen since `fd` was opened.
+pub fn syncfs(fd: &File) -> io::Result<()> {
+    // SAFETY: plain syscall on a valid, open descriptor.
+    let rc = unsafe { libc::syncfs(fd.as_raw_fd()) };
+    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+/// Starts writeback of `len` bytes at `offset` of a file without waiting.
+/// Only a hint (the durable fsync comes later), so failures are ignored.
+pub fn start_writeback_range(file: &File, offset: u64, len: u64) {
+    // SAFETY: plain syscall on a valid, open descriptor; no memory is passed.
+    let _ = unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset as i64, len as i64, libc::SYNC_FILE_RANGE_WRITE)
+    };
+}
+
 /// Capacity of the filesystem holding `path`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct FsSpace {

@@ -34,12 +34,24 @@ pub struct DirNode {
     name: String,
     root: PathBuf,
     vault_id: String,
+    sync_fd: std::sync::Mutex<Option<File>>,
 }
+
+/// Shards in one commit from which a single `syncfs` replaces per-file fsyncs.
+const SYNCFS_GROUP: usize = 16;
+/// Writeback of a shard being streamed starts every this many bytes, so the
+/// commit does not wait for the whole object at once.
+const WRITEBACK_EVERY: u64 = 8 << 20;
 
 impl DirNode {
     /// A handle on the node folder `root`; nothing is touched until used.
     pub fn new(name: &str, root: &Path, vault_id: &str) -> DirNode {
-        DirNode { name: name.to_string(), root: root.to_path_buf(), vault_id: vault_id.to_string() }
+        DirNode {
+            name: name.to_string(),
+            root: root.to_path_buf(),
+            vault_id: vault_id.to_string(),
+            sync_fd: std::sync::Mutex::new(None),
+        }
     }
 
     /// Creates the node folder and its marker (at `qsfs init`).
@@ -130,6 +142,26 @@ impl DirNode {
         }
     }
 
+    /// One barrier for everything on the node's filesystem. The descriptor
+    /// is opened before the first shard is written, so writeback errors of
+    /// our shards are reported by it (syncfs reports errors seen since the
+    /// descriptor was opened).
+    fn syncfs(&self) -> std::io::Result<()> {
+        let guard = self.sync_fd.lock().unwrap_or_else(|p| p.into_inner());
+        match guard.as_ref() {
+            Some(fd) => crate::sys::syncfs(fd),
+            None => crate::sys::syncfs(&File::open(&self.root)?),
+        }
+    }
+
+    fn fail_all(&self, items: &mut [Result<DirPending, NodeError>], op: &'static str, e: &std::io::Error) {
+        for item in items.iter_mut() {
+            if let Ok(p) = item {
+                *item = Err(self.err(op, Some(p.key), NodeErrorKind::Io(std::io::Error::new(e.kind(), e.to_string()))));
+            }
+        }
+    }
+
     fn io_kind(e: std::io::Error) -> NodeErrorKind {
         if e.kind() == ErrorKind::NotFound { NodeErrorKind::NotFound } else { NodeErrorKind::Io(e) }
     }
@@ -183,6 +215,12 @@ impl Node for DirNode {
 
     fn create(&self, header: &ShardHeader) -> Result<Box<dyn ShardSink>, NodeError> {
         self.ready_for_write()?;
+        {
+            let mut fd = self.sync_fd.lock().unwrap_or_else(|p| p.into_inner());
+            if fd.is_none() {
+                *fd = File::open(&self.root).ok();
+            }
+        }
         let key = header.key;
         let io = |e| self.err("write shard", Some(key), NodeErrorKind::Io(e));
         let dir = self.fan_dir(&key.object);
@@ -214,47 +252,57 @@ impl Node for DirNode {
                 })
             })
             .collect();
-        // Start writeback of every file first so the fsyncs below overlap.
+        // A big group shares one filesystem barrier instead of an fsync per
+        // shard file and per fan-out folder; a small one stays precise (a
+        // syncfs would also flush unrelated dirty data on that disk).
+        let grouped = items.iter().flatten().count() >= SYNCFS_GROUP;
         for p in items.iter().flatten() {
             let _ = crate::sys::start_writeback(&p.file);
         }
-        for item in items.iter_mut() {
-            if let Ok(p) = item {
-                if let Err(e) = p.file.sync_all() {
+        // 1. The data, durable under the temporary names.
+        if grouped {
+            if let Err(e) = self.syncfs() {
+                self.fail_all(&mut items, "sync shards", &e);
+            }
+        } else {
+            for item in items.iter_mut() {
+                if let Ok(p) = item
+                    && let Err(e) = p.file.sync_all()
+                {
                     *item = Err(self.err("sync shard", Some(p.key), NodeErrorKind::Io(e)));
                 }
             }
         }
+        // 2. Final names: a shard file under its final name is complete.
         for item in items.iter_mut() {
-            if let Ok(p) = item {
-                if let Err(e) = p.publish() {
-                    *item = Err(self.err("publish shard", Some(p.key), NodeErrorKind::Io(e)));
+            if let Ok(p) = item
+                && let Err(e) = p.publish()
+            {
+                *item = Err(self.err("publish shard", Some(p.key), NodeErrorKind::Io(e)));
+            }
+        }
+        // 3. The renames, durable.
+        if grouped {
+            if let Err(e) = self.syncfs() {
+                self.fail_all(&mut items, "sync shard folders", &e);
+            }
+        } else {
+            let mut dirs: Vec<PathBuf> = items.iter().flatten().map(|p| p.dir.clone()).collect();
+            dirs.sort();
+            dirs.dedup();
+            for d in &dirs {
+                if let Err(e) = crate::sys::fsync_dir(d) {
+                    for item in items.iter_mut() {
+                        if let Ok(p) = item
+                            && p.dir == *d
+                        {
+                            *item = Err(self.err("sync shard folder", Some(p.key), NodeErrorKind::Io(std::io::Error::new(e.kind(), e.to_string()))));
+                        }
+                    }
                 }
             }
         }
-        let mut dirs: Vec<PathBuf> = items.iter().flatten().map(|p| p.dir.clone()).collect();
-        dirs.sort();
-        dirs.dedup();
-        let mut failed_dirs = Vec::new();
-        for d in &dirs {
-            if let Err(e) = crate::sys::fsync_dir(d) {
-                failed_dirs.push((d.clone(), e.to_string()));
-            }
-        }
-        items
-            .into_iter()
-            .map(|item| {
-                let p = item?;
-                if let Some((_, e)) = failed_dirs.iter().find(|(d, _)| *d == p.dir) {
-                    return Err(self.err(
-                        "sync shard folder",
-                        Some(p.key),
-                        NodeErrorKind::Io(std::io::Error::other(e.clone())),
-                    ));
-                }
-                Ok(())
-            })
-            .collect()
+        items.into_iter().map(|item| item.map(|_| ())).collect()
     }
 
     fn read_at(&self, key: ShardKey, offset: u64, buf: &mut [u8]) -> Result<(), NodeError> {
@@ -349,7 +397,12 @@ impl DirSink {
         })?;
         out.write_all(data)
             .map_err(|e| NodeError::new(&self.node, "write shard", Some(self.key), NodeErrorKind::Io(e)))?;
+        let before = self.written;
         self.written += data.len() as u64;
+        if before / WRITEBACK_EVERY != self.written / WRITEBACK_EVERY {
+            let end = self.written / WRITEBACK_EVERY * WRITEBACK_EVERY;
+            crate::sys::start_writeback_range(out.get_ref(), end - WRITEBACK_EVERY, WRITEBACK_EVERY);
+        }
         Ok(())
     }
 }

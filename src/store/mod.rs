@@ -63,6 +63,9 @@ pub struct Db {
     role: &'static str,
     path: PathBuf,
     synced_blobs: Mutex<HashSet<OsString>>,
+    /// Names in the store folder at the last durable flush: the folder
+    /// itself needs an fsync only when a file appeared or went away.
+    known_files: Mutex<Vec<OsString>>,
 }
 
 impl std::fmt::Debug for Db {
@@ -118,7 +121,13 @@ impl Db {
                 Err(source) => return Err(StoreError::Open { role, path: path.to_path_buf(), source }),
             }
         };
-        let db = Db { inner, role, path: path.to_path_buf(), synced_blobs: Mutex::new(HashSet::new()) };
+        let db = Db {
+            inner,
+            role,
+            path: path.to_path_buf(),
+            synced_blobs: Mutex::new(HashSet::new()),
+            known_files: Mutex::new(Vec::new()),
+        };
         // A freshly created store must itself survive a crash before anything
         // is recorded in it.
         db.flush_durable()?;
@@ -188,12 +197,11 @@ impl Db {
             let file = file.to_path_buf();
             move |source| StoreError::Sync { role: self.role, path: self.path.clone(), file, source }
         };
-        for name in ["db", "conf"] {
-            let p = self.path.join(name);
-            if p.exists() {
-                std::fs::File::open(&p).and_then(|f| f.sync_all()).map_err(sync_err(&p))?;
-            }
-        }
+        // The log is where sled's flush writes. `conf` is written once when
+        // the store is created and is covered by the first flush's folder
+        // sync below; snapshots are fsynced by sled itself.
+        let log = self.path.join("db");
+        std::fs::File::open(&log).and_then(|f| f.sync_data()).map_err(sync_err(&log))?;
         let blobs = self.path.join("blobs");
         if blobs.is_dir() {
             let mut synced = self.synced_blobs.lock().unwrap_or_else(|p| p.into_inner());
@@ -220,7 +228,22 @@ impl Db {
                 crate::sys::fsync_dir(&blobs).map_err(sync_err(&blobs))?;
             }
         }
-        crate::sys::fsync_dir(&self.path).map_err(sync_err(&self.path))?;
+        let mut names: Vec<OsString> = std::fs::read_dir(&self.path)
+            .map_err(sync_err(&self.path))?
+            .filter_map(|e| e.ok().map(|e| e.file_name()))
+            .collect();
+        names.sort();
+        let mut known = self.known_files.lock().unwrap_or_else(|p| p.into_inner());
+        if *known != names {
+            for name in ["conf", "db"] {
+                let p = self.path.join(name);
+                if p.exists() {
+                    std::fs::File::open(&p).and_then(|f| f.sync_all()).map_err(sync_err(&p))?;
+                }
+            }
+            crate::sys::fsync_dir(&self.path).map_err(sync_err(&self.path))?;
+            *known = names;
+        }
         Ok(())
     }
 
