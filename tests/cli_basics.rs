@@ -282,3 +282,24 @@ fn ls_mkdir_rm_and_stdout() {
     assert_eq!(v.run("ls", &[]).out(), "private\n");
     assert!(v.shards().is_empty());
 }
+
+#[test]
+fn warnings_redirected_to_a_file_are_plain_text() {
+    let v = TestVault::new(&[]);
+    v.put_bytes(b"some content", "/f").success();
+    let obj = v.object_of("/f");
+    // Remove shard 0 so the read has to warn.
+    let shard0 = v.shards_of(&obj).into_iter().find(|s| s.index == 0).unwrap();
+    std::fs::remove_file(&shard0.path).unwrap();
+    let out = v.scratch.join("out");
+    let raw = std::process::Command::new(bin())
+        .args(["get", &v.arg(), "/f", out.to_str().unwrap()])
+        .env_remove("NO_COLOR")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert!(raw.status.success());
+    let stderr = String::from_utf8(raw.stderr).unwrap();
+    assert!(stderr.contains(&format!("/f: shard 0 of object {obj} on {} is bad (missing)", shard0.node)), "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "escape codes in redirected warnings: {stderr:?}");
+}
