@@ -251,10 +251,11 @@ fn remove_unfinished_snapshots(path: &Path) {
     for entry in entries.flatten() {
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if name.starts_with("snap.") && name.ends_with(".generating") {
-            if let Err(e) = std::fs::remove_file(entry.path()) {
-                tracing::warn!("cannot remove the unfinished store snapshot {}: {e}", entry.path().display());
-            }
+        if name.starts_with("snap.")
+            && name.ends_with(".generating")
+            && let Err(e) = std::fs::remove_file(entry.path())
+        {
+            tracing::warn!("cannot remove the unfinished store snapshot {}: {e}", entry.path().display());
         }
     }
 }
@@ -262,6 +263,22 @@ fn remove_unfinished_snapshots(path: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reopens_after_a_crash_while_writing_a_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("db");
+        {
+            let db = Db::open(&p, "test").unwrap();
+            db.insert(b"k", b"v").unwrap();
+            db.flush_durable().unwrap();
+        }
+        // What a process killed inside sled's write_snapshot leaves.
+        std::fs::write(p.join("snap.FFFFFFFFFFFFFFF0.generating"), b"").unwrap();
+        let db = Db::open(&p, "test").unwrap();
+        assert_eq!(db.get(b"k").unwrap().unwrap(), b"v");
+        assert!(!p.join("snap.FFFFFFFFFFFFFFF0.generating").exists());
+    }
 
     #[test]
     fn batch_scan_and_reopen() {
