@@ -32,7 +32,7 @@ pub struct SealArgs {
     #[arg(long)]
     r: String,
     /// R1,R2,R3,R4, each 66 hex digits (x then y).
-    #[arg(long, value_delimiter = ',', num_args = 4, value_name = "HEX,HEX,HEX,HEX")]
+    #[arg(long, value_delimiter = ',', value_name = "HEX,HEX,HEX,HEX")]
     shares: Vec<String>,
     /// Where to write the sealed object N.
     #[arg(long, value_name = "FILE")]

@@ -96,6 +96,28 @@ impl ObjectShards<'_> {
         self.decode(stripe, chunks, report)
     }
 
+    /// Every shard this read could not use: the ones it found bad, plus the
+    /// ones it skipped because they are already recorded as missing (repair
+    /// debt) or their node is not configured, so an "unreadable" error
+    /// names all of them and not only the ones that failed just now.
+    fn describe_unusable(&self, report: &ReadReport) -> String {
+        let mut parts = Vec::new();
+        if !report.bad.is_empty() {
+            parts.push(report.describe());
+        }
+        for i in 0..self.manifest.layout.n {
+            if report.bad.iter().any(|(j, _, _)| *j as usize == i) {
+                continue;
+            }
+            if self.manifest.is_missing(i) {
+                parts.push(format!("shard {i} on {}: recorded missing (repair debt)", self.node_name(i)));
+            } else if self.nodes[i].is_none() {
+                parts.push(format!("shard {i} on {}: node is not in the vault config", self.node_name(i)));
+            }
+        }
+        parts.join("; ")
+    }
+
     /// Joins the data chunks of a stripe, decoding if some are missing.
     fn decode(
         &self,
@@ -112,7 +134,7 @@ impl ObjectShards<'_> {
                 stripe,
                 have,
                 k: l.k,
-                detail: report.describe(),
+                detail: self.describe_unusable(report),
             });
         }
         if chunks[..l.k].iter().any(|c| c.is_none()) {

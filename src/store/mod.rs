@@ -105,6 +105,7 @@ impl Batch {
 impl Db {
     /// Opens (creating if needed) the store in folder `path`.
     pub fn open(path: &Path, role: &'static str) -> Result<Db, StoreError> {
+        remove_unfinished_snapshots(path);
         let config = sled::Config::new().path(path).cache_capacity(32 * 1024 * 1024).flush_every_ms(None);
         // sled releases its file lock from a background thread after the
         // last handle drops, so a reopen in the same process can race it
@@ -258,9 +259,49 @@ impl Db {
     }
 }
 
+/// sled 0.34 writes a snapshot to `snap.<lsn>.generating`, fsyncs it and
+/// renames it to `snap.<lsn>`, but on open it reads the newest `snap.*`
+/// file *including* a `.generating` one. A process killed while writing a
+/// snapshot (sled writes one on every open) thus left a store that never
+/// opens again ("empty/corrupt snapshot file found", then "Read corrupted
+/// data"; sled issues #1387 and #1527). A `.generating` file never
+/// completed: the previous snapshot is only removed after the rename, and
+/// the log is intact, so the unfinished file is deleted before opening.
+/// Only the vault lock holder opens a store, so no other process can be
+/// writing that file right now.
+fn remove_unfinished_snapshots(path: &Path) {
+    let Ok(entries) = std::fs::read_dir(path) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.")
+            && name.ends_with(".generating")
+            && let Err(e) = std::fs::remove_file(entry.path())
+        {
+            tracing::warn!("cannot remove the unfinished store snapshot {}: {e}", entry.path().display());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reopens_after_a_crash_while_writing_a_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("db");
+        {
+            let db = Db::open(&p, "test").unwrap();
+            db.insert(b"k", b"v").unwrap();
+            db.flush_durable().unwrap();
+        }
+        // What a process killed inside sled's write_snapshot leaves.
+        std::fs::write(p.join("snap.FFFFFFFFFFFFFFF0.generating"), b"").unwrap();
+        let db = Db::open(&p, "test").unwrap();
+        assert_eq!(db.get(b"k").unwrap().unwrap(), b"v");
+        assert!(!p.join("snap.FFFFFFFFFFFFFFF0.generating").exists());
+    }
 
     #[test]
     fn batch_scan_and_reopen() {

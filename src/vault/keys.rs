@@ -135,7 +135,10 @@ impl Vault {
         let manifests: Vec<Manifest> = self.ec.store().manifests().collect::<Result<_, _>>()?;
         for m in &manifests {
             report.checked += 1;
-            let issues = self.key_issues(&m.id)?;
+            let mut issues = self.key_issues(&m.id)?;
+            if matches!(issues.as_slice(), [KeyIssue::R1Corrupt | KeyIssue::R2Corrupt]) && self.backup_mac_is_bad(m) {
+                issues = vec![KeyIssue::BackupCorrupt];
+            }
             if issues.is_empty() {
                 continue;
             }
@@ -157,6 +160,23 @@ impl Vault {
         let known: std::collections::HashSet<ObjectId> = manifests.iter().map(|m| m.id).collect();
         report.stray_shares = self.keys.ids()?.into_iter().filter(|id| !known.contains(id)).map(|id| id.to_hex()).collect();
         Ok(report)
+    }
+
+    /// One share fails its MAC in `B` while the other passes: either that
+    /// share is damaged or `B`'s MAC for it is. The object decides: the
+    /// suspect share is regenerated from the good share, `R3` and `R4`; if
+    /// it equals the stored one, `B` is the damaged piece (the open path
+    /// draws the same conclusion, see `envelope::recover_keys`).
+    fn backup_mac_is_bad(&self, m: &Manifest) -> bool {
+        let mut warnings = Vec::new();
+        let mut report = ReadReport::default();
+        match self.recover(m, &mut warnings, &mut report) {
+            Ok(rec) => {
+                let bad = rec.bad_shares();
+                bad.backup && !bad.r1 && !bad.r2
+            }
+            Err(_) => false,
+        }
     }
 
     fn heal_keys(&self, m: &Manifest, issues: &[KeyIssue]) -> Result<(), String> {
