@@ -53,6 +53,16 @@ pub fn start_writeback_range(file: &File, offset: u64, len: u64) {
     };
 }
 
+/// Restores the default SIGPIPE action, so `qsfs ls | head -1` ends quietly
+/// like every other Unix tool instead of reporting a broken pipe (Rust
+/// ignores SIGPIPE by default).
+pub fn default_sigpipe() {
+    // SAFETY: setting a signal disposition to SIG_DFL has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// Capacity of the filesystem holding `path`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct FsSpace {

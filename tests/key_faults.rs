@@ -304,14 +304,7 @@ fn separate_r2_store_unplugged_and_back() {
 /// it", and the keystore documents that `keys repair` recreates a lost R2
 /// store; so after `keys repair` every R2 share must be back (rebuilt from
 /// R1, R3 and R4), verify clean, and writes work again.
-///
-/// qsfs today opens the vault with the R2 store "unavailable" for `keys
-/// repair` too (`Vault::open` always passes `create_r2 = false` to
-/// `Keystore::open`), so repair fails with the same "not available ... or
-/// `qsfs keys repair` rebuilds it" message and the vault stays read-only
-/// for good (the only way out is to create the folder by hand).
 #[test]
-#[ignore = "qsfs bug: `keys repair` cannot rebuild a lost separate R2 store although the error message and keystore docs say it does"]
 fn lost_r2_store_is_rebuilt_by_keys_repair() {
     let mut rng = Rng::from_env("lost_r2_store");
     let tmp = tempfile::Builder::new().prefix("qsfs-test-").tempdir().unwrap();

@@ -517,14 +517,7 @@ fn write_quorum_of_n_refuses_any_missing_node() {
 /// chunk per stripe: every stripe still has n - 1 >= k good chunks, so
 /// the erasure code can rebuild every stripe and the file must read back
 /// (and keep reading back once the damage is recorded as repair debt).
-///
-/// qsfs today retires a whole shard at its first bad chunk (the stream
-/// reader never goes back to it for later stripes, and the repair debt
-/// then skips it on every later read), so the third damaged shard leaves
-/// the reader without spares and the read fails although no stripe lost
-/// more than one chunk.
 #[test]
-#[ignore = "qsfs bug: one bad chunk writes off a whole shard (stream reader and repair debt are per shard, not per stripe); see the test's doc comment"]
 fn scattered_chunk_damage_within_per_stripe_tolerance() {
     let mut rng = Rng::from_env("scattered_chunk_damage");
     let v = TestVault::new(&["--max-chunk", "4096"]);

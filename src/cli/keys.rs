@@ -29,7 +29,7 @@ pub fn run(ctx: &Ctx, c: KeysCommand) -> Result<i32> {
         KeysCommand::Verify(a) => (a, false),
         KeysCommand::Repair(a) => (a, true),
     };
-    let v = ctx.open(&args.vault.vault)?;
+    let v = if repair { ctx.open_for_repair(&args.vault.vault)? } else { ctx.open(&args.vault.vault)? };
     let report = v.check_keys(repair)?;
     let mut out = std::io::stdout().lock();
     if args.json {

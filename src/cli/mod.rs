@@ -71,7 +71,12 @@ pub struct Ctx {
 impl Ctx {
     /// Opens a vault with the shared options.
     pub fn open(&self, vault: &std::path::Path) -> Result<Vault> {
-        Ok(Vault::open(vault, &OpenOptions { wait: self.wait })?)
+        Ok(Vault::open(vault, &OpenOptions { wait: self.wait, create_r2: false })?)
+    }
+
+    /// Opens a vault to repair it: a lost R2 store is recreated.
+    pub fn open_for_repair(&self, vault: &std::path::Path) -> Result<Vault> {
+        Ok(Vault::open(vault, &OpenOptions { wait: self.wait, create_r2: true })?)
     }
 }
 
@@ -98,6 +103,7 @@ fn init_logging(verbose: u8) {
 
 /// Runs the command line; returns the exit status.
 pub fn run() -> i32 {
+    qsfs::sys::default_sigpipe();
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let ctx = Ctx { wait: Duration::from_secs(cli.wait) };

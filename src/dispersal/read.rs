@@ -2,10 +2,14 @@
 //!
 //! Whole-object reads run one reader thread per chosen shard, each walking
 //! its shard front to back (so reads are sequential on every node and run
-//! ahead of the consumer); a chunk that is missing, short or fails its hash
-//! retires that shard and a spare shard takes over from the same stripe.
-//! Range reads fetch only the data chunks covering the range, and fall back
-//! to a full-stripe decode when one of them is bad.
+//! ahead of the consumer). A chunk that is short or fails its hash is
+//! replaced, for that stripe only, by a chunk of a spare shard: damage
+//! scattered over several shards is tolerated as long as every stripe keeps
+//! `k` good chunks. A shard whose file is gone, or that fails twice in a
+//! row, is retired and a spare shard streams in its place. Shards already
+//! recorded as missing are tried last, never skipped. Range reads fetch
+//! only the data chunks covering the range, and fall back to a full-stripe
+//! decode when one of them is bad.
 
 use std::io;
 use std::sync::Arc;
@@ -55,42 +59,56 @@ impl ObjectShards<'_> {
     }
 
     /// Reads chunk `shard` of `stripe` and checks it against the manifest.
-    pub fn fetch_chunk(&self, stripe: u64, shard: usize) -> Result<Vec<u8>, String> {
+    pub fn fetch_chunk(&self, stripe: u64, shard: usize) -> Result<Vec<u8>, ChunkFault> {
         let m = self.manifest;
-        let node = self.nodes[shard].as_ref().ok_or_else(|| "node is not in the vault config".to_string())?;
+        let node = self.nodes[shard]
+            .as_ref()
+            .ok_or_else(|| ChunkFault { gone: true, why: "node is not in the vault config".to_string() })?;
         let mut buf = vec![0u8; m.layout.chunk as usize];
         let key = ShardKey { object: m.id, index: shard as u8 };
         node.read_at(key, m.layout.chunk_offset(stripe), &mut buf).map_err(|e| {
-            if e.is_not_found() { "missing".to_string() } else { e.kind.to_string() }
+            if e.is_not_found() {
+                ChunkFault { gone: true, why: "missing".to_string() }
+            } else {
+                ChunkFault { gone: false, why: e.kind.to_string() }
+            }
         })?;
         if blake3::hash(&buf).as_bytes() != m.hash(stripe, shard) {
-            return Err(format!("chunk of stripe {stripe} fails its hash (corrupt)"));
+            return Err(ChunkFault { gone: false, why: format!("chunk of stripe {stripe} fails its hash (corrupt)") });
         }
         Ok(buf)
     }
 
-    /// Shards in the order reads should try them: data shards first (no
-    /// decoding needed), skipping those recorded missing.
-    fn candidates(&self, bad: u32) -> Vec<usize> {
+    /// Every shard in the order reads should try it: data shards first (no
+    /// decoding needed), then parity; shards recorded missing come last
+    /// (their damage may be local to a few chunks) and shards whose node
+    /// is not configured are left out.
+    fn candidates(&self) -> Vec<usize> {
         let m = self.manifest;
-        (0..m.layout.n).filter(|i| !m.is_missing(*i) && bad & (1 << i) == 0 && self.nodes[*i].is_some()).collect()
+        let usable = |i: &usize| self.nodes[*i].is_some();
+        let (good, recorded): (Vec<usize>, Vec<usize>) = (0..m.layout.n).filter(usable).partition(|i| !m.is_missing(*i));
+        good.into_iter().chain(recorded).collect()
     }
 
-    /// Rebuilds the data of `stripe` from whatever `k` chunks verify.
-    pub fn fetch_stripe(&self, stripe: u64, report: &mut ReadReport) -> Result<Vec<u8>, DispersalError> {
+    /// Rebuilds the data of `stripe` from whatever `k` chunks verify,
+    /// skipping shards in `skip` (known gone in this read).
+    pub fn fetch_stripe(&self, stripe: u64, skip: u32, report: &mut ReadReport) -> Result<Vec<u8>, DispersalError> {
         let l = &self.manifest.layout;
         let mut chunks: Vec<Option<Vec<u8>>> = vec![None; l.n];
         let mut have = 0;
-        for i in self.candidates(report.mask()) {
+        for i in self.candidates() {
             if have == l.k {
                 break;
+            }
+            if skip & (1 << i) != 0 {
+                continue;
             }
             match self.fetch_chunk(stripe, i) {
                 Ok(c) => {
                     chunks[i] = Some(c);
                     have += 1;
                 }
-                Err(why) => report.add(i, self.node_name(i), why),
+                Err(f) => report.add(i, self.node_name(i), f.why),
             }
         }
         self.decode(stripe, chunks, report)
@@ -160,6 +178,7 @@ impl ObjectShards<'_> {
         if end > l.object_len {
             return Err(DispersalError::Range { object: self.manifest.id, offset, len: buf.len() as u64 });
         }
+        let mut gone = 0u32;
         let mut pos = offset;
         while pos < end {
             let (stripe, first, _) = l.locate(pos);
@@ -169,13 +188,16 @@ impl ObjectShards<'_> {
             // Try the covering data chunks alone; fall back to the stripe.
             let mut direct = Vec::with_capacity(last - first + 1);
             for i in first..=last {
-                if report.mask() & (1 << i) != 0 || self.manifest.is_missing(i) {
+                if gone & (1 << i) != 0 || self.manifest.is_missing(i) {
                     break;
                 }
                 match self.fetch_chunk(stripe, i) {
                     Ok(c) => direct.push(c),
-                    Err(why) => {
-                        report.add(i, self.node_name(i), why);
+                    Err(f) => {
+                        if f.gone {
+                            gone |= 1 << i;
+                        }
+                        report.add(i, self.node_name(i), f.why);
                         break;
                     }
                 }
@@ -187,7 +209,7 @@ impl ObjectShards<'_> {
                 let joined: Vec<u8> = direct.concat();
                 dst.copy_from_slice(&joined[(pos - base) as usize..(upto - base) as usize]);
             } else {
-                let data = self.fetch_stripe(stripe, report)?;
+                let data = self.fetch_stripe(stripe, gone, report)?;
                 dst.copy_from_slice(&data[(pos - s_start) as usize..(upto - s_start) as usize]);
             }
             pos = upto;
@@ -196,9 +218,18 @@ impl ObjectShards<'_> {
     }
 }
 
-type ChunkMsg = (u64, Result<Vec<u8>, String>);
+/// Why one chunk could not be used.
+#[derive(Debug, Clone)]
+pub(super) struct ChunkFault {
+    /// The whole shard is unavailable (file or node gone), not just this chunk.
+    gone: bool,
+    why: String,
+}
 
-/// Starts a thread that reads shard `i` from `from` onwards.
+type ChunkMsg = (u64, Result<Vec<u8>, ChunkFault>);
+
+/// Starts a thread that reads shard `i` from `from` onwards. It goes on
+/// past a bad chunk (damage may be local) and stops when the shard is gone.
 fn spawn_shard_reader<'scope, 'env>(
     scope: &'scope std::thread::Scope<'scope, 'env>,
     shards: &'env ObjectShards<'env>,
@@ -209,14 +240,17 @@ fn spawn_shard_reader<'scope, 'env>(
     scope.spawn(move || {
         for s in from..shards.manifest.layout.stripes {
             let r = shards.fetch_chunk(s, shard);
-            let failed = r.is_err();
-            if tx.send((s, r)).is_err() || failed {
+            let gone = r.as_ref().is_err_and(|f| f.gone);
+            if tx.send((s, r)).is_err() || gone {
                 return;
             }
         }
     });
     rx
 }
+
+/// Consecutive bad chunks after which a shard's stream is replaced.
+const RETIRE_AFTER: u8 = 2;
 
 /// Produces the object's bytes stripe by stripe into `out`.
 pub(super) fn stream_object<'scope, 'env>(
@@ -225,37 +259,69 @@ pub(super) fn stream_object<'scope, 'env>(
     out: Sender<Result<Vec<u8>, DispersalError>>,
 ) -> ReadReport {
     let l = shards.manifest.layout;
+    let order = shards.candidates();
     let mut report = ReadReport::default();
-    let mut tried: u32 = 0;
-    let mut active: Vec<(usize, Receiver<ChunkMsg>)> = Vec::new();
-    let mut spare = shards.candidates(0).into_iter();
-    for i in spare.by_ref().take(l.k) {
-        tried |= 1 << i;
-        active.push((i, spawn_shard_reader(scope, shards, i, 0)));
-    }
+    let mut retired: u32 = 0;
+    let mut streak = vec![0u8; l.n];
+    let mut active: Vec<(usize, Receiver<ChunkMsg>)> =
+        order.iter().take(l.k).map(|&i| (i, spawn_shard_reader(scope, shards, i, 0))).collect();
     for stripe in 0..l.stripes {
         let mut chunks: Vec<Option<Vec<u8>>> = vec![None; l.n];
-        let mut slot = 0;
-        while slot < active.len() {
-            let (i, rx) = &active[slot];
+        let mut tried: u32 = 0;
+        for (i, rx) in &active {
             let i = *i;
+            tried |= 1 << i;
             let got = match rx.recv() {
                 Ok((s, r)) if s == stripe => r,
-                Ok((s, _)) => Err(format!("reader out of step (stripe {s}, wanted {stripe})")),
-                Err(_) => Err("reader stopped".to_string()),
+                Ok((s, _)) => Err(ChunkFault { gone: true, why: format!("reader out of step (stripe {s}, wanted {stripe})") }),
+                Err(_) => Err(ChunkFault { gone: true, why: "reader stopped".to_string() }),
             };
             match got {
                 Ok(c) => {
                     chunks[i] = Some(c);
-                    slot += 1;
+                    streak[i] = 0;
                 }
-                Err(why) => {
-                    report.add(i, shards.node_name(i), why);
-                    active.remove(slot);
-                    if let Some(j) = spare.by_ref().find(|j| tried & (1 << j) == 0) {
-                        tried |= 1 << j;
-                        active.push((j, spawn_shard_reader(scope, shards, j, stripe)));
+                Err(f) => {
+                    streak[i] += 1;
+                    if f.gone || streak[i] >= RETIRE_AFTER {
+                        retired |= 1 << i;
                     }
+                    report.add(i, shards.node_name(i), f.why);
+                }
+            }
+        }
+        // Stand-ins for this stripe only, fetched directly.
+        let mut have = chunks.iter().filter(|c| c.is_some()).count();
+        for &j in &order {
+            if have >= l.k {
+                break;
+            }
+            if (tried | retired) & (1 << j) != 0 {
+                continue;
+            }
+            tried |= 1 << j;
+            match shards.fetch_chunk(stripe, j) {
+                Ok(c) => {
+                    chunks[j] = Some(c);
+                    have += 1;
+                }
+                Err(f) => {
+                    if f.gone {
+                        retired |= 1 << j;
+                    }
+                    report.add(j, shards.node_name(j), f.why);
+                }
+            }
+        }
+        // Retired streams give way to spare shards from the next stripe on.
+        if stripe + 1 < l.stripes && active.iter().any(|(i, _)| retired & (1 << i) != 0) {
+            active.retain(|(i, _)| retired & (1 << i) == 0);
+            for &j in &order {
+                if active.len() >= l.k {
+                    break;
+                }
+                if retired & (1 << j) == 0 && !active.iter().any(|(i, _)| *i == j) {
+                    active.push((j, spawn_shard_reader(scope, shards, j, stripe + 1)));
                 }
             }
         }

@@ -112,7 +112,17 @@ impl Keystore {
         let r1 = Db::open(path, "keystore (R1)")?;
         let r2 = match r2_path {
             None => R2Store::SameAsR1,
-            Some(p) if p.is_dir() || create_r2 => R2Store::Separate(Db::open(p, "keystore (R2)")?),
+            Some(p) if p.is_dir() || create_r2 => {
+                std::fs::create_dir_all(p).map_err(|e| {
+                    KeystoreError::Store(StoreError::Sync {
+                        role: "keystore (R2)",
+                        path: p.to_path_buf(),
+                        file: p.to_path_buf(),
+                        source: e,
+                    })
+                })?;
+                R2Store::Separate(Db::open(p, "keystore (R2)")?)
+            }
             Some(p) => R2Store::Unavailable(p.to_path_buf()),
         };
         Ok(Keystore { r1, r2 })

@@ -209,6 +209,13 @@ impl Node for DirNode {
         }
     }
 
+    fn probe_write(&self) -> Result<(), String> {
+        let probe = self.root.join(format!(".qsfs-probe-{}", std::process::id()));
+        let result = File::create(&probe).and_then(|mut f| f.write_all(b"probe"));
+        let _ = fs::remove_file(&probe);
+        result.map_err(|e| format!("{} refuses writes: {e}", self.root.display()))
+    }
+
     fn space(&self) -> Option<crate::sys::FsSpace> {
         crate::sys::fs_space(&self.root).ok()
     }

@@ -103,6 +103,12 @@ pub trait Node: Send + Sync {
     fn location(&self) -> String;
     /// Current health.
     fn health(&self) -> NodeHealth;
+    /// Tries a tiny write (for status and health checks, not the write
+    /// path): catches read-only mounts and immutable folders that look
+    /// fine until a shard write fails.
+    fn probe_write(&self) -> Result<(), String> {
+        Ok(())
+    }
     /// Capacity of the node's storage, if it can tell.
     fn space(&self) -> Option<crate::sys::FsSpace>;
     /// Starts writing a shard; it stays invisible until committed.

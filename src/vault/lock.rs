@@ -41,10 +41,11 @@ impl VaultLock {
                 Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
             }
         }
+        // The command, not its arguments: those can name private files.
         let me = format!(
-            "pid {} ({})\n",
+            "pid {} (qsfs {})\n",
             std::process::id(),
-            std::env::args().collect::<Vec<_>>().join(" ")
+            std::env::args().nth(1).unwrap_or_default()
         );
         // Who holds the lock is only a hint for messages; failing to record
         // it must not stop the command.

@@ -23,6 +23,7 @@ mod lock;
 mod read;
 mod seal;
 mod status;
+mod sweep;
 
 pub use config::{CONFIG_FORMAT, Config, DEFAULT_MAX_CHUNK, KeystoreConfig, NodeConfig};
 pub use files::{ListEntry, PutSource};
@@ -31,6 +32,7 @@ pub use keys::{KeyIssue, KeyReport, ObjectKeyState};
 pub use read::ReadOutcome;
 pub use seal::SealedObject;
 pub use status::{NodeStatus, Status};
+pub use sweep::SweepReport;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -137,11 +139,14 @@ pub enum VaultError {
 pub struct OpenOptions {
     /// How long to wait for another qsfs process to release the vault.
     pub wait: Duration,
+    /// Create a separate R2 store that is missing (`qsfs keys repair`
+    /// rebuilding a lost R2 drive); otherwise a missing one is "away".
+    pub create_r2: bool,
 }
 
 impl Default for OpenOptions {
     fn default() -> Self {
-        OpenOptions { wait: Duration::from_secs(30) }
+        OpenOptions { wait: Duration::from_secs(30), create_r2: false }
     }
 }
 
@@ -155,6 +160,13 @@ pub struct Vault {
     random: Box<dyn EntropySource>,
     threads: usize,
     _lock: lock::VaultLock,
+}
+
+impl Drop for Vault {
+    /// A clean close: the next open need not sweep.
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.root.join(".dirty"));
+    }
 }
 
 impl std::fmt::Debug for Vault {
@@ -175,7 +187,7 @@ impl Vault {
         let root = root.canonicalize().map_err(io_err(format!("resolve {}", root.display())))?;
         let lock = lock::VaultLock::acquire(&root, opts.wait)?;
         let r2 = config.keystore.r2_path.as_ref().map(|p| root.join(p));
-        let keys = Keystore::open(&root.join("keys"), r2.as_deref(), false)?;
+        let keys = Keystore::open(&root.join("keys"), r2.as_deref(), opts.create_r2)?;
         let ns = Namespace::open(&root.join("meta/ns"), current_uid(), current_gid())?;
         let store = EcStore::open(&root.join("meta/ec"))?;
         let nodes = build_nodes(&root, &config);
@@ -193,8 +205,9 @@ impl Vault {
         let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         let vault = Vault { root, config, ns, keys, ec, random, threads, _lock: lock };
         vault.clean_staging();
-        // Finish deletions a crash interrupted.
+        // Finish deletions a crash interrupted, then sweep its leftovers.
         vault.collect_garbage()?;
+        vault.recover_if_interrupted()?;
         Ok(vault)
     }
 

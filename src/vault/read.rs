@@ -170,6 +170,6 @@ fn describe_bad(bad: BadShares, warnings: &mut Vec<String>) {
         warnings.push("R2 is corrupt (it fails its check M24 in the backup record)".into());
     }
     if bad.backup {
-        warnings.push("the backup record B is corrupt (neither share verifies it)".into());
+        warnings.push("the backup record B is corrupt (it fails its checks M14/M24)".into());
     }
 }

@@ -107,7 +107,13 @@ impl Vault {
                 NodeStatus {
                     name: node.name().to_string(),
                     location: node.location(),
-                    health: node.health(),
+                    health: match node.health() {
+                        NodeHealth::Ok => match node.probe_write() {
+                            Ok(()) => NodeHealth::Ok,
+                            Err(why) => NodeHealth::ReadOnly(why),
+                        },
+                        other => other,
+                    },
                     shards_expected: expected.get(node.name()).copied().unwrap_or(0),
                     shards_found: listing.shards.len() as u64,
                     bytes: listing.shards.iter().map(|s| s.size).sum(),
