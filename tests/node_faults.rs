@@ -168,7 +168,12 @@ fn node_faults_then_one_more(k: usize, n: usize) {
         }
         reported.extend(bad);
     }
-    assert!(!reported.is_empty(), "faulty nodes but no shard reported bad");
+    // Random placement may keep every data shard off the faulty nodes
+    // (likely with (1,2) and few files); then nothing needs reporting.
+    let data_shard_hit = objects
+        .values()
+        .any(|obj| (0..k as u8).any(|idx| faulty.contains_key(&place[&(obj.clone(), idx)])));
+    assert!(!data_shard_hit || !reported.is_empty(), "faulty data shards but no shard reported bad");
     let st = v.status();
     let degraded: BTreeSet<&String> = reported.iter().map(|(o, _, _)| o).collect();
     assert_eq!(st["degraded_objects"].as_u64().unwrap(), degraded.len() as u64, "status: {st:#}");

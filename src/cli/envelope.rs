@@ -42,17 +42,33 @@ pub struct SealArgs {
     backup_out: PathBuf,
 }
 
+/// The local shares, as given on the command line.
 #[derive(Args, Debug)]
-pub struct OpenArgs {
-    /// Sealed object N.
-    #[arg(long, value_name = "FILE")]
-    object: PathBuf,
+pub struct ShareArgs {
     /// R1, 66 hex digits.
     #[arg(long)]
     r1: Option<String>,
     /// R2, 66 hex digits.
     #[arg(long)]
     r2: Option<String>,
+}
+
+impl ShareArgs {
+    fn parse(&self) -> Result<LocalShares> {
+        Ok(LocalShares {
+            r1: self.r1.as_deref().map(|s| share("r1", s)).transpose()?,
+            r2: self.r2.as_deref().map(|s| share("r2", s)).transpose()?,
+        })
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct OpenArgs {
+    /// Sealed object N.
+    #[arg(long, value_name = "FILE")]
+    object: PathBuf,
+    #[command(flatten)]
+    shares: ShareArgs,
     /// Backup record B, 210 hex digits.
     #[arg(long, conflicts_with = "backup_file")]
     backup: Option<String>,
@@ -70,12 +86,8 @@ pub struct InspectArgs {
     /// Sealed object N.
     #[arg(long, value_name = "FILE")]
     object: PathBuf,
-    /// R1, 66 hex digits.
-    #[arg(long)]
-    r1: Option<String>,
-    /// R2, 66 hex digits.
-    #[arg(long)]
-    r2: Option<String>,
+    #[command(flatten)]
+    shares: ShareArgs,
 }
 
 pub fn run(c: EnvelopeCommand) -> Result<i32> {
@@ -127,10 +139,7 @@ fn seal(a: SealArgs) -> Result<i32> {
 }
 
 fn open(a: OpenArgs) -> Result<i32> {
-    let local = LocalShares {
-        r1: a.r1.as_deref().map(|s| share("r1", s)).transpose()?,
-        r2: a.r2.as_deref().map(|s| share("r2", s)).transpose()?,
-    };
+    let local = a.shares.parse()?;
     let backup = match (&a.backup, &a.backup_file) {
         (Some(h), _) => {
             let bytes = hex::decode(h.trim()).context("--backup: the backup record B is not valid hex")?;
@@ -182,8 +191,8 @@ fn inspect(a: InspectArgs) -> Result<i32> {
     println!("object      {}", a.object.display());
     println!("length      {len} bytes (N)");
     println!("plaintext   {plain} bytes in {} segments", envelope::segment_count(plain));
-    if let (Some(r1), Some(r2)) = (&a.r1, &a.r2) {
-        let local = LocalShares { r1: Some(share("r1", r1)?), r2: Some(share("r2", r2)?) };
+    let local = a.shares.parse()?;
+    if local.r1.is_some() && local.r2.is_some() {
         let rec = envelope::recover_keys(&mut &obj, len, &local, None)?;
         let g = rec.geometry();
         println!("n1          {} (KR in E')", g.n1());
@@ -195,7 +204,7 @@ fn inspect(a: InspectArgs) -> Result<i32> {
                 return Ok(1);
             }
         }
-    } else if a.r1.is_some() || a.r2.is_some() {
+    } else if local.r1.is_some() || local.r2.is_some() {
         bail!("give both --r1 and --r2 to locate R3 and KR");
     }
     Ok(0)
