@@ -63,6 +63,18 @@ pub fn default_sigpipe() {
     }
 }
 
+/// Raises the soft limit on open files to the hard limit.
+pub fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit with a valid, zero-initialised struct.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
 /// Capacity of the filesystem holding `path`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct FsSpace {

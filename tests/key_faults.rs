@@ -299,11 +299,11 @@ fn separate_r2_store_unplugged_and_back() {
     assert_eq!(v.status()["keystore_r2_available"], true);
 }
 
-/// A separate R2 drive that is lost for good. The refusal to write says
-/// "nothing can be written until it is back or `qsfs keys repair` rebuilds
-/// it", and the keystore documents that `keys repair` recreates a lost R2
-/// store; so after `keys repair` every R2 share must be back (rebuilt from
-/// R1, R3 and R4), verify clean, and writes work again.
+/// A separate R2 drive that is lost for good. A plain `keys repair` must
+/// not build a new R2 store on whatever disk holds the (empty) mount point
+/// — that would put R1 and R2 on one disk behind the user's back — but say
+/// how; `keys repair --rebuild-r2` then rebuilds every R2 share (from R1,
+/// R3 and R4), verify is clean, and writes work again.
 #[test]
 fn lost_r2_store_is_rebuilt_by_keys_repair() {
     let mut rng = Rng::from_env("lost_r2_store");
@@ -313,7 +313,14 @@ fn lost_r2_store_is_rebuilt_by_keys_repair() {
     let a = rng.bytes(20_000);
     v.put_bytes(&a, "/a").success();
     std::fs::remove_dir_all(r2.parent().unwrap()).unwrap();
+    // An empty mount point where the drive used to be.
+    std::fs::create_dir_all(&r2).unwrap();
     let (r, report) = v.keys_repair();
+    r.failure();
+    assert_eq!(report["problems"][0]["repaired"], false, "{report:#}");
+    assert!(report["problems"][0]["error"].as_str().unwrap().contains("--rebuild-r2"), "{report:#}");
+    assert!(!r2.join("conf").exists(), "a plain repair created an R2 store");
+    let (r, report) = v.keys_repair_with(&["--rebuild-r2"]);
     r.success();
     assert_eq!(report["problems"][0]["issues"], json!(["r2-missing"]), "{report:#}");
     assert_eq!(report["problems"][0]["repaired"], true, "{report:#}");

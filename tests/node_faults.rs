@@ -395,12 +395,17 @@ fn write_to_a_full_node() {
     v.assert_reads("/doc", &v1);
     assert!(v.temp_shards().is_empty(), "the failed shard left a temp file: {:?}", v.temp_shards());
 
-    // node-1's folder is replaced by another small, empty disk: adopted on
-    // the first write.
+    // node-1's folder is replaced by another small, empty disk: not used
+    // until adopted (it could be an unmounted disk's mount point)...
     let full1 = Mounted::tmpfs(&v.node_dir("node-1"), "256k");
     let small = rng.bytes(3000);
+    v.put_bytes(&small, "/small").success().stderr_has(&["node-1", "node adopt"]);
+    assert!(!v.node_dir("node-1").join("qsfs-node").exists(), "an empty node folder was adopted by itself");
+    // ...then taken into use explicitly.
+    qsfs(&["node", "adopt", &v.arg(), "node-1"]).success();
+    assert!(v.node_dir("node-1").join("qsfs-node").exists(), "node adopt wrote no marker");
+    let small = rng.bytes(3000);
     v.put_bytes(&small, "/small").success().quiet();
-    assert!(v.node_dir("node-1").join("qsfs-node").exists(), "empty node folder not adopted");
     v.assert_reads("/small", &small).quiet();
 
     // Two full nodes: 3 of 5 < quorum 4 -> fails, /doc keeps version 1.
@@ -449,8 +454,9 @@ fn write_to_read_only_nodes() {
     drop(imm4);
     drop(ro2);
 
-    // A tmpfs node that goes read-only later (remount,ro).
+    // A tmpfs node (a fresh disk, adopted) that goes read-only later.
     let t0 = Mounted::tmpfs(&v.node_dir("node-0"), "8m");
+    qsfs(&["node", "adopt", &v.arg(), "node-0"]).success();
     let b = rng.bytes(20_000);
     v.put_bytes(&b, "/b").success().quiet();
     t0.remount_ro();

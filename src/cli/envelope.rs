@@ -168,10 +168,18 @@ fn open(a: OpenArgs) -> Result<i32> {
     // Authenticate the whole object (M) before a single byte is written.
     envelope::verify_stream(std::io::BufReader::new(&obj), &rec).with_context(|| format!("cannot open {what}"))?;
     let src = std::io::BufReader::with_capacity(1 << 20, File::open(&a.object)?);
+    // A FIFO or device (e.g. /dev/null) is written in place, never replaced.
+    let special = std::fs::metadata(&a.out).is_ok_and(|m| !m.is_file() && !m.is_dir());
     if a.out.as_os_str() == "-" {
         let mut out = std::io::stdout().lock();
         envelope::open_stream(src, &rec, &mut out, threads()).with_context(|| format!("cannot open {what}"))?;
         out.flush()?;
+    } else if special {
+        let mut out = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&a.out)
+            .with_context(|| format!("cannot open {}", a.out.display()))?;
+        envelope::open_stream(src, &rec, &mut out, threads()).with_context(|| format!("cannot open {what}"))?;
     } else {
         let mut tmp = temp_beside(&a.out)?;
         {

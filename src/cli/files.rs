@@ -153,7 +153,7 @@ pub fn put(ctx: &Ctx, a: PutArgs) -> Result<i32> {
                 PutSource::File(p) => p.display().to_string(),
                 PutSource::Stdin => "stdin".into(),
             };
-            eprintln!("qsfs: error: {from} -> {path}: {e}");
+            eprintln!("qsfs: error: {e} (storing {from} as {path})");
         }
     }
     if failed > 0 {

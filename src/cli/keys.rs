@@ -12,7 +12,7 @@ pub enum KeysCommand {
     /// Check every object's R1 and R2 against its backup record B.
     Verify(KeysArgs),
     /// Check, then rebuild lost or corrupt shares and backup records.
-    Repair(KeysArgs),
+    Repair(RepairArgs),
 }
 
 #[derive(Args, Debug)]
@@ -24,12 +24,24 @@ pub struct KeysArgs {
     json: bool,
 }
 
+#[derive(Args, Debug)]
+pub struct RepairArgs {
+    #[command(flatten)]
+    keys: KeysArgs,
+    /// The separate R2 drive is lost for good: build a new R2 store at the
+    /// configured `r2_path` and refill it from R1, the objects and B. (Plug
+    /// in the new drive first; without this flag a missing R2 store is
+    /// treated as a drive that is away, never recreated.)
+    #[arg(long)]
+    rebuild_r2: bool,
+}
+
 pub fn run(ctx: &Ctx, c: KeysCommand) -> Result<i32> {
-    let (args, repair) = match c {
-        KeysCommand::Verify(a) => (a, false),
-        KeysCommand::Repair(a) => (a, true),
+    let (args, repair, rebuild) = match c {
+        KeysCommand::Verify(a) => (a, false, false),
+        KeysCommand::Repair(a) => (a.keys, true, a.rebuild_r2),
     };
-    let v = if repair { ctx.open_for_repair(&args.vault.vault)? } else { ctx.open(&args.vault.vault)? };
+    let v = if rebuild { ctx.open_rebuilding_r2(&args.vault.vault)? } else { ctx.open(&args.vault.vault)? };
     let report = v.check_keys(repair)?;
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -65,5 +77,14 @@ pub fn run(ctx: &Ctx, c: KeysCommand) -> Result<i32> {
             if repair { format!(", {} repaired", report.problems.iter().filter(|p| p.repaired).count()) } else { String::new() }
         )?;
     }
-    Ok(if report.healthy() && (repair || report.problems.is_empty()) { 0 } else { 1 })
+    if repair && !report.healthy() {
+        let left = report.problems.iter().filter(|p| !p.repaired).count();
+        eprintln!("qsfs: error: {left} objects could not be repaired; see the reasons above");
+        return Ok(1);
+    }
+    if !repair && !report.problems.is_empty() {
+        eprintln!("qsfs: error: {} objects have key problems; run `qsfs keys repair`", report.problems.len());
+        return Ok(1);
+    }
+    Ok(0)
 }

@@ -4,6 +4,7 @@ mod envelope;
 mod files;
 mod format;
 mod keys;
+mod node;
 mod status;
 
 use std::path::PathBuf;
@@ -50,6 +51,9 @@ enum Command {
     /// Check or heal the key shares R1/R2 and backup records B.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Storage nodes: use a replaced (empty) disk as a node.
+    #[command(subcommand)]
+    Node(node::NodeCommand),
     /// Expert tool: seal or open one object by hand (interoperability, recovery).
     #[command(subcommand)]
     Envelope(envelope::EnvelopeCommand),
@@ -71,12 +75,13 @@ pub struct Ctx {
 impl Ctx {
     /// Opens a vault with the shared options.
     pub fn open(&self, vault: &std::path::Path) -> Result<Vault> {
-        Ok(Vault::open(vault, &OpenOptions { wait: self.wait, create_r2: false })?)
+        Ok(Vault::open(vault, &OpenOptions { wait: self.wait, rebuild_r2: false })?)
     }
 
-    /// Opens a vault to repair it: a lost R2 store is recreated.
-    pub fn open_for_repair(&self, vault: &std::path::Path) -> Result<Vault> {
-        Ok(Vault::open(vault, &OpenOptions { wait: self.wait, create_r2: true })?)
+    /// Opens a vault building a new R2 store where the configured one is
+    /// missing (`keys repair --rebuild-r2`).
+    pub fn open_rebuilding_r2(&self, vault: &std::path::Path) -> Result<Vault> {
+        Ok(Vault::open(vault, &OpenOptions { wait: self.wait, rebuild_r2: true })?)
     }
 }
 
@@ -104,6 +109,9 @@ fn init_logging(verbose: u8) {
 /// Runs the command line; returns the exit status.
 pub fn run() -> i32 {
     qsfs::sys::default_sigpipe();
+    // A group commit keeps a file per shard open; wide codes (n up to 32)
+    // need more than the usual soft limit of 1024 descriptors.
+    qsfs::sys::raise_fd_limit();
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let ctx = Ctx { wait: Duration::from_secs(cli.wait) };
@@ -116,6 +124,7 @@ pub fn run() -> i32 {
         Command::Mkdir(a) => files::mkdir(&ctx, a),
         Command::Status(a) => status::status(&ctx, a),
         Command::Keys(c) => keys::run(&ctx, c),
+        Command::Node(c) => node::run(&ctx, c),
         Command::Envelope(c) => envelope::run(c),
     };
     match result {

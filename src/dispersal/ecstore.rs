@@ -10,7 +10,7 @@ use std::path::Path;
 use super::manifest::Manifest;
 use super::DispersalError;
 use crate::ObjectId;
-use crate::store::{Batch, Db};
+use crate::store::{Batch, Db, OpenMode};
 
 const BACKUP_VERSION: u8 = 1;
 
@@ -28,18 +28,20 @@ pub struct EcStore {
 }
 
 impl EcStore {
-    /// Opens the store in `path`.
-    pub fn open(path: &Path) -> Result<EcStore, DispersalError> {
-        Ok(EcStore { db: Db::open(path, "manifest and backup-record")? })
+    /// Opens the store of vault `vault_id` in `path`.
+    pub fn open(path: &Path, vault_id: &str, mode: OpenMode) -> Result<EcStore, DispersalError> {
+        Ok(EcStore { db: Db::open_vault_store(path, "manifest and backup-record", vault_id, mode)? })
+    }
+
+    fn damaged(&self, id: &ObjectId, detail: String) -> DispersalError {
+        DispersalError::Record { object: *id, detail: format!("{detail} (store {})", self.db.path().display()) }
     }
 
     /// The manifest of `id`, if recorded.
     pub fn manifest(&self, id: &ObjectId) -> Result<Option<Manifest>, DispersalError> {
         match self.db.get(key(b'm', id))? {
             None => Ok(None),
-            Some(v) => Manifest::decode(&v)
-                .map(Some)
-                .map_err(|e| DispersalError::Record { object: *id, detail: e.to_string() }),
+            Some(v) => Manifest::decode(&v).map(Some).map_err(|e| self.damaged(id, e.to_string())),
         }
     }
 
@@ -48,10 +50,7 @@ impl EcStore {
         match self.db.get(key(b'b', id))? {
             None => Ok(None),
             Some(v) if v.first() == Some(&BACKUP_VERSION) => Ok(Some(v[1..].to_vec())),
-            Some(_) => Err(DispersalError::Record {
-                object: *id,
-                detail: "backup record has an unknown format version".into(),
-            }),
+            Some(_) => Err(self.damaged(id, "backup record has an unknown format version".into())),
         }
     }
 
@@ -113,7 +112,7 @@ impl EcStore {
         self.db.scan_prefix([b'm']).map(|r| {
             let (k, v) = r?;
             let id = ObjectId(k[1..].try_into().unwrap_or([0; 16]));
-            Manifest::decode(&v).map_err(|e| DispersalError::Record { object: id, detail: e.to_string() })
+            Manifest::decode(&v).map_err(|e| self.damaged(&id, e.to_string()))
         })
     }
 

@@ -39,7 +39,9 @@ pub enum DispersalError {
     #[error(transparent)]
     Erasure(#[from] ErasureError),
     /// A manifest or backup record is damaged.
-    #[error("object {object}: damaged record in the manifest store: {detail}")]
+    #[error(
+        "object {object}: damaged record in the manifest store: {detail}; the file using it cannot be read (restore the vault's meta folder from a backup, or remove that file)"
+    )]
     Record {
         /// The object.
         object: ObjectId,
@@ -207,6 +209,7 @@ impl Dispersal {
     /// visible on the nodes until [`Dispersal::sync`].
     pub fn write_object<T>(
         &self,
+        id: ObjectId,
         object_len: u64,
         plain_len: u64,
         fill: impl FnOnce(&mut ObjectWriter<'_>) -> Result<T, DispersalError>,
@@ -214,7 +217,6 @@ impl Dispersal {
         let cfg = self.config;
         let layout = StripeLayout::plan(cfg.k, cfg.n, object_len, cfg.max_chunk)?;
         let codec = self.codec(cfg.k, cfg.n)?;
-        let id = ObjectId::random().map_err(DispersalError::Source)?;
         let chosen = placement::choose(&self.nodes, cfg.n);
         let (value, outcomes) = std::thread::scope(|scope| {
             let mut senders = Vec::with_capacity(cfg.n);
@@ -246,10 +248,20 @@ impl Dispersal {
         let mut failures = Vec::new();
         let mut missing = 0u32;
         for (i, outcome) in outcomes.into_iter().enumerate() {
-            let outcome = outcome.map_err(|_| DispersalError::Internal(format!("writer of shard {i} panicked")))?;
-            if outcome.hashes.len() as u64 != layout.stripes {
-                return Err(DispersalError::Internal(format!("shard {i} hashed {} stripes", outcome.hashes.len())));
-            }
+            // A writer that panicked is a bug: without its chunk hashes the
+            // manifest would be incomplete, so the object fails as a whole
+            // (its other shards are discarded with `outcomes`).
+            let outcome = match outcome {
+                Ok(o) if o.hashes.len() as u64 == layout.stripes => o,
+                bad => {
+                    let why = match bad {
+                        Ok(o) => format!("hashed {} of {} stripes", o.hashes.len(), layout.stripes),
+                        Err(_) => "its writer thread panicked".to_string(),
+                    };
+                    tracing::error!(object = %id, "shard {i} not written: {why}");
+                    return Err(DispersalError::Internal(format!("shard {i} of object {id}: {why}")));
+                }
+            };
             for (s, h) in outcome.hashes.into_iter().enumerate() {
                 hashes[s * cfg.n + i] = h;
             }
@@ -377,17 +389,45 @@ impl Dispersal {
 
     /// Destroys objects: backup records first (with the local shares gone
     /// the shards are then undecryptable), then the shards, then the
-    /// manifests. Returns the node errors of shards left behind as orphans.
+    /// manifests. An object whose manifest is missing or damaged has its
+    /// shards found by id on every node. Returns the node errors of shards
+    /// left behind as orphans.
     pub fn destroy_many(&self, ids: &[ObjectId]) -> Result<Vec<NodeError>, DispersalError> {
         self.store.remove_backups(ids)?;
         let mut errors = Vec::new();
         for id in ids {
-            if let Some(m) = self.store.manifest(id)? {
-                errors.extend(self.remove_shards(&m, u32::MAX));
+            match self.store.manifest(id) {
+                Ok(Some(m)) => {
+                    errors.extend(self.remove_shards(&m, u32::MAX));
+                    // Temporary files of an interrupted write, if any.
+                    errors.extend(self.purge_everywhere(id, true));
+                }
+                Ok(None) => errors.extend(self.purge_everywhere(id, false)),
+                Err(e) => {
+                    tracing::warn!("{e}; removing its shards by id from every node");
+                    errors.extend(self.purge_everywhere(id, false));
+                }
             }
         }
         self.store.remove_manifests(ids)?;
         Ok(errors)
+    }
+
+    /// Removes every file of object `id` from every usable node.
+    /// `quiet` skips nodes that cannot be reached without reporting them.
+    fn purge_everywhere(&self, id: &ObjectId, quiet: bool) -> Vec<NodeError> {
+        let mut errors = Vec::new();
+        for node in &self.nodes {
+            if node.health() != crate::node::NodeHealth::Ok {
+                continue;
+            }
+            if let Err(e) = node.purge(*id)
+                && !quiet
+            {
+                errors.push(e);
+            }
+        }
+        errors
     }
 }
 
@@ -412,13 +452,13 @@ mod tests {
                 Arc::new(node) as Arc<dyn Node>
             })
             .collect();
-        let store = EcStore::open(&dir.join("ec")).unwrap();
+        let store = EcStore::open(&dir.join("ec"), "v", crate::store::OpenMode::Create).unwrap();
         Dispersal::new(DispersalConfig { k, n, write_quorum: k + 1, max_chunk }, nodes, store).unwrap()
     }
 
     fn put(ec: &Dispersal, data: &[u8]) -> Manifest {
         let ((), mut obj) = ec
-            .write_object(data.len() as u64, data.len() as u64, |w| {
+            .write_object(ObjectId::random().unwrap(), data.len() as u64, data.len() as u64, |w| {
                 // Uneven pieces cross stripe boundaries at odd places.
                 for piece in data.chunks(777) {
                     w.write_all(piece).map_err(DispersalError::Source)?;
@@ -483,7 +523,9 @@ mod tests {
         std::fs::remove_dir_all(dir.path().join("node-3")).unwrap();
         let data = vec![7u8; 10_000];
         let ((), mut obj) = ec
-            .write_object(data.len() as u64, data.len() as u64, |w| w.write_all(&data).map_err(DispersalError::Source))
+            .write_object(ObjectId::random().unwrap(), data.len() as u64, data.len() as u64, |w| {
+                w.write_all(&data).map_err(DispersalError::Source)
+            })
             .unwrap();
         let err = ec.sync(&mut [&mut obj]).pop().unwrap().unwrap_err().to_string();
         assert!(err.contains("only 3 of 5") && err.contains("node-1") && err.contains("node-3"), "{err}");

@@ -160,6 +160,16 @@ impl ObjectShards<'_> {
             let mut bufs: Vec<Vec<u8>> = chunks.iter_mut().map(|c| c.take().unwrap_or_else(|| vec![0u8; chunk])).collect();
             let mut refs: Vec<&mut [u8]> = bufs.iter_mut().map(|b| b.as_mut_slice()).collect();
             self.codec.reconstruct(&mut refs, &present, true)?;
+            // Rebuilt chunks must match the manifest too: a decoder fault
+            // is then reported as such, not blamed on the object.
+            for (i, b) in bufs.iter().enumerate().take(l.k) {
+                if !present[i] && blake3::hash(b).as_bytes() != self.manifest.hash(stripe, i) {
+                    return Err(DispersalError::Internal(format!(
+                        "object {}: chunk {i} of stripe {stripe} rebuilt from parity does not match its hash",
+                        self.manifest.id
+                    )));
+                }
+            }
             chunks = bufs.into_iter().map(Some).collect();
         }
         let (start, end) = l.stripe_range(stripe);
@@ -261,7 +271,11 @@ pub(super) fn stream_object<'scope, 'env>(
     let l = shards.manifest.layout;
     let order = shards.candidates();
     let mut report = ReadReport::default();
+    // Retired: no longer streamed. Gone: the shard file or node is not
+    // there at all. A retired shard that is not gone is still tried, last,
+    // as a stand-in for a single stripe.
     let mut retired: u32 = 0;
+    let mut gone: u32 = 0;
     let mut streak = vec![0u8; l.n];
     let mut active: Vec<(usize, Receiver<ChunkMsg>)> =
         order.iter().take(l.k).map(|&i| (i, spawn_shard_reader(scope, shards, i, 0))).collect();
@@ -283,6 +297,9 @@ pub(super) fn stream_object<'scope, 'env>(
                 }
                 Err(f) => {
                     streak[i] += 1;
+                    if f.gone {
+                        gone |= 1 << i;
+                    }
                     if f.gone || streak[i] >= RETIRE_AFTER {
                         retired |= 1 << i;
                     }
@@ -290,13 +307,21 @@ pub(super) fn stream_object<'scope, 'env>(
                 }
             }
         }
-        // Stand-ins for this stripe only, fetched directly.
+        // Stand-ins for this stripe only, fetched directly: shards not
+        // streamed first, then retired ones whose files are still there.
         let mut have = chunks.iter().filter(|c| c.is_some()).count();
-        for &j in &order {
+        let was_retired = retired;
+        let spares: Vec<usize> = order
+            .iter()
+            .filter(|j| was_retired & (1 << **j) == 0)
+            .chain(order.iter().filter(|j| was_retired & (1 << **j) != 0))
+            .copied()
+            .collect();
+        for j in spares {
             if have >= l.k {
                 break;
             }
-            if (tried | retired) & (1 << j) != 0 {
+            if (tried | gone) & (1 << j) != 0 {
                 continue;
             }
             tried |= 1 << j;
@@ -307,6 +332,7 @@ pub(super) fn stream_object<'scope, 'env>(
                 }
                 Err(f) => {
                     if f.gone {
+                        gone |= 1 << j;
                         retired |= 1 << j;
                     }
                     report.add(j, shards.node_name(j), f.why);

@@ -6,16 +6,17 @@
 //! object id -> version byte (1) then the 33-byte share (`x` then `y`).
 //! Shares are kept as raw bytes here; the envelope gives them meaning.
 //!
-//! A separate `R2` store that is absent (drive not mounted) is never
-//! created behind the user's back: reads fall back to `R1` + `B`, writes
-//! fail with a message naming the path.
+//! A separate `R2` store that is absent (drive not mounted: the folder is
+//! missing or holds no store) is never created behind the user's back:
+//! reads fall back to `R1` + `B`, writes fail with a message naming the
+//! path. Only `qsfs keys repair --rebuild-r2` builds a new one there.
 
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
 use crate::ObjectId;
-use crate::store::{Batch, Db, StoreError};
+use crate::store::{Batch, Db, OpenMode, StoreError};
 
 /// Bytes of one stored share (x then 32 bytes y).
 pub const SHARE_BYTES: usize = 33;
@@ -32,9 +33,9 @@ pub enum KeystoreError {
     Store(#[from] StoreError),
     /// The separate R2 store is not there.
     #[error(
-        "the R2 keystore at {0} is not available (is its drive mounted?); files can still be read with R1 and the backup records, but nothing can be written until it is back or `qsfs keys repair` rebuilds it"
+        "the R2 keystore at {0} is not available ({1}); files can still be read with R1 and the backup records, but nothing can be written until it is back (if that drive is lost for good, `qsfs keys repair --rebuild-r2 VAULT` builds a new R2 store there)"
     )]
-    R2Unavailable(PathBuf),
+    R2Unavailable(PathBuf, String),
 }
 
 /// What the keystore holds for one object. A share whose record is
@@ -63,7 +64,7 @@ impl Stored {
 enum R2Store {
     SameAsR1,
     Separate(Db),
-    Unavailable(PathBuf),
+    Unavailable(PathBuf, String),
 }
 
 /// R1 and R2 of every object.
@@ -105,25 +106,40 @@ fn decode(v: Option<Vec<u8>>) -> Stored {
 }
 
 impl Keystore {
-    /// Opens the keystore at `path`, with `R2` in `r2_path` if given.
-    /// With `create_r2`, a missing separate R2 folder is created (at init,
-    /// or when `keys repair` rebuilds a lost R2 store).
-    pub fn open(path: &Path, r2_path: Option<&Path>, create_r2: bool) -> Result<Keystore, KeystoreError> {
-        let r1 = Db::open(path, "keystore (R1)")?;
+    /// Opens the keystore of vault `vault_id` at `path`, with `R2` in
+    /// `r2_path` if given. `r2_mode` = `Create` builds a missing separate
+    /// R2 store (at init, or `keys repair --rebuild-r2`); otherwise a
+    /// missing one is "unavailable", never created.
+    pub fn open(
+        path: &Path,
+        r2_path: Option<&Path>,
+        vault_id: &str,
+        mode: OpenMode,
+        r2_mode: OpenMode,
+    ) -> Result<Keystore, KeystoreError> {
+        let r1 = Db::open_vault_store(path, "keystore (R1)", vault_id, mode)?;
         let r2 = match r2_path {
             None => R2Store::SameAsR1,
-            Some(p) if p.is_dir() || create_r2 => {
-                std::fs::create_dir_all(p).map_err(|e| {
-                    KeystoreError::Store(StoreError::Sync {
-                        role: "keystore (R2)",
-                        path: p.to_path_buf(),
-                        file: p.to_path_buf(),
-                        source: e,
-                    })
-                })?;
-                R2Store::Separate(Db::open(p, "keystore (R2)")?)
+            Some(p) => {
+                if r2_mode == OpenMode::Create {
+                    std::fs::create_dir_all(p).map_err(|e| {
+                        KeystoreError::Store(StoreError::Sync {
+                            role: "keystore (R2)",
+                            path: p.to_path_buf(),
+                            file: p.to_path_buf(),
+                            source: e,
+                        })
+                    })?;
+                }
+                match Db::open_vault_store(p, "keystore (R2)", vault_id, r2_mode) {
+                    Ok(db) => R2Store::Separate(db),
+                    Err(StoreError::Missing { .. }) => {
+                        R2Store::Unavailable(p.to_path_buf(), "no R2 store there: is its drive mounted?".into())
+                    }
+                    Err(e @ StoreError::Foreign { .. }) => R2Store::Unavailable(p.to_path_buf(), e.to_string()),
+                    Err(e) => return Err(e.into()),
+                }
             }
-            Some(p) => R2Store::Unavailable(p.to_path_buf()),
         };
         Ok(Keystore { r1, r2 })
     }
@@ -138,7 +154,7 @@ impl Keystore {
         match &self.r2 {
             R2Store::SameAsR1 => (self.r1.path().to_path_buf(), true),
             R2Store::Separate(db) => (db.path().to_path_buf(), true),
-            R2Store::Unavailable(p) => (p.clone(), false),
+            R2Store::Unavailable(p, _) => (p.clone(), false),
         }
     }
 
@@ -146,7 +162,7 @@ impl Keystore {
         match &self.r2 {
             R2Store::SameAsR1 => Ok(&self.r1),
             R2Store::Separate(db) => Ok(db),
-            R2Store::Unavailable(p) => Err(KeystoreError::R2Unavailable(p.clone())),
+            R2Store::Unavailable(p, why) => Err(KeystoreError::R2Unavailable(p.clone(), why.clone())),
         }
     }
 
@@ -194,29 +210,34 @@ impl Keystore {
     }
 
     /// Destroys both shares of each object, durably (one flush per store).
-    pub fn destroy_many(&self, ids: &[ObjectId]) -> Result<(), KeystoreError> {
+    /// Returns the ids whose R2 could not be destroyed because the R2 store
+    /// is away (the caller retries them when it is back).
+    pub fn destroy_many(&self, ids: &[ObjectId]) -> Result<Vec<ObjectId>, KeystoreError> {
         let mut b1 = Batch::new();
         let mut b2 = Batch::new();
         for id in ids {
             b1.remove(key(b'1', id));
             b2.remove(key(b'2', id));
         }
-        match self.r2_db() {
+        let left = match self.r2_db() {
             Ok(r2) if std::ptr::eq(r2, &self.r1) => {
                 self.r1.apply(b1)?;
                 self.r1.apply(b2)?;
+                Vec::new()
             }
             Ok(r2) => {
                 self.r1.apply(b1)?;
                 r2.apply(b2)?;
                 r2.flush_durable()?;
+                Vec::new()
             }
-            // R2 of an unavailable store cannot be removed now; `keys
-            // verify` reports shares without an object once it is back.
-            Err(_) => self.r1.apply(b1)?,
-        }
+            Err(_) => {
+                self.r1.apply(b1)?;
+                ids.to_vec()
+            }
+        };
         self.r1.flush_durable()?;
-        Ok(())
+        Ok(left)
     }
 
     /// Ids of every object with an R1 or R2 record.
@@ -252,16 +273,16 @@ mod tests {
         let id = ObjectId([1; 16]);
         let (s1, s2) = ([1u8; 33], [2u8; 33]);
         {
-            let ks = Keystore::open(&dir.path().join("keys"), Some(&r2p), true).unwrap();
+            let ks = Keystore::open(&dir.path().join("keys"), Some(&r2p), "v", OpenMode::Create, OpenMode::Create).unwrap();
             ks.put_many(&[(id, s1, s2)]).unwrap();
             assert_eq!(ks.get(&id).unwrap(), (Stored::Present(s1), Stored::Present(s2)));
         }
         // Drive unplugged: R2 reads as missing, writes refuse.
         std::fs::rename(&r2p, dir.path().join("elsewhere")).unwrap();
-        let ks = Keystore::open(&dir.path().join("keys"), Some(&r2p), false).unwrap();
+        let ks = Keystore::open(&dir.path().join("keys"), Some(&r2p), "v", OpenMode::Existing, OpenMode::Existing).unwrap();
         assert!(!r2p.exists());
         assert_eq!(ks.get(&id).unwrap(), (Stored::Present(s1), Stored::Missing));
-        assert!(matches!(ks.put_many(&[(id, s1, s2)]), Err(KeystoreError::R2Unavailable(_))));
+        assert!(matches!(ks.put_many(&[(id, s1, s2)]), Err(KeystoreError::R2Unavailable(..))));
         ks.destroy_many(&[id]).unwrap();
         assert_eq!(ks.get(&id).unwrap().0, Stored::Missing);
     }
@@ -269,7 +290,7 @@ mod tests {
     #[test]
     fn same_store_and_damaged_record() {
         let dir = tempfile::tempdir().unwrap();
-        let ks = Keystore::open(&dir.path().join("keys"), None, false).unwrap();
+        let ks = Keystore::open(&dir.path().join("keys"), None, "v", OpenMode::Create, OpenMode::Existing).unwrap();
         let id = ObjectId([3; 16]);
         ks.put_many(&[(id, [1u8; 33], [2u8; 33])]).unwrap();
         ks.r1.insert(key(b'1', &id), b"junk").unwrap();

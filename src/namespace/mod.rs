@@ -7,6 +7,7 @@
 //! i <ino u64 BE>                inode record (see inode.rs)
 //! d <parent u64 BE> <name>      entry: child ino u64 LE, kind u8
 //! g <object id>                 object queued for deletion (gc), value: unix secs i64
+//! r <object id>                 deleted object whose R2 share waits for its store
 //! ```
 //! Objects are never deleted in the same step that unlinks them: the
 //! change queues them in `g` atomically, and the vault destroys them after
@@ -26,7 +27,7 @@ use std::sync::{Mutex, MutexGuard};
 use thiserror::Error;
 
 use crate::ObjectId;
-use crate::store::{Batch, Db, StoreError};
+use crate::store::{Batch, Db, OpenMode, StoreError};
 
 /// Inode number of the root directory.
 pub const ROOT: u64 = 1;
@@ -99,6 +100,13 @@ fn gkey(id: &ObjectId) -> [u8; 17] {
     k
 }
 
+fn rkey(id: &ObjectId) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[0] = b'r';
+    k[1..].copy_from_slice(id.as_bytes());
+    k
+}
+
 const NEXT_INO: &[u8] = b"cnext_ino";
 
 /// A directory entry.
@@ -126,10 +134,10 @@ impl std::fmt::Debug for Namespace {
 }
 
 impl Namespace {
-    /// Opens the namespace at `path`, creating the root directory (owned
-    /// by `uid`/`gid`) on first use.
-    pub fn open(path: &Path, uid: u32, gid: u32) -> Result<Namespace> {
-        let ns = Namespace { db: Db::open(path, "namespace")?, write: Mutex::new(()) };
+    /// Opens the namespace of vault `vault_id` at `path`, creating the root
+    /// directory (owned by `uid`/`gid`) when the store is created.
+    pub fn open(path: &Path, vault_id: &str, mode: OpenMode, uid: u32, gid: u32) -> Result<Namespace> {
+        let ns = Namespace { db: Db::open_vault_store(path, "namespace", vault_id, mode)?, write: Mutex::new(()) };
         if ns.db.get(ikey(ROOT))?.is_none() {
             let mut b = Batch::new();
             b.insert(ikey(ROOT), Inode::new(Kind::Dir, 0o755, uid, gid).encode());
@@ -319,7 +327,7 @@ impl Namespace {
             .scan_prefix([b'g'])
             .map(|r| {
                 let (k, _) = r?;
-                Ok(ObjectId(k[1..].try_into().unwrap_or([0; 16])))
+                Ok(ObjectId(k.get(1..17).and_then(|b| b.try_into().ok()).unwrap_or([0; 16])))
             })
             .collect()
     }
@@ -335,12 +343,46 @@ impl Namespace {
         Ok(())
     }
 
+    /// Records deleted objects whose R2 share must still be destroyed
+    /// (their R2 store was away), durably.
+    pub fn queue_r2_cleanup(&self, ids: &[ObjectId]) -> Result<()> {
+        let mut b = Batch::new();
+        for id in ids {
+            b.insert(rkey(id), []);
+        }
+        self.db.apply(b)?;
+        self.db.flush_durable()?;
+        Ok(())
+    }
+
+    /// Objects whose R2 share still waits to be destroyed.
+    pub fn r2_cleanup_queue(&self) -> Result<Vec<ObjectId>> {
+        self.db
+            .scan_prefix([b'r'])
+            .map(|r| {
+                let (k, _) = r?;
+                Ok(ObjectId(k.get(1..17).and_then(|b| b.try_into().ok()).unwrap_or([0; 16])))
+            })
+            .collect()
+    }
+
+    /// Clears finished R2 cleanups, durably.
+    pub fn r2_cleanup_done(&self, ids: &[ObjectId]) -> Result<()> {
+        let mut b = Batch::new();
+        for id in ids {
+            b.remove(rkey(id));
+        }
+        self.db.apply(b)?;
+        self.db.flush_durable()?;
+        Ok(())
+    }
+
     /// Every object some inode points at.
     pub fn referenced_objects(&self) -> Result<HashSet<ObjectId>> {
         let mut out = HashSet::new();
         for r in self.db.scan_prefix([b'i']) {
             let (k, v) = r?;
-            let ino = u64::from_be_bytes(k[1..9].try_into().unwrap_or([0; 8]));
+            let ino = k.get(1..9).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).unwrap_or(0);
             let node = Inode::decode(&v).map_err(|e| NamespaceError::Record { ino, detail: e.to_string() })?;
             out.extend(node.extents.iter().map(|e| e.object));
         }
@@ -369,7 +411,9 @@ fn queue_gc(b: &mut Batch, ids: &[ObjectId]) {
     }
 }
 
-fn check_name(name: &[u8], what: &str) -> Result<()> {
+/// Checks that `name` can be a directory entry (ext4's rules: 1 to 255
+/// bytes, no `/` or NUL, not `.` or `..`); `what` names it in errors.
+pub fn check_name(name: &[u8], what: &str) -> Result<()> {
     if name.len() > NAME_MAX {
         return Err(NamespaceError::NameTooLong(what.to_string()));
     }
@@ -406,7 +450,7 @@ mod tests {
     #[test]
     fn tree_operations() {
         let dir = tempfile::tempdir().unwrap();
-        let ns = Namespace::open(dir.path(), 0, 0).unwrap();
+        let ns = Namespace::open(dir.path(), "v", OpenMode::Create, 0, 0).unwrap();
         let a = ns.create(ROOT, b"a", &Inode::new(Kind::Dir, 0o755, 0, 0), "/a").unwrap();
         assert_eq!(ns.inode(ROOT).unwrap().nlink, 3);
         let f = ns.create(a, b"f", &Inode::new(Kind::File, 0o644, 0, 0), "/a/f").unwrap();
@@ -437,11 +481,11 @@ mod tests {
     fn survives_reopen() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let ns = Namespace::open(dir.path(), 0, 0).unwrap();
+            let ns = Namespace::open(dir.path(), "v", OpenMode::Create, 0, 0).unwrap();
             ns.create(ROOT, b"keep", &Inode::new(Kind::File, 0o600, 5, 6), "/keep").unwrap();
             ns.flush_durable().unwrap();
         }
-        let ns = Namespace::open(dir.path(), 0, 0).unwrap();
+        let ns = Namespace::open(dir.path(), "v", OpenMode::Existing, 0, 0).unwrap();
         let (_, i) = ns.resolve(&p("keep")).unwrap();
         assert_eq!((i.mode, i.uid, i.gid), (0o600, 5, 6));
         let e = ns.readdir(ROOT).unwrap();

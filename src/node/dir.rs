@@ -10,9 +10,11 @@
 //! ```
 //! A shard is written to a temporary name in its final folder, fsynced,
 //! renamed, and the folder fsynced, so a shard file under its final name is
-//! always complete. A missing node folder is treated as an offline disk and
-//! never recreated (that would silently fill the disk it was mounted on); an
-//! empty one is adopted (a replaced disk).
+//! always complete. A missing node folder, or one without the marker, is
+//! treated as an offline disk and never written to: an empty folder is just
+//! as likely the mount point of a disk that is not mounted (writing there
+//! would silently fill the wrong disk). A replaced disk is taken into use
+//! explicitly with `qsfs node adopt`.
 
 use std::any::Any;
 use std::fs::{self, File, OpenOptions};
@@ -127,19 +129,36 @@ impl DirNode {
         self.fan_dir(&key.object).join(format!("{}.{}", key.object, key.index))
     }
 
-    /// Makes sure the folder is ours before a write, adopting an empty one.
+    /// Makes sure the folder is ours before a write.
     fn ready_for_write(&self) -> Result<(), NodeError> {
         match self.health() {
-            NodeHealth::Ok => {
-                if self.read_marker().is_none() {
-                    self.adopt()?;
-                }
-                Ok(())
-            }
+            NodeHealth::Ok => Ok(()),
             NodeHealth::Offline(why) | NodeHealth::Foreign(why) | NodeHealth::ReadOnly(why) => {
                 Err(self.err("write shard", None, NodeErrorKind::Offline(why)))
             }
         }
+    }
+
+    /// Takes an empty folder (a `lost+found` of a fresh filesystem is
+    /// fine) into use as this node: `qsfs node adopt`. A folder that is
+    /// already this node is left as it is.
+    pub fn adopt_empty(&self) -> Result<(), NodeError> {
+        let fail = |why: String| self.err("adopt node folder", None, NodeErrorKind::Offline(why));
+        if self.health() == NodeHealth::Ok {
+            return Ok(());
+        }
+        if let Some((vault, node)) = self.read_marker() {
+            return Err(fail(format!("{} is already node {node} of vault {vault}", self.root.display())));
+        }
+        let entries = fs::read_dir(&self.root)
+            .map_err(|e| fail(format!("cannot read {}: {e}", self.root.display())))?
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name() != "lost+found")
+            .count();
+        if entries > 0 {
+            return Err(fail(format!("{} is not empty; adopt only an empty folder", self.root.display())));
+        }
+        self.adopt()
     }
 
     /// One barrier for everything on the node's filesystem. The descriptor
@@ -198,11 +217,17 @@ impl Node for DirNode {
             )),
             Some(_) => NodeHealth::Ok,
             None => match fs::read_dir(&self.root).map(|it| it.count()) {
-                Ok(0) => NodeHealth::Ok,
-                Ok(_) if self.root.join("shards").is_dir() => NodeHealth::Ok,
+                Ok(0) => NodeHealth::Offline(format!(
+                    "{} is empty (no qsfs node marker): if a disk belongs there, mount it; if it is a \
+                     replaced disk, take it into use with `qsfs node adopt VAULT {}`",
+                    self.root.display(),
+                    self.name
+                )),
                 Ok(_) => NodeHealth::Foreign(format!(
-                    "{} holds files but no qsfs node marker",
-                    self.root.display()
+                    "{} holds files but no qsfs node marker; if it is this node with its marker lost, \
+                     restore the marker or move the files away and run `qsfs node adopt VAULT {}`",
+                    self.root.display(),
+                    self.name
                 )),
                 Err(e) => NodeHealth::Offline(format!("folder {}: {e}", self.root.display())),
             },
@@ -231,7 +256,15 @@ impl Node for DirNode {
         let key = header.key;
         let io = |e| self.err("write shard", Some(key), NodeErrorKind::Io(e));
         let dir = self.fan_dir(&key.object);
-        fs::create_dir_all(&dir).map_err(io)?;
+        if !dir.is_dir() {
+            match fs::create_dir(&dir) {
+                // A new fan-out folder must itself survive a power loss
+                // before a shard in it counts.
+                Ok(()) => crate::sys::fsync_dir(&self.root.join("shards")).map_err(io)?,
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io(e)),
+            }
+        }
         let tag = format!("{}-{}", std::process::id(), TMP_COUNTER.fetch_add(1, Ordering::Relaxed));
         let tmp = dir.join(format!(".{}.{}.{tag}.tmp", key.object, key.index));
         let file = OpenOptions::new().write(true).create_new(true).open(&tmp).map_err(io)?;
@@ -263,9 +296,6 @@ impl Node for DirNode {
         // shard file and per fan-out folder; a small one stays precise (a
         // syncfs would also flush unrelated dirty data on that disk).
         let grouped = items.iter().flatten().count() >= SYNCFS_GROUP;
-        for p in items.iter().flatten() {
-            let _ = crate::sys::start_writeback(&p.file);
-        }
         // 1. The data, durable under the temporary names.
         if grouped {
             if let Err(e) = self.syncfs() {
@@ -274,7 +304,7 @@ impl Node for DirNode {
         } else {
             for item in items.iter_mut() {
                 if let Ok(p) = item
-                    && let Err(e) = p.file.sync_all()
+                    && let Err(e) = p.sync()
                 {
                     *item = Err(self.err("sync shard", Some(p.key), NodeErrorKind::Io(e)));
                 }
@@ -353,6 +383,35 @@ impl Node for DirNode {
         }
     }
 
+    fn purge(&self, object: ObjectId) -> Result<usize, NodeError> {
+        let err = |e: std::io::Error| self.err("purge shards", None, Self::io_kind(e));
+        let dir = self.fan_dir(&object);
+        let entries = match fs::read_dir(&dir) {
+            Ok(it) => it,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(err(e)),
+        };
+        let hex = object.to_hex();
+        let (plain, hidden) = (format!("{hex}."), format!(".{hex}."));
+        let mut removed = 0;
+        for entry in entries {
+            let entry = entry.map_err(err)?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(&plain) || name.starts_with(&hidden) {
+                match fs::remove_file(entry.path()) {
+                    Ok(()) => removed += 1,
+                    Err(e) if e.kind() == ErrorKind::NotFound => {}
+                    Err(e) => return Err(err(e)),
+                }
+            }
+        }
+        if removed > 0 {
+            crate::sys::fsync_dir(&dir).map_err(err)?;
+        }
+        Ok(removed)
+    }
+
     fn list(&self) -> Result<Listing, NodeError> {
         let err = |e: std::io::Error| self.err("list shards", None, Self::io_kind(e));
         let mut listing = Listing::default();
@@ -429,9 +488,11 @@ impl ShardSink for DirSink {
         }
         let out = self.out.take().ok_or_else(|| err(NodeErrorKind::Offline("sink closed".into())))?;
         let file = out.into_inner().map_err(|e| err(NodeErrorKind::Io(e.into_error())))?;
+        // Writeback can start now; the commit waits for it.
+        let _ = crate::sys::start_writeback(&file);
+        drop(file);
         Ok(Box::new(DirPending {
             key: self.key,
-            file,
             tmp: self.tmp.take(),
             dst: self.dst.clone(),
             dir: self.dir.clone(),
@@ -447,15 +508,23 @@ impl Drop for DirSink {
     }
 }
 
+/// A finished shard. It holds no open file: a group of 64 objects with
+/// n = 32 would otherwise pin 2048 descriptors until the commit.
 struct DirPending {
     key: ShardKey,
-    file: File,
     tmp: Option<PathBuf>,
     dst: PathBuf,
     dir: PathBuf,
 }
 
 impl DirPending {
+    fn sync(&self) -> std::io::Result<()> {
+        match &self.tmp {
+            Some(tmp) => File::open(tmp)?.sync_all(),
+            None => Ok(()),
+        }
+    }
+
     fn publish(&mut self) -> std::io::Result<()> {
         if let Some(tmp) = &self.tmp {
             fs::rename(tmp, &self.dst)?;
@@ -553,12 +622,23 @@ mod tests {
         assert!(matches!(swapped.health(), NodeHealth::Foreign(_)));
         let other = DirNode::new("node-0", &dir.path().join("node-0"), "vault-2");
         assert!(matches!(other.health(), NodeHealth::Foreign(_)));
-        // Emptied folder is adopted on the next write.
+        // An emptied folder (or an unmounted disk's mount point) is never
+        // written to by itself; adopting it is explicit.
         fs::remove_dir_all(dir.path().join("node-0")).unwrap();
         fs::create_dir(dir.path().join("node-0")).unwrap();
+        assert!(matches!(n.health(), NodeHealth::Offline(why) if why.contains("node adopt")));
+        let layout = StripeLayout::plan(2, 3, 10, 1 << 20).unwrap();
+        assert!(n.create(&ShardHeader::new(ObjectId([3; 16]), 0, &layout)).is_err());
+        assert!(!dir.path().join("node-0").join(MARKER).exists());
+        fs::create_dir(dir.path().join("node-0/lost+found")).unwrap();
+        n.adopt_empty().unwrap();
         assert_eq!(n.health(), NodeHealth::Ok);
         let p = write_shard(&n, ObjectId([3; 16]), 0, &[1u8; 10]);
         n.commit(vec![p]).into_iter().for_each(|r| r.unwrap());
-        assert!(dir.path().join("node-0").join(MARKER).exists());
+        // A folder with other files is refused.
+        let busy = DirNode::new("node-5", &dir.path().join("busy"), "vault-1");
+        fs::create_dir(dir.path().join("busy")).unwrap();
+        fs::write(dir.path().join("busy/photo.jpg"), b"x").unwrap();
+        assert!(busy.adopt_empty().is_err());
     }
 }

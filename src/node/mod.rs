@@ -123,6 +123,10 @@ pub trait Node: Send + Sync {
     fn read_header(&self, key: ShardKey) -> Result<ShardHeader, NodeError>;
     /// Removes a shard; a shard that is already gone is not an error.
     fn delete(&self, key: ShardKey) -> Result<(), NodeError>;
+    /// Removes every shard and every temporary shard file of `object`
+    /// (whatever its index), durably; for cleanups that have no manifest
+    /// to say where the shards went. Returns how many files went.
+    fn purge(&self, object: crate::ObjectId) -> Result<usize, NodeError>;
     /// Lists what the node holds.
     fn list(&self) -> Result<Listing, NodeError>;
 }

@@ -4,9 +4,16 @@
 //! keystore) goes through [`Db`], so the engine can change without touching
 //! the layers above. sled 0.34's `flush()` only uses `sync_file_range`,
 //! which is not a durability barrier, so [`Db::flush_durable`] also fsyncs
-//! sled's files and directories; and sled's background flusher is turned off
-//! so a record reaches the disk only when we say so (the durability order of
-//! a seal depends on it).
+//! sled's log and, when files came or went, its folder. sled's periodic
+//! flusher is off, but sled still writes a full log buffer whenever it
+//! likes, so a record may reach the disk *before* we flush: the durability
+//! order of a seal therefore never writes a record until the records it
+//! depends on are durable, rather than relying on when sled writes.
+//!
+//! Each store carries the id of its vault (key `\0vault-id`), so a store
+//! folder that was swapped, restored from another vault or recreated empty
+//! is refused instead of silently used; and only `qsfs init` creates
+//! stores: a missing store is an error, never a fresh empty one.
 
 use std::collections::HashSet;
 use std::ffi::OsString;
@@ -39,6 +46,28 @@ pub enum StoreError {
         op: &'static str,
         /// Engine error.
         source: sled::Error,
+    },
+    /// The store folder is not there (or holds no store).
+    #[error(
+        "the {role} store at {path} is missing or empty; the vault is damaged or a drive is not mounted (restore the folder, or see `qsfs keys repair --rebuild-r2` for a lost R2 store)"
+    )]
+    Missing {
+        /// Which store.
+        role: &'static str,
+        /// Its folder.
+        path: PathBuf,
+    },
+    /// The store belongs to another vault.
+    #[error("the {role} store at {path} belongs to vault {found}, not to this vault ({expected})")]
+    Foreign {
+        /// Which store.
+        role: &'static str,
+        /// Its folder.
+        path: PathBuf,
+        /// Vault id found in the store.
+        found: String,
+        /// This vault's id.
+        expected: String,
     },
     /// Making the store durable failed.
     #[error("the {role} store at {path} could not be made durable ({file}): {source}")]
@@ -102,7 +131,42 @@ impl Batch {
     }
 }
 
+/// Whether opening may create the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// `qsfs init` (or an explicit rebuild): create it if absent.
+    Create,
+    /// Everything else: it must exist.
+    Existing,
+}
+
+/// Key of the vault-id record (no record prefix starts with a NUL byte).
+const VAULT_ID_KEY: &[u8] = b"\0vault-id";
+
 impl Db {
+    /// Opens the store in folder `path`, which must belong to `vault_id`.
+    pub fn open_vault_store(path: &Path, role: &'static str, vault_id: &str, mode: OpenMode) -> Result<Db, StoreError> {
+        if mode == OpenMode::Existing && !path.join("conf").is_file() {
+            return Err(StoreError::Missing { role, path: path.to_path_buf() });
+        }
+        let db = Self::open(path, role)?;
+        match db.get(VAULT_ID_KEY)? {
+            Some(found) if found != vault_id.as_bytes() => Err(StoreError::Foreign {
+                role,
+                path: path.to_path_buf(),
+                found: String::from_utf8_lossy(&found).into_owned(),
+                expected: vault_id.to_string(),
+            }),
+            Some(_) => Ok(db),
+            None => {
+                // A new store, or one from before stores were stamped.
+                db.insert(VAULT_ID_KEY, vault_id.as_bytes())?;
+                db.flush_durable()?;
+                Ok(db)
+            }
+        }
+    }
+
     /// Opens (creating if needed) the store in folder `path`.
     pub fn open(path: &Path, role: &'static str) -> Result<Db, StoreError> {
         remove_unfinished_snapshots(path);
@@ -248,15 +312,6 @@ impl Db {
         Ok(())
     }
 
-    /// Number of records (walks the table).
-    pub fn len(&self) -> usize {
-        self.inner.len()
-    }
-
-    /// True when the table is empty.
-    pub fn is_empty(&self) -> bool {
-        self.inner.is_empty()
-    }
 }
 
 /// sled 0.34 writes a snapshot to `snap.<lsn>.generating`, fsyncs it and
@@ -318,10 +373,23 @@ mod tests {
             let keys: Vec<_> = db.scan_prefix(b"a").map(|r| r.unwrap().0).collect();
             assert_eq!(keys, vec![b"a1".to_vec(), b"a2".to_vec()]);
         }
-        let db = Db::open(&p, "test").unwrap();
-        assert_eq!(db.get(b"b1").unwrap().unwrap(), b"z");
-        assert_eq!(db.get(b"a2").unwrap().unwrap().len(), 200_000);
-        db.remove(b"b1").unwrap();
-        assert!(db.get(b"b1").unwrap().is_none());
+        {
+            let db = Db::open(&p, "test").unwrap();
+            assert_eq!(db.get(b"b1").unwrap().unwrap(), b"z");
+            assert_eq!(db.get(b"a2").unwrap().unwrap().len(), 200_000);
+            db.remove(b"b1").unwrap();
+            assert!(db.get(b"b1").unwrap().is_none());
+        }
+        // Vault stamps: adopted once, then enforced; a missing store is an error.
+        Db::open_vault_store(&p, "test", "v1", OpenMode::Existing).map(drop).unwrap();
+        assert!(matches!(
+            Db::open_vault_store(&p, "test", "v2", OpenMode::Existing),
+            Err(StoreError::Foreign { .. })
+        ));
+        assert!(matches!(
+            Db::open_vault_store(&dir.path().join("gone"), "test", "v1", OpenMode::Existing),
+            Err(StoreError::Missing { .. })
+        ));
+        assert!(!dir.path().join("gone").exists());
     }
 }

@@ -33,6 +33,8 @@ use crate::erasure::MAX_SHARDS;
 pub const CONFIG_FORMAT: u32 = 1;
 /// Default largest chunk: 1 MiB.
 pub const DEFAULT_MAX_CHUNK: u32 = 1 << 20;
+/// Largest stripe (max_chunk x n): a few stripes are in memory at a time.
+const MAX_STRIPE_BYTES: u64 = 256 << 20;
 
 /// The parsed `qsfs.toml`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,6 +149,15 @@ impl Config {
         if self.max_chunk < 4096 || self.max_chunk > (64 << 20) {
             return bad(format!("max_chunk = {} must be between 4096 and {}", self.max_chunk, 64 << 20));
         }
+        if u64::from(self.max_chunk) * self.n as u64 > MAX_STRIPE_BYTES {
+            return bad(format!(
+                "max_chunk = {} with n = {} makes stripes of {} MiB; keep max_chunk x n under {} MiB",
+                self.max_chunk,
+                self.n,
+                u64::from(self.max_chunk) * self.n as u64 >> 20,
+                MAX_STRIPE_BYTES >> 20
+            ));
+        }
         if self.nodes.len() < self.n {
             return bad(format!(
                 "{} [[node]] entries, but n = {} needs at least {} (each shard of a file goes to a different node)",
@@ -164,8 +175,16 @@ impl Config {
             }
             match node.kind.as_str() {
                 "dir" => {
-                    if node.path.is_none() {
+                    let Some(path) = &node.path else {
                         return bad(format!("node {:?}: kind = \"dir\" needs a path", node.name));
+                    };
+                    if let Some(other) = self.nodes[..i].iter().find(|o| o.path.as_ref() == Some(path)) {
+                        return bad(format!(
+                            "nodes {:?} and {:?} have the same path {}; every node needs its own folder",
+                            other.name,
+                            node.name,
+                            path.display()
+                        ));
                     }
                 }
                 other => return bad(format!("node {:?}: unknown kind {other:?} (known: \"dir\")", node.name)),

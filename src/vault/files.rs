@@ -42,16 +42,16 @@ impl Vault {
     pub fn put_many(&self, items: &[(PutSource, VaultPath)]) -> Vec<Result<u64, VaultError>> {
         let mut results: Vec<Option<Result<u64, VaultError>>> = (0..items.len()).map(|_| None).collect();
         for group in (0..items.len()).collect::<Vec<_>>().chunks(BATCH) {
-            let mut sealed: Vec<(usize, Option<SealedObject>, Inode)> = Vec::new();
+            let mut sealed: Vec<(usize, Option<SealedObject>, Inode, Option<Spool>)> = Vec::new();
             for &i in group {
                 match self.prepare(&items[i].0, &items[i].1) {
-                    Ok((obj, inode)) => sealed.push((i, obj, inode)),
+                    Ok((obj, inode, spool)) => sealed.push((i, obj, inode, spool)),
                     Err(e) => results[i] = Some(Err(e)),
                 }
             }
             let mut objs: Vec<SealedObject> = Vec::new();
             let mut slot = Vec::new();
-            for (_, obj, _) in sealed.iter_mut() {
+            for (_, obj, _, _) in sealed.iter_mut() {
                 slot.push(obj.take().map(|o| {
                     objs.push(o);
                     objs.len() - 1
@@ -59,28 +59,42 @@ impl Vault {
             }
             let committed = self.commit(&mut objs);
             let mut garbage = Vec::new();
-            for ((i, _, inode), slot) in sealed.into_iter().zip(slot) {
+            let mut named = Vec::new();
+            for ((i, _, inode, spool), slot) in sealed.into_iter().zip(slot) {
                 let what = items[i].1.to_string();
                 let res = match slot {
                     Some(j) => match &committed[j] {
-                        Ok(()) => self.link_content(&items[i].1, inode, Some(&objs[j]), &mut garbage),
+                        Ok(()) => {
+                            let r = self.link_content(&items[i].1, inode, Some(&objs[j]), &mut garbage);
+                            match r {
+                                Ok(_) => named.push(objs[j].id()),
+                                Err(_) => self.settle_failed(&[objs[j].id()]),
+                            }
+                            r
+                        }
                         Err(e) => Err(VaultError::Seal { path: what.clone(), detail: e.to_string() }),
                     },
                     None => self.link_content(&items[i].1, inode, None, &mut garbage),
                 };
-                results[i] = Some(res);
+                results[i] = Some(res.map_err(|e| keep_spool(e, spool, &what)));
             }
             if let Err(e) = self.ns.flush_durable() {
+                // The names may or may not reach the disk; the intents of
+                // their objects stay open, so the next open keeps whichever
+                // are named and destroys the rest.
                 for &i in group {
                     if matches!(results[i], Some(Ok(_))) {
                         results[i] = Some(Err(VaultError::Seal {
                             path: items[i].1.to_string(),
-                            detail: format!("the namespace could not be made durable: {e}"),
+                            detail: format!(
+                                "the namespace could not be made durable ({e}); after a restart the path shows either version"
+                            ),
                         }));
                     }
                 }
                 continue;
             }
+            self.settle_named(&named);
             if !garbage.is_empty()
                 && let Err(e) = self.collect_garbage()
             {
@@ -97,9 +111,14 @@ impl Vault {
     }
 
     /// Checks the target, seals the source. Empty files need no object.
-    fn prepare(&self, src: &PutSource, path: &VaultPath) -> Result<(Option<SealedObject>, Inode), VaultError> {
+    fn prepare(
+        &self,
+        src: &PutSource,
+        path: &VaultPath,
+    ) -> Result<(Option<SealedObject>, Inode, Option<Spool>), VaultError> {
         let what = path.to_string();
         let (parent, name) = self.ns.resolve_parent(path)?;
+        crate::namespace::check_name(name, &what)?;
         if let Some((_, kind)) = self.ns.lookup(parent, name)?
             && kind != Kind::File
         {
@@ -110,7 +129,7 @@ impl Vault {
             });
         }
         let mut inode = Inode::new(Kind::File, 0o644, super::current_uid(), super::current_gid());
-        let (file, len, _spool) = match src {
+        let (file, len, spool) = match src {
             PutSource::File(p) => {
                 let f = File::open(p).map_err(io_err(format!("open {}", p.display())))?;
                 let meta = f.metadata().map_err(io_err(format!("stat {}", p.display())))?;
@@ -133,10 +152,12 @@ impl Vault {
         };
         inode.size = len;
         if len == 0 {
-            return Ok((None, inode));
+            return Ok((None, inode, spool));
         }
-        let obj = self.seal(file, len, &what)?;
-        Ok((Some(obj), inode))
+        match self.seal(file, len, &what) {
+            Ok(obj) => Ok((Some(obj), inode, spool)),
+            Err(e) => Err(keep_spool(e, spool, &what)),
+        }
     }
 
     /// Copies stdin into a 0600 file in the staging folder.
@@ -207,10 +228,39 @@ impl Vault {
         Ok(outcome)
     }
 
-    /// Reads file `path` into the local file `dest` through a temporary
-    /// file that is renamed into place only when everything verified.
+    /// Reads file `path` into the local file `dest`. A regular file (or a
+    /// new name) is written through a temporary file renamed into place
+    /// only when everything verified; a symlink is followed; anything else
+    /// (a FIFO, a device such as /dev/null) is written in place, after the
+    /// whole object verified, like stdout.
     pub fn get_to_file(&self, path: &VaultPath, dest: &Path) -> Result<ReadOutcome, VaultError> {
-        let dir = match dest.parent() {
+        let mut target = dest.to_path_buf();
+        if std::fs::symlink_metadata(dest).is_ok_and(|m| m.file_type().is_symlink()) {
+            target = match std::fs::canonicalize(dest) {
+                Ok(t) => t,
+                // A dangling link: create its target, as cp does.
+                Err(_) => {
+                    let link = std::fs::read_link(dest).map_err(io_err(format!("read link {}", dest.display())))?;
+                    dest.parent().unwrap_or(Path::new(".")).join(link)
+                }
+            };
+        }
+        if let Ok(m) = std::fs::metadata(&target)
+            && !m.is_file()
+        {
+            if m.is_dir() {
+                return Err(VaultError::Io {
+                    what: format!("write {}", target.display()),
+                    source: std::io::Error::other("it is a folder"),
+                });
+            }
+            let mut out = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&target)
+                .map_err(io_err(format!("open {}", target.display())))?;
+            return self.read_file(path, &mut out, true);
+        }
+        let dir = match target.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => PathBuf::from("."),
         };
@@ -221,12 +271,13 @@ impl Vault {
         let outcome = {
             let mut out = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
             let o = self.read_file(path, &mut out, false)?;
-            out.flush().map_err(io_err(format!("write {}", dest.display())))?;
+            out.flush().map_err(io_err(format!("write {}", target.display())))?;
             o
         };
         let (_, inode) = self.ns.resolve(path)?;
         let _ = tmp.as_file().set_permissions(std::fs::Permissions::from_mode(inode.mode & 0o777));
-        tmp.persist(dest).map_err(|e| VaultError::Io { what: format!("write {}", dest.display()), source: e.error })?;
+        tmp.persist(&target)
+            .map_err(|e| VaultError::Io { what: format!("write {}", target.display()), source: e.error })?;
         Ok(outcome)
     }
 
@@ -304,7 +355,27 @@ struct Spool(PathBuf);
 
 impl Drop for Spool {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        if !self.0.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
+
+/// Stdin cannot be read twice: when storing what came from it fails, the
+/// spooled copy is kept and the error says where.
+fn keep_spool(e: VaultError, spool: Option<Spool>, what: &str) -> VaultError {
+    let Some(mut spool) = spool else { return e };
+    let kept = spool.0.with_file_name(format!(
+        "failed-stdin-{}",
+        spool.0.file_name().map(|n| n.to_string_lossy().trim_start_matches("spool-").to_string()).unwrap_or_default()
+    ));
+    if std::fs::rename(&spool.0, &kept).is_err() {
+        return e;
+    }
+    spool.0 = PathBuf::new();
+    VaultError::Seal {
+        path: what.to_string(),
+        detail: format!("{e}; the data read from standard input is kept in {}", kept.display()),
     }
 }
 

@@ -12,6 +12,7 @@ use crate::entropy::EntropyConfig;
 use crate::keystore::Keystore;
 use crate::namespace::Namespace;
 use crate::node::DirNode;
+use crate::store::OpenMode;
 
 /// Settings for a new vault.
 #[derive(Debug, Clone)]
@@ -128,9 +129,10 @@ pub fn init(root: &Path, opts: &InitOptions) -> Result<Config, VaultError> {
         }
     }
     let r2 = config.keystore.r2_path.as_ref().map(|p| root.join(p));
-    Keystore::open(&root.join("keys"), r2.as_deref(), true)?;
-    Namespace::open(&root.join("meta/ns"), super::current_uid(), super::current_gid())?;
-    EcStore::open(&root.join("meta/ec"))?;
+    let id = config.vault_id.as_str();
+    Keystore::open(&root.join("keys"), r2.as_deref(), id, OpenMode::Create, OpenMode::Create)?;
+    Namespace::open(&root.join("meta/ns"), id, OpenMode::Create, super::current_uid(), super::current_gid())?;
+    EcStore::open(&root.join("meta/ec"), id, OpenMode::Create)?;
     // qsfs.toml last: a folder without it is not a vault yet, so a failed
     // init never leaves something that looks usable.
     let tmp = root.join(".qsfs.toml.tmp");

@@ -6,6 +6,7 @@
 //! VAULT/keys/            keystore: R1 (and R2 unless [keystore] r2_path moves it)
 //! VAULT/meta/ns/         namespace: inodes, directory entries, gc queue
 //! VAULT/meta/ec/         erasure-coding side: manifests and backup records B
+//! VAULT/meta/intents     objects being written and not yet named (intents.rs)
 //! VAULT/nodes/node-0..4/ directory nodes of the default vault
 //! VAULT/staging/         0700; plaintext waiting to be sealed (stdin spools)
 //! ```
@@ -18,6 +19,7 @@ mod config;
 mod files;
 mod gc;
 mod init;
+mod intents;
 mod keys;
 mod lock;
 mod read;
@@ -35,7 +37,7 @@ pub use status::{NodeStatus, Status};
 pub use sweep::SweepReport;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use thiserror::Error;
@@ -47,7 +49,7 @@ use crate::envelope::EnvelopeError;
 use crate::keystore::{Keystore, KeystoreError};
 use crate::namespace::{Namespace, NamespaceError};
 use crate::node::{DirNode, Node};
-use crate::store::StoreError;
+use crate::store::{OpenMode, StoreError};
 
 /// Vault-level failures. Each names the vault path, file or object.
 #[derive(Debug, Error)]
@@ -139,14 +141,15 @@ pub enum VaultError {
 pub struct OpenOptions {
     /// How long to wait for another qsfs process to release the vault.
     pub wait: Duration,
-    /// Create a separate R2 store that is missing (`qsfs keys repair`
-    /// rebuilding a lost R2 drive); otherwise a missing one is "away".
-    pub create_r2: bool,
+    /// Build a new, empty R2 store where the configured one is missing
+    /// (`qsfs keys repair --rebuild-r2`, after the R2 drive was lost for
+    /// good); otherwise a missing R2 store is "away" and never created.
+    pub rebuild_r2: bool,
 }
 
 impl Default for OpenOptions {
     fn default() -> Self {
-        OpenOptions { wait: Duration::from_secs(30), create_r2: false }
+        OpenOptions { wait: Duration::from_secs(30), rebuild_r2: false }
     }
 }
 
@@ -157,16 +160,12 @@ pub struct Vault {
     ns: Namespace,
     keys: Keystore,
     ec: Dispersal,
-    random: Box<dyn EntropySource>,
+    /// Opened on the first seal: reads must work while a pool file or a
+    /// random device is away, and must not wait for a stalled device.
+    random: Mutex<Option<Arc<dyn EntropySource>>>,
+    intents: intents::Intents,
     threads: usize,
     _lock: lock::VaultLock,
-}
-
-impl Drop for Vault {
-    /// A clean close: the next open need not sweep.
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(self.root.join(".dirty"));
-    }
 }
 
 impl std::fmt::Debug for Vault {
@@ -181,15 +180,18 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> VaultError 
 }
 
 impl Vault {
-    /// Opens the vault at `root`.
+    /// Opens the vault at `root`. Every store must exist and belong to
+    /// this vault (only `qsfs init` creates stores).
     pub fn open(root: &Path, opts: &OpenOptions) -> Result<Vault, VaultError> {
         let config = Config::load(root)?;
         let root = root.canonicalize().map_err(io_err(format!("resolve {}", root.display())))?;
         let lock = lock::VaultLock::acquire(&root, opts.wait)?;
+        let id = config.vault_id.as_str();
         let r2 = config.keystore.r2_path.as_ref().map(|p| root.join(p));
-        let keys = Keystore::open(&root.join("keys"), r2.as_deref(), opts.create_r2)?;
-        let ns = Namespace::open(&root.join("meta/ns"), current_uid(), current_gid())?;
-        let store = EcStore::open(&root.join("meta/ec"))?;
+        let r2_mode = if opts.rebuild_r2 { OpenMode::Create } else { OpenMode::Existing };
+        let keys = Keystore::open(&root.join("keys"), r2.as_deref(), id, OpenMode::Existing, r2_mode)?;
+        let ns = Namespace::open(&root.join("meta/ns"), id, OpenMode::Existing, current_uid(), current_gid())?;
+        let store = EcStore::open(&root.join("meta/ec"), id, OpenMode::Existing)?;
         let nodes = build_nodes(&root, &config);
         let ec = Dispersal::new(
             DispersalConfig {
@@ -201,14 +203,54 @@ impl Vault {
             nodes,
             store,
         )?;
-        let random = crate::entropy::open_source(&config.random, &root)?;
+        let log = root.join("meta/intents");
+        let (intents, in_flight) =
+            intents::Intents::open(&log).map_err(io_err(format!("open the intent log {}", log.display())))?;
         let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-        let vault = Vault { root, config, ns, keys, ec, random, threads, _lock: lock };
+        let vault =
+            Vault { root, config, ns, keys, ec, random: Mutex::new(None), intents, threads, _lock: lock };
         vault.clean_staging();
-        // Finish deletions a crash interrupted, then sweep its leftovers.
-        vault.collect_garbage()?;
-        vault.recover_if_interrupted()?;
+        // Finish what an interrupted run left: deletions first, then the
+        // objects it was writing. Neither may keep the vault from opening.
+        if let Err(e) = vault.collect_garbage() {
+            tracing::warn!("could not finish pending deletions yet ({e}); the next qsfs command retries");
+        }
+        if !in_flight.is_empty() {
+            match vault.sweep(&in_flight) {
+                Ok(r) if !r.is_empty() => tracing::info!(?r, "cleaned up after an interrupted qsfs run"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!("could not clean up after an interrupted run yet ({e}); the next qsfs command retries"),
+            }
+        }
         Ok(vault)
+    }
+
+    /// The random source, opened on first use.
+    pub fn random(&self) -> Result<Arc<dyn EntropySource>, VaultError> {
+        let mut slot = self.random.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = slot.as_ref() {
+            return Ok(Arc::clone(r));
+        }
+        let r: Arc<dyn EntropySource> = Arc::from(crate::entropy::open_source(&self.config.random, &self.root)?);
+        *slot = Some(Arc::clone(&r));
+        Ok(r)
+    }
+
+    /// Destroys objects whatever state they are in: both key shares, the
+    /// backup record, every shard (found by id on every node if the
+    /// manifest is gone or damaged) and the manifest. Idempotent.
+    pub(crate) fn destroy_objects(&self, ids: &[ObjectId]) -> Result<(), VaultError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let r2_left = self.keys.destroy_many(ids)?;
+        if !r2_left.is_empty() {
+            self.ns.queue_r2_cleanup(&r2_left)?;
+        }
+        for e in self.ec.destroy_many(ids)? {
+            tracing::warn!("{e}; the shard stays on its node as an orphan until a later cleanup");
+        }
+        Ok(())
     }
 
     /// The vault folder.
@@ -236,9 +278,21 @@ impl Vault {
         &self.ec
     }
 
-    /// The random source.
-    pub fn random(&self) -> &dyn EntropySource {
-        self.random.as_ref()
+    /// Folder of the directory node `name`, if there is one.
+    pub fn node_folder(&self, name: &str) -> Option<PathBuf> {
+        let node = self.config.nodes.iter().find(|n| n.name == name && n.kind == "dir")?;
+        self.config.node_path(&self.root, node)
+    }
+
+    /// Takes the empty folder of node `name` into use (`qsfs node adopt`).
+    pub fn adopt_node(&self, name: &str) -> Result<(), VaultError> {
+        let path = self.node_folder(name).ok_or_else(|| VaultError::Config {
+            file: self.root.join("qsfs.toml"),
+            detail: format!("no directory node named {name:?}"),
+        })?;
+        DirNode::new(name, &path, &self.config.vault_id)
+            .adopt_empty()
+            .map_err(|e| VaultError::Config { file: self.root.join("qsfs.toml"), detail: e.to_string() })
     }
 
     /// The staging folder (0700).

@@ -117,7 +117,7 @@ impl Vault {
                     .read_stream(&manifest, |s| envelope::verify_stream(s, &rec))
                     .map_err(|e| e.to_string())?;
                 merge(&mut report, rep);
-                r.map_err(|e| e.to_string())?;
+                r.map_err(describe_stream_error)?;
             }
             let threads = self.threads;
             let (r, rep) = self
@@ -125,7 +125,7 @@ impl Vault {
                 .read_stream(&manifest, |s| envelope::open_stream(s, &rec, sink, threads))
                 .map_err(|e| e.to_string())?;
             merge(&mut report, rep);
-            r.map_err(|e| e.to_string())
+            r.map_err(describe_stream_error)
         })();
         for (shard, node, why) in &report.bad {
             tracing::warn!("{what}: shard {shard} of object {id} on {node} is bad ({why}); read around it");
@@ -151,6 +151,15 @@ impl Vault {
         if let Err(e) = self.ec.store().update_manifest(&m) {
             tracing::warn!("could not record repair debt of object {}: {e}", m.id);
         }
+    }
+}
+
+/// The stream's "source" is the object coming from the nodes here.
+fn describe_stream_error(e: envelope::StreamError) -> String {
+    match e {
+        envelope::StreamError::Source(e) => e.to_string(),
+        envelope::StreamError::Sink(e) => format!("writing the output failed: {e}"),
+        other => other.to_string(),
     }
 }
 

@@ -60,7 +60,7 @@ impl Vault {
     /// Draws `K`, `R` and the share-polynomial seed from the random source.
     fn draw_keys(&self) -> Result<SealKeys, VaultError> {
         let mut buf = Zeroizing::new([0u8; 3 * KEY_LEN]);
-        self.random.fill(&mut buf[..])?;
+        self.random()?.fill(&mut buf[..])?;
         let mut k = [0u8; KEY_LEN];
         let mut r = [0u8; KEY_LEN];
         let mut seed = [0u8; KEY_LEN];
@@ -83,13 +83,22 @@ impl Vault {
         self.keys.check_writable().map_err(|e| fail(e.to_string()))?;
         let keys = self.draw_keys().map_err(|e| fail(e.to_string()))?;
         let sealed_len = envelope::sealed_len(len);
-        let (sealed, written) = self
-            .ec
-            .write_object(sealed_len, len, |w| {
-                envelope::seal_stream(&keys, len, src, w, self.threads)
-                    .map_err(|e| DispersalError::Source(std::io::Error::other(e.to_string())))
-            })
-            .map_err(|e| fail(e.to_string()))?;
+        let id = ObjectId::random().map_err(|e| fail(format!("the OS random source failed: {e}")))?;
+        // Recorded before the first shard byte, so an interrupted run's
+        // leftovers can be found and removed (intents.rs).
+        self.intents.begin(id).map_err(|e| fail(format!("cannot write the intent log: {e}")))?;
+        let written = self.ec.write_object(id, sealed_len, len, |w| {
+            envelope::seal_stream(&keys, len, src, w, self.threads)
+                .map_err(|e| DispersalError::Source(std::io::Error::other(e.to_string())))
+        });
+        let (sealed, written) = match written {
+            Ok(x) => x,
+            Err(e) => {
+                // Nothing but temporary shard files (already removed) exists.
+                let _ = self.intents.done(&[id]);
+                return Err(fail(e.to_string()));
+            }
+        };
         let mut r1 = [0u8; 33];
         let mut r2 = [0u8; 33];
         r1.copy_from_slice(keys.r1().as_bytes());
@@ -103,10 +112,17 @@ impl Vault {
     /// one result per object; a failed object leaves nothing behind that a
     /// name could point at.
     pub fn commit(&self, objs: &mut [SealedObject]) -> Vec<Result<(), VaultError>> {
+        // Every shard about to become durable has its intent durable first.
+        if let Err(e) = self.intents.sync() {
+            let msg = format!("cannot sync the intent log: {e}");
+            return objs.iter().map(|_| Err(VaultError::Commit(msg.clone()))).collect();
+        }
         let mut written: Vec<&mut WrittenObject> = objs.iter_mut().map(|o| &mut o.written).collect();
         let synced = self.ec.sync(&mut written);
         let mut results: Vec<Result<(), VaultError>> =
             synced.into_iter().map(|r| r.map_err(VaultError::from)).collect();
+        let failed: Vec<ObjectId> = (0..objs.len()).filter(|i| results[*i].is_err()).map(|i| objs[i].id()).collect();
+        self.settle_failed(&failed);
         let ok: Vec<usize> = (0..objs.len()).filter(|i| results[*i].is_ok()).collect();
         if ok.is_empty() {
             return results;
@@ -121,9 +137,10 @@ impl Vault {
         if let Err(e) = step {
             let msg = e.to_string();
             for i in &ok {
-                self.ec.remove_shards(&objs[*i].written.manifest, u32::MAX);
                 results[*i] = Err(VaultError::Commit(msg.clone()));
             }
+            let ids: Vec<ObjectId> = ok.iter().map(|i| objs[*i].id()).collect();
+            self.settle_failed(&ids);
             return results;
         }
         for i in &ok {
@@ -139,5 +156,27 @@ impl Vault {
             }
         }
         results
+    }
+
+    /// Destroys objects whose write failed (whatever of them became
+    /// durable) and settles their intents; if that fails too, the intents
+    /// stay open and the next open's sweep finishes the job.
+    pub(crate) fn settle_failed(&self, ids: &[ObjectId]) {
+        if ids.is_empty() {
+            return;
+        }
+        match self.destroy_objects(ids) {
+            Ok(()) => {
+                let _ = self.intents.done(ids);
+            }
+            Err(e) => tracing::warn!("could not clean up after a failed write ({e}); the next qsfs command retries"),
+        }
+    }
+
+    /// Settles the intents of objects now named durably.
+    pub(crate) fn settle_named(&self, ids: &[ObjectId]) {
+        if let Err(e) = self.intents.done(ids) {
+            tracing::warn!("cannot update the intent log {} ({e})", self.intents.path().display());
+        }
     }
 }

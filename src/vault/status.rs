@@ -103,16 +103,20 @@ impl Vault {
             .nodes()
             .iter()
             .map(|node| {
-                let listing = node.list().unwrap_or_default();
+                let (listing, list_error) = match node.list() {
+                    Ok(l) => (l, None),
+                    Err(e) => (Default::default(), Some(e.to_string())),
+                };
                 NodeStatus {
                     name: node.name().to_string(),
                     location: node.location(),
-                    health: match node.health() {
-                        NodeHealth::Ok => match node.probe_write() {
+                    health: match (node.health(), list_error) {
+                        (NodeHealth::Ok, Some(e)) => NodeHealth::Offline(format!("cannot list its shards: {e}")),
+                        (NodeHealth::Ok, None) => match node.probe_write() {
                             Ok(()) => NodeHealth::Ok,
                             Err(why) => NodeHealth::ReadOnly(why),
                         },
-                        other => other,
+                        (other, _) => other,
                     },
                     shards_expected: expected.get(node.name()).copied().unwrap_or(0),
                     shards_found: listing.shards.len() as u64,
@@ -139,7 +143,21 @@ impl Vault {
             degraded_objects: degraded,
             missing_shards: missing,
             pending_deletions: self.ns.gc_queue()?.len() as u64,
-            random: self.random.describe(),
+            random: match self.random() {
+                Ok(r) => r.describe(),
+                // Status must work while the source is away; say why.
+                Err(e) => SourceStatus {
+                    kind: match &self.config.random {
+                        crate::entropy::EntropyConfig::Os => "os",
+                        crate::entropy::EntropyConfig::Device { .. } => "device",
+                        crate::entropy::EntropyConfig::Pool { .. } => "pool",
+                    },
+                    path: None,
+                    remaining: None,
+                    total: None,
+                    note: Some(format!("UNAVAILABLE: {e}")),
+                },
+            },
             keystore_r1: self.keys.r1_path().to_path_buf(),
             keystore_r2: r2,
             keystore_r2_available: r2_ok,

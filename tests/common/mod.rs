@@ -421,7 +421,15 @@ impl TestVault {
 
     /// `qsfs keys repair --json`.
     pub fn keys_repair(&self) -> (Run, Value) {
-        let r = qsfs(&["keys", "repair", &self.arg(), "--json"]);
+        self.keys_repair_with(&[])
+    }
+
+    /// `qsfs keys repair --json` with extra arguments.
+    pub fn keys_repair_with(&self, extra: &[&str]) -> (Run, Value) {
+        let vault = self.arg();
+        let mut args = vec!["keys", "repair", vault.as_str(), "--json"];
+        args.extend_from_slice(extra);
+        let r = qsfs(&args);
         let v = serde_json::from_slice(&r.stdout).unwrap_or(Value::Null);
         (r, v)
     }
