@@ -93,16 +93,9 @@ fn dkey(parent: u64, name: &[u8]) -> Vec<u8> {
     k
 }
 
-fn gkey(id: &ObjectId) -> [u8; 17] {
+fn idkey(prefix: u8, id: &ObjectId) -> [u8; 17] {
     let mut k = [0u8; 17];
-    k[0] = b'g';
-    k[1..].copy_from_slice(id.as_bytes());
-    k
-}
-
-fn rkey(id: &ObjectId) -> [u8; 17] {
-    let mut k = [0u8; 17];
-    k[0] = b'r';
+    k[0] = prefix;
     k[1..].copy_from_slice(id.as_bytes());
     k
 }
@@ -323,24 +316,12 @@ impl Namespace {
 
     /// Objects queued for deletion.
     pub fn gc_queue(&self) -> Result<Vec<ObjectId>> {
-        self.db
-            .scan_prefix([b'g'])
-            .map(|r| {
-                let (k, _) = r?;
-                Ok(ObjectId(k.get(1..17).and_then(|b| b.try_into().ok()).unwrap_or([0; 16])))
-            })
-            .collect()
+        self.ids(b'g')
     }
 
     /// Removes finished deletions from the queue (durably).
     pub fn gc_done(&self, ids: &[ObjectId]) -> Result<()> {
-        let mut b = Batch::new();
-        for id in ids {
-            b.remove(gkey(id));
-        }
-        self.db.apply(b)?;
-        self.db.flush_durable()?;
-        Ok(())
+        self.remove_ids(b'g', ids)
     }
 
     /// Records deleted objects whose R2 share must still be destroyed
@@ -348,7 +329,7 @@ impl Namespace {
     pub fn queue_r2_cleanup(&self, ids: &[ObjectId]) -> Result<()> {
         let mut b = Batch::new();
         for id in ids {
-            b.insert(rkey(id), []);
+            b.insert(idkey(b'r', id), []);
         }
         self.db.apply(b)?;
         self.db.flush_durable()?;
@@ -357,8 +338,18 @@ impl Namespace {
 
     /// Objects whose R2 share still waits to be destroyed.
     pub fn r2_cleanup_queue(&self) -> Result<Vec<ObjectId>> {
+        self.ids(b'r')
+    }
+
+    /// Clears finished R2 cleanups, durably.
+    pub fn r2_cleanup_done(&self, ids: &[ObjectId]) -> Result<()> {
+        self.remove_ids(b'r', ids)
+    }
+
+    /// The object ids recorded under `prefix`.
+    fn ids(&self, prefix: u8) -> Result<Vec<ObjectId>> {
         self.db
-            .scan_prefix([b'r'])
+            .scan_prefix([prefix])
             .map(|r| {
                 let (k, _) = r?;
                 Ok(ObjectId(k.get(1..17).and_then(|b| b.try_into().ok()).unwrap_or([0; 16])))
@@ -366,11 +357,11 @@ impl Namespace {
             .collect()
     }
 
-    /// Clears finished R2 cleanups, durably.
-    pub fn r2_cleanup_done(&self, ids: &[ObjectId]) -> Result<()> {
+    /// Removes object ids recorded under `prefix`, durably.
+    fn remove_ids(&self, prefix: u8, ids: &[ObjectId]) -> Result<()> {
         let mut b = Batch::new();
         for id in ids {
-            b.remove(rkey(id));
+            b.remove(idkey(prefix, id));
         }
         self.db.apply(b)?;
         self.db.flush_durable()?;
@@ -407,7 +398,7 @@ impl Namespace {
 fn queue_gc(b: &mut Batch, ids: &[ObjectId]) {
     let now = Time::now().secs.to_le_bytes();
     for id in ids {
-        b.insert(gkey(id), now);
+        b.insert(idkey(b'g', id), now);
     }
 }
 
