@@ -1,25 +1,28 @@
 //! The inode record: type, attributes and where a file's bytes live.
 //!
-//! Format v1, integers little-endian:
+//! Format v2 (written), integers little-endian; v1 (read) lacks the
+//! per-extent object offset, which is then 0:
 //! ```text
-//! u8   version = 1
+//! u8   version = 2
 //! u8   kind (1 file, 2 dir, 3 symlink, 4 fifo, 5 socket, 6 char dev, 7 block dev)
 //! u32  mode (permission bits incl. set-uid/set-gid/sticky; no type bits)
 //! u32  uid, u32 gid, u32 nlink, u32 rdev, u32 flags
 //! u64  size
 //! 4 x  (i64 seconds, u32 nanoseconds): atime, mtime, ctime, crtime
-//! u32  extent count, then per extent: u64 offset, u64 length, [16] object id
+//! u32  extent count, then per extent: u64 offset, u64 length, [16] object id,
+//!      u64 object offset (v2: where in the object's plaintext the extent starts)
 //! blob symlink target (u32 length + bytes; empty for non-links)
 //! ```
-//! A file's content is a sorted list of extents, each one sealed object;
-//! bytes outside every extent are holes and read as zeros, so sparse files
-//! cost nothing for their holes.
+//! A file's content is a sorted list of extents, each a piece of a sealed
+//! object; bytes outside every extent are holes and read as zeros, so
+//! sparse files cost nothing for their holes, and rewriting part of a file
+//! seals only that part (the old object keeps serving the rest).
 
 use crate::ObjectId;
 use crate::codec::{DecodeError, Reader, Writer};
 
 /// Inode record version written by this build.
-pub const INODE_VERSION: u8 = 1;
+pub const INODE_VERSION: u8 = 2;
 
 /// Type of an inode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -110,6 +113,8 @@ pub struct Extent {
     /// The sealed object holding it.
     #[serde(serialize_with = "ser_id")]
     pub object: ObjectId,
+    /// Where the extent starts in the object's plaintext.
+    pub object_offset: u64,
 }
 
 fn ser_id<S: serde::Serializer>(id: &ObjectId, s: S) -> Result<S::Ok, S::Error> {
@@ -188,7 +193,7 @@ impl Inode {
         }
         w.u32(self.extents.len() as u32);
         for e in &self.extents {
-            w.u64(e.offset).u64(e.len).bytes(e.object.as_bytes());
+            w.u64(e.offset).u64(e.len).bytes(e.object.as_bytes()).u64(e.object_offset);
         }
         w.blob(&self.target);
         w.finish()
@@ -198,7 +203,7 @@ impl Inode {
     pub fn decode(buf: &[u8]) -> Result<Inode, DecodeError> {
         let mut r = Reader::new("inode", buf);
         let version = r.u8()?;
-        if version != INODE_VERSION {
+        if !(1..=INODE_VERSION).contains(&version) {
             return Err(DecodeError::Version { what: "inode", found: version.into(), supported: INODE_VERSION.into() });
         }
         let code = r.u8()?;
@@ -215,12 +220,15 @@ impl Inode {
             *t = Time { secs: r.i64()?, nanos: r.u32()? };
         }
         let count = r.u32()? as usize;
-        if count > r.remaining() / 32 {
+        let each = if version == 1 { 32 } else { 40 };
+        if count > r.remaining() / each {
             return Err(r.invalid("extents", format!("{count} extents do not fit the record")));
         }
         let mut extents = Vec::with_capacity(count);
         for _ in 0..count {
-            extents.push(Extent { offset: r.u64()?, len: r.u64()?, object: ObjectId(r.array()?) });
+            let (offset, len, object) = (r.u64()?, r.u64()?, ObjectId(r.array()?));
+            let object_offset = if version == 1 { 0 } else { r.u64()? };
+            extents.push(Extent { offset, len, object, object_offset });
         }
         let target = r.blob()?.to_vec();
         r.finish()?;
@@ -238,7 +246,7 @@ mod tests {
         let mut i = Inode::new(Kind::File, 0o104755, 1000, 100);
         assert_eq!(i.mode, 0o4755);
         i.size = 1 << 50;
-        i.extents.push(Extent { offset: 4096, len: 10, object: ObjectId([7; 16]) });
+        i.extents.push(Extent { offset: 4096, len: 10, object: ObjectId([7; 16]), object_offset: 77 });
         i.mtime = Time { secs: -5, nanos: 999_999_999 };
         assert_eq!(Inode::decode(&i.encode()).unwrap(), i);
         let mut l = Inode::new(Kind::Symlink, 0o777, 0, 0);

@@ -6,6 +6,10 @@
 //! c <name>                      counters (next inode number)
 //! i <ino u64 BE>                inode record (see inode.rs)
 //! d <parent u64 BE> <name>      entry: child ino u64 LE, kind u8
+//! p <dir ino u64 BE>            parent of a directory (for rename loop checks)
+//! x <ino u64 BE> <name>         extended attribute value
+//! o <ino u64 BE>                orphan: unlinked while open, destroyed at last close
+//! s <ino u64 BE>                staging record of a file with unsealed writes (fs/)
 //! g <object id>                 object queued for deletion (gc), value: unix secs i64
 //! r <object id>                 deleted object whose R2 share waits for its store
 //! ```
@@ -15,9 +19,14 @@
 //! which the next open finishes; never a name pointing at a destroyed object.
 
 mod inode;
+mod ops;
 mod path;
+mod records;
+mod xattr;
 
 pub use inode::{Extent, INODE_VERSION, Inode, Kind, Time};
+pub use ops::{RenameFlags, Removed, truncate_extents};
+pub use xattr::{XATTR_CREATE, XATTR_REPLACE};
 pub use path::{VaultPath, display_name};
 
 use std::collections::HashSet;
@@ -66,6 +75,15 @@ pub enum NamespaceError {
         /// Why.
         why: &'static str,
     },
+    /// An operation the filesystem does not allow (hard link to a folder).
+    #[error("{0}: operation not permitted")]
+    NotPermitted(String),
+    /// An argument that makes no sense (moving a folder into itself).
+    #[error("{0}: invalid argument")]
+    Invalid(String),
+    /// No such extended attribute.
+    #[error("{0}: no such extended attribute")]
+    NoXattr(String),
     /// A damaged record.
     #[error("namespace record of inode {ino} is damaged: {detail}")]
     Record {
@@ -79,10 +97,7 @@ pub enum NamespaceError {
 type Result<T> = std::result::Result<T, NamespaceError>;
 
 fn ikey(ino: u64) -> [u8; 9] {
-    let mut k = [0u8; 9];
-    k[0] = b'i';
-    k[1..].copy_from_slice(&ino.to_be_bytes());
-    k
+    inokey(b'i', ino)
 }
 
 fn dkey(parent: u64, name: &[u8]) -> Vec<u8> {
@@ -90,6 +105,14 @@ fn dkey(parent: u64, name: &[u8]) -> Vec<u8> {
     k.push(b'd');
     k.extend_from_slice(&parent.to_be_bytes());
     k.extend_from_slice(name);
+    k
+}
+
+/// `prefix` + inode number (big-endian, so keys sort by inode).
+fn inokey(prefix: u8, ino: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = prefix;
+    k[1..].copy_from_slice(&ino.to_be_bytes());
     k
 }
 
@@ -216,158 +239,6 @@ impl Namespace {
         Ok(ino)
     }
 
-    /// Creates `name` in directory `parent` with the given inode. A new
-    /// directory bumps the parent's link count.
-    pub fn create(&self, parent: u64, name: &[u8], inode: &Inode, what: &str) -> Result<u64> {
-        check_name(name, what)?;
-        let _g = self.lock();
-        let mut dir = self.inode(parent)?;
-        if dir.kind != Kind::Dir {
-            return Err(NamespaceError::NotADirectory(what.to_string()));
-        }
-        if self.lookup(parent, name)?.is_some() {
-            return Err(NamespaceError::Exists(what.to_string()));
-        }
-        let mut b = Batch::new();
-        let ino = self.next_ino(&mut b)?;
-        b.insert(ikey(ino), inode.encode());
-        b.insert(dkey(parent, name), encode_entry(ino, inode.kind));
-        let now = Time::now();
-        dir.mtime = now;
-        dir.ctime = now;
-        if inode.kind == Kind::Dir {
-            dir.nlink += 1;
-        }
-        b.insert(ikey(parent), dir.encode());
-        self.db.apply(b)?;
-        Ok(ino)
-    }
-
-    /// Replaces the content of file `ino`; its old objects are queued for
-    /// deletion in the same atomic step and returned.
-    pub fn set_content(&self, ino: u64, extents: Vec<Extent>, size: u64, mtime: Time) -> Result<Vec<ObjectId>> {
-        let _g = self.lock();
-        let mut node = self.inode(ino)?;
-        let old: Vec<ObjectId> = node.extents.iter().map(|e| e.object).collect();
-        node.extents = extents;
-        node.size = size;
-        node.mtime = mtime;
-        node.ctime = Time::now();
-        let mut b = Batch::new();
-        b.insert(ikey(ino), node.encode());
-        queue_gc(&mut b, &old);
-        self.db.apply(b)?;
-        Ok(old)
-    }
-
-    /// Writes back attributes of `ino` (content fields are kept as stored).
-    pub fn set_attrs(&self, ino: u64, update: impl FnOnce(&mut Inode)) -> Result<Inode> {
-        let _g = self.lock();
-        let mut node = self.inode(ino)?;
-        let (extents, size) = (node.extents.clone(), node.size);
-        update(&mut node);
-        node.extents = extents;
-        node.size = size;
-        self.db.insert(ikey(ino), node.encode())?;
-        Ok(node)
-    }
-
-    /// Removes entry `name` of `parent`. Directories must be empty and are
-    /// only removed with `dir`; files only without it. Returns the objects
-    /// queued for deletion (when the last link went).
-    pub fn remove(&self, parent: u64, name: &[u8], dir: bool, what: &str) -> Result<Vec<ObjectId>> {
-        let _g = self.lock();
-        let (ino, kind) = self.lookup(parent, name)?.ok_or_else(|| NamespaceError::NotFound(what.to_string()))?;
-        if dir && kind != Kind::Dir {
-            return Err(NamespaceError::NotADirectory(what.to_string()));
-        }
-        if !dir && kind == Kind::Dir {
-            return Err(NamespaceError::IsADirectory(what.to_string()));
-        }
-        if kind == Kind::Dir && self.db.scan_prefix(dkey(ino, b"")).next().is_some() {
-            return Err(NamespaceError::NotEmpty(what.to_string()));
-        }
-        let mut node = self.inode(ino)?;
-        let mut parent_node = self.inode(parent)?;
-        let now = Time::now();
-        let mut b = Batch::new();
-        b.remove(dkey(parent, name));
-        let mut gone = Vec::new();
-        if kind == Kind::Dir {
-            parent_node.nlink = parent_node.nlink.saturating_sub(1);
-            b.remove(ikey(ino));
-        } else {
-            node.nlink = node.nlink.saturating_sub(1);
-            if node.nlink == 0 {
-                gone = node.extents.iter().map(|e| e.object).collect();
-                queue_gc(&mut b, &gone);
-                b.remove(ikey(ino));
-            } else {
-                node.ctime = now;
-                b.insert(ikey(ino), node.encode());
-            }
-        }
-        parent_node.mtime = now;
-        parent_node.ctime = now;
-        b.insert(ikey(parent), parent_node.encode());
-        self.db.apply(b)?;
-        Ok(gone)
-    }
-
-    /// Objects queued for deletion.
-    pub fn gc_queue(&self) -> Result<Vec<ObjectId>> {
-        self.ids(b'g')
-    }
-
-    /// Removes finished deletions from the queue (durably).
-    pub fn gc_done(&self, ids: &[ObjectId]) -> Result<()> {
-        self.remove_ids(b'g', ids)
-    }
-
-    /// Records deleted objects whose R2 share must still be destroyed
-    /// (their R2 store was away), durably.
-    pub fn queue_r2_cleanup(&self, ids: &[ObjectId]) -> Result<()> {
-        let mut b = Batch::new();
-        for id in ids {
-            b.insert(idkey(b'r', id), []);
-        }
-        self.db.apply(b)?;
-        self.db.flush_durable()?;
-        Ok(())
-    }
-
-    /// Objects whose R2 share still waits to be destroyed.
-    pub fn r2_cleanup_queue(&self) -> Result<Vec<ObjectId>> {
-        self.ids(b'r')
-    }
-
-    /// Clears finished R2 cleanups, durably.
-    pub fn r2_cleanup_done(&self, ids: &[ObjectId]) -> Result<()> {
-        self.remove_ids(b'r', ids)
-    }
-
-    /// The object ids recorded under `prefix`.
-    fn ids(&self, prefix: u8) -> Result<Vec<ObjectId>> {
-        self.db
-            .scan_prefix([prefix])
-            .map(|r| {
-                let (k, _) = r?;
-                Ok(ObjectId(k.get(1..17).and_then(|b| b.try_into().ok()).unwrap_or([0; 16])))
-            })
-            .collect()
-    }
-
-    /// Removes object ids recorded under `prefix`, durably.
-    fn remove_ids(&self, prefix: u8, ids: &[ObjectId]) -> Result<()> {
-        let mut b = Batch::new();
-        for id in ids {
-            b.remove(idkey(prefix, id));
-        }
-        self.db.apply(b)?;
-        self.db.flush_durable()?;
-        Ok(())
-    }
-
     /// Every object some inode points at.
     pub fn referenced_objects(&self) -> Result<HashSet<ObjectId>> {
         let mut out = HashSet::new();
@@ -392,13 +263,6 @@ impl Namespace {
             }
         }
         Ok((f, d, o))
-    }
-}
-
-fn queue_gc(b: &mut Batch, ids: &[ObjectId]) {
-    let now = Time::now().secs.to_le_bytes();
-    for id in ids {
-        b.insert(idkey(b'g', id), now);
     }
 }
 
@@ -450,10 +314,10 @@ mod tests {
         assert!(matches!(ns.resolve(&p("/a/f/x")), Err(NamespaceError::NotADirectory(s)) if s == "/a/f"));
         assert!(matches!(ns.resolve(&p("/b")), Err(NamespaceError::NotFound(s)) if s == "/b"));
         let id = ObjectId([1; 16]);
-        let old = ns.set_content(f, vec![Extent { offset: 0, len: 5, object: id }], 5, Time::now()).unwrap();
+        let old = ns.set_content(f, vec![Extent { offset: 0, len: 5, object: id, object_offset: 0 }], 5, Time::now()).unwrap();
         assert!(old.is_empty());
         let id2 = ObjectId([2; 16]);
-        let old = ns.set_content(f, vec![Extent { offset: 0, len: 6, object: id2 }], 6, Time::now()).unwrap();
+        let old = ns.set_content(f, vec![Extent { offset: 0, len: 6, object: id2, object_offset: 0 }], 6, Time::now()).unwrap();
         assert_eq!(old, vec![id]);
         assert_eq!(ns.gc_queue().unwrap(), vec![id]);
         ns.gc_done(&[id]).unwrap();

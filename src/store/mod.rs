@@ -254,6 +254,14 @@ impl Db {
             .map(move |r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(self.engine("scan")))
     }
 
+    /// Hands every change so far to the OS (sled's flush: written and
+    /// `sync_file_range`d): it survives the process being killed, but is
+    /// not a durability barrier against power loss.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.inner.flush().map_err(self.engine("flush"))?;
+        Ok(())
+    }
+
     /// Makes every change so far durable: sled's flush, then an fsync of its
     /// log, blob files and folders (sled's flush alone is not a barrier).
     pub fn flush_durable(&self) -> Result<(), StoreError> {

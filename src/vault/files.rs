@@ -186,7 +186,7 @@ impl Vault {
         garbage: &mut Vec<ObjectId>,
     ) -> Result<u64, VaultError> {
         let extents: Vec<Extent> =
-            obj.map(|o| vec![Extent { offset: 0, len: o.plain_len(), object: o.id() }]).unwrap_or_default();
+            obj.map(|o| vec![Extent { offset: 0, len: o.plain_len(), object: o.id(), object_offset: 0 }]).unwrap_or_default();
         let (parent, name) = self.ns.resolve_parent(path)?;
         let size = inode.size;
         match self.ns.lookup(parent, name)? {
@@ -221,7 +221,18 @@ impl Vault {
         let mut pos = 0u64;
         for e in &inode.extents {
             write_zeros(sink, e.offset - pos.min(e.offset)).map_err(io_err("write the output"))?;
-            self.open_object(&e.object, sink, verify_first, &what, &mut outcome)?;
+            // An extent may use part of its object (after a partial
+            // rewrite or a truncate in the mount): the whole object is still
+            // decrypted and verified, only the window reaches the output.
+            let mut window = Window { out: &mut *sink, skip: e.object_offset, take: e.len };
+            self.open_object(&e.object, &mut window, verify_first, &what, &mut outcome)?;
+            if window.take > 0 {
+                return Err(VaultError::Read {
+                    path: what,
+                    object: e.object,
+                    detail: format!("the object is {} bytes shorter than its extent", window.take),
+                });
+            }
             pos = e.offset + e.len;
         }
         write_zeros(sink, inode.size.saturating_sub(pos)).map_err(io_err("write the output"))?;
@@ -376,6 +387,30 @@ fn keep_spool(e: VaultError, spool: Option<Spool>, what: &str) -> VaultError {
     VaultError::Seal {
         path: what.to_string(),
         detail: format!("{e}; the data read from standard input is kept in {}", kept.display()),
+    }
+}
+
+/// Passes `take` bytes after skipping `skip`, and swallows the rest.
+struct Window<'a> {
+    out: &'a mut dyn Write,
+    skip: u64,
+    take: u64,
+}
+
+impl Write for Window<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut rest = buf;
+        let skip = self.skip.min(rest.len() as u64) as usize;
+        self.skip -= skip as u64;
+        rest = &rest[skip..];
+        let take = self.take.min(rest.len() as u64) as usize;
+        self.out.write_all(&rest[..take])?;
+        self.take -= take as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
     }
 }
 
