@@ -13,11 +13,13 @@
 //! (shards durable -> keystore -> manifest and B -> namespace). A read runs
 //! the same path backwards, verifying every chunk before it is decoded.
 
+pub mod cache;
 pub mod codec;
 pub mod dispersal;
 pub mod entropy;
 pub mod envelope;
 pub mod erasure;
+pub mod fs;
 pub mod keystore;
 pub mod namespace;
 pub mod node;

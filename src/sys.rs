@@ -63,6 +63,103 @@ pub fn default_sigpipe() {
     }
 }
 
+/// Starts a new session (a daemon leaves its parent's terminal).
+pub fn setsid() {
+    // SAFETY: setsid has no memory arguments; failure (already a leader) is harmless.
+    unsafe {
+        libc::setsid();
+    }
+}
+
+/// Points stdin, stdout and stderr at /dev/null (a daemon, once its
+/// parent knows it started, keeps nothing of the terminal open).
+pub fn detach_stdio() -> io::Result<()> {
+    let null = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null")?;
+    for fd in 0..3 {
+        // SAFETY: dup2 onto the standard descriptors with a valid source fd.
+        if unsafe { libc::dup2(null.as_raw_fd(), fd) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Unmounts `path` (root only; others use fusermount3).
+pub fn umount(path: &Path) -> io::Result<()> {
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
+    // SAFETY: NUL-terminated path, no other memory passed.
+    if unsafe { libc::umount2(c.as_ptr(), 0) } == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+/// One line of /proc/self/mountinfo that matters here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountEntry {
+    /// Mount point.
+    pub target: std::path::PathBuf,
+    /// Filesystem type (`fuse`, `fuse.qsfs`, `ext4`, ...).
+    pub fstype: String,
+    /// Source (for qsfs: the vault folder).
+    pub source: String,
+}
+
+/// Undoes mountinfo's octal escapes (`\040` for a space).
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 4 <= b.len()
+            && let Some(v) = std::str::from_utf8(&b[i + 1..i + 4]).ok().and_then(|d| u8::from_str_radix(d, 8).ok())
+        {
+            out.push(v);
+            i += 4;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The current mounts, in mount order.
+pub fn mounts() -> Vec<MountEntry> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    text.lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let target = left.split(' ').nth(4)?;
+            let mut r = right.split(' ');
+            let fstype = r.next()?;
+            let source = r.next()?;
+            Some(MountEntry {
+                target: std::path::PathBuf::from(unescape(target)),
+                fstype: fstype.to_string(),
+                source: unescape(source),
+            })
+        })
+        .collect()
+}
+
+/// The topmost mount at exactly `path`.
+pub fn mounted_at(path: &Path) -> Option<MountEntry> {
+    mounts().into_iter().rev().find(|m| m.target == path)
+}
+
+/// True if process `pid` still runs (a zombie waiting to be reaped has
+/// finished all its work and counts as gone).
+pub fn process_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            // Format: "pid (comm) state ..."; comm may hold spaces and ')'.
+            let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next());
+            !matches!(state, Some('Z') | Some('X') | None)
+        }
+        Err(_) => false,
+    }
+}
+
 /// Raises the soft limit on open files to the hard limit.
 pub fn raise_fd_limit() {
     // SAFETY: getrlimit/setrlimit with a valid, zero-initialised struct.
@@ -82,6 +179,8 @@ pub struct FsSpace {
     pub total: u64,
     /// Bytes available to an unprivileged writer.
     pub available: u64,
+    /// Filesystem id (nodes sharing a disk share it).
+    pub fsid: u64,
 }
 
 /// `statvfs(3)` of the filesystem holding `path`.
@@ -95,7 +194,7 @@ pub fn fs_space(path: &Path) -> io::Result<FsSpace> {
         return Err(io::Error::last_os_error());
     }
     let frsize = st.f_frsize as u64;
-    Ok(FsSpace { total: st.f_blocks as u64 * frsize, available: st.f_bavail as u64 * frsize })
+    Ok(FsSpace { total: st.f_blocks as u64 * frsize, available: st.f_bavail as u64 * frsize, fsid: st.f_fsid as u64 })
 }
 
 /// Device id of the filesystem holding `path` (to tell whether two folders
@@ -108,6 +207,13 @@ pub fn device_of(path: &Path) -> io::Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mountinfo_escapes() {
+        assert_eq!(unescape("/a\\040b"), "/a b");
+        assert_eq!(unescape("/plain"), "/plain");
+        assert!(mounts().iter().any(|m| m.target == Path::new("/")));
+    }
 
     #[test]
     fn space_and_sync_work_on_tmp() {

@@ -4,6 +4,7 @@ mod envelope;
 mod files;
 mod format;
 mod keys;
+mod mount;
 mod node;
 mod status;
 
@@ -51,6 +52,10 @@ enum Command {
     /// Check or heal the key shares R1/R2 and backup records B.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Mount a vault as a folder (FUSE); returns once the mount is live.
+    Mount(mount::MountArgs),
+    /// Unmount, waiting until every pending seal is finished.
+    Umount(mount::UmountArgs),
     /// Storage nodes: use a replaced (empty) disk as a node.
     #[command(subcommand)]
     Node(node::NodeCommand),
@@ -113,7 +118,10 @@ pub fn run() -> i32 {
     // need more than the usual soft limit of 1024 descriptors.
     qsfs::sys::raise_fd_limit();
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    // A mount logs to its vault's log file instead (mount.rs).
+    if !matches!(cli.command, Command::Mount(_)) {
+        init_logging(cli.verbose);
+    }
     let ctx = Ctx { wait: Duration::from_secs(cli.wait) };
     let result = match cli.command {
         Command::Init(a) => files::init(a),
@@ -125,6 +133,8 @@ pub fn run() -> i32 {
         Command::Status(a) => status::status(&ctx, a),
         Command::Keys(c) => keys::run(&ctx, c),
         Command::Node(c) => node::run(&ctx, c),
+        Command::Mount(a) => mount::mount(a),
+        Command::Umount(a) => mount::umount(a),
         Command::Envelope(c) => envelope::run(c),
     };
     match result {

@@ -16,7 +16,7 @@ mod write;
 
 pub use ecstore::EcStore;
 pub use manifest::{MANIFEST_VERSION, Manifest};
-pub use read::{ObjectStream, ReadReport};
+pub use read::{ChunkCache, ObjectStream, ReadReport};
 pub use write::ObjectWriter;
 
 use std::collections::HashMap;
@@ -196,11 +196,16 @@ impl Dispersal {
         self.store.manifest(id)?.ok_or(DispersalError::NoManifest(*id))
     }
 
-    fn shards_of<'a>(&self, manifest: &'a Manifest) -> Result<read::ObjectShards<'a>, DispersalError> {
+    fn shards_of<'a>(
+        &self,
+        manifest: &'a Manifest,
+        cache: Option<&'a ChunkCache>,
+    ) -> Result<read::ObjectShards<'a>, DispersalError> {
         Ok(read::ObjectShards {
             manifest,
             nodes: manifest.placement.iter().map(|name| self.node(name).cloned()).collect(),
             codec: self.codec(manifest.layout.k, manifest.layout.n)?,
+            cache,
         })
     }
 

@@ -18,6 +18,7 @@ use crossbeam_channel::{Receiver, Sender, bounded};
 
 use super::manifest::Manifest;
 use super::{Dispersal, DispersalError};
+use crate::ObjectId;
 use crate::erasure::Codec;
 use crate::node::{Node, ShardKey};
 
@@ -46,11 +47,20 @@ impl ReadReport {
     }
 }
 
+/// Verified chunks (and decoded stripes, shard index 255) kept for range
+/// reads: a mount reading 64 KiB segments would otherwise fetch and hash
+/// the same 1 MiB chunk sixteen times.
+pub type ChunkCache = crate::cache::ByteLru<(ObjectId, u64, u8), Vec<u8>>;
+
+/// Shard index under which a decoded stripe is cached.
+const STRIPE: u8 = u8::MAX;
+
 /// One object's shards, resolved to nodes.
 pub(super) struct ObjectShards<'a> {
     pub manifest: &'a Manifest,
     pub nodes: Vec<Option<Arc<dyn Node>>>,
     pub codec: Arc<Codec>,
+    pub cache: Option<&'a ChunkCache>,
 }
 
 impl ObjectShards<'_> {
@@ -181,6 +191,32 @@ impl ObjectShards<'_> {
         Ok(out)
     }
 
+    /// `fetch_chunk` through the cache.
+    fn cached_chunk(&self, stripe: u64, shard: usize) -> Result<Arc<Vec<u8>>, ChunkFault> {
+        let key = (self.manifest.id, stripe, shard as u8);
+        if let Some(c) = self.cache.and_then(|c| c.get(&key)) {
+            return Ok(c);
+        }
+        let chunk = Arc::new(self.fetch_chunk(stripe, shard)?);
+        if let Some(c) = self.cache {
+            c.put(key, Arc::clone(&chunk), chunk.len());
+        }
+        Ok(chunk)
+    }
+
+    /// `fetch_stripe` through the cache.
+    fn cached_stripe(&self, stripe: u64, skip: u32, report: &mut ReadReport) -> Result<Arc<Vec<u8>>, DispersalError> {
+        let key = (self.manifest.id, stripe, STRIPE);
+        if let Some(c) = self.cache.and_then(|c| c.get(&key)) {
+            return Ok(c);
+        }
+        let data = Arc::new(self.fetch_stripe(stripe, skip, report)?);
+        if let Some(c) = self.cache {
+            c.put(key, Arc::clone(&data), data.len());
+        }
+        Ok(data)
+    }
+
     /// Reads `buf.len()` bytes of the object at `offset`.
     pub fn read_at(&self, offset: u64, buf: &mut [u8], report: &mut ReadReport) -> Result<(), DispersalError> {
         let l = self.manifest.layout;
@@ -188,6 +224,7 @@ impl ObjectShards<'_> {
         if end > l.object_len {
             return Err(DispersalError::Range { object: self.manifest.id, offset, len: buf.len() as u64 });
         }
+        let chunk = l.chunk as u64;
         let mut gone = 0u32;
         let mut pos = offset;
         while pos < end {
@@ -201,7 +238,7 @@ impl ObjectShards<'_> {
                 if gone & (1 << i) != 0 || self.manifest.is_missing(i) {
                     break;
                 }
-                match self.fetch_chunk(stripe, i) {
+                match self.cached_chunk(stripe, i) {
                     Ok(c) => direct.push(c),
                     Err(f) => {
                         if f.gone {
@@ -212,14 +249,21 @@ impl ObjectShards<'_> {
                     }
                 }
             }
-            let chunk = l.chunk as u64;
             let dst = &mut buf[(pos - offset) as usize..(upto - offset) as usize];
             if direct.len() == last - first + 1 {
-                let base = s_start + first as u64 * chunk;
-                let joined: Vec<u8> = direct.concat();
-                dst.copy_from_slice(&joined[(pos - base) as usize..(upto - base) as usize]);
+                // Copy piece by piece straight out of the chunks.
+                let mut at = pos;
+                let mut out = 0usize;
+                for (j, c) in direct.iter().enumerate() {
+                    let c_start = s_start + (first + j) as u64 * chunk;
+                    let from = (at - c_start) as usize;
+                    let n = ((c_start + chunk).min(upto) - at) as usize;
+                    dst[out..out + n].copy_from_slice(&c[from..from + n]);
+                    out += n;
+                    at += n as u64;
+                }
             } else {
-                let data = self.fetch_stripe(stripe, gone, report)?;
+                let data = self.cached_stripe(stripe, gone, report)?;
                 dst.copy_from_slice(&data[(pos - s_start) as usize..(upto - s_start) as usize]);
             }
             pos = upto;
@@ -408,7 +452,7 @@ impl Dispersal {
         manifest: &Manifest,
         consume: impl FnOnce(ObjectStream) -> T,
     ) -> Result<(T, ReadReport), DispersalError> {
-        let shards = self.shards_of(manifest)?;
+        let shards = self.shards_of(manifest, None)?;
         let (tx, rx) = bounded(2);
         let (value, report) = std::thread::scope(|scope| {
             let shards = &shards;
@@ -429,6 +473,18 @@ impl Dispersal {
         buf: &mut [u8],
         report: &mut ReadReport,
     ) -> Result<(), DispersalError> {
-        self.shards_of(manifest)?.read_at(offset, buf, report)
+        self.shards_of(manifest, None)?.read_at(offset, buf, report)
+    }
+
+    /// [`Dispersal::read_at`] keeping verified chunks in `cache`.
+    pub fn read_at_cached(
+        &self,
+        manifest: &Manifest,
+        offset: u64,
+        buf: &mut [u8],
+        report: &mut ReadReport,
+        cache: &ChunkCache,
+    ) -> Result<(), DispersalError> {
+        self.shards_of(manifest, Some(cache))?.read_at(offset, buf, report)
     }
 }

@@ -27,12 +27,28 @@ impl VaultLock {
         loop {
             match file.try_lock() {
                 Ok(()) => break,
-                Err(std::fs::TryLockError::WouldBlock) if start.elapsed() < wait => {
+                // A mounted vault stays busy until it is unmounted: say so
+                // at once instead of waiting.
+                Err(std::fs::TryLockError::WouldBlock)
+                    if start.elapsed() < wait && !crate::sys::mounts().iter().any(|m| Path::new(&m.source) == root) =>
+                {
                     std::thread::sleep(Duration::from_millis(50));
                 }
                 Err(std::fs::TryLockError::WouldBlock) => {
                     let mut holder = String::new();
                     let _ = file.read_to_string(&mut holder);
+                    let holder = holder.trim().to_string();
+                    let root_str = root.display().to_string();
+                    if let Some(m) = crate::sys::mounts().into_iter().find(|m| m.source == root_str) {
+                        return Err(VaultError::Busy {
+                            path: root.to_path_buf(),
+                            holder: format!(
+                                "{holder}, mounted at {}: use the files there, or `qsfs umount {}` first",
+                                m.target.display(),
+                                m.target.display()
+                            ),
+                        });
+                    }
                     return Err(VaultError::Busy {
                         path: root.to_path_buf(),
                         holder: holder.trim().to_string(),

@@ -36,7 +36,7 @@ impl ObjectSource for EcSource<'_> {
 impl Vault {
     /// The local shares and backup record of `id`, with warnings for
     /// anything damaged or missing.
-    pub(super) fn key_material(
+    pub(crate) fn key_material(
         &self,
         id: &ObjectId,
         warnings: &mut Vec<String>,
@@ -78,7 +78,7 @@ impl Vault {
 
     /// Recovers the keys of an object (reads only the stripes holding
     /// `R3` and `KR`).
-    pub(super) fn recover(
+    pub(crate) fn recover(
         &self,
         manifest: &Manifest,
         warnings: &mut Vec<String>,
@@ -142,7 +142,7 @@ impl Vault {
     }
 
     /// Records shards found bad as repair debt in the manifest.
-    pub(super) fn record_debt(&self, manifest: &Manifest, bad: u32) {
+    pub(crate) fn record_debt(&self, manifest: &Manifest, bad: u32) {
         if bad & !manifest.missing == 0 {
             return;
         }

@@ -1,0 +1,138 @@
+//! `qsfs mount` and `qsfs umount`.
+//!
+//! Without `--foreground`, `mount` starts itself again as a daemon (new
+//! session, no terminal) and returns once that process reports the mount
+//! live, or prints why it failed. Logs go to `VAULT/qsfs.log`.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+use qsfs::fs::mount;
+
+#[derive(Args, Debug)]
+pub struct MountArgs {
+    /// Vault folder.
+    vault: PathBuf,
+    /// Where to mount it (an existing folder).
+    mountpoint: PathBuf,
+    /// Stay in the foreground (logs also go to stderr).
+    #[arg(short, long)]
+    foreground: bool,
+    /// Mount options, comma-separated: allow_other, ro, noatime, ...
+    #[arg(short = 'o', value_name = "OPTIONS")]
+    options: Vec<String>,
+    /// FUSE worker threads.
+    #[arg(long, default_value_t = 4)]
+    threads: usize,
+    /// Log level for VAULT/qsfs.log (error, warn, info, debug, trace);
+    /// RUST_LOG overrides.
+    #[arg(long, default_value = "info")]
+    log_level: String,
+    /// Internal: run as the daemon of a background mount.
+    #[arg(long, hide = true)]
+    daemon: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct UmountArgs {
+    /// The mount point.
+    mountpoint: PathBuf,
+    /// Seconds to wait for pending seals to finish.
+    #[arg(long, default_value_t = 600)]
+    timeout: u64,
+}
+
+/// Logs to VAULT/qsfs.log, and warnings also to stderr in the foreground.
+fn init_logging(vault: &Path, level: &str, to_stderr: bool) -> Result<PathBuf> {
+    use tracing_subscriber::prelude::*;
+    use tracing_subscriber::{EnvFilter, fmt};
+    let path = vault.join("qsfs.log");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("cannot open the log file {}", path.display()))?;
+    // fuser warns when the kernel side was already unmounted by umount(8);
+    // that is the normal way to stop, not a problem.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("{level},fuser=error")));
+    let file_layer = fmt::layer().with_writer(std::sync::Mutex::new(file)).with_ansi(false).with_filter(filter);
+    let stderr_layer = to_stderr.then(|| {
+        fmt::layer()
+            .with_writer(std::io::stderr)
+            .without_time()
+            .with_target(false)
+            .with_filter(tracing_subscriber::filter::LevelFilter::WARN)
+    });
+    let _ = tracing_subscriber::registry().with(file_layer).with(stderr_layer).try_init();
+    Ok(path)
+}
+
+pub fn mount(args: MountArgs) -> Result<i32> {
+    let settings = mount::parse_options(&args.options, args.threads)?;
+    if !args.foreground && !args.daemon {
+        return spawn_daemon(&args);
+    }
+    // Fail fast, with the message on the terminal, before any logging.
+    mount::check_mountpoint(&args.mountpoint)?;
+    if !args.vault.join("qsfs.toml").is_file() {
+        // Let the vault open produce the precise error.
+        qsfs::vault::Config::load(&args.vault)?;
+    }
+    if args.daemon {
+        qsfs::sys::setsid();
+    }
+    init_logging(&args.vault, &args.log_level, args.foreground)?;
+    let daemon = args.daemon;
+    mount::serve(&args.vault, &args.mountpoint, &settings, || {
+        if daemon {
+            // Tell the parent, then let go of its pipes.
+            println!("ok");
+            let _ = std::io::Write::flush(&mut std::io::stdout());
+            let _ = qsfs::sys::detach_stdio();
+        }
+    })?;
+    Ok(0)
+}
+
+/// Starts `qsfs mount --daemon ...` and waits for it to say the mount is
+/// live (or why it is not).
+fn spawn_daemon(args: &MountArgs) -> Result<i32> {
+    let exe = std::env::current_exe().context("cannot find the qsfs executable")?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("mount").arg("--daemon").arg(&args.vault).arg(&args.mountpoint);
+    for o in &args.options {
+        cmd.arg("-o").arg(o);
+    }
+    cmd.arg("--threads").arg(args.threads.to_string()).arg("--log-level").arg(&args.log_level);
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().context("cannot start the qsfs mount process")?;
+    let stdout = child.stdout.take().context("no pipe from the mount process")?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).context("cannot read from the mount process")?;
+    if line.trim() == "ok" {
+        println!("mounted {} at {} (qsfs pid {}; log: {})", args.vault.display(), args.mountpoint.display(), child.id(), args.vault.join("qsfs.log").display());
+        return Ok(0);
+    }
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    let _ = child.wait();
+    let err = err.trim();
+    if err.is_empty() {
+        bail!("the qsfs mount process ended without mounting; see {}", args.vault.join("qsfs.log").display());
+    }
+    // The child already printed "qsfs: error: ..." lines.
+    eprintln!("{err}");
+    Ok(1)
+}
+
+pub fn umount(args: UmountArgs) -> Result<i32> {
+    mount::unmount(&args.mountpoint, Duration::from_secs(args.timeout))?;
+    Ok(0)
+}

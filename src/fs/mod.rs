@@ -1,0 +1,157 @@
+//! The mounted filesystem (FUSE, fuser 0.18) over a vault.
+//!
+//! It shows the vault's namespace. Writes go to a staging file per inode
+//! (`VAULT/staging/<ino>`, in a 0700 folder); closing a dirty file seals
+//! its written ranges (only those: sealing cost follows the bytes written)
+//! and the group committer makes them durable in groups; fsync waits for
+//! that. Reads of sealed content fetch and decrypt only the segments they
+//! need. Sparse files store nothing for their holes.
+//!
+//! Layout: `files` (open-file state), `staging` (staging files and
+//! records), `seal` (close/fsync), `commit` (group commit thread),
+//! `reader` (random-access reads), `recovery` (mount-time cleanup and
+//! resealing), `ops` (the FUSE operations), `mount` (mounting, options,
+//! daemon, unmount).
+
+mod attr;
+mod commit;
+mod errno;
+mod files;
+pub mod mount;
+mod ops;
+mod ranges;
+mod reader;
+mod recovery;
+mod seal;
+mod staging;
+
+pub use ranges::RangeSet;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crossbeam_channel::Sender;
+
+use files::OpenFile;
+use reader::Reader;
+use seal::Job;
+
+use crate::namespace::DirEntry;
+use crate::vault::Vault;
+
+/// State shared by the FUSE threads and the committer.
+pub struct FsCore {
+    vault: Arc<Vault>,
+    reader: Reader,
+    files: Mutex<HashMap<u64, Arc<OpenFile>>>,
+    staging_dir: PathBuf,
+    commit_tx: Mutex<Option<Sender<Job>>>,
+    flush_wanted: AtomicBool,
+    read_only: bool,
+}
+
+impl FsCore {
+    /// Asks the committer to make metadata durable and run deletions soon.
+    pub fn want_flush(&self) {
+        self.flush_wanted.store(true, Ordering::Relaxed);
+    }
+
+    fn take_flush_wanted(&self) -> bool {
+        self.flush_wanted.swap(false, Ordering::Relaxed)
+    }
+
+    /// Hands a job to the committer (the job back if it has stopped).
+    fn submit(&self, job: Job) -> Result<(), Job> {
+        match self.commit_tx.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            Some(tx) => tx.send(job).map_err(|e| e.0),
+            None => Err(job),
+        }
+    }
+}
+
+/// One open file handle.
+#[derive(Debug, Clone, Copy)]
+struct Handle {
+    ino: u64,
+    write: bool,
+    append: bool,
+}
+
+/// The filesystem object handed to fuser.
+pub struct Qsfs {
+    core: Arc<FsCore>,
+    handles: Mutex<HashMap<u64, Handle>>,
+    dirs: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
+    next_fh: AtomicU64,
+    committer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Qsfs {
+    /// A filesystem over `vault`. Before it serves anything it finishes
+    /// what a previous mount left: orphans are destroyed and staged data
+    /// is sealed (recovery.rs).
+    pub fn new(vault: Arc<Vault>, read_only: bool) -> Result<Qsfs, crate::vault::VaultError> {
+        let staging_dir = vault.staging();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let core = Arc::new(FsCore {
+            reader: Reader::new(Arc::clone(&vault)),
+            vault,
+            files: Mutex::new(HashMap::new()),
+            staging_dir,
+            commit_tx: Mutex::new(Some(tx)),
+            flush_wanted: AtomicBool::new(false),
+            read_only,
+        });
+        let thread_core = Arc::clone(&core);
+        let committer = std::thread::Builder::new()
+            .name("qsfs-commit".into())
+            .spawn(move || commit::run(thread_core, rx))
+            .map_err(|e| crate::vault::VaultError::Io { what: "start the commit thread".into(), source: e })?;
+        let fs = Qsfs {
+            core,
+            handles: Mutex::new(HashMap::new()),
+            dirs: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            committer: Mutex::new(Some(committer)),
+        };
+        recovery::recover(&fs.core)?;
+        Ok(fs)
+    }
+
+    /// Seals everything still unsealed, waits for every commit, and stops
+    /// the committer: after this, nothing written is only in memory.
+    pub fn shutdown(&self) {
+        let files: Vec<_> = self.core.files.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        for f in files {
+            match self.core.seal_file(&f) {
+                Ok(Some(ticket)) => {
+                    if let Err(e) = self.core.wait_commit(&f, ticket) {
+                        tracing::error!("ino {}: not sealed at unmount ({e:?}); sealed at the next mount", f.ino);
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => tracing::error!("ino {}: not sealed at unmount ({e:?}); sealed at the next mount", f.ino),
+            }
+        }
+        self.core.commit_tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(h) = self.committer.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = h.join();
+        }
+        self.core.want_flush();
+        commit::tick(&self.core);
+    }
+
+    fn new_fh(&self) -> u64 {
+        self.next_fh.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+impl Drop for Qsfs {
+    fn drop(&mut self) {
+        if self.committer.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+            self.shutdown();
+        }
+    }
+}

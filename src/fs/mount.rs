@@ -1,0 +1,248 @@
+//! Mounting and unmounting: options, checks with clear errors, the session
+//! loop with signal handling, and finding the process behind a mount.
+//!
+//! A mount shows up in /proc/self/mountinfo as type `fuse.qsfs` with the
+//! vault folder as its source; the vault's lock file names the process
+//! serving it, which `qsfs umount` waits for so that every pending seal is
+//! finished when it returns.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fuser::{Config, MountOption, SessionACL};
+use thiserror::Error;
+
+use super::Qsfs;
+use crate::vault::{OpenOptions, Vault, VaultError};
+
+/// Mounting or unmounting failed.
+#[derive(Debug, Error)]
+pub enum MountError {
+    /// The mount point is not usable.
+    #[error("mount point {path}: {why}")]
+    MountPoint {
+        /// The mount point.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
+    /// A `-o` option qsfs does not know.
+    #[error("unknown mount option {0:?} (known: allow_other, allow_root, default_permissions, ro, rw, dev, nodev, suid, nosuid, exec, noexec, atime, noatime, sync, async, dirsync, auto_unmount)")]
+    Option(String),
+    /// The vault could not be opened.
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    /// The kernel refused the mount or the session failed.
+    #[error("FUSE mount of {path} failed: {source}")]
+    Fuse {
+        /// The mount point.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// Unmounting failed.
+    #[error("cannot unmount {path}: {why}")]
+    Unmount {
+        /// The mount point.
+        path: PathBuf,
+        /// What went wrong.
+        why: String,
+    },
+}
+
+/// What `-o` and the command line ask for.
+#[derive(Debug, Clone, Default)]
+pub struct MountSettings {
+    /// Mount options for the kernel.
+    pub options: Vec<MountOption>,
+    /// Who may use the mount.
+    pub acl: SessionACL,
+    /// Read-only mount.
+    pub read_only: bool,
+    /// FUSE worker threads.
+    pub threads: usize,
+}
+
+/// Parses `-o` option lists (comma-separated, possibly several).
+pub fn parse_options(lists: &[String], threads: usize) -> Result<MountSettings, MountError> {
+    let mut s = MountSettings { threads: threads.max(1), ..Default::default() };
+    for opt in lists.iter().flat_map(|l| l.split(',')).map(str::trim).filter(|o| !o.is_empty()) {
+        let o = match opt {
+            "allow_other" => {
+                s.acl = SessionACL::All;
+                continue;
+            }
+            "allow_root" => {
+                s.acl = SessionACL::RootAndOwner;
+                continue;
+            }
+            // Always on: the kernel enforces permissions.
+            "default_permissions" => continue,
+            // mount(8)/fstab words that are not for the filesystem.
+            "defaults" | "auto" | "noauto" | "user" | "users" | "nouser" | "nofail" | "_netdev" => continue,
+            o if o.starts_with("x-") || o.starts_with("comment=") => continue,
+            "ro" => {
+                s.read_only = true;
+                MountOption::RO
+            }
+            "rw" => MountOption::RW,
+            "dev" => MountOption::Dev,
+            "nodev" => MountOption::NoDev,
+            "suid" => MountOption::Suid,
+            "nosuid" => MountOption::NoSuid,
+            "exec" => MountOption::Exec,
+            "noexec" => MountOption::NoExec,
+            "atime" | "relatime" | "strictatime" => MountOption::Atime,
+            "noatime" => MountOption::NoAtime,
+            "sync" => MountOption::Sync,
+            "async" => MountOption::Async,
+            "dirsync" => MountOption::DirSync,
+            "auto_unmount" => MountOption::AutoUnmount,
+            other => return Err(MountError::Option(other.to_string())),
+        };
+        s.options.push(o);
+    }
+    Ok(s)
+}
+
+pub use crate::sys::{MountEntry, mounted_at, mounts};
+
+/// True if `entry` is a qsfs mount: a FUSE mount whose source is a vault.
+pub fn is_qsfs(entry: &MountEntry) -> bool {
+    (entry.fstype == "fuse.qsfs" || entry.fstype == "fuse") && Path::new(&entry.source).join("qsfs.toml").is_file()
+}
+
+/// Checks that `mountpoint` can take a mount; returns it canonicalised.
+pub fn check_mountpoint(mountpoint: &Path) -> Result<PathBuf, MountError> {
+    let bad = |why: String| MountError::MountPoint { path: mountpoint.to_path_buf(), why };
+    let meta = std::fs::metadata(mountpoint).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            bad("does not exist; create the folder first".into())
+        } else {
+            bad(format!("cannot be used: {e}"))
+        }
+    })?;
+    if !meta.is_dir() {
+        return Err(bad("is not a folder".into()));
+    }
+    let path = mountpoint.canonicalize().map_err(|e| bad(format!("cannot be resolved: {e}")))?;
+    if let Some(m) = mounted_at(&path) {
+        return Err(bad(format!("is busy: {} ({}) is already mounted there", m.source, m.fstype)));
+    }
+    Ok(path)
+}
+
+/// Opens the vault, mounts it at `mountpoint` and serves it until it is
+/// unmounted (or SIGTERM/SIGINT/SIGHUP unmounts it); `ready` runs once the
+/// mount is live. Pending seals are finished before this returns.
+pub fn serve(
+    vault_path: &Path,
+    mountpoint: &Path,
+    settings: &MountSettings,
+    ready: impl FnOnce(),
+) -> Result<(), MountError> {
+    let target = check_mountpoint(mountpoint)?;
+    let vault = Vault::open(vault_path, &OpenOptions { wait: Duration::from_secs(2), rebuild_r2: false })?;
+    let source = vault.root().display().to_string();
+    let fs = Qsfs::new(Arc::new(vault), settings.read_only)?;
+    let mut config = Config::default();
+    config.mount_options = vec![MountOption::FSName(source), MountOption::Subtype("qsfs".into()), MountOption::DefaultPermissions];
+    config.mount_options.extend(settings.options.iter().cloned());
+    config.acl = settings.acl;
+    config.n_threads = Some(settings.threads);
+    config.clone_fd = true;
+    let mut session =
+        fuser::Session::new(fs, &target, &config).map_err(|e| MountError::Fuse { path: target.clone(), source: e })?;
+    let mut unmounter = session.unmount_callable();
+    match signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT, signal_hook::consts::SIGHUP]) {
+        Ok(mut signals) => {
+            let t = target.clone();
+            std::thread::Builder::new()
+                .name("qsfs-signals".into())
+                .spawn(move || {
+                    if let Some(sig) = signals.forever().next() {
+                        tracing::info!("signal {sig}: unmounting {}", t.display());
+                        if let Err(e) = unmounter.unmount() {
+                            tracing::error!("unmount of {} failed: {e}", t.display());
+                        }
+                    }
+                })
+                .map_err(|e| MountError::Fuse { path: target.clone(), source: e })?;
+        }
+        Err(e) => tracing::warn!("cannot watch for signals ({e}); unmount with `qsfs umount`"),
+    }
+    tracing::info!("mounted at {}", target.display());
+    ready();
+    session.run().map_err(|e| MountError::Fuse { path: target.clone(), source: e })?;
+    tracing::info!("unmounted {}; every seal is finished", target.display());
+    Ok(())
+}
+
+/// The process serving the qsfs mount at `target` (from its vault lock).
+fn server_pid(entry: &MountEntry) -> Option<u32> {
+    let text = std::fs::read_to_string(Path::new(&entry.source).join(".lock")).ok()?;
+    text.strip_prefix("pid ")?.split_whitespace().next()?.parse().ok()
+}
+
+/// Unmounts the qsfs mount at `mountpoint` and waits (up to `wait`) for
+/// its process to finish pending seals and exit.
+pub fn unmount(mountpoint: &Path, wait: Duration) -> Result<(), MountError> {
+    let bad = |why: String| MountError::Unmount { path: mountpoint.to_path_buf(), why };
+    let target = mountpoint.canonicalize().map_err(|e| bad(format!("cannot be resolved: {e}")))?;
+    let entry = mounted_at(&target).ok_or_else(|| bad("nothing is mounted there".into()))?;
+    if !is_qsfs(&entry) {
+        return Err(bad(format!("it is a {} mount of {}, not a qsfs vault", entry.fstype, entry.source)));
+    }
+    let pid = server_pid(&entry);
+    let root = crate::sys::umount(&target);
+    if let Err(e) = root {
+        // Not root: the setuid helper does it for the mount's owner.
+        let out = std::process::Command::new("fusermount3").arg("-u").arg(&target).output();
+        match out {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => {
+                let msg = String::from_utf8_lossy(&o.stderr).trim().to_string();
+                let why = if e.raw_os_error() == Some(libc::EBUSY) || msg.contains("busy") {
+                    "it is busy: a process has a file or folder open there (close it, or `umount -l`)".to_string()
+                } else {
+                    format!("{e}; fusermount3: {msg}")
+                };
+                return Err(bad(why));
+            }
+            Err(_) if e.raw_os_error() == Some(libc::EBUSY) => {
+                return Err(bad("it is busy: a process has a file or folder open there".into()));
+            }
+            Err(f) => return Err(bad(format!("{e}; and fusermount3 could not run: {f}"))),
+        }
+    }
+    if let Some(pid) = pid {
+        let start = Instant::now();
+        while crate::sys::process_alive(pid) {
+            if start.elapsed() > wait {
+                return Err(bad(format!(
+                    "unmounted, but qsfs (pid {pid}) is still finishing pending seals after {} s; it goes on in the background",
+                    wait.as_secs()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_parse_and_reject() {
+        let s = parse_options(&["allow_other,ro".into(), "noatime".into(), "defaults,x-systemd.automount".into()], 4)
+            .unwrap();
+        assert!(s.read_only);
+        assert_eq!(s.acl, SessionACL::All);
+        assert!(s.options.contains(&MountOption::RO) && s.options.contains(&MountOption::NoAtime));
+        assert!(matches!(parse_options(&["bogus".into()], 1), Err(MountError::Option(o)) if o == "bogus"));
+    }
+
+}

@@ -1,0 +1,688 @@
+//! The FUSE operations: each turns a kernel request into namespace,
+//! staging, seal or read calls and the result into a reply or an errno.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use fuser::{
+    AccessFlags, Errno, FileAttr, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, KernelConfig, LockOwner,
+    OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
+    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+};
+
+use super::attr::{self, TTL};
+use super::staging::Staging;
+use super::{Handle, Qsfs, errno};
+use crate::namespace::{Inode, Kind, NAME_MAX, NamespaceError, RenameFlags, Removed, Time};
+
+const GEN: Generation = Generation(0);
+
+fn bytes(name: &OsStr) -> &[u8] {
+    name.as_bytes()
+}
+
+fn show(name: &OsStr) -> String {
+    name.to_string_lossy().into_owned()
+}
+
+impl Qsfs {
+    fn ns(&self) -> &crate::namespace::Namespace {
+        self.core.vault.namespace()
+    }
+
+    fn writable(&self) -> Result<(), Errno> {
+        if self.core.read_only { Err(Errno::EROFS) } else { Ok(()) }
+    }
+
+    /// Attributes of `ino`; an open or staged file's size and mtime come
+    /// from its state.
+    fn attr_of(&self, ino: u64) -> Result<FileAttr, Errno> {
+        let inode = self.ns().inode(ino).map_err(|e| errno::ns(&e))?;
+        let mut a = attr::to_attr(ino, &inode);
+        if let Some(f) = self.core.file(ino) {
+            let st = f.lock();
+            a.size = st.size;
+            a.mtime = attr::system_time(st.mtime);
+            a.blocks = st.stored_bytes().div_ceil(u64::from(attr::BLOCK)) * u64::from(attr::BLOCK / 512);
+        }
+        Ok(a)
+    }
+
+    /// A new inode for `req`, honouring the parent's set-group-id bit as
+    /// ext4 does (the group is inherited; folders inherit the bit too).
+    fn new_inode(&self, req: &Request, parent: u64, kind: Kind, mode: u32) -> Result<Inode, Errno> {
+        let dir = self.ns().inode(parent).map_err(|e| errno::ns(&e))?;
+        let mut inode = Inode::new(kind, mode, req.uid(), req.gid());
+        if dir.mode & libc::S_ISGID != 0 {
+            inode.gid = dir.gid;
+            if kind == Kind::Dir {
+                inode.mode |= libc::S_ISGID;
+            }
+        }
+        if kind != Kind::Dir && inode.mode & libc::S_ISGID != 0 && req.uid() != 0 && inode.gid != req.gid() {
+            inode.mode &= !libc::S_ISGID;
+        }
+        Ok(inode)
+    }
+
+    fn create_node(&self, req: &Request, parent: u64, name: &OsStr, inode: &Inode) -> Result<(u64, FileAttr), Errno> {
+        self.writable()?;
+        let ino = self.ns().create(parent, bytes(name), inode, &show(name)).map_err(|e| errno::ns(&e))?;
+        let _ = req;
+        self.core.want_flush();
+        Ok((ino, self.attr_of(ino)?))
+    }
+
+    /// Applies what an unlink or rename took away.
+    fn after_removal(&self, removed: Removed) {
+        if let Some(ino) = removed.orphan
+            && let Some(f) = self.core.file(ino)
+        {
+            f.lock().orphan = true;
+            self.core.maybe_evict(&f);
+        }
+        if let Some(ino) = removed.destroyed {
+            super::staging::remove_file(&self.core.staging_dir, ino);
+        }
+        self.core.want_flush();
+    }
+
+    fn handle(&self, fh: FileHandle) -> Option<Handle> {
+        self.handles.lock().unwrap_or_else(|p| p.into_inner()).get(&fh.0).copied()
+    }
+
+    /// relatime, as ext4 mounts by default: a read moves atime only when
+    /// it is older than the last change or than a day.
+    fn touch_atime(&self, ino: u64) {
+        let Ok(inode) = self.ns().inode(ino) else { return };
+        let now = Time::now();
+        if inode.atime <= inode.mtime || inode.atime <= inode.ctime || now.secs - inode.atime.secs > 86_400 {
+            let _ = self.ns().set_attrs(ino, |i| i.atime = now);
+        }
+    }
+
+    /// Capacity of the vault for statfs: what the nodes' free space holds
+    /// once every byte is stored n/k times, limited by the fullest disk.
+    fn capacity(&self) -> (u64, u64) {
+        let cfg = self.core.vault.config();
+        let nodes = self.core.vault.dispersal().nodes();
+        let mut by_fs: Vec<(u64, u64, u64, u64)> = Vec::new(); // fsid, total, avail, nodes
+        for node in nodes {
+            if let Some(s) = node.space() {
+                match by_fs.iter_mut().find(|g| g.0 == s.fsid) {
+                    Some(g) => g.3 += 1,
+                    None => by_fs.push((s.fsid, s.total, s.available, 1)),
+                }
+            }
+        }
+        let (k, n, count) = (cfg.k as u128, cfg.n as u128, nodes.len().max(1) as u128);
+        let usable = |bytes: u64, m: u64| -> u64 { (u128::from(bytes) * k * count / (u128::from(m) * n)).min(u128::from(u64::MAX)) as u64 };
+        let total = by_fs.iter().map(|g| usable(g.1, g.3)).min().unwrap_or(0);
+        let avail = by_fs.iter().map(|g| usable(g.2, g.3)).min().unwrap_or(0);
+        (total, avail)
+    }
+}
+
+fn ns_reply<T>(r: Result<T, NamespaceError>) -> Result<T, Errno> {
+    r.map_err(|e| {
+        tracing::debug!("{e}");
+        errno::ns(&e)
+    })
+}
+
+impl Filesystem for Qsfs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        let _ = config.set_max_write(1 << 20);
+        let _ = config.set_max_readahead(1 << 20);
+        let _ = config.add_capabilities(fuser::InitFlags::FUSE_PARALLEL_DIROPS);
+        Ok(())
+    }
+
+    fn destroy(&mut self) {
+        self.shutdown();
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        if bytes(name).len() > NAME_MAX {
+            return reply.error(Errno::ENAMETOOLONG);
+        }
+        let r = ns_reply(self.ns().lookup(parent.0, bytes(name)))
+            .and_then(|found| found.ok_or(Errno::ENOENT))
+            .and_then(|(ino, _)| self.attr_of(ino));
+        match r {
+            Ok(a) => reply.entry(&TTL, &a, GEN),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.attr_of(ino.0) {
+            Ok(a) => reply.attr(&TTL, &a),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let r = (|| -> Result<FileAttr, Errno> {
+            self.writable()?;
+            let ino = ino.0;
+            let now = Time::now();
+            let when = |t: TimeOrNow| match t {
+                TimeOrNow::Now => now,
+                TimeOrNow::SpecificTime(t) => attr::stored_time(t),
+            };
+            if let Some(size) = size {
+                let inode = ns_reply(self.ns().inode(ino))?;
+                match inode.kind {
+                    Kind::File => {}
+                    Kind::Dir => return Err(Errno::EISDIR),
+                    _ => return Err(Errno::EINVAL),
+                }
+                match self.core.file(ino) {
+                    Some(f) => {
+                        let idle = {
+                            let mut st = f.lock();
+                            st.truncate(size).map_err(|e| errno::io(&e))?;
+                            st.handles == 0
+                        };
+                        // Nobody will close it: make the new size stick now.
+                        if idle {
+                            self.core.seal_file(&f)?;
+                        }
+                    }
+                    None => {
+                        ns_reply(self.ns().truncate(ino, size))?;
+                        self.core.want_flush();
+                    }
+                }
+            }
+            let new_mtime = mtime.map(when);
+            if mode.is_some() || uid.is_some() || gid.is_some() || atime.is_some() || new_mtime.is_some() || size.is_some() || crtime.is_some() {
+                ns_reply(self.ns().set_attrs(ino, |i| {
+                    if let Some(m) = mode {
+                        i.mode = m & 0o7777;
+                    }
+                    if let Some(u) = uid {
+                        i.uid = u;
+                    }
+                    if let Some(g) = gid {
+                        i.gid = g;
+                    }
+                    if let Some(t) = atime {
+                        i.atime = when(t);
+                    }
+                    if let Some(t) = new_mtime {
+                        i.mtime = t;
+                    }
+                    if let Some(t) = crtime {
+                        i.crtime = attr::stored_time(t);
+                    }
+                    i.ctime = ctime.map(attr::stored_time).unwrap_or(now);
+                }))?;
+                if let (Some(t), Some(f)) = (new_mtime, self.core.file(ino)) {
+                    f.lock().mtime = t;
+                }
+                self.core.want_flush();
+            }
+            self.attr_of(ino)
+        })();
+        match r {
+            Ok(a) => reply.attr(&TTL, &a),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match ns_reply(self.ns().inode(ino.0)) {
+            Ok(i) if i.kind == Kind::Symlink => reply.data(&i.target),
+            Ok(_) => reply.error(Errno::EINVAL),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn mknod(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, rdev: u32, reply: ReplyEntry) {
+        let r = (|| {
+            let kind = attr::kind_of_mode(mode).ok_or(Errno::EINVAL)?;
+            if kind == Kind::Dir {
+                return Err(Errno::EPERM);
+            }
+            let mut inode = self.new_inode(req, parent.0, kind, mode & !umask)?;
+            inode.rdev = rdev;
+            self.create_node(req, parent.0, name, &inode)
+        })();
+        match r {
+            Ok((_, a)) => reply.entry(&TTL, &a, GEN),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
+        let r = self
+            .new_inode(req, parent.0, Kind::Dir, mode & !umask)
+            .and_then(|inode| self.create_node(req, parent.0, name, &inode));
+        match r {
+            Ok((_, a)) => reply.entry(&TTL, &a, GEN),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let r = self.writable().and_then(|_| {
+            ns_reply(self.ns().unlink(parent.0, bytes(name), false, &show(name), &|ino| self.core.in_use(ino)))
+        });
+        match r {
+            Ok(removed) => {
+                self.after_removal(removed);
+                reply.ok()
+            }
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let r = self
+            .writable()
+            .and_then(|_| ns_reply(self.ns().unlink(parent.0, bytes(name), true, &show(name), &|_| false)));
+        match r {
+            Ok(removed) => {
+                self.after_removal(removed);
+                reply.ok()
+            }
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
+        let r = self.new_inode(req, parent.0, Kind::Symlink, 0o777).and_then(|mut inode| {
+            inode.target = target.as_os_str().as_bytes().to_vec();
+            inode.size = inode.target.len() as u64;
+            self.create_node(req, parent.0, link_name, &inode)
+        });
+        match r {
+            Ok((_, a)) => reply.entry(&TTL, &a, GEN),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: fuser::RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        if flags.contains(fuser::RenameFlags::RENAME_WHITEOUT) {
+            return reply.error(Errno::EINVAL);
+        }
+        let f = RenameFlags {
+            noreplace: flags.contains(fuser::RenameFlags::RENAME_NOREPLACE),
+            exchange: flags.contains(fuser::RenameFlags::RENAME_EXCHANGE),
+        };
+        let r = self.writable().and_then(|_| {
+            ns_reply(self.ns().rename(parent.0, bytes(name), newparent.0, bytes(newname), f, &show(newname), &|ino| {
+                self.core.in_use(ino)
+            }))
+        });
+        match r {
+            Ok(removed) => {
+                self.after_removal(removed);
+                reply.ok()
+            }
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
+        let r = self
+            .writable()
+            .and_then(|_| ns_reply(self.ns().link(ino.0, newparent.0, bytes(newname), &show(newname))))
+            .and_then(|_| {
+                if let Some(f) = self.core.file(ino.0) {
+                    f.lock().orphan = false;
+                }
+                self.core.want_flush();
+                self.attr_of(ino.0)
+            });
+        match r {
+            Ok(a) => reply.entry(&TTL, &a, GEN),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let r = (|| {
+            let write = flags.acc_mode() != fuser::OpenAccMode::O_RDONLY;
+            if write {
+                self.writable()?;
+            }
+            let inode = ns_reply(self.ns().inode(ino.0))?;
+            if inode.kind == Kind::Dir {
+                return Err(Errno::EISDIR);
+            }
+            let f = self.core.file_or_load(ino.0)?;
+            {
+                let mut st = f.lock();
+                st.handles += 1;
+                if write && flags.0 & libc::O_TRUNC != 0 && st.size > 0 {
+                    st.truncate(0).map_err(|e| errno::io(&e))?;
+                }
+            }
+            if !write {
+                self.touch_atime(ino.0);
+            }
+            let fh = self.new_fh();
+            let h = Handle { ino: ino.0, write, append: flags.0 & libc::O_APPEND != 0 };
+            self.handles.lock().unwrap_or_else(|p| p.into_inner()).insert(fh, h);
+            Ok(fh)
+        })();
+        match r {
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        let r = self.core.file_or_load(ino.0).and_then(|f| self.core.read_state(&f, offset, size));
+        match r {
+            Ok(data) => reply.data(&data),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        let r = (|| {
+            self.writable()?;
+            let h = self.handle(fh).filter(|h| h.ino == ino.0).ok_or(Errno::EBADF)?;
+            let f = self.core.file_or_load(ino.0)?;
+            let mut st = f.lock();
+            if st.staging.is_none() {
+                st.staging = Some(Staging::open(&self.core.staging_dir, ino.0).map_err(|e| {
+                    tracing::error!("ino {}: cannot create its staging file: {e}", ino.0);
+                    errno::io(&e)
+                })?);
+            }
+            let at = if h.append { st.size } else { offset };
+            if let Some(s) = &st.staging {
+                s.write_at(data, at).map_err(|e| errno::io(&e))?;
+            }
+            st.wrote(at, data.len() as u64);
+            Ok(data.len() as u32)
+        })();
+        match r {
+            Ok(n) => reply.written(n),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn flush(&self, _req: &Request, ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+        let Some(h) = self.handle(fh) else { return reply.ok() };
+        if !h.write {
+            return reply.ok();
+        }
+        let r = self.core.file_or_load(ino.0).and_then(|f| self.core.seal_file(&f)).and_then(|sealed| {
+            // A new or touched file must survive the process being killed
+            // once close(2) returned (the seal recorded it already).
+            if sealed.is_none() {
+                self.ns().flush().map_err(|e| errno::ns(&e))?;
+            }
+            Ok(())
+        });
+        match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.handles.lock().unwrap_or_else(|p| p.into_inner()).remove(&fh.0);
+        if let Some(f) = self.core.file(ino.0) {
+            let last = {
+                let mut st = f.lock();
+                st.handles = st.handles.saturating_sub(1);
+                st.handles == 0 && !st.orphan && (!st.dirty.is_empty() || st.meta_dirty) && st.sealing.is_none()
+            };
+            // Writes that came after the last flush (through mmap).
+            if last && let Err(e) = self.core.seal_file(&f) {
+                tracing::error!("ino {}: seal at last close failed ({e:?}); the data stays staged", ino.0);
+            }
+            self.core.maybe_evict(&f);
+        }
+        reply.ok();
+    }
+
+    fn fsync(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        let r = self.core.file_or_load(ino.0).and_then(|f| {
+            if let Some(ticket) = self.core.seal_file(&f)? {
+                self.core.wait_commit(&f, ticket)?;
+            }
+            self.ns().flush_durable().map_err(|e| errno::ns(&e))
+        });
+        match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let r = ns_reply(self.ns().inode(ino.0)).and_then(|i| {
+            if i.kind != Kind::Dir {
+                return Err(Errno::ENOTDIR);
+            }
+            ns_reply(self.ns().listing(ino.0))
+        });
+        match r {
+            Ok(entries) => {
+                let fh = self.new_fh();
+                self.dirs.lock().unwrap_or_else(|p| p.into_inner()).insert(fh, Arc::new(entries));
+                reply.opened(FileHandle(fh), FopenFlags::empty())
+            }
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readdir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        let entries = self.dirs.lock().unwrap_or_else(|p| p.into_inner()).get(&fh.0).cloned();
+        let Some(entries) = entries else { return reply.error(Errno::EBADF) };
+        for (i, e) in entries.iter().enumerate().skip(offset as usize) {
+            if reply.add(INodeNo(e.ino), (i + 1) as u64, attr::file_type(e.kind), OsStr::from_bytes(&e.name)) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
+        self.dirs.lock().unwrap_or_else(|p| p.into_inner()).remove(&fh.0);
+        reply.ok();
+    }
+
+    fn fsyncdir(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        match self.ns().flush_durable() {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno::ns(&e)),
+        }
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let (total, avail) = self.capacity();
+        let bsize = u64::from(attr::BLOCK);
+        let files = self.ns().counts().map(|(f, d, o)| f + d + o).unwrap_or(0);
+        let max_files = 1u64 << 32;
+        reply.statfs(
+            total / bsize,
+            avail / bsize,
+            avail / bsize,
+            max_files,
+            max_files.saturating_sub(files),
+            attr::BLOCK,
+            NAME_MAX as u32,
+            attr::BLOCK,
+        );
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        let r = self.writable().and_then(|_| ns_reply(self.ns().set_xattr(ino.0, bytes(name), value, flags)));
+        match r {
+            Ok(()) => {
+                self.core.want_flush();
+                reply.ok()
+            }
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        match ns_reply(self.ns().get_xattr(ino.0, bytes(name))) {
+            Ok(v) if size == 0 => reply.size(v.len() as u32),
+            Ok(v) if v.len() > size as usize => reply.error(Errno::ERANGE),
+            Ok(v) => reply.data(&v),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        match ns_reply(self.ns().list_xattr(ino.0)) {
+            Ok(names) => {
+                let mut buf = Vec::new();
+                for n in names {
+                    buf.extend_from_slice(&n);
+                    buf.push(0);
+                }
+                if size == 0 {
+                    reply.size(buf.len() as u32)
+                } else if buf.len() > size as usize {
+                    reply.error(Errno::ERANGE)
+                } else {
+                    reply.data(&buf)
+                }
+            }
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let r = self.writable().and_then(|_| ns_reply(self.ns().remove_xattr(ino.0, bytes(name))));
+        match r {
+            Ok(()) => {
+                self.core.want_flush();
+                reply.ok()
+            }
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        let inode = match ns_reply(self.ns().inode(ino.0)) {
+            Ok(i) => i,
+            Err(e) => return reply.error(e),
+        };
+        let want = mask.bits() as u32 & 0o7;
+        if want & 0o2 != 0 && self.core.read_only {
+            return reply.error(Errno::EROFS);
+        }
+        let ok = if req.uid() == 0 {
+            // root may do anything but execute a file nobody may execute.
+            want & 0o1 == 0 || inode.kind == Kind::Dir || inode.mode & 0o111 != 0
+        } else {
+            let bits = if req.uid() == inode.uid {
+                (inode.mode >> 6) & 0o7
+            } else if req.gid() == inode.gid {
+                (inode.mode >> 3) & 0o7
+            } else {
+                inode.mode & 0o7
+            };
+            bits & want == want
+        };
+        if ok { reply.ok() } else { reply.error(Errno::EACCES) }
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let r = (|| {
+            let inode = self.new_inode(req, parent.0, Kind::File, mode & !umask)?;
+            let (ino, a) = self.create_node(req, parent.0, name, &inode)?;
+            let f = self.core.file_or_load(ino)?;
+            f.lock().handles += 1;
+            let fh = self.new_fh();
+            // A new file's existence must survive a kill once close(2)
+            // returned, whatever its open mode: its flush records it.
+            let h = Handle { ino, write: true, append: flags & libc::O_APPEND != 0 };
+            self.handles.lock().unwrap_or_else(|p| p.into_inner()).insert(fh, h);
+            Ok((fh, a))
+        })();
+        match r {
+            Ok((fh, a)) => reply.created(&TTL, &a, GEN, FileHandle(fh), FopenFlags::empty()),
+            Err(e) => reply.error(e),
+        }
+    }
+}
