@@ -8,6 +8,7 @@ have() { command -v "$1" >/dev/null 2>&1; }
 have fusermount3 || need+=(fuse3)
 have rsync || need+=(rsync)
 have chattr || need+=(e2fsprogs)
+have setfattr || need+=(attr)
 [ -x /usr/bin/time ] || need+=(time)
 have git || need+=(git)
 have python3 || need+=(python3)
