@@ -26,8 +26,8 @@ pub struct MountArgs {
     /// Mount options, comma-separated: allow_other, ro, noatime, ...
     #[arg(short = 'o', value_name = "OPTIONS")]
     options: Vec<String>,
-    /// FUSE worker threads.
-    #[arg(long, default_value_t = 4)]
+    /// FUSE worker threads (a seal on close occupies one while it runs).
+    #[arg(long, default_value_t = 8)]
     threads: usize,
     /// Log level for VAULT/qsfs.log (error, warn, info, debug, trace);
     /// RUST_LOG overrides.

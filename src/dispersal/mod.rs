@@ -291,6 +291,51 @@ impl Dispersal {
         Ok((value, WrittenObject { manifest, pending, failures }))
     }
 
+    /// Like [`Dispersal::write_object`] for an object held in memory, all
+    /// in the calling thread: no thread is started, which is what a small
+    /// file wants (a tar of thousands of them would otherwise pay for
+    /// thousands of thread starts).
+    pub fn write_object_inline(&self, id: ObjectId, object: &[u8], plain_len: u64) -> Result<WrittenObject, DispersalError> {
+        let cfg = self.config;
+        let layout = StripeLayout::plan(cfg.k, cfg.n, object.len() as u64, cfg.max_chunk)?;
+        let codec = self.codec(cfg.k, cfg.n)?;
+        let chosen = placement::choose(&self.nodes, cfg.n);
+        let shards = write::encode_all(&layout, &codec, object).map_err(DispersalError::Source)?;
+        let chunk = layout.chunk as usize;
+        let mut hashes = vec![[0u8; 32]; layout.stripes as usize * cfg.n];
+        let mut pending = Vec::with_capacity(cfg.n);
+        let mut failures = Vec::new();
+        let mut missing = 0u32;
+        for (i, (node, shard)) in chosen.iter().zip(&shards).enumerate() {
+            for (s, c) in shard.chunks(chunk).enumerate() {
+                hashes[s * cfg.n + i] = *blake3::hash(c).as_bytes();
+            }
+            let header = ShardHeader::new(id, i as u8, &layout);
+            let result = node.create(&header).and_then(|mut sink| {
+                sink.write(shard)?;
+                sink.finish()
+            });
+            match result {
+                Ok(p) => pending.push(Some(p)),
+                Err(e) => {
+                    failures.push(e.to_string());
+                    missing |= 1 << i;
+                    pending.push(None);
+                }
+            }
+        }
+        let manifest = Manifest {
+            id,
+            layout,
+            plain_len,
+            created: now_secs(),
+            placement: chosen.iter().map(|n| n.name().to_string()).collect(),
+            missing,
+            hashes,
+        };
+        Ok(WrittenObject { manifest, pending, failures })
+    }
+
     /// Commits the shards of `objects` in one group per node (parallel over
     /// nodes) and applies the write quorum. An object below quorum gets an
     /// error and its shards are removed again.

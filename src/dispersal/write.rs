@@ -156,3 +156,28 @@ pub(super) fn shard_writer(
     }
     ShardOutcome { hashes, result: sink.and_then(|s| s.finish()) }
 }
+
+/// Every shard of a whole object held in memory: shard `i` is chunk `i` of
+/// each stripe, back to back (the last stripe zero-padded).
+pub(super) fn encode_all(layout: &StripeLayout, codec: &Codec, object: &[u8]) -> io::Result<Vec<Vec<u8>>> {
+    let chunk = layout.chunk as usize;
+    let k = layout.k;
+    let mut shards = vec![Vec::with_capacity(layout.shard_len() as usize); layout.n];
+    let mut stripe = vec![0u8; layout.n * chunk];
+    for s in 0..layout.stripes {
+        let (start, end) = layout.stripe_range(s);
+        let data_len = k * chunk;
+        stripe[..data_len].fill(0);
+        stripe[..(end - start) as usize].copy_from_slice(&object[start as usize..end as usize]);
+        {
+            let (data, parity) = stripe.split_at_mut(data_len);
+            let data: Vec<&[u8]> = data.chunks(chunk).collect();
+            let mut parity: Vec<&mut [u8]> = parity.chunks_mut(chunk).collect();
+            codec.encode(&data, &mut parity).map_err(io::Error::other)?;
+        }
+        for (i, c) in stripe.chunks(chunk).enumerate() {
+            shards[i].extend_from_slice(c);
+        }
+    }
+    Ok(shards)
+}

@@ -29,7 +29,7 @@ pub use ranges::RangeSet;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crossbeam_channel::Sender;
@@ -49,6 +49,8 @@ pub struct FsCore {
     staging_dir: PathBuf,
     commit_tx: Mutex<Option<Sender<Job>>>,
     flush_wanted: AtomicBool,
+    /// Threads blocked in fsync (the committer does not gather then).
+    fsync_waiters: AtomicUsize,
     read_only: bool,
 }
 
@@ -56,6 +58,10 @@ impl FsCore {
     /// Asks the committer to make metadata durable and run deletions soon.
     pub fn want_flush(&self) {
         self.flush_wanted.store(true, Ordering::Relaxed);
+    }
+
+    fn fsync_waiting(&self) -> bool {
+        self.fsync_waiters.load(Ordering::Relaxed) > 0
     }
 
     fn take_flush_wanted(&self) -> bool {
@@ -102,6 +108,7 @@ impl Qsfs {
             staging_dir,
             commit_tx: Mutex::new(Some(tx)),
             flush_wanted: AtomicBool::new(false),
+            fsync_waiters: AtomicUsize::new(0),
             read_only,
         });
         let thread_core = Arc::clone(&core);

@@ -46,6 +46,8 @@ impl Qsfs {
             let st = f.lock();
             a.size = st.size;
             a.mtime = attr::system_time(st.mtime);
+            // A write changes the inode too; the namespace learns at the commit.
+            a.ctime = a.ctime.max(a.mtime);
             a.blocks = st.stored_bytes().div_ceil(u64::from(attr::BLOCK)) * u64::from(attr::BLOCK / 512);
         }
         Ok(a)
@@ -656,6 +658,30 @@ impl Filesystem for Qsfs {
             bits & want == want
         };
         if ok { reply.ok() } else { reply.error(Errno::EACCES) }
+    }
+
+    fn fallocate(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, length: u64, mode: i32, reply: ReplyEmpty) {
+        // Plain allocation only: qsfs stores no holes, so reserving space
+        // means growing the size (the new bytes read as zeros). Punching
+        // holes or keeping the size are not supported.
+        if mode != 0 {
+            return reply.error(Errno::EOPNOTSUPP);
+        }
+        let r = self.writable().and_then(|_| self.core.file_or_load(ino.0)).and_then(|f| {
+            let mut st = f.lock();
+            let end = offset.saturating_add(length);
+            if end > st.size {
+                let old = st.size;
+                st.truncate(end).map_err(|e| errno::io(&e))?;
+                // Growing keeps content: truncate() only cuts when shrinking.
+                debug_assert!(st.size > old);
+            }
+            Ok(())
+        });
+        match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
     }
 
     fn create(

@@ -67,7 +67,9 @@ impl FsCore {
 
         // What a killed process leaves must be enough to finish this seal.
         let ns = self.vault.namespace();
+        let t0 = Instant::now();
         let persisted = ns.put_staging(f.ino, &record.encode()).and_then(|_| ns.flush());
+        let t_record = t0.elapsed();
         let sealed = persisted.map_err(|e| {
             tracing::error!("ino {}: cannot record its staged data: {e}", f.ino);
             Errno::EIO
@@ -83,6 +85,12 @@ impl FsCore {
                 return Err(e);
             }
         };
+        tracing::debug!(
+            ino = f.ino,
+            record_us = t_record.as_micros() as u64,
+            seal_us = (t0.elapsed() - t_record).as_micros() as u64,
+            "seal timing"
+        );
         let extents = truncate_extents(&overlay(&base, &extents), size);
         let mut st = f.lock();
         st.submitted += 1;
@@ -153,9 +161,11 @@ impl FsCore {
     /// Waits until seal `ticket` of `f` is committed; its error if it failed.
     pub fn wait_commit(&self, f: &OpenFile, ticket: u64) -> Result<(), Errno> {
         let mut st = f.lock();
+        self.fsync_waiters.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         while st.committed < ticket {
             st = f.wait(st);
         }
+        self.fsync_waiters.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         match st.error.take() {
             Some(e) => Err(e),
             None => Ok(()),

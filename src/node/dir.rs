@@ -37,7 +37,13 @@ pub struct DirNode {
     root: PathBuf,
     vault_id: String,
     sync_fd: std::sync::Mutex<Option<File>>,
+    /// Last health check: a mount checks before every shard it writes, and
+    /// the check reads the marker file.
+    health_cache: std::sync::Mutex<Option<(std::time::Instant, NodeHealth)>>,
 }
+
+/// How long a health check stays valid.
+const HEALTH_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Shards in one commit from which a single `syncfs` replaces per-file fsyncs.
 const SYNCFS_GROUP: usize = 16;
@@ -53,6 +59,7 @@ impl DirNode {
             root: root.to_path_buf(),
             vault_id: vault_id.to_string(),
             sync_fd: std::sync::Mutex::new(None),
+            health_cache: std::sync::Mutex::new(None),
         }
     }
 
@@ -84,7 +91,18 @@ impl DirNode {
     /// Writes the marker and the shards folder into an empty node folder.
     fn adopt(&self) -> Result<(), NodeError> {
         let err = |e| self.err("write node marker", None, NodeErrorKind::Io(e));
-        fs::create_dir_all(self.root.join("shards")).map_err(err)?;
+        let shards = self.root.join("shards");
+        fs::create_dir_all(&shards).map_err(err)?;
+        // All 256 fan-out folders now, made durable once: creating them on
+        // demand would cost a folder fsync per new folder in the write path.
+        for b in 0..=255u8 {
+            match fs::create_dir(shards.join(format!("{b:02x}"))) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(err(e)),
+            }
+        }
+        crate::sys::fsync_dir(&shards).map_err(err)?;
         let tmp = self.root.join(".qsfs-node.tmp");
         let body = format!("{MARKER} 1\nvault {}\nnode {}\n", self.vault_id, self.name);
         {
@@ -94,6 +112,7 @@ impl DirNode {
         }
         fs::rename(&tmp, self.root.join(MARKER)).map_err(err)?;
         crate::sys::fsync_dir(&self.root).map_err(err)?;
+        *self.health_cache.lock().unwrap_or_else(|p| p.into_inner()) = None;
         Ok(())
     }
 
@@ -136,6 +155,46 @@ impl DirNode {
             NodeHealth::Offline(why) | NodeHealth::Foreign(why) | NodeHealth::ReadOnly(why) => {
                 Err(self.err("write shard", None, NodeErrorKind::Offline(why)))
             }
+        }
+    }
+
+    /// Looks at the folder and its marker (no caching).
+    fn check_health(&self) -> NodeHealth {
+        match fs::metadata(&self.root) {
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return NodeHealth::Offline(format!("folder {} does not exist", self.root.display()));
+            }
+            Err(e) => return NodeHealth::Offline(format!("folder {}: {e}", self.root.display())),
+            Ok(m) if !m.is_dir() => {
+                return NodeHealth::Offline(format!("{} is not a folder", self.root.display()));
+            }
+            Ok(_) => {}
+        }
+        match self.read_marker() {
+            Some((vault, _)) if vault != self.vault_id => {
+                NodeHealth::Foreign(format!("{} belongs to another vault ({vault})", self.root.display()))
+            }
+            Some((_, node)) if node != self.name => NodeHealth::Foreign(format!(
+                "{} is {node} of this vault, not {}; check the node paths in qsfs.toml",
+                self.root.display(),
+                self.name
+            )),
+            Some(_) => NodeHealth::Ok,
+            None => match fs::read_dir(&self.root).map(|it| it.count()) {
+                Ok(0) => NodeHealth::Offline(format!(
+                    "{} is empty (no qsfs node marker): if a disk belongs there, mount it; if it is a \
+                     replaced disk, take it into use with `qsfs node adopt VAULT {}`",
+                    self.root.display(),
+                    self.name
+                )),
+                Ok(_) => NodeHealth::Foreign(format!(
+                    "{} holds files but no qsfs node marker; if it is this node with its marker lost, \
+                     restore the marker or move the files away and run `qsfs node adopt VAULT {}`",
+                    self.root.display(),
+                    self.name
+                )),
+                Err(e) => NodeHealth::Offline(format!("folder {}: {e}", self.root.display())),
+            },
         }
     }
 
@@ -196,42 +255,15 @@ impl Node for DirNode {
     }
 
     fn health(&self) -> NodeHealth {
-        match fs::metadata(&self.root) {
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                return NodeHealth::Offline(format!("folder {} does not exist", self.root.display()));
-            }
-            Err(e) => return NodeHealth::Offline(format!("folder {}: {e}", self.root.display())),
-            Ok(m) if !m.is_dir() => {
-                return NodeHealth::Offline(format!("{} is not a folder", self.root.display()));
-            }
-            Ok(_) => {}
+        let mut cache = self.health_cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, h)) = cache.as_ref()
+            && at.elapsed() < HEALTH_TTL
+        {
+            return h.clone();
         }
-        match self.read_marker() {
-            Some((vault, _)) if vault != self.vault_id => {
-                NodeHealth::Foreign(format!("{} belongs to another vault ({vault})", self.root.display()))
-            }
-            Some((_, node)) if node != self.name => NodeHealth::Foreign(format!(
-                "{} is {node} of this vault, not {}; check the node paths in qsfs.toml",
-                self.root.display(),
-                self.name
-            )),
-            Some(_) => NodeHealth::Ok,
-            None => match fs::read_dir(&self.root).map(|it| it.count()) {
-                Ok(0) => NodeHealth::Offline(format!(
-                    "{} is empty (no qsfs node marker): if a disk belongs there, mount it; if it is a \
-                     replaced disk, take it into use with `qsfs node adopt VAULT {}`",
-                    self.root.display(),
-                    self.name
-                )),
-                Ok(_) => NodeHealth::Foreign(format!(
-                    "{} holds files but no qsfs node marker; if it is this node with its marker lost, \
-                     restore the marker or move the files away and run `qsfs node adopt VAULT {}`",
-                    self.root.display(),
-                    self.name
-                )),
-                Err(e) => NodeHealth::Offline(format!("folder {}: {e}", self.root.display())),
-            },
-        }
+        let h = self.check_health();
+        *cache = Some((std::time::Instant::now(), h.clone()));
+        h
     }
 
     fn probe_write(&self) -> Result<(), String> {
@@ -256,18 +288,23 @@ impl Node for DirNode {
         let key = header.key;
         let io = |e| self.err("write shard", Some(key), NodeErrorKind::Io(e));
         let dir = self.fan_dir(&key.object);
-        if !dir.is_dir() {
-            match fs::create_dir(&dir) {
-                // A new fan-out folder must itself survive a power loss
-                // before a shard in it counts.
-                Ok(()) => crate::sys::fsync_dir(&self.root.join("shards")).map_err(io)?,
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(io(e)),
-            }
-        }
         let tag = format!("{}-{}", std::process::id(), TMP_COUNTER.fetch_add(1, Ordering::Relaxed));
         let tmp = dir.join(format!(".{}.{}.{tag}.tmp", key.object, key.index));
-        let file = OpenOptions::new().write(true).create_new(true).open(&tmp).map_err(io)?;
+        let open = || OpenOptions::new().write(true).create_new(true).open(&tmp);
+        let file = match open() {
+            Ok(f) => f,
+            // Fan-out folders are made at adoption; one removed since is
+            // made again, durably, before a shard in it counts.
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                match fs::create_dir(&dir) {
+                    Ok(()) => crate::sys::fsync_dir(&self.root.join("shards")).map_err(io)?,
+                    Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(io(e)),
+                }
+                open().map_err(io)?
+            }
+            Err(e) => return Err(io(e)),
+        };
         let mut sink = DirSink {
             node: self.name.clone(),
             key,
@@ -488,8 +525,10 @@ impl ShardSink for DirSink {
         }
         let out = self.out.take().ok_or_else(|| err(NodeErrorKind::Offline("sink closed".into())))?;
         let file = out.into_inner().map_err(|e| err(NodeErrorKind::Io(e.into_error())))?;
-        // Writeback can start now; the commit waits for it.
-        let _ = crate::sys::start_writeback(&file);
+        // Writeback of a big shard can start now; the commit waits for it.
+        if self.written >= WRITEBACK_EVERY {
+            let _ = crate::sys::start_writeback(&file);
+        }
         drop(file);
         Ok(Box::new(DirPending {
             key: self.key,
@@ -626,6 +665,8 @@ mod tests {
         // written to by itself; adopting it is explicit.
         fs::remove_dir_all(dir.path().join("node-0")).unwrap();
         fs::create_dir(dir.path().join("node-0")).unwrap();
+        // (A fresh handle: health is cached for a second.)
+        let n = DirNode::new("node-0", &dir.path().join("node-0"), "vault-1");
         assert!(matches!(n.health(), NodeHealth::Offline(why) if why.contains("node adopt")));
         let layout = StripeLayout::plan(2, 3, 10, 1 << 20).unwrap();
         assert!(n.create(&ShardHeader::new(ObjectId([3; 16]), 0, &layout)).is_err());

@@ -12,6 +12,9 @@ use crate::dispersal::{Dispersal, DispersalError, WrittenObject};
 use crate::envelope::{self, BACKUP_LEN, KEY_LEN, SealKeys};
 use crate::keystore::ShareBytes;
 
+/// Files up to this size are sealed in memory in the calling thread.
+const INLINE_MAX: u64 = 256 * 1024;
+
 /// A sealed object whose shards are written but not yet committed.
 pub struct SealedObject {
     written: WrittenObject,
@@ -87,11 +90,16 @@ impl Vault {
         // Recorded before the first shard byte, so an interrupted run's
         // leftovers can be found and removed (intents.rs).
         self.intents.begin(id).map_err(|e| fail(format!("cannot write the intent log: {e}")))?;
-        let written = self.ec.write_object(id, sealed_len, len, |w| {
-            envelope::seal_stream(&keys, len, src, w, self.threads)
-                .map_err(|e| DispersalError::Source(std::io::Error::other(e.to_string())))
-        });
-        let (sealed, written) = match written {
+        let written = if len <= INLINE_MAX {
+            self.seal_inline(&keys, src, len, id)
+        } else {
+            self.ec.write_object(id, sealed_len, len, |w| {
+                envelope::seal_stream(&keys, len, src, w, self.threads)
+                    .map_err(|e| DispersalError::Source(std::io::Error::other(e.to_string())))
+                    .map(|s| s.backup)
+            })
+        };
+        let (backup, written) = match written {
             Ok(x) => x,
             Err(e) => {
                 // Nothing but temporary shard files (already removed) exists.
@@ -103,7 +111,34 @@ impl Vault {
         let mut r2 = [0u8; 33];
         r1.copy_from_slice(keys.r1().as_bytes());
         r2.copy_from_slice(keys.r2().as_bytes());
-        Ok(SealedObject { written, backup: sealed.backup.to_bytes(), r1, r2, plain_len: len })
+        Ok(SealedObject { written, backup: backup.to_bytes(), r1, r2, plain_len: len })
+    }
+
+    /// Seals a small source in memory, in the calling thread.
+    fn seal_inline<R: Read>(
+        &self,
+        keys: &SealKeys,
+        mut src: R,
+        len: u64,
+        id: ObjectId,
+    ) -> Result<(envelope::Backup, WrittenObject), DispersalError> {
+        let mut data = Zeroizing::new(Vec::with_capacity(len as usize));
+        (&mut src).take(len).read_to_end(&mut data).map_err(DispersalError::Source)?;
+        if data.len() as u64 != len {
+            return Err(DispersalError::Source(std::io::Error::other(format!(
+                "source ended early at byte {} of {len}: it was truncated or changed while being read",
+                data.len()
+            ))));
+        }
+        let mut probe = [0u8; 1];
+        if src.read(&mut probe).map_err(DispersalError::Source)? != 0 {
+            return Err(DispersalError::Source(std::io::Error::other(format!(
+                "source grew during seal: it has more than the {len} bytes announced; seal again"
+            ))));
+        }
+        let (n, backup) = envelope::seal_bytes(&data, keys)
+            .map_err(|e| DispersalError::Source(std::io::Error::other(e.to_string())))?;
+        Ok((backup, self.ec.write_object_inline(id, &n, len)?))
     }
 
     /// Commits a group of sealed objects with one barrier per step: their
