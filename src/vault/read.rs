@@ -64,7 +64,7 @@ impl Vault {
             Some(b) => match Backup::parse(&b) {
                 Ok(b) => Some(b),
                 Err(e) => {
-                    warnings.push(format!("backup record B is damaged ({e})"));
+                    warnings.push(format!("backup record B is corrupt ({e})"));
                     None
                 }
             },
