@@ -143,6 +143,7 @@ impl Qsfs {
             }
         }
         self.core.commit_tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.core.reader.stop();
         if let Some(h) = self.committer.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let _ = h.join();
         }

@@ -29,40 +29,80 @@ const SEGMENT_CACHE: usize = 64 << 20;
 /// Objects whose keys are kept.
 const KEYS_KEPT: usize = 4096;
 
-/// Sequential MAC check of one object.
+/// Sequential MAC check of one object. Segments that arrive ahead of the
+/// next expected one (the kernel reads ahead in parallel) wait in
+/// `ahead`, a few at most, so a front-to-back read still completes it.
 struct MacTrack {
     next_seg: u64,
     next_n: u64,
     hasher: MacHasher,
     done: bool,
+    ahead: std::collections::BTreeMap<u64, (u64, u64, Arc<Vec<u8>>)>,
 }
 
+/// Segments kept waiting for the MAC walk.
+const MAC_AHEAD: usize = 32;
+/// How far ahead of a sequential reader chunks are fetched in the background.
+const PREFETCH: u64 = 4 << 20;
+
 /// What reading one object needs, kept while it is being read.
-struct ObjectKeys {
+pub struct ObjectKeys {
     manifest: Manifest,
     rec: Recovered,
     cipher: SegmentCipher,
     mac: Mutex<MacTrack>,
     corrupt: AtomicBool,
+    /// Bytes of `N` already fetched (or asked for) ahead of readers.
+    prefetched: std::sync::atomic::AtomicU64,
 }
 
 /// The mount's reader of sealed content.
 pub struct Reader {
+    inner: Arc<Inner>,
+    prefetch: Mutex<Option<crossbeam_channel::Sender<(Arc<ObjectKeys>, u64, u64)>>>,
+}
+
+pub struct Inner {
     vault: Arc<Vault>,
     chunks: ChunkCache,
     segments: ByteLru<(ObjectId, u64), Vec<u8>>,
     keys: Mutex<HashMap<ObjectId, Arc<ObjectKeys>>>,
 }
 
+impl std::ops::Deref for Reader {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
+}
+
 impl Reader {
-    /// A reader over `vault`.
+    /// A reader over `vault`, with two background threads that fetch
+    /// (and verify) chunks ahead of sequential readers.
     pub fn new(vault: Arc<Vault>) -> Reader {
-        Reader {
+        let inner = Arc::new(Inner {
             vault,
             chunks: ChunkCache::new(CHUNK_CACHE),
             segments: ByteLru::new(SEGMENT_CACHE),
             keys: Mutex::new(HashMap::new()),
+        });
+        let (tx, rx) = crossbeam_channel::unbounded::<(Arc<ObjectKeys>, u64, u64)>();
+        for i in 0..2 {
+            let (inner, rx) = (Arc::clone(&inner), rx.clone());
+            let _ = std::thread::Builder::new().name(format!("qsfs-prefetch-{i}")).spawn(move || {
+                for (keys, start, end) in rx {
+                    // Failures show up (and are reported) when the reader
+                    // gets there itself.
+                    let _ = inner.n_bytes(&keys, start, end);
+                }
+            });
         }
+        Reader { inner, prefetch: Mutex::new(Some(tx)) }
+    }
+
+    /// Stops the prefetch threads.
+    pub fn stop(&self) {
+        self.prefetch.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 
     /// Fills `out` with the file bytes at `offset` described by `extents`
@@ -81,6 +121,49 @@ impl Reader {
         Ok(())
     }
 
+    fn read_object(&self, id: &ObjectId, offset: u64, out: &mut [u8]) -> Result<(), Errno> {
+        let keys = self.keys(id)?;
+        if keys.corrupt.load(Ordering::Relaxed) {
+            return Err(Errno::EIO);
+        }
+        let g = keys.rec.geometry();
+        let end = offset + out.len() as u64;
+        if end > g.plain_len() {
+            tracing::error!("object {id}: read past its end ({end} > {})", g.plain_len());
+            return Err(Errno::EIO);
+        }
+        let segs = g.segments_for_plain(offset..end);
+        if let Some(last) = g.segment_span_in_n(segs.end.saturating_sub(1)).last() {
+            self.prefetch_after(&keys, last.end);
+        }
+        for i in segs {
+            let seg = self.segment(id, &keys, i)?;
+            let span = g.segment_span_in_plain(i);
+            let (a, b) = (offset.max(span.start), end.min(span.end));
+            out[(a - offset) as usize..(b - offset) as usize]
+                .copy_from_slice(&seg[(a - span.start) as usize..(b - span.start) as usize]);
+        }
+        Ok(())
+    }
+
+    /// Asks the prefetch threads for the chunks after `upto` in `N`, once
+    /// per window, when a read reaches near what was fetched so far.
+    fn prefetch_after(&self, keys: &Arc<ObjectKeys>, upto: u64) {
+        let len_n = keys.rec.geometry().len_n();
+        let have = keys.prefetched.load(Ordering::Relaxed);
+        if have >= len_n || upto + PREFETCH / 2 < have {
+            return;
+        }
+        let from = have.max(upto);
+        let to = (from + PREFETCH).min(len_n);
+        keys.prefetched.store(to, Ordering::Relaxed);
+        if let Some(tx) = self.prefetch.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            let _ = tx.send((Arc::clone(keys), from, to));
+        }
+    }
+}
+
+impl Inner {
     fn keys(&self, id: &ObjectId) -> Result<Arc<ObjectKeys>, Errno> {
         if let Some(k) = self.keys.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
             return Ok(Arc::clone(k));
@@ -100,13 +183,20 @@ impl Reader {
             tracing::error!("object {id}: cannot recover its keys: {e}");
             Errno::EIO
         })?;
-        let mac = MacTrack { next_seg: 0, next_n: 0, hasher: MacHasher::new("mac M", rec.r()), done: false };
+        let mac = MacTrack {
+            next_seg: 0,
+            next_n: 0,
+            hasher: MacHasher::new("mac M", rec.r()),
+            done: false,
+            ahead: std::collections::BTreeMap::new(),
+        };
         let keys = Arc::new(ObjectKeys {
             cipher: rec.cipher(),
             manifest,
             rec,
             mac: Mutex::new(mac),
             corrupt: AtomicBool::new(false),
+            prefetched: std::sync::atomic::AtomicU64::new(0),
         });
         let mut map = self.keys.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= KEYS_KEPT {
@@ -138,68 +228,32 @@ impl Reader {
         Ok(buf)
     }
 
-    fn read_object(&self, id: &ObjectId, offset: u64, out: &mut [u8]) -> Result<(), Errno> {
-        let keys = self.keys(id)?;
-        if keys.corrupt.load(Ordering::Relaxed) {
-            return Err(Errno::EIO);
-        }
-        let g = keys.rec.geometry();
-        let end = offset + out.len() as u64;
-        if end > g.plain_len() {
-            tracing::error!("object {id}: read past its end ({end} > {})", g.plain_len());
-            return Err(Errno::EIO);
-        }
-        for i in g.segments_for_plain(offset..end) {
-            let seg = self.segment(id, &keys, i)?;
-            let span = g.segment_span_in_plain(i);
-            let (a, b) = (offset.max(span.start), end.min(span.end));
-            out[(a - offset) as usize..(b - offset) as usize]
-                .copy_from_slice(&seg[(a - span.start) as usize..(b - span.start) as usize]);
-        }
-        Ok(())
-    }
-
-    /// Plaintext of segment `i`, decrypted and authenticated (cached).
+    /// Plaintext of segment `i`, decrypted and authenticated (cached),
+    /// and its part in the front-to-back MAC walk.
     fn segment(&self, id: &ObjectId, keys: &ObjectKeys, i: u64) -> Result<Arc<Vec<u8>>, Errno> {
         let g = keys.rec.geometry();
         let spans = g.segment_span_in_n(i);
         let (Some(first), Some(last)) = (spans.first(), spans.last()) else { return Err(Errno::EIO) };
         let (cover_start, cover_end) = (first.start, last.end);
-        // When this is the next segment of a front-to-back walk, read from
-        // where the MAC stopped (taking in KR/R3 between segments).
-        let mut mac = keys.mac.lock().unwrap_or_else(|p| p.into_inner());
-        let feed = !mac.done && mac.next_seg == i;
-        let cached = self.segments.get(&(*id, i));
-        if let Some(seg) = &cached
-            && !feed
+        let walk_wants = {
+            let mac = keys.mac.lock().unwrap_or_else(|p| p.into_inner());
+            !mac.done && i >= mac.next_seg && i < mac.next_seg + MAC_AHEAD as u64 && !mac.ahead.contains_key(&i)
+        };
+        if let Some(seg) = self.segments.get(&(*id, i))
+            && !walk_wants
         {
-            return Ok(Arc::clone(seg));
+            return Ok(seg);
         }
-        let from = if feed { mac.next_n } else { cover_start };
-        let bytes = self.n_bytes(keys, from, cover_end)?;
-        if feed {
-            mac.hasher.update(&bytes);
-            mac.next_n = cover_end;
-            mac.next_seg += 1;
-            if mac.next_seg == g.segments() {
-                mac.done = true;
-                let tail = self.n_bytes(keys, mac.next_n, g.len_n())?;
-                let (rest, m) = tail.split_at(tail.len() - MAC_LEN);
-                mac.hasher.update(rest);
-                if !bool::from(subtle::ConstantTimeEq::ct_eq(&mac.hasher.finalize()[..], m)) {
-                    keys.corrupt.store(true, Ordering::Relaxed);
-                    tracing::error!("object {id} fails its integrity check (M): it was modified; reads of it fail");
-                    return Err(Errno::EIO);
-                }
-            }
+        let bytes = Arc::new(self.n_bytes(keys, cover_start, cover_end)?);
+        if walk_wants {
+            self.walk_mac(id, keys, i, cover_start, cover_end, &bytes)?;
         }
-        drop(mac);
-        if let Some(seg) = cached {
+        if let Some(seg) = self.segments.get(&(*id, i)) {
             return Ok(seg);
         }
         let mut ct = Vec::with_capacity((cover_end - cover_start) as usize);
         for r in &spans {
-            ct.extend_from_slice(&bytes[(r.start - from) as usize..(r.end - from) as usize]);
+            ct.extend_from_slice(&bytes[(r.start - cover_start) as usize..(r.end - cover_start) as usize]);
         }
         if ct.len() < TAG_LEN {
             return Err(Errno::EIO);
@@ -212,9 +266,45 @@ impl Reader {
             tracing::error!("object {id}: {e}");
             Errno::EIO
         })?;
-        ct.truncate(ct.len() - TAG_LEN);
+        ct.truncate(body_len);
         let seg = Arc::new(ct);
         self.segments.put((*id, i), Arc::clone(&seg), seg.len());
         Ok(seg)
+    }
+
+    /// Feeds segment `i`'s bytes of `N` to the object's MAC in order (or
+    /// parks them until the segments before it came); checks `M` at the end.
+    fn walk_mac(&self, id: &ObjectId, keys: &ObjectKeys, i: u64, start: u64, end: u64, bytes: &Arc<Vec<u8>>) -> Result<(), Errno> {
+        let g = keys.rec.geometry();
+        let mut mac = keys.mac.lock().unwrap_or_else(|p| p.into_inner());
+        if mac.done || i < mac.next_seg {
+            return Ok(());
+        }
+        mac.ahead.insert(i, (start, end, Arc::clone(bytes)));
+        loop {
+            let next = mac.next_seg;
+            let Some((s, e, b)) = mac.ahead.remove(&next) else { break };
+            if mac.next_n < s {
+                // KR or R3 between two segments.
+                let gap = self.n_bytes(keys, mac.next_n, s)?;
+                mac.hasher.update(&gap);
+            }
+            mac.hasher.update(&b);
+            mac.next_n = e;
+            mac.next_seg += 1;
+        }
+        if mac.next_seg == g.segments() {
+            mac.done = true;
+            mac.ahead.clear();
+            let tail = self.n_bytes(keys, mac.next_n, g.len_n())?;
+            let (rest, m) = tail.split_at(tail.len() - MAC_LEN);
+            mac.hasher.update(rest);
+            if !bool::from(subtle::ConstantTimeEq::ct_eq(&mac.hasher.finalize()[..], m)) {
+                keys.corrupt.store(true, Ordering::Relaxed);
+                tracing::error!("object {id} fails its integrity check (M): it was modified; reads of it fail");
+                return Err(Errno::EIO);
+            }
+        }
+        Ok(())
     }
 }
