@@ -22,10 +22,10 @@ export QSFS_STRESS=$stress
 start=$(date +%s)
 
 echo "== cargo test (release build: the fault tests move real data) =="
-cargo test --release --locked
+cargo test --release --locked --workspace
 
 echo "== shell harness =="
-cargo build --release --locked --bin qsfs
+cargo build --release --locked --workspace --bins
 QSFS_BIN="$PWD/target/release/qsfs" tests/sh/run.sh
 
 echo "== all tests passed in $(( $(date +%s) - start )) s =="
