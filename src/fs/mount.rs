@@ -1,10 +1,12 @@
 //! Mounting and unmounting: options, checks with clear errors, the session
 //! loop with signal handling, and finding the process behind a mount.
 //!
-//! A mount shows up in /proc/self/mountinfo as type `fuse.qsfs` with the
-//! vault folder as its source; the vault's lock file names the process
-//! serving it, which `qsfs umount` waits for so that every pending seal is
-//! finished when it returns.
+//! A mount shows up in /proc/self/mountinfo with the vault folder as its
+//! source, as type `fuse.qsfs` when mounted through fusermount3 and plain
+//! `fuse` when root mounts directly (fuser then drops the subtype); a qsfs
+//! mount is recognised by its source being a vault. The vault's lock file
+//! names the process serving it, which `qsfs umount` waits for so that
+//! every pending seal is finished when it returns.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
