@@ -167,7 +167,6 @@ fn commit_batch(core: &FsCore, mut batch: Vec<Job>) {
 /// Applies the outcome of a job to its file's state and wakes its waiters.
 fn finish(core: &FsCore, job: &Job, failure: Option<String>, shards: Option<(usize, usize)>) {
     let f = &job.file;
-    let ns = core.vault.namespace();
     let mut st = f.lock();
     match &failure {
         None => {
@@ -179,14 +178,9 @@ fn finish(core: &FsCore, job: &Job, failure: Option<String>, shards: Option<(usi
                 done.subtract(&st.rewritten);
                 st.dirty.subtract(&done);
             }
-            if st.dirty.is_empty() && !st.meta_dirty {
-                if let Err(e) = ns.remove_staging(f.ino) {
-                    tracing::warn!("ino {}: cannot drop its staging record: {e}", f.ino);
-                }
-                if let Some(s) = &st.staging {
-                    let _ = s.truncate(0);
-                }
-            }
+            // The staging record and file stay until the state is evicted
+            // (files.rs): dropping them here, before the record's removal
+            // reached the log, could let a crash reseal stale bytes.
             let (written, total) = shards.unwrap_or((0, 0));
             tracing::info!(
                 ino = f.ino,

@@ -43,6 +43,8 @@ pub struct FileState {
     pub error: Option<Errno>,
     /// Unlinked while in use: destroyed when the last user goes.
     pub orphan: bool,
+    /// A staging record was written for this file.
+    pub recorded: bool,
 }
 
 impl FileState {
@@ -62,6 +64,7 @@ impl FileState {
             committed: 0,
             error: None,
             orphan: false,
+            recorded: false,
         }
     }
 
@@ -159,6 +162,12 @@ impl FsCore {
 
     /// Drops the state of a file nobody uses and nothing waits for; an
     /// orphan is destroyed then.
+    ///
+    /// Order matters for crash safety: the staging record's removal is
+    /// handed to the OS before the staging file goes, so a process killed
+    /// in between never finds a record describing a file that changed; and
+    /// it all happens under the table lock, so no open of the same inode
+    /// can start a new staging file that this would then delete.
     pub fn maybe_evict(&self, f: &Arc<OpenFile>) {
         let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
         let mut st = f.lock();
@@ -169,6 +178,13 @@ impl FsCore {
             // A failed commit keeps its staged data for the retry.
             return;
         }
+        let ns = self.vault.namespace();
+        if (st.recorded || st.staging.is_some())
+            && let Err(e) = ns.remove_staging(f.ino).and_then(|_| ns.flush())
+        {
+            tracing::warn!("ino {}: cannot drop its staging record yet: {e}", f.ino);
+            return;
+        }
         files.remove(&f.ino);
         let orphan = st.orphan;
         if let Some(s) = st.staging.take() {
@@ -176,10 +192,6 @@ impl FsCore {
         }
         drop(st);
         drop(files);
-        let ns = self.vault.namespace();
-        if let Err(e) = ns.remove_staging(f.ino) {
-            tracing::warn!("ino {}: cannot drop its staging record: {e}", f.ino);
-        }
         if orphan {
             match ns.release_orphan(f.ino) {
                 Ok(_) => self.want_flush(),

@@ -65,6 +65,7 @@ pub fn recover(core: &FsCore) -> Result<(), VaultError> {
             st.mtime = record.mtime;
             st.dirty = record.dirty.clone();
             st.meta_dirty = true;
+            st.recorded = true;
             st.staging = Some(staging);
         }
         tracing::info!(ino, bytes = record.dirty.len(), "sealing data staged before the last unmount");

@@ -63,6 +63,7 @@ impl FsCore {
         st.sealing = Some(snapshot.clone());
         st.rewritten = RangeSet::new();
         st.meta_dirty = false;
+        st.recorded = true;
         drop(st);
 
         // What a killed process leaves must be enough to finish this seal.
