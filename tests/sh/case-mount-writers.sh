@@ -19,10 +19,13 @@ dd if=w2.src of="$MNT/w2" bs=1M status=none &
 pid2=$!
 # The reader: the third file, whole, until both writers finish.
 reads=0
-while kill -0 "$pid1" 2>/dev/null || kill -0 "$pid2" 2>/dev/null; do
+while :; do
+    running=0
+    if kill -0 "$pid1" 2>/dev/null || kill -0 "$pid2" 2>/dev/null; then running=1; fi
     got=$(sha256sum < "$MNT/reader")
     [ "$got" = "$sum_r" ] || fail "read $((reads + 1)) of the third file while writers run: checksum differs"
-    reads=$((reads + 1))
+    reads=$((reads + running))
+    [ "$running" -eq 1 ] || break
 done
 wait "$pid1" || fail "writer 1 (dd of 30 MB) failed"
 wait "$pid2" || fail "writer 2 (dd of 28 MB) failed"
