@@ -117,6 +117,19 @@ fi
 
 # A clean unmount: nothing staged, nothing owed, nothing left over.
 unmount
+# Recovery after the kills logged no error...
+errors=$(grep ' ERROR ' "$VAULT/qsfs.log" || true)
+stale=$(grep 'staging record without its staging file; its unsealed data is lost' <<<"$errors" || true)
+if [ -n "$stale" ]; then
+    # KNOWN-BUG(stale-staging-record): the same cause as above, harmless
+    # here: the file's data was committed and its staging file removed,
+    # but the removal of its staging record was not flushed before the
+    # kill, so recovery claims "unsealed data is lost" when nothing was.
+    echo "KNOWN-BUG(stale-staging-record): $(wc -l <<<"$stale") false 'unsealed data is lost' errors after the kills; skipped" >&2
+    errors=$(grep -v 'staging record without its staging file; its unsealed data is lost' <<<"$errors" || true)
+fi
+[ -z "$errors" ] || fail "errors in qsfs.log after the kills:
+$errors"
 [ -z "$(ls -A "$VAULT/staging")" ] || fail "staging not empty after a clean unmount: $(ls -A "$VAULT/staging")"
 "$Q" status "$VAULT" > status.txt
 grep -q "repair    nothing owed" status.txt || fail "repair debt after the kills: $(cat status.txt)"
