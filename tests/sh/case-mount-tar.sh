@@ -21,6 +21,7 @@ mount_fresh
 # An archive written into the mount, extracted inside the mount.
 tar cf "$MNT/src.tar" "${TAR_OPTS[@]}" src
 tar cf src.tar "${TAR_OPTS[@]}" src
+cp "$MNT/src.tar" src.mnt.tar
 [ "$(tar tf "$MNT/src.tar" | LC_ALL=C sort)" = "$(tar tf src.tar | LC_ALL=C sort)" ] || fail "tar tf of the archive in the mount"
 mkdir "$MNT/x"
 tar xf "$MNT/src.tar" "${TAR_OPTS[@]}" -C "$MNT/x" || fail "tar x inside the mount"
@@ -41,5 +42,20 @@ mkdir out
 tar cf - "${TAR_OPTS[@]}" -C "$MNT" x py | tar xf - "${TAR_OPTS[@]}" -C out || fail "tar c of the mount back out"
 compare_trees src out/x/src
 diff -r py.ref out/py || fail "diff -r of the Python files out of the mount"
+
+# rm -rf of both extracted trees: only the archive is left, and after the
+# unmount every other object and shard is gone.
+rm -rf "$MNT/x" "$MNT/py" || fail "rm -rf of the extracted trees"
+assert_eq "src.tar" "$(ls -A "$MNT")" "what is left after rm -rf"
 unmount
 [ -z "$(ls -A "$VAULT/staging")" ] || fail "staging not empty after unmount: $(ls -A "$VAULT/staging")"
+"$Q" status "$VAULT" --json > status.json
+python3 - status.json <<'PY' || fail "status after rm -rf: $(cat status.json)"
+import json, sys
+s = json.load(open(sys.argv[1]))
+got = {k: s[k] for k in ("files", "directories", "objects", "pending_deletions", "degraded_objects")}
+want = {"files": 1, "directories": 1, "objects": 1, "pending_deletions": 0, "degraded_objects": 0}
+assert got == want, got
+assert all(n["shards_found"] == 1 and n["shards_expected"] == 1 for n in s["nodes"]), [(n["shards_found"], n["shards_expected"]) for n in s["nodes"]]
+PY
+"$Q" get "$VAULT" /src.tar - | cmp - src.mnt.tar || fail "qsfs get of the archive"
