@@ -412,6 +412,14 @@ suid_checks() {
     echo "user_chown_other: $("${USER_RUN[@]}" chown 1234 "$d/suid/mine" 2>/dev/null && echo ok || echo refused)"
     printf 'r' > "$d/suid/root-644"
     echo "user_write_root_644: $("${USER_RUN[@]}" sh -c 'printf x >> "$1"' sh "$d/suid/root-644" 2>/dev/null && echo ok || echo refused)"
+    # Files the user creates are the user's; in a sticky folder the user
+    # may not remove root's file, only its own.
+    "${USER_RUN[@]}" sh -c 'umask 022; echo u > "$1"; mkdir "$2"' sh "$d/suid/user-created" "$d/suid/user-dir"
+    echo "user_create: $(stat -c '%u:%g %a' "$d/suid/user-created") $(stat -c '%u:%g %a' "$d/suid/user-dir")"
+    chmod 1777 "$d/suid"
+    echo "sticky_user_rm_roots: $("${USER_RUN[@]}" rm -f "$d/suid/root-644" 2>/dev/null && echo ok || echo refused)"
+    echo "sticky_user_rm_own: $("${USER_RUN[@]}" rm -f "$d/suid/user-created" 2>/dev/null && echo ok || echo refused)"
+    echo "user_read_0600_root: $("${USER_RUN[@]}" cat "$d/suid/root-644" > /dev/null 2>&1 && echo ok || echo refused) $(chmod 600 "$d/suid/root-644"; "${USER_RUN[@]}" cat "$d/suid/root-644" > /dev/null 2>&1 && echo ok || echo refused)"
 }
 
 report() {
@@ -476,7 +484,8 @@ for want in "name_256_create: 'ENAMETOOLONG'" "name_256_utf8_create: 'ENAMETOOLO
     "acl_minimal_mode: '0o100640'" "sgid_dir_inherit: 4321 4321 '0o42755' 4321" \
     "user_write_6755: 755 ab" "user_truncate_6755: 755 10" "user_write_2745: 2745" "user_write_root_4777: 777 root" \
     "root_write_4755: 4755" "root_chown_4755: 755 1000:1000" "root_chgrp_6755: 755 0:1000" \
-    "user_chmod_g+s_foreign_group: 755" "user_chown_other: refused" "user_write_root_644: refused"; do
+    "user_chmod_g+s_foreign_group: 755" "user_chown_other: refused" "user_write_root_644: refused" \
+    "user_create: 1000:1000 644 1000:1000 755" "sticky_user_rm_roots: refused" "sticky_user_rm_own: ok" "user_read_0600_root: ok refused"; do
     grep -qxF "$want" report.ext4 || fail "ext4 reference lacks [$want]; it printed:
 $(cat report.ext4)"
 done
