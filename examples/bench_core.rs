@@ -278,7 +278,11 @@ fn device_flushes(path: &Path) -> Option<u64> {
     let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
     let base = PathBuf::from(format!("/sys/dev/block/{major}:{minor}"));
     // A partition's flushes are counted on its disk.
-    let stat = if base.join("partition").exists() { base.join("../stat") } else { base.join("stat") };
+    let stat = if base.join("partition").exists() {
+        base.join("../stat")
+    } else {
+        base.join("stat")
+    };
     let text = fs::read_to_string(stat).ok()?;
     text.split_whitespace().nth(15)?.parse().ok()
 }
@@ -309,8 +313,15 @@ fn fresh_vault(dir: &Path, k: usize, n: usize) -> Result<(Vault, Vec<PathBuf>)> 
             fs::remove_dir_all(d)?;
         }
     }
-    let nodes: Vec<PathBuf> = (0..n).map(|i| nodes_dir.join(format!("node-{i}"))).collect();
-    let opts = InitOptions { k, n, nodes: Some(nodes.clone()), ..InitOptions::default() };
+    let nodes: Vec<PathBuf> = (0..n)
+        .map(|i| nodes_dir.join(format!("node-{i}")))
+        .collect();
+    let opts = InitOptions {
+        k,
+        n,
+        nodes: Some(nodes.clone()),
+        ..InitOptions::default()
+    };
     vault::init(&root, &opts).with_context(|| format!("init {}", root.display()))?;
     Ok((Vault::open(&root, &OpenOptions::default())?, nodes))
 }
@@ -324,7 +335,9 @@ fn remove_vault(v: Vault, dir: &Path) -> Result<()> {
 }
 
 fn vault_paths(count: u64) -> Result<Vec<VaultPath>> {
-    (0..count).map(|i| Ok(VaultPath::parse(&format!("/f{i:06}"))?)).collect()
+    (0..count)
+        .map(|i| Ok(VaultPath::parse(&format!("/f{i:06}"))?))
+        .collect()
 }
 
 // ---------------------------------------------------------------- I/O floor
@@ -371,7 +384,8 @@ fn io_floor(dir: &Path, n: usize, files: u64, len: u64, lockstep: bool) -> Resul
         })
         .collect();
     for h in handles {
-        h.join().map_err(|_| anyhow::anyhow!("floor writer panicked"))??;
+        h.join()
+            .map_err(|_| anyhow::anyhow!("floor writer panicked"))??;
     }
     let took = t.elapsed();
     fs::remove_dir_all(dir)?;
@@ -385,7 +399,12 @@ fn case(a: &CaseArgs) -> Result<CaseResult> {
     fs::create_dir_all(&a.dir)?;
     let paths = vault_paths(a.count)?;
     let src = PutSource::File(a.src.clone());
-    ensure!(fs::metadata(&a.src)?.len() == a.size, "{} is not {} bytes", a.src.display(), a.size);
+    ensure!(
+        fs::metadata(&a.src)?.len() == a.size,
+        "{} is not {} bytes",
+        a.src.display(),
+        a.size
+    );
     let shard_files = a.count * a.n as u64;
 
     let mut seal_all = Vec::new();
@@ -433,7 +452,13 @@ fn case(a: &CaseArgs) -> Result<CaseResult> {
 
         // The same shard files on the bare disk.
         if !a.no_floor {
-            floor_all.push(secs(io_floor(&a.dir.join("floor"), a.n, a.count, shard_bytes, a.count > 1)?));
+            floor_all.push(secs(io_floor(
+                &a.dir.join("floor"),
+                a.n,
+                a.count,
+                shard_bytes,
+                a.count > 1,
+            )?));
         }
 
         // Open, warm: everything is still in the page cache after the seal.
@@ -462,8 +487,16 @@ fn case(a: &CaseArgs) -> Result<CaseResult> {
             seal,
             floor_all.last().copied().unwrap_or(f64::NAN),
             min(&warm_all[warm_all.len() - a.open_reps as usize..]),
-            cold_all.last().filter(|_| cold_ok).map(|c| format!(", cold {c:.3} s")).unwrap_or_default(),
-            degraded_all.last().filter(|_| a.degraded).map(|c| format!(", degraded {c:.3} s")).unwrap_or_default()
+            cold_all
+                .last()
+                .filter(|_| cold_ok)
+                .map(|c| format!(", cold {c:.3} s"))
+                .unwrap_or_default(),
+            degraded_all
+                .last()
+                .filter(|_| a.degraded)
+                .map(|c| format!(", degraded {c:.3} s"))
+                .unwrap_or_default()
         );
     }
     fs::remove_dir_all(&a.dir)?;
@@ -501,7 +534,12 @@ fn case(a: &CaseArgs) -> Result<CaseResult> {
 /// Takes node folders offline one at a time (renaming them) until a read
 /// has to rebuild a data shard from parity; returns that read's time (warm
 /// cache). The shard placement is random, so a node may hold only parity.
-fn read_degraded(v: &Vault, nodes: &[PathBuf], paths: &[VaultPath], size: u64) -> Result<Option<f64>> {
+fn read_degraded(
+    v: &Vault,
+    nodes: &[PathBuf],
+    paths: &[VaultPath],
+    size: u64,
+) -> Result<Option<f64>> {
     for node in nodes {
         let off = node.with_extension("offline");
         fs::rename(node, &off)?;
@@ -517,7 +555,11 @@ fn read_degraded(v: &Vault, nodes: &[PathBuf], paths: &[VaultPath], size: u64) -
                     return Err(e).with_context(|| format!("degraded read of {p}"));
                 }
             };
-            ensure!(sink.0 == size, "degraded read of {p}: got {} bytes, expected {size}", sink.0);
+            ensure!(
+                sink.0 == size,
+                "degraded read of {p}: got {} bytes, expected {size}",
+                sink.0
+            );
             rebuilt &= !out.bad_shards.is_empty();
         }
         let took = secs(t.elapsed());
@@ -534,9 +576,18 @@ fn read_all(v: &Vault, paths: &[VaultPath], size: u64) -> Result<f64> {
     let t = Instant::now();
     for p in paths {
         let mut sink = Discard(0);
-        let out = v.read_file(p, &mut sink, false).with_context(|| format!("read {p}"))?;
-        ensure!(sink.0 == size && out.bytes == size, "read {p}: got {} bytes, expected {size}", sink.0);
-        ensure!(out.bad_shards.is_empty() && out.key_warnings.is_empty(), "read {p}: {out:?}");
+        let out = v
+            .read_file(p, &mut sink, false)
+            .with_context(|| format!("read {p}"))?;
+        ensure!(
+            sink.0 == size && out.bytes == size,
+            "read {p}: got {} bytes, expected {size}",
+            sink.0
+        );
+        ensure!(
+            out.bad_shards.is_empty() && out.key_warnings.is_empty(),
+            "read {p}: {out:?}"
+        );
     }
     Ok(secs(t.elapsed()))
 }
@@ -556,8 +607,10 @@ fn group(a: &GroupArgs) -> Result<GroupResult> {
         let t = Instant::now();
         match a.mode.as_str() {
             "many" => {
-                let items: Vec<(PutSource, VaultPath)> =
-                    paths.iter().map(|p| (PutSource::File(a.src.clone()), p.clone())).collect();
+                let items: Vec<(PutSource, VaultPath)> = paths
+                    .iter()
+                    .map(|p| (PutSource::File(a.src.clone()), p.clone()))
+                    .collect();
                 for (r, p) in v.put_many(&items).into_iter().zip(&paths) {
                     r.with_context(|| format!("put_many {p}"))?;
                 }
@@ -574,7 +627,10 @@ fn group(a: &GroupArgs) -> Result<GroupResult> {
         if let (Some(f0), Some(f1)) = (f0, device_flushes(&a.dir)) {
             flushes_all.push(f1 - f0);
         }
-        ensure!(v.status()?.logical_bytes == a.files * size, "not all files were stored");
+        ensure!(
+            v.status()?.logical_bytes == a.files * size,
+            "not all files were stored"
+        );
         remove_vault(v, &a.dir)?;
     }
     fs::remove_dir_all(&a.dir)?;
@@ -620,24 +676,82 @@ fn parse_size(s: &str) -> Result<u64> {
         Some('G') => (&s[..s.len() - 1], GIB),
         _ => (s, 1),
     };
-    Ok(num.trim().parse::<u64>().with_context(|| format!("bad size {s:?}"))? * mul)
+    Ok(num
+        .trim()
+        .parse::<u64>()
+        .with_context(|| format!("bad size {s:?}"))?
+        * mul)
 }
 
 fn plans(quick: bool) -> Vec<Plan> {
     if quick {
         vec![
-            Plan { size: KIB, count: 100, reps: 1, open_reps: 1, big: false },
-            Plan { size: 100 * KIB, count: 20, reps: 1, open_reps: 1, big: false },
-            Plan { size: MIB, count: 20, reps: 1, open_reps: 1, big: false },
-            Plan { size: 100 * MIB, count: 1, reps: 1, open_reps: 2, big: true },
+            Plan {
+                size: KIB,
+                count: 100,
+                reps: 1,
+                open_reps: 1,
+                big: false,
+            },
+            Plan {
+                size: 100 * KIB,
+                count: 20,
+                reps: 1,
+                open_reps: 1,
+                big: false,
+            },
+            Plan {
+                size: MIB,
+                count: 20,
+                reps: 1,
+                open_reps: 1,
+                big: false,
+            },
+            Plan {
+                size: 100 * MIB,
+                count: 1,
+                reps: 1,
+                open_reps: 2,
+                big: true,
+            },
         ]
     } else {
         vec![
-            Plan { size: KIB, count: 500, reps: 3, open_reps: 3, big: false },
-            Plan { size: 100 * KIB, count: 100, reps: 3, open_reps: 3, big: false },
-            Plan { size: MIB, count: 50, reps: 3, open_reps: 3, big: false },
-            Plan { size: 100 * MIB, count: 1, reps: 3, open_reps: 3, big: true },
-            Plan { size: GIB, count: 1, reps: 2, open_reps: 2, big: true },
+            Plan {
+                size: KIB,
+                count: 500,
+                reps: 3,
+                open_reps: 3,
+                big: false,
+            },
+            Plan {
+                size: 100 * KIB,
+                count: 100,
+                reps: 3,
+                open_reps: 3,
+                big: false,
+            },
+            Plan {
+                size: MIB,
+                count: 50,
+                reps: 3,
+                open_reps: 3,
+                big: false,
+            },
+            Plan {
+                size: 100 * MIB,
+                count: 1,
+                reps: 3,
+                open_reps: 3,
+                big: true,
+            },
+            Plan {
+                size: GIB,
+                count: 1,
+                reps: 2,
+                open_reps: 2,
+                big: true,
+            },
         ]
     }
 }
@@ -670,18 +784,29 @@ fn machine() -> Vec<(String, String)> {
     let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let cpu = cpuinfo
         .lines()
-        .find_map(|l| l.strip_prefix("model name").map(|r| r.trim_start_matches([' ', '\t', ':']).to_string()))
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|r| r.trim_start_matches([' ', '\t', ':']).to_string())
+        })
         .unwrap_or_else(|| "?".into());
     let features: Vec<&str> = cpuinfo
         .lines()
         .find_map(|l| l.strip_prefix("flags"))
         .map(|f| {
             let have: Vec<&str> = f.split_whitespace().collect();
-            ["aes", "vaes", "pclmulqdq", "avx2", "avx512f", "sha_ni"].into_iter().filter(|x| have.contains(x)).collect()
+            ["aes", "vaes", "pclmulqdq", "avx2", "avx512f", "sha_ni"]
+                .into_iter()
+                .filter(|x| have.contains(x))
+                .collect()
         })
         .unwrap_or_default();
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
     let mem = fs::read_to_string("/proc/meminfo")
         .unwrap_or_default()
         .lines()
@@ -709,7 +834,12 @@ fn disk_of(dir: &Path) -> String {
         .output()
         .map(|o| {
             let text = String::from_utf8_lossy(&o.stdout).into_owned();
-            text.lines().nth(1).unwrap_or("").split_whitespace().collect::<Vec<_>>().join(" ")
+            text.lines()
+                .nth(1)
+                .unwrap_or("")
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
         })
         .unwrap_or_default()
 }
@@ -737,7 +867,10 @@ fn run(a: RunArgs) -> Result<()> {
     }
     let group_files = if a.quick { 200 } else { 1000 };
 
-    println!("# qsfs core benchmark ({})", if a.quick { "quick" } else { "full" });
+    println!(
+        "# qsfs core benchmark ({})",
+        if a.quick { "quick" } else { "full" }
+    );
     for (k, v) in machine() {
         println!("- {k}: {v}");
     }
@@ -758,16 +891,30 @@ fn run(a: RunArgs) -> Result<()> {
         let t = Instant::now();
         make_source(&p, size, size)?;
         if size >= GIB {
-            eprintln!("created the {} source in {:.1} s", size_label(size), secs(t.elapsed()));
+            eprintln!(
+                "created the {} source in {:.1} s",
+                size_label(size),
+                secs(t.elapsed())
+            );
         }
         sources.push((size, p));
     }
-    let src_of = |size: u64| sources.iter().find(|(s, _)| *s == size).map(|(_, p)| p.clone());
+    let src_of = |size: u64| {
+        sources
+            .iter()
+            .find(|(s, _)| *s == size)
+            .map(|(_, p)| p.clone())
+    };
 
     let mut results: Vec<CaseResult> = Vec::new();
     for p in &plan {
         for &(k, n) in &ecs {
-            eprintln!("== {} x {} with EC ({k},{n}), best of {}", size_label(p.size), p.count, p.reps);
+            eprintln!(
+                "== {} x {} with EC ({k},{n}), best of {}",
+                size_label(p.size),
+                p.count,
+                p.reps
+            );
             let src = src_of(p.size).context("no source")?;
             let mut args: Vec<String> = vec![
                 "case".into(),
@@ -827,7 +974,8 @@ fn run(a: RunArgs) -> Result<()> {
     println!();
     println!("Total run time: {:.0} s", secs(wall.elapsed()));
     if let Some(j) = &a.json {
-        let body = serde_json::json!({ "machine": machine(), "cases": results, "group_commit": groups });
+        let body =
+            serde_json::json!({ "machine": machine(), "cases": results, "group_commit": groups });
         fs::write(j, serde_json::to_string_pretty(&body)?)?;
     }
     Ok(())
@@ -880,9 +1028,13 @@ fn print_tables(results: &[CaseResult], groups: &[GroupResult]) {
                 r.lat_p99_ms,
                 r.seal_s,
                 worst(&r.seal_all_s),
-                opt(r.floor_s.map(|f| format!("{f:.3} ({:.3})", worst(&r.floor_all_s)))),
+                opt(r
+                    .floor_s
+                    .map(|f| format!("{f:.3} ({:.3})", worst(&r.floor_all_s)))),
                 opt(r.floor_s.map(|f| format!("{:.2}", r.seal_s / f))),
-                opt(r.seal_flushes.map(|f| format!("{:.1}", f as f64 / r.count as f64))),
+                opt(r
+                    .seal_flushes
+                    .map(|f| format!("{:.1}", f as f64 / r.count as f64))),
                 fmt_rate(total, r.open_warm_s),
                 r.open_warm_s * 1e3 / r.count as f64,
                 opt(r.open_cold_s.map(|c| fmt_rate(total, c))),
@@ -901,7 +1053,13 @@ fn print_tables(results: &[CaseResult], groups: &[GroupResult]) {
         let per100 = |r: &CaseResult, s: f64| s / (r.size as f64 / 1e8);
         for r in results.iter().filter(|r| r.size == 100 * MIB) {
             let s = per100(r, r.seal_s);
-            println!("| seal 100 MB < 0.25 s | EC ({},{}) | {:.3} s per 100 MB | {} |", r.k, r.n, s, yes(s < 0.25));
+            println!(
+                "| seal 100 MB < 0.25 s | EC ({},{}) | {:.3} s per 100 MB | {} |",
+                r.k,
+                r.n,
+                s,
+                yes(s < 0.25)
+            );
         }
         for r in results.iter().filter(|r| r.size == 100 * MIB) {
             let w = per100(r, r.open_warm_s);
@@ -932,15 +1090,27 @@ fn print_tables(results: &[CaseResult], groups: &[GroupResult]) {
         let rss: Vec<String> = sizes
             .iter()
             .map(|s| {
-                let m = results.iter().filter(|r| r.size == *s).map(|r| r.rss_mib).fold(0.0, f64::max);
+                let m = results
+                    .iter()
+                    .filter(|r| r.size == *s)
+                    .map(|r| r.rss_mib)
+                    .fold(0.0, f64::max);
                 format!("{} {:.0}", size_label(*s), m)
             })
             .collect();
-        let big = results.iter().filter(|r| r.size >= GIB).map(|r| r.rss_mib).fold(f64::NAN, f64::max);
+        let big = results
+            .iter()
+            .filter(|r| r.size >= GIB)
+            .map(|r| r.rss_mib)
+            .fold(f64::NAN, f64::max);
         println!(
             "| peak RSS flat in file size, < 200 MiB at 1 GiB | max per size (MiB): {} | {} | {} |",
             rss.join(", "),
-            if big.is_nan() { "-".into() } else { format!("{big:.0} MiB at 1 GiB") },
+            if big.is_nan() {
+                "-".into()
+            } else {
+                format!("{big:.0} MiB at 1 GiB")
+            },
             if big.is_nan() { "-" } else { yes(big < 200.0) }
         );
         for r in results.iter().filter(|r| r.size == 100 * MIB) {
@@ -951,7 +1121,8 @@ fn print_tables(results: &[CaseResult], groups: &[GroupResult]) {
                 per100(r, r.seal_s),
                 per100(r, r.open_warm_s),
                 opt(r.open_degraded_s.map(|d| format!("{:.3} s", per100(r, d)))),
-                yes(per100(r, r.seal_s) < 3.0 && per100(r, r.open_degraded_s.unwrap_or(r.open_warm_s)) < 2.0)
+                yes(per100(r, r.seal_s) < 3.0
+                    && per100(r, r.open_degraded_s.unwrap_or(r.open_warm_s)) < 2.0)
             );
         }
     }
@@ -964,21 +1135,33 @@ fn print_tables(results: &[CaseResult], groups: &[GroupResult]) {
              against one durable `put` per file. Best of the repetitions."
         );
         println!();
-        println!("| files | how | reps | seconds | files/s | commit groups | ms per group | disk flushes (device-wide) | flushes/file | peak RSS MiB |");
+        println!(
+            "| files | how | reps | seconds | files/s | commit groups | ms per group | disk flushes (device-wide) | flushes/file | peak RSS MiB |"
+        );
         println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
         for g in groups {
-            let barriers = if g.mode == "many" { g.files.div_ceil(GROUP) } else { g.files };
+            let barriers = if g.mode == "many" {
+                g.files.div_ceil(GROUP)
+            } else {
+                g.files
+            };
             println!(
                 "| {} | {} | {} | {:.2} | {:.0} | {} | {:.1} | {} | {} | {:.0} |",
                 g.files,
-                if g.mode == "many" { "one put_many" } else { "one put each" },
+                if g.mode == "many" {
+                    "one put_many"
+                } else {
+                    "one put each"
+                },
                 g.all_s.len(),
                 g.secs,
                 g.files as f64 / g.secs,
                 barriers,
                 g.secs * 1e3 / barriers as f64,
                 opt(g.flushes.map(|f| f.to_string())),
-                opt(g.flushes.map(|f| format!("{:.1}", f as f64 / g.files as f64))),
+                opt(g
+                    .flushes
+                    .map(|f| format!("{:.1}", f as f64 / g.files as f64))),
                 g.rss_mib
             );
         }

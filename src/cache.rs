@@ -26,7 +26,14 @@ pub struct ByteLru<K, V> {
 impl<K: Eq + Hash + Clone, V> ByteLru<K, V> {
     /// A cache of at most `budget` bytes.
     pub fn new(budget: usize) -> Self {
-        ByteLru { inner: Mutex::new(Inner { map: HashMap::new(), bytes: 0, clock: 0 }), budget }
+        ByteLru {
+            inner: Mutex::new(Inner {
+                map: HashMap::new(),
+                bytes: 0,
+                clock: 0,
+            }),
+            budget,
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner<K, V>> {
@@ -53,12 +60,26 @@ impl<K: Eq + Hash + Clone, V> ByteLru<K, V> {
         let mut g = self.lock();
         g.clock += 1;
         let now = g.clock;
-        if let Some(old) = g.map.insert(key, Entry { value, cost, used: now }) {
+        if let Some(old) = g.map.insert(
+            key,
+            Entry {
+                value,
+                cost,
+                used: now,
+            },
+        ) {
             g.bytes -= old.cost;
         }
         g.bytes += cost;
         while g.bytes > self.budget {
-            let Some(oldest) = g.map.iter().min_by_key(|(_, e)| e.used).map(|(k, _)| k.clone()) else { break };
+            let Some(oldest) = g
+                .map
+                .iter()
+                .min_by_key(|(_, e)| e.used)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
             if let Some(e) = g.map.remove(&oldest) {
                 g.bytes -= e.cost;
             }

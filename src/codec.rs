@@ -59,7 +59,9 @@ pub struct Writer {
 impl Writer {
     /// A writer with room for `cap` bytes.
     pub fn with_capacity(cap: usize) -> Self {
-        Self { buf: Vec::with_capacity(cap) }
+        Self {
+            buf: Vec::with_capacity(cap),
+        }
     }
     /// Appends one byte.
     pub fn u8(&mut self, v: u8) -> &mut Self {
@@ -129,7 +131,11 @@ impl<'a> Reader<'a> {
     pub fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         let rest = self.buf.len() - self.pos;
         if rest < n {
-            return Err(DecodeError::Truncated { what: self.what, offset: self.pos, needed: n - rest });
+            return Err(DecodeError::Truncated {
+                what: self.what,
+                offset: self.pos,
+                needed: n - rest,
+            });
         }
         let out = &self.buf[self.pos..self.pos + n];
         self.pos += n;
@@ -174,12 +180,19 @@ impl<'a> Reader<'a> {
     pub fn finish(self) -> Result<(), DecodeError> {
         match self.remaining() {
             0 => Ok(()),
-            extra => Err(DecodeError::Trailing { what: self.what, extra }),
+            extra => Err(DecodeError::Trailing {
+                what: self.what,
+                extra,
+            }),
         }
     }
     /// An `Invalid` error for this record.
     pub fn invalid(&self, field: &'static str, detail: impl Into<String>) -> DecodeError {
-        DecodeError::Invalid { what: self.what, field, detail: detail.into() }
+        DecodeError::Invalid {
+            what: self.what,
+            field,
+            detail: detail.into(),
+        }
     }
 }
 
@@ -190,7 +203,12 @@ mod tests {
     #[test]
     fn round_trip_and_truncation() {
         let mut w = Writer::default();
-        w.u8(7).u16(0x1234).u32(0xdead_beef).u64(u64::MAX).i64(-5).blob(b"name");
+        w.u8(7)
+            .u16(0x1234)
+            .u32(0xdead_beef)
+            .u64(u64::MAX)
+            .i64(-5)
+            .blob(b"name");
         let buf = w.finish();
         let mut r = Reader::new("test", &buf);
         assert_eq!(r.u8().unwrap(), 7);
@@ -202,6 +220,9 @@ mod tests {
         r.finish().unwrap();
         let mut short = Reader::new("test", &buf[..3]);
         short.u8().unwrap();
-        assert!(matches!(short.u32(), Err(DecodeError::Truncated { needed: 2, .. })));
+        assert!(matches!(
+            short.u32(),
+            Err(DecodeError::Truncated { needed: 2, .. })
+        ));
     }
 }

@@ -41,7 +41,11 @@ pub fn start_writeback(file: &File) -> io::Result<()> {
 pub fn syncfs(fd: &File) -> io::Result<()> {
     // SAFETY: plain syscall on a valid, open descriptor.
     let rc = unsafe { libc::syncfs(fd.as_raw_fd()) };
-    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// Starts writeback of `len` bytes at `offset` of a file without waiting.
@@ -49,7 +53,12 @@ pub fn syncfs(fd: &File) -> io::Result<()> {
 pub fn start_writeback_range(file: &File, offset: u64, len: u64) {
     // SAFETY: plain syscall on a valid, open descriptor; no memory is passed.
     let _ = unsafe {
-        libc::sync_file_range(file.as_raw_fd(), offset as i64, len as i64, libc::SYNC_FILE_RANGE_WRITE)
+        libc::sync_file_range(
+            file.as_raw_fd(),
+            offset as i64,
+            len as i64,
+            libc::SYNC_FILE_RANGE_WRITE,
+        )
     };
 }
 
@@ -74,7 +83,10 @@ pub fn setsid() {
 /// Points stdin, stdout and stderr at /dev/null (a daemon, once its
 /// parent knows it started, keeps nothing of the terminal open).
 pub fn detach_stdio() -> io::Result<()> {
-    let null = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null")?;
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
     for fd in 0..3 {
         // SAFETY: dup2 onto the standard descriptors with a valid source fd.
         if unsafe { libc::dup2(null.as_raw_fd(), fd) } < 0 {
@@ -89,7 +101,11 @@ pub fn umount(path: &Path) -> io::Result<()> {
     let c = CString::new(path.as_os_str().as_bytes())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
     // SAFETY: NUL-terminated path, no other memory passed.
-    if unsafe { libc::umount2(c.as_ptr(), 0) } == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+    if unsafe { libc::umount2(c.as_ptr(), 0) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// One line of /proc/self/mountinfo that matters here.
@@ -111,7 +127,9 @@ fn unescape(s: &str) -> String {
     while i < b.len() {
         if b[i] == b'\\'
             && i + 4 <= b.len()
-            && let Some(v) = std::str::from_utf8(&b[i + 1..i + 4]).ok().and_then(|d| u8::from_str_radix(d, 8).ok())
+            && let Some(v) = std::str::from_utf8(&b[i + 1..i + 4])
+                .ok()
+                .and_then(|d| u8::from_str_radix(d, 8).ok())
         {
             out.push(v);
             i += 4;
@@ -153,7 +171,9 @@ pub fn process_alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => {
             // Format: "pid (comm) state ..."; comm may hold spaces and ')'.
-            let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next());
+            let state = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.trim_start().chars().next());
             !matches!(state, Some('Z') | Some('X') | None)
         }
         Err(_) => false,
@@ -194,7 +214,11 @@ pub fn fs_space(path: &Path) -> io::Result<FsSpace> {
         return Err(io::Error::last_os_error());
     }
     let frsize = st.f_frsize as u64;
-    Ok(FsSpace { total: st.f_blocks as u64 * frsize, available: st.f_bavail as u64 * frsize, fsid: st.f_fsid as u64 })
+    Ok(FsSpace {
+        total: st.f_blocks as u64 * frsize,
+        available: st.f_bavail as u64 * frsize,
+        fsid: st.f_fsid as u64,
+    })
 }
 
 /// Device id of the filesystem holding `path` (to tell whether two folders

@@ -42,7 +42,9 @@ fn missing_vault_path() {
     let v = vault.display().to_string();
     for cmd in every_command(&v, tmp.path()) {
         let snap = snapshot(tmp.path());
-        qsfs(&cmd).failure().stderr_has(&[&format!("no vault at {v}: create one with `qsfs init {v}`")]);
+        qsfs(&cmd)
+            .failure()
+            .stderr_has(&[&format!("no vault at {v}: create one with `qsfs init {v}`")]);
         assert!(!vault.exists(), "{cmd:?} created the vault folder");
         assert_same_tree(&snap, &snapshot(tmp.path()), &format!("{cmd:?}"));
     }
@@ -62,7 +64,9 @@ fn folder_that_is_not_a_vault() {
         std::fs::create_dir(&scratch).unwrap();
         for cmd in every_command(&d, &scratch) {
             let before = snapshot(tmp.path());
-            qsfs(&cmd).failure().stderr_has(&[&format!("{d} is not a qsfs vault (it has no qsfs.toml)")]);
+            qsfs(&cmd)
+                .failure()
+                .stderr_has(&[&format!("{d} is not a qsfs vault (it has no qsfs.toml)")]);
             // Not even a lock file is left behind.
             assert_same_tree(&before, &snapshot(tmp.path()), &format!("{cmd:?}"));
         }
@@ -86,10 +90,21 @@ fn broken_config(what: &str, edit: impl Fn(&str) -> String, fragments: &[&str]) 
         let before = vault_snapshot(&v.root);
         let r = qsfs(&cmd);
         r.failure();
-        let err = r.stderr.lines().find(|l| l.starts_with("qsfs: error:")).unwrap();
-        assert!(err.starts_with(&format!("qsfs: error: {file}: ")), "{what}: {cmd:?}: error does not name {file}: {err}");
+        let err = r
+            .stderr
+            .lines()
+            .find(|l| l.starts_with("qsfs: error:"))
+            .unwrap();
+        assert!(
+            err.starts_with(&format!("qsfs: error: {file}: ")),
+            "{what}: {cmd:?}: error does not name {file}: {err}"
+        );
         r.stderr_has(fragments);
-        assert_same_tree(&before, &vault_snapshot(&v.root), &format!("{what}: {cmd:?}"));
+        assert_same_tree(
+            &before,
+            &vault_snapshot(&v.root),
+            &format!("{what}: {cmd:?}"),
+        );
     }
     // Fixing the file brings the vault back.
     std::fs::write(&toml, &text).unwrap();
@@ -98,12 +113,20 @@ fn broken_config(what: &str, edit: impl Fn(&str) -> String, fragments: &[&str]) 
 
 #[test]
 fn config_syntax_error() {
-    broken_config("syntax error", |t| t.replacen("k = 3", "k = = 3", 1), &["TOML parse error", "k = = 3"]);
+    broken_config(
+        "syntax error",
+        |t| t.replacen("k = 3", "k = = 3", 1),
+        &["TOML parse error", "k = = 3"],
+    );
 }
 
 #[test]
 fn config_unknown_key() {
-    broken_config("unknown key", |t| t.replacen("k = 3\n", "k = 3\nreplicas = 2\n", 1), &["unknown field `replicas`"]);
+    broken_config(
+        "unknown key",
+        |t| t.replacen("k = 3\n", "k = 3\nreplicas = 2\n", 1),
+        &["unknown field `replicas`"],
+    );
 }
 
 #[test]
@@ -117,7 +140,11 @@ fn config_unknown_key_in_a_node() {
 
 #[test]
 fn config_k_not_below_n() {
-    broken_config("k >= n", |t| t.replacen("k = 3\n", "k = 5\n", 1), &["k = 5, n = 5", "need 1 <= k < n"]);
+    broken_config(
+        "k >= n",
+        |t| t.replacen("k = 3\n", "k = 5\n", 1),
+        &["k = 5, n = 5", "need 1 <= k < n"],
+    );
 }
 
 #[test]
@@ -170,21 +197,42 @@ fn unknown_and_wrong_vault_paths() {
     let sub_l = sub.to_str().unwrap();
     v.run("ls", &[]).success(); // settle the stores before the snapshots
     let cases: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["get", "/nope", o], "/nope: no such file or directory in the vault"),
-        (vec!["get", "/docs/nope.txt", o], "/docs/nope.txt: no such file or directory in the vault"),
+        (
+            vec!["get", "/nope", o],
+            "/nope: no such file or directory in the vault",
+        ),
+        (
+            vec!["get", "/docs/nope.txt", o],
+            "/docs/nope.txt: no such file or directory in the vault",
+        ),
         (vec!["get", "/docs", o], "/docs: is a directory"),
         (vec!["get", "/docs/a.txt/x", o], "not a directory"),
-        (vec!["ls", "/nope"], "/nope: no such file or directory in the vault"),
-        (vec!["rm", "/nope"], "/nope: no such file or directory in the vault"),
+        (
+            vec!["ls", "/nope"],
+            "/nope: no such file or directory in the vault",
+        ),
+        (
+            vec!["rm", "/nope"],
+            "/nope: no such file or directory in the vault",
+        ),
         (vec!["rm", "/docs"], "/docs: directory not empty"),
         (vec!["rm", "/"], "the root cannot be removed"),
-        (vec!["put", l, "/missing/parent/f"], "/missing: no such file or directory in the vault"),
+        (
+            vec!["put", l, "/missing/parent/f"],
+            "/missing: no such file or directory in the vault",
+        ),
         (vec!["put", l, "/docs/a.txt/x"], "not a directory"),
         (vec!["put", sub_l, "/docs"], "/docs/sub: is a directory"),
         (vec!["put", l, "/../x"], "`..` is not allowed"),
-        (vec!["put", "/no/such/local/file", "/x"], "cannot read /no/such/local/file"),
+        (
+            vec!["put", "/no/such/local/file", "/x"],
+            "cannot read /no/such/local/file",
+        ),
         (vec!["mkdir", "/docs"], "/docs: already exists"),
-        (vec!["mkdir", "/a/b/c"], "/a: no such file or directory in the vault"),
+        (
+            vec!["mkdir", "/a/b/c"],
+            "/a: no such file or directory in the vault",
+        ),
     ];
     for (args, fragment) in cases {
         let before = vault_snapshot(&v.root);
@@ -208,21 +256,53 @@ fn bad_init_options() {
     let full = tmp.path().join("full-node");
     std::fs::create_dir(&full).unwrap();
     std::fs::write(full.join("photo.jpg"), b"not mine").unwrap();
-    let nodes = (0..4).map(|i| tmp.path().join(format!("n{i}")).display().to_string()).collect::<Vec<_>>();
+    let nodes = (0..4)
+        .map(|i| tmp.path().join(format!("n{i}")).display().to_string())
+        .collect::<Vec<_>>();
     let nodes_with_full = format!("{},{}", nodes.join(","), full.display());
     let not_empty = format!("node folder {} is not empty", full.display());
     let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
-        (vec!["--k", "5", "--n", "3"], vec!["qsfs init options", "k = 5, n = 3", "need 1 <= k < n <= 32"]),
-        (vec!["--n", "40"], vec!["qsfs init options", "k = 3, n = 40", "<= 32"]),
+        (
+            vec!["--k", "5", "--n", "3"],
+            vec!["qsfs init options", "k = 5, n = 3", "need 1 <= k < n <= 32"],
+        ),
+        (
+            vec!["--n", "40"],
+            vec!["qsfs init options", "k = 3, n = 40", "<= 32"],
+        ),
         (vec!["--k", "0"], vec!["qsfs init options", "k = 0, n = 5"]),
-        (vec!["--quorum", "7"], vec!["qsfs init options", "write_quorum = 7 must be between k = 3 and n = 5"]),
-        (vec!["--quorum", "2"], vec!["write_quorum = 2 must be between k = 3 and n = 5"]),
-        (vec!["--max-chunk", "10"], vec!["max_chunk = 10 must be between 4096"]),
-        (vec!["--random", "dice"], vec!["--random \"dice\": expected `os`, `device:PATH` or `pool:FILE`"]),
-        (vec!["--random", "pool:/no/such/pool.bin"], vec!["random pool file /no/such/pool.bin does not exist"]),
-        (vec!["--random", "device:/dev/no-such-rng"], vec!["random device /dev/no-such-rng does not exist"]),
+        (
+            vec!["--quorum", "7"],
+            vec![
+                "qsfs init options",
+                "write_quorum = 7 must be between k = 3 and n = 5",
+            ],
+        ),
+        (
+            vec!["--quorum", "2"],
+            vec!["write_quorum = 2 must be between k = 3 and n = 5"],
+        ),
+        (
+            vec!["--max-chunk", "10"],
+            vec!["max_chunk = 10 must be between 4096"],
+        ),
+        (
+            vec!["--random", "dice"],
+            vec!["--random \"dice\": expected `os`, `device:PATH` or `pool:FILE`"],
+        ),
+        (
+            vec!["--random", "pool:/no/such/pool.bin"],
+            vec!["random pool file /no/such/pool.bin does not exist"],
+        ),
+        (
+            vec!["--random", "device:/dev/no-such-rng"],
+            vec!["random device /dev/no-such-rng does not exist"],
+        ),
         (vec!["--nodes", &nodes_with_full], vec![&not_empty]),
-        (vec!["--n", "5", "--nodes", "/tmp/a,/tmp/b"], vec!["2 [[node]] entries, but n = 5 needs at least 5"]),
+        (
+            vec!["--n", "5", "--nodes", "/tmp/a,/tmp/b"],
+            vec!["2 [[node]] entries, but n = 5 needs at least 5"],
+        ),
     ];
     for (args, fragments) in cases {
         let before = snapshot(tmp.path());
@@ -241,7 +321,10 @@ fn bad_init_options() {
         let before = snapshot(&dir);
         qsfs(&["init", dir.to_str().unwrap()])
             .failure()
-            .stderr_has(&[&format!("{} already exists and is not empty", dir.display())]);
+            .stderr_has(&[&format!(
+                "{} already exists and is not empty",
+                dir.display()
+            )]);
         assert_same_tree(&before, &snapshot(&dir), "init into a non-empty folder");
     }
     // An existing empty folder is fine.
@@ -253,7 +336,10 @@ fn bad_init_options() {
 #[test]
 fn exhausted_random_pool() {
     let mut rng = Rng::from_env("exhausted_random_pool");
-    let tmp = tempfile::Builder::new().prefix("qsfs-test-").tempdir().unwrap();
+    let tmp = tempfile::Builder::new()
+        .prefix("qsfs-test-")
+        .tempdir()
+        .unwrap();
     let qrng = tmp.path().join("qrng");
     std::fs::create_dir(&qrng).unwrap();
     let pool = qrng.join("pool.bin");
@@ -280,22 +366,40 @@ fn exhausted_random_pool() {
             stored.push((path, data));
             continue;
         }
-        r.failure().stderr_has(&[&format!("cannot store {path}"), &p, "the vault was not changed"]);
-        r.stderr_has(&[&format!("random pool {p} is exhausted"), "nothing was consumed"]);
+        r.failure().stderr_has(&[
+            &format!("cannot store {path}"),
+            &p,
+            "the vault was not changed",
+        ]);
+        r.stderr_has(&[
+            &format!("random pool {p} is exhausted"),
+            "nothing was consumed",
+        ]);
         assert_same_tree(&vault_before, &vault_snapshot(&v.root), "failed put: vault");
-        assert_same_tree(&pool_before, &snapshot(&qrng), "failed put: pool and its position file");
+        assert_same_tree(
+            &pool_before,
+            &snapshot(&qrng),
+            "failed put: pool and its position file",
+        );
         for (b, (_, d)) in nodes_before.iter().zip(v.nodes()) {
             assert_same_tree(b, &snapshot(&d), "failed put: node folder");
         }
         failed = Some(i);
         break;
     }
-    assert_eq!(failed, Some(2), "two puts fit in two pool blocks; the third must fail");
+    assert_eq!(
+        failed,
+        Some(2),
+        "two puts fit in two pool blocks; the third must fail"
+    );
     let st = v.status();
     assert_eq!(st["random"]["remaining"], 0, "{st:#}");
     for (path, data) in &stored {
         v.assert_reads(path, data).quiet();
     }
     // The pool is consumed: its bytes are zeroed, never served again.
-    assert!(std::fs::read(&pool).unwrap().iter().all(|b| *b == 0), "consumed pool bytes were not zeroed");
+    assert!(
+        std::fs::read(&pool).unwrap().iter().all(|b| *b == 0),
+        "consumed pool bytes were not zeroed"
+    );
 }

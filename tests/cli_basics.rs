@@ -76,13 +76,18 @@ fn many_files_in_one_put_then_rm_r() {
         v.assert_reads(&format!("/dst/{}", rel.display()), data);
     }
     // Every folder lists exactly its local entries.
-    let mut dirs: Vec<PathBuf> = files.keys().filter_map(|p| p.parent().map(Path::to_path_buf)).collect();
+    let mut dirs: Vec<PathBuf> = files
+        .keys()
+        .filter_map(|p| p.parent().map(Path::to_path_buf))
+        .collect();
     dirs.push(PathBuf::from("empty dir"));
     dirs.sort();
     dirs.dedup();
     for d in &dirs {
-        let mut local: Vec<String> =
-            std::fs::read_dir(src.join(d)).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        let mut local: Vec<String> = std::fs::read_dir(src.join(d))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
         local.sort();
         let vpath = format!("/dst/{}", d.display());
         let r = v.run("ls", &[vpath.trim_end_matches('/')]);
@@ -96,9 +101,17 @@ fn many_files_in_one_put_then_rm_r() {
     let st = v.status();
     assert_eq!(st["files"], files.len(), "{st:#}");
     assert_eq!(st["objects"], objects, "{st:#}");
-    assert_eq!(st["logical_bytes"], files.values().map(|d| d.len()).sum::<usize>(), "{st:#}");
+    assert_eq!(
+        st["logical_bytes"],
+        files.values().map(|d| d.len()).sum::<usize>(),
+        "{st:#}"
+    );
     assert_eq!(st["degraded_objects"], 0);
-    assert_eq!(v.shards().len(), objects * 5, "one shard per object per node");
+    assert_eq!(
+        v.shards().len(),
+        objects * 5,
+        "one shard per object per node"
+    );
     for n in st["nodes"].as_array().unwrap() {
         assert_eq!(n["shards_found"], objects, "{n:#}");
         assert_eq!(n["shards_expected"], objects, "{n:#}");
@@ -111,10 +124,18 @@ fn many_files_in_one_put_then_rm_r() {
     // rm -r: no shard on any node, no key, no manifest, no backup record.
     v.run("rm", &["-r", "/dst"]).success().quiet();
     assert_eq!(v.run("ls", &["/"]).out(), "");
-    assert!(v.shards().is_empty(), "shards left after rm -r: {}", v.shards().len());
+    assert!(
+        v.shards().is_empty(),
+        "shards left after rm -r: {}",
+        v.shards().len()
+    );
     assert!(v.temp_shards().is_empty());
     let st = v.status();
-    assert_eq!((st["files"].as_u64(), st["objects"].as_u64()), (Some(0), Some(0)), "{st:#}");
+    assert_eq!(
+        (st["files"].as_u64(), st["objects"].as_u64()),
+        (Some(0), Some(0)),
+        "{st:#}"
+    );
     assert_eq!(st["directories"], 1, "only the root is left: {st:#}");
     assert_eq!(st["pending_deletions"], 0);
     let (r, report) = v.keys_verify();
@@ -124,7 +145,11 @@ fn many_files_in_one_put_then_rm_r() {
     assert_eq!(records(&v.root.join("keys"), b'1'), 0, "R1 records left");
     assert_eq!(records(&v.root.join("keys"), b'2'), 0, "R2 records left");
     assert_eq!(records(&v.root.join("meta/ec"), b'm'), 0, "manifests left");
-    assert_eq!(records(&v.root.join("meta/ec"), b'b'), 0, "backup records left");
+    assert_eq!(
+        records(&v.root.join("meta/ec"), b'b'),
+        0,
+        "backup records left"
+    );
 }
 
 #[test]
@@ -141,7 +166,11 @@ fn replacing_a_file_destroys_the_old_object() {
     v.assert_reads("/p", &b).quiet();
     let new = v.object_of("/p");
     assert_ne!(new, old, "a replaced file gets a new object");
-    assert!(v.shards_of(&old).is_empty(), "old shards left: {:?}", v.shards_of(&old));
+    assert!(
+        v.shards_of(&old).is_empty(),
+        "old shards left: {:?}",
+        v.shards_of(&old)
+    );
     assert_eq!(v.shards_of(&new).len(), 5);
     assert_eq!(v.shards().len(), 5, "only the new object's shards remain");
     let (r, report) = v.keys_verify();
@@ -149,14 +178,25 @@ fn replacing_a_file_destroys_the_old_object() {
     assert_eq!(report["checked"], 1);
     assert_eq!(report["stray_shares"], json!([]));
     let ls = v.run("ls", &["/p", "-l"]).out();
-    assert!(ls.contains(&format!(" {} ", b.len())), "ls -l shows the new size: {ls}");
+    assert!(
+        ls.contains(&format!(" {} ", b.len())),
+        "ls -l shows the new size: {ls}"
+    );
 
     // From stdin.
     let c = rng.bytes(70_000);
-    qsfs_stdin(&["put", &v.arg(), "-", "/p"], &c).success().quiet();
+    qsfs_stdin(&["put", &v.arg(), "-", "/p"], &c)
+        .success()
+        .quiet();
     v.assert_reads("/p", &c);
     assert!(v.shards_of(&new).is_empty());
-    assert!(std::fs::read_dir(v.root.join("staging")).unwrap().next().is_none(), "the stdin spool was left in staging");
+    assert!(
+        std::fs::read_dir(v.root.join("staging"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "the stdin spool was left in staging"
+    );
 
     // With an empty file: no object at all.
     v.put_bytes(b"", "/p").success();
@@ -172,7 +212,13 @@ fn plaintext_and_names_never_reach_a_node() {
     let v = TestVault::new(&["--max-chunk", "4096"]);
     let marker: &[u8; 16] = b"QSFS-PLAINTEXT!!";
     let folder = "Project-Kx7Q-secret";
-    let names = ["payroll-Zq9w.xlsx", "tiny-Mv3r.txt", "many-Pp8t.bin", "mixed-Jd2k.dat", "stdin-Wn5c.tar"];
+    let names = [
+        "payroll-Zq9w.xlsx",
+        "tiny-Mv3r.txt",
+        "many-Pp8t.bin",
+        "mixed-Jd2k.dat",
+        "stdin-Wn5c.tar",
+    ];
     // Marker alone (smaller than a chunk), a file of many markers, markers
     // scattered in random data, a marker run through stdin.
     let mut mixed = rng.bytes(300_000);
@@ -209,21 +255,41 @@ fn plaintext_and_names_never_reach_a_node() {
             scanned += data.len() as u64;
             let path = f.to_string_lossy().into_owned();
             for n in &needles {
-                assert!(!contains(&data, n), "{node}: {} holds {:?}", f.display(), String::from_utf8_lossy(n));
-                assert!(!path.contains(std::str::from_utf8(n).unwrap()), "{node}: a file name holds a vault name: {path}");
+                assert!(
+                    !contains(&data, n),
+                    "{node}: {} holds {:?}",
+                    f.display(),
+                    String::from_utf8_lossy(n)
+                );
+                assert!(
+                    !path.contains(std::str::from_utf8(n).unwrap()),
+                    "{node}: a file name holds a vault name: {path}"
+                );
             }
         }
     }
     let total: usize = contents.iter().map(|c| c.len()).sum();
-    assert!(scanned as usize > total, "the nodes hold less than the plaintext ({scanned} < {total})");
+    assert!(
+        scanned as usize > total,
+        "the nodes hold less than the plaintext ({scanned} < {total})"
+    );
     // Plaintext nowhere in the vault folder either; names only in the
     // namespace (and in `.lock`, which shows the holder's command line).
     for f in files_under(&v.root) {
         let data = std::fs::read(&f).unwrap();
-        assert!(!contains(&data, marker), "plaintext found in {}", f.display());
+        assert!(
+            !contains(&data, marker),
+            "plaintext found in {}",
+            f.display()
+        );
         if !f.starts_with(v.root.join("meta/ns")) && f != v.root.join(".lock") {
             for n in &needles[1..] {
-                assert!(!contains(&data, n), "{} holds the name {:?}", f.display(), String::from_utf8_lossy(n));
+                assert!(
+                    !contains(&data, n),
+                    "{} holds the name {:?}",
+                    f.display(),
+                    String::from_utf8_lossy(n)
+                );
             }
         }
     }
@@ -243,7 +309,11 @@ fn ls_mkdir_rm_and_stdout() {
     // Several sources into a folder.
     let other = v.scratch_path("notes.txt");
     std::fs::write(&other, b"notes").unwrap();
-    v.run("put", &[local.to_str().unwrap(), other.to_str().unwrap(), "/a/b"]).success();
+    v.run(
+        "put",
+        &[local.to_str().unwrap(), other.to_str().unwrap(), "/a/b"],
+    )
+    .success();
     let ln = local.file_name().unwrap().to_str().unwrap();
     let on = other.file_name().unwrap().to_str().unwrap();
 
@@ -253,9 +323,19 @@ fn ls_mkdir_rm_and_stdout() {
     let line = out.lines().find(|l| l.ends_with(ln)).unwrap();
     assert!(line.starts_with("-rw-r-----"), "mode kept: {line}");
     assert!(line.contains(" 100000 "), "size shown: {line}");
-    assert!(out.lines().any(|l| l.starts_with("drwxr-xr-x") && l.ends_with(" c")), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("drwxr-xr-x") && l.ends_with(" c")),
+        "{out}"
+    );
     let r = v.run("ls", &["/", "-l"]);
-    assert!(r.out().lines().any(|l| l.starts_with("drwx------") && l.ends_with(" private")), "{}", r.out());
+    assert!(
+        r.out()
+            .lines()
+            .any(|l| l.starts_with("drwx------") && l.ends_with(" private")),
+        "{}",
+        r.out()
+    );
 
     // get to stdout and into a local folder (keeps the name).
     let r = v.run("get", &[&format!("/a/b/{ln}"), "-"]);
@@ -263,21 +343,44 @@ fn ls_mkdir_rm_and_stdout() {
     assert!(r.stdout == data);
     let into = v.tmp.path().join("into");
     std::fs::create_dir(&into).unwrap();
-    v.run("get", &[&format!("/a/b/{on}"), into.to_str().unwrap()]).success();
+    v.run("get", &[&format!("/a/b/{on}"), into.to_str().unwrap()])
+        .success();
     assert_eq!(std::fs::read(into.join(on)).unwrap(), b"notes");
 
     // status counts.
     let st = v.status();
-    assert_eq!((st["files"].as_u64(), st["directories"].as_u64(), st["objects"].as_u64()), (Some(2), Some(5), Some(2)));
-    assert_eq!((st["k"].as_u64(), st["n"].as_u64(), st["write_quorum"].as_u64()), (Some(2), Some(4), Some(3)));
+    assert_eq!(
+        (
+            st["files"].as_u64(),
+            st["directories"].as_u64(),
+            st["objects"].as_u64()
+        ),
+        (Some(2), Some(5), Some(2))
+    );
+    assert_eq!(
+        (
+            st["k"].as_u64(),
+            st["n"].as_u64(),
+            st["write_quorum"].as_u64()
+        ),
+        (Some(2), Some(4), Some(3))
+    );
     let text = v.run("status", &[]).out();
-    assert!(text.contains("content   2 files, 5 folders, 2 objects"), "{text}");
-    assert!(text.contains("any 2 of 4 shards rebuild a file; write quorum 3"), "{text}");
+    assert!(
+        text.contains("content   2 files, 5 folders, 2 objects"),
+        "{text}"
+    );
+    assert!(
+        text.contains("any 2 of 4 shards rebuild a file; write quorum 3"),
+        "{text}"
+    );
     assert!(text.contains("repair    nothing owed"), "{text}");
 
     // rm of a file, then of the tree.
     v.run("rm", &[&format!("/a/b/{on}")]).success();
-    v.run("ls", &[&format!("/a/b/{on}")]).failure().stderr_has(&["no such file or directory"]);
+    v.run("ls", &[&format!("/a/b/{on}")])
+        .failure()
+        .stderr_has(&["no such file or directory"]);
     v.run("rm", &["-r", "/a"]).success();
     assert_eq!(v.run("ls", &[]).out(), "private\n");
     assert!(v.shards().is_empty());
@@ -289,7 +392,11 @@ fn warnings_redirected_to_a_file_are_plain_text() {
     v.put_bytes(b"some content", "/f").success();
     let obj = v.object_of("/f");
     // Remove shard 0 so the read has to warn.
-    let shard0 = v.shards_of(&obj).into_iter().find(|s| s.index == 0).unwrap();
+    let shard0 = v
+        .shards_of(&obj)
+        .into_iter()
+        .find(|s| s.index == 0)
+        .unwrap();
     std::fs::remove_file(&shard0.path).unwrap();
     let out = v.scratch.join("out");
     let raw = std::process::Command::new(bin())
@@ -300,6 +407,15 @@ fn warnings_redirected_to_a_file_are_plain_text() {
         .unwrap();
     assert!(raw.status.success());
     let stderr = String::from_utf8(raw.stderr).unwrap();
-    assert!(stderr.contains(&format!("/f: shard 0 of object {obj} on {} is bad (missing)", shard0.node)), "{stderr}");
-    assert!(!stderr.contains('\u{1b}'), "escape codes in redirected warnings: {stderr:?}");
+    assert!(
+        stderr.contains(&format!(
+            "/f: shard 0 of object {obj} on {} is bad (missing)",
+            shard0.node
+        )),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "escape codes in redirected warnings: {stderr:?}"
+    );
 }

@@ -38,7 +38,9 @@ struct PathState {
 
 impl PathState {
     fn allowed(&self) -> Vec<&Content> {
-        std::iter::once(&self.confirmed).chain(self.killed.iter()).collect()
+        std::iter::once(&self.confirmed)
+            .chain(self.killed.iter())
+            .collect()
     }
 
     /// Learns what the path holds now: nothing killed after that can have
@@ -60,7 +62,9 @@ struct Stream {
     killed: usize,
 }
 
-const SIZES: [usize; 9] = [0, 1, 700, 4096, 65_536, 300_000, 1_500_000, 6_000_000, 14_000_000];
+const SIZES: [usize; 9] = [
+    0, 1, 700, 4096, 65_536, 300_000, 1_500_000, 6_000_000, 14_000_000,
+];
 
 impl Stream {
     fn new(rng: Rng, early: bool) -> Stream {
@@ -70,14 +74,26 @@ impl Stream {
         for p in ["/a", "/b", "/big", "/d/e", "/d/f", "/d/g"] {
             paths.insert(p.to_string(), PathState::default());
         }
-        Stream { v, rng, early, paths, ok: 0, killed: 0 }
+        Stream {
+            v,
+            rng,
+            early,
+            paths,
+            ok: 0,
+            killed: 0,
+        }
     }
 
     /// Runs qsfs with `args` and kills it with SIGKILL after `delay` (if
     /// it is still running). Returns Ok(true) on exit 0, Ok(false) when
     /// killed, Err(stderr) on any other outcome.
     fn run_and_kill(&self, args: &[String], delay: Duration) -> Result<bool, String> {
-        let mut child = qsfs_command(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut child = qsfs_command(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
         std::thread::sleep(delay);
         // SIGKILL; harmless if it already exited (it is a zombie until waited for).
         let _ = child.kill();
@@ -85,7 +101,10 @@ impl Stream {
         match out.status.code() {
             Some(0) => Ok(true),
             None => Ok(false),
-            Some(c) => Err(format!("exit {c}: {}", strip_ansi(&String::from_utf8_lossy(&out.stderr)))),
+            Some(c) => Err(format!(
+                "exit {c}: {}",
+                strip_ansi(&String::from_utf8_lossy(&out.stderr))
+            )),
         }
     }
 
@@ -134,7 +153,15 @@ impl Stream {
             let data = self.rng.bytes(size);
             let local = dir.join("src");
             std::fs::write(&local, &data).unwrap();
-            (vec!["put".into(), self.v.arg(), local.display().to_string(), p.clone()], vec![(p, content_of(&data))])
+            (
+                vec![
+                    "put".into(),
+                    self.v.arg(),
+                    local.display().to_string(),
+                    p.clone(),
+                ],
+                vec![(p, content_of(&data))],
+            )
         };
         match self.run_and_kill(&args, delay) {
             Ok(true) => {
@@ -151,8 +178,12 @@ impl Stream {
             }
             Err(e) => {
                 // rm of a path that does not exist is the only allowed failure.
-                let absent = args[0] == "rm" && e.contains("no such file or directory in the vault");
-                assert!(absent, "iteration {i}: qsfs {args:?} failed without being killed: {e}");
+                let absent =
+                    args[0] == "rm" && e.contains("no such file or directory in the vault");
+                assert!(
+                    absent,
+                    "iteration {i}: qsfs {args:?} failed without being killed: {e}"
+                );
                 self.ok += 1;
                 for (p, c) in targets {
                     self.paths.get_mut(&p).unwrap().observed(c);
@@ -171,7 +202,8 @@ impl Stream {
                 r.quiet();
                 content_of(&data.unwrap_or_else(|| panic!("{when}: get {p} wrote no file")))
             } else {
-                r.failure().stderr_has(&[&format!("{p}: no such file or directory in the vault")]);
+                r.failure()
+                    .stderr_has(&[&format!("{p}: no such file or directory in the vault")]);
                 assert!(data.is_none());
                 None
             };
@@ -179,7 +211,12 @@ impl Stream {
                 state.allowed().contains(&&now),
                 "{when}: {p} holds {} but only {} are possible (last confirmed {}, {} killed since)",
                 describe(&now),
-                state.allowed().iter().map(|c| describe(c)).collect::<Vec<_>>().join(" or "),
+                state
+                    .allowed()
+                    .iter()
+                    .map(|c| describe(c))
+                    .collect::<Vec<_>>()
+                    .join(" or "),
                 describe(&state.confirmed),
                 state.killed.len()
             );
@@ -187,7 +224,12 @@ impl Stream {
             if now.is_some_and(|(len, _)| len > 0) {
                 let obj = v.object_of(p);
                 let shards = v.shards_of(&obj);
-                assert_eq!(shards.len(), 5, "{when}: {p} (object {obj}) has only {} shard files", shards.len());
+                assert_eq!(
+                    shards.len(),
+                    5,
+                    "{when}: {p} (object {obj}) has only {} shard files",
+                    shards.len()
+                );
             }
         }
         // Every name in the namespace is readable.
@@ -198,12 +240,19 @@ impl Stream {
             let entries: Value = serde_json::from_slice(&r.stdout).unwrap();
             for e in entries.as_array().unwrap() {
                 let name = e["name"].as_str().unwrap();
-                let path = if dir == "/" { format!("/{name}") } else { format!("{dir}/{name}") };
+                let path = if dir == "/" {
+                    format!("/{name}")
+                } else {
+                    format!("{dir}/{name}")
+                };
                 if e["inode"]["kind"] == "dir" {
                     stack.push(path);
                     continue;
                 }
-                assert!(self.paths.contains_key(&path), "{when}: unexpected name {path} in the vault");
+                assert!(
+                    self.paths.contains_key(&path),
+                    "{when}: unexpected name {path} in the vault"
+                );
                 let (r, _) = v.get_bytes(&path);
                 r.success().quiet();
             }
@@ -213,13 +262,23 @@ impl Stream {
     fn final_checks(&mut self) {
         self.verify("at the end");
         let st = self.v.status();
-        assert_eq!(st["degraded_objects"], 0, "a kill caused repair debt: {st:#}");
+        assert_eq!(
+            st["degraded_objects"], 0,
+            "a kill caused repair debt: {st:#}"
+        );
         assert_eq!(st["pending_deletions"], 0, "{st:#}");
-        let files_with_objects = self.paths.values().filter(|s| s.confirmed.is_some_and(|(l, _)| l > 0)).count() as u64;
+        let files_with_objects = self
+            .paths
+            .values()
+            .filter(|s| s.confirmed.is_some_and(|(l, _)| l > 0))
+            .count() as u64;
         let objects = st["objects"].as_u64().unwrap();
         // The first open after a kill swept what the killed writes left:
         // objects never named, stray records, temporary shard files.
-        assert_eq!(objects, files_with_objects, "orphan objects survived the sweep: {st:#}");
+        assert_eq!(
+            objects, files_with_objects,
+            "orphan objects survived the sweep: {st:#}"
+        );
         let mut leftovers = 0;
         for n in st["nodes"].as_array().unwrap() {
             assert_eq!(n["health"]["state"], "ok", "{n:#}");
@@ -231,7 +290,10 @@ impl Stream {
             );
             leftovers += n["leftovers"].as_u64().unwrap();
         }
-        assert_eq!(leftovers, 0, "temporary shard files survived the sweep: {st:#}");
+        assert_eq!(
+            leftovers, 0,
+            "temporary shard files survived the sweep: {st:#}"
+        );
         let (r, report) = self.v.keys_verify();
         r.success();
         assert_eq!(report["problems"], serde_json::json!([]), "{report:#}");
@@ -247,7 +309,10 @@ impl Stream {
             leftovers
         );
         assert!(self.killed > 0, "the stream should see kills");
-        assert!(self.early || self.ok > 0, "the stream should see completions");
+        assert!(
+            self.early || self.ok > 0,
+            "the stream should see completions"
+        );
     }
 }
 
@@ -284,7 +349,9 @@ fn kill_9_early_in_many_small_puts() {
 #[test]
 fn kill_9_stress() {
     if std::env::var("QSFS_STRESS").as_deref() != Ok("1") {
-        eprintln!("SKIPPED kill_9_stress: set QSFS_STRESS=1 (scripts/test.sh --stress) for the long run");
+        eprintln!(
+            "SKIPPED kill_9_stress: set QSFS_STRESS=1 (scripts/test.sh --stress) for the long run"
+        );
         return;
     }
     run_stream("kill_9_stress", 600, 25, false);

@@ -10,7 +10,9 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use qsfs::entropy::{DeviceSource, EntropyConfig, EntropyError, EntropySource, OsSource, PoolSource, open_source};
+use qsfs::entropy::{
+    DeviceSource, EntropyConfig, EntropyError, EntropySource, OsSource, PoolSource, open_source,
+};
 
 /// The error of a constructor that was expected to fail.
 fn open_err<T>(res: Result<T, EntropyError>) -> EntropyError {
@@ -49,8 +51,15 @@ fn sidecar(pool: &Path) -> PathBuf {
 /// Offsets (in the original pool) of 32-byte draws; panics on a draw that
 /// is not a 32-aligned window of the pool.
 fn offsets_of(original: &[u8], draws: &[Vec<u8>]) -> Vec<usize> {
-    let index: HashMap<&[u8], usize> = original.chunks_exact(32).enumerate().map(|(i, c)| (c, i * 32)).collect();
-    draws.iter().map(|d| *index.get(d.as_slice()).expect("draw is not pool bytes")).collect()
+    let index: HashMap<&[u8], usize> = original
+        .chunks_exact(32)
+        .enumerate()
+        .map(|(i, c)| (c, i * 32))
+        .collect();
+    draws
+        .iter()
+        .map(|d| *index.get(d.as_slice()).expect("draw is not pool bytes"))
+        .collect()
 }
 
 fn assert_disjoint(offsets: &[usize]) {
@@ -77,31 +86,49 @@ mod config {
     fn parses_the_random_table() {
         assert_eq!(
             parse("[random]\nsource = \"pool\"\npath = \"qrng.bin\"\n").expect("pool"),
-            EntropyConfig::Pool { path: "qrng.bin".into() }
+            EntropyConfig::Pool {
+                path: "qrng.bin".into()
+            }
         );
         assert_eq!(
             parse("[random]\nsource = \"device\"\npath = \"/dev/hwrng\"\n").expect("device"),
-            EntropyConfig::Device { path: "/dev/hwrng".into(), timeout_ms: 5000 }
+            EntropyConfig::Device {
+                path: "/dev/hwrng".into(),
+                timeout_ms: 5000
+            }
         );
         assert_eq!(
-            parse("[random]\nsource = \"device\"\npath = \"/dev/qrandom0\"\ntimeout_ms = 250\n").expect("device"),
-            EntropyConfig::Device { path: "/dev/qrandom0".into(), timeout_ms: 250 }
+            parse("[random]\nsource = \"device\"\npath = \"/dev/qrandom0\"\ntimeout_ms = 250\n")
+                .expect("device"),
+            EntropyConfig::Device {
+                path: "/dev/qrandom0".into(),
+                timeout_ms: 250
+            }
         );
-        assert_eq!(parse("[random]\nsource = \"os\"\n").expect("os"), EntropyConfig::Os);
+        assert_eq!(
+            parse("[random]\nsource = \"os\"\n").expect("os"),
+            EntropyConfig::Os
+        );
         assert_eq!(EntropyConfig::default(), EntropyConfig::Os);
     }
 
     #[test]
     fn rejects_typos() {
         assert!(parse("[random]\nsource = \"qrng\"\n").is_err());
-        assert!(parse("[random]\nsource = \"pool\"\n").is_err(), "pool needs a path");
+        assert!(
+            parse("[random]\nsource = \"pool\"\n").is_err(),
+            "pool needs a path"
+        );
         assert!(parse("[random]\nsource = \"pool\"\npath = \"p\"\ntimeout = 5\n").is_err());
         assert!(parse("[random]\nsource = \"os\"\npath = \"p\"\n").is_err());
     }
 
     #[test]
     fn round_trips_through_toml() {
-        let cfg = EntropyConfig::Device { path: "/dev/hwrng".into(), timeout_ms: 99 };
+        let cfg = EntropyConfig::Device {
+            path: "/dev/hwrng".into(),
+            timeout_ms: 99,
+        };
         let text = toml::to_string(&cfg).expect("serialize");
         assert_eq!(toml::from_str::<EntropyConfig>(&text).expect("parse"), cfg);
     }
@@ -110,12 +137,20 @@ mod config {
     fn relative_paths_resolve_against_the_vault() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (_, bytes) = write_pool(dir.path(), 8192);
-        let cfg = EntropyConfig::Pool { path: "qrng.bin".into() };
+        let cfg = EntropyConfig::Pool {
+            path: "qrng.bin".into(),
+        };
         let src = open_source(&cfg, dir.path()).expect("open pool");
         assert_eq!(draw(src.as_ref(), 32), bytes[..32]);
-        assert_eq!(src.describe().path.as_deref(), Some(dir.path().join("qrng.bin").as_path()));
+        assert_eq!(
+            src.describe().path.as_deref(),
+            Some(dir.path().join("qrng.bin").as_path())
+        );
 
-        let dev = EntropyConfig::Device { path: "qrng.bin".into(), timeout_ms: 1000 };
+        let dev = EntropyConfig::Device {
+            path: "qrng.bin".into(),
+            timeout_ms: 1000,
+        };
         let src = open_source(&dev, dir.path()).expect("open device");
         assert_eq!(src.describe().kind, "device");
 
@@ -141,16 +176,25 @@ mod device {
     use super::*;
 
     fn mkfifo(path: &Path) {
-        let status = Command::new("mkfifo").arg(path).status().expect("run mkfifo");
+        let status = Command::new("mkfifo")
+            .arg(path)
+            .status()
+            .expect("run mkfifo");
         assert!(status.success(), "mkfifo failed");
     }
 
     #[test]
     fn missing_path_is_named() {
-        let err = open_err(DeviceSource::open(Path::new("/nonexistent/hwrng-qsfs-test"), 1000));
+        let err = open_err(DeviceSource::open(
+            Path::new("/nonexistent/hwrng-qsfs-test"),
+            1000,
+        ));
         assert!(matches!(err, EntropyError::DeviceMissing { .. }), "{err:?}");
         let msg = err.to_string();
-        assert!(msg.contains("/nonexistent/hwrng-qsfs-test") && msg.contains("does not exist"), "{msg}");
+        assert!(
+            msg.contains("/nonexistent/hwrng-qsfs-test") && msg.contains("does not exist"),
+            "{msg}"
+        );
         assert!(msg.contains("source = \"os\""), "{msg}");
     }
 
@@ -158,7 +202,10 @@ mod device {
     fn directory_is_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
         let err = open_err(DeviceSource::open(dir.path(), 1000));
-        assert!(matches!(err, EntropyError::DeviceIsDirectory { .. }), "{err:?}");
+        assert!(
+            matches!(err, EntropyError::DeviceIsDirectory { .. }),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -173,11 +220,18 @@ mod device {
             got.extend(draw(&src, n));
         }
         assert_eq!(got, bytes);
-        let err = src.fill(&mut [0u8; 1]).expect_err("device should have ended");
+        let err = src
+            .fill(&mut [0u8; 1])
+            .expect_err("device should have ended");
         assert!(matches!(err, EntropyError::DeviceEnded { .. }), "{err:?}");
-        assert!(err.to_string().contains("ended") && err.to_string().contains(&*path.to_string_lossy()));
+        assert!(
+            err.to_string().contains("ended") && err.to_string().contains(&*path.to_string_lossy())
+        );
         // The cause sticks.
-        assert!(matches!(src.fill(&mut [0u8; 1]), Err(EntropyError::DeviceEnded { .. })));
+        assert!(matches!(
+            src.fill(&mut [0u8; 1]),
+            Err(EntropyError::DeviceEnded { .. })
+        ));
         assert!(src.describe().note.expect("note").contains("ended"));
     }
 
@@ -188,7 +242,10 @@ mod device {
         fs::write(&path, b"").expect("write");
         let src = DeviceSource::open(&path, 1000).expect("open");
         let mut buf = [7u8; 32];
-        assert!(matches!(src.fill(&mut buf), Err(EntropyError::DeviceEnded { .. })));
+        assert!(matches!(
+            src.fill(&mut buf),
+            Err(EntropyError::DeviceEnded { .. })
+        ));
         assert_eq!(buf, [0u8; 32], "a failed draw leaves no bytes behind");
     }
 
@@ -200,10 +257,25 @@ mod device {
         let t0 = Instant::now();
         let err = open_err(DeviceSource::open(&path, 300));
         let took = t0.elapsed();
-        assert!(matches!(err, EntropyError::DeviceStalled { timeout_ms: 300, .. }), "{err:?}");
-        assert!(took >= Duration::from_millis(290) && took < Duration::from_secs(3), "took {took:?}");
+        assert!(
+            matches!(
+                err,
+                EntropyError::DeviceStalled {
+                    timeout_ms: 300,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(
+            took >= Duration::from_millis(290) && took < Duration::from_secs(3),
+            "took {took:?}"
+        );
         let msg = err.to_string();
-        assert!(msg.contains(&*path.to_string_lossy()) && msg.contains("300 ms"), "{msg}");
+        assert!(
+            msg.contains(&*path.to_string_lossy()) && msg.contains("300 ms"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -214,7 +286,10 @@ mod device {
         let bytes = random_bytes(100_000);
         let (wpath, wbytes) = (path.clone(), bytes.clone());
         let writer = thread::spawn(move || {
-            let mut f = OpenOptions::new().write(true).open(&wpath).expect("open fifo for writing");
+            let mut f = OpenOptions::new()
+                .write(true)
+                .open(&wpath)
+                .expect("open fifo for writing");
             for piece in wbytes.chunks(777) {
                 f.write_all(piece).expect("write fifo");
             }
@@ -227,7 +302,10 @@ mod device {
         }
         assert_eq!(got, bytes);
         writer.join().expect("writer");
-        assert!(matches!(src.fill(&mut [0u8; 1]), Err(EntropyError::DeviceEnded { .. })));
+        assert!(matches!(
+            src.fill(&mut [0u8; 1]),
+            Err(EntropyError::DeviceEnded { .. })
+        ));
     }
 
     #[test]
@@ -238,7 +316,10 @@ mod device {
         let (go_tx, go_rx) = mpsc::channel::<()>();
         let wpath = path.clone();
         let writer = thread::spawn(move || {
-            let mut f = OpenOptions::new().write(true).open(&wpath).expect("open fifo for writing");
+            let mut f = OpenOptions::new()
+                .write(true)
+                .open(&wpath)
+                .expect("open fifo for writing");
             f.write_all(&[1u8; 16]).expect("write");
             go_rx.recv().expect("go");
             f.write_all(&[2u8; 16]).expect("write");
@@ -247,7 +328,16 @@ mod device {
         assert_eq!(draw(&src, 16), [1u8; 16]);
         let t0 = Instant::now();
         let err = src.fill(&mut [0u8; 16]).expect_err("should stall");
-        assert!(matches!(err, EntropyError::DeviceStalled { timeout_ms: 200, .. }), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                EntropyError::DeviceStalled {
+                    timeout_ms: 200,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
         assert!(t0.elapsed() < Duration::from_secs(3));
         go_tx.send(()).expect("go");
         assert_eq!(draw(&src, 16), [2u8; 16]);
@@ -264,7 +354,10 @@ mod pool {
         let (path, bytes) = write_pool(dir.path(), 50_000);
         let src = PoolSource::open(&path).expect("open");
         let st = src.describe();
-        assert_eq!((st.kind, st.remaining, st.total), ("pool", Some(50_000), Some(50_000)));
+        assert_eq!(
+            (st.kind, st.remaining, st.total),
+            ("pool", Some(50_000), Some(50_000))
+        );
         let mut got = Vec::new();
         for n in [32, 12, 1, 5000, 4096, 3, 8192, 32] {
             got.extend(draw(&src, n));
@@ -280,8 +373,15 @@ mod pool {
         let src = PoolSource::open(&path).expect("open");
         draw(&src, 100);
         let on_disk = fs::read(&path).expect("read pool");
-        assert!(on_disk[..4096].iter().all(|&b| b == 0), "reserved block not zeroed");
-        assert_eq!(on_disk[4096..], bytes[4096..], "unreserved bytes must stay intact");
+        assert!(
+            on_disk[..4096].iter().all(|&b| b == 0),
+            "reserved block not zeroed"
+        );
+        assert_eq!(
+            on_disk[4096..],
+            bytes[4096..],
+            "unreserved bytes must stay intact"
+        );
         draw(&src, 5000);
         let on_disk = fs::read(&path).expect("read pool");
         assert!(on_disk[..8192].iter().all(|&b| b == 0));
@@ -314,9 +414,14 @@ mod pool {
         let b = Arc::new(PoolSource::open(&path).expect("open b"));
         let handles: Vec<_> = [a.clone(), a, b.clone(), b]
             .into_iter()
-            .map(|src| thread::spawn(move || (0..300).map(|_| draw(src.as_ref(), 32)).collect::<Vec<_>>()))
+            .map(|src| {
+                thread::spawn(move || (0..300).map(|_| draw(src.as_ref(), 32)).collect::<Vec<_>>())
+            })
             .collect();
-        let draws: Vec<Vec<u8>> = handles.into_iter().flat_map(|h| h.join().expect("thread")).collect();
+        let draws: Vec<Vec<u8>> = handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("thread"))
+            .collect();
         assert_eq!(draws.len(), 1200);
         assert_disjoint(&offsets_of(&bytes, &draws));
     }
@@ -346,14 +451,41 @@ mod pool {
         let src = PoolSource::open(&path).expect("open");
         assert_eq!(draw(&src, 4000), bytes[..4000]);
         let err = src.fill(&mut [0u8; 1001]).expect_err("should be exhausted");
-        assert!(matches!(err, EntropyError::PoolExhausted { needed: 1001, left: 1000, .. }), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                EntropyError::PoolExhausted {
+                    needed: 1001,
+                    left: 1000,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
         let msg = err.to_string();
-        assert!(msg.contains(&*path.to_string_lossy()) && msg.contains("1001") && msg.contains("1000"), "{msg}");
-        assert!(msg.contains("load a new pool file") && msg.contains("source = \"os\""), "{msg}");
+        assert!(
+            msg.contains(&*path.to_string_lossy()) && msg.contains("1001") && msg.contains("1000"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("load a new pool file") && msg.contains("source = \"os\""),
+            "{msg}"
+        );
         assert_eq!(src.describe().remaining, Some(1000));
-        assert_eq!(draw(&src, 1000), bytes[4000..], "the failed draw must not consume");
+        assert_eq!(
+            draw(&src, 1000),
+            bytes[4000..],
+            "the failed draw must not consume"
+        );
         assert_eq!(src.describe().remaining, Some(0));
-        assert!(matches!(src.fill(&mut [0u8; 1]), Err(EntropyError::PoolExhausted { needed: 1, left: 0, .. })));
+        assert!(matches!(
+            src.fill(&mut [0u8; 1]),
+            Err(EntropyError::PoolExhausted {
+                needed: 1,
+                left: 0,
+                ..
+            })
+        ));
         assert!(src.fill(&mut []).is_ok());
     }
 
@@ -368,7 +500,10 @@ mod pool {
         }
         fs::remove_file(sidecar(&path)).expect("remove sidecar");
         let src = PoolSource::open(&path).expect("reopen without sidecar");
-        assert!(sidecar(&path).exists(), "the recovered position is recorded");
+        assert!(
+            sidecar(&path).exists(),
+            "the recovered position is recorded"
+        );
         assert_eq!(draw(&src, 32), bytes[8192..8192 + 32]);
         assert_eq!(src.describe().remaining, Some(64 * 1024 - 8192 - 32));
     }
@@ -396,8 +531,13 @@ mod pool {
         fs::write(sidecar(&path), old).expect("restore sidecar");
         let src = PoolSource::open(&path).expect("open");
         let mut buf = [0u8; 32];
-        let err = src.fill(&mut buf).expect_err("zeroed bytes must be refused");
-        assert!(matches!(err, EntropyError::PoolAlreadyConsumed { offset: 4096, .. }), "{err:?}");
+        let err = src
+            .fill(&mut buf)
+            .expect_err("zeroed bytes must be refused");
+        assert!(
+            matches!(err, EntropyError::PoolAlreadyConsumed { offset: 4096, .. }),
+            "{err:?}"
+        );
         assert!(err.to_string().contains("already consumed"), "{err}");
     }
 
@@ -422,9 +562,22 @@ mod pool {
         }
         fs::write(&path, random_bytes(6000)).expect("replace pool");
         let err = open_err(PoolSource::open(&path));
-        assert!(matches!(err, EntropyError::PoolShorter { len: 6000, position: 8192, .. }), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                EntropyError::PoolShorter {
+                    len: 6000,
+                    position: 8192,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
         let msg = err.to_string();
-        assert!(msg.contains(&*path.to_string_lossy()) && msg.contains("delete the position file"), "{msg}");
+        assert!(
+            msg.contains(&*path.to_string_lossy()) && msg.contains("delete the position file"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -433,7 +586,10 @@ mod pool {
         let (path, _) = write_pool(dir.path(), 8192);
         fs::write(sidecar(&path), b"garbage").expect("write");
         let err = open_err(PoolSource::open(&path));
-        assert!(matches!(err, EntropyError::PoolStateCorrupt { .. }), "{err:?}");
+        assert!(
+            matches!(err, EntropyError::PoolStateCorrupt { .. }),
+            "{err:?}"
+        );
     }
 
     #[test]

@@ -35,7 +35,9 @@ struct Vector {
 }
 
 fn vectors() -> Vec<Vector> {
-    let json: Value = serde_json::from_str(&std::fs::read_to_string(dir().join("vectors.json")).unwrap()).unwrap();
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir().join("vectors.json")).unwrap())
+            .unwrap();
     let s = |v: &Value| v.as_str().unwrap().to_string();
     let vs: Vec<Vector> = json["vectors"]
         .as_array()
@@ -73,23 +75,56 @@ fn seal_reproduces_every_vector_byte_for_byte() {
         let b_out = tmp.path().join(format!("{}.B", v.name));
         let shares = v.shares.join(",");
         qsfs(&[
-            "envelope", "seal", "--in", p(&v.d), "--k", &v.k, "--r", &v.r, "--shares", &shares, "--object-out",
-            p(&n_out), "--backup-out", p(&b_out),
+            "envelope",
+            "seal",
+            "--in",
+            p(&v.d),
+            "--k",
+            &v.k,
+            "--r",
+            &v.r,
+            "--shares",
+            &shares,
+            "--object-out",
+            p(&n_out),
+            "--backup-out",
+            p(&b_out),
         ])
         .success();
         let want = std::fs::read(&v.n).unwrap();
         let got = std::fs::read(&n_out).unwrap();
         assert_eq!(got.len(), want.len(), "{}: N length", v.name);
-        assert!(got == want, "{}: sealed object differs from the vector", v.name);
-        assert_eq!(hex::encode(std::fs::read(&b_out).unwrap()), v.b, "{}: backup record differs", v.name);
+        assert!(
+            got == want,
+            "{}: sealed object differs from the vector",
+            v.name
+        );
+        assert_eq!(
+            hex::encode(std::fs::read(&b_out).unwrap()),
+            v.b,
+            "{}: backup record differs",
+            v.name
+        );
     }
     // Three shares are refused, and nothing is written.
     let v = &vectors()[1];
     let n_out = tmp.path().join("three.N");
     let three = v.shares[..3].join(",");
     qsfs(&[
-        "envelope", "seal", "--in", p(&v.d), "--k", &v.k, "--r", &v.r, "--shares", &three, "--object-out",
-        p(&n_out), "--backup-out", p(&tmp.path().join("three.B")),
+        "envelope",
+        "seal",
+        "--in",
+        p(&v.d),
+        "--k",
+        &v.k,
+        "--r",
+        &v.r,
+        "--shares",
+        &three,
+        "--object-out",
+        p(&n_out),
+        "--backup-out",
+        p(&tmp.path().join("three.B")),
     ])
     .failure()
     .stderr_has(&["--shares needs exactly four shares"]);
@@ -106,9 +141,15 @@ fn open(object: &Path, args: &[&str]) -> (Run, Option<Vec<u8>>) {
     a.extend_from_slice(args);
     let r = qsfs(&a);
     let data = std::fs::read(&out).ok();
-    let others: Vec<_> =
-        std::fs::read_dir(out_dir.path()).unwrap().map(|e| e.unwrap().file_name()).filter(|n| n != "plain").collect();
-    assert!(others.is_empty(), "envelope open {a:?} left files behind: {others:?}");
+    let others: Vec<_> = std::fs::read_dir(out_dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n != "plain")
+        .collect();
+    assert!(
+        others.is_empty(),
+        "envelope open {a:?} left files behind: {others:?}"
+    );
     (r, data)
 }
 
@@ -129,26 +170,57 @@ fn open_with_every_allowed_combination_of_shares() {
         for (what, args) in cases {
             let (r, out) = open(&v.n, &args);
             r.success().quiet();
-            assert!(out.as_deref() == Some(&d[..]), "{} {what}: wrong plaintext", v.name);
+            assert!(
+                out.as_deref() == Some(&d[..]),
+                "{} {what}: wrong plaintext",
+                v.name
+            );
         }
         // Corrupted R1 with R2 and B: opened, and the warning names R1.
-        let (r, out) = open(&v.n, &["--r1", &v.r1_corrupted, "--r2", r2, "--backup", &v.b]);
+        let (r, out) = open(
+            &v.n,
+            &["--r1", &v.r1_corrupted, "--r2", r2, "--backup", &v.b],
+        );
         r.success().stderr_has(&["warning: R1 is corrupt", "M14"]);
-        assert!(out.as_deref() == Some(&d[..]), "{} corrupted R1: wrong plaintext", v.name);
+        assert!(
+            out.as_deref() == Some(&d[..]),
+            "{} corrupted R1: wrong plaintext",
+            v.name
+        );
         // Tampered B with one share: an error naming the backup record.
         for (share, val) in [("--r2", r2), ("--r1", r1)] {
             let (r, out) = open(&v.n, &[share, val, "--backup", &v.b_tampered]);
             r.failure().stderr_has(&["backup record B"]);
-            assert!(out.is_none(), "{} tampered B with {share}: output written", v.name);
+            assert!(
+                out.is_none(),
+                "{} tampered B with {share}: output written",
+                v.name
+            );
         }
         // Tampered N: integrity error, no plaintext.
         let (r, out) = open(&v.n_tampered, &["--r1", r1, "--r2", r2]);
         r.failure().stderr_has(&["cannot open", "integrity"]);
         assert!(out.is_none(), "{} tampered N: output written", v.name);
         // To stdout: a refused object writes not a single byte.
-        let r = qsfs(&["envelope", "open", "--object", p(&v.n_tampered), "--r1", r1, "--r2", r2, "--out", "-"]);
+        let r = qsfs(&[
+            "envelope",
+            "open",
+            "--object",
+            p(&v.n_tampered),
+            "--r1",
+            r1,
+            "--r2",
+            r2,
+            "--out",
+            "-",
+        ]);
         r.failure();
-        assert!(r.stdout.is_empty(), "{} tampered N to stdout: {} bytes written", v.name, r.stdout.len());
+        assert!(
+            r.stdout.is_empty(),
+            "{} tampered N to stdout: {} bytes written",
+            v.name,
+            r.stdout.len()
+        );
         // Only one share and no B: refused, naming what is missing.
         let (r, out) = open(&v.n, &["--r1", r1]);
         r.failure().stderr_has(&["not enough key shares"]);
@@ -160,10 +232,38 @@ fn open_with_every_allowed_combination_of_shares() {
 fn inspect_locates_r3_and_kr() {
     for v in vectors().iter().filter(|v| v.plain_len < 100_000) {
         let [r1, r2, _, _] = &v.shares;
-        let r = qsfs(&["envelope", "inspect", "--object", p(&v.n), "--r1", r1, "--r2", r2]);
-        r.success().stdout_has(&[&format!("n1          {} ", v.n1), &format!("n2          {} ", v.n2), "M verifies"]);
-        let r = qsfs(&["envelope", "inspect", "--object", p(&v.n_tampered), "--r1", r1, "--r2", r2]);
-        assert_eq!(r.code, Some(1), "{}: inspect of a tampered object must fail: {}", v.name, r.out());
+        let r = qsfs(&[
+            "envelope",
+            "inspect",
+            "--object",
+            p(&v.n),
+            "--r1",
+            r1,
+            "--r2",
+            r2,
+        ]);
+        r.success().stdout_has(&[
+            &format!("n1          {} ", v.n1),
+            &format!("n2          {} ", v.n2),
+            "M verifies",
+        ]);
+        let r = qsfs(&[
+            "envelope",
+            "inspect",
+            "--object",
+            p(&v.n_tampered),
+            "--r1",
+            r1,
+            "--r2",
+            r2,
+        ]);
+        assert_eq!(
+            r.code,
+            Some(1),
+            "{}: inspect of a tampered object must fail: {}",
+            v.name,
+            r.out()
+        );
         r.stdout_has(&["integrity   FAILED"]);
     }
 }
@@ -197,7 +297,10 @@ fn positions(v: &Vector, len_n: u64, rng: &mut Rng, random: usize) -> Vec<(Strin
         let plain = (v.plain_len - i * SEG).min(SEG);
         let tag_at = i * (SEG + 16) + plain;
         for j in 0..16 {
-            out.push((format!("tag of segment {i}"), n_pos_of_e(tag_at + j, v.n1, v.n2)));
+            out.push((
+                format!("tag of segment {i}"),
+                n_pos_of_e(tag_at + j, v.n1, v.n2),
+            ));
         }
     }
     out.push(("first byte".to_string(), 0));
@@ -219,7 +322,11 @@ fn any_flipped_bit_is_an_integrity_error_and_releases_nothing() {
         let n = std::fs::read(&v.n).unwrap();
         let len = n.len() as u64;
         // Check the position maths against the vector: R3 is where n2 says.
-        assert_eq!(hex::encode(&n[v.n2 as usize..v.n2 as usize + 33]), v.shares[2], "{name}: R3 position");
+        assert_eq!(
+            hex::encode(&n[v.n2 as usize..v.n2 as usize + 33]),
+            v.shares[2],
+            "{name}: R3 position"
+        );
         let mut pos = positions(v, len, &mut rng, 40);
         if len < 200 {
             // Small objects: every byte.
@@ -234,11 +341,25 @@ fn any_flipped_bit_is_an_integrity_error_and_releases_nothing() {
             // Most opens use R1+R2; every fourth uses R2 and B (the other
             // recovery path must be just as strict).
             let args = if k % 4 == 3 {
-                vec!["--r2".to_string(), r2.clone(), "--backup".to_string(), v.b.clone()]
+                vec![
+                    "--r2".to_string(),
+                    r2.clone(),
+                    "--backup".to_string(),
+                    v.b.clone(),
+                ]
             } else {
-                vec!["--r1".to_string(), r1.clone(), "--r2".to_string(), r2.clone()]
+                vec![
+                    "--r1".to_string(),
+                    r1.clone(),
+                    "--r2".to_string(),
+                    r2.clone(),
+                ]
             };
-            jobs.push((format!("{name}: bit {bit} of byte {at} ({region})"), bad, args));
+            jobs.push((
+                format!("{name}: bit {bit} of byte {at} ({region})"),
+                bad,
+                args,
+            ));
         }
     }
     eprintln!("{} flipped objects", jobs.len());
@@ -248,7 +369,9 @@ fn any_flipped_bit_is_an_integrity_error_and_releases_nothing() {
         for _ in 0..4 {
             s.spawn(|| {
                 loop {
-                    let Some((i, (what, bad, args))) = jobs.lock().unwrap().pop() else { break };
+                    let Some((i, (what, bad, args))) = jobs.lock().unwrap().pop() else {
+                        break;
+                    };
                     let obj = tmp_path.join(format!("obj-{i}"));
                     std::fs::write(&obj, &bad).unwrap();
                     let a: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
@@ -256,7 +379,13 @@ fn any_flipped_bit_is_an_integrity_error_and_releases_nothing() {
                     assert_eq!(r.code, Some(1), "{what}: open did not fail:\n{}", r.stderr);
                     assert!(out.is_none(), "{what}: plaintext was written");
                     assert!(r.stdout.is_empty(), "{what}: stdout not empty");
-                    let integrity = ["integrity check (M)", "failed authentication (GCM tag)", "key share R3 has x =", "does not verify with", "layout is invalid"];
+                    let integrity = [
+                        "integrity check (M)",
+                        "failed authentication (GCM tag)",
+                        "key share R3 has x =",
+                        "does not verify with",
+                        "layout is invalid",
+                    ];
                     assert!(
                         integrity.iter().any(|m| r.stderr.contains(m)),
                         "{what}: not reported as an integrity error:\n{}",

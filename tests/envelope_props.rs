@@ -3,7 +3,8 @@
 
 use proptest::prelude::*;
 use qsfs::envelope::{
-    Backup, LocalShares, SEG, SealKeys, Share, open_bytes, open_stream, recover_keys, seal_bytes, seal_stream,
+    Backup, LocalShares, SEG, SealKeys, Share, open_bytes, open_stream, recover_keys, seal_bytes,
+    seal_stream,
 };
 
 /// Plaintext lengths: anywhere in 0..300 KB, and often right around a multiple of SEG.

@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 
 use qsfs::envelope::{
-    Backup, EnvelopeError, LocalShares, Recovery, SealKeys, Share, open_bytes, open_stream, recover_keys,
-    seal_bytes, seal_stream, verify_stream,
+    Backup, EnvelopeError, LocalShares, Recovery, SealKeys, Share, open_bytes, open_stream,
+    recover_keys, seal_bytes, seal_stream, verify_stream,
 };
 use serde_json::Value;
 
@@ -33,7 +33,10 @@ struct Vector {
 }
 
 fn hex32(v: &Value) -> [u8; 32] {
-    hex::decode(v.as_str().unwrap()).unwrap().try_into().unwrap()
+    hex::decode(v.as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap()
 }
 
 fn load() -> Vec<Vector> {
@@ -52,7 +55,12 @@ fn load() -> Vec<Vector> {
             n_tampered: file(&v["N_tampered"]),
             k: hex32(&v["K"]),
             r: hex32(&v["R"]),
-            shares: [share(&v["R1"]), share(&v["R2"]), share(&v["R3"]), share(&v["R4"])],
+            shares: [
+                share(&v["R1"]),
+                share(&v["R2"]),
+                share(&v["R3"]),
+                share(&v["R4"]),
+            ],
             b: hex::decode(v["B"].as_str().unwrap()).unwrap(),
             b_tampered: hex::decode(v["B_tampered"].as_str().unwrap()).unwrap(),
             r1_corrupted: share(&v["R1_corrupted"]),
@@ -71,7 +79,12 @@ fn load() -> Vec<Vector> {
 }
 
 fn json_len(json: &Value, name: &str) -> u64 {
-    json["vectors"].as_array().unwrap().iter().find(|v| v["name"] == name).unwrap()["plaintext_len"]
+    json["vectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == name)
+        .unwrap()["plaintext_len"]
         .as_u64()
         .unwrap()
 }
@@ -116,12 +129,22 @@ fn seal_gives_exactly_n_and_b() {
         let keys = keys(&v);
         let (n, b) = seal_bytes(&v.d, &keys).unwrap();
         assert!(n == v.n, "{}: seal_bytes N differs", v.name);
-        assert_eq!(b.to_bytes().to_vec(), v.b, "{}: seal_bytes B differs", v.name);
+        assert_eq!(
+            b.to_bytes().to_vec(),
+            v.b,
+            "{}: seal_bytes B differs",
+            v.name
+        );
         for threads in [1, 2] {
             let mut out = Vec::new();
             let sealed = seal_stream(&keys, v.d.len() as u64, &v.d[..], &mut out, threads).unwrap();
             assert!(out == v.n, "{}: seal_stream({threads}) N differs", v.name);
-            assert_eq!(sealed.backup.to_bytes().to_vec(), v.b, "{}: seal_stream B", v.name);
+            assert_eq!(
+                sealed.backup.to_bytes().to_vec(),
+                v.b,
+                "{}: seal_stream B",
+                v.name
+            );
             let g = &sealed.geometry;
             assert_eq!(
                 (g.len_e(), g.len_n(), g.n1(), g.n2()),
@@ -137,11 +160,22 @@ fn seal_gives_exactly_n_and_b() {
 fn lengths_and_positions_match() {
     for v in load() {
         assert_eq!(v.n.len() as u64, v.len_n, "{}", v.name);
-        assert_eq!(qsfs::envelope::sealed_len(v.d.len() as u64), v.len_n, "{}", v.name);
+        assert_eq!(
+            qsfs::envelope::sealed_len(v.d.len() as u64),
+            v.len_n,
+            "{}",
+            v.name
+        );
         let mut src: &[u8] = &v.n;
-        let rec = recover_keys(&mut src, v.len_n, &LocalShares::both(r1(&v), r2(&v)), None).unwrap();
+        let rec =
+            recover_keys(&mut src, v.len_n, &LocalShares::both(r1(&v), r2(&v)), None).unwrap();
         let g = rec.geometry();
-        assert_eq!((g.len_e(), g.len_n(), g.n1(), g.n2()), (v.len_e, v.len_n, v.n1, v.n2), "{}", v.name);
+        assert_eq!(
+            (g.len_e(), g.len_n(), g.n1(), g.n2()),
+            (v.len_e, v.len_n, v.n1, v.n2),
+            "{}",
+            v.name
+        );
         assert_eq!(rec.k(), &v.k);
         assert_eq!(rec.r(), &v.r);
     }
@@ -170,11 +204,17 @@ fn open_with_r1_r2_gives_d() {
 fn open_with_one_share_and_b_gives_d() {
     for v in load() {
         let b = Backup::parse(&v.b).unwrap();
-        let only1 = LocalShares { r1: Some(r1(&v)), r2: None };
+        let only1 = LocalShares {
+            r1: Some(r1(&v)),
+            r2: None,
+        };
         let o = open_bytes(&v.n, &only1, Some(&b)).unwrap();
         assert!(o.plaintext == v.d, "{}: open(N,R1,B)", v.name);
         assert_eq!(o.recovered.recovery(), Recovery::R1WithBackup);
-        let only2 = LocalShares { r1: None, r2: Some(r2(&v)) };
+        let only2 = LocalShares {
+            r1: None,
+            r2: Some(r2(&v)),
+        };
         let o = open_bytes(&v.n, &only2, Some(&b)).unwrap();
         assert!(o.plaintext == v.d, "{}: open(N,R2,B)", v.name);
         assert_eq!(o.recovered.recovery(), Recovery::R2WithBackup);
@@ -198,10 +238,20 @@ fn open_with_corrupted_r1_reports_r1_bad() {
         let local = LocalShares::both(v.r1_corrupted.clone(), r2(&v));
         let o = open_bytes(&v.n, &local, Some(&b)).unwrap();
         assert!(o.plaintext == v.d, "{}", v.name);
-        assert!(o.bad.r1 && !o.bad.r2 && !o.bad.backup, "{}: {:?}", v.name, o.bad);
+        assert!(
+            o.bad.r1 && !o.bad.r2 && !o.bad.backup,
+            "{}: {:?}",
+            v.name,
+            o.bad
+        );
         assert_eq!(o.recovered.recovery(), Recovery::R2WithBackup);
         // Healing: the regenerated R1 is the original one.
-        assert_eq!(o.recovered.regenerate(1).unwrap(), v.shares[0], "{}", v.name);
+        assert_eq!(
+            o.recovered.regenerate(1).unwrap(),
+            v.shares[0],
+            "{}",
+            v.name
+        );
     }
 }
 
@@ -225,7 +275,10 @@ fn open_tampered_n_is_an_integrity_error_without_plaintext() {
 #[test]
 fn open_with_tampered_b_names_the_backup_record() {
     for v in load() {
-        let only2 = LocalShares { r1: None, r2: Some(r2(&v)) };
+        let only2 = LocalShares {
+            r1: None,
+            r2: Some(r2(&v)),
+        };
         let e = match Backup::parse(&v.b_tampered) {
             Ok(bt) => open_bytes(&v.n, &only2, Some(&bt)).unwrap_err(),
             Err(e) => e,

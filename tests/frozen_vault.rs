@@ -7,18 +7,29 @@ use std::path::Path;
 use std::process::Command;
 
 fn qsfs(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_qsfs")).args(args).output().expect("run qsfs")
+    Command::new(env!("CARGO_BIN_EXE_qsfs"))
+        .args(args)
+        .output()
+        .expect("run qsfs")
 }
 
 fn pattern() -> Vec<u8> {
-    (0..70001u32).map(|i| ((i * 7 + i / 251) % 256) as u8).collect()
+    (0..70001u32)
+        .map(|i| ((i * 7 + i / 251) % 256) as u8)
+        .collect()
 }
 
 #[test]
 fn frozen_v1_vault_reads_back() {
     let dir = tempfile::tempdir().unwrap();
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vault-v1.tar.gz");
-    let st = Command::new("tar").arg("xzf").arg(&fixture).arg("-C").arg(dir.path()).status().unwrap();
+    let st = Command::new("tar")
+        .arg("xzf")
+        .arg(&fixture)
+        .arg("-C")
+        .arg(dir.path())
+        .status()
+        .unwrap();
     assert!(st.success());
     let vault = dir.path().join("vault-v1");
     let v = vault.to_str().unwrap();
@@ -30,8 +41,16 @@ fn frozen_v1_vault_reads_back() {
     ] {
         let out = dir.path().join("out");
         let o = qsfs(&["get", v, path, out.to_str().unwrap()]);
-        assert!(o.status.success(), "get {path}: {}", String::from_utf8_lossy(&o.stderr));
-        assert!(o.stderr.is_empty(), "get {path} warned: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "get {path}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(
+            o.stderr.is_empty(),
+            "get {path} warned: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         assert_eq!(std::fs::read(&out).unwrap(), want, "{path}");
     }
     let o = qsfs(&["keys", "verify", v]);
@@ -44,7 +63,11 @@ fn frozen_v1_vault_reads_back() {
     // And it still takes writes.
     let f = dir.path().join("new");
     std::fs::write(&f, b"new data").unwrap();
-    assert!(qsfs(&["put", v, f.to_str().unwrap(), "/docs/new"]).status.success());
+    assert!(
+        qsfs(&["put", v, f.to_str().unwrap(), "/docs/new"])
+            .status
+            .success()
+    );
     let o = qsfs(&["get", v, "/docs/new", "-"]);
     assert_eq!(o.stdout, b"new data");
 }

@@ -51,24 +51,46 @@ fn single_problem(report: &Value, path: &str, object: &str) -> Vec<String> {
     let p = &problems[0];
     assert_eq!(p["path"], path, "{report:#}");
     assert_eq!(p["object"], object, "{report:#}");
-    p["issues"].as_array().unwrap().iter().map(|i| i.as_str().unwrap().to_string()).collect()
+    p["issues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i.as_str().unwrap().to_string())
+        .collect()
 }
 
 /// Verify reports `issue` for `path`, repair heals it, verify is clean.
 #[track_caller]
 fn verify_repair_verify(v: &TestVault, path: &str, object: &str, issue: &str) {
     let (r, report) = v.keys_verify();
-    assert_eq!(r.code, Some(1), "keys verify must fail on damaged keys: {}", r.out());
-    assert_eq!(single_problem(&report, path, object), vec![issue.to_string()], "{report:#}");
+    assert_eq!(
+        r.code,
+        Some(1),
+        "keys verify must fail on damaged keys: {}",
+        r.out()
+    );
+    assert_eq!(
+        single_problem(&report, path, object),
+        vec![issue.to_string()],
+        "{report:#}"
+    );
     assert_eq!(report["problems"][0]["repaired"], false);
     // The text report names the file, the object and the issue.
     let r = qsfs(&["keys", "verify", &v.arg()]);
     assert_eq!(r.code, Some(1));
-    r.stdout_has(&[&format!("{path} ({object}): {issue}"), "run `qsfs keys repair` to heal", "1 with key problems"]);
+    r.stdout_has(&[
+        &format!("{path} ({object}): {issue}"),
+        "run `qsfs keys repair` to heal",
+        "1 with key problems",
+    ]);
 
     let (r, report) = v.keys_repair();
     r.success();
-    assert_eq!(single_problem(&report, path, object), vec![issue.to_string()], "{report:#}");
+    assert_eq!(
+        single_problem(&report, path, object),
+        vec![issue.to_string()],
+        "{report:#}"
+    );
     assert_eq!(report["problems"][0]["repaired"], true, "{report:#}");
     assert_eq!(report["problems"][0]["error"], Value::Null, "{report:#}");
 
@@ -103,15 +125,23 @@ fn share_fault(which: u8, fault: ShareFault) {
         orig
     });
     let (warning, issue) = match fault {
-        ShareFault::Missing => (format!("/a: R{which} is missing from the keystore"), format!("r{which}-missing")),
-        ShareFault::WrongValue => {
-            (format!("/a: R{which} is corrupt (it fails its check M{which}4"), format!("r{which}-corrupt"))
-        }
-        ShareFault::Junk => (format!("/a: R{which} record is damaged"), format!("r{which}-corrupt")),
+        ShareFault::Missing => (
+            format!("/a: R{which} is missing from the keystore"),
+            format!("r{which}-missing"),
+        ),
+        ShareFault::WrongValue => (
+            format!("/a: R{which} is corrupt (it fails its check M{which}4"),
+            format!("r{which}-corrupt"),
+        ),
+        ShareFault::Junk => (
+            format!("/a: R{which} record is damaged"),
+            format!("r{which}-corrupt"),
+        ),
     };
 
     // Still readable, with a warning that names the share; stdout too.
-    v.assert_reads("/a", &a).stderr_has(&[&warning, "qsfs keys repair"]);
+    v.assert_reads("/a", &a)
+        .stderr_has(&[&warning, "qsfs keys repair"]);
     let r = v.run("get", &["/a", "-"]);
     r.success().stderr_has(&[&warning]);
     assert!(r.stdout == a, "get to stdout returned other bytes");
@@ -119,7 +149,11 @@ fn share_fault(which: u8, fault: ShareFault) {
 
     verify_repair_verify(&v, "/a", &obj, &issue);
     let healed = edit_store(&keys, |db| db.get(&key).unwrap());
-    assert_eq!(healed.as_deref(), Some(&original[..]), "the healed share differs from the original");
+    assert_eq!(
+        healed.as_deref(),
+        Some(&original[..]),
+        "the healed share differs from the original"
+    );
     v.assert_reads("/a", &a).quiet();
     v.assert_reads("/b", &b).quiet();
 }
@@ -190,11 +224,16 @@ fn backup_fault(fault: BackupFault) {
         BackupFault::Flip(..) => ("backup record B is corrupt", "backup-corrupt"),
     };
     // Both shares are fine: the file reads, and the damage is reported.
-    v.assert_reads("/dir-less a", &a).stderr_has(&["/dir-less a: ", warning]);
+    v.assert_reads("/dir-less a", &a)
+        .stderr_has(&["/dir-less a: ", warning]);
     v.assert_reads("/b", &b).quiet();
     verify_repair_verify(&v, "/dir-less a", &obj, issue);
     let rebuilt = edit_store(&ec, |db| db.get(&key).unwrap());
-    assert_eq!(rebuilt.as_deref(), Some(&original[..]), "the rebuilt backup record differs from the original");
+    assert_eq!(
+        rebuilt.as_deref(),
+        Some(&original[..]),
+        "the rebuilt backup record differs from the original"
+    );
     v.assert_reads("/dir-less a", &a).quiet();
 }
 
@@ -235,26 +274,46 @@ fn both_local_shares_lost_is_a_clear_error() {
         db.remove(record_key(b'2', &obj)).unwrap();
     });
     let (r, out) = v.get_bytes("/a");
-    r.failure().stderr_has(&[&format!("cannot read /a (object {obj})"), "not enough key shares"]);
+    r.failure().stderr_has(&[
+        &format!("cannot read /a (object {obj})"),
+        "not enough key shares",
+    ]);
     assert!(out.is_none());
     let (r, report) = v.keys_repair();
-    assert_eq!(r.code, Some(1), "repair cannot heal an object without both shares");
+    assert_eq!(
+        r.code,
+        Some(1),
+        "repair cannot heal an object without both shares"
+    );
     let issues = single_problem(&report, "/a", &obj);
-    assert_eq!(issues, vec!["r1-missing".to_string(), "r2-missing".to_string()]);
+    assert_eq!(
+        issues,
+        vec!["r1-missing".to_string(), "r2-missing".to_string()]
+    );
     assert_eq!(report["problems"][0]["repaired"], false);
-    assert!(report["problems"][0]["error"].as_str().unwrap().contains("not enough key shares"), "{report:#}");
+    assert!(
+        report["problems"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("not enough key shares"),
+        "{report:#}"
+    );
 }
 
 #[test]
 fn separate_r2_store_unplugged_and_back() {
     let mut rng = Rng::from_env("separate_r2_store");
-    let tmp = tempfile::Builder::new().prefix("qsfs-test-").tempdir().unwrap();
+    let tmp = tempfile::Builder::new()
+        .prefix("qsfs-test-")
+        .tempdir()
+        .unwrap();
     let r2 = tmp.path().join("usb-stick/qsfs-r2");
     let r2s = r2.display().to_string();
     let v = TestVault::new_in(tmp, &["--r2-path", &r2s]);
     assert!(r2.is_dir(), "init creates the R2 store");
-    let files: Vec<(String, Vec<u8>)> =
-        (0..4).map(|i| (format!("/f{i}"), rng.bytes([0, 1, 5_000, 300_000][i]))).collect();
+    let files: Vec<(String, Vec<u8>)> = (0..4)
+        .map(|i| (format!("/f{i}"), rng.bytes([0, 1, 5_000, 300_000][i])))
+        .collect();
     for (p, d) in &files {
         v.put_bytes(d, p).success().quiet();
     }
@@ -274,16 +333,33 @@ fn separate_r2_store_unplugged_and_back() {
     let st = v.status();
     assert_eq!(st["keystore_r2_available"], false, "{st:#}");
     let r = v.run("status", &[]);
-    r.success().stdout_has(&[&format!("R2 {r2s} (NOT AVAILABLE)")]);
+    r.success()
+        .stdout_has(&[&format!("R2 {r2s} (NOT AVAILABLE)")]);
     let shards_before = v.shards().len();
     let ls_before = v.run("ls", &["/", "-l"]).out();
     let r = v.put_bytes(&rng.bytes(2_000), "/new");
-    r.failure().stderr_has(&[&format!("the R2 keystore at {r2s} is not available"), "cannot store /new", "is its drive mounted?"]);
+    r.failure().stderr_has(&[
+        &format!("the R2 keystore at {r2s} is not available"),
+        "cannot store /new",
+        "is its drive mounted?",
+    ]);
     let r = v.put_bytes(&rng.bytes(2_000), "/f2");
-    r.failure().stderr_has(&[&format!("the R2 keystore at {r2s} is not available")]);
-    assert_eq!(v.shards().len(), shards_before, "a refused write left shards on the nodes");
-    assert_eq!(v.run("ls", &["/", "-l"]).out(), ls_before, "a refused write changed the namespace");
-    assert!(!r2.exists(), "qsfs recreated the missing R2 store behind the user's back");
+    r.failure()
+        .stderr_has(&[&format!("the R2 keystore at {r2s} is not available")]);
+    assert_eq!(
+        v.shards().len(),
+        shards_before,
+        "a refused write left shards on the nodes"
+    );
+    assert_eq!(
+        v.run("ls", &["/", "-l"]).out(),
+        ls_before,
+        "a refused write changed the namespace"
+    );
+    assert!(
+        !r2.exists(),
+        "qsfs recreated the missing R2 store behind the user's back"
+    );
 
     // Plug it back in: quiet reads, writes work, keys are whole.
     std::fs::rename(&away, r2.parent().unwrap()).unwrap();
@@ -307,7 +383,10 @@ fn separate_r2_store_unplugged_and_back() {
 #[test]
 fn lost_r2_store_is_rebuilt_by_keys_repair() {
     let mut rng = Rng::from_env("lost_r2_store");
-    let tmp = tempfile::Builder::new().prefix("qsfs-test-").tempdir().unwrap();
+    let tmp = tempfile::Builder::new()
+        .prefix("qsfs-test-")
+        .tempdir()
+        .unwrap();
     let r2 = tmp.path().join("usb-stick/qsfs-r2");
     let v = TestVault::new_in(tmp, &["--r2-path", r2.to_str().unwrap()]);
     let a = rng.bytes(20_000);
@@ -318,11 +397,24 @@ fn lost_r2_store_is_rebuilt_by_keys_repair() {
     let (r, report) = v.keys_repair();
     r.failure();
     assert_eq!(report["problems"][0]["repaired"], false, "{report:#}");
-    assert!(report["problems"][0]["error"].as_str().unwrap().contains("--rebuild-r2"), "{report:#}");
-    assert!(!r2.join("conf").exists(), "a plain repair created an R2 store");
+    assert!(
+        report["problems"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("--rebuild-r2"),
+        "{report:#}"
+    );
+    assert!(
+        !r2.join("conf").exists(),
+        "a plain repair created an R2 store"
+    );
     let (r, report) = v.keys_repair_with(&["--rebuild-r2"]);
     r.success();
-    assert_eq!(report["problems"][0]["issues"], json!(["r2-missing"]), "{report:#}");
+    assert_eq!(
+        report["problems"][0]["issues"],
+        json!(["r2-missing"]),
+        "{report:#}"
+    );
     assert_eq!(report["problems"][0]["repaired"], true, "{report:#}");
     let (r, _) = v.keys_verify();
     r.success();

@@ -41,7 +41,14 @@ struct Fixture {
 }
 
 fn fixture(k: usize, n: usize, rng: &mut Rng) -> Fixture {
-    let v = TestVault::new(&["--k", &k.to_string(), "--n", &n.to_string(), "--max-chunk", "4096"]);
+    let v = TestVault::new(&[
+        "--k",
+        &k.to_string(),
+        "--n",
+        &n.to_string(),
+        "--max-chunk",
+        "4096",
+    ]);
     v.run("mkdir", &["/dir"]).success();
     let files = sample_files(rng);
     let mut objects = BTreeMap::new();
@@ -73,7 +80,12 @@ enum NodeFault {
     Flip,
 }
 
-const NODE_FAULTS: [NodeFault; 4] = [NodeFault::Delete, NodeFault::Empty, NodeFault::Truncate, NodeFault::Flip];
+const NODE_FAULTS: [NodeFault; 4] = [
+    NodeFault::Delete,
+    NodeFault::Empty,
+    NodeFault::Truncate,
+    NodeFault::Flip,
+];
 
 fn flip_bit(path: &Path, pos: u64, bit: u8) {
     let mut data = std::fs::read(path).unwrap();
@@ -82,7 +94,12 @@ fn flip_bit(path: &Path, pos: u64, bit: u8) {
 }
 
 fn truncate(path: &Path, len: u64) {
-    OpenOptions::new().write(true).open(path).unwrap().set_len(len).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(len)
+        .unwrap();
 }
 
 /// Applies `fault` to node folder `dir` (named `name`).
@@ -92,7 +109,12 @@ fn apply_node_fault(name: &str, dir: &Path, fault: NodeFault, rng: &mut Rng) {
         NodeFault::Empty => {
             for e in std::fs::read_dir(dir).unwrap() {
                 let p = e.unwrap().path();
-                if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) }.unwrap();
+                if p.is_dir() {
+                    std::fs::remove_dir_all(&p)
+                } else {
+                    std::fs::remove_file(&p)
+                }
+                .unwrap();
             }
         }
         NodeFault::Truncate => {
@@ -109,7 +131,10 @@ fn apply_node_fault(name: &str, dir: &Path, fault: NodeFault, rng: &mut Rng) {
             for s in shards_in(name, dir) {
                 let (chunk, stripes) = s.geometry();
                 let len = std::fs::metadata(&s.path).unwrap().len();
-                let last = (64 + (stripes - 1) * chunk + rng.below(chunk), rng.below(8) as u8);
+                let last = (
+                    64 + (stripes - 1) * chunk + rng.below(chunk),
+                    rng.below(8) as u8,
+                );
                 let mut any = (64 + rng.below(len - 64), rng.below(8) as u8);
                 if any == last {
                     any.1 = (any.1 + 1) % 8; // two flips of one bit would cancel out
@@ -123,7 +148,10 @@ fn apply_node_fault(name: &str, dir: &Path, fault: NodeFault, rng: &mut Rng) {
 
 /// (object, shard index) -> node name, read from the node folders.
 fn placement(v: &TestVault) -> BTreeMap<(String, u8), String> {
-    v.shards().into_iter().map(|s| ((s.object, s.index), s.node)).collect()
+    v.shards()
+        .into_iter()
+        .map(|s| ((s.object, s.index), s.node))
+        .collect()
 }
 
 /// Up to n-k node faults, then one more: the whole story for one (k, n).
@@ -150,9 +178,21 @@ fn node_faults_then_one_more(k: usize, n: usize) {
         let r = v.assert_reads(p, data);
         let bad = bad_shard_warnings(&r.stderr);
         for (obj, idx, node) in &bad {
-            assert!(faulty.contains_key(node), "{p}: shard {idx} of {obj} on healthy {node} reported bad:\n{}", r.stderr);
-            assert_eq!(place[&(obj.clone(), *idx)], *node, "{p}: warning names the wrong node");
-            assert_eq!(Some(obj), objects.get(p), "{p}: warning names another object");
+            assert!(
+                faulty.contains_key(node),
+                "{p}: shard {idx} of {obj} on healthy {node} reported bad:\n{}",
+                r.stderr
+            );
+            assert_eq!(
+                place[&(obj.clone(), *idx)],
+                *node,
+                "{p}: warning names the wrong node"
+            );
+            assert_eq!(
+                Some(obj),
+                objects.get(p),
+                "{p}: warning names another object"
+            );
         }
         // Data shards are always read, so a damaged one is always found.
         if let Some(obj) = objects.get(p) {
@@ -173,11 +213,22 @@ fn node_faults_then_one_more(k: usize, n: usize) {
     let data_shard_hit = objects
         .values()
         .any(|obj| (0..k as u8).any(|idx| faulty.contains_key(&place[&(obj.clone(), idx)])));
-    assert!(!data_shard_hit || !reported.is_empty(), "faulty data shards but no shard reported bad");
+    assert!(
+        !data_shard_hit || !reported.is_empty(),
+        "faulty data shards but no shard reported bad"
+    );
     let st = v.status();
     let degraded: BTreeSet<&String> = reported.iter().map(|(o, _, _)| o).collect();
-    assert_eq!(st["degraded_objects"].as_u64().unwrap(), degraded.len() as u64, "status: {st:#}");
-    assert_eq!(st["missing_shards"].as_u64().unwrap(), reported.len() as u64, "status: {st:#}");
+    assert_eq!(
+        st["degraded_objects"].as_u64().unwrap(),
+        degraded.len() as u64,
+        "status: {st:#}"
+    );
+    assert_eq!(
+        st["missing_shards"].as_u64().unwrap(),
+        reported.len() as u64,
+        "status: {st:#}"
+    );
     // A second read of everything still works and finds nothing new
     // (shards recorded as missing are skipped).
     for (p, data) in &files {
@@ -199,14 +250,31 @@ fn node_faults_then_one_more(k: usize, n: usize) {
         r.failure();
         assert!(out.is_none(), "{p}: a failed read left an output file");
         let obj = &objects[p];
-        let err = r.stderr.lines().find(|l| l.starts_with("qsfs: error:")).unwrap().to_string();
-        assert!(err.contains(&format!("cannot read {p}")), "error does not name {p}: {err}");
-        assert!(err.contains(obj.as_str()), "error does not name object {obj}: {err}");
-        assert!(err.contains(&format!("only {} of the {k} verified chunks", k - 1)), "{err}");
+        let err = r
+            .stderr
+            .lines()
+            .find(|l| l.starts_with("qsfs: error:"))
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains(&format!("cannot read {p}")),
+            "error does not name {p}: {err}"
+        );
+        assert!(
+            err.contains(obj.as_str()),
+            "error does not name object {obj}: {err}"
+        );
+        assert!(
+            err.contains(&format!("only {} of the {k} verified chunks", k - 1)),
+            "{err}"
+        );
         // Every shard on a faulty node is named, with its node.
         for ((o, idx), node) in &place {
             if o == obj && faulty.contains_key(node) {
-                assert!(err.contains(&format!("shard {idx} on {node}")), "{p}: error does not name shard {idx} on {node}: {err}");
+                assert!(
+                    err.contains(&format!("shard {idx} on {node}")),
+                    "{p}: error does not name shard {idx} on {node}: {err}"
+                );
             }
         }
     }
@@ -254,10 +322,19 @@ enum ShardFault {
 fn one_file_past_the_limit(k: usize, n: usize) {
     let mut rng = Rng::from_env(&format!("one_file_past_the_limit_{k}_of_{n}"));
     let Fixture { v, files, objects } = fixture(k, n, &mut rng);
-    let victim = if rng.below(2) == 0 { "/dir/mid.bin" } else { "/big file.bin" };
+    let victim = if rng.below(2) == 0 {
+        "/dir/mid.bin"
+    } else {
+        "/big file.bin"
+    };
     let obj = &objects[victim];
     let shards = v.shards_of(obj);
-    let kinds = [ShardFault::Remove, ShardFault::CutLastByte, ShardFault::HeaderOnly, ShardFault::FlipLastChunk];
+    let kinds = [
+        ShardFault::Remove,
+        ShardFault::CutLastByte,
+        ShardFault::HeaderOnly,
+        ShardFault::FlipLastChunk,
+    ];
     let start = rng.index(kinds.len());
     let mut damaged = Vec::new();
     for (j, idx) in rng.choose(n, n - k + 1).into_iter().enumerate() {
@@ -270,7 +347,11 @@ fn one_file_past_the_limit(k: usize, n: usize) {
             ShardFault::Remove => std::fs::remove_file(&s.path).unwrap(),
             ShardFault::CutLastByte => truncate(&s.path, len - 1),
             ShardFault::HeaderOnly => truncate(&s.path, 64),
-            ShardFault::FlipLastChunk => flip_bit(&s.path, 64 + (stripes - 1) * chunk + rng.below(chunk), rng.below(8) as u8),
+            ShardFault::FlipLastChunk => flip_bit(
+                &s.path,
+                64 + (stripes - 1) * chunk + rng.below(chunk),
+                rng.below(8) as u8,
+            ),
         }
         damaged.push((s.index, s.node.clone(), kind));
     }
@@ -280,9 +361,20 @@ fn one_file_past_the_limit(k: usize, n: usize) {
     for attempt in 0..2 {
         let (r, out) = v.get_bytes(victim);
         r.failure();
-        assert!(out.is_none(), "attempt {attempt}: a failed read left an output file");
-        let err = r.stderr.lines().find(|l| l.starts_with("qsfs: error:")).unwrap().to_string();
-        assert!(err.contains(&format!("cannot read {victim} (object {obj})")), "attempt {attempt}: {err}");
+        assert!(
+            out.is_none(),
+            "attempt {attempt}: a failed read left an output file"
+        );
+        let err = r
+            .stderr
+            .lines()
+            .find(|l| l.starts_with("qsfs: error:"))
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains(&format!("cannot read {victim} (object {obj})")),
+            "attempt {attempt}: {err}"
+        );
         for (idx, node, _) in &damaged {
             assert!(
                 err.contains(&format!("shard {idx} on {node}")),
@@ -290,12 +382,20 @@ fn one_file_past_the_limit(k: usize, n: usize) {
             );
         }
         // Nothing but the error: no temp files left in the target folder.
-        assert_same_tree(&before, &snapshot(&v.scratch), "scratch folder after a failed get");
+        assert_same_tree(
+            &before,
+            &snapshot(&v.scratch),
+            "scratch folder after a failed get",
+        );
     }
     // Same through stdout: nothing is written.
     let r = v.run("get", &[victim, "-"]);
     r.failure();
-    assert!(r.stdout.is_empty(), "a failed get to stdout wrote {} bytes", r.stdout.len());
+    assert!(
+        r.stdout.is_empty(),
+        "a failed get to stdout wrote {} bytes",
+        r.stdout.len()
+    );
 
     for (p, data) in &files {
         if p != victim {
@@ -304,7 +404,11 @@ fn one_file_past_the_limit(k: usize, n: usize) {
     }
     let st = v.status();
     assert_eq!(st["degraded_objects"].as_u64().unwrap(), 1, "{st:#}");
-    assert_eq!(st["missing_shards"].as_u64().unwrap(), (n - k + 1) as u64, "{st:#}");
+    assert_eq!(
+        st["missing_shards"].as_u64().unwrap(),
+        (n - k + 1) as u64,
+        "{st:#}"
+    );
 }
 
 #[test]
@@ -331,7 +435,12 @@ fn one_file_past_the_limit_10_of_14() {
 
 /// Status fields of one node.
 fn node_status<'a>(st: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    st["nodes"].as_array().unwrap().iter().find(|n| n["name"] == name).unwrap()
+    st["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == name)
+        .unwrap()
 }
 
 /// Shard files outside the given nodes, for "nothing new was written".
@@ -342,22 +451,54 @@ fn shard_set(v: &TestVault) -> BTreeSet<PathBuf> {
 /// A put below the write quorum: fails naming every failed node and the
 /// path, leaves the previous version readable and no new shard behind.
 #[track_caller]
-fn assert_put_below_quorum(v: &TestVault, data: &[u8], vpath: &str, old: &[u8], bad_nodes: &[(&str, &str)]) {
+fn assert_put_below_quorum(
+    v: &TestVault,
+    data: &[u8],
+    vpath: &str,
+    old: &[u8],
+    bad_nodes: &[(&str, &str)],
+) {
     let shards_before = shard_set(v);
     let ns_before = v.run("ls", &["/", "-l"]).out();
     let r = v.put_bytes(data, vpath);
     r.failure();
-    let err = r.stderr.lines().find(|l| l.starts_with("qsfs: error:")).unwrap().to_string();
+    let err = r
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("qsfs: error:"))
+        .unwrap()
+        .to_string();
     assert!(err.contains(&format!("cannot store {vpath}")), "{err}");
-    assert!(err.contains(&format!("write quorum {}", v.status()["write_quorum"])), "{err}");
+    assert!(
+        err.contains(&format!("write quorum {}", v.status()["write_quorum"])),
+        "{err}"
+    );
     assert!(err.contains("the vault was not changed"), "{err}");
     for (node, why) in bad_nodes {
-        assert!(err.contains(&format!("{node}: write shard")), "error does not name {node}: {err}");
-        assert!(err.contains(why), "error does not say {why:?} for {node}: {err}");
+        assert!(
+            err.contains(&format!("{node}: write shard")),
+            "error does not name {node}: {err}"
+        );
+        assert!(
+            err.contains(why),
+            "error does not say {why:?} for {node}: {err}"
+        );
     }
-    assert_eq!(shard_set(v), shards_before, "a failed put left shards behind");
-    assert!(v.temp_shards().is_empty(), "temp shards left: {:?}", v.temp_shards());
-    assert_eq!(v.run("ls", &["/", "-l"]).out(), ns_before, "a failed put changed the namespace");
+    assert_eq!(
+        shard_set(v),
+        shards_before,
+        "a failed put left shards behind"
+    );
+    assert!(
+        v.temp_shards().is_empty(),
+        "temp shards left: {:?}",
+        v.temp_shards()
+    );
+    assert_eq!(
+        v.run("ls", &["/", "-l"]).out(),
+        ns_before,
+        "a failed put changed the namespace"
+    );
     v.assert_reads(vpath, old);
 }
 
@@ -368,14 +509,26 @@ fn write_to_a_full_node() {
     }
     let _g = priv_lock();
     let mut rng = Rng::from_env("write_to_a_full_node");
-    let tmp = tempfile::Builder::new().prefix("qsfs-test-").tempdir().unwrap();
-    let dirs: Vec<PathBuf> = (0..5).map(|i| tmp.path().join(format!("disk{i}"))).collect();
+    let tmp = tempfile::Builder::new()
+        .prefix("qsfs-test-")
+        .tempdir()
+        .unwrap();
+    let dirs: Vec<PathBuf> = (0..5)
+        .map(|i| tmp.path().join(format!("disk{i}")))
+        .collect();
     // node-3 is a small disk from the start.
     let full3 = Mounted::tmpfs(&dirs[3], "256k");
-    let list = dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(",");
+    let list = dirs
+        .iter()
+        .map(|d| d.display().to_string())
+        .collect::<Vec<_>>()
+        .join(",");
     let v = TestVault::new_in(tmp, &["--nodes", &list, "--max-chunk", "65536"]);
     v.keep(full3);
-    assert!(dirs[3].join("qsfs-node").exists(), "the tmpfs node folder was not initialised");
+    assert!(
+        dirs[3].join("qsfs-node").exists(),
+        "the tmpfs node folder was not initialised"
+    );
 
     let v1 = rng.bytes(10_000);
     v.put_bytes(&v1, "/doc").success().quiet();
@@ -384,7 +537,12 @@ fn write_to_a_full_node() {
     // 2 MB does not fit node-3: 4 of 5 shards, quorum 4 -> success with debt.
     let big = rng.bytes(2_000_000);
     let r = v.put_bytes(&big, "/big");
-    r.success().stderr_has(&["written with 4 of 5 shards", "repair debt", "node-3", "No space left on device"]);
+    r.success().stderr_has(&[
+        "written with 4 of 5 shards",
+        "repair debt",
+        "node-3",
+        "No space left on device",
+    ]);
     let st = v.status();
     assert_eq!(st["degraded_objects"], 1, "{st:#}");
     assert_eq!(st["missing_shards"], 1, "{st:#}");
@@ -393,17 +551,29 @@ fn write_to_a_full_node() {
     assert_eq!(n3["shards_found"], 1, "{n3:#}");
     v.assert_reads("/big", &big).quiet();
     v.assert_reads("/doc", &v1);
-    assert!(v.temp_shards().is_empty(), "the failed shard left a temp file: {:?}", v.temp_shards());
+    assert!(
+        v.temp_shards().is_empty(),
+        "the failed shard left a temp file: {:?}",
+        v.temp_shards()
+    );
 
     // node-1's folder is replaced by another small, empty disk: not used
     // until adopted (it could be an unmounted disk's mount point)...
     let full1 = Mounted::tmpfs(&v.node_dir("node-1"), "256k");
     let small = rng.bytes(3000);
-    v.put_bytes(&small, "/small").success().stderr_has(&["node-1", "node adopt"]);
-    assert!(!v.node_dir("node-1").join("qsfs-node").exists(), "an empty node folder was adopted by itself");
+    v.put_bytes(&small, "/small")
+        .success()
+        .stderr_has(&["node-1", "node adopt"]);
+    assert!(
+        !v.node_dir("node-1").join("qsfs-node").exists(),
+        "an empty node folder was adopted by itself"
+    );
     // ...then taken into use explicitly.
     qsfs(&["node", "adopt", &v.arg(), "node-1"]).success();
-    assert!(v.node_dir("node-1").join("qsfs-node").exists(), "node adopt wrote no marker");
+    assert!(
+        v.node_dir("node-1").join("qsfs-node").exists(),
+        "node adopt wrote no marker"
+    );
     let small = rng.bytes(3000);
     v.put_bytes(&small, "/small").success().quiet();
     v.assert_reads("/small", &small).quiet();
@@ -414,7 +584,10 @@ fn write_to_a_full_node() {
         &rng.bytes(1_500_000),
         "/doc",
         &v1,
-        &[("node-1", "No space left on device"), ("node-3", "No space left on device")],
+        &[
+            ("node-1", "No space left on device"),
+            ("node-3", "No space left on device"),
+        ],
     );
     drop(full1);
     v.assert_reads("/big", &big);
@@ -434,22 +607,40 @@ fn write_to_read_only_nodes() {
     // node-2 read-only (bind mount): 4 of 5 -> success with debt.
     let ro2 = Mounted::read_only_bind(&v.node_dir("node-2"));
     let a = rng.bytes(100_000);
-    v.put_bytes(&a, "/a").success().stderr_has(&["written with 4 of 5 shards", "node-2", "Read-only file system"]);
+    v.put_bytes(&a, "/a").success().stderr_has(&[
+        "written with 4 of 5 shards",
+        "node-2",
+        "Read-only file system",
+    ]);
     let st = v.status();
-    assert_eq!((st["degraded_objects"].as_u64(), st["missing_shards"].as_u64()), (Some(1), Some(1)), "{st:#}");
+    assert_eq!(
+        (
+            st["degraded_objects"].as_u64(),
+            st["missing_shards"].as_u64()
+        ),
+        (Some(1), Some(1)),
+        "{st:#}"
+    );
     v.assert_reads("/a", &a);
 
     // node-4 immutable (chattr +i on its shard folders): below quorum.
     let shards4 = v.node_dir("node-4").join("shards");
     let mut imm: Vec<PathBuf> = vec![shards4.clone()];
-    imm.extend(std::fs::read_dir(&shards4).unwrap().map(|e| e.unwrap().path()));
+    imm.extend(
+        std::fs::read_dir(&shards4)
+            .unwrap()
+            .map(|e| e.unwrap().path()),
+    );
     let imm4 = Immutable::set(&imm);
     assert_put_below_quorum(
         &v,
         &rng.bytes(70_000),
         "/doc",
         &v1,
-        &[("node-2", "Read-only file system"), ("node-4", "Operation not permitted")],
+        &[
+            ("node-2", "Read-only file system"),
+            ("node-4", "Operation not permitted"),
+        ],
     );
     drop(imm4);
     drop(ro2);
@@ -461,7 +652,9 @@ fn write_to_read_only_nodes() {
     v.put_bytes(&b, "/b").success().quiet();
     t0.remount_ro();
     let c = rng.bytes(20_000);
-    v.put_bytes(&c, "/c").success().stderr_has(&["node-0", "Read-only file system"]);
+    v.put_bytes(&c, "/c")
+        .success()
+        .stderr_has(&["node-0", "Read-only file system"]);
     v.assert_reads("/b", &b);
     v.assert_reads("/c", &c);
     drop(t0);
@@ -486,11 +679,26 @@ fn write_with_missing_node_folders() {
     let n1 = v.node_dir("node-1");
     std::fs::rename(&n1, away.join("node-1")).unwrap();
     let a = rng.bytes(123_456);
-    v.put_bytes(&a, "/a").success().stderr_has(&["written with 3 of 4 shards", "node-1", "does not exist"]);
+    v.put_bytes(&a, "/a").success().stderr_has(&[
+        "written with 3 of 4 shards",
+        "node-1",
+        "does not exist",
+    ]);
     assert!(!n1.exists(), "a missing node folder was recreated");
     let st = v.status();
-    assert_eq!((st["degraded_objects"].as_u64(), st["missing_shards"].as_u64()), (Some(1), Some(1)), "{st:#}");
-    assert_eq!(node_status(&st, "node-1")["health"]["state"], "offline", "{st:#}");
+    assert_eq!(
+        (
+            st["degraded_objects"].as_u64(),
+            st["missing_shards"].as_u64()
+        ),
+        (Some(1), Some(1)),
+        "{st:#}"
+    );
+    assert_eq!(
+        node_status(&st, "node-1")["health"]["state"],
+        "offline",
+        "{st:#}"
+    );
     v.assert_reads("/a", &a);
 
     let n3 = v.node_dir("node-3");
@@ -502,7 +710,10 @@ fn write_with_missing_node_folders() {
         &v1,
         &[("node-1", "does not exist"), ("node-3", "does not exist")],
     );
-    assert!(!n1.exists() && !n3.exists(), "a missing node folder was recreated");
+    assert!(
+        !n1.exists() && !n3.exists(),
+        "a missing node folder was recreated"
+    );
 
     // Plugged back in: full writes again, old files still read.
     std::fs::rename(away.join("node-1"), &n1).unwrap();
@@ -521,7 +732,13 @@ fn write_quorum_of_n_refuses_any_missing_node() {
     let v1 = rng.bytes(2_000);
     v.put_bytes(&v1, "/doc").success();
     std::fs::remove_dir_all(v.node_dir("node-2")).unwrap();
-    assert_put_below_quorum(&v, &rng.bytes(2_000), "/doc", &v1, &[("node-2", "does not exist")]);
+    assert_put_below_quorum(
+        &v,
+        &rng.bytes(2_000),
+        "/doc",
+        &v1,
+        &[("node-2", "does not exist")],
+    );
 }
 
 /// Damage spread over more than n - k shards, but never more than one bad
@@ -539,7 +756,11 @@ fn scattered_chunk_damage_within_per_stripe_tolerance() {
     assert!(stripes >= 8, "need several stripes, got {stripes}");
     // Shard 0 bad in stripe 1, shard 1 in stripe 3, shard 3 in stripe 5.
     for (idx, stripe) in [(0usize, 1u64), (1, 3), (3, 5)] {
-        flip_bit(&shards[idx].path, 64 + stripe * chunk + rng.below(chunk), rng.below(8) as u8);
+        flip_bit(
+            &shards[idx].path,
+            64 + stripe * chunk + rng.below(chunk),
+            rng.below(8) as u8,
+        );
     }
     v.assert_reads("/f", &data);
     v.assert_reads("/f", &data);

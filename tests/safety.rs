@@ -14,7 +14,10 @@ use common::*;
 
 /// Puts a few files and returns them with their contents.
 fn three_files(v: &TestVault, rng: &mut Rng) -> Vec<(String, Vec<u8>)> {
-    let files: Vec<(String, Vec<u8>)> = ["/a", "/b", "/c"].iter().map(|p| (p.to_string(), rng.bytes(30_000))).collect();
+    let files: Vec<(String, Vec<u8>)> = ["/a", "/b", "/c"]
+        .iter()
+        .map(|p| (p.to_string(), rng.bytes(30_000)))
+        .collect();
     for (p, d) in &files {
         v.put_bytes(d, p).success().quiet();
     }
@@ -37,12 +40,17 @@ fn a_missing_store_is_an_error_not_an_empty_vault() {
         std::fs::rename(&dir, &away).unwrap();
         for cmd in [&["ls"][..], &["status"][..], &["get", "/a", "-"][..]] {
             let r = v.run(cmd[0], &cmd[1..]);
-            r.failure().stderr_has(&[&dir.display().to_string(), "missing"]);
+            r.failure()
+                .stderr_has(&[&dir.display().to_string(), "missing"]);
         }
         assert!(!dir.exists(), "{store} was recreated");
         // Even after a crash (an in-flight intent), nothing is swept.
         std::fs::rename(&away, &dir).unwrap();
-        assert_eq!(shard_count(&v), shards, "shards went missing while {store} was away");
+        assert_eq!(
+            shard_count(&v),
+            shards,
+            "shards went missing while {store} was away"
+        );
     }
     for (p, d) in &files {
         v.assert_reads(p, d).quiet();
@@ -58,9 +66,17 @@ fn a_store_from_another_vault_is_refused() {
     let ns = v.root.join("meta/ns");
     let saved = v.root.join("ns-saved");
     std::fs::rename(&ns, &saved).unwrap();
-    let status = Command::new("cp").arg("-a").arg(other.root.join("meta/ns")).arg(&ns).status().unwrap();
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(other.root.join("meta/ns"))
+        .arg(&ns)
+        .status()
+        .unwrap();
     assert!(status.success());
-    v.run("ls", &[]).failure().stderr_has(&["belongs to vault", &other.config()["vault_id"].as_str().unwrap().to_string()]);
+    v.run("ls", &[]).failure().stderr_has(&[
+        "belongs to vault",
+        &other.config()["vault_id"].as_str().unwrap().to_string(),
+    ]);
     std::fs::remove_dir_all(&ns).unwrap();
     std::fs::rename(&saved, &ns).unwrap();
     for (p, d) in &files {
@@ -87,7 +103,10 @@ fn a_damaged_manifest_in_the_deletion_queue_does_not_lock_the_vault() {
     // Removing it still works (its shards are found by id), and the vault
     // stays usable for every other file.
     v.run("rm", &["/b"]).success();
-    assert!(v.shards_of(&b).is_empty(), "shards of the removed file stayed");
+    assert!(
+        v.shards_of(&b).is_empty(),
+        "shards of the removed file stayed"
+    );
     for (p, d) in files.iter().filter(|(p, _)| p != "/b") {
         v.assert_reads(p, d).quiet();
     }
@@ -115,12 +134,26 @@ fn crash_cleanup_touches_only_what_was_in_flight() {
     std::fs::create_dir_all(&fan).unwrap();
     std::fs::write(fan.join(format!(".{stray}.2.99-1.tmp")), b"partial").unwrap();
     // And a loose shard-looking file that no intent names: left alone.
-    std::fs::write(fan.join("ffeeddccbbaa99887766554433221100.1"), b"not ours to judge").unwrap();
+    std::fs::write(
+        fan.join("ffeeddccbbaa99887766554433221100.1"),
+        b"not ours to judge",
+    )
+    .unwrap();
 
     v.run("status", &[]).success();
-    assert!(!fan.join(format!(".{stray}.2.99-1.tmp")).exists(), "the in-flight temp file stayed");
-    assert!(fan.join("ffeeddccbbaa99887766554433221100.1").exists(), "the sweep removed a file no intent names");
-    assert_eq!(shard_count(&v), shards + 1, "the sweep touched committed shards");
+    assert!(
+        !fan.join(format!(".{stray}.2.99-1.tmp")).exists(),
+        "the in-flight temp file stayed"
+    );
+    assert!(
+        fan.join("ffeeddccbbaa99887766554433221100.1").exists(),
+        "the sweep removed a file no intent names"
+    );
+    assert_eq!(
+        shard_count(&v),
+        shards + 1,
+        "the sweep touched committed shards"
+    );
     assert_eq!(std::fs::read_to_string(&log).unwrap(), "qsfs-intents 1\n");
     for (p, d) in &files {
         v.assert_reads(p, d).quiet();
@@ -142,13 +175,23 @@ fn another_vaults_node_folder_is_never_written_or_emptied() {
     std::fs::write(&cfg, text).unwrap();
     let before = snapshot(&a.node_dir("node-4"));
     for i in 0..4 {
-        b.put_bytes(&rng.bytes(5000), &format!("/x{i}")).success().stderr_has(&["node-4", "belongs to another vault"]);
+        b.put_bytes(&rng.bytes(5000), &format!("/x{i}"))
+            .success()
+            .stderr_has(&["node-4", "belongs to another vault"]);
     }
     b.run("rm", &["/x0"]).success();
     // A crash in B with an in-flight intent, then a sweep.
-    std::fs::write(b.root.join("meta/intents"), format!("qsfs-intents 1\n+ {}\n", a.object_of("/a"))).unwrap();
+    std::fs::write(
+        b.root.join("meta/intents"),
+        format!("qsfs-intents 1\n+ {}\n", a.object_of("/a")),
+    )
+    .unwrap();
     b.run("status", &[]).success();
-    assert_same_tree(&before, &snapshot(&a.node_dir("node-4")), "vault A's node-4 folder");
+    assert_same_tree(
+        &before,
+        &snapshot(&a.node_dir("node-4")),
+        "vault A's node-4 folder",
+    );
     assert_eq!(a.shards_of(&a.object_of("/a")).len(), a_shards);
     for (p, d) in &a_files {
         a.assert_reads(p, d).quiet();
@@ -158,7 +201,10 @@ fn another_vaults_node_folder_is_never_written_or_emptied() {
 #[test]
 fn reads_work_while_the_random_pool_is_away() {
     let mut rng = Rng::from_env("pool_away");
-    let tmp = tempfile::Builder::new().prefix("qsfs-test-").tempdir().unwrap();
+    let tmp = tempfile::Builder::new()
+        .prefix("qsfs-test-")
+        .tempdir()
+        .unwrap();
     let pool = tmp.path().join("qrng.bin");
     std::fs::write(&pool, rng.bytes(64 * 1024)).unwrap();
     let v = TestVault::new_in(tmp, &["--random", &format!("pool:{}", pool.display())]);
@@ -171,8 +217,16 @@ fn reads_work_while_the_random_pool_is_away() {
     v.run("ls", &[]).success();
     v.run("rm", &["/c"]).success();
     let st = v.status();
-    assert!(st["random"]["note"].as_str().unwrap().contains("UNAVAILABLE"), "{st:#}");
-    v.put_bytes(b"new", "/new").failure().stderr_has(&[&pool.display().to_string()]);
+    assert!(
+        st["random"]["note"]
+            .as_str()
+            .unwrap()
+            .contains("UNAVAILABLE"),
+        "{st:#}"
+    );
+    v.put_bytes(b"new", "/new")
+        .failure()
+        .stderr_has(&[&pool.display().to_string()]);
     std::fs::rename(&away, &pool).unwrap();
     v.put_bytes(b"new", "/new").success();
 }
@@ -186,24 +240,40 @@ fn get_writes_into_devices_and_fifos_instead_of_replacing_them() {
     // /dev/null stays a character device.
     v.run("get", &["/f", "/dev/null"]).success();
     let m = std::fs::metadata("/dev/null").unwrap();
-    assert!(std::os::unix::fs::FileTypeExt::is_char_device(&m.file_type()), "/dev/null was replaced");
+    assert!(
+        std::os::unix::fs::FileTypeExt::is_char_device(&m.file_type()),
+        "/dev/null was replaced"
+    );
     // A FIFO receives the bytes and stays a FIFO.
     let fifo = v.scratch_path("fifo");
-    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
     let reader = {
         let fifo = fifo.clone();
         std::thread::spawn(move || std::fs::read(&fifo).unwrap())
     };
     v.run("get", &["/f", fifo.to_str().unwrap()]).success();
     assert_eq!(reader.join().unwrap(), data);
-    assert!(std::os::unix::fs::FileTypeExt::is_fifo(&std::fs::metadata(&fifo).unwrap().file_type()));
+    assert!(std::os::unix::fs::FileTypeExt::is_fifo(
+        &std::fs::metadata(&fifo).unwrap().file_type()
+    ));
     // A symlink is followed: its target gets the bytes, the link stays.
     let target = v.scratch_path("target");
     std::fs::write(&target, b"old").unwrap();
     let link = v.scratch_path("link");
     std::os::unix::fs::symlink(&target, &link).unwrap();
     v.run("get", &["/f", link.to_str().unwrap()]).success();
-    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
     assert_eq!(std::fs::read(&target).unwrap(), data);
 }
 
@@ -219,10 +289,27 @@ fn wide_codes_do_not_run_out_of_descriptors() {
         std::fs::write(dir.join(format!("f{i}")), &d).unwrap();
         files.push((format!("/t/f{i}"), d));
     }
-    let script = format!("ulimit -n 256 && exec {} put -r {} {} /t", bin(), v.arg(), dir.display());
-    let out = Command::new("bash").arg("-c").arg(&script).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    let script = format!(
+        "ulimit -n 256 && exec {} put -r {} {} /t",
+        bin(),
+        v.arg(),
+        dir.display()
+    );
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let st = v.status();
     assert_eq!(st["degraded_objects"], 0, "{st:#}");
     for (p, d) in &files {
@@ -234,7 +321,9 @@ fn wide_codes_do_not_run_out_of_descriptors() {
 fn a_name_that_cannot_exist_is_refused_before_sealing() {
     let v = TestVault::new(&[]);
     let long = format!("/{}", "x".repeat(300));
-    v.put_bytes(b"data", &long).failure().stderr_has(&["name longer than 255 bytes"]);
+    v.put_bytes(b"data", &long)
+        .failure()
+        .stderr_has(&["name longer than 255 bytes"]);
     let st = v.status();
     assert_eq!(st["objects"], 0, "{st:#}");
     assert!(v.shards().is_empty());

@@ -107,15 +107,18 @@ fn classify(opt: &str) -> Class {
         // fstab/mount(8) words that are not for the filesystem: what mount(8)
         // handles itself (auto, user, nofail, _netdev, x-*/X-* for systemd
         // and libmount, comment=, loop devices) and may still pass on.
-        "defaults" | "auto" | "noauto" | "user" | "users" | "nouser" | "owner" | "group" | "nofail" | "_netdev"
-        | "comment" | "loop" | "offset" | "sizelimit" | "encryption" | "helper" => Class::MountOwn,
+        "defaults" | "auto" | "noauto" | "user" | "users" | "nouser" | "owner" | "group"
+        | "nofail" | "_netdev" | "comment" | "loop" | "offset" | "sizelimit" | "encryption"
+        | "helper" => Class::MountOwn,
         k if k.starts_with("x-") || k.starts_with("X-") => Class::MountOwn,
         _ => Class::Unknown,
     }
 }
 
 fn opt_str(value: OsString, what: &str) -> Result<String, String> {
-    value.into_string().map_err(|v| format!("{what} {:?} is not valid UTF-8", v))
+    value
+        .into_string()
+        .map_err(|v| format!("{what} {:?} is not valid UTF-8", v))
 }
 
 /// Parses the helper's arguments (without the program name).
@@ -191,7 +194,10 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Parsed, String
     req.spec = positional.next().ok_or("missing VAULT and DIR")?;
     req.dir = positional.next().ok_or("missing DIR (the mount point)")?;
     if let Some(extra) = positional.next() {
-        return Err(format!("unexpected argument {:?} after VAULT and DIR", extra));
+        return Err(format!(
+            "unexpected argument {:?} after VAULT and DIR",
+            extra
+        ));
     }
     if req.spec.is_empty() {
         return Err("the vault path is empty".into());
@@ -200,7 +206,12 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Parsed, String
         return Err("the mount point is empty".into());
     }
 
-    for opt in option_lists.iter().flat_map(|l| l.split(',')).map(str::trim).filter(|o| !o.is_empty()) {
+    for opt in option_lists
+        .iter()
+        .flat_map(|l| l.split(','))
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+    {
         match classify(opt) {
             Class::Qsfs => {
                 if !req.options.iter().any(|o| o == opt) {
@@ -209,7 +220,9 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Parsed, String
             }
             Class::MountOwn => req.dropped.push((opt.to_string(), "handled by mount(8)")),
             Class::Helper => helper_option(&mut req, opt)?,
-            Class::Unknown if req.sloppy => req.dropped.push((opt.to_string(), "unknown, ignored (-s)")),
+            Class::Unknown if req.sloppy => {
+                req.dropped.push((opt.to_string(), "unknown, ignored (-s)"))
+            }
             Class::Unknown => {
                 return Err(format!(
                     "unknown mount option {opt:?} (qsfs takes: {}; the helper also takes threads=N, log_level=LEVEL, setuid=USER; -s ignores unknown options)",
@@ -223,15 +236,24 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Parsed, String
 
 /// `threads=N`, `log_level=LEVEL`, `setuid=USER`.
 fn helper_option(req: &mut Request, opt: &str) -> Result<(), String> {
-    let (key, value) = opt.split_once('=').ok_or_else(|| format!("mount option {opt} needs a value ({opt}=...)"))?;
+    let (key, value) = opt
+        .split_once('=')
+        .ok_or_else(|| format!("mount option {opt} needs a value ({opt}=...)"))?;
     match key {
         "threads" => match value.parse::<u32>() {
             Ok(n) if (1..=1024).contains(&n) => req.threads = Some(n),
-            _ => return Err(format!("threads={value}: want a number of threads from 1 to 1024")),
+            _ => {
+                return Err(format!(
+                    "threads={value}: want a number of threads from 1 to 1024"
+                ));
+            }
         },
         "log_level" => {
             if !LOG_LEVELS.contains(&value) {
-                return Err(format!("log_level={value}: want one of {}", LOG_LEVELS.join(", ")));
+                return Err(format!(
+                    "log_level={value}: want one of {}",
+                    LOG_LEVELS.join(", ")
+                ));
             }
             req.log_level = Some(value.to_string());
         }
@@ -271,7 +293,15 @@ mod tests {
 
     #[test]
     fn what_mount8_passes() {
-        let r = req(&["/srv/vault", "/mnt/x", "-n", "-o", "rw,noatime,allow_other", "-t", "fuse.qsfs"]);
+        let r = req(&[
+            "/srv/vault",
+            "/mnt/x",
+            "-n",
+            "-o",
+            "rw,noatime,allow_other",
+            "-t",
+            "fuse.qsfs",
+        ]);
         assert_eq!(r.options, ["rw", "noatime", "allow_other"]);
         let r = req(&["/srv/vault", "/mnt/x", "-sfnv", "-o", "ro"]);
         assert!(r.sloppy && r.fake && r.verbose);
@@ -280,7 +310,16 @@ mod tests {
 
     #[test]
     fn options_anywhere_and_repeated() {
-        let r = req(&["-v", "/srv/vault", "-o", "ro", "/mnt/x", "-onoatime", "-o", "allow_other,ro"]);
+        let r = req(&[
+            "-v",
+            "/srv/vault",
+            "-o",
+            "ro",
+            "/mnt/x",
+            "-onoatime",
+            "-o",
+            "allow_other,ro",
+        ]);
         assert_eq!(r.spec, "/srv/vault");
         assert_eq!(r.dir, "/mnt/x");
         // Duplicates collapse, order stays.
@@ -309,18 +348,34 @@ mod tests {
         ]);
         assert_eq!(r.options, ["noatime"]);
         assert_eq!(r.dropped.len(), 12);
-        assert!(r.dropped.iter().all(|(_, why)| *why == "handled by mount(8)"));
+        assert!(
+            r.dropped
+                .iter()
+                .all(|(_, why)| *why == "handled by mount(8)")
+        );
     }
 
     #[test]
     fn unknown_options_fail_unless_sloppy() {
         let e = p(&["v", "m", "-o", "noatime,bogus"]).unwrap_err();
-        assert!(e.contains("unknown mount option \"bogus\"") && e.contains("-s ignores"), "{e}");
+        assert!(
+            e.contains("unknown mount option \"bogus\"") && e.contains("-s ignores"),
+            "{e}"
+        );
         let r = req(&["v", "m", "-s", "-o", "noatime,bogus,fsname=x"]);
         assert_eq!(r.options, ["noatime"]);
-        assert_eq!(r.dropped, [("bogus".to_string(), "unknown, ignored (-s)"), ("fsname=x".to_string(), "unknown, ignored (-s)")]);
+        assert_eq!(
+            r.dropped,
+            [
+                ("bogus".to_string(), "unknown, ignored (-s)"),
+                ("fsname=x".to_string(), "unknown, ignored (-s)")
+            ]
+        );
         // -s may come after -o.
-        assert_eq!(req(&["v", "m", "-o", "bogus", "-s"]).options, Vec::<String>::new());
+        assert_eq!(
+            req(&["v", "m", "-o", "bogus", "-s"]).options,
+            Vec::<String>::new()
+        );
     }
 
     #[test]
@@ -330,10 +385,20 @@ mod tests {
         assert_eq!(r.log_level.as_deref(), Some("debug"));
         assert_eq!(r.setuid.as_deref(), Some("alice"));
         assert_eq!(r.options, ["ro"]);
-        for bad in ["threads=0", "threads=x", "threads", "log_level=loud", "setuid=", "setuid=a:b"] {
+        for bad in [
+            "threads=0",
+            "threads=x",
+            "threads",
+            "log_level=loud",
+            "setuid=",
+            "setuid=a:b",
+        ] {
             assert!(p(&["v", "m", "-o", bad]).is_err(), "{bad} accepted");
             // Malformed helper options are errors even when sloppy.
-            assert!(p(&["v", "m", "-s", "-o", bad]).is_err(), "{bad} accepted with -s");
+            assert!(
+                p(&["v", "m", "-s", "-o", bad]).is_err(),
+                "{bad} accepted with -s"
+            );
         }
     }
 
@@ -341,13 +406,41 @@ mod tests {
     fn usage_errors() {
         assert!(p(&[]).unwrap_err().contains("missing VAULT and DIR"));
         assert!(p(&["/srv/vault"]).unwrap_err().contains("missing DIR"));
-        assert!(p(&["/srv/vault", "-o", "ro"]).unwrap_err().contains("missing DIR"));
-        assert!(p(&["a", "b", "c"]).unwrap_err().contains("unexpected argument \"c\""));
-        assert!(p(&["a", "b", "-o"]).unwrap_err().contains("-o needs a value"));
-        assert!(p(&["a", "b", "-x"]).unwrap_err().contains("unknown flag -x"));
-        assert!(p(&["a", "b", "--bogus"]).unwrap_err().contains("unknown argument --bogus"));
-        assert!(p(&["a", "b", "-t", "fuse.sshfs"]).unwrap_err().contains("not type \"fuse.sshfs\""));
-        assert!(p(&["a", "b", "-N", "/proc/1/ns/mnt"]).unwrap_err().contains("not supported"));
+        assert!(
+            p(&["/srv/vault", "-o", "ro"])
+                .unwrap_err()
+                .contains("missing DIR")
+        );
+        assert!(
+            p(&["a", "b", "c"])
+                .unwrap_err()
+                .contains("unexpected argument \"c\"")
+        );
+        assert!(
+            p(&["a", "b", "-o"])
+                .unwrap_err()
+                .contains("-o needs a value")
+        );
+        assert!(
+            p(&["a", "b", "-x"])
+                .unwrap_err()
+                .contains("unknown flag -x")
+        );
+        assert!(
+            p(&["a", "b", "--bogus"])
+                .unwrap_err()
+                .contains("unknown argument --bogus")
+        );
+        assert!(
+            p(&["a", "b", "-t", "fuse.sshfs"])
+                .unwrap_err()
+                .contains("not type \"fuse.sshfs\"")
+        );
+        assert!(
+            p(&["a", "b", "-N", "/proc/1/ns/mnt"])
+                .unwrap_err()
+                .contains("not supported")
+        );
         assert!(p(&["", "b"]).unwrap_err().contains("vault path is empty"));
     }
 
@@ -358,7 +451,10 @@ mod tests {
         assert_eq!(p(&["-V"]), Ok(Parsed::Version));
         // After --, names starting with a dash are paths.
         let r = req(&["-o", "ro", "--", "-vault", "-mnt"]);
-        assert_eq!((r.spec.as_os_str(), r.dir.as_os_str()), ("-vault".as_ref(), "-mnt".as_ref()));
+        assert_eq!(
+            (r.spec.as_os_str(), r.dir.as_os_str()),
+            ("-vault".as_ref(), "-mnt".as_ref())
+        );
         // A lone "-" is a path too.
         assert_eq!(req(&["-", "m"]).spec, "-");
     }

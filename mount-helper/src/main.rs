@@ -89,8 +89,14 @@ fn run(argv: impl Iterator<Item = OsString>) -> Result<ExitCode, String> {
     let user = req.setuid.as_deref().map(lookup_user).transpose()?;
 
     if req.verbose || req.fake {
-        let as_user = user.as_ref().map(|u| format!(" (as user {})", u.name)).unwrap_or_default();
-        let shown: Vec<String> = std::iter::once(qsfs.as_os_str()).chain(qsfs_args.iter().map(OsString::as_os_str)).map(quote).collect();
+        let as_user = user
+            .as_ref()
+            .map(|u| format!(" (as user {})", u.name))
+            .unwrap_or_default();
+        let shown: Vec<String> = std::iter::once(qsfs.as_os_str())
+            .chain(qsfs_args.iter().map(OsString::as_os_str))
+            .map(quote)
+            .collect();
         let what = if req.fake { "would run" } else { "running" };
         println!("mount.qsfs: {what}{as_user}: {}", shown.join(" "));
     }
@@ -99,15 +105,25 @@ fn run(argv: impl Iterator<Item = OsString>) -> Result<ExitCode, String> {
     }
 
     let mut cmd = Command::new(&qsfs);
-    cmd.args(&qsfs_args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+    cmd.args(&qsfs_args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
     if let Some(u) = &user {
-        cmd.uid(u.uid).gid(u.gid).env("HOME", &u.home).env("USER", &u.name).env("LOGNAME", &u.name);
+        cmd.uid(u.uid)
+            .gid(u.gid)
+            .env("HOME", &u.home)
+            .env("USER", &u.name)
+            .env("LOGNAME", &u.name);
     }
     // qsfs's own stdout is one "mounted ... (log: ...)" line, shown with -v
     // only (mount helpers are quiet when all is well). The daemon it starts
     // does not hold this pipe, so this returns when the mount is live.
     let out = cmd.output().map_err(|e| {
-        let who = user.as_ref().map(|u| format!(" as user {}", u.name)).unwrap_or_default();
+        let who = user
+            .as_ref()
+            .map(|u| format!(" as user {}", u.name))
+            .unwrap_or_default();
         format!("cannot run {}{who}: {e}", qsfs.display())
     })?;
     if req.verbose {
@@ -116,7 +132,11 @@ fn run(argv: impl Iterator<Item = OsString>) -> Result<ExitCode, String> {
     match out.status.code() {
         Some(0) => Ok(ExitCode::SUCCESS),
         Some(code) => Ok(ExitCode::from(u8::try_from(code).unwrap_or(1).max(1))),
-        None => Err(format!("{} ended by a signal ({})", qsfs.display(), out.status)),
+        None => Err(format!(
+            "{} ended by a signal ({})",
+            qsfs.display(),
+            out.status
+        )),
     }
 }
 
@@ -143,7 +163,9 @@ fn qsfs_args(req: &Request) -> Vec<OsString> {
 }
 
 fn is_executable(p: &Path) -> bool {
-    p.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+    p.metadata()
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
 }
 
 /// `$QSFS_BIN`, then `qsfs` next to this executable (symlinks resolved),
@@ -152,21 +174,34 @@ fn find_qsfs() -> Result<PathBuf, String> {
     if let Some(bin) = std::env::var_os("QSFS_BIN").filter(|b| !b.is_empty()) {
         let bin = PathBuf::from(bin);
         if !is_executable(&bin) {
-            return Err(format!("QSFS_BIN={} is not an executable file", bin.display()));
+            return Err(format!(
+                "QSFS_BIN={} is not an executable file",
+                bin.display()
+            ));
         }
         return Ok(bin);
     }
     let mut tried = Vec::new();
-    if let Some(dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
         tried.push(dir.join("qsfs"));
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
-    tried.extend(std::env::split_paths(&path).filter(|d| d.is_absolute()).map(|d| d.join("qsfs")));
+    tried.extend(
+        std::env::split_paths(&path)
+            .filter(|d| d.is_absolute())
+            .map(|d| d.join("qsfs")),
+    );
     tried.extend(["/usr/local/bin/qsfs", "/usr/bin/qsfs"].map(PathBuf::from));
     if let Some(found) = tried.iter().find(|p| is_executable(p)) {
         return Ok(found.clone());
     }
-    let here = tried.first().map(|p| p.display().to_string()).unwrap_or_else(|| "(unknown)".into());
+    let here = tried
+        .first()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "(unknown)".into());
     Err(format!(
         "cannot find the qsfs binary (not at {here}, not in PATH, /usr/local/bin or /usr/bin); install it with scripts/install.sh or set QSFS_BIN"
     ))
@@ -195,7 +230,8 @@ fn lookup_user(user: &str) -> Result<User, String> {
     if !out.status.success() || line.is_empty() {
         return Err(format!("setuid={user}: no such user"));
     }
-    parse_passwd(line).ok_or_else(|| format!("setuid={user}: cannot read the passwd entry {line:?}"))
+    parse_passwd(line)
+        .ok_or_else(|| format!("setuid={user}: cannot read the passwd entry {line:?}"))
 }
 
 /// `name:x:uid:gid:gecos:home:shell`.
@@ -204,15 +240,26 @@ fn parse_passwd(line: &str) -> Option<User> {
     if f.len() < 7 || f[0].is_empty() {
         return None;
     }
-    Some(User { name: f[0].to_string(), uid: f[2].parse().ok()?, gid: f[3].parse().ok()?, home: f[5].to_string() })
+    Some(User {
+        name: f[0].to_string(),
+        uid: f[2].parse().ok()?,
+        gid: f[3].parse().ok()?,
+        home: f[5].to_string(),
+    })
 }
 
 /// Shell-quotes `s` for display when it needs it.
 fn quote(s: &OsStr) -> String {
     let text = s.to_string_lossy();
     let plain = !text.is_empty()
-        && s.as_bytes().iter().all(|b| b.is_ascii_alphanumeric() || b"-_./,=:+@%".contains(b));
-    if plain { text.into_owned() } else { format!("'{}'", text.replace('\'', r"'\''")) }
+        && s.as_bytes()
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./,=:+@%".contains(b));
+    if plain {
+        text.into_owned()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
 }
 
 #[cfg(test)]
@@ -229,11 +276,30 @@ mod tests {
 
     #[test]
     fn builds_the_qsfs_command() {
-        let r = req(&["/srv/vault", "/mnt/x", "-o", "defaults,noatime,allow_other,threads=2,log_level=debug"]);
-        let a: Vec<String> = qsfs_args(&r).iter().map(|s| s.to_string_lossy().into_owned()).collect();
+        let r = req(&[
+            "/srv/vault",
+            "/mnt/x",
+            "-o",
+            "defaults,noatime,allow_other,threads=2,log_level=debug",
+        ]);
+        let a: Vec<String> = qsfs_args(&r)
+            .iter()
+            .map(|s| s.to_string_lossy().into_owned())
+            .collect();
         assert_eq!(
             a,
-            ["mount", "-o", "noatime,allow_other", "--threads", "2", "--log-level", "debug", "--", "/srv/vault", "/mnt/x"]
+            [
+                "mount",
+                "-o",
+                "noatime,allow_other",
+                "--threads",
+                "2",
+                "--log-level",
+                "debug",
+                "--",
+                "/srv/vault",
+                "/mnt/x"
+            ]
         );
         let r = req(&["v", "m", "-o", "defaults"]);
         assert_eq!(qsfs_args(&r), ["mount", "--", "v", "m"].map(OsString::from));
@@ -243,7 +309,12 @@ mod tests {
     fn passwd_lines() {
         assert_eq!(
             parse_passwd("alice:x:1000:100:Alice,,,:/home/alice:/bin/bash"),
-            Some(User { name: "alice".into(), uid: 1000, gid: 100, home: "/home/alice".into() })
+            Some(User {
+                name: "alice".into(),
+                uid: 1000,
+                gid: 100,
+                home: "/home/alice".into()
+            })
         );
         assert_eq!(parse_passwd("bad:x:one:100::/:/bin/sh"), None);
         assert_eq!(parse_passwd("short:x:1"), None);
@@ -255,7 +326,11 @@ mod tests {
         if let Ok(u) = lookup_user("0") {
             assert_eq!((u.uid, u.gid), (0, 0));
         }
-        assert!(lookup_user("no-such-user-qsfs-test").unwrap_err().contains("no such user"));
+        assert!(
+            lookup_user("no-such-user-qsfs-test")
+                .unwrap_err()
+                .contains("no such user")
+        );
     }
 
     #[test]

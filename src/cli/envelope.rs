@@ -100,30 +100,44 @@ pub fn run(c: EnvelopeCommand) -> Result<i32> {
 
 fn hex32(name: &str, s: &str) -> Result<[u8; 32]> {
     let mut out = [0u8; 32];
-    hex::decode_to_slice(s.trim(), &mut out).with_context(|| format!("--{name}: expected 64 hex digits"))?;
+    hex::decode_to_slice(s.trim(), &mut out)
+        .with_context(|| format!("--{name}: expected 64 hex digits"))?;
     Ok(out)
 }
 
 fn share(name: &str, s: &str) -> Result<Share> {
-    Share::from_hex(s.trim()).with_context(|| format!("--{name}: expected a 33-byte share as 66 hex digits"))
+    Share::from_hex(s.trim())
+        .with_context(|| format!("--{name}: expected a 33-byte share as 66 hex digits"))
 }
 
 fn seal(a: SealArgs) -> Result<i32> {
-    let shares: Vec<Share> =
-        a.shares.iter().enumerate().map(|(i, s)| share(&format!("shares (R{})", i + 1), s)).collect::<Result<_>>()?;
-    let shares: [Share; 4] = shares.try_into().map_err(|_| anyhow::anyhow!("--shares needs exactly four shares"))?;
+    let shares: Vec<Share> = a
+        .shares
+        .iter()
+        .enumerate()
+        .map(|(i, s)| share(&format!("shares (R{})", i + 1), s))
+        .collect::<Result<_>>()?;
+    let shares: [Share; 4] = shares
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("--shares needs exactly four shares"))?;
     let keys = SealKeys::new(hex32("k", &a.k)?, hex32("r", &a.r)?, shares)?;
-    let input = File::open(&a.input).with_context(|| format!("cannot open {}", a.input.display()))?;
-    let len = input.metadata().with_context(|| format!("cannot stat {}", a.input.display()))?.len();
+    let input =
+        File::open(&a.input).with_context(|| format!("cannot open {}", a.input.display()))?;
+    let len = input
+        .metadata()
+        .with_context(|| format!("cannot stat {}", a.input.display()))?
+        .len();
     let mut tmp = temp_beside(&a.object_out)?;
     let sealed = {
         let mut out = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
         let s = envelope::seal_stream(&keys, len, input, &mut out, threads())
             .with_context(|| format!("cannot seal {}", a.input.display()))?;
-        out.flush().with_context(|| format!("cannot write {}", a.object_out.display()))?;
+        out.flush()
+            .with_context(|| format!("cannot write {}", a.object_out.display()))?;
         s
     };
-    tmp.persist(&a.object_out).with_context(|| format!("cannot write {}", a.object_out.display()))?;
+    tmp.persist(&a.object_out)
+        .with_context(|| format!("cannot write {}", a.object_out.display()))?;
     std::fs::write(&a.backup_out, sealed.backup.to_bytes())
         .with_context(|| format!("cannot write {}", a.backup_out.display()))?;
     let g = &sealed.geometry;
@@ -142,63 +156,90 @@ fn open(a: OpenArgs) -> Result<i32> {
     let local = a.shares.parse()?;
     let backup = match (&a.backup, &a.backup_file) {
         (Some(h), _) => {
-            let bytes = hex::decode(h.trim()).context("--backup: the backup record B is not valid hex")?;
+            let bytes =
+                hex::decode(h.trim()).context("--backup: the backup record B is not valid hex")?;
             Some(Backup::parse(&bytes).context("--backup: the backup record B is malformed")?)
         }
         (None, Some(f)) => {
             let bytes = std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?;
-            Some(Backup::parse(&bytes).with_context(|| format!("{}: the backup record B is malformed", f.display()))?)
+            Some(
+                Backup::parse(&bytes).with_context(|| {
+                    format!("{}: the backup record B is malformed", f.display())
+                })?,
+            )
         }
         (None, None) => None,
     };
-    let obj = File::open(&a.object).with_context(|| format!("cannot open {}", a.object.display()))?;
-    let len = obj.metadata().with_context(|| format!("cannot stat {}", a.object.display()))?.len();
+    let obj =
+        File::open(&a.object).with_context(|| format!("cannot open {}", a.object.display()))?;
+    let len = obj
+        .metadata()
+        .with_context(|| format!("cannot stat {}", a.object.display()))?
+        .len();
     let what = a.object.display().to_string();
-    let rec = envelope::recover_keys(&mut &obj, len, &local, backup.as_ref()).with_context(|| format!("cannot open {what}"))?;
+    let rec = envelope::recover_keys(&mut &obj, len, &local, backup.as_ref())
+        .with_context(|| format!("cannot open {what}"))?;
     let bad = rec.bad_shares();
     if bad.r1 {
-        eprintln!("qsfs: warning: R1 is corrupt (fails M14 of the backup record); opened with R2 and B");
+        eprintln!(
+            "qsfs: warning: R1 is corrupt (fails M14 of the backup record); opened with R2 and B"
+        );
     }
     if bad.r2 {
-        eprintln!("qsfs: warning: R2 is corrupt (fails M24 of the backup record); opened with R1 and B");
+        eprintln!(
+            "qsfs: warning: R2 is corrupt (fails M24 of the backup record); opened with R1 and B"
+        );
     }
     if bad.backup {
-        eprintln!("qsfs: warning: the backup record B verifies with neither share; opened with R1 and R2");
+        eprintln!(
+            "qsfs: warning: the backup record B verifies with neither share; opened with R1 and R2"
+        );
     }
     // Authenticate the whole object (M) before a single byte is written.
-    envelope::verify_stream(std::io::BufReader::new(&obj), &rec).with_context(|| format!("cannot open {what}"))?;
+    envelope::verify_stream(std::io::BufReader::new(&obj), &rec)
+        .with_context(|| format!("cannot open {what}"))?;
     let src = std::io::BufReader::with_capacity(1 << 20, File::open(&a.object)?);
     // A FIFO or device (e.g. /dev/null) is written in place, never replaced.
     let special = std::fs::metadata(&a.out).is_ok_and(|m| !m.is_file() && !m.is_dir());
     if a.out.as_os_str() == "-" {
         let mut out = std::io::stdout().lock();
-        envelope::open_stream(src, &rec, &mut out, threads()).with_context(|| format!("cannot open {what}"))?;
+        envelope::open_stream(src, &rec, &mut out, threads())
+            .with_context(|| format!("cannot open {what}"))?;
         out.flush()?;
     } else if special {
         let mut out = std::fs::OpenOptions::new()
             .write(true)
             .open(&a.out)
             .with_context(|| format!("cannot open {}", a.out.display()))?;
-        envelope::open_stream(src, &rec, &mut out, threads()).with_context(|| format!("cannot open {what}"))?;
+        envelope::open_stream(src, &rec, &mut out, threads())
+            .with_context(|| format!("cannot open {what}"))?;
     } else {
         let mut tmp = temp_beside(&a.out)?;
         {
             let mut out = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
-            envelope::open_stream(src, &rec, &mut out, threads()).with_context(|| format!("cannot open {what}"))?;
-            out.flush().with_context(|| format!("cannot write {}", a.out.display()))?;
+            envelope::open_stream(src, &rec, &mut out, threads())
+                .with_context(|| format!("cannot open {what}"))?;
+            out.flush()
+                .with_context(|| format!("cannot write {}", a.out.display()))?;
         }
-        tmp.persist(&a.out).with_context(|| format!("cannot write {}", a.out.display()))?;
+        tmp.persist(&a.out)
+            .with_context(|| format!("cannot write {}", a.out.display()))?;
     }
     Ok(0)
 }
 
 fn inspect(a: InspectArgs) -> Result<i32> {
-    let obj = File::open(&a.object).with_context(|| format!("cannot open {}", a.object.display()))?;
+    let obj =
+        File::open(&a.object).with_context(|| format!("cannot open {}", a.object.display()))?;
     let len = obj.metadata()?.len();
-    let plain = envelope::Geometry::plain_len_of_sealed(len).with_context(|| format!("{}", a.object.display()))?;
+    let plain = envelope::Geometry::plain_len_of_sealed(len)
+        .with_context(|| format!("{}", a.object.display()))?;
     println!("object      {}", a.object.display());
     println!("length      {len} bytes (N)");
-    println!("plaintext   {plain} bytes in {} segments", envelope::segment_count(plain));
+    println!(
+        "plaintext   {plain} bytes in {} segments",
+        envelope::segment_count(plain)
+    );
     let local = a.shares.parse()?;
     if local.r1.is_some() && local.r2.is_some() {
         let rec = envelope::recover_keys(&mut &obj, len, &local, None)?;
@@ -230,5 +271,7 @@ fn temp_beside(dest: &Path) -> Result<tempfile::NamedTempFile> {
 }
 
 fn threads() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
 }

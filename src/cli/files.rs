@@ -42,9 +42,10 @@ pub struct InitArgs {
 fn parse_random(spec: &str) -> Result<EntropyConfig> {
     Ok(match spec.split_once(':') {
         None if spec == "os" => EntropyConfig::Os,
-        Some(("device", p)) if !p.is_empty() => {
-            EntropyConfig::Device { path: p.into(), timeout_ms: qsfs::entropy::DEFAULT_TIMEOUT_MS }
-        }
+        Some(("device", p)) if !p.is_empty() => EntropyConfig::Device {
+            path: p.into(),
+            timeout_ms: qsfs::entropy::DEFAULT_TIMEOUT_MS,
+        },
         Some(("pool", p)) if !p.is_empty() => EntropyConfig::Pool { path: p.into() },
         _ => bail!("--random {spec:?}: expected `os`, `device:PATH` or `pool:FILE`"),
     })
@@ -87,7 +88,12 @@ pub struct PutArgs {
 
 /// Collects (source, vault path) pairs for a local tree, creating vault
 /// folders as it goes.
-fn walk(v: &vault::Vault, local: &Path, dest: &VaultPath, items: &mut Vec<(PutSource, VaultPath)>) -> Result<()> {
+fn walk(
+    v: &vault::Vault,
+    local: &Path,
+    dest: &VaultPath,
+    items: &mut Vec<(PutSource, VaultPath)>,
+) -> Result<()> {
     v.mkdir(dest, true, 0o755)?;
     let mut entries: Vec<_> = std::fs::read_dir(local)
         .with_context(|| format!("cannot read folder {}", local.display()))?
@@ -97,20 +103,28 @@ fn walk(v: &vault::Vault, local: &Path, dest: &VaultPath, items: &mut Vec<(PutSo
     for e in entries {
         let path = e.path();
         let target = dest.join(e.file_name().as_encoded_bytes());
-        let ft = e.file_type().with_context(|| format!("cannot stat {}", path.display()))?;
+        let ft = e
+            .file_type()
+            .with_context(|| format!("cannot stat {}", path.display()))?;
         if ft.is_dir() {
             walk(v, &path, &target, items)?;
         } else if ft.is_file() {
             items.push((PutSource::File(path), target));
         } else {
-            eprintln!("qsfs: skipping {} (not a regular file or folder)", path.display());
+            eprintln!(
+                "qsfs: skipping {} (not a regular file or folder)",
+                path.display()
+            );
         }
     }
     Ok(())
 }
 
 pub fn put(ctx: &Ctx, a: PutArgs) -> Result<i32> {
-    let (dest, sources) = a.paths.split_last().context("need a source and a vault path")?;
+    let (dest, sources) = a
+        .paths
+        .split_last()
+        .context("need a source and a vault path")?;
     let v = ctx.open(&a.vault.vault)?;
     let dest_path = VaultPath::parse(dest)?;
     let dest_is_dir = match v.namespace().resolve(&dest_path) {
@@ -133,9 +147,17 @@ pub fn put(ctx: &Ctx, a: PutArgs) -> Result<i32> {
             continue;
         }
         let local = PathBuf::from(src);
-        let meta = std::fs::metadata(&local).with_context(|| format!("cannot read {}", local.display()))?;
-        let name = local.file_name().map(|n| n.as_encoded_bytes().to_vec()).unwrap_or_default();
-        let target = if dest_is_dir { dest_path.join(&name) } else { dest_path.clone() };
+        let meta = std::fs::metadata(&local)
+            .with_context(|| format!("cannot read {}", local.display()))?;
+        let name = local
+            .file_name()
+            .map(|n| n.as_encoded_bytes().to_vec())
+            .unwrap_or_default();
+        let target = if dest_is_dir {
+            dest_path.join(&name)
+        } else {
+            dest_path.clone()
+        };
         if meta.is_dir() {
             if !a.recursive {
                 bail!("{} is a folder; use -r to copy it", local.display());
@@ -188,7 +210,10 @@ pub fn get(ctx: &Ctx, a: GetArgs) -> Result<i32> {
     } else {
         let mut local = PathBuf::from(&a.local);
         if local.is_dir() {
-            let name = path.components().last().context("the vault root is a folder")?;
+            let name = path
+                .components()
+                .last()
+                .context("the vault root is a folder")?;
             local = local.join(std::ffi::OsStr::from_bytes(name));
         }
         v.get_to_file(&path, &local)?;
@@ -248,7 +273,10 @@ pub fn rm(ctx: &Ctx, a: RmArgs) -> Result<i32> {
     let v = ctx.open(&a.vault.vault)?;
     let mut code = 0;
     for p in &a.paths {
-        if let Err(e) = VaultPath::parse(p).map_err(anyhow::Error::from).and_then(|path| Ok(v.remove(&path, a.recursive)?)) {
+        if let Err(e) = VaultPath::parse(p)
+            .map_err(anyhow::Error::from)
+            .and_then(|path| Ok(v.remove(&path, a.recursive)?))
+        {
             eprintln!("qsfs: error: {e}");
             code = 1;
         }
@@ -272,7 +300,8 @@ pub struct MkdirArgs {
 }
 
 pub fn mkdir(ctx: &Ctx, a: MkdirArgs) -> Result<i32> {
-    let mode = u32::from_str_radix(&a.mode, 8).with_context(|| format!("--mode {:?} is not an octal mode", a.mode))?;
+    let mode = u32::from_str_radix(&a.mode, 8)
+        .with_context(|| format!("--mode {:?} is not an octal mode", a.mode))?;
     let v = ctx.open(&a.vault.vault)?;
     for p in &a.paths {
         v.mkdir(&VaultPath::parse(p)?, a.parents, mode)?;

@@ -11,7 +11,11 @@ pub fn bytes(n: u64) -> String {
         v /= 1024.0;
         u += 1;
     }
-    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }
 
 /// `drwxr-xr-x`-style mode string.
@@ -44,7 +48,11 @@ pub fn mode_string(kind: Kind, mode: u32) -> String {
 
 /// One `ls -l` line.
 pub fn long_line(name: &str, i: &Inode) -> String {
-    let link = if i.kind == Kind::Symlink { format!(" -> {}", String::from_utf8_lossy(&i.target)) } else { String::new() };
+    let link = if i.kind == Kind::Symlink {
+        format!(" -> {}", String::from_utf8_lossy(&i.target))
+    } else {
+        String::new()
+    };
     format!(
         "{} {:>3} {:>5} {:>5} {:>14} {}.{:09} {}{}",
         mode_string(i.kind, i.mode),

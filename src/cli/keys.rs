@@ -41,7 +41,11 @@ pub fn run(ctx: &Ctx, c: KeysCommand) -> Result<i32> {
         KeysCommand::Verify(a) => (a, false, false),
         KeysCommand::Repair(a) => (a.keys, true, a.rebuild_r2),
     };
-    let v = if rebuild { ctx.open_rebuilding_r2(&args.vault.vault)? } else { ctx.open(&args.vault.vault)? };
+    let v = if rebuild {
+        ctx.open_rebuilding_r2(&args.vault.vault)?
+    } else {
+        ctx.open(&args.vault.vault)?
+    };
     let report = v.check_keys(repair)?;
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -49,8 +53,16 @@ pub fn run(ctx: &Ctx, c: KeysCommand) -> Result<i32> {
         writeln!(out)?;
     } else {
         for p in &report.problems {
-            let issues: Vec<String> =
-                p.issues.iter().map(|i| serde_json::to_value(i).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()).collect();
+            let issues: Vec<String> = p
+                .issues
+                .iter()
+                .map(|i| {
+                    serde_json::to_value(i)
+                        .ok()
+                        .and_then(|v| v.as_str().map(String::from))
+                        .unwrap_or_default()
+                })
+                .collect();
             let state = if p.repaired {
                 "repaired".to_string()
             } else if let Some(e) = &p.error {
@@ -67,14 +79,25 @@ pub fn run(ctx: &Ctx, c: KeysCommand) -> Result<i32> {
             )?;
         }
         if !report.stray_shares.is_empty() {
-            writeln!(out, "{} share records belong to no object (left by an interrupted write)", report.stray_shares.len())?;
+            writeln!(
+                out,
+                "{} share records belong to no object (left by an interrupted write)",
+                report.stray_shares.len()
+            )?;
         }
         writeln!(
             out,
             "{} objects checked, {} with key problems{}",
             report.checked,
             report.problems.len(),
-            if repair { format!(", {} repaired", report.problems.iter().filter(|p| p.repaired).count()) } else { String::new() }
+            if repair {
+                format!(
+                    ", {} repaired",
+                    report.problems.iter().filter(|p| p.repaired).count()
+                )
+            } else {
+                String::new()
+            }
         )?;
     }
     if repair && !report.healthy() {
@@ -83,7 +106,10 @@ pub fn run(ctx: &Ctx, c: KeysCommand) -> Result<i32> {
         return Ok(1);
     }
     if !repair && !report.problems.is_empty() {
-        eprintln!("qsfs: error: {} objects have key problems; run `qsfs keys repair`", report.problems.len());
+        eprintln!(
+            "qsfs: error: {} objects have key problems; run `qsfs keys repair`",
+            report.problems.len()
+        );
         return Ok(1);
     }
     Ok(0)

@@ -80,13 +80,25 @@ pub struct Ctx {
 impl Ctx {
     /// Opens a vault with the shared options.
     pub fn open(&self, vault: &std::path::Path) -> Result<Vault> {
-        Ok(Vault::open(vault, &OpenOptions { wait: self.wait, rebuild_r2: false })?)
+        Ok(Vault::open(
+            vault,
+            &OpenOptions {
+                wait: self.wait,
+                rebuild_r2: false,
+            },
+        )?)
     }
 
     /// Opens a vault building a new R2 store where the configured one is
     /// missing (`keys repair --rebuild-r2`).
     pub fn open_rebuilding_r2(&self, vault: &std::path::Path) -> Result<Vault> {
-        Ok(Vault::open(vault, &OpenOptions { wait: self.wait, rebuild_r2: true })?)
+        Ok(Vault::open(
+            vault,
+            &OpenOptions {
+                wait: self.wait,
+                rebuild_r2: true,
+            },
+        )?)
     }
 }
 
@@ -122,7 +134,9 @@ pub fn run() -> i32 {
     if !matches!(cli.command, Command::Mount(_)) {
         init_logging(cli.verbose);
     }
-    let ctx = Ctx { wait: Duration::from_secs(cli.wait) };
+    let ctx = Ctx {
+        wait: Duration::from_secs(cli.wait),
+    };
     let result = match cli.command {
         Command::Init(a) => files::init(a),
         Command::Put(a) => files::put(&ctx, a),

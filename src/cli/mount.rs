@@ -59,8 +59,12 @@ fn init_logging(vault: &Path, level: &str, to_stderr: bool) -> Result<PathBuf> {
         .with_context(|| format!("cannot open the log file {}", path.display()))?;
     // fuser warns when the kernel side was already unmounted by umount(8);
     // that is the normal way to stop, not a problem.
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("{level},fuser=error")));
-    let file_layer = fmt::layer().with_writer(std::sync::Mutex::new(file)).with_ansi(false).with_filter(filter);
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("{level},fuser=error")));
+    let file_layer = fmt::layer()
+        .with_writer(std::sync::Mutex::new(file))
+        .with_ansi(false)
+        .with_filter(filter);
     let stderr_layer = to_stderr.then(|| {
         fmt::layer()
             .with_writer(std::io::stderr)
@@ -68,7 +72,10 @@ fn init_logging(vault: &Path, level: &str, to_stderr: bool) -> Result<PathBuf> {
             .with_target(false)
             .with_filter(tracing_subscriber::filter::LevelFilter::WARN)
     });
-    let _ = tracing_subscriber::registry().with(file_layer).with(stderr_layer).try_init();
+    let _ = tracing_subscriber::registry()
+        .with(file_layer)
+        .with(stderr_layer)
+        .try_init();
     Ok(path)
 }
 
@@ -104,18 +111,37 @@ pub fn mount(args: MountArgs) -> Result<i32> {
 fn spawn_daemon(args: &MountArgs) -> Result<i32> {
     let exe = std::env::current_exe().context("cannot find the qsfs executable")?;
     let mut cmd = Command::new(exe);
-    cmd.arg("mount").arg("--daemon").arg(&args.vault).arg(&args.mountpoint);
+    cmd.arg("mount")
+        .arg("--daemon")
+        .arg(&args.vault)
+        .arg(&args.mountpoint);
     for o in &args.options {
         cmd.arg("-o").arg(o);
     }
-    cmd.arg("--threads").arg(args.threads.to_string()).arg("--log-level").arg(&args.log_level);
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.arg("--threads")
+        .arg(args.threads.to_string())
+        .arg("--log-level")
+        .arg(&args.log_level);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = cmd.spawn().context("cannot start the qsfs mount process")?;
-    let stdout = child.stdout.take().context("no pipe from the mount process")?;
+    let stdout = child
+        .stdout
+        .take()
+        .context("no pipe from the mount process")?;
     let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).context("cannot read from the mount process")?;
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .context("cannot read from the mount process")?;
     if line.trim() == "ok" {
-        println!("mounted {} at {} (qsfs pid {}; log: {})", args.vault.display(), args.mountpoint.display(), child.id(), args.vault.join("qsfs.log").display());
+        println!(
+            "mounted {} at {} (qsfs pid {}; log: {})",
+            args.vault.display(),
+            args.mountpoint.display(),
+            child.id(),
+            args.vault.join("qsfs.log").display()
+        );
         return Ok(0);
     }
     let mut err = String::new();
@@ -125,7 +151,10 @@ fn spawn_daemon(args: &MountArgs) -> Result<i32> {
     let _ = child.wait();
     let err = err.trim();
     if err.is_empty() {
-        bail!("the qsfs mount process ended without mounting; see {}", args.vault.join("qsfs.log").display());
+        bail!(
+            "the qsfs mount process ended without mounting; see {}",
+            args.vault.join("qsfs.log").display()
+        );
     }
     // The child already printed "qsfs: error: ..." lines.
     eprintln!("{err}");

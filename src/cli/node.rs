@@ -27,7 +27,11 @@ pub fn run(ctx: &Ctx, c: NodeCommand) -> Result<i32> {
         NodeCommand::Adopt(a) => {
             let v = ctx.open(&a.vault.vault)?;
             let Some(dir) = v.node_folder(&a.name) else {
-                bail!("{}: no directory node named {:?} in qsfs.toml", a.vault.vault.display(), a.name)
+                bail!(
+                    "{}: no directory node named {:?} in qsfs.toml",
+                    a.vault.vault.display(),
+                    a.name
+                )
             };
             v.adopt_node(&a.name)?;
             println!("{} now serves as {}", dir.display(), a.name);

@@ -30,15 +30,28 @@ pub fn status(ctx: &Ctx, a: StatusArgs) -> Result<i32> {
         return Ok(0);
     }
     writeln!(out, "vault     {} (id {})", s.vault.display(), s.vault_id)?;
-    writeln!(out, "erasure   any {} of {} shards rebuild a file; write quorum {}; codec {}", s.k, s.n, s.write_quorum, s.codec)?;
+    writeln!(
+        out,
+        "erasure   any {} of {} shards rebuild a file; write quorum {}; codec {}",
+        s.k, s.n, s.write_quorum, s.codec
+    )?;
     let r = &s.random;
     let mut random = r.kind.to_string();
     if let Some(p) = &r.path {
         random.push_str(&format!(" {}", p.display()));
     }
     if let (Some(left), Some(total)) = (r.remaining, r.total) {
-        let frac = if total > 0 { left as f64 / total as f64 } else { 0.0 };
-        random.push_str(&format!(": {} of {} left ({:.1}%)", bytes(left), bytes(total), frac * 100.0));
+        let frac = if total > 0 {
+            left as f64 / total as f64
+        } else {
+            0.0
+        };
+        random.push_str(&format!(
+            ": {} of {} left ({:.1}%)",
+            bytes(left),
+            bytes(total),
+            frac * 100.0
+        ));
         if frac < LOW_POOL {
             random.push_str(" -- LOW: load a new pool file soon");
         }
@@ -52,9 +65,17 @@ pub fn status(ctx: &Ctx, a: StatusArgs) -> Result<i32> {
         "keystore  R1 {}; R2 {}{}",
         s.keystore_r1.display(),
         s.keystore_r2.display(),
-        if s.keystore_r2_available { "" } else { " (NOT AVAILABLE)" }
+        if s.keystore_r2_available {
+            ""
+        } else {
+            " (NOT AVAILABLE)"
+        }
     )?;
-    writeln!(out, "content   {} files, {} folders, {} objects", s.files, s.directories, s.objects)?;
+    writeln!(
+        out,
+        "content   {} files, {} folders, {} objects",
+        s.files, s.directories, s.objects
+    )?;
     writeln!(
         out,
         "bytes     {} logical, {} stored, overhead {:.2}x",
@@ -72,10 +93,18 @@ pub fn status(ctx: &Ctx, a: StatusArgs) -> Result<i32> {
         )?;
     }
     if s.pending_deletions > 0 {
-        writeln!(out, "deletes   {} objects waiting to be destroyed", s.pending_deletions)?;
+        writeln!(
+            out,
+            "deletes   {} objects waiting to be destroyed",
+            s.pending_deletions
+        )?;
     }
     writeln!(out, "nodes")?;
-    writeln!(out, "  {:<10} {:<9} {:>9} {:>10} {:>10}  location", "name", "health", "shards", "bytes", "free")?;
+    writeln!(
+        out,
+        "  {:<10} {:<9} {:>9} {:>10} {:>10}  location",
+        "name", "health", "shards", "bytes", "free"
+    )?;
     for n in &s.nodes {
         let (health, detail) = match &n.health {
             NodeHealth::Ok => ("ok", None),
@@ -90,14 +119,20 @@ pub fn status(ctx: &Ctx, a: StatusArgs) -> Result<i32> {
             health,
             format!("{}/{}", n.shards_found, n.shards_expected),
             bytes(n.bytes),
-            n.space.map(|s| bytes(s.available)).unwrap_or_else(|| "-".into()),
+            n.space
+                .map(|s| bytes(s.available))
+                .unwrap_or_else(|| "-".into()),
             n.location
         )?;
         if let Some(d) = detail {
             writeln!(out, "             {d}")?;
         }
         if n.leftovers > 0 {
-            writeln!(out, "             {} temporary files of interrupted writes", n.leftovers)?;
+            writeln!(
+                out,
+                "             {} temporary files of interrupted writes",
+                n.leftovers
+            )?;
         }
     }
     Ok(0)

@@ -7,8 +7,8 @@
 
 use std::path::Path;
 
-use super::manifest::Manifest;
 use super::DispersalError;
+use super::manifest::Manifest;
 use crate::ObjectId;
 use crate::store::{Batch, Db, OpenMode};
 
@@ -30,18 +30,25 @@ pub struct EcStore {
 impl EcStore {
     /// Opens the store of vault `vault_id` in `path`.
     pub fn open(path: &Path, vault_id: &str, mode: OpenMode) -> Result<EcStore, DispersalError> {
-        Ok(EcStore { db: Db::open_vault_store(path, "manifest and backup-record", vault_id, mode)? })
+        Ok(EcStore {
+            db: Db::open_vault_store(path, "manifest and backup-record", vault_id, mode)?,
+        })
     }
 
     fn damaged(&self, id: &ObjectId, detail: String) -> DispersalError {
-        DispersalError::Record { object: *id, detail: format!("{detail} (store {})", self.db.path().display()) }
+        DispersalError::Record {
+            object: *id,
+            detail: format!("{detail} (store {})", self.db.path().display()),
+        }
     }
 
     /// The manifest of `id`, if recorded.
     pub fn manifest(&self, id: &ObjectId) -> Result<Option<Manifest>, DispersalError> {
         match self.db.get(key(b'm', id))? {
             None => Ok(None),
-            Some(v) => Manifest::decode(&v).map(Some).map_err(|e| self.damaged(id, e.to_string())),
+            Some(v) => Manifest::decode(&v)
+                .map(Some)
+                .map_err(|e| self.damaged(id, e.to_string())),
         }
     }
 

@@ -109,31 +109,56 @@ impl Manifest {
         if k == 0 || k >= n || n > crate::erasure::MAX_SHARDS || chunk == 0 {
             return Err(r.invalid("k/n/chunk", format!("k={k} n={n} chunk={chunk}")));
         }
-        let layout = StripeLayout { k, n, chunk, object_len, stripes };
+        let layout = StripeLayout {
+            k,
+            n,
+            chunk,
+            object_len,
+            stripes,
+        };
         let stripe_bytes = chunk as u64 * k as u64;
         let fits = stripes >= 1
-            && stripes.checked_mul(stripe_bytes).is_some_and(|cap| cap >= object_len)
+            && stripes
+                .checked_mul(stripe_bytes)
+                .is_some_and(|cap| cap >= object_len)
             && (stripes - 1) * stripe_bytes < object_len.max(1);
         if !fits {
-            return Err(r.invalid("stripes", format!("{stripes} stripes do not fit {object_len} bytes")));
+            return Err(r.invalid(
+                "stripes",
+                format!("{stripes} stripes do not fit {object_len} bytes"),
+            ));
         }
         let mut placement = Vec::with_capacity(n);
         for _ in 0..n {
             let name = r.blob()?;
             placement.push(
-                String::from_utf8(name.to_vec()).map_err(|_| r.invalid("placement", "node name is not UTF-8"))?,
+                String::from_utf8(name.to_vec())
+                    .map_err(|_| r.invalid("placement", "node name is not UTF-8"))?,
             );
         }
-        let count = (stripes as usize).checked_mul(n).ok_or_else(|| r.invalid("stripes", "too many"))?;
+        let count = (stripes as usize)
+            .checked_mul(n)
+            .ok_or_else(|| r.invalid("stripes", "too many"))?;
         if r.remaining() != count * 32 {
-            return Err(r.invalid("hashes", format!("{} bytes for {count} chunk hashes", r.remaining())));
+            return Err(r.invalid(
+                "hashes",
+                format!("{} bytes for {count} chunk hashes", r.remaining()),
+            ));
         }
         let mut hashes = Vec::with_capacity(count);
         for _ in 0..count {
             hashes.push(r.array()?);
         }
         r.finish()?;
-        Ok(Manifest { id, layout, plain_len, created, placement, missing, hashes })
+        Ok(Manifest {
+            id,
+            layout,
+            plain_len,
+            created,
+            placement,
+            missing,
+            hashes,
+        })
     }
 }
 
@@ -170,6 +195,9 @@ mod tests {
         assert!(Manifest::decode(&enc[..enc.len() - 1]).is_err());
         let mut v2 = enc.clone();
         v2[0] = 2;
-        assert!(matches!(Manifest::decode(&v2), Err(DecodeError::Version { found: 2, .. })));
+        assert!(matches!(
+            Manifest::decode(&v2),
+            Err(DecodeError::Version { found: 2, .. })
+        ));
     }
 }

@@ -52,7 +52,9 @@ pub enum DispersalError {
     #[error("object {0}: no manifest (the object was never committed or has been deleted)")]
     NoManifest(ObjectId),
     /// Fewer configured nodes than shards per object.
-    #[error("the vault has {have} nodes but objects need {need} (n); add nodes or lower n in qsfs.toml")]
+    #[error(
+        "the vault has {have} nodes but objects need {need} (n); add nodes or lower n in qsfs.toml"
+    )]
     NotEnoughNodes {
         /// Nodes configured.
         have: usize,
@@ -132,7 +134,10 @@ pub struct WrittenObject {
 
 impl std::fmt::Debug for WrittenObject {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WrittenObject").field("id", &self.manifest.id).field("failures", &self.failures).finish()
+        f.debug_struct("WrittenObject")
+            .field("id", &self.manifest.id)
+            .field("failures", &self.failures)
+            .finish()
     }
 }
 
@@ -146,18 +151,33 @@ pub struct Dispersal {
 
 impl std::fmt::Debug for Dispersal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Dispersal").field("config", &self.config).field("nodes", &self.nodes.len()).finish()
+        f.debug_struct("Dispersal")
+            .field("config", &self.config)
+            .field("nodes", &self.nodes.len())
+            .finish()
     }
 }
 
 impl Dispersal {
     /// The EC side over `nodes` with manifests in `store`.
-    pub fn new(config: DispersalConfig, nodes: Vec<Arc<dyn Node>>, store: EcStore) -> Result<Dispersal, DispersalError> {
+    pub fn new(
+        config: DispersalConfig,
+        nodes: Vec<Arc<dyn Node>>,
+        store: EcStore,
+    ) -> Result<Dispersal, DispersalError> {
         Codec::new(config.k, config.n)?;
         if nodes.len() < config.n {
-            return Err(DispersalError::NotEnoughNodes { have: nodes.len(), need: config.n });
+            return Err(DispersalError::NotEnoughNodes {
+                have: nodes.len(),
+                need: config.n,
+            });
         }
-        Ok(Dispersal { config, nodes, store, codecs: Mutex::new(HashMap::new()) })
+        Ok(Dispersal {
+            config,
+            nodes,
+            store,
+            codecs: Mutex::new(HashMap::new()),
+        })
     }
 
     /// Settings.
@@ -193,7 +213,9 @@ impl Dispersal {
 
     /// The manifest of `id`.
     pub fn manifest(&self, id: &ObjectId) -> Result<Manifest, DispersalError> {
-        self.store.manifest(id)?.ok_or(DispersalError::NoManifest(*id))
+        self.store
+            .manifest(id)?
+            .ok_or(DispersalError::NoManifest(*id))
     }
 
     fn shards_of<'a>(
@@ -203,7 +225,11 @@ impl Dispersal {
     ) -> Result<read::ObjectShards<'a>, DispersalError> {
         Ok(read::ObjectShards {
             manifest,
-            nodes: manifest.placement.iter().map(|name| self.node(name).cloned()).collect(),
+            nodes: manifest
+                .placement
+                .iter()
+                .map(|name| self.node(name).cloned())
+                .collect(),
             codec: self.codec(manifest.layout.k, manifest.layout.n)?,
             cache,
         })
@@ -264,7 +290,9 @@ impl Dispersal {
                         Err(_) => "its writer thread panicked".to_string(),
                     };
                     tracing::error!(object = %id, "shard {i} not written: {why}");
-                    return Err(DispersalError::Internal(format!("shard {i} of object {id}: {why}")));
+                    return Err(DispersalError::Internal(format!(
+                        "shard {i} of object {id}: {why}"
+                    )));
                 }
             };
             for (s, h) in outcome.hashes.into_iter().enumerate() {
@@ -288,14 +316,26 @@ impl Dispersal {
             missing,
             hashes,
         };
-        Ok((value, WrittenObject { manifest, pending, failures }))
+        Ok((
+            value,
+            WrittenObject {
+                manifest,
+                pending,
+                failures,
+            },
+        ))
     }
 
     /// Like [`Dispersal::write_object`] for an object held in memory, all
     /// in the calling thread: no thread is started, which is what a small
     /// file wants (a tar of thousands of them would otherwise pay for
     /// thousands of thread starts).
-    pub fn write_object_inline(&self, id: ObjectId, object: &[u8], plain_len: u64) -> Result<WrittenObject, DispersalError> {
+    pub fn write_object_inline(
+        &self,
+        id: ObjectId,
+        object: &[u8],
+        plain_len: u64,
+    ) -> Result<WrittenObject, DispersalError> {
         let cfg = self.config;
         let layout = StripeLayout::plan(cfg.k, cfg.n, object.len() as u64, cfg.max_chunk)?;
         let codec = self.codec(cfg.k, cfg.n)?;
@@ -333,52 +373,62 @@ impl Dispersal {
             missing,
             hashes,
         };
-        Ok(WrittenObject { manifest, pending, failures })
+        Ok(WrittenObject {
+            manifest,
+            pending,
+            failures,
+        })
     }
 
     /// Commits the shards of `objects` in one group per node (parallel over
     /// nodes) and applies the write quorum. An object below quorum gets an
     /// error and its shards are removed again.
     pub fn sync(&self, objects: &mut [&mut WrittenObject]) -> Vec<Result<(), DispersalError>> {
-        let mut by_node: HashMap<String, Vec<(usize, usize, Box<dyn PendingShard>)>> = HashMap::new();
+        let mut by_node: HashMap<String, Vec<(usize, usize, Box<dyn PendingShard>)>> =
+            HashMap::new();
         for (o, obj) in objects.iter_mut().enumerate() {
             for (i, p) in obj.pending.iter_mut().enumerate() {
                 if let Some(p) = p.take() {
-                    by_node.entry(obj.manifest.placement[i].clone()).or_default().push((o, i, p));
+                    by_node
+                        .entry(obj.manifest.placement[i].clone())
+                        .or_default()
+                        .push((o, i, p));
                 }
             }
         }
-        let results: Vec<(Vec<(usize, usize)>, Vec<Result<(), NodeError>>)> = std::thread::scope(|scope| {
-            let handles: Vec<_> = by_node
-                .into_iter()
-                .map(|(name, items)| {
-                    let node = self.node(&name).cloned();
-                    scope.spawn(move || {
-                        let idx: Vec<(usize, usize)> = items.iter().map(|(o, i, _)| (*o, *i)).collect();
-                        let shards: Vec<Box<dyn PendingShard>> = items.into_iter().map(|(_, _, p)| p).collect();
-                        let res = match node {
-                            Some(node) => node.commit(shards),
-                            None => idx
-                                .iter()
-                                .map(|_| {
-                                    Err(NodeError::new(
-                                        &name,
-                                        "commit shard",
-                                        None,
-                                        crate::node::NodeErrorKind::Offline("node not configured".into()),
-                                    ))
-                                })
-                                .collect(),
-                        };
-                        (idx, res)
+        let results: Vec<(Vec<(usize, usize)>, Vec<Result<(), NodeError>>)> =
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = by_node
+                    .into_iter()
+                    .map(|(name, items)| {
+                        let node = self.node(&name).cloned();
+                        scope.spawn(move || {
+                            let idx: Vec<(usize, usize)> =
+                                items.iter().map(|(o, i, _)| (*o, *i)).collect();
+                            let shards: Vec<Box<dyn PendingShard>> =
+                                items.into_iter().map(|(_, _, p)| p).collect();
+                            let res = match node {
+                                Some(node) => node.commit(shards),
+                                None => idx
+                                    .iter()
+                                    .map(|_| {
+                                        Err(NodeError::new(
+                                            &name,
+                                            "commit shard",
+                                            None,
+                                            crate::node::NodeErrorKind::Offline(
+                                                "node not configured".into(),
+                                            ),
+                                        ))
+                                    })
+                                    .collect(),
+                            };
+                            (idx, res)
+                        })
                     })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .filter_map(|h| h.join().ok())
-                .collect()
-        });
+                    .collect();
+                handles.into_iter().filter_map(|h| h.join().ok()).collect()
+            });
         let mut committed = vec![0u32; objects.len()];
         for (idx, res) in results {
             for ((o, i), r) in idx.into_iter().zip(res) {
@@ -429,7 +479,10 @@ impl Dispersal {
                 continue;
             }
             if let Some(node) = self.node(name)
-                && let Err(e) = node.delete(ShardKey { object: manifest.id, index: i as u8 })
+                && let Err(e) = node.delete(ShardKey {
+                    object: manifest.id,
+                    index: i as u8,
+                })
             {
                 errors.push(e);
             }
@@ -503,18 +556,33 @@ mod tests {
             })
             .collect();
         let store = EcStore::open(&dir.join("ec"), "v", crate::store::OpenMode::Create).unwrap();
-        Dispersal::new(DispersalConfig { k, n, write_quorum: k + 1, max_chunk }, nodes, store).unwrap()
+        Dispersal::new(
+            DispersalConfig {
+                k,
+                n,
+                write_quorum: k + 1,
+                max_chunk,
+            },
+            nodes,
+            store,
+        )
+        .unwrap()
     }
 
     fn put(ec: &Dispersal, data: &[u8]) -> Manifest {
         let ((), mut obj) = ec
-            .write_object(ObjectId::random().unwrap(), data.len() as u64, data.len() as u64, |w| {
-                // Uneven pieces cross stripe boundaries at odd places.
-                for piece in data.chunks(777) {
-                    w.write_all(piece).map_err(DispersalError::Source)?;
-                }
-                Ok(())
-            })
+            .write_object(
+                ObjectId::random().unwrap(),
+                data.len() as u64,
+                data.len() as u64,
+                |w| {
+                    // Uneven pieces cross stripe boundaries at odd places.
+                    for piece in data.chunks(777) {
+                        w.write_all(piece).map_err(DispersalError::Source)?;
+                    }
+                    Ok(())
+                },
+            )
             .unwrap();
         let results = ec.sync(&mut [&mut obj]);
         results.into_iter().for_each(|r| r.unwrap());
@@ -544,7 +612,11 @@ mod tests {
         // Lose two shards (one data, one parity): still readable, reported.
         for i in [1u8, 4] {
             let node = ec.node(&m.placement[i as usize]).unwrap();
-            node.delete(ShardKey { object: m.id, index: i }).unwrap();
+            node.delete(ShardKey {
+                object: m.id,
+                index: i,
+            })
+            .unwrap();
         }
         let (back, report) = read_all(&ec, &m);
         assert_eq!(back, data);
@@ -559,10 +631,21 @@ mod tests {
             assert_eq!(buf, data[off as usize..off as usize + len]);
         }
         // A third loss is one too many: a clear error, not wrong bytes.
-        ec.node(&m.placement[0]).unwrap().delete(ShardKey { object: m.id, index: 0 }).unwrap();
-        let (r, _) = ec.read_stream(&m, |mut s| s.read_to_end(&mut Vec::new())).unwrap();
+        ec.node(&m.placement[0])
+            .unwrap()
+            .delete(ShardKey {
+                object: m.id,
+                index: 0,
+            })
+            .unwrap();
+        let (r, _) = ec
+            .read_stream(&m, |mut s| s.read_to_end(&mut Vec::new()))
+            .unwrap();
         let err = r.unwrap_err().to_string();
-        assert!(err.contains("stripe 0") && err.contains("2 of the 3"), "{err}");
+        assert!(
+            err.contains("stripe 0") && err.contains("2 of the 3"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -573,12 +656,23 @@ mod tests {
         std::fs::remove_dir_all(dir.path().join("node-3")).unwrap();
         let data = vec![7u8; 10_000];
         let ((), mut obj) = ec
-            .write_object(ObjectId::random().unwrap(), data.len() as u64, data.len() as u64, |w| {
-                w.write_all(&data).map_err(DispersalError::Source)
-            })
+            .write_object(
+                ObjectId::random().unwrap(),
+                data.len() as u64,
+                data.len() as u64,
+                |w| w.write_all(&data).map_err(DispersalError::Source),
+            )
             .unwrap();
-        let err = ec.sync(&mut [&mut obj]).pop().unwrap().unwrap_err().to_string();
-        assert!(err.contains("only 3 of 5") && err.contains("node-1") && err.contains("node-3"), "{err}");
+        let err = ec
+            .sync(&mut [&mut obj])
+            .pop()
+            .unwrap()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("only 3 of 5") && err.contains("node-1") && err.contains("node-3"),
+            "{err}"
+        );
         for i in [0, 2, 4] {
             assert!(ec.nodes()[i].list().unwrap().shards.is_empty());
         }

@@ -31,8 +31,10 @@ fn shuffle<T>(v: &mut [T]) {
 /// `n` distinct nodes: healthy ones first, each group in random order.
 /// Shard `i` goes to the `i`-th node returned.
 pub(super) fn choose(nodes: &[Arc<dyn Node>], n: usize) -> Vec<Arc<dyn Node>> {
-    let (mut healthy, mut other): (Vec<_>, Vec<_>) =
-        nodes.iter().cloned().partition(|node| node.health() == NodeHealth::Ok);
+    let (mut healthy, mut other): (Vec<_>, Vec<_>) = nodes
+        .iter()
+        .cloned()
+        .partition(|node| node.health() == NodeHealth::Ok);
     shuffle(&mut healthy);
     shuffle(&mut other);
     healthy.extend(other);

@@ -43,7 +43,11 @@ impl ReadReport {
     }
 
     fn describe(&self) -> String {
-        self.bad.iter().map(|(i, node, why)| format!("shard {i} on {node}: {why}")).collect::<Vec<_>>().join("; ")
+        self.bad
+            .iter()
+            .map(|(i, node, why)| format!("shard {i} on {node}: {why}"))
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 }
 
@@ -71,20 +75,34 @@ impl ObjectShards<'_> {
     /// Reads chunk `shard` of `stripe` and checks it against the manifest.
     pub fn fetch_chunk(&self, stripe: u64, shard: usize) -> Result<Vec<u8>, ChunkFault> {
         let m = self.manifest;
-        let node = self.nodes[shard]
-            .as_ref()
-            .ok_or_else(|| ChunkFault { gone: true, why: "node is not in the vault config".to_string() })?;
-        let mut buf = vec![0u8; m.layout.chunk as usize];
-        let key = ShardKey { object: m.id, index: shard as u8 };
-        node.read_at(key, m.layout.chunk_offset(stripe), &mut buf).map_err(|e| {
-            if e.is_not_found() {
-                ChunkFault { gone: true, why: "missing".to_string() }
-            } else {
-                ChunkFault { gone: false, why: e.kind.to_string() }
-            }
+        let node = self.nodes[shard].as_ref().ok_or_else(|| ChunkFault {
+            gone: true,
+            why: "node is not in the vault config".to_string(),
         })?;
+        let mut buf = vec![0u8; m.layout.chunk as usize];
+        let key = ShardKey {
+            object: m.id,
+            index: shard as u8,
+        };
+        node.read_at(key, m.layout.chunk_offset(stripe), &mut buf)
+            .map_err(|e| {
+                if e.is_not_found() {
+                    ChunkFault {
+                        gone: true,
+                        why: "missing".to_string(),
+                    }
+                } else {
+                    ChunkFault {
+                        gone: false,
+                        why: e.kind.to_string(),
+                    }
+                }
+            })?;
         if blake3::hash(&buf).as_bytes() != m.hash(stripe, shard) {
-            return Err(ChunkFault { gone: false, why: format!("chunk of stripe {stripe} fails its hash (corrupt)") });
+            return Err(ChunkFault {
+                gone: false,
+                why: format!("chunk of stripe {stripe} fails its hash (corrupt)"),
+            });
         }
         Ok(buf)
     }
@@ -96,13 +114,20 @@ impl ObjectShards<'_> {
     fn candidates(&self) -> Vec<usize> {
         let m = self.manifest;
         let usable = |i: &usize| self.nodes[*i].is_some();
-        let (good, recorded): (Vec<usize>, Vec<usize>) = (0..m.layout.n).filter(usable).partition(|i| !m.is_missing(*i));
+        let (good, recorded): (Vec<usize>, Vec<usize>) = (0..m.layout.n)
+            .filter(usable)
+            .partition(|i| !m.is_missing(*i));
         good.into_iter().chain(recorded).collect()
     }
 
     /// Rebuilds the data of `stripe` from whatever `k` chunks verify,
     /// skipping shards in `skip` (known gone in this read).
-    pub fn fetch_stripe(&self, stripe: u64, skip: u32, report: &mut ReadReport) -> Result<Vec<u8>, DispersalError> {
+    pub fn fetch_stripe(
+        &self,
+        stripe: u64,
+        skip: u32,
+        report: &mut ReadReport,
+    ) -> Result<Vec<u8>, DispersalError> {
         let l = &self.manifest.layout;
         let mut chunks: Vec<Option<Vec<u8>>> = vec![None; l.n];
         let mut have = 0;
@@ -138,9 +163,15 @@ impl ObjectShards<'_> {
                 continue;
             }
             if self.manifest.is_missing(i) {
-                parts.push(format!("shard {i} on {}: recorded missing (repair debt)", self.node_name(i)));
+                parts.push(format!(
+                    "shard {i} on {}: recorded missing (repair debt)",
+                    self.node_name(i)
+                ));
             } else if self.nodes[i].is_none() {
-                parts.push(format!("shard {i} on {}: node is not in the vault config", self.node_name(i)));
+                parts.push(format!(
+                    "shard {i} on {}: node is not in the vault config",
+                    self.node_name(i)
+                ));
             }
         }
         parts.join("; ")
@@ -167,7 +198,10 @@ impl ObjectShards<'_> {
         }
         if chunks[..l.k].iter().any(|c| c.is_none()) {
             let present: Vec<bool> = chunks.iter().map(|c| c.is_some()).collect();
-            let mut bufs: Vec<Vec<u8>> = chunks.iter_mut().map(|c| c.take().unwrap_or_else(|| vec![0u8; chunk])).collect();
+            let mut bufs: Vec<Vec<u8>> = chunks
+                .iter_mut()
+                .map(|c| c.take().unwrap_or_else(|| vec![0u8; chunk]))
+                .collect();
             let mut refs: Vec<&mut [u8]> = bufs.iter_mut().map(|b| b.as_mut_slice()).collect();
             self.codec.reconstruct(&mut refs, &present, true)?;
             // Rebuilt chunks must match the manifest too: a decoder fault
@@ -205,7 +239,12 @@ impl ObjectShards<'_> {
     }
 
     /// `fetch_stripe` through the cache.
-    fn cached_stripe(&self, stripe: u64, skip: u32, report: &mut ReadReport) -> Result<Arc<Vec<u8>>, DispersalError> {
+    fn cached_stripe(
+        &self,
+        stripe: u64,
+        skip: u32,
+        report: &mut ReadReport,
+    ) -> Result<Arc<Vec<u8>>, DispersalError> {
         let key = (self.manifest.id, stripe, STRIPE);
         if let Some(c) = self.cache.and_then(|c| c.get(&key)) {
             return Ok(c);
@@ -218,11 +257,20 @@ impl ObjectShards<'_> {
     }
 
     /// Reads `buf.len()` bytes of the object at `offset`.
-    pub fn read_at(&self, offset: u64, buf: &mut [u8], report: &mut ReadReport) -> Result<(), DispersalError> {
+    pub fn read_at(
+        &self,
+        offset: u64,
+        buf: &mut [u8],
+        report: &mut ReadReport,
+    ) -> Result<(), DispersalError> {
         let l = self.manifest.layout;
         let end = offset + buf.len() as u64;
         if end > l.object_len {
-            return Err(DispersalError::Range { object: self.manifest.id, offset, len: buf.len() as u64 });
+            return Err(DispersalError::Range {
+                object: self.manifest.id,
+                offset,
+                len: buf.len() as u64,
+            });
         }
         let chunk = l.chunk as u64;
         let mut gone = 0u32;
@@ -321,8 +369,11 @@ pub(super) fn stream_object<'scope, 'env>(
     let mut retired: u32 = 0;
     let mut gone: u32 = 0;
     let mut streak = vec![0u8; l.n];
-    let mut active: Vec<(usize, Receiver<ChunkMsg>)> =
-        order.iter().take(l.k).map(|&i| (i, spawn_shard_reader(scope, shards, i, 0))).collect();
+    let mut active: Vec<(usize, Receiver<ChunkMsg>)> = order
+        .iter()
+        .take(l.k)
+        .map(|&i| (i, spawn_shard_reader(scope, shards, i, 0)))
+        .collect();
     for stripe in 0..l.stripes {
         let mut chunks: Vec<Option<Vec<u8>>> = vec![None; l.n];
         let mut tried: u32 = 0;
@@ -331,8 +382,14 @@ pub(super) fn stream_object<'scope, 'env>(
             tried |= 1 << i;
             let got = match rx.recv() {
                 Ok((s, r)) if s == stripe => r,
-                Ok((s, _)) => Err(ChunkFault { gone: true, why: format!("reader out of step (stripe {s}, wanted {stripe})") }),
-                Err(_) => Err(ChunkFault { gone: true, why: "reader stopped".to_string() }),
+                Ok((s, _)) => Err(ChunkFault {
+                    gone: true,
+                    why: format!("reader out of step (stripe {s}, wanted {stripe})"),
+                }),
+                Err(_) => Err(ChunkFault {
+                    gone: true,
+                    why: "reader stopped".to_string(),
+                }),
             };
             match got {
                 Ok(c) => {
@@ -414,7 +471,12 @@ pub struct ObjectStream {
 
 impl ObjectStream {
     pub(super) fn new(rx: Receiver<Result<Vec<u8>, DispersalError>>) -> Self {
-        ObjectStream { rx, cur: Vec::new(), pos: 0, error: None }
+        ObjectStream {
+            rx,
+            cur: Vec::new(),
+            pos: 0,
+            error: None,
+        }
     }
 }
 
@@ -461,7 +523,8 @@ impl Dispersal {
             let report = producer.join();
             (value, report)
         });
-        let report = report.map_err(|_| DispersalError::Internal("object reader thread panicked".into()))?;
+        let report =
+            report.map_err(|_| DispersalError::Internal("object reader thread panicked".into()))?;
         Ok((value, report))
     }
 
@@ -485,6 +548,7 @@ impl Dispersal {
         report: &mut ReadReport,
         cache: &ChunkCache,
     ) -> Result<(), DispersalError> {
-        self.shards_of(manifest, Some(cache))?.read_at(offset, buf, report)
+        self.shards_of(manifest, Some(cache))?
+            .read_at(offset, buf, report)
     }
 }

@@ -30,9 +30,22 @@ pub struct ObjectWriter<'a> {
 }
 
 impl<'a> ObjectWriter<'a> {
-    pub(super) fn new(layout: StripeLayout, codec: &'a Codec, senders: Vec<Sender<Arc<Vec<u8>>>>) -> Self {
+    pub(super) fn new(
+        layout: StripeLayout,
+        codec: &'a Codec,
+        senders: Vec<Sender<Arc<Vec<u8>>>>,
+    ) -> Self {
         let stripe = vec![0u8; layout.n * layout.chunk as usize];
-        ObjectWriter { layout, codec, stripe, filled: 0, written: 0, sent: 0, senders, in_flight: VecDeque::new() }
+        ObjectWriter {
+            layout,
+            codec,
+            stripe,
+            filled: 0,
+            written: 0,
+            sent: 0,
+            senders,
+            in_flight: VecDeque::new(),
+        }
     }
 
     /// Object bytes received so far.
@@ -43,13 +56,17 @@ impl<'a> ObjectWriter<'a> {
     fn emit(&mut self) -> io::Result<()> {
         let chunk = self.layout.chunk as usize;
         let k = self.layout.k;
-        let next = self.recycle().unwrap_or_else(|| vec![0u8; self.layout.n * chunk]);
+        let next = self
+            .recycle()
+            .unwrap_or_else(|| vec![0u8; self.layout.n * chunk]);
         let mut full = std::mem::replace(&mut self.stripe, next);
         {
             let (data, parity) = full.split_at_mut(k * chunk);
             let data: Vec<&[u8]> = data.chunks(chunk).collect();
             let mut parity: Vec<&mut [u8]> = parity.chunks_mut(chunk).collect();
-            self.codec.encode(&data, &mut parity).map_err(io::Error::other)?;
+            self.codec
+                .encode(&data, &mut parity)
+                .map_err(io::Error::other)?;
         }
         let full = Arc::new(full);
         for tx in &self.senders {
@@ -78,7 +95,9 @@ impl<'a> ObjectWriter<'a> {
         if Arc::strong_count(oldest) != 1 {
             return None;
         }
-        self.in_flight.pop_front().and_then(|a| Arc::try_unwrap(a).ok())
+        self.in_flight
+            .pop_front()
+            .and_then(|a| Arc::try_unwrap(a).ok())
     }
 
     /// Pads and sends the last stripe; checks the length matched the plan.
@@ -154,12 +173,19 @@ pub(super) fn shard_writer(
             sink = Err(e);
         }
     }
-    ShardOutcome { hashes, result: sink.and_then(|s| s.finish()) }
+    ShardOutcome {
+        hashes,
+        result: sink.and_then(|s| s.finish()),
+    }
 }
 
 /// Every shard of a whole object held in memory: shard `i` is chunk `i` of
 /// each stripe, back to back (the last stripe zero-padded).
-pub(super) fn encode_all(layout: &StripeLayout, codec: &Codec, object: &[u8]) -> io::Result<Vec<Vec<u8>>> {
+pub(super) fn encode_all(
+    layout: &StripeLayout,
+    codec: &Codec,
+    object: &[u8],
+) -> io::Result<Vec<Vec<u8>>> {
     let chunk = layout.chunk as usize;
     let k = layout.k;
     let mut shards = vec![Vec::with_capacity(layout.shard_len() as usize); layout.n];

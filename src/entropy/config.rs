@@ -14,7 +14,12 @@ use super::{DEFAULT_TIMEOUT_MS, DeviceSource, EntropyError, EntropySource, OsSou
 /// # timeout_ms = 5000    # device only: how long a read may stall
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
-#[serde(tag = "source", rename_all = "lowercase", deny_unknown_fields, from = "RawConfig")]
+#[serde(
+    tag = "source",
+    rename_all = "lowercase",
+    deny_unknown_fields,
+    from = "RawConfig"
+)]
 pub enum EntropyConfig {
     /// The operating system RNG.
     #[default]
@@ -67,10 +72,15 @@ fn default_timeout_ms() -> u64 {
 
 /// Opens the source `cfg` names; relative paths resolve against `base_dir`
 /// (the vault folder), so a vault can be moved with its pool inside it.
-pub fn open_source(cfg: &EntropyConfig, base_dir: &Path) -> Result<Box<dyn EntropySource>, EntropyError> {
+pub fn open_source(
+    cfg: &EntropyConfig,
+    base_dir: &Path,
+) -> Result<Box<dyn EntropySource>, EntropyError> {
     Ok(match cfg {
         EntropyConfig::Os => Box::new(OsSource::new()),
-        EntropyConfig::Device { path, timeout_ms } => Box::new(DeviceSource::open(&base_dir.join(path), *timeout_ms)?),
+        EntropyConfig::Device { path, timeout_ms } => {
+            Box::new(DeviceSource::open(&base_dir.join(path), *timeout_ms)?)
+        }
         EntropyConfig::Pool { path } => Box::new(PoolSource::open(&base_dir.join(path))?),
     })
 }

@@ -66,7 +66,10 @@ pub struct DeviceSource {
 
 impl std::fmt::Debug for DeviceSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DeviceSource").field("path", &self.path).field("timeout_ms", &self.timeout_ms).finish()
+        f.debug_struct("DeviceSource")
+            .field("path", &self.path)
+            .field("timeout_ms", &self.timeout_ms)
+            .finish()
     }
 }
 
@@ -90,7 +93,10 @@ impl DeviceSource {
         thread::Builder::new()
             .name("qsfs-random-device".to_owned())
             .spawn(move || reader(&thread_path, &tx))
-            .map_err(|source| EntropyError::DeviceThread { path: path.clone(), source })?;
+            .map_err(|source| EntropyError::DeviceThread {
+                path: path.clone(),
+                source,
+            })?;
         match rx.recv_timeout(Duration::from_millis(timeout_ms)) {
             Ok(Msg::Opened) => {}
             Ok(Msg::OpenFailed(source)) if source.kind() == io::ErrorKind::NotFound => {
@@ -98,14 +104,30 @@ impl DeviceSource {
             }
             Ok(Msg::OpenFailed(source)) => return Err(EntropyError::DeviceOpen { path, source }),
             Ok(_) | Err(RecvTimeoutError::Disconnected) => {
-                return Err(EntropyError::DeviceOpen { path, source: io::Error::other("the reader thread stopped") });
+                return Err(EntropyError::DeviceOpen {
+                    path,
+                    source: io::Error::other("the reader thread stopped"),
+                });
             }
             Err(RecvTimeoutError::Timeout) => {
-                return Err(EntropyError::DeviceStalled { path, what: "while opening it", timeout_ms });
+                return Err(EntropyError::DeviceStalled {
+                    path,
+                    what: "while opening it",
+                    timeout_ms,
+                });
             }
         }
-        let state = State { rx, buf: Zeroizing::new(Vec::new()), off: 0, done: None };
-        Ok(Self { path, timeout_ms, state: Mutex::new(state) })
+        let state = State {
+            rx,
+            buf: Zeroizing::new(Vec::new()),
+            off: 0,
+            done: None,
+        };
+        Ok(Self {
+            path,
+            timeout_ms,
+            state: Mutex::new(state),
+        })
     }
 
     /// The state, recovering from a panicked holder by discarding its
@@ -124,7 +146,10 @@ impl DeviceSource {
         let path = self.path.clone();
         match done {
             Done::Ended => EntropyError::DeviceEnded { path },
-            Done::Failed(kind, msg) => EntropyError::DeviceRead { path, source: io::Error::new(*kind, msg.clone()) },
+            Done::Failed(kind, msg) => EntropyError::DeviceRead {
+                path,
+                source: io::Error::new(*kind, msg.clone()),
+            },
         }
     }
 
@@ -152,7 +177,10 @@ impl DeviceSource {
                 Ok(Msg::Failed(e)) => st.done = Some(Done::Failed(e.kind(), e.to_string())),
                 Ok(Msg::Opened | Msg::OpenFailed(_)) => {}
                 Err(RecvTimeoutError::Disconnected) => {
-                    st.done = Some(Done::Failed(io::ErrorKind::Other, "the reader thread stopped".to_owned()));
+                    st.done = Some(Done::Failed(
+                        io::ErrorKind::Other,
+                        "the reader thread stopped".to_owned(),
+                    ));
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     return Err(EntropyError::DeviceStalled {
@@ -186,7 +214,13 @@ impl EntropySource for DeviceSource {
         {
             note.push_str(&format!("; {}", self.done_error(done)));
         }
-        SourceStatus { kind: "device", path: Some(self.path.clone()), remaining: None, total: None, note: Some(note) }
+        SourceStatus {
+            kind: "device",
+            path: Some(self.path.clone()),
+            remaining: None,
+            total: None,
+            note: Some(note),
+        }
     }
 }
 

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 /// Hint appended to device errors: the way out is always the OS RNG.
-const DEVICE_HINT: &str = "check the device (driver loaded, permissions), or set [random] source = \"os\" in qsfs.toml";
+const DEVICE_HINT: &str =
+    "check the device (driver loaded, permissions), or set [random] source = \"os\" in qsfs.toml";
 
 /// A random source could not deliver bytes.
 ///

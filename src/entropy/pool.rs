@@ -50,7 +50,9 @@ pub struct PoolSource {
 
 impl std::fmt::Debug for PoolSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PoolSource").field("path", &self.path).finish()
+        f.debug_struct("PoolSource")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -59,7 +61,10 @@ struct PoolLock<'a>(&'a File);
 
 impl<'a> PoolLock<'a> {
     fn take(file: &'a File, path: &Path) -> Result<Self, EntropyError> {
-        file.lock().map_err(|source| EntropyError::PoolLock { path: path.to_path_buf(), source })?;
+        file.lock().map_err(|source| EntropyError::PoolLock {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Ok(Self(file))
     }
 }
@@ -83,17 +88,33 @@ impl PoolSource {
             Err(source) if source.kind() == io::ErrorKind::NotFound => {
                 return Err(EntropyError::PoolMissing { path, source });
             }
-            Err(source) => return Err(EntropyError::PoolIo { action: "open for reading and writing", path, source }),
+            Err(source) => {
+                return Err(EntropyError::PoolIo {
+                    action: "open for reading and writing",
+                    path,
+                    source,
+                });
+            }
         };
         let state_path = pool_state::state_path(&path);
-        let mut inner = Inner { file, mem: Zeroizing::new(Vec::new()), off: 0, disk_pos: 0, len: 0 };
+        let mut inner = Inner {
+            file,
+            mem: Zeroizing::new(Vec::new()),
+            off: 0,
+            disk_pos: 0,
+            len: 0,
+        };
         {
             let _lock = PoolLock::take(&inner.file, &path)?;
             let (pos, len) = load_position(&inner.file, &path, &state_path)?;
             inner.disk_pos = pos;
             inner.len = len;
         }
-        Ok(Self { path, state_path, inner: Mutex::new(inner) })
+        Ok(Self {
+            path,
+            state_path,
+            inner: Mutex::new(inner),
+        })
     }
 
     /// The pool file.
@@ -123,18 +144,31 @@ impl PoolSource {
     /// only feed the exhaustion message. On error nothing is consumed,
     /// except that bytes recorded as consumed before a failed zeroing are
     /// wasted.
-    fn reserve(&self, inner: &mut Inner, need: u64, wanted: u64, have: u64) -> Result<(), EntropyError> {
+    fn reserve(
+        &self,
+        inner: &mut Inner,
+        need: u64,
+        wanted: u64,
+        have: u64,
+    ) -> Result<(), EntropyError> {
         let _lock = PoolLock::take(&inner.file, &self.path)?;
         let (pos, len) = load_position(&inner.file, &self.path, &self.state_path)?;
         inner.disk_pos = pos;
         inner.len = len;
         let left = len - pos;
         if left < need {
-            return Err(EntropyError::PoolExhausted { path: self.path.clone(), needed: wanted, left: have + left });
+            return Err(EntropyError::PoolExhausted {
+                path: self.path.clone(),
+                needed: wanted,
+                left: have + left,
+            });
         }
         let end = (pos + need).next_multiple_of(BLOCK).min(len);
         let mut block = Zeroizing::new(vec![0u8; usize::try_from(end - pos).unwrap_or(usize::MAX)]);
-        inner.file.read_exact_at(&mut block, pos).map_err(io_err("read", &self.path))?;
+        inner
+            .file
+            .read_exact_at(&mut block, pos)
+            .map_err(io_err("read", &self.path))?;
         if let Some(offset) = pool_state::first_zero_run(&block, pos) {
             return Err(EntropyError::PoolAlreadyConsumed {
                 path: self.path.clone(),
@@ -142,12 +176,26 @@ impl PoolSource {
                 offset,
             });
         }
-        pool_state::write(&self.state_path, &PoolState { position: end, pool_len: len })?;
+        pool_state::write(
+            &self.state_path,
+            &PoolState {
+                position: end,
+                pool_len: len,
+            },
+        )?;
         inner.disk_pos = end;
         let zeros = vec![0u8; block.len()];
-        inner.file.write_all_at(&zeros, pos).map_err(io_err("zero consumed bytes in", &self.path))?;
-        inner.file.sync_data().map_err(io_err("fsync zeroed bytes in", &self.path))?;
-        let mut mem = Zeroizing::new(Vec::with_capacity(inner.mem.len() - inner.off + block.len()));
+        inner
+            .file
+            .write_all_at(&zeros, pos)
+            .map_err(io_err("zero consumed bytes in", &self.path))?;
+        inner
+            .file
+            .sync_data()
+            .map_err(io_err("fsync zeroed bytes in", &self.path))?;
+        let mut mem = Zeroizing::new(Vec::with_capacity(
+            inner.mem.len() - inner.off + block.len(),
+        ));
         mem.extend_from_slice(&inner.mem[inner.off..]);
         mem.extend_from_slice(&block);
         inner.mem = mem;
@@ -188,7 +236,13 @@ fn load_position(file: &File, path: &Path, state_path: &Path) -> Result<(u64, u6
                 position,
                 "random pool position file is missing; resuming after the zeroed (consumed) prefix at byte {position}"
             );
-            pool_state::write(state_path, &PoolState { position, pool_len: len })?;
+            pool_state::write(
+                state_path,
+                &PoolState {
+                    position,
+                    pool_len: len,
+                },
+            )?;
             Ok((position, len))
         }
     }
@@ -209,7 +263,9 @@ impl EntropySource for PoolSource {
         inner.off += buf.len();
         // Second guard: zeroed bytes mean a replayed pool, never randomness.
         if buf.len() >= ZERO_RUN && buf.iter().all(|&b| b == 0) {
-            let offset = inner.disk_pos.saturating_sub((inner.mem.len() - inner.off + buf.len()) as u64);
+            let offset = inner
+                .disk_pos
+                .saturating_sub((inner.mem.len() - inner.off + buf.len()) as u64);
             return Err(EntropyError::PoolAlreadyConsumed {
                 path: self.path.clone(),
                 state_path: self.state_path.clone(),
@@ -223,10 +279,16 @@ impl EntropySource for PoolSource {
         let inner = self.lock();
         let in_memory = (inner.mem.len() - inner.off) as u64;
         let (disk_pos, len, note) = match pool_state::read(&self.state_path) {
-            Ok(Some(st)) => (st.position, inner.file.metadata().map_or(inner.len, |m| m.len()), None),
-            Ok(None) => {
-                (inner.disk_pos, inner.len, Some("position file missing; it is recovered on the next draw".to_owned()))
-            }
+            Ok(Some(st)) => (
+                st.position,
+                inner.file.metadata().map_or(inner.len, |m| m.len()),
+                None,
+            ),
+            Ok(None) => (
+                inner.disk_pos,
+                inner.len,
+                Some("position file missing; it is recovered on the next draw".to_owned()),
+            ),
             Err(e) => (inner.disk_pos, inner.len, Some(e.to_string())),
         };
         SourceStatus {

@@ -65,7 +65,11 @@ fn checksum(body: &[u8]) -> [u8; 8] {
 /// The version-1 record for `st`.
 pub(super) fn encode(st: &PoolState) -> Vec<u8> {
     let mut w = Writer::with_capacity(RECORD_LEN);
-    w.bytes(&MAGIC).u32(VERSION).u32(0).u64(st.position).u64(st.pool_len);
+    w.bytes(&MAGIC)
+        .u32(VERSION)
+        .u32(0)
+        .u64(st.position)
+        .u64(st.pool_len);
     let mut buf = w.finish();
     let sum = checksum(&buf);
     buf.extend_from_slice(&sum);
@@ -80,18 +84,29 @@ pub(super) fn decode(buf: &[u8]) -> Result<PoolState, DecodeError> {
     }
     let version = r.u32()?;
     if version != VERSION {
-        return Err(DecodeError::Version { what: WHAT, found: version, supported: VERSION });
+        return Err(DecodeError::Version {
+            what: WHAT,
+            found: version,
+            supported: VERSION,
+        });
     }
     let flags = r.u32()?;
     let position = r.u64()?;
     let pool_len = r.u64()?;
     let body_len = buf.len() - r.remaining();
     if r.array::<8>()? != checksum(&buf[..body_len]) {
-        return Err(r.invalid("checksum", "does not match the record (torn or edited file)"));
+        return Err(r.invalid(
+            "checksum",
+            "does not match the record (torn or edited file)",
+        ));
     }
     r.finish()?;
     if flags != 0 {
-        return Err(DecodeError::Invalid { what: WHAT, field: "flags", detail: format!("unknown flags {flags:#x}") });
+        return Err(DecodeError::Invalid {
+            what: WHAT,
+            field: "flags",
+            detail: format!("unknown flags {flags:#x}"),
+        });
     }
     if position > pool_len {
         return Err(DecodeError::Invalid {
@@ -109,12 +124,19 @@ pub(super) fn read(path: &Path) -> Result<Option<PoolState>, EntropyError> {
         Ok(buf) => buf,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(source) => {
-            return Err(EntropyError::PoolIo { action: "read position file", path: path.to_path_buf(), source });
+            return Err(EntropyError::PoolIo {
+                action: "read position file",
+                path: path.to_path_buf(),
+                source,
+            });
         }
     };
     decode(&buf)
         .map(Some)
-        .map_err(|e| EntropyError::PoolStateCorrupt { path: path.to_path_buf(), detail: e.to_string() })
+        .map_err(|e| EntropyError::PoolStateCorrupt {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        })
 }
 
 /// Durably replaces the record at `path` with `st` (temp file, fsync,
@@ -128,7 +150,8 @@ pub(super) fn write(path: &Path, st: &PoolState) -> Result<(), EntropyError> {
         .truncate(true)
         .open(&tmp)
         .map_err(io_err("create position file", &tmp))?;
-    f.write_all(&encode(st)).map_err(io_err("write position file", &tmp))?;
+    f.write_all(&encode(st))
+        .map_err(io_err("write position file", &tmp))?;
     f.sync_all().map_err(io_err("fsync position file", &tmp))?;
     drop(f);
     fs::rename(&tmp, path).map_err(io_err("rename position file into place at", path))?;
@@ -136,12 +159,21 @@ pub(super) fn write(path: &Path, st: &PoolState) -> Result<(), EntropyError> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err("fsync the directory holding", path))
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("fsync the directory holding", path))
 }
 
 /// Maps an I/O error on `path` during `action` to [`EntropyError::PoolIo`].
-pub(super) fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> EntropyError + 'a {
-    move |source| EntropyError::PoolIo { action, path: path.to_path_buf(), source }
+pub(super) fn io_err<'a>(
+    action: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(io::Error) -> EntropyError + 'a {
+    move |source| EntropyError::PoolIo {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// File offset of the first aligned all-zero run in `bytes`, which start at
@@ -170,7 +202,8 @@ pub(super) fn zeroed_prefix_end(file: &File, pool: &Path, len: u64) -> Result<u6
     let mut at = 0;
     while at < len {
         let n = (len - at).min(SCAN as u64) as usize;
-        file.read_exact_at(&mut buf[..n], at).map_err(io_err("scan", pool))?;
+        file.read_exact_at(&mut buf[..n], at)
+            .map_err(io_err("scan", pool))?;
         for (i, block) in buf[..n].chunks(BLOCK as usize).enumerate() {
             let block_at = at + i as u64 * BLOCK;
             if first_zero_run(block, block_at).is_some() {
@@ -188,11 +221,15 @@ mod tests {
 
     /// A version-1 record (position 4096 of a 1 MiB pool) as written
     /// today; it must keep decoding, and encoding must not drift.
-    const FROZEN_V1: &str = "51534653504f5300010000000000000000100000000000000000100000000000e026c6882cb0b1c7";
+    const FROZEN_V1: &str =
+        "51534653504f5300010000000000000000100000000000000000100000000000e026c6882cb0b1c7";
 
     #[test]
     fn frozen_v1_record_still_decodes() {
-        let st = PoolState { position: 4096, pool_len: 1 << 20 };
+        let st = PoolState {
+            position: 4096,
+            pool_len: 1 << 20,
+        };
         let enc = encode(&st);
         assert_eq!(enc.len(), RECORD_LEN);
         assert_eq!(hex::encode(&enc), FROZEN_V1);
@@ -203,15 +240,27 @@ mod tests {
 
     #[test]
     fn damaged_records_are_rejected() {
-        let enc = encode(&PoolState { position: 8192, pool_len: 8192 });
+        let enc = encode(&PoolState {
+            position: 8192,
+            pool_len: 8192,
+        });
         for i in 0..enc.len() {
             let mut bad = enc.clone();
             bad[i] ^= 1;
             assert!(decode(&bad).is_err(), "flip at byte {i} went unnoticed");
         }
         assert!(decode(&enc[..39]).is_err());
-        let bad_pos = encode(&PoolState { position: 2, pool_len: 1 });
-        assert!(matches!(decode(&bad_pos), Err(DecodeError::Invalid { field: "position", .. })));
+        let bad_pos = encode(&PoolState {
+            position: 2,
+            pool_len: 1,
+        });
+        assert!(matches!(
+            decode(&bad_pos),
+            Err(DecodeError::Invalid {
+                field: "position",
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -85,7 +85,11 @@ impl Backup {
             1 => ("mac M14", &self.m14, "R1", "M14"),
             2 => ("mac M24", &self.m24, "R2", "M24"),
             x => {
-                return Err(EnvelopeError::WrongShareRole { role: "R1 or R2", expected: 1, found: x });
+                return Err(EnvelopeError::WrongShareRole {
+                    role: "R1 or R2",
+                    expected: 1,
+                    found: x,
+                });
             }
         };
         let r4p = r4_prime(&self.r4, self.n2);
@@ -170,7 +174,10 @@ mod tests {
         }
         let mut v = bytes;
         v[0] = 3;
-        assert!(matches!(Backup::parse(&v), Err(EnvelopeError::BackupMalformed { .. })));
+        assert!(matches!(
+            Backup::parse(&v),
+            Err(EnvelopeError::BackupMalformed { .. })
+        ));
     }
 
     #[test]
@@ -181,14 +188,23 @@ mod tests {
         let t = Backup::parse(&bytes).unwrap();
         let e = t.verify(&s[1]).unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("backup record B") && msg.contains("R2") && msg.contains("M24"), "{msg}");
-        assert!(matches!(t.verify(&s[0]), Err(EnvelopeError::BackupRejected { share: "R1", .. })));
+        assert!(
+            msg.contains("backup record B") && msg.contains("R2") && msg.contains("M24"),
+            "{msg}"
+        );
+        assert!(matches!(
+            t.verify(&s[0]),
+            Err(EnvelopeError::BackupRejected { share: "R1", .. })
+        ));
         // A corrupt share fails against a good B.
         let mut y = *s[0].y();
         y[5] ^= 0x40;
         assert!(b.verify(&Share::from_parts(1, &y)).is_err());
         // Shares other than R1/R2 cannot be checked.
-        assert!(matches!(b.verify(&s[2]), Err(EnvelopeError::WrongShareRole { .. })));
+        assert!(matches!(
+            b.verify(&s[2]),
+            Err(EnvelopeError::WrongShareRole { .. })
+        ));
     }
 
     #[test]

@@ -52,7 +52,11 @@ fn threads_for(segments: u64) -> usize {
     }
     // available_parallelism reads cgroup files on Linux: ask once.
     static CORES: OnceLock<usize> = OnceLock::new();
-    let cores = *CORES.get_or_init(|| thread::available_parallelism().map_or(1, |n| n.get()).min(16));
+    let cores = *CORES.get_or_init(|| {
+        thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(16)
+    });
     cores.min(segments as usize)
 }
 
@@ -60,7 +64,11 @@ fn threads_for(segments: u64) -> usize {
 /// run's start offset in `buf`, ascending, the first at 0) and runs
 /// `f(region, region_offset, segments)` on each: the last on the calling
 /// thread, the others on scoped threads. Returns the earliest run's error.
-fn for_each_region<F>(buf: &mut [u8], runs: Vec<(u64, Range<u64>)>, f: F) -> Result<(), EnvelopeError>
+fn for_each_region<F>(
+    buf: &mut [u8],
+    runs: Vec<(u64, Range<u64>)>,
+    f: F,
+) -> Result<(), EnvelopeError>
 where
     F: Fn(&mut [u8], u64, Range<u64>) -> Result<(), EnvelopeError> + Sync,
 {
@@ -111,11 +119,18 @@ fn runs(segments: u64, threads: usize, start_of: impl Fn(u64) -> u64) -> Vec<(u6
 pub fn seal_bytes(d: &[u8], keys: &SealKeys) -> Result<(Vec<u8>, Backup), EnvelopeError> {
     let sealer = Sealer::new(d.len() as u64, keys)?;
     let g = sealer.geometry();
-    let len_n =
-        usize::try_from(g.len_n()).map_err(|_| EnvelopeError::TooLarge { plain_len: d.len() as u64 })?;
+    let len_n = usize::try_from(g.len_n()).map_err(|_| EnvelopeError::TooLarge {
+        plain_len: d.len() as u64,
+    })?;
     let mut n = vec![0u8; len_n];
     let len_e2 = g.len_e2() as usize;
-    place_segments(g, sealer.cipher(), d, &mut n[..len_e2], threads_for(g.segments()))?;
+    place_segments(
+        g,
+        sealer.cipher(),
+        d,
+        &mut n[..len_e2],
+        threads_for(g.segments()),
+    )?;
     // KR and R3, in their N order.
     let inserted = sealer.inserted_bytes();
     let mut at = 0usize;
@@ -138,8 +153,12 @@ fn place_segments(
     e2: &mut [u8],
     threads: usize,
 ) -> Result<(), EnvelopeError> {
-    let regions = runs(g.segments(), threads, |i| g.segment_span_in_n(i).first().map_or(0, |r| r.start));
-    for_each_region(e2, regions, |region, base, segs| seal_run(g, cipher, d, region, base, segs))
+    let regions = runs(g.segments(), threads, |i| {
+        g.segment_span_in_n(i).first().map_or(0, |r| r.start)
+    });
+    for_each_region(e2, regions, |region, base, segs| {
+        seal_run(g, cipher, d, region, base, segs)
+    })
 }
 
 /// Encrypts the segments `segs` of `d` into their places in `region` of `N`.
@@ -187,13 +206,18 @@ fn seal_run(
 /// ciphertext into the output buffer (copying, not decrypting), so the
 /// output's page faults overlap the MAC; decryption runs on all cores after
 /// `M` matched.
-pub fn open_bytes(n: &[u8], local: &LocalShares, backup: Option<&Backup>) -> Result<Opened, EnvelopeError> {
+pub fn open_bytes(
+    n: &[u8],
+    local: &LocalShares,
+    backup: Option<&Backup>,
+) -> Result<Opened, EnvelopeError> {
     let mut src: &[u8] = n;
     let rec = recover_keys(&mut src, n.len() as u64, local, backup)?;
     let g = rec.geometry();
     let len_e2 = g.len_e2() as usize;
-    let plain_len =
-        usize::try_from(g.plain_len()).map_err(|_| EnvelopeError::TooLarge { plain_len: g.plain_len() })?;
+    let plain_len = usize::try_from(g.plain_len()).map_err(|_| EnvelopeError::TooLarge {
+        plain_len: g.plain_len(),
+    })?;
     let mut plaintext = vec![0u8; plain_len];
     let r = rec.r();
     let m = if threads_for(g.segments()) == 1 {
@@ -212,9 +236,19 @@ pub fn open_bytes(n: &[u8], local: &LocalShares, backup: Option<&Backup>) -> Res
     if !bool::from(m.ct_eq(&n[len_e2..])) {
         return Err(EnvelopeError::MacMismatch);
     }
-    decrypt_segments(g, &rec.cipher(), n, &mut plaintext, threads_for(g.segments()))?;
+    decrypt_segments(
+        g,
+        &rec.cipher(),
+        n,
+        &mut plaintext,
+        threads_for(g.segments()),
+    )?;
     let bad = rec.bad_shares();
-    Ok(Opened { plaintext, bad, recovered: rec })
+    Ok(Opened {
+        plaintext,
+        bad,
+        recovered: rec,
+    })
 }
 
 /// The bytes of `E` that hold the ciphertext (without tag) of segment `i`.
@@ -246,7 +280,9 @@ fn decrypt_segments(
     threads: usize,
 ) -> Result<(), EnvelopeError> {
     let regions = runs(g.segments(), threads, |i| g.segment_span_in_plain(i).start);
-    for_each_region(plaintext, regions, |region, base, segs| open_run(g, cipher, n, region, base, segs))
+    for_each_region(plaintext, regions, |region, base, segs| {
+        open_run(g, cipher, n, region, base, segs)
+    })
 }
 
 /// Authenticates and decrypts, in place, the gathered segments `segs` in
@@ -288,7 +324,9 @@ mod tests {
         for i in 0..g.segments() {
             let p = g.segment_span_in_plain(i);
             let mut seg = d[p.start as usize..p.end as usize].to_vec();
-            let tag = cipher.encrypt_segment(i, i + 1 == g.segments(), &mut seg).unwrap();
+            let tag = cipher
+                .encrypt_segment(i, i + 1 == g.segments(), &mut seg)
+                .unwrap();
             e.extend_from_slice(&seg);
             e.extend_from_slice(&tag);
         }
@@ -311,7 +349,16 @@ mod tests {
             points.extend([b - 17, b - 16, b - 1, b, b + 1]);
         }
         for &n1 in &points {
-            for n2 in [0, n1, n1 + 5, n1 + 32, n1 + 33, le + 32, SEG_E + 32, 2 * SEG_E + 31] {
+            for n2 in [
+                0,
+                n1,
+                n1 + 5,
+                n1 + 32,
+                n1 + 33,
+                le + 32,
+                SEG_E + 32,
+                2 * SEG_E + 31,
+            ] {
                 if n2 > le + 32 {
                     continue;
                 }
@@ -327,7 +374,11 @@ mod tests {
                     let ins = g.interleave(&kr, &r3);
                     for r in g.inserted_in_n() {
                         // place_segments left the inserted bytes alone.
-                        assert!(e2[r.start as usize..r.end as usize].iter().all(|&b| b == 0xee));
+                        assert!(
+                            e2[r.start as usize..r.end as usize]
+                                .iter()
+                                .all(|&b| b == 0xee)
+                        );
                         let len = (r.end - r.start) as usize;
                         e2[r.start as usize..r.end as usize].copy_from_slice(&ins[at..at + len]);
                         at += len;

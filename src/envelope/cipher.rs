@@ -24,8 +24,9 @@ fn nonce(
     index: u64,
     last: bool,
 ) -> Result<Nonce<<Aes256Gcm as aes_gcm::AeadCore>::NonceSize>, EnvelopeError> {
-    let i = u32::try_from(index)
-        .map_err(|_| EnvelopeError::TooLarge { plain_len: index.saturating_mul(super::SEG) })?;
+    let i = u32::try_from(index).map_err(|_| EnvelopeError::TooLarge {
+        plain_len: index.saturating_mul(super::SEG),
+    })?;
     let mut n = [0u8; 12];
     n[7..11].copy_from_slice(&i.to_be_bytes());
     n[11] = u8::from(last);
@@ -36,7 +37,9 @@ impl SegmentCipher {
     /// A cipher for key `K` (the AES key schedule is zeroized on drop).
     pub fn new(k: &[u8; KEY_LEN]) -> SegmentCipher {
         let key = Key::<Aes256Gcm>::from(*k);
-        SegmentCipher { aead: Aes256Gcm::new(&key) }
+        SegmentCipher {
+            aead: Aes256Gcm::new(&key),
+        }
     }
 
     /// Encrypts segment `index` in place and returns its tag. Fails for an
@@ -51,7 +54,9 @@ impl SegmentCipher {
         let tag = self
             .aead
             .encrypt_inout_detached(&n, &[], data.into())
-            .map_err(|_| EnvelopeError::TooLarge { plain_len: data.len() as u64 })?;
+            .map_err(|_| EnvelopeError::TooLarge {
+                plain_len: data.len() as u64,
+            })?;
         Ok(tag.into())
     }
 
@@ -112,6 +117,9 @@ mod tests {
         let n = nonce(0x0102_0304, true).unwrap();
         assert_eq!(n.as_slice(), &[0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 1]);
         assert!(nonce(u64::from(u32::MAX), false).is_ok());
-        assert!(matches!(nonce(1 << 32, false), Err(EnvelopeError::TooLarge { .. })));
+        assert!(matches!(
+            nonce(1 << 32, false),
+            Err(EnvelopeError::TooLarge { .. })
+        ));
     }
 }

@@ -119,7 +119,11 @@ impl Disassembler {
         }
         let m = Zeroizing::new(self.mac.finalize());
         let ok = m.ct_eq(&self.m) & self.seen.ct_eq(&self.expected[..]);
-        if bool::from(ok) { Ok(()) } else { Err(EnvelopeError::MacMismatch) }
+        if bool::from(ok) {
+            Ok(())
+        } else {
+            Err(EnvelopeError::MacMismatch)
+        }
     }
 }
 
@@ -161,7 +165,10 @@ mod tests {
             let l = LocalShares::both(keys.r1().clone(), keys.r2().clone());
             let rec = recover_keys(&mut src, n.len() as u64, &l, None).unwrap();
             let want = e_of(&n, &rec);
-            assert_eq!(want.len() as u64, Sealer::new(len as u64, &keys).unwrap().geometry().len_e());
+            assert_eq!(
+                want.len() as u64,
+                Sealer::new(len as u64, &keys).unwrap().geometry().len_e()
+            );
             for split in [1usize, 5, 33, 4096, usize::MAX] {
                 let mut d = Disassembler::new(&rec);
                 let mut out = Vec::new();
@@ -189,7 +196,10 @@ mod tests {
             t[i] ^= 0x01;
             let mut d = Disassembler::new(&rec);
             d.push_mac_only(&t).unwrap();
-            assert!(matches!(d.finish(), Err(EnvelopeError::MacMismatch)), "byte {i}");
+            assert!(
+                matches!(d.finish(), Err(EnvelopeError::MacMismatch)),
+                "byte {i}"
+            );
         }
         let mut d = Disassembler::new(&rec);
         d.push_mac_only(&n[..n.len() - 1]).unwrap();

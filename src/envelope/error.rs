@@ -23,7 +23,9 @@ pub enum EnvelopeError {
     },
 
     /// A key share does not have the 33-byte `x || y` form.
-    #[error("key share {what} is malformed: {detail}; a v1 share is 33 bytes (x, then 32 value bytes)")]
+    #[error(
+        "key share {what} is malformed: {detail}; a v1 share is 33 bytes (x, then 32 value bytes)"
+    )]
     ShareEncoding {
         /// Which share (R1, R2, R3, R4 or "share").
         what: &'static str,
@@ -77,14 +79,18 @@ pub enum EnvelopeError {
     },
 
     /// The backup record `B` could not be parsed.
-    #[error("backup record B is malformed: {detail}; restore B from the erasure-coding side's store")]
+    #[error(
+        "backup record B is malformed: {detail}; restore B from the erasure-coding side's store"
+    )]
     BackupMalformed {
         /// What was wrong.
         detail: String,
     },
 
     /// The MAC of `B` for a local share did not verify.
-    #[error("backup record B does not verify with {share} (check {check}): B or the share is corrupt")]
+    #[error(
+        "backup record B does not verify with {share} (check {check}): B or the share is corrupt"
+    )]
     BackupRejected {
         /// The share that was checked (R1 or R2).
         share: &'static str,

@@ -48,17 +48,28 @@ impl Geometry {
             return Err(EnvelopeError::TooLarge { plain_len });
         }
         let too_large = || EnvelopeError::TooLarge { plain_len };
-        let len_e = plain_len.checked_add(segments * TAG_LEN as u64).ok_or_else(too_large)?;
+        let len_e = plain_len
+            .checked_add(segments * TAG_LEN as u64)
+            .ok_or_else(too_large)?;
         let len_n = len_e.checked_add(OVERHEAD).ok_or_else(too_large)?;
         if n1 > len_e {
-            return Err(EnvelopeError::Layout { detail: format!("n1 = {n1} lies beyond len(E) = {len_e}") });
+            return Err(EnvelopeError::Layout {
+                detail: format!("n1 = {n1} lies beyond len(E) = {len_e}"),
+            });
         }
         if n2 > len_e + KEY_LEN as u64 {
             return Err(EnvelopeError::Layout {
                 detail: format!("n2 = {n2} lies beyond len(E') = {}", len_e + KEY_LEN as u64),
             });
         }
-        Ok(Geometry { plain_len, segments, len_e, len_n, n1, n2 })
+        Ok(Geometry {
+            plain_len,
+            segments,
+            len_e,
+            len_n,
+            n1,
+            n2,
+        })
     }
 
     /// The plaintext length of a sealed object of `len_n` bytes. Fails for
@@ -67,7 +78,10 @@ impl Geometry {
     /// full one).
     pub fn plain_len_of_sealed(len_n: u64) -> Result<u64, EnvelopeError> {
         if len_n < MIN_SEALED_LEN {
-            return Err(EnvelopeError::Truncated { len: len_n, min: MIN_SEALED_LEN });
+            return Err(EnvelopeError::Truncated {
+                len: len_n,
+                min: MIN_SEALED_LEN,
+            });
         }
         let len_e = len_n - OVERHEAD;
         let segments = len_e.div_ceil(SEG_E).max(1);
@@ -126,12 +140,20 @@ impl Geometry {
 
     /// Position in `E'` of byte `pos` of `E`.
     pub fn e_to_e1(&self, pos: u64) -> u64 {
-        if pos >= self.n1 { pos.saturating_add(KEY_LEN as u64) } else { pos }
+        if pos >= self.n1 {
+            pos.saturating_add(KEY_LEN as u64)
+        } else {
+            pos
+        }
     }
 
     /// Position in `E''` (and `N`) of byte `pos` of `E'`.
     pub fn e1_to_e2(&self, pos: u64) -> u64 {
-        if pos >= self.n2 { pos.saturating_add(SHARE_LEN as u64) } else { pos }
+        if pos >= self.n2 {
+            pos.saturating_add(SHARE_LEN as u64)
+        } else {
+            pos
+        }
     }
 
     /// Position in `N` of byte `pos` of `E`.
@@ -241,7 +263,11 @@ impl Geometry {
 
     /// The 65 inserted bytes in the order they appear in `E''`: R3 before
     /// KR when `n2 <= n1`, after it when `n2 >= n1 + 32`, inside it otherwise.
-    pub fn interleave(&self, kr: &[u8; KEY_LEN], r3: &[u8; SHARE_LEN]) -> [u8; KEY_LEN + SHARE_LEN] {
+    pub fn interleave(
+        &self,
+        kr: &[u8; KEY_LEN],
+        r3: &[u8; SHARE_LEN],
+    ) -> [u8; KEY_LEN + SHARE_LEN] {
         let mut out = [0u8; KEY_LEN + SHARE_LEN];
         let cut = self.r3_offset_in_kr();
         out[..cut].copy_from_slice(&kr[..cut]);
@@ -339,13 +365,22 @@ mod tests {
 
     #[test]
     fn sealed_lengths_that_fit_no_segment_count_are_rejected() {
-        assert!(matches!(Geometry::plain_len_of_sealed(112), Err(EnvelopeError::Truncated { .. })));
+        assert!(matches!(
+            Geometry::plain_len_of_sealed(112),
+            Err(EnvelopeError::Truncated { .. })
+        ));
         // One full segment plus 1..=16 bytes cannot be a last segment.
         for extra in 1..=16u64 {
             let len_n = SEG_E + extra + OVERHEAD;
-            assert!(matches!(Geometry::plain_len_of_sealed(len_n), Err(EnvelopeError::Layout { .. })));
+            assert!(matches!(
+                Geometry::plain_len_of_sealed(len_n),
+                Err(EnvelopeError::Layout { .. })
+            ));
         }
-        assert_eq!(Geometry::plain_len_of_sealed(SEG_E + 17 + OVERHEAD).unwrap(), SEG + 1);
+        assert_eq!(
+            Geometry::plain_len_of_sealed(SEG_E + 17 + OVERHEAD).unwrap(),
+            SEG + 1
+        );
     }
 
     #[test]
@@ -353,9 +388,15 @@ mod tests {
         assert!(Geometry::new(0, 17, 0).is_err());
         assert!(Geometry::new(0, 16, 49).is_err());
         assert!(Geometry::new(0, 16, 48).is_ok());
-        assert!(matches!(Geometry::new(u64::MAX - 10, 0, 0), Err(EnvelopeError::TooLarge { .. })));
+        assert!(matches!(
+            Geometry::new(u64::MAX - 10, 0, 0),
+            Err(EnvelopeError::TooLarge { .. })
+        ));
         assert!(Geometry::new((1u64 << 32) * SEG, 0, 0).is_ok());
-        assert!(matches!(Geometry::new((1u64 << 32) * SEG + 1, 0, 0), Err(EnvelopeError::TooLarge { .. })));
+        assert!(matches!(
+            Geometry::new((1u64 << 32) * SEG + 1, 0, 0),
+            Err(EnvelopeError::TooLarge { .. })
+        ));
     }
 
     #[test]
@@ -364,7 +405,13 @@ mod tests {
         for plain_len in [0u64, 1, 31, 100, SEG - 1, SEG, SEG + 1, 2 * SEG + 5] {
             let g0 = Geometry::new(plain_len, 0, 0).unwrap();
             let le = g0.len_e();
-            let mut cases = vec![(0, 0), (le, le + 32), (0, 32), (le, 0), (5.min(le), 5.min(le) + 10)];
+            let mut cases = vec![
+                (0, 0),
+                (le, le + 32),
+                (0, 32),
+                (le, 0),
+                (5.min(le), 5.min(le) + 10),
+            ];
             for _ in 0..12 {
                 let n1 = rng(&mut st) % (le + 1);
                 let n2 = rng(&mut st) % (le + 33);
@@ -380,13 +427,24 @@ mod tests {
                 for _ in 0..30 {
                     let a = rng(&mut st) % (le + 1);
                     let b = a + rng(&mut st) % (le - a + 1);
-                    assert_eq!(g.e_range_to_n(a..b), model_ranges(&m, a..b), "n1 {n1} n2 {n2} {a}..{b}");
+                    assert_eq!(
+                        g.e_range_to_n(a..b),
+                        model_ranges(&m, a..b),
+                        "n1 {n1} n2 {n2} {a}..{b}"
+                    );
                 }
                 for i in 0..g.segments() {
-                    assert_eq!(g.segment_span_in_n(i), model_ranges(&m, g.segment_span_in_e(i)));
+                    assert_eq!(
+                        g.segment_span_in_n(i),
+                        model_ranges(&m, g.segment_span_in_e(i))
+                    );
                 }
                 // Inserted bytes = everything in E'' the model leaves unlabeled.
-                let ins: usize = g.inserted_in_n().iter().map(|r| (r.end - r.start) as usize).sum();
+                let ins: usize = g
+                    .inserted_in_n()
+                    .iter()
+                    .map(|r| (r.end - r.start) as usize)
+                    .sum();
                 assert_eq!(ins, 65);
                 for r in g.inserted_in_n() {
                     assert!(r.clone().all(|i| m[i as usize].is_none()));
@@ -405,7 +463,9 @@ mod tests {
                     };
                     assert_eq!(got, want);
                     if a < b {
-                        assert!(segs.start * SEG <= a && b <= (segs.end * SEG).min(plain_len.max(1)));
+                        assert!(
+                            segs.start * SEG <= a && b <= (segs.end * SEG).min(plain_len.max(1))
+                        );
                     }
                 }
             }

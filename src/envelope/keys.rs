@@ -28,7 +28,11 @@ impl SealKeys {
     /// 1..3 that do not recover exactly `r`, and a share 4 that is not on the
     /// same polynomial: a seal with such input would produce an object or a
     /// backup record that cannot be opened.
-    pub fn new(k: [u8; KEY_LEN], r: [u8; KEY_LEN], shares: [Share; 4]) -> Result<SealKeys, EnvelopeError> {
+    pub fn new(
+        k: [u8; KEY_LEN],
+        r: [u8; KEY_LEN],
+        shares: [Share; 4],
+    ) -> Result<SealKeys, EnvelopeError> {
         let keys = SealKeys { k, r, shares };
         for (i, s) in keys.shares.iter().enumerate() {
             let x = i as u8 + 1;
@@ -44,7 +48,11 @@ impl SealKeys {
                 detail: "shares R1, R2, R3 do not recover R".to_string(),
             });
         }
-        let first3 = [keys.shares[0].clone(), keys.shares[1].clone(), keys.shares[2].clone()];
+        let first3 = [
+            keys.shares[0].clone(),
+            keys.shares[1].clone(),
+            keys.shares[2].clone(),
+        ];
         if shares::interpolate_share(4, &first3)? != keys.shares[3] {
             return Err(EnvelopeError::InconsistentKeys {
                 detail: "share R4 is not on the polynomial of R1, R2, R3".to_string(),
@@ -105,7 +113,12 @@ mod tests {
     #[test]
     fn split_then_new_accepts() {
         let a = SealKeys::split([1; 32], [2; 32], [3; 32]);
-        let shares = [a.r1().clone(), a.r2().clone(), a.r3().clone(), a.r4().clone()];
+        let shares = [
+            a.r1().clone(),
+            a.r2().clone(),
+            a.r3().clone(),
+            a.r4().clone(),
+        ];
         let b = SealKeys::new([1; 32], [2; 32], shares).unwrap();
         assert_eq!(b.r1(), a.r1());
         assert_eq!(b.k(), &[1; 32]);
@@ -114,17 +127,38 @@ mod tests {
     #[test]
     fn new_rejects_wrong_order_wrong_r_and_off_polynomial_r4() {
         let a = SealKeys::split([1; 32], [2; 32], [3; 32]);
-        let swapped = [a.r2().clone(), a.r1().clone(), a.r3().clone(), a.r4().clone()];
+        let swapped = [
+            a.r2().clone(),
+            a.r1().clone(),
+            a.r3().clone(),
+            a.r4().clone(),
+        ];
         assert!(matches!(
             SealKeys::new([1; 32], [2; 32], swapped),
             Err(EnvelopeError::InconsistentKeys { .. })
         ));
-        let good = [a.r1().clone(), a.r2().clone(), a.r3().clone(), a.r4().clone()];
-        assert!(matches!(SealKeys::new([1; 32], [9; 32], good), Err(EnvelopeError::InconsistentKeys { .. })));
+        let good = [
+            a.r1().clone(),
+            a.r2().clone(),
+            a.r3().clone(),
+            a.r4().clone(),
+        ];
+        assert!(matches!(
+            SealKeys::new([1; 32], [9; 32], good),
+            Err(EnvelopeError::InconsistentKeys { .. })
+        ));
         let mut y = *a.r4().y();
         y[0] ^= 1;
-        let bad4 = [a.r1().clone(), a.r2().clone(), a.r3().clone(), Share::from_parts(4, &y)];
-        assert!(matches!(SealKeys::new([1; 32], [2; 32], bad4), Err(EnvelopeError::InconsistentKeys { .. })));
+        let bad4 = [
+            a.r1().clone(),
+            a.r2().clone(),
+            a.r3().clone(),
+            Share::from_parts(4, &y),
+        ];
+        assert!(matches!(
+            SealKeys::new([1; 32], [2; 32], bad4),
+            Err(EnvelopeError::InconsistentKeys { .. })
+        ));
     }
 
     #[test]

@@ -35,7 +35,10 @@ pub struct LocalShares {
 impl LocalShares {
     /// Both shares present.
     pub fn both(r1: Share, r2: Share) -> LocalShares {
-        LocalShares { r1: Some(r1), r2: Some(r2) }
+        LocalShares {
+            r1: Some(r1),
+            r2: Some(r2),
+        }
     }
 }
 
@@ -119,7 +122,11 @@ impl Recovered {
     /// trustworthy after `M` verified.
     pub fn regenerate(&self, x: u8) -> Result<Share, EnvelopeError> {
         if !(1..=4).contains(&x) {
-            return Err(EnvelopeError::WrongShareRole { role: "R1..R4", expected: 1, found: x });
+            return Err(EnvelopeError::WrongShareRole {
+                role: "R1..R4",
+                expected: 1,
+                found: x,
+            });
         }
         if let Some(s) = self.used.iter().find(|s| s.x() == x) {
             return Ok(s.clone());
@@ -129,7 +136,12 @@ impl Recovered {
 
     /// Rebuilds the backup record `B` (for example after it failed to verify).
     pub fn rebuild_backup(&self) -> Result<Backup, EnvelopeError> {
-        Backup::build(&self.regenerate(1)?, &self.regenerate(2)?, &self.regenerate(4)?, self.geometry.n2())
+        Backup::build(
+            &self.regenerate(1)?,
+            &self.regenerate(2)?,
+            &self.regenerate(4)?,
+            self.geometry.n2(),
+        )
     }
 
     /// The three shares that recovered `R` (distinct `x`).
@@ -155,7 +167,12 @@ impl fmt::Debug for Recovered {
 
 /// Reads `buf.len()` bytes of `N` at `offset`.
 fn read(src: &mut dyn ObjectSource, offset: u64, buf: &mut [u8]) -> Result<(), EnvelopeError> {
-    src.read_at(offset, buf).map_err(|source| EnvelopeError::Read { offset, len: buf.len(), source })
+    src.read_at(offset, buf)
+        .map_err(|source| EnvelopeError::Read {
+            offset,
+            len: buf.len(),
+            source,
+        })
 }
 
 /// The shares chosen to open with.
@@ -187,9 +204,11 @@ fn choose<'a>(
         };
     };
     // A share for the wrong role, or one that fails its MAC in B, is bad.
-    let check = |s: &Option<Share>, role: &'static str, x: u8| -> Option<Result<(), EnvelopeError>> {
-        s.as_ref().map(|s| s.check_role(role, x).and_then(|()| b.verify(s)))
-    };
+    let check =
+        |s: &Option<Share>, role: &'static str, x: u8| -> Option<Result<(), EnvelopeError>> {
+            s.as_ref()
+                .map(|s| s.check_role(role, x).and_then(|()| b.verify(s)))
+        };
     let v1 = check(&local.r1, "R1", 1);
     let v2 = check(&local.r2, "R2", 2);
     bad.r1 = matches!(v1, Some(Err(_)));
@@ -201,19 +220,29 @@ fn choose<'a>(
         (Some(r1), Some(Err(_)), Some(r2), Some(Err(_))) if r1.x() == 1 && r2.x() == 2 => {
             // Two independent shares failing against one B points at B.
             // Open with the pair; M decides whether they are good.
-            *bad = BadShares { r1: false, r2: false, backup: true };
+            *bad = BadShares {
+                r1: false,
+                r2: false,
+                backup: true,
+            };
             Ok(Choice::Pair(r1, r2))
         }
         (_, Some(Err(e)), _, None) | (None, None, _, Some(Err(e))) => Err(e),
         (_, Some(Err(e1)), _, Some(Err(_))) => Err(e1),
-        _ => Err(EnvelopeError::NotEnoughShares { detail: "neither R1 nor R2 is present".to_string() }),
+        _ => Err(EnvelopeError::NotEnoughShares {
+            detail: "neither R1 nor R2 is present".to_string(),
+        }),
     }
 }
 
 /// A present share that failed its MAC in `B` but equals the share
 /// regenerated from the shares that recovered `R` is fine: the damage is in
 /// `B`'s MAC for it. Moves the blame from the share to `B`.
-fn exonerate(bad: &mut BadShares, local: &LocalShares, used: &[Share; 3]) -> Result<(), EnvelopeError> {
+fn exonerate(
+    bad: &mut BadShares,
+    local: &LocalShares,
+    used: &[Share; 3],
+) -> Result<(), EnvelopeError> {
     for (flag, share, x) in [(&mut bad.r1, &local.r1, 1u8), (&mut bad.r2, &local.r2, 2u8)] {
         if let Some(s) = share
             && *flag
@@ -283,7 +312,11 @@ pub fn recover_keys(
     let (used, recovery) = match choice {
         Choice::Pair(r1, r2) => ([r1.clone(), r2.clone(), r3], Recovery::LocalPair),
         Choice::WithBackup(s, b) => {
-            let how = if s.x() == 1 { Recovery::R1WithBackup } else { Recovery::R2WithBackup };
+            let how = if s.x() == 1 {
+                Recovery::R1WithBackup
+            } else {
+                Recovery::R2WithBackup
+            };
             ([s.clone(), r3, b.r4().clone()], how)
         }
     };
@@ -304,7 +337,15 @@ pub fn recover_keys(
     }
     let k = xor32(&kr, &r);
     let inserted = Zeroizing::new(geometry.interleave(&kr, &r3b));
-    Ok(Recovered { k, r, geometry, recovery, bad, used, inserted })
+    Ok(Recovered {
+        k,
+        r,
+        geometry,
+        recovery,
+        bad,
+        used,
+        inserted,
+    })
 }
 
 #[cfg(test)]
@@ -332,8 +373,14 @@ mod tests {
         let len = n.len() as u64;
         let mut src: &[u8] = &n;
         let pair = LocalShares::both(keys.r1().clone(), keys.r2().clone());
-        let only1 = LocalShares { r1: Some(keys.r1().clone()), r2: None };
-        let only2 = LocalShares { r1: None, r2: Some(keys.r2().clone()) };
+        let only1 = LocalShares {
+            r1: Some(keys.r1().clone()),
+            r2: None,
+        };
+        let only2 = LocalShares {
+            r1: None,
+            r2: Some(keys.r2().clone()),
+        };
         for (local, bk, how) in [
             (&pair, None, Recovery::LocalPair),
             (&pair, Some(&b), Recovery::LocalPair),
@@ -345,7 +392,12 @@ mod tests {
             assert_eq!(rec.r(), keys.r());
             assert_eq!(rec.recovery(), how);
             assert!(!rec.bad_shares().any());
-            for (x, s) in [(1, keys.r1()), (2, keys.r2()), (3, keys.r3()), (4, keys.r4())] {
+            for (x, s) in [
+                (1, keys.r1()),
+                (2, keys.r2()),
+                (3, keys.r3()),
+                (4, keys.r4()),
+            ] {
                 assert_eq!(&rec.regenerate(x).unwrap(), s);
             }
             assert_eq!(rec.rebuild_backup().unwrap(), b);
@@ -358,14 +410,28 @@ mod tests {
         let mut src: &[u8] = &n;
         let l = LocalShares::both(corrupt(keys.r1()), keys.r2().clone());
         let rec = recover_keys(&mut src, n.len() as u64, &l, Some(&b)).unwrap();
-        assert_eq!(rec.bad_shares(), BadShares { r1: true, r2: false, backup: false });
+        assert_eq!(
+            rec.bad_shares(),
+            BadShares {
+                r1: true,
+                r2: false,
+                backup: false
+            }
+        );
         assert_eq!(rec.recovery(), Recovery::R2WithBackup);
         assert_eq!(rec.k(), keys.k());
         assert_eq!(&rec.regenerate(1).unwrap(), keys.r1());
 
         let l = LocalShares::both(keys.r1().clone(), corrupt(keys.r2()));
         let rec = recover_keys(&mut src, n.len() as u64, &l, Some(&b)).unwrap();
-        assert_eq!(rec.bad_shares(), BadShares { r1: false, r2: true, backup: false });
+        assert_eq!(
+            rec.bad_shares(),
+            BadShares {
+                r1: false,
+                r2: true,
+                backup: false
+            }
+        );
         assert_eq!(rec.k(), keys.k());
 
         // A share with the wrong x in its slot is bad too.
@@ -382,13 +448,26 @@ mod tests {
         let mut bb = b.to_bytes();
         bb[10] ^= 1;
         let bad_b = Backup::parse(&bb).unwrap();
-        let only2 = LocalShares { r1: None, r2: Some(keys.r2().clone()) };
+        let only2 = LocalShares {
+            r1: None,
+            r2: Some(keys.r2().clone()),
+        };
         let e = recover_keys(&mut src, n.len() as u64, &only2, Some(&bad_b)).unwrap_err();
-        assert!(e.to_string().contains("backup record B") && e.to_string().contains("R2"), "{e}");
+        assert!(
+            e.to_string().contains("backup record B") && e.to_string().contains("R2"),
+            "{e}"
+        );
         // Both shares present, B bad: B is the suspect and the pair opens.
         let pair = LocalShares::both(keys.r1().clone(), keys.r2().clone());
         let rec = recover_keys(&mut src, n.len() as u64, &pair, Some(&bad_b)).unwrap();
-        assert_eq!(rec.bad_shares(), BadShares { r1: false, r2: false, backup: true });
+        assert_eq!(
+            rec.bad_shares(),
+            BadShares {
+                r1: false,
+                r2: false,
+                backup: true
+            }
+        );
         assert_eq!(rec.k(), keys.k());
         assert_eq!(rec.rebuild_backup().unwrap(), b);
     }
@@ -402,7 +481,14 @@ mod tests {
         let bad_b = Backup::parse(&bb).unwrap();
         let pair = LocalShares::both(keys.r1().clone(), keys.r2().clone());
         let rec = recover_keys(&mut src, n.len() as u64, &pair, Some(&bad_b)).unwrap();
-        assert_eq!(rec.bad_shares(), BadShares { r1: false, r2: false, backup: true });
+        assert_eq!(
+            rec.bad_shares(),
+            BadShares {
+                r1: false,
+                r2: false,
+                backup: true
+            }
+        );
         assert_eq!(rec.recovery(), Recovery::R1WithBackup);
         assert_eq!(rec.k(), keys.k());
         assert_eq!(rec.rebuild_backup().unwrap(), b);
@@ -412,16 +498,26 @@ mod tests {
     fn missing_shares_and_truncation() {
         let (keys, n, b) = setup();
         let mut src: &[u8] = &n;
-        let only1 = LocalShares { r1: Some(keys.r1().clone()), r2: None };
+        let only1 = LocalShares {
+            r1: Some(keys.r1().clone()),
+            r2: None,
+        };
         let e = recover_keys(&mut src, n.len() as u64, &only1, None).unwrap_err();
-        assert!(e.to_string().contains("need R1 and R2, or one of them plus the backup record B"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("need R1 and R2, or one of them plus the backup record B"),
+            "{e}"
+        );
         let none = LocalShares::default();
         assert!(matches!(
             recover_keys(&mut src, n.len() as u64, &none, Some(&b)),
             Err(EnvelopeError::NotEnoughShares { .. })
         ));
         let pair = LocalShares::both(keys.r1().clone(), keys.r2().clone());
-        assert!(matches!(recover_keys(&mut src, 112, &pair, None), Err(EnvelopeError::Truncated { .. })));
+        assert!(matches!(
+            recover_keys(&mut src, 112, &pair, None),
+            Err(EnvelopeError::Truncated { .. })
+        ));
     }
 
     #[test]
@@ -431,12 +527,25 @@ mod tests {
         let len = n.len() as u64;
         let n2 = {
             let mut src: &[u8] = &n;
-            recover_keys(&mut src, len, &pair, None).unwrap().geometry().n2()
+            recover_keys(&mut src, len, &pair, None)
+                .unwrap()
+                .geometry()
+                .n2()
         };
         n[n2 as usize] = 4;
         let mut src: &[u8] = &n;
         let e = recover_keys(&mut src, len, &pair, None).unwrap_err();
-        assert!(matches!(e, EnvelopeError::WrongShareRole { role: "R3", expected: 3, found: 4 }), "{e}");
+        assert!(
+            matches!(
+                e,
+                EnvelopeError::WrongShareRole {
+                    role: "R3",
+                    expected: 3,
+                    found: 4
+                }
+            ),
+            "{e}"
+        );
         assert!(e.is_integrity());
     }
 }

@@ -90,7 +90,9 @@ impl Sealer {
 
 impl fmt::Debug for Sealer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Sealer").field("geometry", &self.geometry).finish_non_exhaustive()
+        f.debug_struct("Sealer")
+            .field("geometry", &self.geometry)
+            .finish_non_exhaustive()
     }
 }
 
@@ -215,7 +217,14 @@ mod tests {
     }
 
     /// An assembler with chosen n1, n2 (bypassing the key-derived positions).
-    fn crafted(plain_len: u64, n1: u64, n2: u64, kr: &[u8; 32], r3: &[u8; 33], r: &[u8; 32]) -> Assembler {
+    fn crafted(
+        plain_len: u64,
+        n1: u64,
+        n2: u64,
+        kr: &[u8; 32],
+        r3: &[u8; 33],
+        r: &[u8; 32],
+    ) -> Assembler {
         let g = Geometry::new(plain_len, n1, n2).unwrap();
         Assembler {
             mac: MacHasher::new("mac M", r),
@@ -241,7 +250,17 @@ mod tests {
             let mut cases = vec![];
             for n1 in [0, 1, le / 2, le - 1, le] {
                 // n2: before, at, inside, at end of, and after KR; end of E'.
-                for n2 in [0, n1.saturating_sub(1), n1, n1 + 1, n1 + 16, n1 + 31, n1 + 32, n1 + 33, le + 32] {
+                for n2 in [
+                    0,
+                    n1.saturating_sub(1),
+                    n1,
+                    n1 + 1,
+                    n1 + 16,
+                    n1 + 31,
+                    n1 + 32,
+                    n1 + 33,
+                    le + 32,
+                ] {
                     if n2 <= le + 32 {
                         cases.push((n1, n2));
                     }

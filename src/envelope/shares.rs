@@ -49,10 +49,12 @@ impl Share {
     /// Parses the hex form of the 33 bytes (66 hex digits).
     pub fn from_hex(s: &str) -> Result<Share, EnvelopeError> {
         let bytes =
-            Zeroizing::new(hex::decode(s.trim()).map_err(|e| EnvelopeError::ShareEncoding {
-                what: "share",
-                detail: format!("not hex: {e}"),
-            })?);
+            Zeroizing::new(
+                hex::decode(s.trim()).map_err(|e| EnvelopeError::ShareEncoding {
+                    what: "share",
+                    detail: format!("not hex: {e}"),
+                })?,
+            );
         Share::from_bytes(&bytes)
     }
 
@@ -82,7 +84,11 @@ impl Share {
         if self.x() == expected {
             Ok(())
         } else {
-            Err(EnvelopeError::WrongShareRole { role, expected, found: self.x() })
+            Err(EnvelopeError::WrongShareRole {
+                role,
+                expected,
+                found: self.x(),
+            })
         }
     }
 }
@@ -107,7 +113,9 @@ impl fmt::Debug for Share {
 /// `coefficient_seed` (so the caller's random source decides everything).
 pub fn split(secret: &[u8; KEY_LEN], coefficient_seed: [u8; 32]) -> [Share; 4] {
     let mut rng = ChaCha20Rng::from_seed(coefficient_seed);
-    let mut out: [Share; 4] = std::array::from_fn(|_| Share { bytes: [0u8; SHARE_LEN] });
+    let mut out: [Share; 4] = std::array::from_fn(|_| Share {
+        bytes: [0u8; SHARE_LEN],
+    });
     let dealer = blahaj::Sharks(THRESHOLD).dealer_rng(secret, &mut rng);
     for (slot, share) in out.iter_mut().zip(dealer) {
         let encoded = Zeroizing::new(Vec::from(&share));
@@ -123,20 +131,26 @@ pub fn recover(shares: [&Share; 3]) -> Result<Zeroizing<[u8; KEY_LEN]>, Envelope
     let xs = [shares[0].x(), shares[1].x(), shares[2].x()];
     if xs[0] == xs[1] || xs[0] == xs[2] || xs[1] == xs[2] || xs.contains(&0) {
         return Err(EnvelopeError::NotEnoughShares {
-            detail: format!("shares with x = {}, {}, {} are not three distinct shares", xs[0], xs[1], xs[2]),
+            detail: format!(
+                "shares with x = {}, {}, {} are not three distinct shares",
+                xs[0], xs[1], xs[2]
+            ),
         });
     }
     let mut parsed = Vec::with_capacity(3);
     for s in shares {
-        let share = blahaj::Share::try_from(&s.bytes[..])
-            .map_err(|e| EnvelopeError::ShareEncoding { what: "share", detail: e.to_string() })?;
+        let share =
+            blahaj::Share::try_from(&s.bytes[..]).map_err(|e| EnvelopeError::ShareEncoding {
+                what: "share",
+                detail: e.to_string(),
+            })?;
         parsed.push(share);
     }
-    let secret = Zeroizing::new(
-        blahaj::Sharks(THRESHOLD)
-            .recover(&parsed)
-            .map_err(|e| EnvelopeError::NotEnoughShares { detail: e.to_string() })?,
-    );
+    let secret = Zeroizing::new(blahaj::Sharks(THRESHOLD).recover(&parsed).map_err(|e| {
+        EnvelopeError::NotEnoughShares {
+            detail: e.to_string(),
+        }
+    })?);
     let mut out = Zeroizing::new([0u8; KEY_LEN]);
     if secret.len() != KEY_LEN {
         return Err(EnvelopeError::ShareEncoding {
@@ -155,7 +169,10 @@ pub fn recover(shares: [&Share; 3]) -> Result<Zeroizing<[u8; KEY_LEN]>, Envelope
 pub fn interpolate_share(x: u8, shares: &[Share; 3]) -> Result<Share, EnvelopeError> {
     let xs = [shares[0].x(), shares[1].x(), shares[2].x()];
     let w = gf256::lagrange_weights(x, &xs).ok_or_else(|| EnvelopeError::NotEnoughShares {
-        detail: format!("shares with x = {}, {}, {} are not three distinct shares", xs[0], xs[1], xs[2]),
+        detail: format!(
+            "shares with x = {}, {}, {} are not three distinct shares",
+            xs[0], xs[1], xs[2]
+        ),
     })?;
     let mut y = Zeroizing::new([0u8; KEY_LEN]);
     for (share, wi) in shares.iter().zip(w) {
@@ -212,7 +229,10 @@ mod tests {
     fn interpolation_rejects_duplicate_x() {
         let s = split(&secret(), [3u8; 32]);
         let dup = [s[0].clone(), s[0].clone(), s[2].clone()];
-        assert!(matches!(interpolate_share(4, &dup), Err(EnvelopeError::NotEnoughShares { .. })));
+        assert!(matches!(
+            interpolate_share(4, &dup),
+            Err(EnvelopeError::NotEnoughShares { .. })
+        ));
         assert!(recover([&s[0], &s[0], &s[1]]).is_err());
     }
 
@@ -241,6 +261,9 @@ mod tests {
         let s = Share::from_parts(2, &[0; 32]);
         let e = s.check_role("R3", 3).unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("R3") && msg.contains("x = 2") && msg.contains("x = 3"), "{msg}");
+        assert!(
+            msg.contains("R3") && msg.contains("x = 2") && msg.contains("x = 3"),
+            "{msg}"
+        );
     }
 }

@@ -18,8 +18,9 @@ pub trait ObjectSource {
 /// Copies `buf.len()` bytes of `data` at `offset`, or fails with `UnexpectedEof`.
 fn read_slice(data: &[u8], offset: u64, buf: &mut [u8]) -> io::Result<()> {
     let start = usize::try_from(offset).ok();
-    let piece =
-        start.and_then(|s| s.checked_add(buf.len()).map(|e| (s, e))).and_then(|(s, e)| data.get(s..e));
+    let piece = start
+        .and_then(|s| s.checked_add(buf.len()).map(|e| (s, e)))
+        .and_then(|(s, e)| data.get(s..e));
     match piece {
         Some(p) => {
             buf.copy_from_slice(p);
@@ -82,7 +83,10 @@ mod tests {
         assert_eq!(a, [50, 51, 52, 53, 54, 55, 56, 57, 58, 59]);
         assert_eq!(a, b);
         assert_eq!(a, c);
-        assert_eq!(s.read_at(195, &mut a).unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+        assert_eq!(
+            s.read_at(195, &mut a).unwrap_err().kind(),
+            io::ErrorKind::UnexpectedEof
+        );
         assert!(v.read_at(u64::MAX, &mut b).is_err());
         assert!(ObjectSource::read_at(&mut f, 195, &mut c).is_err());
     }

@@ -24,7 +24,11 @@ impl Backend {
         if std::env::var("QSFS_RS_BACKEND").is_ok_and(|v| v == "pure") {
             return Backend::Pure;
         }
-        if simd_available() { Backend::Simd } else { Backend::Pure }
+        if simd_available() {
+            Backend::Simd
+        } else {
+            Backend::Pure
+        }
     }
 
     /// Name for status output.
@@ -84,10 +88,14 @@ impl Codec {
         }
         let engine = match backend {
             #[cfg(feature = "simd")]
-            Backend::Simd if simd_available() => {
-                Engine::Simd(reed_solomon_erasure::galois_8::ReedSolomon::new(k, n - k).map_err(|_| ErasureError::Params { k, n })?)
-            }
-            _ => Engine::Pure(rse_pure::galois_8::ReedSolomon::new(k, n - k).map_err(|_| ErasureError::Params { k, n })?),
+            Backend::Simd if simd_available() => Engine::Simd(
+                reed_solomon_erasure::galois_8::ReedSolomon::new(k, n - k)
+                    .map_err(|_| ErasureError::Params { k, n })?,
+            ),
+            _ => Engine::Pure(
+                rse_pure::galois_8::ReedSolomon::new(k, n - k)
+                    .map_err(|_| ErasureError::Params { k, n })?,
+            ),
         };
         Ok(Codec { k, n, engine })
     }
@@ -111,7 +119,12 @@ impl Codec {
         }
     }
 
-    fn shape(&self, data: usize, parity: usize, lens: impl Iterator<Item = usize>) -> Result<(), ErasureError> {
+    fn shape(
+        &self,
+        data: usize,
+        parity: usize,
+        lens: impl Iterator<Item = usize>,
+    ) -> Result<(), ErasureError> {
         if data != self.k || parity != self.n - self.k {
             return Err(ErasureError::Shape(format!(
                 "got {data} data and {parity} parity chunks for a {}/{} code",
@@ -122,7 +135,9 @@ impl Codec {
         if let Some(first) = lens.next()
             && lens.any(|l| l != first)
         {
-            return Err(ErasureError::Shape("chunks of one stripe differ in length".into()));
+            return Err(ErasureError::Shape(
+                "chunks of one stripe differ in length".into(),
+            ));
         }
         Ok(())
     }
@@ -132,12 +147,18 @@ impl Codec {
         self.shape(
             data.len(),
             parity.len(),
-            data.iter().map(|c| c.len()).chain(parity.iter().map(|c| c.len())),
+            data.iter()
+                .map(|c| c.len())
+                .chain(parity.iter().map(|c| c.len())),
         )?;
         match &self.engine {
             #[cfg(feature = "simd")]
-            Engine::Simd(rs) => rs.encode_sep(data, parity).map_err(|e| ErasureError::Shape(format!("{e:?}"))),
-            Engine::Pure(rs) => rs.encode_sep(data, parity).map_err(|e| ErasureError::Shape(format!("{e:?}"))),
+            Engine::Simd(rs) => rs
+                .encode_sep(data, parity)
+                .map_err(|e| ErasureError::Shape(format!("{e:?}"))),
+            Engine::Pure(rs) => rs
+                .encode_sep(data, parity)
+                .map_err(|e| ErasureError::Shape(format!("{e:?}"))),
         }
     }
 
@@ -152,22 +173,37 @@ impl Codec {
         data_only: bool,
     ) -> Result<(), ErasureError> {
         if chunks.len() != self.n || present.len() != self.n {
-            return Err(ErasureError::Shape(format!("need {} chunks, got {}", self.n, chunks.len())));
+            return Err(ErasureError::Shape(format!(
+                "need {} chunks, got {}",
+                self.n,
+                chunks.len()
+            )));
         }
         let have = present.iter().filter(|p| **p).count();
         if have < self.k {
             return Err(ErasureError::TooFewChunks { have, k: self.k });
         }
         self.shape(self.k, self.n - self.k, chunks.iter().map(|c| c.len()))?;
-        let mut pairs: Vec<(&mut [u8], bool)> =
-            chunks.iter_mut().zip(present).map(|(c, p)| (&mut **c, *p)).collect();
+        let mut pairs: Vec<(&mut [u8], bool)> = chunks
+            .iter_mut()
+            .zip(present)
+            .map(|(c, p)| (&mut **c, *p))
+            .collect();
         match (&self.engine, data_only) {
             #[cfg(feature = "simd")]
-            (Engine::Simd(rs), true) => rs.reconstruct_data(&mut pairs).map_err(|e| ErasureError::Shape(format!("{e:?}"))),
+            (Engine::Simd(rs), true) => rs
+                .reconstruct_data(&mut pairs)
+                .map_err(|e| ErasureError::Shape(format!("{e:?}"))),
             #[cfg(feature = "simd")]
-            (Engine::Simd(rs), false) => rs.reconstruct(&mut pairs).map_err(|e| ErasureError::Shape(format!("{e:?}"))),
-            (Engine::Pure(rs), true) => rs.reconstruct_data(&mut pairs).map_err(|e| ErasureError::Shape(format!("{e:?}"))),
-            (Engine::Pure(rs), false) => rs.reconstruct(&mut pairs).map_err(|e| ErasureError::Shape(format!("{e:?}"))),
+            (Engine::Simd(rs), false) => rs
+                .reconstruct(&mut pairs)
+                .map_err(|e| ErasureError::Shape(format!("{e:?}"))),
+            (Engine::Pure(rs), true) => rs
+                .reconstruct_data(&mut pairs)
+                .map_err(|e| ErasureError::Shape(format!("{e:?}"))),
+            (Engine::Pure(rs), false) => rs
+                .reconstruct(&mut pairs)
+                .map_err(|e| ErasureError::Shape(format!("{e:?}"))),
         }
     }
 }
@@ -178,7 +214,11 @@ mod tests {
 
     fn stripe(k: usize, len: usize, seed: u8) -> Vec<Vec<u8>> {
         (0..k)
-            .map(|i| (0..len).map(|j| (j as u8).wrapping_mul(31).wrapping_add(seed ^ i as u8)).collect())
+            .map(|i| {
+                (0..len)
+                    .map(|j| (j as u8).wrapping_mul(31).wrapping_add(seed ^ i as u8))
+                    .collect()
+            })
             .collect()
     }
 
@@ -208,7 +248,11 @@ mod tests {
             let pure = Codec::with_backend(k, n, Backend::Pure).unwrap();
             assert_eq!(pure.backend(), Backend::Pure);
             let data = stripe(k, 4099, 7);
-            assert_eq!(encode_with(&simd, &data), encode_with(&pure, &data), "k={k} n={n}");
+            assert_eq!(
+                encode_with(&simd, &data),
+                encode_with(&pure, &data),
+                "k={k} n={n}"
+            );
         }
     }
 
@@ -225,14 +269,17 @@ mod tests {
                     bufs[lost_a].fill(0xAA);
                     bufs[lost_b].fill(0x55);
                     let present: Vec<bool> = (0..5).map(|i| i != lost_a && i != lost_b).collect();
-                    let mut refs: Vec<&mut [u8]> = bufs.iter_mut().map(|b| b.as_mut_slice()).collect();
+                    let mut refs: Vec<&mut [u8]> =
+                        bufs.iter_mut().map(|b| b.as_mut_slice()).collect();
                     codec.reconstruct(&mut refs, &present, false).unwrap();
                     assert_eq!(bufs, all);
                 }
             }
             let mut bufs = all.clone();
             let mut refs: Vec<&mut [u8]> = bufs.iter_mut().map(|b| b.as_mut_slice()).collect();
-            let err = codec.reconstruct(&mut refs, &[true, false, false, false, true], true).unwrap_err();
+            let err = codec
+                .reconstruct(&mut refs, &[true, false, false, false, true], true)
+                .unwrap_err();
             assert_eq!(err, ErasureError::TooFewChunks { have: 2, k: 3 });
         }
     }

@@ -27,14 +27,27 @@ pub struct StripeLayout {
 impl StripeLayout {
     /// Plans the stripes of an object of `object_len` bytes with chunks of
     /// at most `max_chunk` bytes.
-    pub fn plan(k: usize, n: usize, object_len: u64, max_chunk: u32) -> Result<StripeLayout, ErasureError> {
+    pub fn plan(
+        k: usize,
+        n: usize,
+        object_len: u64,
+        max_chunk: u32,
+    ) -> Result<StripeLayout, ErasureError> {
         if k == 0 || k >= n || n > super::MAX_SHARDS {
             return Err(ErasureError::Params { k, n });
         }
         let k64 = k as u64;
-        let stripes = object_len.div_ceil(k64 * u64::from(max_chunk.max(1))).max(1);
+        let stripes = object_len
+            .div_ceil(k64 * u64::from(max_chunk.max(1)))
+            .max(1);
         let chunk = object_len.div_ceil(k64 * stripes).max(1) as u32;
-        Ok(StripeLayout { k, n, chunk, object_len, stripes })
+        Ok(StripeLayout {
+            k,
+            n,
+            chunk,
+            object_len,
+            stripes,
+        })
     }
 
     /// Object bytes carried by one full stripe.
@@ -58,7 +71,11 @@ impl StripeLayout {
     pub fn locate(&self, pos: u64) -> (u64, usize, u32) {
         let stripe = pos / self.stripe_bytes();
         let within = pos % self.stripe_bytes();
-        (stripe, (within / self.chunk as u64) as usize, (within % self.chunk as u64) as u32)
+        (
+            stripe,
+            (within / self.chunk as u64) as usize,
+            (within % self.chunk as u64) as u32,
+        )
     }
 
     /// Offset of chunk `stripe` inside a shard's payload.
@@ -105,7 +122,12 @@ mod tests {
     fn every_byte_is_covered_exactly_once() {
         for len in [1u64, 2, 3, 100, 4095, 4096, 12289] {
             let l = StripeLayout::plan(4, 6, len, 1024).unwrap();
-            let covered: u64 = (0..l.stripes).map(|s| { let (a, b) = l.stripe_range(s); b - a }).sum();
+            let covered: u64 = (0..l.stripes)
+                .map(|s| {
+                    let (a, b) = l.stripe_range(s);
+                    b - a
+                })
+                .sum();
             assert_eq!(covered, len);
         }
     }

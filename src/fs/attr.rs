@@ -44,14 +44,18 @@ pub fn system_time(t: Time) -> SystemTime {
     if t.secs >= 0 {
         UNIX_EPOCH + Duration::new(t.secs as u64, t.nanos)
     } else {
-        UNIX_EPOCH - Duration::from_secs(t.secs.unsigned_abs()) + Duration::from_nanos(u64::from(t.nanos))
+        UNIX_EPOCH - Duration::from_secs(t.secs.unsigned_abs())
+            + Duration::from_nanos(u64::from(t.nanos))
     }
 }
 
 /// A `SystemTime` as a stored time.
 pub fn stored_time(t: SystemTime) -> Time {
     match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => Time { secs: d.as_secs() as i64, nanos: d.subsec_nanos() },
+        Ok(d) => Time {
+            secs: d.as_secs() as i64,
+            nanos: d.subsec_nanos(),
+        },
         Err(e) => {
             let d = e.duration();
             let (mut secs, mut nanos) = (-(d.as_secs() as i64), 0u32);
@@ -60,6 +64,24 @@ pub fn stored_time(t: SystemTime) -> Time {
                 nanos = 1_000_000_000 - d.subsec_nanos();
             }
             Time { secs, nanos }
+        }
+    }
+}
+
+/// A time received from fuser 0.18 (pinned): for times before 1970 its
+/// conversion from the kernel's (seconds, nanoseconds) subtracts the
+/// nanoseconds where it should add them (fuser `time.rs`
+/// `system_time_from_time`); this undoes that.
+pub fn from_fuser(t: SystemTime) -> Time {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(_) => stored_time(t),
+        Err(e) => {
+            let d = e.duration();
+            // fuser made: EPOCH - (secs + nanos); the kernel meant: EPOCH - secs + nanos.
+            Time {
+                secs: -(d.as_secs() as i64),
+                nanos: d.subsec_nanos(),
+            }
         }
     }
 }
@@ -107,9 +129,34 @@ mod tests {
 
     #[test]
     fn times_round_trip_with_nanoseconds_and_before_1970() {
-        for t in [Time { secs: 1_700_000_000, nanos: 123_456_789 }, Time { secs: -5, nanos: 250 }, Time::default()] {
+        for t in [
+            Time {
+                secs: 1_700_000_000,
+                nanos: 123_456_789,
+            },
+            Time {
+                secs: -5,
+                nanos: 250,
+            },
+            Time::default(),
+        ] {
             assert_eq!(stored_time(system_time(t)), t);
         }
+    }
+
+    #[test]
+    fn fuser_pre_1970_times_are_corrected() {
+        // The kernel sends (-2, 800_000_000) = -1.2 s; fuser hands over -2.8 s.
+        let handed = UNIX_EPOCH - Duration::new(2, 800_000_000);
+        assert_eq!(
+            from_fuser(handed),
+            Time {
+                secs: -2,
+                nanos: 800_000_000
+            }
+        );
+        let after = UNIX_EPOCH + Duration::new(5, 7);
+        assert_eq!(from_fuser(after), Time { secs: 5, nanos: 7 });
     }
 
     #[test]

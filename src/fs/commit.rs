@@ -84,7 +84,13 @@ pub fn tick(core: &FsCore) {
 }
 
 fn retry_failed(core: &FsCore) {
-    let files: Vec<_> = core.files.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+    let files: Vec<_> = core
+        .files
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .values()
+        .cloned()
+        .collect();
     for f in files {
         let retry = {
             let st = f.lock();
@@ -127,14 +133,23 @@ fn commit_batch(core: &FsCore, mut batch: Vec<Job>) {
             failed[*j] = Some(e.to_string());
         }
     }
-    let ids_of = |j: usize| -> Vec<ObjectId> { objs.iter().zip(&owner).filter(|(_, o)| **o == j).map(|(x, _)| x.id()).collect() };
+    let ids_of = |j: usize| -> Vec<ObjectId> {
+        objs.iter()
+            .zip(&owner)
+            .filter(|(_, o)| **o == j)
+            .map(|(x, _)| x.id())
+            .collect()
+    };
     let mut gone = vec![false; batch.len()];
     for (j, job) in batch.iter().enumerate() {
         if failed[j].is_some() {
             continue;
         }
-        let mtime = job.file.lock().mtime;
-        match ns.set_content(job.file.ino, job.extents.clone(), job.size, mtime) {
+        let (mtime, ctime) = {
+            let st = job.file.lock();
+            (st.mtime, st.ctime)
+        };
+        match ns.set_content(job.file.ino, job.extents.clone(), job.size, mtime, ctime) {
             Ok(_) => {}
             // The file was deleted meanwhile: its new objects are garbage.
             Err(NamespaceError::NotFound(_)) => gone[j] = true,
@@ -152,8 +167,14 @@ fn commit_batch(core: &FsCore, mut batch: Vec<Job>) {
         }
         return;
     }
-    let named: Vec<ObjectId> = (0..batch.len()).filter(|j| failed[*j].is_none() && !gone[*j]).flat_map(ids_of).collect();
-    let discarded: Vec<ObjectId> = (0..batch.len()).filter(|j| failed[*j].is_some() || gone[*j]).flat_map(ids_of).collect();
+    let named: Vec<ObjectId> = (0..batch.len())
+        .filter(|j| failed[*j].is_none() && !gone[*j])
+        .flat_map(ids_of)
+        .collect();
+    let discarded: Vec<ObjectId> = (0..batch.len())
+        .filter(|j| failed[*j].is_some() || gone[*j])
+        .flat_map(ids_of)
+        .collect();
     vault.settle_named(&named);
     vault.settle_failed(&discarded);
     if let Err(e) = vault.collect_garbage() {
@@ -194,8 +215,15 @@ fn finish(core: &FsCore, job: &Job, failure: Option<String>, shards: Option<(usi
         Some(why) => {
             st.sealing = None;
             st.meta_dirty = true;
-            st.error = Some(if errno::no_space(why) { Errno::ENOSPC } else { Errno::EIO });
-            tracing::error!("ino {}: commit failed: {why}; the data stays staged and is retried", f.ino);
+            st.error = Some(if errno::no_space(why) {
+                Errno::ENOSPC
+            } else {
+                Errno::EIO
+            });
+            tracing::error!(
+                "ino {}: commit failed: {why}; the data stays staged and is retried",
+                f.ino
+            );
         }
     }
     st.rewritten = super::ranges::RangeSet::new();

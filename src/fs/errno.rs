@@ -31,8 +31,12 @@ pub fn vault(e: &VaultError) -> Errno {
     match e {
         VaultError::Namespace(n) => ns(n),
         VaultError::Keystore(KeystoreError::R2Unavailable(..)) => Errno::EIO,
-        VaultError::Dispersal(DispersalError::BelowQuorum { detail, .. }) if no_space(detail) => Errno::ENOSPC,
-        VaultError::Seal { detail, .. } | VaultError::Commit(detail) if no_space(detail) => Errno::ENOSPC,
+        VaultError::Dispersal(DispersalError::BelowQuorum { detail, .. }) if no_space(detail) => {
+            Errno::ENOSPC
+        }
+        VaultError::Seal { detail, .. } | VaultError::Commit(detail) if no_space(detail) => {
+            Errno::ENOSPC
+        }
         _ => Errno::EIO,
     }
 }

@@ -23,6 +23,8 @@ pub struct FileState {
     pub size: u64,
     /// Last modification (kept here until the next commit writes it).
     pub mtime: Time,
+    /// Last inode change by a write or truncate (likewise).
+    pub ctime: Time,
     /// Sealed extents as last committed.
     pub base: Vec<Extent>,
     /// Staging file, once something was written.
@@ -54,6 +56,7 @@ impl FileState {
             handles: 0,
             size: inode.size,
             mtime: inode.mtime,
+            ctime: inode.ctime,
             base: inode.extents.clone(),
             staging: None,
             dirty: RangeSet::new(),
@@ -70,7 +73,10 @@ impl FileState {
 
     /// True when nothing waits to be sealed or committed.
     pub fn settled(&self) -> bool {
-        self.dirty.is_empty() && !self.meta_dirty && self.sealing.is_none() && self.submitted == self.committed
+        self.dirty.is_empty()
+            && !self.meta_dirty
+            && self.sealing.is_none()
+            && self.submitted == self.committed
     }
 
     /// Records a write of `len` bytes at `offset` (already in staging).
@@ -82,6 +88,7 @@ impl FileState {
         }
         self.size = self.size.max(end);
         self.mtime = Time::now();
+        self.ctime = self.mtime;
     }
 
     /// Sets the size: a hole when growing; when shrinking, the cut bytes
@@ -97,6 +104,7 @@ impl FileState {
         }
         self.size = size;
         self.mtime = Time::now();
+        self.ctime = self.mtime;
         self.meta_dirty = true;
         Ok(())
     }
@@ -132,7 +140,11 @@ impl OpenFile {
 impl FsCore {
     /// The state of `ino` if it has one.
     pub fn file(&self, ino: u64) -> Option<Arc<OpenFile>> {
-        self.files.lock().unwrap_or_else(|p| p.into_inner()).get(&ino).cloned()
+        self.files
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&ino)
+            .cloned()
     }
 
     /// The state of `ino`, loading it from the namespace if needed.
@@ -141,7 +153,11 @@ impl FsCore {
         if let Some(f) = files.get(&ino) {
             return Ok(Arc::clone(f));
         }
-        let inode = self.vault.namespace().inode(ino).map_err(|e| errno::ns(&e))?;
+        let inode = self
+            .vault
+            .namespace()
+            .inode(ino)
+            .map_err(|e| errno::ns(&e))?;
         let f = Arc::new(OpenFile {
             ino,
             state: Mutex::new(FileState::from_inode(&inode)),
@@ -171,7 +187,9 @@ impl FsCore {
     pub fn maybe_evict(&self, f: &Arc<OpenFile>) {
         let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
         let mut st = f.lock();
-        if st.handles > 0 || !(st.settled() || st.orphan && st.sealing.is_none() && st.submitted == st.committed) {
+        if st.handles > 0
+            || !(st.settled() || st.orphan && st.sealing.is_none() && st.submitted == st.committed)
+        {
             return;
         }
         if st.error.is_some() && !st.orphan {
@@ -195,7 +213,9 @@ impl FsCore {
         if orphan {
             match ns.release_orphan(f.ino) {
                 Ok(_) => self.want_flush(),
-                Err(e) => tracing::warn!("ino {}: cannot destroy the unlinked file yet: {e}", f.ino),
+                Err(e) => {
+                    tracing::warn!("ino {}: cannot destroy the unlinked file yet: {e}", f.ino)
+                }
             }
         }
     }
@@ -209,7 +229,12 @@ impl FsCore {
             if offset >= end {
                 return Ok(Vec::new());
             }
-            (end - offset, st.dirty.pieces(offset, end), st.base.clone(), st.staging.clone())
+            (
+                end - offset,
+                st.dirty.pieces(offset, end),
+                st.base.clone(),
+                st.staging.clone(),
+            )
         };
         let mut out = vec![0u8; len as usize];
         for (a, b, dirty) in pieces {

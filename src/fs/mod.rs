@@ -13,6 +13,7 @@
 //! resealing), `ops` (the FUSE operations), `mount` (mounting, options,
 //! daemon, unmount).
 
+mod acl;
 mod attr;
 mod commit;
 mod errno;
@@ -70,7 +71,12 @@ impl FsCore {
 
     /// Hands a job to the committer (the job back if it has stopped).
     fn submit(&self, job: Job) -> Result<(), Job> {
-        match self.commit_tx.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        match self
+            .commit_tx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
             Some(tx) => tx.send(job).map_err(|e| e.0),
             None => Err(job),
         }
@@ -115,7 +121,10 @@ impl Qsfs {
         let committer = std::thread::Builder::new()
             .name("qsfs-commit".into())
             .spawn(move || commit::run(thread_core, rx))
-            .map_err(|e| crate::vault::VaultError::Io { what: "start the commit thread".into(), source: e })?;
+            .map_err(|e| crate::vault::VaultError::Io {
+                what: "start the commit thread".into(),
+                source: e,
+            })?;
         let fs = Qsfs {
             core,
             handles: Mutex::new(HashMap::new()),
@@ -130,21 +139,43 @@ impl Qsfs {
     /// Seals everything still unsealed, waits for every commit, and stops
     /// the committer: after this, nothing written is only in memory.
     pub fn shutdown(&self) {
-        let files: Vec<_> = self.core.files.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        let files: Vec<_> = self
+            .core
+            .files
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
         for f in files {
             match self.core.seal_file(&f) {
                 Ok(Some(ticket)) => {
                     if let Err(e) = self.core.wait_commit(&f, ticket) {
-                        tracing::error!("ino {}: not sealed at unmount ({e:?}); sealed at the next mount", f.ino);
+                        tracing::error!(
+                            "ino {}: not sealed at unmount ({e:?}); sealed at the next mount",
+                            f.ino
+                        );
                     }
                 }
                 Ok(None) => {}
-                Err(e) => tracing::error!("ino {}: not sealed at unmount ({e:?}); sealed at the next mount", f.ino),
+                Err(e) => tracing::error!(
+                    "ino {}: not sealed at unmount ({e:?}); sealed at the next mount",
+                    f.ino
+                ),
             }
         }
-        self.core.commit_tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.core
+            .commit_tx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         self.core.reader.stop();
-        if let Some(h) = self.committer.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        if let Some(h) = self
+            .committer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
             let _ = h.join();
         }
         self.core.want_flush();
@@ -158,7 +189,12 @@ impl Qsfs {
 
 impl Drop for Qsfs {
     fn drop(&mut self) {
-        if self.committer.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+        if self
+            .committer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+        {
             self.shutdown();
         }
     }

@@ -30,7 +30,9 @@ pub enum MountError {
         why: String,
     },
     /// A `-o` option qsfs does not know.
-    #[error("unknown mount option {0:?} (known: allow_other, allow_root, default_permissions, ro, rw, dev, nodev, suid, nosuid, exec, noexec, atime, noatime, sync, async, dirsync, auto_unmount)")]
+    #[error(
+        "unknown mount option {0:?} (known: allow_other, allow_root, default_permissions, ro, rw, dev, nodev, suid, nosuid, exec, noexec, atime, noatime, sync, async, dirsync, auto_unmount)"
+    )]
     Option(String),
     /// The vault could not be opened.
     #[error(transparent)]
@@ -68,8 +70,16 @@ pub struct MountSettings {
 
 /// Parses `-o` option lists (comma-separated, possibly several).
 pub fn parse_options(lists: &[String], threads: usize) -> Result<MountSettings, MountError> {
-    let mut s = MountSettings { threads: threads.max(1), ..Default::default() };
-    for opt in lists.iter().flat_map(|l| l.split(',')).map(str::trim).filter(|o| !o.is_empty()) {
+    let mut s = MountSettings {
+        threads: threads.max(1),
+        ..Default::default()
+    };
+    for opt in lists
+        .iter()
+        .flat_map(|l| l.split(','))
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+    {
         let o = match opt {
             "allow_other" => {
                 s.acl = SessionACL::All;
@@ -82,7 +92,9 @@ pub fn parse_options(lists: &[String], threads: usize) -> Result<MountSettings, 
             // Always on: the kernel enforces permissions.
             "default_permissions" => continue,
             // mount(8)/fstab words that are not for the filesystem.
-            "defaults" | "auto" | "noauto" | "user" | "users" | "nouser" | "nofail" | "_netdev" => continue,
+            "defaults" | "auto" | "noauto" | "user" | "users" | "nouser" | "nofail" | "_netdev" => {
+                continue;
+            }
             o if o.starts_with("x-") || o.starts_with("comment=") => continue,
             "ro" => {
                 s.read_only = true;
@@ -112,12 +124,16 @@ pub use crate::sys::{MountEntry, mounted_at, mounts};
 
 /// True if `entry` is a qsfs mount: a FUSE mount whose source is a vault.
 pub fn is_qsfs(entry: &MountEntry) -> bool {
-    (entry.fstype == "fuse.qsfs" || entry.fstype == "fuse") && Path::new(&entry.source).join("qsfs.toml").is_file()
+    (entry.fstype == "fuse.qsfs" || entry.fstype == "fuse")
+        && Path::new(&entry.source).join("qsfs.toml").is_file()
 }
 
 /// Checks that `mountpoint` can take a mount; returns it canonicalised.
 pub fn check_mountpoint(mountpoint: &Path) -> Result<PathBuf, MountError> {
-    let bad = |why: String| MountError::MountPoint { path: mountpoint.to_path_buf(), why };
+    let bad = |why: String| MountError::MountPoint {
+        path: mountpoint.to_path_buf(),
+        why,
+    };
     let meta = std::fs::metadata(mountpoint).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             bad("does not exist; create the folder first".into())
@@ -128,9 +144,14 @@ pub fn check_mountpoint(mountpoint: &Path) -> Result<PathBuf, MountError> {
     if !meta.is_dir() {
         return Err(bad("is not a folder".into()));
     }
-    let path = mountpoint.canonicalize().map_err(|e| bad(format!("cannot be resolved: {e}")))?;
+    let path = mountpoint
+        .canonicalize()
+        .map_err(|e| bad(format!("cannot be resolved: {e}")))?;
     if let Some(m) = mounted_at(&path) {
-        return Err(bad(format!("is busy: {} ({}) is already mounted there", m.source, m.fstype)));
+        return Err(bad(format!(
+            "is busy: {} ({}) is already mounted there",
+            m.source, m.fstype
+        )));
     }
     Ok(path)
 }
@@ -145,19 +166,37 @@ pub fn serve(
     ready: impl FnOnce(),
 ) -> Result<(), MountError> {
     let target = check_mountpoint(mountpoint)?;
-    let vault = Vault::open(vault_path, &OpenOptions { wait: Duration::from_secs(2), rebuild_r2: false })?;
+    let vault = Vault::open(
+        vault_path,
+        &OpenOptions {
+            wait: Duration::from_secs(2),
+            rebuild_r2: false,
+        },
+    )?;
     let source = vault.root().display().to_string();
     let fs = Qsfs::new(Arc::new(vault), settings.read_only)?;
     let mut config = Config::default();
-    config.mount_options = vec![MountOption::FSName(source), MountOption::Subtype("qsfs".into()), MountOption::DefaultPermissions];
-    config.mount_options.extend(settings.options.iter().cloned());
+    config.mount_options = vec![
+        MountOption::FSName(source),
+        MountOption::Subtype("qsfs".into()),
+        MountOption::DefaultPermissions,
+    ];
+    config
+        .mount_options
+        .extend(settings.options.iter().cloned());
     config.acl = settings.acl;
     config.n_threads = Some(settings.threads);
     config.clone_fd = true;
-    let mut session =
-        fuser::Session::new(fs, &target, &config).map_err(|e| MountError::Fuse { path: target.clone(), source: e })?;
+    let mut session = fuser::Session::new(fs, &target, &config).map_err(|e| MountError::Fuse {
+        path: target.clone(),
+        source: e,
+    })?;
     let mut unmounter = session.unmount_callable();
-    match signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT, signal_hook::consts::SIGHUP]) {
+    match signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
+    ]) {
         Ok(mut signals) => {
             let t = target.clone();
             std::thread::Builder::new()
@@ -170,13 +209,19 @@ pub fn serve(
                         }
                     }
                 })
-                .map_err(|e| MountError::Fuse { path: target.clone(), source: e })?;
+                .map_err(|e| MountError::Fuse {
+                    path: target.clone(),
+                    source: e,
+                })?;
         }
         Err(e) => tracing::warn!("cannot watch for signals ({e}); unmount with `qsfs umount`"),
     }
     tracing::info!("mounted at {}", target.display());
     ready();
-    session.run().map_err(|e| MountError::Fuse { path: target.clone(), source: e })?;
+    session.run().map_err(|e| MountError::Fuse {
+        path: target.clone(),
+        source: e,
+    })?;
     tracing::info!("unmounted {}; every seal is finished", target.display());
     Ok(())
 }
@@ -184,23 +229,38 @@ pub fn serve(
 /// The process serving the qsfs mount at `target` (from its vault lock).
 fn server_pid(entry: &MountEntry) -> Option<u32> {
     let text = std::fs::read_to_string(Path::new(&entry.source).join(".lock")).ok()?;
-    text.strip_prefix("pid ")?.split_whitespace().next()?.parse().ok()
+    text.strip_prefix("pid ")?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Unmounts the qsfs mount at `mountpoint` and waits (up to `wait`) for
 /// its process to finish pending seals and exit.
 pub fn unmount(mountpoint: &Path, wait: Duration) -> Result<(), MountError> {
-    let bad = |why: String| MountError::Unmount { path: mountpoint.to_path_buf(), why };
-    let target = mountpoint.canonicalize().map_err(|e| bad(format!("cannot be resolved: {e}")))?;
+    let bad = |why: String| MountError::Unmount {
+        path: mountpoint.to_path_buf(),
+        why,
+    };
+    let target = mountpoint
+        .canonicalize()
+        .map_err(|e| bad(format!("cannot be resolved: {e}")))?;
     let entry = mounted_at(&target).ok_or_else(|| bad("nothing is mounted there".into()))?;
     if !is_qsfs(&entry) {
-        return Err(bad(format!("it is a {} mount of {}, not a qsfs vault", entry.fstype, entry.source)));
+        return Err(bad(format!(
+            "it is a {} mount of {}, not a qsfs vault",
+            entry.fstype, entry.source
+        )));
     }
     let pid = server_pid(&entry);
     let root = crate::sys::umount(&target);
     if let Err(e) = root {
         // Not root: the setuid helper does it for the mount's owner.
-        let out = std::process::Command::new("fusermount3").arg("-u").arg(&target).output();
+        let out = std::process::Command::new("fusermount3")
+            .arg("-u")
+            .arg(&target)
+            .output();
         match out {
             Ok(o) if o.status.success() => {}
             Ok(o) => {
@@ -213,7 +273,9 @@ pub fn unmount(mountpoint: &Path, wait: Duration) -> Result<(), MountError> {
                 return Err(bad(why));
             }
             Err(_) if e.raw_os_error() == Some(libc::EBUSY) => {
-                return Err(bad("it is busy: a process has a file or folder open there".into()));
+                return Err(bad(
+                    "it is busy: a process has a file or folder open there".into()
+                ));
             }
             Err(f) => return Err(bad(format!("{e}; and fusermount3 could not run: {f}"))),
         }
@@ -239,12 +301,20 @@ mod tests {
 
     #[test]
     fn options_parse_and_reject() {
-        let s = parse_options(&["allow_other,ro".into(), "noatime".into(), "defaults,x-systemd.automount".into()], 4)
-            .unwrap();
+        let s = parse_options(
+            &[
+                "allow_other,ro".into(),
+                "noatime".into(),
+                "defaults,x-systemd.automount".into(),
+            ],
+            4,
+        )
+        .unwrap();
         assert!(s.read_only);
         assert_eq!(s.acl, SessionACL::All);
         assert!(s.options.contains(&MountOption::RO) && s.options.contains(&MountOption::NoAtime));
-        assert!(matches!(parse_options(&["bogus".into()], 1), Err(MountError::Option(o)) if o == "bogus"));
+        assert!(
+            matches!(parse_options(&["bogus".into()], 1), Err(MountError::Option(o)) if o == "bogus")
+        );
     }
-
 }

@@ -8,15 +8,16 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use fuser::{
-    AccessFlags, Errno, FileAttr, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, KernelConfig, LockOwner,
-    OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
-    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    AccessFlags, Errno, FileAttr, FileHandle, Filesystem, FopenFlags, Generation, INodeNo,
+    KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
+    WriteFlags,
 };
 
 use super::attr::{self, TTL};
 use super::staging::Staging;
 use super::{Handle, Qsfs, errno};
-use crate::namespace::{Inode, Kind, NAME_MAX, NamespaceError, RenameFlags, Removed, Time};
+use crate::namespace::{Inode, Kind, NAME_MAX, NamespaceError, Removed, RenameFlags, Time};
 
 const GEN: Generation = Generation(0);
 
@@ -34,7 +35,11 @@ impl Qsfs {
     }
 
     fn writable(&self) -> Result<(), Errno> {
-        if self.core.read_only { Err(Errno::EROFS) } else { Ok(()) }
+        if self.core.read_only {
+            Err(Errno::EROFS)
+        } else {
+            Ok(())
+        }
     }
 
     /// Attributes of `ino`; an open or staged file's size and mtime come
@@ -47,8 +52,9 @@ impl Qsfs {
             a.size = st.size;
             a.mtime = attr::system_time(st.mtime);
             // A write changes the inode too; the namespace learns at the commit.
-            a.ctime = a.ctime.max(a.mtime);
-            a.blocks = st.stored_bytes().div_ceil(u64::from(attr::BLOCK)) * u64::from(attr::BLOCK / 512);
+            a.ctime = a.ctime.max(attr::system_time(st.ctime));
+            a.blocks =
+                st.stored_bytes().div_ceil(u64::from(attr::BLOCK)) * u64::from(attr::BLOCK / 512);
         }
         Ok(a)
     }
@@ -64,15 +70,28 @@ impl Qsfs {
                 inode.mode |= libc::S_ISGID;
             }
         }
-        if kind != Kind::Dir && inode.mode & libc::S_ISGID != 0 && req.uid() != 0 && inode.gid != req.gid() {
+        if kind != Kind::Dir
+            && inode.mode & libc::S_ISGID != 0
+            && req.uid() != 0
+            && inode.gid != req.gid()
+        {
             inode.mode &= !libc::S_ISGID;
         }
         Ok(inode)
     }
 
-    fn create_node(&self, req: &Request, parent: u64, name: &OsStr, inode: &Inode) -> Result<(u64, FileAttr), Errno> {
+    fn create_node(
+        &self,
+        req: &Request,
+        parent: u64,
+        name: &OsStr,
+        inode: &Inode,
+    ) -> Result<(u64, FileAttr), Errno> {
         self.writable()?;
-        let ino = self.ns().create(parent, bytes(name), inode, &show(name)).map_err(|e| errno::ns(&e))?;
+        let ino = self
+            .ns()
+            .create(parent, bytes(name), inode, &show(name))
+            .map_err(|e| errno::ns(&e))?;
         let _ = req;
         self.core.want_flush();
         Ok((ino, self.attr_of(ino)?))
@@ -92,16 +111,44 @@ impl Qsfs {
         self.core.want_flush();
     }
 
+    /// An access ACL moves the mode bits with it, as on ext4; one that says
+    /// no more than the mode is not kept (the mode says it all).
+    fn set_access_acl(&self, ino: u64, value: &[u8], flags: i32) -> Result<(), Errno> {
+        let acl = super::acl::parse(value).ok_or(Errno::EINVAL)?;
+        ns_reply(self.ns().set_attrs(ino, |i| {
+            i.mode = (i.mode & !0o777) | acl.perm;
+            i.ctime = Time::now();
+        }))?;
+        const NAME: &[u8] = b"system.posix_acl_access";
+        if acl.equivalent {
+            match self.ns().remove_xattr(ino, NAME) {
+                Ok(()) | Err(NamespaceError::NoXattr(_)) => Ok(()),
+                Err(e) => Err(errno::ns(&e)),
+            }
+        } else {
+            ns_reply(self.ns().set_xattr(ino, NAME, value, flags))
+        }
+    }
+
     fn handle(&self, fh: FileHandle) -> Option<Handle> {
-        self.handles.lock().unwrap_or_else(|p| p.into_inner()).get(&fh.0).copied()
+        self.handles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&fh.0)
+            .copied()
     }
 
     /// relatime, as ext4 mounts by default: a read moves atime only when
     /// it is older than the last change or than a day.
     fn touch_atime(&self, ino: u64) {
-        let Ok(inode) = self.ns().inode(ino) else { return };
+        let Ok(inode) = self.ns().inode(ino) else {
+            return;
+        };
         let now = Time::now();
-        if inode.atime <= inode.mtime || inode.atime <= inode.ctime || now.secs - inode.atime.secs > 86_400 {
+        if inode.atime <= inode.mtime
+            || inode.atime <= inode.ctime
+            || now.secs - inode.atime.secs > 86_400
+        {
             let _ = self.ns().set_attrs(ino, |i| i.atime = now);
         }
     }
@@ -121,10 +168,27 @@ impl Qsfs {
             }
         }
         let (k, n, count) = (cfg.k as u128, cfg.n as u128, nodes.len().max(1) as u128);
-        let usable = |bytes: u64, m: u64| -> u64 { (u128::from(bytes) * k * count / (u128::from(m) * n)).min(u128::from(u64::MAX)) as u64 };
+        let usable = |bytes: u64, m: u64| -> u64 {
+            (u128::from(bytes) * k * count / (u128::from(m) * n)).min(u128::from(u64::MAX)) as u64
+        };
         let total = by_fs.iter().map(|g| usable(g.1, g.3)).min().unwrap_or(0);
         let avail = by_fs.iter().map(|g| usable(g.2, g.3)).min().unwrap_or(0);
         (total, avail)
+    }
+}
+
+/// Extended-attribute namespaces ext4 supports; others are EOPNOTSUPP.
+fn known_xattr(name: &[u8]) -> Result<(), Errno> {
+    const KNOWN: [&[u8]; 3] = [b"user.", b"trusted.", b"security."];
+    const ACL: [&[u8]; 2] = [b"system.posix_acl_access", b"system.posix_acl_default"];
+    if KNOWN
+        .iter()
+        .any(|p| name.starts_with(p) && name.len() > p.len())
+        || ACL.contains(&name)
+    {
+        Ok(())
+    } else {
+        Err(Errno::EOPNOTSUPP)
     }
 }
 
@@ -140,6 +204,10 @@ impl Filesystem for Qsfs {
         let _ = config.set_max_write(1 << 20);
         let _ = config.set_max_readahead(1 << 20);
         let _ = config.add_capabilities(fuser::InitFlags::FUSE_PARALLEL_DIROPS);
+        // The kernel then handles POSIX ACLs as on ext4: it checks them,
+        // turns an ACL equal to the mode bits into a chmod, and applies
+        // default ACLs to new files; qsfs stores them as xattrs.
+        let _ = config.add_capabilities(fuser::InitFlags::FUSE_POSIX_ACL);
         Ok(())
     }
 
@@ -191,7 +259,7 @@ impl Filesystem for Qsfs {
             let now = Time::now();
             let when = |t: TimeOrNow| match t {
                 TimeOrNow::Now => now,
-                TimeOrNow::SpecificTime(t) => attr::stored_time(t),
+                TimeOrNow::SpecificTime(t) => attr::from_fuser(t),
             };
             if let Some(size) = size {
                 let inode = ns_reply(self.ns().inode(ino))?;
@@ -219,33 +287,33 @@ impl Filesystem for Qsfs {
                 }
             }
             let new_mtime = mtime.map(when);
-            if mode.is_some() || uid.is_some() || gid.is_some() || atime.is_some() || new_mtime.is_some() || size.is_some() || crtime.is_some() {
-                ns_reply(self.ns().set_attrs(ino, |i| {
-                    if let Some(m) = mode {
-                        i.mode = m & 0o7777;
-                    }
-                    if let Some(u) = uid {
-                        i.uid = u;
-                    }
-                    if let Some(g) = gid {
-                        i.gid = g;
-                    }
-                    if let Some(t) = atime {
-                        i.atime = when(t);
-                    }
-                    if let Some(t) = new_mtime {
-                        i.mtime = t;
-                    }
-                    if let Some(t) = crtime {
-                        i.crtime = attr::stored_time(t);
-                    }
-                    i.ctime = ctime.map(attr::stored_time).unwrap_or(now);
-                }))?;
-                if let (Some(t), Some(f)) = (new_mtime, self.core.file(ino)) {
-                    f.lock().mtime = t;
+            // Any setattr is an inode change: chown(f, -1, -1) arrives with
+            // no fields set and must still move ctime, as on ext4.
+            ns_reply(self.ns().set_attrs(ino, |i| {
+                if let Some(m) = mode {
+                    i.mode = m & 0o7777;
                 }
-                self.core.want_flush();
+                if let Some(u) = uid {
+                    i.uid = u;
+                }
+                if let Some(g) = gid {
+                    i.gid = g;
+                }
+                if let Some(t) = atime {
+                    i.atime = when(t);
+                }
+                if let Some(t) = new_mtime {
+                    i.mtime = t;
+                }
+                if let Some(t) = crtime {
+                    i.crtime = attr::from_fuser(t);
+                }
+                i.ctime = ctime.map(attr::from_fuser).unwrap_or(now);
+            }))?;
+            if let (Some(t), Some(f)) = (new_mtime, self.core.file(ino)) {
+                f.lock().mtime = t;
             }
+            self.core.want_flush();
             self.attr_of(ino)
         })();
         match r {
@@ -262,7 +330,16 @@ impl Filesystem for Qsfs {
         }
     }
 
-    fn mknod(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, rdev: u32, reply: ReplyEntry) {
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
         let r = (|| {
             let kind = attr::kind_of_mode(mode).ok_or(Errno::EINVAL)?;
             if kind == Kind::Dir {
@@ -278,7 +355,15 @@ impl Filesystem for Qsfs {
         }
     }
 
-    fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry,
+    ) {
         let r = self
             .new_inode(req, parent.0, Kind::Dir, mode & !umask)
             .and_then(|inode| self.create_node(req, parent.0, name, &inode));
@@ -290,7 +375,12 @@ impl Filesystem for Qsfs {
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let r = self.writable().and_then(|_| {
-            ns_reply(self.ns().unlink(parent.0, bytes(name), false, &show(name), &|ino| self.core.in_use(ino)))
+            ns_reply(
+                self.ns()
+                    .unlink(parent.0, bytes(name), false, &show(name), &|ino| {
+                        self.core.in_use(ino)
+                    }),
+            )
         });
         match r {
             Ok(removed) => {
@@ -302,9 +392,12 @@ impl Filesystem for Qsfs {
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let r = self
-            .writable()
-            .and_then(|_| ns_reply(self.ns().unlink(parent.0, bytes(name), true, &show(name), &|_| false)));
+        let r = self.writable().and_then(|_| {
+            ns_reply(
+                self.ns()
+                    .unlink(parent.0, bytes(name), true, &show(name), &|_| false),
+            )
+        });
         match r {
             Ok(removed) => {
                 self.after_removal(removed);
@@ -314,12 +407,21 @@ impl Filesystem for Qsfs {
         }
     }
 
-    fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
-        let r = self.new_inode(req, parent.0, Kind::Symlink, 0o777).and_then(|mut inode| {
-            inode.target = target.as_os_str().as_bytes().to_vec();
-            inode.size = inode.target.len() as u64;
-            self.create_node(req, parent.0, link_name, &inode)
-        });
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        let r = self
+            .new_inode(req, parent.0, Kind::Symlink, 0o777)
+            .and_then(|mut inode| {
+                inode.target = target.as_os_str().as_bytes().to_vec();
+                inode.size = inode.target.len() as u64;
+                self.create_node(req, parent.0, link_name, &inode)
+            });
         match r {
             Ok((_, a)) => reply.entry(&TTL, &a, GEN),
             Err(e) => reply.error(e),
@@ -344,9 +446,15 @@ impl Filesystem for Qsfs {
             exchange: flags.contains(fuser::RenameFlags::RENAME_EXCHANGE),
         };
         let r = self.writable().and_then(|_| {
-            ns_reply(self.ns().rename(parent.0, bytes(name), newparent.0, bytes(newname), f, &show(newname), &|ino| {
-                self.core.in_use(ino)
-            }))
+            ns_reply(self.ns().rename(
+                parent.0,
+                bytes(name),
+                newparent.0,
+                bytes(newname),
+                f,
+                &show(newname),
+                &|ino| self.core.in_use(ino),
+            ))
         });
         match r {
             Ok(removed) => {
@@ -357,10 +465,22 @@ impl Filesystem for Qsfs {
         }
     }
 
-    fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
+    fn link(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
         let r = self
             .writable()
-            .and_then(|_| ns_reply(self.ns().link(ino.0, newparent.0, bytes(newname), &show(newname))))
+            .and_then(|_| {
+                ns_reply(
+                    self.ns()
+                        .link(ino.0, newparent.0, bytes(newname), &show(newname)),
+                )
+            })
             .and_then(|_| {
                 if let Some(f) = self.core.file(ino.0) {
                     f.lock().orphan = false;
@@ -396,8 +516,15 @@ impl Filesystem for Qsfs {
                 self.touch_atime(ino.0);
             }
             let fh = self.new_fh();
-            let h = Handle { ino: ino.0, write, append: flags.0 & libc::O_APPEND != 0 };
-            self.handles.lock().unwrap_or_else(|p| p.into_inner()).insert(fh, h);
+            let h = Handle {
+                ino: ino.0,
+                write,
+                append: flags.0 & libc::O_APPEND != 0,
+            };
+            self.handles
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(fh, h);
             Ok(fh)
         })();
         match r {
@@ -417,7 +544,10 @@ impl Filesystem for Qsfs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let r = self.core.file_or_load(ino.0).and_then(|f| self.core.read_state(&f, offset, size));
+        let r = self
+            .core
+            .file_or_load(ino.0)
+            .and_then(|f| self.core.read_state(&f, offset, size));
         match r {
             Ok(data) => reply.data(&data),
             Err(e) => reply.error(e),
@@ -438,7 +568,10 @@ impl Filesystem for Qsfs {
     ) {
         let r = (|| {
             self.writable()?;
-            let h = self.handle(fh).filter(|h| h.ino == ino.0).ok_or(Errno::EBADF)?;
+            let h = self
+                .handle(fh)
+                .filter(|h| h.ino == ino.0)
+                .ok_or(Errno::EBADF)?;
             let f = self.core.file_or_load(ino.0)?;
             let mut st = f.lock();
             if st.staging.is_none() {
@@ -460,19 +593,32 @@ impl Filesystem for Qsfs {
         }
     }
 
-    fn flush(&self, _req: &Request, ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
-        let Some(h) = self.handle(fh) else { return reply.ok() };
+    fn flush(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        let Some(h) = self.handle(fh) else {
+            return reply.ok();
+        };
         if !h.write {
             return reply.ok();
         }
-        let r = self.core.file_or_load(ino.0).and_then(|f| self.core.seal_file(&f)).and_then(|sealed| {
-            // A new or touched file must survive the process being killed
-            // once close(2) returned (the seal recorded it already).
-            if sealed.is_none() {
-                self.ns().flush().map_err(|e| errno::ns(&e))?;
-            }
-            Ok(())
-        });
+        let r = self
+            .core
+            .file_or_load(ino.0)
+            .and_then(|f| self.core.seal_file(&f))
+            .and_then(|sealed| {
+                // A new or touched file must survive the process being killed
+                // once close(2) returned (the seal recorded it already).
+                if sealed.is_none() {
+                    self.ns().flush().map_err(|e| errno::ns(&e))?;
+                }
+                Ok(())
+            });
         match r {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
@@ -489,23 +635,39 @@ impl Filesystem for Qsfs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.handles.lock().unwrap_or_else(|p| p.into_inner()).remove(&fh.0);
+        self.handles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&fh.0);
         if let Some(f) = self.core.file(ino.0) {
             let last = {
                 let mut st = f.lock();
                 st.handles = st.handles.saturating_sub(1);
-                st.handles == 0 && !st.orphan && (!st.dirty.is_empty() || st.meta_dirty) && st.sealing.is_none()
+                st.handles == 0
+                    && !st.orphan
+                    && (!st.dirty.is_empty() || st.meta_dirty)
+                    && st.sealing.is_none()
             };
             // Writes that came after the last flush (through mmap).
             if last && let Err(e) = self.core.seal_file(&f) {
-                tracing::error!("ino {}: seal at last close failed ({e:?}); the data stays staged", ino.0);
+                tracing::error!(
+                    "ino {}: seal at last close failed ({e:?}); the data stays staged",
+                    ino.0
+                );
             }
             self.core.maybe_evict(&f);
         }
         reply.ok();
     }
 
-    fn fsync(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+    fn fsync(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
         let r = self.core.file_or_load(ino.0).and_then(|f| {
             if let Some(ticket) = self.core.seal_file(&f)? {
                 self.core.wait_commit(&f, ticket)?;
@@ -528,30 +690,69 @@ impl Filesystem for Qsfs {
         match r {
             Ok(entries) => {
                 let fh = self.new_fh();
-                self.dirs.lock().unwrap_or_else(|p| p.into_inner()).insert(fh, Arc::new(entries));
+                self.dirs
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(fh, Arc::new(entries));
                 reply.opened(FileHandle(fh), FopenFlags::empty())
             }
             Err(e) => reply.error(e),
         }
     }
 
-    fn readdir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
-        let entries = self.dirs.lock().unwrap_or_else(|p| p.into_inner()).get(&fh.0).cloned();
-        let Some(entries) = entries else { return reply.error(Errno::EBADF) };
+    fn readdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let entries = self
+            .dirs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&fh.0)
+            .cloned();
+        let Some(entries) = entries else {
+            return reply.error(Errno::EBADF);
+        };
         for (i, e) in entries.iter().enumerate().skip(offset as usize) {
-            if reply.add(INodeNo(e.ino), (i + 1) as u64, attr::file_type(e.kind), OsStr::from_bytes(&e.name)) {
+            if reply.add(
+                INodeNo(e.ino),
+                (i + 1) as u64,
+                attr::file_type(e.kind),
+                OsStr::from_bytes(&e.name),
+            ) {
                 break;
             }
         }
         reply.ok();
     }
 
-    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
-        self.dirs.lock().unwrap_or_else(|p| p.into_inner()).remove(&fh.0);
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.dirs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&fh.0);
         reply.ok();
     }
 
-    fn fsyncdir(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
         match self.ns().flush_durable() {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno::ns(&e)),
@@ -585,7 +786,14 @@ impl Filesystem for Qsfs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        let r = self.writable().and_then(|_| ns_reply(self.ns().set_xattr(ino.0, bytes(name), value, flags)));
+        let r = known_xattr(bytes(name))
+            .and_then(|_| self.writable())
+            .and_then(|_| {
+                if bytes(name) == b"system.posix_acl_access" {
+                    return self.set_access_acl(ino.0, value, flags);
+                }
+                ns_reply(self.ns().set_xattr(ino.0, bytes(name), value, flags))
+            });
         match r {
             Ok(()) => {
                 self.core.want_flush();
@@ -596,7 +804,9 @@ impl Filesystem for Qsfs {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        match ns_reply(self.ns().get_xattr(ino.0, bytes(name))) {
+        match known_xattr(bytes(name))
+            .and_then(|_| ns_reply(self.ns().get_xattr(ino.0, bytes(name))))
+        {
             Ok(v) if size == 0 => reply.size(v.len() as u32),
             Ok(v) if v.len() > size as usize => reply.error(Errno::ERANGE),
             Ok(v) => reply.data(&v),
@@ -625,7 +835,9 @@ impl Filesystem for Qsfs {
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let r = self.writable().and_then(|_| ns_reply(self.ns().remove_xattr(ino.0, bytes(name))));
+        let r = known_xattr(bytes(name))
+            .and_then(|_| self.writable())
+            .and_then(|_| ns_reply(self.ns().remove_xattr(ino.0, bytes(name))));
         match r {
             Ok(()) => {
                 self.core.want_flush();
@@ -657,27 +869,43 @@ impl Filesystem for Qsfs {
             };
             bits & want == want
         };
-        if ok { reply.ok() } else { reply.error(Errno::EACCES) }
+        if ok {
+            reply.ok()
+        } else {
+            reply.error(Errno::EACCES)
+        }
     }
 
-    fn fallocate(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, length: u64, mode: i32, reply: ReplyEmpty) {
+    fn fallocate(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
         // Plain allocation only: qsfs stores no holes, so reserving space
         // means growing the size (the new bytes read as zeros). Punching
         // holes or keeping the size are not supported.
         if mode != 0 {
             return reply.error(Errno::EOPNOTSUPP);
         }
-        let r = self.writable().and_then(|_| self.core.file_or_load(ino.0)).and_then(|f| {
-            let mut st = f.lock();
-            let end = offset.saturating_add(length);
-            if end > st.size {
-                let old = st.size;
-                st.truncate(end).map_err(|e| errno::io(&e))?;
-                // Growing keeps content: truncate() only cuts when shrinking.
-                debug_assert!(st.size > old);
-            }
-            Ok(())
-        });
+        let r = self
+            .writable()
+            .and_then(|_| self.core.file_or_load(ino.0))
+            .and_then(|f| {
+                let mut st = f.lock();
+                let end = offset.saturating_add(length);
+                if end > st.size {
+                    let old = st.size;
+                    st.truncate(end).map_err(|e| errno::io(&e))?;
+                    // Growing keeps content: truncate() only cuts when shrinking.
+                    debug_assert!(st.size > old);
+                }
+                Ok(())
+            });
         match r {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
@@ -702,8 +930,15 @@ impl Filesystem for Qsfs {
             let fh = self.new_fh();
             // A new file's existence must survive a kill once close(2)
             // returned, whatever its open mode: its flush records it.
-            let h = Handle { ino, write: true, append: flags & libc::O_APPEND != 0 };
-            self.handles.lock().unwrap_or_else(|p| p.into_inner()).insert(fh, h);
+            let h = Handle {
+                ino,
+                write: true,
+                append: flags & libc::O_APPEND != 0,
+            };
+            self.handles
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(fh, h);
             Ok((fh, a))
         })();
         match r {

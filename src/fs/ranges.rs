@@ -141,7 +141,12 @@ pub fn overlay(base: &[Extent], new: &[Extent]) -> Vec<Extent> {
                     next.push(Extent { len: ns - ps, ..p });
                 }
                 if pe > ne {
-                    next.push(Extent { offset: ne, len: pe - ne, object_offset: p.object_offset + (ne - ps), ..p });
+                    next.push(Extent {
+                        offset: ne,
+                        len: pe - ne,
+                        object_offset: p.object_offset + (ne - ps),
+                        ..p
+                    });
                 }
             }
             pieces = next;
@@ -168,13 +173,27 @@ mod tests {
         s.remove(10, 12);
         s.remove(39, 100);
         assert_eq!(s.ranges(), &[(5, 10), (12, 39)]);
-        assert_eq!(s.pieces(0, 50), vec![(0, 5, false), (5, 10, true), (10, 12, false), (12, 39, true), (39, 50, false)]);
+        assert_eq!(
+            s.pieces(0, 50),
+            vec![
+                (0, 5, false),
+                (5, 10, true),
+                (10, 12, false),
+                (12, 39, true),
+                (39, 50, false)
+            ]
+        );
         assert_eq!(s.pieces(6, 8), vec![(6, 8, true)]);
         assert_eq!(s.len(), 32);
     }
 
     fn ext(offset: u64, len: u64, id: u8, object_offset: u64) -> Extent {
-        Extent { offset, len, object: ObjectId([id; 16]), object_offset }
+        Extent {
+            offset,
+            len,
+            object: ObjectId([id; 16]),
+            object_offset,
+        }
     }
 
     #[test]
@@ -183,7 +202,13 @@ mod tests {
         let new = vec![ext(40, 20, 3, 0), ext(220, 100, 4, 0)];
         assert_eq!(
             overlay(&base, &new),
-            vec![ext(0, 40, 1, 0), ext(40, 20, 3, 0), ext(60, 40, 1, 60), ext(200, 20, 2, 10), ext(220, 100, 4, 0)]
+            vec![
+                ext(0, 40, 1, 0),
+                ext(40, 20, 3, 0),
+                ext(60, 40, 1, 60),
+                ext(200, 20, 2, 10),
+                ext(220, 100, 4, 0)
+            ]
         );
     }
 

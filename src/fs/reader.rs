@@ -89,20 +89,28 @@ impl Reader {
         let (tx, rx) = crossbeam_channel::unbounded::<(Arc<ObjectKeys>, u64, u64)>();
         for i in 0..2 {
             let (inner, rx) = (Arc::clone(&inner), rx.clone());
-            let _ = std::thread::Builder::new().name(format!("qsfs-prefetch-{i}")).spawn(move || {
-                for (keys, start, end) in rx {
-                    // Failures show up (and are reported) when the reader
-                    // gets there itself.
-                    let _ = inner.n_bytes(&keys, start, end);
-                }
-            });
+            let _ = std::thread::Builder::new()
+                .name(format!("qsfs-prefetch-{i}"))
+                .spawn(move || {
+                    for (keys, start, end) in rx {
+                        // Failures show up (and are reported) when the reader
+                        // gets there itself.
+                        let _ = inner.n_bytes(&keys, start, end);
+                    }
+                });
         }
-        Reader { inner, prefetch: Mutex::new(Some(tx)) }
+        Reader {
+            inner,
+            prefetch: Mutex::new(Some(tx)),
+        }
     }
 
     /// Stops the prefetch threads.
     pub fn stop(&self) {
-        self.prefetch.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.prefetch
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
     }
 
     /// Fills `out` with the file bytes at `offset` described by `extents`.
@@ -156,7 +164,12 @@ impl Reader {
         let from = have.max(upto);
         let to = (from + PREFETCH).min(len_n);
         keys.prefetched.store(to, Ordering::Relaxed);
-        if let Some(tx) = self.prefetch.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        if let Some(tx) = self
+            .prefetch
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
             let _ = tx.send((Arc::clone(keys), from, to));
         }
     }
@@ -207,7 +220,10 @@ impl Inner {
 
     fn note_bad_shards(&self, manifest: &Manifest, report: &ReadReport) {
         for (shard, node, why) in &report.bad {
-            tracing::warn!("object {}: shard {shard} on {node} is bad ({why}); read around it", manifest.id);
+            tracing::warn!(
+                "object {}: shard {shard} on {node} is bad ({why}); read around it",
+                manifest.id
+            );
         }
         self.vault.record_debt(manifest, report.mask());
     }
@@ -216,7 +232,13 @@ impl Inner {
     fn n_bytes(&self, keys: &ObjectKeys, start: u64, end: u64) -> Result<Vec<u8>, Errno> {
         let mut buf = vec![0u8; (end - start) as usize];
         let mut report = ReadReport::default();
-        let r = self.vault.dispersal().read_at_cached(&keys.manifest, start, &mut buf, &mut report, &self.chunks);
+        let r = self.vault.dispersal().read_at_cached(
+            &keys.manifest,
+            start,
+            &mut buf,
+            &mut report,
+            &self.chunks,
+        );
         if !report.bad.is_empty() {
             self.note_bad_shards(&keys.manifest, &report);
         }
@@ -232,11 +254,16 @@ impl Inner {
     fn segment(&self, id: &ObjectId, keys: &ObjectKeys, i: u64) -> Result<Arc<Vec<u8>>, Errno> {
         let g = keys.rec.geometry();
         let spans = g.segment_span_in_n(i);
-        let (Some(first), Some(last)) = (spans.first(), spans.last()) else { return Err(Errno::EIO) };
+        let (Some(first), Some(last)) = (spans.first(), spans.last()) else {
+            return Err(Errno::EIO);
+        };
         let (cover_start, cover_end) = (first.start, last.end);
         let walk_wants = {
             let mac = keys.mac.lock().unwrap_or_else(|p| p.into_inner());
-            !mac.done && i >= mac.next_seg && i < mac.next_seg + MAC_AHEAD as u64 && !mac.ahead.contains_key(&i)
+            !mac.done
+                && i >= mac.next_seg
+                && i < mac.next_seg + MAC_AHEAD as u64
+                && !mac.ahead.contains_key(&i)
         };
         if let Some(seg) = self.segments.get(&(*id, i))
             && !walk_wants
@@ -264,10 +291,12 @@ impl Inner {
         let (body, tag) = ct.split_at_mut(body_len);
         let mut t = [0u8; TAG_LEN];
         t.copy_from_slice(tag);
-        keys.cipher.decrypt_segment(i, i + 1 == g.segments(), body, &t).map_err(|e| {
-            tracing::error!("object {id}: {e}");
-            Errno::EIO
-        })?;
+        keys.cipher
+            .decrypt_segment(i, i + 1 == g.segments(), body, &t)
+            .map_err(|e| {
+                tracing::error!("object {id}: {e}");
+                Errno::EIO
+            })?;
         ct.truncate(body_len);
         let seg = Arc::new(ct);
         self.segments.put((*id, i), Arc::clone(&seg), seg.len());
@@ -276,7 +305,15 @@ impl Inner {
 
     /// Feeds segment `i`'s bytes of `N` to the object's MAC in order (or
     /// parks them until the segments before it came); checks `M` at the end.
-    fn walk_mac(&self, id: &ObjectId, keys: &ObjectKeys, i: u64, start: u64, end: u64, bytes: &Arc<Vec<u8>>) -> Result<(), Errno> {
+    fn walk_mac(
+        &self,
+        id: &ObjectId,
+        keys: &ObjectKeys,
+        i: u64,
+        start: u64,
+        end: u64,
+        bytes: &Arc<Vec<u8>>,
+    ) -> Result<(), Errno> {
         let g = keys.rec.geometry();
         let mut mac = keys.mac.lock().unwrap_or_else(|p| p.into_inner());
         if mac.done || i < mac.next_seg {
@@ -285,7 +322,9 @@ impl Inner {
         mac.ahead.insert(i, (start, end, Arc::clone(bytes)));
         loop {
             let next = mac.next_seg;
-            let Some((s, e, b)) = mac.ahead.remove(&next) else { break };
+            let Some((s, e, b)) = mac.ahead.remove(&next) else {
+                break;
+            };
             if mac.next_n < s {
                 // KR or R3 between two segments.
                 let gap = self.n_bytes(keys, mac.next_n, s)?;
@@ -303,7 +342,9 @@ impl Inner {
             mac.hasher.update(rest);
             if !bool::from(subtle::ConstantTimeEq::ct_eq(&mac.hasher.finalize()[..], m)) {
                 keys.corrupt.store(true, Ordering::Relaxed);
-                tracing::error!("object {id} fails its integrity check (M): it was modified; reads of it fail");
+                tracing::error!(
+                    "object {id} fails its integrity check (M): it was modified; reads of it fail"
+                );
                 return Err(Errno::EIO);
             }
         }

@@ -19,7 +19,10 @@ pub fn recover(core: &FsCore) -> Result<(), VaultError> {
     let ns = core.vault.namespace();
     for ino in ns.orphans()? {
         match ns.release_orphan(ino) {
-            Ok(_) => tracing::info!(ino, "destroyed a file unlinked while open before the last unmount"),
+            Ok(_) => tracing::info!(
+                ino,
+                "destroyed a file unlinked while open before the last unmount"
+            ),
             Err(e) => tracing::warn!(ino, "cannot destroy an orphan yet: {e}"),
         }
     }
@@ -29,7 +32,10 @@ pub fn recover(core: &FsCore) -> Result<(), VaultError> {
         let record = match StagingRecord::decode(&raw) {
             Ok(r) => r,
             Err(e) => {
-                tracing::error!(ino, "damaged staging record ({e}); its staged data cannot be recovered");
+                tracing::error!(
+                    ino,
+                    "damaged staging record ({e}); its staged data cannot be recovered"
+                );
                 let _ = ns.remove_staging(ino);
                 continue;
             }
@@ -45,7 +51,10 @@ pub fn recover(core: &FsCore) -> Result<(), VaultError> {
                 }
             }
             Ok(None) | Err(_) => {
-                tracing::error!(ino, "staging record without its staging file; its unsealed data is lost");
+                tracing::error!(
+                    ino,
+                    "staging record without its staging file; its unsealed data is lost"
+                );
                 let _ = ns.remove_staging(ino);
                 continue;
             }
@@ -68,17 +77,27 @@ pub fn recover(core: &FsCore) -> Result<(), VaultError> {
             st.recorded = true;
             st.staging = Some(staging);
         }
-        tracing::info!(ino, bytes = record.dirty.len(), "sealing data staged before the last unmount");
+        tracing::info!(
+            ino,
+            bytes = record.dirty.len(),
+            "sealing data staged before the last unmount"
+        );
         match core.seal_file(&f) {
             Ok(Some(ticket)) => {
                 if let Err(e) = core.wait_commit(&f, ticket) {
-                    tracing::error!(ino, "staged data not committed yet ({e:?}); it stays staged and is retried");
+                    tracing::error!(
+                        ino,
+                        "staged data not committed yet ({e:?}); it stays staged and is retried"
+                    );
                     f.lock().error = Some(e);
                 }
             }
             Ok(None) => {}
             Err(e) => {
-                tracing::error!(ino, "staged data not sealed yet ({e:?}); it stays staged and is retried");
+                tracing::error!(
+                    ino,
+                    "staged data not sealed yet ({e:?}); it stays staged and is retried"
+                );
                 f.lock().error = Some(e);
             }
         }
@@ -88,7 +107,14 @@ pub fn recover(core: &FsCore) -> Result<(), VaultError> {
     if let Ok(entries) = std::fs::read_dir(&core.staging_dir) {
         for e in entries.flatten() {
             let name = e.file_name();
-            let Some(ino) = name.to_str().and_then(|n| n.parse::<u64>().ok()) else { continue };
+            // `<ino>` or `<ino>.<piece>`; stdin spools and others are not ours.
+            let Some(ino) = name
+                .to_str()
+                .and_then(|n| n.split('.').next())
+                .and_then(|n| n.parse::<u64>().ok())
+            else {
+                continue;
+            };
             if !staged.contains(&ino) && core.file(ino).is_none() {
                 let _ = std::fs::remove_file(e.path());
             }

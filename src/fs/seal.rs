@@ -57,7 +57,11 @@ impl FsCore {
         let size = st.size;
         let mut snapshot = st.dirty.clone();
         snapshot.remove(size, u64::MAX);
-        let record = StagingRecord { size, mtime: st.mtime, dirty: snapshot.clone() };
+        let record = StagingRecord {
+            size,
+            mtime: st.mtime,
+            dirty: snapshot.clone(),
+        };
         let base = st.base.clone();
         let staging = st.staging.clone();
         st.sealing = Some(snapshot.clone());
@@ -69,7 +73,9 @@ impl FsCore {
         // What a killed process leaves must be enough to finish this seal.
         let ns = self.vault.namespace();
         let t0 = Instant::now();
-        let persisted = ns.put_staging(f.ino, &record.encode()).and_then(|_| ns.flush());
+        let persisted = ns
+            .put_staging(f.ino, &record.encode())
+            .and_then(|_| ns.flush());
         let t_record = t0.elapsed();
         let sealed = persisted.map_err(|e| {
             tracing::error!("ino {}: cannot record its staged data: {e}", f.ino);
@@ -97,7 +103,15 @@ impl FsCore {
         st.submitted += 1;
         let ticket = st.submitted;
         drop(st);
-        let job = Job { file: Arc::clone(f), ticket, objs, extents, size, bytes: snapshot.len(), started };
+        let job = Job {
+            file: Arc::clone(f),
+            ticket,
+            objs,
+            extents,
+            size,
+            bytes: snapshot.len(),
+            started,
+        };
         if let Err(job) = self.submit(job) {
             // Shutting down: nothing commits any more; the staging record
             // lets the next mount finish it.
@@ -128,7 +142,10 @@ impl FsCore {
                 tracing::error!("{what}: dirty bytes but no staging file");
                 return Err(self.discard(objs, Errno::EIO));
             };
-            let obj = match self.vault.seal(StagingReader::new(staging, a, b - a), b - a, &what) {
+            let obj = match self
+                .vault
+                .seal(StagingReader::new(staging, a, b - a), b - a, &what)
+            {
                 Ok(o) => o,
                 Err(e) => {
                     tracing::error!("{what}: seal failed: {e}");
@@ -142,11 +159,20 @@ impl FsCore {
                 tracing::error!(
                     "{what}: only {written} of {n} shards written (write quorum {quorum}): {why}; the data stays staged"
                 );
-                let code = if errno::no_space(&why) { Errno::ENOSPC } else { Errno::EIO };
+                let code = if errno::no_space(&why) {
+                    Errno::ENOSPC
+                } else {
+                    Errno::EIO
+                };
                 objs.push(obj);
                 return Err(self.discard(objs, code));
             }
-            extents.push(Extent { offset: a, len: b - a, object: obj.id(), object_offset: 0 });
+            extents.push(Extent {
+                offset: a,
+                len: b - a,
+                object: obj.id(),
+                object_offset: 0,
+            });
             objs.push(obj);
         }
         Ok((objs, extents))
@@ -162,11 +188,13 @@ impl FsCore {
     /// Waits until seal `ticket` of `f` is committed; its error if it failed.
     pub fn wait_commit(&self, f: &OpenFile, ticket: u64) -> Result<(), Errno> {
         let mut st = f.lock();
-        self.fsync_waiters.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.fsync_waiters
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         while st.committed < ticket {
             st = f.wait(st);
         }
-        self.fsync_waiters.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.fsync_waiters
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         match st.error.take() {
             Some(e) => Err(e),
             None => Ok(()),

@@ -13,11 +13,12 @@
 //! u32  range count, then per range: u64 start, u64 end
 //! ```
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use super::ranges::RangeSet;
 use crate::codec::{DecodeError, Reader, Writer};
@@ -40,7 +41,10 @@ impl StagingRecord {
     /// Encodes the record.
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::with_capacity(32 + 16 * self.dirty.ranges().len());
-        w.u8(RECORD_VERSION).u64(self.size).i64(self.mtime.secs).u32(self.mtime.nanos);
+        w.u8(RECORD_VERSION)
+            .u64(self.size)
+            .i64(self.mtime.secs)
+            .u32(self.mtime.nanos);
         w.u32(self.dirty.ranges().len() as u32);
         for &(a, b) in self.dirty.ranges() {
             w.u64(a).u64(b);
@@ -53,10 +57,17 @@ impl StagingRecord {
         let mut r = Reader::new("staging record", buf);
         let v = r.u8()?;
         if v != RECORD_VERSION {
-            return Err(DecodeError::Version { what: "staging record", found: v.into(), supported: RECORD_VERSION.into() });
+            return Err(DecodeError::Version {
+                what: "staging record",
+                found: v.into(),
+                supported: RECORD_VERSION.into(),
+            });
         }
         let size = r.u64()?;
-        let mtime = Time { secs: r.i64()?, nanos: r.u32()? };
+        let mtime = Time {
+            secs: r.i64()?,
+            nanos: r.u32()?,
+        };
         let n = r.u32()? as usize;
         if n > r.remaining() / 16 {
             return Err(r.invalid("ranges", "more ranges than the record holds"));
@@ -66,80 +77,203 @@ impl StagingRecord {
             ranges.push((r.u64()?, r.u64()?));
         }
         r.finish()?;
-        Ok(StagingRecord { size, mtime, dirty: RangeSet::from_ranges(ranges) })
+        Ok(StagingRecord {
+            size,
+            mtime,
+            dirty: RangeSet::from_ranges(ranges),
+        })
     }
 }
 
-/// The staging file of one inode.
+/// Bytes per staging piece. ext4 files end at 16 TiB, but a qsfs file can
+/// be written anywhere up to its (petabyte) size, so staged bytes are kept
+/// in pieces of 1 TiB: `staging/<ino>` holds offsets below 1 TiB and
+/// `staging/<ino>.<k>` holds `[k TiB, (k+1) TiB)`.
+pub const PIECE: u64 = 1 << 40;
+
+/// The staging file(s) of one inode.
 #[derive(Debug, Clone)]
 pub struct Staging {
-    /// Shared so reads and seals can use it without the file's lock.
-    pub file: Arc<File>,
-    /// Its path.
-    pub path: PathBuf,
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    dir: PathBuf,
+    ino: u64,
+    pieces: Mutex<BTreeMap<u64, Arc<File>>>,
+}
+
+fn piece_name(ino: u64, k: u64) -> String {
+    if k == 0 {
+        ino.to_string()
+    } else {
+        format!("{ino}.{k}")
+    }
+}
+
+/// The pieces of `ino` present in `dir`.
+fn pieces_on_disk(dir: &Path, ino: u64) -> Vec<u64> {
+    let prefix = format!("{ino}.");
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if name == ino.to_string().as_str() {
+                out.push(0);
+            } else if let Some(k) = name.strip_prefix(&prefix).and_then(|k| k.parse().ok()) {
+                out.push(k);
+            }
+        }
+    }
+    out
 }
 
 impl Staging {
-    /// Path of the staging file of `ino` in `dir`.
+    /// Path of the first staging piece of `ino` in `dir`.
     pub fn path_for(dir: &Path, ino: u64) -> PathBuf {
-        dir.join(ino.to_string())
+        dir.join(piece_name(ino, 0))
     }
 
-    /// Opens (creating, mode 0600) the staging file of `ino`.
+    fn new(dir: &Path, ino: u64) -> Staging {
+        Staging {
+            inner: Arc::new(Inner {
+                dir: dir.to_path_buf(),
+                ino,
+                pieces: Mutex::new(BTreeMap::new()),
+            }),
+        }
+    }
+
+    /// Opens (creating, mode 0600) the staging of `ino`.
     pub fn open(dir: &Path, ino: u64) -> io::Result<Staging> {
-        let path = Self::path_for(dir, ino);
-        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(&path)?;
-        Ok(Staging { file: Arc::new(file), path })
+        let s = Self::new(dir, ino);
+        s.piece(0, true)?;
+        Ok(s)
     }
 
-    /// Opens an existing staging file (recovery); None if it is gone.
+    /// Opens the existing staging of `ino` (recovery); None if it is gone.
     pub fn existing(dir: &Path, ino: u64) -> io::Result<Option<Staging>> {
-        let path = Self::path_for(dir, ino);
-        match OpenOptions::new().read(true).write(true).open(&path) {
-            Ok(file) => Ok(Some(Staging { file: Arc::new(file), path })),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        if pieces_on_disk(dir, ino).is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Self::new(dir, ino)))
+    }
+
+    fn piece(&self, k: u64, create: bool) -> io::Result<Option<Arc<File>>> {
+        let mut pieces = self.inner.pieces.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = pieces.get(&k) {
+            return Ok(Some(Arc::clone(f)));
+        }
+        let path = self.inner.dir.join(piece_name(self.inner.ino, k));
+        let opened = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(create)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path);
+        match opened {
+            Ok(f) => {
+                let f = Arc::new(f);
+                pieces.insert(k, Arc::clone(&f));
+                Ok(Some(f))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !create => Ok(None),
             Err(e) => Err(e),
         }
     }
 
-    /// Writes `data` at `offset`.
-    pub fn write_at(&self, data: &[u8], offset: u64) -> io::Result<()> {
-        self.file.write_all_at(data, offset)
-    }
-
-    /// Reads `out.len()` bytes at `offset`; bytes past the staging file's
-    /// end (a hole at its tail) read as zeros.
-    pub fn read_at(&self, out: &mut [u8], offset: u64) -> io::Result<()> {
-        let mut done = 0;
-        while done < out.len() {
-            let n = self.file.read_at(&mut out[done..], offset + done as u64)?;
-            if n == 0 {
-                out[done..].fill(0);
-                break;
+    /// Splits `[offset, offset + len)` at piece boundaries.
+    fn parts(offset: u64, len: u64) -> impl Iterator<Item = (u64, u64, usize, usize)> {
+        let end = offset + len;
+        let mut pos = offset;
+        std::iter::from_fn(move || {
+            if pos >= end {
+                return None;
             }
-            done += n;
+            let k = pos / PIECE;
+            let stop = end.min((k + 1) * PIECE);
+            let item = (
+                k,
+                pos % PIECE,
+                (pos - offset) as usize,
+                (stop - offset) as usize,
+            );
+            pos = stop;
+            Some(item)
+        })
+    }
+
+    /// Writes `data` at file offset `offset`.
+    pub fn write_at(&self, data: &[u8], offset: u64) -> io::Result<()> {
+        for (k, at, a, b) in Self::parts(offset, data.len() as u64) {
+            if let Some(f) = self.piece(k, true)? {
+                f.write_all_at(&data[a..b], at)?;
+            }
         }
         Ok(())
     }
 
-    /// Cuts the staging file to `size` (bytes past it can never be read back).
+    /// Reads `out.len()` bytes at file offset `offset`; bytes never
+    /// written (holes, a missing piece, past a piece's end) read as zeros.
+    pub fn read_at(&self, out: &mut [u8], offset: u64) -> io::Result<()> {
+        for (k, at, a, b) in Self::parts(offset, out.len() as u64) {
+            let dst = &mut out[a..b];
+            let Some(f) = self.piece(k, false)? else {
+                dst.fill(0);
+                continue;
+            };
+            let mut done = 0;
+            while done < dst.len() {
+                let n = f.read_at(&mut dst[done..], at + done as u64)?;
+                if n == 0 {
+                    dst[done..].fill(0);
+                    break;
+                }
+                done += n;
+            }
+        }
+        Ok(())
+    }
+
+    /// Cuts the staged bytes at file size `size` (bytes past it can never
+    /// be read back): later pieces go, the piece across it is shortened.
     pub fn truncate(&self, size: u64) -> io::Result<()> {
-        if self.file.metadata()?.len() > size {
-            self.file.set_len(size)?;
+        for k in pieces_on_disk(&self.inner.dir, self.inner.ino) {
+            let start = k * PIECE;
+            if start >= size && k > 0 {
+                self.inner
+                    .pieces
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&k);
+                let _ = std::fs::remove_file(self.inner.dir.join(piece_name(self.inner.ino, k)));
+            } else if let Some(f) = self.piece(k, false)?
+                && f.metadata()?.len() > size.saturating_sub(start)
+            {
+                f.set_len(size.saturating_sub(start))?;
+            }
         }
         Ok(())
     }
 
-    /// Removes the staging file.
+    /// Removes every piece.
     pub fn remove(self) {
-        let _ = std::fs::remove_file(&self.path);
+        self.inner
+            .pieces
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        remove_file(&self.inner.dir, self.inner.ino);
     }
 }
 
-/// Reads `len` bytes at `offset` of a staging file as a stream (what a
-/// seal consumes).
+/// Reads `len` bytes at `offset` of a staging as a stream (what a seal
+/// consumes).
 pub struct StagingReader {
-    file: Arc<File>,
+    staging: Staging,
     pos: u64,
     end: u64,
 }
@@ -147,7 +281,11 @@ pub struct StagingReader {
 impl StagingReader {
     /// A reader of `[offset, offset + len)`.
     pub fn new(staging: &Staging, offset: u64, len: u64) -> StagingReader {
-        StagingReader { file: Arc::clone(&staging.file), pos: offset, end: offset + len }
+        StagingReader {
+            staging: staging.clone(),
+            pos: offset,
+            end: offset + len,
+        }
     }
 }
 
@@ -157,21 +295,17 @@ impl io::Read for StagingReader {
         if want == 0 {
             return Ok(0);
         }
-        let n = self.file.read_at(&mut buf[..want], self.pos)?;
-        if n == 0 {
-            // A hole at the tail of the staging file: zeros.
-            buf[..want].fill(0);
-            self.pos += want as u64;
-            return Ok(want);
-        }
-        self.pos += n as u64;
-        Ok(n)
+        self.staging.read_at(&mut buf[..want], self.pos)?;
+        self.pos += want as u64;
+        Ok(want)
     }
 }
 
-/// Removes the staging file of `ino` if it exists.
+/// Removes every staging piece of `ino`.
 pub fn remove_file(dir: &Path, ino: u64) {
-    let _ = std::fs::remove_file(Staging::path_for(dir, ino));
+    for k in pieces_on_disk(dir, ino) {
+        let _ = std::fs::remove_file(dir.join(piece_name(ino, k)));
+    }
 }
 
 #[cfg(test)]
@@ -204,6 +338,35 @@ mod tests {
         r.read_to_end(&mut all).unwrap();
         assert_eq!(all, [0, 0, b'a', b'b', b'c', 0, 0, 0, 0, 0]);
         s.truncate(11).unwrap();
-        assert_eq!(s.file.metadata().unwrap().len(), 11);
+        assert_eq!(
+            std::fs::metadata(Staging::path_for(dir.path(), 7))
+                .unwrap()
+                .len(),
+            11
+        );
+    }
+
+    #[test]
+    fn writes_past_16_tib_go_to_later_pieces() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Staging::open(dir.path(), 9).unwrap();
+        let far = (1u64 << 50) - 5; // just under 1 PiB
+        s.write_at(b"0123456789", far).unwrap();
+        // Across a piece boundary too.
+        s.write_at(b"abcd", 3 * PIECE - 2).unwrap();
+        let mut out = [0u8; 10];
+        s.read_at(&mut out, far).unwrap();
+        assert_eq!(&out, b"0123456789");
+        let mut out = [9u8; 6];
+        s.read_at(&mut out, 3 * PIECE - 3).unwrap();
+        assert_eq!(&out, &[0, b'a', b'b', b'c', b'd', 0]);
+        assert!(dir.path().join("9.1023").exists() && dir.path().join("9.2").exists());
+        s.truncate(3 * PIECE).unwrap();
+        assert!(!dir.path().join("9.1023").exists());
+        let mut out = [9u8; 2];
+        s.read_at(&mut out, 3 * PIECE - 2).unwrap();
+        assert_eq!(&out, b"ab");
+        s.clone().remove();
+        assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
     }
 }

@@ -75,7 +75,9 @@ pub struct Keystore {
 
 impl std::fmt::Debug for Keystore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Keystore").field("r1", &self.r1.path()).finish()
+        f.debug_struct("Keystore")
+            .field("r1", &self.r1.path())
+            .finish()
     }
 }
 
@@ -133,10 +135,13 @@ impl Keystore {
                 }
                 match Db::open_vault_store(p, "keystore (R2)", vault_id, r2_mode) {
                     Ok(db) => R2Store::Separate(db),
-                    Err(StoreError::Missing { .. }) => {
-                        R2Store::Unavailable(p.to_path_buf(), "no R2 store there: is its drive mounted?".into())
+                    Err(StoreError::Missing { .. }) => R2Store::Unavailable(
+                        p.to_path_buf(),
+                        "no R2 store there: is its drive mounted?".into(),
+                    ),
+                    Err(e @ StoreError::Foreign { .. }) => {
+                        R2Store::Unavailable(p.to_path_buf(), e.to_string())
                     }
-                    Err(e @ StoreError::Foreign { .. }) => R2Store::Unavailable(p.to_path_buf(), e.to_string()),
                     Err(e) => return Err(e.into()),
                 }
             }
@@ -162,7 +167,9 @@ impl Keystore {
         match &self.r2 {
             R2Store::SameAsR1 => Ok(&self.r1),
             R2Store::Separate(db) => Ok(db),
-            R2Store::Unavailable(p, why) => Err(KeystoreError::R2Unavailable(p.clone(), why.clone())),
+            R2Store::Unavailable(p, why) => {
+                Err(KeystoreError::R2Unavailable(p.clone(), why.clone()))
+            }
         }
     }
 
@@ -172,7 +179,10 @@ impl Keystore {
     }
 
     /// Records the shares of new objects and makes them durable.
-    pub fn put_many(&self, items: &[(ObjectId, ShareBytes, ShareBytes)]) -> Result<(), KeystoreError> {
+    pub fn put_many(
+        &self,
+        items: &[(ObjectId, ShareBytes, ShareBytes)],
+    ) -> Result<(), KeystoreError> {
         let r2 = self.r2_db()?;
         let same = std::ptr::eq(r2, &self.r1);
         let mut b1 = Batch::new();
@@ -273,16 +283,36 @@ mod tests {
         let id = ObjectId([1; 16]);
         let (s1, s2) = ([1u8; 33], [2u8; 33]);
         {
-            let ks = Keystore::open(&dir.path().join("keys"), Some(&r2p), "v", OpenMode::Create, OpenMode::Create).unwrap();
+            let ks = Keystore::open(
+                &dir.path().join("keys"),
+                Some(&r2p),
+                "v",
+                OpenMode::Create,
+                OpenMode::Create,
+            )
+            .unwrap();
             ks.put_many(&[(id, s1, s2)]).unwrap();
-            assert_eq!(ks.get(&id).unwrap(), (Stored::Present(s1), Stored::Present(s2)));
+            assert_eq!(
+                ks.get(&id).unwrap(),
+                (Stored::Present(s1), Stored::Present(s2))
+            );
         }
         // Drive unplugged: R2 reads as missing, writes refuse.
         std::fs::rename(&r2p, dir.path().join("elsewhere")).unwrap();
-        let ks = Keystore::open(&dir.path().join("keys"), Some(&r2p), "v", OpenMode::Existing, OpenMode::Existing).unwrap();
+        let ks = Keystore::open(
+            &dir.path().join("keys"),
+            Some(&r2p),
+            "v",
+            OpenMode::Existing,
+            OpenMode::Existing,
+        )
+        .unwrap();
         assert!(!r2p.exists());
         assert_eq!(ks.get(&id).unwrap(), (Stored::Present(s1), Stored::Missing));
-        assert!(matches!(ks.put_many(&[(id, s1, s2)]), Err(KeystoreError::R2Unavailable(..))));
+        assert!(matches!(
+            ks.put_many(&[(id, s1, s2)]),
+            Err(KeystoreError::R2Unavailable(..))
+        ));
         ks.destroy_many(&[id]).unwrap();
         assert_eq!(ks.get(&id).unwrap().0, Stored::Missing);
     }
@@ -290,11 +320,21 @@ mod tests {
     #[test]
     fn same_store_and_damaged_record() {
         let dir = tempfile::tempdir().unwrap();
-        let ks = Keystore::open(&dir.path().join("keys"), None, "v", OpenMode::Create, OpenMode::Existing).unwrap();
+        let ks = Keystore::open(
+            &dir.path().join("keys"),
+            None,
+            "v",
+            OpenMode::Create,
+            OpenMode::Existing,
+        )
+        .unwrap();
         let id = ObjectId([3; 16]);
         ks.put_many(&[(id, [1u8; 33], [2u8; 33])]).unwrap();
         ks.r1.insert(key(b'1', &id), b"junk").unwrap();
-        assert_eq!(ks.get(&id).unwrap(), (Stored::Damaged, Stored::Present([2u8; 33])));
+        assert_eq!(
+            ks.get(&id).unwrap(),
+            (Stored::Damaged, Stored::Present([2u8; 33]))
+        );
         ks.heal(&id, 1, &[9u8; 33]).unwrap();
         assert_eq!(ks.get(&id).unwrap().0, Stored::Present([9u8; 33]));
         assert_eq!(ks.ids().unwrap(), vec![id]);

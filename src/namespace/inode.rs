@@ -98,8 +98,13 @@ pub struct Time {
 impl Time {
     /// The current time.
     pub fn now() -> Time {
-        let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        Time { secs: d.as_secs() as i64, nanos: d.subsec_nanos() }
+        let d = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Time {
+            secs: d.as_secs() as i64,
+            nanos: d.subsec_nanos(),
+        }
     }
 }
 
@@ -193,7 +198,10 @@ impl Inode {
         }
         w.u32(self.extents.len() as u32);
         for e in &self.extents {
-            w.u64(e.offset).u64(e.len).bytes(e.object.as_bytes()).u64(e.object_offset);
+            w.u64(e.offset)
+                .u64(e.len)
+                .bytes(e.object.as_bytes())
+                .u64(e.object_offset);
         }
         w.blob(&self.target);
         w.finish()
@@ -204,10 +212,15 @@ impl Inode {
         let mut r = Reader::new("inode", buf);
         let version = r.u8()?;
         if !(1..=INODE_VERSION).contains(&version) {
-            return Err(DecodeError::Version { what: "inode", found: version.into(), supported: INODE_VERSION.into() });
+            return Err(DecodeError::Version {
+                what: "inode",
+                found: version.into(),
+                supported: INODE_VERSION.into(),
+            });
         }
         let code = r.u8()?;
-        let kind = Kind::from_code(code).ok_or_else(|| r.invalid("kind", format!("unknown code {code}")))?;
+        let kind = Kind::from_code(code)
+            .ok_or_else(|| r.invalid("kind", format!("unknown code {code}")))?;
         let mode = r.u32()?;
         let uid = r.u32()?;
         let gid = r.u32()?;
@@ -217,7 +230,10 @@ impl Inode {
         let size = r.u64()?;
         let mut times = [Time::default(); 4];
         for t in &mut times {
-            *t = Time { secs: r.i64()?, nanos: r.u32()? };
+            *t = Time {
+                secs: r.i64()?,
+                nanos: r.u32()?,
+            };
         }
         let count = r.u32()? as usize;
         let each = if version == 1 { 32 } else { 40 };
@@ -228,12 +244,32 @@ impl Inode {
         for _ in 0..count {
             let (offset, len, object) = (r.u64()?, r.u64()?, ObjectId(r.array()?));
             let object_offset = if version == 1 { 0 } else { r.u64()? };
-            extents.push(Extent { offset, len, object, object_offset });
+            extents.push(Extent {
+                offset,
+                len,
+                object,
+                object_offset,
+            });
         }
         let target = r.blob()?.to_vec();
         r.finish()?;
         let [atime, mtime, ctime, crtime] = times;
-        Ok(Inode { kind, mode, uid, gid, nlink, rdev, flags, size, atime, mtime, ctime, crtime, extents, target })
+        Ok(Inode {
+            kind,
+            mode,
+            uid,
+            gid,
+            nlink,
+            rdev,
+            flags,
+            size,
+            atime,
+            mtime,
+            ctime,
+            crtime,
+            extents,
+            target,
+        })
     }
 }
 
@@ -246,8 +282,16 @@ mod tests {
         let mut i = Inode::new(Kind::File, 0o104755, 1000, 100);
         assert_eq!(i.mode, 0o4755);
         i.size = 1 << 50;
-        i.extents.push(Extent { offset: 4096, len: 10, object: ObjectId([7; 16]), object_offset: 77 });
-        i.mtime = Time { secs: -5, nanos: 999_999_999 };
+        i.extents.push(Extent {
+            offset: 4096,
+            len: 10,
+            object: ObjectId([7; 16]),
+            object_offset: 77,
+        });
+        i.mtime = Time {
+            secs: -5,
+            nanos: 999_999_999,
+        };
         assert_eq!(Inode::decode(&i.encode()).unwrap(), i);
         let mut l = Inode::new(Kind::Symlink, 0o777, 0, 0);
         l.target = b"../x".to_vec();

@@ -25,9 +25,9 @@ mod records;
 mod xattr;
 
 pub use inode::{Extent, INODE_VERSION, Inode, Kind, Time};
-pub use ops::{RenameFlags, Removed, truncate_extents};
-pub use xattr::{XATTR_CREATE, XATTR_REPLACE};
+pub use ops::{Removed, RenameFlags, truncate_extents};
 pub use path::{VaultPath, display_name};
+pub use xattr::{XATTR_CREATE, XATTR_REPLACE};
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -152,8 +152,17 @@ impl std::fmt::Debug for Namespace {
 impl Namespace {
     /// Opens the namespace of vault `vault_id` at `path`, creating the root
     /// directory (owned by `uid`/`gid`) when the store is created.
-    pub fn open(path: &Path, vault_id: &str, mode: OpenMode, uid: u32, gid: u32) -> Result<Namespace> {
-        let ns = Namespace { db: Db::open_vault_store(path, "namespace", vault_id, mode)?, write: Mutex::new(()) };
+    pub fn open(
+        path: &Path,
+        vault_id: &str,
+        mode: OpenMode,
+        uid: u32,
+        gid: u32,
+    ) -> Result<Namespace> {
+        let ns = Namespace {
+            db: Db::open_vault_store(path, "namespace", vault_id, mode)?,
+            write: Mutex::new(()),
+        };
         if ns.db.get(ikey(ROOT))?.is_none() {
             let mut b = Batch::new();
             b.insert(ikey(ROOT), Inode::new(Kind::Dir, 0o755, uid, gid).encode());
@@ -175,8 +184,14 @@ impl Namespace {
 
     /// The inode `ino`.
     pub fn inode(&self, ino: u64) -> Result<Inode> {
-        let v = self.db.get(ikey(ino))?.ok_or_else(|| NamespaceError::NotFound(format!("inode {ino}")))?;
-        Inode::decode(&v).map_err(|e| NamespaceError::Record { ino, detail: e.to_string() })
+        let v = self
+            .db
+            .get(ikey(ino))?
+            .ok_or_else(|| NamespaceError::NotFound(format!("inode {ino}")))?;
+        Inode::decode(&v).map_err(|e| NamespaceError::Record {
+            ino,
+            detail: e.to_string(),
+        })
     }
 
     /// Looks up `name` in directory `parent`.
@@ -195,7 +210,11 @@ impl Namespace {
             .map(|r| {
                 let (k, v) = r?;
                 let (child, kind) = decode_entry(ino, &v)?;
-                Ok(DirEntry { name: k[prefix.len()..].to_vec(), ino: child, kind })
+                Ok(DirEntry {
+                    name: k[prefix.len()..].to_vec(),
+                    ino: child,
+                    kind,
+                })
             })
             .collect()
     }
@@ -221,10 +240,12 @@ impl Namespace {
 
     /// Resolves the parent directory of `path`; returns it and the last name.
     pub fn resolve_parent<'p>(&self, path: &'p VaultPath) -> Result<(u64, &'p [u8])> {
-        let (parent, name) = path.split_last().ok_or_else(|| NamespaceError::InvalidPath {
-            path: path.to_string(),
-            why: "the root has no parent",
-        })?;
+        let (parent, name) = path
+            .split_last()
+            .ok_or_else(|| NamespaceError::InvalidPath {
+                path: path.to_string(),
+                why: "the root has no parent",
+            })?;
         let (ino, node) = self.resolve(&parent)?;
         if node.kind != Kind::Dir {
             return Err(NamespaceError::NotADirectory(parent.to_string()));
@@ -244,8 +265,15 @@ impl Namespace {
         let mut out = HashSet::new();
         for r in self.db.scan_prefix([b'i']) {
             let (k, v) = r?;
-            let ino = k.get(1..9).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).unwrap_or(0);
-            let node = Inode::decode(&v).map_err(|e| NamespaceError::Record { ino, detail: e.to_string() })?;
+            let ino = k
+                .get(1..9)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes)
+                .unwrap_or(0);
+            let node = Inode::decode(&v).map_err(|e| NamespaceError::Record {
+                ino,
+                detail: e.to_string(),
+            })?;
             out.extend(node.extents.iter().map(|e| e.object));
         }
         Ok(out)
@@ -272,8 +300,12 @@ pub fn check_name(name: &[u8], what: &str) -> Result<()> {
     if name.len() > NAME_MAX {
         return Err(NamespaceError::NameTooLong(what.to_string()));
     }
-    if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') || name.contains(&0) {
-        return Err(NamespaceError::InvalidPath { path: what.to_string(), why: "not a valid file name" });
+    if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') || name.contains(&0)
+    {
+        return Err(NamespaceError::InvalidPath {
+            path: what.to_string(),
+            why: "not a valid file name",
+        });
     }
     Ok(())
 }
@@ -286,7 +318,10 @@ fn encode_entry(ino: u64, kind: Kind) -> [u8; 9] {
 }
 
 fn decode_entry(parent: u64, v: &[u8]) -> Result<(u64, Kind)> {
-    let bad = || NamespaceError::Record { ino: parent, detail: "damaged directory entry".into() };
+    let bad = || NamespaceError::Record {
+        ino: parent,
+        detail: "damaged directory entry".into(),
+    };
     if v.len() != 9 {
         return Err(bad());
     }
@@ -306,30 +341,74 @@ mod tests {
     fn tree_operations() {
         let dir = tempfile::tempdir().unwrap();
         let ns = Namespace::open(dir.path(), "v", OpenMode::Create, 0, 0).unwrap();
-        let a = ns.create(ROOT, b"a", &Inode::new(Kind::Dir, 0o755, 0, 0), "/a").unwrap();
+        let a = ns
+            .create(ROOT, b"a", &Inode::new(Kind::Dir, 0o755, 0, 0), "/a")
+            .unwrap();
         assert_eq!(ns.inode(ROOT).unwrap().nlink, 3);
-        let f = ns.create(a, b"f", &Inode::new(Kind::File, 0o644, 0, 0), "/a/f").unwrap();
-        assert!(matches!(ns.create(a, b"f", &Inode::new(Kind::File, 0o644, 0, 0), "/a/f"), Err(NamespaceError::Exists(_))));
+        let f = ns
+            .create(a, b"f", &Inode::new(Kind::File, 0o644, 0, 0), "/a/f")
+            .unwrap();
+        assert!(matches!(
+            ns.create(a, b"f", &Inode::new(Kind::File, 0o644, 0, 0), "/a/f"),
+            Err(NamespaceError::Exists(_))
+        ));
         assert_eq!(ns.resolve(&p("/a/f")).unwrap().0, f);
-        assert!(matches!(ns.resolve(&p("/a/f/x")), Err(NamespaceError::NotADirectory(s)) if s == "/a/f"));
+        assert!(
+            matches!(ns.resolve(&p("/a/f/x")), Err(NamespaceError::NotADirectory(s)) if s == "/a/f")
+        );
         assert!(matches!(ns.resolve(&p("/b")), Err(NamespaceError::NotFound(s)) if s == "/b"));
         let id = ObjectId([1; 16]);
-        let old = ns.set_content(f, vec![Extent { offset: 0, len: 5, object: id, object_offset: 0 }], 5, Time::now()).unwrap();
+        let old = ns
+            .set_content(
+                f,
+                vec![Extent {
+                    offset: 0,
+                    len: 5,
+                    object: id,
+                    object_offset: 0,
+                }],
+                5,
+                Time::now(),
+                Time::now(),
+            )
+            .unwrap();
         assert!(old.is_empty());
         let id2 = ObjectId([2; 16]);
-        let old = ns.set_content(f, vec![Extent { offset: 0, len: 6, object: id2, object_offset: 0 }], 6, Time::now()).unwrap();
+        let old = ns
+            .set_content(
+                f,
+                vec![Extent {
+                    offset: 0,
+                    len: 6,
+                    object: id2,
+                    object_offset: 0,
+                }],
+                6,
+                Time::now(),
+                Time::now(),
+            )
+            .unwrap();
         assert_eq!(old, vec![id]);
         assert_eq!(ns.gc_queue().unwrap(), vec![id]);
         ns.gc_done(&[id]).unwrap();
-        assert!(matches!(ns.remove(ROOT, b"a", true, "/a"), Err(NamespaceError::NotEmpty(_))));
-        assert!(matches!(ns.remove(a, b"f", true, "/a/f"), Err(NamespaceError::NotADirectory(_))));
+        assert!(matches!(
+            ns.remove(ROOT, b"a", true, "/a"),
+            Err(NamespaceError::NotEmpty(_))
+        ));
+        assert!(matches!(
+            ns.remove(a, b"f", true, "/a/f"),
+            Err(NamespaceError::NotADirectory(_))
+        ));
         assert_eq!(ns.remove(a, b"f", false, "/a/f").unwrap(), vec![id2]);
         assert_eq!(ns.gc_queue().unwrap(), vec![id2]);
         ns.remove(ROOT, b"a", true, "/a").unwrap();
         assert_eq!(ns.inode(ROOT).unwrap().nlink, 2);
         assert!(ns.readdir(ROOT).unwrap().is_empty());
         let long = vec![b'x'; 256];
-        assert!(matches!(ns.create(ROOT, &long, &Inode::new(Kind::File, 0o644, 0, 0), "/x"), Err(NamespaceError::NameTooLong(_))));
+        assert!(matches!(
+            ns.create(ROOT, &long, &Inode::new(Kind::File, 0o644, 0, 0), "/x"),
+            Err(NamespaceError::NameTooLong(_))
+        ));
     }
 
     #[test]
@@ -337,7 +416,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let ns = Namespace::open(dir.path(), "v", OpenMode::Create, 0, 0).unwrap();
-            ns.create(ROOT, b"keep", &Inode::new(Kind::File, 0o600, 5, 6), "/keep").unwrap();
+            ns.create(ROOT, b"keep", &Inode::new(Kind::File, 0o600, 5, 6), "/keep")
+                .unwrap();
             ns.flush_durable().unwrap();
         }
         let ns = Namespace::open(dir.path(), "v", OpenMode::Existing, 0, 0).unwrap();

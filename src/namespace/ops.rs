@@ -5,8 +5,8 @@
 use std::collections::HashSet;
 
 use super::{
-    Batch, DirEntry, Extent, Inode, Kind, Namespace, NamespaceError, Result, Time, check_name, dkey, encode_entry,
-    idkey, ikey, inokey,
+    Batch, DirEntry, Extent, Inode, Kind, Namespace, NamespaceError, Result, Time, check_name,
+    dkey, encode_entry, idkey, ikey, inokey,
 };
 use crate::ObjectId;
 
@@ -37,14 +37,21 @@ pub fn truncate_extents(extents: &[Extent], size: u64) -> Vec<Extent> {
     extents
         .iter()
         .filter(|e| e.offset < size)
-        .map(|e| Extent { len: e.len.min(size - e.offset), ..*e })
+        .map(|e| Extent {
+            len: e.len.min(size - e.offset),
+            ..*e
+        })
         .collect()
 }
 
 /// Objects of `old` that `new` no longer uses.
 fn unused(old: &[Extent], new: &[Extent]) -> Vec<ObjectId> {
     let keep: HashSet<ObjectId> = new.iter().map(|e| e.object).collect();
-    let mut gone: Vec<ObjectId> = old.iter().map(|e| e.object).filter(|id| !keep.contains(id)).collect();
+    let mut gone: Vec<ObjectId> = old
+        .iter()
+        .map(|e| e.object)
+        .filter(|id| !keep.contains(id))
+        .collect();
     gone.sort();
     gone.dedup();
     gone
@@ -120,7 +127,9 @@ impl Namespace {
         is_open: &dyn Fn(u64) -> bool,
     ) -> Result<Removed> {
         let _g = self.lock();
-        let (ino, kind) = self.lookup(parent, name)?.ok_or_else(|| NamespaceError::NotFound(what.to_string()))?;
+        let (ino, kind) = self
+            .lookup(parent, name)?
+            .ok_or_else(|| NamespaceError::NotFound(what.to_string()))?;
         if dir && kind != Kind::Dir {
             return Err(NamespaceError::NotADirectory(what.to_string()));
         }
@@ -147,7 +156,13 @@ impl Namespace {
 
     /// One link of `ino` goes: the inode loses a link, becomes an orphan,
     /// or is destroyed.
-    fn drop_link(&self, b: &mut Batch, ino: u64, is_open: &dyn Fn(u64) -> bool, now: Time) -> Result<Removed> {
+    fn drop_link(
+        &self,
+        b: &mut Batch,
+        ino: u64,
+        is_open: &dyn Fn(u64) -> bool,
+        now: Time,
+    ) -> Result<Removed> {
         let mut node = self.inode(ino)?;
         let mut removed = Removed::default();
         if node.kind == Kind::Dir {
@@ -190,7 +205,10 @@ impl Namespace {
             .scan_prefix([b'o'])
             .map(|r| {
                 let (k, _) = r?;
-                Ok(k.get(1..9).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).unwrap_or(0))
+                Ok(k.get(1..9)
+                    .and_then(|b| b.try_into().ok())
+                    .map(u64::from_be_bytes)
+                    .unwrap_or(0))
             })
             .collect()
     }
@@ -236,8 +254,9 @@ impl Namespace {
     ) -> Result<Removed> {
         check_name(newname, what)?;
         let _g = self.lock();
-        let (src, src_kind) =
-            self.lookup(parent, name)?.ok_or_else(|| NamespaceError::NotFound(what.to_string()))?;
+        let (src, src_kind) = self
+            .lookup(parent, name)?
+            .ok_or_else(|| NamespaceError::NotFound(what.to_string()))?;
         let dst = self.lookup(newparent, newname)?;
         if flags.exchange && dst.is_none() {
             return Err(NamespaceError::NotFound(what.to_string()));
@@ -298,10 +317,30 @@ impl Namespace {
                     delta_new -= 1;
                 }
                 removed = self.drop_link(&mut b, dino, is_open, now)?;
-                self.move_entry(&mut b, parent, name, newparent, newname, src, src_kind, &mut delta_old, &mut delta_new);
+                self.move_entry(
+                    &mut b,
+                    parent,
+                    name,
+                    newparent,
+                    newname,
+                    src,
+                    src_kind,
+                    &mut delta_old,
+                    &mut delta_new,
+                );
             }
             None => {
-                self.move_entry(&mut b, parent, name, newparent, newname, src, src_kind, &mut delta_old, &mut delta_new);
+                self.move_entry(
+                    &mut b,
+                    parent,
+                    name,
+                    newparent,
+                    newname,
+                    src,
+                    src_kind,
+                    &mut delta_old,
+                    &mut delta_new,
+                );
             }
         }
         self.touch_ctime(&mut b, src, now)?;
@@ -379,16 +418,24 @@ impl Namespace {
         Ok(node)
     }
 
-    /// Replaces the content of file `ino`; objects it no longer uses are
-    /// queued for deletion in the same atomic step and returned.
-    pub fn set_content(&self, ino: u64, extents: Vec<Extent>, size: u64, mtime: Time) -> Result<Vec<ObjectId>> {
+    /// Replaces the content of file `ino` (written at `mtime`, its inode
+    /// changed at `ctime`, which never moves back); objects it no longer
+    /// uses are queued for deletion in the same atomic step and returned.
+    pub fn set_content(
+        &self,
+        ino: u64,
+        extents: Vec<Extent>,
+        size: u64,
+        mtime: Time,
+        ctime: Time,
+    ) -> Result<Vec<ObjectId>> {
         let _g = self.lock();
         let mut node = self.inode(ino)?;
         let gone = unused(&node.extents, &extents);
         node.extents = extents;
         node.size = size;
         node.mtime = mtime;
-        node.ctime = Time::now();
+        node.ctime = node.ctime.max(ctime);
         let mut b = Batch::new();
         b.insert(ikey(ino), node.encode());
         queue_gc(&mut b, &gone);
@@ -432,8 +479,16 @@ impl Namespace {
     pub fn listing(&self, ino: u64) -> Result<Vec<DirEntry>> {
         let parent = self.parent_of(ino)?.unwrap_or(ino);
         let mut out = vec![
-            DirEntry { name: b".".to_vec(), ino, kind: Kind::Dir },
-            DirEntry { name: b"..".to_vec(), ino: parent, kind: Kind::Dir },
+            DirEntry {
+                name: b".".to_vec(),
+                ino,
+                kind: Kind::Dir,
+            },
+            DirEntry {
+                name: b"..".to_vec(),
+                ino: parent,
+                kind: Kind::Dir,
+            },
         ];
         out.extend(self.readdir(ino)?);
         Ok(out)
@@ -455,12 +510,23 @@ mod tests {
     fn file(ns: &Namespace, parent: u64, name: &str, id: u8) -> u64 {
         let mut i = Inode::new(Kind::File, 0o644, 0, 0);
         i.size = 10;
-        i.extents = vec![Extent { offset: 0, len: 10, object: ObjectId([id; 16]), object_offset: 0 }];
+        i.extents = vec![Extent {
+            offset: 0,
+            len: 10,
+            object: ObjectId([id; 16]),
+            object_offset: 0,
+        }];
         ns.create(parent, name.as_bytes(), &i, name).unwrap()
     }
 
     fn dir(ns: &Namespace, parent: u64, name: &str) -> u64 {
-        ns.create(parent, name.as_bytes(), &Inode::new(Kind::Dir, 0o755, 0, 0), name).unwrap()
+        ns.create(
+            parent,
+            name.as_bytes(),
+            &Inode::new(Kind::Dir, 0o755, 0, 0),
+            name,
+        )
+        .unwrap()
     }
 
     const CLOSED: &dyn Fn(u64) -> bool = &|_| false;
@@ -473,22 +539,36 @@ mod tests {
         let f = file(&ns, a, "f", 1);
         let g = file(&ns, b, "g", 2);
         // Over an existing file: its object is queued, its inode gone.
-        let r = ns.rename(a, b"f", b, b"g", RenameFlags::default(), "/b/g", CLOSED).unwrap();
+        let r = ns
+            .rename(a, b"f", b, b"g", RenameFlags::default(), "/b/g", CLOSED)
+            .unwrap();
         assert_eq!(r.objects, vec![ObjectId([2; 16])]);
         assert_eq!(r.destroyed, Some(g));
         assert_eq!(ns.lookup(b, b"g").unwrap(), Some((f, Kind::File)));
         assert!(ns.lookup(a, b"f").unwrap().is_none());
         // NOREPLACE refuses, EXCHANGE swaps a file and a folder across parents.
         let h = file(&ns, a, "h", 3);
-        let flags = RenameFlags { noreplace: true, exchange: false };
-        assert!(matches!(ns.rename(a, b"h", b, b"g", flags, "x", CLOSED), Err(NamespaceError::Exists(_))));
+        let flags = RenameFlags {
+            noreplace: true,
+            exchange: false,
+        };
+        assert!(matches!(
+            ns.rename(a, b"h", b, b"g", flags, "x", CLOSED),
+            Err(NamespaceError::Exists(_))
+        ));
         let c = dir(&ns, b, "c");
-        let flags = RenameFlags { noreplace: false, exchange: true };
+        let flags = RenameFlags {
+            noreplace: false,
+            exchange: true,
+        };
         ns.rename(a, b"h", b, b"c", flags, "x", CLOSED).unwrap();
         assert_eq!(ns.lookup(a, b"h").unwrap(), Some((c, Kind::Dir)));
         assert_eq!(ns.lookup(b, b"c").unwrap(), Some((h, Kind::File)));
         assert_eq!(ns.parent_of(c).unwrap(), Some(a));
-        assert_eq!((ns.inode(a).unwrap().nlink, ns.inode(b).unwrap().nlink), (3, 2));
+        assert_eq!(
+            (ns.inode(a).unwrap().nlink, ns.inode(b).unwrap().nlink),
+            (3, 2)
+        );
         // A folder cannot move into itself; a folder only over an empty folder.
         assert!(matches!(
             ns.rename(ROOT, b"a", c, b"x", RenameFlags::default(), "x", CLOSED),
@@ -511,7 +591,9 @@ mod tests {
         // Moving an empty folder over an empty folder fixes link counts.
         let before = ns.inode(ROOT).unwrap().nlink;
         let z = dir(&ns, ROOT, "z");
-        let r = ns.rename(ROOT, b"z", a, b"h", RenameFlags::default(), "x", CLOSED).unwrap();
+        let r = ns
+            .rename(ROOT, b"z", a, b"h", RenameFlags::default(), "x", CLOSED)
+            .unwrap();
         assert_eq!(r.destroyed, Some(c));
         assert_eq!(ns.inode(ROOT).unwrap().nlink, before);
         assert_eq!(ns.inode(a).unwrap().nlink, 3);
@@ -524,7 +606,10 @@ mod tests {
         let f = file(&ns, ROOT, "f", 1);
         assert_eq!(ns.link(f, ROOT, b"g", "/g").unwrap().nlink, 2);
         let d = dir(&ns, ROOT, "d");
-        assert!(matches!(ns.link(d, ROOT, b"dd", "/dd"), Err(NamespaceError::NotPermitted(_))));
+        assert!(matches!(
+            ns.link(d, ROOT, b"dd", "/dd"),
+            Err(NamespaceError::NotPermitted(_))
+        ));
         let r = ns.unlink(ROOT, b"f", false, "/f", CLOSED).unwrap();
         assert_eq!(r, Removed::default());
         assert_eq!(ns.inode(f).unwrap().nlink, 1);
@@ -544,11 +629,30 @@ mod tests {
         let (_d, ns) = ns();
         let f = file(&ns, ROOT, "f", 1);
         let ext = vec![
-            Extent { offset: 0, len: 5, object: ObjectId([1; 16]), object_offset: 0 },
-            Extent { offset: 5, len: 3, object: ObjectId([2; 16]), object_offset: 0 },
-            Extent { offset: 8, len: 2, object: ObjectId([1; 16]), object_offset: 8 },
+            Extent {
+                offset: 0,
+                len: 5,
+                object: ObjectId([1; 16]),
+                object_offset: 0,
+            },
+            Extent {
+                offset: 5,
+                len: 3,
+                object: ObjectId([2; 16]),
+                object_offset: 0,
+            },
+            Extent {
+                offset: 8,
+                len: 2,
+                object: ObjectId([1; 16]),
+                object_offset: 8,
+            },
         ];
-        assert!(ns.set_content(f, ext, 10, Time::now()).unwrap().is_empty());
+        assert!(
+            ns.set_content(f, ext, 10, Time::now(), Time::now())
+                .unwrap()
+                .is_empty()
+        );
         let (node, gone) = ns.truncate(f, 6).unwrap();
         assert_eq!(node.extents.len(), 2);
         assert_eq!(node.extents[1].len, 1);

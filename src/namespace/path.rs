@@ -42,7 +42,10 @@ impl VaultPath {
                     });
                 }
                 p if p.contains(&0) => {
-                    return Err(NamespaceError::InvalidPath { path: display_name(s), why: "contains a NUL byte" });
+                    return Err(NamespaceError::InvalidPath {
+                        path: display_name(s),
+                        why: "contains a NUL byte",
+                    });
                 }
                 p => parts.push(p.to_vec()),
             }
@@ -62,13 +65,21 @@ impl VaultPath {
 
     /// The first `n` components as a path string.
     pub fn prefix(&self, n: usize) -> String {
-        VaultPath { parts: self.parts[..n.min(self.parts.len())].to_vec() }.to_string()
+        VaultPath {
+            parts: self.parts[..n.min(self.parts.len())].to_vec(),
+        }
+        .to_string()
     }
 
     /// Parent path and last name.
     pub fn split_last(&self) -> Option<(VaultPath, &[u8])> {
         let (last, rest) = self.parts.split_last()?;
-        Some((VaultPath { parts: rest.to_vec() }, last.as_slice()))
+        Some((
+            VaultPath {
+                parts: rest.to_vec(),
+            },
+            last.as_slice(),
+        ))
     }
 
     /// This path with `name` appended.

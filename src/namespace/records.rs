@@ -44,7 +44,11 @@ impl Namespace {
             .scan_prefix([prefix])
             .map(|r| {
                 let (k, _) = r?;
-                Ok(ObjectId(k.get(1..17).and_then(|b| b.try_into().ok()).unwrap_or([0; 16])))
+                Ok(ObjectId(
+                    k.get(1..17)
+                        .and_then(|b| b.try_into().ok())
+                        .unwrap_or([0; 16]),
+                ))
             })
             .collect()
     }
@@ -77,7 +81,13 @@ impl Namespace {
             .scan_prefix([b's'])
             .map(|r| {
                 let (k, v) = r?;
-                Ok((k.get(1..9).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).unwrap_or(0), v))
+                Ok((
+                    k.get(1..9)
+                        .and_then(|b| b.try_into().ok())
+                        .map(u64::from_be_bytes)
+                        .unwrap_or(0),
+                    v,
+                ))
             })
             .collect()
     }

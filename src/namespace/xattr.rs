@@ -53,14 +53,19 @@ impl Namespace {
     /// Names of the attributes of `ino`.
     pub fn list_xattr(&self, ino: u64) -> Result<Vec<Vec<u8>>> {
         let prefix = inokey(b'x', ino);
-        self.db.scan_prefix(prefix).map(|r| Ok(r?.0[prefix.len()..].to_vec())).collect()
+        self.db
+            .scan_prefix(prefix)
+            .map(|r| Ok(r?.0[prefix.len()..].to_vec()))
+            .collect()
     }
 
     /// Removes attribute `name` of `ino`.
     pub fn remove_xattr(&self, ino: u64, name: &[u8]) -> Result<()> {
         let _g = self.lock();
         if self.db.get(xkey(ino, name))?.is_none() {
-            return Err(NamespaceError::NoXattr(String::from_utf8_lossy(name).into_owned()));
+            return Err(NamespaceError::NoXattr(
+                String::from_utf8_lossy(name).into_owned(),
+            ));
         }
         let mut node = self.inode(ino)?;
         node.ctime = Time::now();

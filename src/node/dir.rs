@@ -24,7 +24,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::header::{HEADER_LEN, ShardHeader, ShardKey};
-use super::{Listing, Node, NodeError, NodeErrorKind, NodeHealth, PendingShard, ShardSink, StoredShard};
+use super::{
+    Listing, Node, NodeError, NodeErrorKind, NodeHealth, PendingShard, ShardSink, StoredShard,
+};
 use crate::ObjectId;
 
 const MARKER: &str = "qsfs-node";
@@ -72,7 +74,9 @@ impl DirNode {
         match fs::create_dir(&self.root) {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                if fs::read_dir(&self.root).map_err(err)?.next().is_some() && self.read_marker().is_none() {
+                if fs::read_dir(&self.root).map_err(err)?.next().is_some()
+                    && self.read_marker().is_none()
+                {
                     return Err(self.err(
                         "initialize node folder",
                         None,
@@ -145,7 +149,8 @@ impl DirNode {
 
     /// Path of a committed shard file.
     pub fn shard_path(&self, key: ShardKey) -> PathBuf {
-        self.fan_dir(&key.object).join(format!("{}.{}", key.object, key.index))
+        self.fan_dir(&key.object)
+            .join(format!("{}.{}", key.object, key.index))
     }
 
     /// Makes sure the folder is ours before a write.
@@ -162,7 +167,10 @@ impl DirNode {
     fn check_health(&self) -> NodeHealth {
         match fs::metadata(&self.root) {
             Err(e) if e.kind() == ErrorKind::NotFound => {
-                return NodeHealth::Offline(format!("folder {} does not exist", self.root.display()));
+                return NodeHealth::Offline(format!(
+                    "folder {} does not exist",
+                    self.root.display()
+                ));
             }
             Err(e) => return NodeHealth::Offline(format!("folder {}: {e}", self.root.display())),
             Ok(m) if !m.is_dir() => {
@@ -171,9 +179,10 @@ impl DirNode {
             Ok(_) => {}
         }
         match self.read_marker() {
-            Some((vault, _)) if vault != self.vault_id => {
-                NodeHealth::Foreign(format!("{} belongs to another vault ({vault})", self.root.display()))
-            }
+            Some((vault, _)) if vault != self.vault_id => NodeHealth::Foreign(format!(
+                "{} belongs to another vault ({vault})",
+                self.root.display()
+            )),
             Some((_, node)) if node != self.name => NodeHealth::Foreign(format!(
                 "{} is {node} of this vault, not {}; check the node paths in qsfs.toml",
                 self.root.display(),
@@ -207,7 +216,10 @@ impl DirNode {
             return Ok(());
         }
         if let Some((vault, node)) = self.read_marker() {
-            return Err(fail(format!("{} is already node {node} of vault {vault}", self.root.display())));
+            return Err(fail(format!(
+                "{} is already node {node} of vault {vault}",
+                self.root.display()
+            )));
         }
         let entries = fs::read_dir(&self.root)
             .map_err(|e| fail(format!("cannot read {}: {e}", self.root.display())))?
@@ -215,7 +227,10 @@ impl DirNode {
             .filter(|e| e.file_name() != "lost+found")
             .count();
         if entries > 0 {
-            return Err(fail(format!("{} is not empty; adopt only an empty folder", self.root.display())));
+            return Err(fail(format!(
+                "{} is not empty; adopt only an empty folder",
+                self.root.display()
+            )));
         }
         self.adopt()
     }
@@ -232,16 +247,29 @@ impl DirNode {
         }
     }
 
-    fn fail_all(&self, items: &mut [Result<DirPending, NodeError>], op: &'static str, e: &std::io::Error) {
+    fn fail_all(
+        &self,
+        items: &mut [Result<DirPending, NodeError>],
+        op: &'static str,
+        e: &std::io::Error,
+    ) {
         for item in items.iter_mut() {
             if let Ok(p) = item {
-                *item = Err(self.err(op, Some(p.key), NodeErrorKind::Io(std::io::Error::new(e.kind(), e.to_string()))));
+                *item = Err(self.err(
+                    op,
+                    Some(p.key),
+                    NodeErrorKind::Io(std::io::Error::new(e.kind(), e.to_string())),
+                ));
             }
         }
     }
 
     fn io_kind(e: std::io::Error) -> NodeErrorKind {
-        if e.kind() == ErrorKind::NotFound { NodeErrorKind::NotFound } else { NodeErrorKind::Io(e) }
+        if e.kind() == ErrorKind::NotFound {
+            NodeErrorKind::NotFound
+        } else {
+            NodeErrorKind::Io(e)
+        }
     }
 }
 
@@ -267,7 +295,9 @@ impl Node for DirNode {
     }
 
     fn probe_write(&self) -> Result<(), String> {
-        let probe = self.root.join(format!(".qsfs-probe-{}", std::process::id()));
+        let probe = self
+            .root
+            .join(format!(".qsfs-probe-{}", std::process::id()));
         let result = File::create(&probe).and_then(|mut f| f.write_all(b"probe"));
         let _ = fs::remove_file(&probe);
         result.map_err(|e| format!("{} refuses writes: {e}", self.root.display()))
@@ -288,7 +318,11 @@ impl Node for DirNode {
         let key = header.key;
         let io = |e| self.err("write shard", Some(key), NodeErrorKind::Io(e));
         let dir = self.fan_dir(&key.object);
-        let tag = format!("{}-{}", std::process::id(), TMP_COUNTER.fetch_add(1, Ordering::Relaxed));
+        let tag = format!(
+            "{}-{}",
+            std::process::id(),
+            TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
         let tmp = dir.join(format!(".{}.{}.{tag}.tmp", key.object, key.index));
         let open = || OpenOptions::new().write(true).create_new(true).open(&tmp);
         let file = match open() {
@@ -324,9 +358,16 @@ impl Node for DirNode {
             .into_iter()
             .map(|p| {
                 let key = p.key();
-                p.into_any().downcast::<DirPending>().map(|b| *b).map_err(|_| {
-                    self.err("commit shard", Some(key), NodeErrorKind::Offline("shard was written by another node".into()))
-                })
+                p.into_any()
+                    .downcast::<DirPending>()
+                    .map(|b| *b)
+                    .map_err(|_| {
+                        self.err(
+                            "commit shard",
+                            Some(key),
+                            NodeErrorKind::Offline("shard was written by another node".into()),
+                        )
+                    })
             })
             .collect();
         // A big group shares one filesystem barrier instead of an fsync per
@@ -370,7 +411,11 @@ impl Node for DirNode {
                         if let Ok(p) = item
                             && p.dir == *d
                         {
-                            *item = Err(self.err("sync shard folder", Some(p.key), NodeErrorKind::Io(std::io::Error::new(e.kind(), e.to_string()))));
+                            *item = Err(self.err(
+                                "sync shard folder",
+                                Some(p.key),
+                                NodeErrorKind::Io(std::io::Error::new(e.kind(), e.to_string())),
+                            ));
                         }
                     }
                 }
@@ -382,16 +427,17 @@ impl Node for DirNode {
     fn read_at(&self, key: ShardKey, offset: u64, buf: &mut [u8]) -> Result<(), NodeError> {
         let err = |kind| self.err("read shard", Some(key), kind);
         let file = File::open(self.shard_path(key)).map_err(|e| err(Self::io_kind(e)))?;
-        file.read_exact_at(buf, HEADER_LEN as u64 + offset).map_err(|e| {
-            if e.kind() == ErrorKind::UnexpectedEof {
-                err(NodeErrorKind::Corrupt(format!(
-                    "truncated: {} bytes at payload offset {offset} are past the end",
-                    buf.len()
-                )))
-            } else {
-                err(NodeErrorKind::Io(e))
-            }
-        })
+        file.read_exact_at(buf, HEADER_LEN as u64 + offset)
+            .map_err(|e| {
+                if e.kind() == ErrorKind::UnexpectedEof {
+                    err(NodeErrorKind::Corrupt(format!(
+                        "truncated: {} bytes at payload offset {offset} are past the end",
+                        buf.len()
+                    )))
+                } else {
+                    err(NodeErrorKind::Io(e))
+                }
+            })
     }
 
     fn read_header(&self, key: ShardKey) -> Result<ShardHeader, NodeError> {
@@ -400,14 +446,20 @@ impl Node for DirNode {
         let mut buf = [0u8; HEADER_LEN];
         file.read_exact_at(&mut buf, 0).map_err(|e| {
             if e.kind() == ErrorKind::UnexpectedEof {
-                err(NodeErrorKind::Corrupt("file shorter than its header".into()))
+                err(NodeErrorKind::Corrupt(
+                    "file shorter than its header".into(),
+                ))
             } else {
                 err(NodeErrorKind::Io(e))
             }
         })?;
-        let header = ShardHeader::decode(&buf).map_err(|e| err(NodeErrorKind::Corrupt(e.to_string())))?;
+        let header =
+            ShardHeader::decode(&buf).map_err(|e| err(NodeErrorKind::Corrupt(e.to_string())))?;
         if header.key != key {
-            return Err(err(NodeErrorKind::Corrupt(format!("file holds shard {} instead", header.key))));
+            return Err(err(NodeErrorKind::Corrupt(format!(
+                "file holds shard {} instead",
+                header.key
+            ))));
         }
         Ok(header)
     }
@@ -471,10 +523,17 @@ impl Node for DirNode {
                     listing.leftovers.push(entry.path());
                     continue;
                 }
-                let Some((hex, idx)) = name.split_once('.') else { continue };
-                let (Some(object), Ok(index)) = (ObjectId::from_hex(hex), idx.parse::<u8>()) else { continue };
+                let Some((hex, idx)) = name.split_once('.') else {
+                    continue;
+                };
+                let (Some(object), Ok(index)) = (ObjectId::from_hex(hex), idx.parse::<u8>()) else {
+                    continue;
+                };
                 let size = entry.metadata().map_err(err)?.len();
-                listing.shards.push(StoredShard { key: ShardKey { object, index }, size });
+                listing.shards.push(StoredShard {
+                    key: ShardKey { object, index },
+                    size,
+                });
             }
         }
         listing.shards.sort_by_key(|s| s.key);
@@ -496,15 +555,30 @@ struct DirSink {
 impl DirSink {
     fn put(&mut self, data: &[u8]) -> Result<(), NodeError> {
         let out = self.out.as_mut().ok_or_else(|| {
-            NodeError::new(&self.node, "write shard", Some(self.key), NodeErrorKind::Offline("sink closed".into()))
+            NodeError::new(
+                &self.node,
+                "write shard",
+                Some(self.key),
+                NodeErrorKind::Offline("sink closed".into()),
+            )
         })?;
-        out.write_all(data)
-            .map_err(|e| NodeError::new(&self.node, "write shard", Some(self.key), NodeErrorKind::Io(e)))?;
+        out.write_all(data).map_err(|e| {
+            NodeError::new(
+                &self.node,
+                "write shard",
+                Some(self.key),
+                NodeErrorKind::Io(e),
+            )
+        })?;
         let before = self.written;
         self.written += data.len() as u64;
         if before / WRITEBACK_EVERY != self.written / WRITEBACK_EVERY {
             let end = self.written / WRITEBACK_EVERY * WRITEBACK_EVERY;
-            crate::sys::start_writeback_range(out.get_ref(), end - WRITEBACK_EVERY, WRITEBACK_EVERY);
+            crate::sys::start_writeback_range(
+                out.get_ref(),
+                end - WRITEBACK_EVERY,
+                WRITEBACK_EVERY,
+            );
         }
         Ok(())
     }
@@ -523,8 +597,13 @@ impl ShardSink for DirSink {
                 self.written, self.expected
             ))));
         }
-        let out = self.out.take().ok_or_else(|| err(NodeErrorKind::Offline("sink closed".into())))?;
-        let file = out.into_inner().map_err(|e| err(NodeErrorKind::Io(e.into_error())))?;
+        let out = self
+            .out
+            .take()
+            .ok_or_else(|| err(NodeErrorKind::Offline("sink closed".into())))?;
+        let file = out
+            .into_inner()
+            .map_err(|e| err(NodeErrorKind::Io(e.into_error())))?;
         // Writeback of a big shard can start now; the commit waits for it.
         if self.written >= WRITEBACK_EVERY {
             let _ = crate::sys::start_writeback(&file);
@@ -601,7 +680,12 @@ mod tests {
         n
     }
 
-    fn write_shard(n: &DirNode, object: ObjectId, index: u8, payload: &[u8]) -> Box<dyn PendingShard> {
+    fn write_shard(
+        n: &DirNode,
+        object: ObjectId,
+        index: u8,
+        payload: &[u8],
+    ) -> Box<dyn PendingShard> {
         let layout = StripeLayout::plan(2, 3, (payload.len() * 2) as u64, 1 << 20).unwrap();
         let header = ShardHeader::new(object, index, &layout);
         let mut sink = n.create(&header).unwrap();
@@ -627,7 +711,10 @@ mod tests {
         n.read_at(key, 90, &mut buf).unwrap();
         assert_eq!(buf, [7u8; 10]);
         let mut past = [0u8; 11];
-        assert!(matches!(n.read_at(key, 90, &mut past).unwrap_err().kind, NodeErrorKind::Corrupt(_)));
+        assert!(matches!(
+            n.read_at(key, 90, &mut past).unwrap_err().kind,
+            NodeErrorKind::Corrupt(_)
+        ));
         let listing = n.list().unwrap();
         assert_eq!(listing.shards, vec![StoredShard { key, size: 164 }]);
         assert!(listing.leftovers.is_empty());
@@ -654,7 +741,10 @@ mod tests {
         let gone = DirNode::new("node-9", &dir.path().join("gone"), "vault-1");
         assert!(matches!(gone.health(), NodeHealth::Offline(_)));
         let layout = StripeLayout::plan(2, 3, 10, 1 << 20).unwrap();
-        assert!(gone.create(&ShardHeader::new(ObjectId([2; 16]), 0, &layout)).is_err());
+        assert!(
+            gone.create(&ShardHeader::new(ObjectId([2; 16]), 0, &layout))
+                .is_err()
+        );
         assert!(!dir.path().join("gone").exists());
         // Same folder configured under another name or vault.
         let swapped = DirNode::new("node-1", &dir.path().join("node-0"), "vault-1");
@@ -669,7 +759,10 @@ mod tests {
         let n = DirNode::new("node-0", &dir.path().join("node-0"), "vault-1");
         assert!(matches!(n.health(), NodeHealth::Offline(why) if why.contains("node adopt")));
         let layout = StripeLayout::plan(2, 3, 10, 1 << 20).unwrap();
-        assert!(n.create(&ShardHeader::new(ObjectId([3; 16]), 0, &layout)).is_err());
+        assert!(
+            n.create(&ShardHeader::new(ObjectId([3; 16]), 0, &layout))
+                .is_err()
+        );
         assert!(!dir.path().join("node-0").join(MARKER).exists());
         fs::create_dir(dir.path().join("node-0/lost+found")).unwrap();
         n.adopt_empty().unwrap();

@@ -118,11 +118,18 @@ impl ShardHeader {
         }
         let version = r.u16()?;
         if version != VERSION {
-            return Err(DecodeError::Version { what: "shard header", found: version.into(), supported: VERSION.into() });
+            return Err(DecodeError::Version {
+                what: "shard header",
+                found: version.into(),
+                supported: VERSION.into(),
+            });
         }
         let header_len = r.u16()?;
         if header_len as usize != HEADER_LEN || buf.len() < HEADER_LEN {
-            return Err(r.invalid("header_len", format!("{header_len} (expected {HEADER_LEN})")));
+            return Err(r.invalid(
+                "header_len",
+                format!("{header_len} (expected {HEADER_LEN})"),
+            ));
         }
         let check = blake3::hash(&buf[..56]);
         if check.as_bytes()[..8] != buf[56..64] {
@@ -137,9 +144,19 @@ impl ShardHeader {
         let stripes = r.u64()?;
         let object_len = r.u64()?;
         if k == 0 || k >= n || index >= n || chunk == 0 {
-            return Err(r.invalid("k/n/index", format!("k={k} n={n} index={index} chunk={chunk}")));
+            return Err(r.invalid(
+                "k/n/index",
+                format!("k={k} n={n} index={index} chunk={chunk}"),
+            ));
         }
-        Ok(ShardHeader { key: ShardKey { object, index }, k, n, chunk, stripes, object_len })
+        Ok(ShardHeader {
+            key: ShardKey { object, index },
+            k,
+            n,
+            chunk,
+            stripes,
+            object_len,
+        })
     }
 }
 

@@ -53,8 +53,18 @@ pub struct NodeError {
 
 impl NodeError {
     /// Builds an error for `op` on `shard` of `node`.
-    pub fn new(node: &str, op: &'static str, shard: Option<ShardKey>, kind: NodeErrorKind) -> NodeError {
-        NodeError { node: node.to_string(), op, shard: shard.map(|s| format!("{s} ")).unwrap_or_default(), kind }
+    pub fn new(
+        node: &str,
+        op: &'static str,
+        shard: Option<ShardKey>,
+        kind: NodeErrorKind,
+    ) -> NodeError {
+        NodeError {
+            node: node.to_string(),
+            op,
+            shard: shard.map(|s| format!("{s} ")).unwrap_or_default(),
+            kind,
+        }
     }
 
     /// True if the shard simply is not there.

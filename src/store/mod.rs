@@ -99,7 +99,10 @@ pub struct Db {
 
 impl std::fmt::Debug for Db {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Db").field("role", &self.role).field("path", &self.path).finish()
+        f.debug_struct("Db")
+            .field("role", &self.role)
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -113,7 +116,10 @@ pub struct Batch {
 impl Batch {
     /// An empty batch.
     pub fn new() -> Self {
-        Self { inner: sled::Batch::default(), empty: true }
+        Self {
+            inner: sled::Batch::default(),
+            empty: true,
+        }
     }
     /// Sets `key` to `value`.
     pub fn insert(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
@@ -145,9 +151,17 @@ const VAULT_ID_KEY: &[u8] = b"\0vault-id";
 
 impl Db {
     /// Opens the store in folder `path`, which must belong to `vault_id`.
-    pub fn open_vault_store(path: &Path, role: &'static str, vault_id: &str, mode: OpenMode) -> Result<Db, StoreError> {
+    pub fn open_vault_store(
+        path: &Path,
+        role: &'static str,
+        vault_id: &str,
+        mode: OpenMode,
+    ) -> Result<Db, StoreError> {
         if mode == OpenMode::Existing && !path.join("conf").is_file() {
-            return Err(StoreError::Missing { role, path: path.to_path_buf() });
+            return Err(StoreError::Missing {
+                role,
+                path: path.to_path_buf(),
+            });
         }
         let db = Self::open(path, role)?;
         match db.get(VAULT_ID_KEY)? {
@@ -170,7 +184,10 @@ impl Db {
     /// Opens (creating if needed) the store in folder `path`.
     pub fn open(path: &Path, role: &'static str) -> Result<Db, StoreError> {
         remove_unfinished_snapshots(path);
-        let config = sled::Config::new().path(path).cache_capacity(32 * 1024 * 1024).flush_every_ms(None);
+        let config = sled::Config::new()
+            .path(path)
+            .cache_capacity(32 * 1024 * 1024)
+            .flush_every_ms(None);
         // sled releases its file lock from a background thread after the
         // last handle drops, so a reopen in the same process can race it
         // for a moment; another process holding it is reported at once by
@@ -179,11 +196,19 @@ impl Db {
         let inner = loop {
             match config.open() {
                 Ok(db) => break db,
-                Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") && tries < 100 => {
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock") && tries < 100 =>
+                {
                     tries += 1;
                     std::thread::sleep(std::time::Duration::from_millis(20));
                 }
-                Err(source) => return Err(StoreError::Open { role, path: path.to_path_buf(), source }),
+                Err(source) => {
+                    return Err(StoreError::Open {
+                        role,
+                        path: path.to_path_buf(),
+                        source,
+                    });
+                }
             }
         };
         let db = Db {
@@ -205,17 +230,28 @@ impl Db {
     }
 
     fn engine(&self, op: &'static str) -> impl FnOnce(sled::Error) -> StoreError + '_ {
-        move |source| StoreError::Engine { role: self.role, path: self.path.clone(), op, source }
+        move |source| StoreError::Engine {
+            role: self.role,
+            path: self.path.clone(),
+            op,
+            source,
+        }
     }
 
     /// Reads one value.
     pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.inner.get(key).map_err(self.engine("read"))?.map(|v| v.to_vec()))
+        Ok(self
+            .inner
+            .get(key)
+            .map_err(self.engine("read"))?
+            .map(|v| v.to_vec()))
     }
 
     /// Writes one value (not durable until [`Db::flush_durable`]).
     pub fn insert(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<(), StoreError> {
-        self.inner.insert(key.as_ref(), value.as_ref()).map_err(self.engine("write"))?;
+        self.inner
+            .insert(key.as_ref(), value.as_ref())
+            .map_err(self.engine("write"))?;
         Ok(())
     }
 
@@ -230,7 +266,9 @@ impl Db {
         if batch.empty {
             return Ok(());
         }
-        self.inner.apply_batch(batch.inner).map_err(self.engine("apply a batch"))
+        self.inner
+            .apply_batch(batch.inner)
+            .map_err(self.engine("apply a batch"))
     }
 
     /// All records whose key starts with `prefix`, in key order.
@@ -238,9 +276,10 @@ impl Db {
         &self,
         prefix: impl AsRef<[u8]>,
     ) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>), StoreError>> + '_ {
-        self.inner
-            .scan_prefix(prefix)
-            .map(move |r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(self.engine("scan")))
+        self.inner.scan_prefix(prefix).map(move |r| {
+            r.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                .map_err(self.engine("scan"))
+        })
     }
 
     /// Records with keys in `[start, end)`, in key order.
@@ -251,7 +290,10 @@ impl Db {
     ) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>), StoreError>> + '_ {
         self.inner
             .range(start.to_vec()..end.to_vec())
-            .map(move |r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(self.engine("scan")))
+            .map(move |r| {
+                r.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                    .map_err(self.engine("scan"))
+            })
     }
 
     /// Hands every change so far to the OS (sled's flush: written and
@@ -268,13 +310,20 @@ impl Db {
         self.inner.flush().map_err(self.engine("flush"))?;
         let sync_err = |file: &Path| {
             let file = file.to_path_buf();
-            move |source| StoreError::Sync { role: self.role, path: self.path.clone(), file, source }
+            move |source| StoreError::Sync {
+                role: self.role,
+                path: self.path.clone(),
+                file,
+                source,
+            }
         };
         // The log is where sled's flush writes. `conf` is written once when
         // the store is created and is covered by the first flush's folder
         // sync below; snapshots are fsynced by sled itself.
         let log = self.path.join("db");
-        std::fs::File::open(&log).and_then(|f| f.sync_data()).map_err(sync_err(&log))?;
+        std::fs::File::open(&log)
+            .and_then(|f| f.sync_data())
+            .map_err(sync_err(&log))?;
         let blobs = self.path.join("blobs");
         if blobs.is_dir() {
             let mut synced = self.synced_blobs.lock().unwrap_or_else(|p| p.into_inner());
@@ -311,7 +360,9 @@ impl Db {
             for name in ["conf", "db"] {
                 let p = self.path.join(name);
                 if p.exists() {
-                    std::fs::File::open(&p).and_then(|f| f.sync_all()).map_err(sync_err(&p))?;
+                    std::fs::File::open(&p)
+                        .and_then(|f| f.sync_all())
+                        .map_err(sync_err(&p))?;
                 }
             }
             crate::sys::fsync_dir(&self.path).map_err(sync_err(&self.path))?;
@@ -319,7 +370,6 @@ impl Db {
         }
         Ok(())
     }
-
 }
 
 /// sled 0.34 writes a snapshot to `snap.<lsn>.generating`, fsyncs it and
@@ -333,7 +383,9 @@ impl Db {
 /// Only the vault lock holder opens a store, so no other process can be
 /// writing that file right now.
 fn remove_unfinished_snapshots(path: &Path) {
-    let Ok(entries) = std::fs::read_dir(path) else { return };
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return;
+    };
     for entry in entries.flatten() {
         let name = entry.file_name();
         let name = name.to_string_lossy();
@@ -341,7 +393,10 @@ fn remove_unfinished_snapshots(path: &Path) {
             && name.ends_with(".generating")
             && let Err(e) = std::fs::remove_file(entry.path())
         {
-            tracing::warn!("cannot remove the unfinished store snapshot {}: {e}", entry.path().display());
+            tracing::warn!(
+                "cannot remove the unfinished store snapshot {}: {e}",
+                entry.path().display()
+            );
         }
     }
 }
@@ -389,7 +444,9 @@ mod tests {
             assert!(db.get(b"b1").unwrap().is_none());
         }
         // Vault stamps: adopted once, then enforced; a missing store is an error.
-        Db::open_vault_store(&p, "test", "v1", OpenMode::Existing).map(drop).unwrap();
+        Db::open_vault_store(&p, "test", "v1", OpenMode::Existing)
+            .map(drop)
+            .unwrap();
         assert!(matches!(
             Db::open_vault_store(&p, "test", "v2", OpenMode::Existing),
             Err(StoreError::Foreign { .. })

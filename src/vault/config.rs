@@ -118,7 +118,10 @@ impl Config {
                     VaultError::NoVault(root.to_path_buf())
                 }
             } else {
-                VaultError::Io { what: format!("read {}", file.display()), source: e }
+                VaultError::Io {
+                    what: format!("read {}", file.display()),
+                    source: e,
+                }
             }
         })?;
         Self::parse(&text, &file)
@@ -126,7 +129,12 @@ impl Config {
 
     /// Checks the settings; the error names the file and the setting.
     pub fn check(&self, file: &Path) -> Result<(), VaultError> {
-        let bad = |detail: String| Err(VaultError::Config { file: file.to_path_buf(), detail });
+        let bad = |detail: String| {
+            Err(VaultError::Config {
+                file: file.to_path_buf(),
+                detail,
+            })
+        };
         if self.format != CONFIG_FORMAT {
             return bad(format!(
                 "format = {} is not supported by this qsfs (it reads format {CONFIG_FORMAT})",
@@ -134,7 +142,10 @@ impl Config {
             ));
         }
         if self.vault_id.len() != 32 || !self.vault_id.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return bad(format!("vault_id = {:?} must be 32 hex digits", self.vault_id));
+            return bad(format!(
+                "vault_id = {:?} must be 32 hex digits",
+                self.vault_id
+            ));
         }
         if self.k == 0 || self.k >= self.n || self.n > MAX_SHARDS {
             return bad(format!(
@@ -144,17 +155,24 @@ impl Config {
         }
         let q = self.quorum();
         if q < self.k || q > self.n {
-            return bad(format!("write_quorum = {q} must be between k = {} and n = {}", self.k, self.n));
+            return bad(format!(
+                "write_quorum = {q} must be between k = {} and n = {}",
+                self.k, self.n
+            ));
         }
         if self.max_chunk < 4096 || self.max_chunk > (64 << 20) {
-            return bad(format!("max_chunk = {} must be between 4096 and {}", self.max_chunk, 64 << 20));
+            return bad(format!(
+                "max_chunk = {} must be between 4096 and {}",
+                self.max_chunk,
+                64 << 20
+            ));
         }
         if u64::from(self.max_chunk) * self.n as u64 > MAX_STRIPE_BYTES {
             return bad(format!(
                 "max_chunk = {} with n = {} makes stripes of {} MiB; keep max_chunk x n under {} MiB",
                 self.max_chunk,
                 self.n,
-                u64::from(self.max_chunk) * self.n as u64 >> 20,
+                (u64::from(self.max_chunk) * self.n as u64) >> 20,
                 MAX_STRIPE_BYTES >> 20
             ));
         }
@@ -168,7 +186,11 @@ impl Config {
         }
         for (i, node) in self.nodes.iter().enumerate() {
             if node.name.is_empty() || node.name.contains(char::is_whitespace) {
-                return bad(format!("node #{}: name {:?} must be non-empty without spaces", i + 1, node.name));
+                return bad(format!(
+                    "node #{}: name {:?} must be non-empty without spaces",
+                    i + 1,
+                    node.name
+                ));
             }
             if self.nodes[..i].iter().any(|o| o.name == node.name) {
                 return bad(format!("node name {:?} is used twice", node.name));
@@ -178,7 +200,10 @@ impl Config {
                     let Some(path) = &node.path else {
                         return bad(format!("node {:?}: kind = \"dir\" needs a path", node.name));
                     };
-                    if let Some(other) = self.nodes[..i].iter().find(|o| o.path.as_ref() == Some(path)) {
+                    if let Some(other) = self.nodes[..i]
+                        .iter()
+                        .find(|o| o.path.as_ref() == Some(path))
+                    {
                         return bad(format!(
                             "nodes {:?} and {:?} have the same path {}; every node needs its own folder",
                             other.name,
@@ -187,7 +212,12 @@ impl Config {
                         ));
                     }
                 }
-                other => return bad(format!("node {:?}: unknown kind {other:?} (known: \"dir\")", node.name)),
+                other => {
+                    return bad(format!(
+                        "node {:?}: unknown kind {other:?} (known: \"dir\")",
+                        node.name
+                    ));
+                }
             }
         }
         Ok(())
@@ -252,7 +282,9 @@ mod tests {
         let mut c = sample();
         c.nodes.pop();
         assert!(c.check(f).unwrap_err().to_string().contains("n = 5"));
-        let e = Config::parse("k = 3\nbogus = 1\n", f).unwrap_err().to_string();
+        let e = Config::parse("k = 3\nbogus = 1\n", f)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("/v/qsfs.toml"), "{e}");
         let mut c = sample();
         c.nodes[1].name = "node-0".into();

@@ -40,7 +40,8 @@ impl Vault {
     /// version is destroyed only after the new one is durable). Returns one
     /// result per item.
     pub fn put_many(&self, items: &[(PutSource, VaultPath)]) -> Vec<Result<u64, VaultError>> {
-        let mut results: Vec<Option<Result<u64, VaultError>>> = (0..items.len()).map(|_| None).collect();
+        let mut results: Vec<Option<Result<u64, VaultError>>> =
+            (0..items.len()).map(|_| None).collect();
         for group in (0..items.len()).collect::<Vec<_>>().chunks(BATCH) {
             let mut sealed: Vec<(usize, Option<SealedObject>, Inode, Option<Spool>)> = Vec::new();
             for &i in group {
@@ -65,14 +66,18 @@ impl Vault {
                 let res = match slot {
                     Some(j) => match &committed[j] {
                         Ok(()) => {
-                            let r = self.link_content(&items[i].1, inode, Some(&objs[j]), &mut garbage);
+                            let r =
+                                self.link_content(&items[i].1, inode, Some(&objs[j]), &mut garbage);
                             match r {
                                 Ok(_) => named.push(objs[j].id()),
                                 Err(_) => self.settle_failed(&[objs[j].id()]),
                             }
                             r
                         }
-                        Err(e) => Err(VaultError::Seal { path: what.clone(), detail: e.to_string() }),
+                        Err(e) => Err(VaultError::Seal {
+                            path: what.clone(),
+                            detail: e.to_string(),
+                        }),
                     },
                     None => self.link_content(&items[i].1, inode, None, &mut garbage),
                 };
@@ -98,16 +103,23 @@ impl Vault {
             if !garbage.is_empty()
                 && let Err(e) = self.collect_garbage()
             {
-                tracing::warn!("old versions could not be destroyed yet ({e}); the next qsfs command retries");
+                tracing::warn!(
+                    "old versions could not be destroyed yet ({e}); the next qsfs command retries"
+                );
             }
         }
-        results.into_iter().map(|r| r.unwrap_or_else(|| Err(VaultError::Internal("item skipped".into())))).collect()
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(VaultError::Internal("item skipped".into()))))
+            .collect()
     }
 
     /// Stores one source at `path`.
     pub fn put(&self, src: &PutSource, path: &VaultPath) -> Result<u64, VaultError> {
         let items = [(src.clone(), path.clone())];
-        self.put_many(&items).pop().unwrap_or_else(|| Err(VaultError::Internal("no result".into())))
+        self.put_many(&items)
+            .pop()
+            .unwrap_or_else(|| Err(VaultError::Internal("no result".into())))
     }
 
     /// Checks the target, seals the source. Empty files need no object.
@@ -128,11 +140,18 @@ impl Vault {
                 NamespaceError::Exists(what).into()
             });
         }
-        let mut inode = Inode::new(Kind::File, 0o644, super::current_uid(), super::current_gid());
+        let mut inode = Inode::new(
+            Kind::File,
+            0o644,
+            super::current_uid(),
+            super::current_gid(),
+        );
         let (file, len, spool) = match src {
             PutSource::File(p) => {
                 let f = File::open(p).map_err(io_err(format!("open {}", p.display())))?;
-                let meta = f.metadata().map_err(io_err(format!("stat {}", p.display())))?;
+                let meta = f
+                    .metadata()
+                    .map_err(io_err(format!("stat {}", p.display())))?;
                 if !meta.is_file() {
                     return Err(VaultError::Io {
                         what: format!("read {}", p.display()),
@@ -140,7 +159,10 @@ impl Vault {
                     });
                 }
                 inode.mode = meta.permissions().mode() & 0o7777;
-                inode.mtime = Time { secs: meta.mtime(), nanos: meta.mtime_nsec() as u32 };
+                inode.mtime = Time {
+                    secs: meta.mtime(),
+                    nanos: meta.mtime_nsec() as u32,
+                };
                 (f, meta.len(), None)
             }
             PutSource::Stdin => {
@@ -172,7 +194,8 @@ impl Vault {
             .mode(0o600)
             .open(&path)
             .map_err(io_err(format!("create {}", path.display())))?;
-        std::io::copy(&mut std::io::stdin().lock(), &mut f).map_err(io_err("read standard input"))?;
+        std::io::copy(&mut std::io::stdin().lock(), &mut f)
+            .map_err(io_err("read standard input"))?;
         Ok(spool)
     }
 
@@ -185,13 +208,27 @@ impl Vault {
         obj: Option<&SealedObject>,
         garbage: &mut Vec<ObjectId>,
     ) -> Result<u64, VaultError> {
-        let extents: Vec<Extent> =
-            obj.map(|o| vec![Extent { offset: 0, len: o.plain_len(), object: o.id(), object_offset: 0 }]).unwrap_or_default();
+        let extents: Vec<Extent> = obj
+            .map(|o| {
+                vec![Extent {
+                    offset: 0,
+                    len: o.plain_len(),
+                    object: o.id(),
+                    object_offset: 0,
+                }]
+            })
+            .unwrap_or_default();
         let (parent, name) = self.ns.resolve_parent(path)?;
         let size = inode.size;
         match self.ns.lookup(parent, name)? {
             Some((ino, Kind::File)) => {
-                garbage.extend(self.ns.set_content(ino, extents, size, Time::now())?);
+                garbage.extend(self.ns.set_content(
+                    ino,
+                    extents,
+                    size,
+                    Time::now(),
+                    Time::now(),
+                )?);
                 Ok(ino)
             }
             Some(_) => Err(NamespaceError::Exists(path.to_string()).into()),
@@ -204,7 +241,12 @@ impl Vault {
 
     /// Writes the content of file `path` to `sink`: holes as zeros, each
     /// extent decrypted and verified.
-    pub fn read_file(&self, path: &VaultPath, sink: &mut dyn Write, verify_first: bool) -> Result<ReadOutcome, VaultError> {
+    pub fn read_file(
+        &self,
+        path: &VaultPath,
+        sink: &mut dyn Write,
+        verify_first: bool,
+    ) -> Result<ReadOutcome, VaultError> {
         let what = path.to_string();
         let (_, inode) = self.ns.resolve(path)?;
         match inode.kind {
@@ -224,13 +266,20 @@ impl Vault {
             // An extent may use part of its object (after a partial
             // rewrite or a truncate in the mount): the whole object is still
             // decrypted and verified, only the window reaches the output.
-            let mut window = Window { out: &mut *sink, skip: e.object_offset, take: e.len };
+            let mut window = Window {
+                out: &mut *sink,
+                skip: e.object_offset,
+                take: e.len,
+            };
             self.open_object(&e.object, &mut window, verify_first, &what, &mut outcome)?;
             if window.take > 0 {
                 return Err(VaultError::Read {
                     path: what,
                     object: e.object,
-                    detail: format!("the object is {} bytes shorter than its extent", window.take),
+                    detail: format!(
+                        "the object is {} bytes shorter than its extent",
+                        window.take
+                    ),
                 });
             }
             pos = e.offset + e.len;
@@ -251,7 +300,8 @@ impl Vault {
                 Ok(t) => t,
                 // A dangling link: create its target, as cp does.
                 Err(_) => {
-                    let link = std::fs::read_link(dest).map_err(io_err(format!("read link {}", dest.display())))?;
+                    let link = std::fs::read_link(dest)
+                        .map_err(io_err(format!("read link {}", dest.display())))?;
                     dest.parent().unwrap_or(Path::new(".")).join(link)
                 }
             };
@@ -278,17 +328,25 @@ impl Vault {
         let mut tmp = tempfile::Builder::new()
             .prefix(".qsfs-get-")
             .tempfile_in(&dir)
-            .map_err(io_err(format!("create a temporary file in {}", dir.display())))?;
+            .map_err(io_err(format!(
+                "create a temporary file in {}",
+                dir.display()
+            )))?;
         let outcome = {
             let mut out = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
             let o = self.read_file(path, &mut out, false)?;
-            out.flush().map_err(io_err(format!("write {}", target.display())))?;
+            out.flush()
+                .map_err(io_err(format!("write {}", target.display())))?;
             o
         };
         let (_, inode) = self.ns.resolve(path)?;
-        let _ = tmp.as_file().set_permissions(std::fs::Permissions::from_mode(inode.mode & 0o777));
-        tmp.persist(&target)
-            .map_err(|e| VaultError::Io { what: format!("write {}", target.display()), source: e.error })?;
+        let _ = tmp
+            .as_file()
+            .set_permissions(std::fs::Permissions::from_mode(inode.mode & 0o777));
+        tmp.persist(&target).map_err(|e| VaultError::Io {
+            what: format!("write {}", target.display()),
+            source: e.error,
+        })?;
         Ok(outcome)
     }
 
@@ -296,13 +354,23 @@ impl Vault {
     pub fn list(&self, path: &VaultPath) -> Result<Vec<ListEntry>, VaultError> {
         let (ino, inode) = self.ns.resolve(path)?;
         if inode.kind != Kind::Dir {
-            let name = path.components().last().map(|n| display_name(n)).unwrap_or_else(|| "/".into());
+            let name = path
+                .components()
+                .last()
+                .map(|n| display_name(n))
+                .unwrap_or_else(|| "/".into());
             return Ok(vec![ListEntry { name, ino, inode }]);
         }
         self.ns
             .readdir(ino)?
             .into_iter()
-            .map(|e| Ok(ListEntry { name: display_name(&e.name), ino: e.ino, inode: self.ns.inode(e.ino)? }))
+            .map(|e| {
+                Ok(ListEntry {
+                    name: display_name(&e.name),
+                    ino: e.ino,
+                    inode: self.ns.inode(e.ino)?,
+                })
+            })
             .collect()
     }
 
@@ -310,9 +378,17 @@ impl Vault {
     /// folder is then fine).
     pub fn mkdir(&self, path: &VaultPath, parents: bool, mode: u32) -> Result<(), VaultError> {
         if path.is_root() {
-            return if parents { Ok(()) } else { Err(NamespaceError::Exists("/".into()).into()) };
+            return if parents {
+                Ok(())
+            } else {
+                Err(NamespaceError::Exists("/".into()).into())
+            };
         }
-        let steps: Vec<usize> = if parents { (1..=path.components().len()).collect() } else { vec![path.components().len()] };
+        let steps: Vec<usize> = if parents {
+            (1..=path.components().len()).collect()
+        } else {
+            vec![path.components().len()]
+        };
         for n in steps {
             let sub = VaultPath::parse(&path.prefix(n))?;
             let (parent, name) = self.ns.resolve_parent(&sub)?;
@@ -320,7 +396,8 @@ impl Vault {
                 Some((_, Kind::Dir)) if parents => continue,
                 Some(_) => return Err(NamespaceError::Exists(sub.to_string()).into()),
                 None => {
-                    let node = Inode::new(Kind::Dir, mode, super::current_uid(), super::current_gid());
+                    let node =
+                        Inode::new(Kind::Dir, mode, super::current_uid(), super::current_gid());
                     self.ns.create(parent, name, &node, &sub.to_string())?;
                 }
             }
@@ -334,7 +411,11 @@ impl Vault {
     /// number of entries removed.
     pub fn remove(&self, path: &VaultPath, recursive: bool) -> Result<u64, VaultError> {
         if path.is_root() {
-            return Err(NamespaceError::InvalidPath { path: "/".into(), why: "the root cannot be removed" }.into());
+            return Err(NamespaceError::InvalidPath {
+                path: "/".into(),
+                why: "the root cannot be removed",
+            }
+            .into());
         }
         let removed = self.remove_entry(path, recursive);
         // Whatever was unlinked (even if a later entry failed) is made
@@ -346,7 +427,10 @@ impl Vault {
 
     fn remove_entry(&self, path: &VaultPath, recursive: bool) -> Result<u64, VaultError> {
         let (parent, name) = self.ns.resolve_parent(path)?;
-        let (ino, kind) = self.ns.lookup(parent, name)?.ok_or_else(|| NamespaceError::NotFound(path.to_string()))?;
+        let (ino, kind) = self
+            .ns
+            .lookup(parent, name)?
+            .ok_or_else(|| NamespaceError::NotFound(path.to_string()))?;
         let mut count = 0;
         if kind == Kind::Dir {
             if !recursive && !self.ns.readdir(ino)?.is_empty() {
@@ -356,7 +440,8 @@ impl Vault {
                 count += self.remove_entry(&path.join(&e.name), true)?;
             }
         }
-        self.ns.remove(parent, name, kind == Kind::Dir, &path.to_string())?;
+        self.ns
+            .remove(parent, name, kind == Kind::Dir, &path.to_string())?;
         Ok(count + 1)
     }
 }
@@ -378,7 +463,11 @@ fn keep_spool(e: VaultError, spool: Option<Spool>, what: &str) -> VaultError {
     let Some(mut spool) = spool else { return e };
     let kept = spool.0.with_file_name(format!(
         "failed-stdin-{}",
-        spool.0.file_name().map(|n| n.to_string_lossy().trim_start_matches("spool-").to_string()).unwrap_or_default()
+        spool
+            .0
+            .file_name()
+            .map(|n| n.to_string_lossy().trim_start_matches("spool-").to_string())
+            .unwrap_or_default()
     ));
     if std::fs::rename(&spool.0, &kept).is_err() {
         return e;
@@ -386,7 +475,10 @@ fn keep_spool(e: VaultError, spool: Option<Spool>, what: &str) -> VaultError {
     spool.0 = PathBuf::new();
     VaultError::Seal {
         path: what.to_string(),
-        detail: format!("{e}; the data read from standard input is kept in {}", kept.display()),
+        detail: format!(
+            "{e}; the data read from standard input is kept in {}",
+            kept.display()
+        ),
     }
 }
 

@@ -57,7 +57,8 @@ pub fn init(root: &Path, opts: &InitOptions) -> Result<Config, VaultError> {
         }
     }
     let mut id = [0u8; 16];
-    getrandom::fill(&mut id).map_err(|e| VaultError::Internal(format!("OS random source failed: {e}")))?;
+    getrandom::fill(&mut id)
+        .map_err(|e| VaultError::Internal(format!("OS random source failed: {e}")))?;
     let nodes: Vec<NodeConfig> = match &opts.nodes {
         None => (0..opts.n)
             .map(|i| NodeConfig {
@@ -70,7 +71,11 @@ pub fn init(root: &Path, opts: &InitOptions) -> Result<Config, VaultError> {
             .iter()
             .enumerate()
             .map(|(i, d)| -> Result<NodeConfig, VaultError> {
-                Ok(NodeConfig { name: format!("node-{i}"), kind: "dir".into(), path: Some(absolute(d)?) })
+                Ok(NodeConfig {
+                    name: format!("node-{i}"),
+                    kind: "dir".into(),
+                    path: Some(absolute(d)?),
+                })
             })
             .collect::<Result<_, _>>()?,
     };
@@ -82,19 +87,27 @@ pub fn init(root: &Path, opts: &InitOptions) -> Result<Config, VaultError> {
         write_quorum: opts.write_quorum,
         max_chunk: opts.max_chunk,
         random: match &opts.random {
-            EntropyConfig::Device { path, timeout_ms } => {
-                EntropyConfig::Device { path: absolute(path)?, timeout_ms: *timeout_ms }
-            }
-            EntropyConfig::Pool { path } => EntropyConfig::Pool { path: absolute(path)? },
+            EntropyConfig::Device { path, timeout_ms } => EntropyConfig::Device {
+                path: absolute(path)?,
+                timeout_ms: *timeout_ms,
+            },
+            EntropyConfig::Pool { path } => EntropyConfig::Pool {
+                path: absolute(path)?,
+            },
             EntropyConfig::Os => EntropyConfig::Os,
         },
-        keystore: KeystoreConfig { r2_path: opts.r2_path.as_deref().map(absolute).transpose()? },
+        keystore: KeystoreConfig {
+            r2_path: opts.r2_path.as_deref().map(absolute).transpose()?,
+        },
         nodes,
     };
     let file = root.join("qsfs.toml");
     config.check(&file).map_err(|e| match e {
         // Report bad options as options, not as a file the user never wrote.
-        VaultError::Config { detail, .. } => VaultError::Config { file: PathBuf::from("qsfs init options"), detail },
+        VaultError::Config { detail, .. } => VaultError::Config {
+            file: PathBuf::from("qsfs init options"),
+            detail,
+        },
         other => other,
     })?;
     for node in &config.nodes {
@@ -103,7 +116,10 @@ pub fn init(root: &Path, opts: &InitOptions) -> Result<Config, VaultError> {
         {
             return Err(VaultError::Config {
                 file: PathBuf::from("qsfs init options"),
-                detail: format!("node folder {} is not empty; give an empty or new folder", p.display()),
+                detail: format!(
+                    "node folder {} is not empty; give an empty or new folder",
+                    p.display()
+                ),
             });
         }
     }
@@ -111,35 +127,54 @@ pub fn init(root: &Path, opts: &InitOptions) -> Result<Config, VaultError> {
     crate::entropy::open_source(&config.random, Path::new("/"))?;
 
     fs::create_dir_all(root).map_err(io_err(format!("create {}", root.display())))?;
-    let root = root.canonicalize().map_err(io_err(format!("resolve {}", root.display())))?;
+    let root = root
+        .canonicalize()
+        .map_err(io_err(format!("resolve {}", root.display())))?;
     // The vault holds key shares: only its owner may look inside.
     fs::set_permissions(&root, fs::Permissions::from_mode(0o700))
         .map_err(io_err(format!("set permissions of {}", root.display())))?;
     for sub in ["keys", "meta", "staging"] {
-        fs::create_dir_all(root.join(sub)).map_err(io_err(format!("create {}/{sub}", root.display())))?;
+        fs::create_dir_all(root.join(sub))
+            .map_err(io_err(format!("create {}/{sub}", root.display())))?;
     }
     fs::set_permissions(root.join("staging"), fs::Permissions::from_mode(0o700))
         .map_err(io_err("set permissions of the staging folder"))?;
     for node in &config.nodes {
         if let Some(p) = config.node_path(&root, node) {
-            DirNode::new(&node.name, &p, &config.vault_id).initialize().map_err(|e| VaultError::Config {
-                file: file.clone(),
-                detail: e.to_string(),
-            })?;
+            DirNode::new(&node.name, &p, &config.vault_id)
+                .initialize()
+                .map_err(|e| VaultError::Config {
+                    file: file.clone(),
+                    detail: e.to_string(),
+                })?;
         }
     }
     let r2 = config.keystore.r2_path.as_ref().map(|p| root.join(p));
     let id = config.vault_id.as_str();
-    Keystore::open(&root.join("keys"), r2.as_deref(), id, OpenMode::Create, OpenMode::Create)?;
-    Namespace::open(&root.join("meta/ns"), id, OpenMode::Create, super::current_uid(), super::current_gid())?;
+    Keystore::open(
+        &root.join("keys"),
+        r2.as_deref(),
+        id,
+        OpenMode::Create,
+        OpenMode::Create,
+    )?;
+    Namespace::open(
+        &root.join("meta/ns"),
+        id,
+        OpenMode::Create,
+        super::current_uid(),
+        super::current_gid(),
+    )?;
     EcStore::open(&root.join("meta/ec"), id, OpenMode::Create)?;
     // qsfs.toml last: a folder without it is not a vault yet, so a failed
     // init never leaves something that looks usable.
     let tmp = root.join(".qsfs.toml.tmp");
     {
         let mut f = fs::File::create(&tmp).map_err(io_err(format!("write {}", tmp.display())))?;
-        f.write_all(config.to_toml()?.as_bytes()).map_err(io_err(format!("write {}", tmp.display())))?;
-        f.sync_all().map_err(io_err(format!("sync {}", tmp.display())))?;
+        f.write_all(config.to_toml()?.as_bytes())
+            .map_err(io_err(format!("write {}", tmp.display())))?;
+        f.sync_all()
+            .map_err(io_err(format!("sync {}", tmp.display())))?;
     }
     fs::rename(&tmp, &file).map_err(io_err(format!("write {}", file.display())))?;
     crate::sys::fsync_dir(&root).map_err(io_err(format!("sync {}", root.display())))?;

@@ -51,7 +51,9 @@ impl Intents {
                     Some(x) => x,
                     None => continue,
                 };
-                let Some(id) = ObjectId::from_hex(hex.trim()) else { continue };
+                let Some(id) = ObjectId::from_hex(hex.trim()) else {
+                    continue;
+                };
                 match sign {
                     "+" => {
                         open.insert(id);
@@ -64,11 +66,18 @@ impl Intents {
             }
         }
         let leftover: Vec<ObjectId> = open.iter().copied().collect();
-        let mut file = OpenOptions::new().create(true).append(true).read(true).open(path)?;
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .open(path)?;
         if file.metadata()?.len() == 0 {
             file.write_all(HEADER.as_bytes())?;
         }
-        let intents = Intents { path: path.to_path_buf(), state: Mutex::new(State { file, open }) };
+        let intents = Intents {
+            path: path.to_path_buf(),
+            state: Mutex::new(State { file, open }),
+        };
         Ok((intents, leftover))
     }
 
@@ -130,7 +139,12 @@ mod tests {
             log.begin(c).unwrap();
             // "crash": dropped without settling b and c
         }
-        std::fs::OpenOptions::new().append(true).open(&p).unwrap().write_all(b"+ 04").unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&p)
+            .unwrap()
+            .write_all(b"+ 04")
+            .unwrap();
         let (log, left) = Intents::open(&p).unwrap();
         assert_eq!(left, vec![b, c]);
         log.done(&[b, c]).unwrap();

@@ -96,7 +96,11 @@ impl Vault {
         let backup = self.ec.store().backup(id)?;
         let b = backup.as_deref().map(Backup::parse);
         let mut issues = Vec::new();
-        let check = |stored: &Stored, x: u8, missing: KeyIssue, corrupt: KeyIssue, issues: &mut Vec<KeyIssue>| {
+        let check = |stored: &Stored,
+                     x: u8,
+                     missing: KeyIssue,
+                     corrupt: KeyIssue,
+                     issues: &mut Vec<KeyIssue>| {
             match stored {
                 Stored::Missing => issues.push(missing),
                 Stored::Damaged => issues.push(corrupt),
@@ -110,8 +114,20 @@ impl Vault {
                 }
             }
         };
-        check(&s1, 1, KeyIssue::R1Missing, KeyIssue::R1Corrupt, &mut issues);
-        check(&s2, 2, KeyIssue::R2Missing, KeyIssue::R2Corrupt, &mut issues);
+        check(
+            &s1,
+            1,
+            KeyIssue::R1Missing,
+            KeyIssue::R1Corrupt,
+            &mut issues,
+        );
+        check(
+            &s2,
+            2,
+            KeyIssue::R2Missing,
+            KeyIssue::R2Corrupt,
+            &mut issues,
+        );
         match b {
             None => issues.push(KeyIssue::BackupMissing),
             Some(Err(_)) => issues.push(KeyIssue::BackupCorrupt),
@@ -136,7 +152,11 @@ impl Vault {
         for m in &manifests {
             report.checked += 1;
             let mut issues = self.key_issues(&m.id)?;
-            if matches!(issues.as_slice(), [KeyIssue::R1Corrupt | KeyIssue::R2Corrupt]) && self.backup_mac_is_bad(m) {
+            if matches!(
+                issues.as_slice(),
+                [KeyIssue::R1Corrupt | KeyIssue::R2Corrupt]
+            ) && self.backup_mac_is_bad(m)
+            {
                 issues = vec![KeyIssue::BackupCorrupt];
             }
             if issues.is_empty() {
@@ -158,7 +178,13 @@ impl Vault {
             report.problems.push(state);
         }
         let known: std::collections::HashSet<ObjectId> = manifests.iter().map(|m| m.id).collect();
-        report.stray_shares = self.keys.ids()?.into_iter().filter(|id| !known.contains(id)).map(|id| id.to_hex()).collect();
+        report.stray_shares = self
+            .keys
+            .ids()?
+            .into_iter()
+            .filter(|id| !known.contains(id))
+            .map(|id| id.to_hex())
+            .collect();
         Ok(report)
     }
 
@@ -183,7 +209,9 @@ impl Vault {
         let mut warnings = Vec::new();
         let mut shard_report = ReadReport::default();
         let rec = self.recover(m, &mut warnings, &mut shard_report)?;
-        let backup_bad = issues.iter().any(|i| matches!(i, KeyIssue::BackupMissing | KeyIssue::BackupCorrupt));
+        let backup_bad = issues
+            .iter()
+            .any(|i| matches!(i, KeyIssue::BackupMissing | KeyIssue::BackupCorrupt));
         if backup_bad {
             // Nothing vouches for R1/R2 but the object itself: verify all
             // of it under the recovered key before trusting them.
@@ -194,24 +222,40 @@ impl Vault {
             self.record_debt(m, rep.mask());
             r.map_err(|e| format!("the object does not verify with R1 and R2: {e}"))?;
             let b = rec.rebuild_backup().map_err(|e| e.to_string())?;
-            self.ec.store().update_backup(&m.id, &b.to_bytes()).map_err(|e| e.to_string())?;
+            self.ec
+                .store()
+                .update_backup(&m.id, &b.to_bytes())
+                .map_err(|e| e.to_string())?;
         }
         let b = match self.ec.store().backup(&m.id).map_err(|e| e.to_string())? {
             Some(b) => Backup::parse(&b).map_err(|e| e.to_string())?,
             None => return Err("no backup record".into()),
         };
         for (x, bad) in [
-            (1u8, issues.iter().any(|i| matches!(i, KeyIssue::R1Missing | KeyIssue::R1Corrupt))),
-            (2u8, issues.iter().any(|i| matches!(i, KeyIssue::R2Missing | KeyIssue::R2Corrupt))),
+            (
+                1u8,
+                issues
+                    .iter()
+                    .any(|i| matches!(i, KeyIssue::R1Missing | KeyIssue::R1Corrupt)),
+            ),
+            (
+                2u8,
+                issues
+                    .iter()
+                    .any(|i| matches!(i, KeyIssue::R2Missing | KeyIssue::R2Corrupt)),
+            ),
         ] {
             if !bad {
                 continue;
             }
             let share = rec.regenerate(x).map_err(|e| e.to_string())?;
-            b.verify(&share).map_err(|e| format!("rebuilt R{x} does not verify with the backup record: {e}"))?;
+            b.verify(&share)
+                .map_err(|e| format!("rebuilt R{x} does not verify with the backup record: {e}"))?;
             let mut bytes = [0u8; 33];
             bytes.copy_from_slice(share.as_bytes());
-            self.keys.heal(&m.id, x, &bytes).map_err(|e| e.to_string())?;
+            self.keys
+                .heal(&m.id, x, &bytes)
+                .map_err(|e| e.to_string())?;
         }
         // Prove the healed material opens the object's keys again.
         let (s1, s2) = self.keys.get(&m.id).map_err(|e| e.to_string())?;
@@ -219,7 +263,9 @@ impl Vault {
             r1: s1.bytes().and_then(|b| Share::from_bytes(b).ok()),
             r2: s2.bytes().and_then(|b| Share::from_bytes(b).ok()),
         };
-        if local.r1.as_ref().is_some_and(|s| b.verify(s).is_err()) || local.r2.as_ref().is_some_and(|s| b.verify(s).is_err()) {
+        if local.r1.as_ref().is_some_and(|s| b.verify(s).is_err())
+            || local.r2.as_ref().is_some_and(|s| b.verify(s).is_err())
+        {
             return Err("shares still fail the backup record after repair".into());
         }
         Ok(())

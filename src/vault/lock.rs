@@ -21,8 +21,17 @@ impl VaultLock {
     /// Takes the lock, waiting up to `wait` for another qsfs process.
     pub fn acquire(root: &Path, wait: Duration) -> Result<VaultLock, VaultError> {
         let path = root.join(".lock");
-        let io = |e| VaultError::Io { what: format!("open the vault lock {}", path.display()), source: e };
-        let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
+        let io = |e| VaultError::Io {
+            what: format!("open the vault lock {}", path.display()),
+            source: e,
+        };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io)?;
         let start = Instant::now();
         loop {
             match file.try_lock() {
@@ -30,7 +39,10 @@ impl VaultLock {
                 // A mounted vault stays busy until it is unmounted: say so
                 // at once instead of waiting.
                 Err(std::fs::TryLockError::WouldBlock)
-                    if start.elapsed() < wait && !crate::sys::mounts().iter().any(|m| Path::new(&m.source) == root) =>
+                    if start.elapsed() < wait
+                        && !crate::sys::mounts()
+                            .iter()
+                            .any(|m| Path::new(&m.source) == root) =>
                 {
                     std::thread::sleep(Duration::from_millis(50));
                 }
@@ -39,7 +51,10 @@ impl VaultLock {
                     let _ = file.read_to_string(&mut holder);
                     let holder = holder.trim().to_string();
                     let root_str = root.display().to_string();
-                    if let Some(m) = crate::sys::mounts().into_iter().find(|m| m.source == root_str) {
+                    if let Some(m) = crate::sys::mounts()
+                        .into_iter()
+                        .find(|m| m.source == root_str)
+                    {
                         return Err(VaultError::Busy {
                             path: root.to_path_buf(),
                             holder: format!(
@@ -65,7 +80,10 @@ impl VaultLock {
         );
         // Who holds the lock is only a hint for messages; failing to record
         // it must not stop the command.
-        let _ = file.set_len(0).and_then(|_| file.seek(SeekFrom::Start(0))).and_then(|_| file.write_all(me.as_bytes()));
+        let _ = file
+            .set_len(0)
+            .and_then(|_| file.seek(SeekFrom::Start(0)))
+            .and_then(|_| file.write_all(me.as_bytes()));
         Ok(VaultLock { _file: file })
     }
 }

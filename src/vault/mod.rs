@@ -149,7 +149,10 @@ pub struct OpenOptions {
 
 impl Default for OpenOptions {
     fn default() -> Self {
-        OpenOptions { wait: Duration::from_secs(30), rebuild_r2: false }
+        OpenOptions {
+            wait: Duration::from_secs(30),
+            rebuild_r2: false,
+        }
     }
 }
 
@@ -184,13 +187,31 @@ impl Vault {
     /// this vault (only `qsfs init` creates stores).
     pub fn open(root: &Path, opts: &OpenOptions) -> Result<Vault, VaultError> {
         let config = Config::load(root)?;
-        let root = root.canonicalize().map_err(io_err(format!("resolve {}", root.display())))?;
+        let root = root
+            .canonicalize()
+            .map_err(io_err(format!("resolve {}", root.display())))?;
         let lock = lock::VaultLock::acquire(&root, opts.wait)?;
         let id = config.vault_id.as_str();
         let r2 = config.keystore.r2_path.as_ref().map(|p| root.join(p));
-        let r2_mode = if opts.rebuild_r2 { OpenMode::Create } else { OpenMode::Existing };
-        let keys = Keystore::open(&root.join("keys"), r2.as_deref(), id, OpenMode::Existing, r2_mode)?;
-        let ns = Namespace::open(&root.join("meta/ns"), id, OpenMode::Existing, current_uid(), current_gid())?;
+        let r2_mode = if opts.rebuild_r2 {
+            OpenMode::Create
+        } else {
+            OpenMode::Existing
+        };
+        let keys = Keystore::open(
+            &root.join("keys"),
+            r2.as_deref(),
+            id,
+            OpenMode::Existing,
+            r2_mode,
+        )?;
+        let ns = Namespace::open(
+            &root.join("meta/ns"),
+            id,
+            OpenMode::Existing,
+            current_uid(),
+            current_gid(),
+        )?;
         let store = EcStore::open(&root.join("meta/ec"), id, OpenMode::Existing)?;
         let nodes = build_nodes(&root, &config);
         let ec = Dispersal::new(
@@ -204,22 +225,39 @@ impl Vault {
             store,
         )?;
         let log = root.join("meta/intents");
-        let (intents, in_flight) =
-            intents::Intents::open(&log).map_err(io_err(format!("open the intent log {}", log.display())))?;
-        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-        let vault =
-            Vault { root, config, ns, keys, ec, random: Mutex::new(None), intents, threads, _lock: lock };
+        let (intents, in_flight) = intents::Intents::open(&log)
+            .map_err(io_err(format!("open the intent log {}", log.display())))?;
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        let vault = Vault {
+            root,
+            config,
+            ns,
+            keys,
+            ec,
+            random: Mutex::new(None),
+            intents,
+            threads,
+            _lock: lock,
+        };
         vault.clean_staging();
         // Finish what an interrupted run left: deletions first, then the
         // objects it was writing. Neither may keep the vault from opening.
         if let Err(e) = vault.collect_garbage() {
-            tracing::warn!("could not finish pending deletions yet ({e}); the next qsfs command retries");
+            tracing::warn!(
+                "could not finish pending deletions yet ({e}); the next qsfs command retries"
+            );
         }
         if !in_flight.is_empty() {
             match vault.sweep(&in_flight) {
-                Ok(r) if !r.is_empty() => tracing::info!(?r, "cleaned up after an interrupted qsfs run"),
+                Ok(r) if !r.is_empty() => {
+                    tracing::info!(?r, "cleaned up after an interrupted qsfs run")
+                }
                 Ok(_) => {}
-                Err(e) => tracing::warn!("could not clean up after an interrupted run yet ({e}); the next qsfs command retries"),
+                Err(e) => tracing::warn!(
+                    "could not clean up after an interrupted run yet ({e}); the next qsfs command retries"
+                ),
             }
         }
         Ok(vault)
@@ -231,7 +269,10 @@ impl Vault {
         if let Some(r) = slot.as_ref() {
             return Ok(Arc::clone(r));
         }
-        let r: Arc<dyn EntropySource> = Arc::from(crate::entropy::open_source(&self.config.random, &self.root)?);
+        let r: Arc<dyn EntropySource> = Arc::from(crate::entropy::open_source(
+            &self.config.random,
+            &self.root,
+        )?);
         *slot = Some(Arc::clone(&r));
         Ok(r)
     }
@@ -280,7 +321,11 @@ impl Vault {
 
     /// Folder of the directory node `name`, if there is one.
     pub fn node_folder(&self, name: &str) -> Option<PathBuf> {
-        let node = self.config.nodes.iter().find(|n| n.name == name && n.kind == "dir")?;
+        let node = self
+            .config
+            .nodes
+            .iter()
+            .find(|n| n.name == name && n.kind == "dir")?;
         self.config.node_path(&self.root, node)
     }
 
@@ -292,7 +337,10 @@ impl Vault {
         })?;
         DirNode::new(name, &path, &self.config.vault_id)
             .adopt_empty()
-            .map_err(|e| VaultError::Config { file: self.root.join("qsfs.toml"), detail: e.to_string() })
+            .map_err(|e| VaultError::Config {
+                file: self.root.join("qsfs.toml"),
+                detail: e.to_string(),
+            })
     }
 
     /// The staging folder (0700).
@@ -328,10 +376,14 @@ fn build_nodes(root: &Path, config: &Config) -> Vec<Arc<dyn Node>> {
 
 fn current_uid() -> u32 {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0)
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(0)
 }
 
 fn current_gid() -> u32 {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").map(|m| m.gid()).unwrap_or(0)
+    std::fs::metadata("/proc/self")
+        .map(|m| m.gid())
+        .unwrap_or(0)
 }

@@ -29,7 +29,9 @@ struct EcSource<'a> {
 
 impl ObjectSource for EcSource<'_> {
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
-        self.ec.read_at(self.manifest, offset, buf, &mut self.report).map_err(std::io::Error::other)
+        self.ec
+            .read_at(self.manifest, offset, buf, &mut self.report)
+            .map_err(std::io::Error::other)
     }
 }
 
@@ -59,7 +61,10 @@ impl Vault {
                 None
             }
         };
-        let local = LocalShares { r1: share(s1, "R1"), r2: share(s2, "R2") };
+        let local = LocalShares {
+            r1: share(s1, "R1"),
+            r2: share(s2, "R2"),
+        };
         let backup = match self.ec.store().backup(id)? {
             Some(b) => match Backup::parse(&b) {
                 Ok(b) => Some(b),
@@ -84,9 +89,20 @@ impl Vault {
         warnings: &mut Vec<String>,
         report: &mut ReadReport,
     ) -> Result<Recovered, String> {
-        let (local, backup) = self.key_material(&manifest.id, warnings).map_err(|e| e.to_string())?;
-        let mut src = EcSource { ec: &self.ec, manifest, report: ReadReport::default() };
-        let rec = envelope::recover_keys(&mut src, manifest.layout.object_len, &local, backup.as_ref());
+        let (local, backup) = self
+            .key_material(&manifest.id, warnings)
+            .map_err(|e| e.to_string())?;
+        let mut src = EcSource {
+            ec: &self.ec,
+            manifest,
+            report: ReadReport::default(),
+        };
+        let rec = envelope::recover_keys(
+            &mut src,
+            manifest.layout.object_len,
+            &local,
+            backup.as_ref(),
+        );
         merge(report, src.report);
         let rec = rec.map_err(|e| e.to_string())?;
         describe_bad(rec.bad_shares(), warnings);
@@ -105,7 +121,11 @@ impl Vault {
         what: &str,
         outcome: &mut ReadOutcome,
     ) -> Result<(), VaultError> {
-        let fail = |detail: String| VaultError::Read { path: what.to_string(), object: *id, detail };
+        let fail = |detail: String| VaultError::Read {
+            path: what.to_string(),
+            object: *id,
+            detail,
+        };
         let manifest = self.ec.manifest(id).map_err(|e| fail(e.to_string()))?;
         let mut report = ReadReport::default();
         let mut warnings = Vec::new();
@@ -128,8 +148,12 @@ impl Vault {
             r.map_err(describe_stream_error)
         })();
         for (shard, node, why) in &report.bad {
-            tracing::warn!("{what}: shard {shard} of object {id} on {node} is bad ({why}); read around it");
-            outcome.bad_shards.push((*id, *shard, node.clone(), why.clone()));
+            tracing::warn!(
+                "{what}: shard {shard} of object {id} on {node} is bad ({why}); read around it"
+            );
+            outcome
+                .bad_shards
+                .push((*id, *shard, node.clone(), why.clone()));
         }
         for w in &warnings {
             tracing::warn!("{what}: {w}; run `qsfs keys repair` to heal it");

@@ -26,7 +26,10 @@ pub struct SealedObject {
 
 impl std::fmt::Debug for SealedObject {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SealedObject").field("id", &self.id()).field("plain_len", &self.plain_len).finish()
+        f.debug_struct("SealedObject")
+            .field("id", &self.id())
+            .field("plain_len", &self.plain_len)
+            .finish()
     }
 }
 
@@ -79,17 +82,30 @@ impl Vault {
 
     /// Seals `len` bytes from `src` into a new object and writes its shards
     /// (not yet durable or visible). `what` names the file in errors.
-    pub fn seal<R: Read + Send>(&self, src: R, len: u64, what: &str) -> Result<SealedObject, VaultError> {
-        let fail = |detail: String| VaultError::Seal { path: what.to_string(), detail };
+    pub fn seal<R: Read + Send>(
+        &self,
+        src: R,
+        len: u64,
+        what: &str,
+    ) -> Result<SealedObject, VaultError> {
+        let fail = |detail: String| VaultError::Seal {
+            path: what.to_string(),
+            detail,
+        };
         // Fail before drawing keys or writing shards if the shares could
         // not be stored anyway.
-        self.keys.check_writable().map_err(|e| fail(e.to_string()))?;
+        self.keys
+            .check_writable()
+            .map_err(|e| fail(e.to_string()))?;
         let keys = self.draw_keys().map_err(|e| fail(e.to_string()))?;
         let sealed_len = envelope::sealed_len(len);
-        let id = ObjectId::random().map_err(|e| fail(format!("the OS random source failed: {e}")))?;
+        let id =
+            ObjectId::random().map_err(|e| fail(format!("the OS random source failed: {e}")))?;
         // Recorded before the first shard byte, so an interrupted run's
         // leftovers can be found and removed (intents.rs).
-        self.intents.begin(id).map_err(|e| fail(format!("cannot write the intent log: {e}")))?;
+        self.intents
+            .begin(id)
+            .map_err(|e| fail(format!("cannot write the intent log: {e}")))?;
         let written = if len <= INLINE_MAX {
             self.seal_inline(&keys, src, len, id)
         } else {
@@ -111,7 +127,13 @@ impl Vault {
         let mut r2 = [0u8; 33];
         r1.copy_from_slice(keys.r1().as_bytes());
         r2.copy_from_slice(keys.r2().as_bytes());
-        Ok(SealedObject { written, backup: backup.to_bytes(), r1, r2, plain_len: len })
+        Ok(SealedObject {
+            written,
+            backup: backup.to_bytes(),
+            r1,
+            r2,
+            plain_len: len,
+        })
     }
 
     /// Seals a small source in memory, in the calling thread.
@@ -123,7 +145,10 @@ impl Vault {
         id: ObjectId,
     ) -> Result<(envelope::Backup, WrittenObject), DispersalError> {
         let mut data = Zeroizing::new(Vec::with_capacity(len as usize));
-        (&mut src).take(len).read_to_end(&mut data).map_err(DispersalError::Source)?;
+        (&mut src)
+            .take(len)
+            .read_to_end(&mut data)
+            .map_err(DispersalError::Source)?;
         if data.len() as u64 != len {
             return Err(DispersalError::Source(std::io::Error::other(format!(
                 "source ended early at byte {} of {len}: it was truncated or changed while being read",
@@ -150,25 +175,42 @@ impl Vault {
         // Every shard about to become durable has its intent durable first.
         if let Err(e) = self.intents.sync() {
             let msg = format!("cannot sync the intent log: {e}");
-            return objs.iter().map(|_| Err(VaultError::Commit(msg.clone()))).collect();
+            return objs
+                .iter()
+                .map(|_| Err(VaultError::Commit(msg.clone())))
+                .collect();
         }
-        let mut written: Vec<&mut WrittenObject> = objs.iter_mut().map(|o| &mut o.written).collect();
+        let mut written: Vec<&mut WrittenObject> =
+            objs.iter_mut().map(|o| &mut o.written).collect();
         let synced = self.ec.sync(&mut written);
-        let mut results: Vec<Result<(), VaultError>> =
-            synced.into_iter().map(|r| r.map_err(VaultError::from)).collect();
-        let failed: Vec<ObjectId> = (0..objs.len()).filter(|i| results[*i].is_err()).map(|i| objs[i].id()).collect();
+        let mut results: Vec<Result<(), VaultError>> = synced
+            .into_iter()
+            .map(|r| r.map_err(VaultError::from))
+            .collect();
+        let failed: Vec<ObjectId> = (0..objs.len())
+            .filter(|i| results[*i].is_err())
+            .map(|i| objs[i].id())
+            .collect();
         self.settle_failed(&failed);
         let ok: Vec<usize> = (0..objs.len()).filter(|i| results[*i].is_ok()).collect();
         if ok.is_empty() {
             return results;
         }
-        let shares: Vec<(ObjectId, ShareBytes, ShareBytes)> =
-            ok.iter().map(|i| (objs[*i].id(), objs[*i].r1, objs[*i].r2)).collect();
-        let step = self.keys.put_many(&shares).map_err(VaultError::from).and_then(|_| {
-            let items: Vec<(&crate::dispersal::Manifest, &[u8])> =
-                ok.iter().map(|i| (&objs[*i].written.manifest, &objs[*i].backup[..])).collect();
-            self.ec.publish(&items).map_err(VaultError::from)
-        });
+        let shares: Vec<(ObjectId, ShareBytes, ShareBytes)> = ok
+            .iter()
+            .map(|i| (objs[*i].id(), objs[*i].r1, objs[*i].r2))
+            .collect();
+        let step = self
+            .keys
+            .put_many(&shares)
+            .map_err(VaultError::from)
+            .and_then(|_| {
+                let items: Vec<(&crate::dispersal::Manifest, &[u8])> = ok
+                    .iter()
+                    .map(|i| (&objs[*i].written.manifest, &objs[*i].backup[..]))
+                    .collect();
+                self.ec.publish(&items).map_err(VaultError::from)
+            });
         if let Err(e) = step {
             let msg = e.to_string();
             for i in &ok {
@@ -204,14 +246,19 @@ impl Vault {
             Ok(()) => {
                 let _ = self.intents.done(ids);
             }
-            Err(e) => tracing::warn!("could not clean up after a failed write ({e}); the next qsfs command retries"),
+            Err(e) => tracing::warn!(
+                "could not clean up after a failed write ({e}); the next qsfs command retries"
+            ),
         }
     }
 
     /// Settles the intents of objects now named durably.
     pub(crate) fn settle_named(&self, ids: &[ObjectId]) {
         if let Err(e) = self.intents.done(ids) {
-            tracing::warn!("cannot update the intent log {} ({e})", self.intents.path().display());
+            tracing::warn!(
+                "cannot update the intent log {} ({e})",
+                self.intents.path().display()
+            );
         }
     }
 }

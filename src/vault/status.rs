@@ -81,7 +81,8 @@ impl Vault {
     /// Gathers the status (walks manifests and node folders).
     pub fn status(&self) -> Result<Status, VaultError> {
         let (files, directories, _) = self.ns.counts()?;
-        let (mut objects, mut logical, mut stored, mut degraded, mut missing) = (0u64, 0u64, 0u64, 0u64, 0u64);
+        let (mut objects, mut logical, mut stored, mut degraded, mut missing) =
+            (0u64, 0u64, 0u64, 0u64, 0u64);
         let mut expected: HashMap<String, u64> = HashMap::new();
         for m in self.ec.store().manifests() {
             let m = m?;
@@ -111,7 +112,9 @@ impl Vault {
                     name: node.name().to_string(),
                     location: node.location(),
                     health: match (node.health(), list_error) {
-                        (NodeHealth::Ok, Some(e)) => NodeHealth::Offline(format!("cannot list its shards: {e}")),
+                        (NodeHealth::Ok, Some(e)) => {
+                            NodeHealth::Offline(format!("cannot list its shards: {e}"))
+                        }
                         (NodeHealth::Ok, None) => match node.probe_write() {
                             Ok(()) => NodeHealth::Ok,
                             Err(why) => NodeHealth::ReadOnly(why),
@@ -133,13 +136,21 @@ impl Vault {
             k: self.config.k,
             n: self.config.n,
             write_quorum: self.config.quorum(),
-            codec: self.ec.codec(self.config.k, self.config.n)?.backend().name(),
+            codec: self
+                .ec
+                .codec(self.config.k, self.config.n)?
+                .backend()
+                .name(),
             files,
             directories,
             objects,
             logical_bytes: logical,
             stored_bytes: stored,
-            overhead: if logical > 0 { stored as f64 / logical as f64 } else { 0.0 },
+            overhead: if logical > 0 {
+                stored as f64 / logical as f64
+            } else {
+                0.0
+            },
             degraded_objects: degraded,
             missing_shards: missing,
             pending_deletions: self.ns.gc_queue()?.len() as u64,

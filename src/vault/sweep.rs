@@ -34,10 +34,16 @@ impl Vault {
     pub fn sweep(&self, in_flight: &[ObjectId]) -> Result<SweepReport, VaultError> {
         let referenced = self.ns.referenced_objects()?;
         let queued: HashSet<ObjectId> = self.ns.gc_queue()?.into_iter().collect();
-        let (named, unnamed): (Vec<ObjectId>, Vec<ObjectId>) =
-            in_flight.iter().partition(|id| referenced.contains(id) || queued.contains(id));
+        let (named, unnamed): (Vec<ObjectId>, Vec<ObjectId>) = in_flight
+            .iter()
+            .partition(|id| referenced.contains(id) || queued.contains(id));
         self.destroy_objects(&unnamed)?;
-        self.intents.done(in_flight).map_err(super::io_err("update the intent log"))?;
-        Ok(SweepReport { completed: named.len() as u64, destroyed: unnamed.len() as u64 })
+        self.intents
+            .done(in_flight)
+            .map_err(super::io_err("update the intent log"))?;
+        Ok(SweepReport {
+            completed: named.len() as u64,
+            destroyed: unnamed.len() as u64,
+        })
     }
 }

@@ -67,7 +67,14 @@ impl Run {
     /// Panics unless the run succeeded.
     #[track_caller]
     pub fn success(&self) -> &Self {
-        assert!(self.ok(), "qsfs {:?} failed ({:?}):\nstdout: {}\nstderr: {}", self.args, self.code, self.out(), self.stderr);
+        assert!(
+            self.ok(),
+            "qsfs {:?} failed ({:?}):\nstdout: {}\nstderr: {}",
+            self.args,
+            self.code,
+            self.out(),
+            self.stderr
+        );
         self
     }
 
@@ -83,7 +90,12 @@ impl Run {
             self.out(),
             self.stderr
         );
-        assert!(self.stderr.contains("qsfs: error:"), "qsfs {:?}: no error line on stderr: {}", self.args, self.stderr);
+        assert!(
+            self.stderr.contains("qsfs: error:"),
+            "qsfs {:?}: no error line on stderr: {}",
+            self.args,
+            self.stderr
+        );
         self
     }
 
@@ -91,7 +103,12 @@ impl Run {
     #[track_caller]
     pub fn stderr_has(&self, fragments: &[&str]) -> &Self {
         for f in fragments {
-            assert!(self.stderr.contains(f), "qsfs {:?}: stderr lacks {f:?}:\n{}", self.args, self.stderr);
+            assert!(
+                self.stderr.contains(f),
+                "qsfs {:?}: stderr lacks {f:?}:\n{}",
+                self.args,
+                self.stderr
+            );
         }
         self
     }
@@ -101,7 +118,11 @@ impl Run {
     pub fn stdout_has(&self, fragments: &[&str]) -> &Self {
         let out = self.out();
         for f in fragments {
-            assert!(out.contains(f), "qsfs {:?}: stdout lacks {f:?}:\n{out}", self.args);
+            assert!(
+                out.contains(f),
+                "qsfs {:?}: stdout lacks {f:?}:\n{out}",
+                self.args
+            );
         }
         self
     }
@@ -110,7 +131,9 @@ impl Run {
     #[track_caller]
     pub fn quiet(&self) -> &Self {
         assert!(
-            !self.stderr.contains("WARN") && !self.stderr.contains("warning") && !self.stderr.contains("error"),
+            !self.stderr.contains("WARN")
+                && !self.stderr.contains("warning")
+                && !self.stderr.contains("error"),
             "qsfs {:?}: unexpected messages on stderr:\n{}",
             self.args,
             self.stderr
@@ -127,7 +150,10 @@ fn command<S: AsRef<OsStr>>(args: &[S]) -> Command {
 
 fn collect<S: AsRef<OsStr>>(args: &[S], out: std::process::Output) -> Run {
     Run {
-        args: args.iter().map(|a| a.as_ref().to_string_lossy().into_owned()).collect(),
+        args: args
+            .iter()
+            .map(|a| a.as_ref().to_string_lossy().into_owned())
+            .collect(),
         code: out.status.code(),
         stdout: out.stdout,
         stderr: strip_ansi(&String::from_utf8_lossy(&out.stderr)),
@@ -136,7 +162,10 @@ fn collect<S: AsRef<OsStr>>(args: &[S], out: std::process::Output) -> Run {
 
 /// Runs qsfs with `args` (stdin closed).
 pub fn qsfs<S: AsRef<OsStr>>(args: &[S]) -> Run {
-    let out = command(args).stdin(Stdio::null()).output().expect("run qsfs");
+    let out = command(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run qsfs");
     collect(args, out)
 }
 
@@ -173,9 +202,15 @@ impl Rng {
     /// Seeded from `QSFS_TEST_SEED` if set, else from the clock; the seed
     /// is printed so a failure can be replayed.
     pub fn from_env(test: &str) -> Rng {
-        let seed = std::env::var("QSFS_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
-        });
+        let seed = std::env::var("QSFS_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+            });
         eprintln!("{test}: QSFS_TEST_SEED={seed}");
         Rng(seed)
     }
@@ -246,7 +281,9 @@ pub type Snapshot = BTreeMap<PathBuf, Entry>;
 /// `skip` returns true (relative paths).
 pub fn snapshot_filtered(root: &Path, skip: &dyn Fn(&Path) -> bool) -> Snapshot {
     fn walk(root: &Path, dir: &Path, skip: &dyn Fn(&Path) -> bool, out: &mut Snapshot) {
-        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
         for e in entries {
             let e = e.unwrap();
             let p = e.path();
@@ -263,7 +300,14 @@ pub fn snapshot_filtered(root: &Path, skip: &dyn Fn(&Path) -> bool) -> Snapshot 
                 walk(root, &p, skip, out);
             } else {
                 let data = std::fs::read(&p).unwrap();
-                out.insert(rel, Entry::File(mode, data.len() as u64, blake3::hash(&data).to_hex().to_string()));
+                out.insert(
+                    rel,
+                    Entry::File(
+                        mode,
+                        data.len() as u64,
+                        blake3::hash(&data).to_hex().to_string(),
+                    ),
+                );
             }
         }
     }
@@ -331,7 +375,10 @@ impl Drop for TestVault {
 impl TestVault {
     /// `qsfs init` of a fresh vault with extra `args` (e.g. `--k 2`).
     pub fn new(args: &[&str]) -> TestVault {
-        let tmp = tempfile::Builder::new().prefix("qsfs-test-").tempdir().unwrap();
+        let tmp = tempfile::Builder::new()
+            .prefix("qsfs-test-")
+            .tempdir()
+            .unwrap();
         Self::new_in(tmp, args)
     }
 
@@ -344,7 +391,13 @@ impl TestVault {
         let mut a: Vec<String> = vec!["init".into(), root.display().to_string()];
         a.extend(args.iter().map(|s| s.to_string()));
         qsfs(&a).success().stdout_has(&["created vault"]);
-        TestVault { tmp, root, scratch, counter: std::cell::Cell::new(0), guards: Default::default() }
+        TestVault {
+            tmp,
+            root,
+            scratch,
+            counter: std::cell::Cell::new(0),
+            guards: Default::default(),
+        }
     }
 
     /// Keeps a guard (a mount, an immutable flag) alive until the vault is
@@ -441,13 +494,20 @@ impl TestVault {
         r.success();
         let v: Value = serde_json::from_slice(&r.stdout).unwrap();
         let ext = &v[0]["inode"]["extents"];
-        assert_eq!(ext.as_array().map(|a| a.len()), Some(1), "{vpath}: expected one extent: {v}");
+        assert_eq!(
+            ext.as_array().map(|a| a.len()),
+            Some(1),
+            "{vpath}: expected one extent: {v}"
+        );
         ext[0]["object"].as_str().unwrap().to_string()
     }
 
     /// The parsed `qsfs.toml`.
     pub fn config(&self) -> toml::Table {
-        std::fs::read_to_string(self.root.join("qsfs.toml")).unwrap().parse().unwrap()
+        std::fs::read_to_string(self.root.join("qsfs.toml"))
+            .unwrap()
+            .parse()
+            .unwrap()
     }
 
     /// (name, folder) of every node, in config order.
@@ -459,7 +519,14 @@ impl TestVault {
             .iter()
             .map(|n| {
                 let p = PathBuf::from(n["path"].as_str().unwrap());
-                (n["name"].as_str().unwrap().to_string(), if p.is_absolute() { p } else { self.root.join(p) })
+                (
+                    n["name"].as_str().unwrap().to_string(),
+                    if p.is_absolute() {
+                        p
+                    } else {
+                        self.root.join(p)
+                    },
+                )
             })
             .collect()
     }
@@ -471,12 +538,19 @@ impl TestVault {
 
     /// Every committed shard file on every node.
     pub fn shards(&self) -> Vec<ShardFile> {
-        self.nodes().iter().flat_map(|(name, dir)| shards_in(name, dir)).collect()
+        self.nodes()
+            .iter()
+            .flat_map(|(name, dir)| shards_in(name, dir))
+            .collect()
     }
 
     /// The shard files of one object, by shard index.
     pub fn shards_of(&self, object: &str) -> Vec<ShardFile> {
-        let mut v: Vec<ShardFile> = self.shards().into_iter().filter(|s| s.object == object).collect();
+        let mut v: Vec<ShardFile> = self
+            .shards()
+            .into_iter()
+            .filter(|s| s.object == object)
+            .collect();
         v.sort_by_key(|s| s.index);
         v
     }
@@ -513,7 +587,12 @@ impl ShardFile {
     /// (chunk size, stripes) from the shard's 64-byte header.
     pub fn geometry(&self) -> (u64, u64) {
         let data = std::fs::read(&self.path).unwrap();
-        assert_eq!(&data[..8], b"QSFSSHRD", "{}: not a shard file", self.path.display());
+        assert_eq!(
+            &data[..8],
+            b"QSFSSHRD",
+            "{}: not a shard file",
+            self.path.display()
+        );
         let chunk = u32::from_le_bytes(data[32..36].try_into().unwrap()) as u64;
         let stripes = u64::from_le_bytes(data[36..44].try_into().unwrap());
         (chunk, stripes)
@@ -525,7 +604,9 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in entries {
             let e = e.unwrap();
             let ft = e.file_type().unwrap();
@@ -553,7 +634,12 @@ pub fn shards_in(name: &str, dir: &Path) -> Vec<ShardFile> {
             if hex.len() != 32 {
                 return None;
             }
-            Some(ShardFile { node: name.to_string(), path: p.clone(), object: hex.to_string(), index: idx.parse().ok()? })
+            Some(ShardFile {
+                node: name.to_string(),
+                path: p.clone(),
+                object: hex.to_string(),
+                index: idx.parse().ok()?,
+            })
         })
         .collect()
 }
@@ -563,14 +649,20 @@ pub fn shards_in(name: &str, dir: &Path) -> Vec<ShardFile> {
 pub fn bad_shard_warnings(stderr: &str) -> BTreeSet<(String, u8, String)> {
     let mut out = BTreeSet::new();
     for line in stderr.lines() {
-        let Some(rest) = line.split_once(": shard ").map(|x| x.1) else { continue };
+        let Some(rest) = line.split_once(": shard ").map(|x| x.1) else {
+            continue;
+        };
         if !line.contains(" is bad (") {
             continue;
         }
         let words: Vec<&str> = rest.split_whitespace().collect();
         // "I of object X on NODE is bad (...)"
         if words.len() >= 6 && words[1] == "of" && words[2] == "object" && words[4] == "on" {
-            out.insert((words[3].to_string(), words[0].parse().unwrap(), words[5].to_string()));
+            out.insert((
+                words[3].to_string(),
+                words[0].parse().unwrap(),
+                words[5].to_string(),
+            ));
         }
     }
     out
@@ -580,7 +672,9 @@ pub fn bad_shard_warnings(stderr: &str) -> BTreeSet<(String, u8, String)> {
 
 /// True when the tests run as root (mounts, chattr).
 pub fn is_root() -> bool {
-    std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
 }
 
 /// Tests that mount things or flip immutable flags take this lock.
@@ -592,11 +686,17 @@ pub fn priv_lock() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn sh(prog: &str, args: &[&str]) -> Result<(), String> {
-    let out = Command::new(prog).args(args).output().map_err(|e| format!("{prog}: {e}"))?;
+    let out = Command::new(prog)
+        .args(args)
+        .output()
+        .map_err(|e| format!("{prog}: {e}"))?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!("{prog} {args:?}: {}", String::from_utf8_lossy(&out.stderr).trim()))
+        Err(format!(
+            "{prog} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
     }
 }
 
@@ -610,16 +710,30 @@ impl Mounted {
     /// Mounts a tmpfs of `size` (e.g. "256k") at `path`.
     pub fn tmpfs(path: &Path, size: &str) -> Mounted {
         std::fs::create_dir_all(path).unwrap();
-        sh("mount", &["-t", "tmpfs", "-o", &format!("size={size},mode=0755"), "qsfs-test", path.to_str().unwrap()])
-            .unwrap();
-        Mounted { path: path.to_path_buf() }
+        sh(
+            "mount",
+            &[
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0755"),
+                "qsfs-test",
+                path.to_str().unwrap(),
+            ],
+        )
+        .unwrap();
+        Mounted {
+            path: path.to_path_buf(),
+        }
     }
 
     /// Makes `path` read-only by bind-mounting it onto itself read-only.
     pub fn read_only_bind(path: &Path) -> Mounted {
         let p = path.to_str().unwrap();
         sh("mount", &["--bind", p, p]).unwrap();
-        let m = Mounted { path: path.to_path_buf() };
+        let m = Mounted {
+            path: path.to_path_buf(),
+        };
         sh("mount", &["-o", "remount,bind,ro", p]).unwrap();
         m
     }

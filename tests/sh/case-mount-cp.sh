@@ -3,8 +3,6 @@
 # entry's metadata match the source; again after `qsfs umount` and a
 # remount; cp -a back out and compare once more.
 source "$(dirname "$0")/lib-mount.sh"
-# KNOWN-BUG(acl-mode): see compare_trees in lib-mount.sh.
-KNOWN_BUG_ACL_MODE=skip
 
 make_tree src
 mount_fresh

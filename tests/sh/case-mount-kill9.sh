@@ -103,31 +103,12 @@ else:
     print(f"other: {len(d)} bytes, {d.count(b'A')} A, {d.count(0)} zero bytes, starts {d[:8]!r}")
 PY
 )
-if [ "$verdict" = zeros ]; then
-    # KNOWN-BUG(stale-staging-record): when the commit finishes, the
-    # staging record is removed only in sled's memory (flushed at the
-    # next tick, up to ~2 s later) while the staging file is truncated;
-    # a reopen + write + kill in that window leaves the old record, and
-    # recovery reseals the closed 1 MiB from the new staging file:
-    # "B" and 1048575 zero bytes instead of the committed "A"s.
-    echo "KNOWN-BUG(stale-staging-record): a closed 1 MiB file reopened, 1 byte written, mount killed: the closed content came back as zeros; skipped" >&2
-else
-    assert_eq ok "$verdict" "closed content of a reopened file after kill -9"
-fi
+assert_eq ok "$verdict" "closed content of a reopened file after kill -9"
 
 # A clean unmount: nothing staged, nothing owed, nothing left over.
 unmount
 # Recovery after the kills logged no error...
 errors=$(grep ' ERROR ' "$VAULT/qsfs.log" || true)
-stale=$(grep 'staging record without its staging file; its unsealed data is lost' <<<"$errors" || true)
-if [ -n "$stale" ]; then
-    # KNOWN-BUG(stale-staging-record): the same cause as above, harmless
-    # here: the file's data was committed and its staging file removed,
-    # but the removal of its staging record was not flushed before the
-    # kill, so recovery claims "unsealed data is lost" when nothing was.
-    echo "KNOWN-BUG(stale-staging-record): $(wc -l <<<"$stale") false 'unsealed data is lost' errors after the kills; skipped" >&2
-    errors=$(grep -v 'staging record without its staging file; its unsealed data is lost' <<<"$errors" || true)
-fi
 [ -z "$errors" ] || fail "errors in qsfs.log after the kills:
 $errors"
 [ -z "$(ls -A "$VAULT/staging")" ] || fail "staging not empty after a clean unmount: $(ls -A "$VAULT/staging")"

@@ -496,36 +496,7 @@ mkdir "$MNT/sem"
 report "$MNT/sem" > report.qsfs 2> report.qsfs.err || fail "the run on the mount failed: $(cat report.qsfs.err)
 partial report:
 $(cat report.qsfs)"
-# Lines of the report that differ because of a known qsfs bug: each is
-# skipped (with a message) only while it still differs, and only that line.
-#   KNOWN-BUG(acl-mode): a minimal access ACL set through
-#     system.posix_acl_access does not change the mode (ext4: 0640; qsfs
-#     keeps 0666 and stores the ACL as an opaque xattr).
-#   KNOWN-BUG(ctime-only-setattr): chown(f, -1, -1) moves ctime on ext4;
-#     qsfs ignores a setattr that carries only ctime.
-#   KNOWN-BUG(pre1970-time): utimensat to a time before 1970 with
-#     nanoseconds is stored about a second off (fuser 0.18
-#     system_time_from_time subtracts the nanoseconds of negative times).
-#   KNOWN-BUG(write-ctime): after write(2) and close(2) the ctime has not
-#     moved (mtime has); it moves only when the background commit runs.
-#   KNOWN-BUG(xattr-namespace): setxattr of "bogus.k" (no known namespace)
-#     succeeds; ext4 says ENOTSUP.
-KNOWN_BUG_LINES=(acl-mode:acl_minimal_mode ctime-only-setattr:chown_unchanged_ids pre1970-time:utime_before_1970
-    write-ctime:write xattr-namespace:xattr_unknown_namespace)
-skip_re='^$'
-for kb in "${KNOWN_BUG_LINES[@]}"; do
-    id=${kb%%:*}
-    key=${kb#*:}
-    want=$(grep "^$key: " report.ext4)
-    got=$(grep "^$key: " report.qsfs || true)
-    if [ "$want" != "$got" ]; then
-        echo "KNOWN-BUG($id): ext4 [$want], qsfs [$got]; skipped" >&2
-        skip_re="$skip_re|^$key: "
-    else
-        echo "note: KNOWN-BUG($id) no longer reproduces ($key); its skip can go" >&2
-    fi
-done
-if ! diff -u <(grep -Ev "$skip_re" report.ext4) <(grep -Ev "$skip_re" report.qsfs) > report.diff; then
+if ! diff -u report.ext4 report.qsfs > report.diff; then
     cat report.diff >&2
     fail "the mount does not behave as ext4 (- ext4, + qsfs)"
 fi
@@ -547,17 +518,8 @@ snapshot > before.remount
 remount
 snapshot > after.remount
 if ! diff -u before.remount after.remount > remount.diff; then
-    # KNOWN-BUG(write-ctime): a written file's ctime moves when the
-    # background commit runs, after close(2) returned and after stat saw
-    # the old one; so only the ctime (last column) of regular files that
-    # were written may differ.
-    if diff <(sed 's/|[^|]*$//' before.remount) <(sed 's/|[^|]*$//' after.remount) >/dev/null &&
-        ! grep '^[-+]\./' remount.diff | grep -qv '|regular '; then
-        echo "KNOWN-BUG(write-ctime): ctime of $(grep -c '^+\./' remount.diff) written files changed across remount; skipped" >&2
-    else
-        cat remount.diff >&2
-        fail "metadata changed across unmount + remount"
-    fi
+    cat remount.diff >&2
+    fail "metadata changed across unmount + remount"
 fi
 [ "$(wc -l < after.remount)" -gt 50 ] || fail "snapshot too short: $(cat after.remount)"
 

@@ -214,20 +214,8 @@ compare_trees() {
     tree_meta "$a" > "$CASE_DIR/meta.a"
     tree_meta "$b" > "$CASE_DIR/meta.b"
     if ! diff -u "$CASE_DIR/meta.a" "$CASE_DIR/meta.b" > "$CASE_DIR/meta.diff"; then
-        # KNOWN-BUG(acl-mode): qsfs stores system.posix_acl_access as an
-        # opaque xattr and does not apply it to the mode, so `cp -a`
-        # (which sets the final mode through that ACL, gnulib
-        # qcopy_acl) leaves files and folders at their creation mode
-        # (0600/0700) unless a set-id or sticky bit forces a chmod. With
-        # KNOWN_BUG_ACL_MODE=skip a difference in the mode column alone
-        # is reported, not failed.
-        if [ "${KNOWN_BUG_ACL_MODE:-}" = skip ] &&
-            diff <(cut -d'|' -f1,2,4- "$CASE_DIR/meta.a") <(cut -d'|' -f1,2,4- "$CASE_DIR/meta.b") >/dev/null; then
-            echo "KNOWN-BUG(acl-mode): modes of $b differ from $a ($(grep -c '^+\.' "$CASE_DIR/meta.diff") entries); skipped" >&2
-        else
-            cat "$CASE_DIR/meta.diff" >&2
-            fail "metadata of $b differs from $a (- $a, + $b)"
-        fi
+        cat "$CASE_DIR/meta.diff" >&2
+        fail "metadata of $b differs from $a (- $a, + $b)"
     fi
     [ "$(wc -l < "$CASE_DIR/meta.a")" -gt 40 ] || fail "tree_meta of $a is too short: $(cat "$CASE_DIR/meta.a")"
 }

@@ -62,7 +62,9 @@ pub enum StreamError {
     #[error("writing the sink failed: {0}")]
     Sink(#[source] io::Error),
     /// The source delivered fewer bytes than announced.
-    #[error("source ended early at byte {at} of {expected}: it was truncated or changed while being read")]
+    #[error(
+        "source ended early at byte {at} of {expected}: it was truncated or changed while being read"
+    )]
     SourceEnded {
         /// Bytes read before the end.
         at: u64,
@@ -100,7 +102,13 @@ struct Batch {
 
 impl Batch {
     fn new(seq: u64, first: u64, count: u64, data: Vec<u8>) -> Batch {
-        Batch { seq, first, count, data, tags: [[0u8; TAG_LEN]; BATCH_SEGS as usize] }
+        Batch {
+            seq,
+            first,
+            count,
+            data,
+            tags: [[0u8; TAG_LEN]; BATCH_SEGS as usize],
+        }
     }
 }
 
@@ -189,11 +197,21 @@ fn settle(main: Result<(), MainStop>, reader: Result<(), Stop>) -> Result<(), St
 
 /// Reads exactly `buf.len()` bytes; `at` is the offset of `buf` in the
 /// source, for the error message.
-fn read_full<R: Read>(src: &mut R, buf: &mut [u8], at: u64, expected: u64) -> Result<(), StreamError> {
+fn read_full<R: Read>(
+    src: &mut R,
+    buf: &mut [u8],
+    at: u64,
+    expected: u64,
+) -> Result<(), StreamError> {
     let mut got = 0;
     while got < buf.len() {
         match src.read(&mut buf[got..]) {
-            Ok(0) => return Err(StreamError::SourceEnded { at: at + got as u64, expected }),
+            Ok(0) => {
+                return Err(StreamError::SourceEnded {
+                    at: at + got as u64,
+                    expected,
+                });
+            }
             Ok(n) => got += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(StreamError::Source(e)),

@@ -6,8 +6,8 @@ use std::thread;
 use crossbeam_channel::{Receiver, Sender, bounded};
 
 use super::{
-    BATCH_SEGS, Batch, Pool, READ_CHUNK, Stop, StreamError, has_more, in_order, join, pool_size, read_full,
-    settle,
+    BATCH_SEGS, Batch, Pool, READ_CHUNK, Stop, StreamError, has_more, in_order, join, pool_size,
+    read_full, settle,
 };
 use crate::envelope::TAG_LEN;
 use crate::envelope::cipher::SegmentCipher;
@@ -45,7 +45,11 @@ pub fn open_stream<R: Read + Send, W: Write + ?Sized>(
         let (work_tx, work_rx) = bounded::<Batch>(pool);
         let (done_tx, done_rx) = bounded::<Result<Batch, EnvelopeError>>(pool);
         let (free_tx, free_rx) = bounded::<Vec<u8>>(pool);
-        let pool = Pool { free: free_rx, made: 0, size: pool };
+        let pool = Pool {
+            free: free_rx,
+            made: 0,
+            size: pool,
+        };
         let g = geometry.clone();
         let reader = s.spawn(move || read_sealed(n_src, dis, g, pool, work_tx));
         for _ in 0..threads {
@@ -58,7 +62,8 @@ pub fn open_stream<R: Read + Send, W: Write + ?Sized>(
             for j in 0..b.count as usize {
                 let start = j * SEG_E as usize;
                 let end = (start + SEG_E as usize).min(b.data.len());
-                sink.write_all(&b.data[start..end - TAG_LEN]).map_err(StreamError::Sink)?;
+                sink.write_all(&b.data[start..end - TAG_LEN])
+                    .map_err(StreamError::Sink)?;
             }
             let _ = free_tx.send(b.data);
             Ok(())
@@ -113,17 +118,26 @@ impl Cutter {
     fn start_batch(&mut self) -> io::Result<(Batch, usize)> {
         let segments = self.geometry.segments();
         if self.next_first >= segments {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "more bytes of E than segments"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "more bytes of E than segments",
+            ));
         }
         let count = BATCH_SEGS.min(segments - self.next_first);
         let start = self.geometry.segment_span_in_e(self.next_first).start;
-        let end = self.geometry.segment_span_in_e(self.next_first + count - 1).end;
+        let end = self
+            .geometry
+            .segment_span_in_e(self.next_first + count - 1)
+            .end;
         let need = (end - start) as usize;
         let mut data = match self.pool.take((BATCH_SEGS * SEG_E) as usize) {
             Ok(d) => d,
             Err(_) => {
                 self.cancelled = true;
-                return Err(io::Error::new(io::ErrorKind::BrokenPipe, "calling thread stopped"));
+                return Err(io::Error::new(
+                    io::ErrorKind::BrokenPipe,
+                    "calling thread stopped",
+                ));
             }
         };
         data.clear();
@@ -142,19 +156,37 @@ fn read_sealed<R: Read>(
     work: Sender<Batch>,
 ) -> Result<(), Stop> {
     let len_n = geometry.len_n();
-    let mut cut = Cutter { geometry, pool, work, cur: None, next_first: 0, seq: 0, cancelled: false };
+    let mut cut = Cutter {
+        geometry,
+        pool,
+        work,
+        cur: None,
+        next_first: 0,
+        seq: 0,
+        cancelled: false,
+    };
     let mut buf = vec![0u8; READ_CHUNK];
     let mut got = 0u64;
     while got < len_n {
         let want = (len_n - got).min(READ_CHUNK as u64) as usize;
         let n = match src.read(&mut buf[..want]) {
-            Ok(0) => return Err(StreamError::SourceEnded { at: got, expected: len_n }.into()),
+            Ok(0) => {
+                return Err(StreamError::SourceEnded {
+                    at: got,
+                    expected: len_n,
+                }
+                .into());
+            }
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(StreamError::Source(e).into()),
         };
         if let Err(e) = dis.push(&buf[..n], &mut cut) {
-            return Err(if cut.cancelled { Stop::Cancelled } else { StreamError::Source(e).into() });
+            return Err(if cut.cancelled {
+                Stop::Cancelled
+            } else {
+                StreamError::Source(e).into()
+            });
         }
         got += n as u64;
     }
@@ -205,7 +237,8 @@ pub fn verify_stream<R: Read>(mut n_src: R, rec: &Recovered) -> Result<(), Strea
     while got < len_n {
         let want = (len_n - got).min(buf.len() as u64) as usize;
         read_full(&mut n_src, &mut buf[..want], got, len_n)?;
-        dis.push_mac_only(&buf[..want]).map_err(StreamError::Source)?;
+        dis.push_mac_only(&buf[..want])
+            .map_err(StreamError::Source)?;
         got += want as u64;
     }
     if has_more(&mut n_src)? {

@@ -6,8 +6,8 @@ use std::thread;
 use crossbeam_channel::{Receiver, Sender, bounded};
 
 use super::{
-    BATCH_SEGS, Batch, Pool, Sealed, Stop, StreamError, has_more, in_order, join, pool_size, read_full,
-    settle,
+    BATCH_SEGS, Batch, Pool, Sealed, Stop, StreamError, has_more, in_order, join, pool_size,
+    read_full, settle,
 };
 use crate::envelope::SEG;
 use crate::envelope::cipher::SegmentCipher;
@@ -40,7 +40,11 @@ pub fn seal_stream<R: Read + Send, W: Write + ?Sized>(
         let (work_tx, work_rx) = bounded::<Batch>(pool);
         let (done_tx, done_rx) = bounded::<Result<Batch, EnvelopeError>>(pool);
         let (free_tx, free_rx) = bounded::<Vec<u8>>(pool);
-        let pool = Pool { free: free_rx, made: 0, size: pool };
+        let pool = Pool {
+            free: free_rx,
+            made: 0,
+            size: pool,
+        };
         let reader = s.spawn(move || read_plain(src, plain_len, segments, pool, work_tx));
         for _ in 0..threads {
             let (rx, tx) = (work_rx.clone(), done_tx.clone());
@@ -52,7 +56,8 @@ pub fn seal_stream<R: Read + Send, W: Write + ?Sized>(
             for j in 0..b.count as usize {
                 let start = j * SEG as usize;
                 let end = (start + SEG as usize).min(b.data.len());
-                asm.push(&b.data[start..end], sink).map_err(StreamError::Sink)?;
+                asm.push(&b.data[start..end], sink)
+                    .map_err(StreamError::Sink)?;
                 asm.push(&b.tags[j], sink).map_err(StreamError::Sink)?;
             }
             // The reader may have finished; a closed pool is fine.
@@ -63,7 +68,10 @@ pub fn seal_stream<R: Read + Send, W: Write + ?Sized>(
         settle(main, join(reader))
     })?;
     asm.finish(sink).map_err(StreamError::Sink)?;
-    Ok(Sealed { backup: sealer.backup(), geometry })
+    Ok(Sealed {
+        backup: sealer.backup(),
+        geometry,
+    })
 }
 
 /// Seal reader: cuts the source into batches of plaintext.
@@ -85,9 +93,13 @@ fn read_plain<R: Read>(
         data.resize(want, 0);
         read_full(&mut src, &mut data, at, plain_len)?;
         if first + count == segments && has_more(&mut src)? {
-            return Err(StreamError::SourceGrew { expected: plain_len }.into());
+            return Err(StreamError::SourceGrew {
+                expected: plain_len,
+            }
+            .into());
         }
-        work.send(Batch::new(seq, first, count, data)).map_err(|_| Stop::Cancelled)?;
+        work.send(Batch::new(seq, first, count, data))
+            .map_err(|_| Stop::Cancelled)?;
         first += count;
         seq += 1;
     }

@@ -82,13 +82,31 @@ fn many_threads_keep_order() {
 fn seal_source_short_or_long_is_an_error() {
     let d = data(100_000);
     let e = seal_stream(&keys(), 100_001, &d[..], &mut Vec::new(), 2).unwrap_err();
-    assert!(matches!(e, StreamError::SourceEnded { at: 100_000, expected: 100_001 }), "{e}");
-    assert!(e.to_string().contains("source ended early at byte 100000 of 100001"));
+    assert!(
+        matches!(
+            e,
+            StreamError::SourceEnded {
+                at: 100_000,
+                expected: 100_001
+            }
+        ),
+        "{e}"
+    );
+    assert!(
+        e.to_string()
+            .contains("source ended early at byte 100000 of 100001")
+    );
     let e = seal_stream(&keys(), 99_999, &d[..], &mut Vec::new(), 2).unwrap_err();
-    assert!(matches!(e, StreamError::SourceGrew { expected: 99_999 }), "{e}");
+    assert!(
+        matches!(e, StreamError::SourceGrew { expected: 99_999 }),
+        "{e}"
+    );
     let e = seal_stream(&keys(), 0, &d[..], &mut Vec::new(), 2).unwrap_err();
     assert!(matches!(e, StreamError::SourceGrew { .. }), "{e}");
-    let src = FailingSource { data: &d, left: 70_000 };
+    let src = FailingSource {
+        data: &d,
+        left: 70_000,
+    };
     let e = seal_stream(&keys(), 100_000, src, &mut Vec::new(), 2).unwrap_err();
     assert!(matches!(e, StreamError::Source(_)), "{e}");
 }
@@ -122,7 +140,10 @@ fn open_stream_refuses_short_long_failing_and_tampered_sources() {
     assert!(e.is_integrity(), "{e}");
     let e = verify_stream(&longer[..], &rec).unwrap_err();
     assert!(e.is_integrity(), "{e}");
-    let src = FailingSource { data: &n, left: 300_000 };
+    let src = FailingSource {
+        data: &n,
+        left: 300_000,
+    };
     let e = open_stream(src, &rec, &mut Vec::new(), 2).unwrap_err();
     assert!(matches!(e, StreamError::Source(_)), "{e}");
     // A flipped ciphertext byte fails its segment (or M).
@@ -138,7 +159,10 @@ fn open_stream_refuses_short_long_failing_and_tampered_sources() {
     t[last] ^= 1;
     let mut out = Vec::new();
     let e = open_stream(&t[..], &rec, &mut out, 2).unwrap_err();
-    assert!(matches!(e, StreamError::Envelope(EnvelopeError::MacMismatch)), "{e}");
+    assert!(
+        matches!(e, StreamError::Envelope(EnvelopeError::MacMismatch)),
+        "{e}"
+    );
     verify_stream(&n[..], &rec).unwrap();
 }
 
