@@ -24,6 +24,7 @@ pub mod keystore;
 pub mod namespace;
 pub mod node;
 pub mod object_id;
+pub mod qkd;
 pub mod store;
 pub mod sys;
 pub mod vault;
