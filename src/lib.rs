@@ -25,6 +25,7 @@ pub mod namespace;
 pub mod node;
 pub mod object_id;
 pub mod qkd;
+pub mod stock;
 pub mod store;
 pub mod sys;
 pub mod vault;

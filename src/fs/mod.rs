@@ -48,6 +48,11 @@ pub struct FsCore {
     reader: Reader,
     files: Mutex<HashMap<u64, Arc<OpenFile>>>,
     staging_dir: PathBuf,
+    /// Tells the kernel about changes it did not make itself (set once
+    /// the FUSE session exists).
+    notifier: Arc<std::sync::OnceLock<fuser::Notifier>>,
+    /// Empty staging files made ahead (`staging/stock/`).
+    staging_stock: crate::stock::Stock,
     commit_tx: Mutex<Option<Sender<Job>>>,
     flush_wanted: AtomicBool,
     /// Threads blocked in fsync (the committer does not gather then).
@@ -56,6 +61,16 @@ pub struct FsCore {
 }
 
 impl FsCore {
+    /// Drops the kernel's cached attributes of `ino` (after qsfs changed
+    /// them on its own, e.g. cleared set-id bits on a write).
+    pub fn invalidate_attr(&self, ino: u64) {
+        if let Some(n) = self.notifier.get()
+            && let Err(e) = n.inval_inode(fuser::INodeNo(ino), -1, 0)
+        {
+            tracing::debug!(ino, "attribute invalidation failed: {e}");
+        }
+    }
+
     /// Asks the committer to make metadata durable and run deletions soon.
     pub fn want_flush(&self) {
         self.flush_wanted.store(true, Ordering::Relaxed);
@@ -101,6 +116,11 @@ pub struct Qsfs {
 }
 
 impl Qsfs {
+    /// Where the mount puts the session's notifier once it exists.
+    pub fn notifier_slot(&self) -> Arc<std::sync::OnceLock<fuser::Notifier>> {
+        Arc::clone(&self.core.notifier)
+    }
+
     /// A filesystem over `vault`. Before it serves anything it finishes
     /// what a previous mount left: orphans are destroyed and staged data
     /// is sealed (recovery.rs).
@@ -111,6 +131,8 @@ impl Qsfs {
             reader: Reader::new(Arc::clone(&vault)),
             vault,
             files: Mutex::new(HashMap::new()),
+            notifier: Arc::new(std::sync::OnceLock::new()),
+            staging_stock: crate::stock::Stock::new(&staging_dir.join("stock"), 0o600, 16),
             staging_dir,
             commit_tx: Mutex::new(Some(tx)),
             flush_wanted: AtomicBool::new(false),

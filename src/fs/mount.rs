@@ -187,10 +187,12 @@ pub fn serve(
     config.acl = settings.acl;
     config.n_threads = Some(settings.threads);
     config.clone_fd = true;
+    let notifier = fs.notifier_slot();
     let mut session = fuser::Session::new(fs, &target, &config).map_err(|e| MountError::Fuse {
         path: target.clone(),
         source: e,
     })?;
+    let _ = notifier.set(session.notifier());
     let mut unmounter = session.unmount_callable();
     match signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,

@@ -178,6 +178,49 @@ impl Qsfs {
 }
 
 /// Extended-attribute namespaces ext4 supports; others are EOPNOTSUPP.
+/// The privilege bits a write, truncate or chown drops: set-user-id, and
+/// set-group-id when the group may execute (without group execute it
+/// marks mandatory locking and stays), as on ext4.
+fn priv_bits(mode: u32) -> u32 {
+    let (suid, sgid, gx) = (libc::S_ISUID, libc::S_ISGID, libc::S_IXGRP);
+    let mut bits = mode & suid;
+    if mode & (sgid | gx) == sgid | gx {
+        bits |= sgid;
+    }
+    bits
+}
+
+impl Qsfs {
+    /// Drops the privileges of a file being written by a caller without
+    /// CAP_FSETID: its set-id bits and its file capability.
+    fn kill_privs(&self, ino: u64) -> Result<(), Errno> {
+        let inode = ns_reply(self.ns().inode(ino))?;
+        if inode.kind == Kind::Dir {
+            return Ok(());
+        }
+        if priv_bits(inode.mode) != 0 {
+            ns_reply(self.ns().set_attrs(ino, |i| {
+                i.mode &= !priv_bits(i.mode);
+                i.ctime = Time::now();
+            }))?;
+            self.core.want_flush();
+            self.core.invalidate_attr(ino);
+        }
+        self.drop_capability(ino);
+        Ok(())
+    }
+
+    /// Removes `security.capability`, if the file has one.
+    fn drop_capability(&self, ino: u64) {
+        if let Ok(v) = self.ns().get_xattr(ino, b"security.capability")
+            && !v.is_empty()
+            && self.ns().remove_xattr(ino, b"security.capability").is_ok()
+        {
+            self.core.want_flush();
+        }
+    }
+}
+
 fn known_xattr(name: &[u8]) -> Result<(), Errno> {
     const KNOWN: [&[u8]; 3] = [b"user.", b"trusted.", b"security."];
     const ACL: [&[u8]; 2] = [b"system.posix_acl_access", b"system.posix_acl_default"];
@@ -208,6 +251,13 @@ impl Filesystem for Qsfs {
         // turns an ACL equal to the mode bits into a chmod, and applies
         // default ACLs to new files; qsfs stores them as xattrs.
         let _ = config.add_capabilities(fuser::InitFlags::FUSE_POSIX_ACL);
+        // qsfs clears set-user-id, set-group-id and file capabilities
+        // itself (kill_privs); in return the kernel stops sending a
+        // getxattr("security.capability") before every write, which
+        // otherwise doubles the round trips of small writes.
+        if let Err(e) = config.add_capabilities(fuser::InitFlags::FUSE_HANDLE_KILLPRIV_V2) {
+            tracing::info!("kernel without killpriv v2 ({e:?})");
+        }
         Ok(())
     }
 
@@ -237,7 +287,7 @@ impl Filesystem for Qsfs {
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -289,9 +339,16 @@ impl Filesystem for Qsfs {
             let new_mtime = mtime.map(when);
             // Any setattr is an inode change: chown(f, -1, -1) arrives with
             // no fields set and must still move ctime, as on ext4.
+            // A chown, or a truncate by a caller without CAP_FSETID, drops
+            // the privileges of a file (killpriv v2 leaves that to us).
+            let kill = mode.is_none()
+                && (uid.is_some() || gid.is_some() || (size.is_some() && req.uid() != 0));
             ns_reply(self.ns().set_attrs(ino, |i| {
                 if let Some(m) = mode {
                     i.mode = m & 0o7777;
+                }
+                if kill && i.kind != Kind::Dir {
+                    i.mode &= !priv_bits(i.mode);
                 }
                 if let Some(u) = uid {
                     i.uid = u;
@@ -310,6 +367,9 @@ impl Filesystem for Qsfs {
                 }
                 i.ctime = ctime.map(attr::from_fuser).unwrap_or(now);
             }))?;
+            if kill {
+                self.drop_capability(ino);
+            }
             if let (Some(t), Some(f)) = (new_mtime, self.core.file(ino)) {
                 f.lock().mtime = t;
             }
@@ -561,13 +621,17 @@ impl Filesystem for Qsfs {
         fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
+        write_flags: WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
         let r = (|| {
             self.writable()?;
+            // Set only for callers without CAP_FSETID (killpriv v2).
+            if write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID) {
+                self.kill_privs(ino.0)?;
+            }
             let h = self
                 .handle(fh)
                 .filter(|h| h.ino == ino.0)
@@ -575,10 +639,17 @@ impl Filesystem for Qsfs {
             let f = self.core.file_or_load(ino.0)?;
             let mut st = f.lock();
             if st.staging.is_none() {
-                st.staging = Some(Staging::open(&self.core.staging_dir, ino.0).map_err(|e| {
-                    tracing::error!("ino {}: cannot create its staging file: {e}", ino.0);
-                    errno::io(&e)
-                })?);
+                st.staging = Some(
+                    Staging::open(
+                        &self.core.staging_dir,
+                        ino.0,
+                        Some(&self.core.staging_stock),
+                    )
+                    .map_err(|e| {
+                        tracing::error!("ino {}: cannot create its staging file: {e}", ino.0);
+                        errno::io(&e)
+                    })?,
+                );
             }
             let at = if h.append { st.size } else { offset };
             if let Some(s) = &st.staging {

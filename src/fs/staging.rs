@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use super::ranges::RangeSet;
 use crate::codec::{DecodeError, Reader, Writer};
 use crate::namespace::Time;
+use crate::stock::Stock;
 
 const RECORD_VERSION: u8 = 1;
 
@@ -146,11 +147,30 @@ impl Staging {
         }
     }
 
-    /// Opens (creating, mode 0600) the staging of `ino`.
-    pub fn open(dir: &Path, ino: u64) -> io::Result<Staging> {
+    /// Opens (creating, mode 0600) the staging of `ino`; a new first
+    /// piece is taken from `stock` when it has a file ready.
+    pub fn open(dir: &Path, ino: u64, stock: Option<&Stock>) -> io::Result<Staging> {
         let s = Self::new(dir, ino);
+        if let Some(stock) = stock {
+            s.adopt_stocked(stock);
+        }
         s.piece(0, true)?;
         Ok(s)
+    }
+
+    /// Makes a stock file the first piece unless one exists (a hard link
+    /// never replaces an existing name); `piece` then opens it, or creates
+    /// it when the stock had none.
+    fn adopt_stocked(&self, stock: &Stock) {
+        let path = self.inner.dir.join(piece_name(self.inner.ino, 0));
+        if path.exists() {
+            return;
+        }
+        let Some(spare) = stock.take() else {
+            return;
+        };
+        let _ = std::fs::hard_link(&spare, &path);
+        let _ = std::fs::remove_file(&spare);
     }
 
     /// Opens the existing staging of `ino` (recovery); None if it is gone.
@@ -327,7 +347,7 @@ mod tests {
     #[test]
     fn sparse_staging_reads_zeros_past_its_end() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Staging::open(dir.path(), 7).unwrap();
+        let s = Staging::open(dir.path(), 7, None).unwrap();
         s.write_at(b"abc", 10).unwrap();
         let mut out = [9u8; 20];
         s.read_at(&mut out, 5).unwrap();
@@ -349,7 +369,7 @@ mod tests {
     #[test]
     fn writes_past_16_tib_go_to_later_pieces() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Staging::open(dir.path(), 9).unwrap();
+        let s = Staging::open(dir.path(), 9, None).unwrap();
         let far = (1u64 << 50) - 5; // just under 1 PiB
         s.write_at(b"0123456789", far).unwrap();
         // Across a piece boundary too.

@@ -42,7 +42,12 @@ pub struct DirNode {
     /// Last health check: a mount checks before every shard it writes, and
     /// the check reads the marker file.
     health_cache: std::sync::Mutex<Option<(std::time::Instant, NodeHealth)>>,
+    /// Empty files made ahead for shard writes (`NODE/stock/`).
+    stock: crate::stock::Stock,
 }
+
+/// Empty files a node keeps ready for shard writes.
+const STOCK_FILES: usize = 16;
 
 /// How long a health check stays valid.
 const HEALTH_TTL: std::time::Duration = std::time::Duration::from_secs(1);
@@ -62,6 +67,7 @@ impl DirNode {
             vault_id: vault_id.to_string(),
             sync_fd: std::sync::Mutex::new(None),
             health_cache: std::sync::Mutex::new(None),
+            stock: crate::stock::Stock::new(&root.join("stock"), 0o666, STOCK_FILES),
         }
     }
 
@@ -325,7 +331,17 @@ impl Node for DirNode {
         );
         let tmp = dir.join(format!(".{}.{}.{tag}.tmp", key.object, key.index));
         let open = || OpenOptions::new().write(true).create_new(true).open(&tmp);
-        let file = match open() {
+        // A file from the stock, renamed to the temporary name (the
+        // temporary names are unique, so the rename replaces nothing).
+        let stocked = self.stock.take().and_then(|p| {
+            let file = fs::rename(&p, &tmp).and_then(|_| OpenOptions::new().write(true).open(&tmp));
+            if file.is_err() {
+                let _ = fs::remove_file(&p);
+                let _ = fs::remove_file(&tmp);
+            }
+            file.ok()
+        });
+        let file = match stocked.map(Ok).unwrap_or_else(open) {
             Ok(f) => f,
             // Fan-out folders are made at adoption; one removed since is
             // made again, durably, before a shard in it counts.
