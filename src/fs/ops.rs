@@ -10,8 +10,8 @@ use std::time::SystemTime;
 use fuser::{
     AccessFlags, Errno, FileAttr, FileHandle, Filesystem, FopenFlags, Generation, INodeNo,
     KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
-    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
-    WriteFlags,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
+    Request, TimeOrNow, WriteFlags,
 };
 
 use super::attr::{self, TTL};
@@ -247,6 +247,12 @@ impl Filesystem for Qsfs {
         let _ = config.set_max_write(1 << 20);
         let _ = config.set_max_readahead(1 << 20);
         let _ = config.add_capabilities(fuser::InitFlags::FUSE_PARALLEL_DIROPS);
+        // `ls -l`, `find` and rsync then get the attributes with the names
+        // instead of one lookup round trip per entry (the kernel chooses
+        // per directory whether that pays).
+        let _ = config.add_capabilities(
+            fuser::InitFlags::FUSE_DO_READDIRPLUS | fuser::InitFlags::FUSE_READDIRPLUS_AUTO,
+        );
         // The kernel then handles POSIX ACLs as on ext4: it checks them,
         // turns an ACL equal to the mode bits into a chmod, and applies
         // default ACLs to new files; qsfs stores them as xattrs.
@@ -794,6 +800,43 @@ impl Filesystem for Qsfs {
                 (i + 1) as u64,
                 attr::file_type(e.kind),
                 OsStr::from_bytes(&e.name),
+            ) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let entries = self
+            .dirs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&fh.0)
+            .cloned();
+        let Some(entries) = entries else {
+            return reply.error(Errno::EBADF);
+        };
+        for (i, e) in entries.iter().enumerate().skip(offset as usize) {
+            // An entry removed since opendir is left out, as readdir of a
+            // changing folder may.
+            let Ok(a) = self.attr_of(e.ino) else {
+                continue;
+            };
+            if reply.add(
+                INodeNo(e.ino),
+                (i + 1) as u64,
+                OsStr::from_bytes(&e.name),
+                &TTL,
+                &a,
+                GEN,
             ) {
                 break;
             }
