@@ -40,7 +40,7 @@ impl Lab {
         )
         .unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let source = Arc::new(MemoryKeys::random("lab", keys_per_direction));
+        let source = Arc::new(MemoryKeys::random("lab", keys_per_direction).unwrap());
         let kme = etsi014::spawn(
             source,
             SaeMap::new("sae-a", "sae-b").unwrap(),

@@ -99,7 +99,10 @@ fn serve(a: ServeArgs) -> Result<i32> {
     let tls = etsi014::tls::server_config(&a.cert, &a.key, &a.ca)?;
     let source: Arc<dyn KeySource> = match (&a.pool, a.memory_keys) {
         (Some(pool), _) => open_pool(pool, &a.link)?,
-        (None, Some(n)) => Arc::new(etsi014::testkeys::MemoryKeys::random(&a.link, n)),
+        (None, Some(n)) => Arc::new(
+            etsi014::testkeys::MemoryKeys::random(&a.link, n)
+                .context("the OS random source failed")?,
+        ),
         (None, None) => bail!("name the keys to serve: --pool FILE"),
     };
     let listener = TcpListener::bind(&a.listen)

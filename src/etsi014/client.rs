@@ -571,6 +571,7 @@ impl KeySource for Etsi014Source {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
 mod tests {
     use super::path_segment;
 

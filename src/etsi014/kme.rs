@@ -421,3 +421,133 @@ impl EndExt for End {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
+mod tests {
+    use super::*;
+    use crate::etsi014::testkeys::MemoryKeys;
+    use crate::etsi014::types::KeyIdItem;
+
+    fn kme(n: usize) -> Kme {
+        Kme::new(
+            Arc::new(MemoryKeys::random("t", n).unwrap()),
+            SaeMap::new("a", "b").unwrap(),
+            "K",
+        )
+    }
+
+    fn sae(s: &str) -> Caller {
+        Caller::Sae(s.into())
+    }
+
+    fn enc(k: &Kme, caller: &str, slave: &str, number: u64) -> Reply {
+        k.handle(
+            &sae(caller),
+            Call::EncKeys {
+                slave: slave.into(),
+                request: KeyRequest {
+                    number: Some(number),
+                    ..KeyRequest::default()
+                },
+            },
+        )
+    }
+
+    fn dec(k: &Kme, caller: &str, master: &str, ids: &[&str]) -> Reply {
+        k.handle(
+            &sae(caller),
+            Call::DecKeys {
+                master: master.into(),
+                request: KeyIds {
+                    key_ids: ids
+                        .iter()
+                        .map(|i| KeyIdItem {
+                            key_id: (*i).into(),
+                            key_id_extension: None,
+                        })
+                        .collect(),
+                    key_ids_extension: None,
+                },
+            },
+        )
+    }
+
+    fn ids(r: &Reply) -> Vec<String> {
+        let c: KeyContainer = serde_json::from_slice(&r.body).unwrap();
+        c.keys.iter().map(|k| k.key_id.clone()).collect()
+    }
+
+    fn message(r: &Reply) -> String {
+        serde_json::from_slice::<ErrorBody>(&r.body)
+            .unwrap()
+            .message
+    }
+
+    #[test]
+    fn sae_specs_parse() {
+        let m = SaeMap::parse(&["x=A".into(), "y=end-b".into()]).unwrap();
+        assert_eq!(
+            (m.end_of("x"), m.end_of("y"), m.end_of("z")),
+            (Some(End::A), Some(End::B), None)
+        );
+        assert!(SaeMap::parse(&["x=A".into()]).is_err());
+        assert!(SaeMap::parse(&["x=A".into(), "y=A".into()]).is_err());
+        assert!(SaeMap::parse(&["x=A".into(), "x=B".into()]).is_err());
+        assert!(SaeMap::parse(&["x=C".into(), "y=B".into()]).is_err());
+    }
+
+    #[test]
+    fn dec_keys_is_all_or_nothing() {
+        let k = kme(10);
+        let r = enc(&k, "a", "b", 2);
+        assert_eq!(r.status, 200);
+        let got = ids(&r);
+        let unknown = "00000000-0000-4000-8000-000000000000";
+        // One bad ID: nothing is handed over.
+        let r = dec(&k, "b", "a", &[&got[0], unknown]);
+        assert_eq!(r.status, 400);
+        assert!(message(&r).contains("unknown"), "{}", message(&r));
+        let r = dec(&k, "b", "a", &[&got[0], &got[1]]);
+        assert_eq!((r.status, ids(&r)), (200, got.clone()));
+        let r = dec(&k, "b", "a", &[&got[0]]);
+        assert!(message(&r).contains("already"));
+        assert_eq!(dec(&k, "b", "a", &[&got[0], &got[0]]).status, 400);
+        assert_eq!(dec(&k, "b", "a", &["not-a-uuid"]).status, 400);
+        assert_eq!(dec(&k, "b", "a", &[]).status, 400);
+    }
+
+    #[test]
+    fn callers_and_peers_are_checked() {
+        let k = kme(4);
+        let r = k.handle(
+            &Caller::Unknown("names z".into()),
+            Call::Status { slave: "b".into() },
+        );
+        assert_eq!(r.status, 401);
+        assert_eq!(enc(&k, "a", "a", 1).status, 400);
+        assert_eq!(enc(&k, "a", "q", 1).status, 400);
+        assert_eq!(enc(&k, "a", "b", 0).status, 400);
+        assert_eq!(enc(&k, "a", "b", MAX_KEYS_PER_REQUEST + 1).status, 400);
+        // B's own keys (B -> A) are fetched by A only.
+        let got = ids(&enc(&k, "b", "a", 1));
+        assert!(message(&dec(&k, "b", "a", &[&got[0]])).contains("itself"));
+        assert_eq!(dec(&k, "a", "b", &[&got[0]]).status, 200);
+    }
+
+    #[test]
+    fn a_partial_batch_is_returned_then_503() {
+        let k = kme(3);
+        let r = enc(&k, "a", "b", 8);
+        assert_eq!((r.status, ids(&r).len()), (200, 3));
+        let r = enc(&k, "a", "b", 1);
+        assert_eq!(r.status, 503);
+        assert!(message(&r).contains("exhausted"));
+        // The other direction is untouched.
+        assert_eq!(ids(&enc(&k, "b", "a", 8)).len(), 3);
+        let s: Status =
+            serde_json::from_slice(&k.handle(&sae("a"), Call::Status { slave: "b".into() }).body)
+                .unwrap();
+        assert_eq!((s.stored_key_count, s.max_key_count), (0, 6));
+    }
+}

@@ -15,6 +15,19 @@
 //! With end A's SAE as master, keys flow A -> B; with end B's, B -> A. So
 //! the two directions never share a key, as `qkd` requires.
 //!
+//! A local set-up without QKD hardware:
+//!
+//! ```text
+//! qsfs kme certs --out pki --sae vault --sae node1
+//! qsfs kme serve --pool FILE --listen 127.0.0.1:8443 \
+//!     --cert pki/kme.pem --key pki/kme-key.pem --ca pki/ca.pem \
+//!     --sae vault=A --sae node1=B
+//! ```
+//!
+//! then each end makes an [`Etsi014Source`] with `https://127.0.0.1:8443`,
+//! its own SAE ID and certificate (`pki/vault.pem`, `pki/vault-key.pem`),
+//! the peer's SAE ID and `pki/ca.pem`.
+//!
 //! Module map: `types` (the JSON formats), `tls` (PEM -> rustls),
 //! `client`, `kme` (the KME's bookkeeping, no I/O), `routes` (HTTP request
 //! -> call, no I/O), `server` (TLS + HTTP shell), `certs`, `testkeys`.

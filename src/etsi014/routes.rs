@@ -129,6 +129,7 @@ pub fn parse(method: &str, path: &str, query: Option<&str>, body: &[u8]) -> Resu
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
 mod tests {
     use super::*;
 

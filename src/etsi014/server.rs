@@ -190,7 +190,9 @@ async fn run(
             }
             let service =
                 hyper::service::service_fn(move |req| handle(kme.clone(), caller.clone(), req));
+            // The timer enables hyper's 30 s limit on reading a request head.
             if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
                 .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
                 .await
             {

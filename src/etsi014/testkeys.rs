@@ -31,18 +31,14 @@ pub struct MemoryKeys {
 }
 
 /// A random key with a random (version 4) UUID.
-pub fn random_key() -> LinkKey {
+pub fn random_key() -> Result<LinkKey, getrandom::Error> {
     let mut id = [0u8; 16];
     let mut key = Zeroizing::new([0u8; KEY_LEN]);
-    // Test helper: the OS random source failing is not a case to handle.
-    #[allow(clippy::expect_used)]
-    {
-        getrandom::fill(&mut id).expect("OS random source");
-        getrandom::fill(&mut key[..]).expect("OS random source");
-    }
+    getrandom::fill(&mut id)?;
+    getrandom::fill(&mut key[..])?;
     id[6] = (id[6] & 0x0f) | 0x40;
     id[8] = (id[8] & 0x3f) | 0x80;
-    LinkKey { id: KeyId(id), key }
+    Ok(LinkKey { id: KeyId(id), key })
 }
 
 impl MemoryKeys {
@@ -61,9 +57,16 @@ impl MemoryKeys {
     }
 
     /// A source with `per_direction` random keys each way.
-    pub fn random(link: impl Into<String>, per_direction: usize) -> MemoryKeys {
-        let gen_keys = || (0..per_direction).map(|_| random_key()).collect();
-        MemoryKeys::new(link, gen_keys(), gen_keys())
+    pub fn random(
+        link: impl Into<String>,
+        per_direction: usize,
+    ) -> Result<MemoryKeys, getrandom::Error> {
+        let gen_keys = || {
+            (0..per_direction)
+                .map(|_| random_key())
+                .collect::<Result<Vec<_>, _>>()
+        };
+        Ok(MemoryKeys::new(link, gen_keys()?, gen_keys()?))
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, State>, KeyError> {
