@@ -19,6 +19,7 @@ pub mod dispersal;
 pub mod entropy;
 pub mod envelope;
 pub mod erasure;
+pub mod etsi014;
 pub mod fs;
 pub mod keystore;
 pub mod namespace;

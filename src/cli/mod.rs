@@ -4,6 +4,7 @@ mod envelope;
 mod files;
 mod format;
 mod keys;
+mod kme;
 mod mount;
 mod node;
 mod status;
@@ -59,6 +60,9 @@ enum Command {
     /// Storage nodes: use a replaced (empty) disk as a node.
     #[command(subcommand)]
     Node(node::NodeCommand),
+    /// A local ETSI GS QKD 014 key manager (KME) and its certificates.
+    #[command(subcommand)]
+    Kme(kme::KmeCommand),
     /// Expert tool: seal or open one object by hand (interoperability, recovery).
     #[command(subcommand)]
     Envelope(envelope::EnvelopeCommand),
@@ -149,6 +153,7 @@ pub fn run() -> i32 {
         Command::Node(c) => node::run(&ctx, c),
         Command::Mount(a) => mount::mount(a),
         Command::Umount(a) => mount::umount(a),
+        Command::Kme(c) => kme::run(c),
         Command::Envelope(c) => envelope::run(c),
     };
     match result {
