@@ -56,7 +56,7 @@ enum Command {
     Mount(mount::MountArgs),
     /// Unmount, waiting until every pending seal is finished.
     Umount(mount::UmountArgs),
-    /// Storage nodes: use a replaced (empty) disk as a node.
+    /// Storage nodes: adopt a replaced (empty) disk, serve a node over the network.
     #[command(subcommand)]
     Node(node::NodeCommand),
     /// Expert tool: seal or open one object by hand (interoperability, recovery).

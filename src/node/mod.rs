@@ -10,8 +10,10 @@
 
 mod dir;
 mod header;
+mod remote;
 
 pub use dir::DirNode;
+pub use remote::{RemoteNode, RemoteOptions};
 pub use header::{HEADER_LEN, ShardHeader, ShardKey};
 
 use std::any::Any;
