@@ -883,3 +883,233 @@ impl Drop for RemotePending {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::erasure::StripeLayout;
+    use crate::nodeproto::plain_transport;
+    use crate::nodeproto::server::{ServeOptions, Server, StopHandle};
+    use std::net::TcpListener;
+    use std::path::Path;
+
+    const VAULT: &str = "0123456789abcdef0123456789abcdef";
+
+    struct Running {
+        stop: StopHandle,
+        thread: Option<std::thread::JoinHandle<()>>,
+        addr: String,
+    }
+
+    impl Drop for Running {
+        fn drop(&mut self) {
+            self.stop.stop();
+            if let Some(t) = self.thread.take() {
+                t.join().unwrap();
+            }
+        }
+    }
+
+    fn serve_on(dir: &Path, listen: &str) -> Running {
+        let server = Server::bind(ServeOptions::new(dir, listen), plain_transport("test server")).unwrap();
+        let addr = server.local_addr().to_string();
+        let stop = server.stop_handle();
+        let thread = Some(std::thread::spawn(move || server.run()));
+        Running { stop, thread, addr }
+    }
+
+    fn serve(dir: &Path) -> Running {
+        serve_on(dir, "127.0.0.1:0")
+    }
+
+    fn fast() -> RemoteOptions {
+        RemoteOptions {
+            connect_timeout: Duration::from_secs(1),
+            io_timeout: Duration::from_millis(400),
+            retry_after: Duration::from_secs(2),
+            ..RemoteOptions::default()
+        }
+    }
+
+    fn remote(name: &str, addr: &str, vault: &str) -> RemoteNode {
+        RemoteNode::new(name, addr, vault, plain_transport(name), fast())
+    }
+
+    fn pattern(len: usize, seed: u8) -> Vec<u8> {
+        (0..len).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect()
+    }
+
+    /// Writes shard `index` of `object` with a payload of about `len` bytes.
+    fn write(
+        n: &RemoteNode,
+        object: ObjectId,
+        index: u8,
+        len: usize,
+    ) -> (Box<dyn PendingShard>, Vec<u8>) {
+        let layout = StripeLayout::plan(2, 3, (len * 2) as u64, 1 << 20).unwrap();
+        let header = ShardHeader::new(object, index, &layout);
+        let payload = pattern(header.payload_len() as usize, index);
+        let mut sink = n.create(&header).unwrap();
+        for piece in payload.chunks(700_001) {
+            sink.write(piece).unwrap();
+        }
+        (sink.finish().unwrap(), payload)
+    }
+
+    fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while !f() {
+            assert!(start.elapsed() < Duration::from_secs(5), "{what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn shards_round_trip_over_tcp() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("node-0");
+        let srv = serve(&folder);
+        let n = remote("node-0", &srv.addr, VAULT);
+        // The empty folder became this vault's node on the first hello.
+        assert_eq!(n.health(), NodeHealth::Ok);
+        assert_eq!(
+            crate::node::DirNode::marker_at(&folder),
+            Some((VAULT.to_string(), "node-0".to_string()))
+        );
+        assert!(n.space().is_some());
+        n.probe_write().unwrap();
+        assert_eq!(n.location(), srv.addr);
+
+        let id = ObjectId([0x42; 16]);
+        let (pending, payload) = write(&n, id, 1, 3 << 20);
+        let key = pending.key();
+        assert!(n.read_header(key).unwrap_err().is_not_found());
+        assert_eq!(n.list().unwrap().leftovers.len(), 1);
+        for r in n.commit(vec![pending]) {
+            r.unwrap();
+        }
+        assert_eq!(n.read_header(key).unwrap().key, key);
+        let mut all = vec![0u8; payload.len()];
+        n.read_at(key, 0, &mut all).unwrap();
+        assert!(all == payload);
+        let mut mid = vec![0u8; 1_500_000];
+        n.read_at(key, 12345, &mut mid).unwrap();
+        assert!(mid[..] == payload[12345..12345 + mid.len()]);
+        let mut past = vec![0u8; 10];
+        let e = n
+            .read_at(key, payload.len() as u64 - 5, &mut past)
+            .unwrap_err();
+        assert!(matches!(e.kind, NodeErrorKind::Corrupt(_)), "{e}");
+        assert!(e.to_string().starts_with("node-0: read shard"), "{e}");
+        assert_eq!(n.stat(key).unwrap(), payload.len() as u64 + 64);
+        let l = n.list().unwrap();
+        assert_eq!(l.shards.len(), 1);
+        assert!(l.leftovers.is_empty());
+
+        // A dropped pending shard and an abandoned write leave nothing.
+        let (p, _) = write(&n, id, 2, 1000);
+        drop(p);
+        assert!(n.list().unwrap().leftovers.is_empty());
+        let layout = StripeLayout::plan(2, 3, 4 << 20, 1 << 20).unwrap();
+        let mut sink = n.create(&ShardHeader::new(id, 0, &layout)).unwrap();
+        sink.write(&[1u8; 5000]).unwrap();
+        drop(sink);
+        wait_until("abandoned write cleaned up", || {
+            n.list().unwrap().leftovers.is_empty()
+        });
+
+        // Many shards commit as one group, in parallel writes.
+        let other = ObjectId([0x43; 16]);
+        let pendings: Vec<_> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..3u8)
+                .map(|i| {
+                    let n = &n;
+                    s.spawn(move || write(n, other, i, 10_000).0)
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(n.commit(pendings).iter().all(|r| r.is_ok()));
+        assert_eq!(n.list().unwrap().shards.len(), 4);
+        assert_eq!(n.purge(other).unwrap(), 3);
+        n.delete(key).unwrap();
+        n.delete(key).unwrap();
+        assert!(n.read_header(key).unwrap_err().is_not_found());
+        assert!(n.list().unwrap().shards.is_empty());
+        drop(srv);
+    }
+
+    #[test]
+    fn a_node_of_another_vault_or_name_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let srv = serve(&dir.path().join("n"));
+        assert_eq!(remote("node-0", &srv.addr, VAULT).health(), NodeHealth::Ok);
+        let stranger = remote("node-0", &srv.addr, &"f".repeat(32));
+        match stranger.health() {
+            NodeHealth::Foreign(why) => assert!(why.contains("not of vault"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        let layout = StripeLayout::plan(2, 3, 100, 1 << 20).unwrap();
+        let e = stranger
+            .create(&ShardHeader::new(ObjectId([1; 16]), 0, &layout))
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains(VAULT), "{e}");
+        match remote("node-1", &srv.addr, VAULT).health() {
+            NodeHealth::Foreign(why) => assert!(why.contains("is node-0 of this vault"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn dead_and_hung_servers_cost_a_timeout() {
+        // Nothing listens: refused at once.
+        let gone = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = gone.local_addr().unwrap().to_string();
+        drop(gone);
+        let n = remote("node-0", &addr, VAULT);
+        match n.health() {
+            NodeHealth::Offline(why) => assert!(why.contains(&addr), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        // Accepts (the kernel does) but never answers: one timeout, then
+        // fast failures until the retry delay has passed.
+        let hung = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = hung.local_addr().unwrap().to_string();
+        let n = remote("node-0", &addr, VAULT);
+        let start = Instant::now();
+        match n.health() {
+            NodeHealth::Offline(why) => assert!(why.contains("no answer"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(start.elapsed() < Duration::from_secs(3));
+        let start = Instant::now();
+        let mut buf = [0u8; 4];
+        let key = ShardKey {
+            object: ObjectId([1; 16]),
+            index: 0,
+        };
+        let e = n.read_at(key, 0, &mut buf).unwrap_err();
+        assert!(start.elapsed() < Duration::from_millis(300), "{e}");
+        assert!(e.to_string().contains("not retried"), "{e}");
+        drop(hung);
+    }
+
+    #[test]
+    fn reconnects_after_a_server_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("n");
+        let srv = serve(&folder);
+        let addr = srv.addr.clone();
+        let n = remote("node-0", &addr, VAULT);
+        let (p, payload) = write(&n, ObjectId([9; 16]), 0, 5000);
+        let key = p.key();
+        assert!(n.commit(vec![p]).iter().all(|r| r.is_ok()));
+        drop(srv);
+        // The pooled channel is dead now; the next operation reconnects.
+        let _srv = serve_on(&folder, &addr);
+        let mut buf = vec![0u8; payload.len()];
+        n.read_at(key, 0, &mut buf).unwrap();
+        assert!(buf == payload);
+    }
+}
