@@ -13,8 +13,8 @@ mod header;
 mod remote;
 
 pub use dir::DirNode;
-pub use remote::{RemoteNode, RemoteOptions};
 pub use header::{HEADER_LEN, ShardHeader, ShardKey};
+pub use remote::{RemoteNode, RemoteOptions};
 
 use std::any::Any;
 use std::path::PathBuf;

@@ -18,9 +18,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::header::{ShardHeader, ShardKey};
-use super::{
-    Listing, Node, NodeError, NodeErrorKind, NodeHealth, PendingShard, ShardSink,
-};
+use super::{Listing, Node, NodeError, NodeErrorKind, NodeHealth, PendingShard, ShardSink};
 use crate::ObjectId;
 use crate::nodeproto::msg::DATA_TAG;
 use crate::nodeproto::{
@@ -274,14 +272,22 @@ impl Inner {
                 };
                 return Err(transport_err(detail, timeout));
             }
-            (None, None) => return Err(transport_err("the address resolves to nothing".into(), false)),
+            (None, None) => {
+                return Err(transport_err(
+                    "the address resolves to nothing".into(),
+                    false,
+                ));
+            }
         };
         let setup = stream
             .set_nodelay(true)
             .and_then(|()| stream.set_read_timeout(Some(self.opts.io_timeout)))
             .and_then(|()| stream.set_write_timeout(Some(self.opts.io_timeout)));
         if let Err(e) = setup {
-            return Err(transport_err(format!("cannot set up the connection: {e}"), false));
+            return Err(transport_err(
+                format!("cannot set up the connection: {e}"),
+                false,
+            ));
         }
         let mut chan = (self.transport)(stream).map_err(|e| self.channel_failure(&e))?;
         let hello = Request::Hello {
@@ -294,7 +300,10 @@ impl Inner {
         let answer = chan.recv().map_err(|e| self.channel_failure(&e))?;
         match Response::decode(&answer) {
             Ok(Response::HelloOk {
-                vault_id, node, adopted, ..
+                vault_id,
+                node,
+                adopted,
+                ..
             }) => {
                 if vault_id != self.vault_id || node != self.name {
                     return Err(Failure::Remote(WireError::new(
@@ -316,7 +325,10 @@ impl Inner {
                 format!("unexpected answer to hello: {:?}", tag_of(&other)),
                 false,
             )),
-            Err(e) => Err(transport_err(format!("undecodable answer to hello: {e}"), false)),
+            Err(e) => Err(transport_err(
+                format!("undecodable answer to hello: {e}"),
+                false,
+            )),
         }
     }
 
@@ -348,9 +360,7 @@ impl Inner {
         let mut lease = self.lease()?;
         match f(&mut lease) {
             Ok(v) => Ok((lease, v)),
-            Err(Failure::Transport {
-                timeout: false, ..
-            }) if lease.reused => {
+            Err(Failure::Transport { timeout: false, .. }) if lease.reused => {
                 drop(lease);
                 // Its siblings are likely stale too.
                 {
@@ -641,9 +651,10 @@ impl Node for RemoteNode {
                 Ok(per_shard) => {
                     for ((i, p), r) in group.iter_mut().zip(per_shard) {
                         p.done = true;
-                        results[*i] = Some(
-                            r.map_err(|w| w.into_node(&inner.name, "commit shard", Some(p.key))),
-                        );
+                        results[*i] =
+                            Some(r.map_err(|w| {
+                                w.into_node(&inner.name, "commit shard", Some(p.key))
+                            }));
                     }
                 }
                 Err(f) => {
@@ -767,7 +778,9 @@ impl Node for RemoteNode {
                             leftovers,
                         } => {
                             listing.shards.extend(shards);
-                            listing.leftovers.extend(leftovers.into_iter().map(Into::into));
+                            listing
+                                .leftovers
+                                .extend(leftovers.into_iter().map(Into::into));
                             Some(last)
                         }
                         _ => None,
@@ -885,6 +898,7 @@ impl Drop for RemotePending {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::erasure::StripeLayout;
@@ -911,7 +925,11 @@ mod tests {
     }
 
     fn serve_on(dir: &Path, listen: &str) -> Running {
-        let server = Server::bind(ServeOptions::new(dir, listen), plain_transport("test server")).unwrap();
+        let server = Server::bind(
+            ServeOptions::new(dir, listen),
+            plain_transport("test server"),
+        )
+        .unwrap();
         let addr = server.local_addr().to_string();
         let stop = server.stop_handle();
         let thread = Some(std::thread::spawn(move || server.run()));
@@ -936,7 +954,9 @@ mod tests {
     }
 
     fn pattern(len: usize, seed: u8) -> Vec<u8> {
-        (0..len).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect()
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+            .collect()
     }
 
     /// Writes shard `index` of `object` with a payload of about `len` bytes.

@@ -97,8 +97,7 @@ pub const MAX_TOKENS: usize = 1024;
 /// Turns a connected TCP stream into a message channel: the QKD-keyed link
 /// in production, [`PlainChannel`] with `--insecure-plaintext` and in
 /// tests. The same type serves both ends (each end builds its own).
-pub type Transport =
-    Arc<dyn Fn(TcpStream) -> Result<Box<dyn Channel>, ChannelError> + Send + Sync>;
+pub type Transport = Arc<dyn Fn(TcpStream) -> Result<Box<dyn Channel>, ChannelError> + Send + Sync>;
 
 /// The unencrypted transport: [`PlainChannel`] over the stream. Only for
 /// `--insecure-plaintext` and tests: shards cross the wire in clear.

@@ -3,8 +3,8 @@
 
 use crate::ObjectId;
 use crate::codec::{DecodeError, Reader, Writer};
-use crate::node::{HEADER_LEN, NodeError, NodeErrorKind, NodeHealth, ShardHeader, ShardKey};
 use crate::node::StoredShard;
+use crate::node::{HEADER_LEN, NodeError, NodeErrorKind, NodeHealth, ShardHeader, ShardKey};
 use crate::sys::FsSpace;
 
 use super::{MAGIC, MAX_DATA, MAX_TOKENS};
@@ -303,7 +303,11 @@ impl Request<'_> {
                 w.u8(0x07);
                 tokens(&mut w, t);
             }
-            Request::ReadAt { key: k, offset, len } => {
+            Request::ReadAt {
+                key: k,
+                offset,
+                len,
+            } => {
                 w.u8(0x08);
                 key(&mut w, k);
                 w.u64(*offset).u32(*len);
@@ -370,7 +374,9 @@ impl<'a> Request<'a> {
             DATA_TAG => {
                 let d = r.take(r.remaining())?;
                 if d.len() > MAX_DATA {
-                    return Err(r.invalid("data", format!("{} bytes (at most {MAX_DATA})", d.len())));
+                    return Err(
+                        r.invalid("data", format!("{} bytes (at most {MAX_DATA})", d.len()))
+                    );
                 }
                 Request::Data(d)
             }
@@ -585,6 +591,7 @@ impl<'a> Response<'a> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::erasure::StripeLayout;
@@ -719,7 +726,12 @@ mod tests {
         };
         assert_eq!(
             hex::encode(read.encode()),
-            format!("08{}02{}{}", "aa".repeat(16), "0100000000000000", "02000000")
+            format!(
+                "08{}02{}{}",
+                "aa".repeat(16),
+                "0100000000000000",
+                "02000000"
+            )
         );
     }
 }

@@ -98,7 +98,10 @@ impl<S: Read + Write + Send> Channel for PlainChannel<S> {
                 Ok(0) => {
                     return Err(self.io(
                         "receive",
-                        std::io::Error::new(ErrorKind::UnexpectedEof, "connection closed mid-frame"),
+                        std::io::Error::new(
+                            ErrorKind::UnexpectedEof,
+                            "connection closed mid-frame",
+                        ),
                     ));
                 }
                 Ok(n) => got += n,
@@ -122,6 +125,7 @@ impl<S: Read + Write + Send> Channel for PlainChannel<S> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use std::net::{TcpListener, TcpStream};

@@ -256,10 +256,7 @@ impl Server {
                         },
                         Err(e) => tracing::warn!("connection {id} from {peer} refused: {e}"),
                     }
-                    conns2
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .remove(&id);
+                    conns2.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
                 });
             match spawned {
                 Ok(t) => threads.push(t),
@@ -448,11 +445,7 @@ fn receive_shard(
 
 impl State {
     /// Checks (or, for an empty folder, takes) the identity a client names.
-    fn hello(
-        &self,
-        vault: &str,
-        node: &str,
-    ) -> Result<(Identity, Arc<DirNode>, bool), WireError> {
+    fn hello(&self, vault: &str, node: &str) -> Result<(Identity, Arc<DirNode>, bool), WireError> {
         let mut slot = self.node.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((id, n)) = slot.as_ref() {
             if id.vault != vault {
@@ -485,8 +478,13 @@ impl State {
                 "vault id {vault:?} is not 32 hex digits"
             )));
         }
-        if node.is_empty() || node.len() > 200 || node.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(WireError::protocol(format!("node name {node:?} is not valid")));
+        if node.is_empty()
+            || node.len() > 200
+            || node.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(WireError::protocol(format!(
+                "node name {node:?} is not valid"
+            )));
         }
         let n = Arc::new(DirNode::new(node, &self.dir, vault));
         n.adopt_empty()

@@ -132,7 +132,12 @@ impl Config {
         })?;
         for node in &mut cfg.nodes {
             if node.kind.is_empty() {
-                node.kind = if node.address.is_some() { "remote" } else { "dir" }.into();
+                node.kind = if node.address.is_some() {
+                    "remote"
+                } else {
+                    "dir"
+                }
+                .into();
             }
         }
         cfg.check(file)?;
@@ -381,9 +386,19 @@ mod tests {
         assert!(bad.check(f).unwrap_err().to_string().contains("keypool"));
         let mut bad = c.clone();
         bad.nodes[6].address = Some("127.0.0.1:7105".into());
-        assert!(bad.check(f).unwrap_err().to_string().contains("same address"));
+        assert!(
+            bad.check(f)
+                .unwrap_err()
+                .to_string()
+                .contains("same address")
+        );
         let mut bad = c;
         bad.nodes[6].address = None;
-        assert!(bad.check(f).unwrap_err().to_string().contains("needs an address"));
+        assert!(
+            bad.check(f)
+                .unwrap_err()
+                .to_string()
+                .contains("needs an address")
+        );
     }
 }
