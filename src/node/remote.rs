@@ -635,17 +635,14 @@ impl Node for RemoteNode {
         for group in ours.chunks_mut(MAX_TOKENS) {
             let tokens: Vec<u64> = group.iter().map(|(_, p)| p.token).collect();
             let req = Request::Commit(tokens.clone()).encode();
-            // Not retried on a fresh channel: a commit that reached the
-            // node must not be sent twice.
-            let answer = inner.lease().and_then(|mut l| {
-                let r = l.call(&req, |r| match r {
+            // A stale idle channel is replaced and the commit sent again:
+            // tokens are single-use, so a commit the node did carry out
+            // cannot happen twice (the second answers "unknown token").
+            let answer = inner.with_lease(|l| {
+                l.call(&req, |r| match r {
                     Response::Committed(v) if v.len() == tokens.len() => Some(v),
                     _ => None,
-                });
-                if r.is_ok() {
-                    l.done();
-                }
-                r
+                })
             });
             match answer {
                 Ok(per_shard) => {
@@ -826,6 +823,14 @@ impl RemoteSink {
 
 impl ShardSink for RemoteSink {
     fn write(&mut self, mut data: &[u8]) -> Result<(), NodeError> {
+        if self.lease.is_none() {
+            return Err(NodeError::new(
+                &self.inner.name,
+                "write shard",
+                Some(self.key),
+                NodeErrorKind::Offline("the write already failed".into()),
+            ));
+        }
         while !data.is_empty() {
             let room = MAX_DATA + 1 - self.msg.len();
             let n = room.min(data.len());

@@ -382,7 +382,7 @@ fn serve_connection(state: &State, mut chan: Box<dyn Channel>) -> Result<(), Con
             Request::Create(header) => match node.create(&header) {
                 Ok(sink) => {
                     send(chan, &Response::Ok)?;
-                    receive_shard(state, chan, sink)?;
+                    receive_shard(state, chan, sink, header.payload_len())?;
                 }
                 Err(e) => send(chan, &node_err(&e))?,
             },
@@ -404,13 +404,24 @@ fn receive_shard(
     state: &State,
     chan: &mut dyn Channel,
     sink: Box<dyn ShardSink>,
+    payload_len: u64,
 ) -> Result<(), ConnEnd> {
     let mut sink = Some(sink);
     let mut failed: Option<WireError> = None;
+    let mut received = 0u64;
     loop {
         let msg = chan.recv()?;
         match Request::decode(&msg) {
             Ok(Request::Data(d)) => {
+                received += d.len() as u64;
+                if received > payload_len && failed.is_none() {
+                    // Not one byte past what the header announces.
+                    failed = Some(WireError::new(
+                        ErrorKind::Corrupt,
+                        format!("more data than the header announces ({payload_len} bytes)"),
+                    ));
+                    sink = None;
+                }
                 if let Some(s) = sink.as_mut()
                     && let Err(e) = s.write(d)
                 {
@@ -660,5 +671,107 @@ fn send_listing(node: &DirNode, chan: &mut dyn Channel) -> Result<(), ConnEnd> {
         if last {
             return Ok(());
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::ObjectId;
+    use crate::erasure::StripeLayout;
+    use crate::node::ShardHeader;
+    use crate::nodeproto::{PlainChannel, plain_transport};
+
+    const VAULT: &str = "0123456789abcdef0123456789abcdef";
+
+    fn client(addr: SocketAddr) -> PlainChannel<TcpStream> {
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        PlainChannel::new(s, "test")
+    }
+
+    fn ask(c: &mut PlainChannel<TcpStream>, req: &Request<'_>) -> Vec<u8> {
+        c.send(&req.encode()).unwrap();
+        c.recv().unwrap()
+    }
+
+    fn hello(c: &mut PlainChannel<TcpStream>, version: u16) -> Vec<u8> {
+        ask(
+            c,
+            &Request::Hello {
+                version,
+                vault_id: VAULT.into(),
+                node: "node-0".into(),
+            },
+        )
+    }
+
+    fn error_of(msg: &[u8]) -> WireError {
+        match Response::decode(msg).unwrap() {
+            Response::Error(e) => e,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn violations_end_only_their_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = Server::bind(
+            ServeOptions::new(&dir.path().join("n"), "127.0.0.1:0"),
+            plain_transport("t"),
+        )
+        .unwrap();
+        let addr = server.local_addr();
+        let stop = server.stop_handle();
+        let t = std::thread::spawn(move || server.run());
+
+        // Another protocol version: a clear refusal.
+        let mut c = client(addr);
+        let e = error_of(&hello(&mut c, 9));
+        assert!(
+            e.message.contains("v9") && e.kind == ErrorKind::Protocol,
+            "{e:?}"
+        );
+        assert!(matches!(c.recv(), Err(ChannelError::Closed { .. })));
+        // Anything before the hello.
+        let mut c = client(addr);
+        let e = error_of(&ask(&mut c, &Request::Health));
+        assert!(e.message.contains("hello"), "{e:?}");
+
+        // A healthy connection is untouched by the others' failures.
+        let mut good = client(addr);
+        assert!(matches!(
+            Response::decode(&hello(&mut good, VERSION)).unwrap(),
+            Response::HelloOk { adopted: true, .. }
+        ));
+        let mut bad = client(addr);
+        hello(&mut bad, VERSION);
+        let e = error_of(&ask(&mut bad, &Request::Finish));
+        assert_eq!(e.kind, ErrorKind::Protocol);
+        assert!(matches!(bad.recv(), Err(ChannelError::Closed { .. })));
+        assert_eq!(
+            Response::decode(&ask(&mut good, &Request::Health)).unwrap(),
+            Response::Health(crate::node::NodeHealth::Ok)
+        );
+
+        // More data than the header announces is refused at the finish.
+        let layout = StripeLayout::plan(2, 3, 20, 4096).unwrap();
+        let header = ShardHeader::new(ObjectId([1; 16]), 0, &layout);
+        assert_eq!(
+            Response::decode(&ask(&mut good, &Request::Create(header))).unwrap(),
+            Response::Ok
+        );
+        let too_much = vec![0u8; header.payload_len() as usize + 1];
+        good.send(&Request::Data(&too_much).encode()).unwrap();
+        let e = error_of(&ask(&mut good, &Request::Finish));
+        assert_eq!(e.kind, ErrorKind::Corrupt, "{e:?}");
+        // Unknown tokens are per-shard errors, not connection errors.
+        match Response::decode(&ask(&mut good, &Request::Commit(vec![77]))).unwrap() {
+            Response::Committed(r) => assert!(r[0].as_ref().unwrap_err().message.contains("77")),
+            other => panic!("{other:?}"),
+        }
+        stop.stop();
+        t.join().unwrap();
     }
 }
