@@ -24,6 +24,7 @@ pub mod fs;
 pub mod keystore;
 pub mod namespace;
 pub mod node;
+pub mod nodeproto;
 pub mod object_id;
 pub mod qkd;
 pub mod stock;

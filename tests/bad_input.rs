@@ -161,7 +161,7 @@ fn config_bad_node_kind() {
     broken_config(
         "bad node kind",
         |t| t.replacen("kind = \"dir\"", "kind = \"s3\"", 1),
-        &["node \"node-0\": unknown kind \"s3\" (known: \"dir\")"],
+        &["node \"node-0\": unknown kind \"s3\" (known: \"dir\", \"remote\")"],
     );
 }
 

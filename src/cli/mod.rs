@@ -57,7 +57,7 @@ enum Command {
     Mount(mount::MountArgs),
     /// Unmount, waiting until every pending seal is finished.
     Umount(mount::UmountArgs),
-    /// Storage nodes: use a replaced (empty) disk as a node.
+    /// Storage nodes: adopt a replaced (empty) disk, serve a node over the network.
     #[command(subcommand)]
     Node(node::NodeCommand),
     /// A local ETSI GS QKD 014 key manager (KME) and its certificates.

@@ -127,7 +127,13 @@ impl DirNode {
     }
 
     fn read_marker(&self) -> Option<(String, String)> {
-        let text = fs::read_to_string(self.root.join(MARKER)).ok()?;
+        Self::marker_at(&self.root)
+    }
+
+    /// The (vault id, node name) in the marker of the node folder `root`,
+    /// if it has one (a node server learns whose node it is from it).
+    pub fn marker_at(root: &Path) -> Option<(String, String)> {
+        let text = fs::read_to_string(root.join(MARKER)).ok()?;
         let mut vault = None;
         let mut node = None;
         for line in text.lines() {

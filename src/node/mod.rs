@@ -10,9 +10,11 @@
 
 mod dir;
 mod header;
+mod remote;
 
 pub use dir::DirNode;
 pub use header::{HEADER_LEN, ShardHeader, ShardKey};
+pub use remote::{RemoteNode, RemoteOptions};
 
 use std::any::Any;
 use std::path::PathBuf;

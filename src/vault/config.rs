@@ -19,6 +19,15 @@
 //! name = "node-0"            # relative to the vault folder
 //! kind = "dir"
 //! path = "nodes/node-0"
+//!
+//! [[node]]                   # a node server (`qsfs node serve`)
+//! name = "node-3"
+//! kind = "remote"            # may be left out when `address` is given
+//! address = "10.0.0.3:7103"
+//! keypool = "keys/node-3.pool"   # the link's key pool
+//! # insecure_plaintext = true    # no link encryption (tests, trusted LAN)
+//! # connect_timeout_ms = 3000
+//! # io_timeout_ms = 30000
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -79,16 +88,34 @@ pub struct KeystoreConfig {
 }
 
 /// One storage node.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeConfig {
     /// Unique name; manifests refer to nodes by it.
     pub name: String,
-    /// Node type; `dir` for a local folder.
+    /// Node type: `dir` for a local folder, `remote` for a node server.
+    /// Left out, it follows from `address` (remote) or `path` (dir).
+    #[serde(default)]
     pub kind: String,
     /// Folder of a `dir` node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<PathBuf>,
+    /// `host:port` of a `remote` node's server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// Key pool file of the QKD-keyed link to a `remote` node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keypool: Option<PathBuf>,
+    /// Reach a `remote` node without link encryption (its server runs
+    /// with `--insecure-plaintext`): tests and trusted networks only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_plaintext: bool,
+    /// Longest wait for a connection to a `remote` node (default 3000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_timeout_ms: Option<u64>,
+    /// Longest wait for one read or write to a `remote` node (default 30000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io_timeout_ms: Option<u64>,
 }
 
 impl Config {
@@ -99,10 +126,20 @@ impl Config {
 
     /// Parses and checks the text of `file`.
     pub fn parse(text: &str, file: &Path) -> Result<Config, VaultError> {
-        let cfg: Config = toml::from_str(text).map_err(|e| VaultError::Config {
+        let mut cfg: Config = toml::from_str(text).map_err(|e| VaultError::Config {
             file: file.to_path_buf(),
             detail: e.to_string().trim_end().to_string(),
         })?;
+        for node in &mut cfg.nodes {
+            if node.kind.is_empty() {
+                node.kind = if node.address.is_some() {
+                    "remote"
+                } else {
+                    "dir"
+                }
+                .into();
+            }
+        }
         cfg.check(file)?;
         Ok(cfg)
     }
@@ -212,9 +249,47 @@ impl Config {
                         ));
                     }
                 }
+                "remote" => {
+                    let Some(address) = &node.address else {
+                        return bad(format!(
+                            "node {:?}: kind = \"remote\" needs an address (host:port of its `qsfs node serve`)",
+                            node.name
+                        ));
+                    };
+                    if !address.contains(':') {
+                        return bad(format!(
+                            "node {:?}: address {address:?} needs a port (host:port)",
+                            node.name
+                        ));
+                    }
+                    if node.keypool.is_none() && !node.insecure_plaintext {
+                        return bad(format!(
+                            "node {:?}: a remote node needs keypool = \"FILE\" (the key pool of its link), \
+                             or insecure_plaintext = true to send shards unencrypted",
+                            node.name
+                        ));
+                    }
+                    if let Some(other) = self.nodes[..i]
+                        .iter()
+                        .find(|o| o.address.as_ref() == Some(address))
+                    {
+                        return bad(format!(
+                            "nodes {:?} and {:?} have the same address {address}; every node needs its own server",
+                            other.name, node.name
+                        ));
+                    }
+                    for (what, v) in [
+                        ("connect_timeout_ms", node.connect_timeout_ms),
+                        ("io_timeout_ms", node.io_timeout_ms),
+                    ] {
+                        if v == Some(0) {
+                            return bad(format!("node {:?}: {what} must be above 0", node.name));
+                        }
+                    }
+                }
                 other => {
                     return bad(format!(
-                        "node {:?}: unknown kind {other:?} (known: \"dir\")",
+                        "node {:?}: unknown kind {other:?} (known: \"dir\", \"remote\")",
                         node.name
                     ));
                 }
@@ -258,6 +333,7 @@ mod tests {
                     name: format!("node-{i}"),
                     kind: "dir".into(),
                     path: Some(format!("nodes/node-{i}").into()),
+                    ..Default::default()
                 })
                 .collect(),
         }
@@ -289,5 +365,40 @@ mod tests {
         let mut c = sample();
         c.nodes[1].name = "node-0".into();
         assert!(c.check(f).unwrap_err().to_string().contains("used twice"));
+    }
+
+    #[test]
+    fn remote_nodes() {
+        let f = Path::new("/v/qsfs.toml");
+        let mut text = sample().to_toml().unwrap();
+        text.push_str(
+            "\n[[node]]\nname = \"node-5\"\naddress = \"127.0.0.1:7105\"\nkeypool = \"keys/node-5.pool\"\n\
+             \n[[node]]\nname = \"node-6\"\nkind = \"remote\"\naddress = \"h:1\"\ninsecure_plaintext = true\nio_timeout_ms = 500\n",
+        );
+        let c = Config::parse(&text, f).unwrap();
+        assert_eq!(c.nodes[5].kind, "remote");
+        assert_eq!(c.nodes[0].kind, "dir");
+        assert!(c.nodes[6].insecure_plaintext && c.nodes[6].io_timeout_ms == Some(500));
+        // Written back and read again: the same.
+        assert_eq!(Config::parse(&c.to_toml().unwrap(), f).unwrap(), c);
+        let mut bad = c.clone();
+        bad.nodes[5].keypool = None;
+        assert!(bad.check(f).unwrap_err().to_string().contains("keypool"));
+        let mut bad = c.clone();
+        bad.nodes[6].address = Some("127.0.0.1:7105".into());
+        assert!(
+            bad.check(f)
+                .unwrap_err()
+                .to_string()
+                .contains("same address")
+        );
+        let mut bad = c;
+        bad.nodes[6].address = None;
+        assert!(
+            bad.check(f)
+                .unwrap_err()
+                .to_string()
+                .contains("needs an address")
+        );
     }
 }

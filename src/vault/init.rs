@@ -65,6 +65,7 @@ pub fn init(root: &Path, opts: &InitOptions) -> Result<Config, VaultError> {
                 name: format!("node-{i}"),
                 kind: "dir".into(),
                 path: Some(PathBuf::from(format!("nodes/node-{i}"))),
+                ..Default::default()
             })
             .collect(),
         Some(dirs) => dirs
@@ -75,6 +76,7 @@ pub fn init(root: &Path, opts: &InitOptions) -> Result<Config, VaultError> {
                     name: format!("node-{i}"),
                     kind: "dir".into(),
                     path: Some(absolute(d)?),
+                    ..Default::default()
                 })
             })
             .collect::<Result<_, _>>()?,

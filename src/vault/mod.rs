@@ -23,6 +23,7 @@ mod intents;
 mod keys;
 mod lock;
 mod read;
+mod remote;
 mod seal;
 mod status;
 mod sweep;
@@ -369,6 +370,7 @@ fn build_nodes(root: &Path, config: &Config) -> Vec<Arc<dyn Node>> {
             "dir" => config
                 .node_path(root, n)
                 .map(|p| Arc::new(DirNode::new(&n.name, &p, &config.vault_id)) as Arc<dyn Node>),
+            "remote" => remote::remote_node(root, config, n),
             _ => None,
         })
         .collect()

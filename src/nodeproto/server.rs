@@ -1,0 +1,777 @@
+//! The node server: serves one folder (a [`DirNode`]) over the node
+//! protocol, a thread per connection, up to a bound.
+//!
+//! The folder is a node folder of some vault (its `qsfs-node` marker says
+//! which), or empty: then the first hello takes it into use for the vault
+//! and node name the client names, with the same adoption code as
+//! `qsfs node adopt` ([`DirNode::adopt_empty`]). A folder with other files
+//! and no marker is refused at start. Every later hello must name the same
+//! vault and node, so a node server of another vault is refused.
+//!
+//! Finished, uncommitted shards live in a table shared by all connections
+//! (a commit may arrive on another channel than the write) and expire
+//! after [`ServeOptions::pending_ttl`]; dropping one removes its temporary
+//! file. A failure on a connection (a bad message, a reset, a timeout)
+//! ends only that connection.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+
+use super::msg::{ErrorKind, Request, Response, WireError};
+use super::{Transport, VERSION};
+use crate::node::{DirNode, Node, PendingShard, ShardSink};
+use crate::qkd::{Channel, ChannelError};
+
+/// Most uncommitted shards held at once.
+const MAX_PENDING: usize = 1 << 16;
+/// A list page is cut at about this many bytes.
+const PAGE_BYTES: usize = 512 * 1024;
+
+/// How a node server runs.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// The node folder.
+    pub dir: PathBuf,
+    /// Address to listen on (`127.0.0.1:7103`, `0.0.0.0:0`, ...).
+    pub listen: String,
+    /// Connections served at once; more are closed at once.
+    pub max_connections: usize,
+    /// How long a finished shard waits for its commit before it is dropped.
+    pub pending_ttl: Duration,
+    /// A connection with no message for this long is closed.
+    pub idle_timeout: Duration,
+    /// A response that cannot be written for this long ends the connection.
+    pub write_timeout: Duration,
+}
+
+impl ServeOptions {
+    /// Defaults for serving `dir` on `listen`.
+    pub fn new(dir: &Path, listen: &str) -> ServeOptions {
+        ServeOptions {
+            dir: dir.to_path_buf(),
+            listen: listen.to_string(),
+            max_connections: 64,
+            pending_ttl: Duration::from_secs(3600),
+            idle_timeout: Duration::from_secs(600),
+            write_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Why the server could not start or run.
+#[derive(Debug, Error)]
+pub enum ServeError {
+    /// The folder cannot be served.
+    #[error("cannot serve {dir}: {detail}")]
+    Folder {
+        /// The folder.
+        dir: PathBuf,
+        /// Why, and what to do.
+        detail: String,
+    },
+    /// Listening failed.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: String,
+        /// OS error.
+        source: std::io::Error,
+    },
+}
+
+/// Whose node the folder is.
+#[derive(Debug, Clone)]
+struct Identity {
+    vault: String,
+    node: String,
+}
+
+/// Finished shards waiting for a commit, by token.
+struct PendingTable {
+    next: u64,
+    map: HashMap<u64, (Instant, Box<dyn PendingShard>)>,
+}
+
+/// What all connections share.
+struct State {
+    dir: PathBuf,
+    node: Mutex<Option<(Identity, Arc<DirNode>)>>,
+    pending: Mutex<PendingTable>,
+    ttl: Duration,
+}
+
+/// A bound node server, ready to run.
+pub struct Server {
+    state: Arc<State>,
+    listener: TcpListener,
+    addr: SocketAddr,
+    transport: Transport,
+    opts: ServeOptions,
+    stop: Arc<AtomicBool>,
+}
+
+/// Stops a running [`Server`] from another thread (a signal handler).
+#[derive(Debug, Clone)]
+pub struct StopHandle {
+    stop: Arc<AtomicBool>,
+    addr: SocketAddr,
+}
+
+impl StopHandle {
+    /// Asks the server to stop: it accepts nothing more, lets requests in
+    /// progress finish, closes every connection and returns from `run`.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the blocking accept.
+        let _ = TcpStream::connect_timeout(&wake_addr(self.addr), Duration::from_secs(1));
+    }
+}
+
+/// The address to connect to for reaching a listener bound to `addr`
+/// (a wildcard address is reached on loopback).
+fn wake_addr(addr: SocketAddr) -> SocketAddr {
+    let mut a = addr;
+    if a.ip().is_unspecified() {
+        a.set_ip(match a {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    a
+}
+
+impl Server {
+    /// Checks the folder and binds the address; `transport` turns each
+    /// accepted connection into a channel.
+    pub fn bind(opts: ServeOptions, transport: Transport) -> Result<Server, ServeError> {
+        let node = open_folder(&opts.dir)?;
+        let listener = TcpListener::bind(&opts.listen).map_err(|source| ServeError::Listen {
+            addr: opts.listen.clone(),
+            source,
+        })?;
+        let addr = listener.local_addr().map_err(|source| ServeError::Listen {
+            addr: opts.listen.clone(),
+            source,
+        })?;
+        match &node {
+            Some((id, _)) => tracing::info!(
+                "serving {} as node {} of vault {}",
+                opts.dir.display(),
+                id.node,
+                id.vault
+            ),
+            None => tracing::info!(
+                "serving {}: empty, it becomes a node of the first vault that connects",
+                opts.dir.display()
+            ),
+        }
+        Ok(Server {
+            state: Arc::new(State {
+                dir: opts.dir.clone(),
+                node: Mutex::new(node),
+                pending: Mutex::new(PendingTable {
+                    next: 1,
+                    map: HashMap::new(),
+                }),
+                ttl: opts.pending_ttl,
+            }),
+            listener,
+            addr,
+            transport,
+            opts,
+            stop: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// The address actually bound (a port of 0 is resolved).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A handle that stops [`Server::run`].
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle {
+            stop: Arc::clone(&self.stop),
+            addr: self.addr,
+        }
+    }
+
+    /// Serves until stopped; returns after every connection has ended.
+    pub fn run(self) {
+        let conns: Arc<Mutex<HashMap<u64, TcpStream>>> = Arc::default();
+        let mut threads: Vec<JoinHandle<()>> = Vec::new();
+        let ids = AtomicU64::new(0);
+        for incoming in self.listener.incoming() {
+            if self.stop.load(Ordering::SeqCst) {
+                break;
+            }
+            let stream = match incoming {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
+            };
+            threads.retain(|t| !t.is_finished());
+            let peer = stream
+                .peer_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_else(|_| "?".into());
+            if threads.len() >= self.opts.max_connections {
+                tracing::warn!(
+                    "refusing connection from {peer}: {} connections already (--max-connections)",
+                    threads.len()
+                );
+                continue;
+            }
+            let _ = stream.set_nodelay(true);
+            let _ = stream.set_read_timeout(Some(self.opts.idle_timeout));
+            let _ = stream.set_write_timeout(Some(self.opts.write_timeout));
+            let id = ids.fetch_add(1, Ordering::Relaxed);
+            if let Ok(clone) = stream.try_clone() {
+                conns
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(id, clone);
+            }
+            let state = Arc::clone(&self.state);
+            let transport = Arc::clone(&self.transport);
+            let conns2 = Arc::clone(&conns);
+            let spawned = std::thread::Builder::new()
+                .name(format!("node-conn-{id}"))
+                .spawn(move || {
+                    tracing::debug!("connection {id} from {peer}");
+                    match transport(stream) {
+                        Ok(chan) => match serve_connection(&state, chan) {
+                            Ok(()) => tracing::debug!("connection {id} from {peer} closed"),
+                            Err(e) => tracing::info!("connection {id} from {peer} ended: {e}"),
+                        },
+                        Err(e) => tracing::warn!("connection {id} from {peer} refused: {e}"),
+                    }
+                    conns2.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                });
+            match spawned {
+                Ok(t) => threads.push(t),
+                Err(e) => tracing::warn!("cannot start a connection thread: {e}"),
+            }
+        }
+        // Requests in progress finish; the next read of every connection
+        // sees the end of the stream.
+        for s in conns.lock().unwrap_or_else(|p| p.into_inner()).values() {
+            let _ = s.shutdown(std::net::Shutdown::Read);
+        }
+        for t in threads {
+            let _ = t.join();
+        }
+        // Uncommitted shards are dropped: their temporary files go.
+        self.state
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map
+            .clear();
+        tracing::info!("node server on {} stopped", self.addr);
+    }
+}
+
+/// Checks the folder at start: a node folder, an empty folder (created if
+/// missing) or a refusal.
+fn open_folder(dir: &Path) -> Result<Option<(Identity, Arc<DirNode>)>, ServeError> {
+    let fail = |detail: String| ServeError::Folder {
+        dir: dir.to_path_buf(),
+        detail,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create it: {e}")))?;
+    if !dir.is_dir() {
+        return Err(fail("not a folder".into()));
+    }
+    if let Some((vault, node)) = DirNode::marker_at(dir) {
+        let n = Arc::new(DirNode::new(&node, dir, &vault));
+        return Ok(Some((Identity { vault, node }, n)));
+    }
+    let others = std::fs::read_dir(dir)
+        .map_err(|e| fail(format!("cannot read it: {e}")))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name() != "lost+found")
+        .count();
+    if others > 0 {
+        return Err(fail(
+            "it holds files but no qsfs node marker; serve an empty folder or a qsfs node folder"
+                .into(),
+        ));
+    }
+    Ok(None)
+}
+
+/// Why a connection ended early.
+#[derive(Debug, Error)]
+enum ConnEnd {
+    #[error(transparent)]
+    Channel(#[from] ChannelError),
+    #[error("{0}")]
+    Refused(String),
+}
+
+fn send(chan: &mut dyn Channel, resp: &Response<'_>) -> Result<(), ConnEnd> {
+    Ok(chan.send(&resp.encode())?)
+}
+
+/// Answers a protocol violation and ends the connection.
+fn violation(chan: &mut dyn Channel, detail: String) -> ConnEnd {
+    let _ = chan.send(&Response::Error(WireError::protocol(detail.clone())).encode());
+    ConnEnd::Refused(detail)
+}
+
+fn node_err(e: &crate::node::NodeError) -> Response<'static> {
+    Response::Error(WireError::from_node(e))
+}
+
+fn serve_connection(state: &State, mut chan: Box<dyn Channel>) -> Result<(), ConnEnd> {
+    let chan = chan.as_mut();
+    let first = chan.recv()?;
+    let node = match Request::decode(&first) {
+        Ok(Request::Hello { version, .. }) if version != VERSION => {
+            return Err(violation(
+                chan,
+                format!(
+                    "the client speaks node protocol v{version}, this node server v{VERSION}; \
+                     run the same qsfs version on both sides"
+                ),
+            ));
+        }
+        Ok(Request::Hello { vault_id, node, .. }) => match state.hello(&vault_id, &node) {
+            Ok((id, n, adopted)) => {
+                send(
+                    chan,
+                    &Response::HelloOk {
+                        version: VERSION,
+                        vault_id: id.vault,
+                        node: id.node,
+                        adopted,
+                    },
+                )?;
+                n
+            }
+            Err(e) => {
+                send(chan, &Response::Error(e.clone()))?;
+                return Err(ConnEnd::Refused(e.message));
+            }
+        },
+        Ok(_) => return Err(violation(chan, "the first message must be a hello".into())),
+        Err(e) => return Err(violation(chan, e.to_string())),
+    };
+    loop {
+        let msg = match chan.recv() {
+            Ok(m) => m,
+            Err(ChannelError::Closed { .. }) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        let req = match Request::decode(&msg) {
+            Ok(r) => r,
+            Err(e) => return Err(violation(chan, e.to_string())),
+        };
+        match req {
+            Request::Create(header) => match node.create(&header) {
+                Ok(sink) => {
+                    send(chan, &Response::Ok)?;
+                    receive_shard(state, chan, sink, header.payload_len())?;
+                }
+                Err(e) => send(chan, &node_err(&e))?,
+            },
+            Request::Hello { .. } | Request::Data(_) | Request::Finish => {
+                return Err(violation(
+                    chan,
+                    "unexpected message: hello, data and finish only come first or inside a write"
+                        .into(),
+                ));
+            }
+            other => state.answer(&node, chan, other)?,
+        }
+    }
+}
+
+/// The data and finish of a write; a failed write still reads up to the
+/// finish, so the channel stays in step.
+fn receive_shard(
+    state: &State,
+    chan: &mut dyn Channel,
+    sink: Box<dyn ShardSink>,
+    payload_len: u64,
+) -> Result<(), ConnEnd> {
+    let mut sink = Some(sink);
+    let mut failed: Option<WireError> = None;
+    let mut received = 0u64;
+    loop {
+        let msg = chan.recv()?;
+        match Request::decode(&msg) {
+            Ok(Request::Data(d)) => {
+                received += d.len() as u64;
+                if received > payload_len && failed.is_none() {
+                    // Not one byte past what the header announces.
+                    failed = Some(WireError::new(
+                        ErrorKind::Corrupt,
+                        format!("more data than the header announces ({payload_len} bytes)"),
+                    ));
+                    sink = None;
+                }
+                if let Some(s) = sink.as_mut()
+                    && let Err(e) = s.write(d)
+                {
+                    failed = Some(WireError::from_node(&e));
+                    sink = None;
+                }
+            }
+            Ok(Request::Finish) => {
+                let resp = match (failed, sink) {
+                    (Some(e), _) => Response::Error(e),
+                    (None, Some(s)) => match s.finish() {
+                        Ok(p) => match state.add_pending(p) {
+                            Ok(token) => Response::Pending(token),
+                            Err(e) => Response::Error(e),
+                        },
+                        Err(e) => node_err(&e),
+                    },
+                    (None, None) => Response::Error(WireError::protocol("write without a sink")),
+                };
+                return send(chan, &resp);
+            }
+            Ok(_) => {
+                return Err(violation(
+                    chan,
+                    "only data or finish may follow a create".into(),
+                ));
+            }
+            Err(e) => return Err(violation(chan, e.to_string())),
+        }
+    }
+}
+
+impl State {
+    /// Checks (or, for an empty folder, takes) the identity a client names.
+    fn hello(&self, vault: &str, node: &str) -> Result<(Identity, Arc<DirNode>, bool), WireError> {
+        let mut slot = self.node.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((id, n)) = slot.as_ref() {
+            if id.vault != vault {
+                return Err(WireError::new(
+                    ErrorKind::Foreign,
+                    format!(
+                        "the node server's folder {} is node {} of vault {}, not of vault {vault}; \
+                         point {node} at this vault's node server, or serve an empty folder",
+                        self.dir.display(),
+                        id.node,
+                        id.vault
+                    ),
+                ));
+            }
+            if id.node != node {
+                return Err(WireError::new(
+                    ErrorKind::Foreign,
+                    format!(
+                        "the node server's folder {} is {} of this vault, not {node}; \
+                         check the node addresses in qsfs.toml",
+                        self.dir.display(),
+                        id.node
+                    ),
+                ));
+            }
+            return Ok((id.clone(), Arc::clone(n), false));
+        }
+        if vault.len() != 32 || !vault.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(WireError::protocol(format!(
+                "vault id {vault:?} is not 32 hex digits"
+            )));
+        }
+        if node.is_empty()
+            || node.len() > 200
+            || node.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(WireError::protocol(format!(
+                "node name {node:?} is not valid"
+            )));
+        }
+        let n = Arc::new(DirNode::new(node, &self.dir, vault));
+        n.adopt_empty()
+            .map_err(|e| WireError::new(ErrorKind::Offline, e.to_string()))?;
+        tracing::info!(
+            "took {} into use as node {node} of vault {vault}",
+            self.dir.display()
+        );
+        let id = Identity {
+            vault: vault.to_string(),
+            node: node.to_string(),
+        };
+        *slot = Some((id.clone(), Arc::clone(&n)));
+        Ok((id, n, true))
+    }
+
+    fn add_pending(&self, p: Box<dyn PendingShard>) -> Result<u64, WireError> {
+        let mut t = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let ttl = self.ttl;
+        t.map.retain(|_, (at, _)| at.elapsed() < ttl);
+        if t.map.len() >= MAX_PENDING {
+            return Err(WireError::new(
+                ErrorKind::Io,
+                format!("{MAX_PENDING} shards wait for a commit already; commit or discard first"),
+            ));
+        }
+        let token = t.next;
+        t.next += 1;
+        t.map.insert(token, (Instant::now(), p));
+        Ok(token)
+    }
+
+    fn take_pending(&self, tokens: &[u64]) -> Vec<Option<Box<dyn PendingShard>>> {
+        let mut t = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        tokens
+            .iter()
+            .map(|k| t.map.remove(k).map(|(_, p)| p))
+            .collect()
+    }
+
+    /// Answers one plain request.
+    fn answer(
+        &self,
+        node: &DirNode,
+        chan: &mut dyn Channel,
+        req: Request<'_>,
+    ) -> Result<(), ConnEnd> {
+        let resp = match req {
+            Request::Health => Response::Health(node.health()),
+            Request::Space => Response::Space(node.space()),
+            Request::ProbeWrite => match node.probe_write() {
+                Ok(()) => Response::Ok,
+                Err(e) => Response::Error(WireError::new(ErrorKind::Io, e)),
+            },
+            Request::Commit(tokens) => {
+                let found = self.take_pending(&tokens);
+                let mut order = Vec::with_capacity(found.len());
+                let mut group = Vec::new();
+                for (token, p) in tokens.iter().zip(found) {
+                    match p {
+                        Some(p) => {
+                            order.push(Ok(group.len()));
+                            group.push(p);
+                        }
+                        None => order.push(Err(WireError::new(
+                            ErrorKind::Offline,
+                            format!(
+                                "pending shard {token} is unknown to the node server: it was \
+                                 committed already, discarded, or waited longer than {:?}",
+                                self.ttl
+                            ),
+                        ))),
+                    }
+                }
+                let mut results: Vec<Option<Result<(), crate::node::NodeError>>> =
+                    node.commit(group).into_iter().map(Some).collect();
+                Response::Committed(
+                    order
+                        .into_iter()
+                        .map(|o| match o {
+                            Ok(i) => match results.get_mut(i).and_then(Option::take) {
+                                Some(Ok(())) => Ok(()),
+                                Some(Err(e)) => Err(WireError::from_node(&e)),
+                                None => Err(WireError::new(
+                                    ErrorKind::Io,
+                                    "the node returned no result for this shard",
+                                )),
+                            },
+                            Err(e) => Err(e),
+                        })
+                        .collect(),
+                )
+            }
+            Request::Discard(tokens) => {
+                drop(self.take_pending(&tokens));
+                Response::Ok
+            }
+            Request::ReadAt { key, offset, len } => {
+                let mut buf = vec![0u8; len as usize];
+                match node.read_at(key, offset, &mut buf) {
+                    Ok(()) => return send(chan, &Response::Data(&buf)),
+                    Err(e) => node_err(&e),
+                }
+            }
+            Request::ReadHeader(key) => match node.read_header(key) {
+                Ok(h) => Response::Header(h),
+                Err(e) => node_err(&e),
+            },
+            Request::Delete(key) => match node.delete(key) {
+                Ok(()) => Response::Ok,
+                Err(e) => node_err(&e),
+            },
+            Request::Purge(object) => match node.purge(object) {
+                Ok(n) => Response::Purged(n as u64),
+                Err(e) => node_err(&e),
+            },
+            Request::Stat(key) => match std::fs::metadata(node.shard_path(key)) {
+                Ok(m) => Response::Size(m.len()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    Response::Error(WireError::new(ErrorKind::NotFound, "shard not found"))
+                }
+                Err(e) => {
+                    let mut w = WireError::new(ErrorKind::Io, e.to_string());
+                    w.errno = e.raw_os_error().unwrap_or(0);
+                    Response::Error(w)
+                }
+            },
+            Request::List => return send_listing(node, chan),
+            Request::Hello { .. } | Request::Create(_) | Request::Data(_) | Request::Finish => {
+                Response::Error(WireError::protocol("not a plain request"))
+            }
+        };
+        send(chan, &resp)
+    }
+}
+
+/// Sends a listing as pages of about [`PAGE_BYTES`].
+fn send_listing(node: &DirNode, chan: &mut dyn Channel) -> Result<(), ConnEnd> {
+    let listing = match node.list() {
+        Ok(l) => l,
+        Err(e) => return send(chan, &node_err(&e)),
+    };
+    let mut shards = listing.shards.into_iter().peekable();
+    let mut leftovers = listing
+        .leftovers
+        .into_iter()
+        .map(|p| p.display().to_string())
+        .peekable();
+    loop {
+        let mut page_shards = Vec::new();
+        let mut page_left = Vec::new();
+        let mut bytes = 0;
+        while bytes < PAGE_BYTES {
+            if let Some(s) = shards.next() {
+                page_shards.push(s);
+                bytes += 25;
+            } else if let Some(l) = leftovers.next() {
+                bytes += 4 + l.len();
+                page_left.push(l);
+            } else {
+                break;
+            }
+        }
+        let last = shards.peek().is_none() && leftovers.peek().is_none();
+        send(
+            chan,
+            &Response::ListPage {
+                last,
+                shards: page_shards,
+                leftovers: page_left,
+            },
+        )?;
+        if last {
+            return Ok(());
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::ObjectId;
+    use crate::erasure::StripeLayout;
+    use crate::node::ShardHeader;
+    use crate::nodeproto::{PlainChannel, plain_transport};
+
+    const VAULT: &str = "0123456789abcdef0123456789abcdef";
+
+    fn client(addr: SocketAddr) -> PlainChannel<TcpStream> {
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        PlainChannel::new(s, "test")
+    }
+
+    fn ask(c: &mut PlainChannel<TcpStream>, req: &Request<'_>) -> Vec<u8> {
+        c.send(&req.encode()).unwrap();
+        c.recv().unwrap()
+    }
+
+    fn hello(c: &mut PlainChannel<TcpStream>, version: u16) -> Vec<u8> {
+        ask(
+            c,
+            &Request::Hello {
+                version,
+                vault_id: VAULT.into(),
+                node: "node-0".into(),
+            },
+        )
+    }
+
+    fn error_of(msg: &[u8]) -> WireError {
+        match Response::decode(msg).unwrap() {
+            Response::Error(e) => e,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn violations_end_only_their_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = Server::bind(
+            ServeOptions::new(&dir.path().join("n"), "127.0.0.1:0"),
+            plain_transport("t"),
+        )
+        .unwrap();
+        let addr = server.local_addr();
+        let stop = server.stop_handle();
+        let t = std::thread::spawn(move || server.run());
+
+        // Another protocol version: a clear refusal.
+        let mut c = client(addr);
+        let e = error_of(&hello(&mut c, 9));
+        assert!(
+            e.message.contains("v9") && e.kind == ErrorKind::Protocol,
+            "{e:?}"
+        );
+        assert!(matches!(c.recv(), Err(ChannelError::Closed { .. })));
+        // Anything before the hello.
+        let mut c = client(addr);
+        let e = error_of(&ask(&mut c, &Request::Health));
+        assert!(e.message.contains("hello"), "{e:?}");
+
+        // A healthy connection is untouched by the others' failures.
+        let mut good = client(addr);
+        assert!(matches!(
+            Response::decode(&hello(&mut good, VERSION)).unwrap(),
+            Response::HelloOk { adopted: true, .. }
+        ));
+        let mut bad = client(addr);
+        hello(&mut bad, VERSION);
+        let e = error_of(&ask(&mut bad, &Request::Finish));
+        assert_eq!(e.kind, ErrorKind::Protocol);
+        assert!(matches!(bad.recv(), Err(ChannelError::Closed { .. })));
+        assert_eq!(
+            Response::decode(&ask(&mut good, &Request::Health)).unwrap(),
+            Response::Health(crate::node::NodeHealth::Ok)
+        );
+
+        // More data than the header announces is refused at the finish.
+        let layout = StripeLayout::plan(2, 3, 20, 4096).unwrap();
+        let header = ShardHeader::new(ObjectId([1; 16]), 0, &layout);
+        assert_eq!(
+            Response::decode(&ask(&mut good, &Request::Create(header))).unwrap(),
+            Response::Ok
+        );
+        let too_much = vec![0u8; header.payload_len() as usize + 1];
+        good.send(&Request::Data(&too_much).encode()).unwrap();
+        let e = error_of(&ask(&mut good, &Request::Finish));
+        assert_eq!(e.kind, ErrorKind::Corrupt, "{e:?}");
+        // Unknown tokens are per-shard errors, not connection errors.
+        match Response::decode(&ask(&mut good, &Request::Commit(vec![77]))).unwrap() {
+            Response::Committed(r) => assert!(r[0].as_ref().unwrap_err().message.contains("77")),
+            other => panic!("{other:?}"),
+        }
+        stop.stop();
+        t.join().unwrap();
+    }
+}

@@ -1,0 +1,319 @@
+//! Remote nodes end to end: real `qsfs node serve --insecure-plaintext`
+//! processes on 127.0.0.1, a vault whose qsfs.toml names them, and the
+//! real `qsfs` CLI. A killed server leaves files readable (k of n) and a
+//! put records repair debt; a server that accepts but never answers costs
+//! a timeout, not a hang; a node server of another vault is refused.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Rng, TestVault, qsfs, qsfs_command};
+
+/// A running `qsfs node serve`, stopped (SIGKILL) when dropped.
+struct NodeServer {
+    child: Child,
+    addr: String,
+    dir: PathBuf,
+}
+
+impl NodeServer {
+    /// Starts a server on an ephemeral port and waits for `listening on`.
+    fn start(dir: &Path) -> NodeServer {
+        let log = std::fs::File::create(dir.with_extension("log")).unwrap();
+        let mut child = qsfs_command(&[
+            "node",
+            "serve",
+            "--dir",
+            dir.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--insecure-plaintext",
+            "-v",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(first)) = lines.next() {
+                let _ = tx.send(first);
+            }
+            // Keep draining so the server never writes into a closed pipe.
+            for _ in lines {}
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("node server for {} did not start", dir.display()));
+        let addr = line
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        NodeServer {
+            child,
+            addr,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// Kills the server (by its PID) and reaps it.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Stops it with SIGTERM and returns its exit status.
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        // SAFETY: signalling our own child by its PID.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let start = Instant::now();
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "node server ignored SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Committed shard files in its folder.
+    fn shard_files(&self) -> usize {
+        walk(&self.dir.join("shards"))
+            .into_iter()
+            .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+            .count()
+    }
+}
+
+impl Drop for NodeServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// Starts `count` servers over fresh folders inside `v`'s temp folder.
+fn servers(v: &TestVault, tag: &str, count: usize) -> Vec<NodeServer> {
+    (0..count)
+        .map(|i| NodeServer::start(&v.tmp.path().join(format!("{tag}-{i}"))))
+        .collect()
+}
+
+/// Points the vault's nodes at `addrs` (node-i -> addrs[i]), with extra
+/// settings on every node, and removes its own node folders.
+fn use_remote_nodes(v: &TestVault, addrs: &[String], extra: &[(&str, toml::Value)]) {
+    let mut cfg = v.config();
+    let nodes: Vec<toml::Value> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let mut t = toml::Table::new();
+            t.insert("name".into(), format!("node-{i}").into());
+            t.insert("address".into(), a.clone().into());
+            t.insert("insecure_plaintext".into(), true.into());
+            for (k, val) in extra {
+                t.insert(k.to_string(), val.clone());
+            }
+            toml::Value::Table(t)
+        })
+        .collect();
+    cfg.insert("node".into(), toml::Value::Array(nodes));
+    std::fs::write(v.root.join("qsfs.toml"), toml::to_string(&cfg).unwrap()).unwrap();
+    std::fs::remove_dir_all(v.root.join("nodes")).unwrap();
+}
+
+fn node_status<'a>(st: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    st["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == name)
+        .unwrap_or_else(|| panic!("no node {name} in {st:#}"))
+}
+
+#[test]
+fn five_node_servers_put_get_and_survive_a_killed_one() {
+    let mut rng = Rng::from_env("five_node_servers");
+    let v = TestVault::new(&[]);
+    let mut srv = servers(&v, "srv", 5);
+    let addrs: Vec<String> = srv.iter().map(|s| s.addr.clone()).collect();
+    use_remote_nodes(&v, &addrs, &[]);
+
+    let files: Vec<(String, Vec<u8>)> = [1usize, 300 << 10, 5 << 20]
+        .iter()
+        .map(|&len| (format!("/f-{len}"), rng.bytes(len)))
+        .collect();
+    for (path, data) in &files {
+        v.put_bytes(data, path).success().quiet();
+    }
+    for (path, data) in &files {
+        v.assert_reads(path, data);
+    }
+    // Every server holds one shard of every file; status shows addresses.
+    for s in &srv {
+        assert_eq!(s.shard_files(), files.len(), "{}", s.dir.display());
+    }
+    let st = v.status();
+    for (i, a) in addrs.iter().enumerate() {
+        let n = node_status(&st, &format!("node-{i}"));
+        assert_eq!(n["location"], a.as_str(), "{st:#}");
+        assert_eq!(n["health"]["state"], "ok", "{st:#}");
+        assert_eq!(n["shards_found"], files.len() as u64, "{st:#}");
+    }
+    v.run("status", &[])
+        .success()
+        .stdout_has(&[addrs[0].as_str(), addrs[4].as_str()]);
+
+    // One server dies: every file still reads (3 of 5 suffice); a read
+    // that needed a shard of the dead node records it as repair debt.
+    srv[2].kill();
+    for (path, data) in &files {
+        v.assert_reads(path, data);
+    }
+    let before = v.status();
+    // A put reaches 4 of 5 (the write quorum): success with repair debt.
+    let late = rng.bytes(200_000);
+    v.put_bytes(&late, "/late").success().stderr_has(&[
+        "written with 4 of 5 shards",
+        "repair debt",
+        "node-2",
+        addrs[2].as_str(),
+    ]);
+    v.assert_reads("/late", &late);
+    let st = v.status();
+    for counter in ["degraded_objects", "missing_shards"] {
+        assert_eq!(
+            st[counter].as_u64().unwrap(),
+            before[counter].as_u64().unwrap() + 1,
+            "{counter}: {st:#}"
+        );
+    }
+    let n2 = node_status(&st, "node-2");
+    assert_eq!(n2["health"]["state"], "offline", "{st:#}");
+    assert!(
+        n2["health"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains(addrs[2].as_str()),
+        "{st:#}"
+    );
+
+    // A second dead server: below the quorum of 4, the put fails and the
+    // old version stays.
+    srv[4].kill();
+    v.put_bytes(&rng.bytes(1000), "/late")
+        .failure()
+        .stderr_has(&["node-2", "node-4"]);
+    v.assert_reads("/late", &late);
+
+    // SIGTERM stops a server cleanly.
+    assert!(srv[0].terminate().success());
+}
+
+#[test]
+fn a_node_that_never_answers_costs_a_timeout() {
+    let mut rng = Rng::from_env("a_node_that_never_answers");
+    let v = TestVault::new(&[]);
+    let srv = servers(&v, "srv", 4);
+    // Accepts connections (the kernel does) and never reads or answers.
+    let hung = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut addrs: Vec<String> = srv.iter().map(|s| s.addr.clone()).collect();
+    addrs.push(hung.local_addr().unwrap().to_string());
+    use_remote_nodes(
+        &v,
+        &addrs,
+        &[
+            ("connect_timeout_ms", 500.into()),
+            ("io_timeout_ms", 500.into()),
+        ],
+    );
+    let data = rng.bytes(300 << 10);
+    let start = Instant::now();
+    v.put_bytes(&data, "/a").success().stderr_has(&[
+        "written with 4 of 5 shards",
+        "node-4",
+        "no answer",
+    ]);
+    v.assert_reads("/a", &data);
+    let st = v.status();
+    assert_eq!(node_status(&st, "node-4")["health"]["state"], "offline");
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        start.elapsed()
+    );
+    drop(hung);
+}
+
+#[test]
+fn a_node_server_of_another_vault_is_refused() {
+    let mut rng = Rng::from_env("a_node_server_of_another_vault");
+    let a = TestVault::new(&[]);
+    let srv = servers(&a, "srv", 5);
+    let addrs: Vec<String> = srv.iter().map(|s| s.addr.clone()).collect();
+    use_remote_nodes(&a, &addrs, &[]);
+    let data = rng.bytes(10_000);
+    a.put_bytes(&data, "/mine").success().quiet();
+    let a_id = a.config()["vault_id"].as_str().unwrap().to_string();
+
+    // Vault B is pointed at vault A's node servers.
+    let b = TestVault::new(&[]);
+    use_remote_nodes(&b, &addrs, &[]);
+    b.put_bytes(&rng.bytes(5000), "/theirs")
+        .failure()
+        .stderr_has(&["node-0", "not of vault", a_id.as_str()]);
+    let st = b.status();
+    for i in 0..5 {
+        let n = node_status(&st, &format!("node-{i}"));
+        assert_eq!(n["health"]["state"], "foreign", "{st:#}");
+    }
+    // Vault A is untouched and still reads.
+    a.assert_reads("/mine", &data);
+    for s in &srv {
+        assert_eq!(s.shard_files(), 1);
+    }
+    // A server refuses to start on a folder that is neither empty nor a node.
+    let busy = a.tmp.path().join("busy");
+    std::fs::create_dir(&busy).unwrap();
+    std::fs::write(busy.join("photo.jpg"), b"x").unwrap();
+    qsfs(&[
+        "node",
+        "serve",
+        "--dir",
+        busy.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--insecure-plaintext",
+    ])
+    .failure()
+    .stderr_has(&["no qsfs node marker"]);
+}
