@@ -3,6 +3,7 @@
 mod envelope;
 mod files;
 mod format;
+mod keypool;
 mod keys;
 mod mount;
 mod node;
@@ -59,6 +60,9 @@ enum Command {
     /// Storage nodes: use a replaced (empty) disk as a node.
     #[command(subcommand)]
     Node(node::NodeCommand),
+    /// Key pool files of QKD-keyed links: make a pair, show keys left.
+    #[command(subcommand)]
+    Keypool(keypool::KeypoolCommand),
     /// Expert tool: seal or open one object by hand (interoperability, recovery).
     #[command(subcommand)]
     Envelope(envelope::EnvelopeCommand),
@@ -149,6 +153,7 @@ pub fn run() -> i32 {
         Command::Node(c) => node::run(&ctx, c),
         Command::Mount(a) => mount::mount(a),
         Command::Umount(a) => mount::umount(a),
+        Command::Keypool(c) => keypool::run(c),
         Command::Envelope(c) => envelope::run(c),
     };
     match result {
