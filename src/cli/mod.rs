@@ -3,6 +3,7 @@
 mod envelope;
 mod files;
 mod format;
+mod keypool;
 mod keys;
 mod kme;
 mod mount;
@@ -63,6 +64,9 @@ enum Command {
     /// A local ETSI GS QKD 014 key manager (KME) and its certificates.
     #[command(subcommand)]
     Kme(kme::KmeCommand),
+    /// Key pool files of QKD-keyed links: make a pair, show keys left.
+    #[command(subcommand)]
+    Keypool(keypool::KeypoolCommand),
     /// Expert tool: seal or open one object by hand (interoperability, recovery).
     #[command(subcommand)]
     Envelope(envelope::EnvelopeCommand),
@@ -154,6 +158,7 @@ pub fn run() -> i32 {
         Command::Mount(a) => mount::mount(a),
         Command::Umount(a) => mount::umount(a),
         Command::Kme(c) => kme::run(c),
+        Command::Keypool(c) => keypool::run(c),
         Command::Envelope(c) => envelope::run(c),
     };
     match result {

@@ -1,0 +1,181 @@
+//! The sending side: splits a message into frames, seals each under the current key, rekeys.
+//!
+//! The current key is replaced by a fresh one (`next_key` in the direction
+//! this end sends) before a frame that would take it past `rekey_bytes`, or
+//! once `rekey_interval` has passed since it sealed its first frame. Both
+//! are checked at each frame, so no timer thread is needed. Each frame is
+//! encrypted from the caller's bytes straight into one reusable buffer
+//! behind its header and written with one `write_all`.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Instant;
+
+use aes_gcm::aead::inout::InOutBuf;
+use aes_gcm::aead::{AeadInOut, KeyInit};
+use aes_gcm::{Aes256Gcm, Key, Nonce};
+
+use super::frame::{self, FrameHeader, HEADER_LEN, OVERHEAD, TAG_LEN};
+use super::{Fail, LinkConfig};
+use crate::qkd::{ChannelError, Direction, KeyId, KeySource};
+
+struct SendKey {
+    id: KeyId,
+    aead: Aes256Gcm,
+    seq: u64,
+    bytes: u64,
+    since: Instant,
+}
+
+/// Sealing state of one direction.
+pub(crate) struct Sealer {
+    keys: Arc<dyn KeySource>,
+    dir: Direction,
+    cfg: Arc<LinkConfig>,
+    cur: Option<SendKey>,
+    global: u64,
+    buf: Vec<u8>,
+    keys_used: u64,
+}
+
+impl Sealer {
+    pub(crate) fn new(keys: Arc<dyn KeySource>, dir: Direction, cfg: Arc<LinkConfig>) -> Sealer {
+        Sealer {
+            keys,
+            dir,
+            cfg,
+            cur: None,
+            global: 0,
+            buf: Vec::new(),
+            keys_used: 0,
+        }
+    }
+
+    /// Keys this side has sealed under so far.
+    pub(crate) fn keys_used(&self) -> u64 {
+        self.keys_used
+    }
+
+    fn payload_max(&self) -> usize {
+        self.cfg.max_frame.saturating_sub(OVERHEAD).max(1)
+    }
+
+    /// Takes a fresh key if the current one is spent for a frame of `len`.
+    fn rekey_if_due(&mut self, len: usize) -> Result<(), ChannelError> {
+        let due = match &self.cur {
+            None => true,
+            Some(k) => {
+                (k.bytes > 0 && k.bytes + len as u64 > self.cfg.rekey_bytes)
+                    || k.since.elapsed() >= self.cfg.rekey_interval
+            }
+        };
+        if due {
+            // Drop the old cipher (its key schedule is zeroized) first.
+            self.cur = None;
+            let key = self.keys.next_key(self.dir)?;
+            let aead = Aes256Gcm::new(&Key::<Aes256Gcm>::from(*key.key));
+            self.cur = Some(SendKey {
+                id: key.id,
+                aead,
+                seq: 0,
+                bytes: 0,
+                since: Instant::now(),
+            });
+            self.keys_used += 1;
+        }
+        Ok(())
+    }
+
+    /// Sends `msg` as one or more frames. A failure before the first byte
+    /// is written is not fatal (the stream is still in step).
+    pub(crate) fn send<W: Write>(&mut self, w: &mut W, msg: &[u8], hello: bool) -> Result<(), Fail> {
+        if msg.len() > self.cfg.max_message {
+            return Err(Fail::soft(ChannelError::Io {
+                link: self.cfg.link_name.clone(),
+                detail: format!(
+                    "a message of {} bytes is over the link's maximum of {} bytes",
+                    msg.len(),
+                    self.cfg.max_message
+                ),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "message too large"),
+            }));
+        }
+        let pmax = self.payload_max();
+        if self.buf.len() < pmax.min(msg.len()) + OVERHEAD {
+            self.buf.resize(pmax.min(msg.len().max(4096)) + OVERHEAD, 0);
+        }
+        let mut rest = msg;
+        let mut first = true;
+        loop {
+            let n = rest.len().min(pmax);
+            let (chunk, tail) = rest.split_at(n);
+            let fatal = !first;
+            self.rekey_if_due(n).map_err(|e| Fail { err: e, fatal })?;
+            let mut flags = if tail.is_empty() { 0 } else { frame::MORE };
+            if hello {
+                flags |= frame::HELLO;
+            }
+            let Some(k) = self.cur.as_mut() else {
+                return Err(Fail { err: internal(&self.cfg.link_name), fatal });
+            };
+            let header = FrameHeader {
+                flags,
+                key: k.id,
+                key_seq: k.seq,
+                global_seq: self.global,
+                len: n as u32,
+            }
+            .encode();
+            let aad = frame::aad(&header, self.dir, &self.cfg.link_id);
+            let nonce = Nonce::from(frame::nonce(self.dir, k.seq));
+            let total = HEADER_LEN + n + TAG_LEN;
+            let out = &mut self.buf[..total];
+            out[..HEADER_LEN].copy_from_slice(&header);
+            let body = &mut out[HEADER_LEN..HEADER_LEN + n];
+            let inout = InOutBuf::new(chunk, body).map_err(|_| Fail {
+                err: internal(&self.cfg.link_name),
+                fatal,
+            })?;
+            let tag = k
+                .aead
+                .encrypt_inout_detached(&nonce, &aad, inout)
+                .map_err(|_| Fail {
+                    err: internal(&self.cfg.link_name),
+                    fatal,
+                })?;
+            out[HEADER_LEN + n..].copy_from_slice(&tag);
+            k.seq += 1;
+            k.bytes += n as u64;
+            self.global += 1;
+            w.write_all(out).map_err(|source| Fail {
+                err: ChannelError::Io {
+                    link: self.cfg.link_name.clone(),
+                    detail: "sending a frame failed".to_owned(),
+                    source,
+                },
+                fatal: true,
+            })?;
+            first = false;
+            rest = tail;
+            if rest.is_empty() {
+                break;
+            }
+        }
+        w.flush().map_err(|source| Fail {
+            err: ChannelError::Io {
+                link: self.cfg.link_name.clone(),
+                detail: "sending a frame failed".to_owned(),
+                source,
+            },
+            fatal: true,
+        })
+    }
+}
+
+fn internal(link: &str) -> ChannelError {
+    ChannelError::Io {
+        link: link.to_owned(),
+        detail: "internal error sealing a frame".to_owned(),
+        source: std::io::Error::other("sealing failed"),
+    }
+}
