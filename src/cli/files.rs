@@ -37,6 +37,13 @@ pub struct InitArgs {
     /// Largest chunk per shard and stripe, in bytes.
     #[arg(long, default_value_t = vault::DEFAULT_MAX_CHUNK)]
     max_chunk: u32,
+    /// Reach the node folders directly (plain local disks) instead of
+    /// through in-process QKD-keyed links.
+    #[arg(long)]
+    direct: bool,
+    /// Keys each link's key pool pair starts with (simulated links refill).
+    #[arg(long, value_name = "N", default_value_t = qsfs::vault::INITIAL_LINK_KEYS)]
+    link_keys: u64,
 }
 
 fn parse_random(spec: &str) -> Result<EntropyConfig> {
@@ -60,6 +67,8 @@ pub fn init(a: InitArgs) -> Result<i32> {
         random: parse_random(&a.random)?,
         r2_path: a.r2_path,
         max_chunk: a.max_chunk,
+        direct: a.direct,
+        link_keys: a.link_keys,
     };
     let cfg = vault::init(&a.vault.vault, &opts)?;
     println!(

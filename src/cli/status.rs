@@ -7,6 +7,7 @@ use clap::Args;
 
 use super::{Ctx, VaultArg, format::bytes};
 use qsfs::node::NodeHealth;
+use qsfs::vault::LinkKind;
 
 #[derive(Args, Debug)]
 pub struct StatusArgs {
@@ -132,6 +133,48 @@ pub fn status(ctx: &Ctx, a: StatusArgs) -> Result<i32> {
                 out,
                 "             {} temporary files of interrupted writes",
                 n.leftovers
+            )?;
+        }
+    }
+    writeln!(out, "links")?;
+    writeln!(
+        out,
+        "  {:<10} {:<12} {:>10} {:>10}  source",
+        "node", "kind", "keys left", "keys used"
+    )?;
+    for l in &s.links {
+        let kind = match l.kind {
+            LinkKind::Direct => "direct",
+            LinkKind::InProcess => "qkd local",
+            LinkKind::PoolFile => "qkd pool",
+            LinkKind::Kme => "qkd kme",
+            LinkKind::Plaintext => "PLAINTEXT",
+        };
+        let (left, used) = match l.counts {
+            Some(c) => (c.left.to_string(), c.used.to_string()),
+            None => ("-".into(), "-".into()),
+        };
+        let mut source = l.source.clone().unwrap_or_else(|| "-".into());
+        if l.refills {
+            source.push_str(" (simulated link, refilled)");
+        }
+        writeln!(
+            out,
+            "  {:<10} {:<12} {:>10} {:>10}  {}",
+            l.node, kind, left, used, source
+        )?;
+        if let Some(p) = &l.problem {
+            writeln!(out, "             PROBLEM: {p}")?;
+        }
+        if l.low {
+            writeln!(
+                out,
+                "             LOW: under 10% of its keys left; {}",
+                if l.refills {
+                    "it refills at the configured key rate while qsfs runs"
+                } else {
+                    "load fresh keys (a new key pool pair, or ask the KME operator)"
+                }
             )?;
         }
     }

@@ -76,6 +76,8 @@ struct Inner {
     vault_id: String,
     transport: Transport,
     opts: RemoteOptions,
+    /// Shown instead of the address (an in-process node's folder).
+    shown: Option<String>,
     pool: Mutex<Pool>,
     freed: Condvar,
     health: Mutex<Option<(Instant, NodeHealth)>>,
@@ -116,11 +118,21 @@ impl RemoteNode {
                 vault_id: vault_id.to_string(),
                 transport,
                 opts,
+                shown: None,
                 pool: Mutex::new(Pool::default()),
                 freed: Condvar::new(),
                 health: Mutex::new(None),
             }),
         }
+    }
+
+    /// Shows `location` (e.g. the folder of a node served in-process)
+    /// in messages and status instead of the address. Call before use.
+    pub fn shown_as(mut self, location: String) -> RemoteNode {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.shown = Some(location);
+        }
+        self
     }
 
     /// The server's address.
@@ -530,7 +542,10 @@ impl Node for RemoteNode {
     }
 
     fn location(&self) -> String {
-        self.inner.address.clone()
+        self.inner
+            .shown
+            .clone()
+            .unwrap_or_else(|| self.inner.address.clone())
     }
 
     fn health(&self) -> NodeHealth {

@@ -99,6 +99,20 @@ pub const MAX_TOKENS: usize = 1024;
 /// tests. The same type serves both ends (each end builds its own).
 pub type Transport = Arc<dyn Fn(TcpStream) -> Result<Box<dyn Channel>, ChannelError> + Send + Sync>;
 
+/// The QKD-keyed transport: a [`crate::link::Link`] as `end` over the
+/// stream, sealing every message with one-time keys from `keys`.
+pub fn qkd_transport(
+    keys: Arc<dyn crate::qkd::KeySource>,
+    end: crate::qkd::End,
+    cfg: crate::link::LinkConfig,
+) -> Transport {
+    Arc::new(move |stream: TcpStream| {
+        let _ = stream.set_nodelay(true);
+        let link = crate::link::Link::new(stream, end, Arc::clone(&keys), cfg.clone())?;
+        Ok(Box::new(link) as Box<dyn Channel>)
+    })
+}
+
 /// The unencrypted transport: [`PlainChannel`] over the stream. Only for
 /// `--insecure-plaintext` and tests: shards cross the wire in clear.
 pub fn plain_transport(link: &str) -> Transport {

@@ -152,6 +152,33 @@ impl Server {
     /// accepted connection into a channel.
     pub fn bind(opts: ServeOptions, transport: Transport) -> Result<Server, ServeError> {
         let node = open_folder(&opts.dir)?;
+        Self::bind_with(opts, transport, node)
+    }
+
+    /// Serves `node` (already configured as node `name` of vault
+    /// `vault_id`) without looking at or adopting its folder: the node
+    /// end of an in-process link, where a missing or foreign folder must
+    /// show as exactly that on every operation, and never be recreated.
+    pub fn bind_node(
+        node: Arc<DirNode>,
+        vault_id: &str,
+        name: &str,
+        listen: &str,
+        transport: Transport,
+    ) -> Result<Server, ServeError> {
+        let opts = ServeOptions::new(node.root(), listen);
+        let id = Identity {
+            vault: vault_id.to_string(),
+            node: name.to_string(),
+        };
+        Self::bind_with(opts, transport, Some((id, node)))
+    }
+
+    fn bind_with(
+        opts: ServeOptions,
+        transport: Transport,
+        node: Option<(Identity, Arc<DirNode>)>,
+    ) -> Result<Server, ServeError> {
         let listener = TcpListener::bind(&opts.listen).map_err(|source| ServeError::Listen {
             addr: opts.listen.clone(),
             source,

@@ -15,16 +15,25 @@
 //! [keystore]
 //! # r2_path = "/media/usb/qsfs-r2"   # keep R2 on a second disk
 //!
+//! [links]                    # QKD-keyed links (all optional)
+//! key_rate_bps = 49500       # simulated links refill at this key rate
+//! rekey_ms = 10              # a sender changes keys this often ...
+//! rekey_mib = 64             # ... and after this much traffic
+//!
 //! [[node]]                   # one table per node; relative paths are
 //! name = "node-0"            # relative to the vault folder
 //! kind = "dir"
 //! path = "nodes/node-0"
+//! keypool = "links/node-0.a.pool"       # with node_keypool: reached through
+//! node_keypool = "links/node-0.b.pool"  # an in-process QKD-keyed link
 //!
 //! [[node]]                   # a node server (`qsfs node serve`)
 //! name = "node-3"
 //! kind = "remote"            # may be left out when `address` is given
 //! address = "10.0.0.3:7103"
-//! keypool = "keys/node-3.pool"   # the link's key pool
+//! keypool = "keys/node-3.pool"   # the link's key pool, or a KME:
+//! # kme = { url = "https://kme:8443", sae_id = "vault", peer_sae_id = "node-3",
+//! #         cert = "vault.pem", key = "vault-key.pem", ca = "ca.pem" }
 //! # insecure_plaintext = true    # no link encryption (tests, trusted LAN)
 //! # connect_timeout_ms = 3000
 //! # io_timeout_ms = 30000
@@ -69,9 +78,52 @@ pub struct Config {
     /// Keystore placement.
     #[serde(default)]
     pub keystore: KeystoreConfig,
+    /// QKD-keyed link settings.
+    #[serde(default, skip_serializing_if = "LinksConfig::is_default")]
+    pub links: LinksConfig,
     /// Storage nodes.
     #[serde(rename = "node", default)]
     pub nodes: Vec<NodeConfig>,
+}
+
+/// How the QKD-keyed links behave.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinksConfig {
+    /// Key rate of the simulated links, bits per second (default 49500,
+    /// the metropolitan QKD network the paper cites).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_rate_bps: Option<u64>,
+    /// A sender takes a fresh key at least this often, in ms (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rekey_ms: Option<u64>,
+    /// ... and after this many MiB under one key (default 64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rekey_mib: Option<u64>,
+}
+
+impl LinksConfig {
+    fn is_default(&self) -> bool {
+        *self == LinksConfig::default()
+    }
+}
+
+/// A KME that hands out the keys of a link (ETSI GS QKD 014).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KmeConfig {
+    /// `https://host:port` of the KME.
+    pub url: String,
+    /// This end's SAE ID (its client certificate names it).
+    pub sae_id: String,
+    /// The node end's SAE ID.
+    pub peer_sae_id: String,
+    /// Client certificate (PEM).
+    pub cert: PathBuf,
+    /// Its private key (PEM).
+    pub key: PathBuf,
+    /// The CA that signed the KME's certificate (PEM).
+    pub ca: PathBuf,
 }
 
 fn default_max_chunk() -> u32 {
@@ -103,9 +155,16 @@ pub struct NodeConfig {
     /// `host:port` of a `remote` node's server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
-    /// Key pool file of the QKD-keyed link to a `remote` node.
+    /// Key pool file of the QKD-keyed link to the node (the vault's end).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keypool: Option<PathBuf>,
+    /// The node end's key pool of a `dir` node reached through an
+    /// in-process link (the node end runs inside the qsfs process).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_keypool: Option<PathBuf>,
+    /// A KME instead of a key pool file, for a `remote` node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kme: Option<KmeConfig>,
     /// Reach a `remote` node without link encryption (its server runs
     /// with `--insecure-plaintext`): tests and trusted networks only.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -237,6 +296,20 @@ impl Config {
                     let Some(path) = &node.path else {
                         return bad(format!("node {:?}: kind = \"dir\" needs a path", node.name));
                     };
+                    if node.keypool.is_some() != node.node_keypool.is_some() {
+                        return bad(format!(
+                            "node {:?}: an in-process link needs both keypool (the vault's end) and \
+                             node_keypool (the node's end); remove both to reach the folder directly",
+                            node.name
+                        ));
+                    }
+                    if node.kme.is_some() {
+                        return bad(format!(
+                            "node {:?}: kme is for remote nodes; a dir node's in-process link uses \
+                             keypool and node_keypool",
+                            node.name
+                        ));
+                    }
                     if let Some(other) = self.nodes[..i]
                         .iter()
                         .find(|o| o.path.as_ref() == Some(path))
@@ -262,10 +335,17 @@ impl Config {
                             node.name
                         ));
                     }
-                    if node.keypool.is_none() && !node.insecure_plaintext {
+                    if node.keypool.is_none() && node.kme.is_none() && !node.insecure_plaintext {
                         return bad(format!(
                             "node {:?}: a remote node needs keypool = \"FILE\" (the key pool of its link), \
-                             or insecure_plaintext = true to send shards unencrypted",
+                             kme = {{ ... }} (an ETSI 014 key manager), or insecure_plaintext = true to send \
+                             shards unencrypted",
+                            node.name
+                        ));
+                    }
+                    if node.keypool.is_some() && node.kme.is_some() {
+                        return bad(format!(
+                            "node {:?}: give keypool or kme, not both",
                             node.name
                         ));
                     }
@@ -328,6 +408,7 @@ mod tests {
             max_chunk: DEFAULT_MAX_CHUNK,
             random: EntropyConfig::Os,
             keystore: KeystoreConfig::default(),
+            links: LinksConfig::default(),
             nodes: (0..5)
                 .map(|i| NodeConfig {
                     name: format!("node-{i}"),

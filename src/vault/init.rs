@@ -31,6 +31,11 @@ pub struct InitOptions {
     pub r2_path: Option<PathBuf>,
     /// Largest chunk.
     pub max_chunk: u32,
+    /// Reach the node folders directly instead of through in-process
+    /// QKD-keyed links (`qsfs init --direct`).
+    pub direct: bool,
+    /// Keys each new link's pool pair starts with.
+    pub link_keys: u64,
 }
 
 impl Default for InitOptions {
@@ -43,6 +48,8 @@ impl Default for InitOptions {
             random: EntropyConfig::Os,
             r2_path: None,
             max_chunk: DEFAULT_MAX_CHUNK,
+            direct: false,
+            link_keys: super::links::INITIAL_KEYS,
         }
     }
 }
@@ -59,7 +66,7 @@ pub fn init(root: &Path, opts: &InitOptions) -> Result<Config, VaultError> {
     let mut id = [0u8; 16];
     getrandom::fill(&mut id)
         .map_err(|e| VaultError::Internal(format!("OS random source failed: {e}")))?;
-    let nodes: Vec<NodeConfig> = match &opts.nodes {
+    let mut nodes: Vec<NodeConfig> = match &opts.nodes {
         None => (0..opts.n)
             .map(|i| NodeConfig {
                 name: format!("node-{i}"),
@@ -81,6 +88,12 @@ pub fn init(root: &Path, opts: &InitOptions) -> Result<Config, VaultError> {
             })
             .collect::<Result<_, _>>()?,
     };
+    if !opts.direct {
+        for n in &mut nodes {
+            n.keypool = Some(PathBuf::from(format!("links/{}.a.pool", n.name)));
+            n.node_keypool = Some(PathBuf::from(format!("links/{}.b.pool", n.name)));
+        }
+    }
     let config = Config {
         format: CONFIG_FORMAT,
         vault_id: hex::encode(id),
@@ -101,6 +114,7 @@ pub fn init(root: &Path, opts: &InitOptions) -> Result<Config, VaultError> {
         keystore: KeystoreConfig {
             r2_path: opts.r2_path.as_deref().map(absolute).transpose()?,
         },
+        links: Default::default(),
         nodes,
     };
     let file = root.join("qsfs.toml");
@@ -150,6 +164,14 @@ pub fn init(root: &Path, opts: &InitOptions) -> Result<Config, VaultError> {
                     detail: e.to_string(),
                 })?;
         }
+    }
+    for node in config.nodes.iter().filter(|n| n.node_keypool.is_some()) {
+        super::links::create_pair(&root, &node.name, opts.link_keys).map_err(|detail| {
+            VaultError::Config {
+                file: file.clone(),
+                detail: format!("node {}: cannot make its link's key pools: {detail}", node.name),
+            }
+        })?;
     }
     let r2 = config.keystore.r2_path.as_ref().map(|p| root.join(p));
     let id = config.vault_id.as_str();

@@ -21,14 +21,17 @@ mod gc;
 mod init;
 mod intents;
 mod keys;
+mod links;
 mod lock;
 mod read;
-mod remote;
 mod seal;
 mod status;
 mod sweep;
 
-pub use config::{CONFIG_FORMAT, Config, DEFAULT_MAX_CHUNK, KeystoreConfig, NodeConfig};
+pub use config::{
+    CONFIG_FORMAT, Config, DEFAULT_MAX_CHUNK, KeystoreConfig, KmeConfig, LinksConfig, NodeConfig,
+};
+pub use links::{INITIAL_KEYS as INITIAL_LINK_KEYS, LinkKind, LinkStatus};
 pub use files::{ListEntry, PutSource};
 pub use init::{InitOptions, init};
 pub use keys::{KeyIssue, KeyReport, ObjectKeyState};
@@ -49,7 +52,7 @@ use crate::entropy::{EntropyError, EntropySource};
 use crate::envelope::EnvelopeError;
 use crate::keystore::{Keystore, KeystoreError};
 use crate::namespace::{Namespace, NamespaceError};
-use crate::node::{DirNode, Node};
+use crate::node::DirNode;
 use crate::store::{OpenMode, StoreError};
 
 /// Vault-level failures. Each names the vault path, file or object.
@@ -164,6 +167,9 @@ pub struct Vault {
     ns: Namespace,
     keys: Keystore,
     ec: Dispersal,
+    /// Link threads and in-process node servers; dropped after `ec`, whose
+    /// nodes talk to them.
+    links: links::Links,
     /// Opened on the first seal: reads must work while a pool file or a
     /// random device is away, and must not wait for a stalled device.
     random: Mutex<Option<Arc<dyn EntropySource>>>,
@@ -214,7 +220,7 @@ impl Vault {
             current_gid(),
         )?;
         let store = EcStore::open(&root.join("meta/ec"), id, OpenMode::Existing)?;
-        let nodes = build_nodes(&root, &config);
+        let (nodes, links) = links::build(&root, &config);
         let ec = Dispersal::new(
             DispersalConfig {
                 k: config.k,
@@ -237,6 +243,7 @@ impl Vault {
             ns,
             keys,
             ec,
+            links,
             random: Mutex::new(None),
             intents,
             threads,
@@ -344,6 +351,11 @@ impl Vault {
             })
     }
 
+    /// Each node's link: kind, key source, keys left and used.
+    pub fn links(&self) -> Vec<LinkStatus> {
+        self.links.status()
+    }
+
     /// The staging folder (0700).
     pub fn staging(&self) -> PathBuf {
         self.root.join("staging")
@@ -359,21 +371,6 @@ impl Vault {
             }
         }
     }
-}
-
-/// The node objects of a config.
-fn build_nodes(root: &Path, config: &Config) -> Vec<Arc<dyn Node>> {
-    config
-        .nodes
-        .iter()
-        .filter_map(|n| match n.kind.as_str() {
-            "dir" => config
-                .node_path(root, n)
-                .map(|p| Arc::new(DirNode::new(&n.name, &p, &config.vault_id)) as Arc<dyn Node>),
-            "remote" => remote::remote_node(root, config, n),
-            _ => None,
-        })
-        .collect()
 }
 
 fn current_uid() -> u32 {

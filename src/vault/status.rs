@@ -37,6 +37,8 @@ pub struct NodeStatus {
 pub struct Status {
     /// Vault folder.
     pub vault: PathBuf,
+    /// How each node is reached, and its link's keys.
+    pub links: Vec<super::LinkStatus>,
     /// Vault id.
     pub vault_id: String,
     /// Data chunks per stripe.
@@ -132,6 +134,7 @@ impl Vault {
         let (r2, r2_ok) = self.keys.r2_location();
         Ok(Status {
             vault: self.root.clone(),
+            links: self.links(),
             vault_id: self.config.vault_id.clone(),
             k: self.config.k,
             n: self.config.n,

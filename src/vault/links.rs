@@ -1,0 +1,409 @@
+//! The QKD-keyed links from this vault to its nodes.
+//!
+//! A remote node is reached over TCP through a link keyed from a pool file
+//! or a KME. A directory node with `keypool` and `node_keypool` is reached
+//! the same way, with the node's end running inside this process: a node
+//! server on a loopback port serves the folder, and the vault talks to it
+//! through the very same link and protocol code as to a remote node (the
+//! paper's point-to-point QKD links to each node). Its pair of pools is a
+//! simulated QKD link and is refilled at the configured key rate, as a QKD
+//! link keeps producing key; pools from QKD equipment are never refilled.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::config::{Config, NodeConfig};
+use crate::etsi014::{Etsi014Config, Etsi014Source};
+use crate::keypool::{PoolFile, RefillConfig, Refiller};
+use crate::link::LinkConfig;
+use crate::node::{Node, RemoteNode, RemoteOptions};
+use crate::nodeproto::server::{Server, StopHandle};
+use crate::nodeproto::{Transport, plain_transport, qkd_transport};
+use crate::qkd::{ChannelError, End, KeyCounts, KeyError, KeySource};
+
+/// Key rate of a simulated in-process link unless `[links] key_rate_bps`
+/// says otherwise: 1 Mbit/s (a lab QKD link) so a busy default vault
+/// never waits for key; the paper's metropolitan network made 49.5 kbit/s.
+pub const DEFAULT_KEY_RATE_BPS: u64 = 1_000_000;
+/// A simulated link stops refilling at this many unused keys.
+pub const REFILL_MAX_LEFT: u64 = 65_536;
+/// Keys a new simulated link starts with (`qsfs init`).
+pub const INITIAL_KEYS: u64 = 8_192;
+/// `qsfs status` warns below this fraction of keys left.
+pub const LOW_FRACTION: f64 = 0.10;
+
+/// How a node is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LinkKind {
+    /// A local folder, read and written directly.
+    Direct,
+    /// A local folder behind an in-process QKD-keyed link.
+    InProcess,
+    /// A node server, keys from a pool file.
+    PoolFile,
+    /// A node server, keys from an ETSI GS QKD 014 KME.
+    Kme,
+    /// A node server without link encryption.
+    Plaintext,
+}
+
+/// One node's link, for `qsfs status`.
+#[derive(Clone)]
+pub struct LinkInfo {
+    /// The node.
+    pub node: String,
+    /// How it is reached.
+    pub kind: LinkKind,
+    /// Its key source (none for direct and plaintext nodes).
+    pub keys: Option<Arc<dyn KeySource>>,
+    /// Why the link cannot work, if it cannot.
+    pub broken: Option<String>,
+}
+
+/// A link's state, for `qsfs status`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LinkStatus {
+    /// The node.
+    pub node: String,
+    /// How it is reached.
+    pub kind: LinkKind,
+    /// Pool file or KME.
+    pub source: Option<String>,
+    /// Keys left and used (none when they cannot be read).
+    pub counts: Option<KeyCounts>,
+    /// True when qsfs refills it (a simulated link).
+    pub refills: bool,
+    /// True when under 10% of its keys are left.
+    pub low: bool,
+    /// What is wrong, if anything.
+    pub problem: Option<String>,
+}
+
+/// The links of an open vault: refill threads and in-process node servers
+/// run until it is dropped.
+#[derive(Default)]
+pub struct Links {
+    infos: Vec<LinkInfo>,
+    refillers: Vec<Refiller>,
+    servers: Vec<(StopHandle, std::thread::JoinHandle<()>)>,
+}
+
+impl Links {
+    /// The state of every link.
+    pub fn status(&self) -> Vec<LinkStatus> {
+        self.infos
+            .iter()
+            .map(|i| {
+                let (counts, problem) = match (&i.keys, &i.broken) {
+                    (_, Some(b)) => (None, Some(b.clone())),
+                    (Some(k), None) => match k.counts() {
+                        Ok(c) => (Some(c), None),
+                        Err(e) => (None, Some(e.to_string())),
+                    },
+                    (None, None) => (None, None),
+                };
+                let low = counts.is_some_and(|c| {
+                    c.total > 0 && (c.left as f64) < LOW_FRACTION * c.total.max(1) as f64
+                });
+                LinkStatus {
+                    node: i.node.clone(),
+                    kind: i.kind,
+                    source: i.keys.as_ref().map(|k| k.describe()),
+                    counts,
+                    refills: i.keys.as_ref().is_some_and(|k| k.refills()),
+                    low,
+                    problem,
+                }
+            })
+            .collect()
+    }
+}
+
+impl Drop for Links {
+    fn drop(&mut self) {
+        for (stop, _) in &self.servers {
+            stop.stop();
+        }
+        for (_, t) in self.servers.drain(..) {
+            let _ = t.join();
+        }
+        for r in self.refillers.drain(..) {
+            r.stop();
+        }
+    }
+}
+
+/// Link settings of the vault's config.
+fn link_config(config: &Config, base: LinkConfig) -> LinkConfig {
+    let mut c = base;
+    if let Some(ms) = config.links.rekey_ms {
+        c.rekey_interval = Duration::from_millis(ms);
+    }
+    if let Some(mib) = config.links.rekey_mib {
+        c.rekey_bytes = mib << 20;
+    }
+    c
+}
+
+/// Node timeouts of an entry.
+fn remote_options(n: &NodeConfig) -> RemoteOptions {
+    let mut opts = RemoteOptions::default();
+    if let Some(ms) = n.connect_timeout_ms {
+        opts.connect_timeout = Duration::from_millis(ms);
+    }
+    if let Some(ms) = n.io_timeout_ms {
+        opts.io_timeout = Duration::from_millis(ms);
+    }
+    opts
+}
+
+/// A transport whose every connection fails with `why` (a link that
+/// cannot be set up: the node shows as offline with the reason).
+fn broken_transport(link: &str, source: &str, why: String) -> Transport {
+    let (link, source) = (link.to_string(), source.to_string());
+    Arc::new(move |_stream| {
+        Err(ChannelError::Key(KeyError::Source {
+            link: link.clone(),
+            source_name: source.clone(),
+            detail: why.clone(),
+        }))
+    })
+}
+
+/// The nodes of a config and their links.
+pub fn build(root: &Path, config: &Config) -> (Vec<Arc<dyn Node>>, Links) {
+    let mut links = Links::default();
+    let mut nodes: Vec<Arc<dyn Node>> = Vec::new();
+    for n in &config.nodes {
+        match n.kind.as_str() {
+            "dir" => {
+                let Some(path) = config.node_path(root, n) else {
+                    continue;
+                };
+                match (&n.keypool, &n.node_keypool) {
+                    (Some(a), Some(b)) => {
+                        nodes.push(in_process(root, config, n, &path, a, b, &mut links));
+                    }
+                    _ => {
+                        links.infos.push(LinkInfo {
+                            node: n.name.clone(),
+                            kind: LinkKind::Direct,
+                            keys: None,
+                            broken: None,
+                        });
+                        nodes.push(Arc::new(crate::node::DirNode::new(
+                            &n.name,
+                            &path,
+                            &config.vault_id,
+                        )));
+                    }
+                }
+            }
+            "remote" => {
+                let Some(address) = n.address.as_deref() else {
+                    continue;
+                };
+                let (transport, info) = remote_transport(root, config, n);
+                links.infos.push(info);
+                nodes.push(Arc::new(RemoteNode::new(
+                    &n.name,
+                    address,
+                    &config.vault_id,
+                    transport,
+                    remote_options(n),
+                )));
+            }
+            _ => {}
+        }
+    }
+    (nodes, links)
+}
+
+/// The transport to a remote node and its link's description.
+fn remote_transport(root: &Path, config: &Config, n: &NodeConfig) -> (Transport, LinkInfo) {
+    let mut info = LinkInfo {
+        node: n.name.clone(),
+        kind: LinkKind::Plaintext,
+        keys: None,
+        broken: None,
+    };
+    if n.insecure_plaintext {
+        return (plain_transport(&n.name), info);
+    }
+    if let Some(kme) = &n.kme {
+        info.kind = LinkKind::Kme;
+        let cfg = Etsi014Config::new(
+            n.name.clone(),
+            End::A,
+            kme.url.clone(),
+            kme.sae_id.clone(),
+            kme.peer_sae_id.clone(),
+            root.join(&kme.cert),
+            root.join(&kme.key),
+            root.join(&kme.ca),
+        );
+        return match Etsi014Source::new(cfg) {
+            Ok(src) => {
+                let keys: Arc<dyn KeySource> = Arc::new(src);
+                info.keys = Some(Arc::clone(&keys));
+                let lc = link_config(config, LinkConfig::new(&n.name));
+                (qkd_transport(keys, End::A, lc), info)
+            }
+            Err(e) => {
+                let why = e.to_string();
+                info.broken = Some(why.clone());
+                (broken_transport(&n.name, &kme.url, why), info)
+            }
+        };
+    }
+    info.kind = LinkKind::PoolFile;
+    let Some(pool) = &n.keypool else {
+        let why = "no keypool, kme or insecure_plaintext setting".to_string();
+        info.broken = Some(why.clone());
+        return (broken_transport(&n.name, "qsfs.toml", why), info);
+    };
+    let path = root.join(pool);
+    match open_pool(&path, End::A) {
+        Ok(pool) => {
+            let lc = link_config(config, LinkConfig::for_pool(&pool));
+            let keys: Arc<dyn KeySource> = Arc::new(pool);
+            info.keys = Some(Arc::clone(&keys));
+            (qkd_transport(keys, End::A, lc), info)
+        }
+        Err(why) => {
+            info.broken = Some(why.clone());
+            (
+                broken_transport(&n.name, &path.display().to_string(), why),
+                info,
+            )
+        }
+    }
+}
+
+/// Opens `path` as end `end` of a link.
+fn open_pool(path: &Path, end: End) -> Result<PoolFile, String> {
+    let pool = PoolFile::open(path).map_err(|e| e.to_string())?;
+    if pool.end() != end {
+        return Err(format!(
+            "{} is the key pool of end {:?} of its link; this side needs end {end:?} (swapped files?)",
+            path.display(),
+            pool.end()
+        ));
+    }
+    Ok(pool)
+}
+
+/// A directory node behind an in-process link: a node server on a
+/// loopback port, reached through the link like a remote node.
+fn in_process(
+    root: &Path,
+    config: &Config,
+    n: &NodeConfig,
+    folder: &Path,
+    a_rel: &Path,
+    b_rel: &Path,
+    links: &mut Links,
+) -> Arc<dyn Node> {
+    let shown = format!("{} (in-process QKD link)", folder.display());
+    let (a_path, b_path) = (root.join(a_rel), root.join(b_rel));
+    let mut info = LinkInfo {
+        node: n.name.clone(),
+        kind: LinkKind::InProcess,
+        keys: None,
+        broken: None,
+    };
+    let mut set_up = || -> Result<(Arc<PoolFile>, Arc<PoolFile>, std::net::SocketAddr), String> {
+        let a = Arc::new(open_pool(&a_path, End::A)?);
+        let b = Arc::new(open_pool(&b_path, End::B)?);
+        if a.link_id() != b.link_id() {
+            return Err(format!(
+                "{} and {} are not the two ends of one link",
+                a_path.display(),
+                b_path.display()
+            ));
+        }
+        let lc = link_config(config, LinkConfig::for_pool(&a));
+        let server_transport = qkd_transport(Arc::clone(&b) as Arc<dyn KeySource>, End::B, lc);
+        let dir_node = Arc::new(crate::node::DirNode::new(&n.name, folder, &config.vault_id));
+        let server = Server::bind_node(
+            dir_node,
+            &config.vault_id,
+            &n.name,
+            "127.0.0.1:0",
+            server_transport,
+        )
+        .map_err(|e| e.to_string())?;
+        let addr = server.local_addr();
+        let stop = server.stop_handle();
+        let thread = std::thread::Builder::new()
+            .name(format!("node {}", n.name))
+            .spawn(move || server.run())
+            .map_err(|e| format!("cannot start the node thread: {e}"))?;
+        links.servers.push((stop, thread));
+        Ok((a, b, addr))
+    };
+    match set_up() {
+        Ok((a, b, addr)) => {
+            if KeySource::refills(&*a) {
+                let mut rc = RefillConfig::new(REFILL_MAX_LEFT);
+                rc.key_rate_bps = config.links.key_rate_bps.unwrap_or(DEFAULT_KEY_RATE_BPS) as f64;
+                match Refiller::start(Arc::clone(&a), Arc::clone(&b), rc, crate::keypool::os_random)
+                {
+                    Ok(r) => links.refillers.push(r),
+                    Err(e) => tracing::warn!("link {}: cannot refill its key pools: {e}", n.name),
+                }
+            }
+            let lc = link_config(config, LinkConfig::for_pool(&a));
+            let keys: Arc<dyn KeySource> = a;
+            info.keys = Some(Arc::clone(&keys));
+            links.infos.push(info);
+            // Both ends of every connection are descriptors of this
+            // process: a wide code (32 nodes) keeps few idle ones.
+            let mut opts = remote_options(n);
+            opts.max_idle = (8 / config.nodes.len().max(1)).clamp(1, opts.max_idle);
+            let node = RemoteNode::new(
+                &n.name,
+                &addr.to_string(),
+                &config.vault_id,
+                qkd_transport(keys, End::A, lc),
+                opts,
+            )
+            .shown_as(shown);
+            Arc::new(node)
+        }
+        Err(why) => {
+            info.broken = Some(why.clone());
+            links.infos.push(info);
+            // Nothing listens on port 0: every operation fails with `why`.
+            let node = RemoteNode::new(
+                &n.name,
+                "127.0.0.1:0",
+                &config.vault_id,
+                broken_transport(&n.name, &a_path.display().to_string(), why),
+                remote_options(n),
+            )
+            .shown_as(shown);
+            Arc::new(node)
+        }
+    }
+}
+
+/// Makes the key pool pair of a new in-process link (`qsfs init`):
+/// `links/<node>.a.pool` (the vault's end) and `links/<node>.b.pool`.
+pub fn create_pair(root: &Path, node: &str, keys: u64) -> Result<(PathBuf, PathBuf), String> {
+    let dir = root.join("links");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    let a_rel = PathBuf::from(format!("links/{node}.a.pool"));
+    let b_rel = PathBuf::from(format!("links/{node}.b.pool"));
+    let opts = crate::keypool::GenOptions {
+        link: node,
+        keys,
+        a_path: &root.join(&a_rel),
+        b_path: &root.join(&b_rel),
+        refill: true,
+    };
+    crate::keypool::generate(&opts, crate::keypool::os_random).map_err(|e| e.to_string())?;
+    Ok((a_rel, b_rel))
+}
