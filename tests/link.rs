@@ -67,7 +67,11 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
 
 /// End B in a thread: sets up the link and echoes every message until the
 /// link fails; returns that failure and the error of one more call.
-fn echo_b<S>(stream: S, pool: Arc<PoolFile>, cfg: LinkConfig) -> JoinHandle<(ChannelError, ChannelError)>
+fn echo_b<S>(
+    stream: S,
+    pool: Arc<PoolFile>,
+    cfg: LinkConfig,
+) -> JoinHandle<(ChannelError, ChannelError)>
 where
     S: Read + Write + Send + 'static,
 {
@@ -75,7 +79,9 @@ where
         let mut link = match Link::new(stream, End::B, pool, cfg) {
             Ok(l) => l,
             Err(e) => {
-                let e2 = ChannelError::Closed { link: String::new() };
+                let e2 = ChannelError::Closed {
+                    link: String::new(),
+                };
                 return (e, e2);
             }
         };
@@ -93,7 +99,11 @@ where
     })
 }
 
-fn unix_pair(p: &Pools, ca: LinkConfig, cb: LinkConfig) -> (Link<UnixStream>, JoinHandle<(ChannelError, ChannelError)>) {
+fn unix_pair(
+    p: &Pools,
+    ca: LinkConfig,
+    cb: LinkConfig,
+) -> (Link<UnixStream>, JoinHandle<(ChannelError, ChannelError)>) {
     let (sa, sb) = UnixStream::pair().unwrap();
     let b = echo_b(sb, Arc::clone(&p.b), cb);
     let a = Link::new(sa, End::A, p.a.clone(), ca).unwrap();
@@ -150,7 +160,13 @@ fn round_trips_over_a_unix_socket() {
 fn round_trips_over_tcp_and_used_keys_are_wiped_in_both_files() {
     let p = pools("tcp-link", 2000);
     let (addr, b) = tcp_echo_b(&p, LinkConfig::for_pool(&p.b));
-    let mut a = Link::new(tcp_connect(&addr), End::A, p.a.clone(), LinkConfig::for_pool(&p.a)).unwrap();
+    let mut a = Link::new(
+        tcp_connect(&addr),
+        End::A,
+        p.a.clone(),
+        LinkConfig::for_pool(&p.a),
+    )
+    .unwrap();
     round_trips(&mut a);
     let (sent, received) = a.keys_used();
     drop(a);
@@ -160,7 +176,10 @@ fn round_trips_over_tcp_and_used_keys_are_wiped_in_both_files() {
     let sa = p.a.status();
     assert_eq!(sb.a_to_b.used, sent);
     assert_eq!(sa.b_to_a.used, received);
-    assert!(sent >= 2 && received >= 2, "hello plus data: {sent} {received}");
+    assert!(
+        sent >= 2 && received >= 2,
+        "hello plus data: {sent} {received}"
+    );
     let Pools {
         _dir,
         a_path,
@@ -185,7 +204,10 @@ fn assert_wiped(a: &Path, b: &Path) {
         assert_eq!(ra[..16], rb[..16]);
         for r in [ra, rb] {
             if r[48] == 1 {
-                assert!(r[16..48].iter().all(|b| *b == 0), "record {i}: used key bytes left");
+                assert!(
+                    r[16..48].iter().all(|b| *b == 0),
+                    "record {i}: used key bytes left"
+                );
             }
         }
         // A key the receiver took was sent, so the sender used it too.
@@ -302,10 +324,20 @@ fn through_proxy(
     p: &Pools,
     hook: Hook,
     msgs: &[Vec<u8>],
-) -> (ChannelError, ChannelError, Vec<Result<Vec<u8>, ChannelError>>) {
+) -> (
+    ChannelError,
+    ChannelError,
+    Vec<Result<Vec<u8>, ChannelError>>,
+) {
     let (b_addr, b) = tcp_echo_b(p, LinkConfig::for_pool(&p.b));
     let (addr, _cap) = proxy(b_addr, hook);
-    let mut a = Link::new(tcp_connect(&addr), End::A, p.a.clone(), LinkConfig::for_pool(&p.a)).unwrap();
+    let mut a = Link::new(
+        tcp_connect(&addr),
+        End::A,
+        p.a.clone(),
+        LinkConfig::for_pool(&p.a),
+    )
+    .unwrap();
     // Send everything first: a dropped frame must not leave A waiting
     // for a reply that never comes.
     let mut results = Vec::new();
@@ -344,7 +376,10 @@ fn a_tampered_frame_is_refused_and_the_link_dies() {
     let (e, again, results) = through_proxy(&p, hook, &msgs());
     assert!(matches!(e, ChannelError::Refused { .. }), "{e}");
     let text = e.to_string();
-    assert!(text.contains("tamper") && text.contains("altered"), "{text}");
+    assert!(
+        text.contains("tamper") && text.contains("altered"),
+        "{text}"
+    );
     assert!(text.contains("connection closed"), "{text}");
     assert!(matches!(again, ChannelError::Refused { .. }), "{again}");
     // A got the first message back, then the connection was closed.
@@ -432,7 +467,10 @@ fn a_recorded_session_replayed_to_a_new_connection_is_refused() {
     }
     let (e, _) = b.join().unwrap();
     let text = e.to_string();
-    assert!(text.contains("already used") && text.contains("replayed"), "{text}");
+    assert!(
+        text.contains("already used") && text.contains("replayed"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -444,7 +482,10 @@ fn a_peer_with_another_pool_is_refused_at_connect() {
     let err = Link::new(sa, End::A, p.a.clone(), LinkConfig::for_pool(&p.a)).unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, ChannelError::Refused { .. }), "{text}");
-    assert!(text.contains("pool-one") && text.contains("another key pool"), "{text}");
+    assert!(
+        text.contains("pool-one") && text.contains("another key pool"),
+        "{text}"
+    );
     let (eb, _) = b.join().unwrap();
     assert!(eb.to_string().contains("another key pool"), "{eb}");
 }
@@ -479,7 +520,13 @@ fn no_plaintext_on_the_wire() {
     let (b_addr, b) = tcp_echo_b(&p, LinkConfig::for_pool(&p.b));
     let frames: Hook = Box::new(|_, f| vec![f]);
     let (addr, capture) = proxy(b_addr, frames);
-    let mut a = Link::new(tcp_connect(&addr), End::A, p.a.clone(), LinkConfig::for_pool(&p.a)).unwrap();
+    let mut a = Link::new(
+        tcp_connect(&addr),
+        End::A,
+        p.a.clone(),
+        LinkConfig::for_pool(&p.a),
+    )
+    .unwrap();
     let marker = b"SHARD-PLAINTEXT-MARKER-0123456789";
     let mut msg = Vec::new();
     for _ in 0..1000 {
@@ -495,7 +542,10 @@ fn no_plaintext_on_the_wire() {
     b.join().unwrap();
     let wire = capture.lock().unwrap().clone();
     assert!(wire.len() > 3 * 33_000 * 2, "captured {} bytes", wire.len());
-    assert!(!wire.windows(16).any(|w| w == &marker[..16]), "plaintext on the wire");
+    assert!(
+        !wire.windows(16).any(|w| w == &marker[..16]),
+        "plaintext on the wire"
+    );
     assert!(!wire.windows(8).any(|w| w == b"QSFSLINK"), "hello in clear");
 }
 
@@ -503,7 +553,8 @@ fn no_plaintext_on_the_wire() {
 fn a_timeout_between_messages_leaves_the_link_usable() {
     let p = pools("slow", 1000);
     let (sa, sb) = UnixStream::pair().unwrap();
-    sa.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    sa.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
     let pool_b = Arc::clone(&p.b);
     let cb = LinkConfig::for_pool(&p.b);
     let b = std::thread::spawn(move || {
@@ -527,18 +578,28 @@ fn a_timeout_between_messages_leaves_the_link_usable() {
 fn split_halves_pipeline_over_tcp() {
     let p = pools("split", 1000);
     let (addr, b) = tcp_echo_b(&p, LinkConfig::for_pool(&p.b));
-    let a = Link::new(tcp_connect(&addr), End::A, p.a.clone(), LinkConfig::for_pool(&p.a)).unwrap();
+    let a = Link::new(
+        tcp_connect(&addr),
+        End::A,
+        p.a.clone(),
+        LinkConfig::for_pool(&p.a),
+    )
+    .unwrap();
     let (mut tx, mut rx) = a.into_split().unwrap();
     let sender = std::thread::spawn(move || {
         for i in 0..200u32 {
-            tx.send(&pattern(1 + (i as usize * 997) % 200_000, i as u8)).unwrap();
+            tx.send(&pattern(1 + (i as usize * 997) % 200_000, i as u8))
+                .unwrap();
         }
         tx
     });
     let mut buf = Vec::new();
     for i in 0..200u32 {
         rx.recv_into(&mut buf).unwrap();
-        assert!(buf == pattern(1 + (i as usize * 997) % 200_000, i as u8), "message {i}");
+        assert!(
+            buf == pattern(1 + (i as usize * 997) % 200_000, i as u8),
+            "message {i}"
+        );
     }
     drop(sender.join().unwrap());
     drop(rx);
@@ -558,7 +619,8 @@ fn throughput() {
         let ca = LinkConfig::for_pool(&p.a);
         let pool_b = Arc::clone(&p.b);
         let pool_a = Arc::clone(&p.a);
-        let (sa, rx): (Box<dyn FnOnce() -> Box<dyn Channel>>, JoinHandle<()>) = if tcp {
+        type Connect = Box<dyn FnOnce() -> Box<dyn Channel>>;
+        let (sa, rx): (Connect, JoinHandle<()>) = if tcp {
             let (l, addr) = tcp_listen();
             let rx = std::thread::spawn(move || {
                 let (s, _) = l.accept().unwrap();
@@ -572,7 +634,10 @@ fn throughput() {
                 link.send(b"done").unwrap();
             });
             (
-                Box::new(move || Box::new(Link::new(tcp_connect(&addr), End::A, pool_a, ca).unwrap()) as Box<dyn Channel>),
+                Box::new(move || {
+                    Box::new(Link::new(tcp_connect(&addr), End::A, pool_a, ca).unwrap())
+                        as Box<dyn Channel>
+                }),
                 rx,
             )
         } else {
@@ -588,7 +653,9 @@ fn throughput() {
                 link.send(b"done").unwrap();
             });
             (
-                Box::new(move || Box::new(Link::new(sa, End::A, pool_a, ca).unwrap()) as Box<dyn Channel>),
+                Box::new(move || {
+                    Box::new(Link::new(sa, End::A, pool_a, ca).unwrap()) as Box<dyn Channel>
+                }),
                 rx,
             )
         };
