@@ -16,7 +16,7 @@ use std::sync::Arc;
 use aes_gcm::aead::{AeadInOut, KeyInit};
 use aes_gcm::{Aes256Gcm, Key, Nonce, Tag};
 
-use super::frame::{self, FrameHeader, HEADER_LEN, OVERHEAD, TAG_LEN};
+use super::frame::{self, FrameHeader, HEADER_LEN, TAG_LEN};
 use super::{Fail, LinkConfig};
 use crate::qkd::{ChannelError, Direction, KeyError, KeyId, KeySource};
 
@@ -134,7 +134,7 @@ impl Opener {
             .map_err(|e| self.io("the connection broke inside a frame", e))?;
         let h = FrameHeader::decode(&hb).map_err(|d| self.refused(d))?;
         let len = h.len as usize;
-        let pmax = self.cfg.max_frame.saturating_sub(OVERHEAD).clamp(1, u32::MAX as usize);
+        let pmax = self.cfg.payload_max();
         if len > pmax {
             return Err(self.refused(format!(
                 "a frame of {len} bytes is over the maximum of {pmax}"

@@ -57,7 +57,7 @@ impl Sealer {
     }
 
     fn payload_max(&self) -> usize {
-        self.cfg.max_frame.saturating_sub(OVERHEAD).clamp(1, u32::MAX as usize)
+        self.cfg.payload_max()
     }
 
     /// Takes a fresh key if the current one is spent for a frame of `len`.
