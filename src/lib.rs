@@ -8,6 +8,10 @@
 //! in the [`keystore`], paths and attributes in the [`namespace`]; a
 //! [`vault`] ties a folder of configuration and stores together.
 //!
+//! Nodes are reached through QKD-keyed links ([`link`]): framed
+//! AES-256-GCM under one-time keys named by the [`qkd`] contracts and drawn
+//! from a pre-shared key pool file ([`keypool`]) or a key manager.
+//!
 //! Data flows one way on a write: plaintext -> envelope (N, B, R1, R2) ->
 //! dispersal (stripes -> shards -> nodes, in parallel) -> commit
 //! (shards durable -> keystore -> manifest and B -> namespace). A read runs

@@ -81,7 +81,10 @@ fn generated_pair_is_identical_but_for_the_end() {
     let ids: std::collections::HashSet<_> = ra.iter().map(|r| r.0).collect();
     assert_eq!(ids.len(), 101);
     let s = inspect(&a).unwrap();
-    assert_eq!((s.a_to_b.left, s.b_to_a.left, s.end, s.refills), (51, 50, 'A', true));
+    assert_eq!(
+        (s.a_to_b.left, s.b_to_a.left, s.end, s.refills),
+        (51, 50, 'A', true)
+    );
     assert_eq!(s.link, "node-0");
     assert_eq!(s.link_id, inspect(&b).unwrap().link_id);
 
@@ -155,7 +158,10 @@ fn keys_are_used_once_and_wiped_in_both_files() {
         pa.take_key(Direction::BToA, &KeyId([9; 16])),
         Err(KeyError::Unknown { .. })
     ));
-    assert_eq!(*pa.take_key(Direction::BToA, &kba.id).unwrap().key, *kba.key);
+    assert_eq!(
+        *pa.take_key(Direction::BToA, &kba.id).unwrap().key,
+        *kba.key
+    );
 
     // Reopened after a "crash": reserved keys stay used, none is served again.
     let counts = pa.counts().unwrap();
@@ -199,7 +205,10 @@ fn damaged_files_are_refused_naming_the_file() {
     let err = PoolFile::open(&a).unwrap_err();
     assert!(matches!(err, PoolError::Header { .. }), "{err}");
     let msg = err.to_string();
-    assert!(msg.contains("dmg.A.pool") && msg.contains("checksum"), "{msg}");
+    assert!(
+        msg.contains("dmg.A.pool") && msg.contains("checksum"),
+        "{msg}"
+    );
     assert!(inspect(&a).is_err());
 
     // Cut short: the header counts more keys than the file holds.
@@ -211,7 +220,10 @@ fn damaged_files_are_refused_naming_the_file() {
         .set_len(len - 10)
         .unwrap();
     let msg = PoolFile::open(&b).unwrap_err().to_string();
-    assert!(msg.contains("dmg.B.pool") && msg.contains("cut short"), "{msg}");
+    assert!(
+        msg.contains("dmg.B.pool") && msg.contains("cut short"),
+        "{msg}"
+    );
 
     // Not a pool at all.
     let other = t.path().join("other");
@@ -286,13 +298,15 @@ fn refill_appends_identical_keys_to_both_ends() {
     let (qa, qb) = gen_pair(t.path(), "real", 4, false);
     let err = refill_files(&qa, &qb, 2, &mut random).unwrap_err();
     assert!(matches!(err, PoolError::NotRefillable { .. }), "{err}");
-    assert!(Refiller::start(
-        Arc::new(PoolFile::open(&qa).unwrap()),
-        Arc::new(PoolFile::open(&qb).unwrap()),
-        RefillConfig::new(100),
-        seeded("r"),
-    )
-    .is_err());
+    assert!(
+        Refiller::start(
+            Arc::new(PoolFile::open(&qa).unwrap()),
+            Arc::new(PoolFile::open(&qb).unwrap()),
+            RefillConfig::new(100),
+            seeded("r"),
+        )
+        .is_err()
+    );
     // Files of two different links are not a pair.
     let (oa, _ob) = gen_pair(t.path(), "other", 4, true);
     let err = refill_files(&oa, &b, 2, &mut random).unwrap_err();
@@ -408,9 +422,22 @@ fn cli_gen_and_status() {
     let b = t.path().join("n.B.pool");
     let (sa, sb) = (a.to_str().unwrap(), b.to_str().unwrap());
     let out = qsfs(&[
-        "keypool", "gen", "--link", "node-7", "--keys", "100", "--out", sa, "--peer-out", sb,
+        "keypool",
+        "gen",
+        "--link",
+        "node-7",
+        "--keys",
+        "100",
+        "--out",
+        sa,
+        "--peer-out",
+        sb,
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = qsfs(&["keypool", "status", sb]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
@@ -422,12 +449,23 @@ fn cli_gen_and_status() {
 
     // Overwrite refused, naming the file.
     let out = qsfs(&[
-        "keypool", "gen", "--link", "x", "--keys", "10", "--out", sa, "--peer-out",
+        "keypool",
+        "gen",
+        "--link",
+        "x",
+        "--keys",
+        "10",
+        "--out",
+        sa,
+        "--peer-out",
         t.path().join("z").to_str().unwrap(),
     ]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("n.A.pool") && err.contains("already exists"), "{err}");
+    assert!(
+        err.contains("n.A.pool") && err.contains("already exists"),
+        "{err}"
+    );
 
     // Use most of A->B, then status warns and --json says low.
     {
@@ -451,8 +489,17 @@ fn cli_gen_and_status() {
     let c = t.path().join("c.pool");
     let d = t.path().join("d.pool");
     let out = qsfs(&[
-        "keypool", "gen", "--link", "real", "--keys", "10", "--out", c.to_str().unwrap(),
-        "--peer-out", d.to_str().unwrap(), "--no-refill",
+        "keypool",
+        "gen",
+        "--link",
+        "real",
+        "--keys",
+        "10",
+        "--out",
+        c.to_str().unwrap(),
+        "--peer-out",
+        d.to_str().unwrap(),
+        "--no-refill",
     ]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&qsfs(&["keypool", "status", d.to_str().unwrap()]).stdout)

@@ -43,13 +43,17 @@ pub enum PoolError {
         source: io::Error,
     },
     /// `gen` would overwrite a file.
-    #[error("key pool {path} already exists; refusing to overwrite key material (remove it first or choose another path)")]
+    #[error(
+        "key pool {path} already exists; refusing to overwrite key material (remove it first or choose another path)"
+    )]
     Exists {
         /// The file.
         path: PathBuf,
     },
     /// The header is damaged or not a pool header.
-    #[error("key pool {path}: {fault}; restore the file from the link's key delivery or generate a new pair")]
+    #[error(
+        "key pool {path}: {fault}; restore the file from the link's key delivery or generate a new pair"
+    )]
     Header {
         /// The file.
         path: PathBuf,

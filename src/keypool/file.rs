@@ -170,7 +170,8 @@ impl std::fmt::Debug for PoolFile {
 fn read_header(file: &File, path: &Path) -> Result<(Header, u64), PoolError> {
     let len = file.metadata().map_err(io_err(path, "stat"))?.len();
     let mut h = vec![0u8; HEADER_LEN.min(len as usize)];
-    file.read_exact_at(&mut h, 0).map_err(io_err(path, "read the header of"))?;
+    file.read_exact_at(&mut h, 0)
+        .map_err(io_err(path, "read the header of"))?;
     let header = Header::decode(&h).map_err(|fault| PoolError::Header {
         path: path.to_path_buf(),
         fault,
@@ -189,7 +190,12 @@ fn read_header(file: &File, path: &Path) -> Result<(Header, u64), PoolError> {
 }
 
 /// Reads records `from..to` (metadata only; key bytes are wiped).
-pub(crate) fn read_slots(file: &File, path: &Path, from: u64, to: u64) -> Result<Vec<Slot>, PoolError> {
+pub(crate) fn read_slots(
+    file: &File,
+    path: &Path,
+    from: u64,
+    to: u64,
+) -> Result<Vec<Slot>, PoolError> {
     let mut slots = Vec::with_capacity((to - from) as usize);
     let mut r = io::BufReader::with_capacity(1 << 20, file);
     // A shared `&File` reads from its own position: seek it first.
@@ -200,7 +206,8 @@ pub(crate) fn read_slots(file: &File, path: &Path, from: u64, to: u64) -> Result
     }
     let mut rec = Zeroizing::new([0u8; RECORD_LEN]);
     for i in from..to {
-        r.read_exact(&mut rec[..]).map_err(io_err(path, "read the key records of"))?;
+        r.read_exact(&mut rec[..])
+            .map_err(io_err(path, "read the key records of"))?;
         let m = format::decode_record(&rec[..]).ok_or_else(|| PoolError::Corrupt {
             path: path.to_path_buf(),
             detail: format!("record {i} holds an invalid state or direction byte"),
@@ -387,7 +394,11 @@ impl PoolFile {
             Err(self.source_err(format!(
                 "end {} of this pool {} {} keys; open the other end's file for that",
                 format::end_byte(end) as char,
-                if sending { "cannot send with" } else { "cannot receive with" },
+                if sending {
+                    "cannot send with"
+                } else {
+                    "cannot receive with"
+                },
                 dir_name(dir)
             )))
         }
@@ -420,9 +431,9 @@ impl PoolFile {
                 key,
             });
         }
-        self.file
-            .sync_data()
-            .map_err(|e| self.source_err(format!("cannot persist the use of keys (fdatasync): {e}")))?;
+        self.file.sync_data().map_err(|e| {
+            self.source_err(format!("cannot persist the use of keys (fdatasync): {e}"))
+        })?;
         Ok(keys)
     }
 }
@@ -478,17 +489,27 @@ impl KeySource for PoolFile {
         let mut inner = self.lock();
         let link = || self.header.link.clone();
         let Some(&i) = inner.index.get(id) else {
-            return Err(KeyError::Unknown { link: link(), id: *id });
+            return Err(KeyError::Unknown {
+                link: link(),
+                id: *id,
+            });
         };
         let s = inner.slots[i as usize];
         if s.dir != dir {
-            return Err(KeyError::WrongDirection { link: link(), id: *id });
+            return Err(KeyError::WrongDirection {
+                link: link(),
+                id: *id,
+            });
         }
         if s.used {
-            return Err(KeyError::Used { link: link(), id: *id });
+            return Err(KeyError::Used {
+                link: link(),
+                id: *id,
+            });
         }
         let mut keys = self.consume(&mut inner, &[i])?;
-        keys.pop().ok_or_else(|| self.source_err("no key read".to_owned()))
+        keys.pop()
+            .ok_or_else(|| self.source_err("no key read".to_owned()))
     }
 
     fn counts(&self) -> Result<KeyCounts, KeyError> {

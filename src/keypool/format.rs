@@ -164,7 +164,7 @@ pub fn end_byte(end: End) -> u8 {
 
 /// The direction of record `index` (even: A->B, odd: B->A).
 pub fn direction_of(index: u64) -> Direction {
-    if index % 2 == 0 {
+    if index.is_multiple_of(2) {
         Direction::AToB
     } else {
         Direction::BToA

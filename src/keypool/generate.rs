@@ -102,7 +102,10 @@ pub fn generate(
     if opts.keys < 2 {
         return Err(PoolError::Invalid {
             path: opts.a_path.to_path_buf(),
-            detail: format!("a link needs at least 2 keys (one per direction), not {}", opts.keys),
+            detail: format!(
+                "a link needs at least 2 keys (one per direction), not {}",
+                opts.keys
+            ),
         });
     }
     for p in [opts.a_path, opts.b_path] {
@@ -113,7 +116,10 @@ pub fn generate(
         }
     }
     let mut link_id = [0u8; 16];
-    random(&mut link_id).map_err(io_err(opts.a_path, "draw the link id from the random source"))?;
+    random(&mut link_id).map_err(io_err(
+        opts.a_path,
+        "draw the link id from the random source",
+    ))?;
     let header = |end| Header {
         end,
         refill: opts.refill,

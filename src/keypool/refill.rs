@@ -86,7 +86,11 @@ fn reconcile_locked(a: &PoolFile, b: &PoolFile) -> Result<(), PoolError> {
     if ca == cb {
         return Ok(());
     }
-    let (behind, ahead, from, to) = if ca < cb { (a, b, ca, cb) } else { (b, a, cb, ca) };
+    let (behind, ahead, from, to) = if ca < cb {
+        (a, b, ca, cb)
+    } else {
+        (b, a, cb, ca)
+    };
     let not_pair = |detail: String| PoolError::NotAPair {
         a: a.path().to_path_buf(),
         b: b.path().to_path_buf(),
@@ -164,7 +168,9 @@ pub fn refill_pair(
         p.file()
             .write_all_at(&buf, at)
             .map_err(io_err(p.path(), "append keys to"))?;
-        p.file().sync_data().map_err(io_err(p.path(), "fdatasync"))?;
+        p.file()
+            .sync_data()
+            .map_err(io_err(p.path(), "fdatasync"))?;
     }
     let new_count = start + n_keys;
     write_count(a, new_count)?;
@@ -235,7 +241,9 @@ pub struct Refiller {
 
 impl std::fmt::Debug for Refiller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Refiller").field("stats", &self.stats()).finish()
+        f.debug_struct("Refiller")
+            .field("stats", &self.stats())
+            .finish()
     }
 }
 
@@ -258,11 +266,10 @@ impl Refiller {
             .spawn(move || {
                 let mut credit = 0.0f64;
                 let mut last = Instant::now();
-                loop {
-                    match rx.recv_timeout(cfg.tick) {
-                        Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
-                        _ => break,
-                    }
+                // Any message or a dropped sender means stop.
+                while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
+                    rx.recv_timeout(cfg.tick)
+                {
                     let now = Instant::now();
                     credit += now.duration_since(last).as_secs_f64() * keys_per_sec;
                     last = now;

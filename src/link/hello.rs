@@ -135,10 +135,18 @@ mod tests {
         assert_eq!(&bytes[..8], b"QSFSLINK");
         assert_eq!(Hello::decode(&bytes).unwrap(), a);
         assert!(a.check_peer(&hello(End::B)).is_ok());
-        assert!(a.check_peer(&hello(End::A)).unwrap_err().contains("wrong file"));
+        assert!(
+            a.check_peer(&hello(End::A))
+                .unwrap_err()
+                .contains("wrong file")
+        );
         let mut other = hello(End::B);
         other.link_id = [6; 16];
-        assert!(a.check_peer(&other).unwrap_err().contains("another key pool"));
+        assert!(
+            a.check_peer(&other)
+                .unwrap_err()
+                .contains("another key pool")
+        );
         other = hello(End::B);
         other.protocol = 2;
         assert!(a.check_peer(&other).is_err());

@@ -101,6 +101,14 @@ impl LinkConfig {
         }
     }
 
+    /// Plaintext bytes per frame: `max_frame` less header and tag (at
+    /// least 1, at most what the 32-bit length field holds).
+    pub fn payload_max(&self) -> usize {
+        self.max_frame
+            .saturating_sub(frame::OVERHEAD)
+            .clamp(1, u32::MAX as usize)
+    }
+
     /// Defaults for the link of a key pool: its name and link id.
     pub fn for_pool(pool: &PoolFile) -> LinkConfig {
         let mut c = LinkConfig::new(KeySource::link(pool));

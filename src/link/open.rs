@@ -16,7 +16,7 @@ use std::sync::Arc;
 use aes_gcm::aead::{AeadInOut, KeyInit};
 use aes_gcm::{Aes256Gcm, Key, Nonce, Tag};
 
-use super::frame::{self, FrameHeader, HEADER_LEN, OVERHEAD, TAG_LEN};
+use super::frame::{self, FrameHeader, HEADER_LEN, TAG_LEN};
 use super::{Fail, LinkConfig};
 use crate::qkd::{ChannelError, Direction, KeyError, KeyId, KeySource};
 
@@ -124,12 +124,17 @@ impl Opener {
     }
 
     /// Reads, checks and opens one frame, appending its plaintext to `msg`.
-    fn read_frame<R: BufRead>(&mut self, r: &mut R, msg: &mut Vec<u8>) -> Result<FrameHeader, Fail> {
+    fn read_frame<R: BufRead>(
+        &mut self,
+        r: &mut R,
+        msg: &mut Vec<u8>,
+    ) -> Result<FrameHeader, Fail> {
         let mut hb = [0u8; HEADER_LEN];
-        r.read_exact(&mut hb).map_err(|e| self.io("the connection broke inside a frame", e))?;
+        r.read_exact(&mut hb)
+            .map_err(|e| self.io("the connection broke inside a frame", e))?;
         let h = FrameHeader::decode(&hb).map_err(|d| self.refused(d))?;
         let len = h.len as usize;
-        let pmax = self.cfg.max_frame.saturating_sub(OVERHEAD).max(1);
+        let pmax = self.cfg.payload_max();
         if len > pmax {
             return Err(self.refused(format!(
                 "a frame of {len} bytes is over the maximum of {pmax}"
@@ -182,8 +187,7 @@ impl Opener {
         let Some(k) = self.cur.as_ref() else {
             return Err(self.refused("no key for the frame".to_owned()));
         };
-        if k
-            .aead
+        if k.aead
             .decrypt_inout_detached(&nonce, &aad, (&mut msg[start..]).into(), &Tag::from(tag))
             .is_err()
         {
@@ -198,16 +202,16 @@ impl Opener {
 
     /// Makes the frame's key current, taking a new one from the pool.
     fn select_key(&mut self, h: &FrameHeader) -> Result<(), Fail> {
-        if let Some(k) = &self.cur {
-            if k.id == h.key {
-                if h.key_seq != k.next_seq {
-                    return Err(self.refused(format!(
-                        "frame {} of key {} where {} was expected: reordered or replayed",
-                        h.key_seq, h.key, k.next_seq
-                    )));
-                }
-                return Ok(());
+        if let Some(k) = &self.cur
+            && k.id == h.key
+        {
+            if h.key_seq != k.next_seq {
+                return Err(self.refused(format!(
+                    "frame {} of key {} where {} was expected: reordered or replayed",
+                    h.key_seq, h.key, k.next_seq
+                )));
             }
+            return Ok(());
         }
         if self.old.contains(&h.key) {
             return Err(self.refused(format!(

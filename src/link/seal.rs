@@ -57,7 +57,7 @@ impl Sealer {
     }
 
     fn payload_max(&self) -> usize {
-        self.cfg.max_frame.saturating_sub(OVERHEAD).max(1)
+        self.cfg.payload_max()
     }
 
     /// Takes a fresh key if the current one is spent for a frame of `len`.
@@ -88,7 +88,12 @@ impl Sealer {
 
     /// Sends `msg` as one or more frames. A failure before the first byte
     /// is written is not fatal (the stream is still in step).
-    pub(crate) fn send<W: Write>(&mut self, w: &mut W, msg: &[u8], hello: bool) -> Result<(), Fail> {
+    pub(crate) fn send<W: Write>(
+        &mut self,
+        w: &mut W,
+        msg: &[u8],
+        hello: bool,
+    ) -> Result<(), Fail> {
         if msg.len() > self.cfg.max_message {
             return Err(Fail::soft(ChannelError::Io {
                 link: self.cfg.link_name.clone(),
@@ -116,7 +121,10 @@ impl Sealer {
                 flags |= frame::HELLO;
             }
             let Some(k) = self.cur.as_mut() else {
-                return Err(Fail { err: internal(&self.cfg.link_name), fatal });
+                return Err(Fail {
+                    err: internal(&self.cfg.link_name),
+                    fatal,
+                });
             };
             let header = FrameHeader {
                 flags,
