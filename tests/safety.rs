@@ -277,10 +277,13 @@ fn get_writes_into_devices_and_fifos_instead_of_replacing_them() {
     assert_eq!(std::fs::read(&target).unwrap(), data);
 }
 
-#[test]
-fn wide_codes_do_not_run_out_of_descriptors() {
+/// A 16-of-32 vault stores a tree under a tight descriptor limit: 256 for
+/// node folders reached directly; 512 with in-process QKD links, where
+/// each node also holds its two key pool files, a listener and both ends
+/// of its connections.
+fn wide_code_within(limit: u32, init: &[&str]) {
     let mut rng = Rng::from_env("wide_code_fds");
-    let v = TestVault::new(&["--k", "16", "--n", "32"]);
+    let v = TestVault::new(init);
     let dir = v.scratch_path("tree");
     std::fs::create_dir_all(&dir).unwrap();
     let mut files = Vec::new();
@@ -290,7 +293,7 @@ fn wide_codes_do_not_run_out_of_descriptors() {
         files.push((format!("/t/f{i}"), d));
     }
     let script = format!(
-        "ulimit -n 256 && exec {} put -r {} {} /t",
+        "ulimit -n {limit} && exec {} put -r {} {} /t",
         bin(),
         v.arg(),
         dir.display()
@@ -315,6 +318,12 @@ fn wide_codes_do_not_run_out_of_descriptors() {
     for (p, d) in &files {
         v.assert_reads(p, d).quiet();
     }
+}
+
+#[test]
+fn wide_codes_do_not_run_out_of_descriptors() {
+    wide_code_within(256, &["--k", "16", "--n", "32", "--direct"]);
+    wide_code_within(512, &["--k", "16", "--n", "32"]);
 }
 
 #[test]

@@ -86,12 +86,16 @@ pub fn run(c: KmeCommand) -> Result<i32> {
 
 /// Opens a key pool file for the KME, drawing in both directions.
 fn open_pool(path: &Path, link: &str) -> Result<Arc<dyn KeySource>> {
-    // Wired to keypool::PoolFile::open_both once that module is merged.
-    let _ = link;
-    bail!(
-        "{}: key pool files are not supported in this build yet; use --memory-keys N to test",
-        path.display()
-    )
+    // The KME hands each key out itself (enc_keys draws it, dec_keys gives
+    // the held copy to the other side), so it draws in both directions.
+    let pool = qsfs::keypool::PoolFile::open_both(path)?;
+    if !link.is_empty() && KeySource::link(&pool) != link {
+        tracing::info!(
+            "serving the pool of link {:?} (--link {link:?} is only a label)",
+            KeySource::link(&pool)
+        );
+    }
+    Ok(Arc::new(pool))
 }
 
 fn serve(a: ServeArgs) -> Result<i32> {

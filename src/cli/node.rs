@@ -8,7 +8,13 @@ use clap::{Args, Subcommand};
 
 use super::{Ctx, VaultArg};
 use qsfs::nodeproto::server::{ServeOptions, Server};
-use qsfs::nodeproto::{Transport, plain_transport};
+use std::sync::Arc;
+
+use qsfs::etsi014::{Etsi014Config, Etsi014Source};
+use qsfs::keypool::PoolFile;
+use qsfs::link::LinkConfig;
+use qsfs::nodeproto::{Transport, plain_transport, qkd_transport};
+use qsfs::qkd::End;
 
 #[derive(Subcommand, Debug)]
 pub enum NodeCommand {
@@ -39,9 +45,34 @@ pub struct ServeArgs {
     /// Address to listen on (host:port; port 0 picks a free port).
     #[arg(long, value_name = "ADDR")]
     listen: String,
-    /// Key pool file of the QKD-keyed link to the vault.
+    /// Key pool file of the QKD-keyed link to the vault (end B of a pair
+    /// made by `qsfs keypool gen`).
     #[arg(long, value_name = "FILE")]
     keypool: Option<PathBuf>,
+    /// Get the link's keys from an ETSI GS QKD 014 KME instead of a pool
+    /// file (`https://host:port`); needs --link, --sae-id, --peer-sae-id,
+    /// --cert, --key and --ca.
+    #[arg(long, value_name = "URL")]
+    kme: Option<String>,
+    /// With --kme: the link's name, the same as the node's name in the
+    /// vault's qsfs.toml.
+    #[arg(long, value_name = "NAME")]
+    link: Option<String>,
+    /// With --kme: this node's SAE ID.
+    #[arg(long, value_name = "ID")]
+    sae_id: Option<String>,
+    /// With --kme: the vault's SAE ID.
+    #[arg(long, value_name = "ID")]
+    peer_sae_id: Option<String>,
+    /// With --kme: client certificate (PEM).
+    #[arg(long, value_name = "PEM")]
+    cert: Option<PathBuf>,
+    /// With --kme: its private key (PEM).
+    #[arg(long, value_name = "PEM")]
+    key: Option<PathBuf>,
+    /// With --kme: the CA of the KME's certificate (PEM).
+    #[arg(long, value_name = "PEM")]
+    ca: Option<PathBuf>,
     /// No link encryption: shards cross the network in clear. For tests
     /// and trusted networks only; the vault's node entry needs
     /// `insecure_plaintext = true`.
@@ -71,15 +102,50 @@ pub fn run(ctx: &Ctx, c: NodeCommand) -> Result<i32> {
     }
 }
 
-/// The server end of the QKD-keyed link.
-// TODO(issue 4, link): build `qsfs::link::Link` (end B) over each stream
-// with the key pool at `keypool`.
+/// The server end (B) of the QKD-keyed link, keyed from a pool file.
 fn link_transport(keypool: &std::path::Path) -> Result<Transport> {
-    bail!(
-        "--keypool {}: QKD-keyed links are not available in this build of qsfs yet; \
-         run with --insecure-plaintext on a trusted network only",
-        keypool.display()
-    )
+    let pool = PoolFile::open(keypool)?;
+    if pool.end() != End::B {
+        bail!(
+            "--keypool {}: this is end A of its link (the vault's file); a node server needs end B \
+             (the --peer-out file of `qsfs keypool gen`)",
+            keypool.display()
+        );
+    }
+    let cfg = LinkConfig::for_pool(&pool);
+    Ok(qkd_transport(Arc::new(pool), End::B, cfg))
+}
+
+/// The server end of a link keyed by a KME.
+fn kme_transport(a: &ServeArgs, url: &str) -> Result<Transport> {
+    let need = |v: &Option<String>, flag: &str| -> Result<String> {
+        v.clone()
+            .ok_or_else(|| anyhow::anyhow!("--kme needs {flag}"))
+    };
+    let needp = |v: &Option<PathBuf>, flag: &str| -> Result<PathBuf> {
+        v.clone()
+            .ok_or_else(|| anyhow::anyhow!("--kme needs {flag}"))
+    };
+    let link = need(
+        &a.link,
+        "--link NAME (the node's name in the vault's qsfs.toml)",
+    )?;
+    let cfg = Etsi014Config::new(
+        link.clone(),
+        End::B,
+        url.to_string(),
+        need(&a.sae_id, "--sae-id")?,
+        need(&a.peer_sae_id, "--peer-sae-id")?,
+        needp(&a.cert, "--cert")?,
+        needp(&a.key, "--key")?,
+        needp(&a.ca, "--ca")?,
+    );
+    let source = Etsi014Source::new(cfg)?;
+    Ok(qkd_transport(
+        Arc::new(source),
+        End::B,
+        LinkConfig::new(&link),
+    ))
 }
 
 fn serve(a: ServeArgs) -> Result<i32> {
@@ -93,11 +159,15 @@ fn serve(a: ServeArgs) -> Result<i32> {
             );
             plain_transport(&format!("node server {}", a.dir.display()))
         }
+        (Some(_), false) if a.kme.is_some() => bail!("give --keypool or --kme, not both"),
         (Some(pool), false) => link_transport(pool)?,
-        (None, false) => bail!(
-            "give --keypool FILE (the key pool of the link to the vault), or --insecure-plaintext \
-             to serve without link encryption"
-        ),
+        (None, false) => match &a.kme {
+            Some(url) => kme_transport(&a, url)?,
+            None => bail!(
+                "give --keypool FILE (the key pool of the link to the vault), --kme URL (a key \
+                 manager), or --insecure-plaintext to serve without link encryption"
+            ),
+        },
     };
     let mut opts = ServeOptions::new(&a.dir, &a.listen);
     if a.max_connections == 0 {

@@ -169,7 +169,10 @@ pub fn init(root: &Path, opts: &InitOptions) -> Result<Config, VaultError> {
         super::links::create_pair(&root, &node.name, opts.link_keys).map_err(|detail| {
             VaultError::Config {
                 file: file.clone(),
-                detail: format!("node {}: cannot make its link's key pools: {detail}", node.name),
+                detail: format!(
+                    "node {}: cannot make its link's key pools: {detail}",
+                    node.name
+                ),
             }
         })?;
     }

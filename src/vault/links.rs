@@ -349,8 +349,12 @@ fn in_process(
             if KeySource::refills(&*a) {
                 let mut rc = RefillConfig::new(REFILL_MAX_LEFT);
                 rc.key_rate_bps = config.links.key_rate_bps.unwrap_or(DEFAULT_KEY_RATE_BPS) as f64;
-                match Refiller::start(Arc::clone(&a), Arc::clone(&b), rc, crate::keypool::os_random)
-                {
+                match Refiller::start(
+                    Arc::clone(&a),
+                    Arc::clone(&b),
+                    rc,
+                    crate::keypool::os_random,
+                ) {
                     Ok(r) => links.refillers.push(r),
                     Err(e) => tracing::warn!("link {}: cannot refill its key pools: {e}", n.name),
                 }
@@ -362,7 +366,9 @@ fn in_process(
             // Both ends of every connection are descriptors of this
             // process: a wide code (32 nodes) keeps few idle ones.
             let mut opts = remote_options(n);
-            opts.max_idle = (8 / config.nodes.len().max(1)).clamp(1, opts.max_idle);
+            let wide = config.nodes.len().max(1);
+            opts.max_idle = (8 / wide).clamp(1, opts.max_idle);
+            opts.max_channels = (32 / wide).clamp(1, opts.max_channels);
             let node = RemoteNode::new(
                 &n.name,
                 &addr.to_string(),

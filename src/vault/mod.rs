@@ -31,10 +31,10 @@ mod sweep;
 pub use config::{
     CONFIG_FORMAT, Config, DEFAULT_MAX_CHUNK, KeystoreConfig, KmeConfig, LinksConfig, NodeConfig,
 };
-pub use links::{INITIAL_KEYS as INITIAL_LINK_KEYS, LinkKind, LinkStatus};
 pub use files::{ListEntry, PutSource};
 pub use init::{InitOptions, init};
 pub use keys::{KeyIssue, KeyReport, ObjectKeyState};
+pub use links::{INITIAL_KEYS as INITIAL_LINK_KEYS, LinkKind, LinkStatus};
 pub use read::ReadOutcome;
 pub use seal::SealedObject;
 pub use status::{NodeStatus, Status};

@@ -10,6 +10,15 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 # a qsfs still writing would see a broken pipe.)
 init=$("$Q" init v --max-chunk 65536)
 [ "$init" = "created vault v (3 of 5 shards rebuild a file, write quorum 4, 5 nodes)" ] || fail "init said: $init"
+# Where the node folders are: in the vault, or (QSFS_TEST_CLUSTER) served
+# by five node servers of scripts/local-cluster.sh.
+nodes=v/nodes
+if [ -n "${QSFS_TEST_CLUSTER:-}" ]; then
+    "$QSFS_CLUSTER_SCRIPT" start v >/dev/null
+    trap '"$QSFS_CLUSTER_SCRIPT" stop v' EXIT
+    nodes=v.cluster
+    "$Q" status v | grep -q "qkd pool" || fail "the cluster's links are not QKD-keyed"
+fi
 
 # A source tree: nested folders, spaces, UTF-8, quotes, a leading dash,
 # empty files, files spanning many stripes.
@@ -83,9 +92,9 @@ grep -Eq ' 2000000 [0-9.]+ two MB.bin$' <<<"$("$Q" ls v "/dst/with space/two MB.
 # out, and the read says so.
 obj=$("$Q" ls v /t.tar --json | sed -n 's/.*"object": "\([0-9a-f]*\)".*/\1/p')
 [ ${#obj} -eq 32 ] || fail "no object id for /t.tar"
-shard0=$(find v/nodes -name "$obj.0")
+shard0=$(find "$nodes" -name "$obj.0")
 node=$(basename "$(dirname "$(dirname "$(dirname "$shard0")")")")
-rm -rf "v/nodes/$node"
+rm -rf "${nodes:?}/$node"
 rm -rf untarred && mkdir untarred
 "$Q" get v /t.tar - 2> warn.txt | tar xf - -C untarred
 diff -r src untarred || fail "tar round trip with a node missing differs"
@@ -94,6 +103,6 @@ grep -q "/t.tar: shard 0 of object $obj on $node is bad (missing)" warn.txt || f
 # rm -r leaves no shard of the tree behind.
 "$Q" rm v -r /dst /t.tar /big
 [ -z "$("$Q" ls v /)" ] || fail "vault not empty after rm"
-[ "$(find v/nodes -type f -name '*.[0-9]*' ! -name '.*' | wc -l)" -eq 0 ] || fail "shards left after rm -r"
+[ "$(find "$nodes" -path '*/shards/*' -type f -name '*.[0-9]*' ! -name '.*' | wc -l)" -eq 0 ] || fail "shards left after rm -r"
 [ "$("$Q" keys verify v)" = "0 objects checked, 0 with key problems" ] || fail "keys left after rm -r"
 echo "core CLI case passed"

@@ -88,6 +88,9 @@ _mount_cleanup() {
             kill -9 "$pid" 2>/dev/null
         fi
     done
+    if [ -n "${QSFS_TEST_CLUSTER:-}" ]; then
+        "$QSFS_CLUSTER_SCRIPT" stop "$VAULT"
+    fi
     exit "$rc"
 }
 CASE_DIR="$PWD"
@@ -108,7 +111,12 @@ mount_vault() {
 
 mount_fresh() {
     local out
-    out=$("$Q" init "$VAULT" "$@" 2>&1) || fail "qsfs init failed: $out"
+    if [ -n "${QSFS_TEST_CLUSTER:-}" ]; then
+        out=$("$Q" init --direct "$VAULT" "$@" 2>&1) || fail "qsfs init failed: $out"
+        out=$("$QSFS_CLUSTER_SCRIPT" start "$VAULT" 2>&1) || fail "local-cluster start failed: $out"
+    else
+        out=$("$Q" init "$VAULT" "$@" 2>&1) || fail "qsfs init failed: $out"
+    fi
     mount_vault
 }
 

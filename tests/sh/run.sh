@@ -5,9 +5,12 @@ set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 : "${QSFS_BIN:?set QSFS_BIN to the qsfs binary}"
 export QSFS_BIN
+# QSFS_TEST_CLUSTER=1 makes a case's vaults use five loopback node servers
+# behind QKD-keyed links (scripts/local-cluster.sh) instead of its default.
+export QSFS_CLUSTER_SCRIPT="$here/../../scripts/local-cluster.sh"
 failed=0
-for case in "$here"/case-*.sh; do
-    name=$(basename "$case" .sh)
+run_case() { # CASE-FILE LABEL
+    local case=$1 name=$2 work start
     work=$(mktemp -d "${TMPDIR:-/tmp}/qsfs-sh.XXXXXX")
     start=$(date +%s)
     if (cd "$work" && bash -euo pipefail "$case") >"$work.log" 2>&1; then
@@ -19,5 +22,12 @@ for case in "$here"/case-*.sh; do
         failed=$((failed + 1))
         rm -rf "$work"
     fi
+}
+for case in "$here"/case-*.sh; do
+    run_case "$case" "$(basename "$case" .sh)"
+done
+# The core suite and rsync through the mount again, over node servers.
+for name in case-core-cli case-mount-rsync; do
+    QSFS_TEST_CLUSTER=1 run_case "$here/$name.sh" "$name over 5 loopback node servers"
 done
 [ "$failed" -eq 0 ] || { echo "$failed shell case(s) failed"; exit 1; }
