@@ -23,24 +23,31 @@ struct NodeServer {
 }
 
 impl NodeServer {
-    /// Starts a server on an ephemeral port and waits for `listening on`.
+    /// Starts a plaintext server on an ephemeral port and waits for
+    /// `listening on`.
     fn start(dir: &Path) -> NodeServer {
+        NodeServer::start_with(dir, &["--insecure-plaintext"])
+    }
+
+    /// Starts a server with `link` (its link options) on an ephemeral port.
+    fn start_with(dir: &Path, link: &[&str]) -> NodeServer {
         let log = std::fs::File::create(dir.with_extension("log")).unwrap();
-        let mut child = qsfs_command(&[
+        let mut args = vec![
             "node",
             "serve",
             "--dir",
             dir.to_str().unwrap(),
             "--listen",
             "127.0.0.1:0",
-            "--insecure-plaintext",
             "-v",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+        ];
+        args.extend_from_slice(link);
+        let mut child = qsfs_command(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap();
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -316,4 +323,286 @@ fn a_node_server_of_another_vault_is_refused() {
     ])
     .failure()
     .stderr_has(&["no qsfs node marker"]);
+}
+
+/// Makes the key pool pair of link `node-i`: the vault's end in
+/// `VAULT/links/node-i.pool`, the node's end returned.
+fn pool_pair(v: &TestVault, i: usize, keys: u64) -> PathBuf {
+    std::fs::create_dir_all(v.root.join("links")).unwrap();
+    let b = v.tmp.path().join(format!("node-{i}.b.pool"));
+    qsfs(&[
+        "keypool",
+        "gen",
+        "--link",
+        &format!("node-{i}"),
+        "--keys",
+        &keys.to_string(),
+        "--no-refill",
+        "--out",
+        v.root
+            .join(format!("links/node-{i}.pool"))
+            .to_str()
+            .unwrap(),
+        "--peer-out",
+        b.to_str().unwrap(),
+    ])
+    .success();
+    b
+}
+
+/// Points node-i at `addrs[i]` through its key pool link.
+fn use_linked_nodes(v: &TestVault, addrs: &[String]) {
+    let mut cfg = v.config();
+    let nodes: Vec<toml::Value> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let mut t = toml::Table::new();
+            t.insert("name".into(), format!("node-{i}").into());
+            t.insert("address".into(), a.clone().into());
+            t.insert("keypool".into(), format!("links/node-{i}.pool").into());
+            toml::Value::Table(t)
+        })
+        .collect();
+    cfg.insert("node".into(), toml::Value::Array(nodes));
+    std::fs::write(v.root.join("qsfs.toml"), toml::to_string(&cfg).unwrap()).unwrap();
+    let _ = std::fs::remove_dir_all(v.root.join("nodes"));
+}
+
+fn link_status<'a>(st: &'a serde_json::Value, node: &str) -> &'a serde_json::Value {
+    st["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["node"] == node)
+        .unwrap_or_else(|| panic!("no link {node} in {st:#}"))
+}
+
+#[test]
+fn qkd_keyed_node_servers_round_trip_and_refuse_a_wrong_pool() {
+    let mut rng = Rng::from_env("qkd_keyed_node_servers");
+    let v = TestVault::new(&["--direct"]);
+    let mut srv: Vec<NodeServer> = (0..5)
+        .map(|i| {
+            let b = pool_pair(&v, i, 4000);
+            let dir = v.tmp.path().join(format!("qsrv-{i}"));
+            NodeServer::start_with(&dir, &["--keypool", b.to_str().unwrap()])
+        })
+        .collect();
+    let addrs: Vec<String> = srv.iter().map(|s| s.addr.clone()).collect();
+    use_linked_nodes(&v, &addrs);
+    let files: Vec<(String, Vec<u8>)> = [1usize, 300 << 10, 3 << 20]
+        .iter()
+        .map(|&len| (format!("/q-{len}"), rng.bytes(len)))
+        .collect();
+    for (path, data) in &files {
+        v.put_bytes(data, path).success().quiet();
+    }
+    for (path, data) in &files {
+        v.assert_reads(path, data);
+    }
+    let st = v.status();
+    for i in 0..5 {
+        let l = link_status(&st, &format!("node-{i}"));
+        assert_eq!(l["kind"], "pool-file", "{st:#}");
+        assert!(l["counts"]["used"].as_u64().unwrap() > 0, "{st:#}");
+        assert_eq!(srv[i].shard_files(), files.len());
+    }
+
+    // Node 0's server restarted with the pool of another link: refused at
+    // connect; the write goes on with 4 of 5 and names the link.
+    srv[0].kill();
+    let other = v.tmp.path().join("node-1.b.pool");
+    let wrong = v.tmp.path().join("wrong.b.pool");
+    std::fs::copy(&other, &wrong).unwrap();
+    srv[0] = NodeServer::start_with(&srv[0].dir.clone(), &["--keypool", wrong.to_str().unwrap()]);
+    let mut cfg = v.config();
+    cfg["node"].as_array_mut().unwrap()[0]
+        .as_table_mut()
+        .unwrap()
+        .insert("address".into(), srv[0].addr.clone().into());
+    std::fs::write(v.root.join("qsfs.toml"), toml::to_string(&cfg).unwrap()).unwrap();
+    let d = rng.bytes(50_000);
+    v.put_bytes(&d, "/after")
+        .success()
+        .stderr_has(&["written with 4 of 5 shards", "node-0"]);
+    v.assert_reads("/after", &d);
+    for (path, data) in &files {
+        v.assert_reads(path, data);
+    }
+}
+
+#[test]
+fn an_exhausted_link_fails_writes_at_quorum_and_keeps_what_was_written() {
+    let mut rng = Rng::from_env("exhausted_link");
+    let v = TestVault::new(&["--direct"]);
+    // Two links with few keys: once both are dry a write reaches only 3
+    // of 5 nodes, below the write quorum of 4.
+    let srv: Vec<NodeServer> = (0..5)
+        .map(|i| {
+            let b = pool_pair(&v, i, if i < 2 { 80 } else { 20_000 });
+            let dir = v.tmp.path().join(format!("xsrv-{i}"));
+            NodeServer::start_with(&dir, &["--keypool", b.to_str().unwrap()])
+        })
+        .collect();
+    let addrs: Vec<String> = srv.iter().map(|s| s.addr.clone()).collect();
+    use_linked_nodes(&v, &addrs);
+    let first = rng.bytes(20_000);
+    v.put_bytes(&first, "/first").success().quiet();
+    let mut failed = None;
+    for round in 0..60 {
+        let d = rng.bytes(10_000);
+        let r = v.put_bytes(&d, "/first");
+        if !r.ok() {
+            failed = Some((round, r));
+            break;
+        }
+    }
+    let (_, r) = failed.expect("writes never ran out of keys");
+    r.failure().stderr_has(&["exhausted", "refill"]);
+    // The last version that was written still reads (three links have keys).
+    let (got, data) = v.get_bytes("/first");
+    got.success();
+    assert!(data.is_some());
+    let st = v.status();
+    let low: Vec<_> = (0..2)
+        .map(|i| {
+            link_status(&st, &format!("node-{i}"))["low"]
+                .as_bool()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(low, vec![true, true], "{st:#}");
+    v.run("status", &[]).success().stdout_has(&["LOW"]);
+}
+
+#[test]
+fn a_kme_keys_the_link_to_a_node_server() {
+    let mut rng = Rng::from_env("kme_keyed_link");
+    let v = TestVault::new(&["--direct"]);
+    let t = v.tmp.path();
+    let pki = t.join("pki");
+    qsfs(&[
+        "kme",
+        "certs",
+        "--out",
+        pki.to_str().unwrap(),
+        "--sae",
+        "vault",
+        "--sae",
+        "node0",
+    ])
+    .success();
+    let kme_pool = t.join("kme.pool");
+    qsfs(&[
+        "keypool",
+        "gen",
+        "--link",
+        "node-0",
+        "--keys",
+        "2000",
+        "--no-refill",
+        "--out",
+        kme_pool.to_str().unwrap(),
+        "--peer-out",
+        t.join("kme-peer.pool").to_str().unwrap(),
+    ])
+    .success();
+    let p = |n: &str| pki.join(n).to_str().unwrap().to_string();
+    let mut kme = qsfs_command(&[
+        "kme",
+        "serve",
+        "--pool",
+        kme_pool.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--cert",
+        &p("kme.pem"),
+        "--key",
+        &p("kme-key.pem"),
+        "--ca",
+        &p("ca.pem"),
+        "--sae",
+        "vault=A",
+        "--sae",
+        "node0=end-B",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let mut line = String::new();
+    BufReader::new(kme.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = format!(
+        "https://{}",
+        line.trim().strip_prefix("listening on ").unwrap()
+    );
+    struct Kill(Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _kme = Kill(kme);
+
+    let node0 = NodeServer::start_with(
+        &t.join("ksrv-0"),
+        &[
+            "--kme",
+            &url,
+            "--link",
+            "node-0",
+            "--sae-id",
+            "node0",
+            "--peer-sae-id",
+            "vault",
+            "--cert",
+            &p("node0.pem"),
+            "--key",
+            &p("node0-key.pem"),
+            "--ca",
+            &p("ca.pem"),
+        ],
+    );
+    let others: Vec<NodeServer> = (1..5)
+        .map(|i| {
+            let b = pool_pair(&v, i, 4000);
+            NodeServer::start_with(
+                &t.join(format!("ksrv-{i}")),
+                &["--keypool", b.to_str().unwrap()],
+            )
+        })
+        .collect();
+    let mut addrs = vec![node0.addr.clone()];
+    addrs.extend(others.iter().map(|s| s.addr.clone()));
+    use_linked_nodes(&v, &addrs);
+    let mut cfg = v.config();
+    let n0 = cfg["node"].as_array_mut().unwrap()[0]
+        .as_table_mut()
+        .unwrap();
+    n0.remove("keypool");
+    let mut k = toml::Table::new();
+    for (key, val) in [
+        ("url", url.clone()),
+        ("sae_id", "vault".into()),
+        ("peer_sae_id", "node0".into()),
+        ("cert", p("vault.pem")),
+        ("key", p("vault-key.pem")),
+        ("ca", p("ca.pem")),
+    ] {
+        k.insert(key.into(), val.into());
+    }
+    n0.insert("kme".into(), toml::Value::Table(k));
+    std::fs::write(v.root.join("qsfs.toml"), toml::to_string(&cfg).unwrap()).unwrap();
+
+    let d = rng.bytes(700_000);
+    v.put_bytes(&d, "/k").success().quiet();
+    v.assert_reads("/k", &d);
+    assert_eq!(node0.shard_files(), 1);
+    let st = v.status();
+    assert_eq!(link_status(&st, "node-0")["kind"], "kme", "{st:#}");
+    assert_eq!(link_status(&st, "node-0")["refills"], false, "{st:#}");
 }

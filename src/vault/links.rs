@@ -58,6 +58,8 @@ pub struct LinkInfo {
     pub kind: LinkKind,
     /// Its key source (none for direct and plaintext nodes).
     pub keys: Option<Arc<dyn KeySource>>,
+    /// The same source when it is a pool file (per-direction counts).
+    pub pool: Option<Arc<PoolFile>>,
     /// Why the link cannot work, if it cannot.
     pub broken: Option<String>,
 }
@@ -104,9 +106,13 @@ impl Links {
                     },
                     (None, None) => (None, None),
                 };
-                let low = counts.is_some_and(|c| {
-                    c.total > 0 && (c.left as f64) < LOW_FRACTION * c.total.max(1) as f64
-                });
+                // A pool runs dry one direction at a time.
+                let low = match &i.pool {
+                    Some(p) => p.low(LOW_FRACTION),
+                    None => counts.is_some_and(|c| {
+                        c.total > 0 && (c.left as f64) < LOW_FRACTION * c.total as f64
+                    }),
+                };
                 LinkStatus {
                     node: i.node.clone(),
                     kind: i.kind,
@@ -191,6 +197,7 @@ pub fn build(root: &Path, config: &Config) -> (Vec<Arc<dyn Node>>, Links) {
                             node: n.name.clone(),
                             kind: LinkKind::Direct,
                             keys: None,
+                            pool: None,
                             broken: None,
                         });
                         nodes.push(Arc::new(crate::node::DirNode::new(
@@ -227,6 +234,7 @@ fn remote_transport(root: &Path, config: &Config, n: &NodeConfig) -> (Transport,
         node: n.name.clone(),
         kind: LinkKind::Plaintext,
         keys: None,
+        pool: None,
         broken: None,
     };
     if n.insecure_plaintext {
@@ -268,7 +276,9 @@ fn remote_transport(root: &Path, config: &Config, n: &NodeConfig) -> (Transport,
     match open_pool(&path, End::A) {
         Ok(pool) => {
             let lc = link_config(config, LinkConfig::for_pool(&pool));
-            let keys: Arc<dyn KeySource> = Arc::new(pool);
+            let pool = Arc::new(pool);
+            info.pool = Some(Arc::clone(&pool));
+            let keys: Arc<dyn KeySource> = pool;
             info.keys = Some(Arc::clone(&keys));
             (qkd_transport(keys, End::A, lc), info)
         }
@@ -312,6 +322,7 @@ fn in_process(
         node: n.name.clone(),
         kind: LinkKind::InProcess,
         keys: None,
+        pool: None,
         broken: None,
     };
     let mut set_up = || -> Result<(Arc<PoolFile>, Arc<PoolFile>, std::net::SocketAddr), String> {
@@ -360,6 +371,7 @@ fn in_process(
                 }
             }
             let lc = link_config(config, LinkConfig::for_pool(&a));
+            info.pool = Some(Arc::clone(&a));
             let keys: Arc<dyn KeySource> = a;
             info.keys = Some(Arc::clone(&keys));
             links.infos.push(info);
