@@ -7,7 +7,9 @@
 #   scripts/bench-fs.sh                  full run: 1 GiB file, ~4,300-file tree, 3 repetitions
 #                                        (about 7 minutes here)
 #   scripts/bench-fs.sh --quick          256 MiB file, ~700-file tree
-#   scripts/bench-fs.sh --only qsfs,plain   a subset of plain,gocryptfs,securefs,qsfs
+#   scripts/bench-fs.sh --only qsfs,plain   a subset of plain,gocryptfs,securefs,qsfs,qsfs-direct
+#                                        (qsfs: the default vault, nodes behind in-process QKD links;
+#                                        qsfs-direct: `qsfs init --direct`, node folders written directly)
 #   scripts/bench-fs.sh --dir DIR        work folder parent (default /var/tmp; a disk, not tmpfs)
 #   scripts/bench-fs.sh --reps N         repetitions (default 3, --quick 1); cells show
 #                                        the median [lowest-highest]
@@ -26,7 +28,7 @@ repo=$PWD
 dir=/var/tmp
 quick=0
 reps=
-only=plain,gocryptfs,securefs,qsfs
+only=plain,gocryptfs,securefs,qsfs,qsfs-direct
 trees=
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -47,11 +49,11 @@ done
 
 [ -n "$reps" ] || { [ $quick -eq 1 ] && reps=1 || reps=3; }
 [[ "$reps" =~ ^[1-9][0-9]*$ ]] || { echo "--reps: a number from 1" >&2; exit 2; }
-all_fs=(plain gocryptfs securefs qsfs)
+all_fs=(plain gocryptfs securefs qsfs qsfs-direct)
 declare -A want=()
 IFS=, read -r -a sel <<<"$only"
 for f in "${sel[@]}"; do
-    case "$f" in plain|gocryptfs|securefs|qsfs) want[$f]=1 ;; *) echo "--only: unknown filesystem '$f' (plain,gocryptfs,securefs,qsfs)" >&2; exit 2 ;; esac
+    case "$f" in plain|gocryptfs|securefs|qsfs|qsfs-direct) want[$f]=1 ;; *) echo "--only: unknown filesystem '$f' (plain,gocryptfs,securefs,qsfs,qsfs-direct)" >&2; exit 2 ;; esac
 done
 fss=()
 for f in "${all_fs[@]}"; do [ -n "${want[$f]:-}" ] && fss+=("$f"); done
@@ -91,7 +93,7 @@ cleanup() {
     for m in "${!mount_kind[@]}"; do
         if mountpoint -q "$m"; then
             log "cleanup: unmounting $m"
-            if [ "${mount_kind[$m]}" = qsfs ]; then
+            if [[ "${mount_kind[$m]}" == qsfs* ]]; then
                 "$QSFS" umount --timeout 120 "$m" >&2 || umount -l "$m"
             else
                 fusermount -u "$m" 2>/dev/null || umount "$m" 2>/dev/null || umount -l "$m"
@@ -170,7 +172,7 @@ pw="$work/password"
 echo "qsfs-bench-fs-$$-$RANDOM" > "$pw"; chmod 600 "$pw"
 
 backing_of() { # where the filesystem keeps its data (for du)
-    case "$1" in plain) echo "$work/plain" ;; gocryptfs) echo "$work/gocryptfs.cipher" ;; securefs) echo "$work/securefs.data" ;; qsfs) echo "$work/qsfs.vault" ;; esac
+    case "$1" in plain) echo "$work/plain" ;; gocryptfs) echo "$work/gocryptfs.cipher" ;; securefs) echo "$work/securefs.data" ;; qsfs) echo "$work/qsfs.vault" ;; qsfs-direct) echo "$work/qsfs-direct.vault" ;; esac
 }
 mnt_of() { case "$1" in plain) echo "$work/plain" ;; *) echo "$work/$1.mnt" ;; esac; }
 
@@ -182,6 +184,7 @@ fs_create() {
         securefs) mkdir -p "$work/securefs.data" "$work/securefs.mnt"
                   securefs create --pass "$(cat "$pw")" "$work/securefs.data" >/dev/null ;;
         qsfs) mkdir -p "$work/qsfs.mnt"; "$QSFS" init "$work/qsfs.vault" >/dev/null ;;
+        qsfs-direct) mkdir -p "$work/qsfs-direct.mnt"; "$QSFS" init --direct "$work/qsfs-direct.vault" >/dev/null ;;
     esac
 }
 fs_mount() {
@@ -195,10 +198,10 @@ fs_mount() {
         securefs)
             securefs mount --pass "$(cat "$pw")" "$work/securefs.data" "$m" >>"$work/securefs.log" 2>&1 &
             p=$! ;;
-        qsfs)
-            mount_kind[$m]=qsfs
-            "$QSFS" mount "$work/qsfs.vault" "$m" >&2
-            p=$(awk '$1 == "pid" { print $2 }' "$work/qsfs.vault/.lock") ;;
+        qsfs|qsfs-direct)
+            mount_kind[$m]=$1
+            "$QSFS" mount "$work/$1.vault" "$m" >&2
+            p=$(awk '$1 == "pid" { print $2 }' "$work/$1.vault/.lock") ;;
     esac
     mount_kind[$m]=$1; mount_pid[$m]=$p
     wait_mounted "$m" "$p"
@@ -208,7 +211,7 @@ fs_unmount() { # unmounts and waits until the process has exited; then syncs the
     m=$(mnt_of "$1")
     case "$1" in
         plain) ;;
-        qsfs) "$QSFS" umount "$m" >&2; wait_gone "${mount_pid[$m]}" ;;
+        qsfs|qsfs-direct) "$QSFS" umount "$m" >&2; wait_gone "${mount_pid[$m]}" ;;
         *) fusermount -u "$m" 2>/dev/null || umount "$m"; wait_gone "${mount_pid[$m]}" ;;
     esac
     sync -f "$(backing_of "$1")"
@@ -356,7 +359,7 @@ echo "File: ${big_mib} MiB (${mb} MB) of random bytes. Tree: ${tree_files} files
 echo
 hdr="| step |"; sep="|---|"
 for fs in "${fss[@]}"; do hdr+=" $fs |"; sep+="---:|"; done
-hdr+=" qsfs / best peer | target met? |"; sep+="---:|---|"
+hdr+=" qsfs / best peer | target met? | links cost (qsfs vs qsfs-direct) |"; sep+="---:|---|---:|"
 echo "$hdr"; echo "$sep"
 for row in "${rows[@]}"; do
     line="| $(label "$row") |"
@@ -380,7 +383,17 @@ for row in "${rows[@]}"; do
             *) met=$(awk -v r="$ratio" 'BEGIN { print (r <= 1 ? "yes" : "no") }') ;;
         esac
     fi
-    echo "$line $ratio | $met |"
+    # How much slower the in-process QKD links make it: time ratio (for
+    # MB/s rows, direct MB/s over linked MB/s); target <= 1.3.
+    cost="-"
+    d=$(agg "$row" qsfs-direct | cut -d' ' -f1)
+    if [ -n "$q" ] && [ -n "$d" ]; then
+        case "$row" in
+            write|read) cost=$(awk -v q="$q" -v d="$d" 'BEGIN { printf "%.2fx", d / q }') ;;
+            *) cost=$(awk -v q="$q" -v d="$d" 'BEGIN { printf "%.2fx", q / d }') ;;
+        esac
+    fi
+    echo "$line $ratio | $met | $cost |"
 done
 echo
 hdr="| also measured |"; sep="|---|"

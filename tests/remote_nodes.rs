@@ -259,8 +259,8 @@ fn a_node_that_never_answers_costs_a_timeout() {
         &v,
         &addrs,
         &[
-            ("connect_timeout_ms", 500.into()),
-            ("io_timeout_ms", 500.into()),
+            ("connect_timeout_ms", 2000.into()),
+            ("io_timeout_ms", 2000.into()),
         ],
     );
     let data = rng.bytes(300 << 10);

@@ -36,6 +36,7 @@
 //! # let _ = reply; Ok(()) }
 //! ```
 
+mod cipher;
 pub mod frame;
 pub mod hello;
 mod open;

@@ -13,8 +13,8 @@ use std::collections::VecDeque;
 use std::io::{BufRead, ErrorKind, Read};
 use std::sync::Arc;
 
-use aes_gcm::aead::{AeadInOut, KeyInit};
-use aes_gcm::{Aes256Gcm, Key, Nonce, Tag};
+use super::cipher::FrameCipher;
+use super::seal::internal;
 
 use super::frame::{self, FrameHeader, HEADER_LEN, TAG_LEN};
 use super::{Fail, LinkConfig};
@@ -26,7 +26,7 @@ const OLD_KEYS: usize = 64;
 
 struct RecvKey {
     id: KeyId,
-    aead: Aes256Gcm,
+    aead: FrameCipher,
     next_seq: u64,
 }
 
@@ -183,14 +183,11 @@ impl Opener {
         tag.copy_from_slice(&msg[start + len..]);
         msg.truncate(start + len);
         let aad = frame::aad(&hb, self.dir, &self.cfg.link_id);
-        let nonce = Nonce::from(frame::nonce(self.dir, h.key_seq));
+        let nonce = frame::nonce(self.dir, h.key_seq);
         let Some(k) = self.cur.as_ref() else {
             return Err(self.refused("no key for the frame".to_owned()));
         };
-        if k.aead
-            .decrypt_inout_detached(&nonce, &aad, (&mut msg[start..]).into(), &Tag::from(tag))
-            .is_err()
-        {
+        if !k.aead.open(nonce, &aad, &mut msg[start..], tag) {
             msg.truncate(start);
             return Err(self.refused(format!(
                 "frame {} under key {} failed authentication: altered in transit",
@@ -247,9 +244,15 @@ impl Opener {
             }
             self.old.push_back(old.id);
         }
+        let Some(aead) = FrameCipher::new(&key.key) else {
+            return Err(Fail {
+                err: internal(&self.cfg.link_name),
+                fatal: true,
+            });
+        };
         self.cur = Some(RecvKey {
             id: key.id,
-            aead: Aes256Gcm::new(&Key::<Aes256Gcm>::from(*key.key)),
+            aead,
             next_seq: 0,
         });
         self.keys_used += 1;

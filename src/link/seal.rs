@@ -11,9 +11,7 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Instant;
 
-use aes_gcm::aead::inout::InOutBuf;
-use aes_gcm::aead::{AeadInOut, KeyInit};
-use aes_gcm::{Aes256Gcm, Key, Nonce};
+use super::cipher::FrameCipher;
 
 use super::frame::{self, FrameHeader, HEADER_LEN, OVERHEAD, TAG_LEN};
 use super::{Fail, LinkConfig};
@@ -21,7 +19,7 @@ use crate::qkd::{ChannelError, Direction, KeyId, KeySource};
 
 struct SendKey {
     id: KeyId,
-    aead: Aes256Gcm,
+    aead: FrameCipher,
     seq: u64,
     bytes: u64,
     since: Instant,
@@ -73,7 +71,7 @@ impl Sealer {
             // Drop the old cipher (its key schedule is zeroized) first.
             self.cur = None;
             let key = self.keys.next_key(self.dir)?;
-            let aead = Aes256Gcm::new(&Key::<Aes256Gcm>::from(*key.key));
+            let aead = FrameCipher::new(&key.key).ok_or_else(|| internal(&self.cfg.link_name))?;
             self.cur = Some(SendKey {
                 id: key.id,
                 aead,
@@ -135,22 +133,16 @@ impl Sealer {
             }
             .encode();
             let aad = frame::aad(&header, self.dir, &self.cfg.link_id);
-            let nonce = Nonce::from(frame::nonce(self.dir, k.seq));
+            let nonce = frame::nonce(self.dir, k.seq);
             let total = HEADER_LEN + n + TAG_LEN;
             let out = &mut self.buf[..total];
             out[..HEADER_LEN].copy_from_slice(&header);
             let body = &mut out[HEADER_LEN..HEADER_LEN + n];
-            let inout = InOutBuf::new(chunk, body).map_err(|_| Fail {
+            body.copy_from_slice(chunk);
+            let tag = k.aead.seal(nonce, &aad, body).ok_or_else(|| Fail {
                 err: internal(&self.cfg.link_name),
                 fatal,
             })?;
-            let tag = k
-                .aead
-                .encrypt_inout_detached(&nonce, &aad, inout)
-                .map_err(|_| Fail {
-                    err: internal(&self.cfg.link_name),
-                    fatal,
-                })?;
             out[HEADER_LEN + n..].copy_from_slice(&tag);
             k.seq += 1;
             k.bytes += n as u64;
@@ -180,7 +172,7 @@ impl Sealer {
     }
 }
 
-fn internal(link: &str) -> ChannelError {
+pub(crate) fn internal(link: &str) -> ChannelError {
     ChannelError::Io {
         link: link.to_owned(),
         detail: "internal error sealing a frame".to_owned(),
