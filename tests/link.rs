@@ -176,8 +176,10 @@ fn round_trips_over_tcp_and_used_keys_are_wiped_in_both_files() {
     let sa = p.a.status();
     assert_eq!(sb.a_to_b.used, sent);
     assert_eq!(sa.b_to_a.used, received);
+    // The round trips stream well under 64 MiB and 10 ms of traffic: the
+    // hello's key may carry them all.
     assert!(
-        sent >= 2 && received >= 2,
+        sent >= 1 && received >= 1,
         "hello plus data: {sent} {received}"
     );
     let Pools {
@@ -217,7 +219,8 @@ fn assert_wiped(a: &Path, b: &Path) {
             used_both += 1;
         }
     }
-    assert!(used_both >= 4);
+    // At least the hello key of each direction.
+    assert!(used_both >= 2);
 }
 
 #[test]
@@ -251,15 +254,25 @@ fn rekeys_by_bytes() {
 fn rekeys_by_time() {
     let p = pools("time", 1000);
     let (mut a, b) = unix_pair(&p, LinkConfig::for_pool(&p.a), LinkConfig::for_pool(&p.b));
-    for i in 0..5 {
+    // Idle time does not count: messages 15 ms apart share one key.
+    for i in 0..3 {
         std::thread::sleep(Duration::from_millis(15));
         a.send(&[i; 100]).unwrap();
         assert_eq!(a.recv().unwrap(), vec![i; 100]);
     }
-    // Each message came more than 10 ms after the key's first use.
-    assert_eq!(a.keys_used().0, 6);
-    assert_eq!(p.b.status().a_to_b.used, 6);
-    assert!(a.keys_used().1 >= 5);
+    assert_eq!(a.keys_used().0, 1, "the hello's key carries them all");
+    // A steady stream (a frame every 0.5 ms) moves on every 10 ms.
+    let start = std::time::Instant::now();
+    let mut n = 0u8;
+    while start.elapsed() < Duration::from_millis(60) {
+        std::thread::sleep(Duration::from_micros(500));
+        a.send(&[n; 100]).unwrap();
+        assert_eq!(a.recv().unwrap(), vec![n; 100]);
+        n = n.wrapping_add(1);
+    }
+    let used = a.keys_used().0;
+    assert!((5..=9).contains(&used), "{used} keys for 60 ms of traffic");
+    assert_eq!(p.b.status().a_to_b.used, used);
     drop(a);
     b.join().unwrap();
 }

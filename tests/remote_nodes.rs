@@ -135,9 +135,21 @@ fn servers(v: &TestVault, tag: &str, count: usize) -> Vec<NodeServer> {
         .collect()
 }
 
-/// Points the vault's nodes at `addrs` (node-i -> addrs[i]), with extra
-/// settings on every node, and removes its own node folders.
+/// Points the vault's nodes at `addrs` (node-i -> addrs[i]) over
+/// unencrypted links, with extra settings on every node, and removes its
+/// own node folders.
 fn use_remote_nodes(v: &TestVault, addrs: &[String], extra: &[(&str, toml::Value)]) {
+    set_nodes(v, addrs, |_, t| {
+        t.insert("insecure_plaintext".into(), true.into());
+        for (k, val) in extra {
+            t.insert(k.to_string(), val.clone());
+        }
+    });
+}
+
+/// Rewrites the vault's node tables: node-i at `addrs[i]`, with what
+/// `settings` adds; removes its own node folders.
+fn set_nodes(v: &TestVault, addrs: &[String], settings: impl Fn(usize, &mut toml::Table)) {
     let mut cfg = v.config();
     let nodes: Vec<toml::Value> = addrs
         .iter()
@@ -146,16 +158,13 @@ fn use_remote_nodes(v: &TestVault, addrs: &[String], extra: &[(&str, toml::Value
             let mut t = toml::Table::new();
             t.insert("name".into(), format!("node-{i}").into());
             t.insert("address".into(), a.clone().into());
-            t.insert("insecure_plaintext".into(), true.into());
-            for (k, val) in extra {
-                t.insert(k.to_string(), val.clone());
-            }
+            settings(i, &mut t);
             toml::Value::Table(t)
         })
         .collect();
     cfg.insert("node".into(), toml::Value::Array(nodes));
     std::fs::write(v.root.join("qsfs.toml"), toml::to_string(&cfg).unwrap()).unwrap();
-    std::fs::remove_dir_all(v.root.join("nodes")).unwrap();
+    let _ = std::fs::remove_dir_all(v.root.join("nodes"));
 }
 
 fn node_status<'a>(st: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
@@ -352,21 +361,9 @@ fn pool_pair(v: &TestVault, i: usize, keys: u64) -> PathBuf {
 
 /// Points node-i at `addrs[i]` through its key pool link.
 fn use_linked_nodes(v: &TestVault, addrs: &[String]) {
-    let mut cfg = v.config();
-    let nodes: Vec<toml::Value> = addrs
-        .iter()
-        .enumerate()
-        .map(|(i, a)| {
-            let mut t = toml::Table::new();
-            t.insert("name".into(), format!("node-{i}").into());
-            t.insert("address".into(), a.clone().into());
-            t.insert("keypool".into(), format!("links/node-{i}.pool").into());
-            toml::Value::Table(t)
-        })
-        .collect();
-    cfg.insert("node".into(), toml::Value::Array(nodes));
-    std::fs::write(v.root.join("qsfs.toml"), toml::to_string(&cfg).unwrap()).unwrap();
-    let _ = std::fs::remove_dir_all(v.root.join("nodes"));
+    set_nodes(v, addrs, |i, t| {
+        t.insert("keypool".into(), format!("links/node-{i}.pool").into());
+    });
 }
 
 fn link_status<'a>(st: &'a serde_json::Value, node: &str) -> &'a serde_json::Value {

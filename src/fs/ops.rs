@@ -191,6 +191,15 @@ fn priv_bits(mode: u32) -> u32 {
 }
 
 impl Qsfs {
+    /// The listing an opendir took for handle `fh`.
+    fn dir_listing(&self, fh: FileHandle) -> Option<Arc<Vec<crate::namespace::DirEntry>>> {
+        self.dirs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&fh.0)
+            .cloned()
+    }
+
     /// Drops the privileges of a file being written by a caller without
     /// CAP_FSETID: its set-id bits and its file capability.
     fn kill_privs(&self, ino: u64) -> Result<(), Errno> {
@@ -785,13 +794,7 @@ impl Filesystem for Qsfs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let entries = self
-            .dirs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&fh.0)
-            .cloned();
-        let Some(entries) = entries else {
+        let Some(entries) = self.dir_listing(fh) else {
             return reply.error(Errno::EBADF);
         };
         for (i, e) in entries.iter().enumerate().skip(offset as usize) {
@@ -815,13 +818,7 @@ impl Filesystem for Qsfs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let entries = self
-            .dirs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&fh.0)
-            .cloned();
-        let Some(entries) = entries else {
+        let Some(entries) = self.dir_listing(fh) else {
             return reply.error(Errno::EBADF);
         };
         for (i, e) in entries.iter().enumerate().skip(offset as usize) {

@@ -2,14 +2,17 @@
 //!
 //! The current key is replaced by a fresh one (`next_key` in the direction
 //! this end sends) before a frame that would take it past `rekey_bytes`, or
-//! once `rekey_interval` has passed since it sealed its first frame. Both
-//! are checked at each frame, so no timer thread is needed. Each frame is
+//! once it has carried `rekey_interval` of traffic: the time between its
+//! frames, where a gap over 2 ms is idle and does not count (the issue's
+//! "every 10 ms of traffic"; a request now and then does not spend a key,
+//! and each key costs the receiver a durable write). Both are checked at
+//! each frame, so no timer thread is needed. Each frame is
 //! encrypted from the caller's bytes straight into one reusable buffer
 //! behind its header and written with one `write_all`.
 
 use std::io::Write;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::cipher::FrameCipher;
 
@@ -22,8 +25,16 @@ struct SendKey {
     aead: FrameCipher,
     seq: u64,
     bytes: u64,
-    since: Instant,
+    /// Traffic time under this key so far (see `busy`).
+    active: Duration,
+    /// When it last sealed a frame.
+    last: Instant,
 }
+
+/// A gap between two frames up to this long counts as traffic time; a
+/// longer one is idle time. So a stream changes keys every 10 ms, while a
+/// request now and then does not spend a key on each request.
+const BUSY_GAP: Duration = Duration::from_millis(2);
 
 /// Sealing state of one direction.
 pub(crate) struct Sealer {
@@ -64,7 +75,7 @@ impl Sealer {
             None => true,
             Some(k) => {
                 (k.bytes > 0 && k.bytes + len as u64 > self.cfg.rekey_bytes)
-                    || k.since.elapsed() >= self.cfg.rekey_interval
+                    || k.active + busy(k.last.elapsed()) >= self.cfg.rekey_interval
             }
         };
         if due {
@@ -77,7 +88,8 @@ impl Sealer {
                 aead,
                 seq: 0,
                 bytes: 0,
-                since: Instant::now(),
+                active: Duration::ZERO,
+                last: Instant::now(),
             });
             self.keys_used += 1;
         }
@@ -146,6 +158,9 @@ impl Sealer {
             out[HEADER_LEN + n..].copy_from_slice(&tag);
             k.seq += 1;
             k.bytes += n as u64;
+            let now = Instant::now();
+            k.active += busy(now.duration_since(k.last));
+            k.last = now;
             self.global += 1;
             w.write_all(out).map_err(|source| Fail {
                 err: ChannelError::Io {
@@ -178,4 +193,9 @@ pub(crate) fn internal(link: &str) -> ChannelError {
         detail: "internal error sealing a frame".to_owned(),
         source: std::io::Error::other("sealing failed"),
     }
+}
+
+/// The part of a gap between frames that counts as traffic time.
+fn busy(gap: Duration) -> Duration {
+    if gap <= BUSY_GAP { gap } else { Duration::ZERO }
 }
