@@ -38,17 +38,25 @@ while [ $# -gt 0 ]; do
 done
 cluster="$vault.cluster"
 
+# True while PID is still the node server this script started for the
+# cluster (a PID reused by another process is left alone).
+ours() {
+    local cmd
+    cmd=$(tr '\0' ' ' < "/proc/$1/cmdline" 2>/dev/null) || return 1
+    [[ "$cmd" == *"node serve"*"$cluster/node-"* ]]
+}
+
 stop() {
     [ -f "$cluster/pids" ] || return 0
     local pid
     while read -r pid; do
         [ -n "$pid" ] || continue
-        if kill -0 "$pid" 2>/dev/null; then kill -TERM "$pid" 2>/dev/null || true; fi
+        if ours "$pid"; then kill -TERM "$pid" 2>/dev/null || true; fi
     done < "$cluster/pids"
     while read -r pid; do
         [ -n "$pid" ] || continue
-        for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
-        kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+        for _ in $(seq 100); do ours "$pid" || break; sleep 0.05; done
+        if ours "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
     done < "$cluster/pids"
     rm -f "$cluster/pids"
 }
@@ -59,7 +67,7 @@ case "$cmd" in
         [ -f "$cluster/pids" ] || { echo "no cluster running for $vault"; exit 0; }
         i=0
         while read -r pid; do
-            state=stopped; kill -0 "$pid" 2>/dev/null && state=running
+            state=stopped; ours "$pid" && state=running
             echo "node-$i pid $pid $state $(cat "$cluster/node-$i.addr" 2>/dev/null)"
             i=$((i + 1))
         done < "$cluster/pids"
