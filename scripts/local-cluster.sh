@@ -26,16 +26,18 @@ Q=${QSFS_BIN:-$here/target/release/qsfs}
 cmd=${1:-}; vault=${2:-}
 [ -n "$cmd" ] && [ -n "$vault" ] || { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 shift 2
-nodes=5; keys=100000; init_args=()
+nodes=5; nodes_given=0; keys=100000; init_args=()
 while [ $# -gt 0 ]; do
     case "$1" in
-        --nodes) nodes=$2; shift ;;
+        --nodes) nodes=$2; nodes_given=1; shift ;;
         --keys) keys=$2; shift ;;
         --) shift; init_args=("$@"); break ;;
         *) echo "local-cluster: unknown option $1" >&2; exit 2 ;;
     esac
     shift
 done
+# One spelling of the path, so `stop` recognises the servers `start` made.
+vault=$(realpath -m -- "$vault")
 cluster="$vault.cluster"
 
 # True while PID is still the node server this script started for the
@@ -43,7 +45,7 @@ cluster="$vault.cluster"
 ours() {
     local cmd
     cmd=$(tr '\0' ' ' < "/proc/$1/cmdline" 2>/dev/null) || return 1
-    [[ "$cmd" == *"node serve"*"$cluster/node-"* ]]
+    [[ "$cmd" == *"node serve --dir $cluster/node-"* ]]
 }
 
 stop() {
@@ -57,6 +59,10 @@ stop() {
         [ -n "$pid" ] || continue
         for _ in $(seq 100); do ours "$pid" || break; sleep 0.05; done
         if ours "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
+    done < "$cluster/pids"
+    while read -r pid; do
+        [ -n "$pid" ] || continue
+        if ours "$pid"; then echo "local-cluster: node server $pid did not stop; $cluster/pids kept" >&2; return 1; fi
     done < "$cluster/pids"
     rm -f "$cluster/pids"
 }
@@ -78,18 +84,24 @@ esac
 
 [ -f "$cluster/pids" ] && stop
 if [ ! -e "$vault/qsfs.toml" ]; then
-    "$Q" init --direct "$vault" ${init_args[@]+"${init_args[@]}"} >/dev/null
+    n_arg=(--n "$nodes")
+    [[ " ${init_args[*]-} " == *" --n "* ]] && n_arg=()
+    "$Q" init --direct ${n_arg[@]+"${n_arg[@]}"} "$vault" ${init_args[@]+"${init_args[@]}"} >/dev/null
 fi
 n_cfg=$(grep -c '^\[\[node\]\]' "$vault/qsfs.toml")
 fresh=0
 if [ ! -d "$cluster" ]; then
     objects=$("$Q" status --json "$vault" | sed -n 's/^  "objects": \([0-9]*\).*/\1/p')
-    if [ "${objects:-0}" != 0 ]; then
+    [ -n "$objects" ] || { echo "local-cluster: cannot tell whether $vault stores data (qsfs status --json); not touching it" >&2; exit 1; }
+    if [ "$objects" != 0 ]; then
         echo "local-cluster: $vault already stores $objects objects on its nodes; start a cluster with a new vault" >&2
         exit 1
     fi
     fresh=1
-    [ "$n_cfg" -eq "$nodes" ] || nodes=$n_cfg
+    [ $nodes_given -eq 1 ] || nodes=$n_cfg
+    if [ "$n_cfg" -ne "$nodes" ]; then
+        echo "local-cluster: $vault has $n_cfg nodes, not $nodes (--nodes)" >&2; exit 1
+    fi
     mkdir -p "$cluster" "$vault/links"
     for i in $(seq 0 $((nodes - 1))); do
         mkdir -p "$cluster/node-$i"

@@ -30,6 +30,10 @@ pub struct Stock {
 #[derive(Debug)]
 struct Inner {
     dir: PathBuf,
+    /// A file that must exist before each new stock file (a node's
+    /// marker): a node disk unmounted meanwhile leaves its bare mount
+    /// point untouched.
+    guard: Option<PathBuf>,
     mode: u32,
     want: usize,
     state: Mutex<State>,
@@ -50,9 +54,15 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 impl Stock {
     /// A stock of `want` files of `mode` in `dir` (made on first use).
     pub fn new(dir: &Path, mode: u32, want: usize) -> Stock {
+        Stock::guarded(dir, None, mode, want)
+    }
+
+    /// A stock that makes files only while `guard` exists.
+    pub fn guarded(dir: &Path, guard: Option<&Path>, mode: u32, want: usize) -> Stock {
         Stock {
             inner: Arc::new(Inner {
                 dir: dir.to_path_buf(),
+                guard: guard.map(Path::to_path_buf),
                 mode,
                 want,
                 state: Mutex::new(State::default()),
@@ -91,7 +101,15 @@ impl Inner {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn guard_gone(&self) -> bool {
+        self.guard.as_ref().is_some_and(|g| !g.exists())
+    }
+
     fn fill(&self) {
+        if self.guard_gone() {
+            self.lock().broken = true;
+            return;
+        }
         // Only the stock folder itself: a missing parent (a node folder on
         // a disk that is not mounted) must never be made here.
         match fs::create_dir(&self.dir) {
@@ -113,6 +131,11 @@ impl Inner {
                 if st.stop {
                     return;
                 }
+            }
+            if self.guard_gone() {
+                // Taken up again by the next stock once the node is back.
+                self.lock().broken = true;
+                return;
             }
             let path = self.dir.join(format!(
                 ".stock.{pid}.{}.tmp",

@@ -31,6 +31,7 @@ impl NodeServer {
 
     /// Starts a server with `link` (its link options) on an ephemeral port.
     fn start_with(dir: &Path, link: &[&str]) -> NodeServer {
+        std::fs::create_dir_all(dir).unwrap();
         let log = std::fs::File::create(dir.with_extension("log")).unwrap();
         let mut args = vec![
             "node",

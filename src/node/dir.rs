@@ -67,7 +67,12 @@ impl DirNode {
             vault_id: vault_id.to_string(),
             sync_fd: std::sync::Mutex::new(None),
             health_cache: std::sync::Mutex::new(None),
-            stock: crate::stock::Stock::new(&root.join("stock"), 0o666, STOCK_FILES),
+            stock: crate::stock::Stock::guarded(
+                &root.join("stock"),
+                Some(&root.join(MARKER)),
+                0o666,
+                STOCK_FILES,
+            ),
         }
     }
 

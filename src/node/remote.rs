@@ -945,6 +945,7 @@ mod tests {
     }
 
     fn serve_on(dir: &Path, listen: &str) -> Running {
+        std::fs::create_dir_all(dir).unwrap();
         let server = Server::bind(
             ServeOptions::new(dir, listen),
             plain_transport("test server"),

@@ -316,7 +316,13 @@ fn open_folder(dir: &Path) -> Result<Option<(Identity, Arc<DirNode>)>, ServeErro
         dir: dir.to_path_buf(),
         detail,
     };
-    std::fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create it: {e}")))?;
+    // Never made here: a missing folder is as likely the mount point of a
+    // disk that is not mounted, and serving it would fill the wrong disk.
+    if !dir.exists() {
+        return Err(fail(
+            "it does not exist; create it (or mount its disk) first".into(),
+        ));
+    }
     if !dir.is_dir() {
         return Err(fail("not a folder".into()));
     }
@@ -744,6 +750,7 @@ mod tests {
     #[test]
     fn violations_end_only_their_connection() {
         let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("n")).unwrap();
         let server = Server::bind(
             ServeOptions::new(&dir.path().join("n"), "127.0.0.1:0"),
             plain_transport("t"),

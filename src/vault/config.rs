@@ -16,7 +16,7 @@
 //! # r2_path = "/media/usb/qsfs-r2"   # keep R2 on a second disk
 //!
 //! [links]                    # QKD-keyed links (all optional)
-//! key_rate_bps = 49500       # simulated links refill at this key rate
+//! key_rate_bps = 1000000     # simulated links refill at this key rate
 //! rekey_ms = 10              # a sender changes keys this often ...
 //! rekey_mib = 64             # ... and after this much traffic
 //!
@@ -90,8 +90,8 @@ pub struct Config {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LinksConfig {
-    /// Key rate of the simulated links, bits per second (default 49500,
-    /// the metropolitan QKD network the paper cites).
+    /// Key rate of the simulated links, bits per second (default
+    /// 1,000,000; the paper's metropolitan QKD network made 49,500).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_rate_bps: Option<u64>,
     /// A sender takes a fresh key at least this often, in ms (default 10).
@@ -280,6 +280,18 @@ impl Config {
                 self.n
             ));
         }
+        let l = &self.links;
+        for (what, v, max) in [
+            ("key_rate_bps", l.key_rate_bps, 10_000_000_000),
+            ("rekey_ms", l.rekey_ms, 3_600_000),
+            ("rekey_mib", l.rekey_mib, 1 << 20),
+        ] {
+            if let Some(v) = v
+                && !(1..=max).contains(&v)
+            {
+                return bad(format!("[links] {what} = {v} is out of range (1 to {max})"));
+            }
+        }
         for (i, node) in self.nodes.iter().enumerate() {
             if node.name.is_empty() || node.name.contains(char::is_whitespace) {
                 return bad(format!(
@@ -340,6 +352,13 @@ impl Config {
                             "node {:?}: a remote node needs keypool = \"FILE\" (the key pool of its link), \
                              kme = {{ ... }} (an ETSI 014 key manager), or insecure_plaintext = true to send \
                              shards unencrypted",
+                            node.name
+                        ));
+                    }
+                    if node.insecure_plaintext && (node.keypool.is_some() || node.kme.is_some()) {
+                        return bad(format!(
+                            "node {:?}: insecure_plaintext = true next to a key source would send \
+                             shards in clear; remove insecure_plaintext (or the key source)",
                             node.name
                         ));
                     }
