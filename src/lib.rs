@@ -33,6 +33,7 @@ pub mod node;
 pub mod nodeproto;
 pub mod object_id;
 pub mod qkd;
+pub mod rmht;
 pub mod stock;
 pub mod store;
 pub mod sys;

@@ -8,6 +8,7 @@ mod keys;
 mod kme;
 mod mount;
 mod node;
+mod progress;
 mod status;
 
 use std::path::PathBuf;

@@ -25,6 +25,9 @@ fn key(prefix: u8, id: &ObjectId) -> [u8; 17] {
 #[derive(Debug)]
 pub struct EcStore {
     db: Db,
+    /// Serialises read-modify-write of manifests (repair, migration and
+    /// debt recording run concurrently with a mount's reads).
+    edit: std::sync::Mutex<()>,
 }
 
 impl EcStore {
@@ -32,6 +35,7 @@ impl EcStore {
     pub fn open(path: &Path, vault_id: &str, mode: OpenMode) -> Result<EcStore, DispersalError> {
         Ok(EcStore {
             db: Db::open_vault_store(path, "manifest and backup-record", vault_id, mode)?,
+            edit: std::sync::Mutex::new(()),
         })
     }
 
@@ -76,11 +80,19 @@ impl EcStore {
         Ok(())
     }
 
-    /// Replaces a manifest (repair debt changed).
-    pub fn update_manifest(&self, m: &Manifest) -> Result<(), DispersalError> {
-        self.db.insert(key(b'm', &m.id), m.encode())?;
+    /// Replaces manifest `old` by `new`, durably, if the stored manifest
+    /// is still `old`. Returns false (and changes nothing) when the object
+    /// is gone or its manifest changed meanwhile (a concurrent repair,
+    /// migration or delete): the caller's view is stale.
+    pub fn replace_manifest(&self, old: &Manifest, new: &Manifest) -> Result<bool, DispersalError> {
+        let _guard = self.edit.lock().unwrap_or_else(|p| p.into_inner());
+        match self.manifest(&old.id)? {
+            Some(current) if current == *old => {}
+            _ => return Ok(false),
+        }
+        self.db.insert(key(b'm', &new.id), new.encode())?;
         self.db.flush_durable()?;
-        Ok(())
+        Ok(true)
     }
 
     /// Replaces a backup record (keys repair rebuilt it).

@@ -2,7 +2,8 @@
 //! one BLAKE3 hash per chunk. Kept by the erasure-coding side only; nodes
 //! never see it, so a node cannot forge a chunk that verifies.
 //!
-//! Format v1, integers little-endian:
+//! Format v2, integers little-endian (v1 is the same without the last two
+//! fields; it is still read, and `scrub --repair` adds the roots):
 //! ```text
 //! u8        version = 1
 //! [16]      object id
@@ -15,6 +16,8 @@
 //! u32       missing: bit i set = shard i is not (known to be) on its node
 //! n times   node name of shard i (u32 length + UTF-8)
 //! stripes * n times  [32] BLAKE3 of chunk i of stripe s (stripe-major)
+//! u32       audit block size (bytes per leaf of the shard trees)
+//! n times   [32] RMHT root of shard i's payload (rmht.rs), for audits
 //! ```
 
 use crate::ObjectId;
@@ -22,7 +25,7 @@ use crate::codec::{DecodeError, Reader, Writer};
 use crate::erasure::StripeLayout;
 
 /// Manifest format version written by this build.
-pub const MANIFEST_VERSION: u8 = 1;
+pub const MANIFEST_VERSION: u8 = 2;
 
 /// What the erasure-coding side knows about one object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +44,10 @@ pub struct Manifest {
     pub missing: u32,
     /// Chunk hashes, `hashes[s * n + i]` for chunk `i` of stripe `s`.
     pub hashes: Vec<[u8; 32]>,
+    /// Block size of the shard trees (0: no roots, a v1 manifest).
+    pub block: u32,
+    /// RMHT root of each shard's payload (empty for a v1 manifest).
+    pub roots: Vec<[u8; 32]>,
 }
 
 impl Manifest {
@@ -57,6 +64,21 @@ impl Manifest {
     /// True if shard `i` is recorded missing.
     pub fn is_missing(&self, i: usize) -> bool {
         self.missing & (1 << i) != 0
+    }
+
+    /// True if the manifest carries audit roots.
+    pub fn has_roots(&self) -> bool {
+        self.block > 0 && self.roots.len() == self.layout.n
+    }
+
+    /// Leaves of each shard's tree.
+    pub fn leaves(&self) -> u64 {
+        crate::rmht::leaf_count(self.layout.shard_len(), self.block.max(1))
+    }
+
+    /// The shard indices placed on node `name` and recorded present.
+    pub fn shards_on<'a>(&'a self, name: &'a str) -> impl Iterator<Item = usize> + 'a {
+        (0..self.layout.n).filter(move |&i| self.placement[i] == name && !self.is_missing(i))
     }
 
     /// Bytes the object occupies on the nodes (headers included).
@@ -83,6 +105,10 @@ impl Manifest {
         for h in &self.hashes {
             w.bytes(h);
         }
+        w.u32(self.block);
+        for i in 0..self.layout.n {
+            w.bytes(self.roots.get(i).unwrap_or(&[0u8; 32]));
+        }
         w.finish()
     }
 
@@ -90,7 +116,7 @@ impl Manifest {
     pub fn decode(buf: &[u8]) -> Result<Manifest, DecodeError> {
         let mut r = Reader::new("manifest", buf);
         let version = r.u8()?;
-        if version != MANIFEST_VERSION {
+        if version != 1 && version != MANIFEST_VERSION {
             return Err(DecodeError::Version {
                 what: "manifest",
                 found: version.into(),
@@ -139,7 +165,8 @@ impl Manifest {
         let count = (stripes as usize)
             .checked_mul(n)
             .ok_or_else(|| r.invalid("stripes", "too many"))?;
-        if r.remaining() != count * 32 {
+        let tail = if version >= 2 { 4 + n * 32 } else { 0 };
+        if r.remaining() != count * 32 + tail {
             return Err(r.invalid(
                 "hashes",
                 format!("{} bytes for {count} chunk hashes", r.remaining()),
@@ -149,6 +176,20 @@ impl Manifest {
         for _ in 0..count {
             hashes.push(r.array()?);
         }
+        let (block, roots) = if version >= 2 {
+            let block = r.u32()?;
+            let mut roots = Vec::with_capacity(n);
+            for _ in 0..n {
+                roots.push(r.array()?);
+            }
+            if block == 0 {
+                (0, Vec::new())
+            } else {
+                (block, roots)
+            }
+        } else {
+            (0, Vec::new())
+        };
         r.finish()?;
         Ok(Manifest {
             id,
@@ -158,6 +199,8 @@ impl Manifest {
             placement,
             missing,
             hashes,
+            block,
+            roots,
         })
     }
 }
@@ -176,6 +219,8 @@ mod tests {
             placement: (0..5).map(|i| format!("node-{i}")).collect(),
             missing: 0b10010,
             hashes: (0..layout.stripes * 5).map(|i| [i as u8; 32]).collect(),
+            block: 4096,
+            roots: (0..5).map(|i| [100 + i as u8; 32]).collect(),
         }
     }
 
@@ -193,11 +238,22 @@ mod tests {
     fn damage_is_reported() {
         let enc = sample().encode();
         assert!(Manifest::decode(&enc[..enc.len() - 1]).is_err());
-        let mut v2 = enc.clone();
-        v2[0] = 2;
+        let mut v3 = enc.clone();
+        v3[0] = 3;
         assert!(matches!(
-            Manifest::decode(&v2),
-            Err(DecodeError::Version { found: 2, .. })
+            Manifest::decode(&v3),
+            Err(DecodeError::Version { found: 3, .. })
         ));
+    }
+
+    #[test]
+    fn version_1_is_read_without_roots() {
+        let m = sample();
+        let mut v1 = m.encode();
+        v1.truncate(v1.len() - 4 - 5 * 32);
+        v1[0] = 1;
+        let d = Manifest::decode(&v1).unwrap();
+        assert!(!d.has_roots());
+        assert_eq!(d.hashes, m.hashes);
     }
 }

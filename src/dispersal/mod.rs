@@ -12,11 +12,13 @@ mod ecstore;
 mod manifest;
 mod placement;
 mod read;
+mod repair;
 mod write;
 
 pub use ecstore::EcStore;
 pub use manifest::{MANIFEST_VERSION, Manifest};
 pub use read::{ChunkCache, ObjectStream, ReadReport};
+pub use repair::Placed;
 pub use write::ObjectWriter;
 
 use std::collections::HashMap;
@@ -147,6 +149,8 @@ pub struct Dispersal {
     nodes: Vec<Arc<dyn Node>>,
     store: EcStore,
     codecs: Mutex<HashMap<(usize, usize), Arc<Codec>>>,
+    /// Nodes being drained: no new shards go there.
+    draining: std::sync::RwLock<std::collections::HashSet<String>>,
 }
 
 impl std::fmt::Debug for Dispersal {
@@ -177,6 +181,7 @@ impl Dispersal {
             nodes,
             store,
             codecs: Mutex::new(HashMap::new()),
+            draining: Default::default(),
         })
     }
 
@@ -193,6 +198,58 @@ impl Dispersal {
     /// The manifest and backup store.
     pub fn store(&self) -> &EcStore {
         &self.store
+    }
+
+    /// Marks node `name` as draining (no new shards) or not.
+    pub fn set_draining(&self, name: &str, on: bool) {
+        let mut d = self.draining.write().unwrap_or_else(|p| p.into_inner());
+        if on {
+            d.insert(name.to_string());
+        } else {
+            d.remove(name);
+        }
+    }
+
+    /// True if node `name` is being drained.
+    pub fn is_draining(&self, name: &str) -> bool {
+        self.draining
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(name)
+    }
+
+    /// Nodes new shards may go to: every configured node but the draining
+    /// ones (those too when too few others are left, so writes go on).
+    fn placeable(&self) -> Vec<Arc<dyn Node>> {
+        let d = self.draining.read().unwrap_or_else(|p| p.into_inner());
+        let (mut keep, rest): (Vec<_>, Vec<_>) = self
+            .nodes
+            .iter()
+            .cloned()
+            .partition(|n| !d.contains(n.name()));
+        if keep.len() < self.config.n {
+            keep.extend(rest);
+        }
+        keep
+    }
+
+    /// A healthy node, not draining, that holds no shard of `manifest`'s
+    /// object (placement lists every shard's node, missing ones too), and
+    /// is not in `exclude`; picked at random. Where a shard goes when its
+    /// node is gone or drained.
+    pub fn spare_node(&self, manifest: &Manifest, exclude: &[&str]) -> Option<Arc<dyn Node>> {
+        let candidates: Vec<Arc<dyn Node>> = self
+            .nodes
+            .iter()
+            .filter(|n| {
+                !manifest.placement.iter().any(|p| p == n.name())
+                    && !exclude.contains(&n.name())
+                    && !self.is_draining(n.name())
+                    && n.health() == crate::node::NodeHealth::Ok
+            })
+            .cloned()
+            .collect();
+        placement::choose(&candidates, 1).pop()
     }
 
     /// The node called `name`.
@@ -248,7 +305,7 @@ impl Dispersal {
         let cfg = self.config;
         let layout = StripeLayout::plan(cfg.k, cfg.n, object_len, cfg.max_chunk)?;
         let codec = self.codec(cfg.k, cfg.n)?;
-        let chosen = placement::choose(&self.nodes, cfg.n);
+        let chosen = placement::choose(&self.placeable(), cfg.n);
         let (value, outcomes) = std::thread::scope(|scope| {
             let mut senders = Vec::with_capacity(cfg.n);
             let mut handles = Vec::with_capacity(cfg.n);
@@ -275,6 +332,7 @@ impl Dispersal {
         // On a failed fill the outcomes drop here, discarding the temp shards.
         let value = value?;
         let mut hashes = vec![[0u8; 32]; layout.stripes as usize * cfg.n];
+        let mut roots = vec![[0u8; 32]; cfg.n];
         let mut pending = Vec::with_capacity(cfg.n);
         let mut failures = Vec::new();
         let mut missing = 0u32;
@@ -298,6 +356,7 @@ impl Dispersal {
             for (s, h) in outcome.hashes.into_iter().enumerate() {
                 hashes[s * cfg.n + i] = h;
             }
+            roots[i] = outcome.root;
             match outcome.result {
                 Ok(p) => pending.push(Some(p)),
                 Err(e) => {
@@ -315,6 +374,8 @@ impl Dispersal {
             placement: chosen.iter().map(|n| n.name().to_string()).collect(),
             missing,
             hashes,
+            block: crate::rmht::BLOCK,
+            roots,
         };
         Ok((
             value,
@@ -339,10 +400,11 @@ impl Dispersal {
         let cfg = self.config;
         let layout = StripeLayout::plan(cfg.k, cfg.n, object.len() as u64, cfg.max_chunk)?;
         let codec = self.codec(cfg.k, cfg.n)?;
-        let chosen = placement::choose(&self.nodes, cfg.n);
+        let chosen = placement::choose(&self.placeable(), cfg.n);
         let shards = write::encode_all(&layout, &codec, object).map_err(DispersalError::Source)?;
         let chunk = layout.chunk as usize;
         let mut hashes = vec![[0u8; 32]; layout.stripes as usize * cfg.n];
+        let mut roots = vec![[0u8; 32]; cfg.n];
         let mut pending = Vec::with_capacity(cfg.n);
         let mut failures = Vec::new();
         let mut missing = 0u32;
@@ -350,6 +412,9 @@ impl Dispersal {
             for (s, c) in shard.chunks(chunk).enumerate() {
                 hashes[s * cfg.n + i] = *blake3::hash(c).as_bytes();
             }
+            let mut tree = crate::rmht::Builder::new(crate::rmht::BLOCK);
+            tree.update(shard);
+            roots[i] = tree.finish().0;
             let header = ShardHeader::new(id, i as u8, &layout);
             let result = node.create(&header).and_then(|mut sink| {
                 sink.write(shard)?;
@@ -372,6 +437,8 @@ impl Dispersal {
             placement: chosen.iter().map(|n| n.name().to_string()).collect(),
             missing,
             hashes,
+            block: crate::rmht::BLOCK,
+            roots,
         };
         Ok(WrittenObject {
             manifest,

@@ -324,8 +324,8 @@ impl ObjectShards<'_> {
 #[derive(Debug, Clone)]
 pub(super) struct ChunkFault {
     /// The whole shard is unavailable (file or node gone), not just this chunk.
-    gone: bool,
-    why: String,
+    pub(super) gone: bool,
+    pub(super) why: String,
 }
 
 type ChunkMsg = (u64, Result<Vec<u8>, ChunkFault>);

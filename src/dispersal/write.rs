@@ -149,6 +149,8 @@ impl io::Write for ObjectWriter<'_> {
 /// What one shard writer thread produced.
 pub(super) struct ShardOutcome {
     pub hashes: Vec<[u8; 32]>,
+    /// RMHT root of the shard's payload (rmht.rs).
+    pub root: [u8; 32],
     pub result: Result<Box<dyn PendingShard>, NodeError>,
 }
 
@@ -163,10 +165,12 @@ pub(super) fn shard_writer(
     let index = header.key.index as usize;
     let chunk = header.chunk as usize;
     let mut hashes = Vec::with_capacity(header.stripes as usize);
+    let mut tree = crate::rmht::Builder::new(crate::rmht::BLOCK);
     let mut sink = node.create(&header);
     for stripe in rx {
         let c = &stripe[index * chunk..(index + 1) * chunk];
         hashes.push(*blake3::hash(c).as_bytes());
+        tree.update(c);
         if let Ok(s) = sink.as_mut()
             && let Err(e) = s.write(c)
         {
@@ -175,6 +179,7 @@ pub(super) fn shard_writer(
     }
     ShardOutcome {
         hashes,
+        root: tree.finish().0,
         result: sink.and_then(|s| s.finish()),
     }
 }

@@ -10,10 +10,12 @@
 
 mod dir;
 mod header;
+pub mod proof;
 mod remote;
 
 pub use dir::DirNode;
 pub use header::{HEADER_LEN, ShardHeader, ShardKey};
+pub use proof::{Challenge, Holdings, PossessionProof, ProvenBlock};
 pub use remote::{RemoteNode, RemoteOptions};
 
 use std::any::Any;
@@ -141,6 +143,16 @@ pub trait Node: Send + Sync {
     fn purge(&self, object: crate::ObjectId) -> Result<usize, NodeError>;
     /// Lists what the node holds.
     fn list(&self) -> Result<Listing, NodeError>;
+    /// Answers an audit challenge for one shard: the challenged blocks
+    /// and their authentication paths in the tree over what the node
+    /// holds (proof.rs). Computed where the data is.
+    fn prove(&self, key: ShardKey, challenge: &Challenge) -> Result<PossessionProof, NodeError> {
+        proof::prove_by_reading(self, key, challenge)
+    }
+    /// A root over every shard the node holds (the deletion check).
+    fn holdings(&self, nonce: &[u8; 32]) -> Result<Holdings, NodeError> {
+        proof::holdings_by_listing(self, nonce)
+    }
 }
 
 /// A shard being written.

@@ -432,6 +432,8 @@ fn tag_of(r: &Response<'_>) -> &'static str {
         Response::Purged(_) => "purged",
         Response::ListPage { .. } => "list page",
         Response::Size(_) => "size",
+        Response::Proof(_) => "proof",
+        Response::Holdings(..) => "holdings",
     }
 }
 
@@ -774,6 +776,34 @@ impl Node for RemoteNode {
                 })
             })
             .map_err(|f| self.inner.err(f, "purge shards", None))
+    }
+
+    fn prove(
+        &self,
+        key: ShardKey,
+        challenge: &crate::node::Challenge,
+    ) -> Result<crate::node::PossessionProof, NodeError> {
+        let req = Request::Prove(key, challenge.clone()).encode();
+        self.inner
+            .with_lease(|l| {
+                l.call(&req, |r| match r {
+                    Response::Proof(p) => Some(p),
+                    _ => None,
+                })
+            })
+            .map_err(|f| self.inner.err(f, "prove possession", Some(key)))
+    }
+
+    fn holdings(&self, nonce: &[u8; 32]) -> Result<crate::node::Holdings, NodeError> {
+        let req = Request::Holdings(*nonce).encode();
+        self.inner
+            .with_lease(|l| {
+                l.call(&req, |r| match r {
+                    Response::Holdings(count, root) => Some(crate::node::Holdings { count, root }),
+                    _ => None,
+                })
+            })
+            .map_err(|f| self.inner.err(f, "compute holdings root", None))
     }
 
     fn list(&self) -> Result<Listing, NodeError> {

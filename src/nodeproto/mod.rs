@@ -34,6 +34,9 @@
 //! 0x0d ProbeWrite                                               -> Ok | Error
 //! 0x0e Stat        key                                          -> Size | Error
 //! 0x0f Discard     count u32 (<= 1024), count x token u64       -> Ok
+//! 0x10 Prove       key, nonce [32], block u32 (<= 8192),
+//!                  count u32 (<= 64), count x leaf index u64    -> Proof | Error
+//! 0x11 Holdings    nonce [32]                                   -> Holdings | Error
 //! ```
 //! Responses (server -> client):
 //! ```text
@@ -51,7 +54,12 @@
 //! 0x8a ListPage    last u8, shards u32, shards x (key, size u64),
 //!                  leftovers u32, leftovers x path text
 //! 0x8b Size        shard file size u64 (header included)
+//! 0x8c Proof       nonce [32], leaves u64, count u32, count x
+//!                  (index u64, block blob, depth u8, depth x [32] sibling)
+//! 0x8d Holdings    shard count u64, root [32] (node/proof.rs)
 //! ```
+//! `Prove` and `Holdings` (audits, node/proof.rs) came after the first
+//! release of v1; an older server answers them with a `Protocol` error.
 //! The first message on a channel must be `Hello`; the server answers
 //! `HelloOk` naming the vault and node its folder belongs to, or `Error`
 //! of kind `Foreign` when the folder belongs to another vault or node (an

@@ -4,6 +4,7 @@
 use crate::ObjectId;
 use crate::codec::{DecodeError, Reader, Writer};
 use crate::node::StoredShard;
+use crate::node::proof::{Challenge, MAX_PROOF_BLOCKS, PossessionProof, ProvenBlock};
 use crate::node::{HEADER_LEN, NodeError, NodeErrorKind, NodeHealth, ShardHeader, ShardKey};
 use crate::sys::FsSpace;
 
@@ -182,6 +183,10 @@ pub enum Request<'a> {
     Stat(ShardKey),
     /// Drops pending shards without committing them.
     Discard(Vec<u64>),
+    /// Audit challenge for one shard.
+    Prove(ShardKey, Challenge),
+    /// Root over everything held (deletion check), keyed by a nonce.
+    Holdings([u8; 32]),
 }
 
 /// A response from a node server.
@@ -227,6 +232,10 @@ pub enum Response<'a> {
     },
     /// Size of a shard file, header included.
     Size(u64),
+    /// Answer to `Prove`.
+    Proof(PossessionProof),
+    /// Answer to `Holdings`: shard count and root.
+    Holdings(u64, [u8; 32]),
 }
 
 fn key(w: &mut Writer, k: &ShardKey) {
@@ -337,6 +346,17 @@ impl Request<'_> {
                 w.u8(0x0f);
                 tokens(&mut w, t);
             }
+            Request::Prove(k, c) => {
+                w.u8(0x10);
+                key(&mut w, k);
+                w.bytes(&c.nonce).u32(c.block).u32(c.indices.len() as u32);
+                for i in &c.indices {
+                    w.u64(*i);
+                }
+            }
+            Request::Holdings(nonce) => {
+                w.u8(0x11).bytes(nonce);
+            }
         }
         w.finish()
     }
@@ -398,6 +418,27 @@ impl<'a> Request<'a> {
             0x0d => Request::ProbeWrite,
             0x0e => Request::Stat(read_key(&mut r)?),
             0x0f => Request::Discard(read_tokens(&mut r)?),
+            0x10 => {
+                let key = read_key(&mut r)?;
+                let nonce = r.array()?;
+                let block = r.u32()?;
+                let n = r.u32()? as usize;
+                if n > MAX_PROOF_BLOCKS {
+                    return Err(
+                        r.invalid("block count", format!("{n} (at most {MAX_PROOF_BLOCKS})"))
+                    );
+                }
+                let indices = (0..n).map(|_| r.u64()).collect::<Result<_, _>>()?;
+                Request::Prove(
+                    key,
+                    Challenge {
+                        nonce,
+                        block,
+                        indices,
+                    },
+                )
+            }
+            0x11 => Request::Holdings(r.array()?),
             other => return Err(r.invalid("tag", format!("unknown request 0x{other:02x}"))),
         };
         r.finish()?;
@@ -489,6 +530,21 @@ impl Response<'_> {
             }
             Response::Size(n) => {
                 w.u8(0x8b).u64(*n);
+            }
+            Response::Proof(p) => {
+                w.u8(0x8c)
+                    .bytes(&p.nonce)
+                    .u64(p.leaves)
+                    .u32(p.blocks.len() as u32);
+                for b in &p.blocks {
+                    w.u64(b.index).blob(&b.data).u8(b.path.len() as u8);
+                    for h in &b.path {
+                        w.bytes(h);
+                    }
+                }
+            }
+            Response::Holdings(count, root) => {
+                w.u8(0x8d).u64(*count).bytes(root);
             }
         }
         w.finish()
@@ -583,6 +639,30 @@ impl<'a> Response<'a> {
                 }
             }
             0x8b => Response::Size(r.u64()?),
+            0x8c => {
+                let nonce = r.array()?;
+                let leaves = r.u64()?;
+                let n = r.u32()? as usize;
+                if n > MAX_PROOF_BLOCKS {
+                    return Err(
+                        r.invalid("block count", format!("{n} (at most {MAX_PROOF_BLOCKS})"))
+                    );
+                }
+                let mut blocks = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let index = r.u64()?;
+                    let data = r.blob()?.to_vec();
+                    let depth = r.u8()? as usize;
+                    let path = (0..depth).map(|_| r.array()).collect::<Result<_, _>>()?;
+                    blocks.push(ProvenBlock { index, data, path });
+                }
+                Response::Proof(PossessionProof {
+                    nonce,
+                    leaves,
+                    blocks,
+                })
+            }
+            0x8d => Response::Holdings(r.u64()?, r.array()?),
             other => return Err(r.invalid("tag", format!("unknown response 0x{other:02x}"))),
         };
         r.finish()?;

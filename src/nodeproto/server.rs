@@ -657,6 +657,20 @@ impl State {
                 }
             },
             Request::List => return send_listing(node, chan),
+            Request::Prove(key, challenge) => {
+                if let Err(d) = crate::node::proof::check_challenge(&challenge) {
+                    Response::Error(WireError::protocol(format!("bad challenge: {d}")))
+                } else {
+                    match node.prove(key, &challenge) {
+                        Ok(p) => Response::Proof(p),
+                        Err(e) => node_err(&e),
+                    }
+                }
+            }
+            Request::Holdings(nonce) => match node.holdings(&nonce) {
+                Ok(h) => Response::Holdings(h.count, h.root),
+                Err(e) => node_err(&e),
+            },
             Request::Hello { .. } | Request::Create(_) | Request::Data(_) | Request::Finish => {
                 Response::Error(WireError::protocol("not a plain request"))
             }

@@ -37,6 +37,7 @@
 //! # insecure_plaintext = true    # no link encryption (tests, trusted LAN)
 //! # connect_timeout_ms = 3000
 //! # io_timeout_ms = 30000
+//! # draining = true              # set by `qsfs node drain`: no new shards
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -175,6 +176,10 @@ pub struct NodeConfig {
     /// Longest wait for one read or write to a `remote` node (default 30000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub io_timeout_ms: Option<u64>,
+    /// Being drained (`qsfs node drain`): no new shards go there, and
+    /// `qsfs node drain` or `qsfs rebalance` move its shards away.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub draining: bool,
 }
 
 impl Config {

@@ -23,6 +23,7 @@ mod intents;
 mod keys;
 mod links;
 mod lock;
+pub mod maint;
 mod read;
 mod seal;
 mod status;
@@ -231,6 +232,9 @@ impl Vault {
             nodes,
             store,
         )?;
+        for node in config.nodes.iter().filter(|n| n.draining) {
+            ec.set_draining(&node.name, true);
+        }
         let log = root.join("meta/intents");
         let (intents, in_flight) = intents::Intents::open(&log)
             .map_err(io_err(format!("open the intent log {}", log.display())))?;

@@ -172,7 +172,9 @@ impl Vault {
         }
         let mut m = manifest.clone();
         m.missing |= bad;
-        if let Err(e) = self.ec.store().update_manifest(&m) {
+        // A stale view (the object was repaired, moved or deleted since it
+        // was read) records nothing: scrub finds what is still wrong.
+        if let Err(e) = self.ec.store().replace_manifest(manifest, &m) {
             tracing::warn!("could not record repair debt of object {}: {e}", m.id);
         }
     }

@@ -1,0 +1,229 @@
+//! What a node answers to an audit: proof of possession of challenged
+//! blocks of a shard (rmht.rs), and a root over everything it holds for
+//! the vault (the deletion check of seed 002).
+//!
+//! The prover computes both from the bytes it actually has. A directory
+//! node is proved by the vault process reading the folder; a remote node
+//! computes the proof on its own machine and only the proof crosses the
+//! link, so an audit moves a few blocks, not the shard.
+
+use super::{Node, NodeError, NodeErrorKind, ShardKey, StoredShard};
+use crate::rmht::{self, Hash};
+
+/// Most blocks one challenge may ask of one shard (one message).
+pub const MAX_PROOF_BLOCKS: usize = 64;
+/// Largest block size a prover accepts.
+pub const MAX_PROOF_BLOCK: u32 = 8192;
+
+/// A challenge for one shard: a fresh nonce and the blocks wanted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Challenge {
+    /// Fresh random bytes, echoed in the proof so an old answer cannot be
+    /// replayed for a new challenge.
+    pub nonce: [u8; 32],
+    /// Block size of the shard's tree (from the manifest).
+    pub block: u32,
+    /// Leaf indices wanted.
+    pub indices: Vec<u64>,
+}
+
+/// One challenged block with its authentication path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProvenBlock {
+    /// Leaf index.
+    pub index: u64,
+    /// The block as the node holds it.
+    pub data: Vec<u8>,
+    /// Sibling hashes from the leaf up (rmht.rs).
+    pub path: Vec<Hash>,
+}
+
+/// A node's answer to a [`Challenge`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PossessionProof {
+    /// The challenge's nonce.
+    pub nonce: [u8; 32],
+    /// Leaves of the tree the node built over what it holds.
+    pub leaves: u64,
+    /// One per challenged index, in the order asked.
+    pub blocks: Vec<ProvenBlock>,
+}
+
+impl PossessionProof {
+    /// Bytes this proof moves over a link (its wire size, about).
+    pub fn wire_bytes(&self) -> u64 {
+        40 + self
+            .blocks
+            .iter()
+            .map(|b| 13 + b.data.len() as u64 + 32 * b.path.len() as u64)
+            .sum::<u64>()
+    }
+}
+
+/// A node's summary of what it holds: how many shards and a root over them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Holdings {
+    /// Shard files held.
+    pub count: u64,
+    /// RMHT root over the held shards (see [`holdings_root`]).
+    pub root: Hash,
+}
+
+/// The root over a set of shards for the deletion check: one leaf per
+/// shard, `leaf(nonce || object || index || size)`, in (object, index)
+/// order. The auditor computes the same over what the node should hold.
+pub fn holdings_root(nonce: &[u8; 32], shards: &mut [StoredShard]) -> Holdings {
+    shards.sort_by_key(|s| s.key);
+    let mut b = rmht::Builder::new(1);
+    for s in shards.iter() {
+        let mut leaf = Vec::with_capacity(32 + 16 + 1 + 8);
+        leaf.extend_from_slice(nonce);
+        leaf.extend_from_slice(s.key.object.as_bytes());
+        leaf.push(s.key.index);
+        leaf.extend_from_slice(&s.size.to_le_bytes());
+        b.push(rmht::leaf(&leaf));
+    }
+    let (root, _) = b.finish();
+    Holdings {
+        count: shards.len() as u64,
+        root,
+    }
+}
+
+/// Checks a challenge's shape; the reason if a prover must refuse it.
+pub fn check_challenge(c: &Challenge) -> Result<(), String> {
+    if c.block == 0 || c.block > MAX_PROOF_BLOCK {
+        return Err(format!("block size {} (1..={MAX_PROOF_BLOCK})", c.block));
+    }
+    if c.indices.is_empty() || c.indices.len() > MAX_PROOF_BLOCKS {
+        return Err(format!(
+            "{} blocks asked (1..={MAX_PROOF_BLOCKS})",
+            c.indices.len()
+        ));
+    }
+    Ok(())
+}
+
+/// Proves possession by reading the shard through `node` (the default of
+/// [`Node::prove`]): reads the whole payload once, builds its tree and
+/// cuts out the challenged blocks and paths.
+pub fn prove_by_reading<N: Node + ?Sized>(
+    node: &N,
+    key: ShardKey,
+    c: &Challenge,
+) -> Result<PossessionProof, NodeError> {
+    let bad = |d: String| {
+        NodeError::new(
+            node.name(),
+            "prove possession",
+            Some(key),
+            NodeErrorKind::Corrupt(d),
+        )
+    };
+    check_challenge(c).map_err(|d| {
+        NodeError::new(
+            node.name(),
+            "prove possession",
+            Some(key),
+            NodeErrorKind::Io(std::io::Error::new(std::io::ErrorKind::InvalidInput, d)),
+        )
+    })?;
+    let header = node.read_header(key)?;
+    let len = header.payload_len();
+    let block = c.block as u64;
+    let leaves = rmht::leaf_count(len, c.block);
+    let mut wanted: Vec<u64> = c.indices.clone();
+    wanted.sort_unstable();
+    wanted.dedup();
+    if let Some(&last) = wanted.last()
+        && last >= leaves
+    {
+        return Err(bad(format!(
+            "block {last} asked of a shard with {leaves} blocks"
+        )));
+    }
+    let mut hashes = Vec::with_capacity(leaves as usize);
+    let mut kept: Vec<(u64, Vec<u8>)> = Vec::with_capacity(wanted.len());
+    // Whole blocks per read, about 1 MiB at a time.
+    let per_read = (1u64 << 20) / block * block;
+    let per_read = per_read.max(block);
+    let mut buf = vec![0u8; per_read as usize];
+    let mut off = 0u64;
+    let mut next = wanted.iter().peekable();
+    while off < len {
+        let n = per_read.min(len - off) as usize;
+        node.read_at(key, off, &mut buf[..n])?;
+        for (j, blk) in buf[..n].chunks(block as usize).enumerate() {
+            let idx = off / block + j as u64;
+            hashes.push(rmht::leaf(blk));
+            if next.peek() == Some(&&idx) {
+                next.next();
+                kept.push((idx, blk.to_vec()));
+            }
+        }
+        off += n as u64;
+    }
+    if hashes.is_empty() {
+        hashes.push(rmht::leaf(&[]));
+        if next.peek() == Some(&&0) {
+            kept.push((0, Vec::new()));
+        }
+    }
+    let tree = rmht::Tree::from_leaves(hashes);
+    let blocks = c
+        .indices
+        .iter()
+        .map(|&i| ProvenBlock {
+            index: i,
+            data: kept
+                .iter()
+                .find(|(k, _)| *k == i)
+                .map(|(_, d)| d.clone())
+                .unwrap_or_default(),
+            path: tree.path(i),
+        })
+        .collect();
+    Ok(PossessionProof {
+        nonce: c.nonce,
+        leaves: tree.leaves(),
+        blocks,
+    })
+}
+
+/// The holdings of `node` from its listing (the default of
+/// [`Node::holdings`]).
+pub fn holdings_by_listing<N: Node + ?Sized>(
+    node: &N,
+    nonce: &[u8; 32],
+) -> Result<Holdings, NodeError> {
+    let mut listing = node.list()?;
+    Ok(holdings_root(nonce, &mut listing.shards))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ObjectId;
+
+    #[test]
+    fn holdings_depend_on_every_shard_and_the_nonce() {
+        let s = |o: u8, i: u8, size: u64| StoredShard {
+            key: ShardKey {
+                object: ObjectId([o; 16]),
+                index: i,
+            },
+            size,
+        };
+        let n = [1u8; 32];
+        let a = holdings_root(&n, &mut [s(1, 0, 100), s(2, 3, 100)]);
+        let b = holdings_root(&n, &mut [s(2, 3, 100), s(1, 0, 100)]);
+        assert_eq!(a, b, "order does not matter");
+        assert_ne!(a, holdings_root(&n, &mut [s(1, 0, 100)]));
+        assert_ne!(a, holdings_root(&n, &mut [s(1, 0, 100), s(2, 3, 99)]));
+        assert_ne!(
+            a,
+            holdings_root(&[2; 32], &mut [s(1, 0, 100), s(2, 3, 100)])
+        );
+        assert_eq!(holdings_root(&n, &mut []).count, 0);
+    }
+}

@@ -1,0 +1,35 @@
+//! Long maintenance runs (scrub, audit, fsck, drain, rebalance) report
+//! progress as [`Progress`] events: the command line draws a bar from
+//! them, and a mounted vault's control socket forwards them to the
+//! command that asked, so both look the same.
+
+use serde::{Deserialize, Serialize};
+
+/// One progress event of a maintenance run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum Progress {
+    /// A phase begins; `total` is its size in bytes (0: unknown).
+    Phase {
+        /// What the phase does ("scrub", "drain node-2", ...).
+        name: String,
+        /// Bytes the phase will process.
+        total: u64,
+    },
+    /// `bytes` more were processed.
+    Advance {
+        /// Bytes processed since the last event.
+        bytes: u64,
+    },
+    /// A finding worth a line of its own while the bar runs.
+    Note {
+        /// The text.
+        text: String,
+    },
+}
+
+/// Where a maintenance run sends its progress (called from any thread).
+pub type ProgressFn<'a> = &'a (dyn Fn(Progress) + Sync);
+
+/// A progress sink that drops everything.
+pub fn no_progress(_: Progress) {}
