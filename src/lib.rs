@@ -19,6 +19,7 @@
 
 pub mod cache;
 pub mod codec;
+pub mod control;
 pub mod dispersal;
 pub mod entropy;
 pub mod envelope;

@@ -6,6 +6,7 @@ mod format;
 mod keypool;
 mod keys;
 mod kme;
+mod maint;
 mod mount;
 mod node;
 mod progress;

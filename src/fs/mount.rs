@@ -174,7 +174,22 @@ pub fn serve(
         },
     )?;
     let source = vault.root().display().to_string();
-    let fs = Qsfs::new(Arc::new(vault), settings.read_only)?;
+    let vault = Arc::new(vault);
+    // Maintenance commands (scrub, audit, drain ...) run in this process
+    // while mounted; the socket goes away with the mount.
+    let _control = match crate::control::serve(
+        Arc::clone(&vault),
+        Arc::new(crate::vault::maint::dispatch),
+    ) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::warn!(
+                "cannot open the control socket ({e}); scrub, audit and drain need the vault unmounted"
+            );
+            None
+        }
+    };
+    let fs = Qsfs::new(vault, settings.read_only)?;
     let mut config = Config::default();
     config.mount_options = vec![
         MountOption::FSName(source),

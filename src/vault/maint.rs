@@ -33,3 +33,16 @@ pub type ProgressFn<'a> = &'a (dyn Fn(Progress) + Sync);
 
 /// A progress sink that drops everything.
 pub fn no_progress(_: Progress) {}
+
+/// Runs maintenance operation `op` with JSON `args` on `vault` and returns
+/// its report as JSON: what the control socket of a mounted vault calls
+/// (control.rs), so a command behaves the same mounted or not.
+pub fn dispatch(
+    vault: &super::Vault,
+    op: &str,
+    args: serde_json::Value,
+    progress: ProgressFn,
+) -> Result<serde_json::Value, String> {
+    let _ = (vault, args, progress);
+    Err(format!("unknown maintenance operation {op:?}"))
+}
