@@ -25,6 +25,7 @@ mod links;
 mod lock;
 pub mod maint;
 mod read;
+mod scrub;
 mod seal;
 mod status;
 mod sweep;
@@ -37,6 +38,9 @@ pub use init::{InitOptions, init};
 pub use keys::{KeyIssue, KeyReport, ObjectKeyState};
 pub use links::{INITIAL_KEYS as INITIAL_LINK_KEYS, LinkKind, LinkStatus};
 pub use read::ReadOutcome;
+pub use scrub::{
+    Finding, FindingKind, LostObject, NodeScrub, Outcome, ScrubOptions, ScrubReport,
+};
 pub use seal::SealedObject;
 pub use status::{NodeStatus, Status};
 pub use sweep::SweepReport;
