@@ -38,9 +38,7 @@ pub use init::{InitOptions, init};
 pub use keys::{KeyIssue, KeyReport, ObjectKeyState};
 pub use links::{INITIAL_KEYS as INITIAL_LINK_KEYS, LinkKind, LinkStatus};
 pub use read::ReadOutcome;
-pub use scrub::{
-    Finding, FindingKind, LostObject, NodeScrub, Outcome, ScrubOptions, ScrubReport,
-};
+pub use scrub::{Finding, FindingKind, LostObject, NodeScrub, Outcome, ScrubOptions, ScrubReport};
 pub use seal::SealedObject;
 pub use status::{NodeStatus, Status};
 pub use sweep::SweepReport;

@@ -337,6 +337,22 @@ impl Vault {
         };
 
         // 4. Per object: verdict and repair.
+        if opts.repair {
+            let to_rebuild: u64 = manifests
+                .iter()
+                .zip(&checks)
+                .map(|(m, c)| {
+                    let bad = c.iter().filter(|c| c.state != ShardState::Ok).count() as u64;
+                    bad * m.layout.shard_len()
+                })
+                .sum();
+            if to_rebuild > 0 {
+                progress(Progress::Phase {
+                    name: "repair".into(),
+                    total: to_rebuild,
+                });
+            }
+        }
         for (m, checks) in manifests.iter().zip(&checks) {
             for c in checks {
                 report.bytes_read += c.bytes_read;
@@ -430,10 +446,13 @@ impl Vault {
                         manifest: m,
                         object: oi,
                         index: i,
-                        listed_size: views[ni].sizes.get(&ShardKey {
-                            object: m.id,
-                            index: i as u8,
-                        }).copied(),
+                        listed_size: views[ni]
+                            .sizes
+                            .get(&ShardKey {
+                                object: m.id,
+                                index: i as u8,
+                            })
+                            .copied(),
                     }),
                     None => {
                         progress(Progress::Advance {

@@ -176,7 +176,8 @@ pub fn check_shard(
                 };
             }
             Err(e) => {
-                let truncated = matches!(&e.kind, NodeErrorKind::Corrupt(w) if w.starts_with("truncated"));
+                let truncated =
+                    matches!(&e.kind, NodeErrorKind::Corrupt(w) if w.starts_with("truncated"));
                 if let NodeErrorKind::Offline(why) = &e.kind {
                     let rest = (layout.stripes - s) * chunk as u64;
                     progress(Progress::Advance { bytes: rest });
@@ -283,18 +284,42 @@ mod tests {
         let some = BadStripes::Some(vec![2, 7]);
         let other = BadStripes::Some(vec![7]);
         // 3 of 5: two whole shards gone is survivable.
-        let bad = [Some(&BadStripes::All), None, Some(&ok), Some(&ok), Some(&ok)];
+        let bad = [
+            Some(&BadStripes::All),
+            None,
+            Some(&ok),
+            Some(&ok),
+            Some(&ok),
+        ];
         assert_eq!(first_short_stripe(3, 5, 10, &bad), None);
         // ... plus one chunk of stripe 2 is not.
-        let bad = [Some(&BadStripes::All), None, Some(&some), Some(&ok), Some(&ok)];
+        let bad = [
+            Some(&BadStripes::All),
+            None,
+            Some(&some),
+            Some(&ok),
+            Some(&ok),
+        ];
         assert_eq!(first_short_stripe(3, 5, 10, &bad), Some((2, 2)));
         // Scattered damage, at most two per stripe: fine; three in stripe 7: short.
         let bad = [Some(&some), Some(&other), Some(&ok), Some(&ok), Some(&ok)];
         assert_eq!(first_short_stripe(3, 5, 10, &bad), None);
-        let bad = [Some(&some), Some(&other), Some(&other), Some(&ok), Some(&ok)];
+        let bad = [
+            Some(&some),
+            Some(&other),
+            Some(&other),
+            Some(&ok),
+            Some(&ok),
+        ];
         assert_eq!(first_short_stripe(3, 5, 10, &bad), Some((7, 2)));
         // Three whole shards gone.
-        let all = [Some(&BadStripes::All), Some(&BadStripes::All), None, Some(&ok), Some(&ok)];
+        let all = [
+            Some(&BadStripes::All),
+            Some(&BadStripes::All),
+            None,
+            Some(&ok),
+            Some(&ok),
+        ];
         assert_eq!(first_short_stripe(3, 5, 10, &all), Some((0, 2)));
     }
 }

@@ -66,7 +66,12 @@ impl Vault {
             };
             let copy = matches!(checks[i].state, ShardState::Corrupt(_));
             let placed = match self.ec.place_shard(&cur, i, &target, copy) {
-                Ok(p) => p,
+                Ok(p) => {
+                    progress(Progress::Advance {
+                        bytes: p.bytes_written,
+                    });
+                    p
+                }
                 Err(e) => {
                     f.outcome = Outcome::Failed;
                     f.note = Some(format!("rebuilding it on {} failed: {e}", target.name()));
@@ -115,7 +120,10 @@ impl Vault {
                     "object {} shard {i}: {}{}",
                     m.id,
                     f.outcome.as_str(),
-                    f.note.as_deref().map(|n| format!(" ({n})")).unwrap_or_default()
+                    f.note
+                        .as_deref()
+                        .map(|n| format!(" ({n})"))
+                        .unwrap_or_default()
                 ),
             });
         }

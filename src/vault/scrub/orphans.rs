@@ -99,7 +99,7 @@ mod tests {
     use crate::node::StoredShard;
 
     fn manifest(id: ObjectId) -> Manifest {
-        let layout = StripeLayout::plan(3, 5, 1000, 4096).unwrap();
+        let layout = StripeLayout::plan(3, 5, 1000, 4096).expect("a valid layout");
         Manifest {
             id,
             layout,
@@ -159,11 +159,7 @@ mod tests {
             .collect();
         assert_eq!(
             shards,
-            vec![
-                shard(known, 3).key,
-                shard(known, 9).key,
-                shard(gone, 0).key
-            ]
+            vec![shard(known, 3).key, shard(known, 9).key, shard(gone, 0).key]
         );
         let leftovers: Vec<(Option<ObjectId>, bool)> = found
             .iter()
