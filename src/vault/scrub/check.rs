@@ -96,8 +96,9 @@ pub fn check_shard(
         object: m.id,
         index: index as u8,
     };
+    // The node's own problem is in its row of the report; name it briefly.
     let gone = |why: &str| match offline {
-        Some(h) => format!("{why}; the node is not usable: {h}"),
+        Some(h) => format!("{why} (node {})", h.split(':').next().unwrap_or(h)),
         None => why.to_string(),
     };
     let shard_bytes = layout.shard_len();

@@ -190,9 +190,10 @@ impl Vault {
         let view = |name: &str| views.iter().find(|v| v.node.name() == name);
         let home_why = match view(home) {
             Some(_) if self.ec.is_draining(home) => format!("{home} is being drained"),
-            Some(v) => match &v.writable {
-                Ok(()) => return Ok(Arc::clone(&v.node)),
-                Err(w) => format!("{home}: {w}"),
+            Some(v) => match (&v.writable, &v.problem) {
+                (Ok(()), _) => return Ok(Arc::clone(&v.node)),
+                (Err(_), Some(p)) => format!("{home} is {}", p.split(':').next().unwrap_or(p)),
+                (Err(w), None) => format!("{home} refuses writes ({w})"),
             },
             None => format!("{home} is not in the vault config"),
         };
@@ -204,10 +205,10 @@ impl Vault {
                 Some(n) => exclude.push(n.name().to_string()),
                 None => {
                     return Err(format!(
-                        "not repaired: {home_why}; no other usable node is free for it (each \
-                         holds a shard of this object). Bring {home} back, or take a replacement \
-                         folder into use with `qsfs node adopt VAULT {home}`, or add a node; then \
-                         run `qsfs scrub --repair` again"
+                        "not repaired: {home_why} and every other usable node holds a shard of \
+                         this object; bring {home} back, take a replacement folder into use with \
+                         `qsfs node adopt VAULT {home}`, or add a node, then run `qsfs scrub \
+                         --repair` again"
                     ));
                 }
             }
