@@ -10,6 +10,7 @@ mod maint;
 mod mount;
 mod node;
 mod progress;
+mod scrub;
 mod status;
 
 use std::path::PathBuf;
@@ -53,6 +54,10 @@ enum Command {
     Mkdir(files::MkdirArgs),
     /// Show what the vault holds, its overhead, nodes, keys and random source.
     Status(status::StatusArgs),
+    /// Read every shard on every node and check it against its manifest;
+    /// with --repair rebuild what is missing or damaged and remove orphans.
+    #[command(after_help = scrub::EXIT_HELP)]
+    Scrub(scrub::ScrubArgs),
     /// Check or heal the key shares R1/R2 and backup records B.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -155,6 +160,7 @@ pub fn run() -> i32 {
         Command::Rm(a) => files::rm(&ctx, a),
         Command::Mkdir(a) => files::mkdir(&ctx, a),
         Command::Status(a) => status::status(&ctx, a),
+        Command::Scrub(a) => scrub::scrub(&ctx, a),
         Command::Keys(c) => keys::run(&ctx, c),
         Command::Node(c) => node::run(&ctx, c),
         Command::Mount(a) => mount::mount(a),

@@ -115,6 +115,13 @@ impl Intents {
         Ok(())
     }
 
+    /// Objects being written right now (a `+` without a `-`). Maintenance
+    /// runs read this after listing the nodes, so a shard they listed
+    /// belongs either to an object in here or to one with a manifest.
+    pub fn in_flight(&self) -> BTreeSet<ObjectId> {
+        self.lock().open.clone()
+    }
+
     /// Where the log lives.
     pub fn path(&self) -> &Path {
         &self.path
