@@ -7,7 +7,6 @@ use clap::Args;
 
 use super::progress::Bar;
 use super::{Ctx, VaultArg, format::bytes};
-use qsfs::vault::maint::ProgressFn;
 use qsfs::vault::{Outcome, ScrubOptions, ScrubReport};
 
 /// Exit status when damage remains that a repair could still fix.
@@ -42,15 +41,11 @@ pub struct ScrubArgs {
 pub fn scrub(ctx: &Ctx, a: ScrubArgs) -> Result<i32> {
     let bar = Bar::new(a.json);
     let opts = ScrubOptions { repair: a.repair };
-    // Opening the vault and running the method stay together, so the run
-    // can be routed to a mounted vault's control socket instead.
-    let run = |progress: ProgressFn<'_>| -> Result<ScrubReport> {
-        let v = ctx.open(&a.vault.vault)?;
-        Ok(v.scrub(&opts, progress)?)
-    };
-    let report = run(&|p| bar.event(p));
-    bar.finish();
-    let report = report?;
+    // Inside the mount process when the vault is mounted.
+    let report: ScrubReport =
+        super::maint::run(ctx, &a.vault.vault, "scrub", &opts, &bar, |v, p| {
+            v.scrub(&opts, p)
+        })?;
     let mut out = std::io::stdout().lock();
     if a.json {
         serde_json::to_writer_pretty(&mut out, &report)?;

@@ -43,6 +43,18 @@ pub fn dispatch(
     args: serde_json::Value,
     progress: ProgressFn,
 ) -> Result<serde_json::Value, String> {
-    let _ = (vault, args, progress);
-    Err(format!("unknown maintenance operation {op:?}"))
+    match op {
+        "scrub" => call(args, |o| vault.scrub(o, progress)),
+        _ => Err(format!("unknown maintenance operation {op:?}")),
+    }
+}
+
+/// Decodes the options, runs `f`, encodes the report.
+fn call<O: serde::de::DeserializeOwned, R: Serialize>(
+    args: serde_json::Value,
+    f: impl FnOnce(&O) -> Result<R, super::VaultError>,
+) -> Result<serde_json::Value, String> {
+    let opts: O = serde_json::from_value(args).map_err(|e| format!("bad options: {e}"))?;
+    let report = f(&opts).map_err(|e| e.to_string())?;
+    serde_json::to_value(report).map_err(|e| format!("cannot encode the report: {e}"))
 }
