@@ -115,6 +115,12 @@ impl Intents {
         Ok(())
     }
 
+    /// Objects whose seal started and is not settled yet (in flight:
+    /// their shards may exist before their manifest does).
+    pub fn in_flight(&self) -> BTreeSet<ObjectId> {
+        self.lock().open.clone()
+    }
+
     /// Where the log lives.
     pub fn path(&self) -> &Path {
         &self.path

@@ -16,6 +16,7 @@
 //! plus garbage, never a name pointing at a broken object.
 
 mod config;
+mod drain;
 mod files;
 mod gc;
 mod init;
@@ -24,11 +25,18 @@ mod keys;
 mod links;
 mod lock;
 pub mod maint;
+mod migrate;
+mod nodes;
 mod read;
+mod rebalance;
 mod seal;
 mod status;
 mod sweep;
 
+pub use drain::{DeletionCheck, DrainOptions, DrainReport};
+pub use migrate::ShardMove;
+pub use nodes::{AddNodeOptions, AddNodeReport, NodeInfo, RemoveNodeOptions, RemoveNodeReport};
+pub use rebalance::{BalanceBy, NodeLoad, RebalanceOptions, RebalanceReport};
 pub use config::{
     CONFIG_FORMAT, Config, DEFAULT_MAX_CHUNK, KeystoreConfig, KmeConfig, LinksConfig, NodeConfig,
 };
