@@ -9,6 +9,7 @@ mod kme;
 mod mount;
 mod node;
 mod progress;
+mod rebalance;
 mod status;
 
 use std::path::PathBuf;
@@ -59,9 +60,13 @@ enum Command {
     Mount(mount::MountArgs),
     /// Unmount, waiting until every pending seal is finished.
     Umount(mount::UmountArgs),
-    /// Storage nodes: adopt a replaced (empty) disk, serve a node over the network.
+    /// Storage nodes: list, add, drain, remove, adopt a replaced (empty)
+    /// disk, serve a node over the network.
     #[command(subcommand)]
     Node(node::NodeCommand),
+    /// Spread shards evenly over the nodes (after `node add`), drain nodes
+    /// marked draining, and separate shards of one object sharing a node.
+    Rebalance(rebalance::RebalanceArgs),
     /// A local ETSI GS QKD 014 key manager (KME) and its certificates.
     #[command(subcommand)]
     Kme(kme::KmeCommand),
@@ -156,6 +161,7 @@ pub fn run() -> i32 {
         Command::Status(a) => status::status(&ctx, a),
         Command::Keys(c) => keys::run(&ctx, c),
         Command::Node(c) => node::run(&ctx, c),
+        Command::Rebalance(a) => rebalance::rebalance(&ctx, a),
         Command::Mount(a) => mount::mount(a),
         Command::Umount(a) => mount::umount(a),
         Command::Kme(c) => kme::run(c),
