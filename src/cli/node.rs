@@ -9,9 +9,9 @@ use clap::{Args, Subcommand};
 use super::format::bytes;
 use super::progress::Bar;
 use super::{Ctx, VaultArg};
+use qsfs::nodeproto::server::{ServeOptions, Server};
 use qsfs::vault::maint::ProgressFn;
 use qsfs::vault::{AddNodeOptions, DrainOptions, DrainReport, RemoveNodeOptions};
-use qsfs::nodeproto::server::{ServeOptions, Server};
 use std::sync::Arc;
 
 use qsfs::etsi014::{Etsi014Config, Etsi014Source};
@@ -305,7 +305,11 @@ pub fn print_drain(out: &mut impl Write, r: &DrainReport) -> std::io::Result<()>
             "the node holds {} shards, {} expected{}",
             d.held,
             d.expected,
-            if d.matches { "" } else { " (its root does not match)" }
+            if d.matches {
+                ""
+            } else {
+                " (its root does not match)"
+            }
         )
     };
     writeln!(out, "  deletion  {verdict}")?;

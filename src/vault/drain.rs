@@ -337,7 +337,9 @@ impl Vault {
                 continue;
             }
             let placed_here = match self.ec.store().manifest(&s.key.object) {
-                Ok(Some(m)) => m.placement.get(s.key.index as usize).map(String::as_str) == Some(name),
+                Ok(Some(m)) => {
+                    m.placement.get(s.key.index as usize).map(String::as_str) == Some(name)
+                }
                 Ok(None) => false,
                 // A damaged manifest: leave its shards to fsck.
                 Err(_) => true,
@@ -378,12 +380,9 @@ impl Vault {
             if flight.contains(&s.key.object) {
                 check.in_flight.push(shard_name(&s.key));
                 expected.push(s.clone());
-            } else if self
-                .ec
-                .store()
-                .manifest(&s.key.object)?
-                .is_some_and(|m| m.placement.get(s.key.index as usize).map(String::as_str) == Some(name))
-            {
+            } else if self.ec.store().manifest(&s.key.object)?.is_some_and(|m| {
+                m.placement.get(s.key.index as usize).map(String::as_str) == Some(name)
+            }) {
                 check.still_placed.push(shard_name(&s.key));
                 expected.push(s.clone());
             }

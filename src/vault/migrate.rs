@@ -79,11 +79,9 @@ impl Vault {
             // Remove our copy unless the object's current manifest uses a
             // shard under the same key on the same node (a concurrent
             // repair that placed the very same shard there).
-            let used = self
-                .ec
-                .store()
-                .manifest(&m.id)?
-                .is_some_and(|cur| cur.placement.get(index).map(String::as_str) == Some(target.name()));
+            let used = self.ec.store().manifest(&m.id)?.is_some_and(|cur| {
+                cur.placement.get(index).map(String::as_str) == Some(target.name())
+            });
             if !used && let Err(e) = target.delete(key) {
                 tracing::warn!("{e}; the unreferenced copy stays as an orphan for `qsfs fsck`");
             }
@@ -123,7 +121,9 @@ impl Vault {
                     index: mv.index as u8,
                 })
             {
-                tracing::warn!("{e}; the copy of a deleted object stays as an orphan for `qsfs fsck`");
+                tracing::warn!(
+                    "{e}; the copy of a deleted object stays as an orphan for `qsfs fsck`"
+                );
             }
         }
     }

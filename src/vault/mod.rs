@@ -33,18 +33,18 @@ mod seal;
 mod status;
 mod sweep;
 
-pub use drain::{DeletionCheck, DrainOptions, DrainReport};
-pub use migrate::ShardMove;
-pub use nodes::{AddNodeOptions, AddNodeReport, NodeInfo, RemoveNodeOptions, RemoveNodeReport};
-pub use rebalance::{BalanceBy, NodeLoad, RebalanceOptions, RebalanceReport};
 pub use config::{
     CONFIG_FORMAT, Config, DEFAULT_MAX_CHUNK, KeystoreConfig, KmeConfig, LinksConfig, NodeConfig,
 };
+pub use drain::{DeletionCheck, DrainOptions, DrainReport};
 pub use files::{ListEntry, PutSource};
 pub use init::{InitOptions, init};
 pub use keys::{KeyIssue, KeyReport, ObjectKeyState};
 pub use links::{INITIAL_KEYS as INITIAL_LINK_KEYS, LinkKind, LinkStatus};
+pub use migrate::ShardMove;
+pub use nodes::{AddNodeOptions, AddNodeReport, NodeInfo, RemoveNodeOptions, RemoveNodeReport};
 pub use read::ReadOutcome;
+pub use rebalance::{BalanceBy, NodeLoad, RebalanceOptions, RebalanceReport};
 pub use seal::SealedObject;
 pub use status::{NodeStatus, Status};
 pub use sweep::SweepReport;

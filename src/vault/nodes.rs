@@ -255,17 +255,14 @@ impl Vault {
                     .iter()
                     .any(|n| n.kind == "dir" && n.node_keypool.is_some());
                 if linked {
-                    let (a, b) = super::links::create_pair(
-                        &root,
-                        &opts.name,
-                        super::links::INITIAL_KEYS,
-                    )
-                    .map_err(|d| {
-                        bad(format!(
-                            "node {}: cannot make its link's key pools: {d}",
-                            opts.name
-                        ))
-                    })?;
+                    let (a, b) =
+                        super::links::create_pair(&root, &opts.name, super::links::INITIAL_KEYS)
+                            .map_err(|d| {
+                                bad(format!(
+                                    "node {}: cannot make its link's key pools: {d}",
+                                    opts.name
+                                ))
+                            })?;
                     entry.keypool = Some(a.clone());
                     entry.node_keypool = Some(b.clone());
                     link_pools = Some((root.join(a), root.join(b)));
@@ -276,8 +273,8 @@ impl Vault {
                 entry.address = Some(address.clone());
                 entry.insecure_plaintext = opts.insecure_plaintext;
                 if let Some(p) = &opts.keypool {
-                    let p =
-                        std::path::absolute(p).map_err(io_err(format!("resolve {}", p.display())))?;
+                    let p = std::path::absolute(p)
+                        .map_err(io_err(format!("resolve {}", p.display())))?;
                     if !p.is_file() {
                         return Err(bad(format!(
                             "--keypool {}: no such file (make a pair with `qsfs keypool gen`)",

@@ -138,7 +138,9 @@ pub fn plan(
         for (i, p) in h.placement.iter().enumerate() {
             if let Some(l) = load.get_mut(p.as_str()) {
                 *l += weight(h);
-                on.entry(eligible_name(eligible, p)).or_default().push((o, i));
+                on.entry(eligible_name(eligible, p))
+                    .or_default()
+                    .push((o, i));
             }
         }
     }
@@ -157,7 +159,10 @@ pub fn plan(
                     weight(&holdings[o]) < gap && !placement[o].iter().any(|p| p == empty)
                 });
                 if let Some(pos) = found {
-                    let (o, i) = on.get_mut(full).map(|v| v.swap_remove(pos)).unwrap_or((0, 0));
+                    let (o, i) = on
+                        .get_mut(full)
+                        .map(|v| v.swap_remove(pos))
+                        .unwrap_or((0, 0));
                     let w = weight(&holdings[o]);
                     placement[o][i] = empty.to_string();
                     on.entry(empty).or_default().push((o, i));
@@ -270,10 +275,7 @@ impl Vault {
         if !planned.is_empty() {
             progress(Progress::Phase {
                 name: "rebalance".into(),
-                total: planned
-                    .iter()
-                    .map(|p| holdings[p.object].shard_bytes)
-                    .sum(),
+                total: planned.iter().map(|p| holdings[p.object].shard_bytes).sum(),
             });
         }
         for p in &planned {
@@ -292,12 +294,12 @@ impl Vault {
         self.settle_moved(&report.moves);
         if !failed.is_empty() {
             let paths = self.object_paths().unwrap_or_default();
-            report.failures.extend(failed.into_iter().map(|(id, why)| {
-                match paths.get(&id) {
+            report
+                .failures
+                .extend(failed.into_iter().map(|(id, why)| match paths.get(&id) {
                     Some(p) => format!("{p} (object {id}): {why}"),
                     None => format!("object {id}: {why}"),
-                }
-            }));
+                }));
         }
         report.after = self.loads()?;
         report.elapsed_secs = start.elapsed().as_secs_f64();
@@ -427,7 +429,10 @@ mod tests {
         apply(&mut h, &moves);
         let c = counts(&h, &nodes);
         assert_eq!(c.iter().sum::<u64>(), 60);
-        assert!(c.iter().max().unwrap() - c.iter().min().unwrap() <= 1, "{c:?}");
+        assert!(
+            c.iter().max().unwrap() - c.iter().min().unwrap() <= 1,
+            "{c:?}"
+        );
         assert_eq!(moves.len(), 10, "only what is needed moves");
         for x in &h {
             let mut p = x.placement.clone();
