@@ -476,3 +476,75 @@ fn a_remote_node_takes_the_drained_shards() {
     reads_back(&v, &files);
     drop(server);
 }
+
+#[test]
+fn drain_is_safe_while_the_same_process_writes_and_deletes() {
+    use qsfs::namespace::VaultPath;
+    use qsfs::vault::{DrainOptions, PutSource, maint::no_progress};
+    let mut rng = Rng::from_env("drain-concurrent");
+    let (v, mut files) = vault_with_files(&mut rng);
+    add_dir_node(&v, "node-5");
+    let new: Vec<(String, Vec<u8>)> = (0..16)
+        .map(|i| (format!("/w{i}"), rng.bytes(20_000 + 37_000 * (i % 4))))
+        .collect();
+    let locals: Vec<std::path::PathBuf> = new
+        .iter()
+        .map(|(_, d)| {
+            let p = v.scratch_path("w");
+            std::fs::write(&p, d).unwrap();
+            p
+        })
+        .collect();
+    let vault = open(&v);
+    let rep = std::thread::scope(|s| {
+        let writer = s.spawn(|| {
+            for (i, ((p, _), local)) in new.iter().zip(&locals).enumerate() {
+                vault
+                    .put(
+                        &PutSource::File(local.clone()),
+                        &VaultPath::parse(p).unwrap(),
+                    )
+                    .unwrap();
+                if i == 3 {
+                    vault
+                        .remove(&VaultPath::parse("/b").unwrap(), false)
+                        .unwrap();
+                }
+                if i == 6 {
+                    vault
+                        .remove(&VaultPath::parse("/c").unwrap(), false)
+                        .unwrap();
+                }
+            }
+        });
+        let rep = vault
+            .drain(
+                &DrainOptions {
+                    node: "node-2".into(),
+                },
+                &no_progress,
+            )
+            .unwrap();
+        writer.join().unwrap();
+        rep
+    });
+    assert!(rep.failures.is_empty(), "{rep:?}");
+    assert!(rep.deletion.clean(), "{:?}", rep.deletion);
+    drop(vault);
+    assert!(
+        shards_in("node-2", &v.node_dir("node-2")).is_empty(),
+        "node-2 still holds shards after the drain"
+    );
+    files.retain(|(p, _)| p != "/b" && p != "/c");
+    files.extend(new);
+    let per_node = check_all_shards(&v);
+    assert!(!per_node.contains_key("node-2"), "{per_node:?}");
+    // Every shard file on the nodes belongs to a live object.
+    assert_eq!(
+        files_per_node(&v).values().sum::<usize>(),
+        5 * files.len(),
+        "stray shard files"
+    );
+    reads_back(&v, &files);
+    v.get_bytes("/b").0.failure();
+}

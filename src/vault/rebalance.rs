@@ -387,6 +387,7 @@ impl Vault {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -424,7 +425,7 @@ mod tests {
     fn new_node_gets_its_share_and_objects_stay_spread() {
         let nodes: Vec<String> = (0..6).map(|i| format!("node-{i}")).collect();
         let five = ["node-0", "node-1", "node-2", "node-3", "node-4"];
-        let mut h = holdings(&vec![&five[..]; 12]);
+        let mut h = holdings(&[&five[..]; 12]);
         let moves = plan(&h, &nodes, BalanceBy::Shards, usize::MAX);
         apply(&mut h, &moves);
         let c = counts(&h, &nodes);
