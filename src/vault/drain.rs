@@ -380,9 +380,13 @@ impl Vault {
             if flight.contains(&s.key.object) {
                 check.in_flight.push(shard_name(&s.key));
                 expected.push(s.clone());
-            } else if self.ec.store().manifest(&s.key.object)?.is_some_and(|m| {
-                m.placement.get(s.key.index as usize).map(String::as_str) == Some(name)
-            }) {
+            } else if match self.ec.store().manifest(&s.key.object) {
+                Ok(m) => m.is_some_and(|m| {
+                    m.placement.get(s.key.index as usize).map(String::as_str) == Some(name)
+                }),
+                // A damaged manifest: its shards stay, counted as placed.
+                Err(_) => true,
+            } {
                 check.still_placed.push(shard_name(&s.key));
                 expected.push(s.clone());
             }
