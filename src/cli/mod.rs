@@ -10,6 +10,7 @@ mod maint;
 mod mount;
 mod node;
 mod progress;
+mod rebalance;
 mod scrub;
 mod status;
 
@@ -65,9 +66,13 @@ enum Command {
     Mount(mount::MountArgs),
     /// Unmount, waiting until every pending seal is finished.
     Umount(mount::UmountArgs),
-    /// Storage nodes: adopt a replaced (empty) disk, serve a node over the network.
+    /// Storage nodes: list, add, drain, remove, adopt a replaced (empty)
+    /// disk, serve a node over the network.
     #[command(subcommand)]
     Node(node::NodeCommand),
+    /// Spread shards evenly over the nodes (after `node add`), drain nodes
+    /// marked draining, and separate shards of one object sharing a node.
+    Rebalance(rebalance::RebalanceArgs),
     /// A local ETSI GS QKD 014 key manager (KME) and its certificates.
     #[command(subcommand)]
     Kme(kme::KmeCommand),
@@ -163,6 +168,7 @@ pub fn run() -> i32 {
         Command::Scrub(a) => scrub::scrub(&ctx, a),
         Command::Keys(c) => keys::run(&ctx, c),
         Command::Node(c) => node::run(&ctx, c),
+        Command::Rebalance(a) => rebalance::rebalance(&ctx, a),
         Command::Mount(a) => mount::mount(a),
         Command::Umount(a) => mount::umount(a),
         Command::Kme(c) => kme::run(c),

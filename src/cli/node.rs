@@ -6,8 +6,11 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
 
+use super::format::bytes;
+use super::progress::Bar;
 use super::{Ctx, VaultArg};
 use qsfs::nodeproto::server::{ServeOptions, Server};
+use qsfs::vault::{AddNodeOptions, DrainOptions, DrainReport, RemoveNodeOptions};
 use std::sync::Arc;
 
 use qsfs::etsi014::{Etsi014Config, Etsi014Source};
@@ -18,6 +21,16 @@ use qsfs::qkd::End;
 
 #[derive(Subcommand, Debug)]
 pub enum NodeCommand {
+    /// List the nodes: health, draining, shards and bytes they hold, free space.
+    List(ListArgs),
+    /// Add a node to the vault (a folder, or a node server). Run
+    /// `qsfs rebalance VAULT` afterwards to move shards onto it.
+    Add(AddArgs),
+    /// Move every shard off a node by verified transfer, then check that
+    /// the node holds nothing for the vault any more.
+    Drain(DrainArgs),
+    /// Remove a node from qsfs.toml once it holds no shards (drain it first).
+    Remove(RemoveArgs),
     /// Take an empty folder (a replaced or newly formatted disk mounted at
     /// the node's path) into use as the named node. qsfs never does this by
     /// itself: an empty folder may be the mount point of a disk that is not
@@ -34,6 +47,63 @@ pub struct AdoptArgs {
     vault: VaultArg,
     /// Node name from qsfs.toml (e.g. node-2).
     name: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    #[command(flatten)]
+    vault: VaultArg,
+    /// Machine-readable output.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("where").required(true).args(["dir", "address"])))]
+pub struct AddArgs {
+    #[command(flatten)]
+    vault: VaultArg,
+    /// Name of the new node (unique in the vault, e.g. node-5).
+    name: String,
+    /// A folder: created if missing, must be empty.
+    #[arg(long, value_name = "PATH")]
+    dir: Option<PathBuf>,
+    /// A node server (`qsfs node serve`) at host:port.
+    #[arg(long, value_name = "HOST:PORT")]
+    address: Option<String>,
+    /// With --address: the vault's key pool file (end A) of the link.
+    #[arg(long, value_name = "FILE", requires = "address")]
+    keypool: Option<PathBuf>,
+    /// With --address: no link encryption (tests and trusted networks only).
+    #[arg(long, requires = "address", conflicts_with = "keypool")]
+    insecure_plaintext: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DrainArgs {
+    #[command(flatten)]
+    vault: VaultArg,
+    /// The node to empty.
+    name: String,
+    /// Machine-readable report.
+    #[arg(long)]
+    json: bool,
+    /// No progress bar.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RemoveArgs {
+    #[command(flatten)]
+    vault: VaultArg,
+    /// The node to remove.
+    name: String,
+    /// Remove it although it still holds shards: they become repair debt
+    /// (`qsfs scrub --repair` rebuilds them elsewhere). Refused if a file
+    /// would keep fewer than k shards.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Args, Debug)]
@@ -98,8 +168,192 @@ pub fn run(ctx: &Ctx, c: NodeCommand) -> Result<i32> {
             println!("{} now serves as {}", dir.display(), a.name);
             Ok(0)
         }
+        NodeCommand::List(a) => list(ctx, a),
+        NodeCommand::Add(a) => add(ctx, a),
+        NodeCommand::Drain(a) => drain(ctx, a),
+        NodeCommand::Remove(a) => remove(ctx, a),
         NodeCommand::Serve(a) => serve(a),
     }
+}
+
+fn list(ctx: &Ctx, a: ListArgs) -> Result<i32> {
+    let nodes: Vec<qsfs::vault::NodeInfo> = super::maint::run(
+        ctx,
+        &a.vault.vault,
+        "node-list",
+        &(),
+        &Bar::new(true),
+        |v, _| v.node_list(),
+    )?;
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        serde_json::to_writer_pretty(&mut out, &nodes)?;
+        writeln!(out)?;
+        return Ok(0);
+    }
+    writeln!(
+        out,
+        "{:<12} {:<7} {:<9} {:>8} {:>8} {:>11} {:>11}  LOCATION",
+        "NODE", "KIND", "STATE", "SHARDS", "MISSING", "BYTES", "FREE"
+    )?;
+    for n in &nodes {
+        let state = if n.draining && n.health == "ok" {
+            "draining".to_string()
+        } else {
+            n.health.clone()
+        };
+        writeln!(
+            out,
+            "{:<12} {:<7} {:<9} {:>8} {:>8} {:>11} {:>11}  {}",
+            n.name,
+            n.kind,
+            state,
+            n.shards,
+            n.missing,
+            bytes(n.bytes),
+            n.free_bytes.map(bytes).unwrap_or_else(|| "-".into()),
+            n.location
+        )?;
+        if let Some(p) = &n.problem {
+            writeln!(out, "{:<12} {p}", "")?;
+        }
+    }
+    Ok(0)
+}
+
+fn add(ctx: &Ctx, a: AddArgs) -> Result<i32> {
+    let opts = AddNodeOptions {
+        name: a.name,
+        dir: a.dir,
+        address: a.address,
+        keypool: a.keypool,
+        insecure_plaintext: a.insecure_plaintext,
+    };
+    let r = ctx.open(&a.vault.vault)?.add_node(&opts)?;
+    println!("added {} ({} node at {})", r.name, r.kind, r.location);
+    if let Some((pa, pb)) = &r.link_pools {
+        println!(
+            "its in-process QKD-keyed link uses {} and {}",
+            pa.display(),
+            pb.display()
+        );
+    }
+    println!(
+        "move shards onto it with: qsfs rebalance {}",
+        a.vault.vault.display()
+    );
+    Ok(0)
+}
+
+fn drain(ctx: &Ctx, a: DrainArgs) -> Result<i32> {
+    let bar = Bar::new(a.quiet || a.json);
+    let opts = DrainOptions {
+        node: a.name.clone(),
+    };
+    let r: DrainReport = super::maint::run(ctx, &a.vault.vault, "drain", &opts, &bar, |v, p| {
+        v.drain(&opts, p)
+    })?;
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        serde_json::to_writer_pretty(&mut out, &r)?;
+        writeln!(out)?;
+    } else {
+        print_drain(&mut out, &r)?;
+        if r.ok() {
+            writeln!(
+                out,
+                "remove it from the vault with: qsfs node remove {} {}",
+                a.vault.vault.display(),
+                r.node
+            )?;
+        }
+    }
+    Ok(if r.ok() { 0 } else { 1 })
+}
+
+/// The summary of one drain.
+pub fn print_drain(out: &mut impl Write, r: &DrainReport) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "drained {}: {} shards moved in {} passes, {:.1} s",
+        r.node, r.shards_moved, r.passes, r.elapsed_secs
+    )?;
+    writeln!(
+        out,
+        "  chunks    {} copied after verification, {} rebuilt from other shards",
+        r.chunks_copied, r.chunks_rebuilt
+    )?;
+    writeln!(
+        out,
+        "  bytes     {} read, {} written",
+        bytes(r.bytes_read),
+        bytes(r.bytes_written)
+    )?;
+    for f in &r.failures {
+        writeln!(out, "  FAILED    {f}")?;
+    }
+    let d = &r.deletion;
+    let verdict = if let Some(e) = &d.error {
+        format!("could not ask the node: {e}")
+    } else if d.empty() {
+        "the node holds no shards of this vault (its root over its holdings matches the empty set)"
+            .to_string()
+    } else if d.clean() {
+        format!(
+            "the node holds only {} shards of objects still being written",
+            d.in_flight.len()
+        )
+    } else {
+        format!(
+            "the node holds {} shards, {} expected{}",
+            d.held,
+            d.expected,
+            if d.matches {
+                ""
+            } else {
+                " (its root does not match)"
+            }
+        )
+    };
+    writeln!(out, "  deletion  {verdict}")?;
+    if d.stale_removed > 0 {
+        writeln!(
+            out,
+            "            {} unreferenced shard files were removed first",
+            d.stale_removed
+        )?;
+    }
+    for s in &d.still_placed {
+        writeln!(out, "            still placed there: {s}")?;
+    }
+    for s in &d.leftovers {
+        writeln!(out, "            left over: {s}")?;
+    }
+    Ok(())
+}
+
+fn remove(ctx: &Ctx, a: RemoveArgs) -> Result<i32> {
+    let opts = RemoveNodeOptions {
+        name: a.name,
+        force: a.force,
+    };
+    let r = ctx.open(&a.vault.vault)?.remove_node(&opts)?;
+    println!("removed {} from the vault", r.name);
+    if r.shards_abandoned > 0 {
+        println!(
+            "{} shards of {} objects are now repair debt: run `qsfs scrub {} --repair`",
+            r.shards_abandoned,
+            r.objects_degraded,
+            a.vault.vault.display()
+        );
+    }
+    if let Some(f) = &r.folder {
+        println!(
+            "its folder {} was left in place; delete it when it is no longer needed",
+            f.display()
+        );
+    }
+    Ok(0)
 }
 
 /// The server end (B) of the QKD-keyed link, keyed from a pool file.

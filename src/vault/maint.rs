@@ -45,6 +45,9 @@ pub fn dispatch(
 ) -> Result<serde_json::Value, String> {
     match op {
         "scrub" => call(args, |o| vault.scrub(o, progress)),
+        "drain" => call(args, |o| vault.drain(o, progress)),
+        "rebalance" => call(args, |o| vault.rebalance(o, progress)),
+        "node-list" => call(args, |_: &()| vault.node_list()),
         _ => Err(format!("unknown maintenance operation {op:?}")),
     }
 }

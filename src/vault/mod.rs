@@ -16,6 +16,7 @@
 //! plus garbage, never a name pointing at a broken object.
 
 mod config;
+mod drain;
 mod files;
 mod gc;
 mod init;
@@ -24,7 +25,10 @@ mod keys;
 mod links;
 mod lock;
 pub mod maint;
+mod migrate;
+mod nodes;
 mod read;
+mod rebalance;
 mod scrub;
 mod seal;
 mod status;
@@ -33,11 +37,15 @@ mod sweep;
 pub use config::{
     CONFIG_FORMAT, Config, DEFAULT_MAX_CHUNK, KeystoreConfig, KmeConfig, LinksConfig, NodeConfig,
 };
+pub use drain::{DeletionCheck, DrainOptions, DrainReport};
 pub use files::{ListEntry, PutSource};
 pub use init::{InitOptions, init};
 pub use keys::{KeyIssue, KeyReport, ObjectKeyState};
 pub use links::{INITIAL_KEYS as INITIAL_LINK_KEYS, LinkKind, LinkStatus};
+pub use migrate::ShardMove;
+pub use nodes::{AddNodeOptions, AddNodeReport, NodeInfo, RemoveNodeOptions, RemoveNodeReport};
 pub use read::ReadOutcome;
+pub use rebalance::{BalanceBy, NodeLoad, RebalanceOptions, RebalanceReport};
 pub use scrub::{Finding, FindingKind, LostObject, NodeScrub, Outcome, ScrubOptions, ScrubReport};
 pub use seal::SealedObject;
 pub use status::{NodeStatus, Status};

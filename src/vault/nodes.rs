@@ -1,0 +1,478 @@
+//! The vault's nodes over time: `qsfs node list`, `qsfs node add` and
+//! `qsfs node remove`, and the one writer of `qsfs.toml` after `init`.
+//!
+//! Adding and removing change `qsfs.toml` and take effect the next time the
+//! vault opens; they consume the open [`Vault`] (whose lock keeps other qsfs
+//! processes out meanwhile) so nothing keeps using the old node list.
+//! Moving shards off a node is drain.rs; spreading them out is rebalance.rs.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use super::config::{Config, NodeConfig};
+use super::{Vault, VaultError, io_err};
+use crate::node::{DirNode, NodeHealth};
+
+/// Serialises edits of `qsfs.toml` within this process (a drain from a
+/// mount's control socket next to another one).
+static CONFIG_EDIT: Mutex<()> = Mutex::new(());
+
+/// One node in `qsfs node list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// Name from qsfs.toml.
+    pub name: String,
+    /// `dir` or `remote`.
+    pub kind: String,
+    /// Folder or address.
+    pub location: String,
+    /// `ok`, `offline`, `read-only` or `foreign`.
+    pub health: String,
+    /// Why it is not ok.
+    pub problem: Option<String>,
+    /// Being drained: no new shards go there.
+    pub draining: bool,
+    /// Shards the manifests place on it and believe present.
+    pub shards: u64,
+    /// Shards placed on it but recorded missing (repair debt).
+    pub missing: u64,
+    /// Bytes of the present shards (headers included), per the manifests.
+    pub bytes: u64,
+    /// Free bytes of its storage, when it can tell.
+    pub free_bytes: Option<u64>,
+    /// Size of its storage, when it can tell.
+    pub total_bytes: Option<u64>,
+}
+
+/// `qsfs node add`: a folder or a node server.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AddNodeOptions {
+    /// Its name (unique in the vault).
+    pub name: String,
+    /// A folder for a `dir` node (created if missing; must be empty).
+    pub dir: Option<PathBuf>,
+    /// `host:port` of a `qsfs node serve` for a `remote` node.
+    pub address: Option<String>,
+    /// Key pool file of the link to a remote node (the vault's end A).
+    pub keypool: Option<PathBuf>,
+    /// Reach the remote node without link encryption.
+    pub insecure_plaintext: bool,
+}
+
+/// What `qsfs node add` did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AddNodeReport {
+    /// The new node.
+    pub name: String,
+    /// `dir` or `remote`.
+    pub kind: String,
+    /// Folder or address.
+    pub location: String,
+    /// Key pool pair made for its in-process link, if one was made.
+    pub link_pools: Option<(PathBuf, PathBuf)>,
+}
+
+/// `qsfs node remove`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RemoveNodeOptions {
+    /// The node.
+    pub name: String,
+    /// Remove it although manifests still place shards there: those shards
+    /// become repair debt (`qsfs scrub --repair` rebuilds them elsewhere).
+    pub force: bool,
+}
+
+/// What `qsfs node remove` did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RemoveNodeReport {
+    /// The node removed from qsfs.toml.
+    pub name: String,
+    /// Its folder, left in place (delete it by hand once it is not needed).
+    pub folder: Option<PathBuf>,
+    /// Shards it still held that became repair debt (with --force).
+    pub shards_abandoned: u64,
+    /// Objects that lost a shard that way.
+    pub objects_degraded: u64,
+}
+
+fn config_err(root: &Path, detail: String) -> VaultError {
+    VaultError::Config {
+        file: root.join("qsfs.toml"),
+        detail,
+    }
+}
+
+/// Writes `cfg` as the vault's `qsfs.toml` atomically: temporary file,
+/// fsync, rename, fsync of the folder. A crash leaves the old or the new
+/// file, never a torn one.
+pub(super) fn save_config(root: &Path, cfg: &Config) -> Result<(), VaultError> {
+    let file = root.join("qsfs.toml");
+    cfg.check(&file)?;
+    let text = cfg.to_toml()?;
+    let tmp = root.join(".qsfs.toml.tmp");
+    {
+        let mut f =
+            std::fs::File::create(&tmp).map_err(io_err(format!("write {}", tmp.display())))?;
+        f.write_all(text.as_bytes())
+            .map_err(io_err(format!("write {}", tmp.display())))?;
+        f.sync_all()
+            .map_err(io_err(format!("sync {}", tmp.display())))?;
+    }
+    std::fs::rename(&tmp, &file).map_err(io_err(format!("replace {}", file.display())))?;
+    crate::sys::fsync_dir(root).map_err(io_err(format!("sync {}", root.display())))
+}
+
+/// Loads `qsfs.toml`, lets `edit` change it, and saves it atomically.
+pub(super) fn edit_config<T>(
+    root: &Path,
+    edit: impl FnOnce(&mut Config) -> Result<T, VaultError>,
+) -> Result<T, VaultError> {
+    let _guard = CONFIG_EDIT.lock().unwrap_or_else(|p| p.into_inner());
+    let mut cfg = Config::load(root)?;
+    let value = edit(&mut cfg)?;
+    save_config(root, &cfg)?;
+    Ok(value)
+}
+
+/// Health as a word and a reason.
+pub(super) fn health_words(h: &NodeHealth) -> (&'static str, Option<String>) {
+    match h {
+        NodeHealth::Ok => ("ok", None),
+        NodeHealth::Offline(w) => ("offline", Some(w.clone())),
+        NodeHealth::ReadOnly(w) => ("read-only", Some(w.clone())),
+        NodeHealth::Foreign(w) => ("foreign", Some(w.clone())),
+    }
+}
+
+impl Vault {
+    /// Every configured node with its health and what the manifests place
+    /// there.
+    pub fn node_list(&self) -> Result<Vec<NodeInfo>, VaultError> {
+        // (present shards, missing shards, bytes) per node name.
+        let mut per: HashMap<String, (u64, u64, u64)> = HashMap::new();
+        for m in self.ec.store().manifests() {
+            let m = m?;
+            let shard_bytes = crate::node::HEADER_LEN as u64 + m.layout.shard_len();
+            for (i, name) in m.placement.iter().enumerate() {
+                let e = per.entry(name.clone()).or_default();
+                if m.is_missing(i) {
+                    e.1 += 1;
+                } else {
+                    e.0 += 1;
+                    e.2 += shard_bytes;
+                }
+            }
+        }
+        Ok(self
+            .ec
+            .nodes()
+            .iter()
+            .map(|node| {
+                let kind = self
+                    .config
+                    .nodes
+                    .iter()
+                    .find(|c| c.name == node.name())
+                    .map(|c| c.kind.clone())
+                    .unwrap_or_default();
+                let (health, problem) = health_words(&node.health());
+                let (shards, missing, bytes) = per.get(node.name()).copied().unwrap_or_default();
+                let space = node.space();
+                NodeInfo {
+                    name: node.name().to_string(),
+                    kind,
+                    location: node.location(),
+                    health: health.to_string(),
+                    problem,
+                    draining: self.ec.is_draining(node.name()),
+                    shards,
+                    missing,
+                    bytes,
+                    free_bytes: space.map(|s| s.available),
+                    total_bytes: space.map(|s| s.total),
+                }
+            })
+            .collect())
+    }
+
+    /// Adds a node to `qsfs.toml` (`qsfs node add`). A `dir` node's folder
+    /// is created and marked as this vault's node; in a vault whose folders
+    /// sit behind in-process QKD-keyed links (the default, unlike `init
+    /// --direct`) it gets its own link and key pool pair like the others.
+    /// Takes effect when the vault is next opened, hence `self` by value.
+    pub fn add_node(self, opts: &AddNodeOptions) -> Result<AddNodeReport, VaultError> {
+        let root = self.root.clone();
+        let bad = |detail: String| VaultError::Config {
+            file: PathBuf::from("qsfs node add options"),
+            detail,
+        };
+        let cfg = Config::load(&root)?;
+        if cfg.nodes.iter().any(|n| n.name == opts.name) {
+            return Err(bad(format!(
+                "a node named {:?} is already in {}; choose another name",
+                opts.name,
+                root.join("qsfs.toml").display()
+            )));
+        }
+        let mut entry = NodeConfig {
+            name: opts.name.clone(),
+            ..Default::default()
+        };
+        let mut link_pools = None;
+        match (&opts.dir, &opts.address) {
+            (Some(dir), None) => {
+                if opts.keypool.is_some() || opts.insecure_plaintext {
+                    return Err(bad(
+                        "--keypool and --insecure-plaintext are for remote nodes (--address); a \
+                         --dir node gets an in-process link like the vault's other folders"
+                            .into(),
+                    ));
+                }
+                let path = std::path::absolute(dir)
+                    .map_err(io_err(format!("resolve {}", dir.display())))?;
+                entry.kind = "dir".into();
+                entry.path = Some(path.clone());
+                let mut trial = cfg.clone();
+                trial.nodes.push(entry.clone());
+                trial.check(&root.join("qsfs.toml"))?;
+                if let Some((vault, node)) = DirNode::marker_at(&path)
+                    && (vault != cfg.vault_id || node != opts.name)
+                {
+                    return Err(bad(format!(
+                        "{} is already node {node} of vault {vault}; give an empty or new folder",
+                        path.display()
+                    )));
+                }
+                DirNode::new(&opts.name, &path, &cfg.vault_id)
+                    .initialize()
+                    .map_err(|e| bad(e.to_string()))?;
+                let linked = cfg
+                    .nodes
+                    .iter()
+                    .any(|n| n.kind == "dir" && n.node_keypool.is_some());
+                if linked {
+                    let (a, b) =
+                        super::links::create_pair(&root, &opts.name, super::links::INITIAL_KEYS)
+                            .map_err(|d| {
+                                bad(format!(
+                                    "node {}: cannot make its link's key pools: {d}",
+                                    opts.name
+                                ))
+                            })?;
+                    entry.keypool = Some(a.clone());
+                    entry.node_keypool = Some(b.clone());
+                    link_pools = Some((root.join(a), root.join(b)));
+                }
+            }
+            (None, Some(address)) => {
+                entry.kind = "remote".into();
+                entry.address = Some(address.clone());
+                entry.insecure_plaintext = opts.insecure_plaintext;
+                if let Some(p) = &opts.keypool {
+                    let p = std::path::absolute(p)
+                        .map_err(io_err(format!("resolve {}", p.display())))?;
+                    if !p.is_file() {
+                        return Err(bad(format!(
+                            "--keypool {}: no such file (make a pair with `qsfs keypool gen`)",
+                            p.display()
+                        )));
+                    }
+                    entry.keypool = Some(p);
+                }
+            }
+            _ => {
+                return Err(bad(
+                    "give --dir PATH (a folder) or --address HOST:PORT (a node server), not both"
+                        .into(),
+                ));
+            }
+        }
+        let location = entry
+            .path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .or_else(|| entry.address.clone())
+            .unwrap_or_default();
+        let kind = entry.kind.clone();
+        // Written while the vault (and its lock) is still open.
+        edit_config(&root, |c| {
+            c.nodes.push(entry);
+            Ok(())
+        })?;
+        drop(self);
+        Ok(AddNodeReport {
+            name: opts.name.clone(),
+            kind,
+            location,
+            link_pools,
+        })
+    }
+
+    /// Removes a node from `qsfs.toml` (`qsfs node remove`). Refused while
+    /// manifests still place shards there (drain it first), unless `force`:
+    /// then those shards become repair debt, which is only allowed when
+    /// every object concerned keeps `k` shards elsewhere (the refusal names
+    /// the files that would be lost). The node folder stays on disk.
+    pub fn remove_node(self, opts: &RemoveNodeOptions) -> Result<RemoveNodeReport, VaultError> {
+        let name = opts.name.as_str();
+        let root = self.root.clone();
+        let cfg = Config::load(&root)?;
+        let Some(entry) = cfg.nodes.iter().find(|n| n.name == name).cloned() else {
+            return Err(config_err(
+                &root,
+                format!(
+                    "no node named {name:?} (nodes: {})",
+                    cfg.nodes
+                        .iter()
+                        .map(|n| n.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        };
+        if cfg.nodes.len() <= cfg.n {
+            return Err(config_err(
+                &root,
+                format!(
+                    "removing {name} would leave {} nodes, but n = {} needs at least {}; add a node first: \
+                     qsfs node add {} NAME --dir PATH",
+                    cfg.nodes.len() - 1,
+                    cfg.n,
+                    cfg.n,
+                    root.display()
+                ),
+            ));
+        }
+        let mut held: Vec<crate::dispersal::Manifest> = Vec::new();
+        for m in self.ec.store().manifests() {
+            let m = m?;
+            if m.placement.iter().any(|p| p == name) {
+                held.push(m);
+            }
+        }
+        let mut abandoned = 0u64;
+        if !held.is_empty() {
+            let shards: usize = held
+                .iter()
+                .map(|m| m.placement.iter().filter(|p| *p == name).count())
+                .sum();
+            if !opts.force {
+                return Err(config_err(
+                    &root,
+                    format!(
+                        "node {name} still holds {shards} shards of {} objects; drain it first: \
+                         qsfs node drain {} {name} (or --force to give them up as repair debt)",
+                        held.len(),
+                        root.display()
+                    ),
+                ));
+            }
+            // Give up the shards only if every object keeps k elsewhere.
+            let short: Vec<crate::ObjectId> = held
+                .iter()
+                .filter(|m| {
+                    let elsewhere = (0..m.layout.n)
+                        .filter(|&i| m.placement[i] != name && !m.is_missing(i))
+                        .count();
+                    elsewhere < m.layout.k
+                })
+                .map(|m| m.id)
+                .collect();
+            if !short.is_empty() {
+                let paths = self.object_paths()?;
+                let names: Vec<String> = short
+                    .iter()
+                    .map(|id| {
+                        paths
+                            .get(id)
+                            .cloned()
+                            .unwrap_or_else(|| format!("object {id}"))
+                    })
+                    .collect();
+                return Err(config_err(
+                    &root,
+                    format!(
+                        "removing {name} would lose {} files (fewer than k shards left elsewhere): {}; \
+                         repair them first with `qsfs scrub --repair` or drain the node",
+                        names.len(),
+                        names.join(", ")
+                    ),
+                ));
+            }
+            for m in held {
+                abandoned += self.abandon_shards(m, name)?;
+            }
+        }
+        let objects_degraded = if abandoned > 0 {
+            self.ec
+                .store()
+                .manifests()
+                .filter_map(Result::ok)
+                .filter(|m| m.placement.iter().any(|p| p == name))
+                .count() as u64
+        } else {
+            0
+        };
+        let folder = cfg.node_path(&root, &entry);
+        let pools: Vec<PathBuf> = [&entry.keypool, &entry.node_keypool]
+            .into_iter()
+            .flatten()
+            .map(|p| root.join(p))
+            .collect();
+        edit_config(&root, |c| {
+            c.nodes.retain(|n| n.name != name);
+            Ok(())
+        })?;
+        // The key pools of an in-process link served this node only; they
+        // go once the vault (whose link threads use them) is closed.
+        drop(self);
+        if entry.kind == "dir" && entry.node_keypool.is_some() {
+            for p in pools {
+                if let Err(e) = std::fs::remove_file(&p) {
+                    tracing::warn!("cannot remove the key pool {}: {e}", p.display());
+                }
+            }
+        }
+        Ok(RemoveNodeReport {
+            name: name.to_string(),
+            folder,
+            shards_abandoned: abandoned,
+            objects_degraded,
+        })
+    }
+
+    /// Records every shard of `m`'s object on `name` as missing (repair
+    /// debt), retrying when the manifest changes meanwhile. Returns how many
+    /// shards were newly given up.
+    fn abandon_shards(
+        &self,
+        mut m: crate::dispersal::Manifest,
+        name: &str,
+    ) -> Result<u64, VaultError> {
+        for _ in 0..16 {
+            let mut new = m.clone();
+            let mut count = 0;
+            for i in 0..m.layout.n {
+                if m.placement[i] == name && !m.is_missing(i) {
+                    new.missing |= 1 << i;
+                    count += 1;
+                }
+            }
+            if count == 0 || self.ec.store().replace_manifest(&m, &new)? {
+                return Ok(count);
+            }
+            match self.ec.store().manifest(&m.id)? {
+                Some(fresh) => m = fresh,
+                None => return Ok(0),
+            }
+        }
+        Err(VaultError::Internal(format!(
+            "object {}: its manifest kept changing while node {name} was being removed; try again",
+            m.id
+        )))
+    }
+}
