@@ -115,6 +115,13 @@ impl Intents {
         Ok(())
     }
 
+    /// The objects in flight now (a `+` without its `-`): their shards may
+    /// be on nodes before their manifest is published, so checks that
+    /// compare nodes with manifests must leave them alone.
+    pub fn in_flight(&self) -> BTreeSet<ObjectId> {
+        self.lock().open.clone()
+    }
+
     /// Where the log lives.
     pub fn path(&self) -> &Path {
         &self.path
