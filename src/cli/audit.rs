@@ -68,6 +68,15 @@ pub fn audit(ctx: &Ctx, a: AuditArgs) -> Result<i32> {
     })
 }
 
+/// "1 SHARD", "2 SHARDS".
+fn shards(n: usize) -> String {
+    if n == 1 {
+        "1 SHARD".into()
+    } else {
+        format!("{n} SHARDS")
+    }
+}
+
 fn pct(p: f64) -> String {
     if p >= 0.01 {
         format!("{:.1}%", p * 100.0)
@@ -98,7 +107,7 @@ fn render(out: &mut impl Write, r: &AuditReport) -> std::io::Result<()> {
     )?;
     writeln!(
         out,
-        "  {:<10} {:>7} {:>8} {:>8} {:>7} {:>10} {:>10} {:>7}  {:<21}  verdict",
+        "  {:<10} {:>7} {:>8} {:>8} {:>7} {:>10} {:>10} {:>8}  {:<21}  verdict",
         "node",
         "shards",
         "blocks",
@@ -165,13 +174,13 @@ fn render(out: &mut impl Write, r: &AuditReport) -> std::io::Result<()> {
             } else {
                 let mut parts = Vec::new();
                 if !d.extra.is_empty() {
-                    parts.push(format!("HOLDS {} SHARDS IT SHOULD NOT", d.extra.len()));
+                    parts.push(format!("HOLDS {} IT SHOULD NOT", shards(d.extra.len())));
                 }
                 if !d.missing.is_empty() {
-                    parts.push(format!("MISSING {} SHARDS", d.missing.len()));
+                    parts.push(format!("MISSING {}", shards(d.missing.len())));
                 }
                 if !d.wrong_size.is_empty() {
-                    parts.push(format!("{} SHARDS OF THE WRONG SIZE", d.wrong_size.len()));
+                    parts.push(format!("{} OF THE WRONG SIZE", shards(d.wrong_size.len())));
                 }
                 format!(
                     "{} (holds {}, should hold {})",

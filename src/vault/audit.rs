@@ -245,9 +245,7 @@ impl AuditReport {
 
     /// True if some node could not be audited.
     pub fn incomplete(&self) -> bool {
-        self.nodes
-            .iter()
-            .any(|n| n.verdict == Verdict::Unreachable)
+        self.nodes.iter().any(|n| n.verdict == Verdict::Unreachable)
     }
 }
 
@@ -454,8 +452,11 @@ impl Vault {
             .iter()
             .flat_map(|m| m.shards_on(name).map(move |i| (m, i)))
             .collect();
-        let audited: Vec<(&Manifest, usize)> =
-            mine.iter().copied().filter(|(m, _)| m.has_roots()).collect();
+        let audited: Vec<(&Manifest, usize)> = mine
+            .iter()
+            .copied()
+            .filter(|(m, _)| m.has_roots())
+            .collect();
         a.shards = audited.len() as u64;
         a.shards_without_roots = (mine.len() - audited.len()) as u64;
         a.blocks = audited.iter().map(|(m, _)| m.leaves()).sum();
@@ -692,9 +693,7 @@ fn pre_check(node: &dyn Node, deletion_check: bool) -> Pre {
         }),
         Err(e) => match e.kind {
             NodeErrorKind::Offline(why) => done(Pre::unreachable(why)),
-            _ => done(Pre::unreachable(format!(
-                "cannot list what it holds: {e}"
-            ))),
+            _ => done(Pre::unreachable(format!("cannot list what it holds: {e}"))),
         },
     }
 }

@@ -109,7 +109,9 @@ impl Vault {
         let listing = match node.list() {
             Ok(l) => l,
             Err(e) => {
-                report.error = Some(format!("the roots differ but the shards cannot be listed: {e}"));
+                report.error = Some(format!(
+                    "the roots differ but the shards cannot be listed: {e}"
+                ));
                 return Checked { report, bytes };
             }
         };
@@ -155,7 +157,10 @@ impl Vault {
                     let why = match self.ec.store().manifest(&key.object) {
                         // Placed here now (written meanwhile), or recorded
                         // missing on this node (repair debt, scrub's job).
-                        Ok(Some(cur)) if cur.placement.get(key.index as usize).map(String::as_str) == Some(name) => {
+                        Ok(Some(cur))
+                            if cur.placement.get(key.index as usize).map(String::as_str)
+                                == Some(name) =>
+                        {
                             report.ignored += 1;
                             continue;
                         }

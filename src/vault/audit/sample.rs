@@ -111,6 +111,7 @@ pub fn samples_needed(missing: f64, target: f64) -> u64 {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -128,7 +129,10 @@ mod tests {
         // Expected 2000 / 6000 / 12000; 6 sigma is well under 10%.
         for (j, want) in [(0usize, 2000f64), (2, 6000.0), (3, 12_000.0)] {
             let got = per[j].len() as f64;
-            assert!((got - want).abs() < want * 0.1, "shard {j}: {got} vs {want}");
+            assert!(
+                (got - want).abs() < want * 0.1,
+                "shard {j}: {got} vs {want}"
+            );
         }
         // Every leaf of the small shard shows up (10 leaves, ~200 draws each).
         let mut seen = [false; 10];
