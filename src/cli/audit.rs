@@ -80,6 +80,8 @@ fn shards(n: usize) -> String {
 fn pct(p: f64) -> String {
     if p >= 0.01 {
         format!("{:.1}%", p * 100.0)
+    } else if p >= 1e-4 {
+        format!("{:.2}%", p * 100.0)
     } else if p > 0.0 {
         format!("{p:.0e}")
     } else {

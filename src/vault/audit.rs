@@ -471,7 +471,13 @@ impl Vault {
         match self.challenge_node(node, &audited, opts, progress, &mut a) {
             Ok(()) => {}
             Err(why) => {
-                a.verdict = Verdict::Unreachable;
+                // Blocks that already failed stay failed: going offline
+                // mid-audit hides nothing.
+                a.verdict = if a.failed_blocks > 0 {
+                    Verdict::Failed
+                } else {
+                    Verdict::Unreachable
+                };
                 a.unreachable = Some(why);
                 a.elapsed_ms = ms(pre.elapsed + started.elapsed());
                 return a;
@@ -567,8 +573,9 @@ impl Vault {
                         other => vec![Some(other.to_string()); part.len()],
                     },
                 };
+                let asked: u64 = part.iter().filter_map(|i| counts.get(i)).sum();
                 progress(Progress::Advance {
-                    bytes: part.len() as u64 * m.block as u64,
+                    bytes: asked * m.block as u64,
                 });
                 for (idx, v) in part.iter().zip(verdicts) {
                     if let Some(why) = v {
