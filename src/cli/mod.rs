@@ -1,5 +1,6 @@
 //! Argument parsing and dispatch; one file per command group.
 
+mod audit;
 mod envelope;
 mod files;
 mod format;
@@ -66,6 +67,9 @@ enum Command {
     Mount(mount::MountArgs),
     /// Unmount, waiting until every pending seal is finished.
     Umount(mount::UmountArgs),
+    /// Prove each node still holds its data (random blocks checked against
+    /// Merkle roots) and holds nothing it should not (deletion check).
+    Audit(audit::AuditArgs),
     /// Storage nodes: list, add, drain, remove, adopt a replaced (empty)
     /// disk, serve a node over the network.
     #[command(subcommand)]
@@ -169,6 +173,7 @@ pub fn run() -> i32 {
         Command::Keys(c) => keys::run(&ctx, c),
         Command::Node(c) => node::run(&ctx, c),
         Command::Rebalance(a) => rebalance::rebalance(&ctx, a),
+        Command::Audit(a) => audit::audit(&ctx, a),
         Command::Mount(a) => mount::mount(a),
         Command::Umount(a) => mount::umount(a),
         Command::Kme(c) => kme::run(c),

@@ -15,6 +15,7 @@
 //! objects destroyed. A crash anywhere leaves the old or the new version
 //! plus garbage, never a name pointing at a broken object.
 
+pub mod audit;
 mod config;
 mod drain;
 mod files;
@@ -34,6 +35,7 @@ mod seal;
 mod status;
 mod sweep;
 
+pub use audit::{AuditOptions, AuditReport};
 pub use config::{
     CONFIG_FORMAT, Config, DEFAULT_MAX_CHUNK, KeystoreConfig, KmeConfig, LinksConfig, NodeConfig,
 };
