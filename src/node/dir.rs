@@ -44,6 +44,8 @@ pub struct DirNode {
     health_cache: std::sync::Mutex<Option<(std::time::Instant, NodeHealth)>>,
     /// Empty files made ahead for shard writes (`NODE/stock/`).
     stock: crate::stock::Stock,
+    /// Trees of recently audited shards (proof.rs).
+    trees: super::proof::TreeCache,
 }
 
 /// Empty files a node keeps ready for shard writes.
@@ -73,6 +75,7 @@ impl DirNode {
                 0o666,
                 STOCK_FILES,
             ),
+            trees: Default::default(),
         }
     }
 
@@ -465,6 +468,22 @@ impl Node for DirNode {
                     err(NodeErrorKind::Io(e))
                 }
             })
+    }
+
+    fn prove(
+        &self,
+        key: ShardKey,
+        challenge: &super::Challenge,
+    ) -> Result<super::PossessionProof, NodeError> {
+        use std::os::unix::fs::MetadataExt;
+        let file = std::fs::metadata(self.shard_path(key)).ok().map(|m| {
+            (
+                m.ino(),
+                m.size(),
+                m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
+            )
+        });
+        super::proof::prove_with(self, key, challenge, Some(&self.trees), file)
     }
 
     fn read_header(&self, key: ShardKey) -> Result<ShardHeader, NodeError> {

@@ -106,11 +106,67 @@ pub fn check_challenge(c: &Challenge) -> Result<(), String> {
 
 /// Proves possession by reading the shard through `node` (the default of
 /// [`Node::prove`]): reads the whole payload once, builds its tree and
-/// cuts out the challenged blocks and paths.
+/// answers from it.
 pub fn prove_by_reading<N: Node + ?Sized>(
     node: &N,
     key: ShardKey,
     c: &Challenge,
+) -> Result<PossessionProof, NodeError> {
+    prove_with(node, key, c, None, None)
+}
+
+/// Recently built trees of one prover, so the several challenges of one
+/// audit (a message carries at most [`MAX_PROOF_BLOCKS`] blocks) read a
+/// shard once, not once per message. Keyed by the shard file's identity
+/// (inode, size, mtime): a replaced or rewritten file misses. A cached tree
+/// never hides damage: the blocks themselves are read fresh for every
+/// answer, and a block that changed no longer matches its leaf.
+#[derive(Debug, Default)]
+pub struct TreeCache {
+    trees: std::sync::Mutex<std::collections::VecDeque<(TreeId, std::sync::Arc<rmht::Tree>)>>,
+}
+
+/// What a cached tree was built from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TreeId {
+    /// The shard.
+    pub key: ShardKey,
+    /// Block size of the tree.
+    pub block: u32,
+    /// Shard file identity: inode, size, mtime in ns.
+    pub file: (u64, u64, i128),
+}
+
+/// Trees kept per prover.
+const CACHED_TREES: usize = 8;
+
+impl TreeCache {
+    fn get(&self, id: &TreeId) -> Option<std::sync::Arc<rmht::Tree>> {
+        let t = self.trees.lock().unwrap_or_else(|p| p.into_inner());
+        t.iter()
+            .find(|(k, _)| k == id)
+            .map(|(_, t)| std::sync::Arc::clone(t))
+    }
+
+    fn put(&self, id: TreeId, tree: std::sync::Arc<rmht::Tree>) {
+        let mut t = self.trees.lock().unwrap_or_else(|p| p.into_inner());
+        t.retain(|(k, _)| k.key != id.key);
+        if t.len() >= CACHED_TREES {
+            t.pop_front();
+        }
+        t.push_back((id, tree));
+    }
+}
+
+/// Proves possession of the blocks `c` asks of shard `key`, building the
+/// shard's tree by reading it (or taking it from `cache` when `file`, the
+/// shard file's identity, matches a cached tree).
+pub fn prove_with<N: Node + ?Sized>(
+    node: &N,
+    key: ShardKey,
+    c: &Challenge,
+    cache: Option<&TreeCache>,
+    file: Option<(u64, u64, i128)>,
 ) -> Result<PossessionProof, NodeError> {
     let bad = |d: String| {
         NodeError::new(
@@ -131,63 +187,72 @@ pub fn prove_by_reading<N: Node + ?Sized>(
     let header = node.read_header(key)?;
     let len = header.payload_len();
     let block = c.block as u64;
-    let leaves = rmht::leaf_count(len, c.block);
-    let mut wanted: Vec<u64> = c.indices.clone();
-    wanted.sort_unstable();
-    wanted.dedup();
-    if let Some(&last) = wanted.last()
-        && last >= leaves
-    {
-        return Err(bad(format!(
-            "block {last} asked of a shard with {leaves} blocks"
-        )));
+    let id = file.map(|file| TreeId {
+        key,
+        block: c.block,
+        file,
+    });
+    let cached = match (cache, id.as_ref()) {
+        (Some(cache), Some(id)) => cache.get(id),
+        _ => None,
+    };
+    let tree = match cached {
+        Some(t) => t,
+        None => {
+            let t = std::sync::Arc::new(build_tree(node, key, len, c.block)?);
+            if let (Some(cache), Some(id)) = (cache, id) {
+                cache.put(id, std::sync::Arc::clone(&t));
+            }
+            t
+        }
+    };
+    let leaves = tree.leaves();
+    let mut blocks = Vec::with_capacity(c.indices.len());
+    for &i in &c.indices {
+        if i >= leaves {
+            return Err(bad(format!(
+                "block {i} asked of a shard with {leaves} blocks"
+            )));
+        }
+        let start = i * block;
+        let n = block.min(len.saturating_sub(start)) as usize;
+        let mut data = vec![0u8; n];
+        if n > 0 {
+            node.read_at(key, start, &mut data)?;
+        }
+        blocks.push(ProvenBlock {
+            index: i,
+            data,
+            path: tree.path(i),
+        });
     }
-    let mut hashes = Vec::with_capacity(leaves as usize);
-    let mut kept: Vec<(u64, Vec<u8>)> = Vec::with_capacity(wanted.len());
-    // Whole blocks per read, about 1 MiB at a time.
-    let per_read = (1u64 << 20) / block * block;
-    let per_read = per_read.max(block);
+    Ok(PossessionProof {
+        nonce: c.nonce,
+        leaves,
+        blocks,
+    })
+}
+
+/// The tree over the `len` payload bytes of shard `key`, read through
+/// `node` about 1 MiB at a time.
+fn build_tree<N: Node + ?Sized>(
+    node: &N,
+    key: ShardKey,
+    len: u64,
+    block: u32,
+) -> Result<rmht::Tree, NodeError> {
+    let block = block as u64;
+    let mut hashes = Vec::with_capacity(rmht::leaf_count(len, block as u32) as usize);
+    let per_read = ((1u64 << 20) / block * block).max(block);
     let mut buf = vec![0u8; per_read as usize];
     let mut off = 0u64;
-    let mut next = wanted.iter().peekable();
     while off < len {
         let n = per_read.min(len - off) as usize;
         node.read_at(key, off, &mut buf[..n])?;
-        for (j, blk) in buf[..n].chunks(block as usize).enumerate() {
-            let idx = off / block + j as u64;
-            hashes.push(rmht::leaf(blk));
-            if next.peek() == Some(&&idx) {
-                next.next();
-                kept.push((idx, blk.to_vec()));
-            }
-        }
+        hashes.extend(buf[..n].chunks(block as usize).map(rmht::leaf));
         off += n as u64;
     }
-    if hashes.is_empty() {
-        hashes.push(rmht::leaf(&[]));
-        if next.peek() == Some(&&0) {
-            kept.push((0, Vec::new()));
-        }
-    }
-    let tree = rmht::Tree::from_leaves(hashes);
-    let blocks = c
-        .indices
-        .iter()
-        .map(|&i| ProvenBlock {
-            index: i,
-            data: kept
-                .iter()
-                .find(|(k, _)| *k == i)
-                .map(|(_, d)| d.clone())
-                .unwrap_or_default(),
-            path: tree.path(i),
-        })
-        .collect();
-    Ok(PossessionProof {
-        nonce: c.nonce,
-        leaves: tree.leaves(),
-        blocks,
-    })
+    Ok(rmht::Tree::from_leaves(hashes))
 }
 
 /// The holdings of `node` from its listing (the default of
