@@ -3,6 +3,7 @@
 mod envelope;
 mod files;
 mod format;
+mod fsck;
 mod keypool;
 mod keys;
 mod kme;
@@ -52,6 +53,9 @@ enum Command {
     Mkdir(files::MkdirArgs),
     /// Show what the vault holds, its overhead, nodes, keys and random source.
     Status(status::StatusArgs),
+    /// Check that names, manifests, keys and node contents agree; with
+    /// --repair remove what crashes left over.
+    Fsck(fsck::FsckArgs),
     /// Check or heal the key shares R1/R2 and backup records B.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -154,6 +158,7 @@ pub fn run() -> i32 {
         Command::Rm(a) => files::rm(&ctx, a),
         Command::Mkdir(a) => files::mkdir(&ctx, a),
         Command::Status(a) => status::status(&ctx, a),
+        Command::Fsck(a) => fsck::fsck(&ctx, a),
         Command::Keys(c) => keys::run(&ctx, c),
         Command::Node(c) => node::run(&ctx, c),
         Command::Mount(a) => mount::mount(a),

@@ -115,6 +115,12 @@ impl Intents {
         Ok(())
     }
 
+    /// Objects in flight now (begun, not yet settled). A maintenance run
+    /// that looks for orphans leaves these alone.
+    pub fn open_ids(&self) -> Vec<ObjectId> {
+        self.lock().open.iter().copied().collect()
+    }
+
     /// Where the log lives.
     pub fn path(&self) -> &Path {
         &self.path
@@ -147,6 +153,7 @@ mod tests {
             .unwrap();
         let (log, left) = Intents::open(&p).unwrap();
         assert_eq!(left, vec![b, c]);
+        assert_eq!(log.open_ids(), vec![b, c]);
         log.done(&[b, c]).unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), HEADER);
         drop(log);

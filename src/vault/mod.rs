@@ -17,6 +17,7 @@
 
 mod config;
 mod files;
+mod fsck;
 mod gc;
 mod init;
 mod intents;
@@ -33,6 +34,10 @@ pub use config::{
     CONFIG_FORMAT, Config, DEFAULT_MAX_CHUNK, KeystoreConfig, KmeConfig, LinksConfig, NodeConfig,
 };
 pub use files::{ListEntry, PutSource};
+pub use fsck::{
+    BrokenFile, FileProblem, FsckOptions, FsckReport, Leftover, NodeScan, Orphan, OrphanReason,
+    OrphanShard, PendingDeletions, ShardFault, ShardProblem, StagingState,
+};
 pub use init::{InitOptions, init};
 pub use keys::{KeyIssue, KeyReport, ObjectKeyState};
 pub use links::{INITIAL_KEYS as INITIAL_LINK_KEYS, LinkKind, LinkStatus};
