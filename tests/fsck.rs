@@ -185,7 +185,9 @@ fn plant(v: &TestVault, rng: &mut Rng, i: usize, live: &str, records: bool) -> O
     let unknown = hex::encode(rng.bytes(16));
     let (node, dir) = &nodes[rng.index(nodes.len())];
     std::fs::write(fan(dir, &unknown).join(format!("{unknown}.2")), &data).unwrap();
-    planted.shards.insert((node.clone(), format!("{unknown}/2")));
+    planted
+        .shards
+        .insert((node.clone(), format!("{unknown}/2")));
 
     let dead = hex::encode(rng.bytes(16));
     let (node, dir) = &nodes[rng.index(nodes.len())];
@@ -231,16 +233,38 @@ fn plant(v: &TestVault, rng: &mut Rng, i: usize, live: &str, records: bool) -> O
     planted
 }
 
-/// Runs qsfs with `args` and SIGKILLs it after `delay`. True if it
+/// When to kill a put.
+enum Kill {
+    /// This long after it started.
+    After(Duration),
+    /// This long after its first seal began (its intent record appeared):
+    /// the kill lands while shards are being written.
+    Writing(Duration),
+}
+
+/// Runs qsfs with `args` and SIGKILLs it as `when` says. True if it
 /// finished (exit 0) first.
-fn run_and_kill(args: &[String], delay: Duration) -> bool {
+fn run_and_kill(args: &[String], when: Kill, intents: &Path) -> bool {
+    const HEADER: u64 = "qsfs-intents 1\n".len() as u64;
     let mut child = qsfs_command(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(delay);
+    match when {
+        Kill::After(delay) => std::thread::sleep(delay),
+        Kill::Writing(delay) => {
+            let start = std::time::Instant::now();
+            while std::fs::metadata(intents).map(|m| m.len()).unwrap_or(0) <= HEADER
+                && child.try_wait().unwrap().is_none()
+                && start.elapsed() < Duration::from_secs(20)
+            {
+                std::thread::sleep(Duration::from_micros(300));
+            }
+            std::thread::sleep(delay);
+        }
+    }
     let _ = child.kill();
     let out = child.wait_with_output().unwrap();
     match out.status.code() {
@@ -288,12 +312,20 @@ fn a_healthy_vault_is_clean() {
         "leftovers",
         "shard_problems",
     ] {
-        assert_eq!(report[list].as_array().unwrap().len(), 0, "{list}: {report}");
+        assert_eq!(
+            report[list].as_array().unwrap().len(),
+            0,
+            "{list}: {report}"
+        );
     }
     let (r, report) = fsck(&v, &["--repair"]);
     r.success().quiet();
     assert_eq!(report["clean"], true);
-    assert_eq!(v.shards(), shards, "a repair of a clean vault changed the nodes");
+    assert_eq!(
+        v.shards(),
+        shards,
+        "a repair of a clean vault changed the nodes"
+    );
     let (r, keys) = v.keys_verify();
     r.success();
     assert_eq!(keys["stray_shares"].as_array().unwrap().len(), 0);
@@ -354,13 +386,23 @@ fn fsck_after_repeated_kill_9_removes_every_orphan() {
                 files,
             )
         };
-        let delay = Duration::from_millis(5 + rng.below(196));
-        let finished = run_and_kill(&args, delay);
+        // Every third round loses its intent log after the kill, so that
+        // kill lands while shards are written; a few rounds get time to
+        // finish; the others die anywhere in their first 200 ms.
+        let intents_lost = i % 3 == 2;
+        let when = if intents_lost {
+            Kill::Writing(Duration::from_millis(rng.below(60)))
+        } else if i % 4 == 3 {
+            Kill::After(Duration::from_millis(400 + rng.below(2000)))
+        } else {
+            Kill::After(Duration::from_millis(5 + rng.below(196)))
+        };
+        let log = v.root.join("meta/intents");
+        let finished = run_and_kill(&args, when, &log);
         puts.push(Put { files, finished });
 
         // Before anything opens the vault again: leftovers no intent
-        // covers, and every third round the intent log itself is lost.
-        let intents_lost = i % 3 == 2;
+        // covers (and, in those rounds, no intent log).
         if intents_lost {
             std::fs::write(v.root.join("meta/intents"), b"").unwrap();
         }
@@ -371,35 +413,71 @@ fn fsck_after_repeated_kill_9_removes_every_orphan() {
             ("shards", &planted.shards, &expected.shards),
             ("temps", &planted.temps, &expected.temps),
         ] {
-            assert!(have.is_subset(want), "round {i}: planted {what} not seen by the walk");
+            assert!(
+                have.is_subset(want),
+                "round {i}: planted {what} not seen by the walk"
+            );
         }
         assert!(planted.keys.is_subset(&expected.keys));
         assert!(planted.backups.is_subset(&expected.backups));
         if intents_lost {
-            found_by_fsck_alone += expected.shards.len() + expected.temps.len()
-                + expected.objects.len()
-                - planted.shards.len()
-                - planted.temps.len();
+            found_by_fsck_alone +=
+                expected.shards.len() + expected.temps.len() + expected.objects.len()
+                    - planted.shards.len()
+                    - planted.temps.len();
         }
 
+        if i == 1 {
+            // keys verify sees the planted records as strays too.
+            let (_, keys) = v.keys_verify();
+            let strays = |f: &str| -> BTreeSet<String> {
+                keys[f]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_str().unwrap().to_string())
+                    .collect()
+            };
+            assert!(planted.keys.is_subset(&strays("stray_shares")), "{keys}");
+            assert!(
+                planted.backups.is_subset(&strays("stray_backups")),
+                "{keys}"
+            );
+        }
         let (r, report) = fsck(&v, &[]);
         r.failure();
         assert_eq!(report["clean"], false);
-        assert_eq!(listed_shards(&report), expected.shards, "round {i}: {report}");
+        assert_eq!(
+            listed_shards(&report),
+            expected.shards,
+            "round {i}: {report}"
+        );
         assert_eq!(listed_temps(&report), expected.temps, "round {i}: {report}");
         assert_eq!(
             listed(&report, "orphan_objects", "object"),
             expected.objects,
             "round {i}"
         );
-        assert_eq!(listed(&report, "orphan_keys", "object"), expected.keys, "round {i}");
+        assert_eq!(
+            listed(&report, "orphan_keys", "object"),
+            expected.keys,
+            "round {i}"
+        );
         assert_eq!(
             listed(&report, "orphan_backups", "object"),
             expected.backups,
             "round {i}"
         );
-        assert_eq!(report["broken_files"].as_array().unwrap().len(), 0, "{report}");
-        assert_eq!(report["shard_problems"].as_array().unwrap().len(), 0, "{report}");
+        assert_eq!(
+            report["broken_files"].as_array().unwrap().len(),
+            0,
+            "{report}"
+        );
+        assert_eq!(
+            report["shard_problems"].as_array().unwrap().len(),
+            0,
+            "{report}"
+        );
 
         let names_before = v.run("ls", &["/", "--json"]).success().out();
         let (r, report) = fsck(&v, &["--repair"]);
@@ -414,12 +492,21 @@ fn fsck_after_repeated_kill_9_removes_every_orphan() {
         r.success();
         assert_eq!(report["clean"], true, "round {i}: {report}");
         let left = independent_orphans(&v);
-        assert!(left.is_empty(), "round {i}: orphans left after repair: {left:?}");
+        assert!(
+            left.is_empty(),
+            "round {i}: orphans left after repair: {left:?}"
+        );
     }
     eprintln!(
         "{} puts finished, {} killed; {found_by_fsck_alone} orphans found without an intent log",
         puts.iter().filter(|p| p.finished).count(),
         puts.iter().filter(|p| !p.finished).count()
+    );
+    // The rounds without intent log were killed mid-write: fsck alone
+    // found what they left.
+    assert!(
+        found_by_fsck_alone > 0,
+        "no round left anything behind without its intent log"
     );
 
     // Every finished put reads back; a killed one left each file whole or
@@ -485,13 +572,26 @@ fn a_name_whose_manifest_is_gone_is_reported_and_kept() {
         assert_eq!(bb["problems"][0]["problem"], "key");
         assert_eq!(bb["problems"][0]["issue"], "backup-missing");
         // The pieces of the broken file are not orphans.
-        for list in ["orphan_objects", "orphan_keys", "orphan_shards", "leftovers"] {
-            assert_eq!(report[list].as_array().unwrap().len(), 0, "{list}: {report}");
+        for list in [
+            "orphan_objects",
+            "orphan_keys",
+            "orphan_shards",
+            "leftovers",
+        ] {
+            assert_eq!(
+                report[list].as_array().unwrap().len(),
+                0,
+                "{list}: {report}"
+            );
         }
     }
     let text = v.run("fsck", &[]);
-    text.failure()
-        .stdout_has(&["broken file /a", "UNREADABLE", "broken file /b", "keys repair"]);
+    text.failure().stdout_has(&[
+        "broken file /a",
+        "UNREADABLE",
+        "broken file /b",
+        "keys repair",
+    ]);
     // Names and the broken file's shards are all still there.
     v.run("ls", &["/a"]).success();
     assert_eq!(v.shards_of(&oa), shards_a);

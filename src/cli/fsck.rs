@@ -181,11 +181,7 @@ fn render(out: &mut impl Write, r: &FsckReport) -> std::io::Result<()> {
     }
 
     let repaired = |n: usize| {
-        if r.repair {
-            n.to_string()
-        } else {
-            "-".into()
-        }
+        if r.repair { n.to_string() } else { "-".into() }
     };
     let count = |it: &mut dyn Iterator<Item = bool>| {
         let v: Vec<bool> = it.collect();

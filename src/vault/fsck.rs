@@ -427,7 +427,10 @@ impl Vault {
                 .as_ref()
                 .is_some_and(|f| temp.path.starts_with(f.join("shards")));
             if local {
-                if temp.object.is_some_and(|id| self.intents.open_ids().contains(&id)) {
+                if temp
+                    .object
+                    .is_some_and(|id| self.intents.open_ids().contains(&id))
+                {
                     entry.note = Some("a write of its object started meanwhile".into());
                     continue;
                 }
@@ -461,6 +464,10 @@ impl Vault {
             new.missing |= mask;
             match self.ec.store().replace_manifest(seen, &new) {
                 Ok(true) => {
+                    recorded.insert(id);
+                }
+                // Deleted meanwhile: nothing left to record.
+                Ok(false) if matches!(self.ec.store().manifest(&id), Ok(None)) => {
                     recorded.insert(id);
                 }
                 Ok(false) => report.errors.push(format!(
@@ -578,8 +585,14 @@ mod tests {
         let key = |issue| FileProblem::Key { issue };
         assert!(readable(&[key(KeyIssue::R1Missing)]));
         assert!(readable(&[key(KeyIssue::BackupCorrupt)]));
-        assert!(!readable(&[key(KeyIssue::R1Missing), key(KeyIssue::R2Corrupt)]));
-        assert!(!readable(&[key(KeyIssue::R2Missing), key(KeyIssue::BackupMissing)]));
+        assert!(!readable(&[
+            key(KeyIssue::R1Missing),
+            key(KeyIssue::R2Corrupt)
+        ]));
+        assert!(!readable(&[
+            key(KeyIssue::R2Missing),
+            key(KeyIssue::BackupMissing)
+        ]));
         assert!(!readable(&[FileProblem::ManifestMissing]));
         assert!(!readable(&[FileProblem::TooFewShards { present: 1, k: 3 }]));
     }

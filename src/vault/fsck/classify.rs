@@ -132,8 +132,9 @@ pub fn plan(s: &Snapshot) -> Plan {
             ))
         })
         .collect();
-    let orphan_id =
-        |id: &ObjectId| !s.manifests.contains_key(id) && !s.named.contains(id) && !s.busy.contains(id);
+    let orphan_id = |id: &ObjectId| {
+        !s.manifests.contains_key(id) && !s.named.contains(id) && !s.busy.contains(id)
+    };
 
     for (node, listing) in &s.listings {
         let Ok(listing) = listing else { continue };
@@ -289,6 +290,7 @@ pub fn plan(s: &Snapshot) -> Plan {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
 mod tests {
     use super::*;
     use crate::erasure::StripeLayout;
@@ -403,8 +405,7 @@ mod tests {
         let mut s = snapshot(std::slice::from_ref(&m));
         s.manifests.clear();
         s.named.insert(id(2));
-        s.manifests
-            .insert(id(2), Err("bad version".into()));
+        s.manifests.insert(id(2), Err("bad version".into()));
         let p = plan(&s);
         assert!(p.destroy.is_empty(), "{:?}", p.destroy);
         assert!(p.strays.is_empty());
@@ -434,13 +435,29 @@ mod tests {
         listing(&mut s, 1).shards[0].size -= 1;
         listing(&mut s, 2).shards.retain(|x| x.key.index != 2);
         let p = plan(&s);
-        let reasons: Vec<_> = p.strays.iter().map(|x| (x.reason.clone(), x.keep.is_none())).collect();
+        let reasons: Vec<_> = p
+            .strays
+            .iter()
+            .map(|x| (x.reason.clone(), x.keep.is_none()))
+            .collect();
         assert_eq!(
             reasons,
-            vec![(OrphanReason::WrongNode, true), (OrphanReason::BadIndex, true)]
+            vec![
+                (OrphanReason::WrongNode, true),
+                (OrphanReason::BadIndex, true)
+            ]
         );
         assert_eq!(p.faults.len(), 1);
-        assert_eq!(p.absent, vec![("c".to_string(), ShardKey { object: m.id, index: 2 })]);
+        assert_eq!(
+            p.absent,
+            vec![(
+                "c".to_string(),
+                ShardKey {
+                    object: m.id,
+                    index: 2
+                }
+            )]
+        );
         // Only shard 0 is sound: 1 of k=2, broken.
         assert_eq!(
             p.broken[&m.id],
@@ -466,7 +483,10 @@ mod tests {
         let p = plan(&s);
         assert_eq!(p.temps.len(), 3);
         assert_eq!(p.destroy, [id(3)].into_iter().collect());
-        assert_eq!(parse_temp(&format!(".{}.2.99-1.tmp", id(3))), (Some(id(3)), Some(99)));
+        assert_eq!(
+            parse_temp(&format!(".{}.2.99-1.tmp", id(3))),
+            (Some(id(3)), Some(99))
+        );
         assert_eq!(parse_temp(".junk.tmp"), (None, None));
     }
 }

@@ -216,11 +216,15 @@ pub struct FsckReport {
 impl FsckReport {
     /// Findings that are still wrong after this run.
     pub fn unresolved(&self) -> usize {
-        let orphans = [&self.orphan_objects, &self.orphan_keys, &self.orphan_backups]
-            .iter()
-            .flat_map(|v| v.iter())
-            .filter(|o| !o.repaired)
-            .count();
+        let orphans = [
+            &self.orphan_objects,
+            &self.orphan_keys,
+            &self.orphan_backups,
+        ]
+        .iter()
+        .flat_map(|v| v.iter())
+        .filter(|o| !o.repaired)
+        .count();
         self.nodes.iter().filter(|n| n.error.is_some()).count()
             + self.broken_files.len()
             + orphans
