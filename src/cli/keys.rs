@@ -63,8 +63,16 @@ pub fn run(ctx: &Ctx, c: KeysCommand) -> Result<i32> {
                         .unwrap_or_default()
                 })
                 .collect();
+            let lost = p.issues.iter().any(|i| {
+                matches!(
+                    i,
+                    qsfs::vault::KeyIssue::ManifestMissing | qsfs::vault::KeyIssue::ManifestDamaged
+                )
+            });
             let state = if p.repaired {
                 "repaired".to_string()
+            } else if lost && !repair {
+                "the file cannot be read; key repair cannot help (see `qsfs fsck`)".to_string()
             } else if let Some(e) = &p.error {
                 format!("NOT repaired: {e}")
             } else {
@@ -83,6 +91,13 @@ pub fn run(ctx: &Ctx, c: KeysCommand) -> Result<i32> {
                 out,
                 "{} share records belong to no object (left by an interrupted write)",
                 report.stray_shares.len()
+            )?;
+        }
+        if !report.stray_backups.is_empty() {
+            writeln!(
+                out,
+                "{} backup records belong to no object (left by an interrupted write or delete; `qsfs fsck --repair` removes them)",
+                report.stray_backups.len()
             )?;
         }
         writeln!(

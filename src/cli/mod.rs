@@ -4,6 +4,7 @@ mod audit;
 mod envelope;
 mod files;
 mod format;
+mod fsck;
 mod keypool;
 mod keys;
 mod kme;
@@ -60,6 +61,9 @@ enum Command {
     /// with --repair rebuild what is missing or damaged and remove orphans.
     #[command(after_help = scrub::EXIT_HELP)]
     Scrub(scrub::ScrubArgs),
+    /// Check that names, manifests, keys and node contents agree; with
+    /// --repair remove what crashes left over.
+    Fsck(fsck::FsckArgs),
     /// Check or heal the key shares R1/R2 and backup records B.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -170,6 +174,7 @@ pub fn run() -> i32 {
         Command::Mkdir(a) => files::mkdir(&ctx, a),
         Command::Status(a) => status::status(&ctx, a),
         Command::Scrub(a) => scrub::scrub(&ctx, a),
+        Command::Fsck(a) => fsck::fsck(&ctx, a),
         Command::Keys(c) => keys::run(&ctx, c),
         Command::Node(c) => node::run(&ctx, c),
         Command::Rebalance(a) => rebalance::rebalance(&ctx, a),

@@ -24,6 +24,21 @@ use crate::ObjectId;
 
 const HEADER: &str = "qsfs-intents 1\n";
 
+/// An object held in flight by [`Intents::hold`].
+#[derive(Debug)]
+pub struct IntentHold<'a> {
+    log: &'a Intents,
+    id: ObjectId,
+}
+
+impl Drop for IntentHold<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self.log.done(&[self.id]) {
+            tracing::warn!("intent log: cannot settle object {}: {e}", self.id);
+        }
+    }
+}
+
 /// The open intent log.
 #[derive(Debug)]
 pub struct Intents {
@@ -122,6 +137,15 @@ impl Intents {
         self.lock().open.clone()
     }
 
+    /// Marks `id` in flight until the guard drops: maintenance that moves
+    /// or rebuilds an object's shards holds it, so concurrent scrubs and
+    /// fscks leave the object's files alone, and a crash meanwhile leaves a
+    /// record the next open settles (a named object is kept).
+    pub fn hold(&self, id: ObjectId) -> std::io::Result<IntentHold<'_>> {
+        self.begin(id)?;
+        Ok(IntentHold { log: self, id })
+    }
+
     /// Where the log lives.
     pub fn path(&self) -> &Path {
         &self.path
@@ -154,6 +178,7 @@ mod tests {
             .unwrap();
         let (log, left) = Intents::open(&p).unwrap();
         assert_eq!(left, vec![b, c]);
+        assert_eq!(log.in_flight().into_iter().collect::<Vec<_>>(), vec![b, c]);
         log.done(&[b, c]).unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), HEADER);
         drop(log);

@@ -9,17 +9,18 @@
 
 use std::collections::HashMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Vault, VaultError};
 use crate::ObjectId;
-use crate::dispersal::{Manifest, ReadReport};
+use crate::dispersal::{DispersalError, Manifest, ReadReport};
 use crate::envelope::{self, Backup, LocalShares, Share};
 use crate::keystore::Stored;
 use crate::namespace::{Kind, ROOT, VaultPath};
 
-/// One problem with an object's key material.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One problem with an object's key material, or with the records that
+/// key material is useless without.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum KeyIssue {
     /// R1 has no record.
@@ -34,10 +35,16 @@ pub enum KeyIssue {
     BackupMissing,
     /// The backup record is unreadable or verifies with neither share.
     BackupCorrupt,
+    /// A file points at the object but it has no manifest: without the
+    /// stripe layout and chunk hashes its shards cannot be read, and key
+    /// material cannot bring it back (restore `meta/ec` from a backup).
+    ManifestMissing,
+    /// The object's manifest record cannot be decoded.
+    ManifestDamaged,
 }
 
 /// Key state of one object.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ObjectKeyState {
     /// Object id (hex).
     pub object: String,
@@ -52,7 +59,7 @@ pub struct ObjectKeyState {
 }
 
 /// Result of verify or repair.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct KeyReport {
     /// Objects checked.
     pub checked: u64,
@@ -60,6 +67,9 @@ pub struct KeyReport {
     pub problems: Vec<ObjectKeyState>,
     /// Share records of objects that no longer exist (left by a crash).
     pub stray_shares: Vec<String>,
+    /// Backup records of objects that no longer exist (left by a crash).
+    #[serde(default)]
+    pub stray_backups: Vec<String>,
 }
 
 impl KeyReport {
@@ -91,7 +101,7 @@ impl Vault {
         Ok(out)
     }
 
-    fn key_issues(&self, id: &ObjectId) -> Result<Vec<KeyIssue>, VaultError> {
+    pub(super) fn key_issues(&self, id: &ObjectId) -> Result<Vec<KeyIssue>, VaultError> {
         let (s1, s2) = self.keys.get(id)?;
         let backup = self.ec.store().backup(id)?;
         let b = backup.as_deref().map(Backup::parse);
@@ -145,10 +155,50 @@ impl Vault {
 
     /// Checks every object's shares against its backup record; with
     /// `repair`, heals what can be healed.
+    /// Objects whose manifest is missing or damaged are reported too (when
+    /// a file points at them, or the record is there but undecodable):
+    /// no key repair brings those back.
     pub fn check_keys(&self, repair: bool) -> Result<KeyReport, VaultError> {
         let paths = self.object_paths()?;
         let mut report = KeyReport::default();
-        let manifests: Vec<Manifest> = self.ec.store().manifests().collect::<Result<_, _>>()?;
+        let mut manifests: Vec<Manifest> = Vec::new();
+        let mut known: std::collections::HashSet<ObjectId> = std::collections::HashSet::new();
+        let mut unusable: Vec<(ObjectId, KeyIssue)> = Vec::new();
+        for m in self.ec.store().manifests() {
+            match m {
+                Ok(m) => {
+                    known.insert(m.id);
+                    manifests.push(m);
+                }
+                Err(DispersalError::Record { object, .. }) => {
+                    known.insert(object);
+                    unusable.push((object, KeyIssue::ManifestDamaged));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let named = self.ns.referenced_objects()?;
+        for id in named.iter().copied() {
+            // Re-read: the object may have been published since the scan.
+            if !known.contains(&id) && self.ec.store().manifest(&id)?.is_none() {
+                unusable.push((id, KeyIssue::ManifestMissing));
+            }
+        }
+        for (id, issue) in unusable {
+            report.checked += 1;
+            report.problems.push(ObjectKeyState {
+                object: id.to_hex(),
+                path: paths.get(&id).cloned(),
+                issues: vec![issue],
+                repaired: false,
+                error: repair.then(|| {
+                    "no usable manifest: key material cannot rebuild the stripe layout and chunk \
+                     hashes; restore the vault's meta/ec folder from a backup, or remove the file \
+                     (`qsfs fsck` lists every file affected)"
+                        .to_string()
+                }),
+            });
+        }
         for m in &manifests {
             report.checked += 1;
             let mut issues = self.key_issues(&m.id)?;
@@ -177,12 +227,20 @@ impl Vault {
             }
             report.problems.push(state);
         }
-        let known: std::collections::HashSet<ObjectId> = manifests.iter().map(|m| m.id).collect();
+        report.stray_backups = self
+            .ec
+            .store()
+            .backup_ids()
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .filter(|id| !known.contains(id) && !named.contains(id))
+            .map(|id| id.to_hex())
+            .collect();
         report.stray_shares = self
             .keys
             .ids()?
             .into_iter()
-            .filter(|id| !known.contains(id))
+            .filter(|id| !known.contains(id) && !named.contains(id))
             .map(|id| id.to_hex())
             .collect();
         Ok(report)

@@ -46,6 +46,7 @@ pub fn dispatch(
     match op {
         "scrub" => call(args, |o| vault.scrub(o, progress)),
         "audit" => call(args, |o| vault.audit(o, progress)),
+        "fsck" => call(args, |o| vault.fsck(o, progress)),
         "drain" => call(args, |o| vault.drain(o, progress)),
         "rebalance" => call(args, |o| vault.rebalance(o, progress)),
         "node-list" => call(args, |_: &()| vault.node_list()),

@@ -67,6 +67,10 @@ impl Vault {
         target: &Arc<dyn Node>,
     ) -> Result<MoveOutcome, VaultError> {
         let from = m.placement[index].clone();
+        let _busy = self
+            .intents
+            .hold(m.id)
+            .map_err(super::io_err("update the intent log"))?;
         let placed = self.ec.place_shard(m, index, target, true)?;
         let mut new = m.clone();
         new.placement[index] = target.name().to_string();

@@ -19,6 +19,7 @@ pub mod audit;
 mod config;
 mod drain;
 mod files;
+mod fsck;
 mod gc;
 mod init;
 mod intents;
@@ -41,6 +42,10 @@ pub use config::{
 };
 pub use drain::{DeletionCheck, DrainOptions, DrainReport};
 pub use files::{ListEntry, PutSource};
+pub use fsck::{
+    BrokenFile, FileProblem, FsckOptions, FsckReport, Leftover, NodeScan, Orphan, OrphanReason,
+    OrphanShard, PendingDeletions, ShardFault, ShardProblem, StagingState,
+};
 pub use init::{InitOptions, init};
 pub use keys::{KeyIssue, KeyReport, ObjectKeyState};
 pub use links::{INITIAL_KEYS as INITIAL_LINK_KEYS, LinkKind, LinkStatus};

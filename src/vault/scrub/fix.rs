@@ -41,6 +41,17 @@ impl Vault {
         progress: ProgressFn<'_>,
     ) -> Fixed {
         let store = self.ec.store();
+        // Concurrent scrubs and fscks leave an object under repair alone.
+        let _busy = match self.intents.hold(m.id) {
+            Ok(h) => Some(h),
+            Err(e) => {
+                tracing::warn!(
+                    "intent log: {e}; repairing object {} without holding it",
+                    m.id
+                );
+                None
+            }
+        };
         let mut cur = m.clone();
         let mut roots: Vec<Option<[u8; 32]>> = checks.iter().map(|c| c.root).collect();
         let mut stale = false;
