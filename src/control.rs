@@ -103,12 +103,15 @@ pub fn serve(vault: Arc<Vault>, handler: Arc<Handler>) -> std::io::Result<Contro
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     let owner = crate::sys::euid();
     let busy = Arc::new(Mutex::new(()));
+    // Weak: the socket must not keep the vault open after the unmount (its
+    // drop stops the links and cleans the node stock).
+    let vault = Arc::downgrade(&vault);
     std::thread::Builder::new()
         .name("qsfs-control".into())
         .spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
-                let vault = Arc::clone(&vault);
+                let Some(vault) = vault.upgrade() else { break };
                 let handler = Arc::clone(&handler);
                 let busy = Arc::clone(&busy);
                 let _ = std::thread::Builder::new()
@@ -138,6 +141,8 @@ fn handle(
     owner: u32,
 ) -> std::io::Result<()> {
     let peer = crate::sys::peer_uid(&conn);
+    // A client that stops reading (suspended) must not stall the run.
+    conn.set_write_timeout(Some(std::time::Duration::from_secs(10)))?;
     let writer = Mutex::new(conn.try_clone()?);
     if peer != Some(owner) && peer != Some(0) {
         return send(
@@ -165,8 +170,12 @@ fn handle(
     let _one_at_a_time = busy.lock().unwrap_or_else(|p| p.into_inner());
     tracing::info!(op = %call.op, "control socket: running");
     // A client that left must not stop the run: progress errors are dropped.
+    let gone = std::sync::atomic::AtomicBool::new(false);
     let progress = |p: Progress| {
-        let _ = send(&writer, &Reply::Progress(p));
+        use std::sync::atomic::Ordering;
+        if !gone.load(Ordering::Relaxed) && send(&writer, &Reply::Progress(p)).is_err() {
+            gone.store(true, Ordering::Relaxed);
+        }
     };
     let reply = match handler(vault, &call.op, call.args, &progress) {
         Ok(v) => Reply::Done(v),
@@ -189,7 +198,20 @@ pub fn call(
     let path = socket_path(root);
     let conn = match UnixStream::connect(&path) {
         Ok(c) => c,
-        Err(_) => return Err(ControlError::NotMounted(path)),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            return Err(ControlError::NotMounted(path));
+        }
+        Err(e) => {
+            return Err(ControlError::Io {
+                path,
+                detail: format!("cannot connect: {e}"),
+            });
+        }
     };
     let io = |e: std::io::Error| ControlError::Io {
         path: path.clone(),

@@ -67,6 +67,7 @@ impl EcStore {
 
     /// Records manifests and backups of newly sealed objects, durably.
     pub fn publish(&self, items: &[(&Manifest, &[u8])]) -> Result<(), DispersalError> {
+        let _guard = self.edit.lock().unwrap_or_else(|p| p.into_inner());
         let mut batch = Batch::new();
         for (m, b) in items {
             batch.insert(key(b'm', &m.id), m.encode());
@@ -117,6 +118,8 @@ impl EcStore {
     }
 
     fn remove_all(&self, prefix: u8, ids: &[ObjectId]) -> Result<(), DispersalError> {
+        // A concurrent compare-and-replace must not re-insert what goes here.
+        let _guard = self.edit.lock().unwrap_or_else(|p| p.into_inner());
         let mut batch = Batch::new();
         for id in ids {
             batch.remove(key(prefix, id));

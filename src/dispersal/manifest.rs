@@ -5,7 +5,7 @@
 //! Format v2, integers little-endian (v1 is the same without the last two
 //! fields; it is still read, and `scrub --repair` adds the roots):
 //! ```text
-//! u8        version = 1
+//! u8        version = 2
 //! [16]      object id
 //! u8 k, u8 n
 //! u32       chunk size

@@ -78,7 +78,7 @@ impl ShardHeader {
 
     /// Payload bytes after the header.
     pub fn payload_len(&self) -> u64 {
-        self.stripes * self.chunk as u64
+        self.stripes.saturating_mul(self.chunk as u64)
     }
 
     /// Total file length.

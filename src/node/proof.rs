@@ -12,6 +12,8 @@ use crate::rmht::{self, Hash};
 
 /// Most blocks one challenge may ask of one shard (one message).
 pub const MAX_PROOF_BLOCKS: usize = 64;
+/// Smallest block size a prover accepts (a tree costs 32 bytes per block).
+pub const MIN_PROOF_BLOCK: u32 = 512;
 /// Largest block size a prover accepts.
 pub const MAX_PROOF_BLOCK: u32 = 8192;
 
@@ -242,7 +244,9 @@ fn build_tree<N: Node + ?Sized>(
     block: u32,
 ) -> Result<rmht::Tree, NodeError> {
     let block = block as u64;
-    let mut hashes = Vec::with_capacity(rmht::leaf_count(len, block as u32) as usize);
+    // The length comes from a header on the node's disk: grow with what
+    // is really read, never allocate ahead from it.
+    let mut hashes = Vec::with_capacity(rmht::leaf_count(len, block as u32).min(1 << 16) as usize);
     let per_read = ((1u64 << 20) / block * block).max(block);
     let mut buf = vec![0u8; per_read as usize];
     let mut off = 0u64;

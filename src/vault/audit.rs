@@ -11,8 +11,10 @@
 //! so only the proof crosses the link). The auditor checks the nonce, the
 //! leaf count, each block's length and each path against the root. A node
 //! that passes held every challenged block, unaltered, at the moment it
-//! answered; it cannot answer from a cache of old proofs (the nonce) nor
-//! from hashes alone (the blocks themselves are checked).
+//! answered (each audit draws fresh random blocks, so answers kept from
+//! earlier audits cover only the blocks they held; the echoed nonce ties
+//! an answer to its request), and hashes alone do not help (the blocks
+//! themselves are checked).
 //!
 //! **The sampling bound.** A node that can no longer produce a fraction
 //! `f` of its blocks passes one uniformly drawn sample with probability at
@@ -563,6 +565,13 @@ impl Vault {
                         verify::judge(&want, &c, &p)
                     }
                     Err(e) => match e.kind {
+                        // A node server that answers the challenge with a
+                        // protocol error is failing the audit, not away (a
+                        // dropped link stays "unreachable": exit 2, never a
+                        // pass).
+                        NodeErrorKind::Offline(why) if why.starts_with("node protocol error") => {
+                            vec![Some(format!("the node refused to prove: {why}")); part.len()]
+                        }
                         NodeErrorKind::Offline(why) => {
                             a.bytes_moved += moved;
                             return Err(why);

@@ -33,8 +33,12 @@ pub struct IntentHold<'a> {
 
 impl Drop for IntentHold<'_> {
     fn drop(&mut self) {
-        if let Err(e) = self.log.done(&[self.id]) {
-            tracing::warn!("intent log: cannot settle object {}: {e}", self.id);
+        let mut st = self.log.lock();
+        if let Some(n) = st.holds.get_mut(&self.id) {
+            *n -= 1;
+            if *n == 0 {
+                st.holds.remove(&self.id);
+            }
         }
     }
 }
@@ -50,6 +54,9 @@ pub struct Intents {
 struct State {
     file: File,
     open: BTreeSet<ObjectId>,
+    /// Objects held by maintenance (moves, repairs), counted: several
+    /// holders may overlap, and a seal's own `+`/`-` must not end them.
+    holds: std::collections::BTreeMap<ObjectId, u32>,
 }
 
 impl Intents {
@@ -91,7 +98,11 @@ impl Intents {
         }
         let intents = Intents {
             path: path.to_path_buf(),
-            state: Mutex::new(State { file, open }),
+            state: Mutex::new(State {
+                file,
+                open,
+                holds: Default::default(),
+            }),
         };
         Ok((intents, leftover))
     }
@@ -134,15 +145,19 @@ impl Intents {
     /// runs read this after listing the nodes, so a shard they listed
     /// belongs either to an object in here or to one with a manifest.
     pub fn in_flight(&self) -> BTreeSet<ObjectId> {
-        self.lock().open.clone()
+        let st = self.lock();
+        let mut all = st.open.clone();
+        all.extend(st.holds.keys().copied());
+        all
     }
 
     /// Marks `id` in flight until the guard drops: maintenance that moves
     /// or rebuilds an object's shards holds it, so concurrent scrubs and
-    /// fscks leave the object's files alone, and a crash meanwhile leaves a
-    /// record the next open settles (a named object is kept).
+    /// fscks leave the object's files alone. Held in memory only: after a
+    /// crash mid-move the object has its manifest, and the half-placed or
+    /// stale copy is an orphan that scrub and fsck remove.
     pub fn hold(&self, id: ObjectId) -> std::io::Result<IntentHold<'_>> {
-        self.begin(id)?;
+        *self.lock().holds.entry(id).or_insert(0) += 1;
         Ok(IntentHold { log: self, id })
     }
 
