@@ -4,6 +4,8 @@
 #   scrub          qsfs scrub: every chunk of every shard read and checked
 #                  (cold: page cache dropped first; warm: right after)
 #   audit S        qsfs audit --samples S: bytes moved and time per node
+#                  (first audit: each node reads its challenged shards and
+#                  saves their trees; later audits read the saved trees)
 #   drain          qsfs node drain of one node onto a sixth node
 # A benchmark, not a test: it fails only if a command fails or reports
 # damage. Needs about 2.7 x the data size of free disk in --dir.
@@ -61,17 +63,17 @@ print(f"| scrub ({label}) | {r['objects']} objects, {r['shards']} shards, {r['by
 PY
 }
 
-audit() { # SAMPLES -> prints one row per node
+audit() { # SAMPLES LABEL -> prints one row per node
     local out="$work/audit.json"
     drop_caches
     "$Q" audit "$v" --samples "$1" --json > "$out"
-    python3 - "$out" "$1" <<'PY'
+    python3 - "$out" "$1" "$2" <<'PY'
 import json, sys
-r = json.load(open(sys.argv[1])); s = sys.argv[2]
+r = json.load(open(sys.argv[1])); s = sys.argv[2] + " samples, " + sys.argv[3]
 for n in r["nodes"]:
     assert n["verdict"] == "ok", n
     esc = {round(e["missing_fraction"], 2): e["probability"] for e in n["escape"]}
-    print(f"| audit {s} samples, {n['name']} | {n['shards']} shards, {n['bytes_held']/2**30:.2f} GiB held; "
+    print(f"| audit {s}, {n['name']} | {n['shards']} shards, {n['bytes_held']/2**30:.2f} GiB held; "
           f"{n['blocks_challenged']} blocks, {n['bytes_moved']/1024:.0f} KiB moved "
           f"({100 * n['bytes_moved'] / max(n['bytes_held'], 1):.4f}%) | {n['elapsed_ms']/1000:.1f} s | "
           f"escape at 1%: {esc.get(0.01, float('nan')):.3g}, at 10%: {esc.get(0.1, float('nan')):.3g} |")
@@ -86,8 +88,10 @@ echo "| --- | --- | --- | --- |"
 drop_caches
 scrub cold
 scrub warm
-audit 300
-audit 1000
+rm -rf "$v"/nodes/*/trees   # no saved audit trees yet
+audit 300 "first audit"
+audit 300 "again (saved trees)"
+audit 1000 "saved trees"
 "$Q" node add "$v" node-5 --dir "$v/nodes/node-5" > /dev/null
 drop_caches
 t=$(now)

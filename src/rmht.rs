@@ -161,6 +161,11 @@ impl Tree {
         self.levels[self.levels.len() - 1][0]
     }
 
+    /// The leaf hashes, in block order.
+    pub fn leaf_hashes(&self) -> &[Hash] {
+        &self.levels[0]
+    }
+
     /// Leaves.
     pub fn leaves(&self) -> u64 {
         self.levels[0].len() as u64

@@ -575,3 +575,55 @@ fn audits_during_writes_and_deletes_accuse_nobody() {
     eprintln!("{audits} audits during {writes} writes");
     assert!(writes >= 5, "the writer hardly ran: {writes} writes");
 }
+
+/// A node keeps the trees of audited shards (NODE/trees/) so later audits
+/// read only the challenged blocks; a saved tree must never hide damage,
+/// even damage that keeps the shard file's inode, size and mtime (bit rot
+/// on the disk).
+#[test]
+fn saved_audit_trees_never_hide_damage() {
+    let mut rng = Rng::from_env("saved_trees");
+    let v = TestVault::new(&[]);
+    v.put_bytes(&rng.bytes(20_000), "/f").success();
+    let obj = v.object_of("/f");
+    let shards: Vec<ShardFile> = v.shards_of(&obj);
+    // First audit: every node builds and saves its trees.
+    let (code, r) = audit_json(&v, &["--samples", "50"]);
+    assert_eq!(code, Some(0), "{r:#}");
+    let s = &shards[1];
+    let saved: Vec<_> = walk(&v.node_dir(&s.node).join("trees"));
+    assert!(!saved.is_empty(), "no saved audit tree on {}", s.node);
+    // Flip one bit in the payload in place, then put the mtime back.
+    let before = std::fs::metadata(&s.path).unwrap();
+    let mut data = std::fs::read(&s.path).unwrap();
+    data[HEADER + 5] ^= 0x01;
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = std::fs::OpenOptions::new().write(true).open(&s.path).unwrap();
+        f.seek(SeekFrom::Start(0)).unwrap();
+        f.write_all(&data).unwrap();
+        f.set_modified(before.modified().unwrap()).unwrap();
+    }
+    // The shard has a handful of blocks: 200 samples over the node's few
+    // blocks challenge the damaged one.
+    let (code, r) = audit_json(&v, &["--samples", "200", "--node", &s.node]);
+    assert_eq!(code, Some(1), "{r:#}");
+    let n = node(&r, &s.node);
+    assert_eq!(n["verdict"], "failed", "{n:#}");
+    assert!(n["failed_blocks"].as_u64().unwrap() >= 1, "{n:#}");
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}

@@ -173,6 +173,14 @@ impl DirNode {
             .join(format!("{}.{}", key.object, key.index))
     }
 
+    /// Saved audit tree of a shard (treefile.rs).
+    fn tree_path(&self, key: ShardKey) -> PathBuf {
+        self.root
+            .join("trees")
+            .join(&key.object.to_hex()[..2])
+            .join(format!("{}.{}", key.object, key.index))
+    }
+
     /// Makes sure the folder is ours before a write.
     fn ready_for_write(&self) -> Result<(), NodeError> {
         match self.health() {
@@ -475,6 +483,8 @@ impl Node for DirNode {
         key: ShardKey,
         challenge: &super::Challenge,
     ) -> Result<super::PossessionProof, NodeError> {
+        use super::proof::TreeId;
+        use super::treefile::{self, Built};
         use std::os::unix::fs::MetadataExt;
         let file = std::fs::metadata(self.shard_path(key)).ok().map(|m| {
             (
@@ -483,7 +493,38 @@ impl Node for DirNode {
                 m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
             )
         });
-        super::proof::prove_with(self, key, challenge, Some(&self.trees), file)
+        let Some(file) = file else {
+            return super::proof::prove_with(self, key, challenge, None, None);
+        };
+        let id = TreeId {
+            key,
+            block: challenge.block,
+            file,
+        };
+        let built = Built {
+            block: challenge.block,
+            file,
+        };
+        let saved = self.tree_path(key);
+        let had = self.trees.get(&id).is_some();
+        if !had
+            && super::proof::check_challenge(challenge).is_ok()
+            && let Some(leaves) = treefile::load(&saved, &built)
+        {
+            self.trees.put(
+                id,
+                std::sync::Arc::new(crate::rmht::Tree::from_leaves(leaves)),
+            );
+        }
+        let loaded = self.trees.get(&id).is_some();
+        let proof = super::proof::prove_with(self, key, challenge, Some(&self.trees), Some(file))?;
+        if !loaded
+            && let Some(tree) = self.trees.get(&id)
+            && let Err(e) = treefile::save(&saved, &built, tree.leaf_hashes())
+        {
+            tracing::debug!("{}: cannot save the audit tree of {key}: {e}", self.name);
+        }
+        Ok(proof)
     }
 
     fn read_header(&self, key: ShardKey) -> Result<ShardHeader, NodeError> {
@@ -511,6 +552,8 @@ impl Node for DirNode {
     }
 
     fn delete(&self, key: ShardKey) -> Result<(), NodeError> {
+        // The saved audit tree goes too (a cache: failures do not matter).
+        let _ = fs::remove_file(self.tree_path(key));
         match fs::remove_file(self.shard_path(key)) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
@@ -520,6 +563,9 @@ impl Node for DirNode {
 
     fn purge(&self, object: ObjectId) -> Result<usize, NodeError> {
         let err = |e: std::io::Error| self.err("purge shards", None, Self::io_kind(e));
+        for index in 0..crate::erasure::MAX_SHARDS as u8 {
+            let _ = fs::remove_file(self.tree_path(ShardKey { object, index }));
+        }
         let dir = self.fan_dir(&object);
         let entries = match fs::read_dir(&dir) {
             Ok(it) => it,

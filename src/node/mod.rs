@@ -12,6 +12,7 @@ mod dir;
 mod header;
 pub mod proof;
 mod remote;
+mod treefile;
 
 pub use dir::DirNode;
 pub use header::{HEADER_LEN, ShardHeader, ShardKey};

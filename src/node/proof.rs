@@ -143,14 +143,16 @@ pub struct TreeId {
 const CACHED_TREES: usize = 8;
 
 impl TreeCache {
-    fn get(&self, id: &TreeId) -> Option<std::sync::Arc<rmht::Tree>> {
+    /// The cached tree built from `id`, if any.
+    pub fn get(&self, id: &TreeId) -> Option<std::sync::Arc<rmht::Tree>> {
         let t = self.trees.lock().unwrap_or_else(|p| p.into_inner());
         t.iter()
             .find(|(k, _)| k == id)
             .map(|(_, t)| std::sync::Arc::clone(t))
     }
 
-    fn put(&self, id: TreeId, tree: std::sync::Arc<rmht::Tree>) {
+    /// Keeps a tree built from `id`.
+    pub fn put(&self, id: TreeId, tree: std::sync::Arc<rmht::Tree>) {
         let mut t = self.trees.lock().unwrap_or_else(|p| p.into_inner());
         t.retain(|(k, _)| k.key != id.key);
         if t.len() >= CACHED_TREES {
