@@ -316,10 +316,13 @@ fn fresh_vault(dir: &Path, k: usize, n: usize) -> Result<(Vault, Vec<PathBuf>)> 
     let nodes: Vec<PathBuf> = (0..n)
         .map(|i| nodes_dir.join(format!("node-{i}")))
         .collect();
+    // QSFS_BENCH_DIRECT=1 (bench-core.sh --direct): node folders without
+    // the in-process QKD-keyed links, as before links existed.
     let opts = InitOptions {
         k,
         n,
         nodes: Some(nodes.clone()),
+        direct: std::env::var_os("QSFS_BENCH_DIRECT").is_some_and(|v| v == "1"),
         ..InitOptions::default()
     };
     vault::init(&root, &opts).with_context(|| format!("init {}", root.display()))?;

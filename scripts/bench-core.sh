@@ -6,6 +6,8 @@
 #
 #   scripts/bench-core.sh              full run (a few minutes; < 15 min)
 #   scripts/bench-core.sh --quick      fast subset (no 1 GiB, one repetition)
+#   scripts/bench-core.sh --direct     vaults without the in-process QKD
+#                                      links (node folders written directly)
 #   scripts/bench-core.sh --dir DIR    put sources, vaults and floor files
 #                                      under DIR (default /var/tmp; use a
 #                                      real disk, not tmpfs)
@@ -22,9 +24,10 @@ pass=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) pass+=(--quick) ;;
+        --direct) export QSFS_BENCH_DIRECT=1 ;;
         --dir) [ $# -ge 2 ] || { echo "--dir needs a folder" >&2; exit 2; }; dir=$2; shift ;;
         --dir=*) dir=${1#--dir=} ;;
-        -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) pass+=("$1") ;;
     esac
     shift

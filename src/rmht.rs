@@ -10,9 +10,12 @@
 //! node is carried up unchanged. Hashes (BLAKE3 keyed with a derived key,
 //! one per role, so a leaf can never pass for a node):
 //! ```text
-//! leaf  = BLAKE3_k(leaf_key, u64le 1 || block)
+//! leaf  = BLAKE3_k(leaf_key, block)                          rank 1, implied by the key
 //! node  = BLAKE3_k(node_key, u64le rank || left || right)   rank = leaves below
 //! ```
+//! The leaf hashes the block alone, aligned to BLAKE3's 1 KiB chunks, so
+//! it runs at full SIMD width: a prefix before the block halved the speed
+//! of every seal (seals hash every shard byte for these roots).
 //! The last block of a shard may be shorter than the block size. Pure
 //! code: no I/O.
 
@@ -21,20 +24,19 @@ use std::sync::LazyLock;
 /// A 32-byte hash.
 pub type Hash = [u8; 32];
 
-/// Block size of the trees written by this build.
-pub const BLOCK: u32 = 4096;
+/// Block size of the trees written by this build: 8 KiB leaves hash at
+/// 3.8 GB/s a core here (4 KiB: 2.4), and an audit sample still moves
+/// only 8 KiB.
+pub const BLOCK: u32 = 8192;
 
 static LEAF_KEY: LazyLock<[u8; 32]> =
-    LazyLock::new(|| blake3::derive_key("qsfs 2026-11 rmht v1 leaf", b""));
+    LazyLock::new(|| blake3::derive_key("qsfs 2026-11 rmht v2 leaf", b""));
 static NODE_KEY: LazyLock<[u8; 32]> =
-    LazyLock::new(|| blake3::derive_key("qsfs 2026-11 rmht v1 node", b""));
+    LazyLock::new(|| blake3::derive_key("qsfs 2026-11 rmht v2 node", b""));
 
 /// Hash of one block (a leaf, rank 1).
 pub fn leaf(block: &[u8]) -> Hash {
-    let mut h = blake3::Hasher::new_keyed(&LEAF_KEY);
-    h.update(&1u64.to_le_bytes());
-    h.update(block);
-    *h.finalize().as_bytes()
+    *blake3::keyed_hash(&LEAF_KEY, block).as_bytes()
 }
 
 /// Hash of an inner node over `rank` leaves.

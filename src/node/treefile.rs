@@ -1,7 +1,7 @@
 //! A directory node's saved audit trees: the leaf hashes of a shard's
 //! rank-based Merkle tree (rmht.rs), kept in `NODE/trees/<ab>/<object>.<i>`
 //! after the first audit of that shard, so later audits read the challenged
-//! blocks and these hashes (32 bytes per 4 KiB block, 0.8%) instead of the
+//! blocks and these hashes (32 bytes per 8 KiB block, 0.4%) instead of the
 //! whole shard. A cache, not a record: it names the shard file it was built
 //! from (inode, size, mtime) and is ignored when the file changed; losing it
 //! costs one full read. It never hides damage: the blocks are read fresh

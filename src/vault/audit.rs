@@ -1,7 +1,7 @@
 //! `qsfs audit`: proof of possession and the deletion check, per node.
 //!
 //! **What the possession audit proves.** Every shard written by this build
-//! has a rank-based Merkle tree over its 4 KiB blocks (rmht.rs) whose root
+//! has a rank-based Merkle tree over its 8 KiB blocks (rmht.rs) whose root
 //! is kept in the manifest, on the vault's side, never only on the node.
 //! The auditor draws `S` blocks uniformly at random over all the blocks a
 //! node should hold (with replacement, from the OS random generator), and
