@@ -671,6 +671,14 @@ fn v1_vault_gets_audit_roots() {
     let objects = j["objects"].as_u64().unwrap();
     assert!(objects >= 2, "{j:#}");
     assert_eq!(j["without_roots"], objects, "{j:#}");
+    // Without roots nothing can be challenged: the audit is not a pass.
+    let a = qsfs(&["audit", v]);
+    assert_eq!(
+        a.code,
+        Some(2),
+        "audit of a v1 vault: {}",
+        String::from_utf8_lossy(&a.stdout)
+    );
 
     let shards = files_under(&vault.join("nodes"))
         .into_iter()
@@ -686,6 +694,13 @@ fn v1_vault_gets_audit_roots() {
     let (r, j) = run(&[]);
     assert_eq!(r.code, Some(0), "{j:#}");
     assert_eq!(j["without_roots"], 0, "{j:#}");
+    let a = qsfs(&["audit", v]);
+    assert_eq!(
+        a.code,
+        Some(0),
+        "audit after the roots were added: {}",
+        String::from_utf8_lossy(&a.stdout)
+    );
 
     // The roots hold: a rebuilt shard is checked against them.
     for p in &shards[..2] {

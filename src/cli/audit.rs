@@ -19,10 +19,11 @@ pub struct AuditArgs {
     /// Audit only this node (default: every node).
     #[arg(long, value_name = "NAME")]
     node: Option<String>,
-    /// Random 4 KiB blocks challenged per node. A node missing 1% of its
+    /// Random 8 KiB blocks challenged per node (at least 1). A node missing 1% of its
     /// blocks escapes 300 samples with probability 5%, 1375 with one in a
     /// million.
-    #[arg(long, value_name = "S", default_value_t = DEFAULT_SAMPLES)]
+    #[arg(long, value_name = "S", default_value_t = DEFAULT_SAMPLES,
+          value_parser = clap::value_parser!(u32).range(1..))]
     samples: u32,
     /// Skip the deletion check (the root over everything a node holds).
     #[arg(long)]

@@ -247,7 +247,14 @@ impl AuditReport {
 
     /// True if some node could not be audited.
     pub fn incomplete(&self) -> bool {
-        self.nodes.iter().any(|n| n.verdict == Verdict::Unreachable)
+        self.nodes.iter().any(|n| {
+            n.verdict == Verdict::Unreachable
+                // Shards to prove but none could be challenged (objects
+                // without audit roots): not a pass.
+                || (n.shards + n.shards_without_roots > 0 && n.blocks_challenged == 0)
+                // A deletion check that could not be finished.
+                || n.deletion.as_ref().is_some_and(|d| d.error.is_some())
+        })
     }
 }
 

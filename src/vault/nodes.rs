@@ -155,7 +155,15 @@ impl Vault {
         // (present shards, missing shards, bytes) per node name.
         let mut per: HashMap<String, (u64, u64, u64)> = HashMap::new();
         for m in self.ec.store().manifests() {
-            let m = m?;
+            // A damaged record must not hide every node's state (scrub and
+            // fsck name it).
+            let m = match m {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!("{e}");
+                    continue;
+                }
+            };
             let shard_bytes = crate::node::HEADER_LEN as u64 + m.layout.shard_len();
             for (i, name) in m.placement.iter().enumerate() {
                 let e = per.entry(name.clone()).or_default();

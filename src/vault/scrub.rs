@@ -670,15 +670,28 @@ impl Vault {
             Orphan::Shard { key, .. } => {
                 let still = match store.manifest(&key.object) {
                     Ok(None) => !flying(&key.object),
-                    Ok(Some(m)) => {
-                        m.placement.get(key.index as usize).map(String::as_str)
-                            != Some(v.node.name())
-                    }
+                    Ok(Some(m)) => match m.placement.get(key.index as usize) {
+                        // An index the object does not have.
+                        None => !flying(&key.object),
+                        Some(p) if p == v.node.name() => false,
+                        // A stale copy goes only while the copy the
+                        // manifest places elsewhere is really there (as
+                        // fsck): if its repair failed, this may be the
+                        // last copy.
+                        Some(p) => {
+                            !flying(&key.object)
+                                && !m.is_missing(key.index as usize)
+                                && self.ec.node(p).is_some_and(|n| n.read_header(*key).is_ok())
+                        }
+                    },
                     Err(_) => false,
                 };
                 if !still {
                     f.outcome = Outcome::Skipped;
-                    f.note = Some("changed meanwhile: it belongs to an object now".into());
+                    f.note = Some(
+                        "kept: it belongs to an object now, or the copy its manifest places elsewhere is not confirmed"
+                            .into(),
+                    );
                     return;
                 }
                 match v.node.delete(*key) {
