@@ -10,12 +10,10 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use common::{Rng, ShardFile, TestVault, qsfs_command, shards_in};
+use common::{NodeServer, Rng, ShardFile, TestVault, shards_in};
 use qsfs::vault::audit::{AuditOptions, AuditReport, Verdict};
 use qsfs::vault::maint::no_progress;
 use qsfs::vault::{OpenOptions, Vault};
@@ -349,63 +347,6 @@ fn lost_shards_and_a_lost_node_folder_are_reported_as_what_they_are() {
         "MISSING 1 SHARD",
         "scrub --repair",
     ]);
-}
-
-/// A running `qsfs node serve`, killed (by its PID) when dropped.
-struct NodeServer {
-    child: Child,
-    addr: String,
-    dir: PathBuf,
-}
-
-impl NodeServer {
-    fn start(dir: &Path) -> NodeServer {
-        std::fs::create_dir_all(dir).unwrap();
-        let log = std::fs::File::create(dir.with_extension("log")).unwrap();
-        let args = [
-            "node",
-            "serve",
-            "--dir",
-            dir.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--insecure-plaintext",
-        ];
-        let mut child = qsfs_command(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(first)) = lines.next() {
-                let _ = tx.send(first);
-            }
-            for _ in lines {}
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(20))
-            .unwrap_or_else(|_| panic!("node server for {} did not start", dir.display()));
-        let addr = line
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
-        NodeServer {
-            child,
-            addr,
-            dir: dir.to_path_buf(),
-        }
-    }
-}
-
-impl Drop for NodeServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]

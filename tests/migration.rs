@@ -11,10 +11,7 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Stdio};
-use std::time::Duration;
 
 use common::*;
 use qsfs::node::ShardKey;
@@ -406,57 +403,12 @@ fn refusals_leave_everything_as_it_was() {
     reads_back(&v, &files);
 }
 
-/// A running plaintext `qsfs node serve` on 127.0.0.1, killed when dropped.
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Server {
-    fn start(dir: &Path) -> Server {
-        std::fs::create_dir_all(dir).unwrap();
-        let mut child = qsfs_command(&[
-            "node",
-            "serve",
-            "--dir",
-            dir.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--insecure-plaintext",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(first)) = lines.next() {
-                let _ = tx.send(first);
-            }
-            for _ in lines {}
-        });
-        let line = rx.recv_timeout(Duration::from_secs(20)).unwrap();
-        let addr = line.strip_prefix("listening on ").unwrap().to_string();
-        Server { child, addr }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn a_remote_node_takes_the_drained_shards() {
     let mut rng = Rng::from_env("remote-drain");
     let (v, files) = vault_with_files(&mut rng);
     let dir = v.tmp.path().join("remote-node");
-    let server = Server::start(&dir);
+    let server = NodeServer::start(&dir);
     qsfs(&[
         "node",
         "add",

@@ -13,104 +13,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Rng, TestVault, qsfs, qsfs_command};
+use common::{NodeServer, Rng, TestVault, qsfs, qsfs_command};
 
-/// A running `qsfs node serve`, stopped (SIGKILL) when dropped.
-struct NodeServer {
-    child: Child,
-    addr: String,
-    dir: PathBuf,
+/// Committed shard files in a server's folder.
+trait ShardFiles {
+    fn shard_files(&self) -> usize;
 }
 
-impl NodeServer {
-    /// Starts a plaintext server on an ephemeral port and waits for
-    /// `listening on`.
-    fn start(dir: &Path) -> NodeServer {
-        NodeServer::start_with(dir, &["--insecure-plaintext"])
-    }
-
-    /// Starts a server with `link` (its link options) on an ephemeral port.
-    fn start_with(dir: &Path, link: &[&str]) -> NodeServer {
-        std::fs::create_dir_all(dir).unwrap();
-        let log = std::fs::File::create(dir.with_extension("log")).unwrap();
-        let mut args = vec![
-            "node",
-            "serve",
-            "--dir",
-            dir.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "-v",
-        ];
-        args.extend_from_slice(link);
-        let mut child = qsfs_command(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(first)) = lines.next() {
-                let _ = tx.send(first);
-            }
-            // Keep draining so the server never writes into a closed pipe.
-            for _ in lines {}
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(20))
-            .unwrap_or_else(|_| panic!("node server for {} did not start", dir.display()));
-        let addr = line
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
-        NodeServer {
-            child,
-            addr,
-            dir: dir.to_path_buf(),
-        }
-    }
-
-    /// Kills the server (by its PID) and reaps it.
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// Stops it with SIGTERM and returns its exit status.
-    fn terminate(&mut self) -> std::process::ExitStatus {
-        // SAFETY: signalling our own child by its PID.
-        #[allow(unsafe_code)]
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
-        }
-        let start = Instant::now();
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                return st;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "node server ignored SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Committed shard files in its folder.
+impl ShardFiles for NodeServer {
     fn shard_files(&self) -> usize {
         walk(&self.dir.join("shards"))
             .into_iter()
             .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
             .count()
-    }
-}
-
-impl Drop for NodeServer {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 

@@ -791,3 +791,98 @@ pub fn skip_unless_root(test: &str) -> bool {
 pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
 }
+
+/// A running `qsfs node serve`, stopped (SIGKILL) when dropped.
+pub struct NodeServer {
+    /// The server process.
+    pub child: std::process::Child,
+    /// `127.0.0.1:port` it listens on.
+    pub addr: String,
+    /// Its node folder.
+    pub dir: PathBuf,
+}
+
+impl NodeServer {
+    /// Starts a plaintext server on an ephemeral port and waits for
+    /// `listening on`.
+    pub fn start(dir: &Path) -> NodeServer {
+        NodeServer::start_with(dir, &["--insecure-plaintext"])
+    }
+
+    /// Starts a server with `link` (its link options) on an ephemeral port.
+    pub fn start_with(dir: &Path, link: &[&str]) -> NodeServer {
+        std::fs::create_dir_all(dir).unwrap();
+        let log = std::fs::File::create(dir.with_extension("log")).unwrap();
+        let mut args = vec![
+            "node",
+            "serve",
+            "--dir",
+            dir.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "-v",
+        ];
+        args.extend_from_slice(link);
+        let mut child = qsfs_command(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut lines = std::io::BufReader::new(stdout).lines();
+            if let Some(Ok(first)) = lines.next() {
+                let _ = tx.send(first);
+            }
+            // Keep draining so the server never writes into a closed pipe.
+            for _ in lines {}
+        });
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("node server for {} did not start", dir.display()));
+        let addr = line
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        NodeServer {
+            child,
+            addr,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// Kills the server (by its PID) and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Stops it with SIGTERM and returns its exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        // SAFETY: signalling our own child by its PID.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let start = std::time::Instant::now();
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(10),
+                "node server ignored SIGTERM"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for NodeServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
