@@ -532,7 +532,7 @@ fn saved_audit_trees_never_hide_damage() {
     let (code, r) = audit_json(&v, &["--samples", "50"]);
     assert_eq!(code, Some(0), "{r:#}");
     let s = &shards[1];
-    let saved: Vec<_> = walk(&v.node_dir(&s.node).join("trees"));
+    let saved = common::files_under(&v.node_dir(&s.node).join("trees"));
     assert!(!saved.is_empty(), "no saved audit tree on {}", s.node);
     // Flip one bit in the payload in place, then put the mtime back.
     let before = std::fs::metadata(&s.path).unwrap();
@@ -555,19 +555,4 @@ fn saved_audit_trees_never_hide_damage() {
     let n = node(&r, &s.node);
     assert_eq!(n["verdict"], "failed", "{n:#}");
     assert!(n["failed_blocks"].as_u64().unwrap() >= 1, "{n:#}");
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }

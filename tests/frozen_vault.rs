@@ -3,7 +3,7 @@
 //! headers, manifests, inodes, keystore records and the envelope all keep
 //! their meaning. Regenerate only with a format version bump.
 
-use std::path::Path;
+mod common;
 use std::process::Command;
 
 fn qsfs(args: &[&str]) -> std::process::Output {
@@ -21,17 +21,7 @@ fn pattern() -> Vec<u8> {
 
 #[test]
 fn frozen_v1_vault_reads_back() {
-    let dir = tempfile::tempdir().unwrap();
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vault-v1.tar.gz");
-    let st = Command::new("tar")
-        .arg("xzf")
-        .arg(&fixture)
-        .arg("-C")
-        .arg(dir.path())
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let vault = dir.path().join("vault-v1");
+    let (dir, vault) = common::unpack_v1_vault();
     let v = vault.to_str().unwrap();
 
     for (path, want) in [

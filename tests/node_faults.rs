@@ -16,7 +16,6 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 
 use common::*;
@@ -86,21 +85,6 @@ const NODE_FAULTS: [NodeFault; 4] = [
     NodeFault::Truncate,
     NodeFault::Flip,
 ];
-
-fn flip_bit(path: &Path, pos: u64, bit: u8) {
-    let mut data = std::fs::read(path).unwrap();
-    data[pos as usize] ^= 1 << bit;
-    std::fs::write(path, data).unwrap();
-}
-
-fn truncate(path: &Path, len: u64) {
-    OpenOptions::new()
-        .write(true)
-        .open(path)
-        .unwrap()
-        .set_len(len)
-        .unwrap();
-}
 
 /// Applies `fault` to node folder `dir` (named `name`).
 fn apply_node_fault(name: &str, dir: &Path, fault: NodeFault, rng: &mut Rng) {

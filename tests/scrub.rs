@@ -23,9 +23,8 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::OpenOptions;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use common::*;
 use serde_json::Value;
@@ -146,21 +145,6 @@ fn assert_whole(f: &Fixture) {
     for (p, data) in &f.files {
         f.v.assert_reads(p, data);
     }
-}
-
-fn flip_bit(path: &Path, pos: u64, bit: u8) {
-    let mut data = std::fs::read(path).unwrap();
-    data[pos as usize] ^= 1 << bit;
-    std::fs::write(path, data).unwrap();
-}
-
-fn truncate(path: &Path, len: u64) {
-    OpenOptions::new()
-        .write(true)
-        .open(path)
-        .unwrap()
-        .set_len(len)
-        .unwrap();
 }
 
 /// Flips one bit in the chunk of stripe `stripe` of a shard file.
@@ -647,17 +631,7 @@ fn repair_debt_is_cleared() {
 /// they are right (a later repair checks rebuilt shards against them).
 #[test]
 fn v1_vault_gets_audit_roots() {
-    let dir = tempfile::tempdir().unwrap();
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vault-v1.tar.gz");
-    let st = std::process::Command::new("tar")
-        .arg("xzf")
-        .arg(&fixture)
-        .arg("-C")
-        .arg(dir.path())
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let vault = dir.path().join("vault-v1");
+    let (_dir, vault) = common::unpack_v1_vault();
     let v = vault.to_str().unwrap();
     let run = |extra: &[&str]| -> (Run, Value) {
         let mut a = vec!["scrub", v, "--json"];

@@ -49,13 +49,7 @@ pub fn audit(ctx: &Ctx, a: AuditArgs) -> Result<i32> {
         super::maint::run(ctx, &a.vault.vault, "audit", &opts, &bar, |v, p| {
             v.audit(&opts, p)
         })?;
-    let mut out = std::io::stdout().lock();
-    if a.json {
-        serde_json::to_writer_pretty(&mut out, &report)?;
-        writeln!(out)?;
-    } else {
-        render(&mut out, &report)?;
-    }
+    super::maint::print(a.json, &report, |mut out, r| render(&mut out, r))?;
     Ok(if report.found_problems() {
         1
     } else if report.incomplete() {

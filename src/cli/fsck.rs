@@ -31,13 +31,7 @@ pub fn fsck(ctx: &Ctx, a: FsckArgs) -> Result<i32> {
         super::maint::run(ctx, &a.vault.vault, "fsck", &opts, &bar, |v, p| {
             v.fsck(&opts, p)
         })?;
-    let mut out = std::io::stdout().lock();
-    if a.json {
-        serde_json::to_writer_pretty(&mut out, &report)?;
-        writeln!(out)?;
-    } else {
-        render(&mut out, &report)?;
-    }
+    super::maint::print(a.json, &report, |mut out, r| render(&mut out, r))?;
     if report.clean {
         return Ok(0);
     }

@@ -4,6 +4,8 @@
 
 use std::path::Path;
 
+use std::io::Write as _;
+
 use anyhow::Result;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -36,4 +38,20 @@ pub fn run<O: Serialize, R: DeserializeOwned>(
     };
     bar.finish();
     result
+}
+
+/// Prints a maintenance report: pretty JSON with `json`, else `render`.
+pub fn print<R: Serialize>(
+    json: bool,
+    report: &R,
+    render: impl FnOnce(&mut dyn std::io::Write, &R) -> std::io::Result<()>,
+) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, report)?;
+        writeln!(out)?;
+    } else {
+        render(&mut out, report)?;
+    }
+    Ok(())
 }

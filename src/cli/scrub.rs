@@ -46,13 +46,7 @@ pub fn scrub(ctx: &Ctx, a: ScrubArgs) -> Result<i32> {
         super::maint::run(ctx, &a.vault.vault, "scrub", &opts, &bar, |v, p| {
             v.scrub(&opts, p)
         })?;
-    let mut out = std::io::stdout().lock();
-    if a.json {
-        serde_json::to_writer_pretty(&mut out, &report)?;
-        writeln!(out)?;
-    } else {
-        render(&mut out, &report)?;
-    }
+    super::maint::print(a.json, &report, |mut out, r| render(&mut out, r))?;
     Ok(exit_status(&report))
 }
 

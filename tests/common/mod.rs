@@ -886,3 +886,37 @@ impl Drop for NodeServer {
         self.kill();
     }
 }
+
+/// Flips bit `bit` of the byte at `pos` of the file at `path`.
+pub fn flip_bit(path: &Path, pos: u64, bit: u8) {
+    let mut data = std::fs::read(path).unwrap();
+    data[pos as usize] ^= 1 << bit;
+    std::fs::write(path, data).unwrap();
+}
+
+/// Cuts the file at `path` to `len` bytes.
+pub fn truncate(path: &Path, len: u64) {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(len)
+        .unwrap();
+}
+
+/// The frozen vault written by format v1 (tests/fixtures/vault-v1.tar.gz),
+/// unpacked into a fresh temp folder: the folder and the vault path.
+pub fn unpack_v1_vault() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vault-v1.tar.gz");
+    let st = Command::new("tar")
+        .arg("xzf")
+        .arg(&fixture)
+        .arg("-C")
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(st.success(), "cannot unpack {}", fixture.display());
+    let vault = dir.path().join("vault-v1");
+    (dir, vault)
+}
