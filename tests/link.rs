@@ -337,6 +337,7 @@ fn through_proxy(
     p: &Pools,
     hook: Hook,
     msgs: &[Vec<u8>],
+    lockstep: bool,
 ) -> (
     ChannelError,
     ChannelError,
@@ -351,21 +352,34 @@ fn through_proxy(
         LinkConfig::for_pool(&p.a),
     )
     .unwrap();
-    // Send everything first: a dropped frame must not leave A waiting
-    // for a reply that never comes.
     let mut results = Vec::new();
-    for m in msgs {
-        if let Err(e) = a.send(m) {
-            results.push(Err(e));
-            break;
+    if lockstep {
+        // One message, one reply: what A got back before B refused a frame
+        // does not depend on how fast B closes the connection.
+        for m in msgs {
+            let r = a.send(m).and_then(|()| a.recv());
+            let failed = r.is_err();
+            results.push(r);
+            if failed {
+                break;
+            }
         }
-    }
-    for _ in msgs {
-        let r = a.recv();
-        let failed = r.is_err();
-        results.push(r);
-        if failed {
-            break;
+    } else {
+        // Send everything first: a dropped frame must not leave A waiting
+        // for a reply that never comes.
+        for m in msgs {
+            if let Err(e) = a.send(m) {
+                results.push(Err(e));
+                break;
+            }
+        }
+        for _ in msgs {
+            let r = a.recv();
+            let failed = r.is_err();
+            results.push(r);
+            if failed {
+                break;
+            }
         }
     }
     drop(a);
@@ -386,7 +400,7 @@ fn a_tampered_frame_is_refused_and_the_link_dies() {
         }
         vec![f]
     });
-    let (e, again, results) = through_proxy(&p, hook, &msgs());
+    let (e, again, results) = through_proxy(&p, hook, &msgs(), true);
     assert!(matches!(e, ChannelError::Refused { .. }), "{e}");
     let text = e.to_string();
     assert!(
@@ -411,7 +425,7 @@ fn a_tampered_header_is_refused() {
         }
         vec![f]
     });
-    let (e, _, _) = through_proxy(&p, hook, &msgs());
+    let (e, _, _) = through_proxy(&p, hook, &msgs(), false);
     assert!(e.to_string().contains("altered"), "{e}");
 }
 
@@ -428,7 +442,7 @@ fn a_replayed_frame_is_refused() {
         }
         vec![f]
     });
-    let (e, _, _) = through_proxy(&p, hook, &msgs());
+    let (e, _, _) = through_proxy(&p, hook, &msgs(), false);
     let text = e.to_string();
     assert!(matches!(e, ChannelError::Refused { .. }), "{text}");
     assert!(text.contains("replayed"), "{text}");
@@ -448,13 +462,13 @@ fn reordered_and_dropped_frames_are_refused() {
         _ => vec![f],
     });
     let big = vec![pattern(P + 10, 1)];
-    let (e, _, _) = through_proxy(&p, hook, &big);
+    let (e, _, _) = through_proxy(&p, hook, &big, false);
     let text = e.to_string();
     assert!(text.contains("out of order"), "{text}");
 
     let p = pools("drop", 1000);
     let hook: Hook = Box::new(|i, f| if i == 1 { vec![] } else { vec![f] });
-    let (e, _, _) = through_proxy(&p, hook, &msgs());
+    let (e, _, _) = through_proxy(&p, hook, &msgs(), false);
     assert!(e.to_string().contains("out of order"), "{e}");
 }
 
@@ -467,7 +481,7 @@ fn a_recorded_session_replayed_to_a_new_connection_is_refused() {
         f2.lock().unwrap().push(f.clone());
         vec![f]
     });
-    let (e, _, results) = through_proxy(&p, hook, &msgs());
+    let (e, _, results) = through_proxy(&p, hook, &msgs(), false);
     assert!(results.iter().all(|r| r.is_ok()));
     assert!(matches!(e, ChannelError::Closed { .. }), "{e}");
     // Replay A's recorded frames to a fresh end B.
