@@ -249,10 +249,12 @@ mod tests {
     #[test]
     fn files_of_dead_processes_are_removed() {
         let dir = tempfile::tempdir().unwrap();
-        let stale = dir.path().join(".stock.4000000.1.tmp");
+        // 2^22 is the kernel's upper limit for pid_max, and pids are below
+        // pid_max: no process can have this one.
+        let stale = dir.path().join(".stock.4194304.1.tmp");
         fs::File::create(&stale).unwrap();
         let stock = Stock::new(dir.path(), 0o600, 1);
-        for _ in 0..200 {
+        for _ in 0..2000 {
             if stock.take().is_some() && !stale.exists() {
                 break;
             }

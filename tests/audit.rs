@@ -475,12 +475,14 @@ fn audits_during_writes_and_deletes_accuse_nobody() {
         })
         .collect();
     let stop = std::sync::atomic::AtomicBool::new(false);
+    let writes = std::sync::atomic::AtomicU32::new(0);
     let (audits, writes) = std::thread::scope(|s| {
         // A writer: new files, overwrites (the old object is destroyed)
         // and deletes, as a mount would do, in the same process.
         let writer = s.spawn(|| {
             let mut n = 0u32;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                writes.store(n, std::sync::atomic::Ordering::Relaxed);
                 let path = VaultPath::parse(&format!("/w{}", n % 3)).unwrap();
                 v.put(&PutSource::File(src[n as usize % src.len()].clone()), &path)
                     .unwrap();
@@ -492,8 +494,17 @@ fn audits_during_writes_and_deletes_accuse_nobody() {
             n
         });
         let (mut audits, mut raced) = (0, 0u64);
-        let deadline = std::time::Instant::now() + Duration::from_secs(3);
-        while std::time::Instant::now() < deadline || audits < 5 {
+        // At least 3 s and 5 audits, and audits go on until the writer
+        // has done 5 writes (a loaded machine may run it slowly).
+        let start = std::time::Instant::now();
+        while start.elapsed() < Duration::from_secs(3)
+            || audits < 5
+            || writes.load(std::sync::atomic::Ordering::Relaxed) < 5
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(300),
+                "the writer hardly ran in 300 s"
+            );
             let r = audit_lib(
                 &v,
                 &AuditOptions {

@@ -85,18 +85,20 @@ impl Stream {
     }
 
     /// Runs qsfs with `args` and kills it with SIGKILL after `delay` (if
-    /// it is still running). Returns Ok(true) on exit 0, Ok(false) when
-    /// killed, Err(stderr) on any other outcome.
-    fn run_and_kill(&self, args: &[String], delay: Duration) -> Result<bool, String> {
+    /// it is still running; `None`: never). Returns Ok(true) on exit 0,
+    /// Ok(false) when killed, Err(stderr) on any other outcome.
+    fn run_and_kill(&self, args: &[String], delay: Option<Duration>) -> Result<bool, String> {
         let mut child = qsfs_command(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        std::thread::sleep(delay);
-        // SIGKILL; harmless if it already exited (it is a zombie until waited for).
-        let _ = child.kill();
+        if let Some(delay) = delay {
+            std::thread::sleep(delay);
+            // SIGKILL; harmless if it already exited (it is a zombie until waited for).
+            let _ = child.kill();
+        }
         let out = child.wait_with_output().unwrap();
         match out.status.code() {
             Some(0) => Ok(true),
@@ -111,6 +113,8 @@ impl Stream {
     fn step(&mut self, i: usize) {
         // Half the kills land early (while small files are being stored),
         // half anywhere in 0-300 ms.
+        // Every tenth runs to the end, so the stream sees completions
+        // however slow the machine is.
         let delay = Duration::from_millis(if self.early {
             self.rng.below(20)
         } else if self.rng.below(2) == 0 {
@@ -118,6 +122,7 @@ impl Stream {
         } else {
             self.rng.below(300)
         });
+        let delay = (self.early || i % 10 != 9).then_some(delay);
         let dir = self.v.scratch.join(format!("it-{i}"));
         std::fs::create_dir_all(&dir).unwrap();
         let op = if self.early { 19 } else { self.rng.below(20) };

@@ -360,11 +360,32 @@ fn refiller_tops_up_at_its_rate_up_to_the_cap() {
         max_left: 200,
         tick: Duration::from_millis(20),
     };
+    let t0 = std::time::Instant::now();
     let r = Refiller::start(Arc::clone(&pa), Arc::clone(&pb), cfg, seeded("bg")).unwrap();
-    std::thread::sleep(Duration::from_millis(60));
-    let early = pa.counts().unwrap().total;
-    assert!(early > 10 && early < 200, "early {early}");
-    std::thread::sleep(Duration::from_millis(400));
+    // Never faster than its rate (checked at every count seen), and it
+    // reaches the cap. Waits are bounded polls: a loaded machine with a
+    // slow disk only makes it later, which the rate bound allows.
+    let deadline = Duration::from_secs(30);
+    loop {
+        let total = pa.counts().unwrap().total;
+        let allowed = (t0.elapsed().as_secs_f64() * 1000.0).ceil() as u64 + 1;
+        assert!(
+            total - 10 <= allowed,
+            "{} keys added in {:?}",
+            total - 10,
+            t0.elapsed()
+        );
+        if total == 200 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < deadline,
+            "only {total} keys after {deadline:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Capped: it stays at 200 while running.
+    std::thread::sleep(Duration::from_millis(100));
     let stats = r.stop();
     let c = pa.counts().unwrap();
     assert_eq!(c.total, 200, "capped: {stats:?}");

@@ -234,8 +234,7 @@ fn rekeys_by_bytes() {
     cb.max_frame = ca.max_frame;
     cb.rekey_interval = Duration::from_secs(3600);
     let (mut a, b) = unix_pair(&p, ca, cb);
-    let before = p.b.status().a_to_b.used;
-    assert_eq!(before, 1, "the hello key");
+    assert_eq!(a.keys_used().0, 1, "the hello key");
     let m = pattern(4 << 20, 9);
     a.send(&m).unwrap();
     assert!(a.recv().unwrap() == m);
@@ -244,8 +243,8 @@ fn rekeys_by_bytes() {
     assert_eq!(used, 1 + 16, "keys A sealed under, as taken by B");
     assert_eq!(a.keys_used().0, used);
     // B sent one 4 MiB message in 64 KiB frames under the default 64 MiB
-    // rekey size: its hello key plus at most one more (10 ms may pass).
-    assert!(p.a.status().b_to_a.used <= 3);
+    // rekey size and no rekey by time: its hello key carried it all.
+    assert_eq!(p.a.status().b_to_a.used, 1);
     drop(a);
     b.join().unwrap();
 }
@@ -261,17 +260,27 @@ fn rekeys_by_time() {
         assert_eq!(a.recv().unwrap(), vec![i; 100]);
     }
     assert_eq!(a.keys_used().0, 1, "the hello's key carries them all");
-    // A steady stream (a frame every 0.5 ms) moves on every 10 ms.
+    // A steady stream moves on to a new key every 10 ms of traffic. The
+    // exact rule (which gaps count) is tested in the sealer with a given
+    // clock; here a loaded machine may stall between frames, so the stream
+    // runs until it has used three more keys, with a generous deadline.
     let start = std::time::Instant::now();
-    let mut n = 0u8;
-    while start.elapsed() < Duration::from_millis(60) {
-        std::thread::sleep(Duration::from_micros(500));
-        a.send(&[n; 100]).unwrap();
-        assert_eq!(a.recv().unwrap(), vec![n; 100]);
-        n = n.wrapping_add(1);
+    let mut n = 0u64;
+    while a.keys_used().0 < 4 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "a steady stream did not rekey within 30 s: {} keys",
+            a.keys_used().0
+        );
+        let m = [n as u8; 100];
+        a.send(&m).unwrap();
+        assert_eq!(a.recv().unwrap(), m.to_vec());
+        n += 1;
     }
     let used = a.keys_used().0;
-    assert!((5..=9).contains(&used), "{used} keys for 60 ms of traffic");
+    // Not one key per frame: each key carried many frames.
+    let frames = 3 + n;
+    assert!(frames >= 4 * used, "{used} keys for {frames} frames");
     assert_eq!(p.b.status().a_to_b.used, used);
     drop(a);
     b.join().unwrap();
@@ -580,22 +589,25 @@ fn no_plaintext_on_the_wire() {
 fn a_timeout_between_messages_leaves_the_link_usable() {
     let p = pools("slow", 1000);
     let (sa, sb) = UnixStream::pair().unwrap();
-    sa.set_read_timeout(Some(Duration::from_millis(50)))
-        .unwrap();
+    let ctl = sa.try_clone().unwrap();
     let pool_b = Arc::clone(&p.b);
     let cb = LinkConfig::for_pool(&p.b);
     let b = std::thread::spawn(move || {
         let mut l = Link::new(sb, End::B, pool_b, cb).unwrap();
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_secs(1));
         l.send(b"late").unwrap();
         l.recv().unwrap()
     });
     let mut a = Link::new(sa, End::A, p.a.clone(), LinkConfig::for_pool(&p.a)).unwrap();
+    // The timeout applies to the wait for B's next message only, not to
+    // the handshake (a loaded machine may take longer than 50 ms for it).
+    ctl.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
     let t = Instant::now();
     let err = a.recv().unwrap_err();
     assert!(matches!(err, ChannelError::Io { .. }), "{err}");
-    assert!(t.elapsed() < Duration::from_millis(190));
-    std::thread::sleep(Duration::from_millis(250));
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    ctl.set_read_timeout(None).unwrap();
     assert_eq!(a.recv().unwrap(), b"late");
     a.send(b"bye").unwrap();
     assert_eq!(b.join().unwrap(), b"bye");

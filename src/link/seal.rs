@@ -25,10 +25,38 @@ struct SendKey {
     aead: FrameCipher,
     seq: u64,
     bytes: u64,
-    /// Traffic time under this key so far (see `busy`).
+    clock: TrafficClock,
+}
+
+/// Traffic time a key has carried: the gaps between its frames, where a
+/// gap over [`BUSY_GAP`] is idle and does not count. Takes the time as an
+/// argument so the rule is tested exactly, without sleeping.
+#[derive(Debug, Clone, Copy)]
+struct TrafficClock {
+    /// Traffic time so far.
     active: Duration,
-    /// When it last sealed a frame.
+    /// When the key last sealed a frame (or was taken).
     last: Instant,
+}
+
+impl TrafficClock {
+    fn start(now: Instant) -> TrafficClock {
+        TrafficClock {
+            active: Duration::ZERO,
+            last: now,
+        }
+    }
+
+    /// Traffic time if a frame were sealed at `now`.
+    fn at(&self, now: Instant) -> Duration {
+        self.active + busy(now.saturating_duration_since(self.last))
+    }
+
+    /// Records a frame sealed at `now`.
+    fn frame(&mut self, now: Instant) {
+        self.active = self.at(now);
+        self.last = now;
+    }
 }
 
 /// A gap between two frames up to this long counts as traffic time; a
@@ -75,7 +103,7 @@ impl Sealer {
             None => true,
             Some(k) => {
                 (k.bytes > 0 && k.bytes + len as u64 > self.cfg.rekey_bytes)
-                    || k.active + busy(k.last.elapsed()) >= self.cfg.rekey_interval
+                    || k.clock.at(Instant::now()) >= self.cfg.rekey_interval
             }
         };
         if due {
@@ -88,8 +116,7 @@ impl Sealer {
                 aead,
                 seq: 0,
                 bytes: 0,
-                active: Duration::ZERO,
-                last: Instant::now(),
+                clock: TrafficClock::start(Instant::now()),
             });
             self.keys_used += 1;
         }
@@ -158,9 +185,7 @@ impl Sealer {
             out[HEADER_LEN + n..].copy_from_slice(&tag);
             k.seq += 1;
             k.bytes += n as u64;
-            let now = Instant::now();
-            k.active += busy(now.duration_since(k.last));
-            k.last = now;
+            k.clock.frame(Instant::now());
             self.global += 1;
             w.write_all(out).map_err(|source| Fail {
                 err: ChannelError::Io {
@@ -198,4 +223,39 @@ pub(crate) fn internal(link: &str) -> ChannelError {
 /// The part of a gap between frames that counts as traffic time.
 fn busy(gap: Duration) -> Duration {
     if gap <= BUSY_GAP { gap } else { Duration::ZERO }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn a_steady_stream_counts_and_idle_gaps_do_not() {
+        let t0 = Instant::now();
+        let mut c = TrafficClock::start(t0);
+        // A frame every 0.5 ms: 20 frames are 10 ms of traffic.
+        for i in 1..=20u32 {
+            c.frame(t0 + MS / 2 * i);
+        }
+        assert_eq!(c.at(t0 + MS * 10), MS * 10);
+        // A gap of exactly 2 ms still counts, one just over does not.
+        assert_eq!(c.at(t0 + MS * 12), MS * 12);
+        assert_eq!(c.at(t0 + MS * 12 + Duration::from_micros(1)), MS * 10);
+        // Requests 15 ms apart never add up.
+        let mut idle = TrafficClock::start(t0);
+        for i in 1..=100u32 {
+            idle.frame(t0 + MS * 15 * i);
+        }
+        assert_eq!(idle.at(t0 + MS * 1500), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_clock_that_goes_back_counts_nothing() {
+        let t0 = Instant::now() + MS * 5;
+        let mut c = TrafficClock::start(t0);
+        c.frame(t0 - MS);
+        assert_eq!(c.at(t0 - MS), Duration::ZERO);
+    }
 }

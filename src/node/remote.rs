@@ -991,17 +991,29 @@ mod tests {
         serve_on(dir, "127.0.0.1:0")
     }
 
+    /// Short timeouts, for the tests of timeouts only: elsewhere a slow
+    /// fsync on a loaded machine must not read as a dead node.
     fn fast() -> RemoteOptions {
         RemoteOptions {
             connect_timeout: Duration::from_secs(1),
             io_timeout: Duration::from_millis(400),
-            retry_after: Duration::from_secs(2),
+            retry_after: Duration::from_secs(60),
             ..RemoteOptions::default()
         }
     }
 
     fn remote(name: &str, addr: &str, vault: &str) -> RemoteNode {
-        RemoteNode::new(name, addr, vault, plain_transport(name), fast())
+        RemoteNode::new(
+            name,
+            addr,
+            vault,
+            plain_transport(name),
+            RemoteOptions::default(),
+        )
+    }
+
+    fn remote_fast(name: &str, addr: &str) -> RemoteNode {
+        RemoteNode::new(name, addr, VAULT, plain_transport(name), fast())
     }
 
     fn pattern(len: usize, seed: u8) -> Vec<u8> {
@@ -1138,16 +1150,16 @@ mod tests {
         let gone = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = gone.local_addr().unwrap().to_string();
         drop(gone);
-        let n = remote("node-0", &addr, VAULT);
+        let n = remote_fast("node-0", &addr);
         match n.health() {
             NodeHealth::Offline(why) => assert!(why.contains(&addr), "{why}"),
             other => panic!("{other:?}"),
         }
         // Accepts (the kernel does) but never answers: one timeout, then
-        // fast failures until the retry delay has passed.
+        // fast failures until the retry delay (a minute here) has passed.
         let hung = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = hung.local_addr().unwrap().to_string();
-        let n = remote("node-0", &addr, VAULT);
+        let n = remote_fast("node-0", &addr);
         let start = Instant::now();
         match n.health() {
             NodeHealth::Offline(why) => assert!(why.contains("no answer"), "{why}"),
@@ -1161,7 +1173,7 @@ mod tests {
             index: 0,
         };
         let e = n.read_at(key, 0, &mut buf).unwrap_err();
-        assert!(start.elapsed() < Duration::from_millis(300), "{e}");
+        assert!(start.elapsed() < Duration::from_secs(2), "{e}");
         assert!(e.to_string().contains("not retried"), "{e}");
         drop(hung);
     }
