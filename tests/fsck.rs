@@ -237,9 +237,32 @@ fn plant(v: &TestVault, rng: &mut Rng, i: usize, live: &str, records: bool) -> O
 enum Kill {
     /// This long after it started.
     After(Duration),
-    /// This long after its first seal began (its intent record appeared):
-    /// the kill lands while shards are being written.
+    /// This long after its first shard write began (its intent record
+    /// appeared and a temporary shard file exists): the kill lands while
+    /// shards are being written.
     Writing(Duration),
+}
+
+/// True if a temporary shard file (a write not yet committed) is in any
+/// node folder under `nodes`.
+fn shard_write_under_way(nodes: &Path) -> bool {
+    let Ok(nodes) = std::fs::read_dir(nodes) else {
+        return false;
+    };
+    nodes.flatten().any(|node| {
+        let Ok(fans) = std::fs::read_dir(node.path().join("shards")) else {
+            return false;
+        };
+        fans.flatten().any(|fan| {
+            std::fs::read_dir(fan.path()).is_ok_and(|files| {
+                files.flatten().any(|f| {
+                    let name = f.file_name();
+                    let name = name.to_string_lossy();
+                    name.starts_with('.') && name.ends_with(".tmp")
+                })
+            })
+        })
+    })
 }
 
 /// Runs qsfs with `args` and SIGKILLs it as `when` says. True if it
@@ -261,6 +284,19 @@ fn run_and_kill(args: &[String], when: Kill, intents: &Path) -> bool {
                 && start.elapsed() < Duration::from_secs(20)
             {
                 std::thread::sleep(Duration::from_micros(300));
+            }
+            // Then until a shard write is under way (a temporary shard
+            // file exists), however slow the machine is.
+            let nodes = intents
+                .parent()
+                .and_then(Path::parent)
+                .unwrap()
+                .join("nodes");
+            while !shard_write_under_way(&nodes)
+                && child.try_wait().unwrap().is_none()
+                && start.elapsed() < Duration::from_secs(20)
+            {
+                std::thread::sleep(Duration::from_millis(1));
             }
             std::thread::sleep(delay);
         }
@@ -391,7 +427,7 @@ fn fsck_after_repeated_kill_9_removes_every_orphan() {
         // finish; the others die anywhere in their first 200 ms.
         let intents_lost = i % 3 == 2;
         let when = if intents_lost {
-            Kill::Writing(Duration::from_millis(rng.below(60)))
+            Kill::Writing(Duration::from_millis(rng.below(20)))
         } else if i % 4 == 3 {
             Kill::After(Duration::from_millis(400 + rng.below(2000)))
         } else {
