@@ -17,7 +17,8 @@ if [ -n "${QSFS_TEST_CLUSTER:-}" ]; then
     "$QSFS_CLUSTER_SCRIPT" start v >/dev/null
     trap '"$QSFS_CLUSTER_SCRIPT" stop v' EXIT
     nodes=v.cluster
-    "$Q" status v | grep -q "qkd pool" || fail "the cluster's links are not QKD-keyed"
+    st=$("$Q" status v)
+    grep -q "qkd pool" <<<"$st" || fail "the cluster's links are not QKD-keyed: $st"
 fi
 
 # A source tree: nested folders, spaces, UTF-8, quotes, a leading dash,

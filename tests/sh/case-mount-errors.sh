@@ -58,7 +58,7 @@ expect_error "qsfs: error: vault $VAULT is in use by another qsfs process (pid $
 ! is_mounted mnt2 || fail "mnt2 is mounted after a failed mount of a vault in use"
 # CLI commands on the mounted vault fail fast, saying so.
 rc=0
-timeout 10 "$Q" ls v / > /dev/null 2> err.txt || rc=$?
+timeout 60 "$Q" ls v / > /dev/null 2> err.txt || rc=$?
 [ "$rc" -eq 1 ] || fail "qsfs ls of a mounted vault exited with $rc: $(cat err.txt)"
 grep -qF "mounted at $MNT" err.txt || fail "qsfs ls of a mounted vault: $(cat err.txt)"
 assert_eq "still here" "$(cat "$MNT/file")" "the mount after the failed attempts"
@@ -75,9 +75,12 @@ umount tm
 
 # umount of a busy mount: a shell cd'd inside, then a file held open.
 busy="qsfs: error: cannot unmount mnt: it is busy: a process has a file or folder open there (close it, or \`umount -l\`)"
-(cd "$MNT" && exec sleep 60) &
+(cd "$MNT" && exec sleep 600) &
 holder=$!
-sleep 0.3
+# Busy only once the holder's cd is done.
+mnt_real=$(realpath "$MNT")
+holder_inside() { [ "$(readlink "/proc/$holder/cwd" 2>/dev/null)" = "$mnt_real" ]; }
+wait_until 10 "the shell (pid $holder) to cd into $MNT" holder_inside
 expect_error "$busy" umount mnt
 is_mounted "$MNT" || fail "the busy mount went away"
 kill "$holder"

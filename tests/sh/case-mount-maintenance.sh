@@ -27,7 +27,13 @@ mount_vault
     done
 ) &
 writer=$!
-sleep 0.3
+# The drain starts once the writer is under way (its first file is done).
+first_done() {
+    [ -e "$MNT/d/new2" ] && return 0
+    kill -0 "$writer" 2>/dev/null || fail "the writer stopped before its second file"
+    return 1
+}
+wait_until 60 "the writer's first file" first_done
 "$Q" node drain "$VAULT" node-2 --json > drain.json 2> drain.err ||
     fail "node drain while mounted failed: $(cat drain.err)"
 wait "$writer" || fail "a writer failed during the drain"

@@ -55,16 +55,18 @@ cmp sp.src "$MNT/sp" || fail "cp --sparse=always content differs"
 blocks=$(stat -c %b "$MNT/sp")
 [ "$blocks" -le 64 ] || fail "cp --sparse=always of a 50 MB file with 8 KiB of data: $blocks blocks"
 
-# truncate -s 1P: instant, stores nothing.
+# truncate -s 1P: instant, stores nothing. (The time bounds below are
+# loose for a loaded machine: doing it in O(size) would take far longer.)
 before=$(nodes_bytes)
 t0=$(now_ms)
 truncate -s 1P "$MNT/huge"
 t1=$(now_ms)
-[ $((t1 - t0)) -lt 3000 ] || fail "truncate -s 1P took $((t1 - t0)) ms"
+[ $((t1 - t0)) -lt 30000 ] || fail "truncate -s 1P took $((t1 - t0)) ms"
 assert_eq 1125899906842624 "$(stat -c %s "$MNT/huge")" "size after truncate -s 1P"
 assert_eq 0 "$(stat -c %b "$MNT/huge")" "blocks of the 1 PiB file"
 assert_eq 0 "$(du -k "$MNT/huge" | cut -f1)" "du of the 1 PiB file"
-sleep 0.2 # its (empty) commit
+# Its (empty) commit: fsync returns once the file's seal is committed.
+python3 -c 'import os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); os.fsync(fd); os.close(fd)' "$MNT/huge"
 grown=$(($(nodes_bytes) - before))
 [ "$grown" -le 8192 ] || fail "node folders grew by $grown bytes for truncate -s 1P"
 t0=$(now_ms)
@@ -72,7 +74,7 @@ ls -l "$MNT/huge" > /dev/null
 cmp <(dd if="$MNT/huge" bs=4096 skip=$((1125899906842624 / 4096 - 3)) count=3 status=none) <(head -c 12288 /dev/zero) ||
     fail "the end of the 1 PiB file does not read as zeros"
 t1=$(now_ms)
-[ $((t1 - t0)) -lt 3000 ] || fail "stat and a read at the end of the 1 PiB file took $((t1 - t0)) ms"
+[ $((t1 - t0)) -lt 30000 ] || fail "stat and a read at the end of the 1 PiB file took $((t1 - t0)) ms"
 # One byte near the end of the 1 PiB file: a tiny object.
 P=1125899906842624
 # (Offsets past 16 TiB: staged bytes are kept in 1 TiB pieces.)
@@ -88,7 +90,7 @@ after=$(nodes_bytes)
 t0=$(now_ms)
 rm "$MNT/huge"
 t1=$(now_ms)
-[ $((t1 - t0)) -lt 3000 ] || fail "rm of the 1 PiB file took $((t1 - t0)) ms"
+[ $((t1 - t0)) -lt 30000 ] || fail "rm of the 1 PiB file took $((t1 - t0)) ms"
 
 # A 1-byte rewrite in the middle of a 20 MB file seals a small object.
 head -c 20971520 /dev/urandom > big.src

@@ -10,6 +10,9 @@
 #   unmount                     `qsfs umount` with a check that nothing stays mounted
 #   mount_pid                   pid of the mount process from $VAULT/.lock
 #   fail MSG / assert_eq EXPECTED ACTUAL [WHAT]
+#   wait_until SECONDS WHAT CMD...
+#                               run CMD every 50 ms until it succeeds; fail
+#                               ("WHAT") if it has not within SECONDS
 #   make_tree DIR               a varied tree (see below)
 #   tree_meta DIR               one line per entry: type, mode, owner, size,
 #                               links, mtime with nanoseconds, target, xattrs
@@ -31,6 +34,19 @@ fail() {
 
 assert_eq() {
     [ "$1" = "$2" ] || fail "${3:-value}: expected [$1], got [$2]"
+}
+
+# Instead of a sleep before an assertion: poll a condition with a deadline
+# far above what a slow, loaded machine needs. CMD may itself `fail` to
+# stop early (say, when the process it waits on died).
+wait_until() {
+    local limit="$1" what="$2" deadline
+    shift 2
+    deadline=$((SECONDS + limit))
+    until "$@"; do
+        [ "$SECONDS" -lt "$deadline" ] || fail "waited $limit s for $what"
+        sleep 0.05
+    done
 }
 
 log_tail() {
