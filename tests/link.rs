@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use qsfs::keypool::format::{HEADER_LEN as POOL_HEADER, RECORD_LEN};
 use qsfs::keypool::{GenOptions, PoolFile, generate, os_random};
-use qsfs::link::frame::{HEADER_LEN, OVERHEAD, TAG_LEN};
+use qsfs::link::frame::{HEADER_LEN, HELLO, OVERHEAD, TAG_LEN, VERSION};
 use qsfs::link::{Link, LinkConfig};
 use qsfs::qkd::{Channel, ChannelError, End, KeyError};
 
@@ -524,6 +524,36 @@ fn a_peer_with_another_pool_is_refused_at_connect() {
     );
     let (eb, _) = b.join().unwrap();
     assert!(eb.to_string().contains("another key pool"), "{eb}");
+    // B never answered, so it spent none of its keys.
+    assert_eq!(other.b.status().b_to_a.used, 0);
+}
+
+#[test]
+fn a_stranger_cannot_make_a_node_spend_keys() {
+    let p = pools("stranger", 100);
+    // Garbage, a frame header under a made-up key, and a silent close.
+    let mut fake = vec![0u8; HEADER_LEN + 32 + TAG_LEN];
+    fake[0] = VERSION;
+    fake[1] = HELLO;
+    fake[2..18].copy_from_slice(&[0x5a; 16]);
+    fake[34..38].copy_from_slice(&32u32.to_be_bytes());
+    for attempt in [b"GET / HTTP/1.1\r\n\r\n".to_vec(), fake, Vec::new()] {
+        let (addr, b) = tcp_echo_b(&p, LinkConfig::for_pool(&p.b));
+        let mut s = tcp_connect(&addr);
+        s.write_all(&attempt).unwrap();
+        s.shutdown(Shutdown::Write).unwrap();
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+        assert!(answer.is_empty(), "the node answered a stranger");
+        let (e, _) = b.join().unwrap();
+        eprintln!("refused: {e}");
+    }
+    let st = p.b.status();
+    assert_eq!(
+        (st.a_to_b.used, st.b_to_a.used),
+        (0, 0),
+        "keys spent on strangers"
+    );
 }
 
 #[test]

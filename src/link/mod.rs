@@ -11,8 +11,10 @@
 //! frames under unknown or used keys, and a peer with another pool; any
 //! refusal kills the link: every later call fails and the stream is closed.
 //!
-//! Each end first sends a hello ([`hello`]) under its first key, so a
-//! wrong pool or peer fails in [`Link::new`], not at the first shard.
+//! Each end sends a hello ([`hello`]) under its first key, so a wrong
+//! pool or peer fails in [`Link::new`], not at the first shard. End A
+//! speaks first; end B answers only once A's hello opened and checked, so
+//! a stranger connecting to a node spends none of its keys.
 //!
 //! Streams should be set up by the caller: `TcpStream::set_nodelay(true)`
 //! (frames are written whole, so Nagle only adds delay) and read timeouts
@@ -223,9 +225,29 @@ impl<S: Read + Write + Send> Link<S> {
             cfg,
         };
         let ours = link.peer.clone();
-        link.send_inner(&ours.encode(), true)?;
+        // End A (the client) speaks first. End B (the node) answers only
+        // a hello it could open and check: a stranger who connects to a
+        // node's port cannot make it spend a key (and a durable write) on
+        // its own hello.
+        if end == End::A {
+            link.send_inner(&ours.encode(), true)?;
+        }
         let mut buf = Vec::new();
-        let was_hello = link.recv_inner(&mut buf)?;
+        let was_hello = match link.recv_inner(&mut buf) {
+            // B refuses a hello by closing the connection (it never
+            // answers what it could not check), so A can only say why
+            // that usually happens.
+            Err(ChannelError::Closed { link: name }) if end == End::A => {
+                return Err(ChannelError::Refused {
+                    link: name,
+                    detail: "the peer closed the connection instead of answering this end's \
+                             hello: it uses another key pool (or another link's), is not the \
+                             other end of this link, or has no keys left; its log says which"
+                        .to_owned(),
+                });
+            }
+            other => other?,
+        };
         let peer = if was_hello {
             Hello::decode(&buf).and_then(|p| ours.check_peer(&p).map(|()| p))
         } else {
@@ -234,6 +256,9 @@ impl<S: Read + Write + Send> Link<S> {
         match peer {
             Ok(p) => {
                 link.peer = p;
+                if end == End::B {
+                    link.send_inner(&ours.encode(), true)?;
+                }
                 Ok(link)
             }
             Err(detail) => {
