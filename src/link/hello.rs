@@ -1,4 +1,4 @@
-//! The handshake message each end sends first, so a wrong pool or peer fails at connect time.
+//! The handshake message each end sends before any other, so a wrong pool or peer fails at connect time.
 //!
 //! ```text
 //! Hello (sent as the first message, in frames flagged HELLO):
@@ -15,6 +15,10 @@
 //! a peer with another key pool fails on it (unknown key) before anything
 //! else is exchanged; the fields then catch a peer of another link with a
 //! colliding key (impossible in practice) or one given the wrong end's file.
+//!
+//! Order: end A (the client) sends its hello first; end B (the node) reads
+//! and checks it, and only then sends its own. B never answers a hello it
+//! could not open, so connecting to a node costs it no key.
 
 use crate::qkd::End;
 
