@@ -62,6 +62,79 @@ pub fn start_writeback_range(file: &File, offset: u64, len: u64) {
     };
 }
 
+/// The byte ranges of a file that hold data (`SEEK_DATA`/`SEEK_HOLE`):
+/// holes, and blocks whose data never reached the disk before a power
+/// loss, are left out. A filesystem without hole reporting shows the
+/// whole file as data.
+pub fn data_ranges(file: &File) -> io::Result<Vec<(u64, u64)>> {
+    let len = file.metadata()?.len();
+    let fd = file.as_raw_fd();
+    let seek = |off: u64, whence: i32| -> io::Result<Option<u64>> {
+        // SAFETY: plain syscall on a valid, open descriptor; no memory is passed.
+        let rc = unsafe { libc::lseek(fd, off as libc::off_t, whence) };
+        if rc >= 0 {
+            return Ok(Some(rc as u64));
+        }
+        let e = io::Error::last_os_error();
+        // ENXIO: no data (or hole) at or after `off`.
+        if e.raw_os_error() == Some(libc::ENXIO) {
+            Ok(None)
+        } else {
+            Err(e)
+        }
+    };
+    let mut out = Vec::new();
+    let mut pos = 0u64;
+    while pos < len {
+        let Some(start) = seek(pos, libc::SEEK_DATA)? else {
+            break;
+        };
+        let end = seek(start, libc::SEEK_HOLE)?.unwrap_or(len).min(len);
+        if end <= start {
+            break;
+        }
+        out.push((start, end));
+        pos = end;
+    }
+    Ok(out)
+}
+
+/// Frees `[offset, offset + len)` of a file, keeping its size; the range
+/// reads as zeros. Filesystems that cannot punch holes get the zeros
+/// written instead.
+pub fn punch_hole(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    if len == 0 {
+        return Ok(());
+    }
+    // SAFETY: plain syscall on a valid, open descriptor; no memory is passed.
+    let rc = unsafe {
+        libc::fallocate(
+            file.as_raw_fd(),
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+            offset as libc::off_t,
+            len as libc::off_t,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() != Some(libc::EOPNOTSUPP) {
+        return Err(e);
+    }
+    use std::os::unix::fs::FileExt;
+    let size = file.metadata()?.len();
+    let end = offset.saturating_add(len).min(size);
+    let zeros = vec![0u8; 1 << 16];
+    let mut at = offset;
+    while at < end {
+        let n = (end - at).min(zeros.len() as u64) as usize;
+        file.write_all_at(&zeros[..n], at)?;
+        at += n as u64;
+    }
+    Ok(())
+}
+
 /// Restores the default SIGPIPE action, so `qsfs ls | head -1` ends quietly
 /// like every other Unix tool instead of reporting a broken pipe (Rust
 /// ignores SIGPIPE by default).

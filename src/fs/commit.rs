@@ -1,12 +1,13 @@
 //! The group committer: one thread that makes sealed files durable in
-//! groups (shards, keystore, manifests, names: one barrier per step for up
-//! to 64 files), so a tar of thousands of small files does not cost an
-//! fsync storm. It also flushes metadata-only changes every few seconds
-//! (as ext4's journal does), destroys deleted objects, and retries commits
-//! that failed.
+//! groups (shards, keystore, manifests, names: one barrier per step for
+//! every file sealed meanwhile), so a tar of thousands of small files does
+//! not cost an fsync storm. Groups come from load, not from a timer: a
+//! lone seal commits at once, and seals that arrive while a group commits
+//! form the next one. It also flushes metadata-only changes every few
+//! seconds (as ext4's journal does) and destroys deleted objects.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use fuser::Errno;
@@ -16,50 +17,26 @@ use super::{FsCore, errno};
 use crate::ObjectId;
 use crate::namespace::NamespaceError;
 
-/// Files per group commit.
+/// Files per group commit at most.
 const GROUP: usize = 256;
-/// How long a group waits for more files after its first one. Nobody
-/// waits on it (close returns after the seal), unless an fsync does: then
-/// the group goes at once.
-const GATHER: Duration = Duration::from_millis(500);
-/// Poll step while gathering, to notice an fsync waiting.
-const GATHER_STEP: Duration = Duration::from_millis(2);
 /// How often metadata changes are made durable and deletions run.
 const TICK: Duration = Duration::from_secs(2);
-/// How often failed commits are retried.
-const RETRY: Duration = Duration::from_secs(30);
 
 /// Body of the committer thread; returns when the channel closes.
 pub fn run(core: Arc<FsCore>, rx: Receiver<Job>) {
-    let mut last_retry = Instant::now();
     loop {
         match rx.recv_timeout(TICK) {
             Ok(job) => {
                 let mut batch = vec![job];
-                let deadline = Instant::now() + GATHER;
                 while batch.len() < GROUP {
-                    if let Ok(j) = rx.try_recv() {
-                        batch.push(j);
-                        continue;
-                    }
-                    if core.fsync_waiting() || Instant::now() >= deadline {
-                        break;
-                    }
-                    match rx.recv_timeout(GATHER_STEP) {
+                    match rx.try_recv() {
                         Ok(j) => batch.push(j),
-                        Err(RecvTimeoutError::Timeout) => {}
-                        Err(RecvTimeoutError::Disconnected) => break,
+                        Err(_) => break,
                     }
                 }
                 commit_batch(&core, batch);
             }
-            Err(RecvTimeoutError::Timeout) => {
-                tick(&core);
-                if last_retry.elapsed() >= RETRY {
-                    last_retry = Instant::now();
-                    retry_failed(&core);
-                }
-            }
+            Err(RecvTimeoutError::Timeout) => tick(&core),
             Err(RecvTimeoutError::Disconnected) => {
                 tick(&core);
                 return;
@@ -80,29 +57,6 @@ pub fn tick(core: &FsCore) {
     }
     if let Err(e) = core.vault.collect_garbage() {
         tracing::warn!("deleted files' objects could not be destroyed yet: {e}");
-    }
-}
-
-fn retry_failed(core: &FsCore) {
-    let files: Vec<_> = core
-        .files
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .values()
-        .cloned()
-        .collect();
-    for f in files {
-        let retry = {
-            let st = f.lock();
-            st.error.is_some() && st.handles == 0 && st.sealing.is_none() && !st.orphan
-        };
-        if retry {
-            tracing::info!("ino {}: retrying its failed seal", f.ino);
-            if let Err(e) = core.seal_file(&f) {
-                tracing::warn!("ino {}: retry failed ({e:?}); the data stays staged", f.ino);
-                f.lock().error = Some(e);
-            }
-        }
     }
 }
 
@@ -149,7 +103,14 @@ fn commit_batch(core: &FsCore, mut batch: Vec<Job>) {
             let st = job.file.lock();
             (st.mtime, st.ctime)
         };
-        match ns.set_content(job.file.ino, job.extents.clone(), job.size, mtime, ctime) {
+        match ns.set_content(
+            job.file.ino,
+            job.extents.clone(),
+            job.size,
+            mtime,
+            ctime,
+            job.mark,
+        ) {
             Ok(_) => {}
             // The file was deleted meanwhile: its new objects are garbage.
             Err(NamespaceError::NotFound(_)) => gone[j] = true,
@@ -185,23 +146,15 @@ fn commit_batch(core: &FsCore, mut batch: Vec<Job>) {
     }
 }
 
-/// Applies the outcome of a job to its file's state and wakes its waiters.
+/// Applies the outcome of a job to its file's state and wakes its waiters;
+/// a file with changes made meanwhile goes on to the background sealer.
 fn finish(core: &FsCore, job: &Job, failure: Option<String>, shards: Option<(usize, usize)>) {
     let f = &job.file;
     let mut st = f.lock();
     match &failure {
         None => {
-            st.base = crate::namespace::truncate_extents(&job.extents, st.size);
-            if st.size != job.size {
-                st.meta_dirty = true;
-            }
-            if let Some(mut done) = st.sealing.take() {
-                done.subtract(&st.rewritten);
-                st.dirty.subtract(&done);
-            }
-            // The staging record and file stay until the state is evicted
-            // (files.rs): dropping them here, before the record's removal
-            // reached the log, could let a crash reseal stale bytes.
+            st.content.seal_committed(job.size, &job.extents);
+            st.retry = None;
             let (written, total) = shards.unwrap_or((0, 0));
             tracing::info!(
                 ino = f.ino,
@@ -213,8 +166,8 @@ fn finish(core: &FsCore, job: &Job, failure: Option<String>, shards: Option<(usi
             );
         }
         Some(why) => {
-            st.sealing = None;
-            st.meta_dirty = true;
+            st.content.seal_failed();
+            st.schedule_retry();
             st.error = Some(if errno::no_space(why) {
                 Errno::ENOSPC
             } else {
@@ -226,9 +179,19 @@ fn finish(core: &FsCore, job: &Job, failure: Option<String>, shards: Option<(usi
             );
         }
     }
-    st.rewritten = super::ranges::RangeSet::new();
     st.committed = st.committed.max(job.ticket);
     f.changed.notify_all();
+    // Changes made while it was on its way: a close asked for them, or the
+    // file is closed and nobody else will.
+    let follow = failure.is_none()
+        && st.content.unsealed()
+        && (st.seal_wanted || (st.handles == 0 && !st.orphan));
+    if failure.is_none() {
+        core.reset_journal_if_settled(&mut st, f.ino);
+    }
     drop(st);
+    if follow {
+        core.seal_later(f);
+    }
     core.maybe_evict(f);
 }

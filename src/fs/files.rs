@@ -2,41 +2,52 @@
 //! unsealed writes, or wait for a commit.
 //!
 //! While an inode has state here, the state is the truth for its size,
-//! mtime and content: bytes in `dirty` come from the staging file, the rest
-//! from `base` (the sealed extents as last committed), past `size` nothing.
+//! mtime and content (state.rs): dirty bytes come from the staging file,
+//! the rest from the sealed extents as last committed, past the size
+//! nothing. Every change is journalled (journal.rs) before it is answered.
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use fuser::Errno;
 
-use super::ranges::RangeSet;
+use super::journal::{Entry, Journal};
 use super::staging::Staging;
+use super::state::Content;
 use super::{FsCore, errno};
-use crate::namespace::{Extent, Inode, Time, truncate_extents};
+use crate::namespace::{Inode, Time};
+
+/// First wait before a failed seal is tried again; it doubles up to
+/// [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+/// Longest wait between two tries of a failed seal (how long a node that
+/// came back waits at most for the staged data).
+const RETRY_MAX: Duration = Duration::from_secs(10);
+
+/// When a failed seal is tried again.
+#[derive(Debug, Clone, Copy)]
+pub struct Retry {
+    /// Failed tries so far.
+    pub attempts: u32,
+    /// Not before then.
+    pub due: Instant,
+}
 
 /// Mutable state of one file.
 #[derive(Debug)]
 pub struct FileState {
     /// Open handles.
     pub handles: u32,
-    /// Logical size.
-    pub size: u64,
+    /// Size, committed extents, dirty ranges, the seal on its way.
+    pub content: Content,
     /// Last modification (kept here until the next commit writes it).
     pub mtime: Time,
     /// Last inode change by a write or truncate (likewise).
     pub ctime: Time,
-    /// Sealed extents as last committed.
-    pub base: Vec<Extent>,
     /// Staging file, once something was written.
     pub staging: Option<Staging>,
-    /// Bytes newer in the staging file than in `base`.
-    pub dirty: RangeSet,
-    /// Size or extents changed (truncate) and must be committed.
-    pub meta_dirty: bool,
-    /// The dirty ranges of the seal in flight, if any.
-    pub sealing: Option<RangeSet>,
-    /// Bytes written since that seal's snapshot.
-    pub rewritten: RangeSet,
+    /// Staging journal, once anything changed.
+    pub journal: Option<Journal>,
     /// Seals handed to the committer.
     pub submitted: u64,
     /// Seals whose commit finished (succeeded or failed).
@@ -45,8 +56,13 @@ pub struct FileState {
     pub error: Option<Errno>,
     /// Unlinked while in use: destroyed when the last user goes.
     pub orphan: bool,
-    /// A staging record was written for this file.
-    pub recorded: bool,
+    /// A close asked for a seal while one was on its way: the next seal
+    /// starts when that one lands (the close did not wait for it).
+    pub seal_wanted: bool,
+    /// The last seal failed: when to try again.
+    pub retry: Option<Retry>,
+    /// An older version's staging record exists for this file (recovery).
+    pub legacy_record: bool,
 }
 
 impl FileState {
@@ -54,64 +70,41 @@ impl FileState {
     pub fn from_inode(inode: &Inode) -> FileState {
         FileState {
             handles: 0,
-            size: inode.size,
+            content: Content::new(inode.size, inode.extents.clone()),
             mtime: inode.mtime,
             ctime: inode.ctime,
-            base: inode.extents.clone(),
             staging: None,
-            dirty: RangeSet::new(),
-            meta_dirty: false,
-            sealing: None,
-            rewritten: RangeSet::new(),
+            journal: None,
             submitted: 0,
             committed: 0,
             error: None,
             orphan: false,
-            recorded: false,
+            seal_wanted: false,
+            retry: None,
+            legacy_record: false,
         }
     }
 
     /// True when nothing waits to be sealed or committed.
     pub fn settled(&self) -> bool {
-        self.dirty.is_empty()
-            && !self.meta_dirty
-            && self.sealing.is_none()
-            && self.submitted == self.committed
+        self.content.settled() && self.submitted == self.committed
     }
 
-    /// Records a write of `len` bytes at `offset` (already in staging).
-    pub fn wrote(&mut self, offset: u64, len: u64) {
-        let end = offset + len;
-        self.dirty.insert(offset, end);
-        if self.sealing.is_some() {
-            self.rewritten.insert(offset, end);
-        }
-        self.size = self.size.max(end);
+    /// A seal failed: try again later, a little later each time.
+    pub fn schedule_retry(&mut self) {
+        let attempts = self.retry.map_or(0, |r| r.attempts) + 1;
+        let wait = RETRY_FIRST
+            .saturating_mul(1 << (attempts - 1).min(8))
+            .min(RETRY_MAX);
+        self.retry = Some(Retry {
+            attempts,
+            due: Instant::now() + wait,
+        });
+    }
+
+    fn touched(&mut self) {
         self.mtime = Time::now();
         self.ctime = self.mtime;
-    }
-
-    /// Sets the size: a hole when growing; when shrinking, the cut bytes
-    /// are gone from staging and extents alike, so growing again reads zeros.
-    pub fn truncate(&mut self, size: u64) -> std::io::Result<()> {
-        if size < self.size {
-            self.dirty.remove(size, u64::MAX);
-            self.rewritten.remove(size, u64::MAX);
-            self.base = truncate_extents(&self.base, size);
-            if let Some(s) = &self.staging {
-                s.truncate(size)?;
-            }
-        }
-        self.size = size;
-        self.mtime = Time::now();
-        self.ctime = self.mtime;
-        self.meta_dirty = true;
-        Ok(())
-    }
-
-    /// Bytes stored or staged, for `stat`'s block count.
-    pub fn stored_bytes(&self) -> u64 {
-        self.base.iter().map(|e| e.len).sum::<u64>() + self.dirty.len()
     }
 }
 
@@ -176,28 +169,145 @@ impl FsCore {
         })
     }
 
+    /// The journal of `ino`, started on the first change.
+    fn journal<'a>(&self, st: &'a mut FileState, ino: u64) -> Result<&'a mut Journal, Errno> {
+        if st.journal.is_none() {
+            let j = Journal::create(&self.journal_dir, ino, st.content.size()).map_err(|e| {
+                tracing::error!("ino {ino}: cannot start its staging journal: {e}");
+                errno::io(&e)
+            })?;
+            st.journal = Some(j);
+        }
+        st.journal.as_mut().ok_or(Errno::EIO)
+    }
+
+    fn log_change(&self, st: &mut FileState, ino: u64, e: Entry) -> Result<(), Errno> {
+        self.journal(st, ino)?.append(e).map_err(|e| {
+            tracing::error!("ino {ino}: cannot append to its staging journal: {e}");
+            errno::io(&e)
+        })
+    }
+
+    /// Writes `data` at `at`: into the staging file, then the journal
+    /// (so a journalled write always has its bytes staged).
+    pub fn write_into(
+        &self,
+        st: &mut FileState,
+        ino: u64,
+        data: &[u8],
+        at: u64,
+    ) -> Result<(), Errno> {
+        if st.staging.is_none() {
+            st.staging = Some(
+                Staging::open(&self.staging_dir, ino, Some(&self.staging_stock)).map_err(|e| {
+                    tracing::error!("ino {ino}: cannot create its staging file: {e}");
+                    errno::io(&e)
+                })?,
+            );
+        }
+        if let Some(s) = &st.staging {
+            s.write_at(data, at).map_err(|e| errno::io(&e))?;
+        }
+        let end = at.saturating_add(data.len() as u64);
+        self.log_change(st, ino, Entry::Wrote(at, end))?;
+        st.content.write(at, data.len() as u64);
+        st.touched();
+        self.maybe_compact(st, ino);
+        Ok(())
+    }
+
+    /// Sets the size (truncate, O_TRUNC, growing fallocate). The cut is
+    /// journalled before the staging file is cut, so a kill in between
+    /// never brings cut bytes back.
+    pub fn set_size(&self, st: &mut FileState, ino: u64, size: u64) -> Result<(), Errno> {
+        self.log_change(st, ino, Entry::Size(size))?;
+        if st.content.set_size(size)
+            && let Some(s) = &st.staging
+        {
+            s.truncate(size).map_err(|e| errno::io(&e))?;
+        }
+        st.touched();
+        Ok(())
+    }
+
+    /// Makes `[start, end)` read as zeros, keeping the size (punch hole,
+    /// zero range).
+    pub fn zero_range(
+        &self,
+        st: &mut FileState,
+        ino: u64,
+        start: u64,
+        end: u64,
+    ) -> Result<(), Errno> {
+        let end = end.min(st.content.size());
+        if start >= end {
+            return Ok(());
+        }
+        self.log_change(st, ino, Entry::Zeroed(start, end))?;
+        st.content.zero(start, end);
+        if let Some(s) = &st.staging
+            && let Err(e) = s.punch(start, end)
+        {
+            // Only space: the range is no longer dirty, nothing reads it.
+            tracing::debug!("ino {ino}: cannot free staged bytes: {e}");
+        }
+        st.touched();
+        Ok(())
+    }
+
+    /// Rewrites a long journal as the state it describes (never while a
+    /// seal is on its way: that seal's mark names the current epoch).
+    fn maybe_compact(&self, st: &mut FileState, ino: u64) {
+        if st.content.sealing() {
+            return;
+        }
+        let ranges = st.content.dirty().ranges().len() + st.content.cuts().ranges().len();
+        let (size, cuts, dirty) = (
+            st.content.size(),
+            st.content.cuts().clone(),
+            st.content.dirty().clone(),
+        );
+        if let Some(j) = st.journal.as_mut()
+            && j.wants_compaction(ranges)
+            && let Err(e) = j.compact(size, &cuts, &dirty)
+        {
+            tracing::warn!("ino {ino}: cannot compact its staging journal: {e}");
+        }
+    }
+
+    /// After a commit: a file still open whose content is all committed
+    /// starts its journal afresh, so a file written for days keeps a short
+    /// one.
+    pub fn reset_journal_if_settled(&self, st: &mut FileState, ino: u64) {
+        if !st.settled() {
+            return;
+        }
+        let size = st.content.size();
+        if let Some(j) = st.journal.as_mut()
+            && let Err(e) = j.compact(size, &Default::default(), &Default::default())
+        {
+            tracing::warn!("ino {ino}: cannot reset its staging journal: {e}");
+        }
+    }
+
     /// Drops the state of a file nobody uses and nothing waits for; an
     /// orphan is destroyed then.
     ///
-    /// Order matters for crash safety: the staging record's removal is
-    /// handed to the OS before the staging file goes, so a process killed
-    /// in between never finds a record describing a file that changed; and
-    /// it all happens under the table lock, so no open of the same inode
-    /// can start a new staging file that this would then delete.
+    /// Order matters for crash safety: the journal goes before the staging
+    /// file (a staging file without journal is dropped at the next mount;
+    /// a journal without its staging file would describe bytes that are
+    /// gone), and it all happens under the table lock, so no open of the
+    /// same inode can start a new staging file that this would then
+    /// delete.
     pub fn maybe_evict(&self, f: &Arc<OpenFile>) {
         let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
         let mut st = f.lock();
-        if st.handles > 0
-            || !(st.settled() || st.orphan && st.sealing.is_none() && st.submitted == st.committed)
-        {
-            return;
-        }
-        if st.error.is_some() && !st.orphan {
-            // A failed commit keeps its staged data for the retry.
+        let idle = st.handles == 0 && st.submitted == st.committed && !st.content.sealing();
+        if !idle || !(st.content.settled() || st.orphan) {
             return;
         }
         let ns = self.vault.namespace();
-        if (st.recorded || st.staging.is_some())
+        if st.legacy_record
             && let Err(e) = ns.remove_staging(f.ino).and_then(|_| ns.flush())
         {
             tracing::warn!("ino {}: cannot drop its staging record yet: {e}", f.ino);
@@ -205,6 +315,12 @@ impl FsCore {
         }
         files.remove(&f.ino);
         let orphan = st.orphan;
+        if let Some(j) = st.journal.take() {
+            j.remove();
+            if !orphan && let Err(e) = ns.remove_journal_mark(f.ino) {
+                tracing::debug!("ino {}: journal mark stays: {e}", f.ino);
+            }
+        }
         if let Some(s) = st.staging.take() {
             s.remove();
         }
@@ -225,14 +341,16 @@ impl FsCore {
     pub fn read_state(&self, f: &OpenFile, offset: u64, size: u32) -> Result<Vec<u8>, Errno> {
         let (len, pieces, base, staging) = {
             let st = f.lock();
-            let end = (offset + u64::from(size)).min(st.size);
+            let end = offset
+                .saturating_add(u64::from(size))
+                .min(st.content.size());
             if offset >= end {
                 return Ok(Vec::new());
             }
             (
                 end - offset,
-                st.dirty.pieces(offset, end),
-                st.base.clone(),
+                st.content.dirty().pieces(offset, end),
+                st.content.base().to_vec(),
                 st.staging.clone(),
             )
         };
@@ -247,4 +365,39 @@ impl FsCore {
         }
         Ok(out)
     }
+
+    /// Files with staged bytes not yet sealed, those bytes, and files
+    /// whose last seal failed (for `qsfs status` while mounted).
+    pub fn staged_summary(&self) -> StagedSummary {
+        let files: Vec<_> = self
+            .files
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        let mut s = StagedSummary::default();
+        for f in files {
+            let st = f.lock();
+            if !st.settled() {
+                s.files += 1;
+                s.bytes += st.content.staged_bytes();
+            }
+            if st.retry.is_some() {
+                s.failing += 1;
+            }
+        }
+        s
+    }
+}
+
+/// Staged data of a live mount.
+#[derive(Debug, Default, Clone, Copy, serde::Serialize, serde::Deserialize)]
+pub struct StagedSummary {
+    /// Files with changes not yet committed.
+    pub files: u64,
+    /// Their staged bytes.
+    pub bytes: u64,
+    /// Files whose last seal failed (retried in the background).
+    pub failing: u64,
 }

@@ -7,8 +7,10 @@
 //! that. Reads of sealed content fetch and decrypt only the segments they
 //! need. Sparse files store nothing for their holes.
 //!
-//! Layout: `files` (open-file state), `staging` (staging files and
-//! records), `seal` (close/fsync), `commit` (group commit thread),
+//! Layout: `state` (a file's content while it changes: pure), `files`
+//! (the open-file table), `staging` (staging files), `journal` (what a
+//! killed process leaves to recover), `seal` (close/fsync), `commit`
+//! (group commit thread), `sealer` (background seals and retries),
 //! `reader` (random-access reads), `recovery` (mount-time cleanup and
 //! resealing), `ops` (the FUSE operations), `mount` (mounting, options,
 //! daemon, unmount).
@@ -18,26 +20,30 @@ mod attr;
 mod commit;
 mod errno;
 mod files;
+mod journal;
 pub mod mount;
 mod ops;
 mod ranges;
 mod reader;
 mod recovery;
 mod seal;
+mod sealer;
 mod staging;
+mod state;
 
+pub use files::StagedSummary;
 pub use ranges::RangeSet;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crossbeam_channel::Sender;
 
 use files::OpenFile;
 use reader::Reader;
-use seal::Job;
+use seal::{Job, SealHow};
 
 use crate::namespace::DirEntry;
 use crate::vault::Vault;
@@ -48,15 +54,17 @@ pub struct FsCore {
     reader: Reader,
     files: Mutex<HashMap<u64, Arc<OpenFile>>>,
     staging_dir: PathBuf,
+    /// Staging journals (`staging/journal/`).
+    journal_dir: PathBuf,
     /// Tells the kernel about changes it did not make itself (set once
     /// the FUSE session exists).
     notifier: Arc<std::sync::OnceLock<fuser::Notifier>>,
     /// Empty staging files made ahead (`staging/stock/`).
     staging_stock: crate::stock::Stock,
     commit_tx: Mutex<Option<Sender<Job>>>,
+    /// Files for the background sealer (sealer.rs).
+    sealer_tx: Mutex<Option<Sender<Arc<OpenFile>>>>,
     flush_wanted: AtomicBool,
-    /// Threads blocked in fsync (the committer does not gather then).
-    fsync_waiters: AtomicUsize,
     read_only: bool,
 }
 
@@ -76,12 +84,31 @@ impl FsCore {
         self.flush_wanted.store(true, Ordering::Relaxed);
     }
 
-    fn fsync_waiting(&self) -> bool {
-        self.fsync_waiters.load(Ordering::Relaxed) > 0
-    }
-
     fn take_flush_wanted(&self) -> bool {
         self.flush_wanted.swap(false, Ordering::Relaxed)
+    }
+
+    /// Every file with state.
+    fn open_files(&self) -> Vec<Arc<OpenFile>> {
+        self.files
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Hands a file to the background sealer; while shutting down it stays
+    /// as it is (the unmount seals everything).
+    fn seal_later(&self, f: &Arc<OpenFile>) {
+        if let Some(tx) = self
+            .sealer_tx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            let _ = tx.send(Arc::clone(f));
+        }
     }
 
     /// Hands a job to the committer (the job back if it has stopped).
@@ -113,6 +140,7 @@ pub struct Qsfs {
     dirs: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
     next_fh: AtomicU64,
     committer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    sealer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl Qsfs {
@@ -126,7 +154,16 @@ impl Qsfs {
     /// is sealed (recovery.rs).
     pub fn new(vault: Arc<Vault>, read_only: bool) -> Result<Qsfs, crate::vault::VaultError> {
         let staging_dir = vault.staging();
+        let journal_dir = staging_dir.join("journal");
+        std::fs::create_dir_all(&journal_dir).map_err(|e| crate::vault::VaultError::Io {
+            what: format!(
+                "create the staging journal folder {}",
+                journal_dir.display()
+            ),
+            source: e,
+        })?;
         let (tx, rx) = crossbeam_channel::unbounded();
+        let (seal_tx, seal_rx) = crossbeam_channel::unbounded();
         let core = Arc::new(FsCore {
             reader: Reader::new(Arc::clone(&vault)),
             vault,
@@ -134,9 +171,10 @@ impl Qsfs {
             notifier: Arc::new(std::sync::OnceLock::new()),
             staging_stock: crate::stock::Stock::new(&staging_dir.join("stock"), 0o600, 16),
             staging_dir,
+            journal_dir,
             commit_tx: Mutex::new(Some(tx)),
+            sealer_tx: Mutex::new(Some(seal_tx)),
             flush_wanted: AtomicBool::new(false),
-            fsync_waiters: AtomicUsize::new(0),
             read_only,
         });
         let thread_core = Arc::clone(&core);
@@ -147,12 +185,21 @@ impl Qsfs {
                 what: "start the commit thread".into(),
                 source: e,
             })?;
+        let thread_core = Arc::clone(&core);
+        let sealer = std::thread::Builder::new()
+            .name("qsfs-sealer".into())
+            .spawn(move || sealer::run(thread_core, seal_rx))
+            .map_err(|e| crate::vault::VaultError::Io {
+                what: "start the sealer thread".into(),
+                source: e,
+            })?;
         let fs = Qsfs {
             core,
             handles: Mutex::new(HashMap::new()),
             dirs: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             committer: Mutex::new(Some(committer)),
+            sealer: Mutex::new(Some(sealer)),
         };
         recovery::recover(&fs.core)?;
         Ok(fs)
@@ -161,16 +208,16 @@ impl Qsfs {
     /// Seals everything still unsealed, waits for every commit, and stops
     /// the committer: after this, nothing written is only in memory.
     pub fn shutdown(&self) {
-        let files: Vec<_> = self
-            .core
-            .files
+        self.core
+            .sealer_tx
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect();
-        for f in files {
-            match self.core.seal_file(&f) {
+            .take();
+        if let Some(h) = self.sealer.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = h.join();
+        }
+        for f in self.core.open_files() {
+            match self.core.seal_file(&f, SealHow::Wait) {
                 Ok(Some(ticket)) => {
                     if let Err(e) = self.core.wait_commit(&f, ticket) {
                         tracing::error!(

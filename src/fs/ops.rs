@@ -15,7 +15,7 @@ use fuser::{
 };
 
 use super::attr::{self, TTL};
-use super::staging::Staging;
+use super::seal::SealHow;
 use super::{Handle, Qsfs, errno};
 use crate::namespace::{Inode, Kind, NAME_MAX, NamespaceError, Removed, RenameFlags, Time};
 
@@ -49,12 +49,12 @@ impl Qsfs {
         let mut a = attr::to_attr(ino, &inode);
         if let Some(f) = self.core.file(ino) {
             let st = f.lock();
-            a.size = st.size;
+            a.size = st.content.size();
             a.mtime = attr::system_time(st.mtime);
             // A write changes the inode too; the namespace learns at the commit.
             a.ctime = a.ctime.max(attr::system_time(st.ctime));
-            a.blocks =
-                st.stored_bytes().div_ceil(u64::from(attr::BLOCK)) * u64::from(attr::BLOCK / 512);
+            a.blocks = st.content.stored_bytes().div_ceil(u64::from(attr::BLOCK))
+                * u64::from(attr::BLOCK / 512);
         }
         Ok(a)
     }
@@ -337,12 +337,12 @@ impl Filesystem for Qsfs {
                     Some(f) => {
                         let idle = {
                             let mut st = f.lock();
-                            st.truncate(size).map_err(|e| errno::io(&e))?;
+                            self.core.set_size(&mut st, ino, size)?;
                             st.handles == 0
                         };
                         // Nobody will close it: make the new size stick now.
                         if idle {
-                            self.core.seal_file(&f)?;
+                            self.core.seal_file(&f, SealHow::Close)?;
                         }
                     }
                     None => {
@@ -583,8 +583,11 @@ impl Filesystem for Qsfs {
             {
                 let mut st = f.lock();
                 st.handles += 1;
-                if write && flags.0 & libc::O_TRUNC != 0 && st.size > 0 {
-                    st.truncate(0).map_err(|e| errno::io(&e))?;
+                if write && flags.0 & libc::O_TRUNC != 0 && st.content.size() > 0 {
+                    if let Err(e) = self.core.set_size(&mut st, ino.0, 0) {
+                        st.handles -= 1;
+                        return Err(e);
+                    }
                 }
             }
             if !write {
@@ -653,24 +656,8 @@ impl Filesystem for Qsfs {
                 .ok_or(Errno::EBADF)?;
             let f = self.core.file_or_load(ino.0)?;
             let mut st = f.lock();
-            if st.staging.is_none() {
-                st.staging = Some(
-                    Staging::open(
-                        &self.core.staging_dir,
-                        ino.0,
-                        Some(&self.core.staging_stock),
-                    )
-                    .map_err(|e| {
-                        tracing::error!("ino {}: cannot create its staging file: {e}", ino.0);
-                        errno::io(&e)
-                    })?,
-                );
-            }
-            let at = if h.append { st.size } else { offset };
-            if let Some(s) = &st.staging {
-                s.write_at(data, at).map_err(|e| errno::io(&e))?;
-            }
-            st.wrote(at, data.len() as u64);
+            let at = if h.append { st.content.size() } else { offset };
+            self.core.write_into(&mut st, ino.0, data, at)?;
             Ok(data.len() as u32)
         })();
         match r {
@@ -696,7 +683,7 @@ impl Filesystem for Qsfs {
         let r = self
             .core
             .file_or_load(ino.0)
-            .and_then(|f| self.core.seal_file(&f))
+            .and_then(|f| self.core.seal_file(&f, SealHow::Close))
             .and_then(|sealed| {
                 // A new or touched file must survive the process being killed
                 // once close(2) returned (the seal recorded it already).
@@ -729,13 +716,10 @@ impl Filesystem for Qsfs {
             let last = {
                 let mut st = f.lock();
                 st.handles = st.handles.saturating_sub(1);
-                st.handles == 0
-                    && !st.orphan
-                    && (!st.dirty.is_empty() || st.meta_dirty)
-                    && st.sealing.is_none()
+                st.handles == 0 && !st.orphan && st.content.unsealed()
             };
             // Writes that came after the last flush (through mmap).
-            if last && let Err(e) = self.core.seal_file(&f) {
+            if last && let Err(e) = self.core.seal_file(&f, SealHow::Close) {
                 tracing::error!(
                     "ino {}: seal at last close failed ({e:?}); the data stays staged",
                     ino.0
@@ -755,7 +739,7 @@ impl Filesystem for Qsfs {
         reply: ReplyEmpty,
     ) {
         let r = self.core.file_or_load(ino.0).and_then(|f| {
-            if let Some(ticket) = self.core.seal_file(&f)? {
+            if let Some(ticket) = self.core.seal_file(&f, SealHow::Wait)? {
                 self.core.wait_commit(&f, ticket)?;
             }
             self.ns().flush_durable().map_err(|e| errno::ns(&e))
@@ -997,23 +981,34 @@ impl Filesystem for Qsfs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        // Plain allocation only: qsfs stores no holes, so reserving space
-        // means growing the size (the new bytes read as zeros). Punching
-        // holes or keeping the size are not supported.
-        if mode != 0 {
-            return reply.error(Errno::EOPNOTSUPP);
+        // qsfs stores no holes and reserves nothing: allocating means the
+        // size grows (the new bytes read as zeros) unless KEEP_SIZE;
+        // punching and zeroing cut the range from the file's content.
+        // Collapsing or inserting ranges is not supported, as in gocryptfs.
+        const KEEP_SIZE: i32 = libc::FALLOC_FL_KEEP_SIZE;
+        const PUNCH_HOLE: i32 = libc::FALLOC_FL_PUNCH_HOLE;
+        const ZERO_RANGE: i32 = libc::FALLOC_FL_ZERO_RANGE;
+        let known = KEEP_SIZE | PUNCH_HOLE | ZERO_RANGE;
+        if mode & !known != 0
+            || (mode & PUNCH_HOLE != 0 && mode & (KEEP_SIZE | ZERO_RANGE) != KEEP_SIZE)
+        {
+            return reply.error(if mode & !known != 0 {
+                Errno::EOPNOTSUPP
+            } else {
+                Errno::EINVAL
+            });
         }
         let r = self
             .writable()
             .and_then(|_| self.core.file_or_load(ino.0))
             .and_then(|f| {
                 let mut st = f.lock();
-                let end = offset.saturating_add(length);
-                if end > st.size {
-                    let old = st.size;
-                    st.truncate(end).map_err(|e| errno::io(&e))?;
-                    // Growing keeps content: truncate() only cuts when shrinking.
-                    debug_assert!(st.size > old);
+                let end = offset.checked_add(length).ok_or(Errno::EFBIG)?;
+                if mode & (PUNCH_HOLE | ZERO_RANGE) != 0 {
+                    self.core.zero_range(&mut st, ino.0, offset, end)?;
+                }
+                if mode & KEEP_SIZE == 0 && end > st.content.size() {
+                    self.core.set_size(&mut st, ino.0, end)?;
                 }
                 Ok(())
             });

@@ -158,6 +158,30 @@ pub fn overlay(base: &[Extent], new: &[Extent]) -> Vec<Extent> {
     out
 }
 
+/// The extents of a file with the bytes of `holes` cut out (they read as
+/// zeros afterwards): pieces inside a hole go, pieces across one are split
+/// keeping the right object offsets.
+pub fn cut(extents: &[Extent], holes: &RangeSet) -> Vec<Extent> {
+    if holes.is_empty() {
+        return extents.to_vec();
+    }
+    let mut out = Vec::with_capacity(extents.len() + holes.ranges().len());
+    for e in extents {
+        let end = e.offset + e.len;
+        for (a, b, in_hole) in holes.pieces(e.offset, end) {
+            if !in_hole {
+                out.push(Extent {
+                    offset: a,
+                    len: b - a,
+                    object_offset: e.object_offset + (a - e.offset),
+                    ..*e
+                });
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,6 +245,17 @@ mod tests {
             }
         }
         m
+    }
+
+    #[test]
+    fn cut_splits_and_drops_pieces() {
+        let base = vec![ext(0, 100, 1, 0), ext(200, 50, 2, 10)];
+        let holes = RangeSet::from_ranges([(20, 30), (90, 210), (240, u64::MAX)]);
+        assert_eq!(
+            cut(&base, &holes),
+            vec![ext(0, 20, 1, 0), ext(30, 60, 1, 30), ext(210, 30, 2, 20)]
+        );
+        assert_eq!(cut(&base, &RangeSet::new()), base);
     }
 
     proptest! {

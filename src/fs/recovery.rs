@@ -2,16 +2,24 @@
 //! crashed) left behind is finished before anything is served.
 //!
 //! - Orphans (files unlinked while open) are destroyed.
-//! - Every staging record is sealed again from its staging file: files
-//!   whose close(2) returned success get their data sealed and committed.
-//!   A seal that fails now keeps the data staged (served from staging) and
-//!   is retried by the committer.
-//! - Staging files without a record (never closed) are removed.
+//! - Every staging journal is replayed (journal.rs) and what it says is
+//!   not committed is sealed from the staging file: a file that was open
+//!   when qsfs died keeps everything its writer wrote (process kill), or
+//!   what reached the disk (power loss). A seal that fails now keeps the
+//!   data staged (served from staging) and is retried in the background.
+//! - Staging records of older versions are sealed the same way.
+//! - Staging files without journal or record are removed.
 
 use std::collections::HashSet;
+use std::path::Path;
 
 use super::FsCore;
+use super::journal::{Image, Journal, Replay};
+use super::ranges::RangeSet;
+use super::seal::SealHow;
 use super::staging::{Staging, StagingRecord};
+use super::state::Content;
+use crate::namespace::Time;
 use crate::vault::VaultError;
 
 /// Runs the recovery; fails only if the namespace cannot be read.
@@ -26,88 +34,29 @@ pub fn recover(core: &FsCore) -> Result<(), VaultError> {
             Err(e) => tracing::warn!(ino, "cannot destroy an orphan yet: {e}"),
         }
     }
-    let mut staged = HashSet::new();
-    for (ino, raw) in ns.all_staging()? {
-        staged.insert(ino);
-        let record = match StagingRecord::decode(&raw) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(
-                    ino,
-                    "damaged staging record ({e}); its staged data cannot be recovered"
-                );
-                let _ = ns.remove_staging(ino);
-                continue;
-            }
-        };
-        let staging = match Staging::existing(&core.staging_dir, ino) {
-            Ok(Some(s)) => s,
-            Ok(None) if record.dirty.is_empty() => {
-                // Only a size change was pending: no staging file needed.
-                let _ = std::fs::File::create(Staging::path_for(&core.staging_dir, ino));
-                match Staging::existing(&core.staging_dir, ino) {
-                    Ok(Some(s)) => s,
-                    _ => continue,
-                }
-            }
-            Ok(None) | Err(_) => {
-                tracing::error!(
-                    ino,
-                    "staging record without its staging file; its unsealed data is lost"
-                );
-                let _ = ns.remove_staging(ino);
-                continue;
-            }
-        };
-        let f = match core.file_or_load(ino) {
-            Ok(f) => f,
-            Err(_) => {
-                // The file is gone: so is the need for its data.
-                let _ = ns.remove_staging(ino);
-                staging.remove();
-                continue;
-            }
-        };
-        {
-            let mut st = f.lock();
-            st.size = record.size;
-            st.mtime = record.mtime;
-            st.dirty = record.dirty.clone();
-            st.meta_dirty = true;
-            st.recorded = true;
-            st.staging = Some(staging);
+    let mut kept = HashSet::new();
+    for (ino, image) in journals(&core.journal_dir) {
+        if recover_journal(core, ino, image) {
+            kept.insert(ino);
         }
-        tracing::info!(
-            ino,
-            bytes = record.dirty.len(),
-            "sealing data staged before the last unmount"
-        );
-        match core.seal_file(&f) {
-            Ok(Some(ticket)) => {
-                if let Err(e) = core.wait_commit(&f, ticket) {
-                    tracing::error!(
-                        ino,
-                        "staged data not committed yet ({e:?}); it stays staged and is retried"
-                    );
-                    f.lock().error = Some(e);
-                }
-            }
-            Ok(None) => {}
-            Err(e) => {
-                tracing::error!(
-                    ino,
-                    "staged data not sealed yet ({e:?}); it stays staged and is retried"
-                );
-                f.lock().error = Some(e);
-            }
-        }
-        core.maybe_evict(&f);
     }
-    // Staging files of files never closed (no record): nothing was promised.
+    for (ino, raw) in ns.all_staging()? {
+        if kept.contains(&ino) {
+            // The journal was newer; the record is dropped with it.
+            if let Some(f) = core.file(ino) {
+                f.lock().legacy_record = true;
+            }
+            continue;
+        }
+        if recover_record(core, ino, &raw) {
+            kept.insert(ino);
+        }
+    }
+    // Staging files with neither journal nor record: nothing was promised.
     if let Ok(entries) = std::fs::read_dir(&core.staging_dir) {
         for e in entries.flatten() {
             let name = e.file_name();
-            // `<ino>` or `<ino>.<piece>`; stdin spools and others are not ours.
+            // `<ino>` or `<ino>.<piece>`; stdin spools and folders are not ours.
             let Some(ino) = name
                 .to_str()
                 .and_then(|n| n.split('.').next())
@@ -115,7 +64,7 @@ pub fn recover(core: &FsCore) -> Result<(), VaultError> {
             else {
                 continue;
             };
-            if !staged.contains(&ino) && core.file(ino).is_none() {
+            if !kept.contains(&ino) && core.file(ino).is_none() {
                 let _ = std::fs::remove_file(e.path());
             }
         }
@@ -123,4 +72,213 @@ pub fn recover(core: &FsCore) -> Result<(), VaultError> {
     core.want_flush();
     super::commit::tick(core);
     Ok(())
+}
+
+/// The journals in `dir`, by inode; damaged ones are reported and removed.
+fn journals(dir: &Path) -> Vec<(u64, Option<Image>)> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        let Some(ino) = e.file_name().to_str().and_then(|n| n.parse::<u64>().ok()) else {
+            // A compaction's temporary file: the journal it was to replace
+            // is whole.
+            let _ = std::fs::remove_file(&path);
+            continue;
+        };
+        match Image::read(&path) {
+            Ok(img) if img.ino == ino => out.push((ino, Some(img))),
+            Ok(_) => {
+                tracing::error!(
+                    "{}: names another inode; its staged data cannot be matched to a file",
+                    path.display()
+                );
+                out.push((ino, None));
+            }
+            Err(e) => {
+                tracing::error!("{e}; the unsealed data it described cannot be recovered");
+                out.push((ino, None));
+            }
+        }
+    }
+    out.sort_by_key(|(ino, _)| *ino);
+    out
+}
+
+/// Replays one journal and seals what it holds. True if the file keeps
+/// staged data (its staging file must stay).
+fn recover_journal(core: &FsCore, ino: u64, image: Option<Image>) -> bool {
+    let ns = core.vault.namespace();
+    let path = super::journal::path_for(&core.journal_dir, ino);
+    let drop_all = || {
+        let _ = std::fs::remove_file(&path);
+        let _ = ns.remove_journal_mark(ino);
+        super::staging::remove_file(&core.staging_dir, ino);
+    };
+    let Some(image) = image else {
+        drop_all();
+        return false;
+    };
+    let inode = match ns.inode(ino) {
+        Ok(i) => i,
+        Err(_) => {
+            // The file is gone: so is the need for its data.
+            drop_all();
+            return false;
+        }
+    };
+    let mark = match ns.journal_mark(ino) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(ino, "{e}; replaying its whole journal");
+            None
+        }
+    };
+    let mut replay = image.replay(mark, inode.size);
+    let staging = match Staging::existing(&core.staging_dir, ino) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(ino, "cannot open its staging file ({e})");
+            None
+        }
+    };
+    // Bytes the journal names that never reached the staging file.
+    let lost = match &staging {
+        Some(s) => match s.data() {
+            Ok(data) => {
+                let mut lost = replay.dirty.clone();
+                lost.subtract(&data);
+                lost
+            }
+            Err(e) => {
+                tracing::warn!(ino, "cannot map its staging file ({e}); trusting it whole");
+                RangeSet::new()
+            }
+        },
+        None => replay.dirty.clone(),
+    };
+    if !lost.is_empty() {
+        tracing::warn!(
+            ino,
+            bytes = lost.len(),
+            "staged bytes named by the journal never reached the disk (a power loss?); the last committed bytes serve them"
+        );
+    }
+    replay.drop_lost(&lost);
+    if is_nothing(&replay, &inode) {
+        drop_all();
+        return false;
+    }
+    let journal = match Journal::reopen(&image, &core.journal_dir) {
+        Ok(j) => j,
+        Err(e) => {
+            tracing::error!(ino, "cannot reopen its staging journal ({e})");
+            return false;
+        }
+    };
+    let mtime = std::fs::metadata(&path)
+        .ok()
+        .and_then(|m| m.modified().ok())
+        .map(super::attr::from_fuser)
+        .unwrap_or_else(Time::now);
+    reseal(core, ino, replay, staging, Some(journal), mtime, "journal")
+}
+
+/// True when replaying changes nothing (every change was committed).
+fn is_nothing(r: &Replay, inode: &crate::namespace::Inode) -> bool {
+    r.dirty.is_empty() && r.cuts.is_empty() && r.size == inode.size
+}
+
+/// A staging record of an older qsfs version: its dirty ranges and size.
+fn recover_record(core: &FsCore, ino: u64, raw: &[u8]) -> bool {
+    let ns = core.vault.namespace();
+    let record = match StagingRecord::decode(raw) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(
+                ino,
+                "damaged staging record ({e}); its staged data cannot be recovered"
+            );
+            let _ = ns.remove_staging(ino);
+            return false;
+        }
+    };
+    let staging = match Staging::existing(&core.staging_dir, ino) {
+        Ok(Some(s)) => Some(s),
+        Ok(None) if record.dirty.is_empty() => None,
+        Ok(None) | Err(_) => {
+            tracing::error!(
+                ino,
+                "staging record without its staging file; its unsealed data is lost"
+            );
+            let _ = ns.remove_staging(ino);
+            return false;
+        }
+    };
+    if ns.inode(ino).is_err() {
+        let _ = ns.remove_staging(ino);
+        super::staging::remove_file(&core.staging_dir, ino);
+        return false;
+    }
+    let replay = Replay::from_record(record.size, record.dirty);
+    let kept = reseal(core, ino, replay, staging, None, record.mtime, "record");
+    if let Some(f) = core.file(ino) {
+        f.lock().legacy_record = true;
+        core.maybe_evict(&f);
+    }
+    kept
+}
+
+/// Loads the file with the replayed state and seals it. True if the file
+/// keeps staged data.
+fn reseal(
+    core: &FsCore,
+    ino: u64,
+    replay: Replay,
+    staging: Option<Staging>,
+    journal: Option<Journal>,
+    mtime: Time,
+    from: &str,
+) -> bool {
+    let f = match core.file_or_load(ino) {
+        Ok(f) => f,
+        Err(_) => return false,
+    };
+    {
+        let mut st = f.lock();
+        let extents = st.content.base().to_vec();
+        st.content = Content::recovered(replay.size, &extents, replay.dirty.clone(), replay.cuts);
+        st.mtime = mtime;
+        st.ctime = st.ctime.max(mtime);
+        st.staging = staging;
+        st.journal = journal;
+    }
+    tracing::info!(
+        ino,
+        bytes = replay.dirty.len(),
+        size = replay.size,
+        from,
+        "sealing data staged before the last unmount"
+    );
+    match core.seal_file(&f, SealHow::Wait) {
+        Ok(Some(ticket)) => {
+            if let Err(e) = core.wait_commit(&f, ticket) {
+                tracing::error!(
+                    ino,
+                    "staged data not committed yet ({e:?}); it stays staged and is retried"
+                );
+            }
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::error!(
+                ino,
+                "staged data not sealed yet ({e:?}); it stays staged and is retried"
+            );
+        }
+    }
+    core.maybe_evict(&f);
+    core.file(ino).is_some()
 }

@@ -4,8 +4,13 @@
 //! The seal itself (encryption, erasure coding, shard writes) runs in the
 //! caller's thread, so close(2) reports what it finds (a node out of space,
 //! too few nodes written): EIO or ENOSPC, and the staged data stays for a
-//! retry. Making it durable is the committer's job (one barrier per group
-//! of files); fsync(2) waits for that too.
+//! retry in the background. Making it durable is the committer's job (one
+//! barrier per group of files); fsync(2) waits for that too.
+//!
+//! One seal of a file is on its way at a time. A close that finds one
+//! does not wait for it: its changes are journalled already, and the next
+//! seal starts when the one on its way lands (so a loop of appends costs
+//! what its bytes cost, and seals gather what came meanwhile).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,10 +18,10 @@ use std::time::Instant;
 use fuser::Errno;
 
 use super::files::OpenFile;
-use super::ranges::{RangeSet, overlay};
-use super::staging::{StagingReader, StagingRecord};
+use super::ranges::RangeSet;
+use super::staging::StagingReader;
 use super::{FsCore, errno};
-use crate::namespace::{Extent, truncate_extents};
+use crate::namespace::{Extent, JournalMark};
 use crate::vault::SealedObject;
 
 /// Sealed objects of one file waiting for their commit.
@@ -31,74 +36,79 @@ pub struct Job {
     pub extents: Vec<Extent>,
     /// The file's size as sealed.
     pub size: u64,
+    /// How far into the file's journal this seal reaches.
+    pub mark: Option<JournalMark>,
     /// Plaintext bytes sealed (for the log line).
     pub bytes: u64,
     /// When the seal started.
     pub started: Instant,
 }
 
+/// Who asks for a seal, which decides whether it waits for one on its way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SealHow {
+    /// close(2): seal now and report what fails; if a seal of the file is
+    /// on its way, leave the rest to follow it and return at once.
+    Close,
+    /// The background sealer: as `Close`, but failures are kept for the
+    /// next close or fsync to report.
+    Background,
+    /// fsync(2), unmount, recovery: wait for a seal on its way, then seal
+    /// what is left.
+    Wait,
+}
+
 impl FsCore {
     /// Seals whatever `f` has unsealed and queues it for commit. Returns
     /// the ticket to wait for when something is (still) on its way.
-    pub fn seal_file(&self, f: &Arc<OpenFile>) -> Result<Option<u64>, Errno> {
+    pub fn seal_file(&self, f: &Arc<OpenFile>, how: SealHow) -> Result<Option<u64>, Errno> {
         let started = Instant::now();
         let mut st = f.lock();
-        while st.sealing.is_some() {
-            st = f.wait(st);
+        if how == SealHow::Wait {
+            while st.content.sealing() {
+                st = f.wait(st);
+            }
         }
-        let reported = st.error.take();
-        if st.dirty.is_empty() && !st.meta_dirty {
+        let reported = if how == SealHow::Background {
+            None
+        } else {
+            st.error.take()
+        };
+        if st.content.sealing() {
+            // It follows the seal on its way (commit.rs hands it on).
+            st.seal_wanted = true;
+            return match reported {
+                Some(e) => Err(e),
+                None => Ok(Some(st.submitted)),
+            };
+        }
+        let Some(plan) = st.content.begin_seal() else {
             let pending = (st.submitted > st.committed).then_some(st.submitted);
             return match reported {
                 Some(e) => Err(e),
                 None => Ok(pending),
             };
-        }
-        let size = st.size;
-        let mut snapshot = st.dirty.clone();
-        snapshot.remove(size, u64::MAX);
-        let record = StagingRecord {
-            size,
-            mtime: st.mtime,
-            dirty: snapshot.clone(),
         };
-        let base = st.base.clone();
+        st.seal_wanted = false;
+        let mark = st.journal.as_ref().map(|j| j.mark());
         let staging = st.staging.clone();
-        st.sealing = Some(snapshot.clone());
-        st.rewritten = RangeSet::new();
-        st.meta_dirty = false;
-        st.recorded = true;
         drop(st);
 
-        // What a killed process leaves must be enough to finish this seal.
-        let ns = self.vault.namespace();
-        let t0 = Instant::now();
-        let persisted = ns
-            .put_staging(f.ino, &record.encode())
-            .and_then(|_| ns.flush());
-        let t_record = t0.elapsed();
-        let sealed = persisted.map_err(|e| {
-            tracing::error!("ino {}: cannot record its staged data: {e}", f.ino);
-            Errno::EIO
-        });
-        let sealed = sealed.and_then(|_| self.seal_ranges(f.ino, &snapshot, staging.as_ref()));
-        let (objs, extents) = match sealed {
+        let sealed = self.seal_ranges(f.ino, &plan.ranges, staging.as_ref());
+        let (objs, new_extents) = match sealed {
             Ok(x) => x,
             Err(e) => {
                 let mut st = f.lock();
-                st.sealing = None;
-                st.meta_dirty = true;
+                st.content.seal_failed();
+                st.schedule_retry();
                 f.changed.notify_all();
+                if how == SealHow::Background {
+                    st.error = Some(e);
+                }
                 return Err(e);
             }
         };
-        tracing::debug!(
-            ino = f.ino,
-            record_us = t_record.as_micros() as u64,
-            seal_us = (t0.elapsed() - t_record).as_micros() as u64,
-            "seal timing"
-        );
-        let extents = truncate_extents(&overlay(&base, &extents), size);
+        let extents = plan.extents(&new_extents);
         let mut st = f.lock();
         st.submitted += 1;
         let ticket = st.submitted;
@@ -108,15 +118,16 @@ impl FsCore {
             ticket,
             objs,
             extents,
-            size,
-            bytes: snapshot.len(),
+            size: plan.size,
+            mark,
+            bytes: plan.ranges.len(),
             started,
         };
         if let Err(job) = self.submit(job) {
-            // Shutting down: nothing commits any more; the staging record
-            // lets the next mount finish it.
+            // Shutting down: nothing commits any more; the journal lets
+            // the next mount finish it.
             let mut st = job.file.lock();
-            st.sealing = None;
+            st.content.seal_failed();
             st.committed = st.submitted;
             f.changed.notify_all();
             return Err(Errno::EIO);
@@ -188,13 +199,9 @@ impl FsCore {
     /// Waits until seal `ticket` of `f` is committed; its error if it failed.
     pub fn wait_commit(&self, f: &OpenFile, ticket: u64) -> Result<(), Errno> {
         let mut st = f.lock();
-        self.fsync_waiters
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         while st.committed < ticket {
             st = f.wait(st);
         }
-        self.fsync_waiters
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         match st.error.take() {
             Some(e) => Err(e),
             None => Ok(()),

@@ -1,11 +1,11 @@
 //! Staging: unsealed writes of a file wait in `VAULT/staging/<ino>` (a
 //! sparse file holding only what was written) until the file is sealed.
+//! Which of its bytes are newer than the file's sealed extents is kept in
+//! the file's staging journal (journal.rs).
 //!
-//! A staging record in the namespace says which byte ranges of that file
-//! are newer than the file's sealed extents, and the file's size and mtime.
-//! It is written when a file is closed (before the seal), so a process
-//! killed after close(2) returned leaves enough to seal the data on the
-//! next mount. Format v1, little-endian:
+//! Older versions kept that in a staging record in the namespace, written
+//! at close; the mount still reads such records once (recovery.rs) and
+//! writes no new ones. Format v1, little-endian:
 //! ```text
 //! u8   version = 1
 //! u64  size
@@ -21,7 +21,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use super::ranges::RangeSet;
-use crate::codec::{DecodeError, Reader, Writer};
+#[cfg(test)]
+use crate::codec::Writer;
+use crate::codec::{DecodeError, Reader};
 use crate::namespace::Time;
 use crate::stock::Stock;
 
@@ -39,7 +41,8 @@ pub struct StagingRecord {
 }
 
 impl StagingRecord {
-    /// Encodes the record.
+    /// Encodes the record (as older versions wrote it; tests only now).
+    #[cfg(test)]
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::with_capacity(32 + 16 * self.dirty.ranges().len());
         w.u8(RECORD_VERSION)
@@ -274,6 +277,32 @@ impl Staging {
                 && f.metadata()?.len() > size.saturating_sub(start)
             {
                 f.set_len(size.saturating_sub(start))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The byte ranges that hold data on disk (see [`crate::sys::data_ranges`]).
+    pub fn data(&self) -> io::Result<RangeSet> {
+        let mut out = RangeSet::new();
+        for k in pieces_on_disk(&self.inner.dir, self.inner.ino) {
+            if let Some(f) = self.piece(k, false)? {
+                for (a, b) in crate::sys::data_ranges(&f)? {
+                    out.insert(k * PIECE + a, k * PIECE + b);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Frees the staged bytes of `[start, end)` (they are no longer dirty).
+    pub fn punch(&self, start: u64, end: u64) -> io::Result<()> {
+        if start >= end {
+            return Ok(());
+        }
+        for (k, at, a, b) in Self::parts(start, end - start) {
+            if let Some(f) = self.piece(k, false)? {
+                crate::sys::punch_hole(&f, at, (b - a) as u64)?;
             }
         }
         Ok(())

@@ -27,6 +27,7 @@ mod xattr;
 pub use inode::{Extent, INODE_VERSION, Inode, Kind, Time};
 pub use ops::{Removed, RenameFlags, truncate_extents};
 pub use path::{VaultPath, display_name};
+pub use records::JournalMark;
 pub use xattr::{XATTR_CREATE, XATTR_REPLACE};
 
 use std::collections::HashSet;
@@ -370,6 +371,7 @@ mod tests {
                 5,
                 Time::now(),
                 Time::now(),
+                None,
             )
             .unwrap();
         assert!(old.is_empty());
@@ -386,6 +388,7 @@ mod tests {
                 6,
                 Time::now(),
                 Time::now(),
+                None,
             )
             .unwrap();
         assert_eq!(old, vec![id]);

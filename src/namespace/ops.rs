@@ -5,8 +5,8 @@
 use std::collections::HashSet;
 
 use super::{
-    Batch, DirEntry, Extent, Inode, Kind, Namespace, NamespaceError, Result, Time, check_name,
-    dkey, encode_entry, idkey, ikey, inokey,
+    Batch, DirEntry, Extent, Inode, JournalMark, Kind, Namespace, NamespaceError, Result, Time,
+    check_name, dkey, encode_entry, idkey, ikey, inokey,
 };
 use crate::ObjectId;
 
@@ -72,6 +72,7 @@ impl Namespace {
         b.remove(inokey(b'p', ino));
         b.remove(inokey(b'o', ino));
         b.remove(inokey(b's', ino));
+        b.remove(inokey(b'j', ino));
         for r in self.db.scan_prefix(inokey(b'x', ino)) {
             b.remove(r?.0);
         }
@@ -421,6 +422,8 @@ impl Namespace {
     /// Replaces the content of file `ino` (written at `mtime`, its inode
     /// changed at `ctime`, which never moves back); objects it no longer
     /// uses are queued for deletion in the same atomic step and returned.
+    /// `mark` says how far into the file's staging journal the content
+    /// reaches (records.rs), in the same step.
     pub fn set_content(
         &self,
         ino: u64,
@@ -428,6 +431,7 @@ impl Namespace {
         size: u64,
         mtime: Time,
         ctime: Time,
+        mark: Option<JournalMark>,
     ) -> Result<Vec<ObjectId>> {
         let _g = self.lock();
         let mut node = self.inode(ino)?;
@@ -438,6 +442,9 @@ impl Namespace {
         node.ctime = node.ctime.max(ctime);
         let mut b = Batch::new();
         b.insert(ikey(ino), node.encode());
+        if let Some(m) = mark {
+            b.insert(inokey(b'j', ino), m.encode());
+        }
         queue_gc(&mut b, &gone);
         self.db.apply(b)?;
         Ok(gone)
@@ -649,7 +656,7 @@ mod tests {
             },
         ];
         assert!(
-            ns.set_content(f, ext, 10, Time::now(), Time::now())
+            ns.set_content(f, ext, 10, Time::now(), Time::now(), None)
                 .unwrap()
                 .is_empty()
         );

@@ -1,9 +1,51 @@
 //! Queues and side records kept with the namespace: objects waiting to be
-//! destroyed, R2 shares waiting for their store, and the staging records
-//! of files with unsealed writes (their format belongs to `fs/`).
+//! destroyed, R2 shares waiting for their store, the journal marks of
+//! files with unsealed writes, and the staging records older versions
+//! wrote (their formats belong to `fs/`).
+//!
+//! Journal mark, key `j` + inode (big-endian), format v1, little-endian:
+//! ```text
+//! u8 version = 1   u64 epoch   u64 entries
+//! ```
+//! "The inode's content includes the first `entries` entries of the
+//! staging journal of that epoch" (see `fs/journal.rs`); written in the
+//! same atomic batch as the content it describes.
 
-use super::{Batch, Namespace, Result, idkey, inokey};
+use super::{Batch, Namespace, NamespaceError, Result, idkey, inokey};
 use crate::ObjectId;
+
+const MARK_VERSION: u8 = 1;
+
+/// How far into a file's staging journal its committed content reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JournalMark {
+    /// The journal's epoch.
+    pub epoch: u64,
+    /// Entries of it the committed content includes.
+    pub seq: u64,
+}
+
+impl JournalMark {
+    /// Encodes the mark.
+    pub fn encode(&self) -> [u8; 17] {
+        let mut b = [0u8; 17];
+        b[0] = MARK_VERSION;
+        b[1..9].copy_from_slice(&self.epoch.to_le_bytes());
+        b[9..].copy_from_slice(&self.seq.to_le_bytes());
+        b
+    }
+
+    /// Decodes a mark.
+    pub fn decode(b: &[u8]) -> Option<JournalMark> {
+        if b.len() != 17 || b[0] != MARK_VERSION {
+            return None;
+        }
+        Some(JournalMark {
+            epoch: u64::from_le_bytes(b[1..9].try_into().ok()?),
+            seq: u64::from_le_bytes(b[9..].try_into().ok()?),
+        })
+    }
+}
 
 impl Namespace {
     /// Objects queued for deletion.
@@ -61,6 +103,25 @@ impl Namespace {
         }
         self.db.apply(b)?;
         self.db.flush_durable()?;
+        Ok(())
+    }
+
+    /// The journal mark of file `ino`, if it has one.
+    pub fn journal_mark(&self, ino: u64) -> Result<Option<JournalMark>> {
+        match self.db.get(inokey(b'j', ino))? {
+            None => Ok(None),
+            Some(v) => JournalMark::decode(&v)
+                .map(Some)
+                .ok_or(NamespaceError::Record {
+                    ino,
+                    detail: "undecodable journal mark".into(),
+                }),
+        }
+    }
+
+    /// Forgets the journal mark of file `ino` (its journal is gone).
+    pub fn remove_journal_mark(&self, ino: u64) -> Result<()> {
+        self.db.remove(inokey(b'j', ino))?;
         Ok(())
     }
 

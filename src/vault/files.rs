@@ -228,6 +228,7 @@ impl Vault {
                     size,
                     Time::now(),
                     Time::now(),
+                    None,
                 )?);
                 Ok(ino)
             }
