@@ -14,6 +14,14 @@
 #   scripts/bench-fs.sh --reps N         repetitions (default 3, --quick 1); cells show
 #                                        the median [lowest-highest]
 #   scripts/bench-fs.sh --tree DIR,...   folders to tar for the tree rows instead
+#   scripts/bench-fs.sh --steps LIST     a subset of big,tree,small (default all):
+#                                        big = write and read the big file; tree = tar x,
+#                                        rsync, ls -lR, cat, rm -rf; small = 3,000 appends,
+#                                        an autotools ./configure, fsstress -n 2000 -p 4
+#
+# fsstress (xfstests) is not packaged by Debian: the fsstress row runs when
+# `fsstress` is on PATH or FSSTRESS=/path/to/fsstress is set, and shows "-"
+# otherwise. Build it yourself from xfstests (ltp/fsstress.c).
 #
 # Needs root (apt-get for missing tools, drop_caches for the cold rows);
 # installs gocryptfs and securefs if missing (apt-get update only then).
@@ -30,6 +38,7 @@ quick=0
 reps=
 only=plain,gocryptfs,securefs,qsfs,qsfs-direct
 trees=
+steps=big,tree,small
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) quick=1 ;;
@@ -41,7 +50,9 @@ while [ $# -gt 0 ]; do
         --reps=*) reps=${1#--reps=} ;;
         --tree) [ $# -ge 2 ] || { echo "--tree needs folders" >&2; exit 2; }; trees=$2; shift ;;
         --tree=*) trees=${1#--tree=} ;;
-        -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --steps) [ $# -ge 2 ] || { echo "--steps needs a list" >&2; exit 2; }; steps=$2; shift ;;
+        --steps=*) steps=${1#--steps=} ;;
+        -h|--help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -57,6 +68,12 @@ for f in "${sel[@]}"; do
 done
 fss=()
 for f in "${all_fs[@]}"; do [ -n "${want[$f]:-}" ] && fss+=("$f"); done
+declare -A step=()
+IFS=, read -r -a sel <<<"$steps"
+for s in "${sel[@]}"; do
+    case "$s" in big|tree|small) step[$s]=1 ;; *) echo "--steps: unknown step '$s' (big,tree,small)" >&2; exit 2 ;; esac
+done
+fsstress=${FSSTRESS:-$(command -v fsstress || true)}
 
 log() { echo "[bench-fs $(date +%H:%M:%S)] $*" >&2; }
 is_root=0; [ "$(id -u)" -eq 0 ] && is_root=1
@@ -65,6 +82,8 @@ is_root=0; [ "$(id -u)" -eq 0 ] && is_root=1
 need_pkgs=()
 if [ -n "${want[gocryptfs]:-}" ] && ! command -v gocryptfs >/dev/null; then need_pkgs+=(gocryptfs); fi
 if [ -n "${want[securefs]:-}" ] && ! command -v securefs >/dev/null; then need_pkgs+=(securefs); fi
+if [ -n "${step[small]:-}" ] && ! command -v autoconf >/dev/null; then need_pkgs+=(autoconf); fi
+if [ -n "${step[small]:-}" ] && ! command -v gcc >/dev/null; then need_pkgs+=(gcc libc6-dev); fi
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     [ $is_root -eq 1 ] || { echo "missing ${need_pkgs[*]}: run as root or: sudo apt-get install ${need_pkgs[*]}" >&2; exit 1; }
     log "installing ${need_pkgs[*]}"
@@ -150,7 +169,7 @@ tar_excl=()
 
 log "making the ${big_mib} MiB random source and the tree tar in $work"
 src="$work/src.bin"
-head -c $((big_mib << 20)) /dev/urandom > "$src"
+[ -z "${step[big]:-}" ] || head -c $((big_mib << 20)) /dev/urandom > "$src"
 tarf="$work/tree.tar"
 targs=()
 for d in "${tree_dirs[@]}"; do
@@ -165,6 +184,15 @@ tar xf "$tarf" -C "$srctree"
 tree_files=$(find "$srctree" -type f | wc -l)
 tree_dirs_n=$(find "$srctree" -type d | wc -l)
 tree_bytes=$(find "$srctree" -type f -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }')
+# The configure row: an autotools configure script, made once here.
+cfgsrc="$work/cfgsrc"
+if [ -n "${step[small]:-}" ]; then
+    mkdir -p "$cfgsrc"
+    cp "$repo/scripts/bench-data/configure/configure.ac" "$cfgsrc/"
+    (cd "$cfgsrc" && autoconf && autoheader) || { log "autoconf failed"; exit 1; }
+    rm -rf "$cfgsrc/autom4te.cache"
+    [ -n "$fsstress" ] || log "no fsstress on PATH and FSSTRESS unset: the fsstress row is skipped (build it from xfstests)"
+fi
 sync
 
 # ---- filesystems: create/mount/unmount --------------------------------------
@@ -220,7 +248,7 @@ fs_pid() { local m; m=$(mnt_of "$1"); echo "${mount_pid[$m]:-}"; }
 
 # ---- the run -----------------------------------------------------------------
 declare -A R=()   # R[row,fs] = " value value ..." (one per repetition)
-rows=(write read tar tar_umount rsync ls cat rm)
+rows=(write read tar tar_umount rsync ls cat rm appends configure fsstress)
 run_fs() {
     local fs=$1 m t0 bytes
     m=$(mnt_of "$fs")
@@ -228,64 +256,96 @@ run_fs() {
     fs_create "$fs"
     fs_mount "$fs"
 
-    # 1. write: the source is read once first so dd measures the filesystem
-    cat "$src" > /dev/null
-    log "$fs: write ${big_mib} MiB (dd conv=fsync)"
-    t0=$(now)
-    dd if="$src" of="$m/big" bs=1M conv=fsync status=none
-    R[write,$fs]+=" $(since "$t0")"
-    bytes=$(stat -c %s "$m/big")
-    [ "$bytes" -eq $((big_mib << 20)) ] || { log "$fs: big is $bytes bytes"; return 1; }
+    if [ -n "${step[big]:-}" ]; then
+        # 1. write: the source is read once first so dd measures the filesystem
+        cat "$src" > /dev/null
+        log "$fs: write ${big_mib} MiB (dd conv=fsync)"
+        t0=$(now)
+        dd if="$src" of="$m/big" bs=1M conv=fsync status=none
+        R[write,$fs]+=" $(since "$t0")"
+        bytes=$(stat -c %s "$m/big")
+        [ "$bytes" -eq $((big_mib << 20)) ] || { log "$fs: big is $bytes bytes"; return 1; }
 
-    # 2. cold read
-    drop_caches
-    log "$fs: read back (cold)"
-    t0=$(now)
-    dd if="$m/big" of=/dev/null bs=1M status=none
-    R[read,$fs]+=" $(since "$t0")"
-    cmp "$src" "$m/big" || { log "$fs: the file read back differs"; return 1; }
-    rm -f "$m/big"
+        # 2. cold read
+        drop_caches
+        log "$fs: read back (cold)"
+        t0=$(now)
+        dd if="$m/big" of=/dev/null bs=1M status=none
+        R[read,$fs]+=" $(since "$t0")"
+        cmp "$src" "$m/big" || { log "$fs: the file read back differs"; return 1; }
+        rm -f "$m/big"
+    fi
 
-    # 3. tar x, then unmount (flushes) and sync of the backing disk
-    mkdir "$m/x"
-    sync
-    log "$fs: tar x"
-    t0=$(now)
-    tar xf "$tarf" -C "$m/x"
-    R[tar,$fs]+=" $(since "$t0")"
-    fs_unmount "$fs"
-    R[tar_umount,$fs]+=" $(since "$t0")"
-    R[stored,$fs]+=" $(du -sb "$(backing_of "$fs")" | awk '{ print $1 }')"
-    fs_mount "$fs"
+    if [ -n "${step[tree]:-}" ]; then
+        # 3. tar x, then unmount (flushes) and sync of the backing disk
+        mkdir "$m/x"
+        sync
+        log "$fs: tar x"
+        t0=$(now)
+        tar xf "$tarf" -C "$m/x"
+        R[tar,$fs]+=" $(since "$t0")"
+        fs_unmount "$fs"
+        R[tar_umount,$fs]+=" $(since "$t0")"
+        R[stored,$fs]+=" $(du -sb "$(backing_of "$fs")" | awk '{ print $1 }')"
+        fs_mount "$fs"
 
-    # 4. rsync -a into a fresh folder (source: the same tree on the plain disk, warm)
-    find "$srctree" -type f -exec cat {} + > /dev/null
-    log "$fs: rsync -a"
-    t0=$(now)
-    rsync -a "$srctree/" "$m/r/"
-    R[rsync,$fs]+=" $(since "$t0")"
+        # 4. rsync -a into a fresh folder (source: the same tree on the plain disk, warm)
+        find "$srctree" -type f -exec cat {} + > /dev/null
+        log "$fs: rsync -a"
+        t0=$(now)
+        rsync -a "$srctree/" "$m/r/"
+        R[rsync,$fs]+=" $(since "$t0")"
 
-    # 5. ls -lR of the extracted tree (fresh mount, page cache not dropped)
-    log "$fs: ls -lR"
-    t0=$(now)
-    ls -lR "$m/x" > /dev/null
-    R[ls,$fs]+=" $(since "$t0")"
+        # 5. ls -lR of the extracted tree (fresh mount, page cache not dropped)
+        log "$fs: ls -lR"
+        t0=$(now)
+        ls -lR "$m/x" > /dev/null
+        R[ls,$fs]+=" $(since "$t0")"
 
-    # 6. read every file, cold
-    drop_caches
-    log "$fs: cat every file (cold)"
-    t0=$(now)
-    find "$m/x" -type f -exec cat {} + > /dev/null
-    R[cat,$fs]+=" $(since "$t0")"
-    diff -r --no-dereference "$srctree" "$m/x" >/dev/null || { log "$fs: the extracted tree differs"; return 1; }
-    diff -r --no-dereference "$srctree" "$m/r" >/dev/null || { log "$fs: the rsynced tree differs"; return 1; }
+        # 6. read every file, cold
+        drop_caches
+        log "$fs: cat every file (cold)"
+        t0=$(now)
+        find "$m/x" -type f -exec cat {} + > /dev/null
+        R[cat,$fs]+=" $(since "$t0")"
+        diff -r --no-dereference "$srctree" "$m/x" >/dev/null || { log "$fs: the extracted tree differs"; return 1; }
+        diff -r --no-dereference "$srctree" "$m/r" >/dev/null || { log "$fs: the rsynced tree differs"; return 1; }
 
-    # 7. rm -rf
-    log "$fs: rm -rf"
-    t0=$(now)
-    rm -rf "$m/x"
-    R[rm,$fs]+=" $(since "$t0")"
-    rm -rf "$m/r"
+        # 7. rm -rf
+        log "$fs: rm -rf"
+        t0=$(now)
+        rm -rf "$m/x"
+        R[rm,$fs]+=" $(since "$t0")"
+        rm -rf "$m/r"
+    fi
+
+    if [ -n "${step[small]:-}" ]; then
+        # 8. 3,000 appends, each an open, a write and a close (a script's log)
+        mkdir "$m/app"
+        log "$fs: 3000 appends"
+        t0=$(now)
+        for i in $(seq 3000); do echo "line $i" >> "$m/app/app.log"; done
+        R[appends,$fs]+=" $(since "$t0")"
+        [ "$(wc -l < "$m/app/app.log")" -eq 3000 ] || { log "$fs: app.log has $(wc -l < "$m/app/app.log") lines"; return 1; }
+
+        # 9. ./configure of an autotools project (conftest files, config.log appends)
+        cp -r "$cfgsrc" "$m/cfg"
+        log "$fs: ./configure"
+        t0=$(now)
+        (cd "$m/cfg" && ./configure > /dev/null) || { log "$fs: configure failed"; return 1; }
+        R[configure,$fs]+=" $(since "$t0")"
+        grep -q "HAVE_STDLIB_H 1" "$m/cfg/config.h" || { log "$fs: configure wrote no config.h"; return 1; }
+
+        # 10. fsstress -n 2000 -p 4 (xfstests), fixed seed
+        if [ -n "$fsstress" ]; then
+            mkdir "$m/stress"
+            log "$fs: fsstress -n 2000 -p 4"
+            t0=$(now)
+            "$fsstress" -d "$m/stress" -n 2000 -p 4 -s 1 > /dev/null || { log "$fs: fsstress failed"; return 1; }
+            R[fsstress,$fs]+=" $(since "$t0")"
+        fi
+        rm -rf "$m/app" "$m/cfg" "$m/stress"
+    fi
 
     t0=$(now)
     fs_unmount "$fs"
@@ -320,6 +380,9 @@ label() {
         ls) echo "5. ls -lR (s)" ;;
         cat) echo "6. cat every file, cold (s)" ;;
         rm) echo "7. rm -rf (s)" ;;
+        appends) echo "8. 3,000 appends, echo >> (s)" ;;
+        configure) echo "9. autotools ./configure (s)" ;;
+        fsstress) echo "10. fsstress -n 2000 -p 4 (s)" ;;
         final_umount) echo "unmount at the end, after rm (s)" ;;
         stored) echo "stored on disk after tar x (MB)" ;;
     esac

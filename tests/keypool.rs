@@ -110,8 +110,8 @@ fn generated_pair_is_identical_but_for_the_end() {
 fn keys_are_used_once_and_wiped_in_both_files() {
     let t = tempfile::tempdir().unwrap();
     let (a, b) = gen_pair(t.path(), "link-w", 64, true);
-    let pa = PoolFile::open(&a).unwrap();
-    let pb = PoolFile::open(&b).unwrap();
+    let pa = open_pool(&a);
+    let pb = open_pool(&b);
     assert_eq!(pa.end(), End::A);
 
     let k = pa.next_key(Direction::AToB).unwrap();
@@ -167,7 +167,7 @@ fn keys_are_used_once_and_wiped_in_both_files() {
     let counts = pa.counts().unwrap();
     assert_eq!(counts.used, 16 + 1);
     drop(pa);
-    let pa = PoolFile::open(&a).unwrap();
+    let pa = open_pool(&a);
     assert_eq!(pa.counts().unwrap(), counts);
     let k2 = pa.next_key(Direction::AToB).unwrap();
     assert_eq!(k2.id, ra[32].0, "first key after the wasted batch");
@@ -177,7 +177,7 @@ fn keys_are_used_once_and_wiped_in_both_files() {
 fn exhaustion_names_the_link_and_counts_and_low_water() {
     let t = tempfile::tempdir().unwrap();
     let (a, _b) = gen_pair(t.path(), "tiny", 20, false);
-    let pa = PoolFile::open(&a).unwrap();
+    let pa = open_pool(&a);
     pa.set_batch(1);
     assert!(!pa.low(0.10));
     for _ in 0..9 {
@@ -236,7 +236,7 @@ fn damaged_files_are_refused_naming_the_file() {
 fn one_process_per_pool_file() {
     let t = tempfile::tempdir().unwrap();
     let (a, _b) = gen_pair(t.path(), "lock", 10, true);
-    let _pa = PoolFile::open(&a).unwrap();
+    let _pa = open_pool(&a);
     let err = PoolFile::open(&a).unwrap_err();
     assert!(matches!(err, PoolError::InUse { .. }), "{err}");
     // Status reads without the lock.
@@ -247,7 +247,7 @@ fn one_process_per_pool_file() {
 fn concurrent_senders_never_share_a_key() {
     let t = tempfile::tempdir().unwrap();
     let (a, _b) = gen_pair(t.path(), "conc", 2000, true);
-    let pa = Arc::new(PoolFile::open(&a).unwrap());
+    let pa = Arc::new(open_pool(&a));
     let handles: Vec<_> = (0..4)
         .map(|_| {
             let p = Arc::clone(&pa);
@@ -271,8 +271,8 @@ fn concurrent_senders_never_share_a_key() {
 fn refill_appends_identical_keys_to_both_ends() {
     let t = tempfile::tempdir().unwrap();
     let (a, b) = gen_pair(t.path(), "sim", 4, true);
-    let pa = PoolFile::open(&a).unwrap();
-    let pb = PoolFile::open(&b).unwrap();
+    let pa = open_pool(&a);
+    let pb = open_pool(&b);
     pa.set_batch(1);
     pa.next_key(Direction::AToB).unwrap();
     pa.next_key(Direction::AToB).unwrap();
@@ -300,8 +300,8 @@ fn refill_appends_identical_keys_to_both_ends() {
     assert!(matches!(err, PoolError::NotRefillable { .. }), "{err}");
     assert!(
         Refiller::start(
-            Arc::new(PoolFile::open(&qa).unwrap()),
-            Arc::new(PoolFile::open(&qb).unwrap()),
+            Arc::new(open_pool(&qa)),
+            Arc::new(open_pool(&qb)),
             RefillConfig::new(100),
             seeded("r"),
         )
@@ -324,8 +324,8 @@ fn a_crash_between_count_updates_is_reconciled() {
     h.count = 4;
     bytes[..HEADER_LEN].copy_from_slice(&h.encode().unwrap());
     std::fs::write(&b, &bytes).unwrap();
-    let pa = PoolFile::open(&a).unwrap();
-    let pb = PoolFile::open(&b).unwrap();
+    let pa = open_pool(&a);
+    let pb = open_pool(&b);
     assert_eq!(pb.counts().unwrap().total, 4);
     reconcile_pair(&pa, &pb).unwrap();
     assert_eq!(pb.counts().unwrap().total, 10);
@@ -337,8 +337,8 @@ fn a_crash_between_count_updates_is_reconciled() {
     let mut f = std::fs::OpenOptions::new().append(true).open(&a).unwrap();
     std::io::Write::write_all(&mut f, &[0xEE; 75]).unwrap();
     drop(f);
-    let pa = PoolFile::open(&a).unwrap();
-    let pb = PoolFile::open(&b).unwrap();
+    let pa = open_pool(&a);
+    let pb = open_pool(&b);
     refill_pair(&pa, &pb, 2, &mut random).unwrap();
     drop((pa, pb));
     assert_eq!(
@@ -352,8 +352,8 @@ fn a_crash_between_count_updates_is_reconciled() {
 fn refiller_tops_up_at_its_rate_up_to_the_cap() {
     let t = tempfile::tempdir().unwrap();
     let (a, b) = gen_pair(t.path(), "rate", 10, true);
-    let pa = Arc::new(PoolFile::open(&a).unwrap());
-    let pb = Arc::new(PoolFile::open(&b).unwrap());
+    let pa = Arc::new(open_pool(&a));
+    let pb = Arc::new(open_pool(&b));
     // 256 kbit/s = 1000 keys/s, capped at 200 unused keys.
     let cfg = RefillConfig {
         key_rate_bps: 256_000.0,
@@ -420,13 +420,28 @@ fn frozen_pool_file_of_format_1() {
     );
     let copy = t.path().join("copy.B.pool");
     std::fs::copy(fixture.join("frozen.B.pool"), &copy).unwrap();
-    let pb = PoolFile::open(&copy).unwrap();
+    let pb = open_pool(&copy);
     assert_eq!(KeySource::link(&pb), "frozen");
     let k = pb.next_key(Direction::BToA).unwrap();
     assert_eq!(
         k.id.to_string(),
         records(&fixture.join("frozen.A.pool"))[1].0.to_string()
     );
+}
+
+/// Opens a pool file, waiting out a lock held for a moment by a process
+/// another test thread is starting: between its fork and its exec, the
+/// child holds a copy of every descriptor, and with it our flock.
+fn open_pool(path: &std::path::Path) -> PoolFile {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match PoolFile::open(path) {
+            Err(PoolError::InUse { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            r => return r.unwrap(),
+        }
+    }
 }
 
 fn qsfs(args: &[&str]) -> std::process::Output {
@@ -490,7 +505,7 @@ fn cli_gen_and_status() {
 
     // Use most of A->B, then status warns and --json says low.
     {
-        let p = PoolFile::open(&a).unwrap();
+        let p = open_pool(&a);
         p.set_batch(1);
         for _ in 0..46 {
             p.next_key(Direction::AToB).unwrap();

@@ -63,6 +63,9 @@ pub struct FileState {
     pub retry: Option<Retry>,
     /// An older version's staging record exists for this file (recovery).
     pub legacy_record: bool,
+    /// Dropped from the open-file table: a request that still holds it
+    /// must look the file up again (see [`FsCore::with_live`]).
+    pub evicted: bool,
 }
 
 impl FileState {
@@ -82,6 +85,7 @@ impl FileState {
             seal_wanted: false,
             retry: None,
             legacy_record: false,
+            evicted: false,
         }
     }
 
@@ -158,6 +162,24 @@ impl FsCore {
         });
         files.insert(ino, Arc::clone(&f));
         Ok(f)
+    }
+
+    /// Runs `op` on the state of `ino` under its lock, loading it if
+    /// needed. A state evicted between the lookup and the lock is looked up
+    /// again, so a change never lands on a state the table no longer holds.
+    pub fn with_live<T>(
+        &self,
+        ino: u64,
+        op: impl FnOnce(&Arc<OpenFile>, &mut FileState) -> Result<T, Errno>,
+    ) -> Result<T, Errno> {
+        loop {
+            let f = self.file_or_load(ino)?;
+            let mut st = f.lock();
+            if st.evicted {
+                continue;
+            }
+            return op(&f, &mut st);
+        }
     }
 
     /// True while `ino` is open or has writes on their way to the nodes
@@ -301,6 +323,12 @@ impl FsCore {
     /// delete.
     pub fn maybe_evict(&self, f: &Arc<OpenFile>) {
         let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        // Only the state the table holds: an older one of the same inode
+        // (evicted already, still held by a queued seal or a slow request)
+        // must never take its successor out of the table.
+        if !files.get(&f.ino).is_some_and(|cur| Arc::ptr_eq(cur, f)) {
+            return;
+        }
         let mut st = f.lock();
         let idle = st.handles == 0 && st.submitted == st.committed && !st.content.sealing();
         if !idle || !(st.content.settled() || st.orphan) {
@@ -314,6 +342,7 @@ impl FsCore {
             return;
         }
         files.remove(&f.ino);
+        st.evicted = true;
         let orphan = st.orphan;
         if let Some(j) = st.journal.take() {
             j.remove();

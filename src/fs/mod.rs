@@ -249,6 +249,8 @@ impl Qsfs {
         }
         self.core.want_flush();
         commit::tick(&self.core);
+        // Left only when empty: a clean unmount leaves a clean staging folder.
+        let _ = std::fs::remove_dir(&self.core.journal_dir);
     }
 
     fn new_fh(&self) -> u64 {

@@ -99,11 +99,18 @@ impl Qsfs {
 
     /// Applies what an unlink or rename took away.
     fn after_removal(&self, removed: Removed) {
-        if let Some(ino) = removed.orphan
-            && let Some(f) = self.core.file(ino)
-        {
-            f.lock().orphan = true;
-            self.core.maybe_evict(&f);
+        if let Some(ino) = removed.orphan {
+            match self.core.file(ino) {
+                Some(f) => {
+                    f.lock().orphan = true;
+                    self.core.maybe_evict(&f);
+                }
+                // Its state went idle meanwhile: nobody holds it any more.
+                None => match self.ns().release_orphan(ino) {
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("ino {ino}: cannot destroy the unlinked file yet: {e}"),
+                },
+            }
         }
         if let Some(ino) = removed.destroyed {
             super::staging::remove_file(&self.core.staging_dir, ino);
@@ -333,22 +340,14 @@ impl Filesystem for Qsfs {
                     Kind::Dir => return Err(Errno::EISDIR),
                     _ => return Err(Errno::EINVAL),
                 }
-                match self.core.file(ino) {
-                    Some(f) => {
-                        let idle = {
-                            let mut st = f.lock();
-                            self.core.set_size(&mut st, ino, size)?;
-                            st.handles == 0
-                        };
-                        // Nobody will close it: make the new size stick now.
-                        if idle {
-                            self.core.seal_file(&f, SealHow::Close)?;
-                        }
-                    }
-                    None => {
-                        ns_reply(self.ns().truncate(ino, size))?;
-                        self.core.want_flush();
-                    }
+                let (f, idle) = self.core.with_live(ino, |f, st| {
+                    self.core.set_size(st, ino, size)?;
+                    Ok((Arc::clone(f), st.handles == 0))
+                })?;
+                // Nobody will close it: make the new size stick now.
+                if idle {
+                    self.core.seal_file(&f, SealHow::Close)?;
+                    self.core.maybe_evict(&f);
                 }
             }
             let new_mtime = mtime.map(when);
@@ -579,17 +578,13 @@ impl Filesystem for Qsfs {
             if inode.kind == Kind::Dir {
                 return Err(Errno::EISDIR);
             }
-            let f = self.core.file_or_load(ino.0)?;
-            {
-                let mut st = f.lock();
-                st.handles += 1;
+            self.core.with_live(ino.0, |_, st| {
                 if write && flags.0 & libc::O_TRUNC != 0 && st.content.size() > 0 {
-                    if let Err(e) = self.core.set_size(&mut st, ino.0, 0) {
-                        st.handles -= 1;
-                        return Err(e);
-                    }
+                    self.core.set_size(st, ino.0, 0)?;
                 }
-            }
+                st.handles += 1;
+                Ok(())
+            })?;
             if !write {
                 self.touch_atime(ino.0);
             }
@@ -654,10 +649,10 @@ impl Filesystem for Qsfs {
                 .handle(fh)
                 .filter(|h| h.ino == ino.0)
                 .ok_or(Errno::EBADF)?;
-            let f = self.core.file_or_load(ino.0)?;
-            let mut st = f.lock();
-            let at = if h.append { st.content.size() } else { offset };
-            self.core.write_into(&mut st, ino.0, data, at)?;
+            self.core.with_live(ino.0, |_, st| {
+                let at = if h.append { st.content.size() } else { offset };
+                self.core.write_into(st, ino.0, data, at)
+            })?;
             Ok(data.len() as u32)
         })();
         match r {
@@ -998,20 +993,18 @@ impl Filesystem for Qsfs {
                 Errno::EINVAL
             });
         }
-        let r = self
-            .writable()
-            .and_then(|_| self.core.file_or_load(ino.0))
-            .and_then(|f| {
-                let mut st = f.lock();
+        let r = self.writable().and_then(|_| {
+            self.core.with_live(ino.0, |_, st| {
                 let end = offset.checked_add(length).ok_or(Errno::EFBIG)?;
                 if mode & (PUNCH_HOLE | ZERO_RANGE) != 0 {
-                    self.core.zero_range(&mut st, ino.0, offset, end)?;
+                    self.core.zero_range(st, ino.0, offset, end)?;
                 }
                 if mode & KEEP_SIZE == 0 && end > st.content.size() {
-                    self.core.set_size(&mut st, ino.0, end)?;
+                    self.core.set_size(st, ino.0, end)?;
                 }
                 Ok(())
-            });
+            })
+        });
         match r {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
@@ -1031,8 +1024,10 @@ impl Filesystem for Qsfs {
         let r = (|| {
             let inode = self.new_inode(req, parent.0, Kind::File, mode & !umask)?;
             let (ino, a) = self.create_node(req, parent.0, name, &inode)?;
-            let f = self.core.file_or_load(ino)?;
-            f.lock().handles += 1;
+            self.core.with_live(ino, |_, st| {
+                st.handles += 1;
+                Ok(())
+            })?;
             let fh = self.new_fh();
             // A new file's existence must survive a kill once close(2)
             // returned, whatever its open mode: its flush records it.

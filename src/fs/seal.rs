@@ -92,9 +92,11 @@ impl FsCore {
         st.seal_wanted = false;
         let mark = st.journal.as_ref().map(|j| j.mark());
         let staging = st.staging.clone();
+        // A retry that fails again says so once, at its first failure.
+        let quiet = st.retry.is_some();
         drop(st);
 
-        let sealed = self.seal_ranges(f.ino, &plan.ranges, staging.as_ref());
+        let sealed = self.seal_ranges(f.ino, &plan.ranges, staging.as_ref(), quiet);
         let (objs, new_extents) = match sealed {
             Ok(x) => x,
             Err(e) => {
@@ -142,7 +144,15 @@ impl FsCore {
         ino: u64,
         dirty: &RangeSet,
         staging: Option<&super::staging::Staging>,
+        quiet: bool,
     ) -> Result<(Vec<SealedObject>, Vec<Extent>), Errno> {
+        let level_error = |msg: &str| {
+            if quiet {
+                tracing::debug!("{msg}");
+            } else {
+                tracing::error!("{msg}");
+            }
+        };
         let what = format!("ino {ino}");
         let quorum = self.vault.config().quorum();
         let n = self.vault.config().n;
@@ -150,7 +160,7 @@ impl FsCore {
         let mut extents = Vec::new();
         for &(a, b) in dirty.ranges() {
             let Some(staging) = staging else {
-                tracing::error!("{what}: dirty bytes but no staging file");
+                level_error(&format!("{what}: dirty bytes but no staging file"));
                 return Err(self.discard(objs, Errno::EIO));
             };
             let obj = match self
@@ -159,7 +169,7 @@ impl FsCore {
             {
                 Ok(o) => o,
                 Err(e) => {
-                    tracing::error!("{what}: seal failed: {e}");
+                    level_error(&format!("{what}: seal failed: {e}"));
                     let code = errno::vault(&e);
                     return Err(self.discard(objs, code));
                 }
@@ -167,9 +177,9 @@ impl FsCore {
             let written = n - obj.missing_shards().count_ones() as usize;
             if written < quorum {
                 let why = obj.failures().join("; ");
-                tracing::error!(
-                    "{what}: only {written} of {n} shards written (write quorum {quorum}): {why}; the data stays staged"
-                );
+                level_error(&format!(
+                    "{what}: only {written} of {n} shards written (write quorum {quorum}): {why}; the data stays staged and is retried"
+                ));
                 let code = if errno::no_space(&why) {
                     Errno::ENOSPC
                 } else {

@@ -28,6 +28,10 @@ pub fn run(core: Arc<FsCore>, rx: Receiver<Arc<OpenFile>>) {
 }
 
 fn seal(core: &FsCore, f: &Arc<OpenFile>) {
+    // A state evicted since it was queued has nothing left to seal.
+    if !core.file(f.ino).is_some_and(|cur| Arc::ptr_eq(&cur, f)) {
+        return;
+    }
     if let Err(e) = core.seal_file(f, SealHow::Background) {
         tracing::debug!(
             "ino {}: background seal failed ({e:?}); the data stays staged and is retried",

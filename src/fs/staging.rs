@@ -308,13 +308,10 @@ impl Staging {
         Ok(())
     }
 
-    /// Removes every piece.
+    /// Removes every piece. Clones keep the pieces they opened (a read
+    /// that started before still reads what it asked for); the files go
+    /// when the last clone does.
     pub fn remove(self) {
-        self.inner
-            .pieces
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
         remove_file(&self.inner.dir, self.inner.ino);
     }
 }

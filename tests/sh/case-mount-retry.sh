@@ -1,0 +1,56 @@
+# Staged data is retried in the background: two of five node folders go
+# away while the mount runs, so new files cannot reach the write quorum
+# (their close fails with EIO and the data stays staged); `qsfs status`
+# on the live mount shows the staged files and bytes; the folders come
+# back and, with no remount and no fsync, the staged data is sealed onto
+# all five nodes within seconds. The log says so once per file, not once
+# per retry.
+source "$(dirname "$0")/lib-mount.sh"
+
+mount_fresh
+mkdir src
+for i in 1 2 3; do head -c $((i * 300000)) /dev/urandom > "src/f$i"; done
+cp src/f1 "$MNT/before"
+
+mv "$VAULT/nodes/node-1" "$VAULT/nodes/node-1.away"
+mv "$VAULT/nodes/node-3" "$VAULT/nodes/node-3.away"
+for i in 1 2 3; do
+    if cp "src/f$i" "$MNT/staged$i" 2> cp.err; then
+        fail "cp of staged$i succeeded with 3 of 5 nodes (write quorum 4)"
+    fi
+    grep -q "Input/output error" cp.err || fail "cp did not report an I/O error: $(cat cp.err)"
+done
+for i in 1 2 3; do cmp "src/f$i" "$MNT/staged$i" || fail "staged$i does not read back its staged data"; done
+
+"$Q" status "$VAULT" --json > live.json || fail "qsfs status on the live mount: $(cat live.json)"
+python3 - live.json <<'PY' || fail "status while mounted: $(cat live.json)"
+import json, sys
+s = json.load(open(sys.argv[1]))
+m = s["mount"]
+assert m is not None, "no mount section"
+assert m["staged_files"] >= 3, m
+assert m["staged_bytes"] >= 300000 + 600000 + 900000, m
+assert m["failing_files"] >= 3, m
+PY
+"$Q" status "$VAULT" > live.txt
+grep -q "staged " live.txt || fail "status shows no staged line: $(cat live.txt)"
+
+mv "$VAULT/nodes/node-1.away" "$VAULT/nodes/node-1"
+mv "$VAULT/nodes/node-3.away" "$VAULT/nodes/node-3"
+settled() {
+    "$Q" status "$VAULT" --json > now.json 2>/dev/null || return 1
+    python3 -c 'import json,sys; m=json.load(open(sys.argv[1]))["mount"]; sys.exit(0 if m["staged_files"] == 0 and m["failing_files"] == 0 else 1)' now.json
+}
+wait_until 60 "the staged files to be sealed in the background" settled
+for i in 1 2 3; do
+    ino=$(stat -c %i "$MNT/staged$i")
+    grep -qE "sealed ino=$ino bytes=$((i * 300000)) .*shards=\"5/5\"" "$VAULT/qsfs.log" ||
+        fail "no 5/5 seal of staged$i (ino $ino): $(grep "ino=$ino" "$VAULT/qsfs.log" | tail -n 3)"
+done
+retries=$(grep -c "retrying a failed seal" "$VAULT/qsfs.log" || true)
+echo "$retries retry lines"
+quorum=$(grep -c "shards written (write quorum" "$VAULT/qsfs.log" || true)
+[ "$quorum" -le 6 ] || fail "$quorum quorum errors logged for 3 files (one per file expected, retries quiet)"
+unmount
+for i in 1 2 3; do "$Q" get "$VAULT" "/staged$i" - | cmp - "src/f$i" || fail "qsfs get /staged$i"; done
+[ -z "$(ls -A "$VAULT/staging")" ] || fail "staging not empty: $(ls -A "$VAULT/staging")"
