@@ -194,6 +194,12 @@ impl FsCore {
     /// The journal of `ino`, started on the first change.
     fn journal<'a>(&self, st: &'a mut FileState, ino: u64) -> Result<&'a mut Journal, Errno> {
         if st.journal.is_none() {
+            // A journal is only worth something if the file it names
+            // survives the process too (a create not yet handed to the OS).
+            self.vault.namespace().flush_if_changed().map_err(|e| {
+                tracing::error!("ino {ino}: cannot hand the namespace to the OS: {e}");
+                errno::ns(&e)
+            })?;
             let j = Journal::create(&self.journal_dir, ino, st.content.size()).map_err(|e| {
                 tracing::error!("ino {ino}: cannot start its staging journal: {e}");
                 errno::io(&e)

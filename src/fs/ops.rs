@@ -108,7 +108,9 @@ impl Qsfs {
                 // Its state went idle meanwhile: nobody holds it any more.
                 None => match self.ns().release_orphan(ino) {
                     Ok(_) => {}
-                    Err(e) => tracing::warn!("ino {ino}: cannot destroy the unlinked file yet: {e}"),
+                    Err(e) => {
+                        tracing::warn!("ino {ino}: cannot destroy the unlinked file yet: {e}")
+                    }
                 },
             }
         }
@@ -679,13 +681,11 @@ impl Filesystem for Qsfs {
             .core
             .file_or_load(ino.0)
             .and_then(|f| self.core.seal_file(&f, SealHow::Close))
-            .and_then(|sealed| {
-                // A new or touched file must survive the process being killed
-                // once close(2) returned (the seal recorded it already).
-                if sealed.is_none() {
-                    self.ns().flush().map_err(|e| errno::ns(&e))?;
-                }
-                Ok(())
+            .and_then(|_| {
+                // A new or touched file must survive the process being
+                // killed once close(2) returned: its name and attributes
+                // go to the OS (its bytes are journalled already).
+                self.ns().flush_if_changed().map_err(|e| errno::ns(&e))
             });
         match r {
             Ok(()) => reply.ok(),

@@ -164,4 +164,9 @@ impl Namespace {
     pub fn flush(&self) -> Result<()> {
         Ok(self.db.flush()?)
     }
+
+    /// [`Namespace::flush`], only when something changed since the last one.
+    pub fn flush_if_changed(&self) -> Result<()> {
+        Ok(self.db.flush_if_changed()?)
+    }
 }

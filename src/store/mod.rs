@@ -19,6 +19,7 @@ use std::collections::HashSet;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use thiserror::Error;
 
@@ -95,6 +96,10 @@ pub struct Db {
     /// Names in the store folder at the last durable flush: the folder
     /// itself needs an fsync only when a file appeared or went away.
     known_files: Mutex<Vec<OsString>>,
+    /// Changes made, and how many of them a flush has handed to the OS:
+    /// [`Db::flush_if_changed`] costs nothing when nothing changed.
+    changes: AtomicU64,
+    flushed: AtomicU64,
 }
 
 impl std::fmt::Debug for Db {
@@ -217,6 +222,8 @@ impl Db {
             path: path.to_path_buf(),
             synced_blobs: Mutex::new(HashSet::new()),
             known_files: Mutex::new(Vec::new()),
+            changes: AtomicU64::new(0),
+            flushed: AtomicU64::new(0),
         };
         // A freshly created store must itself survive a crash before anything
         // is recorded in it.
@@ -249,6 +256,7 @@ impl Db {
 
     /// Writes one value (not durable until [`Db::flush_durable`]).
     pub fn insert(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<(), StoreError> {
+        self.changes.fetch_add(1, Ordering::AcqRel);
         self.inner
             .insert(key.as_ref(), value.as_ref())
             .map_err(self.engine("write"))?;
@@ -257,6 +265,7 @@ impl Db {
 
     /// Removes one value.
     pub fn remove(&self, key: impl AsRef<[u8]>) -> Result<(), StoreError> {
+        self.changes.fetch_add(1, Ordering::AcqRel);
         self.inner.remove(key).map_err(self.engine("remove"))?;
         Ok(())
     }
@@ -266,6 +275,7 @@ impl Db {
         if batch.empty {
             return Ok(());
         }
+        self.changes.fetch_add(1, Ordering::AcqRel);
         self.inner
             .apply_batch(batch.inner)
             .map_err(self.engine("apply a batch"))
@@ -300,14 +310,24 @@ impl Db {
     /// `sync_file_range`d): it survives the process being killed, but is
     /// not a durability barrier against power loss.
     pub fn flush(&self) -> Result<(), StoreError> {
+        let upto = self.changes.load(Ordering::Acquire);
         self.inner.flush().map_err(self.engine("flush"))?;
+        self.flushed.fetch_max(upto, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// [`Db::flush`], only when something changed since the last flush.
+    pub fn flush_if_changed(&self) -> Result<(), StoreError> {
+        if self.flushed.load(Ordering::Acquire) < self.changes.load(Ordering::Acquire) {
+            self.flush()?;
+        }
         Ok(())
     }
 
     /// Makes every change so far durable: sled's flush, then an fsync of its
     /// log, blob files and folders (sled's flush alone is not a barrier).
     pub fn flush_durable(&self) -> Result<(), StoreError> {
-        self.inner.flush().map_err(self.engine("flush"))?;
+        self.flush()?;
         let sync_err = |file: &Path| {
             let file = file.to_path_buf();
             move |source| StoreError::Sync {

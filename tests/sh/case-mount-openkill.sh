@@ -15,6 +15,7 @@ head -c 65536 /dev/zero | tr '\0' P > "$MNT/punched"
 sync "$MNT/cut" "$MNT/punched"
 
 pid=$(mount_pid)
+: > recorded
 python3 - "$MNT" recorded <<'PY' &
 import os, sys, time
 mnt, rec = sys.argv[1], sys.argv[2]
@@ -44,7 +45,7 @@ with open(rec, "w") as r:
 PY
 wpid=$!
 enough() {
-    [ "$(wc -l < recorded 2>/dev/null || echo 0)" -ge 200 ] && return 0
+    [ "$(wc -l < recorded)" -ge 200 ] && return 0
     kill -0 "$wpid" 2>/dev/null || fail "the writer stopped before the kill"
     return 1
 }

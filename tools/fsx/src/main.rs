@@ -199,7 +199,9 @@ impl Run {
     fn pattern(op: u64, offset: u64, len: u64) -> Vec<u8> {
         (0..len)
             .map(|i| {
-                let x = (offset + i).wrapping_mul(31).wrapping_add(op.wrapping_mul(7));
+                let x = (offset + i)
+                    .wrapping_mul(31)
+                    .wrapping_add(op.wrapping_mul(7));
                 (x % 251) as u8 + 1
             })
             .collect()
@@ -247,7 +249,9 @@ impl Run {
             self.open(trunc)?;
             return Ok(Op::Reopen { trunc });
         }
-        if self.c.remount.is_some() && self.c.remount_every > 0 && self.rng.chance(self.c.remount_every)
+        if self.c.remount.is_some()
+            && self.c.remount_every > 0
+            && self.rng.chance(self.c.remount_every)
         {
             self.remount()?;
             return Ok(Op::Remount);
@@ -409,7 +413,10 @@ fn read_at(f: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
 }
 
 fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(" ")
+    b.iter()
+        .map(|x| format!("{x:02x}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn report(run: &Run, failure: &Failure, log: &Path) {

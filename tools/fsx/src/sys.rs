@@ -100,11 +100,7 @@ pub fn map_write(f: &File, offset: u64, data: &[u8], sync: bool) -> io::Result<(
     // SAFETY: the mapping covers skip..skip+len, which is data.len() bytes,
     // and is writable; the regions cannot overlap (data is our buffer).
     unsafe {
-        std::ptr::copy_nonoverlapping(
-            data.as_ptr(),
-            (m.addr as *mut u8).add(m.skip),
-            m.len,
-        );
+        std::ptr::copy_nonoverlapping(data.as_ptr(), (m.addr as *mut u8).add(m.skip), m.len);
     }
     let flags = if sync { libc::MS_SYNC } else { libc::MS_ASYNC };
     // SAFETY: syncing the whole mapping we own.
