@@ -19,6 +19,8 @@
 #                                        rsync, ls -lR, cat, rm -rf; small = 3,000 appends,
 #                                        an autotools ./configure, fsstress -n 2000 -p 4
 #
+# QSFS_BIN=/path/to/qsfs measures that binary instead of building this tree.
+#
 # fsstress (xfstests) is not packaged by Debian: the fsstress row runs when
 # `fsstress` is on PATH or FSSTRESS=/path/to/fsstress is set, and shows "-"
 # otherwise. Build it yourself from xfstests (ltp/fsstress.c).
@@ -94,9 +96,14 @@ fi
 scripts/deps.sh  # fuse3, rsync, time, python3 (only if missing) and cargo
 [ $is_root -eq 1 ] || log "warning: not root: page cache cannot be dropped; the read rows are warm, not cold"
 
-log "building qsfs (cargo build --release --bin qsfs)"
-cargo build --release --locked --bin qsfs >&2
-QSFS="$repo/target/release/qsfs"
+if [ -n "${QSFS_BIN:-}" ]; then
+    QSFS=$QSFS_BIN   # another build, for before/after comparisons
+    log "using $QSFS"
+else
+    log "building qsfs (cargo build --release --bin qsfs)"
+    cargo build --release --locked --bin qsfs >&2
+    QSFS="$repo/target/release/qsfs"
+fi
 
 # ---- work folder ------------------------------------------------------------
 mkdir -p "$dir"

@@ -330,8 +330,15 @@ impl Vault {
             })
             .unwrap_or_default();
         files.sort();
+        let journals = std::fs::read_dir(self.staging().join("journal"))
+            .map(|it| {
+                it.flatten()
+                    .filter(|e| e.file_name().to_str().is_some_and(|n| n.parse::<u64>().is_ok()))
+                    .count() as u64
+            })
+            .unwrap_or(0);
         Ok(StagingState {
-            pending_seals: self.ns.all_staging()?.len() as u64,
+            pending_seals: self.ns.all_staging()?.len() as u64 + journals,
             files,
         })
     }

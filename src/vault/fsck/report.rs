@@ -167,7 +167,8 @@ pub struct PendingDeletions {
 /// what is there).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct StagingState {
-    /// Files with unsealed writes recorded in the namespace.
+    /// Files with unsealed writes: staging journals (`staging/journal/`)
+    /// plus staging records older versions left in the namespace.
     pub pending_seals: u64,
     /// Files in `VAULT/staging`.
     pub files: Vec<String>,
