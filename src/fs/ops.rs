@@ -21,6 +21,13 @@ use crate::namespace::{Inode, Kind, NAME_MAX, NamespaceError, Removed, RenameFla
 
 const GEN: Generation = Generation(0);
 
+/// An inode about to be created and the xattrs it is born with (the ACLs
+/// it inherits from its folder).
+struct NewInode {
+    inode: Inode,
+    xattrs: Vec<(&'static [u8], Vec<u8>)>,
+}
+
 fn bytes(name: &OsStr) -> &[u8] {
     name.as_bytes()
 }
@@ -59,10 +66,25 @@ impl Qsfs {
         Ok(a)
     }
 
-    /// A new inode for `req`, honouring the parent's set-group-id bit as
-    /// ext4 does (the group is inherited; folders inherit the bit too).
-    fn new_inode(&self, req: &Request, parent: u64, kind: Kind, mode: u32) -> Result<Inode, Errno> {
+    /// A new inode for `req` under `parent`, as ext4 makes it: the group
+    /// and, for folders, the set-group-id bit come from a set-group-id
+    /// parent; the permission bits come from `mode` and either the
+    /// parent's default ACL or, without one, `umask` (see [`Qsfs::perms`]).
+    /// Symlinks have neither (pass umask 0).
+    fn new_inode(
+        &self,
+        req: &Request,
+        parent: u64,
+        kind: Kind,
+        mode: u32,
+        umask: u32,
+    ) -> Result<NewInode, Errno> {
         let dir = self.ns().inode(parent).map_err(|e| errno::ns(&e))?;
+        let (mode, xattrs) = if kind == Kind::Symlink {
+            (mode, Vec::new())
+        } else {
+            self.perms(parent, kind, mode, umask)?
+        };
         let mut inode = Inode::new(kind, mode, req.uid(), req.gid());
         if dir.mode & libc::S_ISGID != 0 {
             inode.gid = dir.gid;
@@ -77,22 +99,63 @@ impl Qsfs {
         {
             inode.mode &= !libc::S_ISGID;
         }
-        Ok(inode)
+        Ok(NewInode { inode, xattrs })
+    }
+
+    /// Mode and ACL xattrs of a new inode, ext4's `posix_acl_create`: under
+    /// a folder with a default ACL the umask is ignored, the mode's rwx
+    /// bits are cut down by that ACL, the inode gets an access ACL (unless
+    /// it says no more than the mode) and a new folder inherits the default
+    /// ACL itself; without one the umask applies. With `FUSE_POSIX_ACL` the
+    /// kernel leaves all of this to the filesystem, and with
+    /// `FUSE_DONT_MASK` (see `init`) it sends `mode` with the umask not yet
+    /// applied, so that a default ACL can override it.
+    fn perms(
+        &self,
+        parent: u64,
+        kind: Kind,
+        mode: u32,
+        umask: u32,
+    ) -> Result<(u32, Vec<(&'static [u8], Vec<u8>)>), Errno> {
+        use super::acl;
+        let default = match self.ns().get_xattr(parent, acl::DEFAULT) {
+            Ok(v) => v,
+            Err(NamespaceError::NoXattr(_)) => return Ok((mode & !(umask & 0o777), Vec::new())),
+            Err(e) => return Err(errno::ns(&e)),
+        };
+        let Some(inherited) = acl::inherit(&default, mode) else {
+            // The kernel checked it when it was set; a damaged record is
+            // EIO, as ext4 answers an unreadable ACL.
+            tracing::error!(
+                "folder inode {parent}: its default ACL ({} bytes) is not a valid ACL; \
+                 nothing can be created in it until it is reset (setfacl -k, then setfacl -d)",
+                default.len()
+            );
+            return Err(Errno::EIO);
+        };
+        let mut xattrs = Vec::new();
+        if let Some(access) = inherited.access {
+            xattrs.push((acl::ACCESS, access));
+        }
+        if kind == Kind::Dir {
+            xattrs.push((acl::DEFAULT, default));
+        }
+        Ok((inherited.mode, xattrs))
     }
 
     fn create_node(
         &self,
-        req: &Request,
         parent: u64,
         name: &OsStr,
-        inode: &Inode,
+        new: &NewInode,
     ) -> Result<(u64, FileAttr), Errno> {
         self.writable()?;
+        let xattrs: Vec<(&[u8], &[u8])> =
+            new.xattrs.iter().map(|(n, v)| (*n, v.as_slice())).collect();
         let ino = self
             .ns()
-            .create(parent, bytes(name), inode, &show(name))
+            .create_with_xattrs(parent, bytes(name), &new.inode, &xattrs, &show(name))
             .map_err(|e| errno::ns(&e))?;
-        let _ = req;
         self.core.want_flush();
         Ok((ino, self.attr_of(ino)?))
     }
@@ -262,10 +325,18 @@ impl Filesystem for Qsfs {
         let _ = config.add_capabilities(
             fuser::InitFlags::FUSE_DO_READDIRPLUS | fuser::InitFlags::FUSE_READDIRPLUS_AUTO,
         );
-        // The kernel then handles POSIX ACLs as on ext4: it checks them,
-        // turns an ACL equal to the mode bits into a chmod, and applies
-        // default ACLs to new files; qsfs stores them as xattrs.
+        // The kernel then checks POSIX ACLs as on ext4 and caches them;
+        // qsfs stores them as xattrs, keeps the mode bits in step with an
+        // access ACL and applies a folder's default ACL to new inodes
+        // (`perms`). For that the kernel must send the create mode with
+        // the umask not applied (FUSE_DONT_MASK): a default ACL replaces
+        // the umask, and qsfs applies the umask itself where there is none.
         let _ = config.add_capabilities(fuser::InitFlags::FUSE_POSIX_ACL);
+        if let Err(e) = config.add_capabilities(fuser::InitFlags::FUSE_DONT_MASK) {
+            tracing::warn!(
+                "kernel without FUSE_DONT_MASK ({e:?}): it applies the umask itself, also under folders with a default ACL"
+            );
+        }
         // qsfs clears set-user-id, set-group-id and file capabilities
         // itself (kill_privs); in return the kernel stops sending a
         // getxattr("security.capability") before every write, which
@@ -420,9 +491,9 @@ impl Filesystem for Qsfs {
             if kind == Kind::Dir {
                 return Err(Errno::EPERM);
             }
-            let mut inode = self.new_inode(req, parent.0, kind, mode & !umask)?;
-            inode.rdev = rdev;
-            self.create_node(req, parent.0, name, &inode)
+            let mut new = self.new_inode(req, parent.0, kind, mode & 0o7777, umask)?;
+            new.inode.rdev = rdev;
+            self.create_node(parent.0, name, &new)
         })();
         match r {
             Ok((_, a)) => reply.entry(&TTL, &a, GEN),
@@ -440,8 +511,8 @@ impl Filesystem for Qsfs {
         reply: ReplyEntry,
     ) {
         let r = self
-            .new_inode(req, parent.0, Kind::Dir, mode & !umask)
-            .and_then(|inode| self.create_node(req, parent.0, name, &inode));
+            .new_inode(req, parent.0, Kind::Dir, mode & 0o7777, umask)
+            .and_then(|new| self.create_node(parent.0, name, &new));
         match r {
             Ok((_, a)) => reply.entry(&TTL, &a, GEN),
             Err(e) => reply.error(e),
@@ -491,11 +562,11 @@ impl Filesystem for Qsfs {
         reply: ReplyEntry,
     ) {
         let r = self
-            .new_inode(req, parent.0, Kind::Symlink, 0o777)
-            .and_then(|mut inode| {
-                inode.target = target.as_os_str().as_bytes().to_vec();
-                inode.size = inode.target.len() as u64;
-                self.create_node(req, parent.0, link_name, &inode)
+            .new_inode(req, parent.0, Kind::Symlink, 0o777, 0)
+            .and_then(|mut new| {
+                new.inode.target = target.as_os_str().as_bytes().to_vec();
+                new.inode.size = new.inode.target.len() as u64;
+                self.create_node(parent.0, link_name, &new)
             });
         match r {
             Ok((_, a)) => reply.entry(&TTL, &a, GEN),
@@ -1034,8 +1105,8 @@ impl Filesystem for Qsfs {
         reply: ReplyCreate,
     ) {
         let r = (|| {
-            let inode = self.new_inode(req, parent.0, Kind::File, mode & !umask)?;
-            let (ino, a) = self.create_node(req, parent.0, name, &inode)?;
+            let new = self.new_inode(req, parent.0, Kind::File, mode & 0o7777, umask)?;
+            let (ino, a) = self.create_node(parent.0, name, &new)?;
             let f = self.core.file_or_load(ino)?;
             f.lock().handles += 1;
             let fh = self.new_fh();
