@@ -216,17 +216,21 @@ impl Qsfs {
         }
     }
 
-    /// Capacity of the vault for statfs: what the nodes' free space holds
-    /// once every byte is stored n/k times, limited by the fullest disk.
+    /// Space of the vault for statfs, in usable bytes (what a file of
+    /// that size costs once stored n/k times): (used, available). Used is
+    /// what the vault's objects occupy on the nodes, scaled by k/n, so
+    /// `df` shows about the bytes the vault stores (not what else shares
+    /// the nodes' disks); available is what the nodes' free space holds,
+    /// limited by the fullest disk. `df`'s size is their sum.
     fn capacity(&self) -> (u64, u64) {
         let cfg = self.core.vault.config();
         let nodes = self.core.vault.dispersal().nodes();
-        let mut by_fs: Vec<(u64, u64, u64, u64)> = Vec::new(); // fsid, total, avail, nodes
+        let mut by_fs: Vec<(u64, u64, u64)> = Vec::new(); // fsid, avail, nodes
         for node in nodes {
             if let Some(s) = node.space() {
                 match by_fs.iter_mut().find(|g| g.0 == s.fsid) {
-                    Some(g) => g.3 += 1,
-                    None => by_fs.push((s.fsid, s.total, s.available, 1)),
+                    Some(g) => g.2 += 1,
+                    None => by_fs.push((s.fsid, s.available, 1)),
                 }
             }
         }
@@ -234,9 +238,15 @@ impl Qsfs {
         let usable = |bytes: u64, m: u64| -> u64 {
             (u128::from(bytes) * k * count / (u128::from(m) * n)).min(u128::from(u64::MAX)) as u64
         };
-        let total = by_fs.iter().map(|g| usable(g.1, g.3)).min().unwrap_or(0);
-        let avail = by_fs.iter().map(|g| usable(g.2, g.3)).min().unwrap_or(0);
-        (total, avail)
+        let avail = by_fs.iter().map(|g| usable(g.1, g.2)).min().unwrap_or(0);
+        let stored = match self.core.vault.dispersal().store().stored_total() {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!("statfs: cannot sum the stored bytes ({e}); df shows 0 used");
+                0
+            }
+        };
+        (usable(stored, count as u64), avail)
     }
 }
 
@@ -942,7 +952,8 @@ impl Filesystem for Qsfs {
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        let (total, avail) = self.capacity();
+        let (used, avail) = self.capacity();
+        let total = used.saturating_add(avail);
         let bsize = u64::from(attr::BLOCK);
         let files = self.ns().counts().map(|(f, d, o)| f + d + o).unwrap_or(0);
         let max_files = 1u64 << 32;
