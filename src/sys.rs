@@ -280,7 +280,8 @@ pub struct LocalTime {
 
 /// `localtime_r(3)` of `secs` since the epoch; None if it is out of range.
 pub fn local_time(secs: i64) -> Option<LocalTime> {
-    let t: libc::time_t = secs.try_into().ok()?;
+    // (time_t is 64 bits on every target qsfs builds for.)
+    let t: libc::time_t = secs;
     // SAFETY: a zeroed `tm` is a valid out-parameter; both pointers are
     // valid for the call and localtime_r keeps neither.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };

@@ -114,10 +114,17 @@ mod tests {
         };
         let at = |secs: i64| Time { secs, nanos: 0 };
         let clock = |secs: i64| {
-            let t = qsfs::sys::local_time(secs).unwrap();
+            let t = qsfs::sys::local_time(secs).expect("a time localtime_r breaks down");
             format!("{:02}:{:02}", t.hour, t.minute)
         };
-        let year = |secs: i64| format!(" {}", qsfs::sys::local_time(secs).unwrap().year);
+        let year = |secs: i64| {
+            format!(
+                " {}",
+                qsfs::sys::local_time(secs)
+                    .expect("a time localtime_r breaks down")
+                    .year
+            )
+        };
         // An hour ago and five months ago: the time of day.
         for secs in [now.secs - 3600, now.secs - 150 * 86_400] {
             let s = ls_time(at(secs), now);

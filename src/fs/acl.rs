@@ -191,10 +191,10 @@ mod tests {
             (MASK, 7, U),
             (OTHER, 0, U),
         ]);
-        let f = inherit(&default, 0o666).unwrap();
+        let f = inherit(&default, 0o666).expect("a valid ACL");
         assert_eq!(f.mode, 0o660);
         assert_eq!(
-            f.access.unwrap(),
+            f.access.expect("an extended ACL"),
             acl(&[
                 (USER_OBJ, 6, U),
                 (USER, 7, 65534),
@@ -204,21 +204,21 @@ mod tests {
             ])
         );
         // mkdir asks for 0777; set-group-id and sticky bits pass through.
-        let d = inherit(&default, 0o3777).unwrap();
+        let d = inherit(&default, 0o3777).expect("a valid ACL");
         assert_eq!(d.mode, 0o3770);
-        assert_eq!(d.access.unwrap(), default);
+        assert_eq!(d.access.expect("an extended ACL"), default);
         // A default ACL of the three base entries only works like a umask
         // (acl(5): u::rwx,g::r-x,o::r-x with 0666 gives 0644) and leaves
         // no access ACL.
         let plain = acl(&[(USER_OBJ, 7, U), (GROUP_OBJ, 5, U), (OTHER, 5, U)]);
         assert_eq!(
-            inherit(&plain, 0o666).unwrap(),
+            inherit(&plain, 0o666).expect("a valid ACL"),
             Inherited {
                 mode: 0o644,
                 access: None
             }
         );
-        assert_eq!(inherit(&plain, 0o700).unwrap().mode, 0o700);
+        assert_eq!(inherit(&plain, 0o700).expect("a valid ACL").mode, 0o700);
         assert!(inherit(b"junk", 0o666).is_none());
     }
 }

@@ -21,11 +21,14 @@ use crate::namespace::{Inode, Kind, NAME_MAX, NamespaceError, Removed, RenameFla
 
 const GEN: Generation = Generation(0);
 
+/// Xattrs a new inode is born with: (name, value).
+type BornXattrs = Vec<(&'static [u8], Vec<u8>)>;
+
 /// An inode about to be created and the xattrs it is born with (the ACLs
 /// it inherits from its folder).
 struct NewInode {
     inode: Inode,
-    xattrs: Vec<(&'static [u8], Vec<u8>)>,
+    xattrs: BornXattrs,
 }
 
 fn bytes(name: &OsStr) -> &[u8] {
@@ -116,7 +119,7 @@ impl Qsfs {
         kind: Kind,
         mode: u32,
         umask: u32,
-    ) -> Result<(u32, Vec<(&'static [u8], Vec<u8>)>), Errno> {
+    ) -> Result<(u32, BornXattrs), Errno> {
         use super::acl;
         let default = match self.ns().get_xattr(parent, acl::DEFAULT) {
             Ok(v) => v,
