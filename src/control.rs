@@ -198,11 +198,13 @@ pub fn call(
     let path = socket_path(root);
     let conn = match UnixStream::connect(&path) {
         Ok(c) => c,
+        // (A vault path on a dead FUSE mount fails with ENOTCONN: no
+        // mount answers, and opening the vault then explains.)
         Err(e)
             if matches!(
                 e.kind(),
                 std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
-            ) =>
+            ) || crate::sys::is_dead_mount_error(&e) =>
         {
             return Err(ControlError::NotMounted(path));
         }

@@ -238,6 +238,89 @@ pub fn mounted_at(path: &Path) -> Option<MountEntry> {
     mounts().into_iter().rev().find(|m| m.target == path)
 }
 
+/// `path` made absolute, with the longest leading part that resolves
+/// canonicalised and the rest appended as given. Unlike `canonicalize`
+/// this works on a dead FUSE mount point, where every stat fails.
+pub fn resolve_lenient(path: &Path) -> std::path::PathBuf {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut rest = Vec::new();
+    let mut cur = abs.as_path();
+    loop {
+        if let Ok(mut p) = cur.canonicalize() {
+            p.extend(rest.iter().rev());
+            return p;
+        }
+        match (cur.parent(), cur.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name);
+                cur = parent;
+            }
+            _ => return abs,
+        }
+    }
+}
+
+/// A FUSE mount whose serving process is gone: the kernel answers every
+/// access under it with ENOTCONN ("Transport endpoint is not connected")
+/// until it is unmounted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadMount {
+    /// The mount point.
+    pub target: std::path::PathBuf,
+    /// The mount's source (for qsfs: the vault folder).
+    pub source: String,
+    /// True if the source is a qsfs vault (`qsfs umount` clears it).
+    pub qsfs: bool,
+}
+
+impl DeadMount {
+    /// What is wrong with `path` (the mount point or a path under it) and
+    /// how to clear it.
+    pub fn explain(&self, path: &Path) -> String {
+        let t = self.target.display();
+        let what = if resolve_lenient(path) == self.target {
+            format!("{} is a dead FUSE mount", path.display())
+        } else {
+            format!("{} is inside the dead FUSE mount {t}", path.display())
+        };
+        if self.qsfs {
+            format!(
+                "{what} of vault {}: the qsfs process serving it has ended (killed or crashed), so every access fails with \"Transport endpoint is not connected\"; clear it with `qsfs umount {t}`, then mount again with `qsfs mount {} {t}`",
+                self.source, self.source
+            )
+        } else {
+            format!(
+                "{what} of {}: the process serving it has ended, so every access fails with \"Transport endpoint is not connected\"; clear it with `fusermount3 -u {t}` (or `umount {t}` as root)",
+                self.source
+            )
+        }
+    }
+}
+
+/// The dead FUSE mount at or above `path`, if there is one.
+pub fn dead_mount(path: &Path) -> Option<DeadMount> {
+    let full = resolve_lenient(path);
+    mounts()
+        .into_iter()
+        .rev()
+        .filter(|m| m.fstype == "fuse" || m.fstype.starts_with("fuse."))
+        .find(|m| {
+            full.starts_with(&m.target)
+                && matches!(std::fs::symlink_metadata(&m.target),
+                    Err(e) if e.raw_os_error() == Some(libc::ENOTCONN))
+        })
+        .map(|m| DeadMount {
+            qsfs: Path::new(&m.source).join("qsfs.toml").is_file(),
+            target: m.target,
+            source: m.source,
+        })
+}
+
+/// True if `e` is the error of an access to a dead FUSE mount.
+pub fn is_dead_mount_error(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ENOTCONN)
+}
+
 /// True if process `pid` still runs (a zombie waiting to be reaped has
 /// finished all its work and counts as gone).
 pub fn process_alive(pid: u32) -> bool {
@@ -251,6 +334,40 @@ pub fn process_alive(pid: u32) -> bool {
         }
         Err(_) => false,
     }
+}
+
+/// A moment in local time (TZ, else /etc/localtime), broken down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalTime {
+    /// Year, e.g. 2025.
+    pub year: i64,
+    /// Month, 0 (January) to 11.
+    pub month: u32,
+    /// Day of the month, 1 to 31.
+    pub day: u32,
+    /// Hour, 0 to 23.
+    pub hour: u32,
+    /// Minute, 0 to 59.
+    pub minute: u32,
+}
+
+/// `localtime_r(3)` of `secs` since the epoch; None if it is out of range.
+pub fn local_time(secs: i64) -> Option<LocalTime> {
+    // (time_t is 64 bits on every target qsfs builds for.)
+    let t: libc::time_t = secs;
+    // SAFETY: a zeroed `tm` is a valid out-parameter; both pointers are
+    // valid for the call and localtime_r keeps neither.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
+        return None;
+    }
+    Some(LocalTime {
+        year: i64::from(tm.tm_year) + 1900,
+        month: u32::try_from(tm.tm_mon).ok()?,
+        day: u32::try_from(tm.tm_mday).ok()?,
+        hour: u32::try_from(tm.tm_hour).ok()?,
+        minute: u32::try_from(tm.tm_min).ok()?,
+    })
 }
 
 /// Raises the soft limit on open files to the hard limit.

@@ -239,10 +239,12 @@ pub struct LsArgs {
     /// Vault folder or file (default `/`).
     #[arg(default_value = "/")]
     path: String,
-    /// Long listing: mode, links, owner, size, time.
+    /// Long listing: mode, links, owner, size, and the modification time
+    /// as `ls -l` shows it (local time; the year instead of the time of
+    /// day when older than six months).
     #[arg(short, long)]
     long: bool,
-    /// Machine-readable output.
+    /// Machine-readable output (times as seconds and nanoseconds).
     #[arg(long)]
     json: bool,
 }

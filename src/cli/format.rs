@@ -1,6 +1,6 @@
 //! Human-readable formatting for the command line.
 
-use qsfs::namespace::{Inode, Kind};
+use qsfs::namespace::{Inode, Kind, Time};
 
 /// `1.5 MiB`-style sizes.
 pub fn bytes(n: u64) -> String {
@@ -46,6 +46,29 @@ pub fn mode_string(kind: Kind, mode: u32) -> String {
     s
 }
 
+/// A time as `ls -l` shows it in the C locale: local time, "Dec  5 11:56"
+/// within the last six months, "Dec  5  2025" for anything older or in
+/// the future (GNU ls's rule; `now` is the current time).
+pub fn ls_time(t: Time, now: Time) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    // Half of an average Gregorian year, as GNU ls counts it.
+    const SIX_MONTHS: i64 = 31_556_952 / 2;
+    let Some(lt) = qsfs::sys::local_time(t.secs) else {
+        // Beyond what the C library can break down: the raw seconds.
+        return t.secs.to_string();
+    };
+    let when = (t.secs, t.nanos);
+    let recent = (now.secs - SIX_MONTHS, now.nanos) < when && when < (now.secs, now.nanos);
+    let month = MONTHS.get(lt.month as usize).copied().unwrap_or("???");
+    if recent {
+        format!("{month} {:>2} {:02}:{:02}", lt.day, lt.hour, lt.minute)
+    } else {
+        format!("{month} {:>2} {:>5}", lt.day, lt.year)
+    }
+}
+
 /// One `ls -l` line.
 pub fn long_line(name: &str, i: &Inode) -> String {
     let link = if i.kind == Kind::Symlink {
@@ -54,14 +77,13 @@ pub fn long_line(name: &str, i: &Inode) -> String {
         String::new()
     };
     format!(
-        "{} {:>3} {:>5} {:>5} {:>14} {}.{:09} {}{}",
+        "{} {:>3} {:>5} {:>5} {:>14} {} {}{}",
         mode_string(i.kind, i.mode),
         i.nlink,
         i.uid,
         i.gid,
         i.size,
-        i.mtime.secs,
-        i.mtime.nanos,
+        ls_time(i.mtime, Time::now()),
         name,
         link
     )
@@ -78,5 +100,45 @@ mod tests {
         assert_eq!(mode_string(Kind::Dir, 0o755), "drwxr-xr-x");
         assert_eq!(mode_string(Kind::File, 0o4754), "-rwsr-xr--");
         assert_eq!(mode_string(Kind::File, 0o1600), "-rw------T");
+    }
+
+    /// The test process's time zone is whatever the machine has, so the
+    /// expected strings come from the same C library call; the rule for
+    /// recent and old times is what is checked (against `ls -l` itself in
+    /// tests/sh/case-core-cli.sh).
+    #[test]
+    fn ls_times() {
+        let now = Time {
+            secs: 1_765_000_000,
+            nanos: 5,
+        };
+        let at = |secs: i64| Time { secs, nanos: 0 };
+        let clock = |secs: i64| {
+            let t = qsfs::sys::local_time(secs).expect("a time localtime_r breaks down");
+            format!("{:02}:{:02}", t.hour, t.minute)
+        };
+        let year = |secs: i64| {
+            format!(
+                " {}",
+                qsfs::sys::local_time(secs)
+                    .expect("a time localtime_r breaks down")
+                    .year
+            )
+        };
+        // An hour ago and five months ago: the time of day.
+        for secs in [now.secs - 3600, now.secs - 150 * 86_400] {
+            let s = ls_time(at(secs), now);
+            assert_eq!(s.len(), 12, "{s}");
+            assert!(s.ends_with(&clock(secs)), "{s}");
+        }
+        // Seven months ago, and a day ahead: the year.
+        for secs in [now.secs - 213 * 86_400, now.secs + 86_400] {
+            let s = ls_time(at(secs), now);
+            assert_eq!(s.len(), 12, "{s}");
+            assert!(s.ends_with(&year(secs)), "{s}");
+        }
+        // Day of the month padded like %e.
+        let s = ls_time(at(now.secs - 3600), now);
+        assert!(s[4..6].trim_start().parse::<u32>().is_ok(), "{s}");
     }
 }

@@ -56,6 +56,10 @@ enum Command {
     /// Create a vault folder.
     Mkdir(files::MkdirArgs),
     /// Show what the vault holds, its overhead, nodes, keys and random source.
+    ///
+    /// Logical bytes are the sum of the files' sizes, holes included (as
+    /// `du --apparent-size` counts them); stored bytes are what the nodes
+    /// hold; the overhead is stored / logical.
     Status(status::StatusArgs),
     /// Read every shard on every node and check it against its manifest;
     /// with --repair rebuild what is missing or damaged and remove orphans.

@@ -162,6 +162,13 @@ fn spawn_daemon(args: &MountArgs) -> Result<i32> {
 }
 
 pub fn umount(args: UmountArgs) -> Result<i32> {
-    mount::unmount(&args.mountpoint, Duration::from_secs(args.timeout))?;
+    if mount::unmount(&args.mountpoint, Duration::from_secs(args.timeout))?
+        == mount::Unmounted::Dead
+    {
+        println!(
+            "cleared the dead mount at {} (its qsfs process had ended); what it had not sealed yet is sealed at the next mount",
+            args.mountpoint.display()
+        );
+    }
     Ok(0)
 }

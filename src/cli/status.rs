@@ -79,7 +79,7 @@ pub fn status(ctx: &Ctx, a: StatusArgs) -> Result<i32> {
     )?;
     writeln!(
         out,
-        "bytes     {} logical, {} stored, overhead {:.2}x",
+        "bytes     {} logical (file sizes), {} stored, overhead {:.2}x",
         bytes(s.logical_bytes),
         bytes(s.stored_bytes),
         s.overhead

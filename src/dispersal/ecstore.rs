@@ -28,6 +28,11 @@ pub struct EcStore {
     /// Serialises read-modify-write of manifests (repair, migration and
     /// debt recording run concurrently with a mount's reads).
     edit: std::sync::Mutex<()>,
+    /// Sum of [`Manifest::stored_bytes`] over every manifest, once
+    /// counted (None before): a mount's statfs asks at every `df`, which
+    /// must not walk every manifest, so each change of a manifest keeps
+    /// the sum in step. Changed only with `edit` held.
+    stored: std::sync::Mutex<Option<u64>>,
 }
 
 impl EcStore {
@@ -36,6 +41,7 @@ impl EcStore {
         Ok(EcStore {
             db: Db::open_vault_store(path, "manifest and backup-record", vault_id, mode)?,
             edit: std::sync::Mutex::new(()),
+            stored: std::sync::Mutex::new(None),
         })
     }
 
@@ -65,9 +71,60 @@ impl EcStore {
         }
     }
 
+    /// Bytes every object occupies on the nodes (headers included): the
+    /// sum of [`Manifest::stored_bytes`]. The first call walks the
+    /// manifests; later ones are answered from a running sum.
+    pub fn stored_total(&self) -> Result<u64, DispersalError> {
+        if let Some(sum) = *self.stored_sum() {
+            return Ok(sum);
+        }
+        // No manifest may change between the walk and recording its sum.
+        let _guard = self.edit.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(sum) = *self.stored_sum() {
+            return Ok(sum);
+        }
+        let mut sum = 0u64;
+        for m in self.manifests() {
+            sum = sum.saturating_add(m?.stored_bytes());
+        }
+        *self.stored_sum() = Some(sum);
+        Ok(sum)
+    }
+
+    fn stored_sum(&self) -> std::sync::MutexGuard<'_, Option<u64>> {
+        self.stored.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// What the manifest of `id` now stored adds to the running sum (0
+    /// when there is none, or it cannot be read: the sum is only for
+    /// statfs, which must not fail over one damaged record).
+    fn stored_of(&self, id: &ObjectId) -> u64 {
+        self.manifest(id)
+            .ok()
+            .flatten()
+            .map_or(0, |m| m.stored_bytes())
+    }
+
+    /// Moves the running sum, if counted, from `old` to `new` bytes.
+    /// Called with `edit` held, after the change is applied.
+    fn restate(&self, old: u64, new: u64) {
+        if let Some(sum) = self.stored_sum().as_mut() {
+            *sum = sum.saturating_sub(old).saturating_add(new);
+        }
+    }
+
+    fn counting(&self) -> bool {
+        self.stored_sum().is_some()
+    }
+
     /// Records manifests and backups of newly sealed objects, durably.
     pub fn publish(&self, items: &[(&Manifest, &[u8])]) -> Result<(), DispersalError> {
         let _guard = self.edit.lock().unwrap_or_else(|p| p.into_inner());
+        let before: u64 = if self.counting() {
+            items.iter().map(|(m, _)| self.stored_of(&m.id)).sum()
+        } else {
+            0
+        };
         let mut batch = Batch::new();
         for (m, b) in items {
             batch.insert(key(b'm', &m.id), m.encode());
@@ -77,6 +134,7 @@ impl EcStore {
             batch.insert(key(b'b', &m.id), v);
         }
         self.db.apply(batch)?;
+        self.restate(before, items.iter().map(|(m, _)| m.stored_bytes()).sum());
         self.db.flush_durable()?;
         Ok(())
     }
@@ -92,6 +150,7 @@ impl EcStore {
             _ => return Ok(false),
         }
         self.db.insert(key(b'm', &new.id), new.encode())?;
+        self.restate(old.stored_bytes(), new.stored_bytes());
         self.db.flush_durable()?;
         Ok(true)
     }
@@ -120,11 +179,17 @@ impl EcStore {
     fn remove_all(&self, prefix: u8, ids: &[ObjectId]) -> Result<(), DispersalError> {
         // A concurrent compare-and-replace must not re-insert what goes here.
         let _guard = self.edit.lock().unwrap_or_else(|p| p.into_inner());
+        let before: u64 = if prefix == b'm' && self.counting() {
+            ids.iter().map(|id| self.stored_of(id)).sum()
+        } else {
+            0
+        };
         let mut batch = Batch::new();
         for id in ids {
             batch.remove(key(prefix, id));
         }
         self.db.apply(batch)?;
+        self.restate(before, 0);
         self.db.flush_durable()?;
         Ok(())
     }

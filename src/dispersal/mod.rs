@@ -744,4 +744,44 @@ mod tests {
             assert!(ec.nodes()[i].list().unwrap().shards.is_empty());
         }
     }
+
+    /// statfs's running sum of stored bytes stays equal to a walk of the
+    /// manifests through publish, replace and destroy.
+    #[test]
+    fn stored_total_follows_every_manifest_change() {
+        let dir = tempfile::tempdir().expect("a temp folder");
+        let ec = setup(dir.path(), 3, 5, 4096);
+        let walk = |ec: &Dispersal| -> u64 {
+            ec.store()
+                .manifests()
+                .map(|m| m.expect("a readable manifest").stored_bytes())
+                .sum()
+        };
+        assert_eq!(ec.store().stored_total().expect("the sum"), 0);
+        let a = put(&ec, &[1u8; 50_000]);
+        assert_eq!(
+            ec.store().stored_total().expect("the sum"),
+            a.stored_bytes()
+        );
+        let b = put(&ec, &[2u8; 123_457]);
+        let both = ec.store().stored_total().expect("the sum");
+        assert_eq!(both, walk(&ec));
+        assert_eq!(both, a.stored_bytes() + b.stored_bytes());
+        // A shard recorded missing no longer counts.
+        let mut degraded = b.clone();
+        degraded.missing = 0b1;
+        assert!(
+            ec.store()
+                .replace_manifest(&b, &degraded)
+                .expect("a replace")
+        );
+        assert_eq!(ec.store().stored_total().expect("the sum"), walk(&ec));
+        assert!(ec.store().stored_total().expect("the sum") < both);
+        ec.destroy_many(&[a.id]).expect("a destroy");
+        assert_eq!(ec.store().stored_total().expect("the sum"), walk(&ec));
+        assert_eq!(
+            ec.store().stored_total().expect("the sum"),
+            degraded.stored_bytes()
+        );
+    }
 }

@@ -1,7 +1,9 @@
-//! POSIX access ACLs as the kernel hands them to a FUSE filesystem with
-//! `FUSE_POSIX_ACL`: the filesystem keeps the mode bits in step with the
-//! ACL, as ext4 does (`posix_acl_update_mode`). `cp -a` and `rsync -A` set
-//! a file's permissions this way.
+//! POSIX ACLs as the kernel hands them to a FUSE filesystem with
+//! `FUSE_POSIX_ACL`: the filesystem keeps the mode bits in step with an
+//! access ACL, as ext4 does (`posix_acl_update_mode`; `cp -a` and
+//! `rsync -A` set a file's permissions this way), and it applies a
+//! folder's default ACL to what is created in it (`posix_acl_create`):
+//! with that capability the kernel leaves both to the filesystem.
 //!
 //! Xattr format (little-endian): u32 version = 2, then entries of
 //! u16 tag, u16 perm, u32 id.
@@ -54,6 +56,80 @@ pub fn parse(value: &[u8]) -> Option<AclMode> {
     })
 }
 
+/// Name of the access ACL xattr.
+pub const ACCESS: &[u8] = b"system.posix_acl_access";
+/// Name of the default ACL xattr (folders only).
+pub const DEFAULT: &[u8] = b"system.posix_acl_default";
+
+/// What a new inode takes from its folder's default ACL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inherited {
+    /// The create mode with its rwx bits cut down by the ACL (the other
+    /// bits, set-id and sticky, as they came). The umask plays no part.
+    pub mode: u32,
+    /// The new inode's access ACL; None when it says no more than
+    /// `mode` (no named users or groups, no mask), as ext4 then stores none.
+    pub access: Option<Vec<u8>>,
+}
+
+/// Applies a folder's default ACL (xattr value `default`) to a new inode
+/// created with `mode`, as ext4 does (`posix_acl_create_masq`): every
+/// owner, group-or-mask and other entry keeps only the permissions the
+/// create mode grants, and the mode keeps only what the entries grant.
+/// None if `default` is not a valid ACL.
+pub fn inherit(default: &[u8], mode: u32) -> Option<Inherited> {
+    parse(default)?;
+    let mut acl = default.to_vec();
+    let mut bits = mode & 0o777;
+    let mut extended = false;
+    let (mut group_obj, mut mask) = (None, None);
+    // The perm field of entry i sits at bytes 4 + 8i + 2 .. + 4.
+    let perm_at = |i: usize| 4 + 8 * i + 2;
+    let entries = (acl.len() - 4) / 8;
+    for i in 0..entries {
+        let at = 4 + 8 * i;
+        let tag = u16::from_le_bytes([acl[at], acl[at + 1]]);
+        let perm = u32::from(u16::from_le_bytes([acl[at + 2], acl[at + 3]]) & 0o7);
+        let kept = match tag {
+            USER_OBJ => {
+                let p = perm & (bits >> 6);
+                bits &= (p << 6) | !0o700;
+                p
+            }
+            OTHER => {
+                let p = perm & bits;
+                bits &= p | !0o007;
+                p
+            }
+            GROUP_OBJ => {
+                group_obj = Some(i);
+                continue;
+            }
+            MASK => {
+                mask = Some(i);
+                extended = true;
+                continue;
+            }
+            _ => {
+                extended = true;
+                continue;
+            }
+        };
+        acl[perm_at(i)..perm_at(i) + 2].copy_from_slice(&(kept as u16).to_le_bytes());
+    }
+    // The mask, when there is one, stands for the group class; else the
+    // owning group does.
+    let g = mask.or(group_obj)?;
+    let at = perm_at(g);
+    let p = u32::from(u16::from_le_bytes([acl[at], acl[at + 1]]) & 0o7) & (bits >> 3);
+    bits &= (p << 3) | !0o070;
+    acl[at..at + 2].copy_from_slice(&(p as u16).to_le_bytes());
+    Some(Inherited {
+        mode: (mode & !0o777) | (bits & 0o777),
+        access: extended.then_some(acl),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,5 +176,49 @@ mod tests {
         );
         assert!(parse(b"junk").is_none());
         assert!(parse(&acl(&[(USER_OBJ, 6, 0)])).is_none());
+    }
+
+    /// The cases of acl(5) and of ext4: the create mode cuts the entries
+    /// (the mask stands for the group class), the entries cut the mode.
+    #[test]
+    fn inheriting_a_default_acl() {
+        const U: u32 = u32::MAX;
+        // setfacl -d -m u:nobody:rwx,g::r-x,o::- : touch asks for 0666.
+        let default = acl(&[
+            (USER_OBJ, 7, U),
+            (USER, 7, 65534),
+            (GROUP_OBJ, 5, U),
+            (MASK, 7, U),
+            (OTHER, 0, U),
+        ]);
+        let f = inherit(&default, 0o666).expect("a valid ACL");
+        assert_eq!(f.mode, 0o660);
+        assert_eq!(
+            f.access.expect("an extended ACL"),
+            acl(&[
+                (USER_OBJ, 6, U),
+                (USER, 7, 65534),
+                (GROUP_OBJ, 5, U),
+                (MASK, 6, U),
+                (OTHER, 0, U),
+            ])
+        );
+        // mkdir asks for 0777; set-group-id and sticky bits pass through.
+        let d = inherit(&default, 0o3777).expect("a valid ACL");
+        assert_eq!(d.mode, 0o3770);
+        assert_eq!(d.access.expect("an extended ACL"), default);
+        // A default ACL of the three base entries only works like a umask
+        // (acl(5): u::rwx,g::r-x,o::r-x with 0666 gives 0644) and leaves
+        // no access ACL.
+        let plain = acl(&[(USER_OBJ, 7, U), (GROUP_OBJ, 5, U), (OTHER, 5, U)]);
+        assert_eq!(
+            inherit(&plain, 0o666).expect("a valid ACL"),
+            Inherited {
+                mode: 0o644,
+                access: None
+            }
+        );
+        assert_eq!(inherit(&plain, 0o700).expect("a valid ACL").mode, 0o700);
+        assert!(inherit(b"junk", 0o666).is_none());
     }
 }

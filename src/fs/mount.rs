@@ -29,6 +29,15 @@ pub enum MountError {
         /// What is wrong.
         why: String,
     },
+    /// The mount point (or a folder above it) is a FUSE mount whose
+    /// process has ended.
+    #[error("{}", .mount.explain(.path))]
+    Dead {
+        /// The path given.
+        path: PathBuf,
+        /// The dead mount.
+        mount: crate::sys::DeadMount,
+    },
     /// A `-o` option qsfs does not know.
     #[error(
         "unknown mount option {0:?} (known: allow_other, allow_root, default_permissions, ro, rw, dev, nodev, suid, nosuid, exec, noexec, atime, noatime, sync, async, dirsync, auto_unmount)"
@@ -135,6 +144,14 @@ pub fn check_mountpoint(mountpoint: &Path) -> Result<PathBuf, MountError> {
         why,
     };
     let meta = std::fs::metadata(mountpoint).map_err(|e| {
+        if crate::sys::is_dead_mount_error(&e)
+            && let Some(mount) = crate::sys::dead_mount(mountpoint)
+        {
+            return MountError::Dead {
+                path: mountpoint.to_path_buf(),
+                mount,
+            };
+        }
         if e.kind() == std::io::ErrorKind::NotFound {
             bad("does not exist; create the folder first".into())
         } else {
@@ -253,24 +270,44 @@ fn server_pid(entry: &MountEntry) -> Option<u32> {
         .ok()
 }
 
+/// How an unmount went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unmounted {
+    /// The mount was live; its process finished pending seals and exited.
+    Live,
+    /// The mount was dead (its process had ended, killed or crashed): only
+    /// the kernel's mount was cleared. What that process had staged but
+    /// not sealed is sealed at the next mount of the vault.
+    Dead,
+}
+
 /// Unmounts the qsfs mount at `mountpoint` and waits (up to `wait`) for
-/// its process to finish pending seals and exit.
-pub fn unmount(mountpoint: &Path, wait: Duration) -> Result<(), MountError> {
+/// its process to finish pending seals and exit. A dead mount (its
+/// process gone, every access failing with ENOTCONN) is cleared too.
+pub fn unmount(mountpoint: &Path, wait: Duration) -> Result<Unmounted, MountError> {
     let bad = |why: String| MountError::Unmount {
         path: mountpoint.to_path_buf(),
         why,
     };
-    let target = mountpoint
-        .canonicalize()
-        .map_err(|e| bad(format!("cannot be resolved: {e}")))?;
+    let target = match mountpoint.canonicalize() {
+        Ok(t) => t,
+        // Below a dead mount nothing resolves (stat fails there).
+        Err(e) if crate::sys::is_dead_mount_error(&e) => crate::sys::resolve_lenient(mountpoint),
+        Err(e) => return Err(bad(format!("cannot be resolved: {e}"))),
+    };
     let entry = mounted_at(&target).ok_or_else(|| bad("nothing is mounted there".into()))?;
+    // Its process is gone when the kernel answers a stat with ENOTCONN.
+    let dead = matches!(std::fs::symlink_metadata(&target),
+        Err(e) if crate::sys::is_dead_mount_error(&e));
     if !is_qsfs(&entry) {
         return Err(bad(format!(
             "it is a {} mount of {}, not a qsfs vault",
             entry.fstype, entry.source
         )));
     }
-    let pid = server_pid(&entry);
+    // A dead mount's lock names a process that is gone (its pid may even
+    // be in use by another one by now): nothing to wait for.
+    let pid = if dead { None } else { server_pid(&entry) };
     let root = crate::sys::umount(&target);
     if let Err(e) = root {
         // Not root: the setuid helper does it for the mount's owner.
@@ -309,7 +346,11 @@ pub fn unmount(mountpoint: &Path, wait: Duration) -> Result<(), MountError> {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-    Ok(())
+    Ok(if dead {
+        Unmounted::Dead
+    } else {
+        Unmounted::Live
+    })
 }
 
 #[cfg(test)]

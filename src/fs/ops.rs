@@ -21,6 +21,16 @@ use crate::namespace::{Inode, Kind, NAME_MAX, NamespaceError, Removed, RenameFla
 
 const GEN: Generation = Generation(0);
 
+/// Xattrs a new inode is born with: (name, value).
+type BornXattrs = Vec<(&'static [u8], Vec<u8>)>;
+
+/// An inode about to be created and the xattrs it is born with (the ACLs
+/// it inherits from its folder).
+struct NewInode {
+    inode: Inode,
+    xattrs: BornXattrs,
+}
+
 fn bytes(name: &OsStr) -> &[u8] {
     name.as_bytes()
 }
@@ -59,10 +69,25 @@ impl Qsfs {
         Ok(a)
     }
 
-    /// A new inode for `req`, honouring the parent's set-group-id bit as
-    /// ext4 does (the group is inherited; folders inherit the bit too).
-    fn new_inode(&self, req: &Request, parent: u64, kind: Kind, mode: u32) -> Result<Inode, Errno> {
+    /// A new inode for `req` under `parent`, as ext4 makes it: the group
+    /// and, for folders, the set-group-id bit come from a set-group-id
+    /// parent; the permission bits come from `mode` and either the
+    /// parent's default ACL or, without one, `umask` (see [`Qsfs::perms`]).
+    /// Symlinks have neither (pass umask 0).
+    fn new_inode(
+        &self,
+        req: &Request,
+        parent: u64,
+        kind: Kind,
+        mode: u32,
+        umask: u32,
+    ) -> Result<NewInode, Errno> {
         let dir = self.ns().inode(parent).map_err(|e| errno::ns(&e))?;
+        let (mode, xattrs) = if kind == Kind::Symlink {
+            (mode, Vec::new())
+        } else {
+            self.perms(parent, kind, mode, umask)?
+        };
         let mut inode = Inode::new(kind, mode, req.uid(), req.gid());
         if dir.mode & libc::S_ISGID != 0 {
             inode.gid = dir.gid;
@@ -77,22 +102,63 @@ impl Qsfs {
         {
             inode.mode &= !libc::S_ISGID;
         }
-        Ok(inode)
+        Ok(NewInode { inode, xattrs })
+    }
+
+    /// Mode and ACL xattrs of a new inode, ext4's `posix_acl_create`: under
+    /// a folder with a default ACL the umask is ignored, the mode's rwx
+    /// bits are cut down by that ACL, the inode gets an access ACL (unless
+    /// it says no more than the mode) and a new folder inherits the default
+    /// ACL itself; without one the umask applies. With `FUSE_POSIX_ACL` the
+    /// kernel leaves all of this to the filesystem, and with
+    /// `FUSE_DONT_MASK` (see `init`) it sends `mode` with the umask not yet
+    /// applied, so that a default ACL can override it.
+    fn perms(
+        &self,
+        parent: u64,
+        kind: Kind,
+        mode: u32,
+        umask: u32,
+    ) -> Result<(u32, BornXattrs), Errno> {
+        use super::acl;
+        let default = match self.ns().get_xattr(parent, acl::DEFAULT) {
+            Ok(v) => v,
+            Err(NamespaceError::NoXattr(_)) => return Ok((mode & !(umask & 0o777), Vec::new())),
+            Err(e) => return Err(errno::ns(&e)),
+        };
+        let Some(inherited) = acl::inherit(&default, mode) else {
+            // The kernel checked it when it was set; a damaged record is
+            // EIO, as ext4 answers an unreadable ACL.
+            tracing::error!(
+                "folder inode {parent}: its default ACL ({} bytes) is not a valid ACL; \
+                 nothing can be created in it until it is reset (setfacl -k, then setfacl -d)",
+                default.len()
+            );
+            return Err(Errno::EIO);
+        };
+        let mut xattrs = Vec::new();
+        if let Some(access) = inherited.access {
+            xattrs.push((acl::ACCESS, access));
+        }
+        if kind == Kind::Dir {
+            xattrs.push((acl::DEFAULT, default));
+        }
+        Ok((inherited.mode, xattrs))
     }
 
     fn create_node(
         &self,
-        req: &Request,
         parent: u64,
         name: &OsStr,
-        inode: &Inode,
+        new: &NewInode,
     ) -> Result<(u64, FileAttr), Errno> {
         self.writable()?;
+        let xattrs: Vec<(&[u8], &[u8])> =
+            new.xattrs.iter().map(|(n, v)| (*n, v.as_slice())).collect();
         let ino = self
             .ns()
-            .create(parent, bytes(name), inode, &show(name))
+            .create_with_xattrs(parent, bytes(name), &new.inode, &xattrs, &show(name))
             .map_err(|e| errno::ns(&e))?;
-        let _ = req;
         self.core.want_flush();
         Ok((ino, self.attr_of(ino)?))
     }
@@ -162,17 +228,21 @@ impl Qsfs {
         }
     }
 
-    /// Capacity of the vault for statfs: what the nodes' free space holds
-    /// once every byte is stored n/k times, limited by the fullest disk.
+    /// Space of the vault for statfs, in usable bytes (what a file of
+    /// that size costs once stored n/k times): (used, available). Used is
+    /// what the vault's objects occupy on the nodes, scaled by k/n, so
+    /// `df` shows about the bytes the vault stores (not what else shares
+    /// the nodes' disks); available is what the nodes' free space holds,
+    /// limited by the fullest disk. `df`'s size is their sum.
     fn capacity(&self) -> (u64, u64) {
         let cfg = self.core.vault.config();
         let nodes = self.core.vault.dispersal().nodes();
-        let mut by_fs: Vec<(u64, u64, u64, u64)> = Vec::new(); // fsid, total, avail, nodes
+        let mut by_fs: Vec<(u64, u64, u64)> = Vec::new(); // fsid, avail, nodes
         for node in nodes {
             if let Some(s) = node.space() {
                 match by_fs.iter_mut().find(|g| g.0 == s.fsid) {
-                    Some(g) => g.3 += 1,
-                    None => by_fs.push((s.fsid, s.total, s.available, 1)),
+                    Some(g) => g.2 += 1,
+                    None => by_fs.push((s.fsid, s.available, 1)),
                 }
             }
         }
@@ -180,9 +250,15 @@ impl Qsfs {
         let usable = |bytes: u64, m: u64| -> u64 {
             (u128::from(bytes) * k * count / (u128::from(m) * n)).min(u128::from(u64::MAX)) as u64
         };
-        let total = by_fs.iter().map(|g| usable(g.1, g.3)).min().unwrap_or(0);
-        let avail = by_fs.iter().map(|g| usable(g.2, g.3)).min().unwrap_or(0);
-        (total, avail)
+        let avail = by_fs.iter().map(|g| usable(g.1, g.2)).min().unwrap_or(0);
+        let stored = match self.core.vault.dispersal().store().stored_total() {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!("statfs: cannot sum the stored bytes ({e}); df shows 0 used");
+                0
+            }
+        };
+        (usable(stored, count as u64), avail)
     }
 }
 
@@ -271,10 +347,18 @@ impl Filesystem for Qsfs {
         let _ = config.add_capabilities(
             fuser::InitFlags::FUSE_DO_READDIRPLUS | fuser::InitFlags::FUSE_READDIRPLUS_AUTO,
         );
-        // The kernel then handles POSIX ACLs as on ext4: it checks them,
-        // turns an ACL equal to the mode bits into a chmod, and applies
-        // default ACLs to new files; qsfs stores them as xattrs.
+        // The kernel then checks POSIX ACLs as on ext4 and caches them;
+        // qsfs stores them as xattrs, keeps the mode bits in step with an
+        // access ACL and applies a folder's default ACL to new inodes
+        // (`perms`). For that the kernel must send the create mode with
+        // the umask not applied (FUSE_DONT_MASK): a default ACL replaces
+        // the umask, and qsfs applies the umask itself where there is none.
         let _ = config.add_capabilities(fuser::InitFlags::FUSE_POSIX_ACL);
+        if let Err(e) = config.add_capabilities(fuser::InitFlags::FUSE_DONT_MASK) {
+            tracing::warn!(
+                "kernel without FUSE_DONT_MASK ({e:?}): it applies the umask itself, also under folders with a default ACL"
+            );
+        }
         // qsfs clears set-user-id, set-group-id and file capabilities
         // itself (kill_privs); in return the kernel stops sending a
         // getxattr("security.capability") before every write, which
@@ -421,9 +505,9 @@ impl Filesystem for Qsfs {
             if kind == Kind::Dir {
                 return Err(Errno::EPERM);
             }
-            let mut inode = self.new_inode(req, parent.0, kind, mode & !umask)?;
-            inode.rdev = rdev;
-            self.create_node(req, parent.0, name, &inode)
+            let mut new = self.new_inode(req, parent.0, kind, mode & 0o7777, umask)?;
+            new.inode.rdev = rdev;
+            self.create_node(parent.0, name, &new)
         })();
         match r {
             Ok((_, a)) => reply.entry(&TTL, &a, GEN),
@@ -441,8 +525,8 @@ impl Filesystem for Qsfs {
         reply: ReplyEntry,
     ) {
         let r = self
-            .new_inode(req, parent.0, Kind::Dir, mode & !umask)
-            .and_then(|inode| self.create_node(req, parent.0, name, &inode));
+            .new_inode(req, parent.0, Kind::Dir, mode & 0o7777, umask)
+            .and_then(|new| self.create_node(parent.0, name, &new));
         match r {
             Ok((_, a)) => reply.entry(&TTL, &a, GEN),
             Err(e) => reply.error(e),
@@ -492,11 +576,11 @@ impl Filesystem for Qsfs {
         reply: ReplyEntry,
     ) {
         let r = self
-            .new_inode(req, parent.0, Kind::Symlink, 0o777)
-            .and_then(|mut inode| {
-                inode.target = target.as_os_str().as_bytes().to_vec();
-                inode.size = inode.target.len() as u64;
-                self.create_node(req, parent.0, link_name, &inode)
+            .new_inode(req, parent.0, Kind::Symlink, 0o777, 0)
+            .and_then(|mut new| {
+                new.inode.target = target.as_os_str().as_bytes().to_vec();
+                new.inode.size = new.inode.target.len() as u64;
+                self.create_node(parent.0, link_name, &new)
             });
         match r {
             Ok((_, a)) => reply.entry(&TTL, &a, GEN),
@@ -850,7 +934,8 @@ impl Filesystem for Qsfs {
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        let (total, avail) = self.capacity();
+        let (used, avail) = self.capacity();
+        let total = used.saturating_add(avail);
         let bsize = u64::from(attr::BLOCK);
         let files = self.ns().counts().map(|(f, d, o)| f + d + o).unwrap_or(0);
         let max_files = 1u64 << 32;
@@ -1022,8 +1107,8 @@ impl Filesystem for Qsfs {
         reply: ReplyCreate,
     ) {
         let r = (|| {
-            let inode = self.new_inode(req, parent.0, Kind::File, mode & !umask)?;
-            let (ino, a) = self.create_node(req, parent.0, name, &inode)?;
+            let new = self.new_inode(req, parent.0, Kind::File, mode & 0o7777, umask)?;
+            let (ino, a) = self.create_node(parent.0, name, &new)?;
             self.core.with_live(ino, |_, st| {
                 st.handles += 1;
                 Ok(())

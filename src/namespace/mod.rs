@@ -280,6 +280,34 @@ impl Namespace {
         Ok(out)
     }
 
+    /// Apparent size of the vault's files: the sum of the sizes of the
+    /// regular files that have a name (holes count as their size, as
+    /// `du --apparent-size` counts them; a file with several hard links
+    /// once). A walk over every inode.
+    pub fn file_bytes(&self) -> Result<u64> {
+        let mut sum = 0u64;
+        for r in self.db.scan_prefix([b'i']) {
+            let (k, v) = r?;
+            if Kind::from_code(v.get(1).copied().unwrap_or(0)) != Some(Kind::File) {
+                continue;
+            }
+            let ino = k
+                .get(1..9)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes)
+                .unwrap_or(0);
+            let node = Inode::decode(&v).map_err(|e| NamespaceError::Record {
+                ino,
+                detail: e.to_string(),
+            })?;
+            // An unlinked file still open (an orphan) is on its way out.
+            if node.nlink > 0 {
+                sum = sum.saturating_add(node.size);
+            }
+        }
+        Ok(sum)
+    }
+
     /// Number of inodes of each kind: (files, directories, others).
     pub fn counts(&self) -> Result<(u64, u64, u64)> {
         let (mut f, mut d, mut o) = (0, 0, 0);

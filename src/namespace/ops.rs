@@ -84,6 +84,20 @@ impl Namespace {
     /// Creates `name` in directory `parent` with the given inode. A new
     /// directory bumps the parent's link count.
     pub fn create(&self, parent: u64, name: &[u8], inode: &Inode, what: &str) -> Result<u64> {
+        self.create_with_xattrs(parent, name, inode, &[], what)
+    }
+
+    /// Like [`Namespace::create`], and the new inode carries `xattrs`
+    /// from the start: an inherited ACL goes in with the inode, so no
+    /// crash leaves the file without it.
+    pub fn create_with_xattrs(
+        &self,
+        parent: u64,
+        name: &[u8],
+        inode: &Inode,
+        xattrs: &[(&[u8], &[u8])],
+        what: &str,
+    ) -> Result<u64> {
         check_name(name, what)?;
         let _g = self.lock();
         let mut dir = self.inode(parent)?;
@@ -96,6 +110,9 @@ impl Namespace {
         let mut b = Batch::new();
         let ino = self.next_ino(&mut b)?;
         b.insert(ikey(ino), inode.encode());
+        for (xname, value) in xattrs {
+            b.insert(super::xattr::xkey(ino, xname), value);
+        }
         b.insert(dkey(parent, name), encode_entry(ino, inode.kind));
         let now = Time::now();
         dir.mtime = now;

@@ -9,7 +9,7 @@ pub const XATTR_REPLACE: i32 = 2;
 /// Largest attribute value, as on ext4 with a 4 KiB block... and then some.
 pub const XATTR_SIZE_MAX: usize = 65_536;
 
-fn xkey(ino: u64, name: &[u8]) -> Vec<u8> {
+pub(super) fn xkey(ino: u64, name: &[u8]) -> Vec<u8> {
     let mut k = inokey(b'x', ino).to_vec();
     k.extend_from_slice(name);
     k

@@ -212,6 +212,14 @@ impl Config {
     pub fn load(root: &Path) -> Result<Config, VaultError> {
         let file = root.join("qsfs.toml");
         let text = std::fs::read_to_string(&file).map_err(|e| {
+            if crate::sys::is_dead_mount_error(&e)
+                && let Some(mount) = crate::sys::dead_mount(root)
+            {
+                return VaultError::DeadMount {
+                    path: root.to_path_buf(),
+                    mount,
+                };
+            }
             if e.kind() == std::io::ErrorKind::NotFound {
                 if root.exists() {
                     VaultError::NotAVault(root.to_path_buf())

@@ -57,6 +57,12 @@ impl Default for InitOptions {
 /// Creates a vault at `root`. Everything is checked before anything is
 /// written; the folder must not exist or be empty.
 pub fn init(root: &Path, opts: &InitOptions) -> Result<Config, VaultError> {
+    if let Some(mount) = crate::sys::dead_mount(root) {
+        return Err(VaultError::DeadMount {
+            path: root.to_path_buf(),
+            mount,
+        });
+    }
     if root.exists() {
         let mut entries = fs::read_dir(root).map_err(io_err(format!("read {}", root.display())))?;
         if entries.next().is_some() {

@@ -79,6 +79,14 @@ pub enum VaultError {
     /// No folder at the vault path.
     #[error("no vault at {0}: create one with `qsfs init {0}`")]
     NoVault(PathBuf),
+    /// The vault path is on a FUSE mount whose process has ended.
+    #[error("{}", .mount.explain(.path))]
+    DeadMount {
+        /// The path given.
+        path: PathBuf,
+        /// The dead mount.
+        mount: crate::sys::DeadMount,
+    },
     /// A folder without `qsfs.toml`.
     #[error("{0} is not a qsfs vault (it has no qsfs.toml)")]
     NotAVault(PathBuf),

@@ -55,11 +55,16 @@ pub struct Status {
     pub directories: u64,
     /// Sealed objects.
     pub objects: u64,
-    /// Plaintext bytes in those objects.
+    /// Apparent size of the files: the sum of their sizes, holes
+    /// included (as `du --apparent-size`), each hard-linked file once.
+    /// Not the objects' plaintext: a mount stores a partial rewrite as a
+    /// new object laid over the old one, so objects overlap.
     pub logical_bytes: u64,
     /// Bytes the objects occupy on the nodes (headers included).
     pub stored_bytes: u64,
-    /// stored / logical.
+    /// stored / logical: what each byte of the files costs on the nodes
+    /// (n/k and headers, plus any overwritten parts of objects that still
+    /// serve the rest of their file; holes cost nothing).
     pub overhead: f64,
     /// Objects with missing or damaged shards (repair debt).
     pub degraded_objects: u64,
@@ -83,13 +88,12 @@ impl Vault {
     /// Gathers the status (walks manifests and node folders).
     pub fn status(&self) -> Result<Status, VaultError> {
         let (files, directories, _) = self.ns.counts()?;
-        let (mut objects, mut logical, mut stored, mut degraded, mut missing) =
-            (0u64, 0u64, 0u64, 0u64, 0u64);
+        let logical = self.ns.file_bytes()?;
+        let (mut objects, mut stored, mut degraded, mut missing) = (0u64, 0u64, 0u64, 0u64);
         let mut expected: HashMap<String, u64> = HashMap::new();
         for m in self.ec.store().manifests() {
             let m = m?;
             objects += 1;
-            logical += m.plain_len;
             stored += m.stored_bytes();
             if m.missing != 0 {
                 degraded += 1;

@@ -83,11 +83,36 @@ grep -q "repair    nothing owed" status.txt || fail "unexpected repair debt: $(c
 [ "$(grep -c ' ok  ' status.txt)" -eq 5 ] || fail "not all five nodes ok: $(cat status.txt)"
 grep -q "\"objects\": $objects," <<<"$("$Q" status v --json)" || fail "status --json objects"
 
-# ls -l: mode, size, name.
+# ls -l: mode, size, time as ls -l shows it, name.
+when='[A-Z][a-z]{2} [ 1-3][0-9] ( [0-9]{4}|[0-9]{2}:[0-9]{2})'
 "$Q" ls v / -l > ls.txt
-grep -Eq '^-rw-r--r-- +1 +[0-9]+ +[0-9]+ +20971520 [0-9]+\.[0-9]{9} big$' ls.txt || fail "ls -l /big: $(cat ls.txt)"
+grep -Eq "^-rw-r--r-- +1 +[0-9]+ +[0-9]+ +20971520 $when big\$" ls.txt || fail "ls -l /big: $(cat ls.txt)"
 grep -Eq '^drwxr-xr-x .* dst$' ls.txt || fail "ls -l /dst: $(cat ls.txt)"
-grep -Eq ' 2000000 [0-9.]+ two MB.bin$' <<<"$("$Q" ls v "/dst/with space/two MB.bin" -l)" || fail "ls -l of one file"
+grep -Eq " 2000000 $when two MB.bin\$" <<<"$("$Q" ls v "/dst/with space/two MB.bin" -l)" || fail "ls -l of one file"
+
+# The time column is what ls -l prints for the same mtime (C locale): the
+# time of day within the last six months, the year for older times and
+# times in the future; local time, in three time zones (POSIX TZ strings,
+# no tzdata needed). --json keeps the raw seconds and nanoseconds.
+mkdir times
+now=$(date +%s)
+TZ=UTC0 touch -d "2020-03-04 05:06:07.123456789" times/old
+touch -d "@$((now - 86400))" times/yesterday
+touch -d "@$((now - 150 * 86400))" times/five-months
+touch -d "@$((now - 200 * 86400))" times/seven-months
+touch -d "@$((now + 40 * 86400))" times/future
+"$Q" put v -r times /times
+for tz in UTC0 IST-5:30 PST8PDT,M3.2.0,M11.1.0; do
+    for f in old yesterday five-months seven-months future; do
+        want=$(TZ=$tz LC_ALL=C ls -l "times/$f" | grep -Eo "$when times/$f\$")
+        [ -n "$want" ] || fail "no time column in ls -l times/$f: $(TZ=$tz LC_ALL=C ls -l "times/$f")"
+        got=$(TZ=$tz "$Q" ls v "/times/$f" -l)
+        [[ "$got" == *" ${want% "times/$f"} $f" ]] || fail "TZ=$tz qsfs ls -l /times/$f: [$got], ls -l: [$want]"
+    done
+done
+[[ "$(TZ=UTC0 "$Q" ls v /times/old -l)" == *" Mar  4  2020 old" ]] || fail "ls -l of a 2020 time: $("$Q" ls v /times/old -l)"
+grep -q '"secs": 1583298367' <<<"$(TZ=UTC0 "$Q" ls v /times/old --json)" || fail "ls --json mtime: $("$Q" ls v /times/old --json)"
+grep -q '"nanos": 123456789' <<<"$("$Q" ls v /times/old --json)" || fail "ls --json mtime nanoseconds: $("$Q" ls v /times/old --json)"
 
 # Losing the node that holds shard 0 of /t.tar does not change what comes
 # out, and the read says so.
@@ -102,7 +127,7 @@ diff -r src untarred || fail "tar round trip with a node missing differs"
 grep -q "/t.tar: shard 0 of object $obj on $node is bad (missing)" warn.txt || fail "no warning for $node: $(cat warn.txt)"
 
 # rm -r leaves no shard of the tree behind.
-"$Q" rm v -r /dst /t.tar /big
+"$Q" rm v -r /dst /t.tar /big /times
 [ -z "$("$Q" ls v /)" ] || fail "vault not empty after rm"
 [ "$(find "$nodes" -path '*/shards/*' -type f -name '*.[0-9]*' ! -name '.*' | wc -l)" -eq 0 ] || fail "shards left after rm -r"
 [ "$("$Q" keys verify v)" = "0 objects checked, 0 with key problems" ] || fail "keys left after rm -r"

@@ -1,7 +1,9 @@
 # Mount and unmount errors: each prints one clear `qsfs: error:` line
 # naming the path or option, exits with status 1, and leaves nothing
 # mounted and no qsfs process behind; a busy mount refuses `qsfs umount`
-# and stays usable.
+# and stays usable. A dead mount (its process killed with -9) is named as
+# such by `qsfs mount` and the other commands given its path, and
+# `qsfs umount` clears it.
 source "$(dirname "$0")/lib-mount.sh"
 
 mkdir mnt2 notvault
@@ -103,4 +105,36 @@ mount_vault
 if echo x 2> err.txt > "$MNT/new"; then fail "a write to a read-only mount succeeded"; fi
 grep -q "Read-only file system" err.txt || fail "write to a read-only mount: $(cat err.txt)"
 assert_eq "still here" "$(cat "$MNT/file")" "reading a read-only mount"
+unmount
+
+# A dead mount: the mount process killed with -9. `qsfs mount` on its
+# mount point, and other commands given that path, say what it is and name
+# `qsfs umount`, which clears it; the vault then mounts again and what was
+# closed before the kill is there.
+MOUNT_OPTS=()
+mount_vault
+echo "closed before the kill" > "$MNT/killed"
+mnt_real=$(realpath "$MNT")
+vault_real=$(realpath "$VAULT")
+pid=$MOUNTED_PID
+kill -9 "$pid"
+gone() { ! ours_alive "$pid"; }
+wait_until 30 "mount process $pid to die after kill -9" gone
+if ls "$MNT" > /dev/null 2> ls.err; then fail "ls of the dead mount succeeded"; fi
+grep -qF "Transport endpoint is not connected" ls.err || fail "ls of the dead mount: $(cat ls.err)"
+is_mounted "$MNT" || fail "the dead mount is not listed in mountinfo"
+how="the qsfs process serving it has ended (killed or crashed), so every access fails with \"Transport endpoint is not connected\"; clear it with \`qsfs umount $mnt_real\`, then mount again with \`qsfs mount $vault_real $mnt_real\`"
+dead="qsfs: error: mnt is a dead FUSE mount of vault $vault_real: $how"
+expect_error "$dead" mount v mnt
+expect_error "$dead" mount -f v mnt
+expect_error "$dead" status mnt
+expect_error "$dead" scrub mnt
+expect_error "qsfs: error: mnt/sub is inside the dead FUSE mount $mnt_real of vault $vault_real: $how" ls mnt/sub
+# The vault itself is free (the lock went with the process).
+grep -qx killed <<<"$("$Q" ls v /)" || fail "qsfs ls v / after the kill: $("$Q" ls v / 2>&1)"
+out=$("$Q" umount mnt 2>&1) || fail "qsfs umount of the dead mount failed: $out"
+assert_eq "cleared the dead mount at mnt (its qsfs process had ended); what it had not sealed yet is sealed at the next mount" "$out" "qsfs umount of the dead mount"
+! is_mounted "$MNT" || fail "the dead mount is still there after qsfs umount"
+mount_vault
+assert_eq "closed before the kill" "$(cat "$MNT/killed")" "a file closed before the kill"
 unmount

@@ -54,8 +54,10 @@ log_tail() {
     return 0
 }
 
+# (mountpoint(1) says no for a dead mount, whose stat fails: ask findmnt too.)
 is_mounted() {
-    mountpoint -q "$1" 2>/dev/null
+    mountpoint -q "$1" 2>/dev/null ||
+        findmnt -n --mountpoint "$(realpath -m "$1")" >/dev/null 2>&1
 }
 
 mount_pid() {
