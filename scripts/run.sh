@@ -35,9 +35,9 @@ qsfs is running.
   log:         $vault/qsfs.log
   unmount:     $qsfs umount $mnt
                (returns once every pending seal is finished)
-While the vault is mounted, \`qsfs scrub\`, \`fsck\`, \`audit\`, \`node list\`,
-\`node drain\` and \`rebalance\` on it run inside the mount process; the
-other commands (\`status\`, \`put\`, \`get\`, \`ls\`, \`rm\`, \`keys\`, ...)
+While the vault is mounted, \`qsfs status\`, \`scrub\`, \`fsck\`, \`audit\`,
+\`node list\`, \`node drain\` and \`rebalance\` on it run inside the mount
+process; the other commands (\`put\`, \`get\`, \`ls\`, \`rm\`, \`keys\`, ...)
 refuse to run: use the files in the mount, or unmount first. Add $PWD/target/release
 to PATH to type just \`qsfs\`; scripts/install.sh installs qsfs and its
 mount(8) helper (mount -t fuse.qsfs, /etc/fstab).

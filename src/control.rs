@@ -1,6 +1,6 @@
-//! The control socket of a mounted vault: how `qsfs scrub`, `audit`,
-//! `fsck`, `node drain`, `rebalance` and `node list` run while the vault
-//! is mounted. The stores are single-process (the mount holds the vault
+//! The control socket of a mounted vault: how `qsfs status`, `scrub`,
+//! `audit`, `fsck`, `node drain`, `rebalance` and `node list` run while
+//! the vault is mounted. The stores are single-process (the mount holds the vault
 //! lock), so the command asks the mount process to run the operation on
 //! its open vault and streams back progress and the report.
 //!
@@ -12,7 +12,8 @@
 //! server -> client  {"progress":{"event":"phase","name":"scrub","total":123}}   (any number)
 //!                   {"done":{...report...}}  or  {"error":"what went wrong"}     (last line)
 //! ```
-//! One operation runs at a time; a second one waits for the first. A
+//! One maintenance operation runs at a time; a second one waits for the
+//! first (`status` and `node-list` only read and answer at once). A
 //! client that goes away does not stop the operation: it finishes and its
 //! result is logged.
 
@@ -32,6 +33,8 @@ use crate::vault::maint::Progress;
 pub const VERSION: u32 = 1;
 /// File name of the socket in the vault folder.
 pub const SOCKET: &str = "control.sock";
+/// Operations that only read, and so do not wait for a running one.
+const READ_ONLY_OPS: &[&str] = &["status", "node-list"];
 
 /// Control socket failures (client side).
 #[derive(Debug, Error)]
@@ -167,7 +170,10 @@ fn handle(
             )),
         );
     }
-    let _one_at_a_time = busy.lock().unwrap_or_else(|p| p.into_inner());
+    // Reports (status) read only and answer at once; maintenance runs one
+    // at a time.
+    let _one_at_a_time = (!READ_ONLY_OPS.contains(&call.op.as_str()))
+        .then(|| busy.lock().unwrap_or_else(|p| p.into_inner()));
     tracing::info!(op = %call.op, "control socket: running");
     // A client that left must not stop the run: progress errors are dropped.
     let gone = std::sync::atomic::AtomicBool::new(false);

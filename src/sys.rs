@@ -383,7 +383,7 @@ pub fn raise_fd_limit() {
 }
 
 /// Capacity of the filesystem holding `path`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FsSpace {
     /// Total bytes.
     pub total: u64,

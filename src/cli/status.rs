@@ -6,8 +6,9 @@ use anyhow::Result;
 use clap::Args;
 
 use super::{Ctx, VaultArg, format::bytes};
+use qsfs::control::{self, ControlError};
 use qsfs::node::NodeHealth;
-use qsfs::vault::LinkKind;
+use qsfs::vault::{LinkKind, Status};
 
 #[derive(Args, Debug)]
 pub struct StatusArgs {
@@ -22,8 +23,15 @@ pub struct StatusArgs {
 const LOW_POOL: f64 = 0.10;
 
 pub fn status(ctx: &Ctx, a: StatusArgs) -> Result<i32> {
-    let v = ctx.open(&a.vault.vault)?;
-    let s = v.status()?;
+    // A mounted vault answers through its mount process, which adds what
+    // it holds unsealed.
+    let s: Status = match control::call(&a.vault.vault, "status", serde_json::json!(null), &|_| {})
+    {
+        Ok(v) => serde_json::from_value(v)
+            .map_err(|e| anyhow::anyhow!("undecodable status from the mount process: {e}"))?,
+        Err(ControlError::NotMounted(_)) => ctx.open(&a.vault.vault)?.status()?,
+        Err(e) => return Err(e.into()),
+    };
     let mut out = std::io::stdout().lock();
     if a.json {
         serde_json::to_writer_pretty(&mut out, &s)?;
@@ -89,9 +97,32 @@ pub fn status(ctx: &Ctx, a: StatusArgs) -> Result<i32> {
     } else {
         writeln!(
             out,
-            "repair    {} objects miss {} shards (still readable while at least k shards remain)",
+            "repair    {} objects below full redundancy miss {} shards (degraded writes or lost shards; still readable while at least k remain; `qsfs scrub --repair` rebuilds them)",
             s.degraded_objects, s.missing_shards
         )?;
+    }
+    if let Some(m) = &s.mount {
+        if m.staged_files == 0 {
+            writeln!(
+                out,
+                "staged    nothing: the mount has sealed everything written"
+            )?;
+        } else {
+            writeln!(
+                out,
+                "staged    {} files with {} written and not sealed yet{}",
+                m.staged_files,
+                bytes(m.staged_bytes),
+                if m.failing_files > 0 {
+                    format!(
+                        "; {} failing to seal, retried in the background (see VAULT/qsfs.log)",
+                        m.failing_files
+                    )
+                } else {
+                    String::new()
+                }
+            )?;
+        }
     }
     if s.pending_deletions > 0 {
         writeln!(

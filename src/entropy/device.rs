@@ -215,7 +215,7 @@ impl EntropySource for DeviceSource {
             note.push_str(&format!("; {}", self.done_error(done)));
         }
         SourceStatus {
-            kind: "device",
+            kind: "device".into(),
             path: Some(self.path.clone()),
             remaining: None,
             total: None,

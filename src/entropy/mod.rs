@@ -38,10 +38,10 @@ pub trait EntropySource: Send + Sync {
 }
 
 /// What `qsfs status` shows about the random source.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SourceStatus {
     /// "os", "device" or "pool".
-    pub kind: &'static str,
+    pub kind: String,
     /// The device or pool file, for sources backed by a path.
     pub path: Option<PathBuf>,
     /// Bytes left, for sources that run out (the pool).

@@ -20,7 +20,7 @@ impl EntropySource for OsSource {
 
     fn describe(&self) -> SourceStatus {
         SourceStatus {
-            kind: "os",
+            kind: "os".into(),
             path: None,
             remaining: None,
             total: None,

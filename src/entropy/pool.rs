@@ -292,7 +292,7 @@ impl EntropySource for PoolSource {
             Err(e) => (inner.disk_pos, inner.len, Some(e.to_string())),
         };
         SourceStatus {
-            kind: "pool",
+            kind: "pool".into(),
             path: Some(self.path.clone()),
             remaining: Some(len.saturating_sub(disk_pos) + in_memory),
             total: Some(len),

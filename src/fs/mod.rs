@@ -144,6 +144,12 @@ pub struct Qsfs {
 }
 
 impl Qsfs {
+    /// The shared state, for the control socket (weak: it must not keep
+    /// the filesystem alive).
+    pub fn core_weak(&self) -> std::sync::Weak<FsCore> {
+        Arc::downgrade(&self.core)
+    }
+
     /// Where the mount puts the session's notifier once it exists.
     pub fn notifier_slot(&self) -> Arc<std::sync::OnceLock<fuser::Notifier>> {
         Arc::clone(&self.core.notifier)

@@ -194,10 +194,30 @@ pub fn serve(
     let vault = Arc::new(vault);
     // Maintenance commands (scrub, audit, drain ...) run in this process
     // while mounted; the socket goes away with the mount.
-    let _control = match crate::control::serve(
-        Arc::clone(&vault),
-        Arc::new(crate::vault::maint::dispatch),
-    ) {
+    // `status` adds what the mount holds unsealed, once the filesystem
+    // exists (weak: the socket must not keep it alive).
+    let staged: Arc<std::sync::OnceLock<std::sync::Weak<super::FsCore>>> = Arc::default();
+    let staged_for_socket = Arc::clone(&staged);
+    let handler = move |v: &crate::vault::Vault,
+                        op: &str,
+                        args: serde_json::Value,
+                        progress: crate::vault::maint::ProgressFn|
+          -> Result<serde_json::Value, String> {
+        let mut reply = crate::vault::maint::dispatch(v, op, args, progress)?;
+        if op == "status"
+            && let Some(core) = staged_for_socket.get().and_then(|w| w.upgrade())
+        {
+            let s = core.staged_summary();
+            let m = crate::vault::MountStatus {
+                staged_files: s.files,
+                staged_bytes: s.bytes,
+                failing_files: s.failing,
+            };
+            reply["mount"] = serde_json::to_value(m).map_err(|e| e.to_string())?;
+        }
+        Ok(reply)
+    };
+    let _control = match crate::control::serve(Arc::clone(&vault), Arc::new(handler)) {
         Ok(c) => Some(c),
         Err(e) => {
             tracing::warn!(
@@ -207,6 +227,7 @@ pub fn serve(
         }
     };
     let fs = Qsfs::new(vault, settings.read_only)?;
+    let _ = staged.set(fs.core_weak());
     let mut config = Config::default();
     config.mount_options = vec![
         MountOption::FSName(source),

@@ -79,7 +79,7 @@ impl NodeError {
 }
 
 /// How a node looks from here.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "state", content = "detail", rename_all = "kebab-case")]
 pub enum NodeHealth {
     /// Usable.

@@ -116,7 +116,7 @@ impl fmt::Debug for LinkKey {
 }
 
 /// Counts for `qsfs status` and `qsfs keypool status`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct KeyCounts {
     /// Keys still unused, both directions.
     pub left: u64,

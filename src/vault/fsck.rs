@@ -333,7 +333,11 @@ impl Vault {
         let journals = std::fs::read_dir(self.staging().join("journal"))
             .map(|it| {
                 it.flatten()
-                    .filter(|e| e.file_name().to_str().is_some_and(|n| n.parse::<u64>().is_ok()))
+                    .filter(|e| {
+                        e.file_name()
+                            .to_str()
+                            .is_some_and(|n| n.parse::<u64>().is_ok())
+                    })
                     .count() as u64
             })
             .unwrap_or(0);

@@ -34,7 +34,7 @@ pub const INITIAL_KEYS: u64 = 8_192;
 pub const LOW_FRACTION: f64 = 0.10;
 
 /// How a node is reached.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum LinkKind {
     /// A local folder, read and written directly.
@@ -65,7 +65,7 @@ pub struct LinkInfo {
 }
 
 /// A link's state, for `qsfs status`.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct LinkStatus {
     /// The node.
     pub node: String,

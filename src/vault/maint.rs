@@ -50,6 +50,7 @@ pub fn dispatch(
         "drain" => call(args, |o| vault.drain(o, progress)),
         "rebalance" => call(args, |o| vault.rebalance(o, progress)),
         "node-list" => call(args, |_: &()| vault.node_list()),
+        "status" => call(args, |_: &()| vault.status()),
         _ => Err(format!("unknown maintenance operation {op:?}")),
     }
 }

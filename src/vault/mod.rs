@@ -55,7 +55,7 @@ pub use read::ReadOutcome;
 pub use rebalance::{BalanceBy, NodeLoad, RebalanceOptions, RebalanceReport};
 pub use scrub::{Finding, FindingKind, LostObject, NodeScrub, Outcome, ScrubOptions, ScrubReport};
 pub use seal::SealedObject;
-pub use status::{NodeStatus, Status};
+pub use status::{MountStatus, NodeStatus, Status};
 pub use sweep::SweepReport;
 
 use std::path::{Path, PathBuf};

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Vault, VaultError};
 use crate::entropy::SourceStatus;
@@ -12,7 +12,7 @@ use crate::node::NodeHealth;
 use crate::sys::FsSpace;
 
 /// One node in the status.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NodeStatus {
     /// Name.
     pub name: String,
@@ -33,7 +33,7 @@ pub struct NodeStatus {
 }
 
 /// The whole status.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Status {
     /// Vault folder.
     pub vault: PathBuf,
@@ -48,7 +48,7 @@ pub struct Status {
     /// Shards that must be durable for a write.
     pub write_quorum: usize,
     /// Reed-Solomon backend in use.
-    pub codec: &'static str,
+    pub codec: String,
     /// Regular files.
     pub files: u64,
     /// Directories (the root included).
@@ -82,6 +82,23 @@ pub struct Status {
     pub keystore_r2_available: bool,
     /// Per-node details.
     pub nodes: Vec<NodeStatus>,
+    /// What the mount holds that is not sealed yet, when the status came
+    /// from the process serving the mount (`qsfs status` on a mounted
+    /// vault); none for a vault opened directly.
+    #[serde(default)]
+    pub mount: Option<MountStatus>,
+}
+
+/// Staged data of a live mount.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct MountStatus {
+    /// Files with changes not yet committed.
+    pub staged_files: u64,
+    /// Their staged (written, not yet sealed) bytes.
+    pub staged_bytes: u64,
+    /// Files whose last seal failed; the mount retries them in the
+    /// background until the nodes take them.
+    pub failing_files: u64,
 }
 
 impl Vault {
@@ -147,7 +164,8 @@ impl Vault {
                 .ec
                 .codec(self.config.k, self.config.n)?
                 .backend()
-                .name(),
+                .name()
+                .to_string(),
             files,
             directories,
             objects,
@@ -169,7 +187,8 @@ impl Vault {
                         crate::entropy::EntropyConfig::Os => "os",
                         crate::entropy::EntropyConfig::Device { .. } => "device",
                         crate::entropy::EntropyConfig::Pool { .. } => "pool",
-                    },
+                    }
+                    .into(),
                     path: None,
                     remaining: None,
                     total: None,
@@ -180,6 +199,7 @@ impl Vault {
             keystore_r2: r2,
             keystore_r2_available: r2_ok,
             nodes,
+            mount: None,
         })
     }
 }
