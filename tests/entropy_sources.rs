@@ -370,7 +370,7 @@ mod pool {
         let src = PoolSource::open(&path).expect("open");
         let st = src.describe();
         assert_eq!(
-            (st.kind, st.remaining, st.total),
+            (st.kind.as_str(), st.remaining, st.total),
             ("pool", Some(50_000), Some(50_000))
         );
         let mut got = Vec::new();
