@@ -200,10 +200,12 @@ impl FsCore {
                 tracing::error!("ino {ino}: cannot hand the namespace to the OS: {e}");
                 errno::ns(&e)
             })?;
-            let j = Journal::create(&self.journal_dir, ino, st.content.size()).map_err(|e| {
-                tracing::error!("ino {ino}: cannot start its staging journal: {e}");
-                errno::io(&e)
-            })?;
+            let stock = Some(&self.staging_stock);
+            let j =
+                Journal::create(&self.journal_dir, ino, st.content.size(), stock).map_err(|e| {
+                    tracing::error!("ino {ino}: cannot start its staging journal: {e}");
+                    errno::io(&e)
+                })?;
             st.journal = Some(j);
         }
         st.journal.as_mut().ok_or(Errno::EIO)

@@ -135,9 +135,21 @@ pub struct Journal {
 
 impl Journal {
     /// Starts the journal of `ino` (replacing any old one) for a file of
-    /// `size` bytes whose content is as the namespace has it.
-    pub fn create(dir: &Path, ino: u64, size: u64) -> io::Result<Journal> {
+    /// `size` bytes whose content is as the namespace has it. A file from
+    /// `stock` (same filesystem) is renamed into place when one is ready:
+    /// a create is the slow part of starting one.
+    pub fn create(
+        dir: &Path,
+        ino: u64,
+        size: u64,
+        stock: Option<&crate::stock::Stock>,
+    ) -> io::Result<Journal> {
         let path = path_for(dir, ino);
+        if let Some(spare) = stock.and_then(|s| s.take())
+            && std::fs::rename(&spare, &path).is_err()
+        {
+            let _ = std::fs::remove_file(&spare);
+        }
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -430,7 +442,7 @@ mod tests {
     #[test]
     fn round_trip_and_torn_tail() {
         let dir = tempfile::tempdir().unwrap();
-        let mut j = Journal::create(dir.path(), 42, 100).unwrap();
+        let mut j = Journal::create(dir.path(), 42, 100, None).unwrap();
         j.append(Entry::Wrote(0, 10)).unwrap();
         j.append(Entry::Size(5)).unwrap();
         j.append(Entry::Zeroed(1, 3)).unwrap();
@@ -556,7 +568,7 @@ mod tests {
         #[test]
         fn compaction_keeps_the_state(start in 0u64..300, entries in proptest::collection::vec(entry(), 0..40)) {
             let dir = tempfile::tempdir().unwrap();
-            let mut j = Journal::create(dir.path(), 3, start).unwrap();
+            let mut j = Journal::create(dir.path(), 3, start, None).unwrap();
             for e in &entries { j.append(*e).unwrap(); }
             let path = path_for(dir.path(), 3);
             let before = Image::read(&path).unwrap().replay(None, 0);

@@ -175,7 +175,7 @@ impl Qsfs {
             vault,
             files: Mutex::new(HashMap::new()),
             notifier: Arc::new(std::sync::OnceLock::new()),
-            staging_stock: crate::stock::Stock::new(&staging_dir.join("stock"), 0o600, 16),
+            staging_stock: crate::stock::Stock::new(&staging_dir.join("stock"), 0o600, 32),
             staging_dir,
             journal_dir,
             commit_tx: Mutex::new(Some(tx)),
