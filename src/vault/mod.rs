@@ -50,7 +50,10 @@ pub use init::{InitOptions, init};
 pub use keys::{KeyIssue, KeyReport, ObjectKeyState};
 pub use links::{INITIAL_KEYS as INITIAL_LINK_KEYS, LinkKind, LinkStatus};
 pub use migrate::ShardMove;
-pub use nodes::{AddNodeOptions, AddNodeReport, NodeInfo, RemoveNodeOptions, RemoveNodeReport};
+pub use nodes::{
+    AddNodeOptions, AddNodeReport, DAMAGED, NodeInfo, RemoveNodeOptions, RemoveNodeReport,
+    damage_detail,
+};
 pub use read::ReadOutcome;
 pub use rebalance::{BalanceBy, NodeLoad, RebalanceOptions, RebalanceReport};
 pub use scrub::{Finding, FindingKind, LostObject, NodeScrub, Outcome, ScrubOptions, ScrubReport};

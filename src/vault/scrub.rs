@@ -380,6 +380,29 @@ impl Vault {
                 report.findings.push(f);
             }
         }
+        // 6. A node that answers but lacks shards, or holds damaged ones,
+        // is not "ok" until they are rebuilt (the words `node list` and
+        // `status` use too).
+        for row in report.nodes.iter_mut() {
+            if row.health != "ok" {
+                continue;
+            }
+            let open = |kind| {
+                report
+                    .findings
+                    .iter()
+                    .filter(|f| f.node == row.name && f.kind == kind && !f.outcome.settled())
+                    .count() as u64
+            };
+            let (missing, corrupt) = (open(FindingKind::Missing), open(FindingKind::Corrupt));
+            if missing + corrupt > 0 {
+                row.health = format!(
+                    "{}: {}",
+                    super::DAMAGED,
+                    super::damage_detail(missing, corrupt)
+                );
+            }
+        }
         report.elapsed_secs = started.elapsed().as_secs_f64();
         Ok(report)
     }
