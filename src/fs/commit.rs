@@ -52,9 +52,13 @@ pub fn run(core: Arc<FsCore>, rx: Receiver<Job>) {
                     }
                 }
                 commit_batch(&core, batch);
+                core.vault.tick_warnings();
             }
             Err(RecvTimeoutError::Timeout) => {
                 tick(&core);
+                // Summaries of repeated warnings are written while reads
+                // go on, not only when the next warning comes.
+                core.vault.tick_warnings();
                 if last_retry.elapsed() >= RETRY {
                     last_retry = Instant::now();
                     retry_failed(&core);

@@ -196,6 +196,9 @@ pub struct Vault {
     random: Mutex<Option<Arc<dyn EntropySource>>>,
     intents: intents::Intents,
     threads: usize,
+    /// Warnings that repeat per read or per write (a node's shards gone),
+    /// logged once and then summarised per node and cause.
+    warnings: crate::logsum::Warnings,
     _lock: lock::VaultLock,
 }
 
@@ -271,6 +274,7 @@ impl Vault {
             random: Mutex::new(None),
             intents,
             threads,
+            warnings: Default::default(),
             _lock: lock,
         };
         vault.clean_staging();
