@@ -189,6 +189,7 @@ pub fn serve(
             None
         }
     };
+    let for_summaries = Arc::clone(&vault);
     let fs = Qsfs::new(vault, settings.read_only)?;
     let mut config = Config::default();
     config.mount_options = vec![
@@ -239,6 +240,8 @@ pub fn serve(
         path: target.clone(),
         source: e,
     })?;
+    // What the log's summaries of repeated warnings still hold.
+    for_summaries.flush_warnings();
     tracing::info!("unmounted {}; every seal is finished", target.display());
     Ok(())
 }

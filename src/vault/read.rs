@@ -197,6 +197,12 @@ impl Vault {
         self.warnings.tick();
     }
 
+    /// Logs everything the summaries of repeated warnings still hold (at
+    /// the end of a mount; dropping the vault does it too).
+    pub fn flush_warnings(&self) {
+        self.warnings.flush();
+    }
+
     /// The summariser of repeated warnings, for other repeating ones.
     pub(crate) fn warnings(&self) -> &crate::logsum::Warnings {
         &self.warnings
