@@ -52,13 +52,9 @@ pub fn run(core: Arc<FsCore>, rx: Receiver<Job>) {
                     }
                 }
                 commit_batch(&core, batch);
-                core.vault.tick_warnings();
             }
             Err(RecvTimeoutError::Timeout) => {
                 tick(&core);
-                // Summaries of repeated warnings are written while reads
-                // go on, not only when the next warning comes.
-                core.vault.tick_warnings();
                 if last_retry.elapsed() >= RETRY {
                     last_retry = Instant::now();
                     retry_failed(&core);
@@ -74,6 +70,9 @@ pub fn run(core: Arc<FsCore>, rx: Receiver<Job>) {
 
 /// Makes pending metadata durable and runs deletions.
 pub fn tick(core: &FsCore) {
+    // Summaries of repeated warnings are written while reads go on, not
+    // only when the next warning comes.
+    core.vault.tick_warnings();
     if !core.take_flush_wanted() {
         return;
     }
