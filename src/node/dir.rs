@@ -899,6 +899,7 @@ mod tests {
     /// made anew. Without the marker nothing is made, even while the
     /// health check is still cached as fine.
     #[test]
+    #[allow(clippy::unwrap_used)]
     fn lost_shard_folders_are_made_again() {
         let dir = tempfile::tempdir().unwrap();
         let n = node(dir.path(), "node-0");
