@@ -89,29 +89,28 @@ impl NodeError {
         self
     }
 
-    /// What a user can do about a storage failure, by its cause: the
-    /// sentence every report that shows this error ends with.
+    /// What fixes a storage failure, by its cause: the sentence a report
+    /// that shows this error adds (the caller then says what to run
+    /// again: a scrub, a drain).
     pub fn next_step(&self) -> &'static str {
         match &self.kind {
             NodeErrorKind::NotFound => {
-                "run `qsfs scrub --repair` to rebuild it from the other shards"
+                "the shard is gone; `qsfs scrub --repair` rebuilds it from the other shards"
             }
             NodeErrorKind::Corrupt(_) => {
-                "run `qsfs scrub --repair` to rebuild it from the other shards"
+                "the shard is damaged; `qsfs scrub --repair` rebuilds it from the other shards"
             }
             NodeErrorKind::Offline(_) => {
-                "bring the node back (mount its disk, start its node server), then run `qsfs scrub --repair`"
+                "bring the node back (mount its disk, start its node server, check the network)"
             }
             NodeErrorKind::Io(e) => match e.raw_os_error() {
                 Some(libc::ENOSPC) | Some(libc::EDQUOT) => {
-                    "free space on the node's disk or add a node (`qsfs node add`), then run `qsfs scrub --repair`"
+                    "free space on the node's disk, or add a node (`qsfs node add`)"
                 }
                 Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EROFS) => {
-                    "make the node's folder writable by the user running qsfs, then run `qsfs scrub --repair`"
+                    "make the node's folder writable by the user running qsfs"
                 }
-                _ => {
-                    "check the node's disk (dmesg, its free space and permissions), then run `qsfs scrub --repair`"
-                }
+                _ => "check the node's disk (dmesg, free space, permissions)",
             },
         }
     }

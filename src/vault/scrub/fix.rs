@@ -85,7 +85,10 @@ impl Vault {
                 }
                 Err(e) => {
                     f.outcome = Outcome::Failed;
-                    f.note = Some(format!("rebuilding it on {} failed: {e}", target.name()));
+                    f.note = Some(format!(
+                        "rebuilding it on {} failed: {e}; then run `qsfs scrub --repair` again",
+                        target.name()
+                    ));
                     continue;
                 }
             };
