@@ -250,6 +250,9 @@ struct NodeView {
     node: Arc<dyn Node>,
     /// None when usable; else why not.
     problem: Option<String>,
+    /// What the problem makes the node, for short mentions ("offline",
+    /// "read-only", "foreign", "not listable"); empty when usable.
+    state: &'static str,
     listing: Option<Listing>,
     /// Shard sizes from the listing.
     sizes: HashMap<ShardKey, u64>,
@@ -257,12 +260,12 @@ struct NodeView {
     writable: Result<(), String>,
 }
 
-fn health_problem(h: NodeHealth) -> Option<String> {
+fn health_problem(h: NodeHealth) -> (&'static str, Option<String>) {
     match h {
-        NodeHealth::Ok => None,
-        NodeHealth::Offline(w) => Some(format!("offline: {w}")),
-        NodeHealth::ReadOnly(w) => Some(format!("read-only: {w}")),
-        NodeHealth::Foreign(w) => Some(format!("foreign: {w}")),
+        NodeHealth::Ok => ("", None),
+        NodeHealth::Offline(w) => ("offline", Some(format!("offline: {w}"))),
+        NodeHealth::ReadOnly(w) => ("read-only", Some(format!("read-only: {w}"))),
+        NodeHealth::Foreign(w) => ("foreign", Some(format!("foreign: {w}"))),
     }
 }
 
@@ -409,11 +412,12 @@ impl Vault {
 
     /// Health, listing and (with repair) writability of one node.
     fn view(&self, node: &Arc<dyn Node>, repair: bool) -> NodeView {
-        let mut problem = health_problem(node.health());
+        let (mut state, mut problem) = health_problem(node.health());
         let listing = match node.list() {
             Ok(l) => Some(l),
             Err(e) => {
                 if problem.is_none() {
+                    state = "not listable";
                     problem = Some(format!("cannot list its shards: {e}"));
                 }
                 None
@@ -427,6 +431,7 @@ impl Vault {
         if let (None, Err(w)) = (&problem, &writable)
             && repair
         {
+            state = "read-only";
             problem = Some(format!("read-only: {w}"));
         }
         let sizes = listing
@@ -436,6 +441,7 @@ impl Vault {
         NodeView {
             node: Arc::clone(node),
             problem,
+            state,
             listing,
             sizes,
             writable,

@@ -206,7 +206,7 @@ impl Vault {
             Some(_) if self.ec.is_draining(home) => format!("{home} is being drained"),
             Some(v) => match (&v.writable, &v.problem) {
                 (Ok(()), _) => return Ok(Arc::clone(&v.node)),
-                (Err(_), Some(p)) => format!("{home} is {}", p.split(':').next().unwrap_or(p)),
+                (Err(_), Some(_)) => format!("{home} is {}", v.state),
                 (Err(w), None) => format!("{home} refuses writes ({w})"),
             },
             None => format!("{home} is not in the vault config"),
