@@ -15,7 +15,6 @@ use serde::{Deserialize, Serialize};
 
 use super::config::{Config, NodeConfig};
 use super::{Vault, VaultError, io_err};
-
 use crate::node::{DirNode, Listing, Node, NodeHealth, ShardKey};
 
 /// Serialises edits of `qsfs.toml` within this process (a drain from a
@@ -201,9 +200,9 @@ pub(super) fn health_words(h: &NodeHealth) -> (&'static str, Option<String>) {
 }
 
 impl Vault {
-    /// Per node: what the manifests place there, and how much of it the
-    /// node holds by its listing (`None` when it cannot be listed: then
-    /// nothing counts as held). The manifests are read first and a shard
+    /// Per node: what the manifests place there, how much of it the node
+    /// holds by its listing, and why it could not be listed if it could
+    /// not (then nothing counts as held). The manifests are read first and a shard
     /// the listing lacks is counted missing only if its current manifest
     /// still places it there, so an object deleted or moved meanwhile is
     /// not mistaken for damage (objects written meanwhile are not counted).
