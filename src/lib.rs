@@ -29,6 +29,7 @@ pub mod fs;
 pub mod keypool;
 pub mod keystore;
 pub mod link;
+pub mod logsum;
 pub mod namespace;
 pub mod node;
 pub mod nodeproto;

@@ -156,6 +156,114 @@ fn five_node_servers_put_get_and_survive_a_killed_one() {
     assert!(srv[0].terminate().success());
 }
 
+/// Issue 10 over node servers: the servers' `shards/` folders of two nodes
+/// removed by hand while they run (their markers left). Files still read;
+/// scrub and `node list` both count the shards missing; `scrub --repair`
+/// has the servers make their folders again and rebuilds every shard on
+/// its own node; the next scrub is clean and `node list` agrees.
+#[test]
+fn node_servers_that_lost_their_shards_folder_are_rebuilt() {
+    let mut rng = Rng::from_env("node_servers_lost_shards_folder");
+    let v = TestVault::new(&["--max-chunk", "4096"]);
+    let srv = servers(&v, "srv", 5);
+    let addrs: Vec<String> = srv.iter().map(|s| s.addr.clone()).collect();
+    use_remote_nodes(&v, &addrs, &[]);
+    let files: Vec<(String, Vec<u8>)> = (0..8)
+        .map(|i| {
+            let len = 1 + rng.index(40_000);
+            (format!("/f{i}"), rng.bytes(len))
+        })
+        .collect();
+    for (path, data) in &files {
+        v.put_bytes(data, path).success().quiet();
+    }
+    let lost = rng.choose(5, 2);
+    for &i in &lost {
+        std::fs::remove_dir_all(srv[i].dir.join("shards")).unwrap();
+        assert!(srv[i].dir.join("qsfs-node").is_file());
+    }
+    for (path, data) in &files {
+        v.assert_reads(path, data);
+    }
+    let scrub = |extra: &[&str]| -> (common::Run, serde_json::Value) {
+        let mut args = vec!["--json"];
+        args.extend_from_slice(extra);
+        let r = v.run("scrub", &args);
+        let j = serde_json::from_slice(&r.stdout)
+            .unwrap_or_else(|e| panic!("scrub {extra:?}: {e}: {}", r.out()));
+        (r, j)
+    };
+    let list = || -> serde_json::Value {
+        let r = qsfs(&["node", "list", &v.arg(), "--json"]);
+        r.success();
+        serde_json::from_slice(&r.stdout).unwrap()
+    };
+    let row = |j: &serde_json::Value, name: &str| -> serde_json::Value {
+        j.as_array()
+            .unwrap_or_else(|| j["nodes"].as_array().unwrap())
+            .iter()
+            .find(|n| n["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    let (r, j) = scrub(&[]);
+    assert_eq!(r.code, Some(1), "{j:#}");
+    let nodes = list();
+    for i in 0..5 {
+        let name = format!("node-{i}");
+        let (s, n) = (row(&j, &name), row(&nodes, &name));
+        let want = if lost.contains(&i) { files.len() } else { 0 };
+        assert_eq!(s["missing"], want, "{name}: {j:#}");
+        assert_eq!(n["missing"], want, "{name}: {nodes:#}");
+        assert_eq!(n["shards"], s["ok"], "{name}: {nodes:#} {j:#}");
+        let (sh, nh) = if want > 0 {
+            (format!("damaged: {want} shards missing"), "damaged")
+        } else {
+            ("ok".to_string(), "ok")
+        };
+        assert_eq!(s["health"], sh, "{j:#}");
+        assert_eq!(n["health"], nh, "{nodes:#}");
+    }
+
+    let (r, j) = scrub(&["--repair"]);
+    assert_eq!(r.code, Some(0), "{j:#}");
+    assert!(!r.out().contains("internal error"), "{}", r.out());
+    assert_eq!(j["repaired"], files.len() * 2, "{j:#}");
+    for f in j["findings"].as_array().unwrap() {
+        assert_eq!(f["outcome"], "repaired", "{f:#}");
+        assert_eq!(f["repaired_on"], f["node"], "{f:#}");
+    }
+    let (r, j) = scrub(&[]);
+    assert_eq!(r.code, Some(0), "{j:#}");
+    assert_eq!(j["findings"], serde_json::json!([]), "{j:#}");
+    let nodes = list();
+    for i in 0..5 {
+        let name = format!("node-{i}");
+        let n = row(&nodes, &name);
+        assert_eq!(
+            (
+                n["health"].as_str(),
+                n["shards"].as_u64(),
+                n["missing"].as_u64()
+            ),
+            (Some("ok"), Some(files.len() as u64), Some(0)),
+            "{nodes:#}"
+        );
+        assert_eq!(n["shards"], row(&j, &name)["ok"], "{nodes:#} {j:#}");
+    }
+    for &i in &lost {
+        assert_eq!(
+            srv[i].shard_files(),
+            files.len(),
+            "{}",
+            srv[i].dir.display()
+        );
+    }
+    for (path, data) in &files {
+        v.assert_reads(path, data);
+    }
+}
+
 #[test]
 fn a_node_that_never_answers_costs_a_timeout() {
     let mut rng = Rng::from_env("a_node_that_never_answers");

@@ -11,7 +11,11 @@
 //! may be the mount point of a disk that is not mounted): its shards are
 //! rebuilt on a free node if the vault has one, and otherwise scrub says
 //! to take the replacement folder into use with `qsfs node adopt` and
-//! rebuilds them there on the next `scrub --repair`.
+//! rebuilds them there on the next `scrub --repair`. A node folder that
+//! keeps its marker but lost `shards/` (or fan-out folders under it) is
+//! this very node: the folders are made again and the shards rebuilt
+//! where they were. Scrub calls a node that answers but lacks or holds
+//! damaged shards "damaged", and `qsfs node list` agrees with its counts.
 //!
 //! Beyond n-k: scrub names exactly the lost files, exits 2, and leaves
 //! their surviving shards as they were; the other objects are repaired.
@@ -116,13 +120,65 @@ fn node_row<'a>(j: &'a Value, name: &str) -> &'a Value {
         .unwrap()
 }
 
+/// `qsfs node list --json` counts as scrub counts: held shards are
+/// scrub's ok plus corrupt, missing ones its missing; a node scrub calls
+/// damaged or offline, node list calls so too.
+#[track_caller]
+fn assert_node_list_agrees(v: &TestVault, scrub: &Value) {
+    let r = qsfs(&["node", "list", &v.arg(), "--json"]);
+    r.success();
+    let list: Value = serde_json::from_slice(&r.stdout).unwrap();
+    let rows = scrub["nodes"].as_array().unwrap();
+    assert_eq!(list.as_array().unwrap().len(), rows.len(), "{list:#}");
+    for row in rows {
+        let name = row["name"].as_str().unwrap();
+        let n = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == name)
+            .unwrap_or_else(|| panic!("{name} not in node list: {list:#}"));
+        let ctx = format!("{name}: node list {n:#}\nscrub row {row:#}");
+        assert_eq!(n["missing"], row["missing"], "{ctx}");
+        assert_eq!(
+            n["shards"].as_u64().unwrap(),
+            row["ok"].as_u64().unwrap() + row["corrupt"].as_u64().unwrap(),
+            "{ctx}"
+        );
+        assert_eq!(
+            n["placed"].as_u64().unwrap(),
+            n["shards"].as_u64().unwrap() + n["missing"].as_u64().unwrap(),
+            "{ctx}"
+        );
+        let word = row["health"].as_str().unwrap().split(':').next().unwrap();
+        match word {
+            "ok" => assert_eq!(n["health"], "ok", "{ctx}"),
+            // Only reading tells a damaged shard from a good one.
+            "damaged" if row["missing"] == 0 => assert_eq!(n["health"], "ok", "{ctx}"),
+            "damaged" => assert_eq!(n["health"], "damaged", "{ctx}"),
+            "offline" => assert_eq!(n["health"], "offline", "{ctx}"),
+            other => panic!("unexpected scrub health {other}: {ctx}"),
+        }
+    }
+}
+
 /// A clean scrub, every object with its n shards on n distinct nodes and
-/// none recorded missing, and every file identical.
+/// none recorded missing, node list agreeing, and every file identical.
 #[track_caller]
 fn assert_whole(f: &Fixture) {
     let (r, j) = scrub(&f.v, &[]);
     assert_eq!(r.code, Some(0), "scrub after repair not clean: {j:#}");
     assert!(j["findings"].as_array().unwrap().is_empty(), "{j:#}");
+    for row in j["nodes"].as_array().unwrap() {
+        // Ok, or away and holding nothing (a gone folder whose shards
+        // were rebuilt elsewhere).
+        let h = row["health"].as_str().unwrap();
+        assert!(
+            h == "ok" || (h.starts_with("offline") && row["ok"] == 0 && row["missing"] == 0),
+            "{j:#}"
+        );
+    }
+    assert_node_list_agrees(&f.v, &j);
     assert!(j["lost"].as_array().unwrap().is_empty(), "{j:#}");
     assert_eq!(j["objects"], f.objects.len(), "{j:#}");
     assert_eq!(j["shards"], f.objects.len() * 5, "{j:#}");
@@ -164,6 +220,10 @@ enum Fault {
     FlipBit,
     DeleteNode,
     EmptyNode,
+    /// `rm -rf NODE/shards`, the marker left.
+    LoseShardsFolder,
+    /// `rm -rf NODE/shards/<ab>` for every fan-out folder holding a shard.
+    LoseFanFolders,
 }
 
 /// Applies `fault` to node `name`; returns the (object, shard) damaged.
@@ -177,10 +237,17 @@ fn apply(v: &TestVault, name: &str, fault: Fault, rng: &mut Rng) -> Vec<(String,
             // Anywhere, into the header too.
             Fault::Truncate => truncate(&s.path, rng.below(len)),
             Fault::FlipBit => flip_bit(&s.path, 64 + rng.below(len - 64), rng.below(8) as u8),
-            Fault::DeleteNode | Fault::EmptyNode => {}
+            Fault::LoseFanFolders => {
+                let fan = s.path.parent().unwrap();
+                if fan.exists() {
+                    std::fs::remove_dir_all(fan).unwrap();
+                }
+            }
+            Fault::DeleteNode | Fault::EmptyNode | Fault::LoseShardsFolder => {}
         }
     }
     match fault {
+        Fault::LoseShardsFolder => std::fs::remove_dir_all(dir.join("shards")).unwrap(),
         Fault::DeleteNode => std::fs::remove_dir_all(&dir).unwrap(),
         Fault::EmptyNode => {
             std::fs::remove_dir_all(&dir).unwrap();
@@ -232,6 +299,18 @@ fn fault_matrix(fault: Fault) {
         assert_eq!(j[kind], want.len(), "{j:#}");
         assert!(j["lost"].as_array().unwrap().is_empty(), "{j:#}");
         assert_same_tree(&before, &shard_trees(&f.v), "a scrub without --repair");
+        assert_node_list_agrees(&f.v, &j);
+        for row in j["nodes"].as_array().unwrap() {
+            let name = row["name"].as_str().unwrap();
+            let h = row["health"].as_str().unwrap();
+            if !names.iter().any(|n| n == name) {
+                assert_eq!(h, "ok", "{j:#}");
+            } else if !matches!(fault, Fault::DeleteNode | Fault::EmptyNode) {
+                // It answers, but lacks shards or holds damaged ones.
+                let n = f.objects.len();
+                assert_eq!(h, format!("damaged: {n} shards {kind}"), "{j:#}");
+            }
+        }
 
         if matches!(fault, Fault::DeleteNode | Fault::EmptyNode) {
             for name in &names {
@@ -254,6 +333,31 @@ fn fault_matrix(fault: Fault) {
                     .unwrap()
                     .contains("qsfs node adopt"),
                 "{j:#}"
+            );
+            // The text report gives the reason per node, however many
+            // findings it lists, and its last line points there.
+            let human = f.v.run("scrub", &["--repair"]);
+            assert_eq!(human.code, Some(1), "{}", human.out());
+            let out = human.out();
+            let section = out
+                .split("not repaired, by node and cause:\n")
+                .nth(1)
+                .unwrap_or_else(|| panic!("no reasons section:\n{out}"));
+            for name in &names {
+                let line = section
+                    .lines()
+                    .find(|l| l.trim_start().starts_with(name.as_str()))
+                    .unwrap_or_else(|| panic!("no reason for {name}:\n{out}"));
+                let n = f.objects.len();
+                assert!(
+                    line.contains(&format!(" {n} missing -> failed: "))
+                        && line.contains("qsfs node adopt"),
+                    "{line}"
+                );
+            }
+            assert!(
+                out.trim_end().ends_with("are under \"not repaired\" above"),
+                "{out}"
             );
             for name in &names {
                 let dir = f.v.node_dir(name);
@@ -307,6 +411,96 @@ fn fault_delete_node_folder() {
 #[test]
 fn fault_empty_node_folder() {
     fault_matrix(Fault::EmptyNode);
+}
+
+#[test]
+fn fault_lose_shards_folder() {
+    fault_matrix(Fault::LoseShardsFolder);
+}
+
+#[test]
+fn fault_lose_fan_out_folders() {
+    fault_matrix(Fault::LoseFanFolders);
+}
+
+/// The report of issue 10: `rm -rf` of `shards/` and of the saved audit
+/// trees on two nodes, their markers left. Files still read; scrub calls
+/// both nodes damaged and `node list` counts the same; fsck sends to
+/// `scrub --repair`, which rebuilds every shard on its own node without
+/// an "internal error"; the second scrub is clean, node list agrees, and
+/// audit and fsck pass. A write in between lands on all five nodes.
+#[test]
+fn lost_shards_folders_are_rebuilt_where_they_were() {
+    let mut rng = Rng::from_env("lost_shards_folders_are_rebuilt_where_they_were");
+    let mut f = fixture(&[], &mut rng);
+    let v = &f.v;
+    v.run("audit", &[]).success();
+    let names: Vec<String> = rng
+        .choose(5, 2)
+        .into_iter()
+        .map(|i| format!("node-{i}"))
+        .collect();
+    for name in &names {
+        let dir = v.node_dir(name);
+        assert!(dir.join("trees").is_dir(), "the audit saved no trees");
+        std::fs::remove_dir_all(dir.join("shards")).unwrap();
+        std::fs::remove_dir_all(dir.join("trees")).unwrap();
+    }
+    for (p, data) in &f.files {
+        v.assert_reads(p, data);
+    }
+
+    let (r, j) = scrub(v, &[]);
+    assert_eq!(r.code, Some(1), "{j:#}");
+    assert_eq!(j["missing"], f.objects.len() * 2, "{j:#}");
+    for name in &names {
+        assert_eq!(
+            node_row(&j, name)["health"],
+            format!("damaged: {} shards missing", f.objects.len()),
+            "{j:#}"
+        );
+    }
+    assert_node_list_agrees(v, &j);
+    v.run("scrub", &[])
+        .stdout_has(&["damaged: ", "run `qsfs scrub --repair`"]);
+    qsfs(&["node", "list", &v.arg()]).success().stdout_has(&[
+        "damaged",
+        "placed here are missing",
+        "run `qsfs scrub --repair`",
+    ]);
+    v.run("status", &[])
+        .success()
+        .stdout_has(&["DAMAGED", "placed here are missing"]);
+    let fsck = v.run("fsck", &[]);
+    assert_eq!(fsck.code, Some(1), "{}", fsck.out());
+    fsck.stdout_has(&["`qsfs scrub --repair` rebuilds it"]);
+
+    // A write lands on all five nodes: the folders are made again.
+    let late = rng.bytes(30_000);
+    v.put_bytes(&late, "/late").success();
+    let late_obj = v.object_of("/late");
+    let on: BTreeSet<String> = v.shards_of(&late_obj).into_iter().map(|s| s.node).collect();
+    assert_eq!(on.len(), 5, "{on:?}");
+
+    // fsck's advice works.
+    let (r, j) = scrub(v, &["--repair"]);
+    assert_eq!(r.code, Some(0), "{j:#}");
+    assert!(!r.out().contains("internal error"), "{}", r.out());
+    assert_eq!(j["repaired"], f.objects.len() * 2, "{j:#}");
+    assert_eq!(
+        outcomes(&j),
+        BTreeSet::from(["repaired".to_string()]),
+        "{j:#}"
+    );
+    for fi in j["findings"].as_array().unwrap() {
+        assert_eq!(fi["repaired_on"], fi["node"], "{fi:#}");
+        assert!(names.iter().any(|n| fi["node"] == n.as_str()), "{fi:#}");
+    }
+    f.files.push(("/late".to_string(), late));
+    f.objects.insert("/late".to_string(), late_obj);
+    assert_whole(&f);
+    f.v.run("audit", &[]).success();
+    f.v.run("fsck", &[]).success();
 }
 
 /// With a sixth node free, the shards of a node whose folder is gone are

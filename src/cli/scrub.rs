@@ -1,5 +1,6 @@
 //! `qsfs scrub VAULT [--repair] [--json]`: renders a [`ScrubReport`].
 
+use std::collections::BTreeMap;
 use std::io::Write;
 
 use anyhow::Result;
@@ -7,7 +8,7 @@ use clap::Args;
 
 use super::progress::Bar;
 use super::{Ctx, VaultArg, format::bytes};
-use qsfs::vault::{Outcome, ScrubOptions, ScrubReport};
+use qsfs::vault::{Finding, Outcome, ScrubOptions, ScrubReport};
 
 /// Exit status when damage remains that a repair could still fix.
 pub const EXIT_DAMAGED: i32 = 1;
@@ -165,6 +166,23 @@ fn render(out: &mut impl Write, r: &ScrubReport) -> std::io::Result<()> {
             )?;
         }
     }
+    // Why the findings that remain were not settled: one line per node,
+    // kind and outcome with its count and a reason, however many findings
+    // there are and however few of them the list above showed.
+    let groups = unsettled_groups(r);
+    if r.repair && !groups.is_empty() {
+        writeln!(out, "\nnot repaired, by node and cause:")?;
+        for ((node, kind, outcome), (count, f)) in &groups {
+            let shard = f.shard.map(|s| format!(" shard {s}")).unwrap_or_default();
+            writeln!(
+                out,
+                "  {:<10} {count} {kind} -> {outcome}: {} (e.g. object {}{shard})",
+                if node.is_empty() { "-" } else { node },
+                f.note.as_deref().unwrap_or(&f.detail),
+                f.object
+            )?;
+        }
+    }
     if !r.lost.is_empty() {
         writeln!(
             out,
@@ -199,11 +217,28 @@ fn render(out: &mut impl Write, r: &ScrubReport) -> std::io::Result<()> {
             "\n{} findings need attention{}",
             r.unsettled(),
             if r.repair {
-                " (see the notes above)"
+                "; the reasons, and what to do, are under \"not repaired\" above"
             } else {
                 "; run `qsfs scrub --repair`"
             }
         )?;
     }
     Ok(())
+}
+
+/// Findings not settled, except lost ones (their own section names
+/// them), grouped by (node, kind, outcome): the count and the first one.
+fn unsettled_groups(r: &ScrubReport) -> BTreeMap<(&str, &str, &str), (usize, &Finding)> {
+    let mut groups: BTreeMap<(&str, &str, &str), (usize, &Finding)> = BTreeMap::new();
+    for f in r
+        .findings
+        .iter()
+        .filter(|f| !f.outcome.settled() && f.outcome != Outcome::Lost)
+    {
+        groups
+            .entry((f.node.as_str(), f.kind.as_str(), f.outcome.as_str()))
+            .or_insert((0, f))
+            .0 += 1;
+    }
+    groups
 }

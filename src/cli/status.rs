@@ -138,7 +138,18 @@ pub fn status(ctx: &Ctx, a: StatusArgs) -> Result<i32> {
         "name", "health", "shards", "bytes", "free"
     )?;
     for n in &s.nodes {
+        let damage;
         let (health, detail) = match &n.health {
+            NodeHealth::Ok if n.shards_missing > 0 => {
+                damage = format!(
+                    "{} placed here are missing; reads go around them; run `qsfs scrub --repair`",
+                    match n.shards_missing {
+                        1 => "1 shard".to_string(),
+                        m => format!("{m} shards"),
+                    }
+                );
+                ("DAMAGED", Some(&damage))
+            }
             NodeHealth::Ok => ("ok", None),
             NodeHealth::Offline(d) => ("OFFLINE", Some(d)),
             NodeHealth::ReadOnly(d) => ("READONLY", Some(d)),

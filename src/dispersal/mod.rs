@@ -105,6 +105,29 @@ pub enum DispersalError {
         /// Length.
         len: u64,
     },
+    /// A node failed while a shard was placed there (scrub's repair, a
+    /// drain or a rebalance): the node error names the node, the shard,
+    /// the path and the cause.
+    #[error("{source}; {}", source.next_step())]
+    Node {
+        /// What the node said.
+        #[from]
+        source: NodeError,
+    },
+    /// A shard written for a repair or a move did not hash to the audit
+    /// root its manifest keeps, so it was not committed.
+    #[error(
+        "object {object}: shard {index} written to {node} does not match the manifest's audit root, so it was not \
+         committed; the chunks it was built from may be damaged: run `qsfs scrub` to find them"
+    )]
+    RootMismatch {
+        /// The object.
+        object: ObjectId,
+        /// Shard index.
+        index: usize,
+        /// The node written to.
+        node: String,
+    },
     /// The data source of a write failed.
     #[error("{0}")]
     Source(std::io::Error),

@@ -20,32 +20,57 @@ use super::manifest::Manifest;
 use super::{Dispersal, DispersalError};
 use crate::ObjectId;
 use crate::erasure::Codec;
-use crate::node::{Node, ShardKey};
+use crate::logsum::Cause;
+use crate::node::{Node, NodeErrorKind, ShardKey};
+
+/// A shard a read could not use, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadShard {
+    /// Shard index.
+    pub index: u8,
+    /// Its node.
+    pub node: String,
+    /// The kind of failure (missing, damaged, node unreadable): what the
+    /// log's summaries of repeated warnings count by.
+    pub cause: Cause,
+    /// What exactly failed.
+    pub why: String,
+}
 
 /// Shards found bad while reading, with the reason; reported to the user
 /// and recorded as repair debt.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReadReport {
-    /// (shard index, node, reason) for every shard that failed.
-    pub bad: Vec<(u8, String, String)>,
+    /// Every shard that failed, once.
+    pub bad: Vec<BadShard>,
 }
 
 impl ReadReport {
-    fn add(&mut self, shard: usize, node: &str, why: String) {
-        if !self.bad.iter().any(|(i, _, _)| *i as usize == shard) {
-            self.bad.push((shard as u8, node.to_string(), why));
+    fn add(&mut self, shard: usize, node: &str, f: ChunkFault) {
+        self.push(BadShard {
+            index: shard as u8,
+            node: node.to_string(),
+            cause: f.cause,
+            why: f.why,
+        });
+    }
+
+    /// Adds `b` unless its shard is already in the report.
+    pub fn push(&mut self, b: BadShard) {
+        if !self.bad.iter().any(|x| x.index == b.index) {
+            self.bad.push(b);
         }
     }
 
     /// Bitmask of bad shards.
     pub fn mask(&self) -> u32 {
-        self.bad.iter().fold(0, |m, (i, _, _)| m | (1 << i))
+        self.bad.iter().fold(0, |m, b| m | (1 << b.index))
     }
 
     fn describe(&self) -> String {
         self.bad
             .iter()
-            .map(|(i, node, why)| format!("shard {i} on {node}: {why}"))
+            .map(|b| format!("shard {} on {}: {}", b.index, b.node, b.why))
             .collect::<Vec<_>>()
             .join("; ")
     }
@@ -77,6 +102,7 @@ impl ObjectShards<'_> {
         let m = self.manifest;
         let node = self.nodes[shard].as_ref().ok_or_else(|| ChunkFault {
             gone: true,
+            cause: Cause::NodeUnreadable,
             why: "node is not in the vault config".to_string(),
         })?;
         let mut buf = vec![0u8; m.layout.chunk as usize];
@@ -89,11 +115,16 @@ impl ObjectShards<'_> {
                 if e.is_not_found() {
                     ChunkFault {
                         gone: true,
+                        cause: Cause::ShardMissing,
                         why: "missing".to_string(),
                     }
                 } else {
                     ChunkFault {
                         gone: false,
+                        cause: match e.kind {
+                            NodeErrorKind::Corrupt(_) => Cause::ShardCorrupt,
+                            _ => Cause::NodeUnreadable,
+                        },
                         why: e.kind.to_string(),
                     }
                 }
@@ -101,6 +132,7 @@ impl ObjectShards<'_> {
         if blake3::hash(&buf).as_bytes() != m.hash(stripe, shard) {
             return Err(ChunkFault {
                 gone: false,
+                cause: Cause::ShardCorrupt,
                 why: format!("chunk of stripe {stripe} fails its hash (corrupt)"),
             });
         }
@@ -143,7 +175,7 @@ impl ObjectShards<'_> {
                     chunks[i] = Some(c);
                     have += 1;
                 }
-                Err(f) => report.add(i, self.node_name(i), f.why),
+                Err(f) => report.add(i, self.node_name(i), f),
             }
         }
         self.decode(stripe, chunks, report)
@@ -159,7 +191,7 @@ impl ObjectShards<'_> {
             parts.push(report.describe());
         }
         for i in 0..self.manifest.layout.n {
-            if report.bad.iter().any(|(j, _, _)| *j as usize == i) {
+            if report.bad.iter().any(|b| b.index as usize == i) {
                 continue;
             }
             if self.manifest.is_missing(i) {
@@ -292,7 +324,7 @@ impl ObjectShards<'_> {
                         if f.gone {
                             gone |= 1 << i;
                         }
-                        report.add(i, self.node_name(i), f.why);
+                        report.add(i, self.node_name(i), f);
                         break;
                     }
                 }
@@ -325,6 +357,8 @@ impl ObjectShards<'_> {
 pub(super) struct ChunkFault {
     /// The whole shard is unavailable (file or node gone), not just this chunk.
     pub(super) gone: bool,
+    /// The kind of failure.
+    pub(super) cause: Cause,
     pub(super) why: String,
 }
 
@@ -384,10 +418,12 @@ pub(super) fn stream_object<'scope, 'env>(
                 Ok((s, r)) if s == stripe => r,
                 Ok((s, _)) => Err(ChunkFault {
                     gone: true,
+                    cause: Cause::NodeUnreadable,
                     why: format!("reader out of step (stripe {s}, wanted {stripe})"),
                 }),
                 Err(_) => Err(ChunkFault {
                     gone: true,
+                    cause: Cause::NodeUnreadable,
                     why: "reader stopped".to_string(),
                 }),
             };
@@ -404,7 +440,7 @@ pub(super) fn stream_object<'scope, 'env>(
                     if f.gone || streak[i] >= RETIRE_AFTER {
                         retired |= 1 << i;
                     }
-                    report.add(i, shards.node_name(i), f.why);
+                    report.add(i, shards.node_name(i), f);
                 }
             }
         }
@@ -436,7 +472,7 @@ pub(super) fn stream_object<'scope, 'env>(
                         gone |= 1 << j;
                         retired |= 1 << j;
                     }
-                    report.add(j, shards.node_name(j), f.why);
+                    report.add(j, shards.node_name(j), f);
                 }
             }
         }

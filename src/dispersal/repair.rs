@@ -46,8 +46,7 @@ impl Dispersal {
         let layout = &manifest.layout;
         let chunk = layout.chunk as usize;
         let header = ShardHeader::new(manifest.id, index as u8, layout);
-        let node_err = |e: NodeError| DispersalError::Internal(e.to_string());
-        let mut sink = target.create(&header).map_err(node_err)?;
+        let mut sink = target.create(&header)?;
         let mut tree = crate::rmht::Builder::new(if manifest.has_roots() {
             manifest.block
         } else {
@@ -57,6 +56,7 @@ impl Dispersal {
         // Once the source fails as a whole (gone), stop asking it.
         let mut source_ok = copy;
         let mut others_bad = 0u32;
+        let (mut unusable, mut first_why) = (0u64, String::new());
         for s in 0..layout.stripes {
             let mut got = None;
             if source_ok {
@@ -67,12 +67,12 @@ impl Dispersal {
                         got = Some(c);
                     }
                     Err(f) => {
-                        tracing::info!(
-                            object = %manifest.id,
-                            "shard {index} stripe {s} on {}: {}; rebuilding it from the other shards",
-                            manifest.placement[index],
-                            f.why
-                        );
+                        // One log line per shard, not per stripe: a
+                        // damaged shard of a big object has thousands.
+                        if unusable == 0 {
+                            first_why = f.why;
+                        }
+                        unusable += 1;
                         if f.gone {
                             source_ok = false;
                         }
@@ -89,22 +89,31 @@ impl Dispersal {
                 }
             };
             tree.update(&c);
-            sink.write(&c).map_err(node_err)?;
+            sink.write(&c)?;
             placed.bytes_written += chunk as u64;
+        }
+        if unusable > 0 {
+            tracing::info!(
+                object = %manifest.id,
+                "shard {index} on {}: {} of {} chunks rebuilt from the other shards (its own copy: {first_why})",
+                manifest.placement[index],
+                placed.rebuilt,
+                layout.stripes,
+            );
         }
         let (root, _) = tree.finish();
         if manifest.has_roots() && root != manifest.roots[index] {
-            return Err(DispersalError::Internal(format!(
-                "object {}: shard {index} written to {} does not match the manifest's root; not committed",
-                manifest.id,
-                target.name()
-            )));
+            return Err(DispersalError::RootMismatch {
+                object: manifest.id,
+                index,
+                node: target.name().to_string(),
+            });
         }
         placed.root = root;
-        let pending = sink.finish().map_err(node_err)?;
+        let pending = sink.finish()?;
         match target.commit(vec![pending]).pop() {
             Some(Ok(())) => Ok(placed),
-            Some(Err(e)) => Err(node_err(e)),
+            Some(Err(e)) => Err(e.into()),
             None => Err(DispersalError::Internal(format!(
                 "{}: commit returned no result",
                 target.name()

@@ -47,6 +47,9 @@ pub fn run(core: Arc<FsCore>, rx: Receiver<Job>) {
 
 /// Makes pending metadata durable and runs deletions.
 pub fn tick(core: &FsCore) {
+    // Summaries of repeated warnings are written while reads go on, not
+    // only when the next warning comes.
+    core.vault.tick_warnings();
     if !core.take_flush_wanted() {
         return;
     }

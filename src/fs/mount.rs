@@ -226,6 +226,7 @@ pub fn serve(
             None
         }
     };
+    let for_summaries = Arc::clone(&vault);
     let fs = Qsfs::new(vault, settings.read_only)?;
     let _ = staged.set(fs.core_weak());
     let mut config = Config::default();
@@ -277,6 +278,8 @@ pub fn serve(
         path: target.clone(),
         source: e,
     })?;
+    // What the log's summaries of repeated warnings still hold.
+    for_summaries.flush_warnings();
     tracing::info!("unmounted {}; every seal is finished", target.display());
     Ok(())
 }

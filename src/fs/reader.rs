@@ -188,7 +188,12 @@ impl Inner {
         let mut report = ReadReport::default();
         let rec = self.vault.recover(&manifest, &mut warnings, &mut report);
         for w in &warnings {
-            tracing::warn!("object {id}: {w}; run `qsfs keys repair` after unmounting");
+            self.vault.warnings().warn(
+                "keystore",
+                crate::logsum::Cause::KeyDamaged,
+                crate::logsum::item(id, None),
+                || format!("object {id}: {w}; run `qsfs keys repair` after unmounting"),
+            );
         }
         self.note_bad_shards(&manifest, &report);
         let rec = rec.map_err(|e| {
@@ -219,12 +224,7 @@ impl Inner {
     }
 
     fn note_bad_shards(&self, manifest: &Manifest, report: &ReadReport) {
-        for (shard, node, why) in &report.bad {
-            tracing::warn!(
-                "object {}: shard {shard} on {node} is bad ({why}); read around it",
-                manifest.id
-            );
-        }
+        self.vault.warn_bad_shards(None, &manifest.id, report);
         self.vault.record_debt(manifest, report.mask());
     }
 

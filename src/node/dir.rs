@@ -81,7 +81,10 @@ impl DirNode {
 
     /// Creates the node folder and its marker (at `qsfs init`).
     pub fn initialize(&self) -> Result<(), NodeError> {
-        let err = |e| self.err("initialize node folder", None, NodeErrorKind::Io(e));
+        let err = |e| {
+            self.err("initialize node folder", None, NodeErrorKind::Io(e))
+                .at(&self.root)
+        };
         if let Some(parent) = self.root.parent() {
             fs::create_dir_all(parent).map_err(err)?;
         }
@@ -108,19 +111,11 @@ impl DirNode {
 
     /// Writes the marker and the shards folder into an empty node folder.
     fn adopt(&self) -> Result<(), NodeError> {
-        let err = |e| self.err("write node marker", None, NodeErrorKind::Io(e));
-        let shards = self.root.join("shards");
-        fs::create_dir_all(&shards).map_err(err)?;
-        // All 256 fan-out folders now, made durable once: creating them on
-        // demand would cost a folder fsync per new folder in the write path.
-        for b in 0..=255u8 {
-            match fs::create_dir(shards.join(format!("{b:02x}"))) {
-                Ok(()) => {}
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(err(e)),
-            }
-        }
-        crate::sys::fsync_dir(&shards).map_err(err)?;
+        let err = |e| {
+            self.err("write node marker", None, NodeErrorKind::Io(e))
+                .at(&self.root.join(MARKER))
+        };
+        self.make_shard_folders()?;
         let tmp = self.root.join(".qsfs-node.tmp");
         let body = format!("{MARKER} 1\nvault {}\nnode {}\n", self.vault_id, self.name);
         {
@@ -131,6 +126,71 @@ impl DirNode {
         fs::rename(&tmp, self.root.join(MARKER)).map_err(err)?;
         crate::sys::fsync_dir(&self.root).map_err(err)?;
         *self.health_cache.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        Ok(())
+    }
+
+    /// Makes `shards/` and all 256 fan-out folders that are not there,
+    /// durably, with one folder fsync each for `shards/` and the node
+    /// folder: creating them on demand would cost a folder fsync per new
+    /// folder in the write path. The node folder itself must exist.
+    fn make_shard_folders(&self) -> Result<(), NodeError> {
+        let shards = self.root.join("shards");
+        let fail = |e, path: &Path| {
+            self.err("make the shard folders", None, NodeErrorKind::Io(e))
+                .at(path)
+        };
+        let made_shards = match fs::create_dir(&shards) {
+            Ok(()) => true,
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => false,
+            Err(e) => return Err(fail(e, &shards)),
+        };
+        for b in 0..=255u8 {
+            let fan = shards.join(format!("{b:02x}"));
+            match fs::create_dir(&fan) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(fail(e, &fan)),
+            }
+        }
+        crate::sys::fsync_dir(&shards).map_err(|e| fail(e, &shards))?;
+        if made_shards {
+            crate::sys::fsync_dir(&self.root).map_err(|e| fail(e, &self.root))?;
+        }
+        Ok(())
+    }
+
+    /// Makes the shard folders again when a write finds its fan-out folder
+    /// gone (`shards/` or `shards/<ab>/` removed by hand, or lost with a
+    /// restore): the shards that were in them are repair debt, and new
+    /// shards, scrub's rebuilds included, must still land. Only a folder
+    /// that holds this very node's marker, read fresh here and not from
+    /// the health cache, is touched: a bare mount point of a disk that is
+    /// not mounted never gets folders made in it.
+    fn restore_shard_folders(&self) -> Result<(), NodeError> {
+        let ours = self
+            .read_marker()
+            .is_some_and(|(vault, node)| vault == self.vault_id && node == self.name);
+        if !ours {
+            *self.health_cache.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            return Err(self.err(
+                "write shard",
+                None,
+                NodeErrorKind::Offline(format!(
+                    "{} lost its qsfs node marker while in use; if its disk was unmounted, mount it again",
+                    self.root.display()
+                )),
+            ));
+        }
+        let had_shards = self.root.join("shards").is_dir();
+        self.make_shard_folders()?;
+        if !had_shards {
+            tracing::warn!(
+                "{}: its shards folder {} was gone (the node marker is there); made it again. \
+                 Shards that were in it are rebuilt by `qsfs scrub --repair`",
+                self.name,
+                self.root.join("shards").display()
+            );
+        }
         Ok(())
     }
 
@@ -344,7 +404,10 @@ impl Node for DirNode {
             }
         }
         let key = header.key;
-        let io = |e| self.err("write shard", Some(key), NodeErrorKind::Io(e));
+        let io = |e, at: &Path| {
+            self.err("write shard", Some(key), NodeErrorKind::Io(e))
+                .at(at)
+        };
         let dir = self.fan_dir(&key.object);
         let tag = format!(
             "{}-{}",
@@ -365,17 +428,13 @@ impl Node for DirNode {
         });
         let file = match stocked.map(Ok).unwrap_or_else(open) {
             Ok(f) => f,
-            // Fan-out folders are made at adoption; one removed since is
-            // made again, durably, before a shard in it counts.
+            // Fan-out folders are made at adoption; ones removed since
+            // are made again, durably, before a shard in them counts.
             Err(e) if e.kind() == ErrorKind::NotFound => {
-                match fs::create_dir(&dir) {
-                    Ok(()) => crate::sys::fsync_dir(&self.root.join("shards")).map_err(io)?,
-                    Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-                    Err(e) => return Err(io(e)),
-                }
-                open().map_err(io)?
+                self.restore_shard_folders()?;
+                open().map_err(|e| io(e, &tmp))?
             }
-            Err(e) => return Err(io(e)),
+            Err(e) => return Err(io(e, &tmp)),
         };
         let mut sink = DirSink {
             node: self.name.clone(),
@@ -422,7 +481,9 @@ impl Node for DirNode {
                 if let Ok(p) = item
                     && let Err(e) = p.sync()
                 {
-                    *item = Err(self.err("sync shard", Some(p.key), NodeErrorKind::Io(e)));
+                    *item = Err(self
+                        .err("sync shard", Some(p.key), NodeErrorKind::Io(e))
+                        .at(&p.dst));
                 }
             }
         }
@@ -431,7 +492,9 @@ impl Node for DirNode {
             if let Ok(p) = item
                 && let Err(e) = p.publish()
             {
-                *item = Err(self.err("publish shard", Some(p.key), NodeErrorKind::Io(e)));
+                *item = Err(self
+                    .err("publish shard", Some(p.key), NodeErrorKind::Io(e))
+                    .at(&p.dst));
             }
         }
         // 3. The renames, durable.
@@ -449,11 +512,13 @@ impl Node for DirNode {
                         if let Ok(p) = item
                             && p.dir == *d
                         {
-                            *item = Err(self.err(
-                                "sync shard folder",
-                                Some(p.key),
-                                NodeErrorKind::Io(std::io::Error::new(e.kind(), e.to_string())),
-                            ));
+                            *item = Err(self
+                                .err(
+                                    "sync shard folder",
+                                    Some(p.key),
+                                    NodeErrorKind::Io(std::io::Error::new(e.kind(), e.to_string())),
+                                )
+                                .at(d));
                         }
                     }
                 }
@@ -463,8 +528,9 @@ impl Node for DirNode {
     }
 
     fn read_at(&self, key: ShardKey, offset: u64, buf: &mut [u8]) -> Result<(), NodeError> {
-        let err = |kind| self.err("read shard", Some(key), kind);
-        let file = File::open(self.shard_path(key)).map_err(|e| err(Self::io_kind(e)))?;
+        let path = self.shard_path(key);
+        let err = |kind| self.err("read shard", Some(key), kind).at(&path);
+        let file = File::open(&path).map_err(|e| err(Self::io_kind(e)))?;
         file.read_exact_at(buf, HEADER_LEN as u64 + offset)
             .map_err(|e| {
                 if e.kind() == ErrorKind::UnexpectedEof {
@@ -528,8 +594,9 @@ impl Node for DirNode {
     }
 
     fn read_header(&self, key: ShardKey) -> Result<ShardHeader, NodeError> {
-        let err = |kind| self.err("read shard header", Some(key), kind);
-        let file = File::open(self.shard_path(key)).map_err(|e| err(Self::io_kind(e)))?;
+        let path = self.shard_path(key);
+        let err = |kind| self.err("read shard header", Some(key), kind).at(&path);
+        let file = File::open(&path).map_err(|e| err(Self::io_kind(e)))?;
         let mut buf = [0u8; HEADER_LEN];
         file.read_exact_at(&mut buf, 0).map_err(|e| {
             if e.kind() == ErrorKind::UnexpectedEof {
@@ -554,19 +621,22 @@ impl Node for DirNode {
     fn delete(&self, key: ShardKey) -> Result<(), NodeError> {
         // The saved audit tree goes too (a cache: failures do not matter).
         let _ = fs::remove_file(self.tree_path(key));
-        match fs::remove_file(self.shard_path(key)) {
+        let path = self.shard_path(key);
+        match fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(self.err("delete shard", Some(key), NodeErrorKind::Io(e))),
+            Err(e) => Err(self
+                .err("delete shard", Some(key), NodeErrorKind::Io(e))
+                .at(&path)),
         }
     }
 
     fn purge(&self, object: ObjectId) -> Result<usize, NodeError> {
-        let err = |e: std::io::Error| self.err("purge shards", None, Self::io_kind(e));
+        let dir = self.fan_dir(&object);
+        let err = |e: std::io::Error| self.err("purge shards", None, Self::io_kind(e)).at(&dir);
         for index in 0..crate::erasure::MAX_SHARDS as u8 {
             let _ = fs::remove_file(self.tree_path(ShardKey { object, index }));
         }
-        let dir = self.fan_dir(&object);
         let entries = match fs::read_dir(&dir) {
             Ok(it) => it,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(0),
@@ -594,9 +664,9 @@ impl Node for DirNode {
     }
 
     fn list(&self) -> Result<Listing, NodeError> {
-        let err = |e: std::io::Error| self.err("list shards", None, Self::io_kind(e));
-        let mut listing = Listing::default();
         let shards = self.root.join("shards");
+        let err = |e: std::io::Error| self.err("list shards", None, Self::io_kind(e)).at(&shards);
+        let mut listing = Listing::default();
         let fans = match fs::read_dir(&shards) {
             Ok(it) => it,
             Err(e) if e.kind() == ErrorKind::NotFound && self.root.is_dir() => return Ok(listing),
@@ -822,6 +892,58 @@ mod tests {
         drop(write_shard(&n, ObjectId([1; 16]), 0, &[1u8; 10]));
         let l = n.list().unwrap();
         assert!(l.shards.is_empty() && l.leftovers.is_empty());
+    }
+
+    /// A node folder whose marker is there but whose `shards/` (or one
+    /// fan-out folder) was removed takes writes again: the folders are
+    /// made anew. Without the marker nothing is made, even while the
+    /// health check is still cached as fine.
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn lost_shard_folders_are_made_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = node(dir.path(), "node-0");
+        let a = ObjectId([0xab; 16]);
+        let p = write_shard(&n, a, 0, &[1u8; 10]);
+        n.commit(vec![p]).into_iter().for_each(|r| r.unwrap());
+        fs::remove_dir_all(dir.path().join("node-0/shards")).unwrap();
+        assert_eq!(n.health(), NodeHealth::Ok, "the marker is still there");
+        assert!(n.list().unwrap().shards.is_empty());
+        assert!(
+            n.read_header(ShardKey {
+                object: a,
+                index: 0
+            })
+            .unwrap_err()
+            .is_not_found()
+        );
+        let p = write_shard(&n, a, 1, &[2u8; 10]);
+        n.commit(vec![p]).into_iter().for_each(|r| r.unwrap());
+        let fans = fs::read_dir(dir.path().join("node-0/shards"))
+            .unwrap()
+            .count();
+        assert_eq!(fans, 256, "every fan-out folder is made again");
+        assert_eq!(n.list().unwrap().shards.len(), 1);
+        // One fan-out folder gone.
+        fs::remove_dir_all(dir.path().join("node-0/shards/ab")).unwrap();
+        let p = write_shard(&n, a, 2, &[3u8; 10]);
+        n.commit(vec![p]).into_iter().for_each(|r| r.unwrap());
+        let key = ShardKey {
+            object: a,
+            index: 2,
+        };
+        assert_eq!(n.read_header(key).unwrap().key, key);
+        // The marker gone (a disk unmounted under a cached "ok"): no
+        // folder is made, the write fails as offline.
+        fs::remove_dir_all(dir.path().join("node-0/shards")).unwrap();
+        fs::remove_file(dir.path().join("node-0").join(MARKER)).unwrap();
+        let layout = StripeLayout::plan(2, 3, 20, 1 << 20).unwrap();
+        let e = match n.create(&ShardHeader::new(a, 3, &layout)) {
+            Err(e) => e,
+            Ok(_) => panic!("a write into a folder without marker succeeded"),
+        };
+        assert!(matches!(e.kind, NodeErrorKind::Offline(_)), "{e}");
+        assert!(!dir.path().join("node-0/shards").exists());
     }
 
     #[test]

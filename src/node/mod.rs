@@ -41,9 +41,10 @@ pub enum NodeErrorKind {
     Io(#[from] std::io::Error),
 }
 
-/// A node operation failed; says which node, what and which shard.
+/// A node operation failed; says which node, what, which shard and,
+/// for a folder node, which file or folder.
 #[derive(Debug, Error)]
-#[error("{node}: {op} {shard}failed: {kind}")]
+#[error("{node}: {op} {shard}failed: {kind}{}", at(.path))]
 pub struct NodeError {
     /// Node name.
     pub node: String,
@@ -51,9 +52,18 @@ pub struct NodeError {
     pub op: &'static str,
     /// Shard concerned, formatted with a trailing space, or empty.
     pub shard: String,
+    /// The file or folder the operation failed on, when the node is a
+    /// folder here (a remote node's paths are on its own machine).
+    pub path: Option<PathBuf>,
     /// The cause.
     #[source]
     pub kind: NodeErrorKind,
+}
+
+fn at(path: &Option<PathBuf>) -> String {
+    path.as_ref()
+        .map(|p| format!(" (at {})", p.display()))
+        .unwrap_or_default()
 }
 
 impl NodeError {
@@ -68,7 +78,40 @@ impl NodeError {
             node: node.to_string(),
             op,
             shard: shard.map(|s| format!("{s} ")).unwrap_or_default(),
+            path: None,
             kind,
+        }
+    }
+
+    /// The same error, naming the file or folder it happened on.
+    pub fn at(mut self, path: &std::path::Path) -> NodeError {
+        self.path = Some(path.to_path_buf());
+        self
+    }
+
+    /// What fixes a storage failure, by its cause: the sentence a report
+    /// that shows this error adds (the caller then says what to run
+    /// again: a scrub, a drain).
+    pub fn next_step(&self) -> &'static str {
+        match &self.kind {
+            NodeErrorKind::NotFound => {
+                "the shard is gone; `qsfs scrub --repair` rebuilds it from the other shards"
+            }
+            NodeErrorKind::Corrupt(_) => {
+                "the shard is damaged; `qsfs scrub --repair` rebuilds it from the other shards"
+            }
+            NodeErrorKind::Offline(_) => {
+                "bring the node back (mount its disk, start its node server, check the network)"
+            }
+            NodeErrorKind::Io(e) => match e.raw_os_error() {
+                Some(libc::ENOSPC) | Some(libc::EDQUOT) => {
+                    "free space on the node's disk, or add a node (`qsfs node add`)"
+                }
+                Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EROFS) => {
+                    "make the node's folder writable by the user running qsfs"
+                }
+                _ => "check the node's disk (dmesg, free space, permissions)",
+            },
         }
     }
 

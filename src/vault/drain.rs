@@ -311,7 +311,12 @@ impl Vault {
             match self.move_shard(&m, index, &target) {
                 Ok(MoveOutcome::Moved(mv)) => return Ok(Some(mv)),
                 Ok(MoveOutcome::Stale) => continue,
-                Err(e) => return Err(format!("shard {index} to {}: {e}", target.name())),
+                Err(e) => {
+                    return Err(format!(
+                        "shard {index} to {}: {e}; then drain {name} again",
+                        target.name()
+                    ));
+                }
             }
         }
         Err(format!(

@@ -50,7 +50,10 @@ pub use init::{InitOptions, init};
 pub use keys::{KeyIssue, KeyReport, ObjectKeyState};
 pub use links::{INITIAL_KEYS as INITIAL_LINK_KEYS, LinkKind, LinkStatus};
 pub use migrate::ShardMove;
-pub use nodes::{AddNodeOptions, AddNodeReport, NodeInfo, RemoveNodeOptions, RemoveNodeReport};
+pub use nodes::{
+    AddNodeOptions, AddNodeReport, DAMAGED, NodeInfo, RemoveNodeOptions, RemoveNodeReport,
+    damage_detail,
+};
 pub use read::ReadOutcome;
 pub use rebalance::{BalanceBy, NodeLoad, RebalanceOptions, RebalanceReport};
 pub use scrub::{Finding, FindingKind, LostObject, NodeScrub, Outcome, ScrubOptions, ScrubReport};
@@ -201,6 +204,9 @@ pub struct Vault {
     random: Mutex<Option<Arc<dyn EntropySource>>>,
     intents: intents::Intents,
     threads: usize,
+    /// Warnings that repeat per read or per write (a node's shards gone),
+    /// logged once and then summarised per node and cause.
+    warnings: crate::logsum::Warnings,
     _lock: lock::VaultLock,
 }
 
@@ -276,6 +282,7 @@ impl Vault {
             random: Mutex::new(None),
             intents,
             threads,
+            warnings: Default::default(),
             _lock: lock,
         };
         vault.clean_staging();

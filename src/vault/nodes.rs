@@ -6,22 +6,24 @@
 //! processes out meanwhile) so nothing keeps using the old node list.
 //! Moving shards off a node is drain.rs; spreading them out is rebalance.rs.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
 use super::config::{Config, NodeConfig};
 use super::{Vault, VaultError, io_err};
-use crate::node::{DirNode, NodeHealth};
+use crate::node::{DirNode, Listing, Node, NodeHealth, ShardKey};
 
 /// Serialises edits of `qsfs.toml` within this process (a drain from a
 /// mount's control socket next to another one).
 static CONFIG_EDIT: Mutex<()> = Mutex::new(());
 
-/// One node in `qsfs node list`.
+/// One node in `qsfs node list`. Its counts are those of `qsfs scrub`:
+/// `shards` is scrub's "ok" plus "corrupt" (held, but only reading them
+/// tells good from bad), `missing` is scrub's "missing".
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeInfo {
     /// Name from qsfs.toml.
@@ -30,22 +32,71 @@ pub struct NodeInfo {
     pub kind: String,
     /// Folder or address.
     pub location: String,
-    /// `ok`, `offline`, `read-only` or `foreign`.
+    /// `ok`, `damaged` (it answers but lacks shards the manifests place
+    /// there), `offline`, `read-only` or `foreign`.
     pub health: String,
-    /// Why it is not ok.
+    /// Why it is not ok, and what to do.
     pub problem: Option<String>,
     /// Being drained: no new shards go there.
     pub draining: bool,
-    /// Shards the manifests place on it and believe present.
+    /// Shards the manifests place on it.
+    pub placed: u64,
+    /// Of those, the shard files the node holds (its listing has them).
     pub shards: u64,
-    /// Shards placed on it but recorded missing (repair debt).
+    /// Of those, the ones it does not hold (gone, or the node cannot be
+    /// listed): reads go around them, `qsfs scrub --repair` rebuilds them.
     pub missing: u64,
-    /// Bytes of the present shards (headers included), per the manifests.
+    /// Of the placed shards, the ones recorded missing in their manifest
+    /// (repair debt, whether or not the file is there).
+    pub debt: u64,
+    /// Bytes of the held shards (headers included).
     pub bytes: u64,
     /// Free bytes of its storage, when it can tell.
     pub free_bytes: Option<u64>,
     /// Size of its storage, when it can tell.
     pub total_bytes: Option<u64>,
+}
+
+/// The health word of a node that answers but lacks shards the manifests
+/// place on it, or holds damaged ones: one word for `scrub`, `node list`
+/// and `status`.
+pub const DAMAGED: &str = "damaged";
+
+/// "3 shards missing", "2 shards corrupt", "3 shards missing, 2 corrupt".
+pub fn damage_detail(missing: u64, corrupt: u64) -> String {
+    match (missing, corrupt) {
+        (m, 0) => format!("{m} {} missing", plural(m, "shard")),
+        (0, c) => format!("{c} {} corrupt", plural(c, "shard")),
+        (m, c) => format!("{m} {} missing, {c} corrupt", plural(m, "shard")),
+    }
+}
+
+fn plural(n: u64, word: &str) -> String {
+    if n == 1 {
+        word.to_string()
+    } else {
+        format!("{word}s")
+    }
+}
+
+/// What the manifests place on one node and what of it the node holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Holding {
+    /// Shards placed there.
+    pub placed: u64,
+    /// Of those, held (in the node's listing).
+    pub held: u64,
+    /// Bytes of the held ones, headers included.
+    pub held_bytes: u64,
+    /// Of the placed ones, recorded missing in their manifest.
+    pub debt: u64,
+}
+
+impl Holding {
+    /// Placed but not held.
+    pub fn missing(&self) -> u64 {
+        self.placed - self.held
+    }
 }
 
 /// `qsfs node add`: a folder or a node server.
@@ -149,11 +200,25 @@ pub(super) fn health_words(h: &NodeHealth) -> (&'static str, Option<String>) {
 }
 
 impl Vault {
-    /// Every configured node with its health and what the manifests place
-    /// there.
-    pub fn node_list(&self) -> Result<Vec<NodeInfo>, VaultError> {
-        // (present shards, missing shards, bytes) per node name.
-        let mut per: HashMap<String, (u64, u64, u64)> = HashMap::new();
+    /// Per node: what the manifests place there, how much of it the node
+    /// holds by its listing, and why it could not be listed if it could
+    /// not (then nothing counts as held). The manifests are read first and a shard
+    /// the listing lacks is counted missing only if its current manifest
+    /// still places it there, so an object deleted or moved meanwhile is
+    /// not mistaken for damage (objects written meanwhile are not counted).
+    pub(super) fn holdings(
+        &self,
+    ) -> Result<HashMap<String, (Holding, Option<String>)>, VaultError> {
+        self.holdings_with(|node| node.list().map_err(|e| e.to_string()))
+    }
+
+    /// [`Vault::holdings`] with the listings from `list` (called once per
+    /// node, after the manifests were read).
+    pub(super) fn holdings_with(
+        &self,
+        mut list: impl FnMut(&Arc<dyn Node>) -> Result<Listing, String>,
+    ) -> Result<HashMap<String, (Holding, Option<String>)>, VaultError> {
+        let mut placed: HashMap<String, Vec<(ShardKey, u64, bool)>> = HashMap::new();
         for m in self.ec.store().manifests() {
             // A damaged record must not hide every node's state (scrub and
             // fsck name it).
@@ -166,15 +231,54 @@ impl Vault {
             };
             let shard_bytes = crate::node::HEADER_LEN as u64 + m.layout.shard_len();
             for (i, name) in m.placement.iter().enumerate() {
-                let e = per.entry(name.clone()).or_default();
-                if m.is_missing(i) {
-                    e.1 += 1;
-                } else {
-                    e.0 += 1;
-                    e.2 += shard_bytes;
-                }
+                let key = ShardKey {
+                    object: m.id,
+                    index: i as u8,
+                };
+                placed
+                    .entry(name.clone())
+                    .or_default()
+                    .push((key, shard_bytes, m.is_missing(i)));
             }
         }
+        let mut out = HashMap::new();
+        for node in self.ec.nodes() {
+            let (listed, why): (HashSet<ShardKey>, Option<String>) = match list(node) {
+                Ok(l) => (l.shards.into_iter().map(|s| s.key).collect(), None),
+                Err(e) => (HashSet::new(), Some(format!("cannot list its shards: {e}"))),
+            };
+            let mut h = Holding::default();
+            for (key, bytes, debt) in placed.get(node.name()).into_iter().flatten() {
+                let held = listed.contains(key);
+                if !held && why.is_none() {
+                    let still = match self.ec.store().manifest(&key.object) {
+                        Ok(Some(cur)) => {
+                            cur.placement.get(key.index as usize).map(String::as_str)
+                                == Some(node.name())
+                        }
+                        Ok(None) => false,
+                        Err(_) => true,
+                    };
+                    if !still {
+                        continue;
+                    }
+                }
+                if held {
+                    h.held += 1;
+                    h.held_bytes += bytes;
+                }
+                h.placed += 1;
+                h.debt += u64::from(*debt);
+            }
+            out.insert(node.name().to_string(), (h, why));
+        }
+        Ok(out)
+    }
+
+    /// Every configured node with its health and what the manifests place
+    /// there, counted as `qsfs scrub` counts it.
+    pub fn node_list(&self) -> Result<Vec<NodeInfo>, VaultError> {
+        let holdings = self.holdings()?;
         Ok(self
             .ec
             .nodes()
@@ -187,8 +291,23 @@ impl Vault {
                     .find(|c| c.name == node.name())
                     .map(|c| c.kind.clone())
                     .unwrap_or_default();
-                let (health, problem) = health_words(&node.health());
-                let (shards, missing, bytes) = per.get(node.name()).copied().unwrap_or_default();
+                let (h, list_error) = holdings.get(node.name()).cloned().unwrap_or_default();
+                let (mut health, mut problem) = health_words(&node.health());
+                if health == "ok" {
+                    if let Some(e) = list_error {
+                        (health, problem) = ("offline", Some(e));
+                    } else if h.missing() > 0 {
+                        (health, problem) = (
+                            DAMAGED,
+                            Some(format!(
+                                "{} of the {} shards placed here are missing; reads go around them; run \
+                                 `qsfs scrub --repair`",
+                                h.missing(),
+                                h.placed
+                            )),
+                        );
+                    }
+                }
                 let space = node.space();
                 NodeInfo {
                     name: node.name().to_string(),
@@ -197,9 +316,11 @@ impl Vault {
                     health: health.to_string(),
                     problem,
                     draining: self.ec.is_draining(node.name()),
-                    shards,
-                    missing,
-                    bytes,
+                    placed: h.placed,
+                    shards: h.held,
+                    missing: h.missing(),
+                    debt: h.debt,
+                    bytes: h.held_bytes,
                     free_bytes: space.map(|s| s.available),
                     total_bytes: space.map(|s| s.total),
                 }

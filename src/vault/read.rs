@@ -147,22 +147,65 @@ impl Vault {
             merge(&mut report, rep);
             r.map_err(describe_stream_error)
         })();
-        for (shard, node, why) in &report.bad {
-            tracing::warn!(
-                "{what}: shard {shard} of object {id} on {node} is bad ({why}); read around it"
-            );
+        self.warn_bad_shards(Some(what), id, &report);
+        for b in &report.bad {
             outcome
                 .bad_shards
-                .push((*id, *shard, node.clone(), why.clone()));
+                .push((*id, b.index, b.node.clone(), b.why.clone()));
         }
         for w in &warnings {
-            tracing::warn!("{what}: {w}; run `qsfs keys repair` to heal it");
+            self.warnings.warn(
+                "keystore",
+                crate::logsum::Cause::KeyDamaged,
+                crate::logsum::item(id, None),
+                || format!("{what}: {w}; run `qsfs keys repair` to heal it"),
+            );
             outcome.key_warnings.push(format!("{what}: {w}"));
         }
         self.record_debt(&manifest, report.mask());
         result.map_err(fail)?;
         outcome.bytes += manifest.plain_len;
         Ok(())
+    }
+
+    /// Logs the shards a read of object `id` (file `what`) went around:
+    /// the first of each node and cause in full, later ones summarised
+    /// (logsum.rs), so a node whose shards are gone does not write a line
+    /// per read.
+    pub(crate) fn warn_bad_shards(&self, what: Option<&str>, id: &ObjectId, report: &ReadReport) {
+        for b in &report.bad {
+            self.warnings.warn(
+                &b.node,
+                b.cause,
+                crate::logsum::item(id, Some(b.index)),
+                || {
+                    format!(
+                        "{}shard {} of object {id} on {} is bad ({}); read around it; `qsfs scrub --repair` rebuilds it",
+                        what.map(|w| format!("{w}: ")).unwrap_or_default(),
+                        b.index,
+                        b.node,
+                        b.why
+                    )
+                },
+            );
+        }
+    }
+
+    /// Logs the summaries of repeated warnings that are due (called
+    /// periodically by a mount).
+    pub fn tick_warnings(&self) {
+        self.warnings.tick();
+    }
+
+    /// Logs everything the summaries of repeated warnings still hold (at
+    /// the end of a mount; dropping the vault does it too).
+    pub fn flush_warnings(&self) {
+        self.warnings.flush();
+    }
+
+    /// The summariser of repeated warnings, for other repeating ones.
+    pub(crate) fn warnings(&self) -> &crate::logsum::Warnings {
+        &self.warnings
     }
 
     /// Records shards found bad as repair debt in the manifest.
@@ -191,9 +234,7 @@ fn describe_stream_error(e: envelope::StreamError) -> String {
 
 fn merge(into: &mut ReadReport, from: ReadReport) {
     for b in from.bad {
-        if !into.bad.iter().any(|x| x.0 == b.0) {
-            into.bad.push(b);
-        }
+        into.push(b);
     }
 }
 

@@ -354,7 +354,12 @@ impl Vault {
             match self.move_shard(&m, j, &target) {
                 Ok(MoveOutcome::Moved(mv)) => return Ok(Some(mv)),
                 Ok(MoveOutcome::Stale) => continue,
-                Err(e) => return Err(format!("shard {j} to {}: {e}", target.name())),
+                Err(e) => {
+                    return Err(format!(
+                        "shard {j} to {}: {e}; then run `qsfs rebalance` again",
+                        target.name()
+                    ));
+                }
             }
         }
         Err(format!("kept changing while shard {j} was being moved"))
@@ -381,7 +386,10 @@ impl Vault {
         match self.move_shard(&m, p.index, target) {
             Ok(MoveOutcome::Moved(mv)) => Ok(Some(mv)),
             Ok(MoveOutcome::Stale) => Ok(None),
-            Err(e) => Err(format!("shard {} to {}: {e}", p.index, p.to)),
+            Err(e) => Err(format!(
+                "shard {} to {}: {e}; then run `qsfs rebalance` again",
+                p.index, p.to
+            )),
         }
     }
 }

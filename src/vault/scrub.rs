@@ -250,6 +250,9 @@ struct NodeView {
     node: Arc<dyn Node>,
     /// None when usable; else why not.
     problem: Option<String>,
+    /// What the problem makes the node, for short mentions ("offline",
+    /// "read-only", "foreign", "not listable"); empty when usable.
+    state: &'static str,
     listing: Option<Listing>,
     /// Shard sizes from the listing.
     sizes: HashMap<ShardKey, u64>,
@@ -257,12 +260,12 @@ struct NodeView {
     writable: Result<(), String>,
 }
 
-fn health_problem(h: NodeHealth) -> Option<String> {
+fn health_problem(h: NodeHealth) -> (&'static str, Option<String>) {
     match h {
-        NodeHealth::Ok => None,
-        NodeHealth::Offline(w) => Some(format!("offline: {w}")),
-        NodeHealth::ReadOnly(w) => Some(format!("read-only: {w}")),
-        NodeHealth::Foreign(w) => Some(format!("foreign: {w}")),
+        NodeHealth::Ok => ("", None),
+        NodeHealth::Offline(w) => ("offline", Some(format!("offline: {w}"))),
+        NodeHealth::ReadOnly(w) => ("read-only", Some(format!("read-only: {w}"))),
+        NodeHealth::Foreign(w) => ("foreign", Some(format!("foreign: {w}"))),
     }
 }
 
@@ -380,17 +383,41 @@ impl Vault {
                 report.findings.push(f);
             }
         }
+        // 6. A node that answers but lacks shards, or holds damaged ones,
+        // is not "ok" until they are rebuilt (the words `node list` and
+        // `status` use too).
+        for row in report.nodes.iter_mut() {
+            if row.health != "ok" {
+                continue;
+            }
+            let open = |kind| {
+                report
+                    .findings
+                    .iter()
+                    .filter(|f| f.node == row.name && f.kind == kind && !f.outcome.settled())
+                    .count() as u64
+            };
+            let (missing, corrupt) = (open(FindingKind::Missing), open(FindingKind::Corrupt));
+            if missing + corrupt > 0 {
+                row.health = format!(
+                    "{}: {}",
+                    super::DAMAGED,
+                    super::damage_detail(missing, corrupt)
+                );
+            }
+        }
         report.elapsed_secs = started.elapsed().as_secs_f64();
         Ok(report)
     }
 
     /// Health, listing and (with repair) writability of one node.
     fn view(&self, node: &Arc<dyn Node>, repair: bool) -> NodeView {
-        let mut problem = health_problem(node.health());
+        let (mut state, mut problem) = health_problem(node.health());
         let listing = match node.list() {
             Ok(l) => Some(l),
             Err(e) => {
                 if problem.is_none() {
+                    state = "not listable";
                     problem = Some(format!("cannot list its shards: {e}"));
                 }
                 None
@@ -404,6 +431,7 @@ impl Vault {
         if let (None, Err(w)) = (&problem, &writable)
             && repair
         {
+            state = "read-only";
             problem = Some(format!("read-only: {w}"));
         }
         let sizes = listing
@@ -413,6 +441,7 @@ impl Vault {
         NodeView {
             node: Arc::clone(node),
             problem,
+            state,
             listing,
             sizes,
             writable,

@@ -222,13 +222,29 @@ impl Vault {
         }
         for i in &ok {
             let o = &objs[*i];
-            if o.missing_shards() != 0 {
-                tracing::warn!(
-                    object = %o.id(),
-                    "written with {} of {} shards; the missing ones are recorded as repair debt (see `qsfs status`): {}",
-                    o.written.manifest.present(),
-                    o.written.manifest.layout.n,
-                    o.failures().join("; ")
+            let m = &o.written.manifest;
+            if o.missing_shards() == 0 {
+                continue;
+            }
+            // Per node that missed the write: in full the first time,
+            // then summarised (a node that is down fails every write).
+            for (idx, node) in m.placement.iter().enumerate() {
+                if !m.is_missing(idx) {
+                    continue;
+                }
+                self.warnings().warn(
+                    node,
+                    crate::logsum::Cause::WriteFailed,
+                    crate::logsum::item(&o.id(), None),
+                    || {
+                        format!(
+                            "object {}: written with {} of {} shards; the missing ones are recorded as repair debt (see `qsfs status`): {}",
+                            o.id(),
+                            m.present(),
+                            m.layout.n,
+                            o.failures().join("; ")
+                        )
+                    },
                 );
             }
         }

@@ -24,6 +24,11 @@ pub struct NodeStatus {
     pub shards_expected: u64,
     /// Shard files found on the node.
     pub shards_found: u64,
+    /// Shards the manifests place on this node that it does not hold
+    /// (gone, or the node cannot be listed): `qsfs scrub`'s "missing".
+    /// Above 0 on a node that answers, its health reads "damaged" in
+    /// `qsfs status` and `qsfs node list`.
+    pub shards_missing: u64,
     /// Bytes of those shard files.
     pub bytes: u64,
     /// Temporary files of interrupted writes.
@@ -122,15 +127,37 @@ impl Vault {
                 }
             }
         }
+        let mut listed: HashMap<String, Result<(u64, u64, u64), String>> = HashMap::new();
+        let holdings = self.holdings_with(|node| {
+            let l = node.list().map_err(|e| e.to_string());
+            listed.insert(
+                node.name().to_string(),
+                l.as_ref()
+                    .map(|l| {
+                        (
+                            l.shards.len() as u64,
+                            l.shards.iter().map(|s| s.size).sum(),
+                            l.leftovers.len() as u64,
+                        )
+                    })
+                    .map_err(Clone::clone),
+            );
+            l
+        })?;
         let nodes = self
             .ec
             .nodes()
             .iter()
             .map(|node| {
-                let (listing, list_error) = match node.list() {
-                    Ok(l) => (l, None),
-                    Err(e) => (Default::default(), Some(e.to_string())),
+                let (found, bytes, leftovers, list_error) = match listed.remove(node.name()) {
+                    Some(Ok((f, b, l))) => (f, b, l, None),
+                    Some(Err(e)) => (0, 0, 0, Some(e)),
+                    None => (0, 0, 0, Some("not listed".to_string())),
                 };
+                let missing = holdings
+                    .get(node.name())
+                    .map(|(h, _)| h.missing())
+                    .unwrap_or(0);
                 NodeStatus {
                     name: node.name().to_string(),
                     location: node.location(),
@@ -145,9 +172,10 @@ impl Vault {
                         (other, _) => other,
                     },
                     shards_expected: expected.get(node.name()).copied().unwrap_or(0),
-                    shards_found: listing.shards.len() as u64,
-                    bytes: listing.shards.iter().map(|s| s.size).sum(),
-                    leftovers: listing.leftovers.len() as u64,
+                    shards_found: found,
+                    shards_missing: missing,
+                    bytes,
+                    leftovers,
                     space: node.space(),
                 }
             })

@@ -26,8 +26,9 @@ run_case() { # CASE-FILE LABEL
 for case in "$here"/case-*.sh; do
     run_case "$case" "$(basename "$case" .sh)"
 done
-# The core suite and rsync through the mount again, over node servers.
-for name in case-core-cli case-mount-rsync; do
+# The core suite, rsync through the mount and lost node folders again,
+# over node servers.
+for name in case-core-cli case-mount-rsync case-mount-lostfolder; do
     QSFS_TEST_CLUSTER=1 run_case "$here/$name.sh" "$name over 5 loopback node servers"
 done
 [ "$failed" -eq 0 ] || { echo "$failed shell case(s) failed"; exit 1; }

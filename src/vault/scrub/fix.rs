@@ -85,7 +85,10 @@ impl Vault {
                 }
                 Err(e) => {
                     f.outcome = Outcome::Failed;
-                    f.note = Some(format!("rebuilding it on {} failed: {e}", target.name()));
+                    f.note = Some(format!(
+                        "rebuilding it on {} failed: {e}; then run `qsfs scrub --repair` again",
+                        target.name()
+                    ));
                     continue;
                 }
             };
@@ -203,7 +206,7 @@ impl Vault {
             Some(_) if self.ec.is_draining(home) => format!("{home} is being drained"),
             Some(v) => match (&v.writable, &v.problem) {
                 (Ok(()), _) => return Ok(Arc::clone(&v.node)),
-                (Err(_), Some(p)) => format!("{home} is {}", p.split(':').next().unwrap_or(p)),
+                (Err(_), Some(_)) => format!("{home} is {}", v.state),
                 (Err(w), None) => format!("{home} refuses writes ({w})"),
             },
             None => format!("{home} is not in the vault config"),
