@@ -4,7 +4,8 @@
 # on the live mount shows the staged files and bytes; the folders come
 # back and, with no remount and no fsync, the staged data is sealed onto
 # all five nodes within seconds. The log says so once per file, not once
-# per retry.
+# per retry. A write with one node gone shows as degraded in the live
+# status.
 source "$(dirname "$0")/lib-mount.sh"
 
 mount_fresh
@@ -12,7 +13,14 @@ mkdir src
 for i in 1 2 3; do head -c $((i * 300000)) /dev/urandom > "src/f$i"; done
 cp src/f1 "$MNT/before"
 
+# One node gone: a write still reaches the quorum (4 of 5) and the live
+# status counts the object as below full redundancy.
 mv "$VAULT/nodes/node-1" "$VAULT/nodes/node-1.away"
+cp src/f1 "$MNT/degraded" || fail "cp with 4 of 5 nodes failed"
+"$Q" status "$VAULT" --json > degraded.json || fail "qsfs status: $(cat degraded.json)"
+python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); assert s["degraded_objects"] >= 1, s' degraded.json ||
+    fail "a 4-of-5 write is not counted as degraded while mounted: $(cat degraded.json)"
+"$Q" status "$VAULT" | grep -q "below full redundancy" || fail "status text does not show the degraded write"
 mv "$VAULT/nodes/node-3" "$VAULT/nodes/node-3.away"
 for i in 1 2 3; do
     if cp "src/f$i" "$MNT/staged$i" 2> cp.err; then
