@@ -172,9 +172,14 @@ fn handle(
     }
     // Reports (status) read only and answer at once; maintenance runs one
     // at a time.
-    let _one_at_a_time = (!READ_ONLY_OPS.contains(&call.op.as_str()))
-        .then(|| busy.lock().unwrap_or_else(|p| p.into_inner()));
-    tracing::info!(op = %call.op, "control socket: running");
+    let read_only = READ_ONLY_OPS.contains(&call.op.as_str());
+    let _one_at_a_time = (!read_only).then(|| busy.lock().unwrap_or_else(|p| p.into_inner()));
+    // A report polled in a loop would fill the log; maintenance is logged.
+    if read_only {
+        tracing::debug!(op = %call.op, "control socket: running");
+    } else {
+        tracing::info!(op = %call.op, "control socket: running");
+    }
     // A client that left must not stop the run: progress errors are dropped.
     let gone = std::sync::atomic::AtomicBool::new(false);
     let progress = |p: Progress| {

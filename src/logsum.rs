@@ -44,6 +44,9 @@ pub enum Cause {
     /// An object's key share or backup record is damaged or missing
     /// (reads use the other share; the subject is the keystore).
     KeyDamaged,
+    /// A file's seal reached fewer nodes than the write quorum; its data
+    /// stays staged and the mount retries it (the subject is the mount).
+    QuorumMissed,
 }
 
 impl Cause {
@@ -66,6 +69,12 @@ impl Cause {
                 "objects written without their shard there",
                 "writes recorded repair debt",
                 "bring the node back, then run `qsfs scrub --repair`",
+            ),
+            Cause::QuorumMissed => (
+                "file not sealed (too few nodes for the write quorum)",
+                "files not sealed (too few nodes for the write quorum)",
+                "their data stays staged and is retried in the background",
+                "bring the nodes back (`qsfs node list`); `qsfs status` shows what is staged",
             ),
             Cause::KeyDamaged => (
                 "object with damaged or missing key material",

@@ -52,6 +52,19 @@ fn init_logging(vault: &Path, level: &str, to_stderr: bool) -> Result<PathBuf> {
     use tracing_subscriber::prelude::*;
     use tracing_subscriber::{EnvFilter, fmt};
     let path = vault.join("qsfs.log");
+    // One old log is kept: a log past this size is renamed qsfs.log.1
+    // (replacing the one before) when a mount starts.
+    const ROTATE_AT: u64 = 64 << 20;
+    if std::fs::metadata(&path).is_ok_and(|m| m.len() > ROTATE_AT) {
+        let old = vault.join("qsfs.log.1");
+        std::fs::rename(&path, &old).with_context(|| {
+            format!(
+                "cannot rotate the log file {} to {}",
+                path.display(),
+                old.display()
+            )
+        })?;
+    }
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -60,7 +73,7 @@ fn init_logging(vault: &Path, level: &str, to_stderr: bool) -> Result<PathBuf> {
     // fuser warns when the kernel side was already unmounted by umount(8);
     // that is the normal way to stop, not a problem.
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("{level},fuser=error")));
+        .unwrap_or_else(|_| EnvFilter::new(format!("{level},sled=info,fuser=error")));
     let file_layer = fmt::layer()
         .with_writer(std::sync::Mutex::new(file))
         .with_ansi(false)
@@ -162,13 +175,23 @@ fn spawn_daemon(args: &MountArgs) -> Result<i32> {
 }
 
 pub fn umount(args: UmountArgs) -> Result<i32> {
-    if mount::unmount(&args.mountpoint, Duration::from_secs(args.timeout))?
-        == mount::Unmounted::Dead
-    {
-        println!(
-            "cleared the dead mount at {} (its qsfs process had ended); what it had not sealed yet is sealed at the next mount",
-            args.mountpoint.display()
-        );
+    match mount::unmount(&args.mountpoint, Duration::from_secs(args.timeout))? {
+        mount::Unmounted::Dead => {
+            println!(
+                "cleared the dead mount at {} (its qsfs process had ended); what it had not sealed yet is sealed at the next mount",
+                args.mountpoint.display()
+            );
+            Ok(0)
+        }
+        mount::Unmounted::Live { staged_left: 0 } => Ok(0),
+        // Unmounted, but not every seal finished: a script that goes on
+        // to copy or retire the vault must know (exit 3).
+        mount::Unmounted::Live { staged_left } => {
+            eprintln!(
+                "qsfs: unmounted {}, but {staged_left} file(s) could not be sealed (too few nodes reachable; the vault's qsfs.log says which); their data is safe in the vault's staging folder and the next mount seals it. Check the nodes with `qsfs node list VAULT`",
+                args.mountpoint.display()
+            );
+            Ok(3)
+        }
     }
-    Ok(0)
 }

@@ -171,9 +171,18 @@ fn finish(core: &FsCore, job: &Job, failure: Option<String>, shards: Option<(usi
     match &failure {
         None => {
             st.content.seal_committed(job.size, &job.extents);
-            st.retry = None;
+            if let Some(r) = st.retry.take() {
+                tracing::info!(
+                    "ino {}: sealed after {} failed attempts; its staged data is on the nodes now",
+                    f.ino,
+                    r.attempts
+                );
+            }
             let (written, total) = shards.unwrap_or((0, 0));
-            tracing::info!(
+            // A line per seal is for debugging: at info it was most of a
+            // busy mount's log. Degraded writes and failures have their
+            // own (summarised) warnings.
+            tracing::debug!(
                 ino = f.ino,
                 bytes = job.bytes,
                 size = job.size,

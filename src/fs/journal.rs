@@ -122,6 +122,22 @@ pub fn path_for(dir: &Path, ino: u64) -> PathBuf {
     dir.join(ino.to_string())
 }
 
+/// How many files' journals `dir` holds: the files a mount left staged
+/// (a clean unmount leaves none).
+pub fn count_in(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|it| {
+            it.flatten()
+                .filter(|e| {
+                    e.file_name()
+                        .to_str()
+                        .is_some_and(|n| n.parse::<u64>().is_ok())
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
 /// The open journal of one file.
 #[derive(Debug)]
 pub struct Journal {

@@ -280,7 +280,14 @@ pub fn serve(
     })?;
     // What the log's summaries of repeated warnings still hold.
     for_summaries.flush_warnings();
-    tracing::info!("unmounted {}; every seal is finished", target.display());
+    match super::staged_left(&for_summaries.staging()) {
+        0 => tracing::info!("unmounted {}; every seal is finished", target.display()),
+        left => tracing::warn!(
+            "unmounted {}; {left} file(s) stay staged in {} because their seal failed (see the errors above); the next mount seals them",
+            target.display(),
+            for_summaries.staging().display()
+        ),
+    }
     Ok(())
 }
 
@@ -298,7 +305,12 @@ fn server_pid(entry: &MountEntry) -> Option<u32> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unmounted {
     /// The mount was live; its process finished pending seals and exited.
-    Live,
+    /// `staged_left` files stay staged because their seal failed (nodes
+    /// unreachable): the next mount seals them.
+    Live {
+        /// Files left staged in the vault.
+        staged_left: usize,
+    },
     /// The mount was dead (its process had ended, killed or crashed): only
     /// the kernel's mount was cleared. What that process had staged but
     /// not sealed is sealed at the next mount of the vault.
@@ -373,7 +385,9 @@ pub fn unmount(mountpoint: &Path, wait: Duration) -> Result<Unmounted, MountErro
     Ok(if dead {
         Unmounted::Dead
     } else {
-        Unmounted::Live
+        Unmounted::Live {
+            staged_left: super::staged_left(&Path::new(&entry.source).join("staging")),
+        }
     })
 }
 

@@ -795,7 +795,9 @@ impl Filesystem for Qsfs {
             let last = {
                 let mut st = f.lock();
                 st.handles = st.handles.saturating_sub(1);
-                st.handles == 0 && !st.orphan && st.content.unsealed()
+                // A seal that failed at flush is the sealer's to retry:
+                // sealing again here would only fail (and log) twice.
+                st.handles == 0 && !st.orphan && st.content.unsealed() && st.retry.is_none()
             };
             // Writes that came after the last flush (through mmap).
             if last && let Err(e) = self.core.seal_file(&f, SealHow::Close) {

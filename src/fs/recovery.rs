@@ -29,7 +29,7 @@ pub fn recover(core: &FsCore) -> Result<(), VaultError> {
         match ns.release_orphan(ino) {
             Ok(_) => tracing::info!(
                 ino,
-                "destroyed a file unlinked while open before the last unmount"
+                "destroyed a file the previous mount left unlinked while open"
             ),
             Err(e) => tracing::warn!(ino, "cannot destroy an orphan yet: {e}"),
         }
@@ -260,7 +260,7 @@ fn reseal(
         bytes = replay.dirty.len(),
         size = replay.size,
         from,
-        "sealing data staged before the last unmount"
+        "sealing data the previous mount left staged"
     );
     match core.seal_file(&f, SealHow::Wait) {
         Ok(Some(ticket)) => {

@@ -177,9 +177,18 @@ impl FsCore {
             let written = n - obj.missing_shards().count_ones() as usize;
             if written < quorum {
                 let why = obj.failures().join("; ");
-                level_error(&format!(
-                    "{what}: only {written} of {n} shards written (write quorum {quorum}): {why}; the data stays staged and is retried"
-                ));
+                // While nodes are down every file and every retry fails the
+                // same way: in full once, then a summary a minute.
+                self.vault.warnings().warn(
+                    "the mount",
+                    crate::logsum::Cause::QuorumMissed,
+                    u128::from(ino),
+                    || {
+                        format!(
+                            "{what}: only {written} of {n} shards written (write quorum {quorum}): {why}; the data stays staged and is retried"
+                        )
+                    },
+                );
                 let code = if errno::no_space(&why) {
                     Errno::ENOSPC
                 } else {

@@ -54,7 +54,8 @@ fn retry_due(core: &FsCore) {
         .collect();
     for f in due {
         let attempts = f.lock().retry.map_or(0, |r| r.attempts);
-        tracing::info!(ino = f.ino, attempts, "retrying a failed seal");
+        // Summarised with the failures (logsum), not a line per attempt.
+        tracing::debug!(ino = f.ino, attempts, "retrying a failed seal");
         seal(core, &f);
     }
 }

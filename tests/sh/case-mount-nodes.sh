@@ -43,7 +43,7 @@ grep -q "Input/output error" fsync.err || fail "fsync did not say I/O error: $(c
 # Old files are still readable and the vault still takes metadata changes.
 mkdir "$MNT/still-works"
 cmp "src/ten MB" "$MNT/data/ten MB" || fail "reading after the failed write"
-unmount
+unmount_staged 1
 [ -f "$VAULT/staging/$ino" ] || fail "the staged data is gone after the unmount"
 grep -q "not sealed at unmount" "$VAULT/qsfs.log" || fail "unmount did not report the unsealed file: $(tail -n 5 "$VAULT/qsfs.log")"
 
@@ -52,7 +52,7 @@ cp -a nodes.bak/node-1 nodes.bak/node-3 "$VAULT/nodes/"
 mount_vault
 cmp "$MNT/new" new.src || fail "the staged file after the nodes came back"
 unmount
-grep -q "sealing data staged before the last unmount ino=$ino bytes=700000" "$VAULT/qsfs.log" ||
+grep -q "sealing data the previous mount left staged ino=$ino bytes=700000" "$VAULT/qsfs.log" ||
     fail "no recovery line for ino $ino: $(tail -n 8 "$VAULT/qsfs.log")"
 grep -q "sealed ino=$ino bytes=700000 size=700000 .*shards=\"5/5\"" "$VAULT/qsfs.log" ||
     fail "no 5/5 seal line for ino $ino: $(tail -n 8 "$VAULT/qsfs.log")"

@@ -88,7 +88,7 @@ want = b"P" * 8192 + bytes(16384) + b"P" * (65536 - 24576)
 if p != want:
     sys.exit(f"punched: {len(p)} bytes, {p.count(b'P')} P (want {65536 - 16384}), zeros {p.count(0)}")
 PY
-grep -q 'sealing data staged before the last unmount.*from="journal"' "$VAULT/qsfs.log" ||
+grep -q 'sealing data the previous mount left staged.*from="journal"' "$VAULT/qsfs.log" ||
     fail "no journal recovery line in qsfs.log"
 unmount
 "$Q" fsck "$VAULT" > fsck.txt || fail "fsck after the kill: $(cat fsck.txt)"

@@ -66,3 +66,25 @@ quorum=$(grep -c "shards written (write quorum" "$VAULT/qsfs.log" || true)
 unmount
 for i in 1 2 3; do "$Q" get "$VAULT" "/staged$i" - | cmp - "src/f$i" || fail "qsfs get /staged$i"; done
 [ -z "$(ls -A "$VAULT/staging")" ] || fail "staging not empty: $(ls -A "$VAULT/staging")"
+
+# An unmount while nodes are still down: it does not hang and does not
+# pretend every seal finished; it exits 3 naming the staged file count,
+# and the next mount (nodes back) seals the data.
+mount_vault
+mv "$VAULT/nodes/node-1" "$VAULT/nodes/node-1.away"
+mv "$VAULT/nodes/node-3" "$VAULT/nodes/node-3.away"
+head -c 123457 /dev/urandom > src/late
+cp src/late "$MNT/late" 2>/dev/null && fail "cp of late succeeded with 3 of 5 nodes"
+unmount_staged 1
+grep -q "stay staged in .*the next mount seals them" "$VAULT/qsfs.log" || fail "the log's last line claims every seal finished: $(tail -n 2 "$VAULT/qsfs.log")"
+! grep -q "every seal is finished" <(tail -n 1 "$VAULT/qsfs.log") || fail "log says every seal is finished"
+mv "$VAULT/nodes/node-1.away" "$VAULT/nodes/node-1"
+mv "$VAULT/nodes/node-3.away" "$VAULT/nodes/node-3"
+# A log past 64 MiB is rotated to qsfs.log.1 when a mount starts.
+truncate -s 65M "$VAULT/qsfs.log"
+mount_vault
+[ "$(stat -c %s "$VAULT/qsfs.log.1")" -eq $((65 << 20)) ] || fail "the 65 MiB log was not rotated to qsfs.log.1"
+[ "$(stat -c %s "$VAULT/qsfs.log")" -lt 1048576 ] || fail "qsfs.log still large after rotation"
+cmp src/late "$MNT/late" || fail "late does not read back after the remount"
+unmount
+"$Q" get "$VAULT" /late - | cmp - src/late || fail "qsfs get /late after the remount"

@@ -118,7 +118,8 @@ trap _mount_cleanup EXIT
 mount_vault() {
     mkdir -p "$MNT"
     local out pid
-    out=$("$Q" mount "$VAULT" "$MNT" ${MOUNT_OPTS[@]+"${MOUNT_OPTS[@]}"} 2>&1) || fail "qsfs mount failed: $out"
+    # debug: the cases read the per-seal lines (shards written, bytes).
+    out=$("$Q" mount "$VAULT" "$MNT" --log-level "${QSFS_TEST_LOG_LEVEL:-debug}" ${MOUNT_OPTS[@]+"${MOUNT_OPTS[@]}"} 2>&1) || fail "qsfs mount failed: $out"
     [[ "$out" == "mounted $VAULT at $MNT (qsfs pid "*"; log: $VAULT/qsfs.log)" ]] || fail "qsfs mount said: $out"
     is_mounted "$MNT" || fail "qsfs mount returned but nothing is mounted at $MNT"
     pid=$(mount_pid) || fail "no pid in $VAULT/.lock: $(cat "$VAULT/.lock" 2>&1)"
@@ -141,6 +142,16 @@ mount_fresh() {
 unmount() {
     local out
     out=$("$Q" umount "$MNT" 2>&1) || fail "qsfs umount $MNT failed: $out"
+    ! is_mounted "$MNT" || fail "qsfs umount returned but $MNT is still mounted"
+    ! ours_alive "$MOUNTED_PID" || fail "qsfs umount returned but mount process $MOUNTED_PID is still alive"
+}
+
+# qsfs umount while N files cannot be sealed: it exits 3 and says so.
+unmount_staged() {
+    local want="$1" out rc=0
+    out=$("$Q" umount "$MNT" 2>&1) || rc=$?
+    [ "$rc" -eq 3 ] || fail "qsfs umount with $want unsealed file(s) exited $rc (want 3): $out"
+    [[ "$out" == *"$want file(s) could not be sealed"* ]] || fail "qsfs umount said: $out"
     ! is_mounted "$MNT" || fail "qsfs umount returned but $MNT is still mounted"
     ! ours_alive "$MOUNTED_PID" || fail "qsfs umount returned but mount process $MOUNTED_PID is still alive"
 }
