@@ -231,12 +231,14 @@ fn apply(v: &TestVault, name: &str, fault: Fault, rng: &mut Rng) -> Vec<(String,
     let dir = v.node_dir(name);
     let shards = shards_in(name, &dir);
     for s in &shards {
-        let len = std::fs::metadata(&s.path).unwrap().len();
+        // Two shards can share a fan-out folder, so the second one's
+        // file may already be gone: only the byte faults need its length.
+        let len = || std::fs::metadata(&s.path).unwrap().len();
         match fault {
             Fault::DeleteShards => std::fs::remove_file(&s.path).unwrap(),
             // Anywhere, into the header too.
-            Fault::Truncate => truncate(&s.path, rng.below(len)),
-            Fault::FlipBit => flip_bit(&s.path, 64 + rng.below(len - 64), rng.below(8) as u8),
+            Fault::Truncate => truncate(&s.path, rng.below(len())),
+            Fault::FlipBit => flip_bit(&s.path, 64 + rng.below(len() - 64), rng.below(8) as u8),
             Fault::LoseFanFolders => {
                 let fan = s.path.parent().unwrap();
                 if fan.exists() {
