@@ -290,6 +290,14 @@ pub enum JournalError {
         /// The error.
         source: io::Error,
     },
+    /// Shorter than its header: the process stopped between starting the
+    /// journal and writing its header, so it records no write (a write is
+    /// answered only after its entry is written).
+    #[error("staging journal {path}: started but records no write")]
+    Unstarted {
+        /// The journal file.
+        path: PathBuf,
+    },
     /// Its header is not a journal header of this version.
     #[error("staging journal {path}: {detail}")]
     Header {
@@ -310,7 +318,9 @@ impl Image {
         };
         let h = buf
             .get(..HEADER as usize)
-            .ok_or_else(|| bad("shorter than its header"))?;
+            .ok_or_else(|| JournalError::Unstarted {
+                path: path.to_path_buf(),
+            })?;
         if &h[..8] != MAGIC {
             return Err(bad("not a staging journal (bad magic)"));
         }
@@ -483,6 +493,14 @@ mod tests {
         bad[30] ^= 1;
         let e = Image::decode(&bad, &path).unwrap_err().to_string();
         assert!(e.contains("damaged header") && e.contains("42"), "{e}");
+        // Cut inside the header (a kill between starting the journal and
+        // writing its header): it records no write, which is not damage.
+        for cut in [0, 1, HEADER as usize - 1] {
+            assert!(matches!(
+                Image::decode(&bytes[..cut], &path),
+                Err(JournalError::Unstarted { .. })
+            ));
+        }
         // Reopen cuts the torn tail and appends after the valid entries.
         std::fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
         let img = Image::read(&path).unwrap();

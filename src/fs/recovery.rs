@@ -97,6 +97,11 @@ fn journals(dir: &Path) -> Vec<(u64, Option<Image>)> {
                 );
                 out.push((ino, None));
             }
+            Err(e @ super::journal::JournalError::Unstarted { .. }) => {
+                // Nothing in it was ever answered to a writer.
+                tracing::info!("{e} (the previous mount stopped while starting it): removed");
+                out.push((ino, None));
+            }
             Err(e) => {
                 tracing::error!("{e}; the unsealed data it described cannot be recovered");
                 out.push((ino, None));
