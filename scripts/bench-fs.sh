@@ -84,7 +84,11 @@ is_root=0; [ "$(id -u)" -eq 0 ] && is_root=1
 need_pkgs=()
 if [ -n "${want[gocryptfs]:-}" ] && ! command -v gocryptfs >/dev/null; then need_pkgs+=(gocryptfs); fi
 if [ -n "${want[securefs]:-}" ] && ! command -v securefs >/dev/null; then need_pkgs+=(securefs); fi
-if [ -n "${step[small]:-}" ] && ! command -v autoconf >/dev/null; then need_pkgs+=(autoconf); fi
+if [ -n "${step[small]:-}" ]; then
+    command -v autoconf >/dev/null || need_pkgs+=(autoconf)
+    # automake ships install-sh, which AC_PROG_INSTALL needs next to configure.
+    command -v automake >/dev/null || need_pkgs+=(automake)
+fi
 if [ -n "${step[small]:-}" ] && ! command -v gcc >/dev/null; then need_pkgs+=(gcc libc6-dev); fi
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     [ $is_root -eq 1 ] || { echo "missing ${need_pkgs[*]}: run as root or: sudo apt-get install ${need_pkgs[*]}" >&2; exit 1; }
@@ -196,6 +200,7 @@ cfgsrc="$work/cfgsrc"
 if [ -n "${step[small]:-}" ]; then
     mkdir -p "$cfgsrc"
     cp "$repo/scripts/bench-data/configure/configure.ac" "$cfgsrc/"
+    cp "$(automake --print-libdir)/install-sh" "$cfgsrc/"
     (cd "$cfgsrc" && autoconf && autoheader) || { log "autoconf failed"; exit 1; }
     rm -rf "$cfgsrc/autom4te.cache"
     [ -n "$fsstress" ] || log "no fsstress on PATH and FSSTRESS unset: the fsstress row is skipped (build it from xfstests)"
