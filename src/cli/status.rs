@@ -217,7 +217,7 @@ pub fn status(ctx: &Ctx, a: StatusArgs) -> Result<i32> {
         if let Some(why) = &n.not_checked {
             writeln!(
                 out,
-                "             shards not checked ({why}): {}",
+                "             shards not checked: {why}; next: {}",
                 n.next_step.as_deref().unwrap_or("")
             )?;
         } else if n.placed_missing > 0 && n.placed_missing < n.shards_missing {

@@ -32,7 +32,7 @@ use std::sync::Arc;
 use classify::{Placed, Plan, Snapshot};
 
 use super::maint::{Progress, ProgressFn};
-use super::{KeyIssue, Vault, VaultError};
+use super::{KeyIssue, NotChecked, Vault, VaultError};
 use crate::ObjectId;
 use crate::dispersal::{DispersalError, Manifest};
 use crate::node::{Node, NodeErrorKind, ShardKey};
@@ -67,7 +67,10 @@ impl Vault {
                     node: node.clone(),
                     shards: l.as_ref().map(|l| l.shards.len() as u64).unwrap_or(0),
                     leftovers: l.as_ref().map(|l| l.leftovers.len() as u64).unwrap_or(0),
-                    error: l.as_ref().err().cloned(),
+                    missing: 0,
+                    not_checked: l.as_ref().err().cloned(),
+                    next_step: l.as_ref().err().map(|why| why.next_step(&self.root, node)),
+                    error: l.as_ref().err().map(ToString::to_string),
                 })
                 .collect(),
             objects: snap.manifests.len() as u64,
@@ -82,6 +85,11 @@ impl Vault {
             ..Default::default()
         };
         report.shards = report.nodes.iter().map(|n| n.shards).sum();
+        report.nodes_not_checked = report
+            .nodes
+            .iter()
+            .filter(|n| n.not_checked.is_some())
+            .count() as u64;
 
         let total: u64 = plan.placed.iter().map(|p| p.size).sum();
         progress(Progress::Phase {
@@ -101,6 +109,12 @@ impl Vault {
                 repaired: false,
             })
             .collect();
+        for n in report.nodes.iter_mut() {
+            n.missing = faults
+                .iter()
+                .filter(|(node, _, f)| *node == n.node && *f == ShardFault::Missing)
+                .count() as u64;
+        }
         report.broken_files = self.broken_files(&plan)?;
         self.fill_orphans(&mut report, &plan);
 
@@ -122,16 +136,18 @@ impl Vault {
                 .ec
                 .nodes()
                 .iter()
-                .map(|node| scope.spawn(move || node.list().map_err(|e| e.to_string())))
+                .map(|node| scope.spawn(move || self.check_listing(node)))
                 .collect();
             self.ec
                 .nodes()
                 .iter()
                 .zip(handles)
                 .map(|(node, h)| {
-                    let listing = h
-                        .join()
-                        .unwrap_or_else(|_| Err("listing thread panicked".into()));
+                    let listing = h.join().unwrap_or_else(|_| {
+                        Err(NotChecked::Unreachable {
+                            detail: "its listing thread panicked".into(),
+                        })
+                    });
                     (node.name().to_string(), listing)
                 })
                 .collect::<Vec<_>>()
