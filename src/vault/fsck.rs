@@ -336,12 +336,19 @@ impl Vault {
             .collect();
     }
 
-    /// Files and records in the staging folder.
+    /// Files and records in the staging folder. Only staged file data
+    /// counts: the pieces `<ino>` and `<ino>.<piece>` (src/fs/staging.rs).
+    /// The journal and stock folders, stdin spools of `qsfs put -` and
+    /// anything else there are not files waiting to be sealed; counting
+    /// them said "2 files in the staging folder" on a vault with nothing
+    /// staged.
     fn staging_state(&self) -> Result<StagingState, VaultError> {
         let mut files: Vec<String> = std::fs::read_dir(self.staging())
             .map(|it| {
                 it.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                    .filter_map(|e| e.file_name().to_str().map(str::to_string))
+                    .filter(|name| staged_piece(name).is_some())
                     .collect()
             })
             .unwrap_or_default();
@@ -571,6 +578,22 @@ fn header_fault(node: &dyn Node, key: ShardKey, m: &Manifest) -> Option<ShardFau
     }
 }
 
+/// The inode and piece number of a staging file name: `<ino>` (piece 0)
+/// or `<ino>.<piece>`, both decimal (src/fs/staging.rs names them). Strict
+/// on purpose: `u64::from_str` would also take "+5", and "5.journal" or
+/// "stock-1" must not pass for staged data.
+fn staged_piece(name: &str) -> Option<(u64, u64)> {
+    let number = |s: &str| {
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse::<u64>().ok())
+            .flatten()
+    };
+    match name.split_once('.') {
+        None => Some((number(name)?, 0)),
+        Some((ino, piece)) => Some((number(ino)?, number(piece)?)),
+    }
+}
+
 /// True once shard `key` is no longer on `node`.
 fn gone(node: &dyn Node, key: ShardKey) -> bool {
     matches!(node.read_header(key), Err(e) if e.is_not_found())
@@ -606,6 +629,27 @@ fn readable(problems: &[FileProblem]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_staged_pieces_count_as_staged_files() {
+        assert_eq!(staged_piece("12"), Some((12, 0)));
+        assert_eq!(staged_piece("12.3"), Some((12, 3)));
+        for other in [
+            "journal",
+            "stock",
+            "12.journal",
+            "stock-1",
+            "spool-00ff",
+            ".stock.7.1.tmp",
+            "+12",
+            "12.",
+            ".3",
+            "12.3.4",
+            "",
+        ] {
+            assert_eq!(staged_piece(other), None, "{other:?}");
+        }
+    }
 
     #[test]
     fn readability_needs_two_of_three_key_pieces() {

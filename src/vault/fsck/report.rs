@@ -182,7 +182,8 @@ pub struct StagingState {
     /// Files with unsealed writes: staging journals (`staging/journal/`)
     /// plus staging records older versions left in the namespace.
     pub pending_seals: u64,
-    /// Files in `VAULT/staging`.
+    /// Staged file data in `VAULT/staging`: the files named `<ino>` or
+    /// `<ino>.<piece>` (journals, stock files and spools are not listed).
     pub files: Vec<String>,
 }
 
