@@ -21,7 +21,7 @@ use super::{Dispersal, DispersalError};
 use crate::ObjectId;
 use crate::erasure::Codec;
 use crate::logsum::Cause;
-use crate::node::{Node, NodeErrorKind, ShardKey};
+use crate::node::{Node, NodeErrorKind, NodeHealth, ShardKey};
 
 /// A shard a read could not use, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,6 +112,20 @@ impl ObjectShards<'_> {
         };
         node.read_at(key, m.layout.chunk_offset(stripe), &mut buf)
             .map_err(|e| {
+                // A node whose folder is gone (or unmarked, or whose server
+                // is down) fails every read; say so, not "missing", since
+                // the next step is to bring the node back or adopt a
+                // replacement, not a scrub (health is cached: this costs
+                // nothing per read).
+                if !matches!(e.kind, NodeErrorKind::Corrupt(_))
+                    && let NodeHealth::Offline(detail) = node.health()
+                {
+                    return ChunkFault {
+                        gone: e.is_not_found(),
+                        cause: Cause::NodeOffline,
+                        why: format!("node offline: {detail}"),
+                    };
+                }
                 if e.is_not_found() {
                     ChunkFault {
                         gone: true,
