@@ -37,8 +37,16 @@ pub enum Cause {
     ShardMissing,
     /// A shard is there but damaged (a chunk fails its hash, it is short).
     ShardCorrupt,
-    /// The node could not be read (offline, an I/O error).
+    /// The node could not be read (an I/O error, a link failure) while it
+    /// looked usable.
     NodeUnreadable,
+    /// The node is offline: its folder is missing or has no node marker,
+    /// or its server does not answer. Apart from [`Cause::NodeUnreadable`]
+    /// because the next step differs: `qsfs scrub --repair` never writes
+    /// into a missing or unmarked folder (it may be an unmounted disk's
+    /// mount point), so the folder must come back or a replacement be
+    /// adopted, which needs the vault unmounted.
+    NodeOffline,
     /// A write could not place its shard on the node (repair debt).
     WriteFailed,
     /// An object's key share or backup record is damaged or missing
@@ -50,38 +58,63 @@ pub enum Cause {
 }
 
 impl Cause {
-    /// What was counted (one, many), what the reads or writes did about
-    /// it, and what to do.
-    fn words(self) -> (&'static str, &'static str, &'static str, &'static str) {
-        const REBUILD: &str = "run `qsfs scrub --repair` to rebuild them";
+    /// What was counted (one, many), and what the reads or writes did
+    /// about it.
+    fn words(self) -> (&'static str, &'static str, &'static str) {
         const AROUND: &str = "reads went around them";
         match self {
-            Cause::ShardMissing => ("shard missing", "shards missing", AROUND, REBUILD),
-            Cause::ShardCorrupt => ("shard damaged", "shards damaged", AROUND, REBUILD),
-            Cause::NodeUnreadable => (
-                "shard unreadable",
-                "shards unreadable",
+            Cause::ShardMissing => ("shard missing", "shards missing", AROUND),
+            Cause::ShardCorrupt => ("shard damaged", "shards damaged", AROUND),
+            Cause::NodeUnreadable => ("shard unreadable", "shards unreadable", AROUND),
+            Cause::NodeOffline => (
+                "shard unreadable (node offline)",
+                "shards unreadable (node offline)",
                 AROUND,
-                "check the node (`qsfs node list`), then run `qsfs scrub --repair`",
             ),
             Cause::WriteFailed => (
                 "object written without its shard there",
                 "objects written without their shard there",
                 "writes recorded repair debt",
-                "bring the node back, then run `qsfs scrub --repair`",
             ),
             Cause::QuorumMissed => (
                 "file not sealed (too few nodes for the write quorum)",
                 "files not sealed (too few nodes for the write quorum)",
                 "their data stays staged and is retried in the background",
-                "bring the nodes back (`qsfs node list`); `qsfs status` shows what is staged",
             ),
             Cause::KeyDamaged => (
                 "object with damaged or missing key material",
                 "objects with damaged or missing key material",
                 "reads used the other key share",
-                "run `qsfs keys repair` (after unmounting)",
             ),
+        }
+    }
+
+    /// What to do about it on `node`. The log has no vault path at hand,
+    /// so commands name it `VAULT` (and the mount point `MOUNTPOINT`), as
+    /// the node's own messages do.
+    pub fn next_step(self, node: &str) -> String {
+        match self {
+            Cause::ShardMissing | Cause::ShardCorrupt => {
+                "run `qsfs scrub --repair` to rebuild them".into()
+            }
+            Cause::NodeUnreadable => {
+                "check the node (`qsfs node list`), then run `qsfs scrub --repair`".into()
+            }
+            Cause::NodeOffline => format!(
+                "restore {node}'s folder (mount its disk, or start its node server); if it is lost \
+                 for good, after `qsfs umount MOUNTPOINT` (when mounted) run `qsfs node adopt VAULT \
+                 {node}` on an empty replacement folder, then `qsfs scrub --repair` rebuilds its \
+                 shards"
+            ),
+            Cause::WriteFailed => format!(
+                "bring {node} back (if its folder is missing or has no node marker: restore it, or \
+                 after `qsfs umount MOUNTPOINT` run `qsfs node adopt VAULT {node}` on an empty \
+                 replacement folder), then run `qsfs scrub --repair`"
+            ),
+            Cause::QuorumMissed => {
+                "bring the nodes back (`qsfs node list`); `qsfs status` shows what is staged".into()
+            }
+            Cause::KeyDamaged => "run `qsfs keys repair` (after unmounting)".into(),
         }
     }
 }
@@ -151,13 +184,14 @@ impl Line {
                 period,
                 example,
             } => {
-                let (one, many, done, next) = cause.words();
+                let (one, many, done) = cause.words();
                 format!(
-                    "{node}: {}{distinct} {} in the last {} s ({events} {}: {done}); {next}; for example: {example}",
+                    "{node}: {}{distinct} {} in the last {} s ({events} {}: {done}); {}; for example: {example}",
                     if *at_least { "at least " } else { "" },
                     if *distinct == 1 { one } else { many },
                     period.as_secs().max(1),
                     if *events == 1 { "time" } else { "times" },
+                    cause.next_step(node),
                 )
             }
         }
@@ -464,6 +498,36 @@ mod tests {
                 ..
             }
         )));
+    }
+
+    #[test]
+    fn an_offline_node_is_told_to_come_back_or_be_adopted_after_umount() {
+        let t0 = Instant::now();
+        let mut r = Repeats::new(MIN);
+        for i in 0..3 {
+            r.record(t0, "node-2", Cause::NodeOffline, shard(i), || "x".into());
+        }
+        let due = r.due(t0 + MIN);
+        let text = due[0].text();
+        assert!(
+            text.starts_with("node-2: 2 shards unreadable (node offline) in the last 60 s"),
+            "{text}"
+        );
+        for want in [
+            "restore node-2's folder",
+            "after `qsfs umount MOUNTPOINT` (when mounted) run `qsfs node adopt VAULT node-2`",
+            "`qsfs scrub --repair`",
+        ] {
+            assert!(text.contains(want), "{want:?} not in {text}");
+        }
+        // Missing shards on a node that answers: scrub rebuilds them in
+        // place, no adopting.
+        assert!(!Cause::ShardMissing.next_step("node-2").contains("adopt"));
+        assert!(
+            Cause::WriteFailed
+                .next_step("node-2")
+                .contains("node adopt VAULT node-2")
+        );
     }
 
     #[test]

@@ -655,3 +655,307 @@ fn a_name_whose_manifest_is_gone_is_reported_and_kept() {
     assert_eq!(broken.len(), 1, "{report}");
     assert_eq!(broken[0]["path"], "/a");
 }
+
+/// The row of node `name` in a status or fsck report list.
+fn node_row<'a>(list: &'a Value, key: &str, name: &str) -> &'a Value {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n[key] == name)
+        .unwrap_or_else(|| panic!("no row for {name}: {list:#}"))
+}
+
+/// Per node, fsck's "missing" shard problems, from its list of problems.
+fn fsck_missing_by_node(report: &Value) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for p in report["shard_problems"].as_array().unwrap() {
+        if p["fault"]["problem"] == "missing" {
+            *out.entry(p["node"].as_str().unwrap().to_string())
+                .or_default() += 1;
+        }
+    }
+    out
+}
+
+/// Asserts that `qsfs status` counts what `qsfs fsck` finds: per node the
+/// shard files held and the placed shards missing, and the totals.
+#[track_caller]
+fn assert_status_agrees_with_fsck(st: &Value, report: &Value) {
+    let by_node = fsck_missing_by_node(report);
+    let total: u64 = by_node.values().sum();
+    assert_eq!(
+        st["placed_missing"].as_u64(),
+        Some(total),
+        "status placed_missing vs fsck's missing shards\nstatus: {st:#}\nfsck: {report:#}"
+    );
+    for n in report["nodes"].as_array().unwrap() {
+        let name = n["node"].as_str().unwrap();
+        let s = node_row(&st["nodes"], "name", name);
+        let missing = by_node.get(name).copied().unwrap_or(0);
+        assert_eq!(n["missing"].as_u64(), Some(missing), "fsck {name}: {n:#}");
+        assert_eq!(
+            s["placed_missing"].as_u64(),
+            Some(missing),
+            "status {name} placed_missing vs fsck: {s:#}"
+        );
+        assert_eq!(
+            s["shards_found"], n["shards"],
+            "status {name} shards_found vs fsck's shard files: {s:#} {n:#}"
+        );
+        assert_eq!(
+            s["not_checked"], n["not_checked"],
+            "status and fsck disagree on whether {name} was checked"
+        );
+    }
+}
+
+/// One node loses every shard file (its marker stays): `qsfs status`
+/// counts per node what is really there, and its `placed_missing` (per
+/// node and in total) is exactly what `qsfs fsck` lists as missing. After
+/// `fsck --repair` the same shards are repair debt (`shards_unplaced`),
+/// and `scrub --repair` brings every count back to 0.
+#[test]
+fn status_counts_what_fsck_finds_when_a_node_loses_its_shards() {
+    let mut rng = Rng::from_env("status_counts_lost_shards");
+    let v = TestVault::new(&["--max-chunk", "65536"]);
+    let mut files = Vec::new();
+    for i in 0..6 {
+        let data = rng.bytes(5_000 + 40_000 * i);
+        let path = format!("/f{i}");
+        v.put_bytes(&data, &path).success();
+        files.push((path, data));
+    }
+    let st = v.status();
+    for key in ["placed_missing", "shards_unplaced", "placed_unchecked"] {
+        assert_eq!(st[key], 0, "{key} on a healthy vault: {st:#}");
+    }
+    let (r, report) = fsck(&v, &[]);
+    r.success();
+    assert_status_agrees_with_fsck(&st, &report);
+
+    let victim = "node-1";
+    let lost: Vec<ShardFile> = v
+        .shards()
+        .into_iter()
+        .filter(|s| s.node == victim)
+        .collect();
+    assert_eq!(lost.len(), files.len(), "node-1 holds one shard per file");
+    for s in &lost {
+        std::fs::remove_file(&s.path).unwrap();
+    }
+    assert!(v.node_dir(victim).join("qsfs-node").exists());
+
+    let st = v.status();
+    let (r, report) = fsck(&v, &[]);
+    r.failure();
+    assert_status_agrees_with_fsck(&st, &report);
+    let n = lost.len() as u64;
+    assert_eq!(st["placed_missing"], n, "{st:#}");
+    assert_eq!(st["shards_unplaced"], 0, "nothing recorded yet: {st:#}");
+    assert_eq!(st["placed_unchecked"], 0, "{st:#}");
+    let row = node_row(&st["nodes"], "name", victim);
+    assert_eq!(row["shards_found"], 0, "{row:#}");
+    assert_eq!(row["shards_expected"], n, "{row:#}");
+    assert_eq!(row["placed_missing"], n, "{row:#}");
+    assert_eq!(row["shards_missing"], n, "{row:#}");
+    assert_eq!(
+        fsck_missing_by_node(&report),
+        BTreeMap::from([(victim.to_string(), n)])
+    );
+    let text = v.run("status", &[]);
+    text.success().stdout_has(&[
+        "unplaced  0 shards",
+        &format!("missing   {n} shards"),
+        &format!("{victim} {n}"),
+        "nothing recorded as owed",
+    ]);
+
+    // fsck --repair records them as repair debt: the catalogue knows now.
+    let (r, _) = fsck(&v, &["--repair"]);
+    r.success();
+    let st = v.status();
+    let (r, report) = fsck(&v, &[]);
+    r.success();
+    assert_status_agrees_with_fsck(&st, &report);
+    assert_eq!(st["placed_missing"], 0, "{st:#}");
+    assert_eq!(st["shards_unplaced"], n, "{st:#}");
+    assert_eq!(st["missing_shards"], n, "{st:#}");
+    let row = node_row(&st["nodes"], "name", victim);
+    assert_eq!(row["shards_unplaced"], n, "{row:#}");
+    assert_eq!(row["placed_missing"], 0, "{row:#}");
+    assert_eq!(row["shards_found"], 0, "{row:#}");
+    v.run("status", &[])
+        .success()
+        .stdout_has(&[&format!("unplaced  {n} shards"), "missing   0 shards"]);
+
+    // scrub --repair rebuilds them where they were: every count is 0.
+    v.run("scrub", &["--repair"]).success();
+    let st = v.status();
+    for key in ["placed_missing", "shards_unplaced", "placed_unchecked"] {
+        assert_eq!(st[key], 0, "{key} after the repair: {st:#}");
+    }
+    assert_eq!(node_row(&st["nodes"], "name", victim)["shards_found"], n);
+    for (p, data) in &files {
+        v.assert_reads(p, data).quiet();
+    }
+}
+
+/// A node folder that is gone entirely: fsck names the node "not
+/// checked" with the typed reason `folder-missing` and a next step that
+/// names the real commands, counts it in a "nodes not checked" row and
+/// exits 1 (also with --repair, which records nothing for it); `qsfs
+/// status` leaves the same node unchecked and counts its shards as
+/// `placed_unchecked`, not missing. An empty folder in its place is "not
+/// checked" too (`no-marker`: it may be a disk that is not mounted) until
+/// `qsfs node adopt` takes it into use; then both count its shards as
+/// missing, and `scrub --repair` rebuilds them.
+#[test]
+fn a_missing_node_folder_is_not_checked_and_says_what_to_do() {
+    let mut rng = Rng::from_env("fsck_missing_node_folder");
+    let v = TestVault::new(&[]);
+    let mut files = Vec::new();
+    for i in 0..4 {
+        let data = rng.bytes(20_000 + 30_000 * i);
+        let path = format!("/f{i}");
+        v.put_bytes(&data, &path).success();
+        files.push((path, data));
+    }
+    let victim = "node-3";
+    let dir = v.node_dir(victim);
+    std::fs::remove_dir_all(&dir).unwrap();
+    let n = files.len() as u64;
+
+    for extra in [&[][..], &["--repair"][..]] {
+        let (r, report) = fsck(&v, extra);
+        r.failure()
+            .stderr_has(&["1 node not checked (node-3)", "NOT CHECKED"]);
+        assert_eq!(report["clean"], false, "{report:#}");
+        assert_eq!(report["nodes_not_checked"], 1, "{report:#}");
+        let row = node_row(&report["nodes"], "node", victim);
+        assert_eq!(row["not_checked"]["reason"], "folder-missing", "{row:#}");
+        assert_eq!(
+            row["not_checked"]["path"],
+            dir.display().to_string(),
+            "{row:#}"
+        );
+        let next = row["next_step"].as_str().unwrap();
+        for want in [
+            "restore the folder",
+            &format!("qsfs node adopt {} {victim}", v.arg()),
+            "qsfs umount",
+            "--repair",
+        ] {
+            assert!(next.contains(want), "{want:?} not in the next step: {next}");
+        }
+        // Its shards were not looked at: no verdict on them.
+        assert_eq!(report["shard_problems"].as_array().unwrap().len(), 0);
+        for other in report["nodes"].as_array().unwrap() {
+            if other["node"] != victim {
+                assert_eq!(other["not_checked"], Value::Null, "{other:#}");
+            }
+        }
+    }
+    let text = v.run("fsck", &[]);
+    assert_eq!(text.code, Some(1), "{}", text.out());
+    let out = text.out();
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("node node-3: NOT CHECKED: its folder")
+                && l.contains("is missing; next: restore the folder")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                == ["nodes", "not", "checked", "1", "-"]),
+        "{out}"
+    );
+
+    let st = v.status();
+    let (_, report) = fsck(&v, &[]);
+    assert_status_agrees_with_fsck(&st, &report);
+    let row = node_row(&st["nodes"], "name", victim);
+    assert_eq!(row["not_checked"]["reason"], "folder-missing", "{row:#}");
+    assert_eq!(row["health"]["state"], "offline", "{row:#}");
+    assert_eq!(row["placed_unchecked"], n, "{row:#}");
+    assert_eq!(row["placed_missing"], 0, "{row:#}");
+    assert_eq!(st["placed_unchecked"], n, "{st:#}");
+    assert_eq!(st["placed_missing"], 0, "{st:#}");
+    assert_eq!(
+        st["shards_unplaced"], 0,
+        "fsck --repair recorded nothing: {st:#}"
+    );
+    v.run("status", &[]).success().stdout_has(&[
+        &format!("unchecked {n} shards"),
+        "node-3: its folder",
+        "shards not checked",
+        "qsfs node adopt",
+    ]);
+
+    // An empty folder in its place (a new disk, or a disk not mounted).
+    std::fs::create_dir(&dir).unwrap();
+    let (r, report) = fsck(&v, &[]);
+    r.failure();
+    let row = node_row(&report["nodes"], "node", victim);
+    assert_eq!(row["not_checked"]["reason"], "no-marker", "{row:#}");
+    assert!(
+        row["next_step"].as_str().unwrap().contains("mount it"),
+        "{row:#}"
+    );
+    assert_status_agrees_with_fsck(&v.status(), &report);
+
+    // Adopted: checked again, and both count its shards missing.
+    qsfs(&["node", "adopt", &v.arg(), victim]).success();
+    let (r, report) = fsck(&v, &[]);
+    r.failure();
+    assert_eq!(report["nodes_not_checked"], 0, "{report:#}");
+    let st = v.status();
+    assert_status_agrees_with_fsck(&st, &report);
+    assert_eq!(st["placed_missing"], n, "{st:#}");
+    assert_eq!(st["placed_unchecked"], 0, "{st:#}");
+    v.run("scrub", &["--repair"]).success();
+    let (r, report) = fsck(&v, &[]);
+    r.success();
+    assert_eq!(report["clean"], true, "{report:#}");
+    for (p, data) in &files {
+        v.assert_reads(p, data).quiet();
+    }
+}
+
+/// Only staged file data (`<ino>`, `<ino>.<piece>`) counts as files in the
+/// staging folder: the journal and stock folders a mount keeps there, and
+/// anything else (`7.journal`, `stock-3`, notes), do not.
+#[test]
+fn only_staged_file_data_counts_in_the_staging_folder() {
+    let v = TestVault::new(&[]);
+    let staging = v.root.join("staging");
+    std::fs::create_dir_all(staging.join("journal")).unwrap();
+    std::fs::create_dir_all(staging.join("stock")).unwrap();
+    std::fs::write(staging.join("stock/.stock.4242.1.tmp"), b"").unwrap();
+    for other in ["7.journal", "stock-3", "notes.txt", "+9", "9."] {
+        std::fs::write(staging.join(other), b"x").unwrap();
+    }
+    std::fs::create_dir(staging.join("55")).unwrap(); // a folder, not data
+    let (r, report) = fsck(&v, &[]);
+    r.success();
+    assert_eq!(
+        report["staging"]["files"],
+        serde_json::json!([]),
+        "{report:#}"
+    );
+    v.run("fsck", &[])
+        .success()
+        .stdout_has(&["0 files in the staging folder"]);
+
+    // Staged pieces as a mount names them do count.
+    std::fs::write(staging.join("12"), b"data").unwrap();
+    std::fs::write(staging.join("12.1"), b"data").unwrap();
+    let (_, report) = fsck(&v, &[]);
+    assert_eq!(
+        report["staging"]["files"],
+        serde_json::json!(["12", "12.1"]),
+        "{report:#}"
+    );
+    v.run("fsck", &[])
+        .stdout_has(&["2 files in the staging folder"]);
+}

@@ -36,7 +36,30 @@ pub fn fsck(ctx: &Ctx, a: FsckArgs) -> Result<i32> {
         return Ok(0);
     }
     let left = report.unresolved();
-    if report.repair {
+    if report.nodes_not_checked > 0 {
+        // Whatever else was found, the shards of these nodes were not
+        // looked at: "clean" cannot be claimed, and the next step differs.
+        let names: Vec<&str> = report
+            .nodes
+            .iter()
+            .filter(|n| n.not_checked.is_some())
+            .map(|n| n.node.as_str())
+            .collect();
+        eprintln!(
+            "qsfs: error: {} not checked ({}): see the NOT CHECKED lines above for what to do",
+            match names.len() {
+                1 => "1 node".to_string(),
+                k => format!("{k} nodes"),
+            },
+            names.join(", ")
+        );
+    }
+    // The other findings (a node not checked is none of fsck --repair's
+    // business).
+    let left = left.saturating_sub(report.nodes_not_checked as usize);
+    if left == 0 {
+        // Only nodes went unchecked: said above.
+    } else if report.repair {
         eprintln!(
             "qsfs: error: {left} problems remain after repair; see the list above (files are never removed by fsck)"
         );
@@ -79,8 +102,18 @@ fn state(repair: bool, repaired: bool, note: Option<&str>) -> String {
 
 fn render(out: &mut impl Write, r: &FsckReport) -> std::io::Result<()> {
     for n in &r.nodes {
-        match &n.error {
-            Some(e) => writeln!(out, "node {}: NOT CHECKED: {e}", n.node)?,
+        match &n.not_checked {
+            Some(why) => writeln!(
+                out,
+                "node {}: NOT CHECKED: {why}; next: {}",
+                n.node,
+                n.next_step.as_deref().unwrap_or("run fsck again")
+            )?,
+            None if n.missing > 0 => writeln!(
+                out,
+                "node {}: {} shard files, {} temporary files, {} placed shards missing",
+                n.node, n.shards, n.leftovers, n.missing
+            )?,
             None => writeln!(
                 out,
                 "node {}: {} shard files, {} temporary files",
@@ -181,6 +214,7 @@ fn render(out: &mut impl Write, r: &FsckReport) -> std::io::Result<()> {
         (v.len(), v.iter().filter(|x| **x).count())
     };
     let rows = [
+        ("nodes not checked", (r.nodes_not_checked as usize, 0)),
         ("broken files", (r.broken_files.len(), 0)),
         (
             "orphan objects",

@@ -92,13 +92,57 @@ pub fn status(ctx: &Ctx, a: StatusArgs) -> Result<i32> {
         bytes(s.stored_bytes),
         s.overhead
     )?;
-    if s.degraded_objects == 0 {
+    if s.degraded_objects == 0 && s.placed_missing == 0 {
         writeln!(out, "repair    nothing owed")?;
+    } else if s.degraded_objects == 0 {
+        writeln!(
+            out,
+            "repair    nothing recorded as owed, but {} missing from their nodes (below)",
+            shards(s.placed_missing)
+        )?;
     } else {
         writeln!(
             out,
             "repair    {} objects below full redundancy miss {} shards (degraded writes or lost shards; still readable while at least k remain; `qsfs scrub --repair` rebuilds them)",
             s.degraded_objects, s.missing_shards
+        )?;
+    }
+    writeln!(
+        out,
+        "unplaced  {} (recorded missing in their manifests: never placed, or found missing since)",
+        shards(s.shards_unplaced)
+    )?;
+    let per_node = |count: fn(&qsfs::vault::NodeStatus) -> u64| {
+        s.nodes
+            .iter()
+            .filter(|n| count(n) > 0)
+            .map(|n| format!("{} {}", n.name, count(n)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if s.placed_missing == 0 {
+        writeln!(
+            out,
+            "missing   0 shards (placed on a checked node, not recorded missing, and not there)"
+        )?;
+    } else {
+        writeln!(
+            out,
+            "missing   {} (placed on a checked node, not recorded missing, and not there: {}); `qsfs fsck --repair` records them, `qsfs scrub --repair` rebuilds them",
+            shards(s.placed_missing),
+            per_node(|n| n.placed_missing)
+        )?;
+    }
+    if s.placed_unchecked > 0 || s.nodes.iter().any(|n| n.not_checked.is_some()) {
+        writeln!(
+            out,
+            "unchecked {} placed on nodes that could not be checked ({}); see the nodes below",
+            shards(s.placed_unchecked),
+            s.nodes
+                .iter()
+                .filter_map(|n| n.not_checked.as_ref().map(|w| format!("{}: {w}", n.name)))
+                .collect::<Vec<_>>()
+                .join("; ")
         )?;
     }
     if let Some(m) = &s.mount {
@@ -170,6 +214,19 @@ pub fn status(ctx: &Ctx, a: StatusArgs) -> Result<i32> {
         if let Some(d) = detail {
             writeln!(out, "             {d}")?;
         }
+        if let Some(why) = &n.not_checked {
+            writeln!(
+                out,
+                "             shards not checked: {why}; next: {}",
+                n.next_step.as_deref().unwrap_or("")
+            )?;
+        } else if n.placed_missing > 0 && n.placed_missing < n.shards_missing {
+            writeln!(
+                out,
+                "             of them {} not recorded as repair debt yet (`qsfs fsck` lists them)",
+                n.placed_missing
+            )?;
+        }
         if n.leftovers > 0 {
             writeln!(
                 out,
@@ -221,4 +278,13 @@ pub fn status(ctx: &Ctx, a: StatusArgs) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// "1 shard", "6 shards".
+fn shards(n: u64) -> String {
+    if n == 1 {
+        "1 shard".into()
+    } else {
+        format!("{n} shards")
+    }
 }

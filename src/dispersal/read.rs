@@ -21,7 +21,7 @@ use super::{Dispersal, DispersalError};
 use crate::ObjectId;
 use crate::erasure::Codec;
 use crate::logsum::Cause;
-use crate::node::{Node, NodeErrorKind, ShardKey};
+use crate::node::{Node, NodeErrorKind, NodeHealth, ShardKey};
 
 /// A shard a read could not use, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,10 +112,22 @@ impl ObjectShards<'_> {
         };
         node.read_at(key, m.layout.chunk_offset(stripe), &mut buf)
             .map_err(|e| {
+                // A node whose folder is gone (or unmarked, or whose server
+                // is down) fails every read. What failed stays as it was
+                // ("missing" for a shard file that is not there), but the
+                // cause is the node, whose next step is to bring it back
+                // or adopt a replacement, not a scrub (health is cached:
+                // this costs nothing per read).
+                let offline = !matches!(e.kind, NodeErrorKind::Corrupt(_))
+                    && matches!(node.health(), NodeHealth::Offline(_));
                 if e.is_not_found() {
                     ChunkFault {
                         gone: true,
-                        cause: Cause::ShardMissing,
+                        cause: if offline {
+                            Cause::NodeOffline
+                        } else {
+                            Cause::ShardMissing
+                        },
                         why: "missing".to_string(),
                     }
                 } else {
@@ -123,6 +135,7 @@ impl ObjectShards<'_> {
                         gone: false,
                         cause: match e.kind {
                             NodeErrorKind::Corrupt(_) => Cause::ShardCorrupt,
+                            _ if offline => Cause::NodeOffline,
                             _ => Cause::NodeUnreadable,
                         },
                         why: e.kind.to_string(),

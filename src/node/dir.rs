@@ -530,7 +530,16 @@ impl Node for DirNode {
     fn read_at(&self, key: ShardKey, offset: u64, buf: &mut [u8]) -> Result<(), NodeError> {
         let path = self.shard_path(key);
         let err = |kind| self.err("read shard", Some(key), kind).at(&path);
-        let file = File::open(&path).map_err(|e| err(Self::io_kind(e)))?;
+        let file = File::open(&path).map_err(|e| {
+            if e.kind() == ErrorKind::NotFound {
+                // A shard file that is not there may mean the whole folder
+                // went (a disk pulled): the next health check must look,
+                // not answer "ok" from the cache, so the reader can tell a
+                // lost shard from an offline node.
+                *self.health_cache.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            }
+            err(Self::io_kind(e))
+        })?;
         file.read_exact_at(buf, HEADER_LEN as u64 + offset)
             .map_err(|e| {
                 if e.kind() == ErrorKind::UnexpectedEof {

@@ -727,7 +727,16 @@ impl Node for RemoteNode {
                 }
                 Ok(())
             })
-            .map_err(|f| self.inner.err(f, "read shard", Some(key)))
+            .map_err(|f| {
+                let e = self.inner.err(f, "read shard", Some(key));
+                if e.is_not_found() {
+                    // As in a folder node: a shard not found may mean the
+                    // node's folder is gone; the next health check asks
+                    // (the server's cache was dropped by the same miss).
+                    *self.inner.health.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                }
+                e
+            })
     }
 
     fn read_header(&self, key: ShardKey) -> Result<ShardHeader, NodeError> {

@@ -32,7 +32,7 @@ use std::sync::Arc;
 use classify::{Placed, Plan, Snapshot};
 
 use super::maint::{Progress, ProgressFn};
-use super::{KeyIssue, Vault, VaultError};
+use super::{KeyIssue, NotChecked, Vault, VaultError};
 use crate::ObjectId;
 use crate::dispersal::{DispersalError, Manifest};
 use crate::node::{Node, NodeErrorKind, ShardKey};
@@ -67,7 +67,10 @@ impl Vault {
                     node: node.clone(),
                     shards: l.as_ref().map(|l| l.shards.len() as u64).unwrap_or(0),
                     leftovers: l.as_ref().map(|l| l.leftovers.len() as u64).unwrap_or(0),
-                    error: l.as_ref().err().cloned(),
+                    missing: 0,
+                    not_checked: l.as_ref().err().cloned(),
+                    next_step: l.as_ref().err().map(|why| why.next_step(&self.root, node)),
+                    error: l.as_ref().err().map(ToString::to_string),
                 })
                 .collect(),
             objects: snap.manifests.len() as u64,
@@ -82,6 +85,11 @@ impl Vault {
             ..Default::default()
         };
         report.shards = report.nodes.iter().map(|n| n.shards).sum();
+        report.nodes_not_checked = report
+            .nodes
+            .iter()
+            .filter(|n| n.not_checked.is_some())
+            .count() as u64;
 
         let total: u64 = plan.placed.iter().map(|p| p.size).sum();
         progress(Progress::Phase {
@@ -101,6 +109,12 @@ impl Vault {
                 repaired: false,
             })
             .collect();
+        for n in report.nodes.iter_mut() {
+            n.missing = faults
+                .iter()
+                .filter(|(node, _, f)| *node == n.node && *f == ShardFault::Missing)
+                .count() as u64;
+        }
         report.broken_files = self.broken_files(&plan)?;
         self.fill_orphans(&mut report, &plan);
 
@@ -122,16 +136,18 @@ impl Vault {
                 .ec
                 .nodes()
                 .iter()
-                .map(|node| scope.spawn(move || node.list().map_err(|e| e.to_string())))
+                .map(|node| scope.spawn(move || self.check_listing(node)))
                 .collect();
             self.ec
                 .nodes()
                 .iter()
                 .zip(handles)
                 .map(|(node, h)| {
-                    let listing = h
-                        .join()
-                        .unwrap_or_else(|_| Err("listing thread panicked".into()));
+                    let listing = h.join().unwrap_or_else(|_| {
+                        Err(NotChecked::Unreachable {
+                            detail: "its listing thread panicked".into(),
+                        })
+                    });
                     (node.name().to_string(), listing)
                 })
                 .collect::<Vec<_>>()
@@ -320,12 +336,19 @@ impl Vault {
             .collect();
     }
 
-    /// Files and records in the staging folder.
+    /// Files and records in the staging folder. Only staged file data
+    /// counts: the pieces `<ino>` and `<ino>.<piece>` (src/fs/staging.rs).
+    /// The journal and stock folders, stdin spools of `qsfs put -` and
+    /// anything else there are not files waiting to be sealed; counting
+    /// them said "2 files in the staging folder" on a vault with nothing
+    /// staged.
     fn staging_state(&self) -> Result<StagingState, VaultError> {
         let mut files: Vec<String> = std::fs::read_dir(self.staging())
             .map(|it| {
                 it.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                    .filter_map(|e| e.file_name().to_str().map(str::to_string))
+                    .filter(|name| staged_piece(name).is_some())
                     .collect()
             })
             .unwrap_or_default();
@@ -555,6 +578,22 @@ fn header_fault(node: &dyn Node, key: ShardKey, m: &Manifest) -> Option<ShardFau
     }
 }
 
+/// The inode and piece number of a staging file name: `<ino>` (piece 0)
+/// or `<ino>.<piece>`, both decimal (src/fs/staging.rs names them). Strict
+/// on purpose: `u64::from_str` would also take "+5", and "5.journal" or
+/// "stock-1" must not pass for staged data.
+fn staged_piece(name: &str) -> Option<(u64, u64)> {
+    let number = |s: &str| {
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse::<u64>().ok())
+            .flatten()
+    };
+    match name.split_once('.') {
+        None => Some((number(name)?, 0)),
+        Some((ino, piece)) => Some((number(ino)?, number(piece)?)),
+    }
+}
+
 /// True once shard `key` is no longer on `node`.
 fn gone(node: &dyn Node, key: ShardKey) -> bool {
     matches!(node.read_header(key), Err(e) if e.is_not_found())
@@ -590,6 +629,27 @@ fn readable(problems: &[FileProblem]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_staged_pieces_count_as_staged_files() {
+        assert_eq!(staged_piece("12"), Some((12, 0)));
+        assert_eq!(staged_piece("12.3"), Some((12, 3)));
+        for other in [
+            "journal",
+            "stock",
+            "12.journal",
+            "stock-1",
+            "spool-00ff",
+            ".stock.7.1.tmp",
+            "+12",
+            "12.",
+            ".3",
+            "12.3.4",
+            "",
+        ] {
+            assert_eq!(staged_piece(other), None, "{other:?}");
+        }
+    }
 
     #[test]
     fn readability_needs_two_of_three_key_pieces() {

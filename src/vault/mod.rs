@@ -51,8 +51,8 @@ pub use keys::{KeyIssue, KeyReport, ObjectKeyState};
 pub use links::{INITIAL_KEYS as INITIAL_LINK_KEYS, LinkKind, LinkStatus};
 pub use migrate::ShardMove;
 pub use nodes::{
-    AddNodeOptions, AddNodeReport, DAMAGED, NodeInfo, RemoveNodeOptions, RemoveNodeReport,
-    damage_detail,
+    AddNodeOptions, AddNodeReport, DAMAGED, NodeInfo, NotChecked, RemoveNodeOptions,
+    RemoveNodeReport, damage_detail,
 };
 pub use read::ReadOutcome;
 pub use rebalance::{BalanceBy, NodeLoad, RebalanceOptions, RebalanceReport};

@@ -79,6 +79,75 @@ fn plural(n: u64, word: &str) -> String {
     }
 }
 
+/// Why a node's shards could not be checked: its listing would be no
+/// verdict. Typed so that `fsck`, `status` and their JSON say which case it
+/// is and give the right next step, instead of passing on whatever error
+/// text the listing produced (for a missing folder that read "shard not
+/// found", which sent users looking for a shard).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "reason", rename_all = "kebab-case")]
+pub enum NotChecked {
+    /// The node's folder does not exist (a lost disk, a deleted folder).
+    #[error("its folder {} is missing", .path.display())]
+    FolderMissing {
+        /// The folder qsfs.toml names.
+        path: PathBuf,
+    },
+    /// The folder is there but holds no qsfs node marker: the mount point
+    /// of a disk that is not mounted, or a new empty disk. Listing it
+    /// would call every shard missing when the disk is merely away.
+    #[error("its folder {} has no qsfs node marker (a disk not mounted there, or a new empty one)", .path.display())]
+    NoMarker {
+        /// The folder qsfs.toml names.
+        path: PathBuf,
+    },
+    /// The folder or server belongs to another vault or node.
+    #[error("it is not this vault's node: {detail}")]
+    Foreign {
+        /// What it is instead.
+        detail: String,
+    },
+    /// The node did not answer, or its listing failed.
+    #[error("it could not be reached or listed: {detail}")]
+    Unreachable {
+        /// The node's or the link's error.
+        detail: String,
+    },
+}
+
+impl NotChecked {
+    /// What to do about it, naming the vault and node so it can be run as
+    /// it stands. Adopting or removing a node needs the vault unmounted
+    /// (both take the vault lock the mount holds), hence the `qsfs umount`.
+    pub fn next_step(&self, vault: &Path, node: &str) -> String {
+        let v = vault.display();
+        match self {
+            NotChecked::FolderMissing { path } => format!(
+                "restore the folder {} (mount its disk, or bring back its contents); if it is lost for \
+                 good, make an empty folder there (the new disk's mount point) and, after `qsfs \
+                 umount MOUNTPOINT` if the vault is mounted, run `qsfs node adopt {v} {node}`, then `qsfs scrub {v} \
+                 --repair` rebuilds its shards; or add a node and run `qsfs node remove {v} {node} \
+                 --force`",
+                path.display()
+            ),
+            NotChecked::NoMarker { path } => format!(
+                "if a disk belongs at {}, mount it; if it is a replaced, empty disk, run (after `qsfs \
+                 umount MOUNTPOINT` if the vault is mounted) `qsfs node adopt {v} {node}`, then `qsfs scrub {v} \
+                 --repair`",
+                path.display()
+            ),
+            NotChecked::Foreign { .. } => format!(
+                "check the path or address of {node} in {}",
+                vault.join("qsfs.toml").display()
+            ),
+            NotChecked::Unreachable { .. } => format!(
+                "bring {node} back (mount its disk, start its node server, check the network), then \
+                 run the check again"
+            ),
+        }
+    }
+}
+
 /// What the manifests place on one node and what of it the node holds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(super) struct Holding {
@@ -90,6 +159,10 @@ pub(super) struct Holding {
     pub held_bytes: u64,
     /// Of the placed ones, recorded missing in their manifest.
     pub debt: u64,
+    /// Of the placed ones not recorded missing, those the node's listing
+    /// lacks: lost without the manifests knowing, what `qsfs fsck` lists
+    /// as "missing". Counted only on a node that was checked.
+    pub lost: u64,
 }
 
 impl Holding {
@@ -208,16 +281,16 @@ impl Vault {
     /// not mistaken for damage (objects written meanwhile are not counted).
     pub(super) fn holdings(
         &self,
-    ) -> Result<HashMap<String, (Holding, Option<String>)>, VaultError> {
-        self.holdings_with(|node| node.list().map_err(|e| e.to_string()))
+    ) -> Result<HashMap<String, (Holding, Option<NotChecked>)>, VaultError> {
+        self.holdings_with(|node| self.check_listing(node))
     }
 
     /// [`Vault::holdings`] with the listings from `list` (called once per
     /// node, after the manifests were read).
     pub(super) fn holdings_with(
         &self,
-        mut list: impl FnMut(&Arc<dyn Node>) -> Result<Listing, String>,
-    ) -> Result<HashMap<String, (Holding, Option<String>)>, VaultError> {
+        mut list: impl FnMut(&Arc<dyn Node>) -> Result<Listing, NotChecked>,
+    ) -> Result<HashMap<String, (Holding, Option<NotChecked>)>, VaultError> {
         let mut placed: HashMap<String, Vec<(ShardKey, u64, bool)>> = HashMap::new();
         for m in self.ec.store().manifests() {
             // A damaged record must not hide every node's state (scrub and
@@ -243,9 +316,9 @@ impl Vault {
         }
         let mut out = HashMap::new();
         for node in self.ec.nodes() {
-            let (listed, why): (HashSet<ShardKey>, Option<String>) = match list(node) {
+            let (listed, why): (HashSet<ShardKey>, Option<NotChecked>) = match list(node) {
                 Ok(l) => (l.shards.into_iter().map(|s| s.key).collect(), None),
-                Err(e) => (HashSet::new(), Some(format!("cannot list its shards: {e}"))),
+                Err(e) => (HashSet::new(), Some(e)),
             };
             let mut h = Holding::default();
             for (key, bytes, debt) in placed.get(node.name()).into_iter().flatten() {
@@ -269,10 +342,49 @@ impl Vault {
                 }
                 h.placed += 1;
                 h.debt += u64::from(*debt);
+                if !held && !debt && why.is_none() {
+                    h.lost += 1;
+                }
             }
             out.insert(node.name().to_string(), (h, why));
         }
         Ok(out)
+    }
+
+    /// Lists `node`, or says why its listing would be no verdict. One rule
+    /// for `fsck` and `status`, so both leave the same nodes unchecked: a
+    /// missing folder, a folder without the node marker (an empty folder
+    /// lists as "nothing held" although its disk may just not be mounted),
+    /// another vault's node, or a node that does not answer.
+    pub(super) fn check_listing(&self, node: &Arc<dyn Node>) -> Result<Listing, NotChecked> {
+        let folder = self.node_folder(node.name());
+        let missing = |f: &Option<PathBuf>| {
+            f.as_ref()
+                .filter(|p| matches!(std::fs::metadata(p), Err(e) if e.kind() == std::io::ErrorKind::NotFound))
+                .map(|p| NotChecked::FolderMissing { path: p.clone() })
+        };
+        if let Some(why) = missing(&folder) {
+            return Err(why);
+        }
+        match node.health() {
+            NodeHealth::Ok | NodeHealth::ReadOnly(_) => {}
+            NodeHealth::Foreign(detail) => return Err(NotChecked::Foreign { detail }),
+            NodeHealth::Offline(detail) => {
+                return Err(match &folder {
+                    Some(path) if path.is_dir() && DirNode::marker_at(path).is_none() => {
+                        NotChecked::NoMarker { path: path.clone() }
+                    }
+                    _ => missing(&folder).unwrap_or(NotChecked::Unreachable { detail }),
+                });
+            }
+        }
+        node.list().map_err(|e| {
+            // The folder may have gone between the health check and the
+            // listing.
+            missing(&folder).unwrap_or(NotChecked::Unreachable {
+                detail: e.to_string(),
+            })
+        })
     }
 
     /// Every configured node with its health and what the manifests place
@@ -295,7 +407,7 @@ impl Vault {
                 let (mut health, mut problem) = health_words(&node.health());
                 if health == "ok" {
                     if let Some(e) = list_error {
-                        (health, problem) = ("offline", Some(e));
+                        (health, problem) = ("offline", Some(format!("not checked: {e}")));
                     } else if h.missing() > 0 {
                         (health, problem) = (
                             DAMAGED,

@@ -180,11 +180,20 @@ impl Vault {
                 crate::logsum::item(id, Some(b.index)),
                 || {
                     format!(
-                        "{}shard {} of object {id} on {} is bad ({}); read around it; `qsfs scrub --repair` rebuilds it",
+                        "{}shard {} of object {id} on {} is bad ({}); read around it; {}",
                         what.map(|w| format!("{w}: ")).unwrap_or_default(),
                         b.index,
                         b.node,
-                        b.why
+                        b.why,
+                        match b.cause {
+                            // A shard gone from a node that answers: scrub
+                            // rebuilds that one shard.
+                            crate::logsum::Cause::ShardMissing
+                            | crate::logsum::Cause::ShardCorrupt => {
+                                "`qsfs scrub --repair` rebuilds it".to_string()
+                            }
+                            other => other.next_step(&b.node),
+                        }
                     )
                 },
             );

@@ -29,6 +29,27 @@ pub struct NodeStatus {
     /// Above 0 on a node that answers, its health reads "damaged" in
     /// `qsfs status` and `qsfs node list`.
     pub shards_missing: u64,
+    /// Of the shards placed here, those recorded missing in their
+    /// manifest (repair debt): never placed by a degraded write, or
+    /// recorded missing by a read, `fsck --repair` or scrub.
+    #[serde(default)]
+    pub shards_unplaced: u64,
+    /// Of the shards placed here and not recorded missing, those the
+    /// node's listing lacks: what `qsfs fsck` lists as "missing" on this
+    /// node. 0 on a node that was not checked.
+    #[serde(default)]
+    pub placed_missing: u64,
+    /// Shards placed here (not recorded missing) on a node that could
+    /// not be checked: neither held nor missing as far as anyone knows.
+    #[serde(default)]
+    pub placed_unchecked: u64,
+    /// Why the node's shards could not be checked (the reason `qsfs fsck`
+    /// gives too).
+    #[serde(default)]
+    pub not_checked: Option<super::NotChecked>,
+    /// What to do about it, when not checked.
+    #[serde(default)]
+    pub next_step: Option<String>,
     /// Bytes of those shard files.
     pub bytes: u64,
     /// Temporary files of interrupted writes.
@@ -73,8 +94,25 @@ pub struct Status {
     pub overhead: f64,
     /// Objects with missing or damaged shards (repair debt).
     pub degraded_objects: u64,
-    /// Missing or damaged shards over all objects.
+    /// Missing or damaged shards over all objects, as their manifests
+    /// record them (repair debt); the same count as `shards_unplaced`.
     pub missing_shards: u64,
+    /// Shards recorded missing in their manifests: never placed by a
+    /// degraded write, or recorded missing by a read, `fsck --repair` or
+    /// scrub. The catalogue knows about these.
+    #[serde(default)]
+    pub shards_unplaced: u64,
+    /// Shards the manifests place on a node (and do not record missing)
+    /// that the node, checked, does not hold: lost behind the catalogue's
+    /// back. Over all nodes this is what `qsfs fsck` lists as missing;
+    /// `fsck --repair` turns them into `shards_unplaced`.
+    #[serde(default)]
+    pub placed_missing: u64,
+    /// Shards the manifests place on nodes that could not be checked
+    /// (see each node's `not_checked`): `qsfs fsck` names those nodes
+    /// "not checked" instead of counting their shards.
+    #[serde(default)]
+    pub placed_unchecked: u64,
     /// Objects waiting to be destroyed.
     pub pending_deletions: u64,
     /// The random source.
@@ -127,44 +165,38 @@ impl Vault {
                 }
             }
         }
-        let mut listed: HashMap<String, Result<(u64, u64, u64), String>> = HashMap::new();
+        // One listing per node serves both the counts of what it holds and
+        // the holdings (placed, held, lost), so the two cannot disagree.
+        let mut listed: HashMap<String, (u64, u64, u64)> = HashMap::new();
         let holdings = self.holdings_with(|node| {
-            let l = node.list().map_err(|e| e.to_string());
+            let l = self.check_listing(node)?;
             listed.insert(
                 node.name().to_string(),
-                l.as_ref()
-                    .map(|l| {
-                        (
-                            l.shards.len() as u64,
-                            l.shards.iter().map(|s| s.size).sum(),
-                            l.leftovers.len() as u64,
-                        )
-                    })
-                    .map_err(Clone::clone),
+                (
+                    l.shards.len() as u64,
+                    l.shards.iter().map(|s| s.size).sum(),
+                    l.leftovers.len() as u64,
+                ),
             );
-            l
+            Ok(l)
         })?;
-        let nodes = self
+        let nodes: Vec<NodeStatus> = self
             .ec
             .nodes()
             .iter()
             .map(|node| {
-                let (found, bytes, leftovers, list_error) = match listed.remove(node.name()) {
-                    Some(Ok((f, b, l))) => (f, b, l, None),
-                    Some(Err(e)) => (0, 0, 0, Some(e)),
-                    None => (0, 0, 0, Some("not listed".to_string())),
+                let (found, bytes, leftovers) = listed.remove(node.name()).unwrap_or((0, 0, 0));
+                let (h, not_checked) = holdings.get(node.name()).cloned().unwrap_or_default();
+                let unchecked = if not_checked.is_some() {
+                    h.placed - h.debt
+                } else {
+                    0
                 };
-                let missing = holdings
-                    .get(node.name())
-                    .map(|(h, _)| h.missing())
-                    .unwrap_or(0);
                 NodeStatus {
                     name: node.name().to_string(),
                     location: node.location(),
-                    health: match (node.health(), list_error) {
-                        (NodeHealth::Ok, Some(e)) => {
-                            NodeHealth::Offline(format!("cannot list its shards: {e}"))
-                        }
+                    health: match (node.health(), &not_checked) {
+                        (NodeHealth::Ok, Some(why)) => NodeHealth::Offline(why.to_string()),
                         (NodeHealth::Ok, None) => match node.probe_write() {
                             Ok(()) => NodeHealth::Ok,
                             Err(why) => NodeHealth::ReadOnly(why),
@@ -173,7 +205,14 @@ impl Vault {
                     },
                     shards_expected: expected.get(node.name()).copied().unwrap_or(0),
                     shards_found: found,
-                    shards_missing: missing,
+                    shards_missing: h.missing(),
+                    shards_unplaced: h.debt,
+                    placed_missing: h.lost,
+                    placed_unchecked: unchecked,
+                    next_step: not_checked
+                        .as_ref()
+                        .map(|why| why.next_step(&self.root, node.name())),
+                    not_checked,
                     bytes,
                     leftovers,
                     space: node.space(),
@@ -206,6 +245,9 @@ impl Vault {
             },
             degraded_objects: degraded,
             missing_shards: missing,
+            shards_unplaced: missing,
+            placed_missing: nodes.iter().map(|n| n.placed_missing).sum(),
+            placed_unchecked: nodes.iter().map(|n| n.placed_unchecked).sum(),
             pending_deletions: self.ns.gc_queue()?.len() as u64,
             random: match self.random() {
                 Ok(r) => r.describe(),

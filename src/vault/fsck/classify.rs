@@ -12,13 +12,15 @@ use super::report::{FileProblem, OrphanReason, ShardFault};
 use crate::ObjectId;
 use crate::dispersal::Manifest;
 use crate::node::{HEADER_LEN, Listing, ShardKey};
+use crate::vault::NotChecked;
 
 /// What fsck read, in the order that makes the judgement safe against a
 /// concurrent writer (see fsck.rs).
 #[derive(Debug, Default)]
 pub struct Snapshot {
-    /// Each node's listing, in config order (Err: why it failed).
-    pub listings: Vec<(String, Result<Listing, String>)>,
+    /// Each node's listing, in config order (Err: why it could not be
+    /// checked).
+    pub listings: Vec<(String, Result<Listing, NotChecked>)>,
     /// Objects with an R1 or R2 record.
     pub keys: BTreeSet<ObjectId>,
     /// Objects with a backup record.

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::vault::KeyIssue;
+use crate::vault::{KeyIssue, NotChecked};
 
 /// How to run fsck.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -23,7 +23,19 @@ pub struct NodeScan {
     pub shards: u64,
     /// Temporary files listed.
     pub leftovers: u64,
-    /// Why the node could not be listed (its shards were not checked).
+    /// Shards the manifests place here (not recorded missing) that the
+    /// node does not hold: its share of `shard_problems` that are
+    /// "missing", what `qsfs status` counts as its `placed_missing`.
+    #[serde(default)]
+    pub missing: u64,
+    /// Why its shards were not checked (a missing folder, one without the
+    /// node marker, another vault's node, no answer); none when checked.
+    #[serde(default)]
+    pub not_checked: Option<NotChecked>,
+    /// What to do about it, when not checked.
+    #[serde(default)]
+    pub next_step: Option<String>,
+    /// `not_checked` as text (kept for scripts that read it).
     pub error: Option<String>,
 }
 
@@ -170,7 +182,8 @@ pub struct StagingState {
     /// Files with unsealed writes: staging journals (`staging/journal/`)
     /// plus staging records older versions left in the namespace.
     pub pending_seals: u64,
-    /// Files in `VAULT/staging`.
+    /// Staged file data in `VAULT/staging`: the files named `<ino>` or
+    /// `<ino>.<piece>` (journals, stock files and spools are not listed).
     pub files: Vec<String>,
 }
 
@@ -187,6 +200,11 @@ pub struct FsckReport {
     pub named: u64,
     /// Shard files listed on all nodes.
     pub shards: u64,
+    /// Nodes whose shards could not be checked (see each node's
+    /// `not_checked`). Never clean while above 0: what was not looked at
+    /// is not known to be fine.
+    #[serde(default)]
+    pub nodes_not_checked: u64,
     /// Objects left alone because a write or deletion holds them.
     pub in_flight: u64,
     /// Names pointing at damaged objects (never removed by fsck).
@@ -226,7 +244,10 @@ impl FsckReport {
         .flat_map(|v| v.iter())
         .filter(|o| !o.repaired)
         .count();
-        self.nodes.iter().filter(|n| n.error.is_some()).count()
+        self.nodes
+            .iter()
+            .filter(|n| n.not_checked.is_some())
+            .count()
             + self.broken_files.len()
             + orphans
             + self.orphan_shards.iter().filter(|o| !o.repaired).count()
@@ -242,7 +263,10 @@ impl FsckReport {
 
     /// Findings in total, repaired or not.
     pub fn found(&self) -> usize {
-        self.nodes.iter().filter(|n| n.error.is_some()).count()
+        self.nodes
+            .iter()
+            .filter(|n| n.not_checked.is_some())
+            .count()
             + self.broken_files.len()
             + self.orphan_objects.len()
             + self.orphan_keys.len()
