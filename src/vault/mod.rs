@@ -47,7 +47,7 @@ pub use fsck::{
     OrphanShard, PendingDeletions, ShardFault, ShardProblem, StagingState,
 };
 pub use init::{InitOptions, init};
-pub use keys::{KeyIssue, KeyReport, ObjectKeyState};
+pub use keys::{KeyIssue, KeyReport, KeysOptions, ObjectKeyState};
 pub use links::{INITIAL_KEYS as INITIAL_LINK_KEYS, LinkKind, LinkStatus};
 pub use migrate::ShardMove;
 pub use nodes::{
