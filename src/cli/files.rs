@@ -183,6 +183,7 @@ pub fn put(ctx: &Ctx, a: PutArgs) -> Result<i32> {
             let from = match src {
                 PutSource::File(p) => p.display().to_string(),
                 PutSource::Stdin => "stdin".into(),
+                PutSource::Received(r) => r.spool.display().to_string(),
             };
             eprintln!("qsfs: error: {e} (storing {from} as {path})");
         }
