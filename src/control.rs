@@ -99,7 +99,14 @@ const DATA_WRITE: Duration = Duration::from_secs(600);
 /// reports only read, and the file operations must stay as quick as the
 /// mount itself while a scrub runs for hours.
 const UNQUEUED_OPS: &[&str] = &[
-    "status", "node-list", "is-dir", "ls", "get", "put", "rm", "mkdir",
+    "status",
+    "node-list",
+    "is-dir",
+    "ls",
+    "get",
+    "put",
+    "rm",
+    "mkdir",
 ];
 
 /// Control socket failures (client side).
@@ -673,7 +680,9 @@ impl Client {
                         Ok(Line::Event(_)) => {
                             let _ = tx.send(Err(ControlError::Io {
                                 path: incoming.path.clone(),
-                                detail: "the mount process answered an upload with progress or content".into(),
+                                detail:
+                                    "the mount process answered an upload with progress or content"
+                                        .into(),
                             }));
                             return;
                         }
@@ -824,13 +833,15 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
     /// Lines of the first release (v1): a v1 client still talks to this
     /// build, so its request must decode and the replies it understands
     /// must keep their shape.
     #[test]
-    fn frozen_v1_lines() {
+    fn frozen_v1_lines() -> TestResult {
         let call: Call =
-            serde_json::from_str(r#"{"version":1,"op":"scrub","args":{"repair":false}}"#).unwrap();
+            serde_json::from_str(r#"{"version":1,"op":"scrub","args":{"repair":false}}"#)?;
         assert_eq!(
             (call.version, call.op.as_str(), call.args),
             (1, "scrub", json!({"repair": false}))
@@ -840,37 +851,38 @@ mod tests {
             total: 123,
         });
         assert_eq!(
-            serde_json::to_string(&progress).unwrap(),
+            serde_json::to_string(&progress)?,
             r#"{"progress":{"event":"phase","name":"scrub","total":123}}"#
         );
         assert_eq!(
-            serde_json::to_string(&Reply::Done(json!({"objects": 1}))).unwrap(),
+            serde_json::to_string(&Reply::Done(json!({"objects": 1})))?,
             r#"{"done":{"objects":1}}"#
         );
         assert_eq!(
-            serde_json::to_string(&Reply::Error("x".into())).unwrap(),
+            serde_json::to_string(&Reply::Error("x".into()))?,
             r#"{"error":"x"}"#
         );
+        Ok(())
     }
 
     /// The v2 lines as documented at the top of this file.
     #[test]
-    fn frozen_v2_lines() {
+    fn frozen_v2_lines() -> TestResult {
         let call = Call {
             version: 2,
             op: "get".into(),
             args: json!({"path": "/a/b", "verify_first": true}),
         };
         assert_eq!(
-            serde_json::to_string(&call).unwrap(),
+            serde_json::to_string(&call)?,
             r#"{"version":2,"op":"get","args":{"path":"/a/b","verify_first":true}}"#
         );
         assert_eq!(
-            serde_json::to_string(&Reply::Alive(())).unwrap(),
+            serde_json::to_string(&Reply::Alive(()))?,
             r#"{"alive":null}"#
         );
         assert_eq!(
-            serde_json::to_string(&Reply::Data(65536)).unwrap(),
+            serde_json::to_string(&Reply::Data(65536))?,
             r#"{"data":65536}"#
         );
         for (msg, text) in [
@@ -883,13 +895,14 @@ mod tests {
                 r#"{"item":{"mode":420,"path":"/a/b"}}"#,
             ),
         ] {
-            assert_eq!(serde_json::to_string(&msg).unwrap(), text);
-            assert_eq!(serde_json::from_str::<Upload>(text).unwrap(), msg);
+            assert_eq!(serde_json::to_string(&msg)?, text);
+            assert_eq!(serde_json::from_str::<Upload>(text)?, msg);
         }
+        Ok(())
     }
 
-    fn test_vault() -> (tempfile::TempDir, Arc<Vault>) {
-        let dir = tempfile::tempdir().unwrap();
+    fn test_vault() -> Result<(tempfile::TempDir, Arc<Vault>), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
         let root = dir.path().join("v");
         crate::vault::init(
             &root,
@@ -898,10 +911,9 @@ mod tests {
                 link_keys: 0,
                 ..Default::default()
             },
-        )
-        .unwrap();
-        let v = Vault::open(&root, &crate::vault::OpenOptions::default()).unwrap();
-        (dir, Arc::new(v))
+        )?;
+        let v = Vault::open(&root, &crate::vault::OpenOptions::default())?;
+        Ok((dir, Arc::new(v)))
     }
 
     /// Content goes both ways in chunks larger than one `data` line
@@ -909,8 +921,8 @@ mod tests {
     /// than the client's silence limit as long as it beats, and errors
     /// arrive whole.
     #[test]
-    fn content_streams_both_ways() {
-        let (_dir, vault) = test_vault();
+    fn content_streams_both_ways() -> TestResult {
+        let (_dir, vault) = test_vault()?;
         let handler: Arc<Handler> = Arc::new(|_v, op, args, s: &Session| {
             let content = |n: u64| -> Vec<u8> { (0..n).map(|i| (i % 251) as u8).collect() };
             match op {
@@ -934,7 +946,11 @@ mod tests {
                                 item.as_mut().ok_or("data outside an item")?.update(&buf);
                             }
                             Upload::End(()) => items.push(
-                                item.take().ok_or("end outside an item")?.finalize().to_hex().to_string(),
+                                item.take()
+                                    .ok_or("end outside an item")?
+                                    .finalize()
+                                    .to_hex()
+                                    .to_string(),
                             ),
                             Upload::Abort(why) => items.push(why),
                             Upload::Finish(()) => break,
@@ -945,15 +961,17 @@ mod tests {
                 _ => Err(format!("unknown {op}")),
             }
         });
-        let _server = serve(Arc::clone(&vault), handler).unwrap();
-        let big: Vec<u8> = (0..(MAX_CHUNK as u64 * 2 + 17)).map(|i| (i % 251) as u8).collect();
+        let _server = serve(Arc::clone(&vault), handler)?;
+        let big: Vec<u8> = (0..(MAX_CHUNK as u64 * 2 + 17))
+            .map(|i| (i % 251) as u8)
+            .collect();
 
         // Server to client.
-        let mut c = connect(vault.root()).unwrap();
-        c.start("send", json!({"bytes": big.len()})).unwrap();
+        let mut c = connect(vault.root())?;
+        c.start("send", json!({"bytes": big.len()}))?;
         let (mut got, mut buf) = (Vec::new(), Vec::new());
         let report = loop {
-            match c.next(&mut buf).unwrap() {
+            match c.next(&mut buf)? {
                 Event::Data => {
                     assert!(buf.len() <= MAX_CHUNK);
                     got.extend_from_slice(&buf);
@@ -967,15 +985,15 @@ mod tests {
 
         // Client to server, to one that reads nothing for 5 s while the
         // client gives up after 3 s of silence: the heartbeats carry it.
-        let mut c = connect_with(vault.root(), Duration::from_secs(3)).unwrap();
-        c.start("sum", json!({"stall_ms": 5000})).unwrap();
-        let mut up = c.upload().unwrap();
-        up.send(&Upload::Item(json!({}))).unwrap();
-        up.send_data(&big).unwrap();
-        up.send(&Upload::End(())).unwrap();
-        up.send(&Upload::Item(json!({}))).unwrap();
-        up.send(&Upload::Abort("gone".into())).unwrap();
-        let report = up.finish().unwrap();
+        let mut c = connect_with(vault.root(), Duration::from_secs(3))?;
+        c.start("sum", json!({"stall_ms": 5000}))?;
+        let mut up = c.upload()?;
+        up.send(&Upload::Item(json!({})))?;
+        up.send_data(&big)?;
+        up.send(&Upload::End(()))?;
+        up.send(&Upload::Item(json!({})))?;
+        up.send(&Upload::Abort("gone".into()))?;
+        let report = up.finish()?;
         assert_eq!(
             report,
             json!([blake3::hash(&big).to_hex().to_string(), "gone"])
@@ -986,9 +1004,9 @@ mod tests {
             call(vault.root(), "fail", json!(null), &|_| {}),
             Err(ControlError::Remote(e)) if e == "it failed"
         ));
-        let mut c = connect(vault.root()).unwrap();
-        c.start("fail", json!(null)).unwrap();
-        let mut up = c.upload().unwrap();
+        let mut c = connect(vault.root())?;
+        c.start("fail", json!(null))?;
+        let mut up = c.upload()?;
         let mut sent = Ok(());
         for _ in 0..64 {
             sent = up.send_data(&big);
@@ -996,45 +1014,47 @@ mod tests {
                 break;
             }
         }
-        let err = match sent {
-            Err(e) => e,
-            Ok(()) => up.finish().unwrap_err(),
+        let answer = match sent {
+            Err(e) => Err(e),
+            Ok(()) => up.finish(),
         };
         assert!(
-            matches!(&err, ControlError::Remote(e) if e == "it failed"),
-            "{err:?}"
+            matches!(&answer, Err(ControlError::Remote(e)) if e == "it failed"),
+            "{answer:?}"
         );
 
         // A v1 client: no heartbeat, the same answer.
-        let mut raw = UnixStream::connect(socket_path(vault.root())).unwrap();
-        raw.write_all(b"{\"version\":1,\"op\":\"fail\",\"args\":null}\n")
-            .unwrap();
+        let mut raw = UnixStream::connect(socket_path(vault.root()))?;
+        raw.write_all(b"{\"version\":1,\"op\":\"fail\",\"args\":null}\n")?;
         let mut answer = String::new();
-        raw.read_to_string(&mut answer).unwrap();
+        raw.read_to_string(&mut answer)?;
         assert_eq!(answer, "{\"error\":\"it failed\"}\n");
         // A version from the future is refused, naming both.
-        let mut raw = UnixStream::connect(socket_path(vault.root())).unwrap();
-        raw.write_all(b"{\"version\":9,\"op\":\"fail\",\"args\":null}\n")
-            .unwrap();
+        let mut raw = UnixStream::connect(socket_path(vault.root()))?;
+        raw.write_all(b"{\"version\":9,\"op\":\"fail\",\"args\":null}\n")?;
         let mut answer = String::new();
-        raw.read_to_string(&mut answer).unwrap();
+        raw.read_to_string(&mut answer)?;
         assert!(answer.contains("version 9 is not supported"), "{answer}");
+        Ok(())
     }
 
     /// A listener that accepts and never answers (a stopped mount
     /// process) costs the client its silence limit, not a hang.
     #[test]
-    fn silent_server_times_out() {
-        let dir = tempfile::tempdir().unwrap();
-        let _listener = UnixListener::bind(socket_path(dir.path())).unwrap();
+    fn silent_server_times_out() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let _listener = UnixListener::bind(socket_path(dir.path()))?;
         let started = std::time::Instant::now();
-        let mut c = connect_with(dir.path(), Duration::from_millis(300)).unwrap();
-        c.start("status", json!(null)).unwrap();
-        let err = c.next(&mut Vec::new()).unwrap_err();
-        assert!(matches!(err, ControlError::Silent { .. }), "{err:?}");
+        let mut c = connect_with(dir.path(), Duration::from_millis(300))?;
+        c.start("status", json!(null))?;
+        let answer = c.next(&mut Vec::new());
+        assert!(
+            matches!(answer, Err(ControlError::Silent { .. })),
+            "{answer:?}"
+        );
         assert!(started.elapsed() < Duration::from_secs(10));
         // No socket file at all: not mounted.
-        let other = tempfile::tempdir().unwrap();
+        let other = tempfile::tempdir()?;
         assert!(matches!(
             connect(other.path()),
             Err(ControlError::NotMounted(_))
@@ -1046,5 +1066,6 @@ mod tests {
             connect(dir.path()),
             Err(ControlError::NotMounted(_))
         ));
+        Ok(())
     }
 }

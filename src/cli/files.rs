@@ -101,14 +101,16 @@ pub struct PutArgs {
 /// mounted, else on the vault opened here.
 enum Place {
     Mount,
-    Here(vault::Vault),
+    Here(Box<vault::Vault>),
 }
 
 impl Place {
     /// `mkdir -p` of one folder (`put -r`).
     fn mkdir_p(&self, root: &Path, dest: &VaultPath) -> Result<()> {
         match self {
-            Place::Mount => live::mkdir(root, dest, true, 0o755)?.ok_or_else(|| live::mount_ended(root)),
+            Place::Mount => {
+                live::mkdir(root, dest, true, 0o755)?.ok_or_else(|| live::mount_ended(root))
+            }
             Place::Here(v) => Ok(v.mkdir(dest, true, 0o755)?),
         }
     }
@@ -164,7 +166,7 @@ pub fn put(ctx: &Ctx, a: PutArgs) -> Result<i32> {
                 Ok((_, inode)) => inode.kind == Kind::Dir,
                 Err(_) => false,
             };
-            (Place::Here(v), dir)
+            (Place::Here(Box::new(v)), dir)
         }
     };
     if sources.len() > 1 && !dest_is_dir {
@@ -245,7 +247,9 @@ pub struct GetArgs {
 pub fn get(ctx: &Ctx, a: GetArgs) -> Result<i32> {
     let root = &a.vault.vault;
     let path = VaultPath::parse(&a.path)?;
-    let local = (a.local != "-").then(|| local_target(&path, &a.local)).transpose()?;
+    let local = (a.local != "-")
+        .then(|| local_target(&path, &a.local))
+        .transpose()?;
     if live::get(root, &path, local.as_deref())?.is_some() {
         return Ok(0);
     }

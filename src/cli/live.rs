@@ -134,8 +134,9 @@ pub fn get(root: &Path, path: &VaultPath, local: Option<&Path>) -> Result<Option
                 })?,
                 Event::Progress(_) => {}
                 Event::Done(v) => {
-                    let done: GetDone = serde_json::from_value(v)
-                        .map_err(|e| anyhow!("undecodable get answer from the mount process: {e}"))?;
+                    let done: GetDone = serde_json::from_value(v).map_err(|e| {
+                        anyhow!("undecodable get answer from the mount process: {e}")
+                    })?;
                     return Ok(done.mode);
                 }
             }

@@ -450,13 +450,9 @@ fn remove_entry(core: &FsCore, path: &VaultPath, recursive: bool) -> Result<u64,
             count += remove_entry(core, &path.join(&e.name), true)?;
         }
     }
-    let removed = ns.unlink(
-        parent,
-        name,
-        kind == Kind::Dir,
-        &path.to_string(),
-        &|i| core.in_use(i),
-    )?;
+    let removed = ns.unlink(parent, name, kind == Kind::Dir, &path.to_string(), &|i| {
+        core.in_use(i)
+    })?;
     core.after_removal(removed);
     core.notify_deleted(parent, ino, name);
     Ok(count + 1)
@@ -654,56 +650,59 @@ fn link(
 mod tests {
     use super::*;
 
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
     /// The lines of the file operations as the control socket carries
     /// them (control.rs shows them): they must not drift.
     #[test]
-    fn frozen_v2_file_lines() {
+    fn frozen_v2_file_lines() -> TestResult {
         let item = PutItem {
             path: WirePath::Text("/a/b".into()),
             mode: 0o644,
             mtime: Time { secs: 1, nanos: 0 },
             stdin: false,
         };
-        let line = Upload::Item(serde_json::to_value(&item).unwrap());
+        let line = Upload::Item(serde_json::to_value(&item)?);
         let text =
             r#"{"item":{"mode":420,"mtime":{"nanos":0,"secs":1},"path":"/a/b","stdin":false}}"#;
-        assert_eq!(serde_json::to_string(&line).unwrap(), text);
-        let Upload::Item(v) = serde_json::from_str(text).unwrap() else {
-            panic!("not an item")
+        assert_eq!(serde_json::to_string(&line)?, text);
+        let Upload::Item(v) = serde_json::from_str(text)? else {
+            return Err("not an item".into());
         };
-        let back: PutItem = serde_json::from_value(v).unwrap();
+        let back: PutItem = serde_json::from_value(v)?;
         assert_eq!((back.path, back.mode, back.stdin), (item.path, 420, false));
         let get = GetArgs {
             path: WirePath::Text("/a/b".into()),
             verify_first: true,
         };
         assert_eq!(
-            serde_json::to_value(&get).unwrap().to_string(),
+            serde_json::to_value(&get)?.to_string(),
             r#"{"path":"/a/b","verify_first":true}"#
         );
-        let done: PutDone = serde_json::from_str(r#"{"errors":[null,"x"]}"#).unwrap();
+        let done: PutDone = serde_json::from_str(r#"{"errors":[null,"x"]}"#)?;
         assert_eq!(done.errors, vec![None, Some("x".to_string())]);
-        let d: GetDone = serde_json::from_str(r#"{"mode":420}"#).unwrap();
+        let d: GetDone = serde_json::from_str(r#"{"mode":420}"#)?;
         assert_eq!(d.mode, 0o644);
+        Ok(())
     }
 
     #[test]
-    fn wire_paths_round_trip() {
+    fn wire_paths_round_trip() -> TestResult {
         for raw in [&b"/"[..], b"/a/b c", b"/\xff\xfe/x", "/ünï/日本".as_bytes()] {
-            let p = VaultPath::parse_bytes(raw).unwrap();
+            let p = VaultPath::parse_bytes(raw)?;
             let w = WirePath::of(&p);
-            let text = serde_json::to_string(&w).unwrap();
-            let back: WirePath = serde_json::from_str(&text).unwrap();
-            assert_eq!(back.parse().unwrap(), p, "{text}");
+            let text = serde_json::to_string(&w)?;
+            let back: WirePath = serde_json::from_str(&text)?;
+            assert_eq!(back.parse()?, p, "{text}");
         }
         assert_eq!(
-            serde_json::to_string(&WirePath::of(&VaultPath::parse("/a/b").unwrap())).unwrap(),
+            serde_json::to_string(&WirePath::of(&VaultPath::parse("/a/b")?))?,
             r#""/a/b""#
         );
         assert_eq!(
-            serde_json::to_string(&WirePath::of(&VaultPath::parse_bytes(b"/\xff").unwrap()))
-                .unwrap(),
+            serde_json::to_string(&WirePath::of(&VaultPath::parse_bytes(b"/\xff")?))?,
             "[47,255]"
         );
+        Ok(())
     }
 }

@@ -601,7 +601,7 @@ mod tests {
     const CLOSED: &dyn Fn(u64) -> bool = &|_| false;
 
     #[test]
-    fn create_replacing_keeps_an_open_file_as_orphan() {
+    fn create_replacing_keeps_an_open_file_as_orphan() -> Result<()> {
         let (_d, ns) = ns();
         let a = dir(&ns, ROOT, "a");
         let old = file(&ns, a, "f", 1);
@@ -610,33 +610,28 @@ mod tests {
         // Over an open file: the old inode stays as an orphan, its object
         // is not queued yet.
         let x: &[(&[u8], &[u8])] = &[(b"user.k", b"v")];
-        let (ino, r) = ns
-            .create_replacing(a, b"f", &new, x, "/a/f", &|i| i == old)
-            .unwrap();
+        let (ino, r) = ns.create_replacing(a, b"f", &new, x, "/a/f", &|i| i == old)?;
         assert_ne!(ino, old);
-        assert_eq!(ns.lookup(a, b"f").unwrap(), Some((ino, Kind::File)));
-        assert_eq!(ns.inode(ino).unwrap().size, 3);
-        assert_eq!(ns.get_xattr(ino, b"user.k").unwrap(), b"v");
+        assert_eq!(ns.lookup(a, b"f")?, Some((ino, Kind::File)));
+        assert_eq!(ns.inode(ino)?.size, 3);
+        assert_eq!(ns.get_xattr(ino, b"user.k")?, b"v");
         assert_eq!((r.orphan, r.destroyed), (Some(old), None));
         assert!(r.objects.is_empty());
-        assert_eq!(ns.orphans().unwrap(), vec![old]);
-        assert_eq!(ns.inode(old).unwrap().nlink, 0);
+        assert_eq!(ns.orphans()?, vec![old]);
+        assert_eq!(ns.inode(old)?.nlink, 0);
         // Over a closed file: destroyed at once (it had no object). A new name
         // just appears; a folder is refused.
-        let (again, r) = ns
-            .create_replacing(a, b"f", &new, &[], "/a/f", CLOSED)
-            .unwrap();
+        let (again, r) = ns.create_replacing(a, b"f", &new, &[], "/a/f", CLOSED)?;
         assert_eq!((r.destroyed, r.objects.len()), (Some(ino), 0));
-        let (_, r) = ns
-            .create_replacing(a, b"g", &new, &[], "/a/g", CLOSED)
-            .unwrap();
+        let (_, r) = ns.create_replacing(a, b"g", &new, &[], "/a/g", CLOSED)?;
         assert_eq!(r, Removed::default());
-        assert_eq!(ns.lookup(a, b"f").unwrap(), Some((again, Kind::File)));
+        assert_eq!(ns.lookup(a, b"f")?, Some((again, Kind::File)));
         dir(&ns, a, "d");
         assert!(matches!(
             ns.create_replacing(a, b"d", &new, &[], "/a/d", CLOSED),
             Err(NamespaceError::IsADirectory(_))
         ));
+        Ok(())
     }
 
     #[test]

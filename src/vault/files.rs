@@ -433,8 +433,14 @@ impl Vault {
     /// Creates a folder (and with `parents` its missing parents; an existing
     /// folder is then fine).
     pub fn mkdir(&self, path: &VaultPath, parents: bool, mode: u32) -> Result<(), VaultError> {
-        self.mkdir_as(path, parents, mode, super::current_uid(), super::current_gid())
-            .map(|_| ())
+        self.mkdir_as(
+            path,
+            parents,
+            mode,
+            super::current_uid(),
+            super::current_gid(),
+        )
+        .map(|_| ())
     }
 
     /// [`Vault::mkdir`] for the user `uid`/`gid` (who ran the command, when
