@@ -162,14 +162,18 @@ head -c 500000 /dev/urandom > gone.bin
 cp gone.bin "$MNT/d/open-rm.bin"
 settled() { status_json; [ "$(json_field '["mount"]["staged_files"]')" -eq 0 ]; }
 wait_until 60 "the mount to seal open-rm.bin" settled
-objects_before=$(json_field '["objects"]')
+"$Q" ls "$VAULT" /d/open-rm.bin --json > open-rm.json
+obj=$(python3 -c 'import json; print(json.load(open("open-rm.json"))[0]["inode"]["extents"][0]["object"])')
+shards() { find "$VAULT" -name "$obj.*" -path '*/shards/*' | wc -l; }
+[ "$(shards)" -eq 5 ] || fail "open-rm.bin's object $obj has $(shards) shard files before the rm"
 exec 3< "$MNT/d/open-rm.bin"
 "$Q" rm "$VAULT" /d/open-rm.bin || fail "qsfs rm of a file open in the mount"
 [ ! -e "$MNT/d/open-rm.bin" ] || fail "a removed open file is still listed in the mount"
+[ "$(shards)" -eq 5 ] || fail "qsfs rm destroyed a file open in the mount ($(shards) of 5 shard files left)"
 cmp gone.bin - <&3 || fail "a file removed while open no longer reads through its handle"
 exec 3<&-
-objects_dropped() { status_json; [ "$(json_field '["objects"]')" -lt "$objects_before" ]; }
-wait_until 60 "the removed file's object to be destroyed after its last close" objects_dropped
+no_shards() { [ "$(shards)" -eq 0 ]; }
+wait_until 60 "the removed file's shards to be destroyed after its last close" no_shards
 "$Q" rm "$VAULT" -r /d/tree /d/new || fail "qsfs rm -r while mounted"
 [ ! -e "$MNT/d/tree" ] && [ ! -e "$MNT/d/new" ] || fail "folders removed by qsfs rm -r are still in the mount"
 
