@@ -1,5 +1,5 @@
 # Every command works while mounted: `qsfs status`, `ls`, `get`, `put`,
-# `rm`, `mkdir` and `keys verify` on a mounted vault go through the mount
+# `rm`, `mkdir` and `keys verify|repair` on a mounted vault go through the mount
 # process (VAULT/control.sock) and agree with what the mount shows, at
 # once: a put is readable through the mount (also over a file the kernel
 # has cached, and over one a process holds open, which keeps its old
@@ -239,6 +239,7 @@ done
 "$Q" ls "$VAULT" /d -l > mounted/ls-l.out
 "$Q" ls "$VAULT" /d --json > mounted/ls-json.out
 "$Q" keys verify "$VAULT" > mounted/keys.out
+"$Q" keys repair "$VAULT" --json > mounted/keys-repair.out
 unmount
 for f in "${fails[@]}"; do
     IFS='|' read -r name args <<<"$f"
@@ -252,7 +253,8 @@ done
 "$Q" ls "$VAULT" /d -l > unmounted/ls-l.out
 "$Q" ls "$VAULT" /d --json > unmounted/ls-json.out
 "$Q" keys verify "$VAULT" > unmounted/keys.out
-for x in ls-l ls-json keys; do
+"$Q" keys repair "$VAULT" --json > unmounted/keys-repair.out
+for x in ls-l ls-json keys keys-repair; do
     diff "unmounted/$x.out" "mounted/$x.out" > diff.txt ||
         fail "$x: the output differs mounted (+) from unmounted (-): $(cat diff.txt)"
 done
