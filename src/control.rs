@@ -343,6 +343,16 @@ fn send(wire: &Mutex<Wire>, reply: &Reply, payload: Option<&[u8]>) -> std::io::R
     r
 }
 
+/// Sets a heartbeat's stop flag when dropped.
+struct StopOnDrop<'a>(&'a (Mutex<bool>, Condvar));
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        *self.0.0.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.0.1.notify_all();
+    }
+}
+
 /// Says "alive" every [`HEARTBEAT`] until `stop` is set.
 fn heartbeat(wire: &Mutex<Wire>, stop: &(Mutex<bool>, Condvar)) {
     let mut done = stop.0.lock().unwrap_or_else(|p| p.into_inner());
@@ -422,15 +432,12 @@ fn handle(
         if call.version >= 2 {
             scope.spawn(|| heartbeat(&wire, &stop));
         }
-        let result = {
-            // Maintenance runs one at a time (the wait beats too).
-            let _one_at_a_time =
-                (!unqueued).then(|| busy.lock().unwrap_or_else(|p| p.into_inner()));
-            handler(vault, &call.op, call.args, &session)
-        };
-        *stop.0.lock().unwrap_or_else(|p| p.into_inner()) = true;
-        stop.1.notify_all();
-        result
+        // The heartbeat stops when the operation ends, also by a panic
+        // (else the client would hear "alive" for ever).
+        let _stop = StopOnDrop(&stop);
+        // Maintenance runs one at a time (the wait beats too).
+        let _one_at_a_time = (!unqueued).then(|| busy.lock().unwrap_or_else(|p| p.into_inner()));
+        handler(vault, &call.op, call.args, &session)
     });
     let reply = match result {
         Ok(v) => Reply::Done(v),
