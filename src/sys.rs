@@ -449,6 +449,13 @@ pub fn euid() -> u32 {
 
 /// The uid of the process at the other end of a Unix socket.
 pub fn peer_uid(s: &std::os::unix::net::UnixStream) -> Option<u32> {
+    peer_cred(s).map(|(uid, _)| uid)
+}
+
+/// The uid and gid of the process at the other end of a Unix socket (a
+/// file a command stores through the mount's control socket belongs to
+/// whoever ran the command, as when it opens the vault itself).
+pub fn peer_cred(s: &std::os::unix::net::UnixStream) -> Option<(u32, u32)> {
     use std::os::fd::AsRawFd;
     let mut cred = libc::ucred {
         pid: 0,
@@ -466,5 +473,53 @@ pub fn peer_uid(s: &std::os::unix::net::UnixStream) -> Option<u32> {
             &mut len,
         )
     };
-    (rc == 0).then_some(cred.uid)
+    (rc == 0).then_some((cred.uid, cred.gid))
+}
+
+/// Ignores SIGPIPE in this process: the mount process writes to control
+/// socket clients that may go away at any moment (a `qsfs get ... | head`
+/// that has read enough), and a write to them must fail with EPIPE, not
+/// end the process serving the mount.
+pub fn ignore_sigpipe() {
+    // SAFETY: setting a signal disposition to SIG_IGN has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+}
+
+/// Writes to a socket without raising SIGPIPE when the peer has gone
+/// (`send` with `MSG_NOSIGNAL`): the command line keeps the default
+/// SIGPIPE action for its stdout, and a mount process that ends while a
+/// command talks to it must give the command an error to report, not kill
+/// it silently. A socket timeout (SO_SNDTIMEO) shows as `TimedOut`.
+pub struct NoSigPipe<'a>(pub &'a std::os::unix::net::UnixStream);
+
+impl io::Write for NoSigPipe<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        loop {
+            // SAFETY: `buf` is valid for `buf.len()` bytes for the call.
+            let n = unsafe {
+                libc::send(
+                    self.0.as_raw_fd(),
+                    buf.as_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_NOSIGNAL,
+                )
+            };
+            if n >= 0 {
+                return Ok(n as usize);
+            }
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::Interrupted => continue,
+                io::ErrorKind::WouldBlock => return Err(io::ErrorKind::TimedOut.into()),
+                _ => return Err(e),
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }

@@ -1,4 +1,6 @@
-//! `init`, `put`, `get`, `ls`, `rm`, `mkdir`.
+//! `init`, `put`, `get`, `ls`, `rm`, `mkdir`. While the vault is mounted,
+//! `put`, `get`, `ls`, `rm` and `mkdir` go through the mount process
+//! (live.rs), with the same output and exit statuses.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -6,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use super::{Ctx, VaultArg, format};
+use super::{Ctx, VaultArg, format, live};
 use qsfs::entropy::EntropyConfig;
 use qsfs::namespace::{Kind, VaultPath};
 use qsfs::vault::{self, InitOptions, PutSource};
@@ -95,15 +97,35 @@ pub struct PutArgs {
     recursive: bool,
 }
 
+/// Where a command works: in the mount process while the vault is
+/// mounted, else on the vault opened here.
+enum Place {
+    Mount,
+    Here(Box<vault::Vault>),
+}
+
+impl Place {
+    /// `mkdir -p` of one folder (`put -r`).
+    fn mkdir_p(&self, root: &Path, dest: &VaultPath) -> Result<()> {
+        match self {
+            Place::Mount => {
+                live::mkdir(root, dest, true, 0o755)?.ok_or_else(|| live::mount_ended(root))
+            }
+            Place::Here(v) => Ok(v.mkdir(dest, true, 0o755)?),
+        }
+    }
+}
+
 /// Collects (source, vault path) pairs for a local tree, creating vault
 /// folders as it goes.
 fn walk(
-    v: &vault::Vault,
+    place: &Place,
+    root: &Path,
     local: &Path,
     dest: &VaultPath,
     items: &mut Vec<(PutSource, VaultPath)>,
 ) -> Result<()> {
-    v.mkdir(dest, true, 0o755)?;
+    place.mkdir_p(root, dest)?;
     let mut entries: Vec<_> = std::fs::read_dir(local)
         .with_context(|| format!("cannot read folder {}", local.display()))?
         .collect::<Result<_, _>>()
@@ -116,7 +138,7 @@ fn walk(
             .file_type()
             .with_context(|| format!("cannot stat {}", path.display()))?;
         if ft.is_dir() {
-            walk(v, &path, &target, items)?;
+            walk(place, root, &path, &target, items)?;
         } else if ft.is_file() {
             items.push((PutSource::File(path), target));
         } else {
@@ -134,11 +156,18 @@ pub fn put(ctx: &Ctx, a: PutArgs) -> Result<i32> {
         .paths
         .split_last()
         .context("need a source and a vault path")?;
-    let v = ctx.open(&a.vault.vault)?;
+    let root = &a.vault.vault;
     let dest_path = VaultPath::parse(dest)?;
-    let dest_is_dir = match v.namespace().resolve(&dest_path) {
-        Ok((_, inode)) => inode.kind == Kind::Dir,
-        Err(_) => false,
+    let (place, dest_is_dir) = match live::is_dir(root, &dest_path)? {
+        Some(dir) => (Place::Mount, dir),
+        None => {
+            let v = ctx.open(root)?;
+            let dir = match v.namespace().resolve(&dest_path) {
+                Ok((_, inode)) => inode.kind == Kind::Dir,
+                Err(_) => false,
+            };
+            (Place::Here(Box::new(v)), dir)
+        }
     };
     if sources.len() > 1 && !dest_is_dir {
         bail!("{dest}: with several sources the vault path must be an existing folder");
@@ -171,18 +200,27 @@ pub fn put(ctx: &Ctx, a: PutArgs) -> Result<i32> {
             if !a.recursive {
                 bail!("{} is a folder; use -r to copy it", local.display());
             }
-            walk(&v, &local, &target, &mut items)?;
+            walk(&place, root, &local, &target, &mut items)?;
         } else {
             items.push((PutSource::File(local), target));
         }
     }
+    let errors: Vec<Option<String>> = match &place {
+        Place::Mount => live::put(root, &items)?.ok_or_else(|| live::mount_ended(root))?,
+        Place::Here(v) => v
+            .put_many(&items)
+            .into_iter()
+            .map(|r| r.err().map(|e| e.to_string()))
+            .collect(),
+    };
     let mut failed = 0;
-    for ((src, path), res) in items.iter().zip(v.put_many(&items)) {
-        if let Err(e) = res {
+    for ((src, path), err) in items.iter().zip(errors) {
+        if let Some(e) = err {
             failed += 1;
             let from = match src {
                 PutSource::File(p) => p.display().to_string(),
                 PutSource::Stdin => "stdin".into(),
+                PutSource::Received(r) => r.spool.display().to_string(),
             };
             eprintln!("qsfs: error: {e} (storing {from} as {path})");
         }
@@ -207,27 +245,40 @@ pub struct GetArgs {
 }
 
 pub fn get(ctx: &Ctx, a: GetArgs) -> Result<i32> {
-    let v = ctx.open(&a.vault.vault)?;
+    let root = &a.vault.vault;
     let path = VaultPath::parse(&a.path)?;
-    if a.local == "-" {
+    let local = (a.local != "-")
+        .then(|| local_target(&path, &a.local))
+        .transpose()?;
+    if live::get(root, &path, local.as_deref())?.is_some() {
+        return Ok(0);
+    }
+    let v = ctx.open(root)?;
+    if let Some(local) = local {
+        v.get_to_file(&path, &local)?;
+    } else {
         let stdout = std::io::stdout();
         let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
         // Authenticate everything before the first byte leaves: stdout
         // cannot be taken back.
         v.read_file(&path, &mut out, true)?;
         out.flush().context("cannot write to standard output")?;
-    } else {
-        let mut local = PathBuf::from(&a.local);
-        if local.is_dir() {
-            let name = path
-                .components()
-                .last()
-                .context("the vault root is a folder")?;
-            local = local.join(std::ffi::OsStr::from_bytes(name));
-        }
-        v.get_to_file(&path, &local)?;
     }
     Ok(0)
+}
+
+/// The local file `get` writes: `local`, or the vault file's name inside
+/// it when it is a folder.
+fn local_target(path: &VaultPath, local: &str) -> Result<PathBuf> {
+    let mut local = PathBuf::from(local);
+    if local.is_dir() {
+        let name = path
+            .components()
+            .last()
+            .context("the vault root is a folder")?;
+        local = local.join(std::ffi::OsStr::from_bytes(name));
+    }
+    Ok(local)
 }
 
 use std::os::unix::ffi::OsStrExt;
@@ -250,8 +301,12 @@ pub struct LsArgs {
 }
 
 pub fn ls(ctx: &Ctx, a: LsArgs) -> Result<i32> {
-    let v = ctx.open(&a.vault.vault)?;
-    let entries = v.list(&VaultPath::parse(&a.path)?)?;
+    let root = &a.vault.vault;
+    let path = VaultPath::parse(&a.path)?;
+    let entries = match live::ls(root, &path)? {
+        Some(entries) => entries,
+        None => ctx.open(root)?.list(&path)?,
+    };
     let mut out = std::io::stdout().lock();
     if a.json {
         serde_json::to_writer_pretty(&mut out, &entries)?;
@@ -281,13 +336,24 @@ pub struct RmArgs {
 }
 
 pub fn rm(ctx: &Ctx, a: RmArgs) -> Result<i32> {
-    let v = ctx.open(&a.vault.vault)?;
+    let root = &a.vault.vault;
+    // Opened here once no mount answers.
+    let mut here: Option<vault::Vault> = None;
     let mut code = 0;
     for p in &a.paths {
-        if let Err(e) = VaultPath::parse(p)
+        let r = VaultPath::parse(p)
             .map_err(anyhow::Error::from)
-            .and_then(|path| Ok(v.remove(&path, a.recursive)?))
-        {
+            .and_then(|path| {
+                if here.is_none() && live::rm(root, &path, a.recursive)?.is_some() {
+                    return Ok(());
+                }
+                let v = match &mut here {
+                    Some(v) => v,
+                    none => none.insert(ctx.open(root)?),
+                };
+                Ok(v.remove(&path, a.recursive).map(|_| ())?)
+            });
+        if let Err(e) = r {
             eprintln!("qsfs: error: {e}");
             code = 1;
         }
@@ -313,9 +379,19 @@ pub struct MkdirArgs {
 pub fn mkdir(ctx: &Ctx, a: MkdirArgs) -> Result<i32> {
     let mode = u32::from_str_radix(&a.mode, 8)
         .with_context(|| format!("--mode {:?} is not an octal mode", a.mode))?;
-    let v = ctx.open(&a.vault.vault)?;
+    let root = &a.vault.vault;
+    // Opened here once no mount answers.
+    let mut here: Option<vault::Vault> = None;
     for p in &a.paths {
-        v.mkdir(&VaultPath::parse(p)?, a.parents, mode)?;
+        let path = VaultPath::parse(p)?;
+        if here.is_none() && live::mkdir(root, &path, a.parents, mode)?.is_some() {
+            continue;
+        }
+        let v = match &mut here {
+            Some(v) => v,
+            none => none.insert(ctx.open(root)?),
+        };
+        v.mkdir(&path, a.parents, mode)?;
     }
     Ok(0)
 }

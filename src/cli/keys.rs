@@ -1,4 +1,4 @@
-//! `qsfs keys verify|repair`.
+//! `qsfs keys verify|repair` (through the mount process while mounted).
 
 use std::io::Write;
 
@@ -41,12 +41,16 @@ pub fn run(ctx: &Ctx, c: KeysCommand) -> Result<i32> {
         KeysCommand::Verify(a) => (a, false, false),
         KeysCommand::Repair(a) => (a.keys, true, a.rebuild_r2),
     };
-    let v = if rebuild {
-        ctx.open_rebuilding_r2(&args.vault.vault)?
+    let root = &args.vault.vault;
+    // While mounted, the mount process checks (a new R2 store needs the
+    // vault unmounted: opening it here says so).
+    let report = if rebuild {
+        ctx.open_rebuilding_r2(root)?.check_keys(true)?
+    } else if let Some(report) = super::live::keys(root, repair)? {
+        report
     } else {
-        ctx.open(&args.vault.vault)?
+        ctx.open(root)?.check_keys(repair)?
     };
-    let report = v.check_keys(repair)?;
     let mut out = std::io::stdout().lock();
     if args.json {
         serde_json::to_writer_pretty(&mut out, &report)?;

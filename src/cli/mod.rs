@@ -8,6 +8,7 @@ mod fsck;
 mod keypool;
 mod keys;
 mod kme;
+mod live;
 mod maint;
 mod mount;
 mod node;

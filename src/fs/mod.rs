@@ -12,8 +12,9 @@
 //! killed process leaves to recover), `seal` (close/fsync), `commit`
 //! (group commit thread), `sealer` (background seals and retries),
 //! `reader` (random-access reads), `recovery` (mount-time cleanup and
-//! resealing), `ops` (the FUSE operations), `mount` (mounting, options,
-//! daemon, unmount).
+//! resealing), `ops` (the FUSE operations), `live` (the command line's
+//! file commands on the mounted vault, through the control socket),
+//! `mount` (mounting, options, daemon, unmount).
 
 mod acl;
 mod attr;
@@ -21,6 +22,7 @@ mod commit;
 mod errno;
 mod files;
 mod journal;
+pub mod live;
 pub mod mount;
 mod ops;
 mod ranges;
@@ -84,6 +86,67 @@ impl FsCore {
         {
             tracing::debug!(ino, "attribute invalidation failed: {e}");
         }
+    }
+
+    /// Tells the kernel that entry `name` of folder `parent` changed
+    /// behind its back (a command made or removed it through the control
+    /// socket), so that its next lookup asks qsfs instead of answering from
+    /// its cache, and that the folder's own attributes changed.
+    pub fn invalidate_entry(&self, parent: u64, name: &[u8]) {
+        use std::os::unix::ffi::OsStrExt;
+        if let Some(n) = self.notifier.get()
+            && let Err(e) = n.inval_entry(fuser::INodeNo(parent), std::ffi::OsStr::from_bytes(name))
+        {
+            // ENOENT: the kernel has not cached that folder; nothing to drop.
+            tracing::debug!(parent, "entry invalidation failed: {e}");
+        }
+        self.invalidate_attr(parent);
+    }
+
+    /// Tells the kernel that `child`, entry `name` of `parent`, was removed
+    /// behind its back (also when a process still uses the entry, such as
+    /// a shell inside a removed folder).
+    pub fn notify_deleted(&self, parent: u64, child: u64, name: &[u8]) {
+        use std::os::unix::ffi::OsStrExt;
+        if let Some(n) = self.notifier.get()
+            && let Err(e) = n.delete(
+                fuser::INodeNo(parent),
+                fuser::INodeNo(child),
+                std::ffi::OsStr::from_bytes(name),
+            )
+        {
+            tracing::debug!(parent, child, "delete notification failed: {e}");
+            self.invalidate_entry(parent, name);
+            return;
+        }
+        self.invalidate_attr(parent);
+        self.invalidate_attr(child);
+    }
+
+    /// Applies what an unlink or rename (or a `qsfs rm` or `put` through
+    /// the control socket) took away: an inode still in use becomes an
+    /// orphan destroyed at its last close, a destroyed one loses its
+    /// staging file.
+    pub fn after_removal(&self, removed: crate::namespace::Removed) {
+        if let Some(ino) = removed.orphan {
+            match self.file(ino) {
+                Some(f) => {
+                    f.lock().orphan = true;
+                    self.maybe_evict(&f);
+                }
+                // Its state went idle meanwhile: nobody holds it any more.
+                None => match self.vault.namespace().release_orphan(ino) {
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!("ino {ino}: cannot destroy the unlinked file yet: {e}")
+                    }
+                },
+            }
+        }
+        if let Some(ino) = removed.destroyed {
+            staging::remove_file(&self.staging_dir, ino);
+        }
+        self.want_flush();
     }
 
     /// Asks the committer to make metadata durable and run deletions soon.

@@ -183,6 +183,9 @@ pub fn serve(
     ready: impl FnOnce(),
 ) -> Result<(), MountError> {
     let target = check_mountpoint(mountpoint)?;
+    // A command talking to the control socket may go away in the middle
+    // of an answer; the write must fail, not end the mount.
+    crate::sys::ignore_sigpipe();
     let vault = Vault::open(
         vault_path,
         &OpenOptions {
@@ -192,20 +195,30 @@ pub fn serve(
     )?;
     let source = vault.root().display().to_string();
     let vault = Arc::new(vault);
-    // Maintenance commands (scrub, audit, drain ...) run in this process
-    // while mounted; the socket goes away with the mount.
-    // `status` adds what the mount holds unsealed, once the filesystem
-    // exists (weak: the socket must not keep it alive).
-    let staged: Arc<std::sync::OnceLock<std::sync::Weak<super::FsCore>>> = Arc::default();
-    let staged_for_socket = Arc::clone(&staged);
+    // Commands run in this process while mounted, through the control
+    // socket, which goes away with the mount: maintenance (scrub, audit,
+    // drain ...) on the vault, and the file commands (ls, get, put, rm,
+    // mkdir) on the filesystem's own state, once it exists (weak: the
+    // socket must not keep it alive). `status` adds what the mount holds
+    // unsealed.
+    let core_slot: Arc<std::sync::OnceLock<std::sync::Weak<super::FsCore>>> = Arc::default();
+    let core_for_socket = Arc::clone(&core_slot);
     let handler = move |v: &crate::vault::Vault,
                         op: &str,
                         args: serde_json::Value,
-                        progress: crate::vault::maint::ProgressFn|
+                        session: &crate::control::Session|
           -> Result<serde_json::Value, String> {
-        let mut reply = crate::vault::maint::dispatch(v, op, args, progress)?;
+        let core = || core_for_socket.get().and_then(|w| w.upgrade());
+        if super::live::OPS.contains(&op) {
+            let core = core().ok_or_else(|| {
+                "the mount is starting or stopping; try again in a moment".to_string()
+            })?;
+            return super::live::run(&core, op, args, session);
+        }
+        let progress = |p| session.progress(p);
+        let mut reply = crate::vault::maint::dispatch(v, op, args, &progress)?;
         if op == "status"
-            && let Some(core) = staged_for_socket.get().and_then(|w| w.upgrade())
+            && let Some(core) = core()
         {
             let s = core.staged_summary();
             let m = crate::vault::MountStatus {
@@ -228,7 +241,7 @@ pub fn serve(
     };
     let for_summaries = Arc::clone(&vault);
     let fs = Qsfs::new(vault, settings.read_only)?;
-    let _ = staged.set(fs.core_weak());
+    let _ = core_slot.set(fs.core_weak());
     let mut config = Config::default();
     config.mount_options = vec![
         MountOption::FSName(source),

@@ -17,7 +17,7 @@ use fuser::{
 use super::attr::{self, TTL};
 use super::seal::SealHow;
 use super::{Handle, Qsfs, errno};
-use crate::namespace::{Inode, Kind, NAME_MAX, NamespaceError, Removed, RenameFlags, Time};
+use crate::namespace::{Inode, Kind, NAME_MAX, NamespaceError, RenameFlags, Time};
 
 const GEN: Generation = Generation(0);
 
@@ -161,29 +161,6 @@ impl Qsfs {
             .map_err(|e| errno::ns(&e))?;
         self.core.want_flush();
         Ok((ino, self.attr_of(ino)?))
-    }
-
-    /// Applies what an unlink or rename took away.
-    fn after_removal(&self, removed: Removed) {
-        if let Some(ino) = removed.orphan {
-            match self.core.file(ino) {
-                Some(f) => {
-                    f.lock().orphan = true;
-                    self.core.maybe_evict(&f);
-                }
-                // Its state went idle meanwhile: nobody holds it any more.
-                None => match self.ns().release_orphan(ino) {
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::warn!("ino {ino}: cannot destroy the unlinked file yet: {e}")
-                    }
-                },
-            }
-        }
-        if let Some(ino) = removed.destroyed {
-            super::staging::remove_file(&self.core.staging_dir, ino);
-        }
-        self.core.want_flush();
     }
 
     /// An access ACL moves the mode bits with it, as on ext4; one that says
@@ -544,7 +521,7 @@ impl Filesystem for Qsfs {
         });
         match r {
             Ok(removed) => {
-                self.after_removal(removed);
+                self.core.after_removal(removed);
                 reply.ok()
             }
             Err(e) => reply.error(e),
@@ -560,7 +537,7 @@ impl Filesystem for Qsfs {
         });
         match r {
             Ok(removed) => {
-                self.after_removal(removed);
+                self.core.after_removal(removed);
                 reply.ok()
             }
             Err(e) => reply.error(e),
@@ -618,7 +595,7 @@ impl Filesystem for Qsfs {
         });
         match r {
             Ok(removed) => {
-                self.after_removal(removed);
+                self.core.after_removal(removed);
                 reply.ok()
             }
             Err(e) => reply.error(e),

@@ -25,7 +25,7 @@ use crate::codec::{DecodeError, Reader, Writer};
 pub const INODE_VERSION: u8 = 2;
 
 /// Type of an inode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     /// Regular file.
@@ -87,7 +87,18 @@ impl Kind {
 }
 
 /// A point in time with nanoseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, serde::Serialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct Time {
     /// Seconds since the epoch.
     pub secs: i64,
@@ -109,14 +120,14 @@ impl Time {
 }
 
 /// One sealed piece of a file's content.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Extent {
     /// Offset of the piece in the file.
     pub offset: u64,
     /// Its length in bytes.
     pub len: u64,
     /// The sealed object holding it.
-    #[serde(serialize_with = "ser_id")]
+    #[serde(serialize_with = "ser_id", deserialize_with = "de_id")]
     pub object: ObjectId,
     /// Where the extent starts in the object's plaintext.
     pub object_offset: u64,
@@ -126,8 +137,15 @@ fn ser_id<S: serde::Serializer>(id: &ObjectId, s: S) -> Result<S::Ok, S::Error> 
     s.serialize_str(&id.to_hex())
 }
 
-/// Attributes and content of one inode.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+fn de_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<ObjectId, D::Error> {
+    let text = <String as serde::Deserialize>::deserialize(d)?;
+    ObjectId::from_hex(&text)
+        .ok_or_else(|| serde::de::Error::custom(format!("{text:?} is not an object id")))
+}
+
+/// Attributes and content of one inode. (Its JSON form is what `qsfs ls
+/// --json` prints, also when a mounted vault's control socket sent it.)
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Inode {
     /// Type.
     pub kind: Kind,

@@ -126,6 +126,51 @@ impl Namespace {
         Ok(ino)
     }
 
+    /// Creates file `name` in directory `parent` as a new inode (with
+    /// `xattrs`), replacing the file the name pointed at in the same atomic
+    /// step, as a rename over it would: the old inode loses that link, and
+    /// stays as an orphan while `is_open` (a `qsfs put` through a mount
+    /// over a file open there). A folder at the name is refused. Returns
+    /// the new inode and what the replaced one left.
+    #[allow(clippy::too_many_arguments)]
+    pub fn create_replacing(
+        &self,
+        parent: u64,
+        name: &[u8],
+        inode: &Inode,
+        xattrs: &[(&[u8], &[u8])],
+        what: &str,
+        is_open: &dyn Fn(u64) -> bool,
+    ) -> Result<(u64, Removed)> {
+        check_name(name, what)?;
+        if inode.kind == Kind::Dir {
+            return Err(NamespaceError::IsADirectory(what.to_string()));
+        }
+        let _g = self.lock();
+        let mut dir = self.inode(parent)?;
+        if dir.kind != Kind::Dir {
+            return Err(NamespaceError::NotADirectory(what.to_string()));
+        }
+        let now = Time::now();
+        let mut b = Batch::new();
+        let removed = match self.lookup(parent, name)? {
+            Some((_, Kind::Dir)) => return Err(NamespaceError::IsADirectory(what.to_string())),
+            Some((old, _)) => self.drop_link(&mut b, old, is_open, now)?,
+            None => Removed::default(),
+        };
+        let ino = self.next_ino(&mut b)?;
+        b.insert(ikey(ino), inode.encode());
+        for (xname, value) in xattrs {
+            b.insert(super::xattr::xkey(ino, xname), value);
+        }
+        b.insert(dkey(parent, name), encode_entry(ino, inode.kind));
+        dir.mtime = now;
+        dir.ctime = now;
+        b.insert(ikey(parent), dir.encode());
+        self.db.apply(b)?;
+        Ok((ino, removed))
+    }
+
     /// Removes entry `name` of `parent` (the CLI's rm: nothing is open).
     /// Returns the objects queued for deletion.
     pub fn remove(&self, parent: u64, name: &[u8], dir: bool, what: &str) -> Result<Vec<ObjectId>> {
@@ -554,6 +599,40 @@ mod tests {
     }
 
     const CLOSED: &dyn Fn(u64) -> bool = &|_| false;
+
+    #[test]
+    fn create_replacing_keeps_an_open_file_as_orphan() -> Result<()> {
+        let (_d, ns) = ns();
+        let a = dir(&ns, ROOT, "a");
+        let old = file(&ns, a, "f", 1);
+        let mut new = Inode::new(Kind::File, 0o600, 0, 0);
+        new.size = 3;
+        // Over an open file: the old inode stays as an orphan, its object
+        // is not queued yet.
+        let x: &[(&[u8], &[u8])] = &[(b"user.k", b"v")];
+        let (ino, r) = ns.create_replacing(a, b"f", &new, x, "/a/f", &|i| i == old)?;
+        assert_ne!(ino, old);
+        assert_eq!(ns.lookup(a, b"f")?, Some((ino, Kind::File)));
+        assert_eq!(ns.inode(ino)?.size, 3);
+        assert_eq!(ns.get_xattr(ino, b"user.k")?, b"v");
+        assert_eq!((r.orphan, r.destroyed), (Some(old), None));
+        assert!(r.objects.is_empty());
+        assert_eq!(ns.orphans()?, vec![old]);
+        assert_eq!(ns.inode(old)?.nlink, 0);
+        // Over a closed file: destroyed at once (it had no object). A new name
+        // just appears; a folder is refused.
+        let (again, r) = ns.create_replacing(a, b"f", &new, &[], "/a/f", CLOSED)?;
+        assert_eq!((r.destroyed, r.objects.len()), (Some(ino), 0));
+        let (_, r) = ns.create_replacing(a, b"g", &new, &[], "/a/g", CLOSED)?;
+        assert_eq!(r, Removed::default());
+        assert_eq!(ns.lookup(a, b"f")?, Some((again, Kind::File)));
+        dir(&ns, a, "d");
+        assert!(matches!(
+            ns.create_replacing(a, b"d", &new, &[], "/a/d", CLOSED),
+            Err(NamespaceError::IsADirectory(_))
+        ));
+        Ok(())
+    }
 
     #[test]
     fn rename_over_files_and_dirs() {

@@ -71,6 +71,13 @@ impl VaultPath {
         .to_string()
     }
 
+    /// The path of the first `n` components (names kept as bytes).
+    pub fn first(&self, n: usize) -> VaultPath {
+        VaultPath {
+            parts: self.parts[..n.min(self.parts.len())].to_vec(),
+        }
+    }
+
     /// Parent path and last name.
     pub fn split_last(&self) -> Option<(VaultPath, &[u8])> {
         let (last, rest) = self.parts.split_last()?;

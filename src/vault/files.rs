@@ -1,7 +1,7 @@
 //! File operations of the CLI on vault paths: put, get, ls, rm, mkdir.
 
 use std::fs::File;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -17,10 +17,80 @@ pub enum PutSource {
     /// Standard input (spooled to the staging folder first: the seal needs
     /// the length up front).
     Stdin,
+    /// Content another process sent and this one spooled (a `qsfs put`
+    /// through a mounted vault's control socket), with what the command
+    /// found about its source.
+    Received(Received),
 }
 
+/// A file a command sent to the mount process, spooled in the staging
+/// folder ([`Vault::spool`]).
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// The spool file (the caller removes it; a failed stdin spool is
+    /// renamed and kept, as for [`PutSource::Stdin`]).
+    pub spool: PathBuf,
+    /// Permission bits of the source.
+    pub mode: u32,
+    /// Modification time of the source.
+    pub mtime: Time,
+    /// Owner of a new file (who ran the command).
+    pub uid: u32,
+    /// Group of a new file.
+    pub gid: u32,
+    /// The source was the command's standard input.
+    pub stdin: bool,
+}
+
+/// A local file opened for `put`, with what `put` keeps of it. The
+/// command line opens sources this way also when a mount stores them, so
+/// its errors read the same.
+#[derive(Debug)]
+pub struct LocalSource {
+    /// The open file.
+    pub file: File,
+    /// Its length.
+    pub len: u64,
+    /// Its permission bits.
+    pub mode: u32,
+    /// Its modification time.
+    pub mtime: Time,
+}
+
+impl LocalSource {
+    /// Opens `p`, which must be a regular file.
+    pub fn open(p: &Path) -> Result<LocalSource, VaultError> {
+        let file = File::open(p).map_err(io_err(format!("open {}", p.display())))?;
+        let meta = file
+            .metadata()
+            .map_err(io_err(format!("stat {}", p.display())))?;
+        if !meta.is_file() {
+            return Err(VaultError::Io {
+                what: format!("read {}", p.display()),
+                source: std::io::Error::other("not a regular file"),
+            });
+        }
+        Ok(LocalSource {
+            file,
+            len: meta.len(),
+            mode: meta.permissions().mode() & 0o7777,
+            mtime: Time {
+                secs: meta.mtime(),
+                nanos: meta.mtime_nsec() as u32,
+            },
+        })
+    }
+}
+
+/// Makes the name of a `put` file point at its committed object (or at
+/// none, for an empty file), collecting objects of replaced versions in
+/// the vector. The mount brings its own (fs/live.rs), which keeps its open
+/// files and the kernel's caches right.
+pub type Linker<'a> = dyn Fn(&VaultPath, Inode, Option<&SealedObject>, &mut Vec<ObjectId>) -> Result<u64, VaultError>
+    + 'a;
+
 /// One line of `qsfs ls`.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ListEntry {
     /// Entry name (lossy UTF-8).
     pub name: String,
@@ -40,6 +110,17 @@ impl Vault {
     /// version is destroyed only after the new one is durable). Returns one
     /// result per item.
     pub fn put_many(&self, items: &[(PutSource, VaultPath)]) -> Vec<Result<u64, VaultError>> {
+        self.put_many_with(items, &|path, inode, obj, garbage| {
+            self.link_content(path, inode, obj, garbage)
+        })
+    }
+
+    /// [`Vault::put_many`] with the naming step done by `link`.
+    pub fn put_many_with(
+        &self,
+        items: &[(PutSource, VaultPath)],
+        link: &Linker,
+    ) -> Vec<Result<u64, VaultError>> {
         let mut results: Vec<Option<Result<u64, VaultError>>> =
             (0..items.len()).map(|_| None).collect();
         for group in (0..items.len()).collect::<Vec<_>>().chunks(BATCH) {
@@ -66,8 +147,7 @@ impl Vault {
                 let res = match slot {
                     Some(j) => match &committed[j] {
                         Ok(()) => {
-                            let r =
-                                self.link_content(&items[i].1, inode, Some(&objs[j]), &mut garbage);
+                            let r = link(&items[i].1, inode, Some(&objs[j]), &mut garbage);
                             match r {
                                 Ok(_) => named.push(objs[j].id()),
                                 Err(_) => self.settle_failed(&[objs[j].id()]),
@@ -79,7 +159,7 @@ impl Vault {
                             detail: e.to_string(),
                         }),
                     },
-                    None => self.link_content(&items[i].1, inode, None, &mut garbage),
+                    None => link(&items[i].1, inode, None, &mut garbage),
                 };
                 results[i] = Some(res.map_err(|e| keep_spool(e, spool, &what)));
             }
@@ -148,28 +228,31 @@ impl Vault {
         );
         let (file, len, spool) = match src {
             PutSource::File(p) => {
-                let f = File::open(p).map_err(io_err(format!("open {}", p.display())))?;
-                let meta = f
-                    .metadata()
-                    .map_err(io_err(format!("stat {}", p.display())))?;
-                if !meta.is_file() {
-                    return Err(VaultError::Io {
-                        what: format!("read {}", p.display()),
-                        source: std::io::Error::other("not a regular file"),
-                    });
-                }
-                inode.mode = meta.permissions().mode() & 0o7777;
-                inode.mtime = Time {
-                    secs: meta.mtime(),
-                    nanos: meta.mtime_nsec() as u32,
-                };
-                (f, meta.len(), None)
+                let local = LocalSource::open(p)?;
+                inode.mode = local.mode;
+                inode.mtime = local.mtime;
+                (local.file, local.len, None)
             }
             PutSource::Stdin => {
-                let spool = self.spool_stdin()?;
+                let spool = self.spool(&mut std::io::stdin().lock(), "read standard input")?;
                 let f = File::open(&spool.0).map_err(io_err("reopen the stdin spool"))?;
                 let len = f.metadata().map_err(io_err("stat the stdin spool"))?.len();
                 (f, len, Some(spool))
+            }
+            PutSource::Received(r) => {
+                let f = File::open(&r.spool)
+                    .map_err(io_err(format!("reopen the spool {}", r.spool.display())))?;
+                let len = f
+                    .metadata()
+                    .map_err(io_err(format!("stat the spool {}", r.spool.display())))?
+                    .len();
+                inode.mode = r.mode & 0o7777;
+                inode.mtime = r.mtime;
+                inode.uid = r.uid;
+                inode.gid = r.gid;
+                // Only what came from stdin is kept when storing it fails
+                // (the command cannot send it again).
+                (f, len, r.stdin.then(|| Spool(r.spool.clone())))
             }
         };
         inode.size = len;
@@ -182,21 +265,29 @@ impl Vault {
         }
     }
 
-    /// Copies stdin into a 0600 file in the staging folder.
-    fn spool_stdin(&self) -> Result<Spool, VaultError> {
+    /// Copies `src` into a new 0600 file in the staging folder (removed
+    /// when the returned guard drops, and by the next open of the vault
+    /// if this process dies first); `what` names the reading in errors.
+    pub fn spool(&self, src: &mut dyn Read, what: &str) -> Result<Spool, VaultError> {
+        let (spool, mut f) = self.new_spool()?;
+        std::io::copy(src, &mut f).map_err(io_err(what))?;
+        Ok(spool)
+    }
+
+    /// A new, empty 0600 spool file in the staging folder, open for
+    /// writing (see [`Vault::spool`]).
+    pub fn new_spool(&self) -> Result<(Spool, File), VaultError> {
         let mut id = [0u8; 8];
         getrandom::fill(&mut id).map_err(|e| VaultError::Internal(e.to_string()))?;
         let path = self.staging().join(format!("spool-{}", hex::encode(id)));
         let spool = Spool(path.clone());
-        let mut f = std::fs::OpenOptions::new()
+        let f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(&path)
             .map_err(io_err(format!("create {}", path.display())))?;
-        std::io::copy(&mut std::io::stdin().lock(), &mut f)
-            .map_err(io_err("read standard input"))?;
-        Ok(spool)
+        Ok((spool, f))
     }
 
     /// Points `path` at the committed object (or at no object for an empty
@@ -248,8 +339,19 @@ impl Vault {
         sink: &mut dyn Write,
         verify_first: bool,
     ) -> Result<ReadOutcome, VaultError> {
-        let what = path.to_string();
         let (_, inode) = self.ns.resolve(path)?;
+        self.read_inode(&inode, &path.to_string(), sink, verify_first)
+    }
+
+    /// [`Vault::read_file`] of a file's inode as resolved (`what` names it).
+    pub fn read_inode(
+        &self,
+        inode: &Inode,
+        what: &str,
+        sink: &mut dyn Write,
+        verify_first: bool,
+    ) -> Result<ReadOutcome, VaultError> {
+        let what = what.to_string();
         match inode.kind {
             Kind::File => {}
             Kind::Dir => return Err(NamespaceError::IsADirectory(what).into()),
@@ -295,58 +397,11 @@ impl Vault {
     /// (a FIFO, a device such as /dev/null) is written in place, after the
     /// whole object verified, like stdout.
     pub fn get_to_file(&self, path: &VaultPath, dest: &Path) -> Result<ReadOutcome, VaultError> {
-        let mut target = dest.to_path_buf();
-        if std::fs::symlink_metadata(dest).is_ok_and(|m| m.file_type().is_symlink()) {
-            target = match std::fs::canonicalize(dest) {
-                Ok(t) => t,
-                // A dangling link: create its target, as cp does.
-                Err(_) => {
-                    let link = std::fs::read_link(dest)
-                        .map_err(io_err(format!("read link {}", dest.display())))?;
-                    dest.parent().unwrap_or(Path::new(".")).join(link)
-                }
-            };
-        }
-        if let Ok(m) = std::fs::metadata(&target)
-            && !m.is_file()
-        {
-            if m.is_dir() {
-                return Err(VaultError::Io {
-                    what: format!("write {}", target.display()),
-                    source: std::io::Error::other("it is a folder"),
-                });
-            }
-            let mut out = std::fs::OpenOptions::new()
-                .write(true)
-                .open(&target)
-                .map_err(io_err(format!("open {}", target.display())))?;
-            return self.read_file(path, &mut out, true);
-        }
-        let dir = match target.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".qsfs-get-")
-            .tempfile_in(&dir)
-            .map_err(io_err(format!(
-                "create a temporary file in {}",
-                dir.display()
-            )))?;
-        let outcome = {
-            let mut out = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
-            let o = self.read_file(path, &mut out, false)?;
-            out.flush()
-                .map_err(io_err(format!("write {}", target.display())))?;
-            o
-        };
-        let (_, inode) = self.ns.resolve(path)?;
-        let _ = tmp
-            .as_file()
-            .set_permissions(std::fs::Permissions::from_mode(inode.mode & 0o777));
-        tmp.persist(&target).map_err(|e| VaultError::Io {
-            what: format!("write {}", target.display()),
-            source: e.error,
+        let mut outcome = ReadOutcome::default();
+        write_local::<VaultError>(dest, |out, verify_first| {
+            outcome = self.read_file(path, out, verify_first)?;
+            let (_, inode) = self.ns.resolve(path)?;
+            Ok(inode.mode)
         })?;
         Ok(outcome)
     }
@@ -378,9 +433,30 @@ impl Vault {
     /// Creates a folder (and with `parents` its missing parents; an existing
     /// folder is then fine).
     pub fn mkdir(&self, path: &VaultPath, parents: bool, mode: u32) -> Result<(), VaultError> {
+        self.mkdir_as(
+            path,
+            parents,
+            mode,
+            super::current_uid(),
+            super::current_gid(),
+        )
+        .map(|_| ())
+    }
+
+    /// [`Vault::mkdir`] for the user `uid`/`gid` (who ran the command, when
+    /// a mount does it). Returns the folders it created.
+    pub fn mkdir_as(
+        &self,
+        path: &VaultPath,
+        parents: bool,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    ) -> Result<Vec<VaultPath>, VaultError> {
+        let mut created = Vec::new();
         if path.is_root() {
             return if parents {
-                Ok(())
+                Ok(created)
             } else {
                 Err(NamespaceError::Exists("/".into()).into())
             };
@@ -391,20 +467,20 @@ impl Vault {
             vec![path.components().len()]
         };
         for n in steps {
-            let sub = VaultPath::parse(&path.prefix(n))?;
+            let sub = path.first(n);
             let (parent, name) = self.ns.resolve_parent(&sub)?;
             match self.ns.lookup(parent, name)? {
                 Some((_, Kind::Dir)) if parents => continue,
                 Some(_) => return Err(NamespaceError::Exists(sub.to_string()).into()),
                 None => {
-                    let node =
-                        Inode::new(Kind::Dir, mode, super::current_uid(), super::current_gid());
+                    let node = Inode::new(Kind::Dir, mode, uid, gid);
                     self.ns.create(parent, name, &node, &sub.to_string())?;
+                    created.push(sub);
                 }
             }
         }
         self.ns.flush_durable()?;
-        Ok(())
+        Ok(created)
     }
 
     /// Removes a file, or with `recursive` a whole tree; destroys the
@@ -447,8 +523,16 @@ impl Vault {
     }
 }
 
-/// A stdin spool file, removed when dropped.
-struct Spool(PathBuf);
+/// A spool file in the staging folder (stdin, or content a command sent
+/// to the mount), removed when dropped.
+pub struct Spool(PathBuf);
+
+impl Spool {
+    /// The spool file.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
 
 impl Drop for Spool {
     fn drop(&mut self) {
@@ -514,5 +598,75 @@ fn write_zeros(sink: &mut dyn Write, mut n: u64) -> std::io::Result<()> {
         sink.write_all(&zeros[..k])?;
         n -= k as u64;
     }
+    Ok(())
+}
+
+/// Writes a vault file to the local file `dest` as `qsfs get` does:
+/// `fill` writes the content into the sink it is given and returns the
+/// file's permission bits; its flag says whether the whole object must be
+/// authenticated before the first byte is written (a sink that cannot be
+/// taken back). A regular file (or a new name) is written through a
+/// temporary file renamed into place only when `fill` succeeded; a symlink
+/// is followed; anything else (a FIFO, a device such as /dev/null) is
+/// written in place. Shared by the vault opened here and by a mount that
+/// sends the content (cli/live.rs).
+pub fn write_local<E: From<VaultError>>(
+    dest: &Path,
+    fill: impl FnOnce(&mut dyn Write, bool) -> Result<u32, E>,
+) -> Result<(), E> {
+    let mut target = dest.to_path_buf();
+    if std::fs::symlink_metadata(dest).is_ok_and(|m| m.file_type().is_symlink()) {
+        target = match std::fs::canonicalize(dest) {
+            Ok(t) => t,
+            // A dangling link: create its target, as cp does.
+            Err(_) => {
+                let link = std::fs::read_link(dest)
+                    .map_err(io_err(format!("read link {}", dest.display())))?;
+                dest.parent().unwrap_or(Path::new(".")).join(link)
+            }
+        };
+    }
+    if let Ok(m) = std::fs::metadata(&target)
+        && !m.is_file()
+    {
+        if m.is_dir() {
+            return Err(VaultError::Io {
+                what: format!("write {}", target.display()),
+                source: std::io::Error::other("it is a folder"),
+            }
+            .into());
+        }
+        let mut out = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&target)
+            .map_err(io_err(format!("open {}", target.display())))?;
+        fill(&mut out, true)?;
+        return Ok(());
+    }
+    let dir = match target.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".qsfs-get-")
+        .tempfile_in(&dir)
+        .map_err(io_err(format!(
+            "create a temporary file in {}",
+            dir.display()
+        )))?;
+    let mode = {
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
+        let mode = fill(&mut out, false)?;
+        out.flush()
+            .map_err(io_err(format!("write {}", target.display())))?;
+        mode
+    };
+    let _ = tmp
+        .as_file()
+        .set_permissions(std::fs::Permissions::from_mode(mode & 0o777));
+    tmp.persist(&target).map_err(|e| VaultError::Io {
+        what: format!("write {}", target.display()),
+        source: e.error,
+    })?;
     Ok(())
 }

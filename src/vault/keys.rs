@@ -72,6 +72,13 @@ pub struct KeyReport {
     pub stray_backups: Vec<String>,
 }
 
+/// What `qsfs keys verify|repair` asks for (the control socket's `keys`).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct KeysOptions {
+    /// Rebuild what can be rebuilt (`keys repair`), not only check.
+    pub repair: bool,
+}
+
 impl KeyReport {
     /// True when nothing is wrong (or everything was healed).
     pub fn healthy(&self) -> bool {
@@ -177,6 +184,15 @@ impl Vault {
                 Err(e) => return Err(e.into()),
             }
         }
+        // Objects being written or destroyed right now (by a mount serving
+        // this run, or left by a crash for the next open) have their key
+        // material on its way in or out: not a problem to report, and a
+        // repair must never bring back the keys of a deleted object.
+        let mut busy: std::collections::HashSet<ObjectId> =
+            self.intents.in_flight().into_iter().collect();
+        busy.extend(self.ns.gc_queue()?);
+        busy.extend(self.ns.r2_cleanup_queue()?);
+        manifests.retain(|m| !busy.contains(&m.id));
         let named = self.ns.referenced_objects()?;
         for id in named.iter().copied() {
             // Re-read: the object may have been published since the scan.
@@ -233,14 +249,14 @@ impl Vault {
             .backup_ids()
             .collect::<Result<Vec<_>, _>>()?
             .into_iter()
-            .filter(|id| !known.contains(id) && !named.contains(id))
+            .filter(|id| !known.contains(id) && !named.contains(id) && !busy.contains(id))
             .map(|id| id.to_hex())
             .collect();
         report.stray_shares = self
             .keys
             .ids()?
             .into_iter()
-            .filter(|id| !known.contains(id) && !named.contains(id))
+            .filter(|id| !known.contains(id) && !named.contains(id) && !busy.contains(id))
             .map(|id| id.to_hex())
             .collect();
         Ok(report)

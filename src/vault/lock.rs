@@ -72,6 +72,20 @@ impl VaultLock {
                 Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
             }
         }
+        // Holding the lock proves that no live process serves this vault
+        // (a mount keeps it until its process exits, after the kernel
+        // mount is gone), so a FUSE mount of it still listed is dead.
+        let root_str = root.display().to_string();
+        if let Some(m) = crate::sys::mounts()
+            .into_iter()
+            .rev()
+            .find(|m| m.source == root_str && (m.fstype == "fuse" || m.fstype.starts_with("fuse.")))
+        {
+            return Err(VaultError::MountDied {
+                vault: root.to_path_buf(),
+                mountpoint: m.target,
+            });
+        }
         // The command, not its arguments: those can name private files.
         let me = format!(
             "pid {} (qsfs {})\n",

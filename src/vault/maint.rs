@@ -51,6 +51,7 @@ pub fn dispatch(
         "rebalance" => call(args, |o| vault.rebalance(o, progress)),
         "node-list" => call(args, |_: &()| vault.node_list()),
         "status" => call(args, |_: &()| vault.status()),
+        "keys" => call(args, |o: &super::KeysOptions| vault.check_keys(o.repair)),
         _ => Err(format!("unknown maintenance operation {op:?}")),
     }
 }

@@ -41,13 +41,13 @@ pub use config::{
     CONFIG_FORMAT, Config, DEFAULT_MAX_CHUNK, KeystoreConfig, KmeConfig, LinksConfig, NodeConfig,
 };
 pub use drain::{DeletionCheck, DrainOptions, DrainReport};
-pub use files::{ListEntry, PutSource};
+pub use files::{Linker, ListEntry, LocalSource, PutSource, Received, Spool, write_local};
 pub use fsck::{
     BrokenFile, FileProblem, FsckOptions, FsckReport, Leftover, NodeScan, Orphan, OrphanReason,
     OrphanShard, PendingDeletions, ShardFault, ShardProblem, StagingState,
 };
 pub use init::{InitOptions, init};
-pub use keys::{KeyIssue, KeyReport, ObjectKeyState};
+pub use keys::{KeyIssue, KeyReport, KeysOptions, ObjectKeyState};
 pub use links::{INITIAL_KEYS as INITIAL_LINK_KEYS, LinkKind, LinkStatus};
 pub use migrate::ShardMove;
 pub use nodes::{
@@ -89,6 +89,20 @@ pub enum VaultError {
         path: PathBuf,
         /// The dead mount.
         mount: crate::sys::DeadMount,
+    },
+    /// The vault is still listed as mounted, but the process that served
+    /// the mount has ended (killed or crashed): its staged writes are
+    /// sealed only by the next mount, so commands must not work on the
+    /// vault behind its back, and the dead mount must be cleared first.
+    #[error(
+        "vault {} is still mounted at {}, but the qsfs process serving that mount has ended (killed or crashed); clear the dead mount with `qsfs umount {}` (or `fusermount3 -u {}`), then mount again with `qsfs mount {} {}`, which also seals what the dead process had staged",
+        .vault.display(), .mountpoint.display(), .mountpoint.display(), .mountpoint.display(), .vault.display(), .mountpoint.display()
+    )]
+    MountDied {
+        /// The vault.
+        vault: PathBuf,
+        /// Where its dead mount is.
+        mountpoint: PathBuf,
     },
     /// A folder without `qsfs.toml`.
     #[error("{0} is not a qsfs vault (it has no qsfs.toml)")]
