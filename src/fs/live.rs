@@ -38,7 +38,7 @@ use super::FsCore;
 use super::files::OpenFile;
 use crate::ObjectId;
 use crate::control::{MAX_CHUNK, Peer, Session, SessionError, Upload};
-use crate::namespace::{Extent, Inode, Kind, NamespaceError, Time, VaultPath};
+use crate::namespace::{Inode, Kind, NamespaceError, Time, VaultPath};
 use crate::vault::{ListEntry, PutSource, Received, SealedObject, Spool, VaultError};
 
 /// The control socket operations served here.
@@ -606,16 +606,7 @@ fn link(
     let ns = core.vault.namespace();
     let what = path.to_string();
     let (parent, name) = ns.resolve_parent(path)?;
-    inode.extents = obj
-        .map(|o| {
-            vec![Extent {
-                offset: 0,
-                len: o.plain_len(),
-                object: o.id(),
-                object_offset: 0,
-            }]
-        })
-        .unwrap_or_default();
+    inode.extents = crate::vault::whole_extents(obj);
     let mut xattrs = Vec::new();
     if let Some((old, kind)) = ns.lookup(parent, name)? {
         if kind != Kind::File {

@@ -299,16 +299,7 @@ impl Vault {
         obj: Option<&SealedObject>,
         garbage: &mut Vec<ObjectId>,
     ) -> Result<u64, VaultError> {
-        let extents: Vec<Extent> = obj
-            .map(|o| {
-                vec![Extent {
-                    offset: 0,
-                    len: o.plain_len(),
-                    object: o.id(),
-                    object_offset: 0,
-                }]
-            })
-            .unwrap_or_default();
+        let extents = whole_extents(obj);
         let (parent, name) = self.ns.resolve_parent(path)?;
         let size = inode.size;
         match self.ns.lookup(parent, name)? {
@@ -669,4 +660,18 @@ pub fn write_local<E: From<VaultError>>(
         source: e.error,
     })?;
     Ok(())
+}
+
+/// The extents of a file whose whole content is `obj` (none for an empty
+/// file): what `put` and the mount's live `put` give a new version.
+pub(crate) fn whole_extents(obj: Option<&SealedObject>) -> Vec<Extent> {
+    obj.map(|o| {
+        vec![Extent {
+            offset: 0,
+            len: o.plain_len(),
+            object: o.id(),
+            object_offset: 0,
+        }]
+    })
+    .unwrap_or_default()
 }

@@ -41,6 +41,7 @@ pub use config::{
     CONFIG_FORMAT, Config, DEFAULT_MAX_CHUNK, KeystoreConfig, KmeConfig, LinksConfig, NodeConfig,
 };
 pub use drain::{DeletionCheck, DrainOptions, DrainReport};
+pub(crate) use files::whole_extents;
 pub use files::{Linker, ListEntry, LocalSource, PutSource, Received, Spool, write_local};
 pub use fsck::{
     BrokenFile, FileProblem, FsckOptions, FsckReport, Leftover, NodeScan, Orphan, OrphanReason,
