@@ -153,6 +153,28 @@ impl Recovered {
     pub(crate) fn inserted(&self) -> &[u8; KEY_LEN + SHARE_LEN] {
         &self.inserted
     }
+
+    /// Keys for a hand-made layout (tests that place KR and R3 anywhere,
+    /// which key-derived positions rarely do).
+    #[cfg(test)]
+    pub(crate) fn crafted(
+        k: [u8; KEY_LEN],
+        r: [u8; KEY_LEN],
+        geometry: Geometry,
+        kr: &[u8; KEY_LEN],
+        r3: &Share,
+    ) -> Recovered {
+        let inserted = Zeroizing::new(geometry.interleave(kr, r3.as_bytes()));
+        Recovered {
+            k: Zeroizing::new(k),
+            r: Zeroizing::new(r),
+            geometry,
+            recovery: Recovery::LocalPair,
+            bad: BadShares::default(),
+            used: [r3.clone(), r3.clone(), r3.clone()],
+            inserted,
+        }
+    }
 }
 
 impl fmt::Debug for Recovered {
