@@ -327,6 +327,7 @@ impl MacTree {
     }
 
     /// True once every chunk of `E''` is in `parts`.
+    #[cfg(test)]
     pub fn is_complete(&self, parts: &MacParts) -> bool {
         parts.covered == self.chunks
     }
