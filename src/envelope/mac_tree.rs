@@ -192,7 +192,7 @@ impl MacTree {
     /// fine and adds nothing.
     pub fn hash_piece(&self, start: u64, bytes: &[u8]) -> Result<HashedPiece, EnvelopeError> {
         let end = start.checked_add(bytes.len() as u64);
-        let aligned = |x: u64| x % CHUNK == 0 || x == self.len_e2;
+        let aligned = |x: u64| x.is_multiple_of(CHUNK) || x == self.len_e2;
         match end {
             Some(end) if aligned(start) && aligned(end) && end <= self.len_e2 => {}
             _ => {
@@ -301,10 +301,7 @@ impl MacTree {
                 parts.covered -= e - s;
             }
         }
-        loop {
-            let Some((parent, sib)) = self.parent_of(n) else {
-                break;
-            };
+        while let Some((parent, sib)) = self.parent_of(n) {
             if parent == self.root_node() {
                 break;
             }

@@ -550,8 +550,8 @@ mod tests {
             for i in 0..g.segments() {
                 let region = r.mac_region(i);
                 assert_eq!(region.start, next, "regions are contiguous");
-                assert!(region.start % CHUNK == 0 || region.start == g.len_e2());
-                assert!(region.end % CHUNK == 0 || region.end == g.len_e2());
+                assert!(region.start.is_multiple_of(CHUNK) || region.start == g.len_e2());
+                assert!(region.end.is_multiple_of(CHUNK) || region.end == g.len_e2());
                 next = region.end;
                 let read = r.segment_read_range(i);
                 assert!(read.start <= region.start && region.end <= read.end);
