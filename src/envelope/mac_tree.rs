@@ -206,7 +206,7 @@ impl MacTree {
                 });
             }
         }
-        let mut nodes = Vec::new();
+        let mut nodes = Vec::with_capacity(16);
         if bytes.is_empty() {
             return Ok(HashedPiece { nodes });
         }
@@ -214,7 +214,8 @@ impl MacTree {
             start: start / CHUNK,
             end: (start + bytes.len() as u64).div_ceil(CHUNK),
         };
-        let mut stack = vec![self.root_node()];
+        let mut stack = Vec::with_capacity(64);
+        stack.push(self.root_node());
         while let Some(n) = stack.pop() {
             if n.end <= want.start || n.start >= want.end {
                 continue;
@@ -252,19 +253,24 @@ impl MacTree {
         d
     }
 
-    /// The parent of `n` and `n`'s sibling, or `None` for the root.
-    fn parent_of(&self, n: Node) -> Option<(Node, Node)> {
+    /// The ancestors of node `n` from the root down, each with the
+    /// sibling of the node under it (merging a node with that sibling gives
+    /// the ancestor), in a fixed array: the tree is at most 64 levels deep.
+    /// Returns the array and how many entries are used; none for the root.
+    fn path_down(&self, n: Node) -> ([(Node, Node); 64], usize) {
+        let mut path = [(n, n); 64];
+        let mut len = 0;
         let mut cur = self.root_node();
-        while let Some((l, r)) = cur.children() {
-            if l == n {
-                return Some((cur, r));
-            }
-            if r == n {
-                return Some((cur, l));
-            }
-            cur = if n.start < r.start { l } else { r };
+        while cur != n && len < path.len() {
+            let Some((l, r)) = cur.children() else {
+                break;
+            };
+            let (next, sib) = if n.start < r.start { (l, r) } else { (r, l) };
+            path[len] = (cur, sib);
+            len += 1;
+            cur = next;
         }
-        None
+        (path, len)
     }
 
     /// Adds a hashed piece to `parts`, merging every pair of siblings that
@@ -301,7 +307,8 @@ impl MacTree {
                 parts.covered -= e - s;
             }
         }
-        while let Some((parent, sib)) = self.parent_of(n) {
+        let (path, len) = self.path_down(n);
+        for &(parent, sib) in path[..len].iter().rev() {
             if parent == self.root_node() {
                 break;
             }

@@ -781,6 +781,68 @@ mod tests {
         }
     }
 
+    /// Throughput of random-access opens from memory against the cost the
+    /// mount's reader had before `ObjectReader` (each segment decrypted,
+    /// `M` fed front to back in one BLAKE3 state). Run with
+    /// `cargo test --release --lib reader_throughput -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn reader_throughput_100mb() {
+        use crate::envelope::derive::MacHasher;
+        use std::time::Instant;
+        let len = 100 << 20;
+        let d = fill(len, 1);
+        let ks = keys(1);
+        let (n, _) = seal_bytes(&d, &ks).unwrap();
+        let mb = len as f64 / 1e6;
+        let segs = reader_for(&n, &ks).geometry().segments();
+        let mut best = [f64::MAX; 3];
+        for _ in 0..10 {
+            // Before: spans fetched, M walked front to back, then decrypted.
+            let r = reader_for(&n, &ks);
+            let g = r.geometry().clone();
+            let t = Instant::now();
+            let mut h = MacHasher::new("mac M", r.recovered().r());
+            let mut at = 0u64;
+            for i in 0..segs {
+                let spans = g.segment_span_in_n(i);
+                let (a, b) = (spans[0].start, spans[spans.len() - 1].end);
+                h.update(&n[at as usize..b as usize]);
+                at = b;
+                let mut ct = n[a as usize..b as usize].to_vec();
+                if spans.len() > 1 {
+                    ct = spans
+                        .iter()
+                        .flat_map(|s| n[s.start as usize..s.end as usize].to_vec())
+                        .collect();
+                }
+                let body = ct.len() - TAG_LEN;
+                let (c, tag) = ct.split_at_mut(body);
+                let tag: [u8; TAG_LEN] = tag.try_into().unwrap();
+                r.cipher.decrypt_segment(i, i + 1 == segs, c, &tag).unwrap();
+            }
+            h.update(&n[at as usize..g.len_e2() as usize]);
+            assert_eq!(&h.finalize()[..], &n[g.len_e2() as usize..]);
+            best[0] = best[0].min(t.elapsed().as_secs_f64());
+            for (slot, order) in [(1, (0..segs).collect::<Vec<_>>()), (2, shuffled(segs, 5))] {
+                let r = reader_for(&n, &ks);
+                let t = Instant::now();
+                for &i in &order {
+                    let range = r.segment_read_range(i);
+                    let bytes = n[range.start as usize..range.end as usize].to_vec();
+                    r.open_segment_bytes(i, bytes).unwrap();
+                }
+                assert_eq!(r.mac_status(), MacStatus::Verified);
+                best[slot] = best[slot].min(t.elapsed().as_secs_f64());
+            }
+        }
+        let rate = |s: f64| format!("{:.0} MB/s ({:.3} s)", mb / s, s);
+        println!("100 MiB, one thread, best of 10:");
+        println!("  before (front-to-back M, decrypt): {}", rate(best[0]));
+        println!("  ObjectReader, in order:             {}", rate(best[1]));
+        println!("  ObjectReader, shuffled:             {}", rate(best[2]));
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(48))]
 
