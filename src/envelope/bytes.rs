@@ -4,7 +4,7 @@
 //! `N` and encrypted in place; ciphertext into the plaintext buffer and
 //! decrypted in place), so a file costs one copy plus the cipher and `M`.
 //! `open_bytes` verifies `M` over all of `E''` before it decrypts anything;
-//! `M` itself is computed and checked by [`MacTree`], as for every other
+//! `M` itself is computed and checked by `MacTree` (`mac_tree.rs`), as for every other
 //! seal and open.
 
 use std::ops::Range;

@@ -1,7 +1,7 @@
 //! `Disassembler`: the inverse of the assembler, `N` in, `E` out, with `M` checked at the end.
 //!
 //! PROTOCOL.md "Open" steps 5-6, streaming: every byte of `E''` goes into
-//! `M` (hashed and checked by [`MacTree`]); `KR` and `R3` are dropped from
+//! `M` (hashed and checked by `MacTree`, `mac_tree.rs`); `KR` and `R3` are dropped from
 //! the output (and compared with the copies key recovery read, so `M`
 //! vouches for exactly the key material in use); the last 32 bytes are `M`.
 

@@ -3,11 +3,13 @@
 //! PROTOCOL.md "Open" steps 1-4 and 6, and "Open with one local share lost".
 //! Only `R3` and `KR` are read from `N` (random access); `M` is *not*
 //! checked here, because that needs all of `N`: the [`Disassembler`]
-//! (and the drivers in `stream`/`bytes`) check it. Until then a
-//! [`Recovered`] is a candidate: wrong shares or a tampered `N` show up as a
-//! failed `M` (or a failed segment tag).
+//! (and the drivers in `stream`/`bytes`) and the [`ObjectReader`] check it,
+//! all through the one `MacTree`. Until then a [`Recovered`] is a
+//! candidate: wrong shares or a tampered `N` show up as a failed `M` (or a
+//! failed segment tag).
 //!
 //! [`Disassembler`]: super::Disassembler
+//! [`ObjectReader`]: super::ObjectReader
 
 use std::fmt;
 

@@ -7,7 +7,7 @@
 //! segment's share of `M`: `E''` is cut into one *MAC region* per segment,
 //! on BLAKE3 chunk boundaries, so every byte of `E''` (KR and R3 included)
 //! lies in exactly one region, and a visit hashes its region into the tree
-//! of `M` ([`MacTree`]). Once every segment was visited, in whatever order,
+//! of `M` (`MacTree`, `mac_tree.rs`). Once every segment was visited, in whatever order,
 //! `M` is complete and compared with the stored one; the visit that
 //! completes a failing `M` fails, and so does every later one.
 //!
