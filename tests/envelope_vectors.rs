@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 
 use qsfs::envelope::{
-    Backup, EnvelopeError, LocalShares, Recovery, SealKeys, Share, open_bytes, open_stream,
-    recover_keys, seal_bytes, seal_stream, verify_stream,
+    Backup, EnvelopeError, LocalShares, MacStatus, ObjectReader, Recovered, Recovery, SealKeys,
+    Share, open_bytes, open_stream, recover_keys, seal_bytes, seal_stream, verify_stream,
 };
 use serde_json::Value;
 
@@ -181,6 +181,21 @@ fn lengths_and_positions_match() {
     }
 }
 
+/// Opens every segment of `n` with an [`ObjectReader`], last segment
+/// first, into the plaintext; fails at the first failing visit.
+fn read_backwards(n: &[u8], rec: Recovered) -> Result<(Vec<u8>, MacStatus), EnvelopeError> {
+    let r = ObjectReader::new(rec);
+    let g = r.geometry().clone();
+    let mut d = vec![0u8; g.plain_len() as usize];
+    let mut src: &[u8] = n;
+    for i in (0..g.segments()).rev() {
+        let seg = r.open_segment(i, &mut src)?;
+        let p = g.segment_span_in_plain(i);
+        d[p.start as usize..p.end as usize].copy_from_slice(&seg);
+    }
+    Ok((d, r.mac_status()))
+}
+
 #[test]
 fn open_with_r1_r2_gives_d() {
     for v in load() {
@@ -197,6 +212,10 @@ fn open_with_r1_r2_gives_d() {
             open_stream(&v.n[..], &rec, &mut out, threads).unwrap();
             assert!(out == v.d, "{}: open_stream({threads})", v.name);
         }
+        // Random access, last segment first: D, and M verified.
+        let (d, status) = read_backwards(&v.n, rec).unwrap();
+        assert!(d == v.d, "{}: ObjectReader", v.name);
+        assert_eq!(status, MacStatus::Verified, "{}", v.name);
     }
 }
 
@@ -267,6 +286,9 @@ fn open_tampered_n_is_an_integrity_error_without_plaintext() {
             let e = verify_stream(&v.n_tampered[..], &rec).unwrap_err();
             assert!(e.is_integrity(), "{}: {e}", v.name);
             let e = open_stream(&v.n_tampered[..], &rec, &mut std::io::sink(), 2).unwrap_err();
+            assert!(e.is_integrity(), "{}: {e}", v.name);
+            // A full random-access read fails too.
+            let e = read_backwards(&v.n_tampered, rec).unwrap_err();
             assert!(e.is_integrity(), "{}: {e}", v.name);
         }
     }

@@ -3,22 +3,23 @@
 //! These write each segment straight into its final place (plaintext into
 //! `N` and encrypted in place; ciphertext into the plaintext buffer and
 //! decrypted in place), so a file costs one copy plus the cipher and `M`.
-//! `open_bytes` verifies `M` over all of `E''` before it decrypts anything.
+//! `open_bytes` verifies `M` over all of `E''` before it decrypts anything;
+//! `M` itself is computed and checked by `MacTree` (`mac_tree.rs`), as for every other
+//! seal and open.
 
 use std::ops::Range;
 use std::sync::OnceLock;
 use std::thread;
 
-use subtle::ConstantTimeEq;
-use zeroize::Zeroizing;
+use subtle::Choice;
 
 use super::TAG_LEN;
 use super::backup::Backup;
 use super::cipher::SegmentCipher;
-use super::derive::mac;
 use super::error::EnvelopeError;
 use super::geometry::Geometry;
 use super::keys::SealKeys;
+use super::mac_tree::MacTree;
 use super::open::{BadShares, LocalShares, Recovered, recover_keys};
 use super::seal::Sealer;
 
@@ -139,7 +140,7 @@ pub fn seal_bytes(d: &[u8], keys: &SealKeys) -> Result<(Vec<u8>, Backup), Envelo
         n[r.start as usize..r.end as usize].copy_from_slice(&inserted[at..at + len]);
         at += len;
     }
-    let m = Zeroizing::new(mac("mac M", keys.r(), &n[..len_e2]));
+    let m = MacTree::new(keys.r(), g.len_e2()).whole(&n[..len_e2])?;
     n[len_e2..].copy_from_slice(&m[..]);
     Ok((n, sealer.backup()))
 }
@@ -219,23 +220,22 @@ pub fn open_bytes(
         plain_len: g.plain_len(),
     })?;
     let mut plaintext = vec![0u8; plain_len];
-    let r = rec.r();
+    let tree = MacTree::new(rec.r(), g.len_e2());
     let m = if threads_for(g.segments()) == 1 {
         gather_ciphertext(g, n, &mut plaintext);
-        Zeroizing::new(mac("mac M", r, &n[..len_e2]))
+        tree.whole(&n[..len_e2])?
     } else {
         thread::scope(|s| {
-            let mac_thread = s.spawn(|| Zeroizing::new(mac("mac M", r, &n[..len_e2])));
+            let mac_thread = s.spawn(|| tree.whole(&n[..len_e2]));
             gather_ciphertext(g, n, &mut plaintext);
             match mac_thread.join() {
                 Ok(m) => m,
                 Err(p) => std::panic::resume_unwind(p),
             }
-        })
+        })?
     };
-    if !bool::from(m.ct_eq(&n[len_e2..])) {
-        return Err(EnvelopeError::MacMismatch);
-    }
+    // KR and R3 came from this same slice: they are the key material in use.
+    MacTree::check(&m, &n[len_e2..], Choice::from(1))?;
     decrypt_segments(
         g,
         &rec.cipher(),

@@ -41,7 +41,9 @@ pub fn pos(label: &str, key: &[u8], m: u64) -> u64 {
     p
 }
 
-/// Streaming form of [`mac`], for `M` over an `E''` that arrives in pieces.
+/// Streaming form of [`mac`], for a message that arrives in pieces. (`M`
+/// itself is computed only by the envelope's `MacTree`, which can also
+/// take `E''` out of order.)
 ///
 /// Feeding large slices matters for speed: BLAKE3 hashes several 1 KiB chunks
 /// of one `update` call in parallel SIMD lanes.

@@ -1,9 +1,9 @@
 //! `Disassembler`: the inverse of the assembler, `N` in, `E` out, with `M` checked at the end.
 //!
 //! PROTOCOL.md "Open" steps 5-6, streaming: every byte of `E''` goes into
-//! `M`; `KR` and `R3` are dropped from the output (and compared with the
-//! copies key recovery read, so `M` vouches for exactly the key material in
-//! use); the last 32 bytes are `M`.
+//! `M` (hashed and checked by `MacTree`, `mac_tree.rs`); `KR` and `R3` are dropped from
+//! the output (and compared with the copies key recovery read, so `M`
+//! vouches for exactly the key material in use); the last 32 bytes are `M`.
 
 use std::fmt;
 use std::io::{self, Write};
@@ -12,14 +12,14 @@ use std::ops::Range;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use super::derive::MacHasher;
 use super::error::EnvelopeError;
+use super::mac_tree::{MacStream, MacTree};
 use super::open::Recovered;
 use super::{KEY_LEN, MAC_LEN, SHARE_LEN};
 
 /// Streams `N` into `E` and checks `M`.
 pub struct Disassembler {
-    mac: MacHasher,
+    mac: MacStream,
     /// KR and R3 as key recovery read them.
     expected: Zeroizing<[u8; KEY_LEN + SHARE_LEN]>,
     /// KR and R3 as they came through the stream.
@@ -38,7 +38,7 @@ impl Disassembler {
     pub fn new(rec: &Recovered) -> Disassembler {
         let g = rec.geometry();
         Disassembler {
-            mac: MacHasher::new("mac M", rec.r()),
+            mac: MacTree::new(rec.r(), g.len_e2()).stream(),
             expected: Zeroizing::new(*rec.inserted()),
             seen: Zeroizing::new([0u8; KEY_LEN + SHARE_LEN]),
             seen_len: 0,
@@ -117,13 +117,8 @@ impl Disassembler {
                 ),
             });
         }
-        let m = Zeroizing::new(self.mac.finalize());
-        let ok = m.ct_eq(&self.m) & self.seen.ct_eq(&self.expected[..]);
-        if bool::from(ok) {
-            Ok(())
-        } else {
-            Err(EnvelopeError::MacMismatch)
-        }
+        let m = self.mac.finish()?;
+        MacTree::check(&m, &self.m, self.seen.ct_eq(&self.expected[..]))
     }
 }
 

@@ -17,7 +17,10 @@
 //! `gf256` (Shamir), [`keys`] (seal input), [`backup`] (`B`), [`geometry`]
 //! (lengths and coordinate maps), [`cipher`] (segments), [`seal`] (the
 //! assembler), [`open`] (key recovery), [`disassemble`] (the inverse of the
-//! assembler), [`stream`] (parallel drivers), [`bytes`] (in-memory calls).
+//! assembler), [`stream`] (parallel drivers), [`bytes`] (in-memory calls),
+//! [`reader`] (random-access open of any segment, in any order), and
+//! `mac_tree`, the one place `M` is computed and checked: whole, front to
+//! back, or from pieces in any order.
 
 pub mod backup;
 pub mod bytes;
@@ -28,7 +31,9 @@ pub mod error;
 pub mod geometry;
 mod gf256;
 pub mod keys;
+mod mac_tree;
 pub mod open;
+pub mod reader;
 pub mod seal;
 pub mod shares;
 pub mod source;
@@ -42,6 +47,7 @@ pub use error::EnvelopeError;
 pub use geometry::Geometry;
 pub use keys::SealKeys;
 pub use open::{BadShares, LocalShares, Recovered, Recovery, recover_keys};
+pub use reader::{MacStatus, ObjectReader};
 pub use seal::{Assembler, Sealer};
 pub use shares::{Share, interpolate_share};
 pub use source::ObjectSource;

@@ -3,11 +3,13 @@
 //! PROTOCOL.md "Open" steps 1-4 and 6, and "Open with one local share lost".
 //! Only `R3` and `KR` are read from `N` (random access); `M` is *not*
 //! checked here, because that needs all of `N`: the [`Disassembler`]
-//! (and the drivers in `stream`/`bytes`) check it. Until then a
-//! [`Recovered`] is a candidate: wrong shares or a tampered `N` show up as a
-//! failed `M` (or a failed segment tag).
+//! (and the drivers in `stream`/`bytes`) and the [`ObjectReader`] check it,
+//! all through the one `MacTree`. Until then a [`Recovered`] is a
+//! candidate: wrong shares or a tampered `N` show up as a failed `M` (or a
+//! failed segment tag).
 //!
 //! [`Disassembler`]: super::Disassembler
+//! [`ObjectReader`]: super::ObjectReader
 
 use std::fmt;
 
@@ -152,6 +154,28 @@ impl Recovered {
     /// KR and R3 in their `E''` order.
     pub(crate) fn inserted(&self) -> &[u8; KEY_LEN + SHARE_LEN] {
         &self.inserted
+    }
+
+    /// Keys for a hand-made layout (tests that place KR and R3 anywhere,
+    /// which key-derived positions rarely do).
+    #[cfg(test)]
+    pub(crate) fn crafted(
+        k: [u8; KEY_LEN],
+        r: [u8; KEY_LEN],
+        geometry: Geometry,
+        kr: &[u8; KEY_LEN],
+        r3: &Share,
+    ) -> Recovered {
+        let inserted = Zeroizing::new(geometry.interleave(kr, r3.as_bytes()));
+        Recovered {
+            k: Zeroizing::new(k),
+            r: Zeroizing::new(r),
+            geometry,
+            recovery: Recovery::LocalPair,
+            bad: BadShares::default(),
+            used: [r3.clone(), r3.clone(), r3.clone()],
+            inserted,
+        }
     }
 }
 

@@ -13,10 +13,11 @@ use zeroize::Zeroizing;
 
 use super::backup::Backup;
 use super::cipher::SegmentCipher;
-use super::derive::{MacHasher, pos};
+use super::derive::pos;
 use super::error::EnvelopeError;
 use super::geometry::Geometry;
 use super::keys::SealKeys;
+use super::mac_tree::{MacStream, MacTree};
 use super::{KEY_LEN, SHARE_LEN};
 
 /// The layout, backup record and cipher of one seal.
@@ -26,8 +27,8 @@ pub struct Sealer {
     cipher: SegmentCipher,
     /// KR and R3 in the order they appear in `E''`.
     inserted: Zeroizing<[u8; KEY_LEN + SHARE_LEN]>,
-    /// `mac("mac M", R, ..)` before any input.
-    mac: MacHasher,
+    /// The tree of `M` (key and shape), for assemblers.
+    mac: MacTree,
 }
 
 impl Sealer {
@@ -42,12 +43,13 @@ impl Sealer {
         let backup = Backup::build(keys.r1(), keys.r2(), keys.r4(), n2)?;
         let kr = xor32(keys.k(), keys.r());
         let inserted = Zeroizing::new(geometry.interleave(&kr, keys.r3().as_bytes()));
+        let mac = MacTree::new(keys.r(), geometry.len_e2());
         Ok(Sealer {
             geometry,
             backup,
             cipher: SegmentCipher::new(keys.k()),
             inserted,
-            mac: MacHasher::new("mac M", keys.r()),
+            mac,
         })
     }
 
@@ -75,7 +77,7 @@ impl Sealer {
     /// A fresh assembler that turns `E` into `N`.
     pub fn assembler(&self) -> Assembler {
         Assembler {
-            mac: self.mac.clone(),
+            mac: self.mac.stream(),
             inserted: self.inserted.clone(),
             skips: self.geometry.inserted_in_n(),
             next_skip: 0,
@@ -108,7 +110,7 @@ pub(crate) fn xor32(a: &[u8; KEY_LEN], b: &[u8; KEY_LEN]) -> Zeroizing<[u8; KEY_
 /// Writes `N` from the bytes of `E`: copies `E` through, inserting `KR` and
 /// `R3` where the geometry says, and appends `M` at [`Assembler::finish`].
 pub struct Assembler {
-    mac: MacHasher,
+    mac: MacStream,
     inserted: Zeroizing<[u8; KEY_LEN + SHARE_LEN]>,
     /// Ranges of `N` holding inserted bytes, sorted and merged.
     skips: Vec<Range<u64>>,
@@ -185,7 +187,10 @@ impl Assembler {
                 ),
             ));
         }
-        let m = Zeroizing::new(self.mac.finalize());
+        let m = self
+            .mac
+            .finish()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         out.write_all(&m[..])
     }
 }
@@ -227,7 +232,7 @@ mod tests {
     ) -> Assembler {
         let g = Geometry::new(plain_len, n1, n2).unwrap();
         Assembler {
-            mac: MacHasher::new("mac M", r),
+            mac: MacTree::new(r, g.len_e2()).stream(),
             inserted: Zeroizing::new(g.interleave(kr, r3)),
             skips: g.inserted_in_n(),
             next_skip: 0,

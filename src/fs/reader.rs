@@ -1,15 +1,16 @@
 //! Reading sealed content at random offsets: only the segments a read
-//! needs are fetched (their chunks verified against the manifest) and
-//! decrypted (each authenticated by its GCM tag), with bounded caches of
-//! verified chunks, decrypted segments and recovered keys.
+//! needs are fetched (their chunks verified against the manifest), with
+//! bounded caches of verified chunks, decrypted segments and recovered keys,
+//! and chunks fetched ahead of sequential readers.
 //!
-//! A reader that walks an object from its first segment to its last also
-//! feeds the object's MAC `M` as it goes (the bytes of `N` in order, KR and
-//! R3 included), so a whole-file read verifies `M` at no extra cost; a
-//! mismatch fails that read with EIO and marks the object bad.
+//! The crypto is the envelope's [`ObjectReader`]: it decrypts and
+//! authenticates each segment (GCM tag) and walks the object's MAC `M` as
+//! segments are visited, in any order, so a whole-file read verifies `M` at
+//! no extra cost; a mismatch fails that read with EIO and marks the object
+//! bad. This file only caches and prefetches.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use fuser::Errno;
@@ -17,8 +18,7 @@ use fuser::Errno;
 use crate::ObjectId;
 use crate::cache::ByteLru;
 use crate::dispersal::{ChunkCache, Manifest, ReadReport};
-use crate::envelope::derive::MacHasher;
-use crate::envelope::{MAC_LEN, Recovered, SegmentCipher, TAG_LEN};
+use crate::envelope::{EnvelopeError, MacStatus, ObjectReader};
 use crate::namespace::Extent;
 use crate::vault::Vault;
 
@@ -29,31 +29,16 @@ const SEGMENT_CACHE: usize = 64 << 20;
 /// Objects whose keys are kept.
 const KEYS_KEPT: usize = 4096;
 
-/// Sequential MAC check of one object. Segments that arrive ahead of the
-/// next expected one (the kernel reads ahead in parallel) wait in
-/// `ahead`, a few at most, so a front-to-back read still completes it.
-struct MacTrack {
-    next_seg: u64,
-    next_n: u64,
-    hasher: MacHasher,
-    done: bool,
-    ahead: std::collections::BTreeMap<u64, (u64, u64, Arc<Vec<u8>>)>,
-}
-
-/// Segments kept waiting for the MAC walk.
-const MAC_AHEAD: usize = 32;
 /// How far ahead of a sequential reader chunks are fetched in the background.
 const PREFETCH: u64 = 4 << 20;
 
 /// What reading one object needs, kept while it is being read.
 pub struct ObjectKeys {
     manifest: Manifest,
-    rec: Recovered,
-    cipher: SegmentCipher,
-    mac: Mutex<MacTrack>,
-    corrupt: AtomicBool,
+    /// Keys, segment opening and the `M` walk of the object.
+    reader: ObjectReader,
     /// Bytes of `N` already fetched (or asked for) ahead of readers.
-    prefetched: std::sync::atomic::AtomicU64,
+    prefetched: AtomicU64,
 }
 
 /// The mount's reader of sealed content.
@@ -130,18 +115,19 @@ impl Reader {
 
     fn read_object(&self, id: &ObjectId, offset: u64, out: &mut [u8]) -> Result<(), Errno> {
         let keys = self.keys(id)?;
-        if keys.corrupt.load(Ordering::Relaxed) {
+        if keys.reader.mac_status() == MacStatus::Failed {
             return Err(Errno::EIO);
         }
-        let g = keys.rec.geometry();
+        let g = keys.reader.geometry();
         let end = offset + out.len() as u64;
         if end > g.plain_len() {
             tracing::error!("object {id}: read past its end ({end} > {})", g.plain_len());
             return Err(Errno::EIO);
         }
         let segs = g.segments_for_plain(offset..end);
-        if let Some(last) = g.segment_span_in_n(segs.end.saturating_sub(1)).last() {
-            self.prefetch_after(&keys, last.end);
+        if !segs.is_empty() {
+            let upto = keys.reader.segment_read_range(segs.end - 1).end;
+            self.prefetch_after(&keys, upto);
         }
         for i in segs {
             let seg = self.segment(id, &keys, i)?;
@@ -156,7 +142,7 @@ impl Reader {
     /// Asks the prefetch threads for the chunks after `upto` in `N`, once
     /// per window, when a read reaches near what was fetched so far.
     fn prefetch_after(&self, keys: &Arc<ObjectKeys>, upto: u64) {
-        let len_n = keys.rec.geometry().len_n();
+        let len_n = keys.reader.geometry().len_n();
         let have = keys.prefetched.load(Ordering::Relaxed);
         if have >= len_n || upto + PREFETCH / 2 < have {
             return;
@@ -200,20 +186,10 @@ impl Inner {
             tracing::error!("object {id}: cannot recover its keys: {e}");
             Errno::EIO
         })?;
-        let mac = MacTrack {
-            next_seg: 0,
-            next_n: 0,
-            hasher: MacHasher::new("mac M", rec.r()),
-            done: false,
-            ahead: std::collections::BTreeMap::new(),
-        };
         let keys = Arc::new(ObjectKeys {
-            cipher: rec.cipher(),
             manifest,
-            rec,
-            mac: Mutex::new(mac),
-            corrupt: AtomicBool::new(false),
-            prefetched: std::sync::atomic::AtomicU64::new(0),
+            reader: ObjectReader::new(rec),
+            prefetched: AtomicU64::new(0),
         });
         let mut map = self.keys.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= KEYS_KEPT {
@@ -249,114 +225,30 @@ impl Inner {
         Ok(buf)
     }
 
-    /// Plaintext of segment `i`, decrypted and authenticated (cached),
-    /// and its part in the front-to-back MAC walk.
+    /// Plaintext of segment `i`, decrypted and authenticated by the
+    /// envelope's reader (cached). A cached segment is opened again while
+    /// the `M` walk still needs its bytes, so a whole read checks `M` even
+    /// when parts of it were read before.
     fn segment(&self, id: &ObjectId, keys: &ObjectKeys, i: u64) -> Result<Arc<Vec<u8>>, Errno> {
-        let g = keys.rec.geometry();
-        let spans = g.segment_span_in_n(i);
-        let (Some(first), Some(last)) = (spans.first(), spans.last()) else {
-            return Err(Errno::EIO);
-        };
-        let (cover_start, cover_end) = (first.start, last.end);
-        let walk_wants = {
-            let mac = keys.mac.lock().unwrap_or_else(|p| p.into_inner());
-            !mac.done
-                && i >= mac.next_seg
-                && i < mac.next_seg + MAC_AHEAD as u64
-                && !mac.ahead.contains_key(&i)
-        };
+        let r = &keys.reader;
         if let Some(seg) = self.segments.get(&(*id, i))
-            && !walk_wants
+            && !r.mac_wants(i)
         {
             return Ok(seg);
         }
-        let bytes = Arc::new(self.n_bytes(keys, cover_start, cover_end)?);
-        if walk_wants {
-            self.walk_mac(id, keys, i, cover_start, cover_end, &bytes)?;
-        }
-        if let Some(seg) = self.segments.get(&(*id, i)) {
-            return Ok(seg);
-        }
-        // One span (KR and R3 elsewhere) is the common case: decrypt the
-        // fetched bytes in place rather than copy them again.
-        let mut ct = match (spans.len(), Arc::try_unwrap(bytes)) {
-            (1, Ok(v)) => v,
-            (_, Ok(v)) => join_spans(&spans, cover_start, &v),
-            (_, Err(shared)) => join_spans(&spans, cover_start, &shared),
-        };
-        if ct.len() < TAG_LEN {
-            return Err(Errno::EIO);
-        }
-        let body_len = ct.len() - TAG_LEN;
-        let (body, tag) = ct.split_at_mut(body_len);
-        let mut t = [0u8; TAG_LEN];
-        t.copy_from_slice(tag);
-        keys.cipher
-            .decrypt_segment(i, i + 1 == g.segments(), body, &t)
-            .map_err(|e| {
-                tracing::error!("object {id}: {e}");
-                Errno::EIO
-            })?;
-        ct.truncate(body_len);
-        let seg = Arc::new(ct);
+        let range = r.segment_read_range(i);
+        let bytes = self.n_bytes(keys, range.start, range.end)?;
+        let plain = r.open_segment_bytes(i, bytes).map_err(|e| {
+            match e {
+                EnvelopeError::MacMismatch => tracing::error!(
+                    "object {id} fails its integrity check (M): it was modified; reads of it fail"
+                ),
+                e => tracing::error!("object {id}: {e}"),
+            }
+            Errno::EIO
+        })?;
+        let seg = Arc::new(plain);
         self.segments.put((*id, i), Arc::clone(&seg), seg.len());
         Ok(seg)
     }
-
-    /// Feeds segment `i`'s bytes of `N` to the object's MAC in order (or
-    /// parks them until the segments before it came); checks `M` at the end.
-    fn walk_mac(
-        &self,
-        id: &ObjectId,
-        keys: &ObjectKeys,
-        i: u64,
-        start: u64,
-        end: u64,
-        bytes: &Arc<Vec<u8>>,
-    ) -> Result<(), Errno> {
-        let g = keys.rec.geometry();
-        let mut mac = keys.mac.lock().unwrap_or_else(|p| p.into_inner());
-        if mac.done || i < mac.next_seg {
-            return Ok(());
-        }
-        mac.ahead.insert(i, (start, end, Arc::clone(bytes)));
-        loop {
-            let next = mac.next_seg;
-            let Some((s, e, b)) = mac.ahead.remove(&next) else {
-                break;
-            };
-            if mac.next_n < s {
-                // KR or R3 between two segments.
-                let gap = self.n_bytes(keys, mac.next_n, s)?;
-                mac.hasher.update(&gap);
-            }
-            mac.hasher.update(&b);
-            mac.next_n = e;
-            mac.next_seg += 1;
-        }
-        if mac.next_seg == g.segments() {
-            mac.done = true;
-            mac.ahead.clear();
-            let tail = self.n_bytes(keys, mac.next_n, g.len_n())?;
-            let (rest, m) = tail.split_at(tail.len() - MAC_LEN);
-            mac.hasher.update(rest);
-            if !bool::from(subtle::ConstantTimeEq::ct_eq(&mac.hasher.finalize()[..], m)) {
-                keys.corrupt.store(true, Ordering::Relaxed);
-                tracing::error!(
-                    "object {id} fails its integrity check (M): it was modified; reads of it fail"
-                );
-                return Err(Errno::EIO);
-            }
-        }
-        Ok(())
-    }
-}
-
-/// The bytes of `spans` out of `bytes` (which start at `base` in `N`).
-fn join_spans(spans: &[std::ops::Range<u64>], base: u64, bytes: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(spans.iter().map(|r| (r.end - r.start) as usize).sum());
-    for r in spans {
-        out.extend_from_slice(&bytes[(r.start - base) as usize..(r.end - base) as usize]);
-    }
-    out
 }
