@@ -5,7 +5,7 @@
 //! a timeout, not a hang; a node server of another vault is refused.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{NodeServer, Rng, TestVault, qsfs, qsfs_command};
+use common::{NodeServer, Rng, TestVault, node_status, qsfs, qsfs_command};
 
 /// Committed shard files in a server's folder.
 trait ShardFiles {
@@ -66,15 +66,6 @@ fn set_nodes(v: &TestVault, addrs: &[String], settings: impl Fn(usize, &mut toml
     cfg.insert("node".into(), toml::Value::Array(nodes));
     std::fs::write(v.root.join("qsfs.toml"), toml::to_string(&cfg).unwrap()).unwrap();
     let _ = std::fs::remove_dir_all(v.root.join("nodes"));
-}
-
-fn node_status<'a>(st: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    st["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["name"] == name)
-        .unwrap_or_else(|| panic!("no node {name} in {st:#}"))
 }
 
 #[test]

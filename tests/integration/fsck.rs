@@ -6,7 +6,7 @@
 //! gone is reported as broken and its name is never removed.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;

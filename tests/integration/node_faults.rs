@@ -13,7 +13,7 @@
 //! version of the file is untouched.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -22,15 +22,13 @@ use common::*;
 
 /// The files every read-fault vault holds: an empty file, one byte, one
 /// KiB, ~200 KB and ~3 MB (many stripes with `--max-chunk 4096`).
-fn sample_files(rng: &mut Rng) -> Vec<(String, Vec<u8>)> {
-    vec![
-        ("/empty".to_string(), Vec::new()),
-        ("/one".to_string(), rng.bytes(1)),
-        ("/dir/kib".to_string(), rng.bytes(1024)),
-        ("/dir/mid.bin".to_string(), rng.bytes(200_003)),
-        ("/big file.bin".to_string(), rng.bytes(3_000_017)),
-    ]
-}
+const SAMPLE_FILES: &[(&str, usize)] = &[
+    ("/empty", 0),
+    ("/one", 1),
+    ("/dir/kib", 1024),
+    ("/dir/mid.bin", 200_003),
+    ("/big file.bin", 3_000_017),
+];
 
 struct Fixture {
     v: TestVault,
@@ -49,7 +47,7 @@ fn fixture(k: usize, n: usize, rng: &mut Rng) -> Fixture {
         "4096",
     ]);
     v.run("mkdir", &["/dir"]).success();
-    let files = sample_files(rng);
+    let files = sample_files(rng, SAMPLE_FILES);
     let mut objects = BTreeMap::new();
     for (p, data) in &files {
         v.put_bytes(data, p).success().quiet();
@@ -416,16 +414,6 @@ fn one_file_past_the_limit_10_of_14() {
 }
 
 // ------------------------------------------------------------ write faults
-
-/// Status fields of one node.
-fn node_status<'a>(st: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    st["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["name"] == name)
-        .unwrap()
-}
 
 /// Shard files outside the given nodes, for "nothing new was written".
 fn shard_set(v: &TestVault) -> BTreeSet<PathBuf> {

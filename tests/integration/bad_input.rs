@@ -4,7 +4,7 @@
 //! and BLAKE3 of every file, is the same before and after).
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

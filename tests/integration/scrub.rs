@@ -24,7 +24,7 @@
 //! debt is cleared; audit roots are added to a v1 vault's manifests.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::MetadataExt;
@@ -35,16 +35,14 @@ use serde_json::Value;
 
 /// Files of every fixture: one byte to many stripes (`--max-chunk 4096`,
 /// 12 KiB per stripe).
-fn sample_files(rng: &mut Rng) -> Vec<(String, Vec<u8>)> {
-    vec![
-        ("/one".to_string(), rng.bytes(1)),
-        ("/small".to_string(), rng.bytes(777)),
-        ("/stripe".to_string(), rng.bytes(12_288)),
-        ("/mid".to_string(), rng.bytes(50_000)),
-        ("/many".to_string(), rng.bytes(200_003)),
-        ("/big2".to_string(), rng.bytes(120_000)),
-    ]
-}
+const SAMPLE_FILES: &[(&str, usize)] = &[
+    ("/one", 1),
+    ("/small", 777),
+    ("/stripe", 12_288),
+    ("/mid", 50_000),
+    ("/many", 200_003),
+    ("/big2", 120_000),
+];
 
 struct Fixture {
     v: TestVault,
@@ -57,7 +55,7 @@ fn fixture(extra: &[&str], rng: &mut Rng) -> Fixture {
     let mut args = vec!["--max-chunk", "4096"];
     args.extend_from_slice(extra);
     let v = TestVault::new(&args);
-    let files = sample_files(rng);
+    let files = sample_files(rng, SAMPLE_FILES);
     let mut objects = BTreeMap::new();
     for (p, data) in &files {
         v.put_bytes(data, p).success().quiet();
@@ -519,7 +517,7 @@ fn gone_node_is_rebuilt_on_a_free_node() {
         .collect();
     let joined = dirs.join(",");
     let v = TestVault::new_in(tmp, &["--max-chunk", "4096", "--nodes", &joined]);
-    let files = sample_files(&mut rng);
+    let files = sample_files(&mut rng, SAMPLE_FILES);
     let mut objects = BTreeMap::new();
     for (p, data) in &files {
         v.put_bytes(data, p).success().quiet();

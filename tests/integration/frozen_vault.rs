@@ -3,15 +3,7 @@
 //! headers, manifests, inodes, keystore records and the envelope all keep
 //! their meaning. Regenerate only with a format version bump.
 
-mod common;
-use std::process::Command;
-
-fn qsfs(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_qsfs"))
-        .args(args)
-        .output()
-        .expect("run qsfs")
-}
+use crate::common;
 
 fn pattern() -> Vec<u8> {
     (0..70001u32)
@@ -30,7 +22,7 @@ fn frozen_v1_vault_reads_back() {
         ("/docs/pattern.bin", pattern()),
     ] {
         let out = dir.path().join("out");
-        let o = qsfs(&["get", v, path, out.to_str().unwrap()]);
+        let o = common::qsfs_output(&["get", v, path, out.to_str().unwrap()]);
         assert!(
             o.status.success(),
             "get {path}: {}",
@@ -43,9 +35,9 @@ fn frozen_v1_vault_reads_back() {
         );
         assert_eq!(std::fs::read(&out).unwrap(), want, "{path}");
     }
-    let o = qsfs(&["keys", "verify", v]);
+    let o = common::qsfs_output(&["keys", "verify", v]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
-    let o = qsfs(&["status", "--json", v]);
+    let o = common::qsfs_output(&["status", "--json", v]);
     let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(s["files"], 3);
     assert_eq!(s["objects"], 2);
@@ -54,10 +46,10 @@ fn frozen_v1_vault_reads_back() {
     let f = dir.path().join("new");
     std::fs::write(&f, b"new data").unwrap();
     assert!(
-        qsfs(&["put", v, f.to_str().unwrap(), "/docs/new"])
+        common::qsfs_output(&["put", v, f.to_str().unwrap(), "/docs/new"])
             .status
             .success()
     );
-    let o = qsfs(&["get", v, "/docs/new", "-"]);
+    let o = common::qsfs_output(&["get", v, "/docs/new", "-"]);
     assert_eq!(o.stdout, b"new data");
 }

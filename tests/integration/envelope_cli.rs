@@ -5,7 +5,7 @@
 //! anywhere else) is an integrity error that writes no output at all.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

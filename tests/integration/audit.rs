@@ -7,7 +7,7 @@
 //! kept after `qsfs rm` are each reported as what they are.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -9,7 +9,7 @@
 //! vault.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -6,7 +6,7 @@
 //! replaces a device or FIFO; wide codes do not run out of descriptors.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -3,9 +3,9 @@
 //! CLI, and a frozen file of format 1.
 #![allow(clippy::unwrap_used)]
 
+use crate::common;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -444,20 +444,13 @@ fn open_pool(path: &std::path::Path) -> PoolFile {
     }
 }
 
-fn qsfs(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_qsfs"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 #[test]
 fn cli_gen_and_status() {
     let t = tempfile::tempdir().unwrap();
     let a = t.path().join("n.A.pool");
     let b = t.path().join("n.B.pool");
     let (sa, sb) = (a.to_str().unwrap(), b.to_str().unwrap());
-    let out = qsfs(&[
+    let out = common::qsfs_output(&[
         "keypool",
         "gen",
         "--link",
@@ -474,7 +467,7 @@ fn cli_gen_and_status() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = qsfs(&["keypool", "status", sb]);
+    let out = common::qsfs_output(&["keypool", "status", sb]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("node-7"), "{text}");
@@ -484,7 +477,7 @@ fn cli_gen_and_status() {
     assert!(out.stderr.is_empty());
 
     // Overwrite refused, naming the file.
-    let out = qsfs(&[
+    let out = common::qsfs_output(&[
         "keypool",
         "gen",
         "--link",
@@ -511,7 +504,7 @@ fn cli_gen_and_status() {
             p.next_key(Direction::AToB).unwrap();
         }
     }
-    let out = qsfs(&["keypool", "status", sa, "--json"]);
+    let out = common::qsfs_output(&["keypool", "status", sa, "--json"]);
     assert!(out.status.success());
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(j["a_to_b"]["left"], 4);
@@ -524,7 +517,7 @@ fn cli_gen_and_status() {
     // --no-refill marks a pool from QKD equipment.
     let c = t.path().join("c.pool");
     let d = t.path().join("d.pool");
-    let out = qsfs(&[
+    let out = common::qsfs_output(&[
         "keypool",
         "gen",
         "--link",
@@ -538,7 +531,9 @@ fn cli_gen_and_status() {
         "--no-refill",
     ]);
     assert!(out.status.success());
-    let text = String::from_utf8_lossy(&qsfs(&["keypool", "status", d.to_str().unwrap()]).stdout)
-        .into_owned();
+    let text = String::from_utf8_lossy(
+        &common::qsfs_output(&["keypool", "status", d.to_str().unwrap()]).stdout,
+    )
+    .into_owned();
     assert!(text.contains("refills   no"), "{text}");
 }

@@ -5,7 +5,7 @@
 //! `mkdir`, `status` and `rm` behave.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -187,6 +187,29 @@ pub fn qsfs_stdin<S: AsRef<OsStr>>(args: &[S], input: &[u8]) -> Run {
     collect(args, out)
 }
 
+/// Runs qsfs with `args` and returns the raw output, for tests that read
+/// bytes from stdout.
+pub fn qsfs_output<S: AsRef<OsStr>>(args: &[S]) -> std::process::Output {
+    command(args).output().expect("run qsfs")
+}
+
+/// The files of a fixture: each path in `spec` with that many random bytes.
+pub fn sample_files(rng: &mut Rng, spec: &[(&str, usize)]) -> Vec<(String, Vec<u8>)> {
+    spec.iter()
+        .map(|(path, len)| (path.to_string(), rng.bytes(*len)))
+        .collect()
+}
+
+/// The status fields of node `name` in `qsfs status --json` output.
+pub fn node_status<'a>(st: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    st["nodes"]
+        .as_array()
+        .expect("status has a nodes array")
+        .iter()
+        .find(|n| n["name"] == name)
+        .unwrap_or_else(|| panic!("no node {name} in {st:#}"))
+}
+
 /// A command line for qsfs, for tests that manage the child themselves.
 pub fn qsfs_command<S: AsRef<OsStr>>(args: &[S]) -> Command {
     command(args)

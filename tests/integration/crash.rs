@@ -10,7 +10,7 @@
 //! `QSFS_STRESS=1` (`scripts/test.sh --stress`) runs a much longer stream.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::process::Stdio;
