@@ -3,7 +3,7 @@
 //! holds the vault lock), so a command asks the mount process to do the
 //! work on its open vault: `status`, `scrub`, `audit`, `fsck`, `keys`,
 //! `node list`, `node drain` and `rebalance` as maintenance
-//! (vault/maint.rs), and `ls`, `get`, `put`, `rm` and `mkdir` on the
+//! (maint/mod.rs), and `ls`, `get`, `put`, `rm` and `mkdir` on the
 //! mount's own namespace and open files (fs/live.rs), so that what the
 //! mount shows and what the command reports agree.
 //!
@@ -32,7 +32,7 @@
 //!                   {"finish":null}
 //! ```
 //! What `args`, `item` and `done` hold for each operation is documented
-//! with its structs (vault/maint.rs, vault/keys.rs, fs/live.rs). Content
+//! with its structs (maint/mod.rs, maint/keys.rs, fs/live.rs). Content
 //! moves in chunks both ways, so neither process ever holds a
 //! whole file in memory (the mount spools what `put` sends into its
 //! staging folder, as a command does with stdin). Chunks rather than
@@ -68,9 +68,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::maint::Progress;
 use crate::sys::NoSigPipe;
 use crate::vault::Vault;
-use crate::vault::maint::Progress;
 
 /// Protocol version this build speaks.
 pub const VERSION: u32 = 2;

@@ -30,6 +30,7 @@ pub mod keypool;
 pub mod keystore;
 pub mod link;
 pub mod logsum;
+pub mod maint;
 pub mod namespace;
 pub mod node;
 pub mod nodeproto;

@@ -1,5 +1,5 @@
 //! `qsfs audit`: proof of possession and the deletion check, per node
-//! (src/vault/audit.rs does the work; this file renders the report).
+//! (src/maint/audit.rs does the work; this file renders the report).
 
 use std::io::Write;
 
@@ -8,7 +8,7 @@ use clap::Args;
 
 use super::progress::Bar;
 use super::{Ctx, VaultArg, format::bytes};
-use qsfs::vault::audit::{
+use qsfs::maint::audit::{
     AuditOptions, AuditReport, DEFAULT_FRACTIONS, DEFAULT_SAMPLES, NodeAudit, Verdict,
 };
 

@@ -70,7 +70,7 @@ pub fn run(ctx: &Ctx, c: KeysCommand) -> Result<i32> {
             let lost = p.issues.iter().any(|i| {
                 matches!(
                     i,
-                    qsfs::vault::KeyIssue::ManifestMissing | qsfs::vault::KeyIssue::ManifestDamaged
+                    qsfs::maint::KeyIssue::ManifestMissing | qsfs::maint::KeyIssue::ManifestDamaged
                 )
             });
             let state = if p.repaired {

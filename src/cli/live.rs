@@ -21,8 +21,9 @@ use qsfs::control::{self, ControlError, Event, MAX_CHUNK, Upload};
 use qsfs::fs::live::{
     GetArgs, GetDone, IsDir, MkdirArgs, PathArgs, PutDone, PutItem, RmArgs, WirePath,
 };
+use qsfs::maint::{KeyReport, KeysOptions};
 use qsfs::namespace::{Time, VaultPath};
-use qsfs::vault::{KeyReport, KeysOptions, ListEntry, LocalSource, PutSource, VaultError};
+use qsfs::vault::{ListEntry, LocalSource, PutSource, VaultError};
 
 /// A failure the mount reported, worded as the command prints it without
 /// a mount; any other as it is.

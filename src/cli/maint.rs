@@ -13,8 +13,8 @@ use serde::de::DeserializeOwned;
 use super::Ctx;
 use super::progress::Bar;
 use qsfs::control::{self, ControlError};
+use qsfs::maint::ProgressFn;
 use qsfs::vault::Vault;
-use qsfs::vault::maint::ProgressFn;
 
 /// Runs `op` with `opts`: via the mount when mounted, else `local` on the
 /// opened vault. Progress goes to `bar` either way.

@@ -9,8 +9,8 @@ use clap::{Args, Subcommand};
 use super::format::bytes;
 use super::progress::Bar;
 use super::{Ctx, VaultArg};
+use qsfs::maint::{AddNodeOptions, DrainOptions, DrainReport, RemoveNodeOptions};
 use qsfs::nodeproto::server::{ServeOptions, Server};
-use qsfs::vault::{AddNodeOptions, DrainOptions, DrainReport, RemoveNodeOptions};
 use std::sync::Arc;
 
 use qsfs::etsi014::{Etsi014Config, Etsi014Source};
@@ -177,7 +177,7 @@ pub fn run(ctx: &Ctx, c: NodeCommand) -> Result<i32> {
 }
 
 fn list(ctx: &Ctx, a: ListArgs) -> Result<i32> {
-    let nodes: Vec<qsfs::vault::NodeInfo> = super::maint::run(
+    let nodes: Vec<qsfs::maint::NodeInfo> = super::maint::run(
         ctx,
         &a.vault.vault,
         "node-list",

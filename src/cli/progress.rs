@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use std::sync::Mutex;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use qsfs::vault::maint::Progress;
+use qsfs::maint::Progress;
 
 /// Draws [`Progress`] events.
 pub struct Bar {

@@ -7,8 +7,9 @@ use clap::Args;
 
 use super::{Ctx, VaultArg, format::bytes};
 use qsfs::control::{self, ControlError};
+use qsfs::maint::Status;
 use qsfs::node::NodeHealth;
-use qsfs::vault::{LinkKind, Status};
+use qsfs::vault::LinkKind;
 
 #[derive(Args, Debug)]
 pub struct StatusArgs {
@@ -112,7 +113,7 @@ pub fn status(ctx: &Ctx, a: StatusArgs) -> Result<i32> {
         "unplaced  {} (recorded missing in their manifests: never placed, or found missing since)",
         shards(s.shards_unplaced)
     )?;
-    let per_node = |count: fn(&qsfs::vault::NodeStatus) -> u64| {
+    let per_node = |count: fn(&qsfs::maint::NodeStatus) -> u64| {
         s.nodes
             .iter()
             .filter(|n| count(n) > 0)

@@ -216,12 +216,12 @@ pub fn serve(
             return super::live::run(&core, op, args, session);
         }
         let progress = |p| session.progress(p);
-        let mut reply = crate::vault::maint::dispatch(v, op, args, &progress)?;
+        let mut reply = crate::maint::dispatch(v, op, args, &progress)?;
         if op == "status"
             && let Some(core) = core()
         {
             let s = core.staged_summary();
-            let m = crate::vault::MountStatus {
+            let m = crate::maint::MountStatus {
                 staged_files: s.files,
                 staged_bytes: s.bytes,
                 failing_files: s.failing,

@@ -15,51 +15,26 @@
 //! objects destroyed. A crash anywhere leaves the old or the new version
 //! plus garbage, never a name pointing at a broken object.
 
-pub mod audit;
-mod config;
-mod drain;
+pub(crate) mod config;
 mod files;
-mod fsck;
 mod gc;
 mod init;
-mod intents;
-mod keys;
-mod links;
+pub(crate) mod intents;
+pub(crate) mod links;
 mod lock;
-pub mod maint;
-mod migrate;
-mod nodes;
 mod read;
-mod rebalance;
-mod scrub;
 mod seal;
-mod status;
 mod sweep;
 
-pub use audit::{AuditOptions, AuditReport};
 pub use config::{
     CONFIG_FORMAT, Config, DEFAULT_MAX_CHUNK, KeystoreConfig, KmeConfig, LinksConfig, NodeConfig,
 };
-pub use drain::{DeletionCheck, DrainOptions, DrainReport};
 pub(crate) use files::whole_extents;
 pub use files::{Linker, ListEntry, LocalSource, PutSource, Received, Spool, write_local};
-pub use fsck::{
-    BrokenFile, FileProblem, FsckOptions, FsckReport, Leftover, NodeScan, Orphan, OrphanReason,
-    OrphanShard, PendingDeletions, ShardFault, ShardProblem, StagingState,
-};
 pub use init::{InitOptions, init};
-pub use keys::{KeyIssue, KeyReport, KeysOptions, ObjectKeyState};
 pub use links::{INITIAL_KEYS as INITIAL_LINK_KEYS, LinkKind, LinkStatus};
-pub use migrate::ShardMove;
-pub use nodes::{
-    AddNodeOptions, AddNodeReport, DAMAGED, NodeInfo, NotChecked, RemoveNodeOptions,
-    RemoveNodeReport, damage_detail,
-};
 pub use read::ReadOutcome;
-pub use rebalance::{BalanceBy, NodeLoad, RebalanceOptions, RebalanceReport};
-pub use scrub::{Finding, FindingKind, LostObject, NodeScrub, Outcome, ScrubOptions, ScrubReport};
 pub use seal::SealedObject;
-pub use status::{MountStatus, NodeStatus, Status};
 pub use sweep::SweepReport;
 
 use std::path::{Path, PathBuf};
@@ -231,7 +206,7 @@ impl std::fmt::Debug for Vault {
     }
 }
 
-fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> VaultError {
+pub(crate) fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> VaultError {
     let what = what.into();
     move |source| VaultError::Io { what, source }
 }
@@ -376,6 +351,12 @@ impl Vault {
     /// The erasure-coding side.
     pub fn dispersal(&self) -> &Dispersal {
         &self.ec
+    }
+
+    /// The log of objects being written and not yet named, for the
+    /// maintenance runs that must not mistake them for garbage.
+    pub(crate) fn intents(&self) -> &intents::Intents {
+        &self.intents
     }
 
     /// Folder of the directory node `name`, if there is one.

@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{NodeServer, Rng, ShardFile, TestVault, shards_in};
-use qsfs::vault::audit::{AuditOptions, AuditReport, Verdict};
-use qsfs::vault::maint::no_progress;
+use qsfs::maint::audit::{AuditOptions, AuditReport, Verdict};
+use qsfs::maint::no_progress;
 use qsfs::vault::{OpenOptions, Vault};
 use serde_json::Value;
 

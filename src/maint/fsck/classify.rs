@@ -11,8 +11,8 @@ use std::path::PathBuf;
 use super::report::{FileProblem, OrphanReason, ShardFault};
 use crate::ObjectId;
 use crate::dispersal::Manifest;
+use crate::maint::nodes::NotChecked;
 use crate::node::{HEADER_LEN, Listing, ShardKey};
-use crate::vault::NotChecked;
 
 /// What fsck read, in the order that makes the judgement safe against a
 /// concurrent writer (see fsck.rs).

@@ -58,12 +58,12 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::maint::{Progress, ProgressFn};
-use super::{Vault, VaultError};
+use super::{Progress, ProgressFn};
 use crate::ObjectId;
 use crate::dispersal::{DispersalError, Manifest};
 use crate::node::proof::MAX_PROOF_BLOCKS;
 use crate::node::{Challenge, Holdings, Node, NodeErrorKind, NodeHealth, ShardKey};
+use crate::vault::{Vault, VaultError};
 use sample::OsDraw;
 
 /// Samples per node when none are given.
@@ -288,13 +288,14 @@ impl Vault {
     ) -> Result<AuditReport, VaultError> {
         let started = Instant::now();
         let nodes: Vec<Arc<dyn Node>> = match &opts.node {
-            None => self.ec.nodes().to_vec(),
-            Some(name) => match self.ec.node(name) {
+            None => self.dispersal().nodes().to_vec(),
+            Some(name) => match self.dispersal().node(name) {
                 Some(n) => vec![Arc::clone(n)],
                 None => {
-                    let names: Vec<&str> = self.ec.nodes().iter().map(|n| n.name()).collect();
+                    let names: Vec<&str> =
+                        self.dispersal().nodes().iter().map(|n| n.name()).collect();
                     return Err(VaultError::Config {
-                        file: self.root.join("qsfs.toml"),
+                        file: self.root().join("qsfs.toml"),
                         detail: format!(
                             "no node named {name:?}; the vault's nodes are {}",
                             names.join(", ")
@@ -418,7 +419,7 @@ impl Vault {
     fn snapshot(&self) -> Result<Snapshot, VaultError> {
         let mut manifests = Vec::new();
         let mut damaged = BTreeSet::new();
-        for m in self.ec.store().manifests() {
+        for m in self.dispersal().store().manifests() {
             match m {
                 Ok(m) => manifests.push(m),
                 Err(DispersalError::Record { object, .. }) => {
@@ -435,14 +436,14 @@ impl Vault {
     /// the object is not being deleted (its `B` goes first). A failure on a
     /// shard that is no longer expected is a race, not a loss.
     fn still_expected(&self, m: &Manifest, index: usize, node: &str) -> bool {
-        let Ok(Some(cur)) = self.ec.store().manifest(&m.id) else {
+        let Ok(Some(cur)) = self.dispersal().store().manifest(&m.id) else {
             return false;
         };
         let same = cur.placement.get(index).is_some_and(|p| p == node)
             && !cur.is_missing(index)
             && cur.roots.get(index) == m.roots.get(index)
             && cur.layout == m.layout;
-        same && matches!(self.ec.store().backup(&m.id), Ok(Some(_)))
+        same && matches!(self.dispersal().store().backup(&m.id), Ok(Some(_)))
     }
 
     fn audit_node(

@@ -19,11 +19,11 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::maint::{Progress, ProgressFn};
 use super::migrate::{MoveOutcome, ShardMove};
-use super::{Vault, VaultError};
+use super::{Progress, ProgressFn};
 use crate::ObjectId;
 use crate::node::{Listing, ShardKey, StoredShard, proof::holdings_root};
+use crate::vault::{Vault, VaultError};
 
 /// Most passes over the manifests in one drain.
 const MAX_PASSES: u32 = 16;
@@ -151,28 +151,28 @@ impl Vault {
     ) -> Result<DrainReport, VaultError> {
         let start = Instant::now();
         let name = opts.node.as_str();
-        let Some(node) = self.ec.node(name).cloned() else {
+        let Some(node) = self.dispersal().node(name).cloned() else {
             return Err(self.unknown_node(name));
         };
-        let n = self.config.n;
+        let n = self.config().n;
         let others = self
-            .ec
+            .dispersal()
             .nodes()
             .iter()
-            .filter(|o| o.name() != name && !self.ec.is_draining(o.name()))
+            .filter(|o| o.name() != name && !self.dispersal().is_draining(o.name()))
             .count();
         if others < n {
             return Err(VaultError::Config {
-                file: self.root.join("qsfs.toml"),
+                file: self.root().join("qsfs.toml"),
                 detail: format!(
                     "cannot drain {name}: {others} other nodes would be left, but every file needs n = {n} \
                      different nodes; add a node first: qsfs node add {} NAME --dir PATH",
-                    self.root.display()
+                    self.root().display()
                 ),
             });
         }
-        self.ec.set_draining(name, true);
-        super::nodes::edit_config(&self.root, |c| {
+        self.dispersal().set_draining(name, true);
+        super::nodes::edit_config(&self.root(), |c| {
             if let Some(e) = c.nodes.iter_mut().find(|e| e.name == name) {
                 e.draining = true;
             }
@@ -189,7 +189,7 @@ impl Vault {
             if work.is_empty() {
                 // Writes that chose this node before it was flagged may
                 // still publish: wait for objects in flight with files here.
-                let flight = self.intents.in_flight();
+                let flight = self.intents().in_flight();
                 let busy = node
                     .list()
                     .map(|l| listed_objects(&l).iter().any(|o| flight.contains(o)))
@@ -256,10 +256,10 @@ impl Vault {
     /// The error for a node name not in the config.
     pub(super) fn unknown_node(&self, name: &str) -> VaultError {
         VaultError::Config {
-            file: self.root.join("qsfs.toml"),
+            file: self.root().join("qsfs.toml"),
             detail: format!(
                 "no node named {name:?} (nodes: {})",
-                self.ec
+                self.dispersal()
                     .nodes()
                     .iter()
                     .map(|n| n.name())
@@ -273,7 +273,7 @@ impl Vault {
     /// place on `name`, present or recorded missing.
     fn placed_on(&self, name: &str) -> Result<Vec<(ObjectId, usize, u64)>, VaultError> {
         let mut out = Vec::new();
-        for m in self.ec.store().manifests() {
+        for m in self.dispersal().store().manifests() {
             let m = m?;
             for (i, p) in m.placement.iter().enumerate() {
                 if p == name {
@@ -294,7 +294,7 @@ impl Vault {
         name: &str,
     ) -> Result<Option<ShardMove>, String> {
         for _ in 0..MOVE_ATTEMPTS {
-            let m = match self.ec.store().manifest(&id) {
+            let m = match self.dispersal().store().manifest(&id) {
                 Ok(Some(m)) => m,
                 Ok(None) => return Ok(None),
                 Err(e) => return Err(e.to_string()),
@@ -302,7 +302,7 @@ impl Vault {
             if m.placement.get(index).map(String::as_str) != Some(name) {
                 return Ok(None);
             }
-            let Some(target) = self.ec.spare_node(&m, &[]) else {
+            let Some(target) = self.dispersal().spare_node(&m, &[]) else {
                 return Err(format!(
                     "no node can take shard {index} of object {id}: every other healthy node that is not \
                      draining already holds one of its shards; add a node (qsfs node add) and drain again"
@@ -329,19 +329,19 @@ impl Vault {
     /// many went. The node is listed before intents and manifests are read,
     /// so a write that starts meanwhile is never mistaken for garbage.
     fn remove_stale(&self, name: &str) -> u64 {
-        let Some(node) = self.ec.node(name) else {
+        let Some(node) = self.dispersal().node(name) else {
             return 0;
         };
         let Ok(listing) = node.list() else {
             return 0;
         };
-        let flight = self.intents.in_flight();
+        let flight = self.intents().in_flight();
         let mut removed = 0;
         for s in &listing.shards {
             if flight.contains(&s.key.object) {
                 continue;
             }
-            let placed_here = match self.ec.store().manifest(&s.key.object) {
+            let placed_here = match self.dispersal().store().manifest(&s.key.object) {
                 Ok(Some(m)) => {
                     m.placement.get(s.key.index as usize).map(String::as_str) == Some(name)
                 }
@@ -364,7 +364,7 @@ impl Vault {
     /// hold (shards of objects in flight, and shards the manifests still
     /// place there because their move failed).
     pub fn check_drained(&self, name: &str) -> Result<DeletionCheck, VaultError> {
-        let Some(node) = self.ec.node(name) else {
+        let Some(node) = self.dispersal().node(name) else {
             return Err(self.unknown_node(name));
         };
         let mut check = DeletionCheck {
@@ -379,13 +379,13 @@ impl Vault {
                 return Ok(check);
             }
         };
-        let flight = self.intents.in_flight();
+        let flight = self.intents().in_flight();
         let mut expected: Vec<StoredShard> = Vec::new();
         for s in &listing.shards {
             if flight.contains(&s.key.object) {
                 check.in_flight.push(shard_name(&s.key));
                 expected.push(s.clone());
-            } else if match self.ec.store().manifest(&s.key.object) {
+            } else if match self.dispersal().store().manifest(&s.key.object) {
                 Ok(m) => m.is_some_and(|m| {
                     m.placement.get(s.key.index as usize).map(String::as_str) == Some(name)
                 }),

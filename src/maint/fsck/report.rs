@@ -4,7 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::vault::{KeyIssue, NotChecked};
+use crate::maint::keys::KeyIssue;
+use crate::maint::nodes::NotChecked;
 
 /// How to run fsck.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -12,11 +12,11 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::drain::{DrainOptions, DrainReport};
-use super::maint::{Progress, ProgressFn};
 use super::migrate::{MoveOutcome, ShardMove};
-use super::{Vault, VaultError};
+use super::{Progress, ProgressFn};
 use crate::ObjectId;
 use crate::node::{Node, NodeHealth};
+use crate::vault::{Vault, VaultError};
 
 /// What "even" means.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -212,10 +212,10 @@ impl Vault {
         };
         // 1. Nodes marked draining.
         let draining: Vec<String> = self
-            .ec
+            .dispersal()
             .nodes()
             .iter()
-            .filter(|n| self.ec.is_draining(n.name()))
+            .filter(|n| self.dispersal().is_draining(n.name()))
             .map(|n| n.name().to_string())
             .collect();
         for name in draining {
@@ -227,7 +227,7 @@ impl Vault {
         let mut failed: Vec<(ObjectId, String)> = Vec::new();
         // 2. Two shards of one object on one node.
         let mut dups: Vec<(ObjectId, usize, u64)> = Vec::new();
-        for m in self.ec.store().manifests() {
+        for m in self.dispersal().store().manifests() {
             let m = m?;
             for j in 0..m.layout.n {
                 if m.placement[..j].contains(&m.placement[j]) {
@@ -254,15 +254,15 @@ impl Vault {
         }
         // 3. Even out.
         let eligible: Vec<Arc<dyn Node>> = self
-            .ec
+            .dispersal()
             .nodes()
             .iter()
-            .filter(|n| !self.ec.is_draining(n.name()) && n.health() == NodeHealth::Ok)
+            .filter(|n| !self.dispersal().is_draining(n.name()) && n.health() == NodeHealth::Ok)
             .cloned()
             .collect();
         let names: Vec<String> = eligible.iter().map(|n| n.name().to_string()).collect();
         let mut holdings = Vec::new();
-        for m in self.ec.store().manifests() {
+        for m in self.dispersal().store().manifests() {
             let m = m?;
             holdings.push(Holding {
                 id: m.id,
@@ -309,7 +309,7 @@ impl Vault {
     /// Shards and bytes per configured node, per the manifests.
     fn loads(&self) -> Result<Vec<NodeLoad>, VaultError> {
         let mut per: HashMap<String, (u64, u64)> = HashMap::new();
-        for m in self.ec.store().manifests() {
+        for m in self.dispersal().store().manifests() {
             let m = m?;
             for p in &m.placement {
                 let e = per.entry(p.clone()).or_default();
@@ -318,7 +318,7 @@ impl Vault {
             }
         }
         Ok(self
-            .ec
+            .dispersal()
             .nodes()
             .iter()
             .map(|n| {
@@ -336,7 +336,7 @@ impl Vault {
     /// still shares its node with an earlier shard.
     fn separate(&self, id: ObjectId, j: usize) -> Result<Option<ShardMove>, String> {
         for _ in 0..8 {
-            let m = match self.ec.store().manifest(&id) {
+            let m = match self.dispersal().store().manifest(&id) {
                 Ok(Some(m)) => m,
                 Ok(None) => return Ok(None),
                 Err(e) => return Err(e.to_string()),
@@ -344,7 +344,7 @@ impl Vault {
             if !m.placement[..j].contains(&m.placement[j]) {
                 return Ok(None);
             }
-            let Some(target) = self.ec.spare_node(&m, &[]) else {
+            let Some(target) = self.dispersal().spare_node(&m, &[]) else {
                 return Err(format!(
                     "shards {j} and another share node {}, and no other healthy node is free to take one; \
                      add a node (qsfs node add) and rebalance again",
@@ -372,14 +372,14 @@ impl Vault {
         p: &PlannedMove,
         target: &Arc<dyn Node>,
     ) -> Result<Option<ShardMove>, String> {
-        let m = match self.ec.store().manifest(&id) {
+        let m = match self.dispersal().store().manifest(&id) {
             Ok(Some(m)) => m,
             Ok(None) => return Ok(None),
             Err(e) => return Err(e.to_string()),
         };
         let as_planned = m.placement.get(p.index) == Some(&p.from)
             && !m.placement.contains(&p.to)
-            && !self.ec.is_draining(&p.to);
+            && !self.dispersal().is_draining(&p.to);
         if !as_planned {
             return Ok(None);
         }

@@ -19,9 +19,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Vault, VaultError};
 use crate::dispersal::Manifest;
 use crate::node::{Node, ShardKey};
+use crate::vault::{Vault, VaultError};
 
 /// One shard moved from one node to another.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,10 +68,10 @@ impl Vault {
     ) -> Result<MoveOutcome, VaultError> {
         let from = m.placement[index].clone();
         let _busy = self
-            .intents
+            .intents()
             .hold(m.id)
-            .map_err(super::io_err("update the intent log"))?;
-        let placed = self.ec.place_shard(m, index, target, true)?;
+            .map_err(crate::vault::io_err("update the intent log"))?;
+        let placed = self.dispersal().place_shard(m, index, target, true)?;
         let mut new = m.clone();
         new.placement[index] = target.name().to_string();
         new.missing &= !(1u32 << index);
@@ -79,19 +79,23 @@ impl Vault {
             object: m.id,
             index: index as u8,
         };
-        if !self.ec.store().replace_manifest(m, &new)? {
+        if !self.dispersal().store().replace_manifest(m, &new)? {
             // Remove our copy unless the object's current manifest uses a
             // shard under the same key on the same node (a concurrent
             // repair that placed the very same shard there).
-            let used = self.ec.store().manifest(&m.id)?.is_some_and(|cur| {
-                cur.placement.get(index).map(String::as_str) == Some(target.name())
-            });
+            let used = self
+                .dispersal()
+                .store()
+                .manifest(&m.id)?
+                .is_some_and(|cur| {
+                    cur.placement.get(index).map(String::as_str) == Some(target.name())
+                });
             if !used && let Err(e) = target.delete(key) {
                 tracing::warn!("{e}; the unreferenced copy stays as an orphan for `qsfs fsck`");
             }
             return Ok(MoveOutcome::Stale);
         }
-        let source_left = match self.ec.node(&from) {
+        let source_left = match self.dispersal().node(&from) {
             Some(src) => src.delete(key).err().map(|e| e.to_string()),
             None => Some(format!("node {from} is not configured")),
         };
@@ -116,10 +120,10 @@ impl Vault {
             let Some(id) = crate::ObjectId::from_hex(&mv.object) else {
                 continue;
             };
-            if !matches!(self.ec.store().manifest(&id), Ok(None)) {
+            if !matches!(self.dispersal().store().manifest(&id), Ok(None)) {
                 continue;
             }
-            if let Some(node) = self.ec.node(&mv.to)
+            if let Some(node) = self.dispersal().node(&mv.to)
                 && let Err(e) = node.delete(ShardKey {
                     object: id,
                     index: mv.index as u8,

@@ -11,12 +11,12 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Vault, VaultError};
 use crate::ObjectId;
 use crate::dispersal::{DispersalError, Manifest, ReadReport};
 use crate::envelope::{self, Backup, LocalShares, Share};
 use crate::keystore::Stored;
 use crate::namespace::{Kind, ROOT, VaultPath};
+use crate::vault::{Vault, VaultError};
 
 /// One problem with an object's key material, or with the records that
 /// key material is useless without.
@@ -92,12 +92,12 @@ impl Vault {
         let mut out = HashMap::new();
         let mut stack = vec![(ROOT, VaultPath::root())];
         while let Some((ino, path)) = stack.pop() {
-            for e in self.ns.readdir(ino)? {
+            for e in self.namespace().readdir(ino)? {
                 let p = path.join(&e.name);
                 match e.kind {
                     Kind::Dir => stack.push((e.ino, p)),
                     Kind::File => {
-                        for x in self.ns.inode(e.ino)?.extents {
+                        for x in self.namespace().inode(e.ino)?.extents {
                             out.insert(x.object, p.to_string());
                         }
                     }
@@ -109,8 +109,8 @@ impl Vault {
     }
 
     pub(super) fn key_issues(&self, id: &ObjectId) -> Result<Vec<KeyIssue>, VaultError> {
-        let (s1, s2) = self.keys.get(id)?;
-        let backup = self.ec.store().backup(id)?;
+        let (s1, s2) = self.keystore().get(id)?;
+        let backup = self.dispersal().store().backup(id)?;
         let b = backup.as_deref().map(Backup::parse);
         let mut issues = Vec::new();
         let check = |stored: &Stored,
@@ -171,7 +171,7 @@ impl Vault {
         let mut manifests: Vec<Manifest> = Vec::new();
         let mut known: std::collections::HashSet<ObjectId> = std::collections::HashSet::new();
         let mut unusable: Vec<(ObjectId, KeyIssue)> = Vec::new();
-        for m in self.ec.store().manifests() {
+        for m in self.dispersal().store().manifests() {
             match m {
                 Ok(m) => {
                     known.insert(m.id);
@@ -189,14 +189,14 @@ impl Vault {
         // material on its way in or out: not a problem to report, and a
         // repair must never bring back the keys of a deleted object.
         let mut busy: std::collections::HashSet<ObjectId> =
-            self.intents.in_flight().into_iter().collect();
-        busy.extend(self.ns.gc_queue()?);
-        busy.extend(self.ns.r2_cleanup_queue()?);
+            self.intents().in_flight().into_iter().collect();
+        busy.extend(self.namespace().gc_queue()?);
+        busy.extend(self.namespace().r2_cleanup_queue()?);
         manifests.retain(|m| !busy.contains(&m.id));
-        let named = self.ns.referenced_objects()?;
+        let named = self.namespace().referenced_objects()?;
         for id in named.iter().copied() {
             // Re-read: the object may have been published since the scan.
-            if !known.contains(&id) && self.ec.store().manifest(&id)?.is_none() {
+            if !known.contains(&id) && self.dispersal().store().manifest(&id)?.is_none() {
                 unusable.push((id, KeyIssue::ManifestMissing));
             }
         }
@@ -244,7 +244,7 @@ impl Vault {
             report.problems.push(state);
         }
         report.stray_backups = self
-            .ec
+            .dispersal()
             .store()
             .backup_ids()
             .collect::<Result<Vec<_>, _>>()?
@@ -253,7 +253,7 @@ impl Vault {
             .map(|id| id.to_hex())
             .collect();
         report.stray_shares = self
-            .keys
+            .keystore()
             .ids()?
             .into_iter()
             .filter(|id| !known.contains(id) && !named.contains(id) && !busy.contains(id))
@@ -290,18 +290,23 @@ impl Vault {
             // Nothing vouches for R1/R2 but the object itself: verify all
             // of it under the recovered key before trusting them.
             let (r, rep) = self
-                .ec
+                .dispersal()
                 .read_stream(m, |s| envelope::verify_stream(s, &rec))
                 .map_err(|e| e.to_string())?;
             self.record_debt(m, rep.mask());
             r.map_err(|e| format!("the object does not verify with R1 and R2: {e}"))?;
             let b = rec.rebuild_backup().map_err(|e| e.to_string())?;
-            self.ec
+            self.dispersal()
                 .store()
                 .update_backup(&m.id, &b.to_bytes())
                 .map_err(|e| e.to_string())?;
         }
-        let b = match self.ec.store().backup(&m.id).map_err(|e| e.to_string())? {
+        let b = match self
+            .dispersal()
+            .store()
+            .backup(&m.id)
+            .map_err(|e| e.to_string())?
+        {
             Some(b) => Backup::parse(&b).map_err(|e| e.to_string())?,
             None => return Err("no backup record".into()),
         };
@@ -327,12 +332,12 @@ impl Vault {
                 .map_err(|e| format!("rebuilt R{x} does not verify with the backup record: {e}"))?;
             let mut bytes = [0u8; 33];
             bytes.copy_from_slice(share.as_bytes());
-            self.keys
+            self.keystore()
                 .heal(&m.id, x, &bytes)
                 .map_err(|e| e.to_string())?;
         }
         // Prove the healed material opens the object's keys again.
-        let (s1, s2) = self.keys.get(&m.id).map_err(|e| e.to_string())?;
+        let (s1, s2) = self.keystore().get(&m.id).map_err(|e| e.to_string())?;
         let local = LocalShares {
             r1: s1.bytes().and_then(|b| Share::from_bytes(b).ok()),
             r2: s2.bytes().and_then(|b| Share::from_bytes(b).ok()),

@@ -118,7 +118,7 @@ impl Vault {
         bytes += 8 + LIST_ENTRY_BYTES * listing.shards.len() as u64;
         // Read after the listing: an object whose seal started before it
         // was listed is in this set until its manifest is published.
-        let in_flight = self.intents.in_flight();
+        let in_flight = self.intents().in_flight();
         let on_node: BTreeMap<ShardKey, u64> =
             listing.shards.iter().map(|s| (s.key, s.size)).collect();
         let should: BTreeMap<ShardKey, (&Manifest, usize)> = mine
@@ -154,7 +154,7 @@ impl Vault {
                         report.ignored += 1;
                         continue;
                     }
-                    let why = match self.ec.store().manifest(&key.object) {
+                    let why = match self.dispersal().store().manifest(&key.object) {
                         // Placed here now (written meanwhile), or recorded
                         // missing on this node (repair debt, scrub's job).
                         Ok(Some(cur))

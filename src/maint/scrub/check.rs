@@ -5,9 +5,9 @@
 //! chunk of memory whatever the object size.
 
 use crate::dispersal::Manifest;
+use crate::maint::{Progress, ProgressFn};
 use crate::node::{HEADER_LEN, Node, NodeErrorKind, ShardHeader, ShardKey};
 use crate::rmht;
-use crate::vault::maint::{Progress, ProgressFn};
 
 /// Which stripes of a shard are unusable.
 #[derive(Debug, Clone, PartialEq, Eq)]

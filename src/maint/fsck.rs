@@ -31,11 +31,13 @@ use std::sync::Arc;
 
 use classify::{Placed, Plan, Snapshot};
 
-use super::maint::{Progress, ProgressFn};
-use super::{KeyIssue, NotChecked, Vault, VaultError};
+use super::keys::KeyIssue;
+use super::nodes::NotChecked;
+use super::{Progress, ProgressFn};
 use crate::ObjectId;
 use crate::dispersal::{DispersalError, Manifest};
 use crate::node::{Node, NodeErrorKind, ShardKey};
+use crate::vault::{Vault, VaultError};
 
 /// Objects destroyed per batch (one keystore and one store flush each).
 const DESTROY_BATCH: usize = 256;
@@ -56,8 +58,8 @@ impl Vault {
         });
         let snap = self.fsck_snapshot()?;
         let plan = classify::plan(&snap);
-        let gc = self.ns.gc_queue()?;
-        let r2 = self.ns.r2_cleanup_queue()?;
+        let gc = self.namespace().gc_queue()?;
+        let r2 = self.namespace().r2_cleanup_queue()?;
         let mut report = FsckReport {
             repair: opts.repair,
             nodes: snap
@@ -69,13 +71,16 @@ impl Vault {
                     leftovers: l.as_ref().map(|l| l.leftovers.len() as u64).unwrap_or(0),
                     missing: 0,
                     not_checked: l.as_ref().err().cloned(),
-                    next_step: l.as_ref().err().map(|why| why.next_step(&self.root, node)),
+                    next_step: l
+                        .as_ref()
+                        .err()
+                        .map(|why| why.next_step(&self.root(), node)),
                     error: l.as_ref().err().map(ToString::to_string),
                 })
                 .collect(),
             objects: snap.manifests.len() as u64,
             named: snap.named.len() as u64,
-            in_flight: self.intents.in_flight().len() as u64,
+            in_flight: self.intents().in_flight().len() as u64,
             pending: PendingDeletions {
                 gc: gc.iter().map(ObjectId::to_hex).collect(),
                 r2_cleanup: r2.iter().map(ObjectId::to_hex).collect(),
@@ -133,12 +138,12 @@ impl Vault {
     fn fsck_snapshot(&self) -> Result<Snapshot, VaultError> {
         let listings = std::thread::scope(|scope| {
             let handles: Vec<_> = self
-                .ec
+                .dispersal()
                 .nodes()
                 .iter()
                 .map(|node| scope.spawn(move || self.check_listing(node)))
                 .collect();
-            self.ec
+            self.dispersal()
                 .nodes()
                 .iter()
                 .zip(handles)
@@ -152,15 +157,15 @@ impl Vault {
                 })
                 .collect::<Vec<_>>()
         });
-        let keys: BTreeSet<ObjectId> = self.keys.ids()?.into_iter().collect();
+        let keys: BTreeSet<ObjectId> = self.keystore().ids()?.into_iter().collect();
         let backups = self
-            .ec
+            .dispersal()
             .store()
             .backup_ids()
             .collect::<Result<BTreeSet<_>, _>>()?;
-        let mut busy: HashSet<ObjectId> = self.intents.in_flight().into_iter().collect();
+        let mut busy: HashSet<ObjectId> = self.intents().in_flight().into_iter().collect();
         let mut manifests = BTreeMap::new();
-        for m in self.ec.store().manifests() {
+        for m in self.dispersal().store().manifests() {
             match m {
                 Ok(m) => {
                     manifests.insert(m.id, Ok(m));
@@ -171,10 +176,10 @@ impl Vault {
                 Err(e) => return Err(e.into()),
             }
         }
-        busy.extend(self.intents.in_flight());
-        let named = self.ns.referenced_objects()?;
-        busy.extend(self.ns.gc_queue()?);
-        busy.extend(self.ns.r2_cleanup_queue()?);
+        busy.extend(self.intents().in_flight());
+        let named = self.namespace().referenced_objects()?;
+        busy.extend(self.namespace().gc_queue()?);
+        busy.extend(self.namespace().r2_cleanup_queue()?);
         Ok(Snapshot {
             listings,
             keys,
@@ -202,7 +207,7 @@ impl Vault {
             let handles: Vec<_> = by_node
                 .into_iter()
                 .filter_map(|(name, items)| {
-                    let node = Arc::clone(self.ec.node(name)?);
+                    let node = Arc::clone(self.dispersal().node(name)?);
                     Some(scope.spawn(move || {
                         let mut out = Vec::new();
                         for p in items {
@@ -235,11 +240,13 @@ impl Vault {
     ) -> Vec<(String, ShardKey, ShardFault)> {
         let mut out = Vec::new();
         for (name, key) in absent {
-            let (Some(Ok(seen)), Some(node)) = (manifests.get(&key.object), self.ec.node(name))
+            let (Some(Ok(seen)), Some(node)) =
+                (manifests.get(&key.object), self.dispersal().node(name))
             else {
                 continue;
             };
-            if !matches!(self.ec.store().manifest(&key.object), Ok(Some(now)) if now == *seen) {
+            if !matches!(self.dispersal().store().manifest(&key.object), Ok(Some(now)) if now == *seen)
+            {
                 continue;
             }
             match node.read_header(*key) {
@@ -262,13 +269,19 @@ impl Vault {
         for (id, problems) in &plan.broken {
             // The manifest may have been published after the scan.
             if problems == &[FileProblem::ManifestMissing]
-                && self.ec.store().manifest(id).ok().flatten().is_some()
+                && self
+                    .dispersal()
+                    .store()
+                    .manifest(id)
+                    .ok()
+                    .flatten()
+                    .is_some()
             {
                 continue;
             }
             broken.insert(*id, problems.clone());
         }
-        let (_, r2_here) = self.keys.r2_location();
+        let (_, r2_here) = self.keystore().r2_location();
         for id in &plan.named_live {
             let issues = self.key_issues(id)?;
             for issue in issues {
@@ -286,7 +299,7 @@ impl Vault {
             return Ok(Vec::new());
         }
         // Only what is still named now (a file may have been removed since).
-        let named = self.ns.referenced_objects()?;
+        let named = self.namespace().referenced_objects()?;
         broken.retain(|id, _| named.contains(id));
         let paths = self.object_paths()?;
         Ok(broken
@@ -365,7 +378,7 @@ impl Vault {
             })
             .unwrap_or(0);
         Ok(StagingState {
-            pending_seals: self.ns.all_staging()?.len() as u64 + journals,
+            pending_seals: self.namespace().all_staging()?.len() as u64 + journals,
             files,
         })
     }
@@ -385,10 +398,10 @@ impl Vault {
             match self.collect_garbage() {
                 Ok(_) => {
                     let left: HashSet<String> = self
-                        .ns
+                        .namespace()
                         .gc_queue()
                         .into_iter()
-                        .chain(self.ns.r2_cleanup_queue())
+                        .chain(self.namespace().r2_cleanup_queue())
                         .flatten()
                         .map(|id| id.to_hex())
                         .collect();
@@ -428,7 +441,7 @@ impl Vault {
         // 3. Single shard files: of destroyed objects (check they went),
         //    and stale copies of live objects.
         for (entry, stray) in report.orphan_shards.iter_mut().zip(&plan.strays) {
-            let Some(node) = self.ec.node(&stray.node) else {
+            let Some(node) = self.dispersal().node(&stray.node) else {
                 continue;
             };
             if destroyed.contains(&stray.key.object) {
@@ -463,7 +476,7 @@ impl Vault {
             if local {
                 if temp
                     .object
-                    .is_some_and(|id| self.intents.in_flight().contains(&id))
+                    .is_some_and(|id| self.intents().in_flight().contains(&id))
                 {
                     entry.note = Some("a write of its object started meanwhile".into());
                     continue;
@@ -496,12 +509,12 @@ impl Vault {
             };
             let mut new = seen.clone();
             new.missing |= mask;
-            match self.ec.store().replace_manifest(seen, &new) {
+            match self.dispersal().store().replace_manifest(seen, &new) {
                 Ok(true) => {
                     recorded.insert(id);
                 }
                 // Deleted meanwhile: nothing left to record.
-                Ok(false) if matches!(self.ec.store().manifest(&id), Ok(None)) => {
+                Ok(false) if matches!(self.dispersal().store().manifest(&id), Ok(None)) => {
                     recorded.insert(id);
                 }
                 Ok(false) => report.errors.push(format!(
@@ -521,9 +534,9 @@ impl Vault {
         if ids.is_empty() {
             return Ok(HashSet::new());
         }
-        let named = self.ns.referenced_objects()?;
-        let flight: HashSet<ObjectId> = self.intents.in_flight().into_iter().collect();
-        let queued: HashSet<ObjectId> = self.ns.gc_queue()?.into_iter().collect();
+        let named = self.namespace().referenced_objects()?;
+        let flight: HashSet<ObjectId> = self.intents().in_flight().into_iter().collect();
+        let queued: HashSet<ObjectId> = self.namespace().gc_queue()?.into_iter().collect();
         let ids: Vec<ObjectId> = ids
             .iter()
             .filter(|id| !named.contains(id) && !flight.contains(id) && !queued.contains(id))
@@ -539,8 +552,8 @@ impl Vault {
 
     /// True if the object's manifest is still `seen` and no write holds it.
     fn unchanged(&self, seen: &Manifest) -> bool {
-        !self.intents.in_flight().contains(&seen.id)
-            && matches!(self.ec.store().manifest(&seen.id), Ok(Some(now)) if now == *seen)
+        !self.intents().in_flight().contains(&seen.id)
+            && matches!(self.dispersal().store().manifest(&seen.id), Ok(Some(now)) if now == *seen)
     }
 }
 

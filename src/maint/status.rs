@@ -6,10 +6,10 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Vault, VaultError};
 use crate::entropy::SourceStatus;
 use crate::node::NodeHealth;
 use crate::sys::FsSpace;
+use crate::vault::{Vault, VaultError};
 
 /// One node in the status.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -46,7 +46,7 @@ pub struct NodeStatus {
     /// Why the node's shards could not be checked (the reason `qsfs fsck`
     /// gives too).
     #[serde(default)]
-    pub not_checked: Option<super::NotChecked>,
+    pub not_checked: Option<super::nodes::NotChecked>,
     /// What to do about it, when not checked.
     #[serde(default)]
     pub next_step: Option<String>,
@@ -64,7 +64,7 @@ pub struct Status {
     /// Vault folder.
     pub vault: PathBuf,
     /// How each node is reached, and its link's keys.
-    pub links: Vec<super::LinkStatus>,
+    pub links: Vec<crate::vault::LinkStatus>,
     /// Vault id.
     pub vault_id: String,
     /// Data chunks per stripe.
@@ -147,11 +147,11 @@ pub struct MountStatus {
 impl Vault {
     /// Gathers the status (walks manifests and node folders).
     pub fn status(&self) -> Result<Status, VaultError> {
-        let (files, directories, _) = self.ns.counts()?;
-        let logical = self.ns.file_bytes()?;
+        let (files, directories, _) = self.namespace().counts()?;
+        let logical = self.namespace().file_bytes()?;
         let (mut objects, mut stored, mut degraded, mut missing) = (0u64, 0u64, 0u64, 0u64);
         let mut expected: HashMap<String, u64> = HashMap::new();
-        for m in self.ec.store().manifests() {
+        for m in self.dispersal().store().manifests() {
             let m = m?;
             objects += 1;
             stored += m.stored_bytes();
@@ -181,7 +181,7 @@ impl Vault {
             Ok(l)
         })?;
         let nodes: Vec<NodeStatus> = self
-            .ec
+            .dispersal()
             .nodes()
             .iter()
             .map(|node| {
@@ -211,7 +211,7 @@ impl Vault {
                     placed_unchecked: unchecked,
                     next_step: not_checked
                         .as_ref()
-                        .map(|why| why.next_step(&self.root, node.name())),
+                        .map(|why| why.next_step(&self.root(), node.name())),
                     not_checked,
                     bytes,
                     leftovers,
@@ -219,17 +219,17 @@ impl Vault {
                 }
             })
             .collect();
-        let (r2, r2_ok) = self.keys.r2_location();
+        let (r2, r2_ok) = self.keystore().r2_location();
         Ok(Status {
-            vault: self.root.clone(),
+            vault: self.root().to_path_buf(),
             links: self.links(),
-            vault_id: self.config.vault_id.clone(),
-            k: self.config.k,
-            n: self.config.n,
-            write_quorum: self.config.quorum(),
+            vault_id: self.config().vault_id.clone(),
+            k: self.config().k,
+            n: self.config().n,
+            write_quorum: self.config().quorum(),
             codec: self
-                .ec
-                .codec(self.config.k, self.config.n)?
+                .dispersal()
+                .codec(self.config().k, self.config().n)?
                 .backend()
                 .name()
                 .to_string(),
@@ -248,12 +248,12 @@ impl Vault {
             shards_unplaced: missing,
             placed_missing: nodes.iter().map(|n| n.placed_missing).sum(),
             placed_unchecked: nodes.iter().map(|n| n.placed_unchecked).sum(),
-            pending_deletions: self.ns.gc_queue()?.len() as u64,
+            pending_deletions: self.namespace().gc_queue()?.len() as u64,
             random: match self.random() {
                 Ok(r) => r.describe(),
                 // Status must work while the source is away; say why.
                 Err(e) => SourceStatus {
-                    kind: match &self.config.random {
+                    kind: match &self.config().random {
                         crate::entropy::EntropyConfig::Os => "os",
                         crate::entropy::EntropyConfig::Device { .. } => "device",
                         crate::entropy::EntropyConfig::Pool { .. } => "pool",
@@ -265,7 +265,7 @@ impl Vault {
                     note: Some(format!("UNAVAILABLE: {e}")),
                 },
             },
-            keystore_r1: self.keys.r1_path().to_path_buf(),
+            keystore_r1: self.keystore().r1_path().to_path_buf(),
             keystore_r2: r2,
             keystore_r2_available: r2_ok,
             nodes,

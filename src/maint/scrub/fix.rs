@@ -18,9 +18,9 @@ use std::sync::Arc;
 use super::check::{ShardCheck, ShardState};
 use super::{Finding, FindingKind, NodeView, Outcome};
 use crate::dispersal::Manifest;
+use crate::maint::{Progress, ProgressFn};
 use crate::node::Node;
 use crate::vault::Vault;
-use crate::vault::maint::{Progress, ProgressFn};
 
 /// What fixing an object changed beyond its findings.
 #[derive(Debug, Default)]
@@ -40,9 +40,9 @@ impl Vault {
         findings: &mut [Finding],
         progress: ProgressFn<'_>,
     ) -> Fixed {
-        let store = self.ec.store();
+        let store = self.dispersal().store();
         // Concurrent scrubs and fscks leave an object under repair alone.
-        let _busy = match self.intents.hold(m.id) {
+        let _busy = match self.intents().hold(m.id) {
             Ok(h) => Some(h),
             Err(e) => {
                 tracing::warn!(
@@ -76,7 +76,7 @@ impl Vault {
                 }
             };
             let copy = matches!(checks[i].state, ShardState::Corrupt(_));
-            let placed = match self.ec.place_shard(&cur, i, &target, copy) {
+            let placed = match self.dispersal().place_shard(&cur, i, &target, copy) {
                 Ok(p) => {
                     progress(Progress::Advance {
                         bytes: p.bytes_written,
@@ -107,8 +107,8 @@ impl Vault {
                         placed.copied, placed.rebuilt
                     );
                     if home != target.name()
-                        && let Some(old) = self.ec.node(&home)
-                        && let Err(e) = self.ec.delete_shard(old.as_ref(), m.id, i)
+                        && let Some(old) = self.dispersal().node(&home)
+                        && let Err(e) = self.dispersal().delete_shard(old.as_ref(), m.id, i)
                     {
                         note.push_str(&format!(
                             "; the old copy stays on {home} until a later scrub removes it ({e})"
@@ -203,7 +203,7 @@ impl Vault {
         let home = &m.placement[i];
         let view = |name: &str| views.iter().find(|v| v.node.name() == name);
         let home_why = match view(home) {
-            Some(_) if self.ec.is_draining(home) => format!("{home} is being drained"),
+            Some(_) if self.dispersal().is_draining(home) => format!("{home} is being drained"),
             Some(v) => match (&v.writable, &v.problem) {
                 (Ok(()), _) => return Ok(Arc::clone(&v.node)),
                 (Err(_), Some(_)) => format!("{home} is {}", v.state),
@@ -214,7 +214,7 @@ impl Vault {
         let mut exclude: Vec<String> = Vec::new();
         loop {
             let ex: Vec<&str> = exclude.iter().map(String::as_str).collect();
-            match self.ec.spare_node(m, &ex) {
+            match self.dispersal().spare_node(m, &ex) {
                 Some(n) if view(n.name()).is_some_and(|v| v.writable.is_ok()) => return Ok(n),
                 Some(n) => exclude.push(n.name().to_string()),
                 None => {
@@ -234,12 +234,12 @@ impl Vault {
     fn undo_placement(&self, m: &Manifest, i: usize, target: &Arc<dyn Node>) {
         // When the store cannot say, keep it: an orphan is harmless, a
         // deleted live shard is not.
-        let keep = match self.ec.store().manifest(&m.id) {
+        let keep = match self.dispersal().store().manifest(&m.id) {
             Ok(Some(cur)) => cur.placement.get(i).map(String::as_str) == Some(target.name()),
             Ok(None) => false,
             Err(_) => true,
         };
-        if !keep && let Err(e) = self.ec.delete_shard(target.as_ref(), m.id, i) {
+        if !keep && let Err(e) = self.dispersal().delete_shard(target.as_ref(), m.id, i) {
             tracing::warn!("{e}; the shard stays as an orphan until a later scrub");
         }
     }

@@ -13,9 +13,9 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use super::config::{Config, NodeConfig};
-use super::{Vault, VaultError, io_err};
 use crate::node::{DirNode, Listing, Node, NodeHealth, ShardKey};
+use crate::vault::config::{Config, NodeConfig};
+use crate::vault::{Vault, VaultError, io_err};
 
 /// Serialises edits of `qsfs.toml` within this process (a drain from a
 /// mount's control socket next to another one).
@@ -292,7 +292,7 @@ impl Vault {
         mut list: impl FnMut(&Arc<dyn Node>) -> Result<Listing, NotChecked>,
     ) -> Result<HashMap<String, (Holding, Option<NotChecked>)>, VaultError> {
         let mut placed: HashMap<String, Vec<(ShardKey, u64, bool)>> = HashMap::new();
-        for m in self.ec.store().manifests() {
+        for m in self.dispersal().store().manifests() {
             // A damaged record must not hide every node's state (scrub and
             // fsck name it).
             let m = match m {
@@ -315,7 +315,7 @@ impl Vault {
             }
         }
         let mut out = HashMap::new();
-        for node in self.ec.nodes() {
+        for node in self.dispersal().nodes() {
             let (listed, why): (HashSet<ShardKey>, Option<NotChecked>) = match list(node) {
                 Ok(l) => (l.shards.into_iter().map(|s| s.key).collect(), None),
                 Err(e) => (HashSet::new(), Some(e)),
@@ -324,7 +324,7 @@ impl Vault {
             for (key, bytes, debt) in placed.get(node.name()).into_iter().flatten() {
                 let held = listed.contains(key);
                 if !held && why.is_none() {
-                    let still = match self.ec.store().manifest(&key.object) {
+                    let still = match self.dispersal().store().manifest(&key.object) {
                         Ok(Some(cur)) => {
                             cur.placement.get(key.index as usize).map(String::as_str)
                                 == Some(node.name())
@@ -392,12 +392,12 @@ impl Vault {
     pub fn node_list(&self) -> Result<Vec<NodeInfo>, VaultError> {
         let holdings = self.holdings()?;
         Ok(self
-            .ec
+            .dispersal()
             .nodes()
             .iter()
             .map(|node| {
                 let kind = self
-                    .config
+                    .config()
                     .nodes
                     .iter()
                     .find(|c| c.name == node.name())
@@ -427,7 +427,7 @@ impl Vault {
                     location: node.location(),
                     health: health.to_string(),
                     problem,
-                    draining: self.ec.is_draining(node.name()),
+                    draining: self.dispersal().is_draining(node.name()),
                     placed: h.placed,
                     shards: h.held,
                     missing: h.missing(),
@@ -446,7 +446,7 @@ impl Vault {
     /// --direct`) it gets its own link and key pool pair like the others.
     /// Takes effect when the vault is next opened, hence `self` by value.
     pub fn add_node(self, opts: &AddNodeOptions) -> Result<AddNodeReport, VaultError> {
-        let root = self.root.clone();
+        let root = self.root().to_path_buf();
         let bad = |detail: String| VaultError::Config {
             file: PathBuf::from("qsfs node add options"),
             detail,
@@ -496,14 +496,17 @@ impl Vault {
                     .iter()
                     .any(|n| n.kind == "dir" && n.node_keypool.is_some());
                 if linked {
-                    let (a, b) =
-                        super::links::create_pair(&root, &opts.name, super::links::INITIAL_KEYS)
-                            .map_err(|d| {
-                                bad(format!(
-                                    "node {}: cannot make its link's key pools: {d}",
-                                    opts.name
-                                ))
-                            })?;
+                    let (a, b) = crate::vault::links::create_pair(
+                        &root,
+                        &opts.name,
+                        crate::vault::links::INITIAL_KEYS,
+                    )
+                    .map_err(|d| {
+                        bad(format!(
+                            "node {}: cannot make its link's key pools: {d}",
+                            opts.name
+                        ))
+                    })?;
                     entry.keypool = Some(a.clone());
                     entry.node_keypool = Some(b.clone());
                     link_pools = Some((root.join(a), root.join(b)));
@@ -560,7 +563,7 @@ impl Vault {
     /// the files that would be lost). The node folder stays on disk.
     pub fn remove_node(self, opts: &RemoveNodeOptions) -> Result<RemoveNodeReport, VaultError> {
         let name = opts.name.as_str();
-        let root = self.root.clone();
+        let root = self.root().to_path_buf();
         let cfg = Config::load(&root)?;
         let Some(entry) = cfg.nodes.iter().find(|n| n.name == name).cloned() else {
             return Err(config_err(
@@ -589,7 +592,7 @@ impl Vault {
             ));
         }
         let mut held: Vec<crate::dispersal::Manifest> = Vec::new();
-        for m in self.ec.store().manifests() {
+        for m in self.dispersal().store().manifests() {
             let m = m?;
             if m.placement.iter().any(|p| p == name) {
                 held.push(m);
@@ -649,7 +652,7 @@ impl Vault {
             }
         }
         let objects_degraded = if abandoned > 0 {
-            self.ec
+            self.dispersal()
                 .store()
                 .manifests()
                 .filter_map(Result::ok)
@@ -703,10 +706,10 @@ impl Vault {
                     count += 1;
                 }
             }
-            if count == 0 || self.ec.store().replace_manifest(&m, &new)? {
+            if count == 0 || self.dispersal().store().replace_manifest(&m, &new)? {
                 return Ok(count);
             }
-            match self.ec.store().manifest(&m.id)? {
+            match self.dispersal().store().manifest(&m.id)? {
                 Some(fresh) => m = fresh,
                 None => return Ok(0),
             }

@@ -28,11 +28,11 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::maint::{Progress, ProgressFn};
-use super::{Vault, VaultError};
+use super::{Progress, ProgressFn};
 use crate::ObjectId;
 use crate::dispersal::{DispersalError, Manifest};
 use crate::node::{Listing, Node, NodeHealth, ShardKey};
+use crate::vault::{Vault, VaultError};
 use check::{BadStripes, Job, ShardCheck, ShardState};
 use orphans::Orphan;
 
@@ -284,7 +284,7 @@ impl Vault {
         };
         // 1. Every node listed first.
         let views: Vec<NodeView> = self
-            .ec
+            .dispersal()
             .nodes()
             .iter()
             .map(|node| self.view(node, opts.repair))
@@ -297,10 +297,10 @@ impl Vault {
             });
         }
         // 2. Then the objects in flight, then the manifests.
-        let in_flight = self.intents.in_flight();
+        let in_flight = self.intents().in_flight();
         let mut manifests = Vec::new();
         let mut unreadable = HashSet::new();
-        for r in self.ec.store().manifests() {
+        for r in self.dispersal().store().manifests() {
             match r {
                 Ok(m) => manifests.push(m),
                 Err(DispersalError::Record { object, detail }) => {
@@ -401,8 +401,8 @@ impl Vault {
             if missing + corrupt > 0 {
                 row.health = format!(
                     "{}: {}",
-                    super::DAMAGED,
-                    super::damage_detail(missing, corrupt)
+                    super::nodes::DAMAGED,
+                    super::nodes::damage_detail(missing, corrupt)
                 );
             }
         }
@@ -571,7 +571,7 @@ impl Vault {
         }
         // A fresh look: an object deleted or moved while it was read is
         // not judged on what was read (the next scrub sees it as it is).
-        let m = match self.ec.store().manifest(&m.id)? {
+        let m = match self.dispersal().store().manifest(&m.id)? {
             Some(cur) if cur.placement == m.placement => cur,
             _ => return Ok(()),
         };
@@ -693,8 +693,8 @@ impl Vault {
 
     /// Deletes one orphan after a fresh look at the manifest and the log.
     fn remove_orphan(&self, v: &NodeView, o: &Orphan, f: &mut Finding) {
-        let store = self.ec.store();
-        let flying = |id: &ObjectId| self.intents.in_flight().contains(id);
+        let store = self.dispersal().store();
+        let flying = |id: &ObjectId| self.intents().in_flight().contains(id);
         match o {
             Orphan::Shard { key, .. } => {
                 let still = match store.manifest(&key.object) {
@@ -710,7 +710,10 @@ impl Vault {
                         Some(p) => {
                             !flying(&key.object)
                                 && !m.is_missing(key.index as usize)
-                                && self.ec.node(p).is_some_and(|n| n.read_header(*key).is_ok())
+                                && self
+                                    .dispersal()
+                                    .node(p)
+                                    .is_some_and(|n| n.read_header(*key).is_ok())
                         }
                     },
                     Err(_) => false,
