@@ -13,11 +13,11 @@ use qsfs::maint::{AddNodeOptions, DrainOptions, DrainReport, RemoveNodeOptions};
 use qsfs::nodeproto::server::{ServeOptions, Server};
 use std::sync::Arc;
 
-use qsfs::etsi014::{Etsi014Config, Etsi014Source};
-use qsfs::keypool::PoolFile;
-use qsfs::link::LinkConfig;
 use qsfs::nodeproto::{Transport, plain_transport, qkd_transport};
 use qsfs::qkd::End;
+use qsfs::qkd::etsi014::{Etsi014Config, Etsi014Source};
+use qsfs::qkd::link::LinkConfig;
+use qsfs::qkd::pool::PoolFile;
 
 #[derive(Subcommand, Debug)]
 pub enum NodeCommand {

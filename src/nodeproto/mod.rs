@@ -2,7 +2,7 @@
 //!
 //! The protocol runs over a [`Channel`](crate::qkd::Channel): whole
 //! messages, in order. In production that is the QKD-keyed link
-//! (`crate::link`); [`plain::PlainChannel`] is the unencrypted framing used
+//! (`crate::qkd::link`); [`plain::PlainChannel`] is the unencrypted framing used
 //! only by `qsfs node serve --insecure-plaintext` and by tests of this
 //! layer. Which one is used is decided by a [`Transport`], a factory that
 //! turns a connected `TcpStream` into a channel, so the server
@@ -107,16 +107,16 @@ pub const MAX_TOKENS: usize = 1024;
 /// tests. The same type serves both ends (each end builds its own).
 pub type Transport = Arc<dyn Fn(TcpStream) -> Result<Box<dyn Channel>, ChannelError> + Send + Sync>;
 
-/// The QKD-keyed transport: a [`crate::link::Link`] as `end` over the
+/// The QKD-keyed transport: a [`crate::qkd::link::Link`] as `end` over the
 /// stream, sealing every message with one-time keys from `keys`.
 pub fn qkd_transport(
     keys: Arc<dyn crate::qkd::KeySource>,
     end: crate::qkd::End,
-    cfg: crate::link::LinkConfig,
+    cfg: crate::qkd::link::LinkConfig,
 ) -> Transport {
     Arc::new(move |stream: TcpStream| {
         let _ = stream.set_nodelay(true);
-        let link = crate::link::Link::new(stream, end, Arc::clone(&keys), cfg.clone())?;
+        let link = crate::qkd::link::Link::new(stream, end, Arc::clone(&keys), cfg.clone())?;
         Ok(Box::new(link) as Box<dyn Channel>)
     })
 }

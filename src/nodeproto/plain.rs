@@ -3,7 +3,7 @@
 //! **Not a link for production.** Shards cross the wire in clear. It exists
 //! only for `qsfs node serve --insecure-plaintext` (the matching vault
 //! setting is `insecure_plaintext = true` on a node) and for tests of the
-//! node protocol; real deployments use the QKD-keyed link (`crate::link`),
+//! node protocol; real deployments use the QKD-keyed link (`crate::qkd::link`),
 //! which implements the same [`Channel`] trait.
 //!
 //! Frame format: `[len u32 little-endian][len bytes of message]`, with

@@ -1,16 +1,30 @@
-//! The seam between where link keys come from and what uses them.
+//! QKD-keyed links: where link keys come from and the links that use them.
 //!
 //! A QKD link hands both of its ends the same 256-bit keys, each named by a
 //! key ID (a UUID, as ETSI GS QKD 014 names keys). qsfs gets them from a
-//! pre-shared key pool file (`keypool`) or from a key manager (KME) over
-//! the ETSI 014 API (`etsi014`); the link layer (`link`) seals frames
-//! with them. Everything here is a contract; the implementations live in
-//! those modules.
+//! pre-shared key pool file ([`pool`]) or from a key manager (KME) over
+//! the ETSI 014 API ([`etsi014`]); the link layer ([`link`]) seals frames
+//! with them. This file is the contract ([`KeySource`], [`Channel`]); the
+//! implementations live in the submodules:
+//!
+//! ```text
+//! pool/     pre-shared key pool files: format, generation, refill, status
+//! etsi014/  ETSI GS QKD 014 client and a test key manager (KME) server
+//! link/     the link frames: one-time keys per frame, hello, split ends
+//! ```
+//!
+//! Keys are consumed in two places only: `link/seal.rs` draws the next key
+//! for each rekey of a sending end, and `link/open.rs` takes the key the
+//! peer named, by ID, from the [`KeySource`].
 //!
 //! Directions: a link has two ends. The end that made the link (the vault
 //! side, the one that connects) is end **A**, the node side is end **B**.
 //! Keys for A -> B traffic and keys for B -> A traffic are disjoint sets,
 //! so the two directions never draw the same key.
+
+pub mod etsi014;
+pub mod link;
+pub mod pool;
 
 use std::fmt;
 

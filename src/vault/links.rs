@@ -14,12 +14,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::config::{Config, NodeConfig};
-use crate::etsi014::{Etsi014Config, Etsi014Source};
-use crate::keypool::{PoolFile, RefillConfig, Refiller};
-use crate::link::LinkConfig;
 use crate::node::{Node, RemoteNode, RemoteOptions};
 use crate::nodeproto::server::{Server, StopHandle};
 use crate::nodeproto::{Transport, plain_transport, qkd_transport};
+use crate::qkd::etsi014::{Etsi014Config, Etsi014Source};
+use crate::qkd::link::LinkConfig;
+use crate::qkd::pool::{PoolFile, RefillConfig, Refiller};
 use crate::qkd::{ChannelError, End, KeyCounts, KeyError, KeySource};
 
 /// Key rate of a simulated in-process link unless `[links] key_rate_bps`
@@ -364,7 +364,7 @@ fn in_process(
                     Arc::clone(&a),
                     Arc::clone(&b),
                     rc,
-                    crate::keypool::os_random,
+                    crate::qkd::pool::os_random,
                 ) {
                     Ok(r) => links.refillers.push(r),
                     Err(e) => tracing::warn!("link {}: cannot refill its key pools: {e}", n.name),
@@ -415,13 +415,13 @@ pub fn create_pair(root: &Path, node: &str, keys: u64) -> Result<(PathBuf, PathB
     std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
     let a_rel = PathBuf::from(format!("links/{node}.a.pool"));
     let b_rel = PathBuf::from(format!("links/{node}.b.pool"));
-    let opts = crate::keypool::GenOptions {
+    let opts = crate::qkd::pool::GenOptions {
         link: node,
         keys,
         a_path: &root.join(&a_rel),
         b_path: &root.join(&b_rel),
         refill: true,
     };
-    crate::keypool::generate(&opts, crate::keypool::os_random).map_err(|e| e.to_string())?;
+    crate::qkd::pool::generate(&opts, crate::qkd::pool::os_random).map_err(|e| e.to_string())?;
     Ok((a_rel, b_rel))
 }

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
-use qsfs::etsi014::testkeys::MemoryKeys;
-use qsfs::etsi014::{self, Etsi014Config, Etsi014Source, KmeHandle, SaeMap};
+use qsfs::qkd::etsi014::testkeys::MemoryKeys;
+use qsfs::qkd::etsi014::{self, Etsi014Config, Etsi014Source, KmeHandle, SaeMap};
 use qsfs::qkd::{Direction, End, KeyError, KeyId, KeySource};
 
 const SAES: [&str; 3] = ["sae-a", "sae-b", "sae-x"];

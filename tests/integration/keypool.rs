@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use qsfs::keypool::format::{self, HEADER_LEN, Header, RECORD_LEN};
-use qsfs::keypool::{
+use qsfs::qkd::pool::format::{self, HEADER_LEN, Header, RECORD_LEN};
+use qsfs::qkd::pool::{
     GenOptions, PoolError, PoolFile, RefillConfig, Refiller, generate, inspect, reconcile_pair,
     refill_files, refill_pair,
 };
@@ -125,7 +125,7 @@ fn keys_are_used_once_and_wiped_in_both_files() {
     // The sender reserved a batch: all of it is used and zero on disk.
     let ra = records(&a);
     let used_a: Vec<_> = ra.iter().filter(|r| r.2 == 1).collect();
-    assert_eq!(used_a.len(), qsfs::keypool::DEFAULT_BATCH);
+    assert_eq!(used_a.len(), qsfs::qkd::pool::DEFAULT_BATCH);
     assert!(used_a.iter().all(|r| r.1 == [0u8; 32] && r.3 == 0));
     let rb = records(&b);
     let used_b: Vec<_> = rb.iter().filter(|r| r.2 == 1).collect();

@@ -12,10 +12,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use qsfs::keypool::format::{HEADER_LEN as POOL_HEADER, RECORD_LEN};
-use qsfs::keypool::{GenOptions, PoolFile, generate, os_random};
-use qsfs::link::frame::{HEADER_LEN, HELLO, OVERHEAD, TAG_LEN, VERSION};
-use qsfs::link::{Link, LinkConfig};
+use qsfs::qkd::link::frame::{HEADER_LEN, HELLO, OVERHEAD, TAG_LEN, VERSION};
+use qsfs::qkd::link::{Link, LinkConfig};
+use qsfs::qkd::pool::format::{HEADER_LEN as POOL_HEADER, RECORD_LEN};
+use qsfs::qkd::pool::{GenOptions, PoolFile, generate, os_random};
 use qsfs::qkd::{Channel, ChannelError, End, KeyError};
 
 /// One megabyte of payload: the default frame size.

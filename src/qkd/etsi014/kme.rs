@@ -426,8 +426,8 @@ impl EndExt for End {
 #[allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
 mod tests {
     use super::*;
-    use crate::etsi014::testkeys::MemoryKeys;
-    use crate::etsi014::types::KeyIdItem;
+    use crate::qkd::etsi014::testkeys::MemoryKeys;
+    use crate::qkd::etsi014::types::KeyIdItem;
 
     fn kme(n: usize) -> Kme {
         Kme::new(

@@ -4,7 +4,7 @@
 //! into a [`Channel`] of whole messages. Messages are cut into frames of
 //! at most [`LinkConfig::max_frame`] bytes (layout in [`frame`]), each
 //! sealed under a one-time key from the link's [`KeySource`]: a key pool
-//! file ([`crate::keypool::PoolFile`]) or a key manager. The sender moves
+//! file ([`crate::qkd::pool::PoolFile`]) or a key manager. The sender moves
 //! to a fresh key every [`LinkConfig::rekey_bytes`] and every
 //! [`LinkConfig::rekey_interval`] of traffic (the paper's 100 key updates
 //! a second). The receiver refuses replayed, reordered and altered frames,
@@ -25,8 +25,8 @@
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
-//! use qsfs::keypool::PoolFile;
-//! use qsfs::link::{Link, LinkConfig};
+//! use qsfs::qkd::pool::PoolFile;
+//! use qsfs::qkd::link::{Link, LinkConfig};
 //! use qsfs::qkd::{Channel, End};
 //! let pool = Arc::new(PoolFile::open("node-0.A.pool".as_ref())?);
 //! let cfg = LinkConfig::for_pool(&pool);
@@ -49,7 +49,7 @@ use std::io::{BufReader, Read, Write};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::keypool::PoolFile;
+use crate::qkd::pool::PoolFile;
 use crate::qkd::{Channel, ChannelError, End, KeySource};
 
 pub use split::{LinkReceiver, LinkSender, SplitStream};

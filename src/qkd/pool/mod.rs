@@ -14,7 +14,7 @@
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::path::Path;
-//! use qsfs::keypool::{GenOptions, PoolFile, generate};
+//! use qsfs::qkd::pool::{GenOptions, PoolFile, generate};
 //! use qsfs::qkd::{End, KeySource};
 //! generate(
 //!     &GenOptions {
