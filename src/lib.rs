@@ -30,7 +30,6 @@ pub mod logsum;
 pub mod maint;
 pub mod namespace;
 pub mod node;
-pub mod nodeproto;
 pub mod object_id;
 pub mod qkd;
 pub mod rmht;

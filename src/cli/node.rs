@@ -10,10 +10,10 @@ use super::format::bytes;
 use super::progress::Bar;
 use super::{Ctx, VaultArg};
 use qsfs::maint::{AddNodeOptions, DrainOptions, DrainReport, RemoveNodeOptions};
-use qsfs::nodeproto::server::{ServeOptions, Server};
+use qsfs::node::server::{ServeOptions, Server};
 use std::sync::Arc;
 
-use qsfs::nodeproto::{Transport, plain_transport, qkd_transport};
+use qsfs::node::transport::{Transport, plain_transport, qkd_transport};
 use qsfs::qkd::End;
 use qsfs::qkd::etsi014::{Etsi014Config, Etsi014Source};
 use qsfs::qkd::link::LinkConfig;

@@ -7,12 +7,28 @@
 //! Writing is two-phase so many shards can share one durability barrier:
 //! [`Node::create`] streams a shard that stays invisible, then
 //! [`Node::commit`] makes a whole group of them durable and visible at once.
+//!
+//! ```text
+//! header.rs     the 64-byte shard header (format first, pure encode/decode)
+//! dir.rs        a folder node: shard files, two-phase writes, listing
+//! treefile.rs   saved proof trees next to shards (audits)
+//! proof.rs      proof-of-possession challenges and proofs (pure)
+//! wire/         the node protocol: a pure codec of requests and responses
+//! transport.rs  how a TCP stream becomes a channel (QKD link or plain)
+//! plain.rs      unencrypted framing, only for --insecure-plaintext and tests
+//! remote.rs     the client: a node server reached over a channel
+//! server.rs     the node server: serves a folder node to remote vaults
+//! ```
 
 mod dir;
 mod header;
+pub mod plain;
 pub mod proof;
 mod remote;
+pub mod server;
+pub mod transport;
 mod treefile;
+pub mod wire;
 
 pub use dir::DirNode;
 pub use header::{HEADER_LEN, ShardHeader, ShardKey};

@@ -1,5 +1,5 @@
 //! A storage node reached over the network: the client side of the node
-//! protocol (`crate::nodeproto`, byte layout there).
+//! protocol (`node/wire`, byte layout there).
 //!
 //! Each operation borrows a channel from a small pool (one request in
 //! flight per channel, so parallel transfers use several), opening one
@@ -18,12 +18,11 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::header::{ShardHeader, ShardKey};
+use super::transport::Transport;
+use super::wire::{ErrorKind, MAX_DATA, MAX_TOKENS, Request, Response, VERSION, WireError};
 use super::{Listing, Node, NodeError, NodeErrorKind, NodeHealth, PendingShard, ShardSink};
 use crate::ObjectId;
-use crate::nodeproto::msg::DATA_TAG;
-use crate::nodeproto::{
-    ErrorKind, MAX_DATA, MAX_TOKENS, Request, Response, Transport, VERSION, WireError,
-};
+use crate::node::wire::msg::DATA_TAG;
 use crate::qkd::{Channel, ChannelError};
 
 /// How long a health answer stays valid.
@@ -961,8 +960,8 @@ impl Drop for RemotePending {
 mod tests {
     use super::*;
     use crate::erasure::StripeLayout;
-    use crate::nodeproto::plain_transport;
-    use crate::nodeproto::server::{ServeOptions, Server, StopHandle};
+    use crate::node::server::{ServeOptions, Server, StopHandle};
+    use crate::node::transport::plain_transport;
     use std::net::TcpListener;
     use std::path::Path;
 

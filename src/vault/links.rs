@@ -14,9 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::config::{Config, NodeConfig};
+use crate::node::server::{Server, StopHandle};
+use crate::node::transport::{Transport, plain_transport, qkd_transport};
 use crate::node::{Node, RemoteNode, RemoteOptions};
-use crate::nodeproto::server::{Server, StopHandle};
-use crate::nodeproto::{Transport, plain_transport, qkd_transport};
 use crate::qkd::etsi014::{Etsi014Config, Etsi014Source};
 use crate::qkd::link::LinkConfig;
 use crate::qkd::pool::{PoolFile, RefillConfig, Refiller};

@@ -24,9 +24,9 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
-use super::msg::{ErrorKind, Request, Response, WireError};
-use super::{Transport, VERSION};
-use crate::node::{DirNode, Node, PendingShard, ShardSink};
+use super::transport::Transport;
+use super::wire::{ErrorKind, Request, Response, VERSION, WireError};
+use super::{DirNode, Node, PendingShard, ShardSink};
 use crate::qkd::{Channel, ChannelError};
 
 /// Most uncommitted shards held at once.
@@ -728,7 +728,7 @@ mod tests {
     use crate::ObjectId;
     use crate::erasure::StripeLayout;
     use crate::node::ShardHeader;
-    use crate::nodeproto::{PlainChannel, plain_transport};
+    use crate::node::{plain::PlainChannel, transport::plain_transport};
 
     const VAULT: &str = "0123456789abcdef0123456789abcdef";
 

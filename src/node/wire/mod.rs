@@ -80,16 +80,8 @@
 //! the connection is closed.
 
 pub mod msg;
-pub mod plain;
-pub mod server;
-
-use std::net::TcpStream;
-use std::sync::Arc;
-
-use crate::qkd::{Channel, ChannelError};
 
 pub use msg::{ErrorKind, Request, Response, WireError};
-pub use plain::PlainChannel;
 
 /// Protocol version spoken by this build.
 pub const VERSION: u16 = 1;
@@ -101,31 +93,3 @@ pub const MAX_DATA: usize = 1 << 20;
 pub const MAX_MESSAGE: usize = MAX_DATA + 64 * 1024;
 /// Most tokens in one `Commit` or `Discard`.
 pub const MAX_TOKENS: usize = 1024;
-
-/// Turns a connected TCP stream into a message channel: the QKD-keyed link
-/// in production, [`PlainChannel`] with `--insecure-plaintext` and in
-/// tests. The same type serves both ends (each end builds its own).
-pub type Transport = Arc<dyn Fn(TcpStream) -> Result<Box<dyn Channel>, ChannelError> + Send + Sync>;
-
-/// The QKD-keyed transport: a [`crate::qkd::link::Link`] as `end` over the
-/// stream, sealing every message with one-time keys from `keys`.
-pub fn qkd_transport(
-    keys: Arc<dyn crate::qkd::KeySource>,
-    end: crate::qkd::End,
-    cfg: crate::qkd::link::LinkConfig,
-) -> Transport {
-    Arc::new(move |stream: TcpStream| {
-        let _ = stream.set_nodelay(true);
-        let link = crate::qkd::link::Link::new(stream, end, Arc::clone(&keys), cfg.clone())?;
-        Ok(Box::new(link) as Box<dyn Channel>)
-    })
-}
-
-/// The unencrypted transport: [`PlainChannel`] over the stream. Only for
-/// `--insecure-plaintext` and tests: shards cross the wire in clear.
-pub fn plain_transport(link: &str) -> Transport {
-    let link = link.to_string();
-    Arc::new(move |stream: TcpStream| {
-        Ok(Box::new(PlainChannel::new(stream, &link)) as Box<dyn Channel>)
-    })
-}

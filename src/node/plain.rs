@@ -14,7 +14,7 @@ use std::io::{BufReader, ErrorKind, Read, Write};
 
 use crate::qkd::{Channel, ChannelError};
 
-use super::MAX_MESSAGE;
+use super::wire::MAX_MESSAGE;
 
 /// Messages up to this size are written with their length in one write.
 const COALESCE: usize = 64 * 1024;

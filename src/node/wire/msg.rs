@@ -1,5 +1,5 @@
 //! Encoding and decoding of the protocol messages (layout in the module
-//! doc of `nodeproto`). Pure: bytes in, bytes out.
+//! doc of `node::wire`). Pure: bytes in, bytes out.
 
 use crate::ObjectId;
 use crate::codec::{DecodeError, Reader, Writer};
