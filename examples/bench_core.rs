@@ -215,16 +215,9 @@ fn main() -> Result<()> {
 
 // ---------------------------------------------------------------- helpers
 
-/// Peak resident set size of this process in MiB (`getrusage(RUSAGE_SELF)`).
-#[allow(unsafe_code)]
+/// Peak resident set size of this process in MiB.
 fn peak_rss_mib() -> f64 {
-    // SAFETY: getrusage only writes into the zeroed struct we pass.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    if rc != 0 {
-        return f64::NAN;
-    }
-    ru.ru_maxrss as f64 / 1024.0 // ru_maxrss is in KiB on Linux
+    qsfs_sys::peak_rss_kib().map_or(f64::NAN, |kib| kib as f64 / 1024.0)
 }
 
 /// A sink that counts and discards.

@@ -17,6 +17,8 @@
 //! (shards durable -> keystore -> manifest and B -> namespace). A read runs
 //! the same path backwards, verifying every chunk before it is decoded.
 
+#![forbid(unsafe_code)]
+
 pub mod cache;
 pub mod codec;
 pub mod control;
@@ -35,7 +37,9 @@ pub mod qkd;
 pub mod rmht;
 pub mod stock;
 pub mod store;
-pub mod sys;
 pub mod vault;
 
 pub use object_id::ObjectId;
+
+/// The syscall wrappers (a crate of their own: the only `unsafe` code).
+use qsfs_sys as sys;

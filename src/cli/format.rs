@@ -55,7 +55,7 @@ pub fn ls_time(t: Time, now: Time) -> String {
     ];
     // Half of an average Gregorian year, as GNU ls counts it.
     const SIX_MONTHS: i64 = 31_556_952 / 2;
-    let Some(lt) = qsfs::sys::local_time(t.secs) else {
+    let Some(lt) = qsfs_sys::local_time(t.secs) else {
         // Beyond what the C library can break down: the raw seconds.
         return t.secs.to_string();
     };
@@ -114,13 +114,13 @@ mod tests {
         };
         let at = |secs: i64| Time { secs, nanos: 0 };
         let clock = |secs: i64| {
-            let t = qsfs::sys::local_time(secs).expect("a time localtime_r breaks down");
+            let t = qsfs_sys::local_time(secs).expect("a time localtime_r breaks down");
             format!("{:02}:{:02}", t.hour, t.minute)
         };
         let year = |secs: i64| {
             format!(
                 " {}",
-                qsfs::sys::local_time(secs)
+                qsfs_sys::local_time(secs)
                     .expect("a time localtime_r breaks down")
                     .year
             )

@@ -158,10 +158,10 @@ fn init_logging(verbose: u8) {
 
 /// Runs the command line; returns the exit status.
 pub fn run() -> i32 {
-    qsfs::sys::default_sigpipe();
+    qsfs_sys::default_sigpipe();
     // A group commit keeps a file per shard open; wide codes (n up to 32)
     // need more than the usual soft limit of 1024 descriptors.
-    qsfs::sys::raise_fd_limit();
+    qsfs_sys::raise_fd_limit();
     let cli = Cli::parse();
     // A mount logs to its vault's log file instead (mount.rs).
     if !matches!(cli.command, Command::Mount(_)) {

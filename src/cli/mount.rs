@@ -104,7 +104,7 @@ pub fn mount(args: MountArgs) -> Result<i32> {
         qsfs::vault::Config::load(&args.vault)?;
     }
     if args.daemon {
-        qsfs::sys::setsid();
+        qsfs_sys::setsid();
     }
     init_logging(&args.vault, &args.log_level, args.foreground)?;
     let daemon = args.daemon;
@@ -113,7 +113,7 @@ pub fn mount(args: MountArgs) -> Result<i32> {
             // Tell the parent, then let go of its pipes.
             println!("ok");
             let _ = std::io::Write::flush(&mut std::io::stdout());
-            let _ = qsfs::sys::detach_stdio();
+            let _ = qsfs_sys::detach_stdio();
         }
     })?;
     Ok(0)

@@ -885,11 +885,7 @@ impl NodeServer {
 
     /// Stops it with SIGTERM and returns its exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        // SAFETY: signalling our own child by its PID.
-        #[allow(unsafe_code)]
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
-        }
+        qsfs_sys::terminate(self.child.id()).expect("signal the node server");
         let start = std::time::Instant::now();
         loop {
             if let Some(st) = self.child.try_wait().unwrap() {

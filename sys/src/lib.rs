@@ -1,8 +1,7 @@
 //! Thin wrappers over the few Linux syscalls std does not expose.
 //!
-//! Everything unsafe in qsfs lives here, each call wrapped so callers get a
-//! plain `io::Result`.
-#![allow(unsafe_code)]
+//! Everything unsafe in qsfs lives in this crate, each call wrapped so
+//! callers get a plain `io::Result`; the main crate forbids `unsafe`.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -522,4 +521,27 @@ impl io::Write for NoSigPipe<'_> {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
+}
+
+/// Sends SIGTERM to process `pid` (a child the caller started).
+pub fn terminate(pid: u32) -> io::Result<()> {
+    let pid = i32::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: plain syscall with integer arguments; no memory is passed.
+    if unsafe { libc::kill(pid, libc::SIGTERM) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Peak resident set size of this process in KiB (`getrusage`), for
+/// benchmarks that report memory.
+pub fn peak_rss_kib() -> io::Result<u64> {
+    // SAFETY: an all-zero rusage is a valid value of the plain C struct.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage only writes into the struct we pass.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(u64::try_from(ru.ru_maxrss).unwrap_or(0)) // KiB on Linux
 }
