@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use clap::{Parser, Subcommand};
-use qsfs::namespace::VaultPath;
+use qsfs::VaultPath;
 use qsfs::vault::{self, InitOptions, OpenOptions, PutSource, Vault};
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{Rng, SeedableRng};

@@ -104,14 +104,6 @@ impl Writer {
     pub fn finish(self) -> Vec<u8> {
         self.buf
     }
-    /// Bytes written so far.
-    pub fn len(&self) -> usize {
-        self.buf.len()
-    }
-    /// True when nothing was written.
-    pub fn is_empty(&self) -> bool {
-        self.buf.is_empty()
-    }
 }
 
 /// Reads fixed-width little-endian fields from a record.

@@ -3,8 +3,6 @@
 //! Library errors are typed; here they become one `error:` line (with the
 //! chain of causes) and exit status 1. Usage errors exit with 2 (clap).
 
-mod cli;
-
 fn main() {
-    std::process::exit(cli::run());
+    std::process::exit(qsfs::cli::run());
 }

@@ -8,7 +8,7 @@ use clap::Args;
 
 use super::progress::Bar;
 use super::{Ctx, VaultArg, format::bytes};
-use qsfs::maint::audit::{
+use crate::maint::audit::{
     AuditOptions, AuditReport, DEFAULT_FRACTIONS, DEFAULT_SAMPLES, NodeAudit, Verdict,
 };
 

@@ -6,9 +6,9 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::envelope::{self, Backup, LocalShares, SealKeys, Share};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use qsfs::envelope::{self, Backup, LocalShares, SealKeys, Share};
 
 #[derive(Subcommand, Debug)]
 pub enum EnvelopeCommand {

@@ -9,9 +9,9 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use super::{Ctx, VaultArg, format, live};
-use qsfs::entropy::EntropyConfig;
-use qsfs::namespace::{Kind, VaultPath};
-use qsfs::vault::{self, InitOptions, PutSource};
+use crate::entropy::EntropyConfig;
+use crate::namespace::{Kind, VaultPath};
+use crate::vault::{self, InitOptions, PutSource};
 
 #[derive(Args, Debug)]
 pub struct InitArgs {
@@ -44,7 +44,7 @@ pub struct InitArgs {
     #[arg(long)]
     direct: bool,
     /// Keys each link's key pool pair starts with (simulated links refill).
-    #[arg(long, value_name = "N", default_value_t = qsfs::vault::INITIAL_LINK_KEYS)]
+    #[arg(long, value_name = "N", default_value_t = crate::vault::INITIAL_LINK_KEYS)]
     link_keys: u64,
 }
 
@@ -53,7 +53,7 @@ fn parse_random(spec: &str) -> Result<EntropyConfig> {
         None if spec == "os" => EntropyConfig::Os,
         Some(("device", p)) if !p.is_empty() => EntropyConfig::Device {
             path: p.into(),
-            timeout_ms: qsfs::entropy::DEFAULT_TIMEOUT_MS,
+            timeout_ms: crate::entropy::DEFAULT_TIMEOUT_MS,
         },
         Some(("pool", p)) if !p.is_empty() => EntropyConfig::Pool { path: p.into() },
         _ => bail!("--random {spec:?}: expected `os`, `device:PATH` or `pool:FILE`"),

@@ -1,6 +1,6 @@
 //! Human-readable formatting for the command line.
 
-use qsfs::namespace::{Inode, Kind, Time};
+use crate::namespace::{Inode, Kind, Time};
 
 /// `1.5 MiB`-style sizes.
 pub fn bytes(n: u64) -> String {

@@ -7,7 +7,7 @@ use clap::Args;
 
 use super::progress::Bar;
 use super::{Ctx, VaultArg};
-use qsfs::maint::{FileProblem, FsckOptions, FsckReport, KeyIssue, OrphanReason, ShardFault};
+use crate::maint::{FileProblem, FsckOptions, FsckReport, KeyIssue, OrphanReason, ShardFault};
 
 #[derive(Args, Debug)]
 pub struct FsckArgs {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Args, Subcommand};
 
-use qsfs::qkd::pool::{self as keypool, DirCounts, GenOptions, LOW_FRACTION, PoolStatus};
+use crate::qkd::pool::{self as keypool, DirCounts, GenOptions, LOW_FRACTION, PoolStatus};
 
 #[derive(Subcommand, Debug)]
 pub enum KeypoolCommand {

@@ -70,7 +70,8 @@ pub fn run(ctx: &Ctx, c: KeysCommand) -> Result<i32> {
             let lost = p.issues.iter().any(|i| {
                 matches!(
                     i,
-                    qsfs::maint::KeyIssue::ManifestMissing | qsfs::maint::KeyIssue::ManifestDamaged
+                    crate::maint::KeyIssue::ManifestMissing
+                        | crate::maint::KeyIssue::ManifestDamaged
                 )
             });
             let state = if p.repaired {

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 
-use qsfs::qkd::KeySource;
-use qsfs::qkd::etsi014::{self, SaeMap};
+use crate::qkd::KeySource;
+use crate::qkd::etsi014::{self, SaeMap};
 
 #[derive(Subcommand, Debug)]
 pub enum KmeCommand {
@@ -88,7 +88,7 @@ pub fn run(c: KmeCommand) -> Result<i32> {
 fn open_pool(path: &Path, link: &str) -> Result<Arc<dyn KeySource>> {
     // The KME hands each key out itself (enc_keys draws it, dec_keys gives
     // the held copy to the other side), so it draws in both directions.
-    let pool = qsfs::qkd::pool::PoolFile::open_both(path)?;
+    let pool = crate::qkd::pool::PoolFile::open_both(path)?;
     if !link.is_empty() && KeySource::link(&pool) != link {
         tracing::info!(
             "serving the pool of link {:?} (--link {link:?} is only a label)",

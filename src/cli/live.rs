@@ -17,13 +17,13 @@ use anyhow::{Context, Result, anyhow};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use qsfs::control::{self, ControlError, Event, MAX_CHUNK, Upload};
-use qsfs::fs::live::{
+use crate::control::{self, ControlError, Event, MAX_CHUNK, Upload};
+use crate::fs::live::{
     GetArgs, GetDone, IsDir, MkdirArgs, PathArgs, PutDone, PutItem, RmArgs, WirePath,
 };
-use qsfs::maint::{KeyReport, KeysOptions};
-use qsfs::namespace::{Time, VaultPath};
-use qsfs::vault::{ListEntry, LocalSource, PutSource, VaultError};
+use crate::maint::{KeyReport, KeysOptions};
+use crate::namespace::{Time, VaultPath};
+use crate::vault::{ListEntry, LocalSource, PutSource, VaultError};
 
 /// A failure the mount reported, worded as the command prints it without
 /// a mount; any other as it is.
@@ -150,7 +150,7 @@ pub fn get(root: &Path, path: &VaultPath, local: Option<&Path>) -> Result<Option
             fetch(&mut out, true)?;
             out.flush().context("cannot write to standard output")?;
         }
-        Some(dest) => qsfs::vault::write_local(dest, fetch)?,
+        Some(dest) => crate::vault::write_local(dest, fetch)?,
     }
     Ok(Some(()))
 }

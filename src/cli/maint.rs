@@ -12,9 +12,9 @@ use serde::de::DeserializeOwned;
 
 use super::Ctx;
 use super::progress::Bar;
-use qsfs::control::{self, ControlError};
-use qsfs::maint::ProgressFn;
-use qsfs::vault::Vault;
+use crate::control::{self, ControlError};
+use crate::maint::ProgressFn;
+use crate::vault::Vault;
 
 /// Runs `op` with `opts`: via the mount when mounted, else `local` on the
 /// opened vault. Progress goes to `bar` either way.
@@ -24,7 +24,7 @@ pub fn run<O: Serialize, R: DeserializeOwned>(
     op: &str,
     opts: &O,
     bar: &Bar,
-    local: impl FnOnce(&Vault, ProgressFn) -> Result<R, qsfs::vault::VaultError>,
+    local: impl FnOnce(&Vault, ProgressFn) -> Result<R, crate::vault::VaultError>,
 ) -> Result<R> {
     let args = serde_json::to_value(opts)?;
     let result = match control::call(vault, op, args, &|p| bar.event(p)) {

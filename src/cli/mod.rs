@@ -23,7 +23,7 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
-use qsfs::vault::{OpenOptions, Vault};
+use crate::vault::{OpenOptions, Vault};
 
 /// qsfs: a quantum-safe, fault-tolerant vault. Files are sealed with
 /// AES-256-GCM under fresh random keys, the key material is split with

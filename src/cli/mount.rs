@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use qsfs::fs::mount;
+use crate::fs::mount;
 
 #[derive(Args, Debug)]
 pub struct MountArgs {
@@ -101,7 +101,7 @@ pub fn mount(args: MountArgs) -> Result<i32> {
     mount::check_mountpoint(&args.mountpoint)?;
     if !args.vault.join("qsfs.toml").is_file() {
         // Let the vault open produce the precise error.
-        qsfs::vault::Config::load(&args.vault)?;
+        crate::vault::Config::load(&args.vault)?;
     }
     if args.daemon {
         qsfs_sys::setsid();

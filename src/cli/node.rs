@@ -9,15 +9,15 @@ use clap::{Args, Subcommand};
 use super::format::bytes;
 use super::progress::Bar;
 use super::{Ctx, VaultArg};
-use qsfs::maint::{AddNodeOptions, DrainOptions, DrainReport, RemoveNodeOptions};
-use qsfs::node::server::{ServeOptions, Server};
+use crate::maint::{AddNodeOptions, DrainOptions, DrainReport, RemoveNodeOptions};
+use crate::node::server::{ServeOptions, Server};
 use std::sync::Arc;
 
-use qsfs::node::transport::{Transport, plain_transport, qkd_transport};
-use qsfs::qkd::End;
-use qsfs::qkd::etsi014::{Etsi014Config, Etsi014Source};
-use qsfs::qkd::link::LinkConfig;
-use qsfs::qkd::pool::PoolFile;
+use crate::node::transport::{Transport, plain_transport, qkd_transport};
+use crate::qkd::End;
+use crate::qkd::etsi014::{Etsi014Config, Etsi014Source};
+use crate::qkd::link::LinkConfig;
+use crate::qkd::pool::PoolFile;
 
 #[derive(Subcommand, Debug)]
 pub enum NodeCommand {
@@ -177,7 +177,7 @@ pub fn run(ctx: &Ctx, c: NodeCommand) -> Result<i32> {
 }
 
 fn list(ctx: &Ctx, a: ListArgs) -> Result<i32> {
-    let nodes: Vec<qsfs::maint::NodeInfo> = super::maint::run(
+    let nodes: Vec<crate::maint::NodeInfo> = super::maint::run(
         ctx,
         &a.vault.vault,
         "node-list",

@@ -5,8 +5,8 @@
 use std::io::IsTerminal;
 use std::sync::Mutex;
 
+use crate::maint::Progress;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use qsfs::maint::Progress;
 
 /// Draws [`Progress`] events.
 pub struct Bar {

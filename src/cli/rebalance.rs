@@ -8,7 +8,7 @@ use clap::{Args, ValueEnum};
 use super::format::bytes;
 use super::progress::Bar;
 use super::{Ctx, VaultArg};
-use qsfs::maint::{BalanceBy, RebalanceOptions, RebalanceReport};
+use crate::maint::{BalanceBy, RebalanceOptions, RebalanceReport};
 
 #[derive(Args, Debug)]
 pub struct RebalanceArgs {

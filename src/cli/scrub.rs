@@ -8,7 +8,7 @@ use clap::Args;
 
 use super::progress::Bar;
 use super::{Ctx, VaultArg, format::bytes};
-use qsfs::maint::{Finding, Outcome, ScrubOptions, ScrubReport};
+use crate::maint::{Finding, Outcome, ScrubOptions, ScrubReport};
 
 /// Exit status when damage remains that a repair could still fix.
 pub const EXIT_DAMAGED: i32 = 1;
@@ -68,7 +68,7 @@ fn render(out: &mut impl Write, r: &ScrubReport) -> std::io::Result<()> {
         "{:<10} {:>7} {:>7} {:>7} {:>7} {:>8} {:>10}  health",
         "node", "ok", "missing", "corrupt", "orphans", "repaired", "read"
     )?;
-    let mut total = qsfs::maint::NodeScrub::default();
+    let mut total = crate::maint::NodeScrub::default();
     for n in &r.nodes {
         writeln!(
             out,

@@ -6,10 +6,10 @@ use anyhow::Result;
 use clap::Args;
 
 use super::{Ctx, VaultArg, format::bytes};
-use qsfs::control::{self, ControlError};
-use qsfs::maint::Status;
-use qsfs::node::NodeHealth;
-use qsfs::vault::LinkKind;
+use crate::control::{self, ControlError};
+use crate::maint::Status;
+use crate::node::NodeHealth;
+use crate::vault::LinkKind;
 
 #[derive(Args, Debug)]
 pub struct StatusArgs {
@@ -113,7 +113,7 @@ pub fn status(ctx: &Ctx, a: StatusArgs) -> Result<i32> {
         "unplaced  {} (recorded missing in their manifests: never placed, or found missing since)",
         shards(s.shards_unplaced)
     )?;
-    let per_node = |count: fn(&qsfs::maint::NodeStatus) -> u64| {
+    let per_node = |count: fn(&crate::maint::NodeStatus) -> u64| {
         s.nodes
             .iter()
             .filter(|n| count(n) > 0)

@@ -16,9 +16,8 @@ mod repair;
 mod write;
 
 pub use ecstore::EcStore;
-pub use manifest::{MANIFEST_VERSION, Manifest};
-pub use read::{ChunkCache, ObjectStream, ReadReport};
-pub use repair::Placed;
+pub use manifest::Manifest;
+pub use read::{ChunkCache, ReadReport};
 pub use write::ObjectWriter;
 
 use std::collections::HashMap;

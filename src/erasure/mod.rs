@@ -9,7 +9,7 @@
 mod codec;
 mod layout;
 
-pub use codec::{Backend, Codec};
+pub use codec::Codec;
 pub use layout::StripeLayout;
 
 use thiserror::Error;

@@ -33,15 +33,12 @@ mod sealer;
 mod staging;
 mod state;
 
-pub use files::StagedSummary;
-
 /// How many files the last mount of the vault whose staging folder is
 /// `staging` left staged (their seal had not succeeded at unmount); the
 /// next mount seals them.
 pub fn staged_left(staging: &std::path::Path) -> usize {
     journal::count_in(&staging.join("journal"))
 }
-pub use ranges::RangeSet;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

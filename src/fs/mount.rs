@@ -129,7 +129,7 @@ pub fn parse_options(lists: &[String], threads: usize) -> Result<MountSettings, 
     Ok(s)
 }
 
-pub use crate::sys::{MountEntry, mounted_at, mounts};
+pub use crate::sys::{MountEntry, mounted_at};
 
 /// True if `entry` is a qsfs mount: a FUSE mount whose source is a vault.
 pub fn is_qsfs(entry: &MountEntry) -> bool {

@@ -136,7 +136,8 @@ fn pieces_on_disk(dir: &Path, ino: u64) -> Vec<u64> {
 
 impl Staging {
     /// Path of the first staging piece of `ino` in `dir`.
-    pub fn path_for(dir: &Path, ino: u64) -> PathBuf {
+    #[cfg(test)]
+    fn path_for(dir: &Path, ino: u64) -> PathBuf {
         dir.join(piece_name(ino, 0))
     }
 

@@ -24,11 +24,10 @@ mod path;
 mod records;
 mod xattr;
 
-pub use inode::{Extent, INODE_VERSION, Inode, Kind, Time};
+pub use inode::{Extent, Inode, Kind, Time};
 pub use ops::{Removed, RenameFlags, truncate_extents};
 pub use path::{VaultPath, display_name};
 pub use records::JournalMark;
-pub use xattr::{XATTR_CREATE, XATTR_REPLACE};
 
 use std::collections::HashSet;
 use std::path::Path;

@@ -21,7 +21,7 @@ use serde_json::Value;
 
 /// Shard header length: the payload (what the trees cover) starts after it.
 const HEADER: usize = 64;
-const BLOCK: usize = qsfs::rmht::BLOCK as usize;
+const BLOCK: usize = qsfs::internals::BLOCK as usize;
 
 /// `qsfs audit VAULT --json EXTRA...`: exit code and parsed report.
 fn audit_json(v: &TestVault, extra: &[&str]) -> (Option<i32>, Value) {
@@ -461,7 +461,7 @@ fn deleted_files_leave_nothing_and_a_kept_shard_is_reported() {
 
 #[test]
 fn audits_during_writes_and_deletes_accuse_nobody() {
-    use qsfs::namespace::VaultPath;
+    use qsfs::VaultPath;
     use qsfs::vault::PutSource;
     let mut rng = Rng::from_env("audit_concurrency");
     let tv = TestVault::new(&[]);

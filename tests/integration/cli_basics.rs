@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use qsfs::store::Db;
+use qsfs::internals::Db;
 use serde_json::json;
 
 /// Number of records in a vault store whose key starts with `prefix`.

@@ -210,21 +210,21 @@ fn plant(v: &TestVault, rng: &mut Rng, i: usize, live: &str, records: bool) -> O
     if records {
         let vault_id = v.config()["vault_id"].as_str().unwrap().to_string();
         let id = ObjectId::random().unwrap();
-        let ks = qsfs::keystore::Keystore::open(
+        let ks = qsfs::internals::Keystore::open(
             &v.root.join("keys"),
             None,
             &vault_id,
-            qsfs::store::OpenMode::Existing,
-            qsfs::store::OpenMode::Existing,
+            qsfs::internals::OpenMode::Existing,
+            qsfs::internals::OpenMode::Existing,
         )
         .unwrap();
         ks.put_many(&[(id, [1u8; 33], [2u8; 33])]).unwrap();
         planted.keys.insert(id.to_hex());
         let other = ObjectId::random().unwrap();
-        let ec = qsfs::dispersal::EcStore::open(
+        let ec = qsfs::internals::EcStore::open(
             &v.root.join("meta/ec"),
             &vault_id,
-            qsfs::store::OpenMode::Existing,
+            qsfs::internals::OpenMode::Existing,
         )
         .unwrap();
         ec.update_backup(&other, &[7u8; 105]).unwrap();

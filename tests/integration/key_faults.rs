@@ -15,7 +15,7 @@ use std::path::Path;
 
 use common::*;
 use qsfs::ObjectId;
-use qsfs::store::Db;
+use qsfs::internals::Db;
 use serde_json::{Value, json};
 
 /// Opens a sled store of the vault, runs `f`, makes it durable, closes it.

@@ -431,9 +431,9 @@ fn a_remote_node_takes_the_drained_shards() {
 
 #[test]
 fn drain_is_safe_while_the_same_process_writes_and_deletes() {
+    use qsfs::VaultPath;
     use qsfs::maint::DrainOptions;
     use qsfs::maint::no_progress;
-    use qsfs::namespace::VaultPath;
     use qsfs::vault::PutSource;
     let mut rng = Rng::from_env("drain-concurrent");
     let (v, mut files) = vault_with_files(&mut rng);

@@ -92,7 +92,7 @@ fn a_damaged_manifest_in_the_deletion_queue_does_not_lock_the_vault() {
     let b = v.object_of("/b");
     // Damage /b's manifest (version byte) with the store closed.
     {
-        let db = qsfs::store::Db::open(&v.root.join("meta/ec"), "test").unwrap();
+        let db = qsfs::internals::Db::open(&v.root.join("meta/ec"), "test").unwrap();
         let mut key = vec![b'm'];
         key.extend(hex::decode(&b).unwrap());
         let mut m = db.get(&key).unwrap().unwrap();
