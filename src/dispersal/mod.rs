@@ -27,7 +27,7 @@ use thiserror::Error;
 
 use crate::ObjectId;
 use crate::erasure::{Codec, ErasureError, StripeLayout};
-use crate::node::{Node, NodeError, PendingShard, ShardHeader, ShardKey};
+use crate::node::{Node, NodeError, NodeFailures, PendingShard, ShardHeader, ShardKey};
 use crate::store::StoreError;
 
 /// Erasure-coding side failures.
@@ -64,7 +64,7 @@ pub enum DispersalError {
     },
     /// Too few shards became durable.
     #[error(
-        "only {written} of {n} shards of object {object} were written (write quorum {quorum}): {detail}"
+        "only {written} of {n} shards of object {object} were written (write quorum {quorum}): {failures}"
     )]
     BelowQuorum {
         /// The object.
@@ -75,8 +75,9 @@ pub enum DispersalError {
         n: usize,
         /// Shards required.
         quorum: usize,
-        /// Per-node failures.
-        detail: String,
+        /// Per-node failures, typed: a full node disk must reach the
+        /// application as ENOSPC, not as text.
+        failures: NodeFailures,
     },
     /// Fewer than `k` verified chunks of a stripe.
     #[error(
@@ -153,7 +154,7 @@ pub struct WrittenObject {
     /// Its manifest (the missing mask is final after [`Dispersal::sync`]).
     pub manifest: Manifest,
     pending: Vec<Option<Box<dyn PendingShard>>>,
-    failures: Vec<String>,
+    failures: NodeFailures,
 }
 
 impl std::fmt::Debug for WrittenObject {
@@ -356,7 +357,7 @@ impl Dispersal {
         let mut hashes = vec![[0u8; 32]; layout.stripes as usize * cfg.n];
         let mut roots = vec![[0u8; 32]; cfg.n];
         let mut pending = Vec::with_capacity(cfg.n);
-        let mut failures = Vec::new();
+        let mut failures = NodeFailures::default();
         let mut missing = 0u32;
         for (i, outcome) in outcomes.into_iter().enumerate() {
             // A writer that panicked is a bug: without its chunk hashes the
@@ -382,7 +383,7 @@ impl Dispersal {
             match outcome.result {
                 Ok(p) => pending.push(Some(p)),
                 Err(e) => {
-                    failures.push(e.to_string());
+                    failures.0.push(e);
                     missing |= 1 << i;
                     pending.push(None);
                 }
@@ -428,7 +429,7 @@ impl Dispersal {
         let mut hashes = vec![[0u8; 32]; layout.stripes as usize * cfg.n];
         let mut roots = vec![[0u8; 32]; cfg.n];
         let mut pending = Vec::with_capacity(cfg.n);
-        let mut failures = Vec::new();
+        let mut failures = NodeFailures::default();
         let mut missing = 0u32;
         for (i, (node, shard)) in chosen.iter().zip(&shards).enumerate() {
             for (s, c) in shard.chunks(chunk).enumerate() {
@@ -445,7 +446,7 @@ impl Dispersal {
             match result {
                 Ok(p) => pending.push(Some(p)),
                 Err(e) => {
-                    failures.push(e.to_string());
+                    failures.0.push(e);
                     missing |= 1 << i;
                     pending.push(None);
                 }
@@ -523,7 +524,7 @@ impl Dispersal {
             for ((o, i), r) in idx.into_iter().zip(res) {
                 match r {
                     Ok(()) => committed[o] |= 1 << i,
-                    Err(e) => objects[o].failures.push(e.to_string()),
+                    Err(e) => objects[o].failures.0.push(e),
                 }
             }
         }
@@ -543,7 +544,7 @@ impl Dispersal {
                     written,
                     n,
                     quorum: self.config.write_quorum,
-                    detail: obj.failures.join("; "),
+                    failures: std::mem::take(&mut obj.failures),
                 })
             })
             .collect()
@@ -555,7 +556,7 @@ impl Dispersal {
     }
 
     /// Failures seen while writing an object (for the debt message).
-    pub fn failures(obj: &WrittenObject) -> &[String] {
+    pub fn failures(obj: &WrittenObject) -> &NodeFailures {
         &obj.failures
     }
 

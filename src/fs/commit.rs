@@ -10,12 +10,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
-use fuser::Errno;
 
 use super::seal::Job;
 use super::{FsCore, errno};
 use crate::ObjectId;
 use crate::namespace::NamespaceError;
+use crate::vault::VaultError;
 
 /// Files per group commit at most.
 const GROUP: usize = 256;
@@ -74,7 +74,8 @@ fn commit_batch(core: &FsCore, mut batch: Vec<Job>) {
             objs.push(o);
         }
     }
-    let mut failed: Vec<Option<String>> = vec![None; batch.len()];
+    // Shared: one failed step (a flush) fails every job of the batch.
+    let mut failed: Vec<Option<Arc<VaultError>>> = vec![None; batch.len()];
     let t0 = std::time::Instant::now();
     let results = vault.commit(&mut objs);
     let t_objects = t0.elapsed();
@@ -89,7 +90,7 @@ fn commit_batch(core: &FsCore, mut batch: Vec<Job>) {
         if let Err(e) = r
             && failed[*j].is_none()
         {
-            failed[*j] = Some(e.to_string());
+            failed[*j] = Some(Arc::new(e));
         }
     }
     let ids_of = |j: usize| -> Vec<ObjectId> {
@@ -119,15 +120,16 @@ fn commit_batch(core: &FsCore, mut batch: Vec<Job>) {
             Ok(_) => {}
             // The file was deleted meanwhile: its new objects are garbage.
             Err(NamespaceError::NotFound(_)) => gone[j] = true,
-            Err(e) => failed[j] = Some(e.to_string()),
+            Err(e) => failed[j] = Some(Arc::new(VaultError::Namespace(e))),
         }
     }
     let t_names = t0.elapsed();
     if let Err(e) = ns.flush_durable() {
         // The names may or may not reach the disk: the objects' intents
         // stay open, the data stays staged and is sealed again.
+        let e = Arc::new(VaultError::NotDurable(Arc::new(e)));
         for f in failed.iter_mut() {
-            f.get_or_insert_with(|| format!("the namespace could not be made durable: {e}"));
+            f.get_or_insert_with(|| Arc::clone(&e));
         }
         for (j, job) in batch.iter().enumerate() {
             finish(core, job, failed[j].clone(), None);
@@ -165,7 +167,12 @@ fn commit_batch(core: &FsCore, mut batch: Vec<Job>) {
 
 /// Applies the outcome of a job to its file's state and wakes its waiters;
 /// a file with changes made meanwhile goes on to the background sealer.
-fn finish(core: &FsCore, job: &Job, failure: Option<String>, shards: Option<(usize, usize)>) {
+fn finish(
+    core: &FsCore,
+    job: &Job,
+    failure: Option<Arc<VaultError>>,
+    shards: Option<(usize, usize)>,
+) {
     let f = &job.file;
     let mut st = f.lock();
     match &failure {
@@ -194,11 +201,7 @@ fn finish(core: &FsCore, job: &Job, failure: Option<String>, shards: Option<(usi
         Some(why) => {
             st.content.seal_failed();
             st.schedule_retry();
-            st.error = Some(if errno::no_space(why) {
-                Errno::ENOSPC
-            } else {
-                Errno::EIO
-            });
+            st.error = Some(errno::write_failure(why));
             tracing::error!(
                 "ino {}: commit failed: {why}; the data stays staged and is retried",
                 f.ino

@@ -6,6 +6,7 @@ use fuser::Errno;
 use crate::dispersal::DispersalError;
 use crate::keystore::KeystoreError;
 use crate::namespace::NamespaceError;
+use crate::node::NodeFailures;
 use crate::vault::VaultError;
 
 /// The errno for a namespace error.
@@ -24,26 +25,50 @@ pub fn ns(e: &NamespaceError) -> Errno {
     }
 }
 
-/// The errno for a vault error; "no space" anywhere in the chain of a
-/// failed write becomes ENOSPC, everything else that failed on the way to
-/// the nodes is EIO.
+/// The errno for a vault error: a node that ran out of space anywhere in
+/// the chain of a failed write is ENOSPC (EDQUOT for a quota), found by
+/// the typed cause, so a remote node or another locale reports it the same;
+/// everything else that failed on the way to the nodes is EIO.
 pub fn vault(e: &VaultError) -> Errno {
     match e {
         VaultError::Namespace(n) => ns(n),
         VaultError::Keystore(KeystoreError::R2Unavailable(..)) => Errno::EIO,
-        VaultError::Dispersal(DispersalError::BelowQuorum { detail, .. }) if no_space(detail) => {
-            Errno::ENOSPC
-        }
-        VaultError::Seal { detail, .. } | VaultError::Commit(detail) if no_space(detail) => {
-            Errno::ENOSPC
-        }
-        _ => Errno::EIO,
+        _ => storage_full(e).unwrap_or(Errno::EIO),
     }
 }
 
-/// True if a failure message says a disk was full.
-pub fn no_space(text: &str) -> bool {
-    text.contains("No space left on device") || text.contains("Disk quota exceeded")
+/// The errno a failed write or commit gives close(2), fsync and write:
+/// ENOSPC (EDQUOT) for full nodes, EIO for anything else (the data stays
+/// staged and is retried, so a namespace error is not the caller's).
+pub fn write_failure(e: &VaultError) -> Errno {
+    storage_full(e).unwrap_or(Errno::EIO)
+}
+
+/// ENOSPC or EDQUOT if the write failed because nodes were full.
+fn storage_full(e: &VaultError) -> Option<Errno> {
+    match e {
+        VaultError::Dispersal(d) => dispersal_full(d),
+        VaultError::Seal { source, .. } | VaultError::SpoolKept { source, .. } => {
+            storage_full(source)
+        }
+        VaultError::Commit(source) => storage_full(source),
+        _ => None,
+    }
+}
+
+fn dispersal_full(e: &DispersalError) -> Option<Errno> {
+    match e {
+        DispersalError::BelowQuorum { failures, .. } => node_failures(failures),
+        DispersalError::Node { source } if source.is_storage_full() => {
+            source.errno().map(Errno::from_i32)
+        }
+        _ => None,
+    }
+}
+
+/// ENOSPC (EDQUOT) if one of a write's node failures was a full disk.
+pub fn node_failures(f: &NodeFailures) -> Option<Errno> {
+    f.storage_full().map(Errno::from_i32)
 }
 
 /// The errno of an I/O error on local files (staging).

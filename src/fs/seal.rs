@@ -176,7 +176,7 @@ impl FsCore {
             };
             let written = n - obj.missing_shards().count_ones() as usize;
             if written < quorum {
-                let why = obj.failures().join("; ");
+                let why = obj.failures();
                 // While nodes are down every file and every retry fails the
                 // same way: in full once, then a summary a minute.
                 self.vault.warnings().warn(
@@ -189,11 +189,7 @@ impl FsCore {
                         )
                     },
                 );
-                let code = if errno::no_space(&why) {
-                    Errno::ENOSPC
-                } else {
-                    Errno::EIO
-                };
+                let code = errno::node_failures(why).unwrap_or(Errno::EIO);
                 objs.push(obj);
                 return Err(self.discard(objs, code));
             }

@@ -572,22 +572,22 @@ impl Vault {
                         moved += p.wire_bytes();
                         verify::judge(&want, &c, &p)
                     }
-                    Err(e) => match e.kind {
+                    Err(e) => match (&e.kind, e.kind.unreachable()) {
                         // A node server that answers the challenge with a
                         // protocol error is failing the audit, not away (a
                         // dropped link stays "unreachable": exit 2, never a
                         // pass).
-                        NodeErrorKind::Offline(why) if why.starts_with("node protocol error") => {
+                        (NodeErrorKind::Protocol(_), Some(why)) => {
                             vec![Some(format!("the node refused to prove: {why}")); part.len()]
                         }
-                        NodeErrorKind::Offline(why) => {
+                        (_, Some(why)) => {
                             a.bytes_moved += moved;
                             return Err(why);
                         }
-                        NodeErrorKind::NotFound => {
+                        (NodeErrorKind::NotFound, _) => {
                             vec![Some("shard not found on the node".into()); part.len()]
                         }
-                        other => vec![Some(other.to_string()); part.len()],
+                        (other, _) => vec![Some(other.to_string()); part.len()],
                     },
                 };
                 let asked: u64 = part.iter().filter_map(|i| counts.get(i)).sum();
@@ -715,8 +715,10 @@ fn pre_check(node: &dyn Node, deletion_check: bool) -> Pre {
             bytes: HOLDINGS_BYTES,
             elapsed: Duration::ZERO,
         }),
-        Err(e) => match e.kind {
-            NodeErrorKind::Offline(why) => done(Pre::unreachable(why)),
+        Err(e) => match e.kind.unreachable() {
+            Some(why) if !matches!(e.kind, NodeErrorKind::Protocol(_)) => {
+                done(Pre::unreachable(why))
+            }
             _ => done(Pre::unreachable(format!("cannot list what it holds: {e}"))),
         },
     }

@@ -46,9 +46,21 @@ pub enum NodeErrorKind {
     /// The shard is not on the node.
     #[error("shard not found")]
     NotFound,
-    /// The node cannot be used at all.
+    /// The node cannot be used at all (unreachable, refused, its folder
+    /// gone).
     #[error("node offline: {0}")]
     Offline(String),
+    /// A remote node did not answer in time; kept apart from `Offline`
+    /// because a slow node is retried later, a refused one is not.
+    #[error("node offline: {0}")]
+    Timeout(String),
+    /// The node's storage belongs to another vault or node: writing there
+    /// would mix vaults, so it is never used.
+    #[error("node offline: {0}")]
+    Foreign(String),
+    /// The node server broke the protocol (or is of another version).
+    #[error("node protocol error: {0}")]
+    Protocol(String),
     /// The shard exists but is not what it should be.
     #[error("shard damaged: {0}")]
     Corrupt(String),
@@ -116,10 +128,16 @@ impl NodeError {
             NodeErrorKind::Corrupt(_) => {
                 "the shard is damaged; `qsfs scrub --repair` rebuilds it from the other shards"
             }
-            NodeErrorKind::Offline(_) => {
+            NodeErrorKind::Offline(_) | NodeErrorKind::Timeout(_) => {
                 "bring the node back (mount its disk, start its node server, check the network)"
             }
-            NodeErrorKind::Io(e) => match e.raw_os_error() {
+            NodeErrorKind::Foreign(_) => {
+                "point the node at this vault's own folder (`qsfs node` lists where each node is)"
+            }
+            NodeErrorKind::Protocol(_) => {
+                "run the same qsfs version on the vault and the node server"
+            }
+            NodeErrorKind::Io(e) => match io_errno(e) {
                 Some(libc::ENOSPC) | Some(libc::EDQUOT) => {
                     "free space on the node's disk, or add a node (`qsfs node add`)"
                 }
@@ -131,9 +149,97 @@ impl NodeError {
         }
     }
 
+    /// The OS error number behind a storage failure, if there is one
+    /// (see [`io_errno`]).
+    pub fn errno(&self) -> Option<i32> {
+        match &self.kind {
+            NodeErrorKind::Io(e) => io_errno(e),
+            _ => None,
+        }
+    }
+
+    /// True if the node's storage is full (ENOSPC) or over quota
+    /// (EDQUOT): the one storage failure a user can fix by freeing space,
+    /// so it reaches the application as such rather than as EIO.
+    pub fn is_storage_full(&self) -> bool {
+        matches!(self.errno(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+    }
+
     /// True if the shard simply is not there.
     pub fn is_not_found(&self) -> bool {
         matches!(self.kind, NodeErrorKind::NotFound)
+    }
+}
+
+impl NodeErrorKind {
+    /// Why the node could not be used at all, for the callers that treat
+    /// every such failure alike (a scrub or audit skips the node instead of
+    /// judging its shards); `None` for failures of a shard or the disk.
+    pub fn unreachable(&self) -> Option<String> {
+        match self {
+            NodeErrorKind::Offline(why)
+            | NodeErrorKind::Timeout(why)
+            | NodeErrorKind::Foreign(why) => Some(why.clone()),
+            NodeErrorKind::Protocol(why) => Some(format!("node protocol error: {why}")),
+            NodeErrorKind::NotFound | NodeErrorKind::Corrupt(_) | NodeErrorKind::Io(_) => None,
+        }
+    }
+}
+
+/// The OS error number of an I/O error: its raw errno, or for errors made
+/// without one (by std or by our own code) the errno their kind stands
+/// for, so a full disk is recognised however the error was built.
+pub fn io_errno(e: &std::io::Error) -> Option<i32> {
+    use std::io::ErrorKind as K;
+    e.raw_os_error().or(match e.kind() {
+        K::StorageFull => Some(libc::ENOSPC),
+        K::QuotaExceeded => Some(libc::EDQUOT),
+        K::ReadOnlyFilesystem => Some(libc::EROFS),
+        _ => None,
+    })
+}
+
+/// The per-node failures of one object's write, in the order they
+/// happened; each keeps its node, operation, shard and typed cause.
+#[derive(Debug, Default)]
+pub struct NodeFailures(pub Vec<NodeError>);
+
+impl NodeFailures {
+    /// The failures.
+    pub fn iter(&self) -> std::slice::Iter<'_, NodeError> {
+        self.0.iter()
+    }
+
+    /// True if nothing failed.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// ENOSPC or EDQUOT if a node ran out of space (ENOSPC wins: a quota
+    /// is only reported when no disk was simply full).
+    pub fn storage_full(&self) -> Option<i32> {
+        let full: Vec<i32> = self
+            .iter()
+            .filter(|e| e.is_storage_full())
+            .filter_map(NodeError::errno)
+            .collect();
+        if full.contains(&libc::ENOSPC) {
+            Some(libc::ENOSPC)
+        } else {
+            full.first().copied()
+        }
+    }
+}
+
+impl std::fmt::Display for NodeFailures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
     }
 }
 

@@ -91,7 +91,7 @@ struct Pool {
 }
 
 /// Why an exchange failed.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Failure {
     /// The connection failed (its channel is gone).
     Transport { detail: String, timeout: bool },
@@ -160,12 +160,15 @@ impl Inner {
 
     fn err(&self, f: Failure, op: &'static str, shard: Option<ShardKey>) -> NodeError {
         match f {
-            Failure::Transport { detail, .. } => NodeError::new(
-                &self.name,
-                op,
-                shard,
-                NodeErrorKind::Offline(format!("{}: {detail}", self.address)),
-            ),
+            Failure::Transport { detail, timeout } => {
+                let why = format!("{}: {detail}", self.address);
+                let kind = if timeout {
+                    NodeErrorKind::Timeout(why)
+                } else {
+                    NodeErrorKind::Offline(why)
+                };
+                NodeError::new(&self.name, op, shard, kind)
+            }
             Failure::Remote(w) => w.into_node(&self.name, op, shard),
         }
     }
@@ -671,17 +674,8 @@ impl Node for RemoteNode {
                     }
                 }
                 Err(f) => {
-                    let detail = match &f {
-                        Failure::Transport { detail, .. } => format!("{}: {detail}", inner.address),
-                        Failure::Remote(w) => w.message.clone(),
-                    };
                     for (i, p) in group.iter() {
-                        results[*i] = Some(Err(NodeError::new(
-                            &inner.name,
-                            "commit shard",
-                            Some(p.key),
-                            NodeErrorKind::Offline(detail.clone()),
-                        )));
+                        results[*i] = Some(Err(inner.err(f.clone(), "commit shard", Some(p.key))));
                     }
                 }
             }

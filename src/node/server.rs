@@ -650,11 +650,7 @@ impl State {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     Response::Error(WireError::new(ErrorKind::NotFound, "shard not found"))
                 }
-                Err(e) => {
-                    let mut w = WireError::new(ErrorKind::Io, e.to_string());
-                    w.errno = e.raw_os_error().unwrap_or(0);
-                    Response::Error(w)
-                }
+                Err(e) => Response::Error(WireError::io(&e)),
             },
             Request::List => return send_listing(node, chan),
             Request::Prove(key, challenge) => {

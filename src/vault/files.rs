@@ -139,13 +139,14 @@ impl Vault {
                     objs.len() - 1
                 }));
             }
-            let committed = self.commit(&mut objs);
+            let mut committed = self.commit(&mut objs);
             let mut garbage = Vec::new();
             let mut named = Vec::new();
             for ((i, _, inode, spool), slot) in sealed.into_iter().zip(slot) {
                 let what = items[i].1.to_string();
                 let res = match slot {
-                    Some(j) => match &committed[j] {
+                    // Each object has one slot: its result can be taken.
+                    Some(j) => match std::mem::replace(&mut committed[j], Ok(())) {
                         Ok(()) => {
                             let r = link(&items[i].1, inode, Some(&objs[j]), &mut garbage);
                             match r {
@@ -156,7 +157,7 @@ impl Vault {
                         }
                         Err(e) => Err(VaultError::Seal {
                             path: what.clone(),
-                            detail: e.to_string(),
+                            source: Box::new(e),
                         }),
                     },
                     None => link(&items[i].1, inode, None, &mut garbage),
@@ -164,6 +165,7 @@ impl Vault {
                 results[i] = Some(res.map_err(|e| keep_spool(e, spool, &what)));
             }
             if let Err(e) = self.ns.flush_durable() {
+                let e = std::sync::Arc::new(e);
                 // The names may or may not reach the disk; the intents of
                 // their objects stay open, so the next open keeps whichever
                 // are named and destroys the rest.
@@ -171,9 +173,7 @@ impl Vault {
                     if matches!(results[i], Some(Ok(_))) {
                         results[i] = Some(Err(VaultError::Seal {
                             path: items[i].1.to_string(),
-                            detail: format!(
-                                "the namespace could not be made durable ({e}); after a restart the path shows either version"
-                            ),
+                            source: Box::new(VaultError::NotDurable(std::sync::Arc::clone(&e))),
                         }));
                     }
                 }
@@ -551,10 +551,10 @@ fn keep_spool(e: VaultError, spool: Option<Spool>, what: &str) -> VaultError {
     spool.0 = PathBuf::new();
     VaultError::Seal {
         path: what.to_string(),
-        detail: format!(
-            "{e}; the data read from standard input is kept in {}",
-            kept.display()
-        ),
+        source: Box::new(VaultError::SpoolKept {
+            source: Box::new(e),
+            kept,
+        }),
     }
 }
 

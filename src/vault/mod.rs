@@ -126,12 +126,27 @@ pub enum VaultError {
     #[error(transparent)]
     Entropy(#[from] EntropyError),
     /// Sealing a file failed; nothing was changed.
-    #[error("cannot store {path}: {detail}; the vault was not changed")]
+    #[error("cannot store {path}: {source}; the vault was not changed")]
     Seal {
         /// Vault path being written.
         path: String,
-        /// Why.
-        detail: String,
+        /// Why, typed: the FUSE side turns a full node into ENOSPC from it.
+        source: Box<VaultError>,
+    },
+    /// The names of a group could not be made durable after its objects
+    /// were committed.
+    #[error(
+        "the namespace could not be made durable ({0}); after a restart the path shows either version"
+    )]
+    NotDurable(#[source] Arc<NamespaceError>),
+    /// Storing data read from standard input failed; it cannot be read
+    /// again, so the spooled copy was kept.
+    #[error("{source}; the data read from standard input is kept in {}", kept.display())]
+    SpoolKept {
+        /// Why storing failed.
+        source: Box<VaultError>,
+        /// Where the data is.
+        kept: PathBuf,
     },
     /// A file could not be read back.
     #[error("cannot read {path} (object {object}): {detail}")]
@@ -143,9 +158,10 @@ pub enum VaultError {
         /// Why.
         detail: String,
     },
-    /// A group commit failed after its shards were written; they were removed.
+    /// A group commit failed after its shards were written; they were
+    /// removed. Shared: one failed step fails every object of the group.
     #[error("{0}")]
-    Commit(String),
+    Commit(#[source] Arc<VaultError>),
     /// Key material problem outside a read.
     #[error("object {object}: {source}")]
     Envelope {

@@ -3,6 +3,7 @@
 //! `B`). Naming the object in the namespace is the caller's last step.
 
 use std::io::Read;
+use std::sync::Arc;
 
 use zeroize::{Zeroize, Zeroizing};
 
@@ -57,7 +58,7 @@ impl SealedObject {
     }
 
     /// Per-node failures seen while writing.
-    pub fn failures(&self) -> &[String] {
+    pub fn failures(&self) -> &crate::node::NodeFailures {
         Dispersal::failures(&self.written)
     }
 }
@@ -88,24 +89,29 @@ impl Vault {
         len: u64,
         what: &str,
     ) -> Result<SealedObject, VaultError> {
-        let fail = |detail: String| VaultError::Seal {
+        let fail = |source: VaultError| VaultError::Seal {
             path: what.to_string(),
-            detail,
+            source: Box::new(source),
         };
         // Fail before drawing keys or writing shards if the shares could
         // not be stored anyway.
-        self.keys
-            .check_writable()
-            .map_err(|e| fail(e.to_string()))?;
-        let keys = self.draw_keys().map_err(|e| fail(e.to_string()))?;
+        self.keys.check_writable().map_err(|e| fail(e.into()))?;
+        let keys = self.draw_keys().map_err(fail)?;
         let sealed_len = envelope::sealed_len(len);
-        let id =
-            ObjectId::random().map_err(|e| fail(format!("the OS random source failed: {e}")))?;
+        let id = ObjectId::random().map_err(|source| {
+            fail(VaultError::Io {
+                what: "draw an object id from the OS random source".into(),
+                source,
+            })
+        })?;
         // Recorded before the first shard byte, so an interrupted run's
         // leftovers can be found and removed (intents.rs).
-        self.intents
-            .begin(id)
-            .map_err(|e| fail(format!("cannot write the intent log: {e}")))?;
+        self.intents.begin(id).map_err(|source| {
+            fail(VaultError::Io {
+                what: "write the intent log".into(),
+                source,
+            })
+        })?;
         let written = if len <= INLINE_MAX {
             self.seal_inline(&keys, src, len, id)
         } else {
@@ -120,7 +126,7 @@ impl Vault {
             Err(e) => {
                 // Nothing but temporary shard files (already removed) exists.
                 let _ = self.intents.done(&[id]);
-                return Err(fail(e.to_string()));
+                return Err(fail(e.into()));
             }
         };
         let mut r1 = [0u8; 33];
@@ -173,11 +179,14 @@ impl Vault {
     /// name could point at.
     pub fn commit(&self, objs: &mut [SealedObject]) -> Vec<Result<(), VaultError>> {
         // Every shard about to become durable has its intent durable first.
-        if let Err(e) = self.intents.sync() {
-            let msg = format!("cannot sync the intent log: {e}");
+        if let Err(source) = self.intents.sync() {
+            let e = Arc::new(VaultError::Io {
+                what: "sync the intent log".into(),
+                source,
+            });
             return objs
                 .iter()
-                .map(|_| Err(VaultError::Commit(msg.clone())))
+                .map(|_| Err(VaultError::Commit(Arc::clone(&e))))
                 .collect();
         }
         let mut written: Vec<&mut WrittenObject> =
@@ -212,9 +221,9 @@ impl Vault {
                 self.ec.publish(&items).map_err(VaultError::from)
             });
         if let Err(e) = step {
-            let msg = e.to_string();
+            let e = Arc::new(e);
             for i in &ok {
-                results[*i] = Err(VaultError::Commit(msg.clone()));
+                results[*i] = Err(VaultError::Commit(Arc::clone(&e)));
             }
             let ids: Vec<ObjectId> = ok.iter().map(|i| objs[*i].id()).collect();
             self.settle_failed(&ids);
@@ -242,7 +251,7 @@ impl Vault {
                             o.id(),
                             m.present(),
                             m.layout.n,
-                            o.failures().join("; ")
+                            o.failures()
                         )
                     },
                 );

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs every tests/sh/case-*.sh against $QSFS_BIN, each in a fresh temp
 # folder; prints one line per case and fails if any case fails.
+#   run.sh [NAME...]   only the cases whose file name (without .sh) is given,
+#                      e.g. run.sh case-enospc case-mount-retry
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 : "${QSFS_BIN:?set QSFS_BIN to the qsfs binary}"
@@ -9,8 +11,10 @@ export QSFS_BIN
 # behind QKD-keyed links (scripts/local-cluster.sh) instead of its default.
 export QSFS_CLUSTER_SCRIPT="$here/../../scripts/local-cluster.sh"
 failed=0
+only=" $* "
 run_case() { # CASE-FILE LABEL
     local case=$1 name=$2 work start
+    [ "$only" = "  " ] || [[ "$only" == *" $(basename "$case" .sh) "* ]] || return 0
     work=$(mktemp -d "${TMPDIR:-/tmp}/qsfs-sh.XXXXXX")
     start=$(date +%s)
     if (cd "$work" && bash -euo pipefail "$case") >"$work.log" 2>&1; then
@@ -26,9 +30,9 @@ run_case() { # CASE-FILE LABEL
 for case in "$here"/case-*.sh; do
     run_case "$case" "$(basename "$case" .sh)"
 done
-# The core suite, rsync through the mount and lost node folders again,
-# over node servers.
-for name in case-core-cli case-mount-rsync case-mount-lostfolder; do
+# The core suite, rsync through the mount, lost node folders and full
+# node disks again, over node servers.
+for name in case-core-cli case-mount-rsync case-mount-lostfolder case-enospc; do
     QSFS_TEST_CLUSTER=1 run_case "$here/$name.sh" "$name over 5 loopback node servers"
 done
 [ "$failed" -eq 0 ] || { echo "$failed shell case(s) failed"; exit 1; }

@@ -126,12 +126,12 @@ pub fn check_shard(
             progress(Progress::Advance { bytes: shard_bytes });
             return ShardCheck::missing(object, index, gone("no shard file"));
         }
-        Err(e) => match e.kind {
-            NodeErrorKind::Offline(why) => {
+        Err(e) => match e.kind.unreachable() {
+            Some(why) => {
                 progress(Progress::Advance { bytes: shard_bytes });
                 return ShardCheck::missing(object, index, gone(&format!("node offline: {why}")));
             }
-            kind => problems.push(format!("header: {kind}")),
+            None => problems.push(format!("header: {}", e.kind)),
         },
     }
     let expected = HEADER_LEN as u64 + shard_bytes;
@@ -179,7 +179,7 @@ pub fn check_shard(
             Err(e) => {
                 let truncated =
                     matches!(&e.kind, NodeErrorKind::Corrupt(w) if w.starts_with("truncated"));
-                if let NodeErrorKind::Offline(why) = &e.kind {
+                if let Some(why) = e.kind.unreachable() {
                     let rest = (layout.stripes - s) * chunk as u64;
                     progress(Progress::Advance { bytes: rest });
                     return ShardCheck {

@@ -31,16 +31,19 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    fn from_u8(v: u8) -> Option<ErrorKind> {
-        Some(match v {
+    /// A kind this build does not know (sent by a newer peer) is a generic
+    /// storage failure: its errno and message still say what happened, and
+    /// failing the whole answer (a `Committed` with results for other
+    /// shards) would lose more than the one error.
+    fn from_u8(v: u8) -> ErrorKind {
+        match v {
             1 => ErrorKind::NotFound,
             2 => ErrorKind::Offline,
             3 => ErrorKind::Corrupt,
-            4 => ErrorKind::Io,
             5 => ErrorKind::Protocol,
             6 => ErrorKind::Foreign,
-            _ => return None,
-        })
+            _ => ErrorKind::Io,
+        }
     }
 }
 
@@ -78,18 +81,29 @@ impl WireError {
         WireError::new(ErrorKind::Protocol, message)
     }
 
+    /// The wire form of a storage failure. The errno is what carries its
+    /// kind (a full disk is `Io` with ENOSPC or EDQUOT, which every v1
+    /// peer already understands); an error built without a raw errno
+    /// (`io::ErrorKind::StorageFull`, ...) gets the errno of its kind, so
+    /// it is not flattened to a bare message on the way.
+    pub fn io(e: &std::io::Error) -> WireError {
+        let mut w = WireError::new(ErrorKind::Io, e.to_string());
+        w.errno = crate::node::io_errno(e).unwrap_or(0);
+        w
+    }
+
     /// The wire form of a node error (its cause only; the node name and
     /// operation are added again by the client).
     pub fn from_node(e: &NodeError) -> WireError {
         match &e.kind {
             NodeErrorKind::NotFound => WireError::new(ErrorKind::NotFound, "shard not found"),
-            NodeErrorKind::Offline(s) => WireError::new(ErrorKind::Offline, s.clone()),
-            NodeErrorKind::Corrupt(s) => WireError::new(ErrorKind::Corrupt, s.clone()),
-            NodeErrorKind::Io(io) => {
-                let mut w = WireError::new(ErrorKind::Io, io.to_string());
-                w.errno = io.raw_os_error().unwrap_or(0);
-                w
+            NodeErrorKind::Offline(s) | NodeErrorKind::Timeout(s) => {
+                WireError::new(ErrorKind::Offline, s.clone())
             }
+            NodeErrorKind::Foreign(s) => WireError::new(ErrorKind::Foreign, s.clone()),
+            NodeErrorKind::Protocol(s) => WireError::new(ErrorKind::Protocol, s.clone()),
+            NodeErrorKind::Corrupt(s) => WireError::new(ErrorKind::Corrupt, s.clone()),
+            NodeErrorKind::Io(io) => WireError::io(io),
         }
     }
 
@@ -97,15 +111,14 @@ impl WireError {
     pub fn into_node(self, node: &str, op: &'static str, shard: Option<ShardKey>) -> NodeError {
         let kind = match self.kind {
             ErrorKind::NotFound => NodeErrorKind::NotFound,
-            ErrorKind::Offline | ErrorKind::Foreign => NodeErrorKind::Offline(self.message),
+            ErrorKind::Offline => NodeErrorKind::Offline(self.message),
+            ErrorKind::Foreign => NodeErrorKind::Foreign(self.message),
             ErrorKind::Corrupt => NodeErrorKind::Corrupt(self.message),
             ErrorKind::Io if self.errno != 0 => {
                 NodeErrorKind::Io(std::io::Error::from_raw_os_error(self.errno))
             }
             ErrorKind::Io => NodeErrorKind::Io(std::io::Error::other(self.message)),
-            ErrorKind::Protocol => {
-                NodeErrorKind::Offline(format!("node protocol error: {}", self.message))
-            }
+            ErrorKind::Protocol => NodeErrorKind::Protocol(self.message),
         };
         NodeError::new(node, op, shard, kind)
     }
@@ -117,9 +130,7 @@ impl WireError {
     }
 
     fn decode(r: &mut Reader<'_>) -> Result<WireError, DecodeError> {
-        let kind = r.u8()?;
-        let kind = ErrorKind::from_u8(kind)
-            .ok_or_else(|| r.invalid("error kind", format!("unknown kind {kind}")))?;
+        let kind = ErrorKind::from_u8(r.u8()?);
         let errno = i32::from_le_bytes(r.array()?);
         let message = text(r, "error message")?;
         Ok(WireError {
@@ -773,15 +784,64 @@ mod tests {
 
     #[test]
     fn errors_map_back_to_node_errors() {
-        let mut io = WireError::new(ErrorKind::Io, "No space left on device");
-        io.errno = libc::ENOSPC;
+        let io = WireError::io(&std::io::Error::from_raw_os_error(libc::ENOSPC));
+        assert_eq!((io.kind, io.errno), (ErrorKind::Io, libc::ENOSPC));
         let e = io.into_node("node-2", "write shard", None);
         assert!(matches!(&e.kind, NodeErrorKind::Io(i) if i.raw_os_error() == Some(libc::ENOSPC)));
+        assert!(e.is_storage_full());
         assert!(e.to_string().starts_with("node-2: write shard"));
         let nf = WireError::new(ErrorKind::NotFound, "x").into_node("n", "read shard", None);
         assert!(nf.is_not_found());
         let long = WireError::new(ErrorKind::Corrupt, "é".repeat(5000));
         assert!(long.message.len() <= MAX_ERROR_TEXT);
+    }
+
+    /// A full disk crosses the wire as `Io` with its errno whether or not
+    /// the OS error had a raw number, and an error kind from a newer peer
+    /// decodes as a generic storage failure that keeps its errno.
+    #[test]
+    fn storage_full_survives_the_wire() {
+        for (io, errno) in [
+            (
+                std::io::Error::from(std::io::ErrorKind::StorageFull),
+                libc::ENOSPC,
+            ),
+            (
+                std::io::Error::from(std::io::ErrorKind::QuotaExceeded),
+                libc::EDQUOT,
+            ),
+            (
+                std::io::Error::from_raw_os_error(libc::EDQUOT),
+                libc::EDQUOT,
+            ),
+        ] {
+            let bytes = Response::Committed(vec![Err(WireError::io(&io)), Ok(())]).encode();
+            let Response::Committed(r) = Response::decode(&bytes).unwrap() else {
+                panic!("not a commit answer");
+            };
+            let w = r[0].clone().unwrap_err();
+            assert_eq!((w.kind, w.errno), (ErrorKind::Io, errno));
+            let e = w.into_node("node-1", "commit shard", None);
+            assert_eq!(e.errno(), Some(errno));
+            assert!(e.is_storage_full());
+            assert_eq!(r[1], Ok(()));
+        }
+        // kind 99, errno ENOSPC, message "x"
+        let mut future = vec![0x81, 99];
+        future.extend_from_slice(&libc::ENOSPC.to_le_bytes());
+        future.extend_from_slice(&[1, 0, 0, 0, b'x']);
+        let Response::Error(w) = Response::decode(&future).unwrap() else {
+            panic!("not an error");
+        };
+        assert_eq!(
+            (w.kind, w.errno, w.message.as_str()),
+            (ErrorKind::Io, libc::ENOSPC, "x")
+        );
+        assert!(w.into_node("n", "create shard", None).is_storage_full());
+        let p = WireError::protocol("bad").into_node("n", "prove shard", None);
+        assert!(matches!(p.kind, NodeErrorKind::Protocol(_)));
+        let f = WireError::new(ErrorKind::Foreign, "v").into_node("n", "hello", None);
+        assert!(matches!(f.kind, NodeErrorKind::Foreign(_)));
     }
 
     /// Frozen bytes of v1 messages: the wire format must not drift.
