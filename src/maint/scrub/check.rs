@@ -177,8 +177,12 @@ pub fn check_shard(
                 };
             }
             Err(e) => {
-                let truncated =
-                    matches!(&e.kind, NodeErrorKind::Corrupt(w) if w.starts_with("truncated"));
+                // Past the end of a file the listing showed shorter: every
+                // later chunk is missing too (decided from the size, not
+                // from the node's message).
+                let chunk_end = HEADER_LEN as u64 + layout.chunk_offset(s) + chunk as u64;
+                let truncated = matches!(&e.kind, NodeErrorKind::Corrupt(_))
+                    && listed_size.is_some_and(|size| size < chunk_end);
                 if let Some(why) = e.kind.unreachable() {
                     let rest = (layout.stripes - s) * chunk as u64;
                     progress(Progress::Advance { bytes: rest });
