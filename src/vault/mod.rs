@@ -16,6 +16,7 @@
 //! plus garbage, never a name pointing at a broken object.
 
 pub mod audit;
+mod commit;
 mod config;
 mod drain;
 mod files;
@@ -37,6 +38,7 @@ mod status;
 mod sweep;
 
 pub use audit::{AuditOptions, AuditReport};
+pub use commit::{Fate, ItemOutcome, Namer, Publication, PublishError, Published, Shards, Timing};
 pub use config::{
     CONFIG_FORMAT, Config, DEFAULT_MAX_CHUNK, KeystoreConfig, KmeConfig, LinksConfig, NodeConfig,
 };
