@@ -10,12 +10,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
+use fuser::Errno;
 
 use super::seal::Job;
 use super::{FsCore, errno};
 use crate::ObjectId;
 use crate::namespace::NamespaceError;
-use crate::vault::VaultError;
+use crate::vault::{Fate, ItemOutcome, Namer, PublishError, SealedObject, Shards};
 
 /// Files per group commit at most.
 const GROUP: usize = 256;
@@ -64,52 +65,56 @@ pub fn tick(core: &FsCore) {
 }
 
 fn commit_batch(core: &FsCore, mut batch: Vec<Job>) {
-    let vault = &core.vault;
-    let ns = vault.namespace();
-    let mut objs = Vec::new();
-    let mut owner = Vec::new();
-    for (j, job) in batch.iter_mut().enumerate() {
-        for o in job.objs.drain(..) {
-            owner.push(j);
-            objs.push(o);
-        }
-    }
-    // Shared: one failed step (a flush) fails every job of the batch.
-    let mut failed: Vec<Option<Arc<VaultError>>> = vec![None; batch.len()];
-    let t0 = std::time::Instant::now();
-    let results = vault.commit(&mut objs);
-    let t_objects = t0.elapsed();
-    // Shards that became durable, per job, for the log line.
-    let mut shards = vec![(0usize, 0usize); batch.len()];
-    for (o, j) in objs.iter().zip(&owner) {
-        let n = vault.config().n;
-        shards[*j].0 += n - o.missing_shards().count_ones() as usize;
-        shards[*j].1 += n;
-    }
-    for (r, j) in results.into_iter().zip(&owner) {
-        if let Err(e) = r
-            && failed[*j].is_none()
-        {
-            failed[*j] = Some(Arc::new(e));
-        }
-    }
-    let ids_of = |j: usize| -> Vec<ObjectId> {
-        objs.iter()
-            .zip(&owner)
-            .filter(|(_, o)| **o == j)
-            .map(|(x, _)| x.id())
-            .collect()
+    let items: Vec<_> = batch
+        .iter_mut()
+        .map(|job| std::mem::take(&mut job.objs))
+        .collect();
+    let objects: usize = items.iter().map(Vec::len).sum();
+    let mut names = Names {
+        core,
+        batch: &batch,
     };
-    let mut gone = vec![false; batch.len()];
-    for (j, job) in batch.iter().enumerate() {
-        if failed[j].is_some() {
-            continue;
-        }
+    let done = core.vault.publish(items, &mut names);
+    if !done.names_durable {
+        return;
+    }
+    if let Some(Err(e)) = &done.gc {
+        tracing::warn!("replaced objects could not be destroyed yet: {e}");
+    }
+    let t = done.timing;
+    tracing::debug!(
+        files = batch.len(),
+        objects,
+        objects_us = t.objects.as_micros() as u64,
+        names_us = t.names.as_micros() as u64,
+        durable_us = t.durable.as_micros() as u64,
+        gc_us = t.gc.as_micros() as u64,
+        "group commit"
+    );
+}
+
+/// The mount's naming step: a sealed file's new extents replace its old
+/// ones, up to the journal mark the seal reached.
+struct Names<'a> {
+    core: &'a FsCore,
+    batch: &'a [Job],
+}
+
+impl Namer for Names<'_> {
+    type Error = NamespaceError;
+
+    fn name(
+        &mut self,
+        item: usize,
+        _objs: &[SealedObject],
+        replaced: &mut Vec<ObjectId>,
+    ) -> Result<Fate, NamespaceError> {
+        let job = &self.batch[item];
         let (mtime, ctime) = {
             let st = job.file.lock();
             (st.mtime, st.ctime)
         };
-        match ns.set_content(
+        match self.core.vault.namespace().set_content(
             job.file.ino,
             job.extents.clone(),
             job.size,
@@ -117,66 +122,34 @@ fn commit_batch(core: &FsCore, mut batch: Vec<Job>) {
             ctime,
             job.mark,
         ) {
-            Ok(_) => {}
+            Ok(old) => {
+                replaced.extend(old);
+                Ok(Fate::Named)
+            }
             // The file was deleted meanwhile: its new objects are garbage.
-            Err(NamespaceError::NotFound(_)) => gone[j] = true,
-            Err(e) => failed[j] = Some(Arc::new(VaultError::Namespace(e))),
+            Err(NamespaceError::NotFound(_)) => Ok(Fate::Gone),
+            Err(e) => Err(e),
         }
     }
-    let t_names = t0.elapsed();
-    if let Err(e) = ns.flush_durable() {
-        // The names may or may not reach the disk: the objects' intents
-        // stay open, the data stays staged and is sealed again.
-        let e = Arc::new(VaultError::NotDurable(Arc::new(e)));
-        for f in failed.iter_mut() {
-            f.get_or_insert_with(|| Arc::clone(&e));
+
+    fn durable(&mut self, outcomes: &[ItemOutcome<NamespaceError>]) {
+        for (job, outcome) in self.batch.iter().zip(outcomes) {
+            finish(self.core, job, outcome);
         }
-        for (j, job) in batch.iter().enumerate() {
-            finish(core, job, failed[j].clone(), None);
-        }
-        return;
     }
-    let named: Vec<ObjectId> = (0..batch.len())
-        .filter(|j| failed[*j].is_none() && !gone[*j])
-        .flat_map(ids_of)
-        .collect();
-    let discarded: Vec<ObjectId> = (0..batch.len())
-        .filter(|j| failed[*j].is_some() || gone[*j])
-        .flat_map(ids_of)
-        .collect();
-    let t_durable = t0.elapsed();
-    // Waiters (fsync) need durability only, not the clean-up below.
-    for (j, job) in batch.iter().enumerate() {
-        finish(core, job, failed[j].clone(), Some(shards[j]));
+
+    fn collect_always(&self) -> bool {
+        true
     }
-    vault.settle_named(&named);
-    vault.settle_failed(&discarded);
-    if let Err(e) = vault.collect_garbage() {
-        tracing::warn!("replaced objects could not be destroyed yet: {e}");
-    }
-    tracing::debug!(
-        files = batch.len(),
-        objects = objs.len(),
-        objects_us = t_objects.as_micros() as u64,
-        names_us = (t_names - t_objects).as_micros() as u64,
-        durable_us = (t_durable - t_names).as_micros() as u64,
-        gc_us = (t0.elapsed() - t_durable).as_micros() as u64,
-        "group commit"
-    );
 }
 
 /// Applies the outcome of a job to its file's state and wakes its waiters;
 /// a file with changes made meanwhile goes on to the background sealer.
-fn finish(
-    core: &FsCore,
-    job: &Job,
-    failure: Option<Arc<VaultError>>,
-    shards: Option<(usize, usize)>,
-) {
+fn finish(core: &FsCore, job: &Job, outcome: &ItemOutcome<NamespaceError>) {
     let f = &job.file;
     let mut st = f.lock();
-    match &failure {
-        None => {
+    match outcome {
+        Ok(published) => {
             st.content.seal_committed(job.size, &job.extents);
             if let Some(r) = st.retry.take() {
                 tracing::info!(
@@ -185,7 +158,7 @@ fn finish(
                     r.attempts
                 );
             }
-            let (written, total) = shards.unwrap_or((0, 0));
+            let Shards { written, total } = published.shards;
             // A line per seal is for debugging: at info it was most of a
             // busy mount's log. Degraded writes and failures have their
             // own (summarised) warnings.
@@ -198,10 +171,14 @@ fn finish(
                 "sealed"
             );
         }
-        Some(why) => {
+        Err(e) => {
+            let why = e.to_string();
             st.content.seal_failed();
             st.schedule_retry();
-            st.error = Some(errno::write_failure(why));
+            st.error = Some(match e {
+                PublishError::Commit(v) => errno::write_failure(v),
+                PublishError::Name(_) | PublishError::NotDurable(_) => Errno::EIO,
+            });
             tracing::error!(
                 "ino {}: commit failed: {why}; the data stays staged and is retried",
                 f.ino
@@ -212,10 +189,10 @@ fn finish(
     f.changed.notify_all();
     // Changes made while it was on its way: a close asked for them, or the
     // file is closed and nobody else will.
-    let follow = failure.is_none()
+    let follow = outcome.is_ok()
         && st.content.unsealed()
         && (st.seal_wanted || (st.handles == 0 && !st.orphan));
-    if failure.is_none() {
+    if outcome.is_ok() {
         core.reset_journal_if_settled(&mut st, f.ino);
     }
     drop(st);

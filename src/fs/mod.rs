@@ -21,6 +21,7 @@ mod attr;
 mod commit;
 mod errno;
 mod files;
+mod handle;
 mod journal;
 pub mod live;
 pub mod mount;
@@ -53,10 +54,11 @@ use seal::{Job, SealHow};
 
 use crate::namespace::DirEntry;
 use crate::vault::Vault;
+pub use handle::VaultHandle;
 
 /// State shared by the FUSE threads and the committer.
 pub struct FsCore {
-    vault: Arc<Vault>,
+    vault: VaultHandle,
     reader: Reader,
     files: Mutex<HashMap<u64, Arc<OpenFile>>>,
     staging_dir: PathBuf,
@@ -226,6 +228,7 @@ impl Qsfs {
     /// what a previous mount left: orphans are destroyed and staged data
     /// is sealed (recovery.rs).
     pub fn new(vault: Arc<Vault>, read_only: bool) -> Result<Qsfs, crate::vault::VaultError> {
+        let vault = VaultHandle::new(vault);
         let staging_dir = vault.staging();
         let journal_dir = staging_dir.join("journal");
         std::fs::create_dir_all(&journal_dir).map_err(|e| crate::vault::VaultError::Io {
@@ -238,7 +241,7 @@ impl Qsfs {
         let (tx, rx) = crossbeam_channel::unbounded();
         let (seal_tx, seal_rx) = crossbeam_channel::unbounded();
         let core = Arc::new(FsCore {
-            reader: Reader::new(Arc::clone(&vault)),
+            reader: Reader::new(vault.clone()),
             vault,
             files: Mutex::new(HashMap::new()),
             notifier: Arc::new(std::sync::OnceLock::new()),

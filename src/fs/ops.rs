@@ -213,7 +213,7 @@ impl Qsfs {
     /// limited by the fullest disk. `df`'s size is their sum.
     fn capacity(&self) -> (u64, u64) {
         let cfg = self.core.vault.config();
-        let nodes = self.core.vault.dispersal().nodes();
+        let nodes = self.core.vault.nodes();
         let mut by_fs: Vec<(u64, u64, u64)> = Vec::new(); // fsid, avail, nodes
         for node in nodes {
             if let Some(s) = node.space() {
@@ -228,7 +228,7 @@ impl Qsfs {
             (u128::from(bytes) * k * count / (u128::from(m) * n)).min(u128::from(u64::MAX)) as u64
         };
         let avail = by_fs.iter().map(|g| usable(g.1, g.2)).min().unwrap_or(0);
-        let stored = match self.core.vault.dispersal().store().stored_total() {
+        let stored = match self.core.vault.stored_total() {
             Ok(b) => b,
             Err(e) => {
                 tracing::warn!("statfs: cannot sum the stored bytes ({e}); df shows 0 used");

@@ -15,12 +15,12 @@ use std::sync::{Arc, Mutex};
 
 use fuser::Errno;
 
+use super::VaultHandle;
 use crate::ObjectId;
 use crate::cache::ByteLru;
 use crate::dispersal::{ChunkCache, Manifest, ReadReport};
 use crate::envelope::{EnvelopeError, MacStatus, ObjectReader};
 use crate::namespace::Extent;
-use crate::vault::Vault;
 
 /// Bytes of verified chunks kept.
 const CHUNK_CACHE: usize = 48 << 20;
@@ -48,7 +48,7 @@ pub struct Reader {
 }
 
 pub struct Inner {
-    vault: Arc<Vault>,
+    vault: VaultHandle,
     chunks: ChunkCache,
     segments: ByteLru<(ObjectId, u64), Vec<u8>>,
     keys: Mutex<HashMap<ObjectId, Arc<ObjectKeys>>>,
@@ -64,7 +64,7 @@ impl std::ops::Deref for Reader {
 impl Reader {
     /// A reader over `vault`, with two background threads that fetch
     /// (and verify) chunks ahead of sequential readers.
-    pub fn new(vault: Arc<Vault>) -> Reader {
+    pub fn new(vault: VaultHandle) -> Reader {
         let inner = Arc::new(Inner {
             vault,
             chunks: ChunkCache::new(CHUNK_CACHE),
@@ -166,7 +166,7 @@ impl Inner {
         if let Some(k) = self.keys.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
             return Ok(Arc::clone(k));
         }
-        let manifest = self.vault.dispersal().manifest(id).map_err(|e| {
+        let manifest = self.vault.manifest(id).map_err(|e| {
             tracing::error!("read: {e}");
             Errno::EIO
         })?;
@@ -200,21 +200,16 @@ impl Inner {
     }
 
     fn note_bad_shards(&self, manifest: &Manifest, report: &ReadReport) {
-        self.vault.warn_bad_shards(None, &manifest.id, report);
-        self.vault.record_debt(manifest, report.mask());
+        self.vault.note_bad_shards(manifest, report);
     }
 
     /// Bytes of `N` in `range`, through the chunk cache.
     fn n_bytes(&self, keys: &ObjectKeys, start: u64, end: u64) -> Result<Vec<u8>, Errno> {
         let mut buf = vec![0u8; (end - start) as usize];
         let mut report = ReadReport::default();
-        let r = self.vault.dispersal().read_at_cached(
-            &keys.manifest,
-            start,
-            &mut buf,
-            &mut report,
-            &self.chunks,
-        );
+        let r =
+            self.vault
+                .read_at_cached(&keys.manifest, start, &mut buf, &mut report, &self.chunks);
         if !report.bad.is_empty() {
             self.note_bad_shards(&keys.manifest, &report);
         }

@@ -207,7 +207,7 @@ impl FsCore {
     fn discard(&self, objs: Vec<SealedObject>, code: Errno) -> Errno {
         let ids: Vec<_> = objs.iter().map(|o| o.id()).collect();
         drop(objs);
-        self.vault.settle_failed(&ids);
+        self.vault.discard(&ids);
         code
     }
 

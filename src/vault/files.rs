@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use super::{ReadOutcome, SealedObject, Vault, VaultError, io_err};
+use super::{Fate, Namer, PublishError, ReadOutcome, SealedObject, Vault, VaultError, io_err};
 use crate::ObjectId;
 use crate::namespace::{Extent, Inode, Kind, NamespaceError, Time, VaultPath, display_name};
 
@@ -89,6 +89,32 @@ impl LocalSource {
 pub type Linker<'a> = dyn Fn(&VaultPath, Inode, Option<&SealedObject>, &mut Vec<ObjectId>) -> Result<u64, VaultError>
     + 'a;
 
+/// `put`'s naming step: each sealed item's path is linked to its object
+/// by the caller's [`Linker`], which also says what inode it names.
+struct PutNames<'a, 'l> {
+    items: &'a [(PutSource, VaultPath)],
+    /// Per sealed item: its place in `items`, its new inode, its spool.
+    sealed: &'a [(usize, Inode, Option<Spool>)],
+    link: &'a Linker<'l>,
+    /// The inode each sealed item was linked to.
+    inos: Vec<u64>,
+}
+
+impl Namer for PutNames<'_, '_> {
+    type Error = VaultError;
+
+    fn name(
+        &mut self,
+        item: usize,
+        objs: &[SealedObject],
+        replaced: &mut Vec<ObjectId>,
+    ) -> Result<Fate, VaultError> {
+        let (i, inode, _) = &self.sealed[item];
+        self.inos[item] = (self.link)(&self.items[*i].1, inode.clone(), objs.first(), replaced)?;
+        Ok(Fate::Named)
+    }
+}
+
 /// One line of `qsfs ls`.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ListEntry {
@@ -124,65 +150,47 @@ impl Vault {
         let mut results: Vec<Option<Result<u64, VaultError>>> =
             (0..items.len()).map(|_| None).collect();
         for group in (0..items.len()).collect::<Vec<_>>().chunks(BATCH) {
-            let mut sealed: Vec<(usize, Option<SealedObject>, Inode, Option<Spool>)> = Vec::new();
+            let mut sealed = Vec::new();
+            let mut objs = Vec::new();
             for &i in group {
                 match self.prepare(&items[i].0, &items[i].1) {
-                    Ok((obj, inode, spool)) => sealed.push((i, obj, inode, spool)),
+                    Ok((obj, inode, spool)) => {
+                        objs.push(obj.into_iter().collect());
+                        sealed.push((i, inode, spool));
+                    }
                     Err(e) => results[i] = Some(Err(e)),
                 }
             }
-            let mut objs: Vec<SealedObject> = Vec::new();
-            let mut slot = Vec::new();
-            for (_, obj, _, _) in sealed.iter_mut() {
-                slot.push(obj.take().map(|o| {
-                    objs.push(o);
-                    objs.len() - 1
-                }));
-            }
-            let mut committed = self.commit(&mut objs);
-            let mut garbage = Vec::new();
-            let mut named = Vec::new();
-            for ((i, _, inode, spool), slot) in sealed.into_iter().zip(slot) {
+            let mut names = PutNames {
+                items,
+                sealed: &sealed,
+                link,
+                inos: vec![0; sealed.len()],
+            };
+            let done = self.publish(objs, &mut names);
+            let inos = names.inos;
+            for (((i, _, spool), outcome), ino) in sealed.into_iter().zip(done.items).zip(inos) {
                 let what = items[i].1.to_string();
-                let res = match slot {
-                    // Each object has one slot: its result can be taken.
-                    Some(j) => match std::mem::replace(&mut committed[j], Ok(())) {
-                        Ok(()) => {
-                            let r = link(&items[i].1, inode, Some(&objs[j]), &mut garbage);
-                            match r {
-                                Ok(_) => named.push(objs[j].id()),
-                                Err(_) => self.settle_failed(&[objs[j].id()]),
-                            }
-                            r
-                        }
-                        Err(e) => Err(VaultError::Seal {
+                results[i] = Some(match outcome {
+                    Ok(_) => Ok(ino),
+                    Err(PublishError::Commit(e)) => Err(keep_spool(
+                        VaultError::Seal {
                             path: what.clone(),
                             source: Box::new(e),
-                        }),
-                    },
-                    None => link(&items[i].1, inode, None, &mut garbage),
-                };
-                results[i] = Some(res.map_err(|e| keep_spool(e, spool, &what)));
+                        },
+                        spool,
+                        &what,
+                    )),
+                    Err(PublishError::Name(e)) => Err(keep_spool(e, spool, &what)),
+                    // The path shows either version after a restart, so
+                    // the spool is not kept.
+                    Err(PublishError::NotDurable(e)) => Err(VaultError::Seal {
+                        path: what,
+                        source: Box::new(VaultError::NotDurable(e)),
+                    }),
+                });
             }
-            if let Err(e) = self.ns.flush_durable() {
-                let e = std::sync::Arc::new(e);
-                // The names may or may not reach the disk; the intents of
-                // their objects stay open, so the next open keeps whichever
-                // are named and destroys the rest.
-                for &i in group {
-                    if matches!(results[i], Some(Ok(_))) {
-                        results[i] = Some(Err(VaultError::Seal {
-                            path: items[i].1.to_string(),
-                            source: Box::new(VaultError::NotDurable(std::sync::Arc::clone(&e))),
-                        }));
-                    }
-                }
-                continue;
-            }
-            self.settle_named(&named);
-            if !garbage.is_empty()
-                && let Err(e) = self.collect_garbage()
-            {
+            if let Some(Err(e)) = done.gc {
                 tracing::warn!(
                     "old versions could not be destroyed yet ({e}); the next qsfs command retries"
                 );

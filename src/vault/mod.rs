@@ -15,6 +15,7 @@
 //! objects destroyed. A crash anywhere leaves the old or the new version
 //! plus garbage, never a name pointing at a broken object.
 
+mod commit;
 pub(crate) mod config;
 mod files;
 mod gc;
@@ -26,6 +27,7 @@ mod read;
 mod seal;
 mod sweep;
 
+pub use commit::{Fate, ItemOutcome, Namer, Publication, PublishError, Published, Shards, Timing};
 pub use config::{
     CONFIG_FORMAT, Config, DEFAULT_MAX_CHUNK, KeystoreConfig, KmeConfig, LinksConfig, NodeConfig,
 };

@@ -1,9 +1,8 @@
-//! The write path: seal plaintext into a new object, then commit a group
-//! of objects in the durability order (shards -> keystore -> manifest and
-//! `B`). Naming the object in the namespace is the caller's last step.
+//! The write path's first half: seal plaintext into a new object whose
+//! shards are written but not durable. Making it durable and naming it is
+//! commit.rs's job.
 
 use std::io::Read;
-use std::sync::Arc;
 
 use zeroize::{Zeroize, Zeroizing};
 
@@ -18,10 +17,10 @@ const INLINE_MAX: u64 = 256 * 1024;
 
 /// A sealed object whose shards are written but not yet committed.
 pub struct SealedObject {
-    written: WrittenObject,
-    backup: [u8; BACKUP_LEN],
-    r1: ShareBytes,
-    r2: ShareBytes,
+    pub(super) written: WrittenObject,
+    pub(super) backup: [u8; BACKUP_LEN],
+    pub(super) r1: ShareBytes,
+    pub(super) r2: ShareBytes,
     plain_len: u64,
 }
 
@@ -170,120 +169,5 @@ impl Vault {
         let (n, backup) = envelope::seal_bytes(&data, keys)
             .map_err(|e| DispersalError::Source(std::io::Error::other(e.to_string())))?;
         Ok((backup, self.ec.write_object_inline(id, &n, len)?))
-    }
-
-    /// Commits a group of sealed objects with one barrier per step: their
-    /// shards (one commit per node), then their shares (one keystore
-    /// flush), then their manifests and backup records (one flush). Returns
-    /// one result per object; a failed object leaves nothing behind that a
-    /// name could point at.
-    pub fn commit(&self, objs: &mut [SealedObject]) -> Vec<Result<(), VaultError>> {
-        // Every shard about to become durable has its intent durable first.
-        if let Err(source) = self.intents.sync() {
-            let e = Arc::new(VaultError::Io {
-                what: "sync the intent log".into(),
-                source,
-            });
-            return objs
-                .iter()
-                .map(|_| Err(VaultError::Commit(Arc::clone(&e))))
-                .collect();
-        }
-        let mut written: Vec<&mut WrittenObject> =
-            objs.iter_mut().map(|o| &mut o.written).collect();
-        let synced = self.ec.sync(&mut written);
-        let mut results: Vec<Result<(), VaultError>> = synced
-            .into_iter()
-            .map(|r| r.map_err(VaultError::from))
-            .collect();
-        let failed: Vec<ObjectId> = (0..objs.len())
-            .filter(|i| results[*i].is_err())
-            .map(|i| objs[i].id())
-            .collect();
-        self.settle_failed(&failed);
-        let ok: Vec<usize> = (0..objs.len()).filter(|i| results[*i].is_ok()).collect();
-        if ok.is_empty() {
-            return results;
-        }
-        let shares: Vec<(ObjectId, ShareBytes, ShareBytes)> = ok
-            .iter()
-            .map(|i| (objs[*i].id(), objs[*i].r1, objs[*i].r2))
-            .collect();
-        let step = self
-            .keys
-            .put_many(&shares)
-            .map_err(VaultError::from)
-            .and_then(|_| {
-                let items: Vec<(&crate::dispersal::Manifest, &[u8])> = ok
-                    .iter()
-                    .map(|i| (&objs[*i].written.manifest, &objs[*i].backup[..]))
-                    .collect();
-                self.ec.publish(&items).map_err(VaultError::from)
-            });
-        if let Err(e) = step {
-            let e = Arc::new(e);
-            for i in &ok {
-                results[*i] = Err(VaultError::Commit(Arc::clone(&e)));
-            }
-            let ids: Vec<ObjectId> = ok.iter().map(|i| objs[*i].id()).collect();
-            self.settle_failed(&ids);
-            return results;
-        }
-        for i in &ok {
-            let o = &objs[*i];
-            let m = &o.written.manifest;
-            if o.missing_shards() == 0 {
-                continue;
-            }
-            // Per node that missed the write: in full the first time,
-            // then summarised (a node that is down fails every write).
-            for (idx, node) in m.placement.iter().enumerate() {
-                if !m.is_missing(idx) {
-                    continue;
-                }
-                self.warnings().warn(
-                    node,
-                    crate::logsum::Cause::WriteFailed,
-                    crate::logsum::item(&o.id(), None),
-                    || {
-                        format!(
-                            "object {}: written with {} of {} shards; the missing ones are recorded as repair debt (see `qsfs status`): {}",
-                            o.id(),
-                            m.present(),
-                            m.layout.n,
-                            o.failures()
-                        )
-                    },
-                );
-            }
-        }
-        results
-    }
-
-    /// Destroys objects whose write failed (whatever of them became
-    /// durable) and settles their intents; if that fails too, the intents
-    /// stay open and the next open's sweep finishes the job.
-    pub(crate) fn settle_failed(&self, ids: &[ObjectId]) {
-        if ids.is_empty() {
-            return;
-        }
-        match self.destroy_objects(ids) {
-            Ok(()) => {
-                let _ = self.intents.done(ids);
-            }
-            Err(e) => tracing::warn!(
-                "could not clean up after a failed write ({e}); the next qsfs command retries"
-            ),
-        }
-    }
-
-    /// Settles the intents of objects now named durably.
-    pub(crate) fn settle_named(&self, ids: &[ObjectId]) {
-        if let Err(e) = self.intents.done(ids) {
-            tracing::warn!(
-                "cannot update the intent log {} ({e})",
-                self.intents.path().display()
-            );
-        }
     }
 }

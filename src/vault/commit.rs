@@ -1,0 +1,358 @@
+//! The commit seam: the one place that writes the durability order of a
+//! batch of sealed objects, for the mount's group committer and for `put`
+//! alike. Per batch, one barrier per step:
+//!
+//! 1. shards durable at quorum (their intents durable first),
+//! 2. key shares (one keystore flush),
+//! 3. manifests and backup records `B` (one flush),
+//! 4. names, a step the caller supplies ([`Namer`]),
+//! 5. the namespace made durable (one flush),
+//! 6. intents settled: named objects are kept, every other one destroyed,
+//! 7. replaced versions destroyed (garbage collection).
+//!
+//! A crash between any two steps leaves the old or the new version plus
+//! garbage the intent log or the gc queue accounts for, never a name that
+//! points at a broken object. Keeping the order in one function is what
+//! makes that hold for every writer.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{SealedObject, Vault, VaultError};
+use crate::ObjectId;
+use crate::dispersal::WrittenObject;
+use crate::keystore::ShareBytes;
+use crate::namespace::NamespaceError;
+
+/// What a [`Namer`] did with an item whose objects are durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// A name points at the new version now (once the namespace is durable).
+    Named,
+    /// The file was deleted while its seal was committing: nothing names
+    /// the new objects, so they are destroyed like failed ones.
+    Gone,
+}
+
+/// Shards of an item's objects that became durable, for log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Shards {
+    /// Shards written.
+    pub written: usize,
+    /// Shards the item's objects have in all.
+    pub total: usize,
+}
+
+/// An item that reached the disk in full: objects, name, namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    /// Whether it was named or its file was gone.
+    pub fate: Fate,
+    /// Its shards.
+    pub shards: Shards,
+}
+
+/// Why an item was not published. The variants keep the step that failed,
+/// so callers map them to their own errors (errno, `put`'s messages).
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError<E: std::error::Error + 'static> {
+    /// Its objects could not be made durable; what of them was written is
+    /// destroyed.
+    #[error(transparent)]
+    Commit(VaultError),
+    /// The caller's naming step failed; its objects are destroyed.
+    #[error(transparent)]
+    Name(E),
+    /// The names may or may not have reached the disk. The objects'
+    /// intents stay open, so the next open of the vault keeps whichever
+    /// objects are named and destroys the rest.
+    #[error("the namespace could not be made durable: {0}")]
+    NotDurable(Arc<NamespaceError>),
+}
+
+/// One item's outcome.
+pub type ItemOutcome<E> = Result<Published, PublishError<E>>;
+
+/// The naming step of [`Vault::publish`], and what the caller wants done
+/// between durability and clean-up.
+pub trait Namer {
+    /// What naming fails with.
+    type Error: std::error::Error + 'static;
+
+    /// Names item `item`, whose objects `objs` are durable (an item may
+    /// have none: an empty file). Objects of versions it replaces go to
+    /// `replaced`. Not made durable here: one namespace flush follows for
+    /// the whole batch.
+    fn name(
+        &mut self,
+        item: usize,
+        objs: &[SealedObject],
+        replaced: &mut Vec<ObjectId>,
+    ) -> Result<Fate, Self::Error>;
+
+    /// Called once with every item's outcome as soon as it is known to be
+    /// durable or not, before the clean-up: waiters (fsync) need
+    /// durability only, not the destruction of garbage.
+    fn durable(&mut self, _outcomes: &[ItemOutcome<Self::Error>]) {}
+
+    /// Whether garbage is collected after every durable batch, not only
+    /// after one that replaced versions. The mount wants it: under steady
+    /// writes its periodic tick starves, and the committer is what destroys
+    /// unlinked files' objects then.
+    fn collect_always(&self) -> bool {
+        false
+    }
+}
+
+/// How long each step of a [`Vault::publish`] took.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timing {
+    /// Shards, keys, manifests.
+    pub objects: Duration,
+    /// The naming step.
+    pub names: Duration,
+    /// The namespace flush.
+    pub durable: Duration,
+    /// The `durable` call, settling and garbage collection.
+    pub gc: Duration,
+}
+
+/// What [`Vault::publish`] did.
+#[derive(Debug)]
+pub struct Publication<E: std::error::Error + 'static> {
+    /// One outcome per item, in order.
+    pub items: Vec<ItemOutcome<E>>,
+    /// Whether the namespace flush succeeded (settling and garbage
+    /// collection ran only then).
+    pub names_durable: bool,
+    /// What collecting garbage found, if it ran; its failure is left to
+    /// the caller to report (the next run retries).
+    pub gc: Option<Result<usize, VaultError>>,
+    /// Step times, for the caller's debug line.
+    pub timing: Timing,
+}
+
+impl Vault {
+    /// Makes `items` (each the sealed objects of one file's new version)
+    /// durable and named, in the durability order above, with `namer`
+    /// doing the naming. Returns one outcome per item.
+    pub fn publish<N: Namer>(
+        &self,
+        items: Vec<Vec<SealedObject>>,
+        namer: &mut N,
+    ) -> Publication<N::Error> {
+        let t0 = Instant::now();
+        let mut objs: Vec<SealedObject> = Vec::new();
+        let mut spans: Vec<Range<usize>> = Vec::with_capacity(items.len());
+        for group in items {
+            let start = objs.len();
+            objs.extend(group);
+            spans.push(start..objs.len());
+        }
+        let committed = self.commit_objects(&mut objs);
+        let t_objects = t0.elapsed();
+        // Objects whose commit failed were destroyed by it; the rest of a
+        // failed item is destroyed once the batch is durable.
+        let durable: Vec<bool> = committed.iter().map(|r| r.is_ok()).collect();
+        let mut first_err: Vec<Option<VaultError>> = spans.iter().map(|_| None).collect();
+        let mut item = 0;
+        for (k, r) in committed.into_iter().enumerate() {
+            while !spans[item].contains(&k) {
+                item += 1;
+            }
+            if let Err(e) = r {
+                first_err[item].get_or_insert(e);
+            }
+        }
+        let n = self.config().n;
+        let shards: Vec<Shards> = spans
+            .iter()
+            .map(|s| Shards {
+                written: objs[s.clone()]
+                    .iter()
+                    .map(|o| n - o.missing_shards().count_ones() as usize)
+                    .sum(),
+                total: n * s.len(),
+            })
+            .collect();
+
+        let mut replaced = Vec::new();
+        let mut outcomes: Vec<ItemOutcome<N::Error>> = Vec::with_capacity(spans.len());
+        for (i, (span, err)) in spans.iter().zip(first_err).enumerate() {
+            outcomes.push(match err {
+                Some(e) => Err(PublishError::Commit(e)),
+                None => namer
+                    .name(i, &objs[span.clone()], &mut replaced)
+                    .map(|fate| Published {
+                        fate,
+                        shards: shards[i],
+                    })
+                    .map_err(PublishError::Name),
+            });
+        }
+        let t_names = t0.elapsed();
+
+        if let Err(e) = self.ns.flush_durable() {
+            let e = Arc::new(e);
+            for o in outcomes.iter_mut().filter(|o| o.is_ok()) {
+                *o = Err(PublishError::NotDurable(Arc::clone(&e)));
+            }
+            namer.durable(&outcomes);
+            let t_durable = t0.elapsed();
+            return Publication {
+                items: outcomes,
+                names_durable: false,
+                gc: None,
+                timing: Timing {
+                    objects: t_objects,
+                    names: t_names - t_objects,
+                    durable: t_durable - t_names,
+                    gc: Duration::ZERO,
+                },
+            };
+        }
+        let mut named = Vec::new();
+        let mut discarded = Vec::new();
+        for (span, o) in spans.iter().zip(&outcomes) {
+            let ids = span.clone().filter(|k| durable[*k]).map(|k| objs[k].id());
+            match o {
+                Ok(Published {
+                    fate: Fate::Named, ..
+                }) => named.extend(ids),
+                _ => discarded.extend(ids),
+            }
+        }
+        let t_durable = t0.elapsed();
+        namer.durable(&outcomes);
+        self.settle_named(&named);
+        self.settle_failed(&discarded);
+        let gc = (namer.collect_always() || !replaced.is_empty()).then(|| self.collect_garbage());
+        Publication {
+            items: outcomes,
+            names_durable: true,
+            gc,
+            timing: Timing {
+                objects: t_objects,
+                names: t_names - t_objects,
+                durable: t_durable - t_names,
+                gc: t0.elapsed() - t_durable,
+            },
+        }
+    }
+
+    /// Commits a group of sealed objects with one barrier per step: their
+    /// shards (one commit per node), then their shares (one keystore
+    /// flush), then their manifests and backup records (one flush). Returns
+    /// one result per object; a failed object leaves nothing behind that a
+    /// name could point at.
+    fn commit_objects(&self, objs: &mut [SealedObject]) -> Vec<Result<(), VaultError>> {
+        // Every shard about to become durable has its intent durable first.
+        if let Err(source) = self.intents.sync() {
+            let e = Arc::new(VaultError::Io {
+                what: "sync the intent log".into(),
+                source,
+            });
+            return objs
+                .iter()
+                .map(|_| Err(VaultError::Commit(Arc::clone(&e))))
+                .collect();
+        }
+        let mut written: Vec<&mut WrittenObject> =
+            objs.iter_mut().map(|o| &mut o.written).collect();
+        let synced = self.ec.sync(&mut written);
+        let mut results: Vec<Result<(), VaultError>> = synced
+            .into_iter()
+            .map(|r| r.map_err(VaultError::from))
+            .collect();
+        let failed: Vec<ObjectId> = (0..objs.len())
+            .filter(|i| results[*i].is_err())
+            .map(|i| objs[i].id())
+            .collect();
+        self.settle_failed(&failed);
+        let ok: Vec<usize> = (0..objs.len()).filter(|i| results[*i].is_ok()).collect();
+        if ok.is_empty() {
+            return results;
+        }
+        let shares: Vec<(ObjectId, ShareBytes, ShareBytes)> = ok
+            .iter()
+            .map(|i| (objs[*i].id(), objs[*i].r1, objs[*i].r2))
+            .collect();
+        let step = self
+            .keys
+            .put_many(&shares)
+            .map_err(VaultError::from)
+            .and_then(|_| {
+                let items: Vec<(&crate::dispersal::Manifest, &[u8])> = ok
+                    .iter()
+                    .map(|i| (&objs[*i].written.manifest, &objs[*i].backup[..]))
+                    .collect();
+                self.ec.publish(&items).map_err(VaultError::from)
+            });
+        if let Err(e) = step {
+            let e = Arc::new(e);
+            for i in &ok {
+                results[*i] = Err(VaultError::Commit(Arc::clone(&e)));
+            }
+            let ids: Vec<ObjectId> = ok.iter().map(|i| objs[*i].id()).collect();
+            self.settle_failed(&ids);
+            return results;
+        }
+        for i in &ok {
+            let o = &objs[*i];
+            let m = &o.written.manifest;
+            if o.missing_shards() == 0 {
+                continue;
+            }
+            // Per node that missed the write: in full the first time,
+            // then summarised (a node that is down fails every write).
+            for (idx, node) in m.placement.iter().enumerate() {
+                if !m.is_missing(idx) {
+                    continue;
+                }
+                self.warnings().warn(
+                    node,
+                    crate::logsum::Cause::WriteFailed,
+                    crate::logsum::item(&o.id(), None),
+                    || {
+                        format!(
+                            "object {}: written with {} of {} shards; the missing ones are recorded as repair debt (see `qsfs status`): {}",
+                            o.id(),
+                            m.present(),
+                            m.layout.n,
+                            o.failures()
+                        )
+                    },
+                );
+            }
+        }
+        results
+    }
+
+    /// Destroys objects whose write failed (whatever of them became
+    /// durable) and settles their intents; if that fails too, the intents
+    /// stay open and the next open's sweep finishes the job.
+    pub(crate) fn settle_failed(&self, ids: &[ObjectId]) {
+        if ids.is_empty() {
+            return;
+        }
+        match self.destroy_objects(ids) {
+            Ok(()) => {
+                let _ = self.intents.done(ids);
+            }
+            Err(e) => tracing::warn!(
+                "could not clean up after a failed write ({e}); the next qsfs command retries"
+            ),
+        }
+    }
+
+    /// Settles the intents of objects now named durably.
+    pub(crate) fn settle_named(&self, ids: &[ObjectId]) {
+        if let Err(e) = self.intents.done(ids) {
+            tracing::warn!(
+                "cannot update the intent log {} ({e})",
+                self.intents.path().display()
+            );
+        }
+    }
+}
