@@ -797,7 +797,7 @@ fn machine() -> Vec<(String, String)> {
         })
         .unwrap_or_default();
     let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
+        .map(std::num::NonZero::get)
         .unwrap_or(0);
     let kernel = fs::read_to_string("/proc/sys/kernel/osrelease")
         .unwrap_or_default()
@@ -880,7 +880,7 @@ fn run(a: RunArgs) -> Result<()> {
     if !a.no_group {
         need.push(KIB);
     }
-    need.sort();
+    need.sort_unstable();
     need.dedup();
     for size in need {
         let p = src_dir.join(format!("src-{size}"));

@@ -21,6 +21,20 @@ scripts/deps.sh
 export QSFS_STRESS=$stress
 start=$(date +%s)
 
+for tool in clippy fmt; do
+    if ! cargo "$tool" --version >/dev/null 2>&1; then
+        comp=$([ "$tool" = fmt ] && echo rustfmt || echo clippy)
+        rustup component add "$comp" >&2 || {
+            echo "qsfs: cargo $tool is needed by the suite; install it with: rustup component add $comp" >&2
+            exit 1
+        }
+    fi
+done
+
+echo "== cargo fmt --check, cargo clippy -D warnings (lints: Cargo.toml) =="
+cargo fmt --all --check
+cargo clippy --release --locked --workspace --all-targets -- -D warnings
+
 echo "== cargo test (release build: the fault tests move real data) =="
 cargo test --release --locked --workspace
 

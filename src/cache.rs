@@ -37,7 +37,7 @@ impl<K: Eq + Hash + Clone, V> ByteLru<K, V> {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner<K, V>> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The value for `key`, if cached (and marks it recently used).

@@ -238,7 +238,7 @@ impl Session<'_> {
     /// Reads the client's next upload line; for `Data` its bytes replace
     /// what `buf` held.
     pub fn receive(&self, buf: &mut Vec<u8>) -> Result<Upload, SessionError> {
-        let mut reader = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        let mut reader = self.reader.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut line = String::new();
         if reader.read_line(&mut line)? == 0 {
             return Err(SessionError::Connection(
@@ -320,7 +320,7 @@ pub fn serve(vault: Arc<Vault>, handler: Arc<Handler>) -> std::io::Result<Contro
 fn send(wire: &Mutex<Wire>, reply: &Reply, payload: Option<&[u8]>) -> std::io::Result<()> {
     let mut line = serde_json::to_vec(reply).map_err(std::io::Error::other)?;
     line.push(b'\n');
-    let mut w = wire.lock().unwrap_or_else(|p| p.into_inner());
+    let mut w = wire.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     if w.broken {
         return Err(std::io::ErrorKind::BrokenPipe.into());
     }
@@ -348,19 +348,19 @@ struct StopOnDrop<'a>(&'a (Mutex<bool>, Condvar));
 
 impl Drop for StopOnDrop<'_> {
     fn drop(&mut self) {
-        *self.0.0.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        *self.0.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = true;
         self.0.1.notify_all();
     }
 }
 
 /// Says "alive" every [`HEARTBEAT`] until `stop` is set.
 fn heartbeat(wire: &Mutex<Wire>, stop: &(Mutex<bool>, Condvar)) {
-    let mut done = stop.0.lock().unwrap_or_else(|p| p.into_inner());
+    let mut done = stop.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     loop {
         done = stop
             .1
             .wait_timeout(done, HEARTBEAT)
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .0;
         if *done || send(wire, &Reply::Alive(()), None).is_err() {
             return;
@@ -436,7 +436,7 @@ fn handle(
         // (else the client would hear "alive" for ever).
         let _stop = StopOnDrop(&stop);
         // Maintenance runs one at a time (the wait beats too).
-        let _one_at_a_time = (!unqueued).then(|| busy.lock().unwrap_or_else(|p| p.into_inner()));
+        let _one_at_a_time = (!unqueued).then(|| busy.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
         handler(vault, &call.op, call.args, &session)
     });
     let reply = match result {
@@ -677,7 +677,7 @@ impl Client {
                 let mut buf = Vec::new();
                 loop {
                     let r = incoming.line(&mut buf);
-                    *beat.lock().unwrap_or_else(|p| p.into_inner()) = std::time::Instant::now();
+                    *beat.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = std::time::Instant::now();
                     match r {
                         Ok(Line::Alive) => continue,
                         Ok(Line::Event(Event::Done(v))) => {
@@ -749,7 +749,7 @@ impl Uploader {
                     let quiet = self
                         .heard
                         .lock()
-                        .unwrap_or_else(|p| p.into_inner())
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
                         .elapsed();
                     if quiet > self.silence {
                         return Err(failure(&self.path, self.silence, e));

@@ -272,6 +272,6 @@ fn temp_beside(dest: &Path) -> Result<tempfile::NamedTempFile> {
 
 fn threads() -> usize {
     std::thread::available_parallelism()
-        .map(|n| n.get())
+        .map(std::num::NonZero::get)
         .unwrap_or(2)
 }

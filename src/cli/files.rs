@@ -130,7 +130,7 @@ fn walk(
         .with_context(|| format!("cannot read folder {}", local.display()))?
         .collect::<Result<_, _>>()
         .with_context(|| format!("cannot read folder {}", local.display()))?;
-    entries.sort_by_key(|e| e.file_name());
+    entries.sort_by_key(std::fs::DirEntry::file_name);
     for e in entries {
         let path = e.path();
         let target = dest.join(e.file_name().as_encoded_bytes());

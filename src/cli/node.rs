@@ -268,7 +268,7 @@ fn drain(ctx: &Ctx, a: DrainArgs) -> Result<i32> {
             )?;
         }
     }
-    Ok(if r.ok() { 0 } else { 1 })
+    Ok(i32::from(!r.ok()))
 }
 
 /// The summary of one drain.

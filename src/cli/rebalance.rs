@@ -51,7 +51,7 @@ pub fn rebalance(ctx: &Ctx, a: RebalanceArgs) -> Result<i32> {
     if a.json {
         serde_json::to_writer_pretty(&mut out, &r)?;
         writeln!(out)?;
-        return Ok(if r.ok() { 0 } else { 1 });
+        return Ok(i32::from(!r.ok()));
     }
     for d in &r.drained {
         super::node::print_drain(&mut out, d)?;
@@ -90,5 +90,5 @@ pub fn rebalance(ctx: &Ctx, a: RebalanceArgs) -> Result<i32> {
     for f in &r.failures {
         writeln!(out, "  FAILED    {f}")?;
     }
-    Ok(if r.ok() { 0 } else { 1 })
+    Ok(i32::from(!r.ok()))
 }

@@ -46,7 +46,7 @@ pub fn status(ctx: &Ctx, a: StatusArgs) -> Result<i32> {
         s.k, s.n, s.write_quorum, s.codec
     )?;
     let r = &s.random;
-    let mut random = r.kind.to_string();
+    let mut random = r.kind.clone();
     if let Some(p) = &r.path {
         random.push_str(&format!(" {}", p.display()));
     }

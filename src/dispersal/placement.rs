@@ -56,7 +56,7 @@ mod tests {
         let mut v: Vec<u32> = (0..50).collect();
         shuffle(&mut v);
         let mut s = v.clone();
-        s.sort();
+        s.sort_unstable();
         assert_eq!(s, (0..50).collect::<Vec<_>>());
     }
 }

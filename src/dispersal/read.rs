@@ -241,13 +241,13 @@ impl ObjectShards<'_> {
                 detail: self.describe_unusable(report),
             });
         }
-        if chunks[..l.k].iter().any(|c| c.is_none()) {
-            let present: Vec<bool> = chunks.iter().map(|c| c.is_some()).collect();
+        if chunks[..l.k].iter().any(std::option::Option::is_none) {
+            let present: Vec<bool> = chunks.iter().map(std::option::Option::is_some).collect();
             let mut bufs: Vec<Vec<u8>> = chunks
                 .iter_mut()
                 .map(|c| c.take().unwrap_or_else(|| vec![0u8; chunk]))
                 .collect();
-            let mut refs: Vec<&mut [u8]> = bufs.iter_mut().map(|b| b.as_mut_slice()).collect();
+            let mut refs: Vec<&mut [u8]> = bufs.iter_mut().map(std::vec::Vec::as_mut_slice).collect();
             self.codec.reconstruct(&mut refs, &present, true)?;
             // Rebuilt chunks must match the manifest too: a decoder fault
             // is then reported as such, not blamed on the object.

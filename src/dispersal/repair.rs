@@ -171,12 +171,12 @@ impl Dispersal {
                 detail: why.join("; "),
             });
         }
-        let present: Vec<bool> = chunks.iter().map(|c| c.is_some()).collect();
+        let present: Vec<bool> = chunks.iter().map(std::option::Option::is_some).collect();
         let mut bufs: Vec<Vec<u8>> = chunks
             .into_iter()
             .map(|c| c.unwrap_or_else(|| vec![0u8; chunk]))
             .collect();
-        let mut refs: Vec<&mut [u8]> = bufs.iter_mut().map(|b| b.as_mut_slice()).collect();
+        let mut refs: Vec<&mut [u8]> = bufs.iter_mut().map(std::vec::Vec::as_mut_slice).collect();
         shards.codec.reconstruct(&mut refs, &present, false)?;
         let c = std::mem::take(&mut bufs[index]);
         if blake3::hash(&c).as_bytes() != m.hash(stripe, index) {

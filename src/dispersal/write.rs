@@ -180,7 +180,7 @@ pub(super) fn shard_writer(
     ShardOutcome {
         hashes,
         root: tree.finish().0,
-        result: sink.and_then(|s| s.finish()),
+        result: sink.and_then(super::super::node::ShardSink::finish),
     }
 }
 

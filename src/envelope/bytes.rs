@@ -55,7 +55,7 @@ fn threads_for(segments: u64) -> usize {
     static CORES: OnceLock<usize> = OnceLock::new();
     let cores = *CORES.get_or_init(|| {
         thread::available_parallelism()
-            .map_or(1, |n| n.get())
+            .map_or(1, std::num::NonZero::get)
             .min(16)
     });
     cores.min(segments as usize)

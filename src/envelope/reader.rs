@@ -162,7 +162,7 @@ impl ObjectReader {
 
     fn walk(&self) -> std::sync::MutexGuard<'_, Walk> {
         // The walk's state stays consistent across a panic elsewhere.
-        self.walk.lock().unwrap_or_else(|p| p.into_inner())
+        self.walk.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// How far the `M` check got.
@@ -712,7 +712,7 @@ mod tests {
                 assert!(matches!(r.mac_status(), MacStatus::Pending { .. }));
             }
             Role::Inserted | Role::Mac => {
-                let first_bad = results.iter().position(|x| x.is_err());
+                let first_bad = results.iter().position(std::result::Result::is_err);
                 let Some(at) = first_bad else {
                     panic!("byte {p} (KR, R3 or M) tampered, but every visit passed");
                 };

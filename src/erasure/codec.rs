@@ -225,8 +225,8 @@ mod tests {
     fn encode_with(codec: &Codec, data: &[Vec<u8>]) -> Vec<Vec<u8>> {
         let len = data[0].len();
         let mut parity = vec![vec![0u8; len]; codec.n() - codec.k()];
-        let d: Vec<&[u8]> = data.iter().map(|c| c.as_slice()).collect();
-        let mut p: Vec<&mut [u8]> = parity.iter_mut().map(|c| c.as_mut_slice()).collect();
+        let d: Vec<&[u8]> = data.iter().map(std::vec::Vec::as_slice).collect();
+        let mut p: Vec<&mut [u8]> = parity.iter_mut().map(std::vec::Vec::as_mut_slice).collect();
         codec.encode(&d, &mut p).unwrap();
         parity
     }
@@ -270,13 +270,13 @@ mod tests {
                     bufs[lost_b].fill(0x55);
                     let present: Vec<bool> = (0..5).map(|i| i != lost_a && i != lost_b).collect();
                     let mut refs: Vec<&mut [u8]> =
-                        bufs.iter_mut().map(|b| b.as_mut_slice()).collect();
+                        bufs.iter_mut().map(std::vec::Vec::as_mut_slice).collect();
                     codec.reconstruct(&mut refs, &present, false).unwrap();
                     assert_eq!(bufs, all);
                 }
             }
             let mut bufs = all.clone();
-            let mut refs: Vec<&mut [u8]> = bufs.iter_mut().map(|b| b.as_mut_slice()).collect();
+            let mut refs: Vec<&mut [u8]> = bufs.iter_mut().map(std::vec::Vec::as_mut_slice).collect();
             let err = codec
                 .reconstruct(&mut refs, &[true, false, false, false, true], true)
                 .unwrap_err();

@@ -125,12 +125,12 @@ pub struct OpenFile {
 impl OpenFile {
     /// Locks the state.
     pub fn lock(&self) -> MutexGuard<'_, FileState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Waits on `changed`.
     pub fn wait<'a>(&self, g: MutexGuard<'a, FileState>) -> MutexGuard<'a, FileState> {
-        self.changed.wait(g).unwrap_or_else(|p| p.into_inner())
+        self.changed.wait(g).unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -139,14 +139,14 @@ impl FsCore {
     pub fn file(&self, ino: u64) -> Option<Arc<OpenFile>> {
         self.files
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(&ino)
             .cloned()
     }
 
     /// The state of `ino`, loading it from the namespace if needed.
     pub fn file_or_load(&self, ino: u64) -> Result<Arc<OpenFile>, Errno> {
-        let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        let mut files = self.files.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(f) = files.get(&ino) {
             return Ok(Arc::clone(f));
         }
@@ -330,7 +330,7 @@ impl FsCore {
     /// same inode can start a new staging file that this would then
     /// delete.
     pub fn maybe_evict(&self, f: &Arc<OpenFile>) {
-        let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        let mut files = self.files.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         // Only the state the table holds: an older one of the same inode
         // (evicted already, still held by a queued seal or a slow request)
         // must never take its successor out of the table.
@@ -344,7 +344,7 @@ impl FsCore {
         }
         let ns = self.vault.namespace();
         if st.legacy_record
-            && let Err(e) = ns.remove_staging(f.ino).and_then(|_| ns.flush())
+            && let Err(e) = ns.remove_staging(f.ino).and_then(|()| ns.flush())
         {
             tracing::warn!("ino {}: cannot drop its staging record yet: {e}", f.ino);
             return;
@@ -367,7 +367,7 @@ impl FsCore {
             match ns.release_orphan(f.ino) {
                 Ok(_) => self.want_flush(),
                 Err(e) => {
-                    tracing::warn!("ino {}: cannot destroy the unlinked file yet: {e}", f.ino)
+                    tracing::warn!("ino {}: cannot destroy the unlinked file yet: {e}", f.ino);
                 }
             }
         }
@@ -409,7 +409,7 @@ impl FsCore {
         let files: Vec<_> = self
             .files
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .values()
             .cloned()
             .collect();

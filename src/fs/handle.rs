@@ -61,7 +61,7 @@ impl VaultHandle {
     /// Destroys sealed objects that are never published (a file's seal
     /// failed part way).
     pub fn discard(&self, ids: &[ObjectId]) {
-        self.0.settle_failed(ids)
+        self.0.settle_failed(ids);
     }
 
     /// Destroys the objects of deleted files.
@@ -132,7 +132,7 @@ impl VaultHandle {
 
     /// Writes summaries of repeated warnings that are due.
     pub fn tick_warnings(&self) {
-        self.0.tick_warnings()
+        self.0.tick_warnings();
     }
 
     /// The staging folder.

@@ -161,7 +161,7 @@ impl Journal {
         stock: Option<&crate::stock::Stock>,
     ) -> io::Result<Journal> {
         let path = path_for(dir, ino);
-        if let Some(spare) = stock.and_then(|s| s.take())
+        if let Some(spare) = stock.and_then(super::super::stock::Stock::take)
             && std::fs::rename(&spare, &path).is_err()
         {
             let _ = std::fs::remove_file(&spare);

@@ -137,7 +137,7 @@ impl FsCore {
                 None => match self.vault.namespace().release_orphan(ino) {
                     Ok(_) => {}
                     Err(e) => {
-                        tracing::warn!("ino {ino}: cannot destroy the unlinked file yet: {e}")
+                        tracing::warn!("ino {ino}: cannot destroy the unlinked file yet: {e}");
                     }
                 },
             }
@@ -161,7 +161,7 @@ impl FsCore {
     fn open_files(&self) -> Vec<Arc<OpenFile>> {
         self.files
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .values()
             .cloned()
             .collect()
@@ -173,7 +173,7 @@ impl FsCore {
         if let Some(tx) = self
             .sealer_tx
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .as_ref()
         {
             let _ = tx.send(Arc::clone(f));
@@ -185,7 +185,7 @@ impl FsCore {
         match self
             .commit_tx
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .as_ref()
         {
             Some(tx) => tx.send(job).map_err(|e| e.0),
@@ -287,9 +287,9 @@ impl Qsfs {
         self.core
             .sealer_tx
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
-        if let Some(h) = self.sealer.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        if let Some(h) = self.sealer.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
             let _ = h.join();
         }
         for f in self.core.open_files() {
@@ -312,13 +312,13 @@ impl Qsfs {
         self.core
             .commit_tx
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
         self.core.reader.stop();
         if let Some(h) = self
             .committer
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take()
         {
             let _ = h.join();
@@ -339,7 +339,7 @@ impl Drop for Qsfs {
         if self
             .committer
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .is_some()
         {
             self.shutdown();

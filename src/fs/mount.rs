@@ -208,7 +208,7 @@ pub fn serve(
                         args: serde_json::Value,
                         session: &crate::control::Session|
           -> Result<serde_json::Value, String> {
-        let core = || core_for_socket.get().and_then(|w| w.upgrade());
+        let core = || core_for_socket.get().and_then(std::sync::Weak::upgrade);
         if super::live::OPS.contains(&op) {
             let core = core().ok_or_else(|| {
                 "the mount is starting or stopping; try again in a moment".to_string()

@@ -185,7 +185,7 @@ impl Qsfs {
     fn handle(&self, fh: FileHandle) -> Option<Handle> {
         self.handles
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(&fh.0)
             .copied()
     }
@@ -257,7 +257,7 @@ impl Qsfs {
     fn dir_listing(&self, fh: FileHandle) -> Option<Arc<Vec<crate::namespace::DirEntry>>> {
         self.dirs
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(&fh.0)
             .cloned()
     }
@@ -511,7 +511,7 @@ impl Filesystem for Qsfs {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let r = self.writable().and_then(|_| {
+        let r = self.writable().and_then(|()| {
             ns_reply(
                 self.ns()
                     .unlink(parent.0, bytes(name), false, &show(name), &|ino| {
@@ -522,14 +522,14 @@ impl Filesystem for Qsfs {
         match r {
             Ok(removed) => {
                 self.core.after_removal(removed);
-                reply.ok()
+                reply.ok();
             }
             Err(e) => reply.error(e),
         }
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let r = self.writable().and_then(|_| {
+        let r = self.writable().and_then(|()| {
             ns_reply(
                 self.ns()
                     .unlink(parent.0, bytes(name), true, &show(name), &|_| false),
@@ -538,7 +538,7 @@ impl Filesystem for Qsfs {
         match r {
             Ok(removed) => {
                 self.core.after_removal(removed);
-                reply.ok()
+                reply.ok();
             }
             Err(e) => reply.error(e),
         }
@@ -582,7 +582,7 @@ impl Filesystem for Qsfs {
             noreplace: flags.contains(fuser::RenameFlags::RENAME_NOREPLACE),
             exchange: flags.contains(fuser::RenameFlags::RENAME_EXCHANGE),
         };
-        let r = self.writable().and_then(|_| {
+        let r = self.writable().and_then(|()| {
             ns_reply(self.ns().rename(
                 parent.0,
                 bytes(name),
@@ -596,7 +596,7 @@ impl Filesystem for Qsfs {
         match r {
             Ok(removed) => {
                 self.core.after_removal(removed);
-                reply.ok()
+                reply.ok();
             }
             Err(e) => reply.error(e),
         }
@@ -612,7 +612,7 @@ impl Filesystem for Qsfs {
     ) {
         let r = self
             .writable()
-            .and_then(|_| {
+            .and_then(|()| {
                 ns_reply(
                     self.ns()
                         .link(ino.0, newparent.0, bytes(newname), &show(newname)),
@@ -659,7 +659,7 @@ impl Filesystem for Qsfs {
             };
             self.handles
                 .lock()
-                .unwrap_or_else(|p| p.into_inner())
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .insert(fh, h);
             Ok(fh)
         })();
@@ -766,7 +766,7 @@ impl Filesystem for Qsfs {
     ) {
         self.handles
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(&fh.0);
         if let Some(f) = self.core.file(ino.0) {
             let last = {
@@ -820,9 +820,9 @@ impl Filesystem for Qsfs {
                 let fh = self.new_fh();
                 self.dirs
                     .lock()
-                    .unwrap_or_else(|p| p.into_inner())
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .insert(fh, Arc::new(entries));
-                reply.opened(FileHandle(fh), FopenFlags::empty())
+                reply.opened(FileHandle(fh), FopenFlags::empty());
             }
             Err(e) => reply.error(e),
         }
@@ -893,7 +893,7 @@ impl Filesystem for Qsfs {
     ) {
         self.dirs
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(&fh.0);
         reply.ok();
     }
@@ -941,8 +941,8 @@ impl Filesystem for Qsfs {
         reply: ReplyEmpty,
     ) {
         let r = known_xattr(bytes(name))
-            .and_then(|_| self.writable())
-            .and_then(|_| {
+            .and_then(|()| self.writable())
+            .and_then(|()| {
                 if bytes(name) == b"system.posix_acl_access" {
                     return self.set_access_acl(ino.0, value, flags);
                 }
@@ -951,7 +951,7 @@ impl Filesystem for Qsfs {
         match r {
             Ok(()) => {
                 self.core.want_flush();
-                reply.ok()
+                reply.ok();
             }
             Err(e) => reply.error(e),
         }
@@ -959,7 +959,7 @@ impl Filesystem for Qsfs {
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         match known_xattr(bytes(name))
-            .and_then(|_| ns_reply(self.ns().get_xattr(ino.0, bytes(name))))
+            .and_then(|()| ns_reply(self.ns().get_xattr(ino.0, bytes(name))))
         {
             Ok(v) if size == 0 => reply.size(v.len() as u32),
             Ok(v) if v.len() > size as usize => reply.error(Errno::ERANGE),
@@ -977,11 +977,11 @@ impl Filesystem for Qsfs {
                     buf.push(0);
                 }
                 if size == 0 {
-                    reply.size(buf.len() as u32)
+                    reply.size(buf.len() as u32);
                 } else if buf.len() > size as usize {
-                    reply.error(Errno::ERANGE)
+                    reply.error(Errno::ERANGE);
                 } else {
-                    reply.data(&buf)
+                    reply.data(&buf);
                 }
             }
             Err(e) => reply.error(e),
@@ -990,12 +990,12 @@ impl Filesystem for Qsfs {
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let r = known_xattr(bytes(name))
-            .and_then(|_| self.writable())
-            .and_then(|_| ns_reply(self.ns().remove_xattr(ino.0, bytes(name))));
+            .and_then(|()| self.writable())
+            .and_then(|()| ns_reply(self.ns().remove_xattr(ino.0, bytes(name))));
         match r {
             Ok(()) => {
                 self.core.want_flush();
-                reply.ok()
+                reply.ok();
             }
             Err(e) => reply.error(e),
         }
@@ -1024,9 +1024,9 @@ impl Filesystem for Qsfs {
             bits & want == want
         };
         if ok {
-            reply.ok()
+            reply.ok();
         } else {
-            reply.error(Errno::EACCES)
+            reply.error(Errno::EACCES);
         }
     }
 
@@ -1057,7 +1057,7 @@ impl Filesystem for Qsfs {
                 Errno::EINVAL
             });
         }
-        let r = self.writable().and_then(|_| {
+        let r = self.writable().and_then(|()| {
             self.core.with_live(ino.0, |_, st| {
                 let end = offset.checked_add(length).ok_or(Errno::EFBIG)?;
                 if mode & (PUNCH_HOLE | ZERO_RANGE) != 0 {
@@ -1102,7 +1102,7 @@ impl Filesystem for Qsfs {
             };
             self.handles
                 .lock()
-                .unwrap_or_else(|p| p.into_inner())
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .insert(fh, h);
             Ok((fh, a))
         })();

@@ -41,10 +41,13 @@ pub struct ObjectKeys {
     prefetched: AtomicU64,
 }
 
+/// A prefetch request: an object's keys and the byte range of `N` to fetch.
+type PrefetchJob = (Arc<ObjectKeys>, u64, u64);
+
 /// The mount's reader of sealed content.
 pub struct Reader {
     inner: Arc<Inner>,
-    prefetch: Mutex<Option<crossbeam_channel::Sender<(Arc<ObjectKeys>, u64, u64)>>>,
+    prefetch: Mutex<Option<crossbeam_channel::Sender<PrefetchJob>>>,
 }
 
 pub struct Inner {
@@ -71,7 +74,7 @@ impl Reader {
             segments: ByteLru::new(SEGMENT_CACHE),
             keys: Mutex::new(HashMap::new()),
         });
-        let (tx, rx) = crossbeam_channel::unbounded::<(Arc<ObjectKeys>, u64, u64)>();
+        let (tx, rx) = crossbeam_channel::unbounded::<PrefetchJob>();
         for i in 0..2 {
             let (inner, rx) = (Arc::clone(&inner), rx.clone());
             let _ = std::thread::Builder::new()
@@ -94,7 +97,7 @@ impl Reader {
     pub fn stop(&self) {
         self.prefetch
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
     }
 
@@ -153,7 +156,7 @@ impl Reader {
         if let Some(tx) = self
             .prefetch
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .as_ref()
         {
             let _ = tx.send((Arc::clone(keys), from, to));
@@ -163,7 +166,7 @@ impl Reader {
 
 impl Inner {
     fn keys(&self, id: &ObjectId) -> Result<Arc<ObjectKeys>, Errno> {
-        if let Some(k) = self.keys.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
+        if let Some(k) = self.keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(id) {
             return Ok(Arc::clone(k));
         }
         let manifest = self.vault.manifest(id).map_err(|e| {
@@ -191,7 +194,7 @@ impl Inner {
             reader: ObjectReader::new(rec),
             prefetched: AtomicU64::new(0),
         });
-        let mut map = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if map.len() >= KEYS_KEPT {
             map.clear();
         }

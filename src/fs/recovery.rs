@@ -126,13 +126,10 @@ fn recover_journal(core: &FsCore, ino: u64, image: Option<Image>) -> bool {
         drop_all();
         return false;
     };
-    let inode = match ns.inode(ino) {
-        Ok(i) => i,
-        Err(_) => {
-            // The file is gone: so is the need for its data.
-            drop_all();
-            return false;
-        }
+    let Ok(inode) = ns.inode(ino) else {
+        // The file is gone: so is the need for its data.
+        drop_all();
+        return false;
     };
     let mark = match ns.journal_mark(ino) {
         Ok(m) => m,
@@ -247,9 +244,8 @@ fn reseal(
     mtime: Time,
     from: &str,
 ) -> bool {
-    let f = match core.file_or_load(ino) {
-        Ok(f) => f,
-        Err(_) => return false,
+    let Ok(f) = core.file_or_load(ino) else {
+        return false;
     };
     {
         let mut st = f.lock();

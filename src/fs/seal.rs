@@ -90,7 +90,7 @@ impl FsCore {
             };
         };
         st.seal_wanted = false;
-        let mark = st.journal.as_ref().map(|j| j.mark());
+        let mark = st.journal.as_ref().map(super::journal::Journal::mark);
         let staging = st.staging.clone();
         // A retry that fails again says so once, at its first failure.
         let quiet = st.retry.is_some();
@@ -205,7 +205,7 @@ impl FsCore {
     }
 
     fn discard(&self, objs: Vec<SealedObject>, code: Errno) -> Errno {
-        let ids: Vec<_> = objs.iter().map(|o| o.id()).collect();
+        let ids: Vec<_> = objs.iter().map(SealedObject::id).collect();
         drop(objs);
         self.vault.discard(&ids);
         code

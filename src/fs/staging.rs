@@ -186,7 +186,7 @@ impl Staging {
     }
 
     fn piece(&self, k: u64, create: bool) -> io::Result<Option<Arc<File>>> {
-        let mut pieces = self.inner.pieces.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pieces = self.inner.pieces.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(f) = pieces.get(&k) {
             return Ok(Some(Arc::clone(f)));
         }
@@ -271,7 +271,7 @@ impl Staging {
                 self.inner
                     .pieces
                     .lock()
-                    .unwrap_or_else(|p| p.into_inner())
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .remove(&k);
                 let _ = std::fs::remove_file(self.inner.dir.join(piece_name(self.inner.ino, k)));
             } else if let Some(f) = self.piece(k, false)?

@@ -172,7 +172,7 @@ impl Vault {
             });
         }
         self.dispersal().set_draining(name, true);
-        super::nodes::edit_config(&self.root(), |c| {
+        super::nodes::edit_config(self.root(), |c| {
             if let Some(e) = c.nodes.iter_mut().find(|e| e.name == name) {
                 e.draining = true;
             }

@@ -74,7 +74,7 @@ impl Vault {
                     next_step: l
                         .as_ref()
                         .err()
-                        .map(|why| why.next_step(&self.root(), node)),
+                        .map(|why| why.next_step(self.root(), node)),
                     error: l.as_ref().err().map(ToString::to_string),
                 })
                 .collect(),
@@ -114,7 +114,7 @@ impl Vault {
                 repaired: false,
             })
             .collect();
-        for n in report.nodes.iter_mut() {
+        for n in &mut report.nodes {
             n.missing = faults
                 .iter()
                 .filter(|(node, _, f)| *node == n.node && *f == ShardFault::Missing)

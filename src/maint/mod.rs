@@ -95,8 +95,8 @@ pub fn dispatch(
         "fsck" => call(args, |o| vault.fsck(o, progress)),
         "drain" => call(args, |o| vault.drain(o, progress)),
         "rebalance" => call(args, |o| vault.rebalance(o, progress)),
-        "node-list" => call(args, |_: &()| vault.node_list()),
-        "status" => call(args, |_: &()| vault.status()),
+        "node-list" => call(args, |(): &()| vault.node_list()),
+        "status" => call(args, |(): &()| vault.status()),
         "keys" => call(args, |o: &crate::maint::keys::KeysOptions| {
             vault.check_keys(o.repair)
         }),

@@ -405,7 +405,7 @@ mod tests {
             .enumerate()
             .map(|(o, p)| Holding {
                 id: ObjectId([o as u8; 16]),
-                placement: p.iter().map(|s| s.to_string()).collect(),
+                placement: p.iter().map(std::string::ToString::to_string).collect(),
                 shard_bytes: 100,
             })
             .collect()

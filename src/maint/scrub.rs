@@ -386,7 +386,7 @@ impl Vault {
         // 6. A node that answers but lacks shards, or holds damaged ones,
         // is not "ok" until they are rebuilt (the words `node list` and
         // `status` use too).
-        for row in report.nodes.iter_mut() {
+        for row in &mut report.nodes {
             if row.health != "ok" {
                 continue;
             }

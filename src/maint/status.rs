@@ -211,7 +211,7 @@ impl Vault {
                     placed_unchecked: unchecked,
                     next_step: not_checked
                         .as_ref()
-                        .map(|why| why.next_step(&self.root(), node.name())),
+                        .map(|why| why.next_step(self.root(), node.name())),
                     not_checked,
                     bytes,
                     leftovers,

@@ -154,7 +154,7 @@ impl Vault {
         let t_objects = t0.elapsed();
         // Objects whose commit failed were destroyed by it; the rest of a
         // failed item is destroyed once the batch is durable.
-        let durable: Vec<bool> = committed.iter().map(|r| r.is_ok()).collect();
+        let durable: Vec<bool> = committed.iter().map(std::result::Result::is_ok).collect();
         let mut first_err: Vec<Option<VaultError>> = spans.iter().map(|_| None).collect();
         let mut item = 0;
         for (k, r) in committed.into_iter().enumerate() {
@@ -206,8 +206,8 @@ impl Vault {
                 gc: None,
                 timing: Timing {
                     objects: t_objects,
-                    names: t_names - t_objects,
-                    durable: t_durable - t_names,
+                    names: t_names.saturating_sub(t_objects),
+                    durable: t_durable.saturating_sub(t_names),
                     gc: Duration::ZERO,
                 },
             };
@@ -234,9 +234,9 @@ impl Vault {
             gc,
             timing: Timing {
                 objects: t_objects,
-                names: t_names - t_objects,
-                durable: t_durable - t_names,
-                gc: t0.elapsed() - t_durable,
+                names: t_names.saturating_sub(t_objects),
+                durable: t_durable.saturating_sub(t_names),
+                gc: t0.elapsed().saturating_sub(t_durable),
             },
         }
     }
@@ -282,7 +282,7 @@ impl Vault {
             .keys
             .put_many(&shares)
             .map_err(VaultError::from)
-            .and_then(|_| {
+            .and_then(|()| {
                 let items: Vec<(&crate::dispersal::Manifest, &[u8])> = ok
                     .iter()
                     .map(|i| (&objs[*i].written.manifest, &objs[*i].backup[..]))

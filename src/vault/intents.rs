@@ -69,9 +69,8 @@ impl Intents {
                 let line = line?;
                 // A torn last line (crash mid-append) is simply ignored: its
                 // object's shards were not written yet.
-                let (sign, hex) = match line.split_once(' ') {
-                    Some(x) => x,
-                    None => continue,
+                let Some((sign, hex)) = line.split_once(' ') else {
+                    continue;
                 };
                 let Some(id) = ObjectId::from_hex(hex.trim()) else {
                     continue;
@@ -108,7 +107,7 @@ impl Intents {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Records that a seal of `id` starts.

@@ -96,7 +96,7 @@ impl VaultLock {
         // it must not stop the command.
         let _ = file
             .set_len(0)
-            .and_then(|_| file.seek(SeekFrom::Start(0)))
+            .and_then(|()| file.seek(SeekFrom::Start(0)))
             .and_then(|_| file.write_all(me.as_bytes()));
         Ok(VaultLock { _file: file })
     }

@@ -278,7 +278,7 @@ impl Vault {
         let (intents, in_flight) = intents::Intents::open(&log)
             .map_err(io_err(format!("open the intent log {}", log.display())))?;
         let threads = std::thread::available_parallelism()
-            .map(|n| n.get())
+            .map(std::num::NonZero::get)
             .unwrap_or(2);
         let vault = Vault {
             root,
@@ -304,7 +304,7 @@ impl Vault {
         if !in_flight.is_empty() {
             match vault.sweep(&in_flight) {
                 Ok(r) if !r.is_empty() => {
-                    tracing::info!(?r, "cleaned up after an interrupted qsfs run")
+                    tracing::info!(?r, "cleaned up after an interrupted qsfs run");
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(
@@ -317,7 +317,7 @@ impl Vault {
 
     /// The random source, opened on first use.
     pub fn random(&self) -> Result<Arc<dyn EntropySource>, VaultError> {
-        let mut slot = self.random.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slot = self.random.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(r) = slot.as_ref() {
             return Ok(Arc::clone(r));
         }

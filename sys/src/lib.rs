@@ -417,29 +417,6 @@ pub fn device_of(path: &Path) -> io::Result<u64> {
     Ok(std::fs::metadata(path)?.dev())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mountinfo_escapes() {
-        assert_eq!(unescape("/a\\040b"), "/a b");
-        assert_eq!(unescape("/plain"), "/plain");
-        assert!(mounts().iter().any(|m| m.target == Path::new("/")));
-    }
-
-    #[test]
-    fn space_and_sync_work_on_tmp() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = fs_space(dir.path()).unwrap();
-        assert!(s.total > 0 && s.available <= s.total);
-        let f = File::create(dir.path().join("x")).unwrap();
-        start_writeback(&f).unwrap();
-        fsync_dir(dir.path()).unwrap();
-        assert!(fs_space(&dir.path().join("missing")).is_err());
-    }
-}
-
 /// The effective uid of this process.
 pub fn euid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
@@ -544,4 +521,27 @@ pub fn peak_rss_kib() -> io::Result<u64> {
         return Err(io::Error::last_os_error());
     }
     Ok(u64::try_from(ru.ru_maxrss).unwrap_or(0)) // KiB on Linux
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_escapes() {
+        assert_eq!(unescape("/a\\040b"), "/a b");
+        assert_eq!(unescape("/plain"), "/plain");
+        assert!(mounts().iter().any(|m| m.target == Path::new("/")));
+    }
+
+    #[test]
+    fn space_and_sync_work_on_tmp() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = fs_space(dir.path()).unwrap();
+        assert!(s.total > 0 && s.available <= s.total);
+        let f = File::create(dir.path().join("x")).unwrap();
+        start_writeback(&f).unwrap();
+        fsync_dir(dir.path()).unwrap();
+        assert!(fs_space(&dir.path().join("missing")).is_err());
+    }
 }

@@ -103,7 +103,7 @@ fn many_files_in_one_put_then_rm_r() {
     assert_eq!(st["objects"], objects, "{st:#}");
     assert_eq!(
         st["logical_bytes"],
-        files.values().map(|d| d.len()).sum::<usize>(),
+        files.values().map(std::vec::Vec::len).sum::<usize>(),
         "{st:#}"
     );
     assert_eq!(st["degraded_objects"], 0);
@@ -268,7 +268,7 @@ fn plaintext_and_names_never_reach_a_node() {
             }
         }
     }
-    let total: usize = contents.iter().map(|c| c.len()).sum();
+    let total: usize = contents.iter().map(std::vec::Vec::len).sum();
     assert!(
         scanned as usize > total,
         "the nodes hold less than the plaintext ({scanned} < {total})"

@@ -201,7 +201,7 @@ impl Stream {
     /// Reads every tracked path and every name `ls` shows.
     fn verify(&mut self, when: &str) {
         let v = &self.v;
-        for (p, state) in self.paths.iter_mut() {
+        for (p, state) in &mut self.paths {
             let (r, data) = v.get_bytes(p);
             let now: Content = if r.ok() {
                 r.quiet();

@@ -374,7 +374,7 @@ fn any_flipped_bit_is_an_integrity_error_and_releases_nothing() {
                     };
                     let obj = tmp_path.join(format!("obj-{i}"));
                     std::fs::write(&obj, &bad).unwrap();
-                    let a: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+                    let a: Vec<&str> = args.iter().map(std::string::String::as_str).collect();
                     let (r, out) = open(&obj, &a);
                     assert_eq!(r.code, Some(1), "{what}: open did not fail:\n{}", r.stderr);
                     assert!(out.is_none(), "{what}: plaintext was written");

@@ -117,7 +117,7 @@ fn every_vector_lists_only_known_expectations() {
     for v in load() {
         let mut got = v.expect.clone();
         got.sort();
-        let mut want: Vec<String> = KNOWN.iter().map(|s| s.to_string()).collect();
+        let mut want: Vec<String> = KNOWN.iter().map(std::string::ToString::to_string).collect();
         want.sort();
         assert_eq!(got, want, "{}", v.name);
     }

@@ -15,7 +15,7 @@ use qsfs::qkd::{Direction, End, KeyError, KeyId, KeySource};
 const SAES: [&str; 3] = ["sae-a", "sae-b", "sae-x"];
 
 fn pki(dir: &Path) {
-    let saes: Vec<String> = SAES.iter().map(|s| s.to_string()).collect();
+    let saes: Vec<String> = SAES.iter().map(std::string::ToString::to_string).collect();
     etsi014::certs::write_pki(dir, &saes, &["127.0.0.1".into(), "localhost".into()]).unwrap();
 }
 

@@ -437,7 +437,7 @@ fn open_pool(path: &std::path::Path) -> PoolFile {
     loop {
         match PoolFile::open(path) {
             Err(PoolError::InUse { .. }) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(std::time::Duration::from_millis(10))
+                std::thread::sleep(std::time::Duration::from_millis(10));
             }
             r => return r.unwrap(),
         }

@@ -56,7 +56,7 @@ fn pools(link: &str, keys: u64) -> Pools {
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
     let mut v = vec![0u8; len];
     let mut x = seed as u32 | 1;
-    for b in v.iter_mut() {
+    for b in &mut v {
         x ^= x << 13;
         x ^= x >> 17;
         x ^= x << 5;
@@ -491,7 +491,7 @@ fn a_recorded_session_replayed_to_a_new_connection_is_refused() {
         vec![f]
     });
     let (e, _, results) = through_proxy(&p, hook, &msgs(), false);
-    assert!(results.iter().all(|r| r.is_ok()));
+    assert!(results.iter().all(std::result::Result::is_ok));
     assert!(matches!(e, ChannelError::Closed { .. }), "{e}");
     // Replay A's recorded frames to a fresh end B.
     let (b_addr, b) = tcp_echo_b(&p, LinkConfig::for_pool(&p.b));

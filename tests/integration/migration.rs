@@ -249,7 +249,7 @@ fn drain_empties_a_node_and_it_can_be_removed() {
         .find(|n| n["name"].as_str() == Some("node-2"))
         .unwrap();
     assert_eq!(
-        n2.get("draining").and_then(|x| x.as_bool()),
+        n2.get("draining").and_then(toml::Value::as_bool),
         Some(true),
         "{n2:?}"
     );

@@ -400,11 +400,11 @@ fn qkd_keyed_node_servers_round_trip_and_refuse_a_wrong_pool() {
         v.assert_reads(path, data);
     }
     let st = v.status();
-    for i in 0..5 {
+    for (i, server) in srv.iter().enumerate() {
         let l = link_status(&st, &format!("node-{i}"));
         assert_eq!(l["kind"], "pool-file", "{st:#}");
         assert!(l["counts"]["used"].as_u64().unwrap() > 0, "{st:#}");
-        assert_eq!(srv[i].shard_files(), files.len());
+        assert_eq!(server.shard_files(), files.len());
     }
 
     // Node 0's server restarted with the pool of another link: refused at

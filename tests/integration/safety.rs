@@ -75,7 +75,7 @@ fn a_store_from_another_vault_is_refused() {
     assert!(status.success());
     v.run("ls", &[]).failure().stderr_has(&[
         "belongs to vault",
-        &other.config()["vault_id"].as_str().unwrap().to_string(),
+        other.config()["vault_id"].as_str().unwrap(),
     ]);
     std::fs::remove_dir_all(&ns).unwrap();
     std::fs::rename(&saved, &ns).unwrap();

@@ -130,15 +130,12 @@ impl Cutter {
             .segment_span_in_e(self.next_first + count - 1)
             .end;
         let need = (end - start) as usize;
-        let mut data = match self.pool.take((BATCH_SEGS * SEG_E) as usize) {
-            Ok(d) => d,
-            Err(_) => {
+        let Ok(mut data) = self.pool.take((BATCH_SEGS * SEG_E) as usize) else {
                 self.cancelled = true;
                 return Err(io::Error::new(
                     io::ErrorKind::BrokenPipe,
                     "calling thread stopped",
                 ));
-            }
         };
         data.clear();
         let batch = Batch::new(self.seq, self.next_first, count, data);

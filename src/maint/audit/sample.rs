@@ -124,7 +124,7 @@ mod tests {
         for (j, idx) in per.iter().enumerate() {
             assert!(idx.iter().all(|&i| i < leaves[j]));
         }
-        let total: usize = per.iter().map(|v| v.len()).sum();
+        let total: usize = per.iter().map(std::vec::Vec::len).sum();
         assert_eq!(total, 20_000);
         // Expected 2000 / 6000 / 12000; 6 sigma is well under 10%.
         for (j, want) in [(0usize, 2000f64), (2, 6000.0), (3, 12_000.0)] {

@@ -131,12 +131,12 @@ mod tests {
             indices: vec![0, 9, 4, 4],
         };
         let p = prove(&data, block, &c);
-        assert!(judge(&want, &c, &p).iter().all(|v| v.is_none()));
+        assert!(judge(&want, &c, &p).iter().all(std::option::Option::is_none));
 
         // Replay under another nonce: everything fails.
         let mut other = c.clone();
         other.nonce = [8; 32];
-        assert!(judge(&want, &other, &p).iter().all(|v| v.is_some()));
+        assert!(judge(&want, &other, &p).iter().all(std::option::Option::is_some));
 
         // One block altered: only that one fails (the others' paths
         // come from the honest tree here).
@@ -149,7 +149,7 @@ mod tests {
         let mut altered = data.clone();
         altered[64 * 6] ^= 1;
         let v = judge(&want, &c, &prove(&altered, block, &c));
-        assert!(v.iter().all(|x| x.is_some()), "{v:?}");
+        assert!(v.iter().all(std::option::Option::is_some), "{v:?}");
 
         // Truncated shard: leaf count differs.
         let short = &data[..64 * 8];
@@ -162,7 +162,7 @@ mod tests {
         // Wrong count, wrong index, wrong length.
         let mut fewer = p.clone();
         fewer.blocks.pop();
-        assert!(judge(&want, &c, &fewer).iter().all(|v| v.is_some()));
+        assert!(judge(&want, &c, &fewer).iter().all(std::option::Option::is_some));
         let mut swapped = p.clone();
         swapped.blocks[0].index = 1;
         assert!(judge(&want, &c, &swapped)[0].is_some());

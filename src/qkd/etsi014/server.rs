@@ -277,7 +277,7 @@ impl KmeHandle {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        match self.thread.take().map(|t| t.join()) {
+        match self.thread.take().map(std::thread::JoinHandle::join) {
             Some(Ok(r)) => r,
             Some(Err(_)) => Err(KmeError::Io {
                 addr: self.addr.to_string(),

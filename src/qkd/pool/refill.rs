@@ -281,7 +281,7 @@ impl Refiller {
                         continue;
                     }
                     let result = refill_pair(&a, &b, n, &mut random);
-                    let mut s = st.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut s = st.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                     match result {
                         Ok(_) => {
                             credit -= n as f64;
@@ -307,7 +307,7 @@ impl Refiller {
 
     /// What it has done so far.
     pub fn stats(&self) -> RefillStats {
-        self.stats.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.stats.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     /// Stops the thread and waits for it (an append in progress finishes).

@@ -412,7 +412,7 @@ impl TestVault {
         let scratch = tmp.path().join("scratch");
         std::fs::create_dir_all(&scratch).unwrap();
         let mut a: Vec<String> = vec!["init".into(), root.display().to_string()];
-        a.extend(args.iter().map(|s| s.to_string()));
+        a.extend(args.iter().map(std::string::ToString::to_string));
         qsfs(&a).success().stdout_has(&["created vault"]);
         TestVault {
             tmp,
@@ -437,7 +437,7 @@ impl TestVault {
     /// Runs `qsfs CMD VAULT REST...`.
     pub fn run(&self, cmd: &str, rest: &[&str]) -> Run {
         let mut a: Vec<String> = vec![cmd.into(), self.arg()];
-        a.extend(rest.iter().map(|s| s.to_string()));
+        a.extend(rest.iter().map(std::string::ToString::to_string));
         qsfs(&a)
     }
 
@@ -518,7 +518,7 @@ impl TestVault {
         let v: Value = serde_json::from_slice(&r.stdout).unwrap();
         let ext = &v[0]["inode"]["extents"];
         assert_eq!(
-            ext.as_array().map(|a| a.len()),
+            ext.as_array().map(std::vec::Vec::len),
             Some(1),
             "{vpath}: expected one extent: {v}"
         );
@@ -705,7 +705,7 @@ pub static PRIV_LOCK: Mutex<()> = Mutex::new(());
 
 /// Takes [`PRIV_LOCK`], surviving a panicked holder.
 pub fn priv_lock() -> std::sync::MutexGuard<'static, ()> {
-    PRIV_LOCK.lock().unwrap_or_else(|p| p.into_inner())
+    PRIV_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn sh(prog: &str, args: &[&str]) -> Result<(), String> {
