@@ -116,7 +116,7 @@ impl Vault {
         } else {
             self.ec.write_object(id, sealed_len, len, |w| {
                 envelope::seal_stream(&keys, len, src, w, self.threads)
-                    .map_err(|e| DispersalError::Source(std::io::Error::other(e.to_string())))
+                    .map_err(|e| DispersalError::Source(std::io::Error::other(e)))
                     .map(|s| s.backup)
             })
         };
@@ -167,7 +167,7 @@ impl Vault {
             ))));
         }
         let (n, backup) = envelope::seal_bytes(&data, keys)
-            .map_err(|e| DispersalError::Source(std::io::Error::other(e.to_string())))?;
+            .map_err(|e| DispersalError::Source(std::io::Error::other(e)))?;
         Ok((backup, self.ec.write_object_inline(id, &n, len)?))
     }
 }
