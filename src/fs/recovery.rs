@@ -173,6 +173,13 @@ fn recover_journal(core: &FsCore, ino: u64, image: Option<Image>) -> bool {
         drop_all();
         return false;
     }
+    // The journal's own mtime is the time of the last write it recorded;
+    // read before reopening it, which truncates it (and so touches it).
+    let written = std::fs::metadata(&path)
+        .ok()
+        .and_then(|m| m.modified().ok())
+        .map(super::attr::from_fuser)
+        .unwrap_or_else(Time::now);
     let journal = match Journal::reopen(&image, &core.journal_dir) {
         Ok(j) => j,
         Err(e) => {
@@ -180,12 +187,20 @@ fn recover_journal(core: &FsCore, ino: u64, image: Option<Image>) -> bool {
             return false;
         }
     };
-    let mtime = std::fs::metadata(&path)
-        .ok()
-        .and_then(|m| m.modified().ok())
-        .map(super::attr::from_fuser)
-        .unwrap_or_else(Time::now);
+    let mtime = recovered_mtime(&inode, written);
     reseal(core, ino, replay, staging, Some(journal), mtime, "journal")
+}
+
+/// The mtime a recovered file gets: the one its inode records when that
+/// record was made after the last staged write (a `touch -d` or `cp -p`
+/// after writing, made durable before the mount stopped), otherwise the
+/// time of that last write.
+fn recovered_mtime(inode: &crate::namespace::Inode, written: Time) -> Time {
+    if inode.ctime >= written {
+        inode.mtime
+    } else {
+        written
+    }
 }
 
 /// True when replaying changes nothing (every change was committed).

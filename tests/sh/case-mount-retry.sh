@@ -75,7 +75,15 @@ mv "$VAULT/nodes/node-1" "$VAULT/nodes/node-1.away"
 mv "$VAULT/nodes/node-3" "$VAULT/nodes/node-3.away"
 head -c 123457 /dev/urandom > src/late
 cp src/late "$MNT/late" 2>/dev/null && fail "cp of late succeeded with 3 of 5 nodes"
-unmount_staged 1
+# Times survive the reseal at the next mount: one set after the write (as
+# `cp -p` and `touch -d` do), one left at the time of the write.
+python3 -c 'import os, sys; os.utime(sys.argv[1], (1620191105, 1620191105))' "$MNT/late" \
+    || fail "utime of the staged file"
+head -c 2000 /dev/urandom > src/late2
+cp src/late2 "$MNT/late2" 2>/dev/null && fail "cp of late2 succeeded with 3 of 5 nodes"
+written=$(date +%s)
+sleep 1.1
+unmount_staged 2
 grep -q "stay staged in .*the next mount seals them" "$VAULT/qsfs.log" || fail "the log's last line claims every seal finished: $(tail -n 2 "$VAULT/qsfs.log")"
 ! grep -q "every seal is finished" <(tail -n 1 "$VAULT/qsfs.log") || fail "log says every seal is finished"
 mv "$VAULT/nodes/node-1.away" "$VAULT/nodes/node-1"
@@ -86,5 +94,8 @@ mount_vault
 [ "$(stat -c %s "$VAULT/qsfs.log.1")" -eq $((65 << 20)) ] || fail "the 65 MiB log was not rotated to qsfs.log.1"
 [ "$(stat -c %s "$VAULT/qsfs.log")" -lt 1048576 ] || fail "qsfs.log still large after rotation"
 cmp src/late "$MNT/late" || fail "late does not read back after the remount"
+cmp src/late2 "$MNT/late2" || fail "late2 does not read back after the remount"
+[ "$(stat -c %Y "$MNT/late")" -eq 1620191105 ] || fail "late lost the mtime set after its write: $(stat -c %y "$MNT/late")"
+[ "$(stat -c %Y "$MNT/late2")" -le "$written" ] || fail "late2's mtime is the remount time, not its write time: $(stat -c %y "$MNT/late2") (written by $written)"
 unmount
 "$Q" get "$VAULT" /late - | cmp - src/late || fail "qsfs get /late after the remount"
