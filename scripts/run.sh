@@ -35,10 +35,11 @@ qsfs is running.
   log:         $vault/qsfs.log
   unmount:     $qsfs umount $mnt
                (returns once every pending seal is finished)
-While the vault is mounted, \`qsfs status\`, \`scrub\`, \`fsck\`, \`audit\`,
-\`node list\`, \`node drain\` and \`rebalance\` on it run inside the mount
-process; the other commands (\`put\`, \`get\`, \`ls\`, \`rm\`, \`keys\`, ...)
-refuse to run: use the files in the mount, or unmount first. Add $PWD/target/release
+While the vault is mounted, the commands on it (\`status\`, \`ls\`, \`get\`,
+\`put\`, \`rm\`, \`mkdir\`, \`keys verify|repair\`, \`scrub\`, \`fsck\`, \`audit\`,
+\`node list|drain\`, \`rebalance\`) run inside the mount process and agree
+with it; only changes to the node set (\`node add|remove|adopt\`) and
+\`keys repair --rebuild-r2\` need it unmounted. Add $PWD/target/release
 to PATH to type just \`qsfs\`; scripts/install.sh installs qsfs and its
 mount(8) helper (mount -t fuse.qsfs, /etc/fstab).
 MSG
