@@ -37,7 +37,9 @@ impl<K: Eq + Hash + Clone, V> ByteLru<K, V> {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner<K, V>> {
-        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The value for `key`, if cached (and marks it recently used).

@@ -238,7 +238,10 @@ impl Session<'_> {
     /// Reads the client's next upload line; for `Data` its bytes replace
     /// what `buf` held.
     pub fn receive(&self, buf: &mut Vec<u8>) -> Result<Upload, SessionError> {
-        let mut reader = self.reader.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut reader = self
+            .reader
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut line = String::new();
         if reader.read_line(&mut line)? == 0 {
             return Err(SessionError::Connection(
@@ -320,7 +323,9 @@ pub fn serve(vault: Arc<Vault>, handler: Arc<Handler>) -> std::io::Result<Contro
 fn send(wire: &Mutex<Wire>, reply: &Reply, payload: Option<&[u8]>) -> std::io::Result<()> {
     let mut line = serde_json::to_vec(reply).map_err(std::io::Error::other)?;
     line.push(b'\n');
-    let mut w = wire.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut w = wire
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if w.broken {
         return Err(std::io::ErrorKind::BrokenPipe.into());
     }
@@ -348,14 +353,21 @@ struct StopOnDrop<'a>(&'a (Mutex<bool>, Condvar));
 
 impl Drop for StopOnDrop<'_> {
     fn drop(&mut self) {
-        *self.0.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = true;
+        *self
+            .0
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = true;
         self.0.1.notify_all();
     }
 }
 
 /// Says "alive" every [`HEARTBEAT`] until `stop` is set.
 fn heartbeat(wire: &Mutex<Wire>, stop: &(Mutex<bool>, Condvar)) {
-    let mut done = stop.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut done = stop
+        .0
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     loop {
         done = stop
             .1
@@ -436,7 +448,10 @@ fn handle(
         // (else the client would hear "alive" for ever).
         let _stop = StopOnDrop(&stop);
         // Maintenance runs one at a time (the wait beats too).
-        let _one_at_a_time = (!unqueued).then(|| busy.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        let _one_at_a_time = (!unqueued).then(|| {
+            busy.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        });
         handler(vault, &call.op, call.args, &session)
     });
     let reply = match result {
@@ -677,7 +692,10 @@ impl Client {
                 let mut buf = Vec::new();
                 loop {
                     let r = incoming.line(&mut buf);
-                    *beat.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = std::time::Instant::now();
+                    *beat
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                        std::time::Instant::now();
                     match r {
                         Ok(Line::Alive) => continue,
                         Ok(Line::Event(Event::Done(v))) => {

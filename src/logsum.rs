@@ -360,7 +360,9 @@ impl Warnings {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Repeats> {
-        self.repeats.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.repeats
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Warns about `cause` on `node` (see [`Repeats::record`]).
@@ -546,7 +548,10 @@ mod tests {
         // Not before the period is over.
         let t1 = t0 + MIN * 2;
         r.record(t1, "node-2", Cause::WriteFailed, 3, || "c".into());
-        assert!(r.due((t1 + MIN).checked_sub(Duration::from_millis(1)).unwrap()).is_empty());
+        assert!(
+            r.due((t1 + MIN).checked_sub(Duration::from_millis(1)).unwrap())
+                .is_empty()
+        );
         assert_eq!(r.due(t1 + MIN).len(), 1);
         assert!(r.flush(t1 + MIN * 3).is_empty(), "nothing left to say");
     }
@@ -595,7 +600,8 @@ mod tests {
         assert_eq!(pending(&w), 4);
         w.tick();
         assert_eq!(pending(&w), 4, "not due yet");
-        *now.lock().unwrap_or_else(std::sync::PoisonError::into_inner) += MIN;
+        *now.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) += MIN;
         w.tick();
         assert_eq!(pending(&w), 0, "summarised");
     }

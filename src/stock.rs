@@ -84,7 +84,12 @@ impl Stock {
                 .name("qsfs-stock".into())
                 .spawn(move || inner.fill())
             {
-                Ok(h) => *self.filler.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(h),
+                Ok(h) => {
+                    *self
+                        .filler
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(h)
+                }
                 Err(_) => st.broken = true,
             }
         }
@@ -98,7 +103,9 @@ impl Stock {
 
 impl Inner {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn guard_gone(&self) -> bool {
@@ -126,7 +133,10 @@ impl Inner {
             {
                 let mut st = self.lock();
                 while !st.stop && st.files.len() >= self.want {
-                    st = self.wake.wait(st).unwrap_or_else(std::sync::PoisonError::into_inner);
+                    st = self
+                        .wake
+                        .wait(st)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
                 }
                 if st.stop {
                     return;
@@ -199,7 +209,11 @@ impl Drop for Stock {
             st.stop = true;
             self.inner.wake.notify_all();
         }
-        let filler = self.filler.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        let filler = self
+            .filler
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
         match filler {
             Some(filler) => {
                 let _ = filler.join();

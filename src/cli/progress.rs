@@ -28,7 +28,10 @@ impl Bar {
         if !self.visible {
             return;
         }
-        let mut slot = self.bar.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut slot = self
+            .bar
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         match p {
             Progress::Phase { name, total } => {
                 if let Some(b) = slot.take() {
@@ -69,7 +72,12 @@ impl Bar {
 
     /// Removes the bar (before the summary is printed).
     pub fn finish(&self) {
-        if let Some(b) = self.bar.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
+        if let Some(b) = self
+            .bar
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+        {
             b.finish_and_clear();
         }
     }

@@ -93,6 +93,9 @@ pub fn status(ctx: &Ctx, a: StatusArgs) -> Result<i32> {
         bytes(s.stored_bytes),
         s.overhead
     )?;
+    if let Some(line) = reach_line(&s) {
+        writeln!(out, "{line}")?;
+    }
     if s.degraded_objects == 0 && s.placed_missing == 0 {
         writeln!(out, "repair    nothing owed")?;
     } else if s.degraded_objects == 0 {
@@ -287,5 +290,36 @@ fn shards(n: u64) -> String {
         "1 shard".into()
     } else {
         format!("{n} shards")
+    }
+}
+
+/// A warning when too few nodes answer to read (fewer than k) or to write
+/// (fewer than the write quorum): the per-node table says which, this line
+/// says what it means for the files.
+fn reach_line(s: &Status) -> Option<String> {
+    let readable = s
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.health, NodeHealth::Ok | NodeHealth::ReadOnly(_)))
+        .count();
+    let writable = s
+        .nodes
+        .iter()
+        .filter(|n| n.health == NodeHealth::Ok)
+        .count();
+    if readable < s.k {
+        Some(format!(
+            "reach     ONLY {readable} of {} nodes answer, fewer than the k={} a file needs: files cannot be read or written until nodes return (see the nodes below)",
+            s.nodes.len(),
+            s.k
+        ))
+    } else if writable < s.write_quorum {
+        Some(format!(
+            "reach     only {writable} of {} nodes take writes, fewer than the write quorum {}: files read, but new data stays staged until nodes return",
+            s.nodes.len(),
+            s.write_quorum
+        ))
+    } else {
+        None
     }
 }

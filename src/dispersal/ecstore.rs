@@ -79,7 +79,10 @@ impl EcStore {
             return Ok(sum);
         }
         // No manifest may change between the walk and recording its sum.
-        let _guard = self.edit.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _guard = self
+            .edit
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(sum) = *self.stored_sum() {
             return Ok(sum);
         }
@@ -92,7 +95,9 @@ impl EcStore {
     }
 
     fn stored_sum(&self) -> std::sync::MutexGuard<'_, Option<u64>> {
-        self.stored.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.stored
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// What the manifest of `id` now stored adds to the running sum (0
@@ -119,7 +124,10 @@ impl EcStore {
 
     /// Records manifests and backups of newly sealed objects, durably.
     pub fn publish(&self, items: &[(&Manifest, &[u8])]) -> Result<(), DispersalError> {
-        let _guard = self.edit.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _guard = self
+            .edit
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let before: u64 = if self.counting() {
             items.iter().map(|(m, _)| self.stored_of(&m.id)).sum()
         } else {
@@ -144,7 +152,10 @@ impl EcStore {
     /// is gone or its manifest changed meanwhile (a concurrent repair,
     /// migration or delete): the caller's view is stale.
     pub fn replace_manifest(&self, old: &Manifest, new: &Manifest) -> Result<bool, DispersalError> {
-        let _guard = self.edit.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _guard = self
+            .edit
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         match self.manifest(&old.id)? {
             Some(current) if current == *old => {}
             _ => return Ok(false),
@@ -178,7 +189,10 @@ impl EcStore {
 
     fn remove_all(&self, prefix: u8, ids: &[ObjectId]) -> Result<(), DispersalError> {
         // A concurrent compare-and-replace must not re-insert what goes here.
-        let _guard = self.edit.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _guard = self
+            .edit
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let before: u64 = if prefix == b'm' && self.counting() {
             ids.iter().map(|id| self.stored_of(id)).sum()
         } else {

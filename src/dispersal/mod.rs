@@ -225,7 +225,10 @@ impl Dispersal {
 
     /// Marks node `name` as draining (no new shards) or not.
     pub fn set_draining(&self, name: &str, on: bool) {
-        let mut d = self.draining.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut d = self
+            .draining
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if on {
             d.insert(name.to_string());
         } else {
@@ -244,7 +247,10 @@ impl Dispersal {
     /// Nodes new shards may go to: every configured node but the draining
     /// ones (those too when too few others are left, so writes go on).
     fn placeable(&self) -> Vec<Arc<dyn Node>> {
-        let d = self.draining.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let d = self
+            .draining
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let (mut keep, rest): (Vec<_>, Vec<_>) = self
             .nodes
             .iter()
@@ -282,7 +288,10 @@ impl Dispersal {
 
     /// A codec for `k`/`n` (objects keep the parameters they were sealed with).
     pub fn codec(&self, k: usize, n: usize) -> Result<Arc<Codec>, DispersalError> {
-        let mut codecs = self.codecs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut codecs = self
+            .codecs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(c) = codecs.get(&(k, n)) {
             return Ok(Arc::clone(c));
         }
@@ -349,7 +358,10 @@ impl Dispersal {
                     Err(e)
                 }
             };
-            let outcomes: Vec<_> = handles.into_iter().map(std::thread::ScopedJoinHandle::join).collect();
+            let outcomes: Vec<_> = handles
+                .into_iter()
+                .map(std::thread::ScopedJoinHandle::join)
+                .collect();
             (value, outcomes)
         });
         // On a failed fill the outcomes drop here, discarding the temp shards.

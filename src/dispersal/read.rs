@@ -247,7 +247,8 @@ impl ObjectShards<'_> {
                 .iter_mut()
                 .map(|c| c.take().unwrap_or_else(|| vec![0u8; chunk]))
                 .collect();
-            let mut refs: Vec<&mut [u8]> = bufs.iter_mut().map(std::vec::Vec::as_mut_slice).collect();
+            let mut refs: Vec<&mut [u8]> =
+                bufs.iter_mut().map(std::vec::Vec::as_mut_slice).collect();
             self.codec.reconstruct(&mut refs, &present, true)?;
             // Rebuilt chunks must match the manifest too: a decoder fault
             // is then reported as such, not blamed on the object.

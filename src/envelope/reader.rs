@@ -162,7 +162,9 @@ impl ObjectReader {
 
     fn walk(&self) -> std::sync::MutexGuard<'_, Walk> {
         // The walk's state stays consistent across a panic elsewhere.
-        self.walk.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.walk
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// How far the `M` check got.

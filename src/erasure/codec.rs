@@ -276,7 +276,8 @@ mod tests {
                 }
             }
             let mut bufs = all.clone();
-            let mut refs: Vec<&mut [u8]> = bufs.iter_mut().map(std::vec::Vec::as_mut_slice).collect();
+            let mut refs: Vec<&mut [u8]> =
+                bufs.iter_mut().map(std::vec::Vec::as_mut_slice).collect();
             let err = codec
                 .reconstruct(&mut refs, &[true, false, false, false, true], true)
                 .unwrap_err();

@@ -125,12 +125,16 @@ pub struct OpenFile {
 impl OpenFile {
     /// Locks the state.
     pub fn lock(&self) -> MutexGuard<'_, FileState> {
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Waits on `changed`.
     pub fn wait<'a>(&self, g: MutexGuard<'a, FileState>) -> MutexGuard<'a, FileState> {
-        self.changed.wait(g).unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.changed
+            .wait(g)
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -146,7 +150,10 @@ impl FsCore {
 
     /// The state of `ino`, loading it from the namespace if needed.
     pub fn file_or_load(&self, ino: u64) -> Result<Arc<OpenFile>, Errno> {
-        let mut files = self.files.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut files = self
+            .files
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(f) = files.get(&ino) {
             return Ok(Arc::clone(f));
         }
@@ -330,7 +337,10 @@ impl FsCore {
     /// same inode can start a new staging file that this would then
     /// delete.
     pub fn maybe_evict(&self, f: &Arc<OpenFile>) {
-        let mut files = self.files.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut files = self
+            .files
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         // Only the state the table holds: an older one of the same inode
         // (evicted already, still held by a queued seal or a slow request)
         // must never take its successor out of the table.

@@ -289,7 +289,12 @@ impl Qsfs {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
-        if let Some(h) = self.sealer.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
+        if let Some(h) = self
+            .sealer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+        {
             let _ = h.join();
         }
         for f in self.core.open_files() {

@@ -166,7 +166,12 @@ impl Reader {
 
 impl Inner {
     fn keys(&self, id: &ObjectId) -> Result<Arc<ObjectKeys>, Errno> {
-        if let Some(k) = self.keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(id) {
+        if let Some(k) = self
+            .keys
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(id)
+        {
             return Ok(Arc::clone(k));
         }
         let manifest = self.vault.manifest(id).map_err(|e| {
@@ -194,7 +199,10 @@ impl Inner {
             reader: ObjectReader::new(rec),
             prefetched: AtomicU64::new(0),
         });
-        let mut map = self.keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut map = self
+            .keys
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if map.len() >= KEYS_KEPT {
             map.clear();
         }

@@ -186,7 +186,11 @@ impl Staging {
     }
 
     fn piece(&self, k: u64, create: bool) -> io::Result<Option<Arc<File>>> {
-        let mut pieces = self.inner.pieces.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut pieces = self
+            .inner
+            .pieces
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(f) = pieces.get(&k) {
             return Ok(Some(Arc::clone(f)));
         }

@@ -408,7 +408,11 @@ impl Vault {
             nodes: audits,
             objects,
             objects_without_roots: objects - with_roots,
-            damaged_manifests: snap.damaged.iter().map(super::super::object_id::ObjectId::to_hex).collect(),
+            damaged_manifests: snap
+                .damaged
+                .iter()
+                .map(super::super::object_id::ObjectId::to_hex)
+                .collect(),
             samples: opts.samples,
             totals,
             advice,

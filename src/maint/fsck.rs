@@ -71,10 +71,7 @@ impl Vault {
                     leftovers: l.as_ref().map(|l| l.leftovers.len() as u64).unwrap_or(0),
                     missing: 0,
                     not_checked: l.as_ref().err().cloned(),
-                    next_step: l
-                        .as_ref()
-                        .err()
-                        .map(|why| why.next_step(self.root(), node)),
+                    next_step: l.as_ref().err().map(|why| why.next_step(self.root(), node)),
                     error: l.as_ref().err().map(ToString::to_string),
                 })
                 .collect(),

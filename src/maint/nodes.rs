@@ -255,7 +255,9 @@ pub(super) fn edit_config<T>(
     root: &Path,
     edit: impl FnOnce(&mut Config) -> Result<T, VaultError>,
 ) -> Result<T, VaultError> {
-    let _guard = CONFIG_EDIT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _guard = CONFIG_EDIT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut cfg = Config::load(root)?;
     let value = edit(&mut cfg)?;
     save_config(root, &cfg)?;

@@ -174,7 +174,9 @@ impl Namespace {
     }
 
     fn lock(&self) -> MutexGuard<'_, ()> {
-        self.write.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.write
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Makes every change so far durable.

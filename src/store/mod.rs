@@ -346,7 +346,10 @@ impl Db {
             .map_err(sync_err(&log))?;
         let blobs = self.path.join("blobs");
         if blobs.is_dir() {
-            let mut synced = self.synced_blobs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut synced = self
+                .synced_blobs
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let entries = std::fs::read_dir(&blobs).map_err(sync_err(&blobs))?;
             let mut any_new = false;
             for entry in entries {
@@ -375,7 +378,10 @@ impl Db {
             .filter_map(|e| e.ok().map(|e| e.file_name()))
             .collect();
         names.sort();
-        let mut known = self.known_files.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut known = self
+            .known_files
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if *known != names {
             for name in ["conf", "db"] {
                 let p = self.path.join(name);

@@ -317,7 +317,10 @@ impl Vault {
 
     /// The random source, opened on first use.
     pub fn random(&self) -> Result<Arc<dyn EntropySource>, VaultError> {
-        let mut slot = self.random.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut slot = self
+            .random
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(r) = slot.as_ref() {
             return Ok(Arc::clone(r));
         }

@@ -83,7 +83,15 @@ head -c 2000 /dev/urandom > src/late2
 cp src/late2 "$MNT/late2" 2>/dev/null && fail "cp of late2 succeeded with 3 of 5 nodes"
 written=$(date +%s)
 sleep 1.1
+"$Q" status "$VAULT" > reach2.txt || fail "status with 2 nodes away: $(cat reach2.txt)"
+grep -q "^reach     only 3 of 5 nodes take writes, fewer than the write quorum 4" reach2.txt \
+    || fail "status does not say writes stay staged: $(cat reach2.txt)"
 unmount_staged 2
+mv "$VAULT/nodes/node-4" "$VAULT/nodes/node-4.away"
+"$Q" status "$VAULT" > reach3.txt || fail "status with 3 nodes away: $(cat reach3.txt)"
+grep -q "^reach     ONLY 2 of 5 nodes answer, fewer than the k=3 a file needs" reach3.txt \
+    || fail "status does not say files cannot be read: $(cat reach3.txt)"
+mv "$VAULT/nodes/node-4.away" "$VAULT/nodes/node-4"
 grep -q "stay staged in .*the next mount seals them" "$VAULT/qsfs.log" || fail "the log's last line claims every seal finished: $(tail -n 2 "$VAULT/qsfs.log")"
 ! grep -q "every seal is finished" <(tail -n 1 "$VAULT/qsfs.log") || fail "log says every seal is finished"
 mv "$VAULT/nodes/node-1.away" "$VAULT/nodes/node-1"

@@ -131,11 +131,11 @@ impl Cutter {
             .end;
         let need = (end - start) as usize;
         let Ok(mut data) = self.pool.take((BATCH_SEGS * SEG_E) as usize) else {
-                self.cancelled = true;
-                return Err(io::Error::new(
-                    io::ErrorKind::BrokenPipe,
-                    "calling thread stopped",
-                ));
+            self.cancelled = true;
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "calling thread stopped",
+            ));
         };
         data.clear();
         let batch = Batch::new(self.seq, self.next_first, count, data);

@@ -131,12 +131,20 @@ mod tests {
             indices: vec![0, 9, 4, 4],
         };
         let p = prove(&data, block, &c);
-        assert!(judge(&want, &c, &p).iter().all(std::option::Option::is_none));
+        assert!(
+            judge(&want, &c, &p)
+                .iter()
+                .all(std::option::Option::is_none)
+        );
 
         // Replay under another nonce: everything fails.
         let mut other = c.clone();
         other.nonce = [8; 32];
-        assert!(judge(&want, &other, &p).iter().all(std::option::Option::is_some));
+        assert!(
+            judge(&want, &other, &p)
+                .iter()
+                .all(std::option::Option::is_some)
+        );
 
         // One block altered: only that one fails (the others' paths
         // come from the honest tree here).
@@ -162,7 +170,11 @@ mod tests {
         // Wrong count, wrong index, wrong length.
         let mut fewer = p.clone();
         fewer.blocks.pop();
-        assert!(judge(&want, &c, &fewer).iter().all(std::option::Option::is_some));
+        assert!(
+            judge(&want, &c, &fewer)
+                .iter()
+                .all(std::option::Option::is_some)
+        );
         let mut swapped = p.clone();
         swapped.blocks[0].index = 1;
         assert!(judge(&want, &c, &swapped)[0].is_some());

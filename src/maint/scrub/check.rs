@@ -241,7 +241,11 @@ pub fn check_shard(
 
 /// `1, 5, 9 ...` (at most `max` numbers).
 fn list_some(v: &[u64], max: usize) -> String {
-    let mut s: Vec<String> = v.iter().take(max).map(std::string::ToString::to_string).collect();
+    let mut s: Vec<String> = v
+        .iter()
+        .take(max)
+        .map(std::string::ToString::to_string)
+        .collect();
     if v.len() > max {
         s.push("...".into());
     }

@@ -317,8 +317,10 @@ impl Etsi014Source {
     fn tls_message(&self, e: &rustls::Error) -> String {
         use rustls::AlertDescription as A;
         match e {
-            rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName |
-rustls::CertificateError::NotValidForNameContext { .. }) => format!(
+            rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForName
+                | rustls::CertificateError::NotValidForNameContext { .. },
+            ) => format!(
                 "TLS: the KME's server certificate does not name the host of {} ({e}); \
                  use the host name or address the certificate was made for",
                 self.base

@@ -146,7 +146,10 @@ enum Kind {
 impl Fate {
     /// The error for a call on a dead link, or `None` while it lives.
     pub(crate) fn check(&self, link: &str) -> Result<(), ChannelError> {
-        let g = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let g = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         match &*g {
             None => Ok(()),
             Some((Kind::Refused, why)) => Err(ChannelError::Refused {
@@ -166,7 +169,10 @@ impl Fate {
 
     /// Records the first fatal failure.
     pub(crate) fn kill(&self, err: &ChannelError) {
-        let mut g = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut g = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if g.is_none() {
             let kind = match err {
                 ChannelError::Refused { .. } => Kind::Refused,

@@ -307,7 +307,10 @@ impl Refiller {
 
     /// What it has done so far.
     pub fn stats(&self) -> RefillStats {
-        self.stats.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        self.stats
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Stops the thread and waits for it (an append in progress finishes).

@@ -705,7 +705,9 @@ pub static PRIV_LOCK: Mutex<()> = Mutex::new(());
 
 /// Takes [`PRIV_LOCK`], surviving a panicked holder.
 pub fn priv_lock() -> std::sync::MutexGuard<'static, ()> {
-    PRIV_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    PRIV_LOCK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn sh(prog: &str, args: &[&str]) -> Result<(), String> {
