@@ -88,7 +88,7 @@ impl Stock {
                     *self
                         .filler
                         .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(h)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(h);
                 }
                 Err(_) => st.broken = true,
             }

@@ -316,7 +316,6 @@ fn open_run(
 mod tests {
     use super::*;
     use crate::envelope::SEG;
-    use crate::envelope::geometry::SEG_E;
 
     /// `E''` by the book: encrypt segment after segment, then splice KR and R3.
     fn reference(g: &Geometry, cipher: &SegmentCipher, d: &[u8], kr: &[u8], r3: &[u8]) -> Vec<u8> {
@@ -343,54 +342,35 @@ mod tests {
         let plain_len = 3 * SEG + 100;
         let d: Vec<u8> = (0..plain_len).map(|i| (i * 7 + i / 300) as u8).collect();
         let le = plain_len + 4 * 16;
-        // Insertion points at, just before and just after segment boundaries, at 0 and at the end.
-        let mut points = vec![0, 1, le - 1, le];
-        for b in [SEG_E, 2 * SEG_E, 3 * SEG_E] {
-            points.extend([b - 17, b - 16, b - 1, b, b + 1]);
-        }
-        for &n1 in &points {
-            for n2 in [
-                0,
-                n1,
-                n1 + 5,
-                n1 + 32,
-                n1 + 33,
-                le + 32,
-                SEG_E + 32,
-                2 * SEG_E + 31,
-            ] {
-                if n2 > le + 32 {
-                    continue;
+        for (n1, n2) in crate::envelope::geometry::test_insertion_points(le) {
+            let g = Geometry::new(plain_len, n1, n2).unwrap();
+            let want = reference(&g, &cipher, &d, &kr, &r3);
+            for threads in [1, 2, 3, 4] {
+                let mut e2 = vec![0u8; g.len_e2() as usize];
+                for r in g.inserted_in_n() {
+                    e2[r.start as usize..r.end as usize].fill(0xee);
                 }
-                let g = Geometry::new(plain_len, n1, n2).unwrap();
-                let want = reference(&g, &cipher, &d, &kr, &r3);
-                for threads in [1, 2, 3, 4] {
-                    let mut e2 = vec![0u8; g.len_e2() as usize];
-                    for r in g.inserted_in_n() {
-                        e2[r.start as usize..r.end as usize].fill(0xee);
-                    }
-                    place_segments(&g, &cipher, &d, &mut e2, threads).unwrap();
-                    let mut at = 0usize;
-                    let ins = g.interleave(&kr, &r3);
-                    for r in g.inserted_in_n() {
-                        // place_segments left the inserted bytes alone.
-                        assert!(
-                            e2[r.start as usize..r.end as usize]
-                                .iter()
-                                .all(|&b| b == 0xee)
-                        );
-                        let len = (r.end - r.start) as usize;
-                        e2[r.start as usize..r.end as usize].copy_from_slice(&ins[at..at + len]);
-                        at += len;
-                    }
-                    assert!(e2 == want, "n1 {n1} n2 {n2} threads {threads}");
-                    let mut n = e2.clone();
-                    n.extend_from_slice(&[0u8; 32]);
-                    let mut out = vec![0u8; plain_len as usize];
-                    gather_ciphertext(&g, &n, &mut out);
-                    decrypt_segments(&g, &cipher, &n, &mut out, threads).unwrap();
-                    assert!(out == d, "open n1 {n1} n2 {n2} threads {threads}");
+                place_segments(&g, &cipher, &d, &mut e2, threads).unwrap();
+                let mut at = 0usize;
+                let ins = g.interleave(&kr, &r3);
+                for r in g.inserted_in_n() {
+                    // place_segments left the inserted bytes alone.
+                    assert!(
+                        e2[r.start as usize..r.end as usize]
+                            .iter()
+                            .all(|&b| b == 0xee)
+                    );
+                    let len = (r.end - r.start) as usize;
+                    e2[r.start as usize..r.end as usize].copy_from_slice(&ins[at..at + len]);
+                    at += len;
                 }
+                assert!(e2 == want, "n1 {n1} n2 {n2} threads {threads}");
+                let mut n = e2.clone();
+                n.extend_from_slice(&[0u8; 32]);
+                let mut out = vec![0u8; plain_len as usize];
+                gather_ciphertext(&g, &n, &mut out);
+                decrypt_segments(&g, &cipher, &n, &mut out, threads).unwrap();
+                assert!(out == d, "open n1 {n1} n2 {n2} threads {threads}");
             }
         }
     }

@@ -310,6 +310,35 @@ impl fmt::Debug for Geometry {
     }
 }
 
+/// Every (n1, n2) insertion pair the tests try for an `E` of `le` bytes:
+/// KR at, just before and just after segment boundaries, at 0 and at the
+/// end; R3 at, around and far from KR (n2 never past `le + 32`).
+#[cfg(test)]
+pub(crate) fn test_insertion_points(le: u64) -> Vec<(u64, u64)> {
+    let mut points = vec![0, 1, le - 1, le];
+    for b in [SEG_E, 2 * SEG_E, 3 * SEG_E] {
+        points.extend([b - 17, b - 16, b - 1, b, b + 1]);
+    }
+    let mut pairs = Vec::new();
+    for &n1 in &points {
+        for n2 in [
+            0,
+            n1,
+            n1 + 5,
+            n1 + 32,
+            n1 + 33,
+            le + 32,
+            SEG_E + 32,
+            2 * SEG_E + 31,
+        ] {
+            if n2 <= le + 32 {
+                pairs.push((n1, n2));
+            }
+        }
+    }
+    pairs
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
 mod tests {

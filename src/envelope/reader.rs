@@ -451,7 +451,6 @@ mod tests {
     use crate::envelope::SEG;
     use crate::envelope::bytes::seal_bytes;
     use crate::envelope::derive::mac;
-    use crate::envelope::geometry::SEG_E;
     use crate::envelope::keys::SealKeys;
     use crate::envelope::open::{LocalShares, recover_keys};
     use crate::envelope::shares::Share;
@@ -589,29 +588,12 @@ mod tests {
         let plain_len = 3 * SEG + 100;
         let d = fill(plain_len as usize, 9);
         let le = plain_len + 4 * 16;
-        let mut points = vec![0, 1, le - 1, le];
-        for b in [SEG_E, 2 * SEG_E, 3 * SEG_E] {
-            points.extend([b - 17, b - 16, b - 1, b, b + 1]);
-        }
-        for (c, &n1) in points.iter().enumerate() {
-            for n2 in [
-                0,
-                n1,
-                n1 + 5,
-                n1 + 32,
-                n1 + 33,
-                le + 32,
-                SEG_E + 32,
-                2 * SEG_E + 31,
-            ] {
-                if n2 > le + 32 {
-                    continue;
-                }
-                for seed in [1u64, 2] {
-                    let (n, r) = crafted(&d, n1, n2);
-                    let order = shuffled(r.geometry().segments(), seed + c as u64 * 7 + n2);
-                    read_all(&r, &n, &d, &order);
-                }
+        let pairs = crate::envelope::geometry::test_insertion_points(le);
+        for (c, (n1, n2)) in pairs.into_iter().enumerate() {
+            for seed in [1u64, 2] {
+                let (n, r) = crafted(&d, n1, n2);
+                let order = shuffled(r.geometry().segments(), seed + c as u64 * 7 + n2);
+                read_all(&r, &n, &d, &order);
             }
         }
     }
