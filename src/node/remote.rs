@@ -12,15 +12,18 @@
 //! down for [`RemoteOptions::retry_after`] (operations fail at once with
 //! the reason), so a hung node does not cost a full timeout per chunk.
 
-use std::any::Any;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::header::{ShardHeader, ShardKey};
+use super::pending::PendingTable;
 use super::transport::Transport;
 use super::wire::{ErrorKind, MAX_DATA, MAX_TOKENS, Request, Response, VERSION, WireError};
-use super::{Listing, Node, NodeError, NodeErrorKind, NodeHealth, PendingShard, ShardSink};
+use super::{
+    HealthCheck, Listing, Node, NodeError, NodeErrorKind, NodeHealth, PendingShard, Prover,
+    ShardSink, ShardStore,
+};
 use crate::ObjectId;
 use crate::node::wire::msg::DATA_TAG;
 use crate::qkd::{Channel, ChannelError};
@@ -58,6 +61,8 @@ impl Default for RemoteOptions {
 /// A node served by `qsfs node serve` at an address.
 pub struct RemoteNode {
     inner: Arc<Inner>,
+    /// Finished writes waiting for their commit: the server's tokens.
+    pending: Arc<PendingTable<ServerPending>>,
 }
 
 impl std::fmt::Debug for RemoteNode {
@@ -122,6 +127,7 @@ impl RemoteNode {
                 freed: Condvar::new(),
                 health: Mutex::new(None),
             }),
+            pending: PendingTable::new(),
         }
     }
 
@@ -541,17 +547,15 @@ impl Drop for Lease {
 }
 
 impl Node for RemoteNode {
-    fn name(&self) -> &str {
-        &self.inner.name
-    }
-
     fn location(&self) -> String {
         self.inner
             .shown
             .clone()
             .unwrap_or_else(|| self.inner.address.clone())
     }
+}
 
+impl HealthCheck for RemoteNode {
     fn health(&self) -> NodeHealth {
         let inner = &self.inner;
         {
@@ -609,6 +613,12 @@ impl Node for RemoteNode {
             .ok()
             .flatten()
     }
+}
+
+impl ShardStore for RemoteNode {
+    fn name(&self) -> &str {
+        &self.inner.name
+    }
 
     fn create(&self, header: &ShardHeader) -> Result<Box<dyn ShardSink>, NodeError> {
         let key = header.key;
@@ -629,25 +639,26 @@ impl Node for RemoteNode {
             lease: Some(lease),
             key,
             msg,
+            pending: Arc::clone(&self.pending),
         }))
     }
 
-    fn commit(&self, shards: Vec<Box<dyn PendingShard>>) -> Vec<Result<(), NodeError>> {
+    fn commit(&self, shards: Vec<PendingShard>) -> Vec<Result<(), NodeError>> {
         let inner = &self.inner;
         let mut results: Vec<Option<Result<(), NodeError>>> = Vec::with_capacity(shards.len());
-        let mut ours: Vec<(usize, RemotePending)> = Vec::new();
+        let mut ours: Vec<(usize, ServerPending)> = Vec::new();
         for (i, p) in shards.into_iter().enumerate() {
             let key = p.key();
-            match p.into_any().downcast::<RemotePending>() {
-                Ok(b) if Arc::ptr_eq(&b.inner, inner) => {
-                    ours.push((i, *b));
+            match self.pending.claim(p) {
+                Ok(w) => {
+                    ours.push((i, w));
                     results.push(None);
                 }
-                _ => results.push(Some(Err(NodeError::new(
+                Err(e) => results.push(Some(Err(NodeError::new(
                     &inner.name,
                     "commit shard",
                     Some(key),
-                    NodeErrorKind::Offline("shard was written by another node".into()),
+                    e.into(),
                 )))),
             }
         }
@@ -780,34 +791,6 @@ impl Node for RemoteNode {
             .map_err(|f| self.inner.err(f, "purge shards", None))
     }
 
-    fn prove(
-        &self,
-        key: ShardKey,
-        challenge: &crate::node::Challenge,
-    ) -> Result<crate::node::PossessionProof, NodeError> {
-        let req = Request::Prove(key, challenge.clone()).encode();
-        self.inner
-            .with_lease(|l| {
-                l.call(&req, |r| match r {
-                    Response::Proof(p) => Some(p),
-                    _ => None,
-                })
-            })
-            .map_err(|f| self.inner.err(f, "prove possession", Some(key)))
-    }
-
-    fn holdings(&self, nonce: &[u8; 32]) -> Result<crate::node::Holdings, NodeError> {
-        let req = Request::Holdings(*nonce).encode();
-        self.inner
-            .with_lease(|l| {
-                l.call(&req, |r| match r {
-                    Response::Holdings(count, root) => Some(crate::node::Holdings { count, root }),
-                    _ => None,
-                })
-            })
-            .map_err(|f| self.inner.err(f, "compute holdings root", None))
-    }
-
     fn list(&self) -> Result<Listing, NodeError> {
         let req = Request::List.encode();
         self.inner
@@ -838,6 +821,36 @@ impl Node for RemoteNode {
     }
 }
 
+impl Prover for RemoteNode {
+    fn prove(
+        &self,
+        key: ShardKey,
+        challenge: &crate::node::Challenge,
+    ) -> Result<crate::node::PossessionProof, NodeError> {
+        let req = Request::Prove(key, challenge.clone()).encode();
+        self.inner
+            .with_lease(|l| {
+                l.call(&req, |r| match r {
+                    Response::Proof(p) => Some(p),
+                    _ => None,
+                })
+            })
+            .map_err(|f| self.inner.err(f, "prove possession", Some(key)))
+    }
+
+    fn holdings(&self, nonce: &[u8; 32]) -> Result<crate::node::Holdings, NodeError> {
+        let req = Request::Holdings(*nonce).encode();
+        self.inner
+            .with_lease(|l| {
+                l.call(&req, |r| match r {
+                    Response::Holdings(count, root) => Some(crate::node::Holdings { count, root }),
+                    _ => None,
+                })
+            })
+            .map_err(|f| self.inner.err(f, "compute holdings root", None))
+    }
+}
+
 /// A shard being streamed to the server.
 struct RemoteSink {
     inner: Arc<Inner>,
@@ -846,6 +859,8 @@ struct RemoteSink {
     key: ShardKey,
     /// The next `Data` message: its tag, then up to [`MAX_DATA`] bytes.
     msg: Vec<u8>,
+    /// Where the finished write waits for its commit.
+    pending: Arc<PendingTable<ServerPending>>,
 }
 
 impl RemoteSink {
@@ -890,7 +905,7 @@ impl ShardSink for RemoteSink {
         Ok(())
     }
 
-    fn finish(mut self: Box<Self>) -> Result<Box<dyn PendingShard>, NodeError> {
+    fn finish(mut self: Box<Self>) -> Result<PendingShard, NodeError> {
         if self.msg.len() > 1 {
             self.flush()?;
         }
@@ -913,17 +928,20 @@ impl ShardSink for RemoteSink {
         if lease.chan.is_some() {
             lease.done();
         }
-        Ok(Box::new(RemotePending {
+        let write = ServerPending {
             inner: Arc::clone(&self.inner),
             key,
             token: token?,
             done: false,
-        }))
+        };
+        Ok(self.pending.issue(key, write))
     }
 }
 
-/// A shard finished on the server, named by its token there.
-struct RemotePending {
+/// A shard finished on the server, named by the server's token, in its
+/// node's pending table until the commit takes it. Dropped uncommitted
+/// (discarded, or with its node) it asks the server to discard the write.
+struct ServerPending {
     inner: Arc<Inner>,
     key: ShardKey,
     token: u64,
@@ -931,16 +949,7 @@ struct RemotePending {
     done: bool,
 }
 
-impl PendingShard for RemotePending {
-    fn key(&self) -> ShardKey {
-        self.key
-    }
-    fn into_any(self: Box<Self>) -> Box<dyn Any + Send> {
-        self
-    }
-}
-
-impl Drop for RemotePending {
+impl Drop for ServerPending {
     fn drop(&mut self) {
         if !self.done {
             // Best effort: otherwise the server drops it when it expires.
@@ -1025,12 +1034,7 @@ mod tests {
     }
 
     /// Writes shard `index` of `object` with a payload of about `len` bytes.
-    fn write(
-        n: &RemoteNode,
-        object: ObjectId,
-        index: u8,
-        len: usize,
-    ) -> (Box<dyn PendingShard>, Vec<u8>) {
+    fn write(n: &RemoteNode, object: ObjectId, index: u8, len: usize) -> (PendingShard, Vec<u8>) {
         let layout = StripeLayout::plan(2, 3, (len * 2) as u64, 1 << 20).unwrap();
         let header = ShardHeader::new(object, index, &layout);
         let payload = pattern(header.payload_len() as usize, index);
@@ -1122,6 +1126,25 @@ mod tests {
         assert!(n.read_header(key).unwrap_err().is_not_found());
         assert!(n.list().unwrap().shards.is_empty());
         drop(srv);
+    }
+
+    /// A pending shard is its own node instance's: another client of the
+    /// same server refuses it, typed, and the write is discarded there.
+    #[test]
+    fn another_clients_pending_shard_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let srv = serve(&dir.path().join("n"));
+        let a = remote("node-0", &srv.addr, VAULT);
+        let b = remote("node-0", &srv.addr, VAULT);
+        let (p, _) = write(&a, ObjectId([0x44; 16]), 0, 1000);
+        let key = p.key();
+        let r = b.commit(vec![p]);
+        assert_eq!(r.len(), 1);
+        let e = r.into_iter().next().unwrap().unwrap_err();
+        assert!(matches!(e.kind, NodeErrorKind::NotIssued(_)), "{e}");
+        assert!(a.read_header(key).unwrap_err().is_not_found());
+        let l = b.list().unwrap();
+        assert!(l.shards.is_empty() && l.leftovers.is_empty());
     }
 
     #[test]
