@@ -19,7 +19,7 @@
 //! wire/         the node protocol: a pure codec of requests and responses
 //! transport.rs  how a TCP stream becomes a channel (QKD link or plain)
 //! plain.rs      unencrypted framing, only for --insecure-plaintext and tests
-//! remote.rs     the client: a node server reached over a channel
+//! remote/       the client: a node server reached over a channel
 //! server.rs     the node server: serves a folder node to remote vaults
 //! ```
 
