@@ -153,7 +153,7 @@ pub struct DispersalConfig {
 pub struct WrittenObject {
     /// Its manifest (the missing mask is final after [`Dispersal::sync`]).
     pub manifest: Manifest,
-    pending: Vec<Option<Box<dyn PendingShard>>>,
+    pending: Vec<Option<PendingShard>>,
     failures: NodeFailures,
 }
 
@@ -486,8 +486,7 @@ impl Dispersal {
     /// nodes) and applies the write quorum. An object below quorum gets an
     /// error and its shards are removed again.
     pub fn sync(&self, objects: &mut [&mut WrittenObject]) -> Vec<Result<(), DispersalError>> {
-        let mut by_node: HashMap<String, Vec<(usize, usize, Box<dyn PendingShard>)>> =
-            HashMap::new();
+        let mut by_node: HashMap<String, Vec<(usize, usize, PendingShard)>> = HashMap::new();
         for (o, obj) in objects.iter_mut().enumerate() {
             for (i, p) in obj.pending.iter_mut().enumerate() {
                 if let Some(p) = p.take() {
@@ -507,7 +506,7 @@ impl Dispersal {
                         scope.spawn(move || {
                             let idx: Vec<(usize, usize)> =
                                 items.iter().map(|(o, i, _)| (*o, *i)).collect();
-                            let shards: Vec<Box<dyn PendingShard>> =
+                            let shards: Vec<PendingShard> =
                                 items.into_iter().map(|(_, _, p)| p).collect();
                             let res = match node {
                                 Some(node) => node.commit(shards),

@@ -151,7 +151,7 @@ pub(super) struct ShardOutcome {
     pub hashes: Vec<[u8; 32]>,
     /// RMHT root of the shard's payload (rmht.rs).
     pub root: [u8; 32],
-    pub result: Result<Box<dyn PendingShard>, NodeError>,
+    pub result: Result<PendingShard, NodeError>,
 }
 
 /// Body of the writer thread of shard `index`: hash every chunk (the

@@ -16,16 +16,18 @@
 //! would silently fill the wrong disk). A replaced disk is taken into use
 //! explicitly with `qsfs node adopt`.
 
-use std::any::Any;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, ErrorKind, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::header::{HEADER_LEN, ShardHeader, ShardKey};
+use super::pending::PendingTable;
 use super::{
-    Listing, Node, NodeError, NodeErrorKind, NodeHealth, PendingShard, ShardSink, StoredShard,
+    HealthCheck, Listing, Node, NodeError, NodeErrorKind, NodeHealth, PendingShard, Prover,
+    ShardSink, ShardStore, StoredShard,
 };
 use crate::ObjectId;
 
@@ -46,6 +48,8 @@ pub struct DirNode {
     stock: crate::stock::Stock,
     /// Trees of recently audited shards (proof.rs).
     trees: super::proof::TreeCache,
+    /// Finished writes waiting for their commit, by the token handed out.
+    pending: Arc<PendingTable<DirPending>>,
 }
 
 /// Empty files a node keeps ready for shard writes.
@@ -76,6 +80,7 @@ impl DirNode {
                 STOCK_FILES,
             ),
             trees: Default::default(),
+            pending: PendingTable::new(),
         }
     }
 
@@ -362,14 +367,12 @@ impl DirNode {
 }
 
 impl Node for DirNode {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
     fn location(&self) -> String {
         self.root.display().to_string()
     }
+}
 
+impl HealthCheck for DirNode {
     fn health(&self) -> NodeHealth {
         let mut cache = self.health_cache.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((at, h)) = cache.as_ref()
@@ -393,6 +396,12 @@ impl Node for DirNode {
 
     fn space(&self) -> Option<crate::sys::FsSpace> {
         crate::sys::fs_space(&self.root).ok()
+    }
+}
+
+impl ShardStore for DirNode {
+    fn name(&self) -> &str {
+        &self.name
     }
 
     fn create(&self, header: &ShardHeader) -> Result<Box<dyn ShardSink>, NodeError> {
@@ -445,26 +454,20 @@ impl Node for DirNode {
             dir,
             written: 0,
             expected: header.file_len(),
+            pending: Arc::clone(&self.pending),
         };
         sink.put(&header.encode())?;
         Ok(Box::new(sink))
     }
 
-    fn commit(&self, shards: Vec<Box<dyn PendingShard>>) -> Vec<Result<(), NodeError>> {
+    fn commit(&self, shards: Vec<PendingShard>) -> Vec<Result<(), NodeError>> {
         let mut items: Vec<Result<DirPending, NodeError>> = shards
             .into_iter()
             .map(|p| {
                 let key = p.key();
-                p.into_any()
-                    .downcast::<DirPending>()
-                    .map(|b| *b)
-                    .map_err(|_| {
-                        self.err(
-                            "commit shard",
-                            Some(key),
-                            NodeErrorKind::Offline("shard was written by another node".into()),
-                        )
-                    })
+                self.pending
+                    .claim(p)
+                    .map_err(|e| self.err("commit shard", Some(key), e.into()))
             })
             .collect();
         // A big group shares one filesystem barrier instead of an fsync per
@@ -551,55 +554,6 @@ impl Node for DirNode {
                     err(NodeErrorKind::Io(e))
                 }
             })
-    }
-
-    fn prove(
-        &self,
-        key: ShardKey,
-        challenge: &super::Challenge,
-    ) -> Result<super::PossessionProof, NodeError> {
-        use super::proof::TreeId;
-        use super::treefile::{self, Built};
-        use std::os::unix::fs::MetadataExt;
-        let file = std::fs::metadata(self.shard_path(key)).ok().map(|m| {
-            (
-                m.ino(),
-                m.size(),
-                m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
-            )
-        });
-        let Some(file) = file else {
-            return super::proof::prove_with(self, key, challenge, None, None);
-        };
-        let id = TreeId {
-            key,
-            block: challenge.block,
-            file,
-        };
-        let built = Built {
-            block: challenge.block,
-            file,
-        };
-        let saved = self.tree_path(key);
-        let had = self.trees.get(&id).is_some();
-        if !had
-            && super::proof::check_challenge(challenge).is_ok()
-            && let Some(leaves) = treefile::load(&saved, &built)
-        {
-            self.trees.put(
-                id,
-                std::sync::Arc::new(crate::rmht::Tree::from_leaves(leaves)),
-            );
-        }
-        let loaded = self.trees.get(&id).is_some();
-        let proof = super::proof::prove_with(self, key, challenge, Some(&self.trees), Some(file))?;
-        if !loaded
-            && let Some(tree) = self.trees.get(&id)
-            && let Err(e) = treefile::save(&saved, &built, tree.leaf_hashes())
-        {
-            tracing::debug!("{}: cannot save the audit tree of {key}: {e}", self.name);
-        }
-        Ok(proof)
     }
 
     fn read_header(&self, key: ShardKey) -> Result<ShardHeader, NodeError> {
@@ -712,6 +666,57 @@ impl Node for DirNode {
     }
 }
 
+impl Prover for DirNode {
+    fn prove(
+        &self,
+        key: ShardKey,
+        challenge: &super::Challenge,
+    ) -> Result<super::PossessionProof, NodeError> {
+        use super::proof::TreeId;
+        use super::treefile::{self, Built};
+        use std::os::unix::fs::MetadataExt;
+        let file = std::fs::metadata(self.shard_path(key)).ok().map(|m| {
+            (
+                m.ino(),
+                m.size(),
+                m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
+            )
+        });
+        let Some(file) = file else {
+            return super::proof::prove_with(self, key, challenge, None, None);
+        };
+        let id = TreeId {
+            key,
+            block: challenge.block,
+            file,
+        };
+        let built = Built {
+            block: challenge.block,
+            file,
+        };
+        let saved = self.tree_path(key);
+        let had = self.trees.get(&id).is_some();
+        if !had
+            && super::proof::check_challenge(challenge).is_ok()
+            && let Some(leaves) = treefile::load(&saved, &built)
+        {
+            self.trees.put(
+                id,
+                std::sync::Arc::new(crate::rmht::Tree::from_leaves(leaves)),
+            );
+        }
+        let loaded = self.trees.get(&id).is_some();
+        let proof = super::proof::prove_with(self, key, challenge, Some(&self.trees), Some(file))?;
+        if !loaded
+            && let Some(tree) = self.trees.get(&id)
+            && let Err(e) = treefile::save(&saved, &built, tree.leaf_hashes())
+        {
+            tracing::debug!("{}: cannot save the audit tree of {key}: {e}", self.name);
+        }
+        Ok(proof)
+    }
+}
+
 struct DirSink {
     node: String,
     key: ShardKey,
@@ -721,6 +726,7 @@ struct DirSink {
     dir: PathBuf,
     written: u64,
     expected: u64,
+    pending: Arc<PendingTable<DirPending>>,
 }
 
 impl DirSink {
@@ -760,7 +766,7 @@ impl ShardSink for DirSink {
         self.put(data)
     }
 
-    fn finish(mut self: Box<Self>) -> Result<Box<dyn PendingShard>, NodeError> {
+    fn finish(mut self: Box<Self>) -> Result<PendingShard, NodeError> {
         let err = |kind| NodeError::new(&self.node, "write shard", Some(self.key), kind);
         if self.written != self.expected {
             return Err(err(NodeErrorKind::Corrupt(format!(
@@ -780,12 +786,13 @@ impl ShardSink for DirSink {
             let _ = crate::sys::start_writeback(&file);
         }
         drop(file);
-        Ok(Box::new(DirPending {
+        let write = DirPending {
             key: self.key,
             tmp: self.tmp.take(),
             dst: self.dst.clone(),
             dir: self.dir.clone(),
-        }))
+        };
+        Ok(self.pending.issue(self.key, write))
     }
 }
 
@@ -797,7 +804,9 @@ impl Drop for DirSink {
     }
 }
 
-/// A finished shard. It holds no open file: a group of 64 objects with
+/// A finished shard, in its node's pending table until the commit takes
+/// it; dropped there (discarded, expired with its node) it removes its
+/// temporary file. It holds no open file: a group of 64 objects with
 /// n = 32 would otherwise pin 2048 descriptors until the commit.
 struct DirPending {
     key: ShardKey,
@@ -831,15 +840,6 @@ impl Drop for DirPending {
     }
 }
 
-impl PendingShard for DirPending {
-    fn key(&self) -> ShardKey {
-        self.key
-    }
-    fn into_any(self: Box<Self>) -> Box<dyn Any + Send> {
-        self
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -851,12 +851,7 @@ mod tests {
         n
     }
 
-    fn write_shard(
-        n: &DirNode,
-        object: ObjectId,
-        index: u8,
-        payload: &[u8],
-    ) -> Box<dyn PendingShard> {
+    fn write_shard(n: &DirNode, object: ObjectId, index: u8, payload: &[u8]) -> PendingShard {
         let layout = StripeLayout::plan(2, 3, (payload.len() * 2) as u64, 1 << 20).unwrap();
         let header = ShardHeader::new(object, index, &layout);
         let mut sink = n.create(&header).unwrap();
@@ -901,6 +896,27 @@ mod tests {
         drop(write_shard(&n, ObjectId([1; 16]), 0, &[1u8; 10]));
         let l = n.list().unwrap();
         assert!(l.shards.is_empty() && l.leftovers.is_empty());
+    }
+
+    /// A shard written through one node is refused by another, typed, and
+    /// its temporary file does not stay behind on either.
+    #[test]
+    fn another_nodes_pending_shard_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = node(dir.path(), "node-0");
+        let b = node(dir.path(), "node-1");
+        let p = write_shard(&a, ObjectId([4; 16]), 0, &[1u8; 10]);
+        let key = p.key();
+        let r = b.commit(vec![p]);
+        assert_eq!(r.len(), 1);
+        let e = r.into_iter().next().unwrap().unwrap_err();
+        assert!(matches!(e.kind, NodeErrorKind::NotIssued(_)), "{e}");
+        assert!(a.read_header(key).unwrap_err().is_not_found());
+        assert!(b.read_header(key).unwrap_err().is_not_found());
+        for n in [&a, &b] {
+            let l = n.list().unwrap();
+            assert!(l.shards.is_empty() && l.leftovers.is_empty());
+        }
     }
 
     /// A node folder whose marker is there but whose `shards/` (or one

@@ -5,23 +5,27 @@
 //! side and storage, small on purpose (create, commit, read, delete, list),
 //! so a directory, a remote node server or an object store can sit behind it.
 //! Writing is two-phase so many shards can share one durability barrier:
-//! [`Node::create`] streams a shard that stays invisible, then
-//! [`Node::commit`] makes a whole group of them durable and visible at once.
+//! [`ShardStore::create`] streams a shard that stays invisible, then
+//! [`ShardStore::commit`] makes a whole group of them durable and visible at
+//! once. Between the two the caller holds a [`PendingShard`], a token the
+//! node issued (pending.rs).
 //!
 //! ```text
 //! header.rs     the 64-byte shard header (format first, pure encode/decode)
 //! dir.rs        a folder node: shard files, two-phase writes, listing
+//! pending.rs    pending shards: tokens a node issues and takes back
 //! treefile.rs   saved proof trees next to shards (audits)
 //! proof.rs      proof-of-possession challenges and proofs (pure)
 //! wire/         the node protocol: a pure codec of requests and responses
 //! transport.rs  how a TCP stream becomes a channel (QKD link or plain)
 //! plain.rs      unencrypted framing, only for --insecure-plaintext and tests
-//! remote.rs     the client: a node server reached over a channel
+//! remote/       the client: a node server reached over a channel
 //! server.rs     the node server: serves a folder node to remote vaults
 //! ```
 
 mod dir;
 mod header;
+mod pending;
 pub mod plain;
 pub mod proof;
 mod remote;
@@ -32,10 +36,10 @@ pub mod wire;
 
 pub use dir::DirNode;
 pub use header::{HEADER_LEN, ShardHeader, ShardKey};
+pub use pending::{NotIssued, PendingShard, PendingToken};
 pub use proof::{Challenge, Holdings, PossessionProof, ProvenBlock};
 pub use remote::{RemoteNode, RemoteOptions};
 
-use std::any::Any;
 use std::path::PathBuf;
 
 use thiserror::Error;
@@ -67,6 +71,10 @@ pub enum NodeErrorKind {
     /// An I/O error from the node's storage.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// A pending shard was brought to a node that did not write it: a bug
+    /// of the caller, refused so one node never publishes another's write.
+    #[error("{0}")]
+    NotIssued(#[from] NotIssued),
 }
 
 /// A node operation failed; says which node, what, which shard and,
@@ -137,6 +145,9 @@ impl NodeError {
             NodeErrorKind::Protocol(_) => {
                 "run the same qsfs version on the vault and the node server"
             }
+            NodeErrorKind::NotIssued(_) => {
+                "write the object again; this is a qsfs bug, please report it"
+            }
             NodeErrorKind::Io(e) => match io_errno(e) {
                 Some(libc::ENOSPC) | Some(libc::EDQUOT) => {
                     "free space on the node's disk, or add a node (`qsfs node add`)"
@@ -181,7 +192,10 @@ impl NodeErrorKind {
             | NodeErrorKind::Timeout(why)
             | NodeErrorKind::Foreign(why) => Some(why.clone()),
             NodeErrorKind::Protocol(why) => Some(format!("node protocol error: {why}")),
-            NodeErrorKind::NotFound | NodeErrorKind::Corrupt(_) | NodeErrorKind::Io(_) => None,
+            NodeErrorKind::NotFound
+            | NodeErrorKind::Corrupt(_)
+            | NodeErrorKind::Io(_)
+            | NodeErrorKind::NotIssued(_) => None,
         }
     }
 }
@@ -257,7 +271,7 @@ pub enum NodeHealth {
     Foreign(String),
 }
 
-/// A shard entry found on a node by [`Node::list`].
+/// A shard entry found on a node by [`ShardStore::list`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredShard {
     /// The shard.
@@ -266,7 +280,7 @@ pub struct StoredShard {
     pub size: u64,
 }
 
-/// Result of [`Node::list`]: shards, plus leftovers of interrupted writes.
+/// Result of [`ShardStore::list`]: shards, plus leftovers of interrupted writes.
 #[derive(Debug, Clone, Default)]
 pub struct Listing {
     /// Committed shard files.
@@ -275,27 +289,28 @@ pub struct Listing {
     pub leftovers: Vec<PathBuf>,
 }
 
-/// A storage node.
-pub trait Node: Send + Sync {
-    /// Name from the vault config (`node-0`, ...).
-    fn name(&self) -> &str;
+/// A storage node: a place that keeps shards ([`ShardStore`]), can be
+/// looked at ([`HealthCheck`]) and audited ([`Prover`]). The concerns are
+/// separate traits so code that only needs one can say so; everything that
+/// holds nodes holds them as `Arc<dyn Node>`.
+pub trait Node: ShardStore + HealthCheck + Prover {
     /// Where it is (a folder, an address), for messages and status.
     fn location(&self) -> String;
-    /// Current health.
-    fn health(&self) -> NodeHealth;
-    /// Tries a tiny write (for status and health checks, not the write
-    /// path): catches read-only mounts and immutable folders that look
-    /// fine until a shard write fails.
-    fn probe_write(&self) -> Result<(), String> {
-        Ok(())
-    }
-    /// Capacity of the node's storage, if it can tell.
-    fn space(&self) -> Option<crate::sys::FsSpace>;
+}
+
+/// The data side of a node: shards written in two phases, read, listed
+/// and removed.
+pub trait ShardStore: Send + Sync {
+    /// Name from the vault config (`node-0`, ...). Here rather than on
+    /// [`Node`] because every error a store returns names it, and so do
+    /// the default proofs built from its reads.
+    fn name(&self) -> &str;
     /// Starts writing a shard; it stays invisible until committed.
     fn create(&self, header: &ShardHeader) -> Result<Box<dyn ShardSink>, NodeError>;
     /// Makes finished shards durable and visible (one barrier for the
-    /// group). Returns one result per shard, in order.
-    fn commit(&self, shards: Vec<Box<dyn PendingShard>>) -> Vec<Result<(), NodeError>>;
+    /// group). Returns one result per shard, in order; a shard this node
+    /// did not issue fails with [`NodeErrorKind::NotIssued`].
+    fn commit(&self, shards: Vec<PendingShard>) -> Vec<Result<(), NodeError>>;
     /// Reads `buf.len()` bytes of a shard's payload at `offset` (payload
     /// offsets start after the header). Short shards are an error.
     fn read_at(&self, key: ShardKey, offset: u64, buf: &mut [u8]) -> Result<(), NodeError>;
@@ -309,9 +324,30 @@ pub trait Node: Send + Sync {
     fn purge(&self, object: crate::ObjectId) -> Result<usize, NodeError>;
     /// Lists what the node holds.
     fn list(&self) -> Result<Listing, NodeError>;
+}
+
+/// How usable a node is, for status and for skipping a node before a
+/// write rather than failing in the middle of one.
+pub trait HealthCheck: Send + Sync {
+    /// Current health.
+    fn health(&self) -> NodeHealth;
+    /// Tries a tiny write (for status and health checks, not the write
+    /// path): catches read-only mounts and immutable folders that look
+    /// fine until a shard write fails.
+    fn probe_write(&self) -> Result<(), String> {
+        Ok(())
+    }
+    /// Capacity of the node's storage, if it can tell.
+    fn space(&self) -> Option<crate::sys::FsSpace>;
+}
+
+/// Answers audits. The defaults read through the store; a node that can
+/// compute proofs where the data is (a node server, a folder with saved
+/// trees) overrides them.
+pub trait Prover: ShardStore {
     /// Answers an audit challenge for one shard: the challenged blocks
     /// and their authentication paths in the tree over what the node
-    /// holds (proof.rs). Computed where the data is.
+    /// holds (proof.rs).
     fn prove(&self, key: ShardKey, challenge: &Challenge) -> Result<PossessionProof, NodeError> {
         proof::prove_by_reading(self, key, challenge)
     }
@@ -325,15 +361,7 @@ pub trait Node: Send + Sync {
 pub trait ShardSink: Send {
     /// Appends payload bytes (the header was written by `create`).
     fn write(&mut self, data: &[u8]) -> Result<(), NodeError>;
-    /// Ends the write; the shard waits for [`Node::commit`].
-    fn finish(self: Box<Self>) -> Result<Box<dyn PendingShard>, NodeError>;
-}
-
-/// A fully written shard waiting for its commit. Dropping it without a
-/// commit discards it.
-pub trait PendingShard: Send {
-    /// Which shard.
-    fn key(&self) -> ShardKey;
-    /// For the node that made it, to get its own type back.
-    fn into_any(self: Box<Self>) -> Box<dyn Any + Send>;
+    /// Ends the write; the shard waits for [`ShardStore::commit`] on the
+    /// node that issued it.
+    fn finish(self: Box<Self>) -> Result<PendingShard, NodeError>;
 }

@@ -7,7 +7,7 @@
 //! computes the proof on its own machine and only the proof crosses the
 //! link, so an audit moves a few blocks, not the shard.
 
-use super::{Node, NodeError, NodeErrorKind, ShardKey, StoredShard};
+use super::{NodeError, NodeErrorKind, ShardKey, ShardStore, StoredShard};
 use crate::rmht::{self, Hash};
 
 /// Most blocks one challenge may ask of one shard (one message).
@@ -107,9 +107,9 @@ pub fn check_challenge(c: &Challenge) -> Result<(), String> {
 }
 
 /// Proves possession by reading the shard through `node` (the default of
-/// [`Node::prove`]): reads the whole payload once, builds its tree and
+/// [`Prover::prove`]): reads the whole payload once, builds its tree and
 /// answers from it.
-pub fn prove_by_reading<N: Node + ?Sized>(
+pub fn prove_by_reading<N: ShardStore + ?Sized>(
     node: &N,
     key: ShardKey,
     c: &Challenge,
@@ -165,7 +165,7 @@ impl TreeCache {
 /// Proves possession of the blocks `c` asks of shard `key`, building the
 /// shard's tree by reading it (or taking it from `cache` when `file`, the
 /// shard file's identity, matches a cached tree).
-pub fn prove_with<N: Node + ?Sized>(
+pub fn prove_with<N: ShardStore + ?Sized>(
     node: &N,
     key: ShardKey,
     c: &Challenge,
@@ -239,7 +239,7 @@ pub fn prove_with<N: Node + ?Sized>(
 
 /// The tree over the `len` payload bytes of shard `key`, read through
 /// `node` about 1 MiB at a time.
-fn build_tree<N: Node + ?Sized>(
+fn build_tree<N: ShardStore + ?Sized>(
     node: &N,
     key: ShardKey,
     len: u64,
@@ -262,8 +262,8 @@ fn build_tree<N: Node + ?Sized>(
 }
 
 /// The holdings of `node` from its listing (the default of
-/// [`Node::holdings`]).
-pub fn holdings_by_listing<N: Node + ?Sized>(
+/// [`Prover::holdings`]).
+pub fn holdings_by_listing<N: ShardStore + ?Sized>(
     node: &N,
     nonce: &[u8; 32],
 ) -> Result<Holdings, NodeError> {

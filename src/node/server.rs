@@ -26,7 +26,7 @@ use thiserror::Error;
 
 use super::transport::Transport;
 use super::wire::{ErrorKind, Request, Response, VERSION, WireError};
-use super::{DirNode, Node, PendingShard, ShardSink};
+use super::{DirNode, HealthCheck, PendingShard, Prover, ShardSink, ShardStore};
 use crate::qkd::{Channel, ChannelError};
 
 /// Most uncommitted shards held at once.
@@ -96,7 +96,7 @@ struct Identity {
 /// Finished shards waiting for a commit, by token.
 struct PendingTable {
     next: u64,
-    map: HashMap<u64, (Instant, Box<dyn PendingShard>)>,
+    map: HashMap<u64, (Instant, PendingShard)>,
 }
 
 /// What all connections share.
@@ -545,7 +545,7 @@ impl State {
         Ok((id, n, true))
     }
 
-    fn add_pending(&self, p: Box<dyn PendingShard>) -> Result<u64, WireError> {
+    fn add_pending(&self, p: PendingShard) -> Result<u64, WireError> {
         let mut t = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         let ttl = self.ttl;
         t.map.retain(|_, (at, _)| at.elapsed() < ttl);
@@ -561,7 +561,7 @@ impl State {
         Ok(token)
     }
 
-    fn take_pending(&self, tokens: &[u64]) -> Vec<Option<Box<dyn PendingShard>>> {
+    fn take_pending(&self, tokens: &[u64]) -> Vec<Option<PendingShard>> {
         let mut t = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         tokens
             .iter()

@@ -104,6 +104,9 @@ impl WireError {
             NodeErrorKind::Protocol(s) => WireError::new(ErrorKind::Protocol, s.clone()),
             NodeErrorKind::Corrupt(s) => WireError::new(ErrorKind::Corrupt, s.clone()),
             NodeErrorKind::Io(io) => WireError::io(io),
+            // No wire kind of its own (the protocol predates it): a refused
+            // commit reads as before, as the node refusing.
+            NodeErrorKind::NotIssued(n) => WireError::new(ErrorKind::Offline, n.to_string()),
         }
     }
 
