@@ -136,6 +136,10 @@ pub enum DispersalError {
     Internal(String),
 }
 
+/// One node's group commit: the (object, shard index) pairs it committed
+/// and one result per pair, in order.
+type NodeCommit = (Vec<(usize, usize)>, Vec<Result<(), NodeError>>);
+
 /// Erasure and placement settings of a vault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DispersalConfig {
@@ -497,39 +501,39 @@ impl Dispersal {
                 }
             }
         }
-        let results: Vec<(Vec<(usize, usize)>, Vec<Result<(), NodeError>>)> =
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = by_node
-                    .into_iter()
-                    .map(|(name, items)| {
-                        let node = self.node(&name).cloned();
-                        scope.spawn(move || {
-                            let idx: Vec<(usize, usize)> =
-                                items.iter().map(|(o, i, _)| (*o, *i)).collect();
-                            let shards: Vec<PendingShard> =
-                                items.into_iter().map(|(_, _, p)| p).collect();
-                            let res = match node {
-                                Some(node) => node.commit(shards),
-                                None => idx
-                                    .iter()
-                                    .map(|_| {
-                                        Err(NodeError::new(
-                                            &name,
-                                            "commit shard",
-                                            None,
-                                            crate::node::NodeErrorKind::Offline(
-                                                "node not configured".into(),
-                                            ),
-                                        ))
-                                    })
-                                    .collect(),
-                            };
-                            (idx, res)
-                        })
+        // Per node: which (object, shard) it committed, and its results.
+        let results: Vec<NodeCommit> = std::thread::scope(|scope| {
+            let handles: Vec<_> = by_node
+                .into_iter()
+                .map(|(name, items)| {
+                    let node = self.node(&name).cloned();
+                    scope.spawn(move || {
+                        let idx: Vec<(usize, usize)> =
+                            items.iter().map(|(o, i, _)| (*o, *i)).collect();
+                        let shards: Vec<PendingShard> =
+                            items.into_iter().map(|(_, _, p)| p).collect();
+                        let res = match node {
+                            Some(node) => node.commit(shards),
+                            None => idx
+                                .iter()
+                                .map(|_| {
+                                    Err(NodeError::new(
+                                        &name,
+                                        "commit shard",
+                                        None,
+                                        crate::node::NodeErrorKind::Offline(
+                                            "node not configured".into(),
+                                        ),
+                                    ))
+                                })
+                                .collect(),
+                        };
+                        (idx, res)
                     })
-                    .collect();
-                handles.into_iter().filter_map(|h| h.join().ok()).collect()
-            });
+                })
+                .collect();
+            handles.into_iter().filter_map(|h| h.join().ok()).collect()
+        });
         let mut committed = vec![0u32; objects.len()];
         for (idx, res) in results {
             for ((o, i), r) in idx.into_iter().zip(res) {

@@ -130,7 +130,10 @@ impl DirNode {
         }
         fs::rename(&tmp, self.root.join(MARKER)).map_err(err)?;
         crate::sys::fsync_dir(&self.root).map_err(err)?;
-        *self.health_cache.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *self
+            .health_cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
         Ok(())
     }
 
@@ -176,7 +179,10 @@ impl DirNode {
             .read_marker()
             .is_some_and(|(vault, node)| vault == self.vault_id && node == self.name);
         if !ours {
-            *self.health_cache.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            *self
+                .health_cache
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
             return Err(self.err(
                 "write shard",
                 None,
@@ -282,7 +288,7 @@ impl DirNode {
                 self.name
             )),
             Some(_) => NodeHealth::Ok,
-            None => match fs::read_dir(&self.root).map(|it| it.count()) {
+            None => match fs::read_dir(&self.root).map(std::iter::Iterator::count) {
                 Ok(0) => NodeHealth::Offline(format!(
                     "{} is empty (no qsfs node marker): if a disk belongs there, mount it; if it is a \
                      replaced disk, take it into use with `qsfs node adopt VAULT {}`",
@@ -316,7 +322,7 @@ impl DirNode {
         }
         let entries = fs::read_dir(&self.root)
             .map_err(|e| fail(format!("cannot read {}: {e}", self.root.display())))?
-            .filter_map(|e| e.ok())
+            .filter_map(std::result::Result::ok)
             .filter(|e| e.file_name() != "lost+found")
             .count();
         if entries > 0 {
@@ -333,7 +339,10 @@ impl DirNode {
     /// our shards are reported by it (syncfs reports errors seen since the
     /// descriptor was opened).
     fn syncfs(&self) -> std::io::Result<()> {
-        let guard = self.sync_fd.lock().unwrap_or_else(|p| p.into_inner());
+        let guard = self
+            .sync_fd
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         match guard.as_ref() {
             Some(fd) => crate::sys::syncfs(fd),
             None => crate::sys::syncfs(&File::open(&self.root)?),
@@ -374,7 +383,10 @@ impl Node for DirNode {
 
 impl HealthCheck for DirNode {
     fn health(&self) -> NodeHealth {
-        let mut cache = self.health_cache.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cache = self
+            .health_cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some((at, h)) = cache.as_ref()
             && at.elapsed() < HEALTH_TTL
         {
@@ -407,7 +419,10 @@ impl ShardStore for DirNode {
     fn create(&self, header: &ShardHeader) -> Result<Box<dyn ShardSink>, NodeError> {
         self.ready_for_write()?;
         {
-            let mut fd = self.sync_fd.lock().unwrap_or_else(|p| p.into_inner());
+            let mut fd = self
+                .sync_fd
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if fd.is_none() {
                 *fd = File::open(&self.root).ok();
             }
@@ -428,7 +443,8 @@ impl ShardStore for DirNode {
         // A file from the stock, renamed to the temporary name (the
         // temporary names are unique, so the rename replaces nothing).
         let stocked = self.stock.take().and_then(|p| {
-            let file = fs::rename(&p, &tmp).and_then(|_| OpenOptions::new().write(true).open(&tmp));
+            let file =
+                fs::rename(&p, &tmp).and_then(|()| OpenOptions::new().write(true).open(&tmp));
             if file.is_err() {
                 let _ = fs::remove_file(&p);
                 let _ = fs::remove_file(&tmp);
@@ -480,7 +496,7 @@ impl ShardStore for DirNode {
                 self.fail_all(&mut items, "sync shards", &e);
             }
         } else {
-            for item in items.iter_mut() {
+            for item in &mut items {
                 if let Ok(p) = item
                     && let Err(e) = p.sync()
                 {
@@ -491,7 +507,7 @@ impl ShardStore for DirNode {
             }
         }
         // 2. Final names: a shard file under its final name is complete.
-        for item in items.iter_mut() {
+        for item in &mut items {
             if let Ok(p) = item
                 && let Err(e) = p.publish()
             {
@@ -511,7 +527,7 @@ impl ShardStore for DirNode {
             dirs.dedup();
             for d in &dirs {
                 if let Err(e) = crate::sys::fsync_dir(d) {
-                    for item in items.iter_mut() {
+                    for item in &mut items {
                         if let Ok(p) = item
                             && p.dir == *d
                         {
@@ -539,7 +555,10 @@ impl ShardStore for DirNode {
                 // went (a disk pulled): the next health check must look,
                 // not answer "ok" from the cache, so the reader can tell a
                 // lost shard from an offline node.
-                *self.health_cache.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                *self
+                    .health_cache
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
             }
             err(Self::io_kind(e))
         })?;
@@ -963,9 +982,8 @@ mod tests {
         fs::remove_dir_all(dir.path().join("node-0/shards")).unwrap();
         fs::remove_file(dir.path().join("node-0").join(MARKER)).unwrap();
         let layout = StripeLayout::plan(2, 3, 20, 1 << 20).unwrap();
-        let e = match n.create(&ShardHeader::new(a, 3, &layout)) {
-            Err(e) => e,
-            Ok(_) => panic!("a write into a folder without marker succeeded"),
+        let Err(e) = n.create(&ShardHeader::new(a, 3, &layout)) else {
+            panic!("a write into a folder without marker succeeded");
         };
         assert!(matches!(e.kind, NodeErrorKind::Offline(_)), "{e}");
         assert!(!dir.path().join("node-0/shards").exists());

@@ -149,10 +149,10 @@ impl NodeError {
                 "write the object again; this is a qsfs bug, please report it"
             }
             NodeErrorKind::Io(e) => match io_errno(e) {
-                Some(libc::ENOSPC) | Some(libc::EDQUOT) => {
+                Some(libc::ENOSPC | libc::EDQUOT) => {
                     "free space on the node's disk, or add a node (`qsfs node add`)"
                 }
-                Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EROFS) => {
+                Some(libc::EACCES | libc::EPERM | libc::EROFS) => {
                     "make the node's folder writable by the user running qsfs"
                 }
                 _ => "check the node's disk (dmesg, free space, permissions)",
@@ -173,7 +173,7 @@ impl NodeError {
     /// (EDQUOT): the one storage failure a user can fix by freeing space,
     /// so it reaches the application as such rather than as EIO.
     pub fn is_storage_full(&self) -> bool {
-        matches!(self.errno(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+        matches!(self.errno(), Some(libc::ENOSPC | libc::EDQUOT))
     }
 
     /// True if the shard simply is not there.

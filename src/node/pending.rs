@@ -119,7 +119,9 @@ impl<T: Send + 'static> PendingTable<T> {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Entries<T>> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Records `write` and hands out the pending shard that stands for it.

@@ -145,7 +145,10 @@ const CACHED_TREES: usize = 8;
 impl TreeCache {
     /// The cached tree built from `id`, if any.
     pub fn get(&self, id: &TreeId) -> Option<std::sync::Arc<rmht::Tree>> {
-        let t = self.trees.lock().unwrap_or_else(|p| p.into_inner());
+        let t = self
+            .trees
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         t.iter()
             .find(|(k, _)| k == id)
             .map(|(_, t)| std::sync::Arc::clone(t))
@@ -153,7 +156,10 @@ impl TreeCache {
 
     /// Keeps a tree built from `id`.
     pub fn put(&self, id: TreeId, tree: std::sync::Arc<rmht::Tree>) {
-        let mut t = self.trees.lock().unwrap_or_else(|p| p.into_inner());
+        let mut t = self
+            .trees
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         t.retain(|(k, _)| k.key != id.key);
         if t.len() >= CACHED_TREES {
             t.pop_front();

@@ -266,7 +266,7 @@ impl Server {
             if let Ok(clone) = stream.try_clone() {
                 conns
                     .lock()
-                    .unwrap_or_else(|p| p.into_inner())
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .insert(id, clone);
             }
             let state = Arc::clone(&self.state);
@@ -283,7 +283,10 @@ impl Server {
                         },
                         Err(e) => tracing::warn!("connection {id} from {peer} refused: {e}"),
                     }
-                    conns2.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                    conns2
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .remove(&id);
                 });
             match spawned {
                 Ok(t) => threads.push(t),
@@ -292,7 +295,11 @@ impl Server {
         }
         // Requests in progress finish; the next read of every connection
         // sees the end of the stream.
-        for s in conns.lock().unwrap_or_else(|p| p.into_inner()).values() {
+        for s in conns
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+        {
             let _ = s.shutdown(std::net::Shutdown::Read);
         }
         for t in threads {
@@ -302,7 +309,7 @@ impl Server {
         self.state
             .pending
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .map
             .clear();
         tracing::info!("node server on {} stopped", self.addr);
@@ -332,7 +339,7 @@ fn open_folder(dir: &Path) -> Result<Option<(Identity, Arc<DirNode>)>, ServeErro
     }
     let others = std::fs::read_dir(dir)
         .map_err(|e| fail(format!("cannot read it: {e}")))?
-        .filter_map(|e| e.ok())
+        .filter_map(std::result::Result::ok)
         .filter(|e| e.file_name() != "lost+found")
         .count();
     if others > 0 {
@@ -490,7 +497,10 @@ fn receive_shard(
 impl State {
     /// Checks (or, for an empty folder, takes) the identity a client names.
     fn hello(&self, vault: &str, node: &str) -> Result<(Identity, Arc<DirNode>, bool), WireError> {
-        let mut slot = self.node.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slot = self
+            .node
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some((id, n)) = slot.as_ref() {
             if id.vault != vault {
                 return Err(WireError::new(
@@ -546,7 +556,10 @@ impl State {
     }
 
     fn add_pending(&self, p: PendingShard) -> Result<u64, WireError> {
-        let mut t = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let mut t = self
+            .pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let ttl = self.ttl;
         t.map.retain(|_, (at, _)| at.elapsed() < ttl);
         if t.map.len() >= MAX_PENDING {
@@ -562,7 +575,10 @@ impl State {
     }
 
     fn take_pending(&self, tokens: &[u64]) -> Vec<Option<PendingShard>> {
-        let mut t = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let mut t = self
+            .pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         tokens
             .iter()
             .map(|k| t.map.remove(k).map(|(_, p)| p))

@@ -118,7 +118,10 @@ impl HealthCheck for RemoteNode {
     fn health(&self) -> NodeHealth {
         let inner = &self.inner;
         {
-            let cache = inner.health.lock().unwrap_or_else(|p| p.into_inner());
+            let cache = inner
+                .health
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if let Some((at, h)) = cache.as_ref()
                 && at.elapsed() < HEALTH_TTL
             {
@@ -141,7 +144,10 @@ impl HealthCheck for RemoteNode {
                 NodeHealth::Offline(format!("{}: {detail}", inner.address))
             }
         };
-        *inner.health.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), h.clone()));
+        *inner
+            .health
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((Instant::now(), h.clone()));
         h
     }
 
@@ -293,7 +299,11 @@ impl ShardStore for RemoteNode {
                     // As in a folder node: a shard not found may mean the
                     // node's folder is gone; the next health check asks
                     // (the server's cache was dropped by the same miss).
-                    *self.inner.health.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                    *self
+                        .inner
+                        .health
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
                 }
                 e
             })
@@ -571,7 +581,7 @@ mod tests {
                 .collect();
             hs.into_iter().map(|h| h.join().unwrap()).collect()
         });
-        assert!(n.commit(pendings).iter().all(|r| r.is_ok()));
+        assert!(n.commit(pendings).iter().all(std::result::Result::is_ok));
         assert_eq!(n.list().unwrap().shards.len(), 4);
         assert_eq!(n.purge(other).unwrap(), 3);
         n.delete(key).unwrap();

@@ -86,7 +86,9 @@ impl Inner {
     }
 
     fn lock_pool(&self) -> std::sync::MutexGuard<'_, Pool> {
-        self.pool.lock().unwrap_or_else(|p| p.into_inner())
+        self.pool
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// A channel: an idle one, or a new connection.
@@ -162,7 +164,10 @@ impl Inner {
         drop(pool);
         self.freed.notify_one();
         if let Failure::Transport { detail, .. } = f {
-            *self.health.lock().unwrap_or_else(|p| p.into_inner()) = Some((
+            *self
+                .health
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((
                 Instant::now(),
                 NodeHealth::Offline(format!("{}: {detail}", self.address)),
             ));
@@ -399,7 +404,7 @@ mod tests {
         let n = remote("node-0", &addr, VAULT);
         let (p, payload) = write(&n, ObjectId([9; 16]), 0, 5000);
         let key = p.key();
-        assert!(n.commit(vec![p]).iter().all(|r| r.is_ok()));
+        assert!(n.commit(vec![p]).iter().all(std::result::Result::is_ok));
         drop(srv);
         // The pooled channel is dead now; the next operation reconnects.
         let _srv = serve_on(&folder, &addr);
