@@ -493,6 +493,16 @@ fn audits_during_writes_and_deletes_accuse_nobody() {
             }
             n
         });
+        // Stops the writer however this thread leaves, a failed assertion
+        // included: otherwise the scope would wait for it forever and a
+        // failure would show as a hang.
+        struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for StopOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        let stop_guard = StopOnDrop(&stop);
         let (mut audits, mut raced) = (0, 0u64);
         // At least 3 s and 5 audits, and audits go on until the writer
         // has done 5 writes (a loaded machine may run it slowly).
@@ -520,7 +530,7 @@ fn audits_during_writes_and_deletes_accuse_nobody() {
             }
             audits += 1;
         }
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        drop(stop_guard);
         eprintln!("{raced} differences were work in progress and left out");
         (audits, writer.join().unwrap())
     });
