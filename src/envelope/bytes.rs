@@ -313,12 +313,18 @@ fn open_run(
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::envelope::SEG;
 
     /// `E''` by the book: encrypt segment after segment, then splice KR and R3.
-    fn reference(g: &Geometry, cipher: &SegmentCipher, d: &[u8], kr: &[u8], r3: &[u8]) -> Vec<u8> {
+    pub(in crate::envelope) fn reference(
+        g: &Geometry,
+        cipher: &SegmentCipher,
+        d: &[u8],
+        kr: &[u8],
+        r3: &[u8],
+    ) -> Vec<u8> {
         let mut e = Vec::new();
         for i in 0..g.segments() {
             let p = g.segment_span_in_plain(i);

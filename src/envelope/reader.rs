@@ -499,18 +499,7 @@ mod tests {
         let r3 = Share::from_parts(3, &[0x33u8; 32]);
         let g = Geometry::new(d.len() as u64, n1, n2).unwrap();
         let cipher = SegmentCipher::new(&k);
-        let mut e = Vec::new();
-        for i in 0..g.segments() {
-            let p = g.segment_span_in_plain(i);
-            let mut seg = d[p.start as usize..p.end as usize].to_vec();
-            let tag = cipher
-                .encrypt_segment(i, i + 1 == g.segments(), &mut seg)
-                .unwrap();
-            e.extend_from_slice(&seg);
-            e.extend_from_slice(&tag);
-        }
-        e.splice(n1 as usize..n1 as usize, kr.iter().copied());
-        e.splice(n2 as usize..n2 as usize, r3.as_bytes().iter().copied());
+        let mut e = crate::envelope::bytes::tests::reference(&g, &cipher, d, &kr, r3.as_bytes());
         let m = mac("mac M", &r, &e);
         e.extend_from_slice(&m);
         let rec = Recovered::crafted(k, r, g, &kr, &r3);
