@@ -490,10 +490,15 @@ struct Incoming {
     path: PathBuf,
     reader: BufReader<UnixStream>,
     silence: Duration,
+    /// Whether the server said anything yet on this connection.
+    answered: bool,
 }
 
 impl Incoming {
     fn fail(&self, e: std::io::Error) -> ControlError {
+        if !self.answered && gone_before_answering(&e) {
+            return ControlError::NotMounted(self.path.clone());
+        }
         failure(&self.path, self.silence, e)
     }
 
@@ -502,6 +507,13 @@ impl Incoming {
     fn line(&mut self, buf: &mut Vec<u8>) -> Result<Line, ControlError> {
         let mut line = String::new();
         let n = self.reader.read_line(&mut line).map_err(|e| self.fail(e))?;
+        if n == 0 && !self.answered {
+            // Closed before a word: a mount process that was dying as we
+            // connected (kill -9). The caller opens the vault, whose lock
+            // tells a dead mount from none and names the fix.
+            return Err(ControlError::NotMounted(self.path.clone()));
+        }
+        self.answered = true;
         if n == 0 {
             return Err(ControlError::Io {
                 path: self.path.clone(),
@@ -545,6 +557,17 @@ impl Incoming {
             }
         }
     }
+}
+
+/// A connection the server dropped without answering: reset, a broken
+/// pipe, or closed.
+fn gone_before_answering(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::BrokenPipe
+            | std::io::ErrorKind::UnexpectedEof
+    )
 }
 
 /// A timed-out read or write is the server's silence.
@@ -623,6 +646,7 @@ fn connect_with(root: &Path, silence: Duration) -> Result<Client, ControlError> 
             path,
             reader,
             silence,
+            answered: false,
         },
     })
 }
