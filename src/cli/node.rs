@@ -148,9 +148,20 @@ pub struct ServeArgs {
     /// `insecure_plaintext = true`.
     #[arg(long)]
     insecure_plaintext: bool,
-    /// Connections served at once.
+    /// Authenticated connections served at once.
     #[arg(long, default_value_t = 64, value_name = "N")]
     max_connections: usize,
+    /// Connections still in their handshake, from everyone (kept apart
+    /// from --max-connections, so strangers cannot use those up).
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    max_handshakes: usize,
+    /// Connections still in their handshake, from one address.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    max_handshakes_per_source: usize,
+    /// A connection must finish its handshake within this many
+    /// milliseconds.
+    #[arg(long, default_value_t = 5000, value_name = "MS")]
+    handshake_timeout_ms: u64,
 }
 
 pub fn run(ctx: &Ctx, c: NodeCommand) -> Result<i32> {
@@ -424,10 +435,22 @@ fn serve(a: ServeArgs) -> Result<i32> {
         },
     };
     let mut opts = ServeOptions::new(&a.dir, &a.listen);
-    if a.max_connections == 0 {
-        bail!("--max-connections must be at least 1");
+    for (flag, v) in [
+        ("--max-connections", a.max_connections),
+        ("--max-handshakes", a.max_handshakes),
+        ("--max-handshakes-per-source", a.max_handshakes_per_source),
+    ] {
+        if v == 0 {
+            bail!("{flag} must be at least 1");
+        }
+    }
+    if a.handshake_timeout_ms == 0 {
+        bail!("--handshake-timeout-ms must be above 0");
     }
     opts.max_connections = a.max_connections;
+    opts.max_handshakes = a.max_handshakes;
+    opts.max_handshakes_per_source = a.max_handshakes_per_source;
+    opts.handshake_timeout = std::time::Duration::from_millis(a.handshake_timeout_ms);
     let server = Server::bind(opts, transport)?;
     let stop = server.stop_handle();
     match signal_hook::iterator::Signals::new([
@@ -448,7 +471,9 @@ fn serve(a: ServeArgs) -> Result<i32> {
     }
     {
         let mut out = std::io::stdout().lock();
-        writeln!(out, "listening on {}", server.local_addr())?;
+        if let Some(addr) = server.local_addr() {
+            writeln!(out, "listening on {addr}")?;
+        }
         out.flush()?;
     }
     server.run();

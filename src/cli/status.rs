@@ -198,7 +198,10 @@ pub fn status(ctx: &Ctx, a: StatusArgs) -> Result<i32> {
                 );
                 ("DAMAGED", Some(&damage))
             }
-            NodeHealth::Ok => ("ok", None),
+            NodeHealth::Ok => match &n.degraded {
+                Some(d) => ("DEGRADED", Some(d)),
+                None => ("ok", None),
+            },
             NodeHealth::Offline(d) => ("OFFLINE", Some(d)),
             NodeHealth::ReadOnly(d) => ("READONLY", Some(d)),
             NodeHealth::Foreign(d) => ("FOREIGN", Some(d)),

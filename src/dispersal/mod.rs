@@ -13,11 +13,13 @@ mod manifest;
 mod placement;
 mod read;
 mod repair;
+mod slow;
 mod write;
 
 pub use ecstore::EcStore;
 pub use manifest::Manifest;
 pub use read::{ChunkCache, ReadReport};
+pub use slow::SlowNodes;
 pub use write::ObjectWriter;
 
 use std::collections::HashMap;
@@ -178,6 +180,8 @@ pub struct Dispersal {
     codecs: Mutex<HashMap<(usize, usize), Arc<Codec>>>,
     /// Nodes being drained: no new shards go there.
     draining: std::sync::RwLock<std::collections::HashSet<String>>,
+    /// Nodes reads found slow lately (hedged reads went around them).
+    slow: Arc<SlowNodes>,
 }
 
 impl std::fmt::Debug for Dispersal {
@@ -209,6 +213,7 @@ impl Dispersal {
             store,
             codecs: Mutex::new(HashMap::new()),
             draining: Default::default(),
+            slow: Arc::default(),
         })
     }
 
@@ -220,6 +225,11 @@ impl Dispersal {
     /// The nodes, in config order.
     pub fn nodes(&self) -> &[Arc<dyn Node>] {
         &self.nodes
+    }
+
+    /// The nodes reads found slow lately.
+    pub fn slow_nodes(&self) -> &SlowNodes {
+        &self.slow
     }
 
     /// The manifest and backup store.
@@ -325,6 +335,8 @@ impl Dispersal {
                 .collect(),
             codec: self.codec(manifest.layout.k, manifest.layout.n)?,
             cache,
+            slow: Arc::clone(&self.slow),
+            owned: std::sync::OnceLock::new(),
         })
     }
 

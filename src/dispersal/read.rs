@@ -14,9 +14,12 @@
 use std::io;
 use std::sync::Arc;
 
-use crossbeam_channel::{Receiver, Sender, bounded};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Select, Sender, bounded};
 
 use super::manifest::Manifest;
+use super::slow::SlowNodes;
 use super::{Dispersal, DispersalError};
 use crate::ObjectId;
 use crate::erasure::Codec;
@@ -47,6 +50,9 @@ pub struct ReadReport {
 
 impl ReadReport {
     fn add(&mut self, shard: usize, node: &str, f: ChunkFault) {
+        if f.slow {
+            return;
+        }
         self.push(BadShard {
             index: shard as u8,
             node: node.to_string(),
@@ -90,6 +96,9 @@ pub(super) struct ObjectShards<'a> {
     pub nodes: Vec<Option<Arc<dyn Node>>>,
     pub codec: Arc<Codec>,
     pub cache: Option<&'a ChunkCache>,
+    pub slow: Arc<SlowNodes>,
+    /// The manifest, owned, for fetch threads (made on first use).
+    pub owned: std::sync::OnceLock<Arc<Manifest>>,
 }
 
 impl ObjectShards<'_> {
@@ -97,72 +106,142 @@ impl ObjectShards<'_> {
         &self.manifest.placement[i]
     }
 
-    /// Reads chunk `shard` of `stripe` and checks it against the manifest.
+    /// Reads chunk `shard` of `stripe` and checks it against the manifest,
+    /// hedged: the fetch runs on a thread of its own, and if it is not
+    /// back within [`SlowNodes::hedge_after`] the node is marked slow and
+    /// the caller gets a `slow` fault, so it reads another shard instead
+    /// of waiting out the node's request deadline.
     pub fn fetch_chunk(&self, stripe: u64, shard: usize) -> Result<Vec<u8>, ChunkFault> {
-        let m = self.manifest;
-        let node = self.nodes[shard].as_ref().ok_or_else(|| ChunkFault {
-            gone: true,
-            cause: Cause::NodeUnreadable,
-            why: "node is not in the vault config".to_string(),
-        })?;
-        let mut buf = vec![0u8; m.layout.chunk as usize];
-        let key = ShardKey {
-            object: m.id,
-            index: shard as u8,
-        };
-        node.read_at(key, m.layout.chunk_offset(stripe), &mut buf)
-            .map_err(|e| {
-                // A node whose folder is gone (or unmarked, or whose server
-                // is down) fails every read. What failed stays as it was
-                // ("missing" for a shard file that is not there), but the
-                // cause is the node, whose next step is to bring it back
-                // or adopt a replacement, not a scrub (health is cached:
-                // this costs nothing per read).
-                let offline = !matches!(e.kind, NodeErrorKind::Corrupt(_))
-                    && matches!(node.health(), NodeHealth::Offline(_));
-                if e.is_not_found() {
-                    ChunkFault {
-                        gone: true,
-                        cause: if offline {
-                            Cause::NodeOffline
-                        } else {
-                            Cause::ShardMissing
-                        },
-                        why: "missing".to_string(),
-                    }
-                } else {
-                    ChunkFault {
-                        gone: false,
-                        cause: match e.kind {
-                            NodeErrorKind::Corrupt(_) => Cause::ShardCorrupt,
-                            _ if offline => Cause::NodeOffline,
-                            _ => Cause::NodeUnreadable,
-                        },
-                        why: e.kind.to_string(),
-                    }
-                }
-            })?;
-        if blake3::hash(&buf).as_bytes() != m.hash(stripe, shard) {
-            return Err(ChunkFault {
-                gone: false,
-                cause: Cause::ShardCorrupt,
-                why: format!("chunk of stripe {stripe} fails its hash (corrupt)"),
+        let manifest = Arc::clone(self.owned.get_or_init(|| Arc::new(self.manifest.clone())));
+        let node = self.nodes[shard].clone();
+        let (tx, rx) = bounded(1);
+        let started = Instant::now();
+        let spawned = std::thread::Builder::new()
+            .name(format!("chunk-{shard}"))
+            .spawn(move || {
+                let _ = tx.send(fetch_chunk(&manifest, node.as_ref(), stripe, shard));
             });
+        if spawned.is_err() {
+            // No thread to spare: fetch here, unhedged.
+            return fetch_chunk(self.manifest, self.nodes[shard].as_ref(), stripe, shard);
         }
-        Ok(buf)
+        let wait = self.slow.hedge_after();
+        match rx.recv_timeout(wait) {
+            Ok(r) => {
+                if r.is_ok() {
+                    self.slow.note_fetch(started.elapsed());
+                }
+                r
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                let why = format!(
+                    "its chunk of stripe {stripe} of object {} was not in after {:.1} s",
+                    self.manifest.id,
+                    wait.as_secs_f32()
+                );
+                self.slow.mark(self.node_name(shard), why.clone());
+                Err(ChunkFault {
+                    slow: true,
+                    gone: false,
+                    cause: Cause::NodeUnreadable,
+                    why,
+                })
+            }
+            Err(RecvTimeoutError::Disconnected) => Err(ChunkFault {
+                slow: false,
+                gone: false,
+                cause: Cause::NodeUnreadable,
+                why: "the chunk reader stopped".to_string(),
+            }),
+        }
     }
 
+    /// Whether shard `i`'s node was slow lately.
+    fn is_slow(&self, i: usize) -> bool {
+        self.slow.is_slow(self.node_name(i))
+    }
+}
+
+/// Reads chunk `shard` of `stripe` from `node` and checks it against the
+/// manifest; free of the object's other state, so a reader thread can own
+/// what it needs and outlive the read that started it.
+fn fetch_chunk(
+    m: &Manifest,
+    node: Option<&Arc<dyn Node>>,
+    stripe: u64,
+    shard: usize,
+) -> Result<Vec<u8>, ChunkFault> {
+    let node = node.ok_or_else(|| ChunkFault {
+        slow: false,
+        gone: true,
+        cause: Cause::NodeUnreadable,
+        why: "node is not in the vault config".to_string(),
+    })?;
+    let mut buf = vec![0u8; m.layout.chunk as usize];
+    let key = ShardKey {
+        object: m.id,
+        index: shard as u8,
+    };
+    node.read_at(key, m.layout.chunk_offset(stripe), &mut buf)
+        .map_err(|e| {
+            // A node whose folder is gone (or unmarked, or whose server
+            // is down) fails every read. What failed stays as it was
+            // ("missing" for a shard file that is not there), but the
+            // cause is the node, whose next step is to bring it back
+            // or adopt a replacement, not a scrub (health is cached:
+            // this costs nothing per read).
+            let offline = !matches!(e.kind, NodeErrorKind::Corrupt(_))
+                && matches!(node.health(), NodeHealth::Offline(_));
+            if e.is_not_found() {
+                ChunkFault {
+                    slow: false,
+                    gone: true,
+                    cause: if offline {
+                        Cause::NodeOffline
+                    } else {
+                        Cause::ShardMissing
+                    },
+                    why: "missing".to_string(),
+                }
+            } else {
+                ChunkFault {
+                    slow: false,
+                    gone: false,
+                    cause: match e.kind {
+                        NodeErrorKind::Corrupt(_) => Cause::ShardCorrupt,
+                        _ if offline => Cause::NodeOffline,
+                        _ => Cause::NodeUnreadable,
+                    },
+                    why: e.kind.to_string(),
+                }
+            }
+        })?;
+    if blake3::hash(&buf).as_bytes() != m.hash(stripe, shard) {
+        return Err(ChunkFault {
+            slow: false,
+            gone: false,
+            cause: Cause::ShardCorrupt,
+            why: format!("chunk of stripe {stripe} fails its hash (corrupt)"),
+        });
+    }
+    Ok(buf)
+}
+
+impl ObjectShards<'_> {
     /// Every shard in the order reads should try it: data shards first (no
-    /// decoding needed), then parity; shards recorded missing come last
-    /// (their damage may be local to a few chunks) and shards whose node
-    /// is not configured are left out.
+    /// decoding needed), then parity; shards on nodes found slow lately
+    /// after those, and shards recorded missing last (their damage may be
+    /// local to a few chunks); shards whose node is not configured are
+    /// left out.
     fn candidates(&self) -> Vec<usize> {
         let m = self.manifest;
         let usable = |i: &usize| self.nodes[*i].is_some();
         let (good, recorded): (Vec<usize>, Vec<usize>) = (0..m.layout.n)
             .filter(usable)
             .partition(|i| !m.is_missing(*i));
-        good.into_iter().chain(recorded).collect()
+        let (fast, slow): (Vec<usize>, Vec<usize>) =
+            good.into_iter().partition(|i| !self.is_slow(*i));
+        fast.into_iter().chain(slow).chain(recorded).collect()
     }
 
     /// Rebuilds the data of `stripe` from whatever `k` chunks verify,
@@ -329,7 +408,7 @@ impl ObjectShards<'_> {
             // Try the covering data chunks alone; fall back to the stripe.
             let mut direct = Vec::with_capacity(last - first + 1);
             for i in first..=last {
-                if gone & (1 << i) != 0 || self.manifest.is_missing(i) {
+                if gone & (1 << i) != 0 || self.manifest.is_missing(i) || self.is_slow(i) {
                     break;
                 }
                 match self.cached_chunk(stripe, i) {
@@ -369,6 +448,9 @@ impl ObjectShards<'_> {
 /// Why one chunk could not be used.
 #[derive(Debug, Clone)]
 pub(super) struct ChunkFault {
+    /// The node was too slow and the read went around it: not damage,
+    /// never reported as a bad shard (nor recorded as repair debt).
+    pub(super) slow: bool,
     /// The whole shard is unavailable (file or node gone), not just this chunk.
     pub(super) gone: bool,
     /// The kind of failure.
@@ -379,33 +461,54 @@ pub(super) struct ChunkFault {
 type ChunkMsg = (u64, Result<Vec<u8>, ChunkFault>);
 
 /// Starts a thread that reads shard `i` from `from` onwards. It goes on
-/// past a bad chunk (damage may be local) and stops when the shard is gone.
-fn spawn_shard_reader<'scope, 'env>(
-    scope: &'scope std::thread::Scope<'scope, 'env>,
-    shards: &'env ObjectShards<'env>,
-    shard: usize,
-    from: u64,
-) -> Receiver<ChunkMsg> {
+/// past a bad chunk (damage may be local) and stops when the shard is gone
+/// or nobody listens. The thread owns what it reads with and is not
+/// joined: a read that went around a slow node does not wait for it (the
+/// node's request deadline ends the thread's last fetch).
+fn spawn_shard_reader(shards: &ObjectShards<'_>, shard: usize, from: u64) -> Receiver<ChunkMsg> {
     let (tx, rx) = bounded::<ChunkMsg>(4);
-    scope.spawn(move || {
-        for s in from..shards.manifest.layout.stripes {
-            let r = shards.fetch_chunk(s, shard);
-            let gone = r.as_ref().is_err_and(|f| f.gone);
-            if tx.send((s, r)).is_err() || gone {
-                return;
+    let manifest = Arc::clone(
+        shards
+            .owned
+            .get_or_init(|| Arc::new(shards.manifest.clone())),
+    );
+    let node = shards.nodes[shard].clone();
+    let spawned = std::thread::Builder::new()
+        .name(format!("shard-reader-{shard}"))
+        .spawn(move || {
+            for s in from..manifest.layout.stripes {
+                let r = fetch_chunk(&manifest, node.as_ref(), s, shard);
+                let gone = r.as_ref().is_err_and(|f| f.gone);
+                if tx.send((s, r)).is_err() || gone {
+                    return;
+                }
             }
-        }
-    });
+        });
+    if let Err(e) = spawned {
+        // The receiver sees a stopped reader; spares take its place.
+        tracing::warn!("cannot start a reader thread for shard {shard}: {e}");
+    }
     rx
 }
 
 /// Consecutive bad chunks after which a shard's stream is replaced.
 const RETIRE_AFTER: u8 = 2;
 
+/// A reader is hedged (a spare shard read instead) once it lags the first
+/// good chunk of its stripe by this much at least...
+const HEDGE_MIN: Duration = Duration::from_secs(1);
+/// ...and by this many times what that first chunk took.
+const HEDGE_FACTOR: u32 = 4;
+
 /// Produces the object's bytes stripe by stripe into `out`.
-pub(super) fn stream_object<'scope, 'env>(
-    scope: &'scope std::thread::Scope<'scope, 'env>,
-    shards: &'env ObjectShards<'env>,
+///
+/// Each stripe takes its chunks as they arrive. Once one good chunk is
+/// in, the others get a clear margin ([`HEDGE_MIN`], or [`HEDGE_FACTOR`]
+/// times what the first took); a reader still silent then is a slow node:
+/// it is marked in [`SlowNodes`], its stream retired, and a spare shard
+/// read in its place. Slowness is not damage and is not reported as such.
+pub(super) fn stream_object(
+    shards: &ObjectShards<'_>,
     out: Sender<Result<Vec<u8>, DispersalError>>,
 ) -> ReadReport {
     let l = shards.manifest.layout;
@@ -420,22 +523,60 @@ pub(super) fn stream_object<'scope, 'env>(
     let mut active: Vec<(usize, Receiver<ChunkMsg>)> = order
         .iter()
         .take(l.k)
-        .map(|&i| (i, spawn_shard_reader(scope, shards, i, 0)))
+        .map(|&i| (i, spawn_shard_reader(shards, i, 0)))
         .collect();
     for stripe in 0..l.stripes {
         let mut chunks: Vec<Option<Vec<u8>>> = vec![None; l.n];
         let mut tried: u32 = 0;
-        for (i, rx) in &active {
-            let i = *i;
-            tried |= 1 << i;
-            let got = match rx.recv() {
+        let started = Instant::now();
+        let mut first_good: Option<Instant> = None;
+        let mut waiting: Vec<usize> = (0..active.len()).collect();
+        for (i, _) in &active {
+            tried |= 1 << *i;
+        }
+        while !waiting.is_empty() {
+            let mut sel = Select::new();
+            for &p in &waiting {
+                sel.recv(&active[p].1);
+            }
+            let op = match first_good {
+                None => sel.select(),
+                Some(t) => {
+                    let margin = HEDGE_MIN.max(t.duration_since(started) * HEDGE_FACTOR);
+                    match sel.select_deadline(t + margin) {
+                        Ok(op) => op,
+                        Err(_) => {
+                            for &p in &waiting {
+                                let i = active[p].0;
+                                retired |= 1 << i;
+                                shards.slow.mark(
+                                    shards.node_name(i),
+                                    format!(
+                                        "its chunk of stripe {stripe} of object {} was not in \
+                                         {:.1} s after the first of its peers",
+                                        shards.manifest.id,
+                                        margin.as_secs_f32()
+                                    ),
+                                );
+                            }
+                            break;
+                        }
+                    }
+                }
+            };
+            let at = op.index();
+            let p = waiting.swap_remove(at);
+            let i = active[p].0;
+            let got = match op.recv(&active[p].1) {
                 Ok((s, r)) if s == stripe => r,
                 Ok((s, _)) => Err(ChunkFault {
+                    slow: false,
                     gone: true,
                     cause: Cause::NodeUnreadable,
                     why: format!("reader out of step (stripe {s}, wanted {stripe})"),
                 }),
                 Err(_) => Err(ChunkFault {
+                    slow: false,
                     gone: true,
                     cause: Cause::NodeUnreadable,
                     why: "reader stopped".to_string(),
@@ -445,6 +586,7 @@ pub(super) fn stream_object<'scope, 'env>(
                 Ok(c) => {
                     chunks[i] = Some(c);
                     streak[i] = 0;
+                    first_good.get_or_insert_with(Instant::now);
                 }
                 Err(f) => {
                     streak[i] += 1;
@@ -498,7 +640,7 @@ pub(super) fn stream_object<'scope, 'env>(
                     break;
                 }
                 if retired & (1 << j) == 0 && !active.iter().any(|(i, _)| *i == j) {
-                    active.push((j, spawn_shard_reader(scope, shards, j, stripe + 1)));
+                    active.push((j, spawn_shard_reader(shards, j, stripe + 1)));
                 }
             }
         }
@@ -568,7 +710,7 @@ impl Dispersal {
         let (tx, rx) = bounded(2);
         let (value, report) = std::thread::scope(|scope| {
             let shards = &shards;
-            let producer = scope.spawn(move || stream_object(scope, shards, tx));
+            let producer = scope.spawn(move || stream_object(shards, tx));
             let value = consume(ObjectStream::new(rx));
             let report = producer.join();
             (value, report)

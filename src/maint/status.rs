@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -50,6 +51,11 @@ pub struct NodeStatus {
     /// What to do about it, when not checked.
     #[serde(default)]
     pub next_step: Option<String>,
+    /// Why the node counts as degraded: reads went around it lately
+    /// (hedged reads), or it answered this status far slower than its
+    /// peers. It still works; its data is not at risk.
+    #[serde(default)]
+    pub degraded: Option<String>,
     /// Bytes of those shard files.
     pub bytes: u64,
     /// Temporary files of interrupted writes.
@@ -168,8 +174,12 @@ impl Vault {
         // One listing per node serves both the counts of what it holds and
         // the holdings (placed, held, lost), so the two cannot disagree.
         let mut listed: HashMap<String, (u64, u64, u64)> = HashMap::new();
+        let mut took: HashMap<String, Duration> = HashMap::new();
         let holdings = self.holdings_with(|node| {
-            let l = self.check_listing(node)?;
+            let start = Instant::now();
+            let l = self.check_listing(node);
+            took.insert(node.name().to_string(), start.elapsed());
+            let l = l?;
             listed.insert(
                 node.name().to_string(),
                 (
@@ -213,6 +223,11 @@ impl Vault {
                         .as_ref()
                         .map(|why| why.next_step(self.root(), node.name())),
                     not_checked,
+                    degraded: self
+                        .dispersal()
+                        .slow_nodes()
+                        .describe(node.name())
+                        .or_else(|| slower_than_peers(node.name(), &took)),
                     bytes,
                     leftovers,
                     space: node.space(),
@@ -272,4 +287,31 @@ impl Vault {
             mount: None,
         })
     }
+}
+
+/// A node that answered far slower than its peers: at least
+/// [`SLOW_ANSWER`] and [`SLOW_FACTOR`] times their median.
+const SLOW_ANSWER: Duration = Duration::from_secs(1);
+const SLOW_FACTOR: u32 = 5;
+
+/// Why `node` counts as slow, from how long each node took to answer.
+fn slower_than_peers(node: &str, took: &HashMap<String, Duration>) -> Option<String> {
+    let mine = *took.get(node)?;
+    let mut peers: Vec<Duration> = took
+        .iter()
+        .filter(|(n, _)| n.as_str() != node)
+        .map(|(_, d)| *d)
+        .collect();
+    if peers.is_empty() {
+        return None;
+    }
+    peers.sort();
+    let median = peers[peers.len() / 2];
+    (mine >= SLOW_ANSWER && mine >= median * SLOW_FACTOR).then(|| {
+        format!(
+            "slow: answered in {:.1} s, its peers in {:.2} s (median)",
+            mine.as_secs_f32(),
+            median.as_secs_f32()
+        )
+    })
 }

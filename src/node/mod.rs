@@ -17,12 +17,16 @@
 //! treefile.rs   saved proof trees next to shards (audits)
 //! proof.rs      proof-of-possession challenges and proofs (pure)
 //! wire/         the node protocol: a pure codec of requests and responses
-//! transport.rs  how a TCP stream becomes a channel (QKD link or plain)
+//! conn.rs       a connection (TCP, or an in-process socket pair) with a deadline
+//! transport.rs  how a connection becomes a channel (QKD link or plain)
 //! plain.rs      unencrypted framing, only for --insecure-plaintext and tests
 //! remote/       the client: a node server reached over a channel
 //! server.rs     the node server: serves a folder node to remote vaults
+//! admission.rs  who the server lets in: handshake caps, rate-limited refusals
 //! ```
 
+mod admission;
+pub mod conn;
 mod dir;
 mod header;
 mod pending;

@@ -16,14 +16,18 @@
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crossbeam_channel::{Receiver, Sender};
 use thiserror::Error;
 
+use super::admission::{Admission, Limits, Ticket};
+use super::conn::{Closer, Conn, LocalDialer};
 use super::transport::Transport;
 use super::wire::{ErrorKind, Request, Response, VERSION, WireError};
 use super::{DirNode, HealthCheck, PendingShard, Prover, ShardSink, ShardStore};
@@ -41,8 +45,17 @@ pub struct ServeOptions {
     pub dir: PathBuf,
     /// Address to listen on (`127.0.0.1:7103`, `0.0.0.0:0`, ...).
     pub listen: String,
-    /// Connections served at once; more are closed at once.
+    /// Authenticated connections served at once; more are closed at once.
     pub max_connections: usize,
+    /// Connections still in their handshake, from everyone: kept apart
+    /// from `max_connections`, so strangers cannot use up the places the
+    /// vault's own connections need.
+    pub max_handshakes: usize,
+    /// Connections still in their handshake, from one address.
+    pub max_handshakes_per_source: usize,
+    /// A connection must finish its link and node hello within this, even
+    /// if it keeps sending a byte now and then.
+    pub handshake_timeout: Duration,
     /// How long a finished shard waits for its commit before it is dropped.
     pub pending_ttl: Duration,
     /// A connection with no message for this long is closed.
@@ -58,6 +71,9 @@ impl ServeOptions {
             dir: dir.to_path_buf(),
             listen: listen.to_string(),
             max_connections: 64,
+            max_handshakes: 16,
+            max_handshakes_per_source: 4,
+            handshake_timeout: Duration::from_secs(5),
             pending_ttl: Duration::from_secs(3600),
             idle_timeout: Duration::from_secs(600),
             write_timeout: Duration::from_secs(60),
@@ -107,21 +123,36 @@ struct State {
     ttl: Duration,
 }
 
+/// Where connections come from.
+enum Listener {
+    /// A TCP port.
+    Tcp(TcpListener, SocketAddr),
+    /// Socket pairs from this process only ([`LocalDialer`]).
+    Local(Receiver<UnixStream>),
+}
+
 /// A bound node server, ready to run.
 pub struct Server {
     state: Arc<State>,
-    listener: TcpListener,
-    addr: SocketAddr,
+    listener: Listener,
     transport: Transport,
     opts: ServeOptions,
     stop: Arc<AtomicBool>,
+    /// Wakes a local listener's accept loop.
+    wake: Option<Sender<UnixStream>>,
 }
 
 /// Stops a running [`Server`] from another thread (a signal handler).
 #[derive(Debug, Clone)]
 pub struct StopHandle {
     stop: Arc<AtomicBool>,
-    addr: SocketAddr,
+    wake: Wake,
+}
+
+#[derive(Debug, Clone)]
+enum Wake {
+    Tcp(SocketAddr),
+    Local(Sender<UnixStream>),
 }
 
 impl StopHandle {
@@ -130,7 +161,16 @@ impl StopHandle {
     pub fn stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
         // Wake the blocking accept.
-        let _ = TcpStream::connect_timeout(&wake_addr(self.addr), Duration::from_secs(1));
+        match &self.wake {
+            Wake::Tcp(addr) => {
+                let _ = TcpStream::connect_timeout(&wake_addr(*addr), Duration::from_secs(1));
+            }
+            Wake::Local(tx) => {
+                if let Ok((a, _b)) = UnixStream::pair() {
+                    let _ = tx.send(a);
+                }
+            }
+        }
     }
 }
 
@@ -152,33 +192,6 @@ impl Server {
     /// accepted connection into a channel.
     pub fn bind(opts: ServeOptions, transport: Transport) -> Result<Server, ServeError> {
         let node = open_folder(&opts.dir)?;
-        Self::bind_with(opts, transport, node)
-    }
-
-    /// Serves `node` (already configured as node `name` of vault
-    /// `vault_id`) without looking at or adopting its folder: the node
-    /// end of an in-process link, where a missing or foreign folder must
-    /// show as exactly that on every operation, and never be recreated.
-    pub fn bind_node(
-        node: Arc<DirNode>,
-        vault_id: &str,
-        name: &str,
-        listen: &str,
-        transport: Transport,
-    ) -> Result<Server, ServeError> {
-        let opts = ServeOptions::new(node.root(), listen);
-        let id = Identity {
-            vault: vault_id.to_string(),
-            node: name.to_string(),
-        };
-        Self::bind_with(opts, transport, Some((id, node)))
-    }
-
-    fn bind_with(
-        opts: ServeOptions,
-        transport: Transport,
-        node: Option<(Identity, Arc<DirNode>)>,
-    ) -> Result<Server, ServeError> {
         let listener = TcpListener::bind(&opts.listen).map_err(|source| ServeError::Listen {
             addr: opts.listen.clone(),
             source,
@@ -187,6 +200,50 @@ impl Server {
             addr: opts.listen.clone(),
             source,
         })?;
+        Ok(Self::with(
+            opts,
+            transport,
+            node,
+            Listener::Tcp(listener, addr),
+            None,
+        ))
+    }
+
+    /// Serves `node` (already configured as node `name` of vault
+    /// `vault_id`) to this process only, without looking at or adopting
+    /// its folder: the node end of an in-process link, where a missing or
+    /// foreign folder must show as exactly that on every operation, and
+    /// never be recreated. It has no address: connections come from the
+    /// returned dialer, so no other process or local user can reach it.
+    pub fn bind_local(
+        node: Arc<DirNode>,
+        vault_id: &str,
+        name: &str,
+        transport: Transport,
+    ) -> (Server, LocalDialer) {
+        let opts = ServeOptions::new(node.root(), "in-process");
+        let id = Identity {
+            vault: vault_id.to_string(),
+            node: name.to_string(),
+        };
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let server = Self::with(
+            opts,
+            transport,
+            Some((id, node)),
+            Listener::Local(rx),
+            Some(tx.clone()),
+        );
+        (server, LocalDialer(tx))
+    }
+
+    fn with(
+        opts: ServeOptions,
+        transport: Transport,
+        node: Option<(Identity, Arc<DirNode>)>,
+        listener: Listener,
+        wake: Option<Sender<UnixStream>>,
+    ) -> Server {
         match &node {
             Some((id, _)) => tracing::info!(
                 "serving {} as node {} of vault {}",
@@ -199,7 +256,7 @@ impl Server {
                 opts.dir.display()
             ),
         }
-        Ok(Server {
+        Server {
             state: Arc::new(State {
                 dir: opts.dir.clone(),
                 node: Mutex::new(node),
@@ -210,37 +267,63 @@ impl Server {
                 ttl: opts.pending_ttl,
             }),
             listener,
-            addr,
             transport,
             opts,
             stop: Arc::new(AtomicBool::new(false)),
-        })
+            wake,
+        }
     }
 
-    /// The address actually bound (a port of 0 is resolved).
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addr
+    /// The address actually bound (a port of 0 is resolved); none for an
+    /// in-process server.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        match &self.listener {
+            Listener::Tcp(_, addr) => Some(*addr),
+            Listener::Local(_) => None,
+        }
     }
 
     /// A handle that stops [`Server::run`].
     pub fn stop_handle(&self) -> StopHandle {
+        let wake = match (&self.listener, &self.wake) {
+            (Listener::Tcp(_, addr), _) => Wake::Tcp(*addr),
+            (Listener::Local(_), Some(tx)) => Wake::Local(tx.clone()),
+            (Listener::Local(_), None) => Wake::Local(crossbeam_channel::unbounded().0),
+        };
         StopHandle {
             stop: Arc::clone(&self.stop),
-            addr: self.addr,
+            wake,
+        }
+    }
+
+    /// The next connection; `None` once a local listener has no dialers.
+    fn accept(&self) -> Option<std::io::Result<Conn>> {
+        let (read, write) = (self.opts.handshake_timeout, self.opts.write_timeout);
+        match &self.listener {
+            Listener::Tcp(l, _) => Some(
+                l.accept()
+                    .and_then(|(stream, _)| Conn::tcp(stream, read, write)),
+            ),
+            Listener::Local(rx) => rx.recv().ok().map(|s| Conn::local(s, read, write)),
         }
     }
 
     /// Serves until stopped; returns after every connection has ended.
     pub fn run(self) {
-        let conns: Arc<Mutex<HashMap<u64, TcpStream>>> = Arc::default();
+        let conns: Arc<Mutex<HashMap<u64, Closer>>> = Arc::default();
         let mut threads: Vec<JoinHandle<()>> = Vec::new();
         let ids = AtomicU64::new(0);
-        for incoming in self.listener.incoming() {
+        let admission = Admission::new(Limits {
+            authenticated: self.opts.max_connections,
+            handshaking: self.opts.max_handshakes,
+            handshaking_per_source: self.opts.max_handshakes_per_source,
+        });
+        while let Some(incoming) = self.accept() {
             if self.stop.load(Ordering::SeqCst) {
                 break;
             }
-            let stream = match incoming {
-                Ok(s) => s,
+            let conn = match incoming {
+                Ok(c) => c,
                 Err(e) => {
                     tracing::warn!("accept failed: {e}");
                     std::thread::sleep(Duration::from_millis(50));
@@ -248,40 +331,54 @@ impl Server {
                 }
             };
             threads.retain(|t| !t.is_finished());
-            let peer = stream
-                .peer_addr()
-                .map(|a| a.to_string())
-                .unwrap_or_else(|_| "?".into());
-            if threads.len() >= self.opts.max_connections {
-                tracing::warn!(
-                    "refusing connection from {peer}: {} connections already (--max-connections)",
-                    threads.len()
-                );
-                continue;
-            }
-            let _ = stream.set_nodelay(true);
-            let _ = stream.set_read_timeout(Some(self.opts.idle_timeout));
-            let _ = stream.set_write_timeout(Some(self.opts.write_timeout));
+            let peer = conn.peer_name();
+            let ticket = match admission.admit(conn.peer_ip()) {
+                Ok(t) => t,
+                Err(why) => {
+                    admission.refused(&peer, &why);
+                    continue;
+                }
+            };
             let id = ids.fetch_add(1, Ordering::Relaxed);
-            if let Ok(clone) = stream.try_clone() {
+            if let Ok(closer) = conn.closer() {
                 conns
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .insert(id, clone);
+                    .insert(id, closer);
             }
             let state = Arc::clone(&self.state);
             let transport = Arc::clone(&self.transport);
             let conns2 = Arc::clone(&conns);
+            let admission2 = Arc::clone(&admission);
+            let (handshake, idle) = (self.opts.handshake_timeout, self.opts.idle_timeout);
             let spawned = std::thread::Builder::new()
                 .name(format!("node-conn-{id}"))
                 .spawn(move || {
                     tracing::debug!("connection {id} from {peer}");
-                    match transport(stream) {
-                        Ok(chan) => match serve_connection(&state, chan) {
+                    let mut conn = conn;
+                    // The link's hello and the node hello must both be
+                    // done by then, however slowly the peer drips bytes.
+                    let deadline = conn.deadline();
+                    deadline.set(Instant::now() + handshake);
+                    conn.set_read_timeout(idle);
+                    let mut gate = Gate {
+                        ticket,
+                        deadline,
+                        admission: &admission2,
+                        peer: &peer,
+                    };
+                    match transport(conn) {
+                        Ok(chan) => match serve_connection(&state, chan, &mut gate) {
                             Ok(()) => tracing::debug!("connection {id} from {peer} closed"),
+                            Err(ConnEnd::Turned) => {}
+                            Err(e) if !gate.ticket.is_authenticated() => {
+                                gate.refuse(&e.to_string());
+                            }
                             Err(e) => tracing::info!("connection {id} from {peer} ended: {e}"),
                         },
-                        Err(e) => tracing::warn!("connection {id} from {peer} refused: {e}"),
+                        // A stranger's failed handshake is logged (at a
+                        // limited rate) as a refusal, not once per try.
+                        Err(e) => gate.refuse(&e.to_string()),
                     }
                     conns2
                         .lock()
@@ -295,12 +392,12 @@ impl Server {
         }
         // Requests in progress finish; the next read of every connection
         // sees the end of the stream.
-        for s in conns
+        for c in conns
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .values()
         {
-            let _ = s.shutdown(std::net::Shutdown::Read);
+            c.close_read();
         }
         for t in threads {
             let _ = t.join();
@@ -312,7 +409,40 @@ impl Server {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .map
             .clear();
-        tracing::info!("node server on {} stopped", self.addr);
+        match self.local_addr() {
+            Some(addr) => tracing::info!("node server on {addr} stopped"),
+            None => tracing::info!(
+                "in-process node server for {} stopped",
+                self.opts.dir.display()
+            ),
+        }
+    }
+}
+
+/// A connection's way past admission: its place, the handshake deadline,
+/// and where refusals are logged.
+struct Gate<'a> {
+    ticket: Ticket,
+    deadline: super::conn::Deadline,
+    admission: &'a Admission,
+    peer: &'a str,
+}
+
+impl Gate<'_> {
+    /// The node hello checked out: the peer holds the link's keys (a
+    /// QKD-keyed link opened its frames). The connection takes a place
+    /// among the authenticated ones and loses its handshake deadline.
+    fn pass(&mut self) -> Result<(), super::admission::Refusal> {
+        self.ticket.authenticate()?;
+        self.deadline.clear();
+        Ok(())
+    }
+
+    fn refuse(&self, why: &str) {
+        self.admission.refused(
+            self.peer,
+            &super::admission::Refusal::Handshake(why.to_owned()),
+        );
     }
 }
 
@@ -358,6 +488,9 @@ enum ConnEnd {
     Channel(#[from] ChannelError),
     #[error("{0}")]
     Refused(String),
+    /// Turned away after its hello for want of room (already logged).
+    #[error("turned away")]
+    Turned,
 }
 
 fn send(chan: &mut dyn Channel, resp: &Response<'_>) -> Result<(), ConnEnd> {
@@ -374,7 +507,11 @@ fn node_err(e: &crate::node::NodeError) -> Response<'static> {
     Response::Error(WireError::from_node(e))
 }
 
-fn serve_connection(state: &State, mut chan: Box<dyn Channel>) -> Result<(), ConnEnd> {
+fn serve_connection(
+    state: &State,
+    mut chan: Box<dyn Channel>,
+    gate: &mut Gate<'_>,
+) -> Result<(), ConnEnd> {
     let chan = chan.as_mut();
     let first = chan.recv()?;
     let node = match Request::decode(&first) {
@@ -389,6 +526,17 @@ fn serve_connection(state: &State, mut chan: Box<dyn Channel>) -> Result<(), Con
         }
         Ok(Request::Hello { vault_id, node, .. }) => match state.hello(&vault_id, &node) {
             Ok((id, n, adopted)) => {
+                if let Err(why) = gate.pass() {
+                    gate.admission.refused(gate.peer, &why);
+                    let _ = chan.send(
+                        &Response::Error(WireError::new(
+                            ErrorKind::Offline,
+                            format!("the node server is busy: {why}; retry later"),
+                        ))
+                        .encode(),
+                    );
+                    return Err(ConnEnd::Turned);
+                }
                 send(
                     chan,
                     &Response::HelloOk {
@@ -782,7 +930,7 @@ mod tests {
             plain_transport("t"),
         )
         .unwrap();
-        let addr = server.local_addr();
+        let addr = server.local_addr().unwrap();
         let stop = server.stop_handle();
         let t = std::thread::spawn(move || server.run());
 
@@ -831,6 +979,92 @@ mod tests {
             Response::Committed(r) => assert!(r[0].as_ref().unwrap_err().message.contains("77")),
             other => panic!("{other:?}"),
         }
+        stop.stop();
+        t.join().unwrap();
+    }
+
+    /// Whether the server closed `s` (end of stream or reset) within `within`.
+    fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
+        use std::io::Read;
+        s.set_read_timeout(Some(within)).unwrap();
+        let mut b = [0u8; 64];
+        loop {
+            match s.read(&mut b) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e) => {
+                    return !matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    );
+                }
+            }
+        }
+    }
+
+    /// Security finding: a connection that never finished its handshake
+    /// held a place for the 600 s idle timeout, and counted against the
+    /// places of the vault's own connections.
+    #[test]
+    fn strangers_get_a_handshake_deadline_and_their_own_small_cap() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("n")).unwrap();
+        let mut opts = ServeOptions::new(&dir.path().join("n"), "127.0.0.1:0");
+        opts.max_connections = 2;
+        opts.max_handshakes = 3;
+        opts.max_handshakes_per_source = 2;
+        opts.handshake_timeout = Duration::from_millis(1500);
+        let server = Server::bind(opts, plain_transport("t")).unwrap();
+        let addr = server.local_addr().unwrap();
+        let stop = server.stop_handle();
+        let t = std::thread::spawn(move || server.run());
+
+        // The vault's connection, authenticated before the flood.
+        let mut good = client(addr);
+        assert!(matches!(
+            Response::decode(&hello(&mut good, VERSION)).unwrap(),
+            Response::HelloOk { .. }
+        ));
+        // Two silent strangers from 127.0.0.1 fill that address's cap: a
+        // third is closed at once.
+        let start = Instant::now();
+        let mut s1 = TcpStream::connect(addr).unwrap();
+        let mut s2 = TcpStream::connect(addr).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let mut s3 = TcpStream::connect(addr).unwrap();
+        assert!(closed_within(&mut s3, Duration::from_millis(800)));
+        // A stranger who drips a byte every 200 ms is still cut off at
+        // the handshake deadline, not at the idle timeout.
+        let mut drip = s2.try_clone().unwrap();
+        let dripper = std::thread::spawn(move || {
+            for _ in 0..40 {
+                if drip.write_all(&[0]).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+        assert!(closed_within(&mut s1, Duration::from_secs(4)));
+        assert!(closed_within(&mut s2, Duration::from_secs(4)));
+        let took = start.elapsed();
+        assert!(took < Duration::from_secs(4), "{took:?}");
+        dripper.join().unwrap();
+        // The vault's connection never noticed.
+        assert_eq!(
+            Response::decode(&ask(&mut good, &Request::Health)).unwrap(),
+            Response::Health(crate::node::NodeHealth::Ok)
+        );
+        // Places freed, a new vault connection gets in; the authenticated
+        // pool (2) is what bounds those.
+        let mut second = client(addr);
+        assert!(matches!(
+            Response::decode(&hello(&mut second, VERSION)).unwrap(),
+            Response::HelloOk { .. }
+        ));
+        let mut third = client(addr);
+        let e = error_of(&hello(&mut third, VERSION));
+        assert!(e.message.contains("busy"), "{e:?}");
         stop.stop();
         t.join().unwrap();
     }

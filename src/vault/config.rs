@@ -37,6 +37,7 @@
 //! # insecure_plaintext = true    # no link encryption (tests, trusted LAN)
 //! # connect_timeout_ms = 3000
 //! # io_timeout_ms = 30000
+//! # request_timeout_ms = 15000  # a whole request, however slowly answered
 //! # draining = true              # set by `qsfs node drain`: no new shards
 //! ```
 
@@ -176,6 +177,10 @@ pub struct NodeConfig {
     /// Longest wait for one read or write to a `remote` node (default 30000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub io_timeout_ms: Option<u64>,
+    /// Longest time for one whole request to a `remote` node, however it
+    /// paces its bytes (default 15000); a read then uses another shard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_timeout_ms: Option<u64>,
     /// Being drained (`qsfs node drain`): no new shards go there, and
     /// `qsfs node drain` or `qsfs rebalance` move its shards away.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -393,6 +398,7 @@ impl Config {
                     for (what, v) in [
                         ("connect_timeout_ms", node.connect_timeout_ms),
                         ("io_timeout_ms", node.io_timeout_ms),
+                        ("request_timeout_ms", node.request_timeout_ms),
                     ] {
                         if v == Some(0) {
                             return bad(format!("node {:?}: {what} must be above 0", node.name));

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::config::{Config, NodeConfig};
+use crate::node::conn::LocalDialer;
 use crate::node::server::{Server, StopHandle};
 use crate::node::transport::{Transport, plain_transport, qkd_transport};
 use crate::node::{Node, RemoteNode, RemoteOptions};
@@ -162,6 +163,9 @@ fn remote_options(n: &NodeConfig) -> RemoteOptions {
     if let Some(ms) = n.io_timeout_ms {
         opts.io_timeout = Duration::from_millis(ms);
     }
+    if let Some(ms) = n.request_timeout_ms {
+        opts.request_timeout = Duration::from_millis(ms);
+    }
     opts
 }
 
@@ -305,8 +309,8 @@ fn open_pool(path: &Path, end: End) -> Result<PoolFile, String> {
     Ok(pool)
 }
 
-/// A directory node behind an in-process link: a node server on a
-/// loopback port, reached through the link like a remote node.
+/// A directory node behind an in-process link: a node server reached
+/// through socket pairs, and through the link like a remote node.
 fn in_process(
     root: &Path,
     config: &Config,
@@ -325,7 +329,7 @@ fn in_process(
         pool: None,
         broken: None,
     };
-    let mut set_up = || -> Result<(Arc<PoolFile>, Arc<PoolFile>, std::net::SocketAddr), String> {
+    let mut set_up = || -> Result<(Arc<PoolFile>, Arc<PoolFile>, LocalDialer), String> {
         let a = Arc::new(open_pool(&a_path, End::A)?);
         let b = Arc::new(open_pool(&b_path, End::B)?);
         if a.link_id() != b.link_id() {
@@ -338,25 +342,20 @@ fn in_process(
         let lc = link_config(config, LinkConfig::for_pool(&a));
         let server_transport = qkd_transport(Arc::clone(&b) as Arc<dyn KeySource>, End::B, lc);
         let dir_node = Arc::new(crate::node::DirNode::new(&n.name, folder, &config.vault_id));
-        let server = Server::bind_node(
-            dir_node,
-            &config.vault_id,
-            &n.name,
-            "127.0.0.1:0",
-            server_transport,
-        )
-        .map_err(|e| e.to_string())?;
-        let addr = server.local_addr();
+        // No port: only this process can connect (other local users
+        // could otherwise tie up the server with silent connections).
+        let (server, dialer) =
+            Server::bind_local(dir_node, &config.vault_id, &n.name, server_transport);
         let stop = server.stop_handle();
         let thread = std::thread::Builder::new()
             .name(format!("node {}", n.name))
             .spawn(move || server.run())
             .map_err(|e| format!("cannot start the node thread: {e}"))?;
         links.servers.push((stop, thread));
-        Ok((a, b, addr))
+        Ok((a, b, dialer))
     };
     match set_up() {
-        Ok((a, b, addr)) => {
+        Ok((a, b, dialer)) => {
             if KeySource::refills(&*a) {
                 let mut rc = RefillConfig::new(REFILL_MAX_LEFT);
                 rc.key_rate_bps = config.links.key_rate_bps.unwrap_or(DEFAULT_KEY_RATE_BPS) as f64;
@@ -381,9 +380,9 @@ fn in_process(
             let wide = config.nodes.len().max(1);
             opts.max_idle = (8 / wide).clamp(1, opts.max_idle);
             opts.max_channels = (32 / wide).clamp(1, opts.max_channels);
-            let node = RemoteNode::new(
+            let node = RemoteNode::local(
                 &n.name,
-                &addr.to_string(),
+                dialer,
                 &config.vault_id,
                 qkd_transport(keys, End::A, lc),
                 opts,

@@ -26,9 +26,10 @@ mod sink;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use self::pool::Inner;
+use self::pool::{Dial, Inner};
 use self::rpc::Failure;
 use self::sink::{RemoteSink, ServerPending};
+use super::conn::LocalDialer;
 use super::header::{ShardHeader, ShardKey};
 use super::pending::PendingTable;
 use super::transport::Transport;
@@ -72,7 +73,36 @@ impl RemoteNode {
         opts: RemoteOptions,
     ) -> RemoteNode {
         RemoteNode {
-            inner: Arc::new(Inner::new(name, address, vault_id, transport, opts)),
+            inner: Arc::new(Inner::new(
+                name,
+                address,
+                Dial::Tcp,
+                vault_id,
+                transport,
+                opts,
+            )),
+            pending: PendingTable::new(),
+        }
+    }
+
+    /// A node named `name` served inside this process, reached through
+    /// `dialer` (socket pairs: no address anybody else could reach).
+    pub fn local(
+        name: &str,
+        dialer: LocalDialer,
+        vault_id: &str,
+        transport: Transport,
+        opts: RemoteOptions,
+    ) -> RemoteNode {
+        RemoteNode {
+            inner: Arc::new(Inner::new(
+                name,
+                "in-process",
+                Dial::Local(dialer),
+                vault_id,
+                transport,
+                opts,
+            )),
             pending: PendingTable::new(),
         }
     }
@@ -143,6 +173,9 @@ impl HealthCheck for RemoteNode {
             Err(Failure::Transport { detail, .. }) => {
                 NodeHealth::Offline(format!("{}: {detail}", inner.address))
             }
+            Err(Failure::Misbehaving(detail)) => {
+                NodeHealth::Offline(format!("{}: misbehaving: {detail}", inner.address))
+            }
         };
         *inner
             .health
@@ -162,7 +195,9 @@ impl HealthCheck for RemoteNode {
             })
             .map_err(|f| match f {
                 Failure::Remote(w) => w.message,
-                Failure::Transport { detail, .. } => format!("{}: {detail}", self.inner.address),
+                Failure::Transport { detail, .. } | Failure::Misbehaving(detail) => {
+                    format!("{}: {detail}", self.inner.address)
+                }
             })
     }
 
@@ -357,27 +392,53 @@ impl ShardStore for RemoteNode {
             .map_err(|f| self.inner.err(f, "purge shards", None))
     }
 
+    /// The node's listing, in pages, within caps: a node that sends more
+    /// entries or bytes than [`RemoteOptions::max_list_entries`] and
+    /// [`RemoteOptions::max_list_bytes`], or takes longer than
+    /// [`RemoteOptions::list_timeout`], is reported as misbehaving instead
+    /// of filling this process's memory.
     fn list(&self) -> Result<Listing, NodeError> {
         let req = Request::List.encode();
+        let opts = self.inner.opts;
         self.inner
             .with_lease(|l| {
                 let mut listing = Listing::default();
+                let mut entries = 0usize;
+                let mut bytes = 0usize;
+                l.deadline_in(opts.list_timeout);
                 l.send(&req)?;
                 loop {
-                    let last = l.reply(|r| match r {
+                    let page = l.reply(|r| match r {
                         Response::ListPage {
                             last,
                             shards,
                             leftovers,
-                        } => {
-                            listing.shards.extend(shards);
-                            listing
-                                .leftovers
-                                .extend(leftovers.into_iter().map(Into::into));
-                            Some(last)
-                        }
+                        } => Some((last, shards, leftovers)),
                         _ => None,
                     })?;
+                    let (last, shards, leftovers) = page;
+                    entries += shards.len() + leftovers.len();
+                    bytes += leftovers.iter().map(String::len).sum::<usize>();
+                    // An empty page that is not the last one carries
+                    // nothing: it counts as an entry, so pages are capped.
+                    if !last && shards.is_empty() && leftovers.is_empty() {
+                        entries += 1;
+                    }
+                    if entries > opts.max_list_entries || bytes > opts.max_list_bytes {
+                        // The channel is mid-listing: it cannot be reused.
+                        return Err(l.fail(Failure::Misbehaving(format!(
+                            "its listing passed {} entries or {} MiB of names (at most {} \
+                             and {} MiB); the listing was abandoned",
+                            entries,
+                            bytes >> 20,
+                            opts.max_list_entries,
+                            opts.max_list_bytes >> 20
+                        ))));
+                    }
+                    listing.shards.extend(shards);
+                    listing
+                        .leftovers
+                        .extend(leftovers.into_iter().map(Into::into));
                     if last {
                         return Ok(listing);
                     }
@@ -450,7 +511,7 @@ mod tests {
             plain_transport("test server"),
         )
         .unwrap();
-        let addr = server.local_addr().to_string();
+        let addr = server.local_addr().unwrap().to_string();
         let stop = server.stop_handle();
         let thread = Some(std::thread::spawn(move || server.run()));
         Running { stop, thread, addr }

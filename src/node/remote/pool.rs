@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::rpc::{Failure, tag_of};
 use crate::node::NodeHealth;
+use crate::node::conn::{Conn, Deadline, LocalDialer};
 use crate::node::transport::Transport;
 use crate::node::wire::{ErrorKind, Request, Response, VERSION, WireError};
 use crate::qkd::Channel;
@@ -27,6 +28,16 @@ pub struct RemoteOptions {
     pub max_channels: usize,
     /// After a timeout, operations fail at once for this long.
     pub retry_after: Duration,
+    /// Longest time for one whole request and its answer (a shard read,
+    /// a data chunk of a write), however the node paces its bytes.
+    pub request_timeout: Duration,
+    /// Longest time for a whole listing of the node.
+    pub list_timeout: Duration,
+    /// Most entries (shards and leftovers) a listing may hold: a node
+    /// that sends more is misbehaving, not big.
+    pub max_list_entries: usize,
+    /// Most bytes of leftover names a listing may hold.
+    pub max_list_bytes: usize,
 }
 
 impl Default for RemoteOptions {
@@ -37,13 +48,34 @@ impl Default for RemoteOptions {
             max_idle: 4,
             max_channels: 16,
             retry_after: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(15),
+            list_timeout: Duration::from_secs(300),
+            // About 130 MB of shard entries.
+            max_list_entries: 4 << 20,
+            max_list_bytes: 64 << 20,
         }
     }
+}
+
+/// How a node is reached.
+#[derive(Debug, Clone)]
+pub(super) enum Dial {
+    /// TCP to an address (`host:port`).
+    Tcp,
+    /// A node served in this process.
+    Local(LocalDialer),
+}
+
+/// A channel and the deadline of its connection.
+pub(super) struct Pooled {
+    pub(super) chan: Box<dyn Channel>,
+    pub(super) deadline: Deadline,
 }
 
 pub(super) struct Inner {
     pub(super) name: String,
     pub(super) address: String,
+    dial: Dial,
     vault_id: String,
     transport: Transport,
     pub(super) opts: RemoteOptions,
@@ -56,7 +88,7 @@ pub(super) struct Inner {
 
 #[derive(Default)]
 struct Pool {
-    idle: Vec<Box<dyn Channel>>,
+    idle: Vec<Pooled>,
     open: usize,
     /// Set after a timeout: when, and why.
     down: Option<(Instant, String)>,
@@ -68,6 +100,7 @@ impl Inner {
     pub(super) fn new(
         name: &str,
         address: &str,
+        dial: Dial,
         vault_id: &str,
         transport: Transport,
         opts: RemoteOptions,
@@ -75,6 +108,7 @@ impl Inner {
         Inner {
             name: name.to_string(),
             address: address.to_string(),
+            dial,
             vault_id: vault_id.to_string(),
             transport,
             opts,
@@ -152,31 +186,42 @@ impl Inner {
 
     /// Bookkeeping of a channel that is gone.
     pub(super) fn closed(&self, f: &Failure) {
+        let why = match f {
+            Failure::Transport { detail, .. } => Some(detail.clone()),
+            Failure::Misbehaving(detail) => Some(format!("misbehaving: {detail}")),
+            Failure::Remote(_) => None,
+        };
         let mut pool = self.lock_pool();
         pool.open = pool.open.saturating_sub(1);
-        if let Failure::Transport {
-            detail,
-            timeout: true,
-        } = f
+        // A node that hung or misbehaved is left alone for a while.
+        if let (Failure::Transport { timeout: true, .. } | Failure::Misbehaving(_), Some(why)) =
+            (f, &why)
         {
-            pool.down = Some((Instant::now(), detail.clone()));
+            pool.down = Some((Instant::now(), why.clone()));
         }
         drop(pool);
         self.freed.notify_one();
-        if let Failure::Transport { detail, .. } = f {
+        if let Some(why) = why {
             *self
                 .health
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((
                 Instant::now(),
-                NodeHealth::Offline(format!("{}: {detail}", self.address)),
+                NodeHealth::Offline(format!("{}: {why}", self.address)),
             ));
         }
     }
 
-    /// Connects, builds the channel and says hello.
-    fn connect(&self) -> Result<Box<dyn Channel>, Failure> {
+    /// Opens the connection: TCP with a timeout, or an in-process pair.
+    fn open_conn(&self) -> Result<Conn, Failure> {
         let transport_err = |detail: String, timeout: bool| Failure::Transport { detail, timeout };
+        let (io, dialer) = (self.opts.io_timeout, &self.dial);
+        if let Dial::Local(d) = dialer {
+            return d
+                .dial()
+                .and_then(|s| Conn::local(s, io, io))
+                .map_err(|e| transport_err(format!("cannot connect: {e}"), false));
+        }
         let addrs: Vec<_> = self
             .address
             .to_socket_addrs()
@@ -214,16 +259,17 @@ impl Inner {
                 ));
             }
         };
-        let setup = stream
-            .set_nodelay(true)
-            .and_then(|()| stream.set_read_timeout(Some(self.opts.io_timeout)))
-            .and_then(|()| stream.set_write_timeout(Some(self.opts.io_timeout)));
-        if let Err(e) = setup {
-            return Err(transport_err(
-                format!("cannot set up the connection: {e}"),
-                false,
-            ));
-        }
+        Conn::tcp(stream, io, io)
+            .map_err(|e| transport_err(format!("cannot set up the connection: {e}"), false))
+    }
+
+    /// Connects, builds the channel and says hello, all within one
+    /// request deadline.
+    fn connect(&self) -> Result<Pooled, Failure> {
+        let transport_err = |detail: String, timeout: bool| Failure::Transport { detail, timeout };
+        let stream = self.open_conn()?;
+        let deadline = stream.deadline();
+        deadline.set(Instant::now() + self.opts.request_timeout);
         let mut chan = (self.transport)(stream).map_err(|e| self.channel_failure(&e))?;
         let hello = Request::Hello {
             version: VERSION,
@@ -253,7 +299,8 @@ impl Inner {
                         self.address
                     );
                 }
-                Ok(chan)
+                deadline.clear();
+                Ok(Pooled { chan, deadline })
             }
             Ok(Response::Error(e)) => Err(Failure::Remote(e)),
             Ok(other) => Err(transport_err(
@@ -315,7 +362,7 @@ pub(super) fn is_timeout(e: &std::io::Error) -> bool {
 /// to drop what it was receiving.
 pub(super) struct Lease {
     pub(super) inner: Arc<Inner>,
-    pub(super) chan: Option<Box<dyn Channel>>,
+    pub(super) chan: Option<Pooled>,
     reused: bool,
 }
 impl Lease {
@@ -329,6 +376,7 @@ impl Lease {
     /// Gives the channel back to the pool.
     pub(super) fn done(mut self) {
         if let Some(chan) = self.chan.take() {
+            chan.deadline.clear();
             let mut pool = self.inner.lock_pool();
             if pool.idle.len() < self.inner.opts.max_idle {
                 pool.idle.push(chan);

@@ -15,6 +15,9 @@ pub(super) enum Failure {
     Transport { detail: String, timeout: bool },
     /// The node answered with an error (the channel is fine).
     Remote(WireError),
+    /// The node broke a limit no honest node reaches (a listing without
+    /// end); the channel is dropped and the node reported as misbehaving.
+    Misbehaving(String),
 }
 
 impl Inner {
@@ -30,6 +33,12 @@ impl Inner {
                 NodeError::new(&self.name, op, shard, kind)
             }
             Failure::Remote(w) => w.into_node(&self.name, op, shard),
+            Failure::Misbehaving(why) => NodeError::new(
+                &self.name,
+                op,
+                shard,
+                NodeErrorKind::Protocol(format!("{}: node misbehaves: {why}", self.address)),
+            ),
         }
     }
 
@@ -37,8 +46,10 @@ impl Inner {
         let (detail, timeout) = match e {
             ChannelError::Io { source, detail, .. } if is_timeout(source) => (
                 format!(
-                    "no answer within {} s ({detail} timed out); the node server is slow or hung",
-                    self.opts.io_timeout.as_secs_f32()
+                    "no answer within {} s ({detail} timed out; {} s per request); the node \
+                     server is slow or hung",
+                    self.opts.io_timeout.as_secs_f32(),
+                    self.opts.request_timeout.as_secs_f32()
                 ),
                 true,
             ),
@@ -74,8 +85,21 @@ pub(super) fn tag_of(r: &Response<'_>) -> &'static str {
 }
 
 impl Lease {
+    /// The exchange that follows must finish within the node's request
+    /// timeout, however the peer paces its bytes.
+    pub(super) fn arm(&self) {
+        self.deadline_in(self.inner.opts.request_timeout);
+    }
+
+    /// What follows must finish within `d` (a listing's overall limit).
+    pub(super) fn deadline_in(&self, d: std::time::Duration) {
+        if let Some(p) = &self.chan {
+            p.deadline.set(std::time::Instant::now() + d);
+        }
+    }
+
     pub(super) fn send(&mut self, msg: &[u8]) -> Result<(), Failure> {
-        let Some(chan) = self.chan.as_mut() else {
+        let Some(chan) = self.chan.as_mut().map(|p| p.chan.as_mut()) else {
             return Err(Failure::Transport {
                 detail: "connection already closed".into(),
                 timeout: false,
@@ -96,7 +120,7 @@ impl Lease {
         &mut self,
         f: impl FnOnce(Response<'_>) -> Option<T>,
     ) -> Result<T, Failure> {
-        let Some(chan) = self.chan.as_mut() else {
+        let Some(chan) = self.chan.as_mut().map(|p| p.chan.as_mut()) else {
             return Err(Failure::Transport {
                 detail: "connection already closed".into(),
                 timeout: false,
@@ -131,6 +155,7 @@ impl Lease {
         req: &[u8],
         f: impl FnOnce(Response<'_>) -> Option<T>,
     ) -> Result<T, Failure> {
+        self.arm();
         self.send(req)?;
         self.reply(f)
     }

@@ -50,6 +50,7 @@ impl RemoteSink {
                 NodeErrorKind::Offline("the write already failed".into()),
             )
         })?;
+        lease.arm();
         let sent = lease.send(&self.msg);
         self.msg.truncate(1);
         if let Err(f) = sent {
