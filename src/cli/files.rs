@@ -29,8 +29,10 @@ pub struct InitArgs {
     /// Node folders, comma-separated (default: n folders inside the vault).
     #[arg(long, value_delimiter = ',', value_name = "DIR,...")]
     nodes: Option<Vec<PathBuf>>,
-    /// Random source for keys: `os`, `device:PATH` (e.g. /dev/hwrng, a QRNG
-    /// card) or `pool:FILE` (a preloaded file of quantum random numbers).
+    /// Random source for keys: `os`, `device:PATH` (a character device such
+    /// as /dev/hwrng or a QRNG card, or a FIFO; not a regular file) or
+    /// `pool:FILE` (a preloaded file of quantum random numbers). A device or
+    /// pool is health-tested and always mixed with the OS RNG.
     #[arg(long, default_value = "os", value_name = "SOURCE")]
     random: String,
     /// Keep the R2 key shares in this separate folder (another disk).

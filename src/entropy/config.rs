@@ -2,7 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{DEFAULT_TIMEOUT_MS, DeviceSource, EntropyError, EntropySource, OsSource, PoolSource};
+use super::{
+    DEFAULT_TIMEOUT_MS, DeviceSource, EntropyError, EntropySource, Mixed, OsSource, PoolSource,
+};
 
 /// Which random source seals new file versions.
 ///
@@ -72,15 +74,29 @@ fn default_timeout_ms() -> u64 {
 
 /// Opens the source `cfg` names; relative paths resolve against `base_dir`
 /// (the vault folder), so a vault can be moved with its pool inside it.
+///
+/// A device or pool always comes back wrapped in [`Mixed`]: health-tested
+/// and mixed with the OS RNG, so a stuck or replayed source cannot repeat a
+/// key. With `vault_dir`, a pool is checked against (and raises) that
+/// vault's high-water mark for it; `qsfs init` checks a source before the
+/// vault exists and passes `None`.
 pub fn open_source(
     cfg: &EntropyConfig,
     base_dir: &Path,
+    vault_dir: Option<&Path>,
 ) -> Result<Box<dyn EntropySource>, EntropyError> {
-    Ok(match cfg {
-        EntropyConfig::Os => Box::new(OsSource::new()),
+    let raw: Box<dyn EntropySource> = match cfg {
+        EntropyConfig::Os => return Ok(Box::new(OsSource::new())),
         EntropyConfig::Device { path, timeout_ms } => {
             Box::new(DeviceSource::open(&base_dir.join(path), *timeout_ms)?)
         }
-        EntropyConfig::Pool { path } => Box::new(PoolSource::open(&base_dir.join(path))?),
-    })
+        EntropyConfig::Pool { path } => {
+            let path = base_dir.join(path);
+            Box::new(match vault_dir {
+                Some(dir) => PoolSource::open_for_vault(&path, dir)?,
+                None => PoolSource::open(&path)?,
+            })
+        }
+    };
+    Ok(Box::new(Mixed::new(raw)))
 }

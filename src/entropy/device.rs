@@ -7,9 +7,17 @@
 //! thread reads up to [`CHUNK`] bytes ahead, so a 32-byte key draw is
 //! usually served from memory. A thread stuck in a read outlives the
 //! source; it exits on its next read or send once the source is dropped.
+//!
+//! Only character devices and FIFOs are accepted. A regular file would be
+//! read from its start by every process, handing the same bytes (hence the
+//! same keys) to each; a file of QRNG bytes belongs in a `pool:`, which is
+//! consumed and never replayed. The type is checked on the path (after
+//! symlinks) before opening and again on the opened file, so a path swapped
+//! in between is refused too.
 
-use std::fs::File;
+use std::fs::{File, FileType};
 use std::io::{self, Read};
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::thread;
@@ -33,6 +41,9 @@ enum Msg {
     Opened,
     /// open(2) failed; the thread has exited.
     OpenFailed(io::Error),
+    /// The opened file is not a character device or FIFO (what it is);
+    /// the thread has closed it and exited.
+    WrongType(&'static str),
     /// Fresh bytes, in device order.
     Bytes(Zeroizing<Vec<u8>>),
     /// End of file; the thread has exited.
@@ -83,8 +94,11 @@ impl DeviceSource {
                 return Err(EntropyError::DeviceMissing { path, source });
             }
             Err(source) => return Err(EntropyError::DeviceOpen { path, source }),
-            Ok(meta) if meta.is_dir() => return Err(EntropyError::DeviceIsDirectory { path }),
-            Ok(_) => {}
+            Ok(meta) => {
+                if let Some(found) = wrong_type(meta.file_type()) {
+                    return Err(EntropyError::DeviceWrongType { path, found });
+                }
+            }
         }
         // Capacity 1: one chunk waiting plus one being read is all the
         // read-ahead there is.
@@ -103,6 +117,9 @@ impl DeviceSource {
                 return Err(EntropyError::DeviceMissing { path, source });
             }
             Ok(Msg::OpenFailed(source)) => return Err(EntropyError::DeviceOpen { path, source }),
+            Ok(Msg::WrongType(found)) => {
+                return Err(EntropyError::DeviceWrongType { path, found });
+            }
             Ok(_) | Err(RecvTimeoutError::Disconnected) => {
                 return Err(EntropyError::DeviceOpen {
                     path,
@@ -175,7 +192,7 @@ impl DeviceSource {
                 }
                 Ok(Msg::Ended) => st.done = Some(Done::Ended),
                 Ok(Msg::Failed(e)) => st.done = Some(Done::Failed(e.kind(), e.to_string())),
-                Ok(Msg::Opened | Msg::OpenFailed(_)) => {}
+                Ok(Msg::Opened | Msg::OpenFailed(_) | Msg::WrongType(_)) => {}
                 Err(RecvTimeoutError::Disconnected) => {
                     st.done = Some(Done::Failed(
                         io::ErrorKind::Other,
@@ -224,6 +241,24 @@ impl EntropySource for DeviceSource {
     }
 }
 
+/// `None` for a character device or FIFO; otherwise what the file is, for
+/// the error message.
+fn wrong_type(ft: FileType) -> Option<&'static str> {
+    if ft.is_char_device() || ft.is_fifo() {
+        None
+    } else if ft.is_file() {
+        Some("a regular file")
+    } else if ft.is_dir() {
+        Some("a directory")
+    } else if ft.is_block_device() {
+        Some("a block device")
+    } else if ft.is_socket() {
+        Some("a socket")
+    } else {
+        Some("not a device")
+    }
+}
+
 /// The reader thread: opens the device, then reads chunks until the device
 /// ends, fails, or the source is dropped (the send fails).
 fn reader(path: &Path, tx: &Sender<Msg>) {
@@ -234,6 +269,20 @@ fn reader(path: &Path, tx: &Sender<Msg>) {
             return;
         }
     };
+    // The path may have been swapped since it was checked: check what
+    // was actually opened.
+    let found = match file.metadata() {
+        Ok(meta) => wrong_type(meta.file_type()),
+        Err(e) => {
+            let _ = tx.send(Msg::OpenFailed(e));
+            return;
+        }
+    };
+    if let Some(found) = found {
+        drop(file);
+        let _ = tx.send(Msg::WrongType(found));
+        return;
+    }
     if tx.send(Msg::Opened).is_err() {
         return;
     }
@@ -252,5 +301,31 @@ fn reader(path: &Path, tx: &Sender<Msg>) {
         if tx.send(msg).is_err() || last {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The second check, on the opened handle: the reader thread refuses a
+    /// regular file even when the path check before it was passed (the
+    /// path swapped in between).
+    #[test]
+    fn reader_refuses_an_opened_regular_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("plain");
+        std::fs::write(&path, [7u8; 64]).expect("write");
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        reader(&path, &tx);
+        assert!(matches!(rx.recv(), Ok(Msg::WrongType("a regular file"))));
+        assert!(rx.try_recv().is_err(), "no bytes may follow");
+    }
+
+    #[test]
+    fn only_character_devices_and_fifos_pass() {
+        let ty = |p: &str| std::fs::metadata(p).expect("stat").file_type();
+        assert_eq!(wrong_type(ty("/dev/null")), None);
+        assert_eq!(wrong_type(ty("/")), Some("a directory"));
     }
 }

@@ -43,11 +43,18 @@ pub enum EntropyError {
         source: io::Error,
     },
 
-    /// The path is a directory, not something bytes can be read from.
-    #[error("random device {} is a directory, not a device; {DEVICE_HINT}", path.display())]
-    DeviceIsDirectory {
+    /// The path is not a character device or FIFO: a regular file (or a
+    /// directory, a socket, a block device) gives every reader the same
+    /// bytes from its start, so keys would repeat.
+    #[error(
+        "random device {} is {found}, not a character device or FIFO: every process would read the same bytes from it, and keys would repeat; use a character device such as /dev/hwrng, a FIFO fed by the QRNG, or pool:FILE ([random] source = \"pool\") for a file of QRNG bytes",
+        path.display()
+    )]
+    DeviceWrongType {
         /// Device path.
         path: PathBuf,
+        /// What it is instead ("a regular file", "a directory", ...).
+        found: &'static str,
     },
 
     /// The device delivered no bytes within the timeout.
@@ -150,6 +157,57 @@ pub enum EntropyError {
         state_path: PathBuf,
         /// File offset of the zeroed bytes.
         offset: u64,
+    },
+
+    /// The raw bytes of a device or pool failed an SP 800-90B health test.
+    /// The source stays failed until it is reopened.
+    #[error(
+        "random {kind} {} failed the {test} health test (NIST SP 800-90B): {detail}; the source is stuck or broken, so no key was drawn and it stays refused until qsfs reopens it; check the QRNG, or set [random] source = \"os\" in qsfs.toml",
+        path.display()
+    )]
+    HealthTest {
+        /// "device" or "pool".
+        kind: String,
+        /// Device or pool path.
+        path: PathBuf,
+        /// The test that failed.
+        test: super::HealthTest,
+        /// What it saw.
+        detail: String,
+    },
+
+    /// The pool's position is behind what this vault already consumed of
+    /// it: the pool (and its position file) were restored from a backup or
+    /// a snapshot, and its next bytes were already used for keys.
+    #[error(
+        "random pool {} was restored from an older copy: its position is {position} but this vault already consumed it up to byte {mark} (recorded in {}); its position file is {}; refusing to hand out these bytes again; load a new pool file of fresh QRNG bytes, or set [random] source = \"os\" in qsfs.toml",
+        path.display(),
+        mark_path.display(),
+        state_path.display()
+    )]
+    PoolRestored {
+        /// Pool path.
+        path: PathBuf,
+        /// Sidecar path.
+        state_path: PathBuf,
+        /// The pool's recorded (or recovered) position.
+        position: u64,
+        /// The vault's high-water mark for this pool.
+        mark: u64,
+        /// The mark file.
+        mark_path: PathBuf,
+    },
+
+    /// The vault's high-water mark for a pool cannot be trusted.
+    #[error(
+        "the vault's record of random pool use {} is damaged: {detail}; restore it from the vault's backup, or load a new pool file",
+        path.display()
+    )]
+    MarkCorrupt {
+        /// Mark file path.
+        path: PathBuf,
+        /// What was wrong.
+        detail: String,
     },
 
     /// The exclusive lock on the pool could not be taken.

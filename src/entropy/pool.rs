@@ -8,7 +8,9 @@
 //! 1. read the reserved bytes into memory, and refuse them if they hold a
 //!    zero run (already consumed: the position file is stale);
 //! 2. durably record the new position, so a crash wastes bytes but never
-//!    serves them twice;
+//!    serves them twice, and, for a vault's pool, raise the vault's own
+//!    high-water mark for the pool (`high_water.rs`), so a restored copy of
+//!    pool and sidecar is refused later;
 //! 3. overwrite the reserved bytes in the pool with zeros and fsync, so a
 //!    copy of the pool taken later cannot replay them;
 //! 4. unlock and serve from memory.
@@ -26,6 +28,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use zeroize::{Zeroize, Zeroizing};
 
+use super::high_water::HighWater;
 use super::pool_state::{self, BLOCK, PoolState, ZERO_RUN, io_err};
 use super::{EntropyError, EntropySource, SourceStatus};
 
@@ -45,6 +48,8 @@ struct Inner {
 pub struct PoolSource {
     path: PathBuf,
     state_path: PathBuf,
+    /// The vault's high-water mark, for a pool opened for a vault.
+    mark: Option<HighWater>,
     inner: Mutex<Inner>,
 }
 
@@ -80,8 +85,21 @@ impl Drop for PoolLock<'_> {
 impl PoolSource {
     /// Opens the pool at `path` (read and write: consumed bytes get zeroed)
     /// and checks its position file, recovering the position from the
-    /// zeroed prefix if the position file is missing.
+    /// zeroed prefix if the position file is missing. No vault keeps a
+    /// high-water mark for it: a restored copy is caught only by
+    /// [`PoolSource::open_for_vault`].
     pub fn open(path: &Path) -> Result<Self, EntropyError> {
+        Self::open_with(path, None)
+    }
+
+    /// Like [`PoolSource::open`], for the vault at `vault_dir`: the pool's
+    /// position must not be behind the vault's high-water mark for it, and
+    /// every reservation raises that mark before bytes leave.
+    pub fn open_for_vault(path: &Path, vault_dir: &Path) -> Result<Self, EntropyError> {
+        Self::open_with(path, Some(vault_dir))
+    }
+
+    fn open_with(path: &Path, vault_dir: Option<&Path>) -> Result<Self, EntropyError> {
         let path = path.to_path_buf();
         let file = match OpenOptions::new().read(true).write(true).open(&path) {
             Ok(f) => f,
@@ -104,15 +122,23 @@ impl PoolSource {
             disk_pos: 0,
             len: 0,
         };
-        {
+        let mark = {
             let _lock = PoolLock::take(&inner.file, &path)?;
             let (pos, len) = load_position(&inner.file, &path, &state_path)?;
             inner.disk_pos = pos;
             inner.len = len;
-        }
+            let mark = vault_dir
+                .map(|dir| HighWater::locate(dir, &inner.file, &path, len))
+                .transpose()?;
+            if let Some(m) = &mark {
+                m.check(&path, &state_path, pos)?;
+            }
+            mark
+        };
         Ok(Self {
             path,
             state_path,
+            mark,
             inner: Mutex::new(inner),
         })
     }
@@ -155,6 +181,9 @@ impl PoolSource {
         let (pos, len) = load_position(&inner.file, &self.path, &self.state_path)?;
         inner.disk_pos = pos;
         inner.len = len;
+        if let Some(m) = &self.mark {
+            m.check(&self.path, &self.state_path, pos)?;
+        }
         let left = len - pos;
         if left < need {
             return Err(EntropyError::PoolExhausted {
@@ -184,6 +213,9 @@ impl PoolSource {
             },
         )?;
         inner.disk_pos = end;
+        if let Some(m) = &self.mark {
+            m.advance(end)?;
+        }
         let zeros = vec![0u8; block.len()];
         inner
             .file

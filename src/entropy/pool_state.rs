@@ -143,18 +143,24 @@ pub(super) fn read(path: &Path) -> Result<Option<PoolState>, EntropyError> {
 /// rename, directory fsync): once this returns, a crash cannot bring back
 /// an older position.
 pub(super) fn write(path: &Path, st: &PoolState) -> Result<(), EntropyError> {
+    replace_durably(path, &encode(st))
+}
+
+/// Durably replaces the file at `path` with `bytes`: written to
+/// `<path>.tmp`, fsynced, renamed over `path`, and the directory fsynced,
+/// so after a crash the file holds either the old or the new bytes.
+pub(super) fn replace_durably(path: &Path, bytes: &[u8]) -> Result<(), EntropyError> {
     let tmp = with_suffix(path, ".tmp");
     let mut f = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .open(&tmp)
-        .map_err(io_err("create position file", &tmp))?;
-    f.write_all(&encode(st))
-        .map_err(io_err("write position file", &tmp))?;
-    f.sync_all().map_err(io_err("fsync position file", &tmp))?;
+        .map_err(io_err("create", &tmp))?;
+    f.write_all(bytes).map_err(io_err("write", &tmp))?;
+    f.sync_all().map_err(io_err("fsync", &tmp))?;
     drop(f);
-    fs::rename(&tmp, path).map_err(io_err("rename position file into place at", path))?;
+    fs::rename(&tmp, path).map_err(io_err("rename into place at", path))?;
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),

@@ -146,7 +146,7 @@ pub fn init(root: &Path, opts: &InitOptions) -> Result<Config, VaultError> {
         }
     }
     // The random source must work before a vault depends on it.
-    crate::entropy::open_source(&config.random, Path::new("/"))?;
+    crate::entropy::open_source(&config.random, Path::new("/"), None)?;
 
     fs::create_dir_all(root).map_err(io_err(format!("create {}", root.display())))?;
     let root = root

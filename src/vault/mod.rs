@@ -327,6 +327,7 @@ impl Vault {
         let r: Arc<dyn EntropySource> = Arc::from(crate::entropy::open_source(
             &self.config.random,
             &self.root,
+            Some(&self.root),
         )?);
         *slot = Some(Arc::clone(&r));
         Ok(r)

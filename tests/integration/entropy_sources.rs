@@ -42,6 +42,11 @@ fn write_pool(dir: &Path, n: usize) -> (PathBuf, Vec<u8>) {
     (path, bytes)
 }
 
+/// True if `needle` (at least 8 bytes) occurs in `hay`.
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(8).any(|w| w == &needle[..8])
+}
+
 fn sidecar(pool: &Path) -> PathBuf {
     let mut s = pool.as_os_str().to_owned();
     s.push(".pos");
@@ -140,21 +145,40 @@ mod config {
         let cfg = EntropyConfig::Pool {
             path: "qrng.bin".into(),
         };
-        let src = open_source(&cfg, dir.path()).expect("open pool");
-        assert_eq!(draw(src.as_ref(), 32), bytes[..32]);
+        let src = open_source(&cfg, dir.path(), None).expect("open pool");
+        let key = draw(src.as_ref(), 32);
+        // Mixed with the OS RNG: not the pool bytes themselves.
+        assert!(!contains(&bytes, &key), "a pool byte run came out as is");
         assert_eq!(
             src.describe().path.as_deref(),
             Some(dir.path().join("qrng.bin").as_path())
         );
+        assert!(
+            src.describe()
+                .note
+                .unwrap()
+                .contains("mixed with the OS RNG")
+        );
+        // The startup test and the draw consumed one block of the pool.
+        assert!(
+            fs::read(dir.path().join("qrng.bin")).unwrap()[..4096]
+                .iter()
+                .all(|&b| b == 0)
+        );
 
         let dev = EntropyConfig::Device {
-            path: "qrng.bin".into(),
+            path: "null".into(),
             timeout_ms: 1000,
         };
-        let src = open_source(&dev, dir.path()).expect("open device");
+        std::os::unix::fs::symlink("/dev/null", dir.path().join("null")).unwrap();
+        let src = open_source(&dev, dir.path(), None).expect("open device");
         assert_eq!(src.describe().kind, "device");
+        assert_eq!(
+            src.describe().path.as_deref(),
+            Some(dir.path().join("null").as_path())
+        );
 
-        let os = open_source(&EntropyConfig::Os, dir.path()).expect("open os");
+        let os = open_source(&EntropyConfig::Os, dir.path(), None).expect("open os");
         assert_eq!(os.describe().kind, "os");
         assert_ne!(draw(os.as_ref(), 32), vec![0u8; 32]);
     }
@@ -203,50 +227,74 @@ mod device {
         let dir = tempfile::tempdir().expect("tempdir");
         let err = open_err(DeviceSource::open(dir.path(), 1000));
         assert!(
-            matches!(err, EntropyError::DeviceIsDirectory { .. }),
+            matches!(
+                err,
+                EntropyError::DeviceWrongType {
+                    found: "a directory",
+                    ..
+                }
+            ),
             "{err:?}"
         );
     }
 
+    /// A regular file would give every process the same bytes from its
+    /// start: refused, naming the file and the alternatives. Also through
+    /// a symlink, and an empty file.
     #[test]
-    fn regular_file_serves_its_bytes_then_ends() {
+    fn regular_file_is_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("dev");
-        let bytes = random_bytes(10_000);
-        fs::write(&path, &bytes).expect("write");
-        let src = DeviceSource::open(&path, 1000).expect("open");
-        let mut got = Vec::new();
-        for n in [32, 1, 4096, 5000, 871] {
-            got.extend(draw(&src, n));
+        fs::write(&path, random_bytes(10_000)).expect("write");
+        let link = dir.path().join("hwrng");
+        std::os::unix::fs::symlink(&path, &link).expect("symlink");
+        let empty = dir.path().join("empty");
+        fs::write(&empty, b"").expect("write");
+        for p in [&path, &link, &empty] {
+            let err = open_err(DeviceSource::open(p, 1000));
+            assert!(
+                matches!(
+                    err,
+                    EntropyError::DeviceWrongType {
+                        found: "a regular file",
+                        ..
+                    }
+                ),
+                "{err:?}"
+            );
+            let msg = err.to_string();
+            for want in [
+                &*p.to_string_lossy(),
+                "not a character device or FIFO",
+                "/dev/hwrng",
+                "FIFO",
+                "pool:",
+            ] {
+                assert!(msg.contains(want), "{want:?} missing from: {msg}");
+            }
         }
-        assert_eq!(got, bytes);
-        let err = src
-            .fill(&mut [0u8; 1])
-            .expect_err("device should have ended");
-        assert!(matches!(err, EntropyError::DeviceEnded { .. }), "{err:?}");
-        assert!(
-            err.to_string().contains("ended") && err.to_string().contains(&*path.to_string_lossy())
-        );
-        // The cause sticks.
+        // Through open_source (what the vault uses) too.
+        let cfg = EntropyConfig::Device {
+            path: "dev".into(),
+            timeout_ms: 1000,
+        };
         assert!(matches!(
-            src.fill(&mut [0u8; 1]),
-            Err(EntropyError::DeviceEnded { .. })
+            open_err(open_source(&cfg, dir.path(), None)),
+            EntropyError::DeviceWrongType { .. }
         ));
-        assert!(src.describe().note.expect("note").contains("ended"));
     }
 
     #[test]
-    fn empty_file_ends_at_once() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("empty");
-        fs::write(&path, b"").expect("write");
-        let src = DeviceSource::open(&path, 1000).expect("open");
-        let mut buf = [7u8; 32];
+    fn character_device_is_accepted() {
+        let src = DeviceSource::open(Path::new("/dev/urandom"), 1000).expect("open");
+        let (a, b) = (draw(&src, 32), draw(&src, 32));
+        assert_ne!(a, b);
+        // /dev/null is a character device that ends at once.
+        let null = DeviceSource::open(Path::new("/dev/null"), 1000).expect("open");
         assert!(matches!(
-            src.fill(&mut buf),
+            null.fill(&mut [0u8; 1]),
             Err(EntropyError::DeviceEnded { .. })
         ));
-        assert_eq!(buf, [0u8; 32], "a failed draw leaves no bytes behind");
     }
 
     #[test]
@@ -614,5 +662,208 @@ mod pool {
         let err = open_err(PoolSource::open(&path));
         assert!(matches!(err, EntropyError::PoolMissing { .. }), "{err:?}");
         assert!(err.to_string().contains(&*path.to_string_lossy()));
+    }
+}
+
+/// The random source as the vault uses it, through real `qsfs` runs.
+mod vault {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::thread::JoinHandle;
+
+    use super::*;
+    use crate::common::{Rng, TestVault};
+
+    fn mkfifo(path: &Path) {
+        let status = Command::new("mkfifo")
+            .arg(path)
+            .status()
+            .expect("run mkfifo");
+        assert!(status.success(), "mkfifo failed");
+    }
+
+    /// A writer thread that feeds the FIFO at `path` once a reader opens it:
+    /// `bytes` once (ending with end of file) or, with `forever`, over and
+    /// over until the reader closes its end (EPIPE).
+    fn feed(path: &Path, bytes: Vec<u8>, forever: bool) -> (PathBuf, JoinHandle<()>) {
+        let wpath = path.to_path_buf();
+        let handle = thread::spawn(move || {
+            let Ok(mut f) = OpenOptions::new().write(true).open(&wpath) else {
+                return;
+            };
+            loop {
+                for piece in bytes.chunks(4096) {
+                    if f.write_all(piece).is_err() {
+                        return;
+                    }
+                }
+                if !forever {
+                    return;
+                }
+            }
+        });
+        (path.to_path_buf(), handle)
+    }
+
+    /// Waits for a writer started by [`feed`]; if no reader ever opened the
+    /// FIFO (the run failed before), opens it briefly so the writer's own
+    /// open returns and it sees the closed end.
+    fn finish((path, handle): (PathBuf, JoinHandle<()>)) {
+        let t0 = Instant::now();
+        while !handle.is_finished() {
+            assert!(t0.elapsed() < Duration::from_secs(60), "FIFO writer stuck");
+            if let Ok(r) = OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&path)
+            {
+                thread::sleep(Duration::from_millis(50));
+                drop(r);
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        handle.join().expect("FIFO writer");
+    }
+
+    /// Shard bodies (after the 64-byte header) of the object at `vpath`.
+    fn shard_bodies(v: &TestVault, vpath: &str) -> Vec<Vec<u8>> {
+        let shards = v.shards_of(&v.object_of(vpath));
+        assert!(!shards.is_empty(), "{vpath} has no shards");
+        shards
+            .iter()
+            .map(|s| fs::read(&s.path).expect("read shard")[64..].to_vec())
+            .collect()
+    }
+
+    /// A stuck or replayed source (here a FIFO that delivers the very same
+    /// bytes to each run) must not repeat keys: K, R and the share seed mix
+    /// in the OS RNG, so the same data sealed twice gives different shards.
+    #[test]
+    fn identical_fifo_bytes_still_give_different_shards() {
+        let tmp = tempfile::Builder::new()
+            .prefix("qsfs-test-")
+            .tempdir()
+            .unwrap();
+        let fifo = tmp.path().join("qrng.fifo");
+        mkfifo(&fifo);
+        // Random-looking (passes the health tests) yet the same every run.
+        let stream = Rng::new(7).bytes(256 * 1024);
+        let spec = format!("device:{}", fifo.display());
+        let w = feed(&fifo, stream.clone(), false);
+        let v = TestVault::new_in(tmp, &["--random", &spec]);
+        finish(w);
+        let data = Rng::new(8).bytes(300 * 1024);
+        for vpath in ["/a", "/b"] {
+            let w = feed(&fifo, stream.clone(), false);
+            v.put_bytes(&data, vpath).success();
+            finish(w);
+        }
+        let (a, b) = (shard_bodies(&v, "/a"), shard_bodies(&v, "/b"));
+        assert_eq!(a.len(), b.len());
+        for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+            assert!(x != y, "shard {i} repeated: the keys repeated");
+        }
+        v.assert_reads("/a", &data);
+        v.assert_reads("/b", &data);
+        // Status opens the device too (and draws nothing from it).
+        let w = feed(&fifo, stream.clone(), false);
+        let st = v.status();
+        finish(w);
+        assert_eq!(st["random"]["kind"], "device", "{st:#}");
+        assert!(
+            st["random"]["note"]
+                .as_str()
+                .unwrap()
+                .contains("mixed with the OS RNG"),
+            "{st:#}"
+        );
+    }
+
+    /// A device that delivers constant bytes fails the health tests: the
+    /// put fails and names the FIFO and the test.
+    #[test]
+    fn fifo_of_zeros_fails_the_health_test() {
+        let tmp = tempfile::Builder::new()
+            .prefix("qsfs-test-")
+            .tempdir()
+            .unwrap();
+        let fifo = tmp.path().join("zeros.fifo");
+        mkfifo(&fifo);
+        let spec = format!("device:{}", fifo.display());
+        // Opening at init checks nothing is wrong with the path; the bytes
+        // are tested when the first key is drawn.
+        let w = feed(&fifo, Rng::new(1).bytes(64 * 1024), false);
+        let v = TestVault::new_in(tmp, &["--random", &spec]);
+        finish(w);
+        let w = feed(&fifo, vec![0u8; 4096], true);
+        let r = v.put_bytes(b"secret", "/f");
+        finish(w);
+        r.failure().stderr_has(&[
+            &fifo.display().to_string(),
+            "Repetition Count Test",
+            "health test",
+        ]);
+        assert!(v.run("ls", &[]).success().out().trim().is_empty());
+    }
+
+    /// A regular file given as `device:` is refused at init, with a message
+    /// that names it and says what to use instead.
+    #[test]
+    fn regular_file_as_device_is_refused_by_init() {
+        let tmp = tempfile::Builder::new()
+            .prefix("qsfs-test-")
+            .tempdir()
+            .unwrap();
+        let file = tmp.path().join("random.bin");
+        fs::write(&file, random_bytes(64 * 1024)).unwrap();
+        let root = tmp.path().join("vault");
+        let r = crate::common::qsfs(&[
+            "init",
+            root.to_str().unwrap(),
+            "--random",
+            &format!("device:{}", file.display()),
+        ]);
+        r.failure().stderr_has(&[
+            &file.display().to_string(),
+            "not a character device or FIFO",
+            "pool:",
+        ]);
+        assert!(!root.join("qsfs.toml").exists());
+    }
+
+    /// A pool file and its position file restored from a backup would hand
+    /// out the same bytes again; the vault remembers how far it consumed
+    /// the pool and refuses. A fresh pool file still works.
+    #[test]
+    fn restored_pool_is_refused_and_a_fresh_pool_works() {
+        let tmp = tempfile::Builder::new()
+            .prefix("qsfs-test-")
+            .tempdir()
+            .unwrap();
+        let pool = tmp.path().join("qrng.bin");
+        let pos = sidecar(&pool);
+        fs::write(&pool, random_bytes(64 * 1024)).unwrap();
+        let p = pool.display().to_string();
+        let v = TestVault::new_in(tmp, &["--random", &format!("pool:{p}")]);
+        v.put_bytes(b"first", "/first").success();
+        // The backup: taken after one put, before the next.
+        let (pool_bak, pos_bak) = (fs::read(&pool).unwrap(), fs::read(&pos).unwrap());
+        v.put_bytes(b"second", "/second").success();
+        fs::write(&pool, &pool_bak).unwrap();
+        fs::write(&pos, &pos_bak).unwrap();
+        let r = v.put_bytes(b"third", "/third");
+        r.failure().stderr_has(&[&p, "restored"]);
+        assert!(!v.run("ls", &[]).success().out().contains("third"));
+        // Without its position file the restored pool is refused too.
+        fs::remove_file(&pos).unwrap();
+        v.put_bytes(b"third", "/third")
+            .failure()
+            .stderr_has(&[&p, "restored"]);
+        // A new pool file (new bytes, same path and size) is accepted.
+        fs::write(&pool, random_bytes(64 * 1024)).unwrap();
+        fs::remove_file(&pos).unwrap_or(());
+        v.put_bytes(b"third", "/third").success();
+        v.put_bytes(b"fourth", "/fourth").success();
+        v.assert_reads("/third", b"third");
+        v.assert_reads("/first", b"first");
     }
 }
