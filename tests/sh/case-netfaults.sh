@@ -89,6 +89,11 @@ trap cleanup EXIT
 ns() { local i=$1; shift; ip netns exec "$NSP-$i" "$@"; }
 node_addr() { echo "10.$X.$1.2"; }
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+# q SECS ARGS...: qsfs ARGS, killed after SECS so that a hung command
+# fails the case (exit 124, with its time) instead of hanging the suite.
+q() { local limit=$1; shift; timeout -k 5 "$limit" "$Q" "$@"; }
+# Hard limit of every other qsfs command here (a healthy one takes < 10 s).
+HARD=120
 node_logs() {
     local i
     for i in $(seq 0 $((N - 1))); do
@@ -105,6 +110,10 @@ for i in $(seq 0 $((N - 1))); do
     ip netns add "$NSP-$i" ||
         fail "cannot create network namespace $NSP-$i (ip netns add): this case needs network namespaces (root, CONFIG_NET_NS)"
     ip link add "${TAG}h$i" type veth peer name "${TAG}n$i" || fail "cannot create veth pair ${TAG}h$i"
+    # One TCP segment per packet (no 64 KiB GSO packets), so a 2% loss
+    # drops 2% of what crosses the wire.
+    ip link set dev "${TAG}h$i" gso_max_segs 1
+    ip link set dev "${TAG}n$i" gso_max_segs 1
     ip link set "${TAG}n$i" netns "$NSP-$i"
     ip addr add "10.$X.$i.1/24" dev "${TAG}h$i"
     ip link set "${TAG}h$i" up
@@ -242,21 +251,27 @@ make_files() {
 }
 # put_all PHASE: put every file of src/PHASE at /PHASE/NAME, timed.
 put_all() {
-    local f t
-    "$Q" mkdir v "/$1" || fail "$1: mkdir /$1"
+    local f t rc
+    q "$HARD" mkdir v "/$1" || fail "$1: mkdir /$1"
     for f in src/"$1"/*; do
         t=$(now_ms)
-        "$Q" put v "$f" "/$1/$(basename "$f")" 2> put.err || { node_logs; fail "$1: put of $(basename "$f") failed: $(cat put.err)"; }
+        rc=0
+        q "$HARD" put v "$f" "/$1/$(basename "$f")" 2> put.err || rc=$?
+        [ "$rc" -eq 0 ] || { node_logs; fail "$1: put of $(basename "$f") failed (exit $rc; 124: hung, killed) after $(( $(now_ms) - t )) ms: $(cat put.err)"; }
         echo "  $1: put $(basename "$f") ($(stat -c %s "$f") bytes) $(( $(now_ms) - t )) ms"
     done
 }
 # get_all PHASE [BOUND_MS]: read back every file of PHASE, timed and
-# compared; with BOUND_MS each read must end within it.
+# compared; with BOUND_MS each read must end within it (and is killed 10 s
+# after it, so a hung read fails the case with its time).
 get_all() {
-    local f t ms
+    local f t ms rc limit=$HARD
+    [ -z "${2:-}" ] || limit=$(( $2 / 1000 + 10 ))
     for f in src/"$1"/*; do
         t=$(now_ms)
-        "$Q" get v "/$1/$(basename "$f")" got 2> get.err || { node_logs; fail "$1: get of $(basename "$f") failed after $(( $(now_ms) - t )) ms: $(cat get.err)"; }
+        rc=0
+        q "$limit" get v "/$1/$(basename "$f")" got 2> get.err || rc=$?
+        [ "$rc" -eq 0 ] || { node_logs; fail "$1: get of /$1/$(basename "$f") failed (exit $rc; 124: hung, killed) after $(( $(now_ms) - t )) ms: $(cat get.err)"; }
         ms=$(( $(now_ms) - t ))
         echo "  get /$1/$(basename "$f") $ms ms"
         cmp -s "$f" got || fail "/$1/$(basename "$f") reads back different"
@@ -309,7 +324,7 @@ make_files p3
 put_all p3
 objects_p3=$(find src/p3 -type f | wc -l)
 t=$(now_ms)
-"$Q" status --json v > status3.json 2> status3.err || fail "phase 3: status during the partition: $(cat status3.err)"
+q "$HARD" status --json v > status3.json 2> status3.err || fail "phase 3: status during the partition: $(cat status3.err)"
 echo "  status during the partition: $(( $(now_ms) - t )) ms"
 python3 - status3.json "$objects_p3" <<'PY' || fail "phase 3: the partition's repair debt is not recorded: $(cat status3.json)"
 import json, sys
@@ -329,9 +344,9 @@ phase_end "phase 3"
 phase_start "phase 4: a 64 MiB put while the partition of nodes 0 and 1 heals"
 mkdir -p src/p4
 head -c $((64 * 1048576)) /dev/urandom > src/p4/big
-"$Q" mkdir v /p4
+q "$HARD" mkdir v /p4
 t=$(now_ms)
-"$Q" put v src/p4/big /p4/big > put4.out 2> put4.err &
+q "$HARD" put v src/p4/big /p4/big > put4.out 2> put4.err &
 put_pid=$!
 sleep 1
 kill -0 "$put_pid" 2>/dev/null || fail "phase 4: the put ended within 1 s, before the partition healed (make the file larger)"
@@ -351,7 +366,7 @@ phase_end "phase 4"
 phase_start "phase 5: network whole; scrub, scrub --repair, read all"
 for i in $(seq 0 $((N - 1))); do p=$(probe "$i"); [[ "$p" == refused* ]] || fail "phase 5: node $i unreachable: probe $p"; done
 rc=0
-"$Q" scrub --json v > scrub1.json 2> scrub1.err || rc=$?
+q "$HARD" scrub --json v > scrub1.json 2> scrub1.err || rc=$?
 [ "$rc" -eq 1 ] || fail "phase 5: scrub before repair exited $rc (want 1: missing shards): $(cat scrub1.err)"
 python3 - scrub1.json "$objects_p3" <<'PY' || fail "phase 5: scrub before repair: $(cat scrub1.json)"
 import json, sys
@@ -362,7 +377,7 @@ assert rows["node-0"]["missing"] >= n and rows["node-1"]["missing"] >= n, rows
 print("  scrub: %d missing shards (node-0 %d, node-1 %d), nothing lost" % (r["missing"], rows["node-0"]["missing"], rows["node-1"]["missing"]))
 PY
 t=$(now_ms)
-"$Q" scrub --repair --json v > scrub2.json 2> scrub2.err || fail "phase 5: scrub --repair failed: $(cat scrub2.err)"
+q "$HARD" scrub --repair --json v > scrub2.json 2> scrub2.err || fail "phase 5: scrub --repair failed: $(cat scrub2.err)"
 echo "  scrub --repair: $(( $(now_ms) - t )) ms"
 python3 - scrub2.json <<'PY' || fail "phase 5: scrub --repair: $(cat scrub2.json)"
 import json, sys
@@ -370,13 +385,13 @@ r = json.load(open(sys.argv[1]))
 assert not r["lost"] and r["repaired"] > 0, r
 print("  repaired %d shards" % r["repaired"])
 PY
-"$Q" scrub --json v > scrub3.json 2> scrub3.err || fail "phase 5: scrub after repair is not clean: $(cat scrub3.err)"
+q "$HARD" scrub --json v > scrub3.json 2> scrub3.err || fail "phase 5: scrub after repair is not clean: $(cat scrub3.err)"
 python3 - scrub3.json <<'PY' || fail "phase 5: scrub after repair: $(cat scrub3.json)"
 import json, sys
 r = json.load(open(sys.argv[1]))
 assert r["missing"] == 0 and r["corrupt"] == 0 and not r["lost"] and r["debt"] == 0, r
 PY
-"$Q" status --json v > status5.json
+q "$HARD" status --json v > status5.json
 python3 - status5.json <<'PY' || fail "phase 5: status after repair still shows debt: $(cat status5.json)"
 import json, sys
 s = json.load(open(sys.argv[1]))
