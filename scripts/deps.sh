@@ -13,6 +13,10 @@ have setfacl || need+=(acl)
 [ -x /usr/bin/time ] || need+=(time)
 have git || need+=(git)
 have python3 || need+=(python3)
+# The network fault case (tests/sh/case-netfaults.sh): namespaces, veths,
+# tc filters (iproute2) and packet drops (nftables).
+{ have ip && have tc; } || need+=(iproute2)
+have nft || need+=(nftables)
 for extra in "$@"; do
     case "$extra" in
         gocryptfs) have gocryptfs || need+=(gocryptfs) ;;
