@@ -30,11 +30,29 @@ fn shuffle<T>(v: &mut [T]) {
 
 /// `n` distinct nodes: healthy ones first, each group in random order.
 /// Shard `i` goes to the `i`-th node returned.
+///
+/// The health checks run at once, one thread per node: a node that is
+/// unreachable costs one connect timeout per write, not one per such node.
 pub(super) fn choose(nodes: &[Arc<dyn Node>], n: usize) -> Vec<Arc<dyn Node>> {
-    let (mut healthy, mut other): (Vec<_>, Vec<_>) = nodes
-        .iter()
-        .cloned()
-        .partition(|node| node.health() == NodeHealth::Ok);
+    let ok: Vec<bool> = std::thread::scope(|scope| {
+        let checks: Vec<_> = nodes
+            .iter()
+            .map(|node| scope.spawn(move || node.health() == NodeHealth::Ok))
+            .collect();
+        checks
+            .into_iter()
+            .map(|c| c.join().unwrap_or(false))
+            .collect()
+    });
+    let mut healthy: Vec<Arc<dyn Node>> = Vec::with_capacity(nodes.len());
+    let mut other: Vec<Arc<dyn Node>> = Vec::new();
+    for (node, ok) in nodes.iter().zip(ok) {
+        if ok {
+            healthy.push(Arc::clone(node));
+        } else {
+            other.push(Arc::clone(node));
+        }
+    }
     shuffle(&mut healthy);
     shuffle(&mut other);
     healthy.extend(other);
