@@ -13,7 +13,7 @@ mod device;
 mod error;
 mod os;
 mod pool;
-mod pool_state;
+pub(crate) mod pool_state;
 
 use std::path::PathBuf;
 

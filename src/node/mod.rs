@@ -31,7 +31,7 @@ pub mod proof;
 mod remote;
 pub mod server;
 pub mod transport;
-mod treefile;
+pub(crate) mod treefile;
 pub mod wire;
 
 pub use dir::DirNode;
