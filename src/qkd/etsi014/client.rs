@@ -584,11 +584,27 @@ pub(crate) fn key_counts(body: &[u8], buffered: u64, used: u64) -> Result<KeyCou
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
 mod tests {
-    use super::path_segment;
+    use super::{key_counts, path_segment};
 
     #[test]
     fn sae_ids_are_escaped_in_paths() {
         assert_eq!(path_segment("sae-A_1.x~"), "sae-A_1.x~");
         assert_eq!(path_segment("a/b c"), "a%2Fb%20c");
+    }
+
+    /// A KME's `stored_key_count` is a peer's number: near `u64::MAX` it
+    /// must not overflow the sums (a panic with overflow checks, a count
+    /// of nearly zero keys left without).
+    #[test]
+    fn huge_stored_key_count_saturates() {
+        let body = r#"{"source_KME_ID":"a","target_KME_ID":"b","master_SAE_ID":"x","slave_SAE_ID":"y","key_size":256,"stored_key_count":18446744073709551615,"max_key_count":1,"max_key_per_request":1,"max_key_size":256,"min_key_size":256,"max_SAE_ID_count":0}"#;
+        let c = key_counts(body.as_bytes(), 3, 5).unwrap();
+        assert_eq!(c.left, u64::MAX);
+        assert_eq!(c.used, 5);
+        assert_eq!(c.total, u64::MAX);
+        let small = body.replace("18446744073709551615", "7");
+        let c = key_counts(small.as_bytes(), 3, 5).unwrap();
+        assert_eq!((c.left, c.used, c.total), (10, 5, 15));
+        assert!(key_counts(b"not json", 0, 0).is_err());
     }
 }
