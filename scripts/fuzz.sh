@@ -35,8 +35,14 @@ fi
 
 cargo +nightly fuzz build -O >&2
 
-logs=$(mktemp -d)
-trap 'rm -rf "$logs"' EXIT
+# FUZZ_LOGS=DIR keeps each target's libFuzzer output there.
+if [ -n "${FUZZ_LOGS:-}" ]; then
+    mkdir -p "$FUZZ_LOGS"
+    logs=$(cd "$FUZZ_LOGS" && pwd)
+else
+    logs=$(mktemp -d)
+    trap 'rm -rf "$logs"' EXIT
+fi
 # Only crash files written by this run count (older ones stay for triage).
 touch "$logs/stamp"
 
@@ -72,7 +78,11 @@ failed=0
 printf '%-20s %12s %8s %8s\n' target execs seconds crashes
 for t in "${targets[@]}"; do
     read -r rc took <"$logs/$t.rc"
-    execs=$(grep -o 'stat::number_of_executed_runs: *[0-9]*' "$logs/$t.log" | tail -1 | grep -o '[0-9]*$' || true)
+    execs=$(grep -ao 'stat::number_of_executed_runs:[[:space:]]*[0-9]*' "$logs/$t.log" | tail -n 1 | grep -o '[0-9]*$' || true)
+    if [ -z "$execs" ]; then
+        # A crashed run prints no final stats: its last status line has the count.
+        execs=$(grep -ao '^#[0-9]*' "$logs/$t.log" | tail -n 1 | tr -d '#' || true)
+    fi
     crashes=$(find "artifacts/$t" -type f -newer "$logs/stamp" | wc -l)
     if [ "$rc" != 0 ] && [ "$crashes" = 0 ]; then
         # libFuzzer stopped without leaving an input (build or setup error).

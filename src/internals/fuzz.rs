@@ -208,13 +208,11 @@ pub fn keystore_record(data: &[u8]) {
 /// A QKD key pool file: its header and the records after it.
 pub fn key_pool(data: &[u8]) {
     use crate::qkd::pool::format::{HEADER_LEN, Header, RECORD_LEN, decode_record};
+    // Compared by meaning: the decoder ignores the name's padding and the
+    // reserved bytes (files of earlier versions may hold anything there).
     if let Ok(h) = Header::decode(data) {
-        let enc = h.encode().ok();
-        assert_eq!(
-            enc.as_ref().map(|e| &e[..]),
-            data.get(..HEADER_LEN),
-            "pool header round trip"
-        );
+        let back = h.encode().ok().and_then(|e| Header::decode(&e).ok());
+        assert_eq!(back, Some(h), "pool header round trip");
     }
     for r in data
         .get(HEADER_LEN..)
@@ -278,10 +276,19 @@ pub fn link_frame(data: &[u8]) {
 pub fn link_hello(data: &[u8]) {
     use crate::qkd::link::hello::Hello;
     if let Ok(h) = Hello::decode(data) {
-        if std::str::from_utf8(&data[data.len() - h.link.len()..]).is_ok() {
+        // A name that is not UTF-8 decodes lossily, so only a valid one
+        // encodes back to the same bytes.
+        if data
+            .get(28..)
+            .is_some_and(|name| std::str::from_utf8(name).is_ok())
+        {
             assert_eq!(h.encode(), data, "hello round trip");
         }
-        assert_eq!(Hello::decode(&h.encode()).ok(), Some(h), "hello re-decode");
+        // A lossy name can outgrow the 255 bytes a hello carries (each bad
+        // byte becomes a 3-byte U+FFFD), and is cut when encoded again.
+        if h.link.len() <= 255 {
+            assert_eq!(Hello::decode(&h.encode()).ok(), Some(h), "hello re-decode");
+        }
     }
 }
 
