@@ -80,6 +80,10 @@ for t in "${targets[@]}"; do
     read -r rc took <"$logs/$t.rc"
     execs=$(grep -ao 'stat::number_of_executed_runs:[[:space:]]*[0-9]*' "$logs/$t.log" | tail -n 1 | grep -o '[0-9]*$' || true)
     if [ -z "$execs" ]; then
+        # libFuzzer builds without that stat print "Done N runs in S second(s)".
+        execs=$(grep -ao '^Done [0-9]* runs' "$logs/$t.log" | tail -n 1 | grep -o '[0-9]\+' || true)
+    fi
+    if [ -z "$execs" ]; then
         # A crashed run prints no final stats: its last status line has the count.
         execs=$(grep -ao '^#[0-9]*' "$logs/$t.log" | tail -n 1 | tr -d '#' || true)
     fi
