@@ -6,3 +6,5 @@ pub use crate::dispersal::EcStore;
 pub use crate::keystore::Keystore;
 pub use crate::rmht::BLOCK;
 pub use crate::store::{Db, OpenMode};
+
+pub mod fuzz;

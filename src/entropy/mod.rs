@@ -45,7 +45,7 @@ mod high_water;
 mod mix;
 mod os;
 mod pool;
-mod pool_state;
+pub(crate) mod pool_state;
 
 use std::path::PathBuf;
 

@@ -38,7 +38,7 @@ pub(super) const BLOCK: u64 = 4096;
 
 /// The decoded position record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct PoolState {
+pub(crate) struct PoolState {
     /// Bytes before this offset are consumed.
     pub position: u64,
     /// Pool length when the record was written.
@@ -63,7 +63,7 @@ fn checksum(body: &[u8]) -> [u8; 8] {
 }
 
 /// The version-1 record for `st`.
-pub(super) fn encode(st: &PoolState) -> Vec<u8> {
+pub(crate) fn encode(st: &PoolState) -> Vec<u8> {
     let mut w = Writer::with_capacity(RECORD_LEN);
     w.bytes(&MAGIC)
         .u32(VERSION)
@@ -77,7 +77,7 @@ pub(super) fn encode(st: &PoolState) -> Vec<u8> {
 }
 
 /// Parses a record, rejecting anything not written by `encode`.
-pub(super) fn decode(buf: &[u8]) -> Result<PoolState, DecodeError> {
+pub(crate) fn decode(buf: &[u8]) -> Result<PoolState, DecodeError> {
     let mut r = Reader::new(WHAT, buf);
     if r.array::<8>()? != MAGIC {
         return Err(r.invalid("magic", "not a qsfs pool position file"));

@@ -22,7 +22,7 @@ mod commit;
 mod errno;
 mod files;
 mod handle;
-mod journal;
+pub(crate) mod journal;
 pub mod live;
 pub mod mount;
 mod ops;
@@ -31,7 +31,7 @@ mod reader;
 mod recovery;
 mod seal;
 mod sealer;
-mod staging;
+pub(crate) mod staging;
 mod state;
 
 /// How many files the last mount of the vault whose staging folder is

@@ -88,14 +88,14 @@ fn key(which: u8, id: &ObjectId) -> [u8; 17] {
     k
 }
 
-fn encode(share: &ShareBytes) -> [u8; 1 + SHARE_BYTES] {
+pub(crate) fn encode(share: &ShareBytes) -> [u8; 1 + SHARE_BYTES] {
     let mut v = [0u8; 1 + SHARE_BYTES];
     v[0] = RECORD_VERSION;
     v[1..].copy_from_slice(share);
     v
 }
 
-fn decode(v: Option<Vec<u8>>) -> Stored {
+pub(crate) fn decode(v: Option<Vec<u8>>) -> Stored {
     match v {
         None => Stored::Missing,
         Some(v) if v.len() == 1 + SHARE_BYTES && v[0] == RECORD_VERSION => {

@@ -347,7 +347,7 @@ fn encode_entry(ino: u64, kind: Kind) -> [u8; 9] {
     v
 }
 
-fn decode_entry(parent: u64, v: &[u8]) -> Result<(u64, Kind)> {
+pub(crate) fn decode_entry(parent: u64, v: &[u8]) -> Result<(u64, Kind)> {
     let bad = || NamespaceError::Record {
         ino: parent,
         detail: "damaged directory entry".into(),

@@ -35,7 +35,7 @@ pub mod proof;
 mod remote;
 pub mod server;
 pub mod transport;
-mod treefile;
+pub(crate) mod treefile;
 pub mod wire;
 
 pub use dir::DirNode;

@@ -59,33 +59,41 @@ struct State {
     holds: std::collections::BTreeMap<ObjectId, u32>,
 }
 
+/// The objects a log's records leave in flight: every `+` without a later
+/// `-`. Lines that are not records are skipped.
+pub(crate) fn in_flight(log: impl BufRead) -> std::io::Result<BTreeSet<ObjectId>> {
+    let mut open = BTreeSet::new();
+    for line in log.lines() {
+        let line = line?;
+        // A torn last line (crash mid-append) is simply ignored: its
+        // object's shards were not written yet.
+        let Some((sign, hex)) = line.split_once(' ') else {
+            continue;
+        };
+        let Some(id) = ObjectId::from_hex(hex.trim()) else {
+            continue;
+        };
+        match sign {
+            "+" => {
+                open.insert(id);
+            }
+            "-" => {
+                open.remove(&id);
+            }
+            _ => {}
+        }
+    }
+    Ok(open)
+}
+
 impl Intents {
     /// Opens (creating) the log at `path`; returns it and the objects a
     /// previous process left in flight.
     pub fn open(path: &Path) -> std::io::Result<(Intents, Vec<ObjectId>)> {
-        let mut open = BTreeSet::new();
-        if let Ok(f) = File::open(path) {
-            for line in BufReader::new(f).lines() {
-                let line = line?;
-                // A torn last line (crash mid-append) is simply ignored: its
-                // object's shards were not written yet.
-                let Some((sign, hex)) = line.split_once(' ') else {
-                    continue;
-                };
-                let Some(id) = ObjectId::from_hex(hex.trim()) else {
-                    continue;
-                };
-                match sign {
-                    "+" => {
-                        open.insert(id);
-                    }
-                    "-" => {
-                        open.remove(&id);
-                    }
-                    _ => {}
-                }
-            }
-        }
+        let open = match File::open(path) {
+            Ok(f) => in_flight(BufReader::new(f))?,
+            Err(_) => BTreeSet::new(),
+        };
         let leftover: Vec<ObjectId> = open.iter().copied().collect();
         let mut file = OpenOptions::new()
             .create(true)

@@ -15,6 +15,7 @@ mod envelope_vectors;
 mod etsi014;
 mod frozen_vault;
 mod fsck;
+mod fuzz_replay;
 mod hostile_nodes;
 mod key_faults;
 mod keypool;

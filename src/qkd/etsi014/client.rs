@@ -415,34 +415,7 @@ impl Etsi014Source {
 
     /// Decodes a key container into link keys.
     fn decode(&self, body: &[u8]) -> Result<Vec<LinkKey>, KeyError> {
-        let container: KeyContainer = serde_json::from_slice(body)
-            .map_err(|e| self.source_err(format!("the KME sent no key container: {e}")))?;
-        let mut keys = Vec::with_capacity(container.keys.len());
-        for item in &container.keys {
-            let id = KeyId::parse(&item.key_id).ok_or_else(|| {
-                self.source_err(format!(
-                    "the KME named a key {:?}, which is not a UUID",
-                    item.key_id
-                ))
-            })?;
-            let bytes = Zeroizing::new(
-                base64::engine::general_purpose::STANDARD
-                    .decode(item.key.as_bytes())
-                    .map_err(|e| self.source_err(format!("key {id}: bad base64: {e}")))?,
-            );
-            if bytes.len() != KEY_LEN {
-                return Err(self.source_err(format!(
-                    "key {id} has {} bits; qsfs needs {}-bit keys (size {})",
-                    bytes.len() * 8,
-                    KEY_LEN * 8,
-                    KEY_LEN * 8
-                )));
-            }
-            let mut key = Zeroizing::new([0u8; KEY_LEN]);
-            key.copy_from_slice(&bytes);
-            keys.push(LinkKey { id, key });
-        }
-        Ok(keys)
+        decode_keys(body).map_err(|detail| self.source_err(detail))
     }
 
     /// Asks the KME for a batch of keys with the peer as slave.
@@ -553,16 +526,9 @@ impl KeySource for Etsi014Source {
         if status != 200 {
             return Err(self.http_error(&url, status, &body));
         }
-        let s: Status = serde_json::from_slice(&body)
-            .map_err(|e| self.source_err(format!("{url}: not an ETSI 014 status: {e}")))?;
         let buffered = self.buffer.lock().map(|b| b.len() as u64).unwrap_or(0);
-        let left = s.stored_key_count + buffered;
         let used = self.used.load(Ordering::Relaxed);
-        Ok(KeyCounts {
-            left,
-            used,
-            total: left + used,
-        })
+        key_counts(&body, buffered, used).map_err(|e| self.source_err(format!("{url}: {e}")))
     }
 
     fn refills(&self) -> bool {
@@ -570,14 +536,75 @@ impl KeySource for Etsi014Source {
     }
 }
 
+/// Decodes a KME's key container (the body of `enc_keys`/`dec_keys`) into
+/// link keys. The error says what is wrong with the body; the caller adds
+/// which KME and link it came from.
+pub(crate) fn decode_keys(body: &[u8]) -> Result<Vec<LinkKey>, String> {
+    let container: KeyContainer =
+        serde_json::from_slice(body).map_err(|e| format!("the KME sent no key container: {e}"))?;
+    let mut keys = Vec::with_capacity(container.keys.len());
+    for item in &container.keys {
+        let id = KeyId::parse(&item.key_id)
+            .ok_or_else(|| format!("the KME named a key {:?}, which is not a UUID", item.key_id))?;
+        let bytes = Zeroizing::new(
+            base64::engine::general_purpose::STANDARD
+                .decode(item.key.as_bytes())
+                .map_err(|e| format!("key {id}: bad base64: {e}"))?,
+        );
+        if bytes.len() != KEY_LEN {
+            return Err(format!(
+                "key {id} has {} bits; qsfs needs {}-bit keys (size {})",
+                bytes.len() * 8,
+                KEY_LEN * 8,
+                KEY_LEN * 8
+            ));
+        }
+        let mut key = Zeroizing::new([0u8; KEY_LEN]);
+        key.copy_from_slice(&bytes);
+        keys.push(LinkKey { id, key });
+    }
+    Ok(keys)
+}
+
+/// The key counts from a KME's status body, with `buffered` keys fetched
+/// but not yet handed out and `used` keys handed out by this process.
+/// The KME's count is a peer's number: the sums saturate instead of
+/// overflowing (a panic in checked builds, a wrong count otherwise).
+pub(crate) fn key_counts(body: &[u8], buffered: u64, used: u64) -> Result<KeyCounts, String> {
+    let s: Status =
+        serde_json::from_slice(body).map_err(|e| format!("not an ETSI 014 status: {e}"))?;
+    let left = s.stored_key_count.saturating_add(buffered);
+    Ok(KeyCounts {
+        left,
+        used,
+        total: left.saturating_add(used),
+    })
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
 mod tests {
-    use super::path_segment;
+    use super::{key_counts, path_segment};
 
     #[test]
     fn sae_ids_are_escaped_in_paths() {
         assert_eq!(path_segment("sae-A_1.x~"), "sae-A_1.x~");
         assert_eq!(path_segment("a/b c"), "a%2Fb%20c");
+    }
+
+    /// A KME's `stored_key_count` is a peer's number: near `u64::MAX` it
+    /// must not overflow the sums (a panic with overflow checks, a count
+    /// of nearly zero keys left without).
+    #[test]
+    fn huge_stored_key_count_saturates() {
+        let body = r#"{"source_KME_ID":"a","target_KME_ID":"b","master_SAE_ID":"x","slave_SAE_ID":"y","key_size":256,"stored_key_count":18446744073709551615,"max_key_count":1,"max_key_per_request":1,"max_key_size":256,"min_key_size":256,"max_SAE_ID_count":0}"#;
+        let c = key_counts(body.as_bytes(), 3, 5).unwrap();
+        assert_eq!(c.left, u64::MAX);
+        assert_eq!(c.used, 5);
+        assert_eq!(c.total, u64::MAX);
+        let small = body.replace("18446744073709551615", "7");
+        let c = key_counts(small.as_bytes(), 3, 5).unwrap();
+        assert_eq!((c.left, c.used, c.total), (10, 5, 15));
+        assert!(key_counts(b"not json", 0, 0).is_err());
     }
 }

@@ -33,9 +33,9 @@
 //! -> call, no I/O), `server` (TLS + HTTP shell), `certs`, `testkeys`.
 
 pub mod certs;
-mod client;
+pub(crate) mod client;
 mod kme;
-mod routes;
+pub(crate) mod routes;
 mod server;
 #[doc(hidden)]
 pub mod testkeys;
