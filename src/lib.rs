@@ -74,6 +74,7 @@ pub(crate) mod keystore;
 pub(crate) mod logsum;
 pub(crate) mod namespace;
 pub(crate) mod object_id;
+pub(crate) mod perms;
 pub(crate) mod rmht;
 pub(crate) mod stock;
 pub(crate) mod store;

@@ -119,7 +119,7 @@ impl Inner {
         }
         // Only the stock folder itself: a missing parent (a node folder on
         // a disk that is not mounted) must never be made here.
-        match fs::create_dir(&self.dir) {
+        match crate::perms::create_private_dir(&self.dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(_) => {

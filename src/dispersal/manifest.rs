@@ -66,9 +66,12 @@ impl Manifest {
         self.missing & (1 << i) != 0
     }
 
-    /// True if the manifest carries audit roots.
+    /// True if the manifest carries audit roots an audit can use: a block
+    /// size outside what provers accept (512..=8192, see
+    /// `node::proof::check_block`) counts as no roots, so the audit never
+    /// sends it and `scrub --repair` rebuilds the roots.
     pub fn has_roots(&self) -> bool {
-        self.block > 0 && self.roots.len() == self.layout.n
+        crate::node::proof::check_block(self.block).is_ok() && self.roots.len() == self.layout.n
     }
 
     /// Leaves of each shard's tree.
@@ -244,6 +247,16 @@ mod tests {
             Manifest::decode(&v3),
             Err(DecodeError::Version { found: 3, .. })
         ));
+    }
+
+    #[test]
+    fn a_block_size_outside_512_to_8192_counts_as_no_roots() {
+        let mut m = sample();
+        assert!(m.has_roots());
+        for bad in [1, 511, 8193, 16384] {
+            m.block = bad;
+            assert!(!m.has_roots(), "block {bad}");
+        }
     }
 
     #[test]

@@ -50,6 +50,15 @@ pub enum Stored {
     Damaged,
 }
 
+impl Drop for Stored {
+    /// A share read from the keystore is wiped when its copy is dropped.
+    fn drop(&mut self) {
+        if let Stored::Present(b) = self {
+            zeroize::Zeroize::zeroize(b);
+        }
+    }
+}
+
 impl Stored {
     /// The share bytes if present.
     pub fn bytes(&self) -> Option<&ShareBytes> {
@@ -96,6 +105,8 @@ pub(crate) fn encode(share: &ShareBytes) -> [u8; 1 + SHARE_BYTES] {
 }
 
 pub(crate) fn decode(v: Option<Vec<u8>>) -> Stored {
+    // The record read holds a share: wiped when this copy is dropped.
+    let v = v.map(zeroize::Zeroizing::new);
     match v {
         None => Stored::Missing,
         Some(v) if v.len() == 1 + SHARE_BYTES && v[0] == RECORD_VERSION => {
@@ -124,7 +135,7 @@ impl Keystore {
             None => R2Store::SameAsR1,
             Some(p) => {
                 if r2_mode == OpenMode::Create {
-                    std::fs::create_dir_all(p).map_err(|e| {
+                    crate::perms::create_private_dir_all(p).map_err(|e| {
                         KeystoreError::Store(StoreError::Sync {
                             role: "keystore (R2)",
                             path: p.to_path_buf(),

@@ -18,7 +18,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, ErrorKind, Write};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -76,7 +76,7 @@ impl DirNode {
             stock: crate::stock::Stock::guarded(
                 &root.join("stock"),
                 Some(&root.join(MARKER)),
-                0o666,
+                crate::perms::FILE_MODE,
                 STOCK_FILES,
             ),
             trees: Default::default(),
@@ -93,7 +93,7 @@ impl DirNode {
         if let Some(parent) = self.root.parent() {
             fs::create_dir_all(parent).map_err(err)?;
         }
-        match fs::create_dir(&self.root) {
+        match crate::perms::create_private_dir(&self.root) {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {
                 if fs::read_dir(&self.root).map_err(err)?.next().is_some()
@@ -120,11 +120,19 @@ impl DirNode {
             self.err("write node marker", None, NodeErrorKind::Io(e))
                 .at(&self.root.join(MARKER))
         };
+        // Shards are owner-only: the folder, its folders and files.
+        crate::perms::make_private(&self.root).map_err(err)?;
         self.make_shard_folders()?;
         let tmp = self.root.join(".qsfs-node.tmp");
         let body = format!("{MARKER} 1\nvault {}\nnode {}\n", self.vault_id, self.name);
         {
-            let mut f = File::create(&tmp).map_err(err)?;
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(crate::perms::FILE_MODE)
+                .open(&tmp)
+                .map_err(err)?;
             f.write_all(body.as_bytes()).map_err(err)?;
             f.sync_all().map_err(err)?;
         }
@@ -147,14 +155,14 @@ impl DirNode {
             self.err("make the shard folders", None, NodeErrorKind::Io(e))
                 .at(path)
         };
-        let made_shards = match fs::create_dir(&shards) {
+        let made_shards = match crate::perms::create_private_dir(&shards) {
             Ok(()) => true,
             Err(e) if e.kind() == ErrorKind::AlreadyExists => false,
             Err(e) => return Err(fail(e, &shards)),
         };
         for b in 0..=255u8 {
             let fan = shards.join(format!("{b:02x}"));
-            match fs::create_dir(&fan) {
+            match crate::perms::create_private_dir(&fan) {
                 Ok(()) => {}
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(fail(e, &fan)),
@@ -439,7 +447,13 @@ impl ShardStore for DirNode {
             TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
         );
         let tmp = dir.join(format!(".{}.{}.{tag}.tmp", key.object, key.index));
-        let open = || OpenOptions::new().write(true).create_new(true).open(&tmp);
+        let open = || {
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(crate::perms::FILE_MODE)
+                .open(&tmp)
+        };
         // A file from the stock, renamed to the temporary name (the
         // temporary names are unique, so the rename replaces nothing).
         let stocked = self.stock.take().and_then(|p| {

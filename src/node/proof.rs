@@ -92,16 +92,45 @@ pub fn holdings_root(nonce: &[u8; 32], shards: &mut [StoredShard]) -> Holdings {
     }
 }
 
-/// Checks a challenge's shape; the reason if a prover must refuse it.
-pub fn check_challenge(c: &Challenge) -> Result<(), String> {
-    if c.block == 0 || c.block > MAX_PROOF_BLOCK {
-        return Err(format!("block size {} (1..={MAX_PROOF_BLOCK})", c.block));
+/// Why a prover (or the client about to send) refuses a challenge.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChallengeError {
+    /// The audit block size is outside what a prover builds trees for: a
+    /// tiny block makes the node build a tree 32 bytes per block, many
+    /// times the shard's size (a block of 1 is 32x), so it is refused
+    /// before any tree is built.
+    #[error(
+        "audit block size {block} is outside {MIN_PROOF_BLOCK}..={MAX_PROOF_BLOCK} \
+         (the manifest's `block` setting); rebuild the roots with `qsfs scrub --repair`"
+    )]
+    BlockSize {
+        /// The block size asked.
+        block: u32,
+    },
+    /// No block, or more than one message carries.
+    #[error("{asked} blocks asked (1..={MAX_PROOF_BLOCKS})")]
+    Blocks {
+        /// Blocks asked.
+        asked: usize,
+    },
+}
+
+/// Checks an audit block size against [`MIN_PROOF_BLOCK`]..=[`MAX_PROOF_BLOCK`].
+pub fn check_block(block: u32) -> Result<(), ChallengeError> {
+    if (MIN_PROOF_BLOCK..=MAX_PROOF_BLOCK).contains(&block) {
+        Ok(())
+    } else {
+        Err(ChallengeError::BlockSize { block })
     }
+}
+
+/// Checks a challenge's shape; the reason if a prover must refuse it.
+pub fn check_challenge(c: &Challenge) -> Result<(), ChallengeError> {
+    check_block(c.block)?;
     if c.indices.is_empty() || c.indices.len() > MAX_PROOF_BLOCKS {
-        return Err(format!(
-            "{} blocks asked (1..={MAX_PROOF_BLOCKS})",
-            c.indices.len()
-        ));
+        return Err(ChallengeError::Blocks {
+            asked: c.indices.len(),
+        });
     }
     Ok(())
 }
@@ -302,5 +331,22 @@ mod tests {
             holdings_root(&[2; 32], &mut [s(1, 0, 100), s(2, 3, 100)])
         );
         assert_eq!(holdings_root(&n, &mut []).count, 0);
+    }
+
+    #[test]
+    fn block_sizes_outside_512_to_8192_are_refused() {
+        let c = |block| Challenge {
+            nonce: [0; 32],
+            block,
+            indices: vec![0],
+        };
+        for bad in [0, 1, 511, 8193, 16384] {
+            let e = check_challenge(&c(bad)).unwrap_err();
+            assert_eq!(e, ChallengeError::BlockSize { block: bad });
+            assert!(e.to_string().contains("`block` setting"), "{e}");
+        }
+        for good in [512, 4096, 8192] {
+            check_challenge(&c(good)).unwrap();
+        }
     }
 }

@@ -651,14 +651,19 @@ impl State {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some((id, n)) = slot.as_ref() {
             if id.vault != vault {
+                // Which vault the folder belongs to is for the server's
+                // log only: any client may say hello.
+                tracing::warn!(
+                    "refused a client of vault {vault}: {} is node {} of vault {}",
+                    self.dir.display(),
+                    id.node,
+                    id.vault
+                );
                 return Err(WireError::new(
                     ErrorKind::Foreign,
                     format!(
-                        "the node server's folder {} is node {} of vault {}, not of vault {vault}; \
-                         point {node} at this vault's node server, or serve an empty folder",
-                        self.dir.display(),
-                        id.node,
-                        id.vault
+                        "this node server's folder belongs to another vault, not to vault {vault}; \
+                         point {node} at this vault's node server, or serve an empty folder"
                     ),
                 ));
             }
@@ -1065,6 +1070,100 @@ mod tests {
         let mut third = client(addr);
         let e = error_of(&hello(&mut third, VERSION));
         assert!(e.message.contains("busy"), "{e:?}");
+        stop.stop();
+        t.join().unwrap();
+    }
+
+    /// A client of another vault is refused without learning which vault
+    /// the folder belongs to.
+    #[test]
+    fn a_foreign_hello_does_not_reveal_the_nodes_vault() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("n")).unwrap();
+        let server = Server::bind(
+            ServeOptions::new(&dir.path().join("n"), "127.0.0.1:0"),
+            plain_transport("t"),
+        )
+        .unwrap();
+        let addr = server.local_addr().unwrap();
+        let stop = server.stop_handle();
+        let t = std::thread::spawn(move || server.run());
+        let mut c = client(addr);
+        assert!(matches!(
+            Response::decode(&hello(&mut c, VERSION)).unwrap(),
+            Response::HelloOk { adopted: true, .. }
+        ));
+        let other = "fedcba9876543210fedcba9876543210";
+        let mut c = client(addr);
+        let e = error_of(&ask(
+            &mut c,
+            &Request::Hello {
+                version: VERSION,
+                vault_id: other.into(),
+                node: "node-0".into(),
+            },
+        ));
+        assert_eq!(e.kind, ErrorKind::Foreign, "{e:?}");
+        assert!(e.message.contains(other), "{e:?}");
+        assert!(!e.message.contains(VAULT), "{e:?}");
+        stop.stop();
+        t.join().unwrap();
+    }
+
+    /// A proof request with a block size outside 512..=8192 is answered
+    /// with a protocol error before any tree is built.
+    #[test]
+    fn a_proof_request_with_a_bad_block_size_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("n")).unwrap();
+        let server = Server::bind(
+            ServeOptions::new(&dir.path().join("n"), "127.0.0.1:0"),
+            plain_transport("t"),
+        )
+        .unwrap();
+        let addr = server.local_addr().unwrap();
+        let stop = server.stop_handle();
+        let t = std::thread::spawn(move || server.run());
+        let mut c = client(addr);
+        hello(&mut c, VERSION);
+        let layout = StripeLayout::plan(2, 3, 20_000, 4096).unwrap();
+        let header = ShardHeader::new(ObjectId([1; 16]), 0, &layout);
+        let key = crate::node::ShardKey {
+            object: ObjectId([1; 16]),
+            index: 0,
+        };
+        assert_eq!(
+            Response::decode(&ask(&mut c, &Request::Create(header))).unwrap(),
+            Response::Ok
+        );
+        let data = vec![7u8; header.payload_len() as usize];
+        c.send(&Request::Data(&data).encode()).unwrap();
+        let token = match Response::decode(&ask(&mut c, &Request::Finish)).unwrap() {
+            Response::Pending(t) => t,
+            other => panic!("{other:?}"),
+        };
+        match Response::decode(&ask(&mut c, &Request::Commit(vec![token]))).unwrap() {
+            Response::Committed(r) => r[0].as_ref().unwrap(),
+            other => panic!("{other:?}"),
+        };
+        let prove = |c: &mut PlainChannel<TcpStream>, block| {
+            let challenge = crate::node::Challenge {
+                nonce: [3; 32],
+                block,
+                indices: vec![0],
+            };
+            match Response::decode(&ask(c, &Request::Prove(key, challenge))).unwrap() {
+                Response::Proof(_) => Ok(()),
+                Response::Error(e) => Err(e),
+                other => panic!("block {block}: {other:?}"),
+            }
+        };
+        for bad in [1u32, 16384] {
+            let e = prove(&mut c, bad).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::Protocol, "{e:?}");
+            assert!(e.message.contains("block size"), "{e:?}");
+        }
+        prove(&mut c, 4096).unwrap();
         stop.stop();
         t.join().unwrap();
     }

@@ -95,11 +95,19 @@ pub fn load(path: &Path, want: &Built) -> Option<Vec<Hash>> {
 
 /// Saves a tree at `path` (temp file + rename; no fsync: it is a cache).
 pub fn save(path: &Path, built: &Built, leaves: &[Hash]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        crate::perms::create_private_dir_all(dir)?;
     }
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, encode(built, leaves))?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(crate::perms::FILE_MODE)
+        .open(&tmp)?
+        .write_all(&encode(built, leaves))?;
     std::fs::rename(&tmp, path)
 }
 

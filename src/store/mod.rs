@@ -48,6 +48,16 @@ pub enum StoreError {
         /// Engine error.
         source: sled::Error,
     },
+    /// The store's folder or files could not be made owner-only.
+    #[error("cannot make the {role} store at {path} owner-only (0700/0600): {source}")]
+    Perms {
+        /// Which store.
+        role: &'static str,
+        /// Its folder.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
     /// The store folder is not there (or holds no store).
     #[error(
         "the {role} store at {path} is missing or empty; the vault is damaged or a drive is not mounted (restore the folder, or see `qsfs keys repair --rebuild-r2` for a lost R2 store)"
@@ -225,10 +235,23 @@ impl Db {
             changes: AtomicU64::new(0),
             flushed: AtomicU64::new(0),
         };
+        // sled creates its folder and files with the umask; every store
+        // is owner-only (the vault checks its key stores' folders before
+        // opening them, so this never hides a store others could reach).
+        db.make_private()?;
         // A freshly created store must itself survive a crash before anything
         // is recorded in it.
         db.flush_durable()?;
         Ok(db)
+    }
+
+    /// Sets 0700/0600 on the store's folder and everything in it.
+    fn make_private(&self) -> Result<(), StoreError> {
+        crate::perms::make_private_tree(&self.path).map_err(|source| StoreError::Perms {
+            role: self.role,
+            path: self.path.clone(),
+            source,
+        })
     }
 
     /// The folder of this store.
@@ -383,6 +406,8 @@ impl Db {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if *known != names {
+            // Files sled made since (snapshots, blobs) get the umask's mode.
+            self.make_private()?;
             for name in ["conf", "db"] {
                 let p = self.path.join(name);
                 if p.exists() {

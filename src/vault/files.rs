@@ -603,8 +603,8 @@ fn write_zeros(sink: &mut dyn Write, mut n: u64) -> std::io::Result<()> {
 /// Writes a vault file to the local file `dest` as `qsfs get` does:
 /// `fill` writes the content into the sink it is given and returns the
 /// file's permission bits; its flag says whether the whole object must be
-/// authenticated before the first byte is written (a sink that cannot be
-/// taken back). A regular file (or a new name) is written through a
+/// authenticated before the first byte is written: always true, so `get`
+/// never releases a byte of an object whose M does not verify. A regular file (or a new name) is written through a
 /// temporary file renamed into place only when `fill` succeeded; a symlink
 /// is followed; anything else (a FIFO, a device such as /dev/null) is
 /// written in place. Shared by the vault opened here and by a mount that
@@ -655,7 +655,9 @@ pub fn write_local<E: From<VaultError>>(
         )))?;
     let mode = {
         let mut out = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
-        let mode = fill(&mut out, false)?;
+        // Verified first here too: no plaintext byte reaches the disk (not
+        // even the temporary file) before the object's M verified.
+        let mode = fill(&mut out, true)?;
         out.flush()
             .map_err(io_err(format!("write {}", target.display())))?;
         mode

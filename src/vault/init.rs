@@ -156,7 +156,7 @@ pub fn init(root: &Path, opts: &InitOptions) -> Result<Config, VaultError> {
     fs::set_permissions(&root, fs::Permissions::from_mode(0o700))
         .map_err(io_err(format!("set permissions of {}", root.display())))?;
     for sub in ["keys", "meta", "staging"] {
-        fs::create_dir_all(root.join(sub))
+        crate::perms::create_private_dir_all(&root.join(sub))
             .map_err(io_err(format!("create {}/{sub}", root.display())))?;
     }
     fs::set_permissions(root.join("staging"), fs::Permissions::from_mode(0o700))

@@ -411,7 +411,8 @@ fn in_process(
 /// `links/<node>.a.pool` (the vault's end) and `links/<node>.b.pool`.
 pub fn create_pair(root: &Path, node: &str, keys: u64) -> Result<(PathBuf, PathBuf), String> {
     let dir = root.join("links");
-    std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    crate::perms::create_private_dir_all(&dir)
+        .map_err(|e| format!("create {}: {e}", dir.display()))?;
     let a_rel = PathBuf::from(format!("links/{node}.a.pool"));
     let b_rel = PathBuf::from(format!("links/{node}.b.pool"));
     let opts = crate::qkd::pool::GenOptions {

@@ -115,6 +115,9 @@ pub enum VaultError {
     /// A store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A key store (or the vault folder) other users can reach.
+    #[error(transparent)]
+    Exposed(#[from] crate::perms::PermsError),
     /// The namespace refused an operation.
     #[error(transparent)]
     Namespace(#[from] NamespaceError),
@@ -229,6 +232,29 @@ pub(crate) fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> 
     move |source| VaultError::Io { what, source }
 }
 
+/// Refuses a vault whose key-bearing folders group or others can reach:
+/// the vault folder, `keys` (R1), the separate R2 store, `meta/ec` (B) and
+/// `links` (key pools). The folders' modes are what guard the files in
+/// them (sled makes files with the umask; they are tightened on open).
+fn check_key_stores(root: &Path, r2: Option<&Path>) -> Result<(), crate::perms::PermsError> {
+    let mut paths = vec![
+        root.to_path_buf(),
+        root.join("keys"),
+        root.join("meta/ec"),
+        root.join("links"),
+    ];
+    // An R2 folder without a store (an empty mount point of an unplugged
+    // drive) exposes nothing; it is reported as missing by the keystore,
+    // and a store rebuilt there is made 0700.
+    paths.extend(
+        r2.filter(|p| p.join("conf").exists())
+            .map(Path::to_path_buf),
+    );
+    paths
+        .iter()
+        .try_for_each(|p| crate::perms::check_private(p))
+}
+
 impl Vault {
     /// Opens the vault at `root`. Every store must exist and belong to
     /// this vault (only `qsfs init` creates stores).
@@ -240,6 +266,7 @@ impl Vault {
         let lock = lock::VaultLock::acquire(&root, opts.wait)?;
         let id = config.vault_id.as_str();
         let r2 = config.keystore.r2_path.as_ref().map(|p| root.join(p));
+        check_key_stores(&root, r2.as_deref())?;
         let r2_mode = if opts.rebuild_r2 {
             OpenMode::Create
         } else {

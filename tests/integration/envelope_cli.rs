@@ -169,7 +169,8 @@ fn open_with_every_allowed_combination_of_shares() {
         ];
         for (what, args) in cases {
             let (r, out) = open(&v.n, &args);
-            r.success().quiet();
+            r.success()
+                .stderr_has(&["on the command line can be read by every user"]);
             assert!(
                 out.as_deref() == Some(&d[..]),
                 "{} {what}: wrong plaintext",
@@ -396,4 +397,103 @@ fn any_flipped_bit_is_an_integrity_error_and_releases_nothing() {
             });
         }
     });
+}
+
+/// Keys on argv are readable by every user (/proc/PID/cmdline): they are
+/// accepted from `--keys-file FILE` or stdin (`--keys-file -`), and given
+/// on argv they draw a warning. `open` reads the object through one
+/// descriptor (or, for a pipe, once into memory), never by its path again.
+#[test]
+fn keys_come_from_a_file_or_stdin_and_argv_keys_are_warned_about() {
+    let tmp = tempfile::tempdir().unwrap();
+    let v = &vectors()[1];
+    let keys = tmp.path().join("keys");
+    std::fs::write(
+        &keys,
+        format!(
+            "# seal keys\nk = {}\nr = {}\nshares = {}\nr1 = {}\nr2 = {}\n",
+            v.k,
+            v.r,
+            v.shares.join(","),
+            v.shares[0],
+            v.shares[1]
+        ),
+    )
+    .unwrap();
+    let n_out = tmp.path().join("N");
+    let b_out = tmp.path().join("B");
+    let r = qsfs(&[
+        "envelope",
+        "seal",
+        "--in",
+        p(&v.d),
+        "--keys-file",
+        p(&keys),
+        "--object-out",
+        p(&n_out),
+        "--backup-out",
+        p(&b_out),
+    ]);
+    r.success();
+    assert!(!r.stderr.contains("warning"), "{}", r.stderr);
+    assert!(std::fs::read(&n_out).unwrap() == std::fs::read(&v.n).unwrap());
+
+    // On argv: works, with a warning naming the options.
+    let shares = v.shares.join(",");
+    qsfs(&[
+        "envelope",
+        "seal",
+        "--in",
+        p(&v.d),
+        "--k",
+        &v.k,
+        "--r",
+        &v.r,
+        "--shares",
+        &shares,
+        "--object-out",
+        p(&tmp.path().join("N2")),
+        "--backup-out",
+        p(&tmp.path().join("B2")),
+    ])
+    .success()
+    .stderr_has(&["warning", "--k", "/proc", "--keys-file"]);
+
+    // Shares from stdin.
+    let want = std::fs::read(&v.d).unwrap();
+    let out = tmp.path().join("plain");
+    let r = qsfs_stdin(
+        &[
+            "envelope",
+            "open",
+            "--object",
+            p(&n_out),
+            "--keys-file",
+            "-",
+            "--out",
+            p(&out),
+        ],
+        format!("r1 = {}\nr2 = {}\n", v.shares[0], v.shares[1]).as_bytes(),
+    );
+    r.success();
+    assert!(!r.stderr.contains("warning"), "{}", r.stderr);
+    assert!(std::fs::read(&out).unwrap() == want);
+
+    // The object itself through a pipe: read once, checked and opened.
+    let out2 = tmp.path().join("plain2");
+    qsfs_stdin(
+        &[
+            "envelope",
+            "open",
+            "--object",
+            "/dev/stdin",
+            "--keys-file",
+            p(&keys),
+            "--out",
+            p(&out2),
+        ],
+        &std::fs::read(&n_out).unwrap(),
+    )
+    .success();
+    assert!(std::fs::read(&out2).unwrap() == want);
 }

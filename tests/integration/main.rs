@@ -22,6 +22,7 @@ mod keypool;
 mod link;
 mod migration;
 mod node_faults;
+mod perms;
 mod remote_nodes;
 mod safety;
 mod scrub;

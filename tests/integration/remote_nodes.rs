@@ -307,7 +307,10 @@ fn a_node_server_of_another_vault_is_refused() {
     use_remote_nodes(&b, &addrs, &[]);
     b.put_bytes(&rng.bytes(5000), "/theirs")
         .failure()
-        .stderr_has(&["node-0", "not of vault", a_id.as_str()]);
+        .stderr_has(&["node-0", "belongs to another vault"]);
+    // Which vault the folder belongs to stays on the server.
+    let r = b.put_bytes(&rng.bytes(5000), "/theirs2");
+    assert!(!r.stderr.contains(a_id.as_str()), "{}", r.stderr);
     let st = b.status();
     for i in 0..5 {
         let n = node_status(&st, &format!("node-{i}"));
@@ -339,6 +342,12 @@ fn a_node_server_of_another_vault_is_refused() {
 /// `VAULT/links/node-i.pool`, the node's end returned.
 fn pool_pair(v: &TestVault, i: usize, keys: u64) -> PathBuf {
     std::fs::create_dir_all(v.root.join("links")).unwrap();
+    // Key pools live in an owner-only folder, or the vault is refused.
+    std::fs::set_permissions(
+        v.root.join("links"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
     let b = v.tmp.path().join(format!("node-{i}.b.pool"));
     qsfs(&[
         "keypool",

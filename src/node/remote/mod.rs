@@ -454,6 +454,15 @@ impl Prover for RemoteNode {
         key: ShardKey,
         challenge: &crate::node::Challenge,
     ) -> Result<crate::node::PossessionProof, NodeError> {
+        // Refused here too, so a bad block size never reaches the wire.
+        crate::node::proof::check_challenge(challenge).map_err(|d| {
+            NodeError::new(
+                &self.inner.name,
+                "prove possession",
+                Some(key),
+                NodeErrorKind::Io(std::io::Error::new(std::io::ErrorKind::InvalidInput, d)),
+            )
+        })?;
         let req = Request::Prove(key, challenge.clone()).encode();
         self.inner
             .with_lease(|l| {
@@ -678,7 +687,10 @@ mod tests {
         assert_eq!(remote("node-0", &srv.addr, VAULT).health(), NodeHealth::Ok);
         let stranger = remote("node-0", &srv.addr, &"f".repeat(32));
         match stranger.health() {
-            NodeHealth::Foreign(why) => assert!(why.contains("not of vault"), "{why}"),
+            NodeHealth::Foreign(why) => assert!(
+                why.contains("belongs to another vault") && !why.contains(VAULT),
+                "{why}"
+            ),
             other => panic!("{other:?}"),
         }
         let layout = StripeLayout::plan(2, 3, 100, 1 << 20).unwrap();
@@ -686,7 +698,9 @@ mod tests {
             .create(&ShardHeader::new(ObjectId([1; 16]), 0, &layout))
             .err()
             .unwrap();
-        assert!(e.to_string().contains(VAULT), "{e}");
+        // The stranger learns that the folder is another vault's, never which.
+        assert!(e.to_string().contains("belongs to another vault"), "{e}");
+        assert!(!e.to_string().contains(VAULT), "{e}");
         match remote("node-1", &srv.addr, VAULT).health() {
             NodeHealth::Foreign(why) => assert!(why.contains("is node-0 of this vault"), "{why}"),
             other => panic!("{other:?}"),

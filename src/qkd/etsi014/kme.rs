@@ -15,7 +15,7 @@
 //! are returned (fewer than asked) instead of being thrown away; with none
 //! drawn the answer is 503.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use base64::Engine;
@@ -28,6 +28,12 @@ use crate::qkd::{End, KEY_LEN, KeyError, KeyId, KeySource, LinkKey};
 pub const MAX_KEYS_PER_REQUEST: u64 = 128;
 /// Most keys delivered to masters and not yet fetched by their slaves.
 pub const MAX_OWED: usize = 1 << 20;
+/// Most delivered key IDs remembered to answer "already delivered". The
+/// set would otherwise grow by one ID per key for as long as the KME runs;
+/// past the cap the oldest IDs are forgotten and, asked again, answer
+/// "unknown key" (still a 400 and still no key: a delivered key is gone
+/// from the ledger either way).
+pub const MAX_DELIVERED_REMEMBERED: usize = 1 << 16;
 /// Key size in bits; the only size served.
 pub const KEY_BITS: u64 = (KEY_LEN * 8) as u64;
 
@@ -163,12 +169,37 @@ struct Owed {
     key: LinkKey,
 }
 
-#[derive(Default)]
 struct Ledger {
     owed: HashMap<KeyId, Owed>,
     /// Keys handed to their slave: asked again they are "already
-    /// delivered", not "unknown".
+    /// delivered", not "unknown". At most `delivered_cap` of them, the
+    /// oldest forgotten first (`delivered_order`).
     delivered: HashSet<KeyId>,
+    delivered_order: VecDeque<KeyId>,
+    delivered_cap: usize,
+}
+
+impl Ledger {
+    fn new(delivered_cap: usize) -> Ledger {
+        Ledger {
+            owed: HashMap::new(),
+            delivered: HashSet::new(),
+            delivered_order: VecDeque::new(),
+            delivered_cap: delivered_cap.max(1),
+        }
+    }
+
+    /// Remembers `id` as delivered, forgetting the oldest past the cap.
+    fn remember_delivered(&mut self, id: KeyId) {
+        if self.delivered.insert(id) {
+            self.delivered_order.push_back(id);
+        }
+        while self.delivered_order.len() > self.delivered_cap {
+            if let Some(old) = self.delivered_order.pop_front() {
+                self.delivered.remove(&old);
+            }
+        }
+    }
 }
 
 /// The KME's state for one link.
@@ -187,8 +218,17 @@ impl Kme {
             source,
             saes,
             kme_id: kme_id.into(),
-            ledger: Mutex::new(Ledger::default()),
+            ledger: Mutex::new(Ledger::new(MAX_DELIVERED_REMEMBERED)),
         }
+    }
+
+    /// Remembers at most `cap` delivered key IDs (default
+    /// [`MAX_DELIVERED_REMEMBERED`]).
+    pub fn remember_delivered(self, cap: usize) -> Kme {
+        if let Ok(mut l) = self.ledger.lock() {
+            l.delivered_cap = cap.max(1);
+        }
+        self
     }
 
     /// The SAEs this KME serves.
@@ -386,7 +426,7 @@ impl Kme {
         let mut keys = Vec::with_capacity(ids.len());
         for id in ids {
             if let Some(o) = ledger.owed.remove(&id) {
-                ledger.delivered.insert(id);
+                ledger.remember_delivered(id);
                 keys.push(o.key);
             }
         }
@@ -515,6 +555,29 @@ mod tests {
         assert_eq!(dec(&k, "b", "a", &[&got[0], &got[0]]).status, 400);
         assert_eq!(dec(&k, "b", "a", &["not-a-uuid"]).status, 400);
         assert_eq!(dec(&k, "b", "a", &[]).status, 400);
+    }
+
+    #[test]
+    fn the_delivered_set_is_capped_and_forgets_the_oldest() {
+        let k = kme(10).remember_delivered(4);
+        let got = ids(&enc(&k, "a", "b", 7));
+        for id in &got {
+            assert_eq!(dec(&k, "b", "a", &[id]).status, 200);
+        }
+        let l = k.ledger.lock().unwrap();
+        assert_eq!((l.delivered.len(), l.delivered_order.len()), (4, 4));
+        drop(l);
+        // The three oldest are forgotten: unknown, never a key again.
+        for id in &got[..3] {
+            let r = dec(&k, "b", "a", &[id]);
+            assert_eq!(r.status, 400);
+            assert!(message(&r).contains("unknown"), "{}", message(&r));
+        }
+        for id in &got[3..] {
+            let r = dec(&k, "b", "a", &[id]);
+            assert_eq!(r.status, 400);
+            assert!(message(&r).contains("already"), "{}", message(&r));
+        }
     }
 
     #[test]

@@ -939,5 +939,14 @@ pub fn unpack_v1_vault() -> (tempfile::TempDir, PathBuf) {
         .unwrap();
     assert!(st.success(), "cannot unpack {}", fixture.display());
     let vault = dir.path().join("vault-v1");
+    // tar applies the umask; a vault's key stores must be owner-only (the
+    // fix `qsfs` names when it refuses an old vault).
+    let st = Command::new("chmod")
+        .arg("-R")
+        .arg("go-rwx")
+        .arg(&vault)
+        .status()
+        .unwrap();
+    assert!(st.success());
     (dir, vault)
 }
