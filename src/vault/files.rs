@@ -604,8 +604,9 @@ fn write_zeros(sink: &mut dyn Write, mut n: u64) -> std::io::Result<()> {
 /// `fill` writes the content into the sink it is given and returns the
 /// file's permission bits; its flag says whether the whole object must be
 /// authenticated before the first byte is written: always true, so `get`
-/// never releases a byte of an object whose M does not verify. A regular file (or a new name) is written through a
-/// temporary file renamed into place only when `fill` succeeded; a symlink
+/// never releases a byte of an object whose M does not verify. A regular
+/// file (or a new name) is written through a temporary file renamed into
+/// place only when `fill` succeeded; a symlink
 /// is followed; anything else (a FIFO, a device such as /dev/null) is
 /// written in place. Shared by the vault opened here and by a mount that
 /// sends the content (cli/live.rs).
@@ -684,4 +685,46 @@ pub(crate) fn whole_extents(obj: Option<&SealedObject>) -> Vec<Extent> {
         }]
     })
     .unwrap_or_default()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// `get` asks for the whole object to be authenticated (M) before its
+    /// first byte, whatever the destination; a failed fill leaves neither
+    /// the name nor a temporary file holding plaintext.
+    #[test]
+    fn get_asks_for_m_before_the_first_byte_and_leaves_nothing_on_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let new = dir.path().join("new");
+        let existing = dir.path().join("existing");
+        std::fs::write(&existing, b"old").unwrap();
+        for dest in [new.as_path(), existing.as_path(), Path::new("/dev/null")] {
+            let mut asked = None;
+            write_local::<VaultError>(dest, |out, verify_first| {
+                asked = Some(verify_first);
+                out.write_all(b"x").unwrap();
+                Ok(0o600)
+            })
+            .unwrap();
+            assert_eq!(asked, Some(true), "{}", dest.display());
+        }
+        let failed = dir.path().join("failed");
+        let r = write_local::<VaultError>(&failed, |out, _| {
+            out.write_all(b"plaintext").unwrap();
+            Err(VaultError::Io {
+                what: "open".into(),
+                source: std::io::Error::other("M does not verify"),
+            })
+        });
+        assert!(r.is_err());
+        let mut left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["existing", "new"], "{left:?}");
+    }
 }
