@@ -29,6 +29,11 @@ impl VaultHandle {
         VaultHandle(vault)
     }
 
+    /// Calls `hook` with the ids of objects destroyed from now on.
+    pub fn on_destroy(&self, hook: crate::vault::DestroyHook) {
+        self.0.on_destroy(hook);
+    }
+
     /// The namespace the mount shows.
     pub fn namespace(&self) -> &Namespace {
         self.0.namespace()

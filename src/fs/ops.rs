@@ -1032,7 +1032,7 @@ impl Filesystem for Qsfs {
 
     fn fallocate(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         _fh: FileHandle,
         offset: u64,
@@ -1058,6 +1058,16 @@ impl Filesystem for Qsfs {
             });
         }
         let r = self.writable().and_then(|()| {
+            // Under killpriv v2 the kernel sends no kill flag with a
+            // fallocate and leaves the privileges to us. ext4 drops them as
+            // for a write (file_modified): the set-id bits for a caller
+            // without CAP_FSETID, taken here as anyone but root, and the
+            // file capability for every caller.
+            if req.uid() == 0 {
+                self.drop_capability(ino.0);
+            } else {
+                self.kill_privs(ino.0)?;
+            }
             self.core.with_live(ino.0, |_, st| {
                 let end = offset.checked_add(length).ok_or(Errno::EFBIG)?;
                 if mode & (PUNCH_HOLE | ZERO_RANGE) != 0 {

@@ -74,6 +74,15 @@ impl Reader {
             segments: ByteLru::new(SEGMENT_CACHE),
             keys: Mutex::new(HashMap::new()),
         });
+        // A destroyed object's keys and plaintext leave memory with it,
+        // not when the caches happen to fill (weak: the vault must not keep
+        // the reader alive).
+        let weak = Arc::downgrade(&inner);
+        inner.vault.on_destroy(Box::new(move |ids| {
+            if let Some(inner) = weak.upgrade() {
+                inner.forget(ids);
+            }
+        }));
         let (tx, rx) = crossbeam_channel::unbounded::<PrefetchJob>();
         for i in 0..2 {
             let (inner, rx) = (Arc::clone(&inner), rx.clone());
@@ -165,6 +174,30 @@ impl Reader {
 }
 
 impl Inner {
+    /// Drops the keys and decrypted segments of `ids`.
+    fn forget(&self, ids: &[ObjectId]) {
+        {
+            let mut keys = self
+                .keys
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for id in ids {
+                keys.remove(id);
+            }
+        }
+        let gone: std::collections::HashSet<&ObjectId> = ids.iter().collect();
+        self.segments.retain(|(id, _)| !gone.contains(id));
+    }
+
+    /// Whether the keys of `id` are in memory.
+    #[cfg(test)]
+    pub(crate) fn holds_keys(&self, id: &ObjectId) -> bool {
+        self.keys
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains_key(id)
+    }
+
     fn keys(&self, id: &ObjectId) -> Result<Arc<ObjectKeys>, Errno> {
         if let Some(k) = self
             .keys
@@ -256,5 +289,72 @@ impl Inner {
         let seg = Arc::new(plain);
         self.segments.put((*id, i), Arc::clone(&seg), seg.len());
         Ok(seg)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::namespace::VaultPath;
+    use crate::vault::{PutSource, Vault};
+
+    /// Deleting or replacing a file takes its old object's keys and
+    /// decrypted segments out of the reader's caches at once.
+    #[test]
+    fn destroyed_objects_leave_the_key_and_segment_caches() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("v");
+        crate::vault::init(
+            &root,
+            &crate::vault::InitOptions {
+                direct: true,
+                link_keys: 0,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let vault = Arc::new(Vault::open(&root, &crate::vault::OpenOptions::default()).unwrap());
+        let reader = Reader::new(VaultHandle::new(Arc::clone(&vault)));
+        let local = dir.path().join("plain");
+        let read_back = |path: &VaultPath| {
+            let (_, inode) = vault.namespace().resolve(path).unwrap();
+            let mut out = vec![0; inode.size as usize];
+            reader.read(&inode.extents, 0, &mut out).unwrap();
+            (inode.extents[0].object, out)
+        };
+        let (a, b) = (
+            VaultPath::parse("/a").unwrap(),
+            VaultPath::parse("/b").unwrap(),
+        );
+        for (path, byte) in [(&a, b'a'), (&b, b'b')] {
+            std::fs::write(&local, vec![byte; 100_000]).unwrap();
+            vault.put(&PutSource::File(local.clone()), path).unwrap();
+        }
+        let (id_a, got) = read_back(&a);
+        assert_eq!(got, vec![b'a'; 100_000]);
+        let (id_b, _) = read_back(&b);
+        assert!(reader.holds_keys(&id_a) && reader.holds_keys(&id_b));
+        assert!(reader.segments.get(&(id_a, 0)).is_some());
+
+        vault.remove(&a, false).unwrap();
+        assert!(
+            !reader.holds_keys(&id_a),
+            "an unlinked file's keys stay cached"
+        );
+        assert!(reader.segments.get(&(id_a, 0)).is_none());
+        assert!(reader.holds_keys(&id_b), "another file's keys were dropped");
+
+        // Replacing /b destroys its old version.
+        std::fs::write(&local, vec![b'c'; 100_000]).unwrap();
+        vault.put(&PutSource::File(local.clone()), &b).unwrap();
+        assert!(
+            !reader.holds_keys(&id_b),
+            "a replaced version's keys stay cached"
+        );
+        let (id_c, got) = read_back(&b);
+        assert_ne!(id_c, id_b);
+        assert_eq!(got, vec![b'c'; 100_000]);
+        reader.stop();
     }
 }

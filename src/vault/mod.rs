@@ -218,8 +218,14 @@ pub struct Vault {
     /// Warnings that repeat per read or per write (a node's shards gone),
     /// logged once and then summarised per node and cause.
     warnings: crate::logsum::Warnings,
+    /// Told which objects were destroyed, so caches of their keys and
+    /// plaintext (the mount's reader) drop them at once.
+    on_destroy: Mutex<Vec<DestroyHook>>,
     _lock: lock::VaultLock,
 }
+
+/// A listener for destroyed objects (see [`Vault::on_destroy`]).
+pub(crate) type DestroyHook = Box<dyn Fn(&[ObjectId]) + Send + Sync>;
 
 impl std::fmt::Debug for Vault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -318,6 +324,7 @@ impl Vault {
             intents,
             threads,
             warnings: Default::default(),
+            on_destroy: Mutex::new(Vec::new()),
             _lock: lock,
         };
         vault.clean_staging();
@@ -371,10 +378,34 @@ impl Vault {
         if !r2_left.is_empty() {
             self.ns.queue_r2_cleanup(&r2_left)?;
         }
+        // Caches are told once the shares are gone: whatever a reader
+        // recovered before then is dropped, and nothing can be recovered
+        // after.
+        self.tell_destroyed(ids);
         for e in self.ec.destroy_many(ids)? {
             tracing::warn!("{e}; the shard stays on its node as an orphan until a later cleanup");
         }
         Ok(())
+    }
+
+    /// Calls `hook` with the ids of every batch of objects destroyed from
+    /// now on (deleted or replaced files' old versions).
+    pub(crate) fn on_destroy(&self, hook: DestroyHook) {
+        self.on_destroy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(hook);
+    }
+
+    fn tell_destroyed(&self, ids: &[ObjectId]) {
+        for hook in self
+            .on_destroy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+        {
+            hook(ids);
+        }
     }
 
     /// The vault folder.

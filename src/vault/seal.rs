@@ -37,6 +37,8 @@ impl Drop for SealedObject {
     fn drop(&mut self) {
         self.r1.zeroize();
         self.r2.zeroize();
+        // B holds R4: with R1 or R2 and the object's R3 it rebuilds R.
+        self.backup.zeroize();
     }
 }
 

@@ -389,6 +389,22 @@ suid_checks() {
     chmod 4777 "$d/suid/roots"
     "${USER_RUN[@]}" sh -c 'printf b >> "$1"' sh "$d/suid/roots"
     echo "user_write_root_4777: $(stat -c '%a %U' "$d/suid/roots")"
+    # fallocate changes the content as a write does: the user's plain,
+    # keep-size and punch-hole calls clear the bits, root's do not (FUSE
+    # killpriv v2 leaves this to the filesystem).
+    for m in plain keep punch; do
+        printf 'abcd' > "$d/suid/falloc-$m"
+        chown 1000:1000 "$d/suid/falloc-$m"
+        chmod 6755 "$d/suid/falloc-$m"
+    done
+    "${USER_RUN[@]}" fallocate -l 8192 "$d/suid/falloc-plain"
+    "${USER_RUN[@]}" fallocate -n -l 8192 "$d/suid/falloc-keep"
+    "${USER_RUN[@]}" fallocate -p -o 0 -l 2 "$d/suid/falloc-punch"
+    echo "user_fallocate_6755: $(stat -c '%a %s' "$d/suid/falloc-plain") $(stat -c '%a %s' "$d/suid/falloc-keep") $(stat -c '%a %s' "$d/suid/falloc-punch")"
+    printf 'abcd' > "$d/suid/falloc-root"
+    chmod 6755 "$d/suid/falloc-root"
+    fallocate -l 8192 "$d/suid/falloc-root"
+    echo "root_fallocate_6755: $(stat -c '%a %s' "$d/suid/falloc-root")"
     # root writing does not clear it (as on ext4).
     printf 'a' > "$d/suid/root-writes"
     chmod 4755 "$d/suid/root-writes"
@@ -483,6 +499,7 @@ for want in "name_256_create: 'ENAMETOOLONG'" "name_256_utf8_create: 'ENAMETOOLO
     "xattr_too_big: 'E2BIG'" "xattr_user_on_symlink: 'EPERM'" \
     "acl_minimal_mode: '0o100640'" "sgid_dir_inherit: 4321 4321 '0o42755' 4321" \
     "user_write_6755: 755 ab" "user_truncate_6755: 755 10" "user_write_2745: 2745" "user_write_root_4777: 777 root" \
+    "user_fallocate_6755: 755 8192 755 4 755 4" "root_fallocate_6755: 6755 8192" \
     "root_write_4755: 4755" "root_chown_4755: 755 1000:1000" "root_chgrp_6755: 755 0:1000" \
     "user_chmod_g+s_foreign_group: 755" "user_chown_other: refused" "user_write_root_644: refused" \
     "user_create: 1000:1000 644 1000:1000 755" "sticky_user_rm_roots: refused" "sticky_user_rm_own: ok" "user_read_0600_root: ok refused"; do
