@@ -103,6 +103,9 @@ if [ ! -d "$cluster" ]; then
         echo "local-cluster: $vault has $n_cfg nodes, not $nodes (--nodes)" >&2; exit 1
     fi
     mkdir -p "$cluster" "$vault/links"
+    # The vault's ends of the links are key material: owner-only, whatever
+    # the umask (qsfs refuses a vault whose key stores others can read).
+    chmod 700 "$vault/links"
     for i in $(seq 0 $((nodes - 1))); do
         mkdir -p "$cluster/node-$i"
         "$Q" keypool gen --link "node-$i" --keys "$keys" --no-refill \

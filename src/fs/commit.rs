@@ -110,18 +110,20 @@ impl Namer for Names<'_> {
         replaced: &mut Vec<ObjectId>,
     ) -> Result<Fate, NamespaceError> {
         let job = &self.batch[item];
-        let (mtime, ctime) = {
-            let st = job.file.lock();
-            (st.mtime, st.ctime)
-        };
-        match self.core.vault.namespace().set_content(
+        // The state stays locked until the inode is written: a setattr
+        // (touch -d) changes the inode and the state under the same lock,
+        // so this write can never put back an mtime read before it.
+        let st = job.file.lock();
+        let named = self.core.vault.namespace().set_content(
             job.file.ino,
             job.extents.clone(),
             job.size,
-            mtime,
-            ctime,
+            st.mtime,
+            st.ctime,
             job.mark,
-        ) {
+        );
+        drop(st);
+        match named {
             Ok(old) => {
                 replaced.extend(old);
                 Ok(Fate::Named)

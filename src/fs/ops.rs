@@ -420,6 +420,11 @@ impl Filesystem for Qsfs {
             // the privileges of a file (killpriv v2 leaves that to us).
             let kill = mode.is_none()
                 && (uid.is_some() || gid.is_some() || (size.is_some() && req.uid() != 0));
+            // An open or sealing file's state is locked across the inode
+            // write, as the committer does: otherwise a seal committing
+            // in between writes back the mtime it read before this one.
+            let live = self.core.file(ino);
+            let mut st = live.as_ref().map(|f| f.lock());
             ns_reply(self.ns().set_attrs(ino, |i| {
                 if let Some(m) = mode {
                     i.mode = m & 0o7777;
@@ -444,11 +449,12 @@ impl Filesystem for Qsfs {
                 }
                 i.ctime = ctime.map(attr::from_fuser).unwrap_or(now);
             }))?;
+            if let (Some(t), Some(st)) = (new_mtime, st.as_mut()) {
+                st.mtime = t;
+            }
+            drop(st);
             if kill {
                 self.drop_capability(ino);
-            }
-            if let (Some(t), Some(f)) = (new_mtime, self.core.file(ino)) {
-                f.lock().mtime = t;
             }
             self.core.want_flush();
             self.attr_of(ino)

@@ -16,6 +16,14 @@ nodes=v/nodes
 if [ -n "${QSFS_TEST_CLUSTER:-}" ]; then
     "$QSFS_CLUSTER_SCRIPT" start v >/dev/null
     trap '"$QSFS_CLUSTER_SCRIPT" stop v' EXIT
+    # A vault the script creates itself opens under a user's usual umask:
+    # the links/ folder it makes holds key material and must be owner-only.
+    (umask 022 && "$QSFS_CLUSTER_SCRIPT" start fresh >/dev/null) || fail "local-cluster start of a new vault failed"
+    trap '"$QSFS_CLUSTER_SCRIPT" stop v; "$QSFS_CLUSTER_SCRIPT" stop fresh' EXIT
+    [ "$(stat -c %a fresh/links)" = 700 ] || fail "local-cluster made fresh/links $(stat -c %a fresh/links)"
+    "$Q" status fresh >/dev/null || fail "a vault made by local-cluster does not open: $("$Q" status fresh 2>&1)"
+    "$QSFS_CLUSTER_SCRIPT" stop fresh
+    trap '"$QSFS_CLUSTER_SCRIPT" stop v' EXIT
     nodes=v.cluster
     st=$("$Q" status v)
     grep -q "qkd pool" <<<"$st" || fail "the cluster's links are not QKD-keyed: $st"

@@ -247,8 +247,11 @@ impl<S: Read + Write + Send> Link<S> {
                 return Err(ChannelError::Refused {
                     link: name,
                     detail: "the peer closed the connection instead of answering this end's \
-                             hello: it uses another key pool (or another link's), is not the \
-                             other end of this link, or has no keys left; its log says which"
+                             hello: it refuses new connections for now (too many are still in \
+                             their handshake, from this address or in all: others may be \
+                             flooding it), or it uses another key pool (or another link's), is \
+                             not the other end of this link, or has no keys left; its log says \
+                             which"
                         .to_owned(),
                 });
             }
