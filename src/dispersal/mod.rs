@@ -83,7 +83,8 @@ pub enum DispersalError {
     },
     /// Fewer than `k` verified chunks of a stripe.
     #[error(
-        "object {object}: stripe {stripe} has only {have} of the {k} verified chunks needed ({detail})"
+        "object {object}: stripe {stripe} has only {have} of the {k} verified chunks needed ({detail}); \
+         bring the nodes named back (`qsfs status` lists them) and read again, or run `qsfs scrub`"
     )]
     Unreadable {
         /// The object.

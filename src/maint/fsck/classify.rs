@@ -249,19 +249,23 @@ pub fn plan(s: &Snapshot) -> Plan {
         p.named_live.push(*id);
         let (mut present, mut unknown) = (0u64, 0u64);
         for i in 0..m.layout.n {
-            if m.is_missing(i) {
-                continue;
-            }
+            // A shard recorded missing (a write or read that could not
+            // reach its node) may be back with its node: what the listing
+            // shows counts, as scrub clears such a record once the shard
+            // verifies. Only its absence is no news.
+            let recorded_missing = m.is_missing(i);
             let key = ShardKey {
                 object: *id,
                 index: i as u8,
             };
             let node = &m.placement[i];
             match listed.get(node.as_str()) {
+                None if recorded_missing => {}
                 None => unknown += 1,
                 Some(l) => match l.get(&key) {
                     Some(size) if *size == shard_file_len(m) => present += 1,
                     Some(_) => {}
+                    None if recorded_missing => {}
                     None => p.absent.push((node.clone(), key)),
                 },
             }
@@ -469,6 +473,27 @@ mod tests {
         listing(&mut s, 0).shards.clear();
         let p = plan(&s);
         assert!(p.strays[0].keep.is_some());
+    }
+
+    /// Shards recorded missing during an outage but back on their nodes
+    /// count: fsck must not call a readable file unreadable.
+    #[test]
+    fn shards_recorded_missing_but_listed_count_as_present() {
+        let mut m = manifest(id(1));
+        m.missing = 0b011;
+        let mut s = snapshot(std::slice::from_ref(&m));
+        let p = plan(&s);
+        assert!(p.broken.is_empty(), "{:?}", p.broken);
+        assert!(p.absent.is_empty());
+        // Truly gone: no news for the recorded ones, and 1 of k=2 is broken.
+        listing(&mut s, 0).shards.clear();
+        listing(&mut s, 1).shards.clear();
+        let p = plan(&s);
+        assert!(p.absent.is_empty());
+        assert_eq!(
+            p.broken[&m.id],
+            vec![FileProblem::TooFewShards { present: 1, k: 2 }]
+        );
     }
 
     #[test]
