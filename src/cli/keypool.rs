@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 
 use crate::qkd::pool::{self as keypool, DirCounts, GenOptions, LOW_FRACTION, PoolStatus};
@@ -54,6 +54,19 @@ pub fn run(c: KeypoolCommand) -> Result<i32> {
 }
 
 fn gen_pair(a: GenArgs) -> Result<i32> {
+    // A missing folder for a pool (VAULT/links of a vault made with
+    // --direct) is made owner-only: the pools are key material, and a vault
+    // whose links folder others can read is refused.
+    for path in [&a.out, &a.peer_out] {
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+            && !dir.exists()
+        {
+            crate::perms::create_private_dir_all(dir).with_context(|| {
+                format!("create the folder {} for {}", dir.display(), path.display())
+            })?;
+        }
+    }
     keypool::generate(
         &GenOptions {
             link: &a.link,

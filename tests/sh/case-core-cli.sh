@@ -10,6 +10,11 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 # a qsfs still writing would see a broken pipe.)
 init=$("$Q" init v --max-chunk 65536)
 [ "$init" = "created vault v (3 of 5 shards rebuild a file, write quorum 4, 5 nodes)" ] || fail "init said: $init"
+# keypool gen into a folder that does not exist yet (VAULT/links of a
+# --direct vault, as the README's remote-node steps do) makes it owner-only.
+(umask 022 && "$Q" keypool gen --link t --keys 100 --out kp/links/t.pool --peer-out kp-b/t.pool >/dev/null) \
+    || fail "keypool gen into new folders failed"
+[ "$(stat -c %a kp/links) $(stat -c %a kp-b)" = "700 700" ] || fail "keypool gen made $(stat -c %a kp/links) $(stat -c %a kp-b)"
 # Where the node folders are: in the vault, or (QSFS_TEST_CLUSTER) served
 # by five node servers of scripts/local-cluster.sh.
 nodes=v/nodes

@@ -129,7 +129,7 @@ done
 # --- the vault and its node servers ------------------------------------
 init=$("$Q" init --direct --quorum 3 v)
 [ "$init" = "created vault v (3 of 5 shards rebuild a file, write quorum 3, 5 nodes)" ] || fail "init said: $init"
-mkdir -p cluster v/links
+mkdir -p cluster && mkdir -p -m 700 v/links  # key material: owner-only
 for i in $(seq 0 $((N - 1))); do
     mkdir -p "cluster/node-$i"
     "$Q" keypool gen --link "node-$i" --keys 200000 --no-refill \
