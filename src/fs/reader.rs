@@ -438,6 +438,48 @@ mod tests {
         (0..len).map(|i| (i * 7 % 251) as u8).collect()
     }
 
+    /// A rename over a file drops the replaced file's keys once the
+    /// mount's tick (flush, then garbage collection) destroys its object,
+    /// as it does after the fs layer's rename; the renamed file's keys stay.
+    #[test]
+    fn a_file_renamed_over_leaves_the_key_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let (vault, reader) = vault_and_reader(dir.path());
+        let old = put(&vault, dir.path(), &data(100_000));
+        let local = dir.path().join("plain2");
+        std::fs::write(&local, data(50_000)).unwrap();
+        let g = VaultPath::parse("/g").unwrap();
+        vault.put(&PutSource::File(local), &g).unwrap();
+        let (_, inode) = vault.namespace().resolve(&g).unwrap();
+        let new = inode.extents[0];
+        for e in [old, new] {
+            let mut out = vec![0u8; 1000];
+            reader.read(&[e], 0, &mut out).unwrap();
+            assert!(reader.holds_keys(&e.object));
+        }
+        let ns = vault.namespace();
+        let removed = ns
+            .rename(
+                crate::namespace::ROOT,
+                b"g",
+                crate::namespace::ROOT,
+                b"f",
+                crate::namespace::RenameFlags::default(),
+                "/f",
+                &|_| false,
+            )
+            .unwrap();
+        assert_eq!(removed.objects, vec![old.object]);
+        ns.flush_durable().unwrap();
+        vault.collect_garbage().unwrap();
+        assert!(
+            !reader.holds_keys(&old.object),
+            "a file renamed over keeps its keys cached"
+        );
+        assert!(reader.holds_keys(&new.object));
+        reader.stop();
+    }
+
     /// Finding 7 (a guard): `M` over a whole file is checked by the mount
     /// too. With the stored `M` altered every segment still passes its GCM
     /// tag, so every read but the one that completes the walk succeeds;
