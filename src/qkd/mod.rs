@@ -123,6 +123,9 @@ pub struct LinkKey {
     pub key: Zeroizing<[u8; KEY_LEN]>,
 }
 
+/// Its only secret, `key`, wipes itself when dropped.
+impl zeroize::ZeroizeOnDrop for LinkKey {}
+
 impl fmt::Debug for LinkKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "LinkKey({}, <secret>)", self.id)

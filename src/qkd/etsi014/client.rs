@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use thiserror::Error;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use super::tls::{self, TlsSetupError};
 use super::types::{ErrorBody, KeyContainer, KeyIdItem, KeyIds, KeyRequest, Status};
@@ -274,13 +274,9 @@ impl Etsi014Source {
         };
         let mut response = result.map_err(|e| self.transport_error(url, e))?;
         let status = response.status().as_u16();
-        let bytes = response
-            .body_mut()
-            .with_config()
-            .limit(MAX_BODY)
-            .read_to_vec()
-            .map_err(|e| self.transport_error(url, e))?;
-        Ok((status, Zeroizing::new(bytes)))
+        let reader = response.body_mut().with_config().limit(MAX_BODY).reader();
+        let bytes = read_wiped(reader).map_err(|e| self.transport_error(url, e.into()))?;
+        Ok((status, bytes))
     }
 
     /// Turns a transport failure into a message that says what to check.
@@ -536,6 +532,34 @@ impl KeySource for Etsi014Source {
     }
 }
 
+/// Reads a whole body into a buffer that leaves no copy of it behind.
+///
+/// A body of `enc_keys` or `dec_keys` holds keys as base64 text.
+/// `read_to_end` grows its `Vec` by reallocating, and every buffer it
+/// outgrows is freed with those keys still in it; here each larger buffer
+/// is a fresh [`Zeroizing`] one and the outgrown one is wiped as it drops.
+fn read_wiped(mut body: impl std::io::Read) -> std::io::Result<Zeroizing<Vec<u8>>> {
+    let mut buf = Zeroizing::new(vec![0u8; 16 << 10]);
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            let mut bigger = Zeroizing::new(vec![0u8; buf.len() * 2]);
+            bigger[..len].copy_from_slice(&buf[..len]);
+            buf = bigger;
+        }
+        match body.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    // Shrinking in place (truncate) moves nothing: the tail is wiped first.
+    buf[len..].zeroize();
+    buf.truncate(len);
+    Ok(buf)
+}
+
 /// Decodes a KME's key container (the body of `enc_keys`/`dec_keys`) into
 /// link keys. The error says what is wrong with the body; the caller adds
 /// which KME and link it came from.
@@ -549,7 +573,8 @@ pub(crate) fn decode_keys(body: &[u8]) -> Result<Vec<LinkKey>, String> {
         let bytes = Zeroizing::new(
             base64::engine::general_purpose::STANDARD
                 .decode(item.key.as_bytes())
-                .map_err(|e| format!("key {id}: bad base64: {e}"))?,
+                // Not the decoder's message: it can quote a symbol of the key.
+                .map_err(|_| format!("key {id}: its text is not valid base64"))?,
         );
         if bytes.len() != KEY_LEN {
             return Err(format!(
@@ -584,7 +609,50 @@ pub(crate) fn key_counts(body: &[u8], buffered: u64, used: u64) -> Result<KeyCou
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
 mod tests {
-    use super::{key_counts, path_segment};
+    use super::{key_counts, path_segment, read_wiped};
+    use crate::qkd::etsi014::types::{KeyContainer, KeyItem};
+    use zeroize::{ZeroizeOnDrop, Zeroizing};
+
+    /// The types that hold a KME's keys as text or bytes wipe them when
+    /// dropped (checked when this compiles).
+    #[test]
+    fn key_text_and_bytes_are_wiped_on_drop() {
+        fn wiped<T: ZeroizeOnDrop>() {}
+        wiped::<KeyItem>();
+        wiped::<Zeroizing<Vec<u8>>>();
+        wiped::<crate::qkd::LinkKey>();
+        // A container's keys are wiped one by one as it drops.
+        let _: fn(KeyContainer) -> Vec<KeyItem> = |c| c.keys;
+    }
+
+    /// A body read in small pieces comes back whole, however many times
+    /// the buffer grew, and the limit still applies.
+    #[test]
+    fn bodies_read_whole_through_growing_buffers() {
+        struct Drip<'a>(&'a [u8]);
+        impl std::io::Read for Drip<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let n = buf.len().min(self.0.len()).min(1000);
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        for len in [0usize, 1, 16 << 10, (16 << 10) + 1, 100_000] {
+            let body: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let got = read_wiped(Drip(&body)).unwrap();
+            assert_eq!(&got[..], &body[..]);
+        }
+        let mut failing = std::io::Read::chain(&b"abc"[..], FailingRead);
+        assert!(read_wiped(&mut failing).is_err());
+    }
+
+    struct FailingRead;
+    impl std::io::Read for FailingRead {
+        fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+            Err(std::io::Error::other("cut"))
+        }
+    }
 
     #[test]
     fn sae_ids_are_escaped_in_paths() {

@@ -105,6 +105,9 @@ impl Drop for KeyItem {
     }
 }
 
+/// The key text is wiped on drop (the `Drop` above).
+impl zeroize::ZeroizeOnDrop for KeyItem {}
+
 impl std::fmt::Debug for KeyItem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "KeyItem({}, <secret>)", self.key_id)
