@@ -952,16 +952,7 @@ mod tests {
 
     fn test_vault() -> Result<(tempfile::TempDir, Arc<Vault>), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
-        let root = dir.path().join("v");
-        crate::vault::init(
-            &root,
-            &crate::vault::InitOptions {
-                direct: true,
-                link_keys: 0,
-                ..Default::default()
-            },
-        )?;
-        let v = Vault::open(&root, &crate::vault::OpenOptions::default())?;
+        let v = crate::vault::direct_test_vault(&dir.path().join("v"))?;
         Ok((dir, Arc::new(v)))
     }
 

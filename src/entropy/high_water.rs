@@ -37,10 +37,10 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use crate::codec::{DecodeError, Reader, Writer};
+use crate::codec::DecodeError;
 
 use super::EntropyError;
-use super::pool_state::{io_err, replace_durably};
+use super::pool_state::{Frame, io_err, replace_durably};
 
 const MAGIC: [u8; 8] = *b"QSFSHWM\0";
 const VERSION: u32 = 1;
@@ -60,58 +60,20 @@ pub(super) struct HighWater {
     pool_len: u64,
 }
 
-fn checksum(body: &[u8]) -> [u8; 8] {
-    let mut out = [0u8; 8];
-    out.copy_from_slice(&blake3::hash(body).as_bytes()[..8]);
-    out
-}
+const FRAME: Frame = Frame {
+    magic: MAGIC,
+    version: VERSION,
+    what: WHAT,
+    not_this: "not a qsfs high-water mark",
+};
 
 fn encode(pool_len: u64, high_water: u64) -> Vec<u8> {
-    let mut w = Writer::with_capacity(40);
-    w.bytes(&MAGIC)
-        .u32(VERSION)
-        .u32(0)
-        .u64(pool_len)
-        .u64(high_water);
-    let mut buf = w.finish();
-    let sum = checksum(&buf);
-    buf.extend_from_slice(&sum);
-    buf
+    FRAME.encode(pool_len, high_water)
 }
 
 /// (pool_len, high_water) from a record written by `encode`.
 fn decode(buf: &[u8]) -> Result<(u64, u64), DecodeError> {
-    let mut r = Reader::new(WHAT, buf);
-    if r.array::<8>()? != MAGIC {
-        return Err(r.invalid("magic", "not a qsfs high-water mark"));
-    }
-    let version = r.u32()?;
-    if version != VERSION {
-        return Err(DecodeError::Version {
-            what: WHAT,
-            found: version,
-            supported: VERSION,
-        });
-    }
-    let flags = r.u32()?;
-    let pool_len = r.u64()?;
-    let high_water = r.u64()?;
-    let body_len = buf.len() - r.remaining();
-    if r.array::<8>()? != checksum(&buf[..body_len]) {
-        return Err(r.invalid(
-            "checksum",
-            "does not match the record (torn or edited file)",
-        ));
-    }
-    r.finish()?;
-    if flags != 0 {
-        return Err(DecodeError::Invalid {
-            what: WHAT,
-            field: "flags",
-            detail: format!("unknown flags {flags:#x}"),
-        });
-    }
-    Ok((pool_len, high_water))
+    FRAME.decode(buf)
 }
 
 impl HighWater {

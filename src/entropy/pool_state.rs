@@ -56,58 +56,85 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-fn checksum(body: &[u8]) -> [u8; 8] {
-    let mut out = [0u8; 8];
-    out.copy_from_slice(&blake3::hash(body).as_bytes()[..8]);
-    out
+/// The frame both small pool records share (this position file and the
+/// vault's high-water mark, `high_water.rs`): magic, version, flags 0, two
+/// u64 values and the first 8 bytes of BLAKE3 over the 32 bytes before it.
+pub(super) struct Frame {
+    pub magic: [u8; 8],
+    pub version: u32,
+    pub what: &'static str,
+    /// What a wrong magic says the file is not.
+    pub not_this: &'static str,
 }
+
+impl Frame {
+    fn checksum(body: &[u8]) -> [u8; 8] {
+        let mut out = [0u8; 8];
+        out.copy_from_slice(&blake3::hash(body).as_bytes()[..8]);
+        out
+    }
+
+    /// The record holding `a` then `b`.
+    pub(super) fn encode(&self, a: u64, b: u64) -> Vec<u8> {
+        let mut w = Writer::with_capacity(RECORD_LEN);
+        w.bytes(&self.magic).u32(self.version).u32(0).u64(a).u64(b);
+        let mut buf = w.finish();
+        let sum = Self::checksum(&buf);
+        buf.extend_from_slice(&sum);
+        buf
+    }
+
+    /// `(a, b)` from a record `encode` wrote; anything else is refused.
+    pub(super) fn decode(&self, buf: &[u8]) -> Result<(u64, u64), DecodeError> {
+        let mut r = Reader::new(self.what, buf);
+        if r.array::<8>()? != self.magic {
+            return Err(r.invalid("magic", self.not_this));
+        }
+        let version = r.u32()?;
+        if version != self.version {
+            return Err(DecodeError::Version {
+                what: self.what,
+                found: version,
+                supported: self.version,
+            });
+        }
+        let flags = r.u32()?;
+        let a = r.u64()?;
+        let b = r.u64()?;
+        let body_len = buf.len() - r.remaining();
+        if r.array::<8>()? != Self::checksum(&buf[..body_len]) {
+            return Err(r.invalid(
+                "checksum",
+                "does not match the record (torn or edited file)",
+            ));
+        }
+        r.finish()?;
+        if flags != 0 {
+            return Err(DecodeError::Invalid {
+                what: self.what,
+                field: "flags",
+                detail: format!("unknown flags {flags:#x}"),
+            });
+        }
+        Ok((a, b))
+    }
+}
+
+const FRAME: Frame = Frame {
+    magic: MAGIC,
+    version: VERSION,
+    what: WHAT,
+    not_this: "not a qsfs pool position file",
+};
 
 /// The version-1 record for `st`.
 pub(crate) fn encode(st: &PoolState) -> Vec<u8> {
-    let mut w = Writer::with_capacity(RECORD_LEN);
-    w.bytes(&MAGIC)
-        .u32(VERSION)
-        .u32(0)
-        .u64(st.position)
-        .u64(st.pool_len);
-    let mut buf = w.finish();
-    let sum = checksum(&buf);
-    buf.extend_from_slice(&sum);
-    buf
+    FRAME.encode(st.position, st.pool_len)
 }
 
 /// Parses a record, rejecting anything not written by `encode`.
 pub(crate) fn decode(buf: &[u8]) -> Result<PoolState, DecodeError> {
-    let mut r = Reader::new(WHAT, buf);
-    if r.array::<8>()? != MAGIC {
-        return Err(r.invalid("magic", "not a qsfs pool position file"));
-    }
-    let version = r.u32()?;
-    if version != VERSION {
-        return Err(DecodeError::Version {
-            what: WHAT,
-            found: version,
-            supported: VERSION,
-        });
-    }
-    let flags = r.u32()?;
-    let position = r.u64()?;
-    let pool_len = r.u64()?;
-    let body_len = buf.len() - r.remaining();
-    if r.array::<8>()? != checksum(&buf[..body_len]) {
-        return Err(r.invalid(
-            "checksum",
-            "does not match the record (torn or edited file)",
-        ));
-    }
-    r.finish()?;
-    if flags != 0 {
-        return Err(DecodeError::Invalid {
-            what: WHAT,
-            field: "flags",
-            detail: format!("unknown flags {flags:#x}"),
-        });
-    }
+    let (position, pool_len) = FRAME.decode(buf)?;
     if position > pool_len {
         return Err(DecodeError::Invalid {
             what: WHAT,

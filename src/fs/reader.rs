@@ -375,17 +375,7 @@ mod tests {
 
     /// A direct vault with a reader over it.
     fn vault_and_reader(dir: &std::path::Path) -> (Arc<Vault>, Reader) {
-        let root = dir.join("v");
-        crate::vault::init(
-            &root,
-            &crate::vault::InitOptions {
-                direct: true,
-                link_keys: 0,
-                ..Default::default()
-            },
-        )
-        .unwrap();
-        let vault = Arc::new(Vault::open(&root, &crate::vault::OpenOptions::default()).unwrap());
+        let vault = Arc::new(crate::vault::direct_test_vault(&dir.join("v")).unwrap());
         let reader = Reader::new(VaultHandle::new(Arc::clone(&vault)));
         (vault, reader)
     }
@@ -632,18 +622,7 @@ mod tests {
     #[test]
     fn destroyed_objects_leave_the_key_and_segment_caches() {
         let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("v");
-        crate::vault::init(
-            &root,
-            &crate::vault::InitOptions {
-                direct: true,
-                link_keys: 0,
-                ..Default::default()
-            },
-        )
-        .unwrap();
-        let vault = Arc::new(Vault::open(&root, &crate::vault::OpenOptions::default()).unwrap());
-        let reader = Reader::new(VaultHandle::new(Arc::clone(&vault)));
+        let (vault, reader) = vault_and_reader(dir.path());
         let local = dir.path().join("plain");
         let read_back = |path: &VaultPath| {
             let (_, inode) = vault.namespace().resolve(path).unwrap();

@@ -498,3 +498,18 @@ fn current_gid() -> u32 {
         .map(|m| m.gid())
         .unwrap_or(0)
 }
+
+/// A vault at `root` on direct node folders with no links, opened: the
+/// vault the crate's unit tests work on.
+#[cfg(test)]
+pub(crate) fn direct_test_vault(root: &Path) -> Result<Vault, Box<dyn std::error::Error>> {
+    init(
+        root,
+        &InitOptions {
+            direct: true,
+            link_keys: 0,
+            ..Default::default()
+        },
+    )?;
+    Ok(Vault::open(root, &OpenOptions::default())?)
+}
