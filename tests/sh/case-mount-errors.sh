@@ -122,8 +122,7 @@ mnt_real=$(realpath "$MNT")
 vault_real=$(realpath "$VAULT")
 pid=$MOUNTED_PID
 kill -9 "$pid"
-gone() { ! ours_alive "$pid"; }
-wait_until 30 "mount process $pid to die after kill -9" gone
+wait_exited "$pid"
 if ls "$MNT" > /dev/null 2> ls.err; then fail "ls of the dead mount succeeded"; fi
 grep -qF "Transport endpoint is not connected" ls.err || fail "ls of the dead mount: $(cat ls.err)"
 is_mounted "$MNT" || fail "the dead mount is not listed in mountinfo"

@@ -71,7 +71,7 @@ for round in $(seq 1 "$ROUNDS"); do
     # The writer stops at its first failed write (the connection is gone).
     wait_until 60 "round $round: the writer to stop after the kill" writer_stopped
     wait "$wpid" || true
-    while ours_alive "$pid"; do sleep 0.05; done
+    wait_exited "$pid"
     fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT" || fail "round $round: cannot clean up the dead mount"
     ! is_mounted "$MNT" || fail "round $round: still mounted after cleanup"
     written=$(($(wc -l < recorded) - before))
@@ -114,7 +114,7 @@ while True:
         sys.exit(f"mount process {pid} still alive 60 s after kill -9")
     time.sleep(0.05)
 PY
-while ours_alive "$pid"; do sleep 0.05; done
+wait_exited "$pid"
 fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT" || fail "cannot clean up the dead mount"
 mount_vault
 verdict=$(python3 - "$MNT/reopened" <<'PY'

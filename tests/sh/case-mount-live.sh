@@ -292,8 +292,7 @@ assert_eq "through the mount" "$(cat "$MNT/d/mounted.txt")" "the mount after SIG
 # The mount process killed with -9: its socket file stays; every command
 # fails at once, naming the fix.
 kill -9 "$pid"
-gone() { ! ours_alive "$pid"; }
-wait_until 30 "mount process $pid to die after kill -9" gone
+wait_exited "$pid"
 [ -S "$VAULT/control.sock" ] || fail "the killed mount's control socket file is gone (the case needs it)"
 mnt_real=$(realpath "$MNT")
 for args in "status $VAULT" "ls $VAULT /" "get $VAULT /d/stdin.txt -" "put $VAULT v1.txt /x" \

@@ -52,7 +52,7 @@ enough() {
 wait_until 120 "the writer to record 200 lines" enough
 ours_alive "$pid" || fail "mount process $pid is not running"
 kill -9 "$pid"
-while ours_alive "$pid"; do sleep 0.05; done
+wait_exited "$pid"
 wait "$wpid" || true
 fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT" || fail "cannot clean up the dead mount"
 last=$(tail -n 1 recorded)

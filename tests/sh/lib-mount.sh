@@ -75,6 +75,22 @@ ours_alive() {
     [[ "$cmd" == *qsfs*mount*"$VAULT"* ]]
 }
 
+# True once PID has fully exited: gone, or a zombie. An exiting process's
+# cmdline empties (its memory goes) before its files close, so `ours_alive`
+# turns false while the FUSE device is still open; a request made then is
+# aborted with ECONNABORTED instead of failing with ENOTCONN.
+exited() {
+    local stat
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+    stat=${stat##*) }
+    [[ "$stat" == Z* || "$stat" == X* ]]
+}
+
+# Waits until PID (a mount process just killed with -9) has fully exited.
+wait_exited() {
+    wait_until 60 "mount process $1 to exit after kill -9" exited "$1"
+}
+
 _mount_cleanup() {
     local rc=$?
     set +e
