@@ -615,41 +615,68 @@ impl Dispersal {
     /// left behind as orphans.
     pub fn destroy_many(&self, ids: &[ObjectId]) -> Result<Vec<NodeError>, DispersalError> {
         self.store.remove_backups(ids)?;
-        let mut errors = Vec::new();
-        for id in ids {
-            match self.store.manifest(id) {
-                Ok(Some(m)) => {
-                    errors.extend(self.remove_shards(&m, u32::MAX));
-                    // Temporary files of an interrupted write, if any.
-                    errors.extend(self.purge_everywhere(id, true));
-                }
-                Ok(None) => errors.extend(self.purge_everywhere(id, false)),
+        let work: Vec<(ObjectId, Option<Manifest>)> = ids
+            .iter()
+            .map(|id| match self.store.manifest(id) {
+                Ok(m) => (*id, m),
                 Err(e) => {
                     tracing::warn!("{e}; removing its shards by id from every node");
-                    errors.extend(self.purge_everywhere(id, false));
+                    (*id, None)
                 }
-            }
-        }
+            })
+            .collect();
+        // The nodes work in parallel, each through the whole list: a remove
+        // is a round trip on a remote node, and the nodes one after another
+        // made cleaning up a busy mount's replaced files cost more than
+        // writing them.
+        let errors = std::thread::scope(|scope| {
+            let handles: Vec<_> = self
+                .nodes
+                .iter()
+                .map(|node| scope.spawn(|| clean_node(node.as_ref(), &work)))
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_default())
+                .collect()
+        });
         self.store.remove_manifests(ids)?;
         Ok(errors)
     }
+}
 
-    /// Removes every file of object `id` from every usable node.
-    /// `quiet` skips nodes that cannot be reached without reporting them.
-    fn purge_everywhere(&self, id: &ObjectId, quiet: bool) -> Vec<NodeError> {
-        let mut errors = Vec::new();
-        for node in &self.nodes {
-            if node.health() != crate::node::NodeHealth::Ok {
-                continue;
-            }
-            if let Err(e) = node.purge(*id)
-                && !quiet
-            {
-                errors.push(e);
+/// Removes from `node` the shards of `work` its manifests place there,
+/// and every other file of those objects (temporary files of an
+/// interrupted write, or everything when the manifest is gone). Errors are
+/// returned for shards that stay behind; a purge that only looked for
+/// leftovers of a known object fails quietly.
+fn clean_node(node: &dyn Node, work: &[(ObjectId, Option<Manifest>)]) -> Vec<NodeError> {
+    let mut errors = Vec::new();
+    for (id, manifest) in work {
+        if let Some(m) = manifest {
+            for (i, name) in m.placement.iter().enumerate() {
+                if name != node.name() {
+                    continue;
+                }
+                let key = ShardKey {
+                    object: *id,
+                    index: i as u8,
+                };
+                if let Err(e) = node.delete(key) {
+                    errors.push(e);
+                }
             }
         }
-        errors
+        if node.health() != crate::node::NodeHealth::Ok {
+            continue;
+        }
+        if let Err(e) = node.purge(*id)
+            && manifest.is_none()
+        {
+            errors.push(e);
+        }
     }
+    errors
 }
 
 fn now_secs() -> i64 {

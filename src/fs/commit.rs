@@ -4,7 +4,8 @@
 //! not cost an fsync storm. Groups come from load, not from a timer: a
 //! lone seal commits at once, and seals that arrive while a group commits
 //! form the next one. It also flushes metadata-only changes every few
-//! seconds (as ext4's journal does) and destroys deleted objects.
+//! seconds (as ext4's journal does); the reaper (reaper.rs) destroys what
+//! they replaced or deleted.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +21,7 @@ use crate::vault::{Fate, ItemOutcome, Namer, PublishError, SealedObject, Shards}
 
 /// Files per group commit at most.
 const GROUP: usize = 256;
-/// How often metadata changes are made durable and deletions run.
+/// How often metadata changes are made durable.
 const TICK: Duration = Duration::from_secs(2);
 
 /// Body of the committer thread; returns when the channel closes.
@@ -46,7 +47,7 @@ pub fn run(core: Arc<FsCore>, rx: Receiver<Job>) {
     }
 }
 
-/// Makes pending metadata durable and runs deletions.
+/// Makes pending metadata durable and asks for deletions.
 pub fn tick(core: &FsCore) {
     // Summaries of repeated warnings are written while reads go on, not
     // only when the next warning comes.
@@ -59,9 +60,7 @@ pub fn tick(core: &FsCore) {
         core.want_flush();
         return;
     }
-    if let Err(e) = core.vault.collect_garbage() {
-        tracing::warn!("deleted files' objects could not be destroyed yet: {e}");
-    }
+    core.collect_soon();
 }
 
 fn commit_batch(core: &FsCore, mut batch: Vec<Job>) {
@@ -78,9 +77,7 @@ fn commit_batch(core: &FsCore, mut batch: Vec<Job>) {
     if !done.names_durable {
         return;
     }
-    if let Some(Err(e)) = &done.gc {
-        tracing::warn!("replaced objects could not be destroyed yet: {e}");
-    }
+    core.collect_soon();
     let t = done.timing;
     tracing::debug!(
         files = batch.len(),
@@ -140,8 +137,8 @@ impl Namer for Names<'_> {
         }
     }
 
-    fn collect_always(&self) -> bool {
-        true
+    fn collects_garbage(&self) -> bool {
+        false
     }
 }
 

@@ -28,6 +28,7 @@ pub mod mount;
 mod ops;
 mod ranges;
 mod reader;
+mod reaper;
 mod recovery;
 mod seal;
 mod sealer;
@@ -72,6 +73,8 @@ pub struct FsCore {
     commit_tx: Mutex<Option<Sender<Job>>>,
     /// Files for the background sealer (sealer.rs).
     sealer_tx: Mutex<Option<Sender<Arc<OpenFile>>>>,
+    /// Asks the reaper (reaper.rs) for a garbage collection.
+    reaper_tx: Mutex<Option<Sender<()>>>,
     flush_wanted: AtomicBool,
     read_only: bool,
 }
@@ -180,6 +183,27 @@ impl FsCore {
         }
     }
 
+    /// Asks the reaper to destroy what is queued for deletion; at once
+    /// when it has stopped (shutdown, recovery before it ran).
+    fn collect_soon(&self) {
+        let tx = self
+            .reaper_tx
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        match tx {
+            // Full: a collection is asked for already and covers this one.
+            Some(tx) => {
+                let _ = tx.try_send(());
+            }
+            None => {
+                if let Err(e) = self.vault.collect_garbage() {
+                    tracing::warn!("deleted files' objects could not be destroyed yet: {e}");
+                }
+            }
+        }
+    }
+
     /// Hands a job to the committer (the job back if it has stopped).
     fn submit(&self, job: Job) -> Result<(), Job> {
         match self
@@ -210,6 +234,7 @@ pub struct Qsfs {
     next_fh: AtomicU64,
     committer: Mutex<Option<std::thread::JoinHandle<()>>>,
     sealer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    reaper: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl Qsfs {
@@ -240,6 +265,7 @@ impl Qsfs {
         })?;
         let (tx, rx) = crossbeam_channel::unbounded();
         let (seal_tx, seal_rx) = crossbeam_channel::unbounded();
+        let (reap_tx, reap_rx) = crossbeam_channel::bounded(1);
         let core = Arc::new(FsCore {
             reader: Reader::new(vault.clone()),
             vault,
@@ -250,6 +276,7 @@ impl Qsfs {
             journal_dir,
             commit_tx: Mutex::new(Some(tx)),
             sealer_tx: Mutex::new(Some(seal_tx)),
+            reaper_tx: Mutex::new(Some(reap_tx)),
             flush_wanted: AtomicBool::new(false),
             read_only,
         });
@@ -269,6 +296,14 @@ impl Qsfs {
                 what: "start the sealer thread".into(),
                 source: e,
             })?;
+        let thread_core = Arc::clone(&core);
+        let reaper = std::thread::Builder::new()
+            .name("qsfs-reaper".into())
+            .spawn(move || reaper::run(thread_core, reap_rx))
+            .map_err(|e| crate::vault::VaultError::Io {
+                what: "start the reaper thread".into(),
+                source: e,
+            })?;
         let fs = Qsfs {
             core,
             handles: Mutex::new(HashMap::new()),
@@ -276,6 +311,7 @@ impl Qsfs {
             next_fh: AtomicU64::new(1),
             committer: Mutex::new(Some(committer)),
             sealer: Mutex::new(Some(sealer)),
+            reaper: Mutex::new(Some(reaper)),
         };
         recovery::recover(&fs.core)?;
         Ok(fs)
@@ -330,6 +366,20 @@ impl Qsfs {
         }
         self.core.want_flush();
         commit::tick(&self.core);
+        // The reaper collects once more as it stops.
+        self.core
+            .reaper_tx
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(h) = self
+            .reaper
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+        {
+            let _ = h.join();
+        }
         // Left only when empty: a clean unmount leaves a clean staging folder.
         let _ = std::fs::remove_dir(&self.core.journal_dir);
     }

@@ -311,6 +311,7 @@ impl Vault {
             match self.move_shard(&m, index, &target) {
                 Ok(MoveOutcome::Moved(mv)) => return Ok(Some(mv)),
                 Ok(MoveOutcome::Stale) => continue,
+                Ok(MoveOutcome::Gone) => return Ok(None),
                 Err(e) => {
                     return Err(format!(
                         "shard {index} to {}: {e}; then drain {name} again",

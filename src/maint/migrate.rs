@@ -55,6 +55,10 @@ pub(super) enum MoveOutcome {
     /// The object changed or went away meanwhile: nothing switched, the
     /// target's copy was removed again. Re-read the manifest and retry.
     Stale,
+    /// The object is being deleted: its destruction purges every node,
+    /// the copy being written included, so the write failed. Nothing to
+    /// move any more.
+    Gone,
 }
 
 impl Vault {
@@ -71,7 +75,11 @@ impl Vault {
             .intents()
             .hold(m.id)
             .map_err(crate::vault::io_err("update the intent log"))?;
-        let placed = self.dispersal().place_shard(m, index, target, true)?;
+        let placed = match self.dispersal().place_shard(m, index, target, true) {
+            Ok(p) => p,
+            Err(_) if self.being_deleted(&m.id) => return Ok(MoveOutcome::Gone),
+            Err(e) => return Err(e.into()),
+        };
         let mut new = m.clone();
         new.placement[index] = target.name().to_string();
         new.missing &= !(1u32 << index);
@@ -110,6 +118,12 @@ impl Vault {
             bytes_written: placed.bytes_written,
             source_left,
         }))
+    }
+
+    /// Whether object `id` is queued for deletion or already destroyed.
+    fn being_deleted(&self, id: &crate::ObjectId) -> bool {
+        self.namespace().queued_for_gc(id).unwrap_or(false)
+            || matches!(self.dispersal().store().manifest(id), Ok(None))
     }
 
     /// After moves: objects deleted while their shard was moving may have

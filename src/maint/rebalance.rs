@@ -354,6 +354,7 @@ impl Vault {
             match self.move_shard(&m, j, &target) {
                 Ok(MoveOutcome::Moved(mv)) => return Ok(Some(mv)),
                 Ok(MoveOutcome::Stale) => continue,
+                Ok(MoveOutcome::Gone) => return Ok(None),
                 Err(e) => {
                     return Err(format!(
                         "shard {j} to {}: {e}; then run `qsfs rebalance` again",
@@ -385,7 +386,7 @@ impl Vault {
         }
         match self.move_shard(&m, p.index, target) {
             Ok(MoveOutcome::Moved(mv)) => Ok(Some(mv)),
-            Ok(MoveOutcome::Stale) => Ok(None),
+            Ok(MoveOutcome::Stale | MoveOutcome::Gone) => Ok(None),
             Err(e) => Err(format!(
                 "shard {} to {}: {e}; then run `qsfs rebalance` again",
                 p.index, p.to

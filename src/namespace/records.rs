@@ -53,6 +53,11 @@ impl Namespace {
         self.ids(b'g')
     }
 
+    /// Whether object `id` is queued for deletion.
+    pub fn queued_for_gc(&self, id: &ObjectId) -> Result<bool> {
+        Ok(self.db.get(idkey(b'g', id))?.is_some())
+    }
+
     /// Removes finished deletions from the queue (durably).
     pub fn gc_done(&self, ids: &[ObjectId]) -> Result<()> {
         self.remove_ids(b'g', ids)

@@ -59,7 +59,7 @@ const STOCK_FILES: usize = 16;
 const HEALTH_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Shards in one commit from which a single `syncfs` replaces per-file fsyncs.
-const SYNCFS_GROUP: usize = 16;
+const SYNCFS_GROUP: usize = 4;
 /// Writeback of a shard being streamed starts every this many bytes, so the
 /// commit does not wait for the whole object at once.
 const WRITEBACK_EVERY: u64 = 8 << 20;
@@ -630,16 +630,24 @@ impl ShardStore for DirNode {
     fn purge(&self, object: ObjectId) -> Result<usize, NodeError> {
         let dir = self.fan_dir(&object);
         let err = |e: std::io::Error| self.err("purge shards", None, Self::io_kind(e)).at(&dir);
-        for index in 0..crate::erasure::MAX_SHARDS as u8 {
-            let _ = fs::remove_file(self.tree_path(ShardKey { object, index }));
+        let hex = object.to_hex();
+        let (plain, hidden) = (format!("{hex}."), format!(".{hex}."));
+        // Saved audit trees (a cache: failures do not matter), found by
+        // listing their fan folder: trying every index was 32 failed
+        // unlinks per object and node.
+        let trees = self.root.join("trees").join(&hex[..2]);
+        if let Ok(entries) = fs::read_dir(&trees) {
+            for entry in entries.flatten() {
+                if entry.file_name().to_string_lossy().starts_with(&plain) {
+                    let _ = fs::remove_file(entry.path());
+                }
+            }
         }
         let entries = match fs::read_dir(&dir) {
             Ok(it) => it,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(0),
             Err(e) => return Err(err(e)),
         };
-        let hex = object.to_hex();
-        let (plain, hidden) = (format!("{hex}."), format!(".{hex}."));
         let mut removed = 0;
         for entry in entries {
             let entry = entry.map_err(err)?;

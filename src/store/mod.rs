@@ -106,10 +106,13 @@ pub struct Db {
     /// Names in the store folder at the last durable flush: the folder
     /// itself needs an fsync only when a file appeared or went away.
     known_files: Mutex<Vec<OsString>>,
-    /// Changes made, and how many of them a flush has handed to the OS:
-    /// [`Db::flush_if_changed`] costs nothing when nothing changed.
+    /// Changes made, and how many of them a flush has handed to the OS
+    /// and made durable: [`Db::flush_if_changed`] and [`Db::flush_durable`]
+    /// cost nothing when nothing changed. A change is counted once it is
+    /// applied, so a flush that saw the count saw the change.
     changes: AtomicU64,
     flushed: AtomicU64,
+    durable: AtomicU64,
 }
 
 impl std::fmt::Debug for Db {
@@ -232,8 +235,11 @@ impl Db {
             path: path.to_path_buf(),
             synced_blobs: Mutex::new(HashSet::new()),
             known_files: Mutex::new(Vec::new()),
-            changes: AtomicU64::new(0),
+            // One change counted at open: the first durable flush always
+            // runs, for whatever an earlier process left with the OS only.
+            changes: AtomicU64::new(1),
             flushed: AtomicU64::new(0),
+            durable: AtomicU64::new(0),
         };
         // sled creates its folder and files with the umask; every store
         // is owner-only (the vault checks its key stores' folders before
@@ -279,17 +285,17 @@ impl Db {
 
     /// Writes one value (not durable until [`Db::flush_durable`]).
     pub fn insert(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<(), StoreError> {
+        let r = self.inner.insert(key.as_ref(), value.as_ref());
         self.changes.fetch_add(1, Ordering::AcqRel);
-        self.inner
-            .insert(key.as_ref(), value.as_ref())
-            .map_err(self.engine("write"))?;
+        r.map_err(self.engine("write"))?;
         Ok(())
     }
 
     /// Removes one value.
     pub fn remove(&self, key: impl AsRef<[u8]>) -> Result<(), StoreError> {
+        let r = self.inner.remove(key);
         self.changes.fetch_add(1, Ordering::AcqRel);
-        self.inner.remove(key).map_err(self.engine("remove"))?;
+        r.map_err(self.engine("remove"))?;
         Ok(())
     }
 
@@ -298,10 +304,9 @@ impl Db {
         if batch.empty {
             return Ok(());
         }
+        let r = self.inner.apply_batch(batch.inner);
         self.changes.fetch_add(1, Ordering::AcqRel);
-        self.inner
-            .apply_batch(batch.inner)
-            .map_err(self.engine("apply a batch"))
+        r.map_err(self.engine("apply a batch"))
     }
 
     /// All records whose key starts with `prefix`, in key order.
@@ -350,6 +355,10 @@ impl Db {
     /// Makes every change so far durable: sled's flush, then an fsync of its
     /// log, blob files and folders (sled's flush alone is not a barrier).
     pub fn flush_durable(&self) -> Result<(), StoreError> {
+        let upto = self.changes.load(Ordering::Acquire);
+        if self.durable.load(Ordering::Acquire) >= upto {
+            return Ok(());
+        }
         self.flush()?;
         let sync_err = |file: &Path| {
             let file = file.to_path_buf();
@@ -419,6 +428,7 @@ impl Db {
             crate::sys::fsync_dir(&self.path).map_err(sync_err(&self.path))?;
             *known = names;
         }
+        self.durable.fetch_max(upto, Ordering::AcqRel);
         Ok(())
     }
 }

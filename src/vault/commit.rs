@@ -96,12 +96,12 @@ pub trait Namer {
     /// durability only, not the destruction of garbage.
     fn durable(&mut self, _outcomes: &[ItemOutcome<Self::Error>]) {}
 
-    /// Whether garbage is collected after every durable batch, not only
-    /// after one that replaced versions. The mount wants it: under steady
-    /// writes its periodic tick starves, and the committer is what destroys
-    /// unlinked files' objects then.
-    fn collect_always(&self) -> bool {
-        false
+    /// Whether [`Vault::publish`] destroys what a durable batch replaced
+    /// before it returns. The mount says no: its own thread collects
+    /// garbage (fs/reaper.rs), so the next group commit, and the fsyncs
+    /// waiting for it, never wait for deletions.
+    fn collects_garbage(&self) -> bool {
+        true
     }
 }
 
@@ -227,7 +227,7 @@ impl Vault {
         namer.durable(&outcomes);
         self.settle_named(&named);
         self.settle_failed(&discarded);
-        let gc = (namer.collect_always() || !replaced.is_empty()).then(|| self.collect_garbage());
+        let gc = (namer.collects_garbage() && !replaced.is_empty()).then(|| self.collect_garbage());
         Publication {
             items: outcomes,
             names_durable: true,

@@ -16,6 +16,12 @@ impl Vault {
         if ids.is_empty() {
             return Ok(0);
         }
+        // An id is queued by the same batch that unnamed its object; that
+        // batch must be durable before the object goes, or a crash would
+        // bring back a name whose keys are destroyed. The caller may have
+        // flushed already (then this costs nothing), or collect while
+        // names change (the mount's reaper).
+        self.ns.flush_durable()?;
         self.destroy_objects(&ids)?;
         self.ns.gc_done(&ids)?;
         Ok(ids.len())

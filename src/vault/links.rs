@@ -375,11 +375,14 @@ fn in_process(
             info.keys = Some(Arc::clone(&keys));
             links.infos.push(info);
             // Both ends of every connection are descriptors of this
-            // process: a wide code (32 nodes) keeps few idle ones.
+            // process: a wide code (32 nodes) keeps few. Every channel
+            // stays open once made: a channel closed for being one too
+            // many idle was a new handshake and server thread moments
+            // later (fsstress made 700 of them).
             let mut opts = remote_options(n);
             let wide = config.nodes.len().max(1);
-            opts.max_idle = (8 / wide).clamp(1, opts.max_idle);
             opts.max_channels = (32 / wide).clamp(1, opts.max_channels);
+            opts.max_idle = opts.max_channels;
             let node = RemoteNode::local(
                 &n.name,
                 dialer,
