@@ -191,11 +191,32 @@ impl FsCore {
 
     /// True while `ino` is open or has writes on their way to the nodes
     /// (an unlink then leaves an orphan rather than destroying it).
+    ///
+    /// The namespace asks this under its lock, while the committer,
+    /// setattr and eviction take the file table, then a file's state, then
+    /// the namespace: waiting here for either lock closed that cycle (an
+    /// unlink, a commit and an eviction hung fsstress for good). A table or
+    /// state locked right now is busy, so it counts as in use: the unlink
+    /// leaves an orphan, which [`FsCore::after_removal`] or the file's last
+    /// close destroys once the file is idle.
     pub fn in_use(&self, ino: u64) -> bool {
-        self.file(ino).is_some_and(|f| {
-            let st = f.lock();
-            st.handles > 0 || !st.settled()
-        })
+        use std::sync::TryLockError;
+        let f = match self.files.try_lock() {
+            Ok(files) => files.get(&ino).cloned(),
+            Err(TryLockError::Poisoned(p)) => p.into_inner().get(&ino).cloned(),
+            Err(TryLockError::WouldBlock) => return true,
+        };
+        let Some(f) = f else {
+            return false;
+        };
+        match f.state.try_lock() {
+            Ok(st) => st.handles > 0 || !st.settled(),
+            Err(TryLockError::Poisoned(p)) => {
+                let st = p.into_inner();
+                st.handles > 0 || !st.settled()
+            }
+            Err(TryLockError::WouldBlock) => true,
+        }
     }
 
     /// The journal of `ino`, started on the first change.
