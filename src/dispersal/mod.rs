@@ -645,19 +645,24 @@ impl Dispersal {
     }
 }
 
-/// Removes from `node` the shards of `work` its manifests place there,
-/// and every other file of those objects (temporary files of an
-/// interrupted write, or everything when the manifest is gone). Errors are
-/// returned for shards that stay behind; a purge that only looked for
-/// leftovers of a known object fails quietly.
+/// Removes from `node` the shards of `work` its manifests place there.
+/// Where a write may have left a temporary file (the manifest records the
+/// shard on this node as missing) or nothing says where the shards went
+/// (no manifest), every file of the object goes (a purge). A copy a drain
+/// or rebalance was writing elsewhere is its own to remove
+/// (`settle_moved`), or an orphan for fsck. Errors are returned for shards
+/// that stay behind; a purge that only looked for leftovers of a known
+/// object fails quietly.
 fn clean_node(node: &dyn Node, work: &[(ObjectId, Option<Manifest>)]) -> Vec<NodeError> {
     let mut errors = Vec::new();
     for (id, manifest) in work {
+        let mut leftovers = manifest.is_none();
         if let Some(m) = manifest {
             for (i, name) in m.placement.iter().enumerate() {
                 if name != node.name() {
                     continue;
                 }
+                leftovers |= m.is_missing(i);
                 let key = ShardKey {
                     object: *id,
                     index: i as u8,
@@ -667,7 +672,7 @@ fn clean_node(node: &dyn Node, work: &[(ObjectId, Option<Manifest>)]) -> Vec<Nod
                 }
             }
         }
-        if node.health() != crate::node::NodeHealth::Ok {
+        if !leftovers || node.health() != crate::node::NodeHealth::Ok {
             continue;
         }
         if let Err(e) = node.purge(*id)
