@@ -333,21 +333,31 @@ impl Qsfs {
         {
             let _ = h.join();
         }
+        let mut unsealed = Vec::new();
         for f in self.core.open_files() {
-            match self.core.seal_file(&f, SealHow::Wait) {
-                Ok(Some(ticket)) => {
-                    if let Err(e) = self.core.wait_commit(&f, ticket) {
-                        tracing::error!(
-                            "ino {}: not sealed at unmount ({e:?}); sealed at the next mount",
-                            f.ino
-                        );
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => tracing::error!(
-                    "ino {}: not sealed at unmount ({e:?}); sealed at the next mount",
-                    f.ino
-                ),
+            let r = match self.core.seal_file(&f, SealHow::Wait) {
+                Ok(Some(ticket)) => self.core.wait_commit(&f, ticket),
+                Ok(None) => Ok(()),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = r {
+                unsealed.push((f.ino, e));
+            }
+        }
+        // The umount command points the user here: name the files.
+        if !unsealed.is_empty() {
+            let inos: std::collections::HashSet<u64> = unsealed.iter().map(|(i, _)| *i).collect();
+            let paths = self
+                .core
+                .vault
+                .namespace()
+                .paths_of(&inos)
+                .unwrap_or_default();
+            for (ino, e) in unsealed {
+                let path = paths.get(&ino).map_or("(unlinked)", String::as_str);
+                tracing::error!(
+                    "{path} (ino {ino}): not sealed at unmount ({e:?}); it stays staged and the next mount seals it"
+                );
             }
         }
         self.core

@@ -196,6 +196,29 @@ impl Namespace {
         })
     }
 
+    /// A path of each inode in `inos` that has one (a hard-linked file
+    /// gets one of its names). Walks the whole tree: for messages about a
+    /// few files, not for a hot path.
+    pub fn paths_of(&self, inos: &HashSet<u64>) -> Result<std::collections::HashMap<u64, String>> {
+        let mut out = std::collections::HashMap::new();
+        let mut stack = vec![(ROOT, crate::VaultPath::root())];
+        while let Some((ino, path)) = stack.pop() {
+            if out.len() == inos.len() {
+                break;
+            }
+            for e in self.readdir(ino)? {
+                let p = path.join(&e.name);
+                if inos.contains(&e.ino) {
+                    out.entry(e.ino).or_insert_with(|| p.to_string());
+                }
+                if e.kind == Kind::Dir {
+                    stack.push((e.ino, p));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Looks up `name` in directory `parent`.
     pub fn lookup(&self, parent: u64, name: &[u8]) -> Result<Option<(u64, Kind)>> {
         match self.db.get(dkey(parent, name))? {

@@ -45,7 +45,7 @@ mkdir "$MNT/still-works"
 cmp "src/ten MB" "$MNT/data/ten MB" || fail "reading after the failed write"
 unmount_staged 1
 [ -f "$VAULT/staging/$ino" ] || fail "the staged data is gone after the unmount"
-grep -q "not sealed at unmount" "$VAULT/qsfs.log" || fail "unmount did not report the unsealed file: $(tail -n 5 "$VAULT/qsfs.log")"
+grep -q "/new (ino $ino): not sealed at unmount" "$VAULT/qsfs.log" || fail "unmount did not name the unsealed file: $(tail -n 5 "$VAULT/qsfs.log")"
 
 # The node folders come back: the next mount seals the staged data.
 cp -a nodes.bak/node-1 nodes.bak/node-3 "$VAULT/nodes/"
