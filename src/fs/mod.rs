@@ -280,30 +280,9 @@ impl Qsfs {
             flush_wanted: AtomicBool::new(false),
             read_only,
         });
-        let thread_core = Arc::clone(&core);
-        let committer = std::thread::Builder::new()
-            .name("qsfs-commit".into())
-            .spawn(move || commit::run(thread_core, rx))
-            .map_err(|e| crate::vault::VaultError::Io {
-                what: "start the commit thread".into(),
-                source: e,
-            })?;
-        let thread_core = Arc::clone(&core);
-        let sealer = std::thread::Builder::new()
-            .name("qsfs-sealer".into())
-            .spawn(move || sealer::run(thread_core, seal_rx))
-            .map_err(|e| crate::vault::VaultError::Io {
-                what: "start the sealer thread".into(),
-                source: e,
-            })?;
-        let thread_core = Arc::clone(&core);
-        let reaper = std::thread::Builder::new()
-            .name("qsfs-reaper".into())
-            .spawn(move || reaper::run(thread_core, reap_rx))
-            .map_err(|e| crate::vault::VaultError::Io {
-                what: "start the reaper thread".into(),
-                source: e,
-            })?;
+        let committer = start_thread("qsfs-commit", "commit", &core, |c| commit::run(c, rx))?;
+        let sealer = start_thread("qsfs-sealer", "sealer", &core, |c| sealer::run(c, seal_rx))?;
+        let reaper = start_thread("qsfs-reaper", "reaper", &core, |c| reaper::run(c, reap_rx))?;
         let fs = Qsfs {
             core,
             handles: Mutex::new(HashMap::new()),
@@ -320,19 +299,7 @@ impl Qsfs {
     /// Seals everything still unsealed, waits for every commit, and stops
     /// the committer: after this, nothing written is only in memory.
     pub fn shutdown(&self) {
-        self.core
-            .sealer_tx
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
-        if let Some(h) = self
-            .sealer
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
-        {
-            let _ = h.join();
-        }
+        stop_thread(&self.core.sealer_tx, &self.sealer);
         let mut unsealed = Vec::new();
         for f in self.core.open_files() {
             let r = match self.core.seal_file(&f, SealHow::Wait) {
@@ -360,42 +327,52 @@ impl Qsfs {
                 );
             }
         }
-        self.core
-            .commit_tx
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
         self.core.reader.stop();
-        if let Some(h) = self
-            .committer
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
-        {
-            let _ = h.join();
-        }
+        stop_thread(&self.core.commit_tx, &self.committer);
         self.core.want_flush();
         commit::tick(&self.core);
         // The reaper collects once more as it stops.
-        self.core
-            .reaper_tx
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
-        if let Some(h) = self
-            .reaper
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
-        {
-            let _ = h.join();
-        }
+        stop_thread(&self.core.reaper_tx, &self.reaper);
         // Left only when empty: a clean unmount leaves a clean staging folder.
         let _ = std::fs::remove_dir(&self.core.journal_dir);
     }
 
     fn new_fh(&self) -> u64 {
         self.next_fh.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// Starts a worker thread over the shared state.
+fn start_thread(
+    name: &str,
+    role: &str,
+    core: &Arc<FsCore>,
+    body: impl FnOnce(Arc<FsCore>) + Send + 'static,
+) -> Result<std::thread::JoinHandle<()>, crate::vault::VaultError> {
+    let core = Arc::clone(core);
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || body(core))
+        .map_err(|e| crate::vault::VaultError::Io {
+            what: format!("start the {role} thread"),
+            source: e,
+        })
+}
+
+/// Closes a worker thread's channel, which ends its loop, and waits for it.
+fn stop_thread<T>(
+    tx: &Mutex<Option<Sender<T>>>,
+    handle: &Mutex<Option<std::thread::JoinHandle<()>>>,
+) {
+    tx.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    if let Some(h) = handle
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take()
+    {
+        let _ = h.join();
     }
 }
 
