@@ -470,6 +470,20 @@ mod tests {
         reader.stop();
     }
 
+    /// Every read of `got` (128 KiB each, from offset 0) but the last
+    /// returned `d`'s bytes; the last failed with EIO (`why` if not).
+    fn only_the_last_read_fails(got: &[Result<Vec<u8>, Errno>], d: &[u8], why: &str) {
+        let (last, rest) = got.split_last().unwrap();
+        for (k, r) in rest.iter().enumerate() {
+            let at = k * (128 << 10);
+            assert!(
+                r.as_ref().is_ok_and(|b| b[..] == d[at..at + b.len()]),
+                "read at {at}: {r:?}"
+            );
+        }
+        assert_eq!(last.as_ref().err(), Some(&Errno::EIO), "{why}");
+    }
+
     /// Finding 7 (a guard): `M` over a whole file is checked by the mount
     /// too. With the stored `M` altered every segment still passes its GCM
     /// tag, so every read but the one that completes the walk succeeds;
@@ -483,19 +497,7 @@ mod tests {
         let e = put(&vault, dir.path(), &d);
         tamper(&vault, &reader, &e.object, |r| r.geometry().len_n() - 1);
         let got = read_through(&reader, &[e], e.len);
-        let (last, rest) = got.split_last().unwrap();
-        for (k, r) in rest.iter().enumerate() {
-            let at = k * (128 << 10);
-            assert!(
-                r.as_ref().is_ok_and(|b| b[..] == d[at..at + b.len()]),
-                "read at {at}: {r:?}"
-            );
-        }
-        assert_eq!(
-            last.as_ref().err(),
-            Some(&Errno::EIO),
-            "the last read passed"
-        );
+        only_the_last_read_fails(&got, &d, "the last read passed");
         let mut out = vec![0u8; 100];
         assert_eq!(reader.read(&[e], 0, &mut out), Err(Errno::EIO));
         assert_eq!(
@@ -565,18 +567,10 @@ mod tests {
         // 10), as after a truncate.
         let window = Extent { len: 400_000, ..e };
         let got = read_through(&reader, &[window], window.len);
-        let (last, rest) = got.split_last().unwrap();
-        for (k, r) in rest.iter().enumerate() {
-            let at = k * (128 << 10);
-            assert!(
-                r.as_ref().is_ok_and(|b| b[..] == d[at..at + b.len()]),
-                "read at {at}: {r:?}"
-            );
-        }
-        assert_eq!(
-            last.as_ref().err(),
-            Some(&Errno::EIO),
-            "a whole read of a window into a modified object passed"
+        only_the_last_read_fails(
+            &got,
+            &d,
+            "a whole read of a window into a modified object passed",
         );
         assert_eq!(
             reader.keys(&e.object).unwrap().reader.mac_status(),
