@@ -31,19 +31,41 @@ fn shuffle<T>(v: &mut [T]) {
 /// `n` distinct nodes: healthy ones first, each group in random order.
 /// Shard `i` goes to the `i`-th node returned.
 ///
-/// The health checks run at once, one thread per node: a node that is
-/// unreachable costs one connect timeout per write, not one per such node.
+/// Health the nodes checked recently is taken as it is; the others are
+/// checked at once, one thread per node: a node that is unreachable costs
+/// one connect timeout per write, not one per such node. (Almost every
+/// write finds every answer fresh, and then starts no thread.)
 pub(super) fn choose(nodes: &[Arc<dyn Node>], n: usize) -> Vec<Arc<dyn Node>> {
-    let ok: Vec<bool> = std::thread::scope(|scope| {
-        let checks: Vec<_> = nodes
+    let cached: Vec<Option<bool>> = nodes
+        .iter()
+        .map(|node| node.cached_health().map(|h| h == NodeHealth::Ok))
+        .collect();
+    let unknown = cached.iter().filter(|c| c.is_none()).count();
+    let ok: Vec<bool> = if unknown <= 1 {
+        nodes
             .iter()
-            .map(|node| scope.spawn(move || node.health() == NodeHealth::Ok))
-            .collect();
-        checks
-            .into_iter()
-            .map(|c| c.join().unwrap_or(false))
+            .zip(&cached)
+            .map(|(node, c)| c.unwrap_or_else(|| node.health() == NodeHealth::Ok))
             .collect()
-    });
+    } else {
+        std::thread::scope(|scope| {
+            let checks: Vec<_> = nodes
+                .iter()
+                .zip(&cached)
+                .map(|(node, c)| match c {
+                    Some(ok) => Ok(*ok),
+                    None => Err(scope.spawn(move || node.health() == NodeHealth::Ok)),
+                })
+                .collect();
+            checks
+                .into_iter()
+                .map(|c| match c {
+                    Ok(ok) => ok,
+                    Err(h) => h.join().unwrap_or(false),
+                })
+                .collect()
+        })
+    };
     let mut healthy: Vec<Arc<dyn Node>> = Vec::with_capacity(nodes.len());
     let mut other: Vec<Arc<dyn Node>> = Vec::new();
     for (node, ok) in nodes.iter().zip(ok) {

@@ -384,13 +384,13 @@ impl FsCore {
         st.evicted = true;
         let orphan = st.orphan;
         if let Some(j) = st.journal.take() {
-            j.remove();
+            j.remove(Some(&self.staging_stock));
             if !orphan && let Err(e) = ns.remove_journal_mark(f.ino) {
                 tracing::debug!("ino {}: journal mark stays: {e}", f.ino);
             }
         }
         if let Some(s) = st.staging.take() {
-            s.remove();
+            s.remove_into(&self.staging_stock);
         }
         drop(st);
         drop(files);

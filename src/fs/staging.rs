@@ -319,6 +319,21 @@ impl Staging {
     pub fn remove(self) {
         remove_file(&self.inner.dir, self.inner.ino);
     }
+
+    /// Removes every piece like [`Staging::remove`], but into `stock` when
+    /// this is the last handle on them: with no clone left nobody can
+    /// still read them, so they can be emptied for reuse (a create and a
+    /// delete saved per written file).
+    pub fn remove_into(self, stock: &Stock) {
+        let Inner { dir, ino, pieces } = match Arc::try_unwrap(self.inner) {
+            Ok(inner) => inner,
+            Err(inner) => return Staging { inner }.remove(),
+        };
+        drop(pieces);
+        for k in pieces_on_disk(&dir, ino) {
+            let _ = stock.recycle(&dir.join(piece_name(ino, k)));
+        }
+    }
 }
 
 /// Reads `len` bytes at `offset` of a staging as a stream (what a seal

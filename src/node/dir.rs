@@ -390,6 +390,17 @@ impl Node for DirNode {
 }
 
 impl HealthCheck for DirNode {
+    fn cached_health(&self) -> Option<NodeHealth> {
+        let cache = self
+            .health_cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        cache
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < HEALTH_TTL)
+            .map(|(_, h)| h.clone())
+    }
+
     fn health(&self) -> NodeHealth {
         let mut cache = self
             .health_cache
@@ -618,7 +629,10 @@ impl ShardStore for DirNode {
         // The saved audit tree goes too (a cache: failures do not matter).
         let _ = fs::remove_file(self.tree_path(key));
         let path = self.shard_path(key);
-        match fs::remove_file(&path) {
+        // Into the stock, for the next shard write: a read opens, reads and
+        // closes, and every read is checked against the manifest's chunk
+        // hashes, so a read racing this sees an error, never wrong bytes.
+        match self.stock.recycle(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
             Err(e) => Err(self

@@ -335,6 +335,12 @@ pub trait ShardStore: Send + Sync {
 pub trait HealthCheck: Send + Sync {
     /// Current health.
     fn health(&self) -> NodeHealth;
+    /// The health a recent check found, while it is still fresh; None
+    /// when asking would mean a check (I/O). Lets a writer skip the
+    /// thread it would otherwise start per node to check them at once.
+    fn cached_health(&self) -> Option<NodeHealth> {
+        None
+    }
     /// Tries a tiny write (for status and health checks, not the write
     /// path): catches read-only mounts and immutable folders that look
     /// fine until a shard write fails.

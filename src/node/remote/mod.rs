@@ -145,6 +145,18 @@ impl Node for RemoteNode {
 }
 
 impl HealthCheck for RemoteNode {
+    fn cached_health(&self) -> Option<NodeHealth> {
+        let cache = self
+            .inner
+            .health
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        cache
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < HEALTH_TTL)
+            .map(|(_, h)| h.clone())
+    }
+
     fn health(&self) -> NodeHealth {
         let inner = &self.inner;
         {
