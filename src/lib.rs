@@ -78,6 +78,7 @@ pub(crate) mod perms;
 pub(crate) mod rmht;
 pub(crate) mod stock;
 pub(crate) mod store;
+pub(crate) mod workers;
 
 pub use namespace::{NamespaceError, VaultPath};
 pub use object_id::ObjectId;

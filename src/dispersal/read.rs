@@ -107,7 +107,8 @@ impl ObjectShards<'_> {
     }
 
     /// Reads chunk `shard` of `stripe` and checks it against the manifest,
-    /// hedged: the fetch runs on a thread of its own, and if it is not
+    /// hedged: the fetch runs on a thread of its own (a kept one,
+    /// [`crate::workers`]), and if it is not
     /// back within [`SlowNodes::hedge_after`] the node is marked slow and
     /// the caller gets a `slow` fault, so it reads another shard instead
     /// of waiting out the node's request deadline.
@@ -116,11 +117,9 @@ impl ObjectShards<'_> {
         let node = self.nodes[shard].clone();
         let (tx, rx) = bounded(1);
         let started = Instant::now();
-        let spawned = std::thread::Builder::new()
-            .name(format!("chunk-{shard}"))
-            .spawn(move || {
-                let _ = tx.send(fetch_chunk(&manifest, node.as_ref(), stripe, shard));
-            });
+        let spawned = crate::workers::run("qsfs-fetch", move || {
+            let _ = tx.send(fetch_chunk(&manifest, node.as_ref(), stripe, shard));
+        });
         if spawned.is_err() {
             // No thread to spare: fetch here, unhedged.
             return fetch_chunk(self.manifest, self.nodes[shard].as_ref(), stripe, shard);
@@ -460,7 +459,8 @@ pub(super) struct ChunkFault {
 
 type ChunkMsg = (u64, Result<Vec<u8>, ChunkFault>);
 
-/// Starts a thread that reads shard `i` from `from` onwards. It goes on
+/// Starts a thread (a kept one, [`crate::workers`]) that reads shard `i`
+/// from `from` onwards. It goes on
 /// past a bad chunk (damage may be local) and stops when the shard is gone
 /// or nobody listens. The thread owns what it reads with and is not
 /// joined: a read that went around a slow node does not wait for it (the
@@ -473,17 +473,15 @@ fn spawn_shard_reader(shards: &ObjectShards<'_>, shard: usize, from: u64) -> Rec
             .get_or_init(|| Arc::new(shards.manifest.clone())),
     );
     let node = shards.nodes[shard].clone();
-    let spawned = std::thread::Builder::new()
-        .name(format!("shard-reader-{shard}"))
-        .spawn(move || {
-            for s in from..manifest.layout.stripes {
-                let r = fetch_chunk(&manifest, node.as_ref(), s, shard);
-                let gone = r.as_ref().is_err_and(|f| f.gone);
-                if tx.send((s, r)).is_err() || gone {
-                    return;
-                }
+    let spawned = crate::workers::run("qsfs-fetch", move || {
+        for s in from..manifest.layout.stripes {
+            let r = fetch_chunk(&manifest, node.as_ref(), s, shard);
+            let gone = r.as_ref().is_err_and(|f| f.gone);
+            if tx.send((s, r)).is_err() || gone {
+                return;
             }
-        });
+        }
+    });
     if let Err(e) = spawned {
         // The receiver sees a stopped reader; spares take its place.
         tracing::warn!("cannot start a reader thread for shard {shard}: {e}");
