@@ -71,30 +71,6 @@ pub fn run(name: &str, job: impl FnOnce() + Send + 'static) -> std::io::Result<(
         .map(|_| ())
 }
 
-/// Runs `job` like [`run`], or on the calling thread when no thread can
-/// be started (then the caller waits for it).
-pub fn run_or_here(name: &str, job: impl FnOnce() + Send + 'static) {
-    // The job is handed over through a slot, so it is not lost with a
-    // thread that failed to start.
-    let slot = std::sync::Arc::new(Mutex::new(Some(job)));
-    let theirs = std::sync::Arc::clone(&slot);
-    let take = |s: &Mutex<Option<_>>| {
-        s.lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
-    };
-    let started = run(name, move || {
-        if let Some(job) = take(&theirs) {
-            job();
-        }
-    });
-    if started.is_err()
-        && let Some(job) = take(&slot)
-    {
-        job();
-    }
-}
-
 /// A thread's life after its first job: wait, take a job, run it.
 fn worker(pool: &'static Pool) {
     loop {

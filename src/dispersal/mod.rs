@@ -514,37 +514,39 @@ impl Dispersal {
                 }
             }
         }
-        // Per node, at once (on kept threads: a commit per batch of small
-        // files made thread starts a visible cost): which (object, shard)
-        // it committed, and its results. A node whose commit panicked
-        // sends nothing, and its shards count as not committed.
-        let (tx, rx) = crossbeam_channel::unbounded::<NodeCommit>();
-        for (name, items) in by_node {
-            let node = self.node(&name).cloned();
-            let tx = tx.clone();
-            let job = move || {
-                let idx: Vec<(usize, usize)> = items.iter().map(|(o, i, _)| (*o, *i)).collect();
-                let shards: Vec<PendingShard> = items.into_iter().map(|(_, _, p)| p).collect();
-                let res = match node {
-                    Some(node) => node.commit(shards),
-                    None => idx
-                        .iter()
-                        .map(|_| {
-                            Err(NodeError::new(
-                                &name,
-                                "commit shard",
-                                None,
-                                crate::node::NodeErrorKind::Offline("node not configured".into()),
-                            ))
-                        })
-                        .collect(),
-                };
-                let _ = tx.send((idx, res));
-            };
-            crate::workers::run_or_here("qsfs-commit-node", job);
-        }
-        drop(tx);
-        let results: Vec<NodeCommit> = rx.iter().collect();
+        // Per node: which (object, shard) it committed, and its results.
+        let results: Vec<NodeCommit> = std::thread::scope(|scope| {
+            let handles: Vec<_> = by_node
+                .into_iter()
+                .map(|(name, items)| {
+                    let node = self.node(&name).cloned();
+                    scope.spawn(move || {
+                        let idx: Vec<(usize, usize)> =
+                            items.iter().map(|(o, i, _)| (*o, *i)).collect();
+                        let shards: Vec<PendingShard> =
+                            items.into_iter().map(|(_, _, p)| p).collect();
+                        let res = match node {
+                            Some(node) => node.commit(shards),
+                            None => idx
+                                .iter()
+                                .map(|_| {
+                                    Err(NodeError::new(
+                                        &name,
+                                        "commit shard",
+                                        None,
+                                        crate::node::NodeErrorKind::Offline(
+                                            "node not configured".into(),
+                                        ),
+                                    ))
+                                })
+                                .collect(),
+                        };
+                        (idx, res)
+                    })
+                })
+                .collect();
+            handles.into_iter().filter_map(|h| h.join().ok()).collect()
+        });
         let mut committed = vec![0u32; objects.len()];
         for (idx, res) in results {
             for ((o, i), r) in idx.into_iter().zip(res) {
