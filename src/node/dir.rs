@@ -395,21 +395,17 @@ impl HealthCheck for DirNode {
             .health_cache
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        cache
-            .as_ref()
-            .filter(|(at, _)| at.elapsed() < HEALTH_TTL)
-            .map(|(_, h)| h.clone())
+        super::fresh_health(cache.as_ref(), HEALTH_TTL)
     }
 
     fn health(&self) -> NodeHealth {
+        // Held across the check: callers at once wait for one check.
         let mut cache = self
             .health_cache
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((at, h)) = cache.as_ref()
-            && at.elapsed() < HEALTH_TTL
-        {
-            return h.clone();
+        if let Some(h) = super::fresh_health(cache.as_ref(), HEALTH_TTL) {
+            return h;
         }
         let h = self.check_health();
         *cache = Some((std::time::Instant::now(), h.clone()));

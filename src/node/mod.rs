@@ -330,6 +330,16 @@ pub trait ShardStore: Send + Sync {
     fn list(&self) -> Result<Listing, NodeError>;
 }
 
+/// The health a check found, if it was found within `ttl` (nodes keep
+/// their last check, for a mount checks before every shard it writes).
+pub(crate) fn fresh_health(
+    last: Option<&(std::time::Instant, NodeHealth)>,
+    ttl: std::time::Duration,
+) -> Option<NodeHealth> {
+    last.filter(|(at, _)| at.elapsed() < ttl)
+        .map(|(_, h)| h.clone())
+}
+
 /// How usable a node is, for status and for skipping a node before a
 /// write rather than failing in the middle of one.
 pub trait HealthCheck: Send + Sync {

@@ -151,24 +151,13 @@ impl HealthCheck for RemoteNode {
             .health
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        cache
-            .as_ref()
-            .filter(|(at, _)| at.elapsed() < HEALTH_TTL)
-            .map(|(_, h)| h.clone())
+        crate::node::fresh_health(cache.as_ref(), HEALTH_TTL)
     }
 
     fn health(&self) -> NodeHealth {
         let inner = &self.inner;
-        {
-            let cache = inner
-                .health
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some((at, h)) = cache.as_ref()
-                && at.elapsed() < HEALTH_TTL
-            {
-                return h.clone();
-            }
+        if let Some(h) = self.cached_health() {
+            return h;
         }
         let req = Request::Health.encode();
         let h = match inner.with_lease(|l| {
