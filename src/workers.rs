@@ -32,43 +32,51 @@ struct Pool {
     start: Mutex<()>,
 }
 
-static POOL: LazyLock<Pool> = LazyLock::new(|| {
-    let (tx, rx) = crossbeam_channel::unbounded();
-    Pool {
-        tx,
-        rx,
-        idle: AtomicUsize::new(0),
-        start: Mutex::new(()),
-    }
-});
+static POOL: LazyLock<Pool> = LazyLock::new(Pool::new);
 
 /// Runs `job` on a waiting thread, or on a new one (named `name`) when none
 /// waits. Fails only when a thread cannot be started; the job is then
 /// dropped unrun and the caller does the work itself.
 pub fn run(name: &str, job: impl FnOnce() + Send + 'static) -> std::io::Result<()> {
-    let pool = &*POOL;
-    let claimed = {
-        let _g = pool
-            .start
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        pool.idle
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
-            .is_ok()
-    };
-    if claimed {
-        // The channel outlives every thread (it is static): this cannot
-        // fail, and the claimed thread takes it (or another waiting one).
-        let _ = pool.tx.send(Box::new(job));
-        return Ok(());
+    POOL.run(name, job)
+}
+
+impl Pool {
+    fn new() -> Pool {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        Pool {
+            tx,
+            rx,
+            idle: AtomicUsize::new(0),
+            start: Mutex::new(()),
+        }
     }
-    std::thread::Builder::new()
-        .name(name.to_string())
-        .spawn(move || {
-            job();
-            worker(pool);
-        })
-        .map(|_| ())
+
+    fn run(&'static self, name: &str, job: impl FnOnce() + Send + 'static) -> std::io::Result<()> {
+        let pool = self;
+        let claimed = {
+            let _g = pool
+                .start
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            pool.idle
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+                .is_ok()
+        };
+        if claimed {
+            // The channel outlives every thread (it is static): this cannot
+            // fail, and the claimed thread takes it (or another waiting one).
+            let _ = pool.tx.send(Box::new(job));
+            return Ok(());
+        }
+        std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn(move || {
+                job();
+                worker(pool);
+            })
+            .map(|_| ())
+    }
 }
 
 /// A thread's life after its first job: wait, take a job, run it.
@@ -111,21 +119,39 @@ mod tests {
     use std::sync::atomic::AtomicU32;
     use std::time::Instant;
 
+    /// A pool of its own for each test: the shared one also serves the
+    /// reads of tests running beside it.
+    fn pool() -> &'static Pool {
+        Box::leak(Box::new(Pool::new()))
+    }
+
+    /// Waits until `n` threads of `pool` wait for work.
+    fn wait_idle(pool: &Pool, n: usize) {
+        let t0 = Instant::now();
+        while pool.idle.load(Ordering::Acquire) < n {
+            assert!(
+                t0.elapsed() < Duration::from_secs(5),
+                "threads never got back to waiting"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     #[test]
     fn every_job_runs_and_none_waits_behind_a_stuck_one() {
+        let pool = pool();
         // A job that blocks until released holds its thread...
         let (release_tx, release_rx) = crossbeam_channel::bounded::<()>(0);
-        run("test-stuck", move || {
+        pool.run("test-stuck", move || {
             let _ = release_rx.recv();
         })
         .unwrap();
         // ...and the jobs after it still run at once.
         let done = Arc::new(AtomicU32::new(0));
         let (tx, rx) = crossbeam_channel::unbounded();
-        let t0 = Instant::now();
         for _ in 0..50 {
             let (done, tx) = (Arc::clone(&done), tx.clone());
-            run("test-job", move || {
+            pool.run("test-job", move || {
                 done.fetch_add(1, Ordering::SeqCst);
                 let _ = tx.send(());
             })
@@ -136,37 +162,41 @@ mod tests {
                 .expect("a job waited behind the stuck one");
         }
         assert_eq!(done.load(Ordering::SeqCst), 50);
-        assert!(t0.elapsed() < Duration::from_secs(5));
         release_tx.send(()).unwrap();
     }
 
     #[test]
     fn threads_are_reused() {
+        let pool = pool();
         // Sequential jobs: after the first, each finds the thread the one
         // before it left waiting.
         let (tx, rx) = crossbeam_channel::unbounded();
         let mut ids = std::collections::HashSet::new();
         for _ in 0..20 {
             let tx = tx.clone();
-            run("test-reuse", move || {
+            pool.run("test-reuse", move || {
                 let _ = tx.send(std::thread::current().id());
             })
             .unwrap();
             ids.insert(rx.recv_timeout(Duration::from_secs(5)).unwrap());
-            // Let the thread get back to waiting.
-            for _ in 0..200 {
-                if POOL.idle.load(Ordering::Acquire) > 0 {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(1));
-            }
+            wait_idle(pool, 1);
         }
-        // Other tests share the pool (their waiting threads may take a job
-        // too); 20 sequential jobs on fresh threads would give 20 ids.
-        assert!(
-            ids.len() <= 5,
-            "{} threads for 20 sequential jobs",
-            ids.len()
-        );
+        assert_eq!(ids.len(), 1, "{} threads for 20 sequential jobs", ids.len());
+        // Two at once: the waiting thread takes one, a new one the other.
+        let (hold_tx, hold_rx) = crossbeam_channel::bounded::<()>(0);
+        for _ in 0..2 {
+            let (tx, hold_rx) = (tx.clone(), hold_rx.clone());
+            pool.run("test-reuse", move || {
+                let _ = tx.send(std::thread::current().id());
+                let _ = hold_rx.recv();
+            })
+            .unwrap();
+        }
+        let both: std::collections::HashSet<_> = (0..2)
+            .map(|_| rx.recv_timeout(Duration::from_secs(5)).unwrap())
+            .collect();
+        assert_eq!(both.len(), 2, "two jobs at once shared a thread");
+        drop(hold_tx);
+        wait_idle(pool, 2);
     }
 }

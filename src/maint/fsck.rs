@@ -57,7 +57,7 @@ impl Vault {
             total: 0,
         });
         let snap = self.fsck_snapshot()?;
-        let plan = classify::plan(&snap);
+        let mut plan = classify::plan(&snap);
         let gc = self.namespace().gc_queue()?;
         let r2 = self.namespace().r2_cleanup_queue()?;
         let mut report = FsckReport {
@@ -101,6 +101,12 @@ impl Vault {
         let mut faults = self.check_headers(&plan.placed, &snap.manifests, progress);
         faults.extend(plan.faults.iter().cloned());
         faults.extend(self.confirm_absent(&plan.absent, &snap.manifests));
+        // An object replaced or deleted while fsck read it (a mount runs
+        // beside) lost its shards with it: no damage.
+        faults.retain(|(_, key, _)| match snap.manifests.get(&key.object) {
+            Some(Ok(seen)) => self.unchanged(seen),
+            _ => true,
+        });
         faults.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
         report.shard_problems = faults
             .iter()
@@ -118,6 +124,20 @@ impl Vault {
                 .count() as u64;
         }
         report.broken_files = self.broken_files(&plan)?;
+        // Likewise a file whose object was replaced or deleted meanwhile.
+        report.broken_files.retain(|b| {
+            match ObjectId::from_hex(&b.object).and_then(|id| snap.manifests.get(&id)) {
+                Some(Ok(seen)) => self.unchanged(seen),
+                _ => true,
+            }
+        });
+        // A stray listed before its object was destroyed is gone by now.
+        plan.strays.retain(|st| {
+            !self
+                .dispersal()
+                .node(&st.node)
+                .is_some_and(|node| gone(node.as_ref(), st.key))
+        });
         self.fill_orphans(&mut report, &plan);
 
         if opts.repair {
@@ -273,6 +293,13 @@ impl Vault {
                     .ok()
                     .flatten()
                     .is_some()
+            {
+                continue;
+            }
+            // Shards written after the nodes were listed: counted again,
+            // on the nodes, now.
+            if matches!(problems.as_slice(), [FileProblem::TooFewShards { .. }])
+                && self.enough_shards_now(id)
             {
                 continue;
             }
@@ -545,6 +572,30 @@ impl Vault {
             done.extend(batch.iter().copied());
         }
         Ok(done)
+    }
+
+    /// True if the object's shards on their nodes now (header reads) are
+    /// at least `k`: an object finished between the listing and the
+    /// manifest read has shards the listing did not see.
+    fn enough_shards_now(&self, id: &ObjectId) -> bool {
+        let Ok(Some(m)) = self.dispersal().store().manifest(id) else {
+            return false;
+        };
+        let present = m
+            .placement
+            .iter()
+            .enumerate()
+            .filter(|(i, name)| {
+                let key = ShardKey {
+                    object: *id,
+                    index: *i as u8,
+                };
+                self.dispersal()
+                    .node(name)
+                    .is_some_and(|node| header_fault(node.as_ref(), key, &m).is_none())
+            })
+            .count();
+        present >= m.layout.k
     }
 
     /// True if the object's manifest is still `seen` and no write holds it.

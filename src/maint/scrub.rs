@@ -361,6 +361,11 @@ impl Vault {
                 report.bytes_read += c.bytes_read;
                 report.row(&m.placement[c.index]).bytes_read += c.bytes_read;
             }
+            if checks.iter().any(|c| c.state != ShardState::Ok) && self.changed_meanwhile(m) {
+                // Replaced or deleted while scrub read it (a mount runs
+                // beside): its shards went with it, which is no damage.
+                continue;
+            }
             self.judge(m, checks, opts, &views, &paths, &mut report, progress)?;
         }
 
@@ -368,7 +373,8 @@ impl Vault {
         let by_id: HashMap<ObjectId, &Manifest> = manifests.iter().map(|m| (m.id, m)).collect();
         for v in &views {
             let Some(listing) = &v.listing else { continue };
-            for o in orphans::find(v.node.name(), listing, &by_id, &in_flight, &unreadable) {
+            let found = orphans::find(v.node.name(), listing, &by_id, &in_flight, &unreadable);
+            for o in self.still_orphans(v, found) {
                 let mut f = self.orphan_finding(v, &o);
                 report.orphans += 1;
                 report.row(v.node.name()).orphans += 1;
@@ -689,6 +695,38 @@ impl Vault {
             repaired_on: None,
             note: None,
         }
+    }
+
+    /// True if `m` is no longer the object's manifest, or the object is
+    /// held in flight now (being destroyed or moved).
+    fn changed_meanwhile(&self, m: &Manifest) -> bool {
+        self.intents().in_flight().contains(&m.id)
+            || !matches!(self.dispersal().store().manifest(&m.id), Ok(Some(now)) if now == *m)
+    }
+
+    /// The orphans of `found` that a second listing of the node still has
+    /// and that are not in flight now. Files of an object destroyed while
+    /// scrub ran were listed before their manifest went, and are gone by
+    /// now; they are not findings.
+    fn still_orphans(&self, v: &NodeView, found: Vec<Orphan>) -> Vec<Orphan> {
+        if found.is_empty() {
+            return found;
+        }
+        let Ok(now) = v.node.list() else {
+            return found;
+        };
+        let shards: HashSet<ShardKey> = now.shards.iter().map(|s| s.key).collect();
+        let leftovers: HashSet<&std::path::PathBuf> = now.leftovers.iter().collect();
+        let flying = self.intents().in_flight();
+        found
+            .into_iter()
+            .filter(|o| match o {
+                Orphan::Shard { key, .. } => shards.contains(key) && !flying.contains(&key.object),
+                Orphan::Leftover { path, object, .. } => {
+                    leftovers.contains(path) && !object.is_some_and(|id| flying.contains(&id))
+                }
+            })
+            .collect()
     }
 
     /// Deletes one orphan after a fresh look at the manifest and the log.

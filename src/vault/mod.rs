@@ -374,6 +374,17 @@ impl Vault {
         if ids.is_empty() {
             return Ok(());
         }
+        // Held in flight while they go: a scrub or fsck running beside
+        // (through the mount's control socket) would otherwise see shards
+        // vanish under manifests that are removed last, and report damage.
+        let _held: Vec<_> = ids
+            .iter()
+            .map(|id| self.intents.hold(*id))
+            .collect::<std::io::Result<_>>()
+            .map_err(|source| VaultError::Io {
+                what: "hold the objects being destroyed".into(),
+                source,
+            })?;
         let r2_left = self.keys.destroy_many(ids)?;
         if !r2_left.is_empty() {
             self.ns.queue_r2_cleanup(&r2_left)?;
