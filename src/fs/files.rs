@@ -407,13 +407,41 @@ impl FsCore {
     /// Content of `ino` at `offset` from its state: staged bytes where
     /// dirty, sealed extents elsewhere, zeros in holes; short at EOF.
     pub fn read_state(&self, f: &OpenFile, offset: u64, size: u32) -> Result<Vec<u8>, Errno> {
+        // A seal that commits while this reads (outside the state lock)
+        // replaces the extents read from, and the reaper may destroy their
+        // object before its chunks are fetched: the read fails then, but the
+        // file did not, so it is read again from the new state.
+        let mut tries = 0;
+        loop {
+            let (result, base) = self.read_state_once(f, offset, size);
+            match result {
+                Err(e) if tries < 3 && base.is_some_and(|b| b != f.lock().content.base()) => {
+                    tries += 1;
+                    tracing::debug!(ino = f.ino, "read raced a commit ({e:?}); reading again");
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// One try of [`FsCore::read_state`]; also gives the sealed extents
+    /// it read from.
+    fn read_state_once(
+        &self,
+        f: &OpenFile,
+        offset: u64,
+        size: u32,
+    ) -> (
+        Result<Vec<u8>, Errno>,
+        Option<Vec<crate::namespace::Extent>>,
+    ) {
         let (len, pieces, base, staging) = {
             let st = f.lock();
             let end = offset
                 .saturating_add(u64::from(size))
                 .min(st.content.size());
             if offset >= end {
-                return Ok(Vec::new());
+                return (Ok(Vec::new()), None);
             }
             (
                 end - offset,
@@ -425,13 +453,19 @@ impl FsCore {
         let mut out = vec![0u8; len as usize];
         for (a, b, dirty) in pieces {
             let dst = &mut out[(a - offset) as usize..(b - offset) as usize];
-            match (dirty, &staging) {
-                (true, Some(s)) => s.read_at(dst, a).map_err(|e| errno::io(&e))?,
-                (true, None) => dst.fill(0),
-                (false, _) => self.reader.read(&base, a, dst)?,
+            let r = match (dirty, &staging) {
+                (true, Some(s)) => s.read_at(dst, a).map_err(|e| errno::io(&e)),
+                (true, None) => {
+                    dst.fill(0);
+                    Ok(())
+                }
+                (false, _) => self.reader.read(&base, a, dst),
+            };
+            if let Err(e) = r {
+                return (Err(e), Some(base));
             }
         }
-        Ok(out)
+        (Ok(out), Some(base))
     }
 
     /// Files with staged bytes not yet sealed, those bytes, and files
