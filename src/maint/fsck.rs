@@ -598,8 +598,9 @@ impl Vault {
         present >= m.layout.k
     }
 
-    /// True if the object's manifest is still `seen` and no write holds it.
-    fn unchanged(&self, seen: &Manifest) -> bool {
+    /// True if the object's manifest is still `seen` and nothing holds it
+    /// in flight (a write, a move, a destroy); scrub asks it too.
+    pub(super) fn unchanged(&self, seen: &Manifest) -> bool {
         !self.intents().in_flight().contains(&seen.id)
             && matches!(self.dispersal().store().manifest(&seen.id), Ok(Some(now)) if now == *seen)
     }

@@ -361,7 +361,7 @@ impl Vault {
                 report.bytes_read += c.bytes_read;
                 report.row(&m.placement[c.index]).bytes_read += c.bytes_read;
             }
-            if checks.iter().any(|c| c.state != ShardState::Ok) && self.changed_meanwhile(m) {
+            if checks.iter().any(|c| c.state != ShardState::Ok) && !self.unchanged(m) {
                 // Replaced or deleted while scrub read it (a mount runs
                 // beside): its shards went with it, which is no damage.
                 continue;
@@ -695,13 +695,6 @@ impl Vault {
             repaired_on: None,
             note: None,
         }
-    }
-
-    /// True if `m` is no longer the object's manifest, or the object is
-    /// held in flight now (being destroyed or moved).
-    fn changed_meanwhile(&self, m: &Manifest) -> bool {
-        self.intents().in_flight().contains(&m.id)
-            || !matches!(self.dispersal().store().manifest(&m.id), Ok(Some(now)) if now == *m)
     }
 
     /// The orphans of `found` that a second listing of the node still has
