@@ -7,4 +7,5 @@ pub use crate::keystore::Keystore;
 pub use crate::rmht::BLOCK;
 pub use crate::store::{Db, OpenMode};
 
+pub mod custody;
 pub mod fuzz;

@@ -35,7 +35,9 @@
 //! let tmp = tempfile::tempdir()?;
 //! let root = tmp.path().join("vault");
 //! // A 3-of-5 vault with its five node folders inside it.
-//! qsfs::vault::init(&root, &InitOptions { direct: true, ..Default::default() })?;
+//! // The vault key is wrapped under a key file (a passphrase works too).
+//! let unlock = Some(qsfs::unlock::NewMethod::KeyFile(tmp.path().join("vault.key")));
+//! qsfs::vault::init(&root, &InitOptions { direct: true, unlock, ..Default::default() })?;
 //! let vault = Vault::open(&root, &OpenOptions::default())?;
 //!
 //! let src = tmp.path().join("hello.txt");
@@ -57,6 +59,7 @@ pub mod envelope;
 pub mod maint;
 pub mod node;
 pub mod qkd;
+pub mod unlock;
 pub mod vault;
 
 #[doc(hidden)]

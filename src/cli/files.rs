@@ -48,6 +48,12 @@ pub struct InitArgs {
     /// Keys each link's key pool pair starts with (simulated links refill).
     #[arg(long, value_name = "N", default_value_t = crate::vault::INITIAL_LINK_KEYS)]
     link_keys: u64,
+    /// How the vault key is protected. Default: a passphrase when run on a
+    /// terminal (or given --passphrase-file), else a key file at --key-file
+    /// or ~/.config/qsfs/<vault id>.key. `none` keeps the key in clear (tests
+    /// only; `qsfs status` warns).
+    #[arg(long, value_enum, value_name = "METHOD")]
+    unlock: Option<super::unlock::MethodKind>,
 }
 
 fn parse_random(spec: &str) -> Result<EntropyConfig> {
@@ -62,7 +68,8 @@ fn parse_random(spec: &str) -> Result<EntropyConfig> {
     })
 }
 
-pub fn init(a: InitArgs) -> Result<i32> {
+pub fn init(ctx: &Ctx, a: InitArgs) -> Result<i32> {
+    let method = super::unlock::new_method(a.unlock, &ctx.unlock_args)?;
     let opts = InitOptions {
         k: a.k,
         n: a.n,
@@ -73,6 +80,11 @@ pub fn init(a: InitArgs) -> Result<i32> {
         max_chunk: a.max_chunk,
         direct: a.direct,
         link_keys: a.link_keys,
+        // An empty key-file path: the default place, once the id exists.
+        unlock: match method {
+            crate::unlock::NewMethod::KeyFile(p) if p.as_os_str().is_empty() => None,
+            m => Some(m),
+        },
     };
     let cfg = vault::init(&a.vault.vault, &opts)?;
     println!(
@@ -83,6 +95,7 @@ pub fn init(a: InitArgs) -> Result<i32> {
         cfg.quorum(),
         cfg.nodes.len()
     );
+    super::unlock::print_methods(&a.vault.vault, &cfg.vault_id)?;
     Ok(0)
 }
 
@@ -359,6 +372,11 @@ pub fn rm(ctx: &Ctx, a: RmArgs) -> Result<i32> {
             eprintln!("qsfs: error: {e}");
             code = 1;
         }
+    }
+    // The deleted files' keys are destroyed in the stores at once; the
+    // copies the stores' logs keep go with their epoch keys now.
+    if let Some(v) = &here {
+        v.shred()?;
     }
     Ok(code)
 }

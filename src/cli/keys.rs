@@ -13,6 +13,43 @@ pub enum KeysCommand {
     Verify(KeysArgs),
     /// Check, then rebuild lost or corrupt shares and backup records.
     Repair(RepairArgs),
+    /// Expert only: print the key records (R1, R2, B) of a file's objects
+    /// in hex. With the nodes' shards these decrypt the file: use them for
+    /// interoperability tests or recovery by hand, and never store them.
+    Show(ShowArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ShowArgs {
+    #[command(flatten)]
+    vault: VaultArg,
+    /// The file's vault path.
+    path: String,
+    /// Machine-readable output.
+    #[arg(long)]
+    json: bool,
+}
+
+fn show(ctx: &Ctx, a: ShowArgs) -> Result<i32> {
+    let path = crate::namespace::VaultPath::parse(&a.path)?;
+    let vault = ctx.open_offline(&a.vault.vault, "show key records")?;
+    let dump = vault.key_dump(&path)?;
+    eprintln!(
+        "qsfs: expert output: these key records, with the nodes' shards, decrypt {}; do not store or share them",
+        a.path
+    );
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&dump)?);
+        return Ok(0);
+    }
+    let none = || "-".to_string();
+    for d in dump {
+        println!("object {}", d.object);
+        println!("  R1 {}", d.r1.unwrap_or_else(none));
+        println!("  R2 {}", d.r2.unwrap_or_else(none));
+        println!("  B  {}", d.b.unwrap_or_else(none));
+    }
+    Ok(0)
 }
 
 #[derive(Args, Debug)]
@@ -38,6 +75,7 @@ pub struct RepairArgs {
 
 pub fn run(ctx: &Ctx, c: KeysCommand) -> Result<i32> {
     let (args, repair, rebuild) = match c {
+        KeysCommand::Show(a) => return show(ctx, a),
         KeysCommand::Verify(a) => (a, false, false),
         KeysCommand::Repair(a) => (a.keys, true, a.rebuild_r2),
     };

@@ -16,6 +16,7 @@ mod progress;
 mod rebalance;
 mod scrub;
 mod status;
+mod unlock;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -38,6 +39,8 @@ pub struct Cli {
     /// More log output (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
+    #[command(flatten)]
+    unlock: unlock::UnlockArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -72,6 +75,14 @@ enum Command {
     /// Check or heal the key shares R1/R2 and backup records B.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// How the vault key is unwrapped: list, add or remove a passphrase or
+    /// key file.
+    #[command(subcommand)]
+    Unlock(unlock::UnlockCommand),
+    /// Make deleted files' keys unrecoverable now: re-seal the surviving
+    /// key records and destroy the epoch keys of deleted ones (runs by
+    /// itself after `rm` and in a mount).
+    Shred(unlock::ShredArgs),
     /// Mount a vault as a folder (FUSE); returns once the mount is live.
     Mount(mount::MountArgs),
     /// Unmount, waiting until every pending seal is finished.
@@ -108,9 +119,15 @@ pub struct VaultArg {
 /// Options every vault command shares.
 pub struct Ctx {
     wait: Duration,
+    unlock_args: unlock::UnlockArgs,
 }
 
 impl Ctx {
+    /// What to unlock a vault with.
+    pub fn unlock(&self) -> Result<crate::unlock::Unlock> {
+        Ok(crate::unlock::Unlock::With(self.unlock_args.input()?))
+    }
+
     /// Opens a vault with the shared options.
     pub fn open(&self, vault: &std::path::Path) -> Result<Vault> {
         Ok(Vault::open(
@@ -118,8 +135,22 @@ impl Ctx {
             &OpenOptions {
                 wait: self.wait,
                 rebuild_r2: false,
+                unlock: self.unlock()?,
             },
         )?)
+    }
+
+    /// Opens a vault that must not be mounted: `why` says what the
+    /// command changes that a mount must not see change under it.
+    pub fn open_offline(&self, vault: &std::path::Path, why: &str) -> Result<Vault> {
+        match crate::control::connect(vault) {
+            Ok(_) => anyhow::bail!(
+                "vault {} is mounted; unmount it first (`qsfs umount MOUNTPOINT`) to {why}",
+                vault.display()
+            ),
+            Err(crate::control::ControlError::NotMounted(_)) => self.open(vault),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Opens a vault building a new R2 store where the configured one is
@@ -130,6 +161,7 @@ impl Ctx {
             &OpenOptions {
                 wait: self.wait,
                 rebuild_r2: true,
+                unlock: self.unlock()?,
             },
         )?)
     }
@@ -169,9 +201,10 @@ pub fn run() -> i32 {
     }
     let ctx = Ctx {
         wait: Duration::from_secs(cli.wait),
+        unlock_args: cli.unlock.clone(),
     };
     let result = match cli.command {
-        Command::Init(a) => files::init(a),
+        Command::Init(a) => files::init(&ctx, a),
         Command::Put(a) => files::put(&ctx, a),
         Command::Get(a) => files::get(&ctx, a),
         Command::Ls(a) => files::ls(&ctx, a),
@@ -181,10 +214,12 @@ pub fn run() -> i32 {
         Command::Scrub(a) => scrub::scrub(&ctx, a),
         Command::Fsck(a) => fsck::fsck(&ctx, a),
         Command::Keys(c) => keys::run(&ctx, c),
+        Command::Unlock(c) => unlock::run(&ctx, c),
+        Command::Shred(a) => unlock::shred(&ctx, a),
         Command::Node(c) => node::run(&ctx, c),
         Command::Rebalance(a) => rebalance::rebalance(&ctx, a),
         Command::Audit(a) => audit::audit(&ctx, a),
-        Command::Mount(a) => mount::mount(a),
+        Command::Mount(a) => mount::mount(&ctx, a),
         Command::Umount(a) => mount::umount(a),
         Command::Kme(c) => kme::run(c),
         Command::Keypool(c) => keypool::run(c),

@@ -36,6 +36,10 @@ pub struct MountArgs {
     /// Internal: run as the daemon of a background mount.
     #[arg(long, hide = true)]
     daemon: bool,
+    /// Internal: read the unwrapped vault key (hex) from stdin; the
+    /// parent unlocked it, asking on the terminal if need be.
+    #[arg(long, hide = true)]
+    vault_key_stdin: bool,
 }
 
 #[derive(Args, Debug)]
@@ -92,11 +96,16 @@ fn init_logging(vault: &Path, level: &str, to_stderr: bool) -> Result<PathBuf> {
     Ok(path)
 }
 
-pub fn mount(args: MountArgs) -> Result<i32> {
+pub fn mount(ctx: &super::Ctx, args: MountArgs) -> Result<i32> {
     let settings = mount::parse_options(&args.options, args.threads)?;
     if !args.foreground && !args.daemon {
-        return spawn_daemon(&args);
+        return spawn_daemon(ctx, &args);
     }
+    let unlock = if args.vault_key_stdin {
+        read_key_from_stdin()?
+    } else {
+        ctx.unlock()?
+    };
     // Fail fast, with the message on the terminal, before any logging.
     mount::check_mountpoint(&args.mountpoint)?;
     if !args.vault.join("qsfs.toml").is_file() {
@@ -108,7 +117,7 @@ pub fn mount(args: MountArgs) -> Result<i32> {
     }
     init_logging(&args.vault, &args.log_level, args.foreground)?;
     let daemon = args.daemon;
-    mount::serve(&args.vault, &args.mountpoint, &settings, || {
+    mount::serve(&args.vault, &args.mountpoint, &settings, &unlock, || {
         if daemon {
             // Tell the parent, then let go of its pipes.
             println!("ok");
@@ -119,9 +128,33 @@ pub fn mount(args: MountArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// The vault key the parent of a background mount unlocked.
+fn read_key_from_stdin() -> Result<crate::unlock::Unlock> {
+    let mut line = zeroize::Zeroizing::new(String::new());
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("cannot read the vault key from the parent process")?;
+    let bytes = zeroize::Zeroizing::new(
+        hex::decode(line.trim()).context("the parent process sent no vault key")?,
+    );
+    let arr: [u8; 32] = bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("the parent process sent a vault key of the wrong length"))?;
+    Ok(crate::unlock::Unlock::Key(
+        crate::unlock::VaultKey::from_bytes(arr),
+    ))
+}
+
 /// Starts `qsfs mount --daemon ...` and waits for it to say the mount is
 /// live (or why it is not).
-fn spawn_daemon(args: &MountArgs) -> Result<i32> {
+fn spawn_daemon(ctx: &super::Ctx, args: &MountArgs) -> Result<i32> {
+    // Unlocked here, where the terminal is: the daemon has none. A vault
+    // that cannot even be read is left to the daemon to explain.
+    let key = match crate::vault::Config::load(&args.vault) {
+        Ok(cfg) => crate::unlock::open(&args.vault, &cfg.vault_id, &ctx.unlock()?)?,
+        Err(_) => None,
+    };
     let exe = std::env::current_exe().context("cannot find the qsfs executable")?;
     let mut cmd = Command::new(exe);
     cmd.arg("mount")
@@ -135,10 +168,22 @@ fn spawn_daemon(args: &MountArgs) -> Result<i32> {
         .arg(args.threads.to_string())
         .arg("--log-level")
         .arg(&args.log_level);
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    if key.is_some() {
+        cmd.arg("--vault-key-stdin");
+    }
+    cmd.stdin(if key.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     let mut child = cmd.spawn().context("cannot start the qsfs mount process")?;
+    if let (Some(k), Some(mut pipe)) = (&key, child.stdin.take()) {
+        let line = zeroize::Zeroizing::new(format!("{}\n", hex::encode(k.bytes())));
+        std::io::Write::write_all(&mut pipe, line.as_bytes())
+            .context("cannot hand the vault key to the mount process")?;
+    }
     let stdout = child
         .stdout
         .take()

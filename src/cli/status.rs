@@ -81,6 +81,29 @@ pub fn status(ctx: &Ctx, a: StatusArgs) -> Result<i32> {
             " (NOT AVAILABLE)"
         }
     )?;
+    if s.unlock.is_empty() {
+        writeln!(
+            out,
+            "unlock    NONE SET: key records are kept in clear (vault from an older qsfs); seal them with `qsfs unlock add {} passphrase`",
+            s.vault.display()
+        )?;
+    }
+    for m in &s.unlock {
+        if m.kind == "none" {
+            writeln!(
+                out,
+                "unlock    {} NONE: the vault key is stored in clear; anyone with a copy of the vault folder reads every file (tests only; `qsfs unlock add` fixes it)",
+                m.name
+            )?;
+        } else {
+            writeln!(out, "unlock    {} ({}: {})", m.name, m.kind, m.detail)?;
+        }
+    }
+    writeln!(
+        out,
+        "shred     {} live epoch key(s); {} deleted key record(s) waiting for a shred pass",
+        s.epochs, s.pending_shreds
+    )?;
     writeln!(
         out,
         "content   {} files, {} folders, {} objects",

@@ -1,9 +1,11 @@
 //! The erasure-coding side's own store: manifests and backup records `B`.
 //!
-//! Keys: `m` + object id -> manifest; `b` + object id -> version byte (1)
-//! then the 105-byte backup record. Kept apart from the client's namespace
-//! and keystore, as in the paper: the EC server holds `B`, the user holds
-//! `R1` and `R2`.
+//! Keys: `m` + object id -> manifest; `b` + object id -> the backup record
+//! as the vault hands it over: a key record of `keystore::record` (format
+//! 2, sealed under an epoch key; or format 1, a version byte then the
+//! 105-byte `B` in clear, in vaults made before the sealed keystore). Kept
+//! apart from the client's namespace and keystore, as in the paper: the EC
+//! server holds `B`, the user holds `R1` and `R2`.
 
 use std::path::Path;
 
@@ -12,7 +14,16 @@ use super::manifest::Manifest;
 use crate::ObjectId;
 use crate::store::{Batch, Db, OpenMode};
 
-const BACKUP_VERSION: u8 = 1;
+/// Format byte of a backup record kept in clear (format 1).
+pub const CLEAR_BACKUP: u8 = 1;
+
+/// The stored form of `b` in clear (format 1).
+pub fn clear_backup(b: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(1 + b.len());
+    v.push(CLEAR_BACKUP);
+    v.extend_from_slice(b);
+    v
+}
 
 fn key(prefix: u8, id: &ObjectId) -> [u8; 17] {
     let mut k = [0u8; 17];
@@ -62,13 +73,41 @@ impl EcStore {
         }
     }
 
-    /// The backup record `B` of `id`, if recorded.
+    /// The stored backup record of `id` (as handed to [`EcStore::publish`]),
+    /// if recorded.
     pub fn backup(&self, id: &ObjectId) -> Result<Option<Vec<u8>>, DispersalError> {
-        match self.db.get(key(b'b', id))? {
-            None => Ok(None),
-            Some(v) if v.first() == Some(&BACKUP_VERSION) => Ok(Some(v[1..].to_vec())),
-            Some(_) => Err(self.damaged(id, "backup record has an unknown format version".into())),
-        }
+        Ok(self.db.get(key(b'b', id))?)
+    }
+
+    /// Every stored backup record, in id order.
+    pub fn backups(
+        &self,
+    ) -> impl Iterator<Item = Result<(ObjectId, Vec<u8>), DispersalError>> + '_ {
+        self.db.scan_prefix([b'b']).map(|r| {
+            let (k, v) = r?;
+            Ok((ObjectId(k[1..].try_into().unwrap_or([0; 16])), v))
+        })
+    }
+
+    /// Replaces the stored backup record of `id` by `new` if it is still
+    /// `old` (a shred pass re-sealing it); false if it changed or went.
+    pub fn swap_backup(
+        &self,
+        id: &ObjectId,
+        old: &[u8],
+        new: &[u8],
+    ) -> Result<bool, DispersalError> {
+        Ok(self.db.compare_and_swap(key(b'b', id), old, new)?)
+    }
+
+    /// Makes swapped backup records durable.
+    pub fn flush(&self) -> Result<(), DispersalError> {
+        Ok(self.db.flush_durable()?)
+    }
+
+    /// The store's folder.
+    pub fn folder(&self) -> &Path {
+        self.db.path()
     }
 
     /// Bytes every object occupies on the nodes (headers included): the
@@ -122,7 +161,8 @@ impl EcStore {
         self.stored_sum().is_some()
     }
 
-    /// Records manifests and backups of newly sealed objects, durably.
+    /// Records manifests and backups of newly sealed objects, durably. The
+    /// backups are in their stored form (see the module's doc).
     pub fn publish(&self, items: &[(&Manifest, &[u8])]) -> Result<(), DispersalError> {
         let _guard = self
             .edit
@@ -136,10 +176,7 @@ impl EcStore {
         let mut batch = Batch::new();
         for (m, b) in items {
             batch.insert(key(b'm', &m.id), m.encode());
-            let mut v = Vec::with_capacity(1 + b.len());
-            v.push(BACKUP_VERSION);
-            v.extend_from_slice(b);
-            batch.insert(key(b'b', &m.id), v);
+            batch.insert(key(b'b', &m.id), b);
         }
         self.db.apply(batch)?;
         self.restate(before, items.iter().map(|(m, _)| m.stored_bytes()).sum());
@@ -166,11 +203,9 @@ impl EcStore {
         Ok(true)
     }
 
-    /// Replaces a backup record (keys repair rebuilt it).
-    pub fn update_backup(&self, id: &ObjectId, b: &[u8]) -> Result<(), DispersalError> {
-        let mut v = vec![BACKUP_VERSION];
-        v.extend_from_slice(b);
-        self.db.insert(key(b'b', id), v)?;
+    /// Replaces a backup record (keys repair rebuilt it), in stored form.
+    pub fn update_backup(&self, id: &ObjectId, stored: &[u8]) -> Result<(), DispersalError> {
+        self.db.insert(key(b'b', id), stored)?;
         self.db.flush_durable()?;
         Ok(())
     }

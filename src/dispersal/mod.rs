@@ -16,7 +16,7 @@ mod repair;
 mod slow;
 mod write;
 
-pub use ecstore::EcStore;
+pub use ecstore::{CLEAR_BACKUP, EcStore, clear_backup};
 pub use manifest::Manifest;
 pub use read::{ChunkCache, ReadReport};
 pub use slow::SlowNodes;

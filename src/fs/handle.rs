@@ -74,6 +74,16 @@ impl VaultHandle {
         self.0.collect_garbage()
     }
 
+    /// Deleted key records waiting for a shred pass.
+    pub fn pending_shreds(&self) -> Result<u64, VaultError> {
+        self.0.pending_shreds()
+    }
+
+    /// A shred pass now.
+    pub fn shred(&self) -> Result<crate::vault::ShredReport, VaultError> {
+        self.0.shred()
+    }
+
     /// The manifest of object `id`.
     pub fn manifest(&self, id: &ObjectId) -> Result<Manifest, DispersalError> {
         self.0.dispersal().manifest(id)

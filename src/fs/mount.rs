@@ -180,6 +180,7 @@ pub fn serve(
     vault_path: &Path,
     mountpoint: &Path,
     settings: &MountSettings,
+    unlock: &crate::unlock::Unlock,
     ready: impl FnOnce(),
 ) -> Result<(), MountError> {
     let target = check_mountpoint(mountpoint)?;
@@ -191,6 +192,7 @@ pub fn serve(
         &OpenOptions {
             wait: Duration::from_secs(2),
             rebuild_r2: false,
+            unlock: unlock.clone(),
         },
     )?;
     let source = vault.root().display().to_string();

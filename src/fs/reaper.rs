@@ -11,7 +11,7 @@
 //! [`Vault::collect_garbage`]: crate::vault::Vault::collect_garbage
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
@@ -19,23 +19,53 @@ use super::FsCore;
 
 /// How long after a failed collection it is tried again.
 const RETRY: Duration = Duration::from_secs(5);
+/// How long deleted keys may wait for a shred pass: a pass re-seals the
+/// survivors of every epoch that lost records, so deletions in a burst
+/// (an `rm -rf`, a build's temporaries) share one.
+pub const SHRED_DELAY: Duration = Duration::from_secs(30);
 
 /// Body of the reaper thread. Each message on `rx` asks for a collection
-/// (many asks while one runs make one more); returns when the channel
-/// closes, after a last collection.
+/// (many asks while one runs make one more); a shred pass follows within
+/// [`SHRED_DELAY`] of a deletion. Returns when the channel closes, after
+/// a last collection and shred pass.
 pub fn run(core: Arc<FsCore>, rx: Receiver<()>) {
     let mut failed = false;
+    let mut shred_at: Option<Instant> = None;
     loop {
-        let wait = if failed { RETRY } else { Duration::MAX };
+        let mut wait = if failed { RETRY } else { Duration::MAX };
+        if let Some(at) = shred_at {
+            wait = wait.min(at.saturating_duration_since(Instant::now()));
+        }
         match rx.recv_timeout(wait) {
             Ok(()) => while rx.try_recv().is_ok() {},
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {
                 collect(&core);
+                shred(&core);
                 return;
             }
         }
         failed = !collect(&core);
+        if shred_at.is_some_and(|at| at <= Instant::now()) {
+            shred_at = None;
+            if !shred(&core) {
+                shred_at = Some(Instant::now() + RETRY);
+            }
+        }
+        if shred_at.is_none() && core.vault.pending_shreds().is_ok_and(|n| n > 0) {
+            shred_at = Some(Instant::now() + SHRED_DELAY);
+        }
+    }
+}
+
+/// A shred pass; false if it failed (the deleted keys stay counted).
+fn shred(core: &FsCore) -> bool {
+    match core.vault.shred() {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::warn!("deleted files' keys could not be shredded yet: {e}");
+            false
+        }
     }
 }
 

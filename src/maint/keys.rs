@@ -16,7 +16,7 @@ use crate::dispersal::{DispersalError, Manifest, ReadReport};
 use crate::envelope::{self, Backup, LocalShares, Share};
 use crate::keystore::Stored;
 use crate::namespace::{Kind, ROOT, VaultPath};
-use crate::vault::{Vault, VaultError};
+use crate::vault::{StoredBackup, Vault, VaultError};
 
 /// One problem with an object's key material, or with the records that
 /// key material is useless without.
@@ -110,8 +110,11 @@ impl Vault {
 
     pub(super) fn key_issues(&self, id: &ObjectId) -> Result<Vec<KeyIssue>, VaultError> {
         let (s1, s2) = self.keystore().get(id)?;
-        let backup = self.dispersal().store().backup(id)?;
-        let b = backup.as_deref().map(Backup::parse);
+        let b = match self.backup_of(id)? {
+            StoredBackup::Present(b) => Some(Backup::parse(&b).map_err(|e| e.to_string())),
+            StoredBackup::Missing => None,
+            StoredBackup::Damaged(why) => Some(Err(why.to_string())),
+        };
         let mut issues = Vec::new();
         let check = |stored: &Stored,
                      x: u8,
@@ -296,19 +299,15 @@ impl Vault {
             self.record_debt(m, rep.mask());
             r.map_err(|e| format!("the object does not verify with R1 and R2: {e}"))?;
             let b = rec.rebuild_backup().map_err(|e| e.to_string())?;
-            self.dispersal()
-                .store()
-                .update_backup(&m.id, &b.to_bytes())
+            self.update_backup(&m.id, &b.to_bytes())
                 .map_err(|e| e.to_string())?;
         }
-        let b = match self
-            .dispersal()
-            .store()
-            .backup(&m.id)
-            .map_err(|e| e.to_string())?
-        {
-            Some(b) => Backup::parse(&b).map_err(|e| e.to_string())?,
-            None => return Err("no backup record".into()),
+        let b = match self.backup_of(&m.id).map_err(|e| e.to_string())? {
+            StoredBackup::Present(b) => Backup::parse(&b).map_err(|e| e.to_string())?,
+            StoredBackup::Missing => return Err("no backup record".into()),
+            StoredBackup::Damaged(why) => {
+                return Err(format!("the backup record does not open: {why}"));
+            }
         };
         for (x, bad) in [
             (

@@ -97,6 +97,7 @@ pub fn dispatch(
         "rebalance" => call(args, |o| vault.rebalance(o, progress)),
         "node-list" => call(args, |(): &()| vault.node_list()),
         "status" => call(args, |(): &()| vault.status()),
+        "shred" => call(args, |(): &()| vault.shred()),
         "keys" => call(args, |o: &crate::maint::keys::KeysOptions| {
             vault.check_keys(o.repair)
         }),

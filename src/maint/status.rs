@@ -129,6 +129,16 @@ pub struct Status {
     pub keystore_r2: PathBuf,
     /// Whether the R2 store is reachable.
     pub keystore_r2_available: bool,
+    /// How the vault key is unwrapped (empty: a vault from before unlock
+    /// methods, its key records in clear).
+    #[serde(default)]
+    pub unlock: Vec<crate::unlock::MethodInfo>,
+    /// Live epoch keys of the key records.
+    #[serde(default)]
+    pub epochs: u64,
+    /// Deleted key records waiting for a shred pass.
+    #[serde(default)]
+    pub pending_shreds: u64,
     /// Per-node details.
     pub nodes: Vec<NodeStatus>,
     /// What the mount holds that is not sealed yet, when the status came
@@ -283,6 +293,12 @@ impl Vault {
             keystore_r1: self.keystore().r1_path().to_path_buf(),
             keystore_r2: r2,
             keystore_r2_available: r2_ok,
+            unlock: self.unlock_methods()?,
+            epochs: self
+                .keystore()
+                .epochs()
+                .map_or(0, |e| e.live().len() as u64),
+            pending_shreds: self.pending_shreds()?,
             nodes,
             mount: None,
         })

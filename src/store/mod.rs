@@ -94,6 +94,84 @@ pub enum StoreError {
     },
 }
 
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.file_name().map(OsString::from).unwrap_or_default();
+    name.push(format!(".{suffix}"));
+    path.with_file_name(name)
+}
+
+const REBUILT_MARK: &str = ".rebuilt";
+
+/// Copies every record of the closed store at `path` into a fresh store
+/// and puts that in its place, so nothing the old store's log kept (clear
+/// key records of a vault sealed in place) survives in the folder. A
+/// crash leaves the old store or the new one, finished by
+/// [`finish_rebuild`] at the next open.
+pub fn rebuild(path: &Path, role: &'static str) -> Result<(), StoreError> {
+    finish_rebuild(path);
+    let fresh = sibling(path, "rebuild");
+    let io = |file: &Path| {
+        let file = file.to_path_buf();
+        move |source| StoreError::Sync {
+            role,
+            path: path.to_path_buf(),
+            file,
+            source,
+        }
+    };
+    if fresh.exists() {
+        std::fs::remove_dir_all(&fresh).map_err(io(&fresh))?;
+    }
+    {
+        let old = Db::open(path, role)?;
+        let new = Db::open(&fresh, role)?;
+        for r in old.inner.iter() {
+            let (k, v) = r.map_err(old.engine("read"))?;
+            new.inner.insert(k, v).map_err(new.engine("write"))?;
+        }
+        new.changes.fetch_add(1, Ordering::AcqRel);
+        new.flush_durable()?;
+    }
+    let mark = fresh.join(REBUILT_MARK);
+    std::fs::File::create(&mark)
+        .and_then(|f| f.sync_all())
+        .map_err(io(&mark))?;
+    crate::sys::fsync_dir(&fresh).map_err(io(&fresh))?;
+    let old = sibling(path, "old");
+    std::fs::rename(path, &old).map_err(io(path))?;
+    std::fs::rename(&fresh, path).map_err(io(&fresh))?;
+    if let Some(parent) = path.parent() {
+        crate::sys::fsync_dir(parent).map_err(io(parent))?;
+    }
+    finish_rebuild(path);
+    Ok(())
+}
+
+/// Finishes or undoes a [`rebuild`] a crash interrupted.
+pub fn finish_rebuild(path: &Path) {
+    let fresh = sibling(path, "rebuild");
+    let old = sibling(path, "old");
+    if !path.exists() {
+        if fresh.join(REBUILT_MARK).exists() {
+            let _ = std::fs::rename(&fresh, path);
+        } else if old.exists() {
+            let _ = std::fs::rename(&old, path);
+        }
+    }
+    if path.exists() {
+        let _ = std::fs::remove_file(path.join(REBUILT_MARK));
+        if fresh.exists() {
+            let _ = std::fs::remove_dir_all(&fresh);
+        }
+        if old.exists() {
+            let _ = std::fs::remove_dir_all(&old);
+        }
+        if let Some(parent) = path.parent() {
+            let _ = crate::sys::fsync_dir(parent);
+        }
+    }
+}
+
 /// One opened store: a single ordered table of byte keys and values.
 ///
 /// Record kinds share the table under one-byte key prefixes, so any set of
@@ -297,6 +375,19 @@ impl Db {
         self.changes.fetch_add(1, Ordering::AcqRel);
         r.map_err(self.engine("remove"))?;
         Ok(())
+    }
+
+    /// Replaces the value of `key` with `new` only if it is still `old`;
+    /// false if it changed meanwhile (or went away).
+    pub fn compare_and_swap(
+        &self,
+        key: impl AsRef<[u8]>,
+        old: &[u8],
+        new: &[u8],
+    ) -> Result<bool, StoreError> {
+        let r = self.inner.compare_and_swap(key, Some(old), Some(new));
+        self.changes.fetch_add(1, Ordering::AcqRel);
+        Ok(r.map_err(self.engine("compare and swap"))?.is_ok())
     }
 
     /// Applies a batch atomically.

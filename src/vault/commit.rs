@@ -283,9 +283,17 @@ impl Vault {
             .put_many(&shares)
             .map_err(VaultError::from)
             .and_then(|()| {
+                // Sealed and applied under one hold of the current epoch
+                // (see `keystore::Writer`).
+                let w = self.keys.writer()?;
+                let stored: Vec<Vec<u8>> = ok
+                    .iter()
+                    .map(|i| self.backup_form(w.as_ref(), &objs[*i].id(), &objs[*i].backup))
+                    .collect::<Result<_, _>>()?;
                 let items: Vec<(&crate::dispersal::Manifest, &[u8])> = ok
                     .iter()
-                    .map(|i| (&objs[*i].written.manifest, &objs[*i].backup[..]))
+                    .zip(&stored)
+                    .map(|(i, b)| (&objs[*i].written.manifest, &b[..]))
                     .collect();
                 self.ec.publish(&items).map_err(VaultError::from)
             });

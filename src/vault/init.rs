@@ -9,10 +9,12 @@ use super::config::{CONFIG_FORMAT, Config, DEFAULT_MAX_CHUNK, KeystoreConfig, No
 use super::{VaultError, io_err};
 use crate::dispersal::EcStore;
 use crate::entropy::EntropyConfig;
-use crate::keystore::Keystore;
+use crate::keystore::{Epochs, Keystore};
 use crate::namespace::Namespace;
 use crate::node::DirNode;
 use crate::store::OpenMode;
+use crate::unlock::{NewMethod, VaultKey, default_key_file};
+use std::sync::Arc;
 
 /// Settings for a new vault.
 #[derive(Debug, Clone)]
@@ -36,6 +38,9 @@ pub struct InitOptions {
     pub direct: bool,
     /// Keys each new link's pool pair starts with.
     pub link_keys: u64,
+    /// The first unlock method; `None` makes a key file at
+    /// [`crate::unlock::default_key_file`].
+    pub unlock: Option<crate::unlock::NewMethod>,
 }
 
 impl Default for InitOptions {
@@ -50,6 +55,7 @@ impl Default for InitOptions {
             max_chunk: DEFAULT_MAX_CHUNK,
             direct: false,
             link_keys: super::links::INITIAL_KEYS,
+            unlock: None,
         }
     }
 }
@@ -184,12 +190,23 @@ pub fn init(root: &Path, opts: &InitOptions) -> Result<Config, VaultError> {
     }
     let r2 = config.keystore.r2_path.as_ref().map(|p| root.join(p));
     let id = config.vault_id.as_str();
+    let method = match &opts.unlock {
+        Some(m) => m.clone(),
+        None => NewMethod::KeyFile(default_key_file(id).ok_or_else(|| VaultError::Config {
+            file: PathBuf::from("qsfs init options"),
+            detail: "neither XDG_CONFIG_HOME nor HOME is set, so there is no default place for the key file; give --key-file PATH or --unlock passphrase".into(),
+        })?),
+    };
+    let key = VaultKey::generate()?;
+    let epochs = Arc::new(Epochs::create(&root.join("meta"), id, &key)?);
+    crate::unlock::create(&root, id, &key, &method)?;
     Keystore::open(
         &root.join("keys"),
         r2.as_deref(),
         id,
         OpenMode::Create,
         OpenMode::Create,
+        Some(epochs),
     )?;
     Namespace::open(
         &root.join("meta/ns"),

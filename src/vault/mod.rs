@@ -2,8 +2,10 @@
 //!
 //! ```text
 //! VAULT/qsfs.toml        settings (see config.rs)
+//! VAULT/unlock.toml      the vault key, wrapped once per unlock method (unlock/)
 //! VAULT/.lock            one qsfs process at a time
 //! VAULT/keys/            keystore: R1 (and R2 unless [keystore] r2_path moves it)
+//! VAULT/meta/epochs.0|1  epoch keys, sealed under the vault key (keystore/epochs.rs)
 //! VAULT/meta/ns/         namespace: inodes, directory entries, gc queue
 //! VAULT/meta/ec/         erasure-coding side: manifests and backup records B
 //! VAULT/meta/intents     objects being written and not yet named (intents.rs)
@@ -24,8 +26,11 @@ pub(crate) mod intents;
 pub(crate) mod links;
 mod lock;
 mod read;
+mod records;
 mod seal;
+mod shred;
 mod sweep;
+mod unlocking;
 
 pub use commit::{Fate, ItemOutcome, Namer, Publication, PublishError, Published, Shards, Timing};
 pub use config::{
@@ -36,8 +41,12 @@ pub use files::{Linker, ListEntry, LocalSource, PutSource, Received, Spool, writ
 pub use init::{InitOptions, init};
 pub use links::{INITIAL_KEYS as INITIAL_LINK_KEYS, LinkKind, LinkStatus};
 pub use read::ReadOutcome;
+pub use records::KeyDump;
+pub(crate) use records::StoredBackup;
 pub use seal::SealedObject;
+pub use shred::ShredReport;
 pub use sweep::SweepReport;
+pub use unlocking::AddedUnlock;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -124,6 +133,9 @@ pub enum VaultError {
     /// The keystore failed.
     #[error(transparent)]
     Keystore(#[from] KeystoreError),
+    /// The vault could not be unlocked, or its unlock methods changed.
+    #[error(transparent)]
+    Unlock(#[from] crate::unlock::UnlockError),
     /// The erasure-coding side failed.
     #[error(transparent)]
     Dispersal(#[from] DispersalError),
@@ -189,6 +201,8 @@ pub struct OpenOptions {
     /// (`qsfs keys repair --rebuild-r2`, after the R2 drive was lost for
     /// good); otherwise a missing R2 store is "away" and never created.
     pub rebuild_r2: bool,
+    /// What to unlock the vault key with.
+    pub unlock: crate::unlock::Unlock,
 }
 
 impl Default for OpenOptions {
@@ -196,6 +210,7 @@ impl Default for OpenOptions {
         OpenOptions {
             wait: Duration::from_secs(30),
             rebuild_r2: false,
+            unlock: Default::default(),
         }
     }
 }
@@ -204,6 +219,9 @@ impl Default for OpenOptions {
 pub struct Vault {
     root: PathBuf,
     config: Config,
+    /// The unwrapped vault key (`None`: a vault made before the sealed
+    /// keystore, not yet sealed).
+    key: Mutex<Option<crate::unlock::VaultKey>>,
     ns: Namespace,
     keys: Keystore,
     ec: Dispersal,
@@ -221,6 +239,8 @@ pub struct Vault {
     /// Told which objects were destroyed, so caches of their keys and
     /// plaintext (the mount's reader) drop them at once.
     on_destroy: Mutex<Vec<DestroyHook>>,
+    /// One shred pass at a time.
+    shredding: Mutex<()>,
     _lock: lock::VaultLock,
 }
 
@@ -272,7 +292,19 @@ impl Vault {
         let lock = lock::VaultLock::acquire(&root, opts.wait)?;
         let id = config.vault_id.as_str();
         let r2 = config.keystore.r2_path.as_ref().map(|p| root.join(p));
+        // A rebuild of the key stores a crash interrupted is finished first.
+        for p in [root.join("keys"), root.join("meta/ec")]
+            .iter()
+            .chain(r2.as_ref())
+        {
+            crate::store::finish_rebuild(p);
+        }
         check_key_stores(&root, r2.as_deref())?;
+        let key = crate::unlock::open(&root, id, &opts.unlock)?;
+        let epochs = key
+            .as_ref()
+            .map(|k| crate::keystore::Epochs::open(&root.join("meta"), id, k).map(Arc::new))
+            .transpose()?;
         let r2_mode = if opts.rebuild_r2 {
             OpenMode::Create
         } else {
@@ -284,6 +316,7 @@ impl Vault {
             id,
             OpenMode::Existing,
             r2_mode,
+            epochs,
         )?;
         let ns = Namespace::open(
             &root.join("meta/ns"),
@@ -316,6 +349,7 @@ impl Vault {
         let vault = Vault {
             root,
             config,
+            key: Mutex::new(key),
             ns,
             keys,
             ec,
@@ -325,6 +359,7 @@ impl Vault {
             threads,
             warnings: Default::default(),
             on_destroy: Mutex::new(Vec::new()),
+            shredding: Mutex::new(()),
             _lock: lock,
         };
         vault.clean_staging();
@@ -385,7 +420,17 @@ impl Vault {
                 what: "hold the objects being destroyed".into(),
                 source,
             })?;
-        let r2_left = self.keys.destroy_many(ids)?;
+        // The backup records' epochs are counted with the shares' as
+        // waiting to be shredded.
+        let store = self.ec.store();
+        let b_epoch = |id: &ObjectId| {
+            store
+                .backup(id)
+                .ok()
+                .flatten()
+                .map(|b| crate::keystore::epoch_of_stored(&b))
+        };
+        let r2_left = self.keys.destroy_counting(ids, &b_epoch)?;
         if !r2_left.is_empty() {
             self.ns.queue_r2_cleanup(&r2_left)?;
         }
@@ -519,6 +564,7 @@ pub(crate) fn direct_test_vault(root: &Path) -> Result<Vault, Box<dyn std::error
         &InitOptions {
             direct: true,
             link_keys: 0,
+            unlock: Some(crate::unlock::NewMethod::None),
             ..Default::default()
         },
     )?;

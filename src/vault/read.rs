@@ -35,6 +35,8 @@ impl ObjectSource for EcSource<'_> {
     }
 }
 
+use super::records::StoredBackup;
+
 impl Vault {
     /// The local shares and backup record of `id`, with warnings for
     /// anything damaged or missing.
@@ -65,16 +67,20 @@ impl Vault {
             r1: share(s1, "R1"),
             r2: share(s2, "R2"),
         };
-        let backup = match self.ec.store().backup(id)? {
-            Some(b) => match Backup::parse(&b) {
+        let backup = match self.backup_of(id)? {
+            StoredBackup::Present(b) => match Backup::parse(&b) {
                 Ok(b) => Some(b),
                 Err(e) => {
                     warnings.push(format!("backup record B is corrupt ({e})"));
                     None
                 }
             },
-            None => {
+            StoredBackup::Missing => {
                 warnings.push("backup record B is missing".to_string());
+                None
+            }
+            StoredBackup::Damaged(why) => {
+                warnings.push(format!("backup record B is damaged ({why})"));
                 None
             }
         };

@@ -401,6 +401,7 @@ fn warnings_redirected_to_a_file_are_plain_text() {
     let out = v.scratch.join("out");
     let raw = std::process::Command::new(bin())
         .args(["get", &v.arg(), "/f", out.to_str().unwrap()])
+        .env("XDG_CONFIG_HOME", crate::common::key_dir())
         .env_remove("NO_COLOR")
         .env_remove("RUST_LOG")
         .output()

@@ -216,6 +216,7 @@ fn plant(v: &TestVault, rng: &mut Rng, i: usize, live: &str, records: bool) -> O
             &vault_id,
             qsfs::internals::OpenMode::Existing,
             qsfs::internals::OpenMode::Existing,
+            None,
         )
         .unwrap();
         ks.put_many(&[(id, [1u8; 33], [2u8; 33])]).unwrap();

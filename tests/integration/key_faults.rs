@@ -26,6 +26,11 @@ fn edit_store<T>(path: &Path, f: impl FnOnce(&Db) -> T) -> T {
     out
 }
 
+/// The payload of a key record, opened with the vault's key file.
+fn record(v: &TestVault, kind: &str, object: &str) -> Option<Vec<u8>> {
+    qsfs::internals::custody::read_record(&v.root, &Default::default(), kind, object).unwrap()
+}
+
 fn record_key(prefix: u8, object: &str) -> Vec<u8> {
     let id = ObjectId::from_hex(object).unwrap();
     let mut k = vec![prefix];
@@ -110,20 +115,20 @@ fn share_fault(which: u8, fault: ShareFault) {
     let obj = v.object_of("/a");
     let keys = v.root.join("keys");
     let key = record_key(b'0' + which, &obj);
-    let original = edit_store(&keys, |db| {
-        let orig = db.get(&key).unwrap().expect("share record");
-        assert_eq!(orig.len(), 34, "version byte + 33-byte share");
-        match fault {
-            ShareFault::Missing => db.remove(&key).unwrap(),
-            ShareFault::WrongValue => {
-                let mut bad = orig.clone();
-                bad[2 + rng.index(32)] ^= 1 << rng.below(8);
-                db.insert(&key, bad).unwrap();
-            }
-            ShareFault::Junk => db.insert(&key, b"not a share record").unwrap(),
+    let kind = format!("R{which}");
+    let original = record(&v, &kind, &obj).expect("share record");
+    assert_eq!(original.len(), 33, "x + 32-byte share");
+    match fault {
+        ShareFault::Missing => edit_store(&keys, |db| db.remove(&key).unwrap()),
+        ShareFault::WrongValue => {
+            let (i, bit) = (1 + rng.index(32), 1 << rng.below(8));
+            qsfs::internals::custody::edit_record(&v.root, &Default::default(), &kind, &obj, |p| {
+                p[i] ^= bit;
+            })
+            .unwrap();
         }
-        orig
-    });
+        ShareFault::Junk => edit_store(&keys, |db| db.insert(&key, b"not a share record").unwrap()),
+    }
     let (warning, issue) = match fault {
         ShareFault::Missing => (
             format!("/a: R{which} is missing from the keystore"),
@@ -148,7 +153,7 @@ fn share_fault(which: u8, fault: ShareFault) {
     v.assert_reads("/b", &b).quiet();
 
     verify_repair_verify(&v, "/a", &obj, &issue);
-    let healed = edit_store(&keys, |db| db.get(&key).unwrap());
+    let healed = record(&v, &kind, &obj);
     assert_eq!(
         healed.as_deref(),
         Some(&original[..]),
@@ -206,19 +211,18 @@ fn backup_fault(fault: BackupFault) {
     let obj = v.object_of("/dir-less a");
     let ec = v.root.join("meta/ec");
     let key = record_key(b'b', &obj);
-    let original = edit_store(&ec, |db| {
-        let orig = db.get(&key).unwrap().expect("backup record");
-        assert_eq!(orig.len(), 106, "version byte + 105-byte B");
-        match fault {
-            BackupFault::Missing => db.remove(&key).unwrap(),
-            BackupFault::Flip(start, end) => {
-                let mut bad = orig.clone();
-                bad[1 + start + rng.index(end - start)] ^= 1 << rng.below(8);
-                db.insert(&key, bad).unwrap();
-            }
+    let original = record(&v, "B", &obj).expect("backup record");
+    assert_eq!(original.len(), 105, "a 105-byte B");
+    match fault {
+        BackupFault::Missing => edit_store(&ec, |db| db.remove(&key).unwrap()),
+        BackupFault::Flip(start, end) => {
+            let (i, bit) = (start + rng.index(end - start), 1 << rng.below(8));
+            qsfs::internals::custody::edit_record(&v.root, &Default::default(), "B", &obj, |p| {
+                p[i] ^= bit;
+            })
+            .unwrap();
         }
-        orig
-    });
+    }
     let (warning, issue) = match fault {
         BackupFault::Missing => ("backup record B is missing", "backup-missing"),
         BackupFault::Flip(..) => ("backup record B is corrupt", "backup-corrupt"),
@@ -228,7 +232,7 @@ fn backup_fault(fault: BackupFault) {
         .stderr_has(&["/dir-less a: ", warning]);
     v.assert_reads("/b", &b).quiet();
     verify_repair_verify(&v, "/dir-less a", &obj, issue);
-    let rebuilt = edit_store(&ec, |db| db.get(&key).unwrap());
+    let rebuilt = record(&v, "B", &obj);
     assert_eq!(
         rebuilt.as_deref(),
         Some(&original[..]),

@@ -8,6 +8,7 @@ mod bad_input;
 mod cli_basics;
 mod common;
 mod crash;
+mod custody;
 mod entropy_sources;
 mod envelope_cli;
 mod envelope_props;

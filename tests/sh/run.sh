@@ -17,7 +17,8 @@ run_case() { # CASE-FILE LABEL
     [ "$only" = "  " ] || [[ "$only" == *" $(basename "$case" .sh) "* ]] || return 0
     work=$(mktemp -d "${TMPDIR:-/tmp}/qsfs-sh.XXXXXX")
     start=$(date +%s)
-    if (cd "$work" && bash -euo pipefail "$case") >"$work.log" 2>&1; then
+    # Key files `qsfs init` makes go with the case's folder, not ~/.config.
+    if (cd "$work" && XDG_CONFIG_HOME="$work/.config" bash -euo pipefail "$case") >"$work.log" 2>&1; then
         echo "ok   $name ($(( $(date +%s) - start )) s)"
         rm -rf "$work" "$work.log"
     else

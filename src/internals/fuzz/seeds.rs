@@ -348,6 +348,7 @@ pub fn seeds() -> io::Result<Vec<Seed>> {
         &root,
         &crate::vault::InitOptions {
             direct: true,
+            unlock: Some(crate::unlock::NewMethod::None),
             ..Default::default()
         },
     )

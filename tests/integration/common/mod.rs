@@ -142,9 +142,20 @@ impl Run {
     }
 }
 
+/// Where `qsfs init` puts the key files of the test run's vaults (its
+/// default is ~/.config/qsfs, which tests must not fill).
+pub fn key_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("qsfs-test-keys-{}", std::process::id()))
+}
+
 fn command<S: AsRef<OsStr>>(args: &[S]) -> Command {
     let mut c = Command::new(bin());
-    c.args(args).env_remove("RUST_LOG").env("NO_COLOR", "1");
+    c.args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("QSFS_PASSPHRASE_FILE")
+        .env_remove("QSFS_KEY_FILE")
+        .env("XDG_CONFIG_HOME", key_dir())
+        .env("NO_COLOR", "1");
     c
 }
 

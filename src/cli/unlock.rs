@@ -1,0 +1,298 @@
+//! Unlocking at the command line: the passphrase and key-file options
+//! every vault command shares, the method `qsfs init` picks, `qsfs unlock
+//! add|remove|list` and `qsfs shred`.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use zeroize::Zeroizing;
+
+use super::{Ctx, VaultArg};
+use crate::unlock::{NewMethod, UnlockInput};
+
+/// Unlock options shared by every command that opens a vault.
+#[derive(Args, Debug, Clone, Default)]
+pub struct UnlockArgs {
+    /// Read the vault's passphrase from the first line of FILE instead of
+    /// asking on the terminal (never give a passphrase on the command line).
+    #[arg(long, global = true, env = "QSFS_PASSPHRASE_FILE", value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+    /// Unlock with this key file (tried before the path the vault records;
+    /// with `init` and `unlock add`, where to make the key file).
+    #[arg(long, global = true, env = "QSFS_KEY_FILE", value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+}
+
+/// The first line of a passphrase file.
+fn read_passphrase_file(p: &Path) -> Result<Zeroizing<String>> {
+    let text = Zeroizing::new(
+        std::fs::read_to_string(p)
+            .with_context(|| format!("cannot read the passphrase file {}", p.display()))?,
+    );
+    let line = text.lines().next().unwrap_or("");
+    if line.is_empty() {
+        bail!(
+            "the passphrase file {} is empty (its first line is the passphrase)",
+            p.display()
+        );
+    }
+    Ok(Zeroizing::new(line.to_string()))
+}
+
+fn on_terminal() -> bool {
+    std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+}
+
+fn ask(prompt: &str) -> Option<Zeroizing<String>> {
+    if !on_terminal() {
+        return None;
+    }
+    rpassword::prompt_password(prompt).ok().map(Zeroizing::new)
+}
+
+impl UnlockArgs {
+    /// What commands offer to unlock with.
+    pub fn input(&self) -> Result<UnlockInput> {
+        Ok(UnlockInput {
+            passphrase: self
+                .passphrase_file
+                .as_deref()
+                .map(read_passphrase_file)
+                .transpose()?,
+            key_file: self.key_file.clone(),
+            ask: Some(Arc::new(ask)),
+        })
+    }
+}
+
+/// How `qsfs init` and `qsfs unlock add` protect the vault key.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MethodKind {
+    /// A passphrase (Argon2id), asked on the terminal or read from
+    /// --passphrase-file.
+    Passphrase,
+    /// A key file: --key-file PATH, or ~/.config/qsfs/<vault id>.key.
+    KeyFile,
+    /// The vault key in clear in unlock.toml: for tests only.
+    None,
+}
+
+/// A new passphrase: from --passphrase-file, else asked twice.
+fn new_passphrase(u: &UnlockArgs) -> Result<Zeroizing<String>> {
+    if let Some(p) = &u.passphrase_file {
+        return read_passphrase_file(p);
+    }
+    if !on_terminal() {
+        bail!(
+            "a passphrase needs a terminal to ask on; give --passphrase-file FILE (or QSFS_PASSPHRASE_FILE), or use --unlock key-file"
+        );
+    }
+    let first = Zeroizing::new(rpassword::prompt_password("New passphrase: ")?);
+    if first.is_empty() {
+        bail!("an empty passphrase protects nothing; run again and type one");
+    }
+    let again = Zeroizing::new(rpassword::prompt_password("Repeat the passphrase: ")?);
+    if first != again {
+        bail!("the two passphrases differ; nothing was changed");
+    }
+    Ok(first)
+}
+
+/// The method to make: `kind` if given; otherwise a passphrase on a
+/// terminal (or with --passphrase-file), else a key file.
+pub fn new_method(kind: Option<MethodKind>, u: &UnlockArgs) -> Result<NewMethod> {
+    let kind = kind.unwrap_or(if u.passphrase_file.is_some() || on_terminal() {
+        MethodKind::Passphrase
+    } else {
+        MethodKind::KeyFile
+    });
+    Ok(match kind {
+        MethodKind::Passphrase => {
+            let p = new_passphrase(u)?;
+            NewMethod::Passphrase(p, crate::unlock::calibrate())
+        }
+        MethodKind::KeyFile => match &u.key_file {
+            Some(p) => NewMethod::KeyFile(p.clone()),
+            // `init` resolves the default place once the vault id exists.
+            None => NewMethod::KeyFile(PathBuf::new()),
+        },
+        MethodKind::None => NewMethod::None,
+    })
+}
+
+/// Prints how a vault made or changed now unlocks.
+pub fn print_methods(root: &Path, vault_id: &str) -> Result<()> {
+    for m in crate::unlock::list(root, vault_id)? {
+        match m.kind.as_str() {
+            "key-file" => println!(
+                "unlock: key file {} (mode 0600); keep it (or a copy) away from the vault folder: without it or another method the vault cannot be opened",
+                m.detail
+            ),
+            "passphrase" => println!("unlock: passphrase ({})", m.detail),
+            _ => println!(
+                "unlock: NONE - the vault key is stored in clear in {}; anyone with a copy of the vault folder can read every file (for tests only; `qsfs unlock add` fixes it)",
+                root.join(crate::unlock::UNLOCK_FILE).display()
+            ),
+        }
+    }
+    Ok(())
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UnlockCommand {
+    /// List the vault's unlock methods.
+    List(VaultArg),
+    /// Add an unlock method (a passphrase, a key file). Adding one to a
+    /// vault unlocked by `none` moves the vault to a new key.
+    Add(AddArgs),
+    /// Remove an unlock method; the last one is refused.
+    Remove(RemoveArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct AddArgs {
+    #[command(flatten)]
+    vault: VaultArg,
+    /// The kind of method to add.
+    #[arg(value_enum)]
+    kind: MethodKind,
+    /// Its name (default: its kind, numbered if taken).
+    #[arg(long)]
+    name: Option<String>,
+    /// With `passphrase`: read the new passphrase from the first line of
+    /// FILE (the current one, if asked for, comes from --passphrase-file
+    /// or the terminal).
+    #[arg(long, value_name = "FILE")]
+    new_passphrase_file: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct RemoveArgs {
+    #[command(flatten)]
+    vault: VaultArg,
+    /// The method's name (see `qsfs unlock list`).
+    name: String,
+}
+
+pub fn run(ctx: &Ctx, c: UnlockCommand) -> Result<i32> {
+    match c {
+        UnlockCommand::List(v) => {
+            let cfg = crate::vault::Config::load(&v.vault)?;
+            let methods = crate::unlock::list(&v.vault, &cfg.vault_id)?;
+            if methods.is_empty() {
+                println!(
+                    "vault {} has no unlock methods: its key records are kept in clear (made by an older qsfs); `qsfs unlock add {} passphrase` (or key-file) seals them",
+                    v.vault.display(),
+                    v.vault.display()
+                );
+            }
+            for m in methods {
+                println!("{:<16} {:<11} {}", m.name, m.kind, m.detail);
+            }
+            Ok(0)
+        }
+        UnlockCommand::Add(a) => {
+            let vault = ctx.open_offline(&a.vault.vault, "change its unlock methods")?;
+            let mut u = ctx.unlock_args.clone();
+            let has_passphrase = vault
+                .unlock_methods()?
+                .iter()
+                .any(|m| m.kind == "passphrase");
+            if a.new_passphrase_file.is_some() {
+                u.passphrase_file = a.new_passphrase_file.clone();
+            } else if has_passphrase {
+                // --passphrase-file gave the current passphrase, not a new one.
+                u.passphrase_file = None;
+            }
+            let mut method = new_method(Some(a.kind), &u)?;
+            if let NewMethod::KeyFile(p) = &method
+                && p.as_os_str().is_empty()
+            {
+                method = NewMethod::KeyFile(
+                    crate::unlock::default_key_file(&vault.config().vault_id).context(
+                        "no HOME or XDG_CONFIG_HOME for the key file; give --key-file PATH",
+                    )?,
+                );
+            }
+            let out = vault.add_unlock(&method, a.name.as_deref())?;
+            println!("added unlock method {:?}", out.name);
+            if out.sealed_now {
+                println!(
+                    "the keystore was kept in clear (a vault from an older qsfs): its {} key records are now sealed under the vault key, and their clear copies destroyed",
+                    out.records_sealed
+                );
+            }
+            if !out.replaced.is_empty() {
+                println!(
+                    "removed {:?} (the vault key in clear); the vault now has a new key, and every key record was re-sealed under new epoch keys",
+                    out.replaced
+                );
+            }
+            print_methods(vault.root(), &vault.config().vault_id)?;
+            if out.sealed_now {
+                // The clear copies the stores' logs kept go with the old
+                // store files.
+                vault.rebuild_key_stores()?;
+            }
+            Ok(0)
+        }
+        UnlockCommand::Remove(a) => {
+            let vault = ctx.open_offline(&a.vault.vault, "change its unlock methods")?;
+            vault.remove_unlock(&a.name)?;
+            println!("removed unlock method {:?}", a.name);
+            Ok(0)
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct ShredArgs {
+    #[command(flatten)]
+    vault: VaultArg,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `qsfs shred VAULT`: a shred pass now.
+pub fn shred(ctx: &Ctx, a: ShredArgs) -> Result<i32> {
+    let report: crate::vault::ShredReport =
+        match crate::control::call(&a.vault.vault, "shred", serde_json::json!(null), &|_| {}) {
+            Ok(v) => serde_json::from_value(v)
+                .map_err(|e| anyhow::anyhow!("undecodable report from the mount process: {e}"))?,
+            Err(crate::control::ControlError::NotMounted(_)) => {
+                ctx.open(&a.vault.vault)?.shred()?
+            }
+            Err(e) => return Err(e.into()),
+        };
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(0);
+    }
+    if !report.sealed {
+        println!(
+            "vault {} keeps its key records in clear (made by an older qsfs): nothing can be shredded; `qsfs unlock add` seals it",
+            a.vault.vault.display()
+        );
+        return Ok(0);
+    }
+    if report.epochs_destroyed.is_empty() && report.pending == 0 {
+        println!("nothing to shred: no deleted key records wait");
+        return Ok(0);
+    }
+    println!(
+        "shredded {} deleted key record(s): destroyed epoch key(s) {:?}, re-sealed {} live record(s) under the current epoch",
+        report.records_shredded, report.epochs_destroyed, report.records_resealed
+    );
+    if report.pending > 0 {
+        println!(
+            "{} deleted record(s) still wait: the R2 store is away (plug its drive in and run `qsfs shred` again)",
+            report.pending
+        );
+        return Ok(3);
+    }
+    Ok(0)
+}
