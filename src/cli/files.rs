@@ -54,6 +54,8 @@ pub struct InitArgs {
     /// only; `qsfs status` warns).
     #[arg(long, value_enum, value_name = "METHOD")]
     unlock: Option<super::unlock::MethodKind>,
+    #[command(flatten)]
+    holders: super::unlock::HolderArgs,
 }
 
 fn parse_random(spec: &str) -> Result<EntropyConfig> {
@@ -69,7 +71,7 @@ fn parse_random(spec: &str) -> Result<EntropyConfig> {
 }
 
 pub fn init(ctx: &Ctx, a: InitArgs) -> Result<i32> {
-    let method = super::unlock::new_method(a.unlock, &ctx.unlock_args)?;
+    let method = super::unlock::new_method(a.unlock, &ctx.unlock_args, &a.holders)?;
     let opts = InitOptions {
         k: a.k,
         n: a.n,

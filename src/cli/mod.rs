@@ -83,6 +83,9 @@ enum Command {
     /// key records and destroy the epoch keys of deleted ones (runs by
     /// itself after `rm` and in a mount).
     Shred(unlock::ShredArgs),
+    /// A key holder of the t-of-n unlock (seed 003).
+    #[command(subcommand)]
+    Keyholder(unlock::KeyholderCommand),
     /// Mount a vault as a folder (FUSE); returns once the mount is live.
     Mount(mount::MountArgs),
     /// Unmount, waiting until every pending seal is finished.
@@ -216,6 +219,7 @@ pub fn run() -> i32 {
         Command::Keys(c) => keys::run(&ctx, c),
         Command::Unlock(c) => unlock::run(&ctx, c),
         Command::Shred(a) => unlock::shred(&ctx, a),
+        Command::Keyholder(c) => unlock::keyholder(c),
         Command::Node(c) => node::run(&ctx, c),
         Command::Rebalance(a) => rebalance::rebalance(&ctx, a),
         Command::Audit(a) => audit::audit(&ctx, a),

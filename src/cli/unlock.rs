@@ -68,6 +68,51 @@ impl UnlockArgs {
     }
 }
 
+/// Key holders for `--unlock holders` / `unlock add holders`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct HolderArgs {
+    /// A key holder: `name=NAME,addr=HOST:PORT,pool=FILE` (FILE: the
+    /// vault's end of the holder link's key pool; keep it with the QKD key
+    /// source, not in the vault folder). Repeat for each holder.
+    #[arg(long = "holder", value_name = "SPEC")]
+    pub holders: Vec<String>,
+    /// How many holders must answer to unlock (default: a majority).
+    #[arg(long, value_name = "T")]
+    pub threshold: Option<u8>,
+}
+
+impl HolderArgs {
+    fn method(&self) -> Result<NewMethod> {
+        if self.holders.is_empty() {
+            bail!("key holders need at least one --holder name=NAME,addr=HOST:PORT,pool=FILE");
+        }
+        let mut list = Vec::new();
+        for spec in &self.holders {
+            let mut name = None;
+            let mut addr = None;
+            let mut pool = None;
+            for part in spec.split(',') {
+                match part.split_once('=') {
+                    Some(("name", v)) => name = Some(v.to_string()),
+                    Some(("addr", v)) => addr = Some(v.to_string()),
+                    Some(("pool", v)) => pool = Some(PathBuf::from(v)),
+                    _ => bail!("--holder {spec:?}: expected name=NAME,addr=HOST:PORT,pool=FILE"),
+                }
+            }
+            match (name, addr, pool) {
+                (Some(n), Some(a), Some(p)) => list.push((n, a, p)),
+                _ => bail!("--holder {spec:?}: name, addr and pool are all needed"),
+            }
+        }
+        let n = list.len();
+        let t = self.threshold.map_or(n / 2 + 1, usize::from);
+        if t == 0 || t > n {
+            bail!("--threshold {t} with {n} holder(s): it must be between 1 and {n}");
+        }
+        Ok(NewMethod::Holders(t as u8, list))
+    }
+}
+
 /// How `qsfs init` and `qsfs unlock add` protect the vault key.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MethodKind {
@@ -76,6 +121,9 @@ pub enum MethodKind {
     Passphrase,
     /// A key file: --key-file PATH, or ~/.config/qsfs/<vault id>.key.
     KeyFile,
+    /// t-of-n key holders (`qsfs keyholder serve`), given with --holder
+    /// and --threshold.
+    Holders,
     /// The vault key in clear in unlock.toml: for tests only.
     None,
 }
@@ -103,7 +151,7 @@ fn new_passphrase(u: &UnlockArgs) -> Result<Zeroizing<String>> {
 
 /// The method to make: `kind` if given; otherwise a passphrase on a
 /// terminal (or with --passphrase-file), else a key file.
-pub fn new_method(kind: Option<MethodKind>, u: &UnlockArgs) -> Result<NewMethod> {
+pub fn new_method(kind: Option<MethodKind>, u: &UnlockArgs, h: &HolderArgs) -> Result<NewMethod> {
     let kind = kind.unwrap_or(if u.passphrase_file.is_some() || on_terminal() {
         MethodKind::Passphrase
     } else {
@@ -119,6 +167,7 @@ pub fn new_method(kind: Option<MethodKind>, u: &UnlockArgs) -> Result<NewMethod>
             // `init` resolves the default place once the vault id exists.
             None => NewMethod::KeyFile(PathBuf::new()),
         },
+        MethodKind::Holders => h.method()?,
         MethodKind::None => NewMethod::None,
     })
 }
@@ -132,6 +181,7 @@ pub fn print_methods(root: &Path, vault_id: &str) -> Result<()> {
                 m.detail
             ),
             "passphrase" => println!("unlock: passphrase ({})", m.detail),
+            "holders" => println!("unlock: key holders, {}", m.detail),
             _ => println!(
                 "unlock: NONE - the vault key is stored in clear in {}; anyone with a copy of the vault folder can read every file (for tests only; `qsfs unlock add` fixes it)",
                 root.join(crate::unlock::UNLOCK_FILE).display()
@@ -167,6 +217,8 @@ pub struct AddArgs {
     /// or the terminal).
     #[arg(long, value_name = "FILE")]
     new_passphrase_file: Option<PathBuf>,
+    #[command(flatten)]
+    holders: HolderArgs,
 }
 
 #[derive(Args, Debug)]
@@ -207,7 +259,7 @@ pub fn run(ctx: &Ctx, c: UnlockCommand) -> Result<i32> {
                 // --passphrase-file gave the current passphrase, not a new one.
                 u.passphrase_file = None;
             }
-            let mut method = new_method(Some(a.kind), &u)?;
+            let mut method = new_method(Some(a.kind), &u, &a.holders)?;
             if let NewMethod::KeyFile(p) = &method
                 && p.as_os_str().is_empty()
             {
@@ -294,5 +346,44 @@ pub fn shred(ctx: &Ctx, a: ShredArgs) -> Result<i32> {
         );
         return Ok(3);
     }
+    Ok(0)
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyholderCommand {
+    /// Run one key holder: keep a share of a vault's wrapping key and
+    /// release it only over the vault's QKD-keyed link, rate-limited, with
+    /// every release logged in DIR/releases.log.
+    Serve(ServeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// The holder's folder (its shares and release log).
+    #[arg(long, value_name = "DIR")]
+    dir: PathBuf,
+    /// Where to listen, e.g. 127.0.0.1:7200 (port 0: any free port).
+    #[arg(long, value_name = "ADDR")]
+    listen: String,
+    /// The holder's end (B) of the vault link's key pool.
+    #[arg(long, value_name = "FILE")]
+    keypool: PathBuf,
+    /// Releases of one vault's share allowed in any minute.
+    #[arg(long, default_value_t = 30, value_name = "N")]
+    releases_per_minute: usize,
+}
+
+pub fn keyholder(c: KeyholderCommand) -> Result<i32> {
+    let KeyholderCommand::Serve(a) = c;
+    let opts = crate::unlock::keyholder::HolderOptions {
+        dir: a.dir,
+        listen: a.listen,
+        pool: a.keypool,
+        releases_per_minute: a.releases_per_minute,
+    };
+    crate::unlock::keyholder::serve(&opts, |addr| {
+        println!("key holder listening on {addr}");
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+    })?;
     Ok(0)
 }

@@ -175,3 +175,13 @@ pub fn edit_record(
     db.insert(&key, new).map_err(|e| e.to_string())?;
     db.flush_durable().map_err(|e| e.to_string())
 }
+
+/// The vault key of the vault at `root`, unlocked with `how` (the tests
+/// look for it where it must not be: a key holder's store).
+pub fn vault_key(root: &Path, how: &Unlock) -> Result<[u8; 32], String> {
+    let cfg = crate::vault::Config::load(root).map_err(|e| e.to_string())?;
+    let vk = open(root, &cfg.vault_id, how)
+        .map_err(|e| e.to_string())?
+        .ok_or("the vault has no vault key")?;
+    Ok(*vk.bytes())
+}

@@ -37,7 +37,9 @@
 //! "\0" || name`, so a slot cannot be moved to another vault or name. A
 //! wrong passphrase or key file fails the GCM tag and is reported as such.
 
+pub mod holders;
 mod kdf;
+pub mod keyholder;
 pub mod wrap;
 
 use std::fmt;
@@ -107,6 +109,13 @@ enum Method {
         path: PathBuf,
         wrapped: String,
     },
+    Holders {
+        name: String,
+        threshold: u8,
+        #[serde(rename = "holder")]
+        holders: Vec<holders::HolderRef>,
+        wrapped: String,
+    },
     None {
         name: String,
         vault_key: String,
@@ -118,6 +127,7 @@ impl Method {
         match self {
             Method::Passphrase { name, .. }
             | Method::KeyFile { name, .. }
+            | Method::Holders { name, .. }
             | Method::None { name, .. } => name,
         }
     }
@@ -149,6 +159,9 @@ pub enum NewMethod {
     Passphrase(Zeroizing<String>, Argon2Params),
     /// A key file: created at the path if missing, used as it is if there.
     KeyFile(PathBuf),
+    /// `threshold` of these key holders (name, address, the vault's end
+    /// of the link's key pool).
+    Holders(u8, Vec<(String, String, PathBuf)>),
     /// The vault key in clear (tests only; loud in `qsfs status`).
     None,
 }
@@ -158,6 +171,7 @@ impl fmt::Debug for NewMethod {
         match self {
             NewMethod::Passphrase(_, p) => write!(f, "Passphrase(.., {p:?})"),
             NewMethod::KeyFile(p) => write!(f, "KeyFile({})", p.display()),
+            NewMethod::Holders(t, h) => write!(f, "Holders({t} of {})", h.len()),
             NewMethod::None => f.write_str("None"),
         }
     }
@@ -178,6 +192,15 @@ pub enum MethodFailure {
     WrongPassphrase,
     /// The wrapped copy is damaged (bad hex, wrong length).
     Damaged(String),
+    /// Fewer than `threshold` key holders gave a good share.
+    Holders {
+        /// Good shares received.
+        got: usize,
+        /// Shares needed.
+        threshold: u8,
+        /// Each holder that did not give one, and why.
+        failed: Vec<(String, holders::HolderFailure)>,
+    },
 }
 
 impl fmt::Display for MethodFailure {
@@ -199,6 +222,20 @@ impl fmt::Display for MethodFailure {
             ),
             MethodFailure::WrongPassphrase => f.write_str("the passphrase is wrong"),
             MethodFailure::Damaged(d) => write!(f, "its entry is damaged ({d})"),
+            MethodFailure::Holders {
+                got,
+                threshold,
+                failed,
+            } => {
+                write!(
+                    f,
+                    "only {got} of the {threshold} key holders needed gave their share"
+                )?;
+                for (name, why) in failed {
+                    write!(f, "; holder {name:?} {why}")?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -268,6 +305,9 @@ pub enum UnlockError {
     /// The OS random source failed.
     #[error("the OS random source failed: {0}")]
     Random(String),
+    /// Key holders could not be set up.
+    #[error("{0}")]
+    Holders(String),
 }
 
 fn describe(tried: &[(String, MethodFailure)]) -> String {
@@ -457,6 +497,20 @@ pub fn open(root: &Path, vault_id: &str, how: &Unlock) -> Result<Option<VaultKey
             }
         }
     }
+    for m in &file.methods {
+        if let Method::Holders {
+            name,
+            threshold,
+            holders,
+            wrapped,
+        } = m
+        {
+            match try_holders(&file.vault_id, name, *threshold, holders, wrapped) {
+                Ok(k) => return Ok(Some(k)),
+                Err(f) => tried.push((name.clone(), f)),
+            }
+        }
+    }
     let phrases: Vec<&Method> = file
         .methods
         .iter()
@@ -521,6 +575,32 @@ fn try_key_file(
         .ok_or_else(|| MethodFailure::KeyFileWrong(path.into()))
 }
 
+fn try_holders(
+    vault_id: &str,
+    name: &str,
+    threshold: u8,
+    list: &[holders::HolderRef],
+    wrapped: &str,
+) -> Result<VaultKey, MethodFailure> {
+    let (shares, failed) = holders::gather(list, vault_id);
+    if shares.len() < threshold as usize {
+        return Err(MethodFailure::Holders {
+            got: shares.len(),
+            threshold,
+            failed,
+        });
+    }
+    for (h, why) in &failed {
+        tracing::warn!("key holder {h:?} of vault {vault_id} {why}; the others unlocked it");
+    }
+    let w = holders::combine(&shares, threshold).map_err(MethodFailure::Damaged)?;
+    unwrap_key(&w, vault_id, name, wrapped)?.ok_or_else(|| {
+        MethodFailure::Damaged(
+            "the holders' shares rebuild a key that does not unwrap the vault key".into(),
+        )
+    })
+}
+
 fn try_passphrase(vault_id: &str, m: &Method, phrase: &str) -> Result<VaultKey, MethodFailure> {
     let Method::Passphrase {
         name,
@@ -562,6 +642,40 @@ fn make(vault_id: &str, name: &str, vk: &VaultKey, new: &NewMethod) -> Result<Me
                 path,
             }
         }
+        NewMethod::Holders(threshold, list) => {
+            let n = u8::try_from(list.len())
+                .map_err(|_| UnlockError::Holders("at most 255 key holders".into()))?;
+            let mut w = Zeroizing::new([0u8; KEY_BYTES]);
+            getrandom::fill(&mut w[..]).map_err(random)?;
+            let shares = holders::split(&w, *threshold, n).map_err(UnlockError::Holders)?;
+            let mut refs = Vec::new();
+            for ((hname, addr, pool), share) in list.iter().zip(&shares) {
+                let pool = std::path::absolute(pool).map_err(|source| UnlockError::Io {
+                    what: format!("resolve {}", pool.display()),
+                    source,
+                })?;
+                holders::enroll(addr, &pool, vault_id, share).map_err(|e| {
+                    UnlockError::Holders(format!(
+                        "key holder {hname:?} at {addr}: {e}; nothing was changed"
+                    ))
+                })?;
+                refs.push(holders::HolderRef {
+                    name: hname.clone(),
+                    addr: addr.clone(),
+                    pool,
+                    x: share[0],
+                    check: holders::share_check(vault_id, share),
+                });
+            }
+            Method::Holders {
+                name: name.into(),
+                threshold: *threshold,
+                holders: refs,
+                wrapped: hex::encode(
+                    wrap::wrap(&w, &aad(vault_id, name), vk.bytes()).map_err(random)?,
+                ),
+            }
+        }
         NewMethod::Passphrase(phrase, params) => {
             let mut salt = [0u8; 16];
             getrandom::fill(&mut salt).map_err(random)?;
@@ -586,6 +700,7 @@ fn kind_of(new: &NewMethod) -> &'static str {
     match new {
         NewMethod::Passphrase(..) => "passphrase",
         NewMethod::KeyFile(_) => "key-file",
+        NewMethod::Holders(..) => "holders",
         NewMethod::None => "none",
     }
 }
@@ -749,6 +864,24 @@ pub fn list(root: &Path, vault_id: &str) -> Result<Vec<MethodInfo>, UnlockError>
                         name: name.clone(),
                         kind: "key-file".into(),
                         detail: path.display().to_string(),
+                    },
+                    Method::Holders {
+                        name,
+                        threshold,
+                        holders,
+                        ..
+                    } => MethodInfo {
+                        name: name.clone(),
+                        kind: "holders".into(),
+                        detail: format!(
+                            "any {threshold} of {}: {}",
+                            holders.len(),
+                            holders
+                                .iter()
+                                .map(|h| format!("{} at {}", h.name, h.addr))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
                     },
                     Method::None { name, .. } => MethodInfo {
                         name: name.clone(),

@@ -19,6 +19,7 @@ mod fsck;
 mod fuzz_replay;
 mod hostile_nodes;
 mod key_faults;
+mod keyholders;
 mod keypool;
 mod link;
 mod migration;

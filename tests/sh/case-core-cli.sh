@@ -9,7 +9,9 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 # (Output is captured before grep -q: grep -q exits at its first match and
 # a qsfs still writing would see a broken pipe.)
 init=$("$Q" init v --max-chunk 65536)
-[ "$init" = "created vault v (3 of 5 shards rebuild a file, write quorum 4, 5 nodes)" ] || fail "init said: $init"
+[ "$(head -n1 <<<"$init")" = "created vault v (3 of 5 shards rebuild a file, write quorum 4, 5 nodes)" ] || fail "init said: $init"
+# Without a terminal, the vault key is wrapped under a new key file.
+[[ "$(sed -n 2p <<<"$init")" == "unlock: key file $XDG_CONFIG_HOME/qsfs/"*".key (mode 0600)"* ]] || fail "init said: $init"
 # keypool gen into a folder that does not exist yet (VAULT/links of a
 # --direct vault, as the README's remote-node steps do) makes it owner-only.
 (umask 022 && "$Q" keypool gen --link t --keys 100 --out kp/links/t.pool --peer-out kp-b/t.pool >/dev/null) \

@@ -1,0 +1,314 @@
+//! t-of-n key holders (seed 003): the vault key is wrapped under a
+//! per-vault wrapping key `W`, and `W` is split with Shamir secret sharing
+//! (`blahaj`, GF(256)) into one share per holder. Any `t` holders give `W`
+//! back; `t - 1` learn nothing about it, and no holder ever sees the vault
+//! key itself.
+//!
+//! Holders are reached over QKD-keyed links ([`crate::qkd::link`]) with a
+//! key pool pair per holder, exactly as remote nodes are: the vault keeps
+//! end A, the holder end B. The pool is what authenticates the vault to
+//! the holder, so end A belongs with the QKD key source, not in the vault
+//! folder.
+//!
+//! Protocol version 1, one JSON message each way per request:
+//!
+//! ```text
+//! vault -> holder  {"v":1,"op":"enroll","vault":"<id>","share":"<hex: x || y>"}
+//! vault -> holder  {"v":1,"op":"release","vault":"<id>"}
+//! holder -> vault  {"ok":true,"share":"<hex>"}            (release)
+//!                  {"ok":true}                             (enroll)
+//!                  {"ok":false,"error":"...","retry_after_secs":N}
+//! ```
+//!
+//! A holder names each share by `x` in its append-only log; the vault
+//! checks each share it gets against `BLAKE3(vault id || share)` recorded
+//! at enrollment, so a holder answering with a wrong share is named.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::qkd::link::{Link, LinkConfig};
+use crate::qkd::pool::PoolFile;
+use crate::qkd::{Channel, End};
+
+/// Protocol version.
+pub const VERSION: u32 = 1;
+/// How long a holder may take to accept a connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a holder may take per read or write.
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest message either side accepts.
+pub const MAX_MESSAGE: usize = 4096;
+
+/// A request to a holder.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+pub enum Request {
+    /// Keep this share of the vault's wrapping key.
+    Enroll {
+        /// Protocol version.
+        v: u32,
+        /// The vault's id.
+        vault: String,
+        /// The share, hex (`x` then `y`).
+        share: String,
+    },
+    /// Give back the vault's share.
+    Release {
+        /// Protocol version.
+        v: u32,
+        /// The vault's id.
+        vault: String,
+    },
+}
+
+/// A holder's answer.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Reply {
+    /// Whether the request was granted.
+    pub ok: bool,
+    /// The released share, hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share: Option<String>,
+    /// Why not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// When a rate-limited request may be tried again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_secs: Option<u64>,
+}
+
+/// One holder as the vault records it in `unlock.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HolderRef {
+    /// Its name.
+    pub name: String,
+    /// Where it listens (`host:port`).
+    pub addr: String,
+    /// The vault's end (A) of the link's key pool.
+    pub pool: PathBuf,
+    /// `x` of its share.
+    pub x: u8,
+    /// BLAKE3 of (vault id, share): names a holder that answers wrong.
+    pub check: String,
+}
+
+/// Why one holder did not give its share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HolderFailure {
+    /// It could not be reached or the link failed.
+    Unreachable(String),
+    /// It refused (no share for this vault, another vault's link ...).
+    Refused(String),
+    /// It is rate-limiting releases.
+    RateLimited(u64),
+    /// Its share does not match the one given at enrollment.
+    WrongShare,
+}
+
+impl std::fmt::Display for HolderFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HolderFailure::Unreachable(d) => write!(f, "unreachable ({d})"),
+            HolderFailure::Refused(d) => write!(f, "refused ({d})"),
+            HolderFailure::RateLimited(s) => {
+                write!(f, "is rate-limiting releases; try again in {s} s")
+            }
+            HolderFailure::WrongShare => f.write_str(
+                "answered with a wrong share (not the one it was given at enrollment): its store is damaged or it is not the holder it claims to be",
+            ),
+        }
+    }
+}
+
+/// The check value of a share.
+pub fn share_check(vault_id: &str, share: &[u8]) -> String {
+    let mut h = blake3::Hasher::new_derive_key("qsfs 2026-12 holder share check v1");
+    h.update(vault_id.as_bytes());
+    h.update(&[0]);
+    h.update(share);
+    h.finalize().to_hex().to_string()
+}
+
+/// Splits the 32-byte `secret` into `n` shares (`x = 1..=n`), any `t` of
+/// which rebuild it.
+pub fn split(secret: &[u8; 32], t: u8, n: u8) -> Result<Vec<Zeroizing<Vec<u8>>>, String> {
+    if t == 0 || t > n {
+        return Err(format!("a threshold of {t} of {n} holders is impossible"));
+    }
+    let mut seed = Zeroizing::new([0u8; 32]);
+    getrandom::fill(&mut seed[..]).map_err(|e| e.to_string())?;
+    let mut rng =
+        <rand_chacha::ChaCha20Rng as rand_chacha::rand_core::SeedableRng>::from_seed(*seed);
+    Ok(blahaj::Sharks(t)
+        .dealer_rng(secret, &mut rng)
+        .take(n as usize)
+        .map(|s| Zeroizing::new(Vec::from(&s)))
+        .collect())
+}
+
+/// Rebuilds the secret from `t` or more shares.
+pub fn combine(shares: &[Zeroizing<Vec<u8>>], t: u8) -> Result<Zeroizing<[u8; 32]>, String> {
+    let parsed: Vec<blahaj::Share> = shares
+        .iter()
+        .map(|s| blahaj::Share::try_from(&s[..]).map_err(std::string::ToString::to_string))
+        .collect::<Result<_, _>>()?;
+    let secret = Zeroizing::new(
+        blahaj::Sharks(t)
+            .recover(&parsed)
+            .map_err(std::string::ToString::to_string)?,
+    );
+    let arr: [u8; 32] = secret
+        .as_slice()
+        .try_into()
+        .map_err(|_| "the shares rebuild a secret of the wrong length".to_string())?;
+    Ok(Zeroizing::new(arr))
+}
+
+fn connect(addr: &str, pool: &Path) -> Result<Link<TcpStream>, HolderFailure> {
+    let unreachable = |d: String| HolderFailure::Unreachable(d);
+    let pool = Arc::new(
+        PoolFile::open(pool).map_err(|e| unreachable(format!("its link's key pool: {e}")))?,
+    );
+    let addrs: Vec<SocketAddr> = addr
+        .to_socket_addrs()
+        .map_err(|e| unreachable(format!("cannot resolve {addr}: {e}")))?
+        .collect();
+    let mut last = format!("{addr} resolves to nothing");
+    for a in addrs {
+        match TcpStream::connect_timeout(&a, CONNECT_TIMEOUT) {
+            Ok(s) => {
+                s.set_read_timeout(Some(IO_TIMEOUT)).ok();
+                s.set_write_timeout(Some(IO_TIMEOUT)).ok();
+                s.set_nodelay(true).ok();
+                let mut cfg = LinkConfig::for_pool(&pool);
+                cfg.max_message = MAX_MESSAGE;
+                return Link::new(s, End::A, pool, cfg)
+                    .map_err(|e| unreachable(format!("the link to {addr} failed: {e}")));
+            }
+            Err(e) => last = format!("cannot connect to {addr}: {e}"),
+        }
+    }
+    Err(unreachable(last))
+}
+
+/// Sends `req` to the holder at `addr` over the link of `pool`.
+pub fn call<S: Read + Write + Send>(
+    link: &mut Link<S>,
+    req: &Request,
+) -> Result<Reply, HolderFailure> {
+    let bytes = serde_json::to_vec(req).map_err(|e| HolderFailure::Refused(e.to_string()))?;
+    link.send(&bytes)
+        .map_err(|e| HolderFailure::Unreachable(e.to_string()))?;
+    let answer = Zeroizing::new(
+        link.recv()
+            .map_err(|e| HolderFailure::Unreachable(e.to_string()))?,
+    );
+    serde_json::from_slice(&answer)
+        .map_err(|e| HolderFailure::Refused(format!("an undecodable answer: {e}")))
+}
+
+/// Gives the holder at `addr` its share of the vault `vault_id`.
+pub fn enroll(addr: &str, pool: &Path, vault_id: &str, share: &[u8]) -> Result<(), HolderFailure> {
+    let mut link = connect(addr, pool)?;
+    let reply = call(
+        &mut link,
+        &Request::Enroll {
+            v: VERSION,
+            vault: vault_id.into(),
+            share: hex::encode(share),
+        },
+    )?;
+    if reply.ok {
+        Ok(())
+    } else {
+        Err(HolderFailure::Refused(reply.error.unwrap_or_default()))
+    }
+}
+
+/// Asks the holder `h` for its share of vault `vault_id`.
+pub fn release(h: &HolderRef, vault_id: &str) -> Result<Zeroizing<Vec<u8>>, HolderFailure> {
+    let mut link = connect(&h.addr, &h.pool)?;
+    let reply = call(
+        &mut link,
+        &Request::Release {
+            v: VERSION,
+            vault: vault_id.into(),
+        },
+    )?;
+    if !reply.ok {
+        return Err(match reply.retry_after_secs {
+            Some(s) => HolderFailure::RateLimited(s),
+            None => HolderFailure::Refused(reply.error.unwrap_or_default()),
+        });
+    }
+    let share = Zeroizing::new(
+        hex::decode(reply.share.unwrap_or_default())
+            .map_err(|_| HolderFailure::Refused("a share that is not hex".into()))?,
+    );
+    if share_check(vault_id, &share) != h.check || share.first() != Some(&h.x) {
+        return Err(HolderFailure::WrongShare);
+    }
+    Ok(share)
+}
+
+/// A share as received.
+pub type ShareBytes = Zeroizing<Vec<u8>>;
+/// Holders that gave no share, and why.
+pub type Failures = Vec<(String, HolderFailure)>;
+
+/// Asks every holder at once; returns the shares of those that gave one
+/// and the failures of the others.
+pub fn gather(holders: &[HolderRef], vault_id: &str) -> (Vec<ShareBytes>, Failures) {
+    let results: Vec<(String, Result<ShareBytes, HolderFailure>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = holders
+            .iter()
+            .map(|h| (h.name.clone(), s.spawn(move || release(h, vault_id))))
+            .collect();
+        handles
+            .into_iter()
+            .map(|(n, j)| {
+                (
+                    n,
+                    j.join().unwrap_or_else(|_| {
+                        Err(HolderFailure::Unreachable("the request failed".into()))
+                    }),
+                )
+            })
+            .collect()
+    });
+    let mut shares = Vec::new();
+    let mut failed = Vec::new();
+    for (name, r) in results {
+        match r {
+            Ok(s) => shares.push(s),
+            Err(e) => failed.push((name, e)),
+        }
+    }
+    (shares, failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_t_shares_rebuild_the_secret_and_fewer_do_not() {
+        let secret = [42u8; 32];
+        let shares = split(&secret, 3, 5).unwrap();
+        assert_eq!(shares.len(), 5);
+        for pick in [[0, 1, 2], [0, 3, 4], [1, 2, 4], [4, 2, 0]] {
+            let some: Vec<_> = pick.iter().map(|i| shares[*i].clone()).collect();
+            assert_eq!(*combine(&some, 3).unwrap(), secret);
+        }
+        let two: Vec<_> = shares[..2].to_vec();
+        assert!(combine(&two, 3).map_or(true, |s| *s != secret));
+        assert!(split(&secret, 4, 3).is_err());
+    }
+}

@@ -1,0 +1,230 @@
+//! t-of-n key holders (seed 003) as real `qsfs keyholder serve` processes
+//! on loopback, each behind its own QKD-keyed link (a key pool pair): any
+//! t unlock, fewer give a clear error naming each holder, a holder's
+//! store holds no vault key, a wrong share is named, releases are
+//! rate-limited and logged.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+
+use crate::common::{self, Rng, TestVault, qsfs};
+
+/// One running holder.
+struct Holder {
+    name: String,
+    dir: PathBuf,
+    pool_a: PathBuf,
+    pool_b: PathBuf,
+    addr: String,
+    child: Option<Child>,
+}
+
+impl Holder {
+    fn new(base: &Path, name: &str) -> Holder {
+        let dir = base.join(name);
+        let pool_a = base.join(format!("{name}.a.pool"));
+        let pool_b = base.join(format!("{name}.b.pool"));
+        qsfs(&[
+            "keypool",
+            "gen",
+            "--link",
+            name,
+            "--keys",
+            "2000",
+            "--out",
+            pool_a.to_str().unwrap(),
+            "--peer-out",
+            pool_b.to_str().unwrap(),
+        ])
+        .success();
+        let mut h = Holder {
+            name: name.into(),
+            dir,
+            pool_a,
+            pool_b,
+            addr: "127.0.0.1:0".into(),
+            child: None,
+        };
+        h.start(&[]);
+        h
+    }
+
+    /// Starts the holder (on its old port once it had one).
+    fn start(&mut self, extra: &[&str]) {
+        let mut args = vec![
+            "keyholder",
+            "serve",
+            "--dir",
+            self.dir.to_str().unwrap(),
+            "--listen",
+            &self.addr,
+            "--keypool",
+            self.pool_b.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let mut child = common::qsfs_command(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("key holder listening on ")
+            .unwrap_or_else(|| panic!("holder {} said {line:?}", self.name));
+        self.addr = addr.to_string();
+        self.child = Some(child);
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn spec(&self) -> String {
+        format!(
+            "name={},addr={},pool={}",
+            self.name,
+            self.addr,
+            self.pool_a.display()
+        )
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn holder_args(holders: &[Holder], t: u8) -> Vec<String> {
+    let mut a = vec![
+        "--unlock".to_string(),
+        "holders".into(),
+        "--threshold".into(),
+        t.to_string(),
+    ];
+    for h in holders {
+        a.push("--holder".into());
+        a.push(h.spec());
+    }
+    a
+}
+
+#[test]
+fn any_three_of_five_holders_unlock_and_two_do_not() {
+    let base = tempfile::tempdir().unwrap();
+    let mut holders: Vec<Holder> = (1..=5)
+        .map(|i| Holder::new(base.path(), &format!("h{i}")))
+        .collect();
+    let args = holder_args(&holders, 3);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let v = TestVault::new(&args);
+    let mut rng = Rng::from_env("holders");
+    let data = rng.bytes(50_000);
+    v.put_bytes(&data, "/a").success();
+    v.assert_reads("/a", &data);
+    qsfs(&["unlock", "list", &v.arg()]).success().stdout_has(&[
+        "holders",
+        "any 3 of 5",
+        "h1 at 127.0.0.1:",
+    ]);
+
+    // No holder's store holds the vault key (nor its hex).
+    let vk = qsfs::internals::custody::vault_key(&v.root, &Default::default()).unwrap();
+    let vk_hex = vk.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    for h in &holders {
+        let mut files = Vec::new();
+        walk(&h.dir, &mut files);
+        assert!(!files.is_empty(), "holder {} stored nothing", h.name);
+        for f in files {
+            let bytes = std::fs::read(&f).unwrap();
+            assert!(
+                !bytes.windows(32).any(|w| w == vk),
+                "vault key in {}",
+                f.display()
+            );
+            assert!(!String::from_utf8_lossy(&bytes).contains(&vk_hex));
+        }
+        // Every release is logged.
+        let log = std::fs::read_to_string(h.dir.join("releases.log")).unwrap();
+        assert!(log.contains("enroll vault="), "{log}");
+        assert!(log.contains("release vault="), "{log}");
+    }
+
+    // Two holders gone: the vault still unlocks.
+    holders[0].stop();
+    holders[3].stop();
+    v.assert_reads("/a", &data);
+    // A third gone: a clear error naming what failed; nothing changed.
+    holders[4].stop();
+    let r = v.run("get", &["/a", "-"]);
+    r.failure().stderr_has(&[
+        "cannot unlock vault",
+        "only 2 of the 3 key holders needed gave their share",
+        "holder \"h1\" unreachable",
+        "holder \"h5\" unreachable",
+    ]);
+    assert!(r.stdout.is_empty());
+    holders[4].start(&[]);
+    v.assert_reads("/a", &data);
+}
+
+#[test]
+fn a_holder_with_a_wrong_share_is_named_and_releases_are_rate_limited() {
+    let base = tempfile::tempdir().unwrap();
+    let mut holders: Vec<Holder> = (1..=3)
+        .map(|i| Holder::new(base.path(), &format!("k{i}")))
+        .collect();
+    let args = holder_args(&holders, 2);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let v = TestVault::new(&args);
+    v.put_bytes(b"held", "/a").success();
+    // Holder k2's store is damaged: one byte of its share changed.
+    let share_file = std::fs::read_dir(holders[1].dir.join("vaults"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "share"))
+        .unwrap();
+    let text = std::fs::read_to_string(&share_file).unwrap();
+    let i = text.find("share ").unwrap() + 6 + 10;
+    let mut bytes = text.into_bytes();
+    bytes[i] = if bytes[i] == b'0' { b'1' } else { b'0' };
+    std::fs::write(&share_file, bytes).unwrap();
+    // With k1 and k3 it still opens; with k1 gone, k2 is named.
+    v.assert_reads("/a", b"held");
+    holders[0].stop();
+    v.run("get", &["/a", "-"]).failure().stderr_has(&[
+        "holder \"k2\" answered with a wrong share",
+        "holder \"k1\" unreachable",
+    ]);
+
+    // Rate limit: one release a minute at k3 and k1.
+    holders[0].start(&["--releases-per-minute", "1"]);
+    holders[2].stop();
+    holders[2].start(&["--releases-per-minute", "1"]);
+    v.assert_reads("/a", b"held");
+    v.run("get", &["/a", "-"])
+        .failure()
+        .stderr_has(&["is rate-limiting releases; try again in"]);
+    let log = std::fs::read_to_string(holders[2].dir.join("releases.log")).unwrap();
+    assert!(log.contains("refused:"), "{log}");
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        if e.file_type().unwrap().is_dir() {
+            walk(&e.path(), out);
+        } else {
+            out.push(e.path());
+        }
+    }
+}
