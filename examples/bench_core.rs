@@ -316,6 +316,9 @@ fn fresh_vault(dir: &Path, k: usize, n: usize) -> Result<(Vault, Vec<PathBuf>)> 
         n,
         nodes: Some(nodes.clone()),
         direct: std::env::var_os("QSFS_BENCH_DIRECT").is_some_and(|v| v == "1"),
+        // A key file beside the vault, as `qsfs init` makes without a
+        // terminal (the sealed keystore is part of what is measured).
+        unlock: Some(qsfs::unlock::NewMethod::KeyFile(dir.join("vault.key"))),
         ..InitOptions::default()
     };
     vault::init(&root, &opts).with_context(|| format!("init {}", root.display()))?;

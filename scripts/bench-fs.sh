@@ -114,6 +114,8 @@ mkdir -p "$dir"
 fstype=$(stat -f -c %T "$dir")
 case "$fstype" in tmpfs|ramfs) log "warning: $dir is on $fstype; the numbers will not include a disk" ;; esac
 work=$(mktemp -d -p "$dir" qsfs-bench-fs.XXXXXX)
+# Key files `qsfs init` makes go with the run, not ~/.config.
+export XDG_CONFIG_HOME="$work/config"
 
 # Mounts and processes this script made: mount point -> kind, pid.
 declare -A mount_kind=() mount_pid=()

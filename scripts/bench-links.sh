@@ -31,6 +31,8 @@ cargo build --release --locked --bin qsfs >&2
 Q="$repo/target/release/qsfs"
 export QSFS_BIN="$Q"
 work=$(mktemp -d -p "$dir" qsfs-bench-links.XXXXXX)
+# Key files `qsfs init` makes go with the run, not ~/.config.
+export XDG_CONFIG_HOME="$work/config"
 mounted=""
 cleanup() {
     set +e

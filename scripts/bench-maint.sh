@@ -31,6 +31,8 @@ scripts/deps.sh >&2
 cargo build --release --locked --bin qsfs >&2
 Q="$repo/target/release/qsfs"
 work=$(mktemp -d -p "$dir" qsfs-bench-maint.XXXXXX)
+# Key files `qsfs init` makes go with the run, not ~/.config.
+export XDG_CONFIG_HOME="$work/config"
 trap 'rm -rf -- "$work"' EXIT
 trap 'exit 130' INT TERM
 drop_caches() { sync; [ "$(id -u)" -eq 0 ] && echo 3 > /proc/sys/vm/drop_caches || true; }

@@ -99,6 +99,20 @@ pub fn status(ctx: &Ctx, a: StatusArgs) -> Result<i32> {
             writeln!(out, "unlock    {} ({}: {})", m.name, m.kind, m.detail)?;
         }
     }
+    for h in &s.holders {
+        match &h.problem {
+            None => writeln!(
+                out,
+                "holder    {} at {} ({}): answers",
+                h.name, h.addr, h.method
+            )?,
+            Some(p) => writeln!(
+                out,
+                "holder    {} at {} ({}): {p}",
+                h.name, h.addr, h.method
+            )?,
+        }
+    }
     writeln!(
         out,
         "shred     {} live epoch key(s); {} deleted key record(s) waiting for a shred pass",

@@ -133,6 +133,9 @@ pub struct Status {
     /// methods, its key records in clear).
     #[serde(default)]
     pub unlock: Vec<crate::unlock::MethodInfo>,
+    /// Each key holder and whether it answers.
+    #[serde(default)]
+    pub holders: Vec<crate::unlock::HolderHealth>,
     /// Live epoch keys of the key records.
     #[serde(default)]
     pub epochs: u64,
@@ -294,6 +297,7 @@ impl Vault {
             keystore_r2: r2,
             keystore_r2_available: r2_ok,
             unlock: self.unlock_methods()?,
+            holders: crate::unlock::holder_health(self.root(), &self.config().vault_id)?,
             epochs: self
                 .keystore()
                 .epochs()

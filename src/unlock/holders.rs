@@ -15,6 +15,7 @@
 //! ```text
 //! vault -> holder  {"v":1,"op":"enroll","vault":"<id>","share":"<hex: x || y>"}
 //! vault -> holder  {"v":1,"op":"release","vault":"<id>"}
+//! vault -> holder  {"v":1,"op":"ping","vault":"<id>"}      (status: holds a share? no release)
 //! holder -> vault  {"ok":true,"share":"<hex>"}            (release)
 //!                  {"ok":true}                             (enroll)
 //!                  {"ok":false,"error":"...","retry_after_secs":N}
@@ -58,6 +59,14 @@ pub enum Request {
         vault: String,
         /// The share, hex (`x` then `y`).
         share: String,
+    },
+    /// Say whether this holder keeps a share of the vault for this link
+    /// (for `qsfs status`; releases nothing).
+    Ping {
+        /// Protocol version.
+        v: u32,
+        /// The vault's id.
+        vault: String,
     },
     /// Give back the vault's share.
     Release {
@@ -223,6 +232,23 @@ pub fn enroll(addr: &str, pool: &Path, vault_id: &str, share: &[u8]) -> Result<(
             v: VERSION,
             vault: vault_id.into(),
             share: hex::encode(share),
+        },
+    )?;
+    if reply.ok {
+        Ok(())
+    } else {
+        Err(HolderFailure::Refused(reply.error.unwrap_or_default()))
+    }
+}
+
+/// Whether the holder `h` answers and keeps a share of `vault_id`.
+pub fn ping(h: &HolderRef, vault_id: &str) -> Result<(), HolderFailure> {
+    let mut link = connect(&h.addr, &h.pool)?;
+    let reply = call(
+        &mut link,
+        &Request::Ping {
+            v: VERSION,
+            vault: vault_id.into(),
         },
     )?;
     if reply.ok {

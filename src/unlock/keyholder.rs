@@ -165,6 +165,7 @@ impl Holder {
                 self.log("enroll", &vault, share.get(..2).unwrap_or("?"), &peer, &r);
                 r
             }
+            Ok(Request::Ping { v, vault }) => self.ping(v, &vault, &link_id),
             Ok(Request::Release { v, vault }) => {
                 let r = self.release(v, &vault, &link_id);
                 let x = r.share.as_deref().and_then(|s| s.get(..2)).unwrap_or("-");
@@ -195,6 +196,25 @@ impl Holder {
                 ..Default::default()
             },
             Err(e) => refuse(format!("cannot store the share: {e}")),
+        }
+    }
+
+    fn ping(&self, v: u32, vault: &str, link_id: &str) -> Reply {
+        if v != VERSION || !valid_vault_id(vault) {
+            return refuse("a malformed request".into());
+        }
+        match std::fs::read_to_string(self.share_path(vault)).map(Zeroizing::new) {
+            Ok(t)
+                if t.lines()
+                    .any(|l| l.strip_prefix("link ").map(str::trim) == Some(link_id)) =>
+            {
+                Reply {
+                    ok: true,
+                    ..Default::default()
+                }
+            }
+            Ok(_) => refuse("this link is not the one the vault enrolled over".into()),
+            Err(_) => refuse(format!("this holder keeps no share of vault {vault}")),
         }
     }
 

@@ -895,6 +895,55 @@ pub fn list(root: &Path, vault_id: &str) -> Result<Vec<MethodInfo>, UnlockError>
         .unwrap_or_default())
 }
 
+/// Each key holder of the vault: its method, name, and whether it
+/// answers with a share for this vault (asked all at once; releases
+/// nothing).
+pub fn holder_health(root: &Path, vault_id: &str) -> Result<Vec<HolderHealth>, UnlockError> {
+    let Some(file) = load(root, vault_id)? else {
+        return Ok(Vec::new());
+    };
+    let refs: Vec<(String, holders::HolderRef)> = file
+        .methods
+        .iter()
+        .filter_map(|m| match m {
+            Method::Holders { name, holders, .. } => Some((name.clone(), holders.clone())),
+            _ => None,
+        })
+        .flat_map(|(m, hs)| hs.into_iter().map(move |h| (m.clone(), h)))
+        .collect();
+    Ok(std::thread::scope(|s| {
+        let jobs: Vec<_> = refs
+            .iter()
+            .map(|(m, h)| (m, h, s.spawn(move || holders::ping(h, vault_id))))
+            .collect();
+        jobs.into_iter()
+            .map(|(m, h, j)| HolderHealth {
+                method: m.clone(),
+                name: h.name.clone(),
+                addr: h.addr.clone(),
+                problem: match j.join() {
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) => Some(e.to_string()),
+                    Err(_) => Some("the check failed".into()),
+                },
+            })
+            .collect()
+    }))
+}
+
+/// One key holder as `qsfs status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HolderHealth {
+    /// The unlock method it belongs to.
+    pub method: String,
+    /// Its name.
+    pub name: String,
+    /// Its address.
+    pub addr: String,
+    /// Why it did not answer with a share (`None`: it did).
+    pub problem: Option<String>,
+}
+
 /// The default place of a new vault's key file:
 /// `$XDG_CONFIG_HOME/qsfs/<vault id>.key`, else `~/.config/qsfs/...`.
 pub fn default_key_file(vault_id: &str) -> Option<PathBuf> {

@@ -163,6 +163,16 @@ fn any_three_of_five_holders_unlock_and_two_do_not() {
     holders[0].stop();
     holders[3].stop();
     v.assert_reads("/a", &data);
+    // Status names the holders that answer and those that do not.
+    let st = v.status();
+    let hs = st["holders"].as_array().unwrap();
+    assert_eq!(hs.len(), 5, "{st:#}");
+    let down: Vec<&str> = hs
+        .iter()
+        .filter(|h| !h["problem"].is_null())
+        .map(|h| h["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(down, ["h1", "h4"], "{st:#}");
     // A third gone: a clear error naming what failed; nothing changed.
     holders[4].stop();
     let r = v.run("get", &["/a", "-"]);
