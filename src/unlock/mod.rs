@@ -630,6 +630,8 @@ fn make(vault_id: &str, name: &str, vk: &VaultKey, new: &NewMethod) -> Result<Me
                 source,
             })?;
             kdf::ensure_key_file(&path)?;
+            // Recorded as the clean path it now has (no `..`, no links).
+            let path = path.canonicalize().unwrap_or(path);
             let kek = kdf::key_file_kek(&path).map_err(|f| UnlockError::KeyFile {
                 path: path.clone(),
                 detail: f.to_string(),

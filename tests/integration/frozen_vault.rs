@@ -53,3 +53,61 @@ fn frozen_v1_vault_reads_back() {
     let o = common::qsfs_output(&["get", v, "/docs/new", "-"]);
     assert_eq!(o.stdout, b"new data");
 }
+
+/// A vault written by the sealed keystore's first release
+/// (tests/fixtures/vault-v2-sealed.tar.gz: unlock.toml format 1 with a key
+/// file and a passphrase, epoch table slots format 1, key records format 2,
+/// one epoch already shredded) keeps opening with either method.
+#[test]
+fn frozen_sealed_vault_opens_with_each_method() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/vault-v2-sealed.tar.gz");
+    let st = std::process::Command::new("tar")
+        .arg("xzf")
+        .arg(&fixture)
+        .arg("-C")
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let vault = dir.path().join("vault-v2");
+    let st = std::process::Command::new("chmod")
+        .args(["-R", "go-rwx"])
+        .arg(&vault)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let v = vault.to_str().unwrap();
+    let key = dir.path().join("vault-v2.key");
+    let pass = dir.path().join("pass");
+    std::fs::write(&pass, "frozen passphrase\n").unwrap();
+    // The recorded key file path is where it was made; give the copy.
+    let with_key = ["--key-file", key.to_str().unwrap()];
+    let with_pass = ["--passphrase-file", pass.to_str().unwrap()];
+    for unlock in [with_key, with_pass] {
+        for (path, want) in [
+            ("/empty", Vec::new()),
+            ("/hello.txt", b"hello, sealed frozen vault\n".to_vec()),
+            ("/docs/pattern.bin", pattern()),
+        ] {
+            let o = common::qsfs_output(&[&["get", v, path, "-"][..], &unlock].concat());
+            assert!(
+                o.status.success(),
+                "get {path}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            assert_eq!(o.stdout, want, "{path}");
+        }
+        let o = common::qsfs_output(&[&["keys", "verify", v][..], &unlock].concat());
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    }
+    common::qsfs(&["get", v, "/hello.txt", "-"])
+        .failure()
+        .stderr_has(&["cannot unlock vault", "missing"]);
+    let o = common::qsfs_output(&["status", "--json", v, with_key[0], with_key[1]]);
+    let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(s["files"], 3);
+    assert_eq!(s["pending_shreds"], 0);
+    assert_eq!(s["unlock"].as_array().unwrap().len(), 2);
+}
