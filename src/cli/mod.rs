@@ -83,6 +83,9 @@ enum Command {
     /// key records and destroy the epoch keys of deleted ones (runs by
     /// itself after `rm` and in a mount).
     Shred(unlock::ShredArgs),
+    /// Rebuild a lost vault on this machine from its node folders (the
+    /// metadata snapshots qsfs keeps there) and an unlock method.
+    Recover(unlock::RecoverArgs),
     /// A key holder of the t-of-n unlock (seed 003).
     #[command(subcommand)]
     Keyholder(unlock::KeyholderCommand),
@@ -147,10 +150,24 @@ impl Ctx {
     /// command changes that a mount must not see change under it.
     pub fn open_offline(&self, vault: &std::path::Path, why: &str) -> Result<Vault> {
         match crate::control::connect(vault) {
-            Ok(_) => anyhow::bail!(
-                "vault {} is mounted; unmount it first (`qsfs umount MOUNTPOINT`) to {why}",
-                vault.display()
-            ),
+            Ok(_) => {
+                let at = vault
+                    .canonicalize()
+                    .ok()
+                    .and_then(|v| {
+                        crate::sys::mounts()
+                            .into_iter()
+                            .find(|m| std::path::Path::new(&m.source) == v)
+                    })
+                    .map_or_else(
+                        || "MOUNTPOINT".to_string(),
+                        |m| m.target.display().to_string(),
+                    );
+                anyhow::bail!(
+                    "vault {} is mounted at {at}; unmount it first (`qsfs umount {at}`) to {why}",
+                    vault.display()
+                )
+            }
             Err(crate::control::ControlError::NotMounted(_)) => self.open(vault),
             Err(e) => Err(e.into()),
         }
@@ -220,6 +237,7 @@ pub fn run() -> i32 {
         Command::Unlock(c) => unlock::run(&ctx, c),
         Command::Shred(a) => unlock::shred(&ctx, a),
         Command::Keyholder(c) => unlock::keyholder(c),
+        Command::Recover(a) => unlock::recover(&ctx, a),
         Command::Node(c) => node::run(&ctx, c),
         Command::Rebalance(a) => rebalance::rebalance(&ctx, a),
         Command::Audit(a) => audit::audit(&ctx, a),

@@ -30,7 +30,14 @@ pub fn status(ctx: &Ctx, a: StatusArgs) -> Result<i32> {
     {
         Ok(v) => serde_json::from_value(v)
             .map_err(|e| anyhow::anyhow!("undecodable status from the mount process: {e}"))?,
-        Err(ControlError::NotMounted(_)) => ctx.open(&a.vault.vault)?.status()?,
+        Err(ControlError::NotMounted(_)) => match ctx.open(&a.vault.vault) {
+            Ok(v) => v.status()?,
+            Err(e) => {
+                // Locked out: what unlocks it and who answers is what helps.
+                print_locked(&a.vault.vault);
+                return Err(e);
+            }
+        },
         Err(e) => return Err(e.into()),
     };
     let mut out = std::io::stdout().lock();
@@ -118,6 +125,18 @@ pub fn status(ctx: &Ctx, a: StatusArgs) -> Result<i32> {
         "shred     {} live epoch key(s); {} deleted key record(s) waiting for a shred pass",
         s.epochs, s.pending_shreds
     )?;
+    if s.meta_backup > 0 {
+        writeln!(
+            out,
+            "metadata  backed up to the nodes (snapshot {}); `qsfs recover` rebuilds the vault from them",
+            s.meta_backup
+        )?;
+    } else {
+        writeln!(
+            out,
+            "metadata  not backed up to the nodes yet (the vault folder is the only copy)"
+        )?;
+    }
     writeln!(
         out,
         "content   {} files, {} folders, {} objects",
@@ -361,5 +380,25 @@ fn reach_line(s: &Status) -> Option<String> {
         ))
     } else {
         None
+    }
+}
+
+/// The unlock methods and key holders of a vault that did not open.
+fn print_locked(vault: &std::path::Path) {
+    let Ok(cfg) = crate::vault::Config::load(vault) else {
+        return;
+    };
+    if let Ok(methods) = crate::unlock::list(vault, &cfg.vault_id) {
+        for m in methods {
+            println!("unlock    {} ({}: {})", m.name, m.kind, m.detail);
+        }
+    }
+    if let Ok(holders) = crate::unlock::holder_health(vault, &cfg.vault_id) {
+        for h in holders {
+            match h.problem {
+                None => println!("holder    {} at {} ({}): answers", h.name, h.addr, h.method),
+                Some(p) => println!("holder    {} at {} ({}): {p}", h.name, h.addr, h.method),
+            }
+        }
     }
 }

@@ -172,14 +172,25 @@ pub fn new_method(kind: Option<MethodKind>, u: &UnlockArgs, h: &HolderArgs) -> R
     })
 }
 
-/// Prints how a vault made or changed now unlocks.
-pub fn print_methods(root: &Path, vault_id: &str) -> Result<()> {
-    for m in crate::unlock::list(root, vault_id)? {
+/// Prints how a vault made or changed now unlocks (`only`: just that
+/// method).
+pub fn print_methods(root: &Path, vault_id: &str, only: Option<&str>) -> Result<()> {
+    for m in crate::unlock::list(root, vault_id)?
+        .into_iter()
+        .filter(|m| only.is_none_or(|o| o == m.name))
+    {
         match m.kind.as_str() {
-            "key-file" => println!(
-                "unlock: key file {} (mode 0600); keep it (or a copy) away from the vault folder: without it or another method the vault cannot be opened",
-                m.detail
-            ),
+            "key-file" => {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::metadata(&m.detail).map_or_else(
+                    |e| format!("cannot stat: {e}"),
+                    |md| format!("mode {:04o}", md.permissions().mode() & 0o777),
+                );
+                println!(
+                    "unlock: key file {} ({mode}); keep it (or a copy) away from the vault folder: without it or another method the vault cannot be opened",
+                    m.detail
+                );
+            }
             "passphrase" => println!("unlock: passphrase ({})", m.detail),
             "holders" => println!("unlock: key holders, {}", m.detail),
             _ => println!(
@@ -283,7 +294,7 @@ pub fn run(ctx: &Ctx, c: UnlockCommand) -> Result<i32> {
                     out.replaced
                 );
             }
-            print_methods(vault.root(), &vault.config().vault_id)?;
+            print_methods(vault.root(), &vault.config().vault_id, Some(&out.name))?;
             if out.sealed_now {
                 // The clear copies the stores' logs kept go with the old
                 // store files.
@@ -385,5 +396,43 @@ pub fn keyholder(c: KeyholderCommand) -> Result<i32> {
         println!("key holder listening on {addr}");
         let _ = std::io::Write::flush(&mut std::io::stdout());
     })?;
+    Ok(0)
+}
+
+#[derive(Args, Debug)]
+pub struct RecoverArgs {
+    /// The new vault folder (must not exist, or be empty).
+    #[arg(value_name = "NEW_VAULT")]
+    vault: PathBuf,
+    /// A node folder of the lost vault; repeat for each (at least k).
+    #[arg(long = "node", value_name = "DIR", required = true)]
+    nodes: Vec<PathBuf>,
+}
+
+/// `qsfs recover NEW_VAULT --node DIR...`: the vault rebuilt from its
+/// node folders and an unlock method.
+pub fn recover(ctx: &Ctx, a: RecoverArgs) -> Result<i32> {
+    let r = crate::vault::recover(
+        &a.vault,
+        &crate::vault::RecoverOptions {
+            nodes: a.nodes,
+            unlock: ctx.unlock()?,
+        },
+    )?;
+    println!(
+        "recovered vault {} (id {}) from metadata snapshot {} on {} node folder(s)",
+        a.vault.display(),
+        r.vault_id,
+        r.generation,
+        r.nodes.len()
+    );
+    for (name, p) in &r.nodes {
+        println!("  {name}: {}", p.display());
+    }
+    println!(
+        "check it with `qsfs fsck {}` and mount it with `qsfs mount {} MOUNTPOINT`",
+        a.vault.display(),
+        a.vault.display()
+    );
     Ok(0)
 }

@@ -79,6 +79,45 @@ impl EcStore {
         Ok(self.db.get(key(b'b', id))?)
     }
 
+    /// The store itself (the metadata backup copies its records).
+    pub(crate) fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Records a metadata snapshot object of generation `generation`: its
+    /// manifest (so scrub, audit, drain and the deletion check treat its
+    /// shards as any other) and its registry entry (`S` + id), durably.
+    pub fn add_meta(&self, m: &Manifest, generation: u64) -> Result<(), DispersalError> {
+        let _guard = self
+            .edit
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut batch = Batch::new();
+        batch.insert(key(b'm', &m.id), m.encode());
+        batch.insert(key(b'S', &m.id), generation.to_le_bytes());
+        self.db.apply(batch)?;
+        self.restate(0, m.stored_bytes());
+        self.db.flush_durable()?;
+        Ok(())
+    }
+
+    /// The metadata snapshot objects and their generations.
+    pub fn meta_objects(&self) -> Result<Vec<(ObjectId, u64)>, DispersalError> {
+        let mut out = Vec::new();
+        for r in self.db.scan_prefix([b'S']) {
+            let (k, v) = r?;
+            let id = ObjectId(k[1..].try_into().unwrap_or([0; 16]));
+            let g = <[u8; 8]>::try_from(&v[..]).map_or(0, u64::from_le_bytes);
+            out.push((id, g));
+        }
+        Ok(out)
+    }
+
+    /// Forgets the registry entries of destroyed snapshot objects.
+    pub fn remove_meta(&self, ids: &[ObjectId]) -> Result<(), DispersalError> {
+        self.remove_all(b'S', ids)
+    }
+
     /// Every stored backup record, in id order.
     pub fn backups(
         &self,

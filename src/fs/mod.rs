@@ -256,12 +256,14 @@ impl Qsfs {
         let vault = VaultHandle::new(vault);
         let staging_dir = vault.staging();
         let journal_dir = staging_dir.join("journal");
-        std::fs::create_dir_all(&journal_dir).map_err(|e| crate::vault::VaultError::Io {
-            what: format!(
-                "create the staging journal folder {}",
-                journal_dir.display()
-            ),
-            source: e,
+        crate::perms::create_private_dir_all(&journal_dir).map_err(|e| {
+            crate::vault::VaultError::Io {
+                what: format!(
+                    "create the staging journal folder {}",
+                    journal_dir.display()
+                ),
+                source: e,
+            }
         })?;
         let (tx, rx) = crossbeam_channel::unbounded();
         let (seal_tx, seal_rx) = crossbeam_channel::unbounded();

@@ -287,6 +287,7 @@ pub fn serve(
         }
         Err(e) => tracing::warn!("cannot watch for signals ({e}); unmount with `qsfs umount`"),
     }
+    spawn_meta_backups(Arc::downgrade(&for_summaries));
     tracing::info!("mounted at {}", target.display());
     ready();
     session.run().map_err(|e| MountError::Fuse {
@@ -295,6 +296,18 @@ pub fn serve(
     })?;
     // What the log's summaries of repeated warnings still hold.
     for_summaries.flush_warnings();
+    // The vault as the mount leaves it, backed up to the nodes.
+    match for_summaries.backup_metadata() {
+        Ok(Some(b)) => tracing::info!(
+            generation = b.generation,
+            bytes = b.bytes,
+            "metadata backed up to the nodes"
+        ),
+        Ok(None) => {}
+        Err(e) => tracing::warn!(
+            "the metadata could not be backed up to the nodes at unmount ({e}); the vault folder is fine, and the next mount or command backs it up"
+        ),
+    }
     match super::staged_left(&for_summaries.staging()) {
         0 => tracing::info!("unmounted {}; every seal is finished", target.display()),
         left => tracing::warn!(
@@ -404,6 +417,40 @@ pub fn unmount(mountpoint: &Path, wait: Duration) -> Result<Unmounted, MountErro
             staged_left: super::staged_left(&Path::new(&entry.source).join("staging")),
         }
     })
+}
+
+/// How often a mount backs up changed metadata to the nodes: recovery on
+/// a new machine is at most this stale (and exact after an unmount).
+pub const META_BACKUP_EVERY: Duration = Duration::from_secs(30);
+
+/// A thread that backs up the metadata every [`META_BACKUP_EVERY`] while
+/// it changes; it ends with the vault.
+fn spawn_meta_backups(vault: std::sync::Weak<Vault>) {
+    let spawned = std::thread::Builder::new()
+        .name("qsfs-meta-backup".into())
+        .spawn(move || {
+            let mut seen = None;
+            loop {
+                std::thread::sleep(META_BACKUP_EVERY);
+                let Some(v) = vault.upgrade() else { return };
+                let now = v.meta_change_count();
+                if seen == Some(now) {
+                    continue;
+                }
+                match v.backup_metadata() {
+                    Ok(_) => seen = Some(v.meta_change_count()),
+                    Err(e) => tracing::warn!(
+                        "the metadata could not be backed up to the nodes ({e}); retried in {} s",
+                        META_BACKUP_EVERY.as_secs()
+                    ),
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(
+            "cannot start the metadata backup thread ({e}); backups happen at unmount only"
+        );
+    }
 }
 
 #[cfg(test)]

@@ -578,6 +578,14 @@ impl Keystore {
         Ok(())
     }
 
+    /// The R1 store, and the R2 store when it is separate and there.
+    pub(crate) fn dbs(&self) -> (&Db, Option<&Db>) {
+        match &self.r2 {
+            R2Store::Separate(db) => (&self.r1, Some(db)),
+            _ => (&self.r1, None),
+        }
+    }
+
     /// The stores holding key records, for a scan of their files.
     pub fn folders(&self) -> Vec<PathBuf> {
         let mut v = vec![self.r1.path().to_path_buf()];

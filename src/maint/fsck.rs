@@ -194,6 +194,8 @@ impl Vault {
             }
         }
         busy.extend(self.intents().in_flight());
+        // Metadata snapshots are objects no name points at, by design.
+        busy.extend(self.meta_ids()?);
         let named = self.namespace().referenced_objects()?;
         busy.extend(self.namespace().gc_queue()?);
         busy.extend(self.namespace().r2_cleanup_queue()?);

@@ -195,6 +195,8 @@ impl Vault {
             self.intents().in_flight().into_iter().collect();
         busy.extend(self.namespace().gc_queue()?);
         busy.extend(self.namespace().r2_cleanup_queue()?);
+        // Metadata snapshots have no key records: sealed under the vault key.
+        busy.extend(self.meta_ids()?);
         manifests.retain(|m| !busy.contains(&m.id));
         let named = self.namespace().referenced_objects()?;
         for id in named.iter().copied() {

@@ -142,6 +142,9 @@ pub struct Status {
     /// Deleted key records waiting for a shred pass.
     #[serde(default)]
     pub pending_shreds: u64,
+    /// Generation of the last metadata snapshot on the nodes (0: none).
+    #[serde(default)]
+    pub meta_backup: u64,
     /// Per-node details.
     pub nodes: Vec<NodeStatus>,
     /// What the mount holds that is not sealed yet, when the status came
@@ -170,10 +173,14 @@ impl Vault {
         let logical = self.namespace().file_bytes()?;
         let (mut objects, mut stored, mut degraded, mut missing) = (0u64, 0u64, 0u64, 0u64);
         let mut expected: HashMap<String, u64> = HashMap::new();
+        // Metadata snapshots are shards like any other, but no file's.
+        let meta = self.meta_ids()?;
         for m in self.dispersal().store().manifests() {
             let m = m?;
-            objects += 1;
-            stored += m.stored_bytes();
+            if !meta.contains(&m.id) {
+                objects += 1;
+                stored += m.stored_bytes();
+            }
             if m.missing != 0 {
                 degraded += 1;
                 missing += m.missing.count_ones() as u64;
@@ -303,6 +310,7 @@ impl Vault {
                 .epochs()
                 .map_or(0, |e| e.live().len() as u64),
             pending_shreds: self.pending_shreds()?,
+            meta_backup: self.last_meta_backup()?.map_or(0, |(_, g)| g),
             nodes,
             mount: None,
         })

@@ -150,6 +150,11 @@ impl std::fmt::Debug for Namespace {
 }
 
 impl Namespace {
+    /// The store itself (the metadata backup copies every record).
+    pub(crate) fn db(&self) -> &Db {
+        &self.db
+    }
+
     /// Opens the namespace of vault `vault_id` at `path`, creating the root
     /// directory (owned by `uid`/`gid`) when the store is created.
     pub fn open(

@@ -400,6 +400,20 @@ impl Db {
         r.map_err(self.engine("apply a batch"))
     }
 
+    /// Changes applied since the store was opened (a cheap "did anything
+    /// change" for the metadata backup).
+    pub fn change_count(&self) -> u64 {
+        self.changes.load(Ordering::Acquire)
+    }
+
+    /// Every record, in key order.
+    pub fn iter_all(&self) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>), StoreError>> + '_ {
+        self.inner.iter().map(move |r| {
+            r.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                .map_err(self.engine("scan"))
+        })
+    }
+
     /// All records whose key starts with `prefix`, in key order.
     pub fn scan_prefix(
         &self,

@@ -289,9 +289,22 @@ pub type ShareBytes = Zeroizing<Vec<u8>>;
 /// Holders that gave no share, and why.
 pub type Failures = Vec<(String, HolderFailure)>;
 
-/// Asks every holder at once; returns the shares of those that gave one
+/// Asks `need` holders at once, then the others if some of those failed
+/// (each release counts against a holder's rate limit, so no more are
+/// asked than an unlock needs); returns the shares of those that gave one
 /// and the failures of the others.
-pub fn gather(holders: &[HolderRef], vault_id: &str) -> (Vec<ShareBytes>, Failures) {
+pub fn gather(holders: &[HolderRef], vault_id: &str, need: usize) -> (Vec<ShareBytes>, Failures) {
+    let first = need.min(holders.len());
+    let (mut shares, mut failed) = ask_all(&holders[..first], vault_id);
+    if shares.len() < need {
+        let (more, why) = ask_all(&holders[first..], vault_id);
+        shares.extend(more);
+        failed.extend(why);
+    }
+    (shares, failed)
+}
+
+fn ask_all(holders: &[HolderRef], vault_id: &str) -> (Vec<ShareBytes>, Failures) {
     let results: Vec<(String, Result<ShareBytes, HolderFailure>)> = std::thread::scope(|s| {
         let handles: Vec<_> = holders
             .iter()

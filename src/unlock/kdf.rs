@@ -95,7 +95,35 @@ pub(super) fn key_file_kek(path: &Path) -> Result<Zeroizing<[u8; 32]>, MethodFai
 pub(super) fn ensure_key_file(path: &Path) -> Result<(), UnlockError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    if path.exists() {
+    if let Ok(meta) = std::fs::metadata(path) {
+        // An existing file is used as it is, so it must be a secret: the
+        // owner's alone, and long enough to hold a key.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o777;
+        if !meta.is_file() {
+            return Err(UnlockError::KeyFile {
+                path: path.into(),
+                detail: "exists and is not a regular file; give a new path for the key file".into(),
+            });
+        }
+        if mode & 0o077 != 0 {
+            return Err(UnlockError::KeyFile {
+                path: path.into(),
+                detail: format!(
+                    "exists and others can read it (mode {mode:04o}); a key file must be the owner's alone: `chmod 600 {}`, or give a new path and qsfs makes one",
+                    path.display()
+                ),
+            });
+        }
+        if meta.len() < 32 {
+            return Err(UnlockError::KeyFile {
+                path: path.into(),
+                detail: format!(
+                    "exists but holds only {} bytes; a key file needs at least 32 random bytes (give a new path and qsfs makes one)",
+                    meta.len()
+                ),
+            });
+        }
         return Ok(());
     }
     let io = |what: &str| {

@@ -570,6 +570,19 @@ fn try_key_file(
     path: &Path,
     wrapped: &str,
 ) -> Result<VaultKey, MethodFailure> {
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(m) = std::fs::metadata(path)
+            && m.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                "key file {} can be read by others (mode {:04o}); make it the owner's alone: chmod 600 {}",
+                path.display(),
+                m.permissions().mode() & 0o777,
+                path.display()
+            );
+        }
+    }
     let kek = kdf::key_file_kek(path)?;
     unwrap_key(&kek, vault_id, name, wrapped)?
         .ok_or_else(|| MethodFailure::KeyFileWrong(path.into()))
@@ -582,7 +595,7 @@ fn try_holders(
     list: &[holders::HolderRef],
     wrapped: &str,
 ) -> Result<VaultKey, MethodFailure> {
-    let (shares, failed) = holders::gather(list, vault_id);
+    let (shares, failed) = holders::gather(list, vault_id, threshold as usize);
     if shares.len() < threshold as usize {
         return Err(MethodFailure::Holders {
             got: shares.len(),
@@ -770,6 +783,21 @@ pub fn add(
             .find(|n| !file.methods.iter().any(|m| m.name() == n))
             .unwrap_or_else(|| base.to_string()),
     };
+    if let NewMethod::KeyFile(p) = new {
+        let p = std::path::absolute(p)
+            .ok()
+            .map(|p| p.canonicalize().unwrap_or(p));
+        if let Some(same) = file
+            .methods
+            .iter()
+            .find(|m| matches!(m, Method::KeyFile { path, .. } if Some(path) == p.as_ref()))
+        {
+            return Err(UnlockError::NameTaken {
+                vault: root.into(),
+                name: format!("{} (it already uses this key file)", same.name()),
+            });
+        }
+    }
     let method = make(vault_id, &name, vk, new)?;
     let mut replaced_none = Vec::new();
     if !matches!(new, NewMethod::None) {

@@ -25,8 +25,10 @@ mod init;
 pub(crate) mod intents;
 pub(crate) mod links;
 mod lock;
+mod metabackup;
 mod read;
 mod records;
+mod recover;
 mod seal;
 mod shred;
 mod sweep;
@@ -40,9 +42,11 @@ pub(crate) use files::whole_extents;
 pub use files::{Linker, ListEntry, LocalSource, PutSource, Received, Spool, write_local};
 pub use init::{InitOptions, init};
 pub use links::{INITIAL_KEYS as INITIAL_LINK_KEYS, LinkKind, LinkStatus};
+pub use metabackup::MetaBackup;
 pub use read::ReadOutcome;
 pub use records::KeyDump;
 pub(crate) use records::StoredBackup;
+pub use recover::{RecoverOptions, Recovered, recover};
 pub use seal::SealedObject;
 pub use shred::ShredReport;
 pub use sweep::SweepReport;
@@ -241,6 +245,9 @@ pub struct Vault {
     on_destroy: Mutex<Vec<DestroyHook>>,
     /// One shred pass at a time.
     shredding: Mutex<()>,
+    /// Held (shared) by deletions, and alone by a metadata backup while it
+    /// reads the stores: no name it dumps loses its keys meanwhile.
+    deleting: std::sync::RwLock<()>,
     _lock: lock::VaultLock,
 }
 
@@ -360,6 +367,7 @@ impl Vault {
             warnings: Default::default(),
             on_destroy: Mutex::new(Vec::new()),
             shredding: Mutex::new(()),
+            deleting: std::sync::RwLock::new(()),
             _lock: lock,
         };
         vault.clean_staging();
@@ -409,6 +417,10 @@ impl Vault {
         if ids.is_empty() {
             return Ok(());
         }
+        let _deleting = self
+            .deleting
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         // Held in flight while they go: a scrub or fsck running beside
         // (through the mount's control socket) would otherwise see shards
         // vanish under manifests that are removed last, and report damage.

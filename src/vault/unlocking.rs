@@ -23,7 +23,7 @@ pub struct AddedUnlock {
 }
 
 impl Vault {
-    fn vault_key(&self) -> Option<VaultKey> {
+    pub(crate) fn vault_key(&self) -> Option<VaultKey> {
         self.key
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -246,6 +246,49 @@ fn unlock_methods_are_added_and_removed_but_never_the_last() {
         p[1],
     ])
     .success();
+    // An existing file is a key file only if it could be one: the owner's
+    // alone and long enough; the same file twice is refused.
+    let weak = dir.path().join("weak.key");
+    std::fs::write(&weak, "a".repeat(40)).unwrap();
+    std::fs::set_permissions(&weak, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    qsfs(&[
+        "unlock",
+        "add",
+        &v.arg(),
+        "key-file",
+        "--key-file",
+        weak.to_str().unwrap(),
+        p[0],
+        p[1],
+    ])
+    .failure()
+    .stderr_has(&["others can read it (mode 0644)", "chmod 600"]);
+    std::fs::write(&weak, "short").unwrap();
+    std::fs::set_permissions(&weak, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    qsfs(&[
+        "unlock",
+        "add",
+        &v.arg(),
+        "key-file",
+        "--key-file",
+        weak.to_str().unwrap(),
+        p[0],
+        p[1],
+    ])
+    .failure()
+    .stderr_has(&["holds only 5 bytes"]);
+    qsfs(&[
+        "unlock",
+        "add",
+        &v.arg(),
+        "key-file",
+        "--key-file",
+        usb.to_str().unwrap(),
+        p[0],
+        p[1],
+    ])
+    .failure()
+    .stderr_has(&["already uses this key file"]);
     let list = qsfs(&["unlock", "list", &v.arg()]);
     list.success()
         .stdout_has(&["passphrase", "key-file", "backup", usb.to_str().unwrap()]);

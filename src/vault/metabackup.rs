@@ -1,0 +1,353 @@
+//! Metadata backups on the nodes: the client is not a single point of loss.
+//!
+//! A snapshot of everything the vault folder holds that the nodes do not
+//! (namespace, manifests, the sealed key records, the epoch table,
+//! `qsfs.toml` and `unlock.toml`) is written as an erasure-coded object
+//! like any other, so scrub, audit, drain and the deletion check look
+//! after it too. Its manifest is registered in the erasure-coding store
+//! (`S` + id); fsck, key checks and status leave it out of their file
+//! counts. A new snapshot replaces the last one.
+//!
+//! Object format 1 (`QSFSMETA`):
+//!
+//! ```text
+//! "QSFSMETA" || version u32 le (1) || generation u64 le || vault id (32 ascii hex)
+//!   || len u32 le || unlock.toml (len bytes, in clear: it holds only wrapped keys)
+//!   || nonce 12 || AES-256-GCM(body) || tag 16
+//! key = BLAKE3 derive_key("qsfs 2026-12 metadata snapshot v1", vault key)
+//! aad = every byte before the nonce
+//! body = "QSFSMETB" || sections: tag u8 || len u64 le || bytes
+//!   1 qsfs.toml   2 epoch table slot   3 namespace   4 manifests and B
+//!   5 R1 store    6 separate R2 store
+//!   a store section = (klen u32 le || key || vlen u32 le || value)*
+//! ```
+//!
+//! The object id is `BLAKE3(vault id)[..8] || generation u64 be`, so a new
+//! machine finds the newest snapshot by listing the node folders, and reads
+//! it from its shard headers without a manifest; the AEAD tag vouches for
+//! every byte (`qsfs recover`, recover.rs).
+
+use std::collections::BTreeMap;
+
+use zeroize::Zeroizing;
+
+use super::{Vault, VaultError};
+use crate::ObjectId;
+use crate::store::Db;
+use crate::unlock::{VaultKey, wrap};
+
+const MAGIC: &[u8; 8] = b"QSFSMETA";
+const BODY_MAGIC: &[u8; 8] = b"QSFSMETB";
+const VERSION: u32 = 1;
+const CONTEXT: &str = "qsfs 2026-12 metadata snapshot v1";
+
+/// Section tags of a snapshot body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Section {
+    /// `qsfs.toml`.
+    Config = 1,
+    /// One slot of the epoch table.
+    Epochs = 2,
+    /// The namespace store.
+    Namespace = 3,
+    /// The erasure-coding store (manifests and B).
+    Ec = 4,
+    /// The R1 store.
+    R1 = 5,
+    /// A separate R2 store.
+    R2 = 6,
+}
+
+impl Section {
+    fn from_u8(b: u8) -> Option<Section> {
+        Some(match b {
+            1 => Section::Config,
+            2 => Section::Epochs,
+            3 => Section::Namespace,
+            4 => Section::Ec,
+            5 => Section::R1,
+            6 => Section::R2,
+            _ => return None,
+        })
+    }
+}
+
+/// The first 8 bytes of every snapshot id of vault `vault_id`.
+pub(crate) fn id_tag(vault_id: &str) -> [u8; 8] {
+    let h = blake3::derive_key("qsfs 2026-12 metadata snapshot id", vault_id.as_bytes());
+    let mut t = [0u8; 8];
+    t.copy_from_slice(&h[..8]);
+    t
+}
+
+/// The id of snapshot `generation` of vault `vault_id`.
+pub(crate) fn snapshot_id(vault_id: &str, generation: u64) -> ObjectId {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&id_tag(vault_id));
+    b[8..].copy_from_slice(&generation.to_be_bytes());
+    ObjectId(b)
+}
+
+/// The generation of `id` if it is a snapshot id of `vault_id`.
+pub(crate) fn generation_of(vault_id: &str, id: &ObjectId) -> Option<u64> {
+    let b = id.as_bytes();
+    (b[..8] == id_tag(vault_id)).then(|| u64::from_be_bytes(b[8..].try_into().unwrap_or([0; 8])))
+}
+
+fn push_section(out: &mut Vec<u8>, tag: Section, bytes: &[u8]) {
+    out.push(tag as u8);
+    out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+    out.extend_from_slice(bytes);
+}
+
+fn dump(db: &Db) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+    let mut out = Zeroizing::new(Vec::new());
+    for r in db.iter_all() {
+        let (k, v) = r?;
+        out.extend_from_slice(&(k.len() as u32).to_le_bytes());
+        out.extend_from_slice(&k);
+        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+        out.extend_from_slice(&v);
+    }
+    Ok(out)
+}
+
+/// The records of a store section.
+pub(crate) fn records(b: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
+    fn take<'a>(b: &mut &'a [u8]) -> Option<&'a [u8]> {
+        let len = u32::from_le_bytes(b.get(..4)?.try_into().ok()?) as usize;
+        let v = b.get(4..4 + len)?;
+        *b = &b[4 + len..];
+        Some(v)
+    }
+    let mut rest = b;
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        let k = take(&mut rest)?;
+        let v = take(&mut rest)?;
+        out.push((k, v));
+    }
+    Some(out)
+}
+
+/// A decoded snapshot object before its body is opened.
+pub(crate) struct Sealed<'a> {
+    pub generation: u64,
+    pub vault_id: String,
+    pub unlock_toml: &'a str,
+    aad: &'a [u8],
+    sealed: &'a [u8],
+}
+
+/// Splits a snapshot object into its clear header and sealed body.
+pub(crate) fn parse(object: &[u8]) -> Option<Sealed<'_>> {
+    if object.get(..8)? != MAGIC
+        || u32::from_le_bytes(object.get(8..12)?.try_into().ok()?) != VERSION
+    {
+        return None;
+    }
+    let generation = u64::from_le_bytes(object.get(12..20)?.try_into().ok()?);
+    let vault_id = std::str::from_utf8(object.get(20..52)?).ok()?.to_string();
+    let len = u32::from_le_bytes(object.get(52..56)?.try_into().ok()?) as usize;
+    let unlock_toml = std::str::from_utf8(object.get(56..56 + len)?).ok()?;
+    Some(Sealed {
+        generation,
+        vault_id,
+        unlock_toml,
+        aad: &object[..56 + len],
+        sealed: &object[56 + len..],
+    })
+}
+
+impl Sealed<'_> {
+    /// The body's sections, opened with the vault key (`None`: the key is
+    /// not this snapshot's, or a byte changed).
+    pub(crate) fn open(&self, vk: &VaultKey) -> Option<BTreeMap<Section, Zeroizing<Vec<u8>>>> {
+        let body = wrap::unwrap(&vk.derive(CONTEXT), self.aad, self.sealed)?;
+        if body.get(..8)? != BODY_MAGIC {
+            return None;
+        }
+        let mut rest = &body[8..];
+        let mut out = BTreeMap::new();
+        while !rest.is_empty() {
+            let tag = Section::from_u8(rest[0])?;
+            let len = u64::from_le_bytes(rest.get(1..9)?.try_into().ok()?) as usize;
+            let bytes = rest.get(9..9 + len)?;
+            out.insert(tag, Zeroizing::new(bytes.to_vec()));
+            rest = &rest[9 + len..];
+        }
+        Some(out)
+    }
+}
+
+/// What a metadata backup wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MetaBackup {
+    /// Its generation.
+    pub generation: u64,
+    /// Bytes of the snapshot object.
+    pub bytes: u64,
+    /// When it was written (seconds since 1970).
+    pub at: u64,
+}
+
+impl Vault {
+    /// The last metadata snapshot on the nodes, if any.
+    pub fn last_meta_backup(&self) -> Result<Option<(ObjectId, u64)>, VaultError> {
+        Ok(self
+            .ec
+            .store()
+            .meta_objects()?
+            .into_iter()
+            .max_by_key(|(_, g)| *g))
+    }
+
+    /// Changes applied to the stores a snapshot copies, since they were
+    /// opened: a backup is due when this moved since the last one.
+    pub fn meta_change_count(&self) -> u64 {
+        let (r1, r2) = self.keys.dbs();
+        self.ns.db().change_count()
+            + self.ec.store().db().change_count()
+            + r1.change_count()
+            + r2.map_or(0, Db::change_count)
+    }
+
+    /// Ids of the metadata snapshot objects (left out of file checks).
+    pub(crate) fn meta_ids(&self) -> Result<std::collections::HashSet<ObjectId>, VaultError> {
+        Ok(self
+            .ec
+            .store()
+            .meta_objects()?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect())
+    }
+
+    /// Writes a snapshot of the vault's metadata to the nodes and destroys
+    /// the one before. `None` for a vault without a vault key (made by an
+    /// older qsfs and not sealed yet): its metadata stays on this disk only.
+    pub fn backup_metadata(&self) -> Result<Option<MetaBackup>, VaultError> {
+        self.backup_metadata_after(0)
+    }
+
+    /// [`Vault::backup_metadata`] with a generation above `floor` (a
+    /// recovered vault: the nodes may hold snapshots its stores do not
+    /// know).
+    pub(crate) fn backup_metadata_after(
+        &self,
+        floor: u64,
+    ) -> Result<Option<MetaBackup>, VaultError> {
+        let Some(vk) = self.vault_key() else {
+            return Ok(None);
+        };
+        let id_str = self.config.vault_id.clone();
+        // No shred pass may change the epochs while the records are read,
+        // and no deletion may take keys a dumped name still points at.
+        let _shred = self
+            .shredding
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _deleting = self
+            .deleting
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let old = self.ec.store().meta_objects()?;
+        let generation = old.iter().map(|(_, g)| *g).max().unwrap_or(0).max(floor) + 1;
+        let meta: std::collections::HashSet<ObjectId> = old.iter().map(|(id, _)| *id).collect();
+        // Names first: the durability order writes keys and manifests
+        // before names, so every name dumped finds its object dumped after.
+        let mut body = Zeroizing::new(BODY_MAGIC.to_vec());
+        push_section(&mut body, Section::Namespace, &dump(self.ns.db())?);
+        let mut ec = Zeroizing::new(Vec::new());
+        for r in self.ec.store().db().iter_all() {
+            let (k, v) = r?;
+            // The snapshot's own manifests and registry stay out of it.
+            let own = k.len() == 17
+                && (k[0] == b'S'
+                    || (k[0] == b'm'
+                        && meta.contains(&ObjectId(k[1..].try_into().unwrap_or([0; 16])))));
+            if own {
+                continue;
+            }
+            ec.extend_from_slice(&(k.len() as u32).to_le_bytes());
+            ec.extend_from_slice(&k);
+            ec.extend_from_slice(&(v.len() as u32).to_le_bytes());
+            ec.extend_from_slice(&v);
+        }
+        push_section(&mut body, Section::Ec, &ec);
+        let (r1, r2) = self.keys.dbs();
+        push_section(&mut body, Section::R1, &dump(r1)?);
+        if let Some(r2) = r2 {
+            push_section(&mut body, Section::R2, &dump(r2)?);
+        }
+        let slot = std::fs::read(self.root.join("meta/epochs.0"))
+            .map_err(super::io_err("read the epoch table"))?;
+        push_section(&mut body, Section::Epochs, &slot);
+        let config =
+            std::fs::read(self.root.join("qsfs.toml")).map_err(super::io_err("read qsfs.toml"))?;
+        push_section(&mut body, Section::Config, &config);
+        let unlock = std::fs::read(self.root.join(crate::unlock::UNLOCK_FILE))
+            .map_err(super::io_err("read unlock.toml"))?;
+
+        let mut object = MAGIC.to_vec();
+        object.extend_from_slice(&VERSION.to_le_bytes());
+        object.extend_from_slice(&generation.to_le_bytes());
+        object.extend_from_slice(id_str.as_bytes());
+        object.extend_from_slice(&(unlock.len() as u32).to_le_bytes());
+        object.extend_from_slice(&unlock);
+        let sealed = wrap::wrap(&vk.derive(CONTEXT), &object, &body)
+            .map_err(|e| VaultError::Internal(format!("OS random source failed: {e}")))?;
+        object.extend_from_slice(&sealed);
+
+        let id = snapshot_id(&id_str, generation);
+        let mut written = self
+            .ec
+            .write_object_inline(id, &object, object.len() as u64)?;
+        let synced = self.ec.sync(&mut [&mut written]);
+        if let Some(Err(e)) = synced.into_iter().next() {
+            return Err(e.into());
+        }
+        self.ec.store().add_meta(&written.manifest, generation)?;
+        drop(_deleting);
+        let gone: Vec<ObjectId> = old.iter().map(|(id, _)| *id).collect();
+        if !gone.is_empty() {
+            self.destroy_objects(&gone)?;
+            self.ec.store().remove_meta(&gone)?;
+        }
+        Ok(Some(MetaBackup {
+            generation,
+            bytes: object.len() as u64,
+            at: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_ids_carry_their_generation_and_only_their_vault() {
+        let id = snapshot_id("a", 7);
+        assert_eq!(generation_of("a", &id), Some(7));
+        assert_eq!(generation_of("b", &id), None);
+        assert_eq!(generation_of("a", &ObjectId([0; 16])), None);
+        let rec = {
+            let mut v = Vec::new();
+            for (k, val) in [(&b"k1"[..], &b"v1"[..]), (b"", b"x")] {
+                v.extend_from_slice(&(k.len() as u32).to_le_bytes());
+                v.extend_from_slice(k);
+                v.extend_from_slice(&(val.len() as u32).to_le_bytes());
+                v.extend_from_slice(val);
+            }
+            v
+        };
+        assert_eq!(
+            records(&rec).unwrap(),
+            vec![(&b"k1"[..], &b"v1"[..]), (&b""[..], &b"x"[..])]
+        );
+        assert!(records(&rec[..rec.len() - 1]).is_none());
+    }
+}

@@ -1,0 +1,375 @@
+//! `qsfs recover`: a vault rebuilt on a new machine from its node folders
+//! and an unlock method alone (see metabackup.rs for what the nodes keep).
+//!
+//! The newest snapshot is found by listing the node folders for ids
+//! carrying the vault's snapshot tag, read from the shard headers (any `k`
+//! shards; no manifest is needed, and the AEAD tag checks every byte), and
+//! unlocked with the `unlock.toml` it carries. The stores, the epoch table,
+//! `unlock.toml` and `qsfs.toml` (with the node folders given) are written
+//! into the new vault folder, `qsfs.toml` last.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::metabackup::{self, Section};
+use super::{VaultError, io_err};
+use crate::erasure::{Codec, StripeLayout};
+use crate::node::{DirNode, ShardKey, ShardStore};
+use crate::store::{Db, OpenMode};
+use crate::unlock::Unlock;
+
+/// What `qsfs recover` is given.
+#[derive(Debug, Clone)]
+pub struct RecoverOptions {
+    /// The vault's node folders (at least `k` of them).
+    pub nodes: Vec<PathBuf>,
+    /// What to unlock the vault key with.
+    pub unlock: Unlock,
+}
+
+/// What `qsfs recover` rebuilt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recovered {
+    /// The vault's id.
+    pub vault_id: String,
+    /// The snapshot used.
+    pub generation: u64,
+    /// The node folders it was read from, by node name.
+    pub nodes: Vec<(String, PathBuf)>,
+}
+
+fn bad(detail: String) -> VaultError {
+    VaultError::Config {
+        file: PathBuf::from("qsfs recover"),
+        detail,
+    }
+}
+
+/// Rebuilds the vault at `root` (a new or empty folder) from its nodes.
+pub fn recover(root: &Path, opts: &RecoverOptions) -> Result<Recovered, VaultError> {
+    if root.exists()
+        && std::fs::read_dir(root)
+            .map_err(io_err(format!("read {}", root.display())))?
+            .next()
+            .is_some()
+    {
+        return Err(VaultError::Exists(root.to_path_buf()));
+    }
+    // The node folders, by the names their markers give.
+    let mut vault_id: Option<String> = None;
+    let mut nodes: Vec<(String, PathBuf, DirNode)> = Vec::new();
+    for dir in &opts.nodes {
+        let dir = std::path::absolute(dir).map_err(io_err(format!("resolve {}", dir.display())))?;
+        let Some((vid, name)) = DirNode::marker_at(&dir) else {
+            return Err(bad(format!(
+                "{} is not a qsfs node folder (it has no qsfs-node marker); give the folders the vault's nodes used",
+                dir.display()
+            )));
+        };
+        match &vault_id {
+            Some(v) if *v != vid => {
+                return Err(bad(format!(
+                    "{} belongs to vault {vid}, the other node folders to vault {v}; give the folders of one vault",
+                    dir.display()
+                )));
+            }
+            _ => vault_id = Some(vid.clone()),
+        }
+        nodes.push((name.clone(), dir.clone(), DirNode::new(&name, &dir, &vid)));
+    }
+    let vault_id =
+        vault_id.ok_or_else(|| bad("give the vault's node folders with --node".into()))?;
+
+    // Every snapshot shard the folders hold, by generation.
+    let mut found: BTreeMap<u64, Vec<(usize, ShardKey)>> = BTreeMap::new();
+    for (i, (_, dir, node)) in nodes.iter().enumerate() {
+        let listing = node.list().map_err(|e| {
+            bad(format!(
+                "cannot list the node folder {}: {e}",
+                dir.display()
+            ))
+        })?;
+        for s in listing.shards {
+            if let Some(g) = metabackup::generation_of(&vault_id, &s.key.object) {
+                found.entry(g).or_default().push((i, s.key));
+            }
+        }
+    }
+    let mut last_err = format!(
+        "no metadata snapshot of vault {vault_id} in the node folders given; qsfs writes one after each command that changes the vault and while it is mounted, so the vault was never backed up, or these are not its nodes"
+    );
+    for (generation, shards) in found.iter().rev() {
+        match read_snapshot(&nodes, shards) {
+            Ok(object) => {
+                match restore(root, &vault_id, *generation, &object, &nodes, &opts.unlock) {
+                    Ok(r) => {
+                        settle(root, &opts.unlock, *generation);
+                        return Ok(r);
+                    }
+                    // A wrong passphrase or a missing key file: say so at once.
+                    Err(e @ VaultError::Unlock(_)) => return Err(e),
+                    Err(e) => last_err = format!("snapshot {generation}: {e}"),
+                }
+            }
+            Err(e) => last_err = format!("snapshot {generation}: {e}"),
+        }
+    }
+    Err(bad(last_err))
+}
+
+/// The bytes of a snapshot object from any `k` of its shards.
+fn read_snapshot(
+    nodes: &[(String, PathBuf, DirNode)],
+    shards: &[(usize, ShardKey)],
+) -> Result<Vec<u8>, String> {
+    let mut header = None;
+    let mut chunks: BTreeMap<u8, Vec<u8>> = BTreeMap::new();
+    for (i, key) in shards {
+        let node = &nodes[*i].2;
+        let Ok(h) = node.read_header(*key) else {
+            continue;
+        };
+        if header.as_ref().is_some_and(|x: &crate::node::ShardHeader| {
+            (x.k, x.n, x.chunk, x.stripes, x.object_len)
+                != (h.k, h.n, h.chunk, h.stripes, h.object_len)
+        }) {
+            continue;
+        }
+        let mut buf = vec![0u8; h.payload_len() as usize];
+        if node.read_at(*key, 0, &mut buf).is_ok() {
+            chunks.insert(key.index, buf);
+            header.get_or_insert(h);
+        }
+    }
+    let h = header.ok_or("no shard of it could be read")?;
+    let (k, n) = (h.k as usize, h.n as usize);
+    if chunks.len() < k {
+        return Err(format!(
+            "only {} of the {k} shards needed could be read",
+            chunks.len()
+        ));
+    }
+    let layout = StripeLayout {
+        k,
+        n,
+        chunk: h.chunk,
+        object_len: h.object_len,
+        stripes: h.stripes,
+    };
+    let codec = Codec::new(k, n).map_err(|e| e.to_string())?;
+    let chunk = h.chunk as usize;
+    let mut out = Vec::with_capacity(h.object_len as usize);
+    for s in 0..h.stripes as usize {
+        let mut bufs: Vec<Vec<u8>> = (0..n)
+            .map(|i| {
+                chunks.get(&(i as u8)).map_or_else(
+                    || vec![0u8; chunk],
+                    |c| c[s * chunk..(s + 1) * chunk].to_vec(),
+                )
+            })
+            .collect();
+        let present: Vec<bool> = (0..n).map(|i| chunks.contains_key(&(i as u8))).collect();
+        let mut refs: Vec<&mut [u8]> = bufs.iter_mut().map(Vec::as_mut_slice).collect();
+        codec
+            .reconstruct(&mut refs, &present, true)
+            .map_err(|e| e.to_string())?;
+        let (start, end) = layout.stripe_range(s as u64);
+        let mut left = (end - start) as usize;
+        for b in bufs.iter().take(k) {
+            let take = left.min(chunk);
+            out.extend_from_slice(&b[..take]);
+            left -= take;
+        }
+    }
+    Ok(out)
+}
+
+fn restore(
+    root: &Path,
+    vault_id: &str,
+    generation: u64,
+    object: &[u8],
+    nodes: &[(String, PathBuf, DirNode)],
+    how: &Unlock,
+) -> Result<Recovered, VaultError> {
+    let sealed = metabackup::parse(object)
+        .ok_or_else(|| bad("it is not a metadata snapshot of a format this qsfs reads".into()))?;
+    if sealed.generation != generation {
+        return Err(bad(format!(
+            "its header says snapshot {}, its id {generation}",
+            sealed.generation
+        )));
+    }
+    if sealed.vault_id != vault_id {
+        return Err(bad(format!("it belongs to vault {}", sealed.vault_id)));
+    }
+    std::fs::create_dir_all(root).map_err(io_err(format!("create {}", root.display())))?;
+    let root = root
+        .canonicalize()
+        .map_err(io_err(format!("resolve {}", root.display())))?;
+    crate::perms::make_private(&root)
+        .map_err(io_err(format!("set permissions of {}", root.display())))?;
+    let unlock_path = root.join(crate::unlock::UNLOCK_FILE);
+    std::fs::write(&unlock_path, sealed.unlock_toml)
+        .map_err(io_err(format!("write {}", unlock_path.display())))?;
+    crate::perms::make_private(&unlock_path).map_err(io_err(format!(
+        "set permissions of {}",
+        unlock_path.display()
+    )))?;
+    let vk = crate::unlock::open(&root, vault_id, how)?
+        .ok_or_else(|| bad("the snapshot carries no unlock methods".into()))?;
+    let sections = sealed.open(&vk).ok_or_else(|| {
+        bad("it does not open under the vault key (damaged on every node read)".into())
+    })?;
+    let section = |s: Section| {
+        sections
+            .get(&s)
+            .ok_or_else(|| bad(format!("its {s:?} section is missing")))
+    };
+    // qsfs.toml: the node folders as given now, links made afresh.
+    let text = std::str::from_utf8(section(Section::Config)?)
+        .map_err(|_| bad("its qsfs.toml is not text".into()))?;
+    let mut config = super::Config::parse(text, Path::new("qsfs.toml (from the snapshot)"))?;
+    let by_name: BTreeMap<&str, &PathBuf> = nodes.iter().map(|(n, p, _)| (n.as_str(), p)).collect();
+    let mut missing = Vec::new();
+    for n in &mut config.nodes {
+        match by_name.get(n.name.as_str()) {
+            Some(p) => {
+                n.kind = "dir".into();
+                n.path = Some((*p).clone());
+                n.address = None;
+            }
+            None => missing.push(n.name.clone()),
+        }
+    }
+    if config.nodes.len() - missing.len() < config.k {
+        return Err(bad(format!(
+            "fewer than k = {} of the vault's node folders were given (missing: {}); give at least k",
+            config.k,
+            missing.join(", ")
+        )));
+    }
+    // Nodes not given stay in the configuration at their old place: they
+    // read as offline until their folder is back (or `qsfs node remove`).
+    config.keystore.r2_path = None;
+    for sub in ["keys", "meta", "staging"] {
+        crate::perms::create_private_dir_all(&root.join(sub))
+            .map_err(io_err(format!("create {}/{sub}", root.display())))?;
+    }
+    for n in config
+        .nodes
+        .iter_mut()
+        .filter(|n| n.node_keypool.is_some() || n.keypool.is_some())
+    {
+        let local = n.node_keypool.is_some();
+        if local {
+            super::links::create_pair(&root, &n.name, super::links::INITIAL_KEYS).map_err(
+                |detail| {
+                    bad(format!(
+                        "node {}: cannot make its link's key pools: {detail}",
+                        n.name
+                    ))
+                },
+            )?;
+        } else {
+            // A remote node's link pool is not in the snapshot: reach the
+            // folder directly until a pool is set up again.
+            n.keypool = None;
+        }
+    }
+    // The stores, then the epoch table.
+    let fill = |dir: &Path, role: &'static str, parts: &[Section]| -> Result<(), VaultError> {
+        let db = Db::open_vault_store(dir, role, vault_id, OpenMode::Create)?;
+        for p in parts {
+            let Some(bytes) = sections.get(p) else {
+                continue;
+            };
+            for (k, v) in metabackup::records(bytes)
+                .ok_or_else(|| bad(format!("its {p:?} section is damaged")))?
+            {
+                db.insert(k, v)?;
+            }
+        }
+        db.flush_durable()?;
+        Ok(())
+    };
+    fill(&root.join("meta/ns"), "namespace", &[Section::Namespace])?;
+    fill(
+        &root.join("meta/ec"),
+        "manifest and backup-record",
+        &[Section::Ec],
+    )?;
+    fill(
+        &root.join("keys"),
+        "keystore (R1)",
+        &[Section::R1, Section::R2],
+    )?;
+    let slot = section(Section::Epochs)?;
+    for i in 0..2 {
+        let p = root.join(format!("meta/epochs.{i}"));
+        std::fs::write(&p, &slot[..]).map_err(io_err(format!("write {}", p.display())))?;
+        crate::perms::make_private(&p)
+            .map_err(io_err(format!("set permissions of {}", p.display())))?;
+    }
+    let file = root.join("qsfs.toml");
+    let tmp = root.join(".qsfs.toml.tmp");
+    std::fs::write(&tmp, config.to_toml()?).map_err(io_err(format!("write {}", tmp.display())))?;
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(io_err(format!("sync {}", tmp.display())))?;
+    std::fs::rename(&tmp, &file).map_err(io_err(format!("write {}", file.display())))?;
+    crate::sys::fsync_dir(&root).map_err(io_err(format!("sync {}", root.display())))?;
+    Ok(Recovered {
+        vault_id: vault_id.into(),
+        generation,
+        nodes: nodes
+            .iter()
+            .map(|(n, p, _)| (n.clone(), p.clone()))
+            .collect(),
+    })
+}
+
+/// Writes the recovered vault's first snapshot (after every one found) and
+/// removes the old ones from the node folders, which its manifests no
+/// longer know. Failures are warnings: the vault is recovered, and its
+/// next command or mount backs it up again.
+fn settle(root: &Path, how: &Unlock, newest: u64) {
+    let opened = super::Vault::open(
+        root,
+        &super::OpenOptions {
+            unlock: how.clone(),
+            ..Default::default()
+        },
+    );
+    let vault = match opened {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!("the recovered vault does not open yet ({e})");
+            return;
+        }
+    };
+    if let Err(e) = vault.backup_metadata_after(newest) {
+        tracing::warn!(
+            "the recovered vault could not be backed up to its nodes yet ({e}); its next command or mount does it"
+        );
+        return;
+    }
+    // Every node the vault reaches, given or not (a folder still at its
+    // old place is one of them): snapshots other than the new one go.
+    let keep = vault.meta_ids().unwrap_or_default();
+    for node in vault.dispersal().nodes() {
+        let Ok(listing) = node.list() else { continue };
+        let stale: std::collections::BTreeSet<_> = listing
+            .shards
+            .iter()
+            .map(|s| s.key.object)
+            .filter(|id| {
+                metabackup::generation_of(&vault.config().vault_id, id).is_some()
+                    && !keep.contains(id)
+            })
+            .collect();
+        for id in stale {
+            let _ = node.purge(id);
+        }
+    }
+}
