@@ -230,9 +230,6 @@ pub fn put(ctx: &Ctx, a: PutArgs) -> Result<i32> {
             .map(|r| r.err().map(|e| e.to_string()))
             .collect(),
     };
-    if let Place::Here(v) = &place {
-        back_up(v);
-    }
     let mut failed = 0;
     for ((src, path), err) in items.iter().zip(errors) {
         if let Some(e) = err {
@@ -382,7 +379,6 @@ pub fn rm(ctx: &Ctx, a: RmArgs) -> Result<i32> {
     // copies the stores' logs keep go with their epoch keys now.
     if let Some(v) = &here {
         v.shred()?;
-        back_up(v);
     }
     Ok(code)
 }
@@ -419,18 +415,5 @@ pub fn mkdir(ctx: &Ctx, a: MkdirArgs) -> Result<i32> {
         };
         v.mkdir(&path, a.parents, mode)?;
     }
-    if let Some(v) = &here {
-        back_up(v);
-    }
     Ok(0)
-}
-
-/// Backs the metadata up to the nodes after a change made here (a mount
-/// does its own). A failure is a warning: the change itself is done.
-fn back_up(v: &vault::Vault) {
-    if let Err(e) = v.backup_metadata() {
-        eprintln!(
-            "qsfs: warning: the vault's metadata could not be backed up to the nodes ({e}); the next command or mount retries"
-        );
-    }
 }

@@ -83,6 +83,9 @@ enum Command {
     /// key records and destroy the epoch keys of deleted ones (runs by
     /// itself after `rm` and in a mount).
     Shred(unlock::ShredArgs),
+    /// Write a metadata snapshot to the nodes now (a mount writes one every
+    /// 30 s while it changes and at unmount).
+    Backup(VaultArg),
     /// Rebuild a lost vault on this machine from its node folders (the
     /// metadata snapshots qsfs keeps there) and an unlock method.
     Recover(unlock::RecoverArgs),
@@ -238,6 +241,7 @@ pub fn run() -> i32 {
         Command::Shred(a) => unlock::shred(&ctx, a),
         Command::Keyholder(c) => unlock::keyholder(c),
         Command::Recover(a) => unlock::recover(&ctx, a),
+        Command::Backup(a) => unlock::backup(&ctx, a),
         Command::Node(c) => node::run(&ctx, c),
         Command::Rebalance(a) => rebalance::rebalance(&ctx, a),
         Command::Audit(a) => audit::audit(&ctx, a),

@@ -436,3 +436,27 @@ pub fn recover(ctx: &Ctx, a: RecoverArgs) -> Result<i32> {
     );
     Ok(0)
 }
+
+/// `qsfs backup VAULT`: a metadata snapshot to the nodes now.
+pub fn backup(ctx: &Ctx, a: VaultArg) -> Result<i32> {
+    let done: Option<crate::vault::MetaBackup> =
+        match crate::control::call(&a.vault, "backup", serde_json::json!(null), &|_| {}) {
+            Ok(v) => serde_json::from_value(v)
+                .map_err(|e| anyhow::anyhow!("undecodable report from the mount process: {e}"))?,
+            Err(crate::control::ControlError::NotMounted(_)) => {
+                ctx.open(&a.vault)?.backup_metadata()?
+            }
+            Err(e) => return Err(e.into()),
+        };
+    match done {
+        Some(b) => println!(
+            "metadata snapshot {} ({} bytes) written to the nodes; `qsfs recover` rebuilds the vault from them",
+            b.generation, b.bytes
+        ),
+        None => println!(
+            "vault {} has no vault key (made by an older qsfs): seal it with `qsfs unlock add` first, then back it up",
+            a.vault.display()
+        ),
+    }
+    Ok(0)
+}

@@ -98,6 +98,7 @@ pub fn dispatch(
         "node-list" => call(args, |(): &()| vault.node_list()),
         "status" => call(args, |(): &()| vault.status()),
         "shred" => call(args, |(): &()| vault.shred()),
+        "backup" => call(args, |(): &()| vault.backup_metadata()),
         "keys" => call(args, |o: &crate::maint::keys::KeysOptions| {
             vault.check_keys(o.repair)
         }),

@@ -96,7 +96,7 @@ pub fn recover(root: &Path, opts: &RecoverOptions) -> Result<Recovered, VaultErr
         }
     }
     let mut last_err = format!(
-        "no metadata snapshot of vault {vault_id} in the node folders given; qsfs writes one after each command that changes the vault and while it is mounted, so the vault was never backed up, or these are not its nodes"
+        "no metadata snapshot of vault {vault_id} in the node folders given; qsfs writes one while the vault is mounted, at unmount and on `qsfs backup`, so the vault was never backed up, or these are not its nodes"
     );
     for (generation, shards) in found.iter().rev() {
         match read_snapshot(&nodes, shards) {
