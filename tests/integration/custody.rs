@@ -205,6 +205,21 @@ fn a_vault_unlocked_by_a_key_file_is_safe_without_it_and_names_it_when_missing()
     v.assert_reads("/a.txt", b"key file protected");
 }
 
+/// `qsfs unlock add VAULT key-file --key-file PATH` with `extra` arguments.
+fn add_key_file(v: &TestVault, path: &Path, extra: &[&str]) -> crate::common::Run {
+    let vault = v.arg();
+    let mut args = vec![
+        "unlock",
+        "add",
+        vault.as_str(),
+        "key-file",
+        "--key-file",
+        path.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    qsfs(&args)
+}
+
 #[test]
 fn unlock_methods_are_added_and_removed_but_never_the_last() {
     let dir = tempfile::tempdir().unwrap();
@@ -221,18 +236,9 @@ fn unlock_methods_are_added_and_removed_but_never_the_last() {
         .success();
 
     let usb = dir.path().join("usb/vault.key");
-    qsfs(&[
-        "unlock",
-        "add",
-        &v.arg(),
-        "key-file",
-        "--key-file",
-        usb.to_str().unwrap(),
-        p[0],
-        p[1],
-    ])
-    .success()
-    .stdout_has(&["added unlock method \"key-file\""]);
+    add_key_file(&v, &usb, &p)
+        .success()
+        .stdout_has(&["added unlock method \"key-file\""]);
     qsfs(&[
         "unlock",
         "add",
@@ -251,44 +257,17 @@ fn unlock_methods_are_added_and_removed_but_never_the_last() {
     let weak = dir.path().join("weak.key");
     std::fs::write(&weak, "a".repeat(40)).unwrap();
     std::fs::set_permissions(&weak, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
-    qsfs(&[
-        "unlock",
-        "add",
-        &v.arg(),
-        "key-file",
-        "--key-file",
-        weak.to_str().unwrap(),
-        p[0],
-        p[1],
-    ])
-    .failure()
-    .stderr_has(&["others can read it (mode 0644)", "chmod 600"]);
+    add_key_file(&v, &weak, &p)
+        .failure()
+        .stderr_has(&["others can read it (mode 0644)", "chmod 600"]);
     std::fs::write(&weak, "short").unwrap();
     std::fs::set_permissions(&weak, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    qsfs(&[
-        "unlock",
-        "add",
-        &v.arg(),
-        "key-file",
-        "--key-file",
-        weak.to_str().unwrap(),
-        p[0],
-        p[1],
-    ])
-    .failure()
-    .stderr_has(&["holds only 5 bytes"]);
-    qsfs(&[
-        "unlock",
-        "add",
-        &v.arg(),
-        "key-file",
-        "--key-file",
-        usb.to_str().unwrap(),
-        p[0],
-        p[1],
-    ])
-    .failure()
-    .stderr_has(&["already uses this key file"]);
+    add_key_file(&v, &weak, &p)
+        .failure()
+        .stderr_has(&["holds only 5 bytes"]);
+    add_key_file(&v, &usb, &p)
+        .failure()
+        .stderr_has(&["already uses this key file"]);
     let list = qsfs(&["unlock", "list", &v.arg()]);
     list.success()
         .stdout_has(&["passphrase", "key-file", "backup", usb.to_str().unwrap()]);

@@ -60,24 +60,7 @@ fn frozen_v1_vault_reads_back() {
 /// one epoch already shredded) keeps opening with either method.
 #[test]
 fn frozen_sealed_vault_opens_with_each_method() {
-    let dir = tempfile::tempdir().unwrap();
-    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/vault-v2-sealed.tar.gz");
-    let st = std::process::Command::new("tar")
-        .arg("xzf")
-        .arg(&fixture)
-        .arg("-C")
-        .arg(dir.path())
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let vault = dir.path().join("vault-v2");
-    let st = std::process::Command::new("chmod")
-        .args(["-R", "go-rwx"])
-        .arg(&vault)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let (dir, vault) = common::unpack_fixture("vault-v2-sealed.tar.gz", "vault-v2");
     let v = vault.to_str().unwrap();
     let key = dir.path().join("vault-v2.key");
     let pass = dir.path().join("pass");

@@ -939,8 +939,18 @@ pub fn truncate(path: &Path, len: u64) {
 /// The frozen vault written by format v1 (tests/fixtures/vault-v1.tar.gz),
 /// unpacked into a fresh temp folder: the folder and the vault path.
 pub fn unpack_v1_vault() -> (tempfile::TempDir, PathBuf) {
+    unpack_fixture("vault-v1.tar.gz", "vault-v1")
+}
+
+/// Unpacks `tests/fixtures/FILE` into a temp folder; returns the folder
+/// and its `vault` inside, made owner-only (tar applies the umask; a
+/// vault's key stores must be owner-only, the fix `qsfs` names when it
+/// refuses an old vault).
+pub fn unpack_fixture(file: &str, vault: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vault-v1.tar.gz");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(file);
     let st = Command::new("tar")
         .arg("xzf")
         .arg(&fixture)
@@ -949,9 +959,7 @@ pub fn unpack_v1_vault() -> (tempfile::TempDir, PathBuf) {
         .status()
         .unwrap();
     assert!(st.success(), "cannot unpack {}", fixture.display());
-    let vault = dir.path().join("vault-v1");
-    // tar applies the umask; a vault's key stores must be owner-only (the
-    // fix `qsfs` names when it refuses an old vault).
+    let vault = dir.path().join(vault);
     let st = Command::new("chmod")
         .arg("-R")
         .arg("go-rwx")
