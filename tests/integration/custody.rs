@@ -411,16 +411,9 @@ fn moving_off_a_clear_vault_key_re_seals_every_record_under_a_new_key() {
     let old_unlock = std::fs::read_to_string(v.root.join("unlock.toml")).unwrap();
     let old_copy = steal(&v);
     let kf = v.scratch_path("new.key");
-    qsfs(&[
-        "unlock",
-        "add",
-        &v.arg(),
-        "key-file",
-        "--key-file",
-        kf.to_str().unwrap(),
-    ])
-    .success()
-    .stdout_has(&["new key"]);
+    add_key_file(&v, &kf, &[])
+        .success()
+        .stdout_has(&["new key"]);
     assert!(
         !std::fs::read_to_string(v.root.join("unlock.toml"))
             .unwrap()
@@ -563,15 +556,7 @@ fn kill_9_while_moving_off_a_clear_key_leaves_a_vault_that_opens() {
         let methods = String::from_utf8(qsfs(&["unlock", "list", &v.arg()]).stdout).unwrap();
         if methods.contains("none") {
             outcomes.insert("old key");
-            qsfs(&[
-                "unlock",
-                "add",
-                &v.arg(),
-                "key-file",
-                "--key-file",
-                kf.to_str().unwrap(),
-            ])
-            .success();
+            add_key_file(&v, &kf, &[]).success();
         } else {
             outcomes.insert(if done { "finished" } else { "new key" });
         }
