@@ -34,7 +34,12 @@ pub fn status(ctx: &Ctx, a: StatusArgs) -> Result<i32> {
             Ok(v) => v.status()?,
             Err(e) => {
                 // Locked out: what unlocks it and who answers is what helps.
-                print_locked(&a.vault.vault);
+                if matches!(
+                    e.downcast_ref::<crate::vault::VaultError>(),
+                    Some(crate::vault::VaultError::Unlock(_))
+                ) {
+                    print_locked(&a.vault.vault);
+                }
                 return Err(e);
             }
         },

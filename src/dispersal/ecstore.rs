@@ -113,6 +113,22 @@ impl EcStore {
         Ok(out)
     }
 
+    /// The highest snapshot generation ever used (`G`), so none repeats.
+    pub fn meta_generation(&self) -> Result<u64, DispersalError> {
+        Ok(self
+            .db
+            .get([b'G'])?
+            .and_then(|v| <[u8; 8]>::try_from(&v[..]).ok())
+            .map_or(0, u64::from_le_bytes))
+    }
+
+    /// Records `g` as used, durably, before a snapshot with it is written.
+    pub fn set_meta_generation(&self, g: u64) -> Result<(), DispersalError> {
+        self.db.insert([b'G'], g.to_le_bytes())?;
+        self.db.flush_durable()?;
+        Ok(())
+    }
+
     /// Forgets the registry entries of destroyed snapshot objects.
     pub fn remove_meta(&self, ids: &[ObjectId]) -> Result<(), DispersalError> {
         self.remove_all(b'S', ids)

@@ -194,8 +194,10 @@ impl Vault {
             }
         }
         busy.extend(self.intents().in_flight());
-        // Metadata snapshots are objects no name points at, by design.
+        // Metadata snapshots are objects no name points at, by design; an
+        // unregistered one (what a recovery read) is never an orphan.
         busy.extend(self.meta_ids()?);
+        busy.extend(self.snapshot_ids_in(listings.iter().filter_map(|(_, l)| l.as_ref().ok())));
         let named = self.namespace().referenced_objects()?;
         busy.extend(self.namespace().gc_queue()?);
         busy.extend(self.namespace().r2_cleanup_queue()?);

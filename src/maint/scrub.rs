@@ -296,8 +296,11 @@ impl Vault {
                 ..Default::default()
             });
         }
-        // 2. Then the objects in flight, then the manifests.
-        let in_flight = self.intents().in_flight();
+        // 2. Then the objects in flight, then the manifests. Metadata
+        // snapshots (this vault's tag) are never orphans: an unregistered
+        // one may be all a recovery has (backups replace them).
+        let mut in_flight = self.intents().in_flight();
+        in_flight.extend(self.snapshot_ids_in(views.iter().filter_map(|v| v.listing.as_ref())));
         let mut manifests = Vec::new();
         let mut unreadable = HashSet::new();
         for r in self.dispersal().store().manifests() {

@@ -173,14 +173,16 @@ impl Vault {
         let logical = self.namespace().file_bytes()?;
         let (mut objects, mut stored, mut degraded, mut missing) = (0u64, 0u64, 0u64, 0u64);
         let mut expected: HashMap<String, u64> = HashMap::new();
-        // Metadata snapshots are shards like any other, but no file's.
+        // Metadata snapshots are shards like any other, but no file's
+        // object.
         let meta = self.meta_ids()?;
         for m in self.dispersal().store().manifests() {
             let m = m?;
+            // They occupy the nodes, so their bytes count as stored.
             if !meta.contains(&m.id) {
                 objects += 1;
-                stored += m.stored_bytes();
             }
+            stored += m.stored_bytes();
             if m.missing != 0 {
                 degraded += 1;
                 missing += m.missing.count_ones() as u64;

@@ -212,6 +212,19 @@ impl Vault {
             + r2.map_or(0, Db::change_count)
     }
 
+    /// Ids of this vault's metadata snapshots among the shards listed
+    /// (any generation, registered or not).
+    pub(crate) fn snapshot_ids_in<'a>(
+        &self,
+        listings: impl Iterator<Item = &'a crate::node::Listing>,
+    ) -> Vec<ObjectId> {
+        let vid = &self.config.vault_id;
+        listings
+            .flat_map(|l| l.shards.iter().map(|s| s.key.object))
+            .filter(|id| generation_of(vid, id).is_some())
+            .collect()
+    }
+
     /// Ids of the metadata snapshot objects (left out of file checks).
     pub(crate) fn meta_ids(&self) -> Result<std::collections::HashSet<ObjectId>, VaultError> {
         Ok(self
@@ -252,7 +265,17 @@ impl Vault {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let old = self.ec.store().meta_objects()?;
-        let generation = old.iter().map(|(_, g)| *g).max().unwrap_or(0).max(floor) + 1;
+        // Never an id used before, even by a failed attempt or a snapshot
+        // a recovery found: its cleanup would delete that one's shards.
+        let generation = old
+            .iter()
+            .map(|(_, g)| *g)
+            .max()
+            .unwrap_or(0)
+            .max(floor)
+            .max(self.ec.store().meta_generation()?)
+            + 1;
+        self.ec.store().set_meta_generation(generation)?;
         let meta: std::collections::HashSet<ObjectId> = old.iter().map(|(id, _)| *id).collect();
         // Names first: the durability order writes keys and manifests
         // before names, so every name dumped finds its object dumped after.

@@ -60,6 +60,9 @@ pub fn recover(root: &Path, opts: &RecoverOptions) -> Result<Recovered, VaultErr
     let mut nodes: Vec<(String, PathBuf, DirNode)> = Vec::new();
     for dir in &opts.nodes {
         let dir = std::path::absolute(dir).map_err(io_err(format!("resolve {}", dir.display())))?;
+        if !dir.is_dir() {
+            return Err(bad(format!("node folder {} does not exist", dir.display())));
+        }
         let Some((vid, name)) = DirNode::marker_at(&dir) else {
             return Err(bad(format!(
                 "{} is not a qsfs node folder (it has no qsfs-node marker); give the folders the vault's nodes used",
@@ -101,7 +104,9 @@ pub fn recover(root: &Path, opts: &RecoverOptions) -> Result<Recovered, VaultErr
     for (generation, shards) in found.iter().rev() {
         match read_snapshot(&nodes, shards) {
             Ok(object) => {
-                match restore(root, &vault_id, *generation, &object, &nodes, &opts.unlock) {
+                match restore(root, &vault_id, *generation, &object, &nodes, &opts.unlock)
+                    .inspect_err(|_| clear(root))
+                {
                     Ok(r) => {
                         settle(root, &opts.unlock, *generation);
                         return Ok(r);
@@ -115,6 +120,21 @@ pub fn recover(root: &Path, opts: &RecoverOptions) -> Result<Recovered, VaultErr
         }
     }
     Err(bad(last_err))
+}
+
+/// Empties the new vault folder after a failed attempt, so it can be
+/// tried again (it was new or empty before).
+fn clear(root: &Path) {
+    if let Ok(entries) = std::fs::read_dir(root) {
+        for e in entries.flatten() {
+            let p = e.path();
+            let _ = if p.is_dir() {
+                std::fs::remove_dir_all(&p)
+            } else {
+                std::fs::remove_file(&p)
+            };
+        }
+    }
 }
 
 /// The bytes of a snapshot object from any `k` of its shards.
@@ -249,8 +269,19 @@ fn restore(
             missing.join(", ")
         )));
     }
-    // Nodes not given stay in the configuration at their old place: they
-    // read as offline until their folder is back (or `qsfs node remove`).
+    // Nodes not given point at a folder that does not exist: they read as
+    // offline, and nothing is ever written to wherever they used to be
+    // (that disk may serve another vault now). `qsfs node adopt` takes a
+    // replacement into use.
+    for n in config
+        .nodes
+        .iter_mut()
+        .filter(|n| missing.contains(&n.name))
+    {
+        n.kind = "dir".into();
+        n.path = Some(root.join("lost-nodes").join(&n.name));
+        n.address = None;
+    }
     config.keystore.r2_path = None;
     for sub in ["keys", "meta", "staging"] {
         crate::perms::create_private_dir_all(&root.join(sub))
