@@ -139,7 +139,7 @@ pub fn status(ctx: &Ctx, a: StatusArgs) -> Result<i32> {
     } else {
         writeln!(
             out,
-            "metadata  not backed up to the nodes yet (the vault folder is the only copy)"
+            "metadata  not backed up to the nodes: the vault folder is the only copy of names and keys (`qsfs backup VAULT` starts backups)"
         )?;
     }
     writeln!(

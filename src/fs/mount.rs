@@ -296,8 +296,14 @@ pub fn serve(
     })?;
     // What the log's summaries of repeated warnings still hold.
     for_summaries.flush_warnings();
-    // The vault as the mount leaves it, backed up to the nodes.
-    match for_summaries.backup_metadata() {
+    // The vault as the mount leaves it, backed up to the nodes (once the
+    // user started backups with `qsfs backup`).
+    let backing_up = for_summaries.last_meta_backup().ok().flatten().is_some();
+    match if backing_up {
+        for_summaries.backup_metadata()
+    } else {
+        Ok(None)
+    } {
         Ok(Some(b)) => tracing::info!(
             generation = b.generation,
             bytes = b.bytes,
@@ -424,7 +430,9 @@ pub fn unmount(mountpoint: &Path, wait: Duration) -> Result<Unmounted, MountErro
 pub const META_BACKUP_EVERY: Duration = Duration::from_secs(30);
 
 /// A thread that backs up the metadata every [`META_BACKUP_EVERY`] while
-/// it changes; it ends with the vault.
+/// it changes, once the vault has a snapshot (the first is the user's
+/// `qsfs backup`: it adds an object and shards to every count); it ends
+/// with the vault.
 fn spawn_meta_backups(vault: std::sync::Weak<Vault>) {
     let spawned = std::thread::Builder::new()
         .name("qsfs-meta-backup".into())
@@ -433,6 +441,10 @@ fn spawn_meta_backups(vault: std::sync::Weak<Vault>) {
             loop {
                 std::thread::sleep(META_BACKUP_EVERY);
                 let Some(v) = vault.upgrade() else { return };
+                // Only vaults whose backups were started (`qsfs backup`).
+                if v.last_meta_backup().ok().flatten().is_none() {
+                    continue;
+                }
                 let now = v.meta_change_count();
                 if seen == Some(now) {
                     continue;

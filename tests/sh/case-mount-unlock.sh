@@ -38,7 +38,7 @@ sync "$MNT/keep/three"
 rc=0
 "$Q" unlock add "$VAULT" key-file --key-file "$PWD/k.key" > out.txt 2> err.txt || rc=$?
 [ "$rc" -eq 1 ] || fail "unlock add while mounted exited $rc"
-grep -q 'is mounted; unmount it first' err.txt || fail "unlock add said: $(cat err.txt)"
+grep -q "is mounted at $MNT; unmount it first" err.txt || fail "unlock add said: $(cat err.txt)"
 [ ! -e k.key ] || fail "a refused unlock add made a key file"
 
 # Deleted in the mount: their keys wait for a shred pass, which `qsfs

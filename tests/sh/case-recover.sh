@@ -24,6 +24,10 @@ printf 'recover me\n' > pass
 export QSFS_PASSPHRASE_FILE="$PWD/pass"
 "$Q" init "$VAULT" --nodes "$(printf "$PWD/nodes/n%s," 0 1 2 3 4 | sed 's/,$//')" > /dev/null
 mount_vault
+# Backups start with the first `qsfs backup` (here through the mount);
+# from then on the mount keeps them fresh, and unmount writes the last.
+"$Q" backup "$VAULT" > backup.txt || fail "qsfs backup: $(cat backup.txt)"
+grep -q '^metadata snapshot 1 ' backup.txt || fail "backup said: $(cat backup.txt)"
 "${RSYNC[@]}" src/ "$MNT/tree/" || fail "rsync -aHAX into the mount"
 nothing_to_do src "$MNT/tree" "in the mount"
 unmount
