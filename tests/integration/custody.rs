@@ -456,7 +456,13 @@ fn run_killed(args: &[String], delay: std::time::Duration) -> bool {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(delay);
+    let start = std::time::Instant::now();
+    while start.elapsed() < delay {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st.success();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
     let _ = child.kill();
     child.wait().unwrap().success()
 }
@@ -484,7 +490,14 @@ fn kill_9_during_deletes_and_shred_passes_loses_no_live_key() {
         }
         let mut args = vec!["rm".to_string(), v.arg()];
         args.extend(doomed.iter().cloned());
-        let delay = std::time::Duration::from_millis(rng.below(250));
+        // Every third rm runs to the end; the others are killed within
+        // 40 ms (a delete and its shred pass take longer than that here,
+        // loaded or not), so both outcomes happen whatever the seed.
+        let delay = if round % 3 == 0 {
+            std::time::Duration::from_secs(60)
+        } else {
+            std::time::Duration::from_millis(rng.below(40))
+        };
         if run_killed(&args, delay) {
             finished += 1;
         } else {
@@ -541,8 +554,13 @@ fn kill_9_while_moving_off_a_clear_key_leaves_a_vault_that_opens() {
         .iter()
         .map(std::string::ToString::to_string)
         .collect();
-        let delay =
-            std::time::Duration::from_millis(rng.below(60) + if round % 2 == 0 { 0 } else { 20 });
+        // Half the kills land within 15 ms (before the new key is in force),
+        // half later (after it, or while the records are re-sealed).
+        let delay = std::time::Duration::from_millis(if round % 2 == 0 {
+            rng.below(15)
+        } else {
+            20 + rng.below(60)
+        });
         let done = run_killed(&args, delay);
         // Whichever key a kill left in force (the clear one, or the new
         // key file), the vault opens with what the user has, and every
