@@ -133,7 +133,7 @@ pub fn status(ctx: &Ctx, a: StatusArgs) -> Result<i32> {
     if s.meta_backup > 0 {
         writeln!(
             out,
-            "metadata  backed up to the nodes (snapshot {}); `qsfs recover` rebuilds the vault from them",
+            "metadata  backed up to the nodes: the last snapshot this vault wrote is {} (changes made since are in the next one; `qsfs backup` writes it now)",
             s.meta_backup
         )?;
     } else {
