@@ -38,6 +38,11 @@ pub struct InitArgs {
     /// Keep the R2 key shares in this separate folder (another disk).
     #[arg(long, value_name = "DIR")]
     r2_path: Option<PathBuf>,
+    /// Where each file's backup record B (the fourth key share R4) is kept:
+    /// `client` (sealed in the keystore) or `nodes` (split k-of-n beside
+    /// the shards, so neither this machine nor fewer than k nodes hold it).
+    #[arg(long, value_enum, default_value = "client", value_name = "WHERE")]
+    backup_records: BackupPlaceArg,
     /// Largest chunk per shard and stripe, in bytes.
     #[arg(long, default_value_t = vault::DEFAULT_MAX_CHUNK)]
     max_chunk: u32,
@@ -56,6 +61,15 @@ pub struct InitArgs {
     unlock: Option<super::unlock::MethodKind>,
     #[command(flatten)]
     holders: super::unlock::HolderArgs,
+}
+
+/// `--backup-records`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum BackupPlaceArg {
+    /// In the client's sealed keystore.
+    Client,
+    /// Split over the nodes, beside the shards.
+    Nodes,
 }
 
 fn parse_random(spec: &str) -> Result<EntropyConfig> {
@@ -79,6 +93,10 @@ pub fn init(ctx: &Ctx, a: InitArgs) -> Result<i32> {
         nodes: a.nodes,
         random: parse_random(&a.random)?,
         r2_path: a.r2_path,
+        backup: match a.backup_records {
+            BackupPlaceArg::Client => vault::BackupPlace::Client,
+            BackupPlaceArg::Nodes => vault::BackupPlace::Nodes,
+        },
         max_chunk: a.max_chunk,
         direct: a.direct,
         link_keys: a.link_keys,

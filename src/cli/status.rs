@@ -130,6 +130,18 @@ pub fn status(ctx: &Ctx, a: StatusArgs) -> Result<i32> {
         "shred     {} live epoch key(s); {} deleted key record(s) waiting for a shred pass",
         s.epochs, s.pending_shreds
     )?;
+    if s.backup_records == "nodes" {
+        writeln!(
+            out,
+            "backup B  on the nodes: each file's backup record is split {}-of-{} beside its shards; this machine keeps none",
+            s.k, s.n
+        )?;
+    } else {
+        writeln!(
+            out,
+            "backup B  on this machine, sealed in the keystore (`qsfs init --backup-records nodes` keeps it off)"
+        )?;
+    }
     if s.meta_backup > 0 {
         writeln!(
             out,

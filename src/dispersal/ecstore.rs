@@ -17,6 +17,10 @@ use crate::store::{Batch, Db, OpenMode};
 /// Format byte of a backup record kept in clear (format 1).
 pub const CLEAR_BACKUP: u8 = 1;
 
+/// Format byte of the marker a vault keeps instead of `B` when `B` is on
+/// the nodes as key pieces (format 3: this byte alone).
+pub const DISPERSED_BACKUP: u8 = 3;
+
 /// The stored form of `b` in clear (format 1).
 pub fn clear_backup(b: &[u8]) -> Vec<u8> {
     let mut v = Vec::with_capacity(1 + b.len());

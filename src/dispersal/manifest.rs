@@ -2,8 +2,8 @@
 //! one BLAKE3 hash per chunk. Kept by the erasure-coding side only; nodes
 //! never see it, so a node cannot forge a chunk that verifies.
 //!
-//! Format v2, integers little-endian (v1 is the same without the last two
-//! fields; it is still read, and `scrub --repair` adds the roots):
+//! Format v2 and v3, integers little-endian (v1 is the same without the
+//! audit fields; it is still read, and `scrub --repair` adds the roots):
 //! ```text
 //! u8        version = 2
 //! [16]      object id
@@ -17,15 +17,22 @@
 //! n times   node name of shard i (u32 length + UTF-8)
 //! stripes * n times  [32] BLAKE3 of chunk i of stripe s (stripe-major)
 //! u32       audit block size (bytes per leaf of the shard trees)
-//! n times   [32] RMHT root of shard i's payload (rmht.rs), for audits
+//! n times   [32] RMHT root of shard i's chunks (rmht.rs), for audits
+//! u32       v3 only: bytes of the key piece after each shard's chunks
 //! ```
+//! v3 is written only for objects whose shards carry a key piece (a piece
+//! of `B`, see `node::header`); every other manifest stays v2, byte for
+//! byte.
 
 use crate::ObjectId;
 use crate::codec::{DecodeError, Reader, Writer};
 use crate::erasure::StripeLayout;
 
-/// Manifest format version written by this build.
+/// Manifest format version written for objects without key pieces.
 pub const MANIFEST_VERSION: u8 = 2;
+/// Manifest format version written for objects whose shards carry a key
+/// piece.
+pub const MANIFEST_VERSION_PIECE: u8 = 3;
 
 /// What the erasure-coding side knows about one object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,8 +53,10 @@ pub struct Manifest {
     pub hashes: Vec<[u8; 32]>,
     /// Block size of the shard trees (0: no roots, a v1 manifest).
     pub block: u32,
-    /// RMHT root of each shard's payload (empty for a v1 manifest).
+    /// RMHT root of each shard's chunks (empty for a v1 manifest).
     pub roots: Vec<[u8; 32]>,
+    /// Bytes of the key piece after each shard's chunks (0: none).
+    pub piece: u32,
 }
 
 impl Manifest {
@@ -84,15 +93,30 @@ impl Manifest {
         (0..self.layout.n).filter(move |&i| self.placement[i] == name && !self.is_missing(i))
     }
 
+    /// Length of each of its shard files (header, chunks, key piece).
+    pub fn shard_file_len(&self) -> u64 {
+        crate::node::HEADER_LEN as u64 + self.layout.shard_len() + u64::from(self.piece)
+    }
+
+    /// The header of shard `index` of this object.
+    pub fn shard_header(&self, index: u8) -> crate::node::ShardHeader {
+        crate::node::ShardHeader::new(self.id, index, &self.layout).with_piece(self.piece)
+    }
+
     /// Bytes the object occupies on the nodes (headers included).
     pub fn stored_bytes(&self) -> u64 {
-        self.present() as u64 * (crate::node::HEADER_LEN as u64 + self.layout.shard_len())
+        self.present() as u64 * self.shard_file_len()
     }
 
     /// Encodes the manifest.
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::with_capacity(64 + self.hashes.len() * 32 + self.placement.len() * 12);
-        w.u8(MANIFEST_VERSION)
+        let version = if self.piece == 0 {
+            MANIFEST_VERSION
+        } else {
+            MANIFEST_VERSION_PIECE
+        };
+        w.u8(version)
             .bytes(self.id.as_bytes())
             .u8(self.layout.k as u8)
             .u8(self.layout.n as u8)
@@ -112,6 +136,9 @@ impl Manifest {
         for i in 0..self.layout.n {
             w.bytes(self.roots.get(i).unwrap_or(&[0u8; 32]));
         }
+        if self.piece != 0 {
+            w.u32(self.piece);
+        }
         w.finish()
     }
 
@@ -119,11 +146,11 @@ impl Manifest {
     pub fn decode(buf: &[u8]) -> Result<Manifest, DecodeError> {
         let mut r = Reader::new("manifest", buf);
         let version = r.u8()?;
-        if version != 1 && version != MANIFEST_VERSION {
+        if !(1..=MANIFEST_VERSION_PIECE).contains(&version) {
             return Err(DecodeError::Version {
                 what: "manifest",
                 found: version.into(),
-                supported: MANIFEST_VERSION.into(),
+                supported: MANIFEST_VERSION_PIECE.into(),
             });
         }
         let id = ObjectId(r.array()?);
@@ -168,7 +195,11 @@ impl Manifest {
         let count = (stripes as usize)
             .checked_mul(n)
             .ok_or_else(|| r.invalid("stripes", "too many"))?;
-        let tail = if version >= 2 { 4 + n * 32 } else { 0 };
+        let tail = match version {
+            1 => 0,
+            2 => 4 + n * 32,
+            _ => 8 + n * 32,
+        };
         if r.remaining() != count * 32 + tail {
             return Err(r.invalid(
                 "hashes",
@@ -193,6 +224,14 @@ impl Manifest {
         } else {
             (0, Vec::new())
         };
+        let piece = if version == MANIFEST_VERSION_PIECE {
+            match r.u32()? {
+                p @ 1..=crate::node::MAX_PIECE => p,
+                p => return Err(r.invalid("piece", format!("{p} bytes"))),
+            }
+        } else {
+            0
+        };
         r.finish()?;
         Ok(Manifest {
             id,
@@ -204,6 +243,7 @@ impl Manifest {
             hashes,
             block,
             roots,
+            piece,
         })
     }
 }
@@ -224,7 +264,24 @@ mod tests {
             hashes: (0..layout.stripes * 5).map(|i| [i as u8; 32]).collect(),
             block: 4096,
             roots: (0..5).map(|i| [100 + i as u8; 32]).collect(),
+            piece: 0,
         }
+    }
+
+    #[test]
+    fn piece_manifests_are_v3_and_others_stay_v2() {
+        let m = sample();
+        assert_eq!(m.encode()[0], MANIFEST_VERSION);
+        let p = Manifest {
+            piece: 106,
+            ..sample()
+        };
+        let bytes = p.encode();
+        assert_eq!(bytes[0], MANIFEST_VERSION_PIECE);
+        assert_eq!(bytes.len(), m.encode().len() + 4);
+        assert_eq!(Manifest::decode(&bytes).unwrap(), p);
+        assert_eq!(p.shard_file_len(), m.shard_file_len() + 106);
+        assert_eq!(p.shard_header(2).payload_len(), m.layout.shard_len() + 106);
     }
 
     #[test]
@@ -241,12 +298,16 @@ mod tests {
     fn damage_is_reported() {
         let enc = sample().encode();
         assert!(Manifest::decode(&enc[..enc.len() - 1]).is_err());
+        let mut v4 = enc.clone();
+        v4[0] = 4;
+        assert!(matches!(
+            Manifest::decode(&v4),
+            Err(DecodeError::Version { found: 4, .. })
+        ));
+        // A v2 body labelled v3 lacks the piece length.
         let mut v3 = enc.clone();
         v3[0] = 3;
-        assert!(matches!(
-            Manifest::decode(&v3),
-            Err(DecodeError::Version { found: 3, .. })
-        ));
+        assert!(Manifest::decode(&v3).is_err());
     }
 
     #[test]

@@ -6,9 +6,11 @@
 //! A write is two-phase so many seals share one durability barrier:
 //! [`Dispersal::write_object`] streams the shards out (invisible on the
 //! nodes), [`Dispersal::sync`] commits a whole group per node and applies
-//! the write quorum, [`Dispersal::publish`] records manifests and `B`.
+//! the write quorum, [`Dispersal::publish`] records manifests and `B`
+//! (or, in a vault that keeps `B` on the nodes, a marker: keypieces.rs).
 
 mod ecstore;
+mod keypieces;
 mod manifest;
 mod placement;
 mod read;
@@ -16,7 +18,8 @@ mod repair;
 mod slow;
 mod write;
 
-pub use ecstore::{CLEAR_BACKUP, EcStore, clear_backup};
+pub use ecstore::{CLEAR_BACKUP, DISPERSED_BACKUP, EcStore, clear_backup};
+pub use keypieces::PiecesError;
 pub use manifest::Manifest;
 pub use read::{ChunkCache, ReadReport};
 pub use slow::SlowNodes;
@@ -26,6 +29,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use thiserror::Error;
+use zeroize::Zeroizing;
 
 use crate::ObjectId;
 use crate::erasure::{Codec, ErasureError, StripeLayout};
@@ -343,15 +347,19 @@ impl Dispersal {
 
     /// Streams a new object of `object_len` bytes to the nodes. `fill`
     /// writes exactly that many bytes into the [`ObjectWriter`]. Nothing is
-    /// visible on the nodes until [`Dispersal::sync`].
+    /// visible on the nodes until [`Dispersal::sync`]. `pieces` is empty,
+    /// or holds one key piece per shard, written after shard `i`'s chunks
+    /// (see `node::header`).
     pub fn write_object<T>(
         &self,
         id: ObjectId,
         object_len: u64,
         plain_len: u64,
+        pieces: &[Zeroizing<Vec<u8>>],
         fill: impl FnOnce(&mut ObjectWriter<'_>) -> Result<T, DispersalError>,
     ) -> Result<(T, WrittenObject), DispersalError> {
         let cfg = self.config;
+        let piece = piece_len(pieces, cfg.n)?;
         let layout = StripeLayout::plan(cfg.k, cfg.n, object_len, cfg.max_chunk)?;
         let codec = self.codec(cfg.k, cfg.n)?;
         let chosen = placement::choose(&self.placeable(), cfg.n);
@@ -361,9 +369,10 @@ impl Dispersal {
             for (i, node) in chosen.iter().enumerate() {
                 let (tx, rx) = crossbeam_channel::bounded(write::QUEUE);
                 senders.push(tx);
-                let header = ShardHeader::new(id, i as u8, &layout);
+                let header = ShardHeader::new(id, i as u8, &layout).with_piece(piece);
                 let node: &dyn Node = node.as_ref();
-                handles.push(scope.spawn(move || write::shard_writer(node, header, rx)));
+                let piece = pieces.get(i).map(|p| &p[..]);
+                handles.push(scope.spawn(move || write::shard_writer(node, header, rx, piece)));
             }
             let mut writer = ObjectWriter::new(layout, &codec, senders);
             let value = match fill(&mut writer) {
@@ -428,6 +437,7 @@ impl Dispersal {
             hashes,
             block: crate::rmht::BLOCK,
             roots,
+            piece,
         };
         Ok((
             value,
@@ -448,8 +458,10 @@ impl Dispersal {
         id: ObjectId,
         object: &[u8],
         plain_len: u64,
+        pieces: &[Zeroizing<Vec<u8>>],
     ) -> Result<WrittenObject, DispersalError> {
         let cfg = self.config;
+        let piece = piece_len(pieces, cfg.n)?;
         let layout = StripeLayout::plan(cfg.k, cfg.n, object.len() as u64, cfg.max_chunk)?;
         let codec = self.codec(cfg.k, cfg.n)?;
         let chosen = placement::choose(&self.placeable(), cfg.n);
@@ -467,9 +479,12 @@ impl Dispersal {
             let mut tree = crate::rmht::Builder::new(crate::rmht::BLOCK);
             tree.update(shard);
             roots[i] = tree.finish().0;
-            let header = ShardHeader::new(id, i as u8, &layout);
+            let header = ShardHeader::new(id, i as u8, &layout).with_piece(piece);
             let result = node.create(&header).and_then(|mut sink| {
                 sink.write(shard)?;
+                if let Some(p) = pieces.get(i) {
+                    sink.write(p)?;
+                }
                 sink.finish()
             });
             match result {
@@ -491,6 +506,7 @@ impl Dispersal {
             hashes,
             block: crate::rmht::BLOCK,
             roots,
+            piece,
         };
         Ok(WrittenObject {
             manifest,
@@ -691,6 +707,27 @@ fn now_secs() -> i64 {
         .unwrap_or(0)
 }
 
+/// The key-piece length of one object: 0 without pieces, else every one of
+/// the `n` pieces must have the same, announceable length.
+fn piece_len(pieces: &[Zeroizing<Vec<u8>>], n: usize) -> Result<u32, DispersalError> {
+    let Some(first) = pieces.first() else {
+        return Ok(0);
+    };
+    let len = u32::try_from(first.len()).unwrap_or(u32::MAX);
+    if pieces.len() != n
+        || pieces.iter().any(|p| p.len() != first.len())
+        || len == 0
+        || len > crate::node::MAX_PIECE
+    {
+        return Err(DispersalError::Internal(format!(
+            "{} key pieces of {} bytes for {n} shards",
+            pieces.len(),
+            first.len()
+        )));
+    }
+    Ok(len)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -725,6 +762,7 @@ mod tests {
                 ObjectId::random().unwrap(),
                 data.len() as u64,
                 data.len() as u64,
+                &[],
                 |w| {
                     // Uneven pieces cross stripe boundaries at odd places.
                     for piece in data.chunks(777) {
@@ -810,6 +848,7 @@ mod tests {
                 ObjectId::random().unwrap(),
                 data.len() as u64,
                 data.len() as u64,
+                &[],
                 |w| w.write_all(&data).map_err(DispersalError::Source),
             )
             .unwrap();

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use super::manifest::Manifest;
 use super::{Dispersal, DispersalError};
-use crate::node::{Node, NodeError, ShardHeader, ShardKey};
+use crate::node::{Node, NodeError, ShardKey};
 
 /// How a shard was placed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -45,7 +45,14 @@ impl Dispersal {
         let shards = self.shards_of(manifest, None)?;
         let layout = &manifest.layout;
         let chunk = layout.chunk as usize;
-        let header = ShardHeader::new(manifest.id, index as u8, layout);
+        // The key piece first: without it the shard cannot be placed,
+        // and nothing should be written for nothing.
+        let piece = if manifest.piece == 0 {
+            None
+        } else {
+            Some(self.piece_for(manifest, index, copy)?)
+        };
+        let header = manifest.shard_header(index as u8);
         let mut sink = target.create(&header)?;
         let mut tree = crate::rmht::Builder::new(if manifest.has_roots() {
             manifest.block
@@ -110,6 +117,10 @@ impl Dispersal {
             });
         }
         placed.root = root;
+        if let Some(p) = &piece {
+            sink.write(p)?;
+            placed.bytes_written += p.len() as u64;
+        }
         let pending = sink.finish()?;
         match target.commit(vec![pending]).pop() {
             Some(Ok(())) => Ok(placed),

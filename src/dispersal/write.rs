@@ -156,11 +156,13 @@ pub(super) struct ShardOutcome {
 
 /// Body of the writer thread of shard `index`: hash every chunk (the
 /// manifest needs all hashes, even of a shard whose node failed, so a later
-/// repair can verify what it rebuilds) and write it to the node.
+/// repair can verify what it rebuilds) and write it to the node, then the
+/// shard's key piece if it has one (not hashed: see `node::header`).
 pub(super) fn shard_writer(
     node: &dyn Node,
     header: ShardHeader,
     rx: Receiver<Arc<Vec<u8>>>,
+    piece: Option<&[u8]>,
 ) -> ShardOutcome {
     let index = header.key.index as usize;
     let chunk = header.chunk as usize;
@@ -176,6 +178,11 @@ pub(super) fn shard_writer(
         {
             sink = Err(e);
         }
+    }
+    if let (Ok(s), Some(p)) = (sink.as_mut(), piece)
+        && let Err(e) = s.write(p)
+    {
+        sink = Err(e);
     }
     ShardOutcome {
         hashes,

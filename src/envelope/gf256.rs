@@ -59,7 +59,13 @@ pub(crate) fn div(a: u8, b: u8) -> Option<u8> {
 /// points with abscissas `xs`: `w_i = prod_{j != i} (x - x_j) / (x_i - x_j)`
 /// (subtraction is xor). `None` when two abscissas are equal.
 pub(crate) fn lagrange_weights<const T: usize>(x: u8, xs: &[u8; T]) -> Option<[u8; T]> {
-    let mut w = [0u8; T];
+    let w = lagrange_weights_of(x, xs)?;
+    w.try_into().ok()
+}
+
+/// [`lagrange_weights`] for any number of points.
+pub(crate) fn lagrange_weights_of(x: u8, xs: &[u8]) -> Option<Vec<u8>> {
+    let mut w = vec![0u8; xs.len()];
     for (i, wi) in w.iter_mut().enumerate() {
         let mut num = 1u8;
         let mut den = 1u8;

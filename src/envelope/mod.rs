@@ -20,7 +20,8 @@
 //! assembler), [`stream`] (parallel drivers), [`bytes`] (in-memory calls),
 //! [`reader`] (random-access open of any segment, in any order), and
 //! `mac_tree`, the one place `M` is computed and checked: whole, front to
-//! back, or from pieces in any order.
+//! back, or from pieces in any order. [`pieces`] splits a small secret
+//! (`B`, an unlock key) `t`-of-`n` for places that must not hold it whole.
 
 pub mod backup;
 pub mod bytes;
@@ -33,6 +34,7 @@ mod gf256;
 pub mod keys;
 mod mac_tree;
 pub mod open;
+pub mod pieces;
 pub mod reader;
 pub mod seal;
 pub mod shares;

@@ -31,14 +31,27 @@ pub struct Sealer {
     mac: MacTree,
 }
 
+/// `n2 = pos("n2", y(R1) xor y(R2), len(E'))`.
+fn position_n2(probe: &Geometry, keys: &SealKeys) -> u64 {
+    let r12 = xor32(keys.r1().y(), keys.r2().y());
+    pos("n2", &r12[..], probe.len_e1())
+}
+
+/// The backup record `B` that sealing `plain_len` bytes with `keys` makes,
+/// known before the first byte is sealed (a vault that disperses `B` over
+/// the nodes needs it before the shards are written).
+pub fn backup_for(plain_len: u64, keys: &SealKeys) -> Result<Backup, EnvelopeError> {
+    let probe = Geometry::new(plain_len, 0, 0)?;
+    Backup::build(keys.r1(), keys.r2(), keys.r4(), position_n2(&probe, keys))
+}
+
 impl Sealer {
     /// Prepares sealing `plain_len` bytes with `keys`: `n1 = pos("n1", R,
     /// len(E))`, `n2 = pos("n2", y(R1) xor y(R2), len(E'))`, and `B`.
     pub fn new(plain_len: u64, keys: &SealKeys) -> Result<Sealer, EnvelopeError> {
         let probe = Geometry::new(plain_len, 0, 0)?;
         let n1 = pos("n1", keys.r(), probe.len_e());
-        let r12 = xor32(keys.r1().y(), keys.r2().y());
-        let n2 = pos("n2", &r12[..], probe.len_e1());
+        let n2 = position_n2(&probe, keys);
         let geometry = Geometry::new(plain_len, n1, n2)?;
         let backup = Backup::build(keys.r1(), keys.r2(), keys.r4(), n2)?;
         let kr = xor32(keys.k(), keys.r());
@@ -308,6 +321,7 @@ mod tests {
         let r12 = xor32(keys.r1().y(), keys.r2().y());
         assert_eq!(g.n2(), pos("n2", &r12[..], 1048));
         assert_eq!(s.backup().n2(), g.n2());
+        assert_eq!(backup_for(1000, &keys).unwrap(), s.backup());
         s.backup().verify(keys.r1()).unwrap();
     }
 }

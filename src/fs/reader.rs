@@ -403,7 +403,7 @@ mod tests {
             .unwrap();
         n[at as usize] ^= 0x20;
         assert!(ec.remove_shards(&old, u32::MAX).is_empty());
-        let mut w = ec.write_object_inline(*id, &n, old.plain_len).unwrap();
+        let mut w = ec.write_object_inline(*id, &n, old.plain_len, &[]).unwrap();
         for r in ec.sync(&mut [&mut w]) {
             r.unwrap();
         }

@@ -631,6 +631,12 @@ fn header_fault(node: &dyn Node, key: ShardKey, m: &Manifest) -> Option<ShardFau
                     h.object_len, l.object_len
                 ));
             }
+            if h.piece != m.piece {
+                diffs.push(format!(
+                    "key piece {} bytes instead of {}",
+                    h.piece, m.piece
+                ));
+            }
             (!diffs.is_empty()).then(|| ShardFault::BadHeader {
                 detail: format!("header disagrees with the manifest: {}", diffs.join(", ")),
             })

@@ -304,7 +304,7 @@ impl Vault {
                     continue;
                 }
             };
-            let shard_bytes = crate::node::HEADER_LEN as u64 + m.layout.shard_len();
+            let shard_bytes = m.shard_file_len();
             for (i, name) in m.placement.iter().enumerate() {
                 let key = ShardKey {
                     object: m.id,

@@ -145,6 +145,9 @@ pub struct Status {
     /// Generation of the last metadata snapshot on the nodes (0: none).
     #[serde(default)]
     pub meta_backup: u64,
+    /// Where new files' backup records B go: "client" or "nodes".
+    #[serde(default)]
+    pub backup_records: String,
     /// Per-node details.
     pub nodes: Vec<NodeStatus>,
     /// What the mount holds that is not sealed yet, when the status came
@@ -313,6 +316,10 @@ impl Vault {
                 .map_or(0, |e| e.live().len() as u64),
             pending_shreds: self.pending_shreds()?,
             meta_backup: self.last_meta_backup()?.map_or(0, |(_, g)| g),
+            backup_records: match self.config().keystore.backup {
+                crate::vault::BackupPlace::Client => "client".into(),
+                crate::vault::BackupPlace::Nodes => "nodes".into(),
+            },
             nodes,
             mount: None,
         })

@@ -1,10 +1,10 @@
 //! The versioned header at the front of every shard file, so a node's
 //! contents describe themselves without the vault's manifests.
 //!
-//! Format v1, 64 bytes, integers little-endian:
+//! Format v1 and v2, 64 bytes, integers little-endian:
 //! ```text
 //! [ 0.. 8] magic      b"QSFSSHRD"
-//! [ 8..10] version    u16 = 1
+//! [ 8..10] version    u16 = 1, or 2 when a key piece follows the payload
 //! [10..12] header_len u16 = 64
 //! [12..28] object id  16 bytes
 //! [28]     shard index u8 (0..n; below k: data, from k: parity)
@@ -14,11 +14,19 @@
 //! [32..36] chunk size u32
 //! [36..44] stripes    u64
 //! [44..52] object len u64 (bytes of the sealed object N)
-//! [52..56] reserved   zero
+//! [52..56] piece len  u32: v2, bytes of the key piece; v1, zero
 //! [56..64] check      first 8 bytes of BLAKE3(bytes 0..56)
 //! ```
 //! The payload follows: chunk `index` of stripe 0, of stripe 1, ... each
-//! `chunk size` bytes, so the file is `64 + stripes * chunk size` bytes.
+//! `chunk size` bytes, then (v2) the key piece: this shard's Shamir piece
+//! of the object's backup record `B` (`x || y`, `x = index + 1`; see
+//! `envelope::pieces`), for vaults that keep `B` on the nodes. The file is
+//! `64 + stripes * chunk size + piece len` bytes. A node treats the piece
+//! as payload bytes like any other; only the chunks are hashed into the
+//! manifest and the audit trees.
+//!
+//! v1 is still written for shards without a piece, so a vault that does
+//! not keep `B` on the nodes writes the same bytes as before.
 
 use crate::ObjectId;
 use crate::codec::{DecodeError, Reader, Writer};
@@ -26,8 +34,12 @@ use crate::erasure::StripeLayout;
 
 /// Magic bytes of a shard file.
 pub const MAGIC: &[u8; 8] = b"QSFSSHRD";
-/// Shard header format version written by this build.
+/// Shard header format version of shards without a key piece.
 pub const VERSION: u16 = 1;
+/// Shard header format version of shards carrying a key piece.
+pub const VERSION_PIECE: u16 = 2;
+/// Largest key piece a header may announce (a piece of `B` is 106 bytes).
+pub const MAX_PIECE: u32 = 4096;
 /// Length of a v1 header.
 pub const HEADER_LEN: usize = 64;
 
@@ -61,6 +73,8 @@ pub struct ShardHeader {
     pub stripes: u64,
     /// Length of the sealed object.
     pub object_len: u64,
+    /// Bytes of the key piece after the chunks (0: none, a v1 header).
+    pub piece: u32,
 }
 
 impl ShardHeader {
@@ -73,12 +87,25 @@ impl ShardHeader {
             chunk: layout.chunk,
             stripes: layout.stripes,
             object_len: layout.object_len,
+            piece: 0,
         }
     }
 
-    /// Payload bytes after the header.
-    pub fn payload_len(&self) -> u64 {
+    /// The same header announcing a key piece of `len` bytes.
+    pub fn with_piece(mut self, len: u32) -> ShardHeader {
+        self.piece = len;
+        self
+    }
+
+    /// Bytes of the chunks (what the manifest's hashes and the audit trees
+    /// cover).
+    pub fn chunks_len(&self) -> u64 {
         self.stripes.saturating_mul(self.chunk as u64)
+    }
+
+    /// Payload bytes after the header: the chunks, then the key piece.
+    pub fn payload_len(&self) -> u64 {
+        self.chunks_len().saturating_add(u64::from(self.piece))
     }
 
     /// Total file length.
@@ -89,8 +116,13 @@ impl ShardHeader {
     /// Encodes the 64-byte header.
     pub fn encode(&self) -> [u8; HEADER_LEN] {
         let mut w = Writer::with_capacity(HEADER_LEN);
+        let version = if self.piece == 0 {
+            VERSION
+        } else {
+            VERSION_PIECE
+        };
         w.bytes(MAGIC)
-            .u16(VERSION)
+            .u16(version)
             .u16(HEADER_LEN as u16)
             .bytes(self.key.object.as_bytes())
             .u8(self.key.index)
@@ -100,7 +132,7 @@ impl ShardHeader {
             .u32(self.chunk)
             .u64(self.stripes)
             .u64(self.object_len)
-            .u32(0);
+            .u32(self.piece);
         let mut out = [0u8; HEADER_LEN];
         let body = w.finish();
         out[..56].copy_from_slice(&body);
@@ -117,11 +149,11 @@ impl ShardHeader {
             return Err(r.invalid("magic", "not a qsfs shard file"));
         }
         let version = r.u16()?;
-        if version != VERSION {
+        if version != VERSION && version != VERSION_PIECE {
             return Err(DecodeError::Version {
                 what: "shard header",
                 found: version.into(),
-                supported: VERSION.into(),
+                supported: VERSION_PIECE.into(),
             });
         }
         let header_len = r.u16()?;
@@ -143,6 +175,16 @@ impl ShardHeader {
         let chunk = r.u32()?;
         let stripes = r.u64()?;
         let object_len = r.u64()?;
+        let piece = match r.u32()? {
+            _ if version == VERSION => 0,
+            p @ 1..=MAX_PIECE => p,
+            p => {
+                return Err(r.invalid(
+                    "piece len",
+                    format!("{p} (a v2 header announces 1..={MAX_PIECE} bytes)"),
+                ));
+            }
+        };
         if k == 0 || k >= n || index >= n || chunk == 0 {
             return Err(r.invalid(
                 "k/n/index",
@@ -156,6 +198,7 @@ impl ShardHeader {
             chunk,
             stripes,
             object_len,
+            piece,
         })
     }
 }
@@ -178,6 +221,12 @@ mod tests {
             assert!(ShardHeader::decode(&bad).is_err(), "bit {bit}");
         }
         assert!(ShardHeader::decode(&bytes[..40]).is_err());
+        let p = h.with_piece(106);
+        let bytes = p.encode();
+        assert_eq!(u16::from_le_bytes([bytes[8], bytes[9]]), VERSION_PIECE);
+        assert_eq!(ShardHeader::decode(&bytes).unwrap(), p);
+        assert_eq!(p.payload_len(), layout.shard_len() + 106);
+        assert_eq!(p.chunks_len(), layout.shard_len());
     }
 
     /// A header written by v1 must still decode (frozen bytes).

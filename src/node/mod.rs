@@ -39,7 +39,7 @@ pub(crate) mod treefile;
 pub mod wire;
 
 pub use dir::DirNode;
-pub use header::{HEADER_LEN, ShardHeader, ShardKey};
+pub use header::{HEADER_LEN, MAX_PIECE, ShardHeader, ShardKey};
 pub use pending::{NotIssued, PendingShard, PendingToken};
 pub use proof::{Challenge, Holdings, PossessionProof, ProvenBlock};
 pub use remote::{RemoteNode, RemoteOptions};

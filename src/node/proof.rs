@@ -224,7 +224,8 @@ pub fn prove_with<N: ShardStore + ?Sized>(
         )
     })?;
     let header = node.read_header(key)?;
-    let len = header.payload_len();
+    // The key piece after the chunks is not in the audit trees.
+    let len = header.chunks_len();
     let block = c.block as u64;
     let id = file.map(|file| TreeId {
         key,

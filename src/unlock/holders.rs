@@ -148,31 +148,15 @@ pub fn share_check(vault_id: &str, share: &[u8]) -> String {
 /// Splits the 32-byte `secret` into `n` shares (`x = 1..=n`), any `t` of
 /// which rebuild it.
 pub fn split(secret: &[u8; 32], t: u8, n: u8) -> Result<Vec<Zeroizing<Vec<u8>>>, String> {
-    if t == 0 || t > n {
-        return Err(format!("a threshold of {t} of {n} holders is impossible"));
-    }
     let mut seed = Zeroizing::new([0u8; 32]);
     getrandom::fill(&mut seed[..]).map_err(|e| e.to_string())?;
-    let mut rng =
-        <rand_chacha::ChaCha20Rng as rand_chacha::rand_core::SeedableRng>::from_seed(*seed);
-    Ok(blahaj::Sharks(t)
-        .dealer_rng(secret, &mut rng)
-        .take(n as usize)
-        .map(|s| Zeroizing::new(Vec::from(&s)))
-        .collect())
+    crate::envelope::pieces::split(secret, t, n.into(), *seed).map_err(|e| e.to_string())
 }
 
 /// Rebuilds the secret from `t` or more shares.
 pub fn combine(shares: &[Zeroizing<Vec<u8>>], t: u8) -> Result<Zeroizing<[u8; 32]>, String> {
-    let parsed: Vec<blahaj::Share> = shares
-        .iter()
-        .map(|s| blahaj::Share::try_from(&s[..]).map_err(std::string::ToString::to_string))
-        .collect::<Result<_, _>>()?;
-    let secret = Zeroizing::new(
-        blahaj::Sharks(t)
-            .recover(&parsed)
-            .map_err(std::string::ToString::to_string)?,
-    );
+    let refs: Vec<&[u8]> = shares.iter().map(|s| &s[..]).collect();
+    let secret = crate::envelope::pieces::combine(&refs, t).map_err(|e| e.to_string())?;
     let arr: [u8; 32] = secret
         .as_slice()
         .try_into()

@@ -288,7 +288,10 @@ impl Vault {
                 let w = self.keys.writer()?;
                 let stored: Vec<Vec<u8>> = ok
                     .iter()
-                    .map(|i| self.backup_form(w.as_ref(), &objs[*i].id(), &objs[*i].backup))
+                    .map(|i| match objs[*i].dispersed {
+                        true => Ok(vec![crate::dispersal::DISPERSED_BACKUP]),
+                        false => self.backup_form(w.as_ref(), &objs[*i].id(), &objs[*i].backup),
+                    })
                     .collect::<Result<_, _>>()?;
                 let items: Vec<(&crate::dispersal::Manifest, &[u8])> = ok
                     .iter()

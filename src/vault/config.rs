@@ -14,6 +14,9 @@
 //!
 //! [keystore]
 //! # r2_path = "/media/usb/qsfs-r2"   # keep R2 on a second disk
+//! # backup = "nodes"   # keep each backup record B off this machine: a
+//! #                    # k-of-n Shamir piece of it beside every shard
+//! #                    # (set at init; "client", the default, keeps B here)
 //!
 //! [links]                    # QKD-keyed links (all optional)
 //! key_rate_bps = 1000000     # simulated links refill at this key rate
@@ -139,6 +142,28 @@ pub struct KeystoreConfig {
     /// A separate folder for R2 (another disk, a removable drive).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub r2_path: Option<PathBuf>,
+    /// Where new objects' backup records `B` go.
+    #[serde(default, skip_serializing_if = "BackupPlace::is_client")]
+    pub backup: BackupPlace,
+}
+
+/// Where the backup records `B` of new objects are kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackupPlace {
+    /// In the client's (sealed) keystore, beside R1 and R2.
+    #[default]
+    Client,
+    /// Off the client: `B` is split `k`-of-`n` (Shamir) and piece `i` is
+    /// written after the chunks of shard `i`, so any `k` nodes rebuild it
+    /// and fewer than `k` learn nothing of it.
+    Nodes,
+}
+
+impl BackupPlace {
+    fn is_client(&self) -> bool {
+        *self == BackupPlace::Client
+    }
 }
 
 /// One storage node.

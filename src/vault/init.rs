@@ -31,6 +31,8 @@ pub struct InitOptions {
     pub random: EntropyConfig,
     /// Separate folder for R2.
     pub r2_path: Option<PathBuf>,
+    /// Where new objects' backup records `B` go.
+    pub backup: super::config::BackupPlace,
     /// Largest chunk.
     pub max_chunk: u32,
     /// Reach the node folders directly instead of through in-process
@@ -52,6 +54,7 @@ impl Default for InitOptions {
             nodes: None,
             random: EntropyConfig::Os,
             r2_path: None,
+            backup: Default::default(),
             max_chunk: DEFAULT_MAX_CHUNK,
             direct: false,
             link_keys: super::links::INITIAL_KEYS,
@@ -125,6 +128,7 @@ pub fn init(root: &Path, opts: &InitOptions) -> Result<Config, VaultError> {
         },
         keystore: KeystoreConfig {
             r2_path: opts.r2_path.as_deref().map(absolute).transpose()?,
+            backup: opts.backup,
         },
         links: Default::default(),
         nodes,

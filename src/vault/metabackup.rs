@@ -325,7 +325,7 @@ impl Vault {
         let id = snapshot_id(&id_str, generation);
         let mut written = self
             .ec
-            .write_object_inline(id, &object, object.len() as u64)?;
+            .write_object_inline(id, &object, object.len() as u64, &[])?;
         let synced = self.ec.sync(&mut [&mut written]);
         if let Some(Err(e)) = synced.into_iter().next() {
             return Err(e.into());

@@ -36,7 +36,8 @@ mod unlocking;
 
 pub use commit::{Fate, ItemOutcome, Namer, Publication, PublishError, Published, Shards, Timing};
 pub use config::{
-    CONFIG_FORMAT, Config, DEFAULT_MAX_CHUNK, KeystoreConfig, KmeConfig, LinksConfig, NodeConfig,
+    BackupPlace, CONFIG_FORMAT, Config, DEFAULT_MAX_CHUNK, KeystoreConfig, KmeConfig, LinksConfig,
+    NodeConfig,
 };
 pub(crate) use files::whole_extents;
 pub use files::{Linker, ListEntry, LocalSource, PutSource, Received, Spool, write_local};
@@ -191,6 +192,10 @@ pub enum VaultError {
         /// Envelope error.
         source: EnvelopeError,
     },
+    /// `B` of an object is on the nodes as key pieces and could not be
+    /// had, or cannot be rewritten from the client.
+    #[error(transparent)]
+    Pieces(#[from] crate::dispersal::PiecesError),
     /// A bug.
     #[error("internal error: {0}")]
     Internal(String),
@@ -440,6 +445,7 @@ impl Vault {
                 .backup(id)
                 .ok()
                 .flatten()
+                .filter(|b| b.first() != Some(&crate::dispersal::DISPERSED_BACKUP))
                 .map(|b| crate::keystore::epoch_of_stored(&b))
         };
         let r2_left = self.keys.destroy_counting(ids, &b_epoch)?;

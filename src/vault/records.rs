@@ -1,12 +1,14 @@
 //! The backup records `B` as the erasure-coding side stores them: sealed
-//! under the keystore's current epoch, like R1 and R2, or in clear in a
-//! vault made before the sealed keystore (see `keystore::record`).
+//! under the keystore's current epoch, like R1 and R2; in clear in a
+//! vault made before the sealed keystore (see `keystore::record`); or, in
+//! a vault that keeps `B` off the client, a one-byte marker while `B`
+//! itself is on the nodes as key pieces (`dispersal::keypieces`).
 
 use zeroize::Zeroizing;
 
 use super::{Vault, VaultError};
 use crate::ObjectId;
-use crate::dispersal::{CLEAR_BACKUP, clear_backup};
+use crate::dispersal::{CLEAR_BACKUP, DISPERSED_BACKUP, clear_backup};
 use crate::keystore::{Kind, Opened, Writer};
 
 /// A backup record as read back.
@@ -16,8 +18,9 @@ pub(crate) enum StoredBackup {
     Present(Zeroizing<Vec<u8>>),
     /// No record.
     Missing,
-    /// A record that does not open (damaged, or its epoch shredded).
-    Damaged(&'static str),
+    /// A record that does not open (damaged, its epoch shredded, or its
+    /// key pieces out of reach).
+    Damaged(String),
 }
 
 impl Vault {
@@ -34,28 +37,54 @@ impl Vault {
         })
     }
 
-    /// The backup record of `id`.
+    /// True if `B` of `id` is on the nodes as key pieces (reading it
+    /// costs a round trip to each of them).
+    pub(crate) fn backup_on_nodes(&self, id: &ObjectId) -> Result<bool, VaultError> {
+        Ok(self.ec.store().backup(id)?.and_then(|v| v.first().copied()) == Some(DISPERSED_BACKUP))
+    }
+
+    /// The backup record of `id`, from the nodes if it is kept there.
     pub(crate) fn backup_of(&self, id: &ObjectId) -> Result<StoredBackup, VaultError> {
         let Some(v) = self.ec.store().backup(id)? else {
             return Ok(StoredBackup::Missing);
         };
         let v = Zeroizing::new(v);
-        if v.first() == Some(&CLEAR_BACKUP) {
-            return Ok(StoredBackup::Present(Zeroizing::new(v[1..].to_vec())));
+        match v.first() {
+            Some(&CLEAR_BACKUP) => {
+                return Ok(StoredBackup::Present(Zeroizing::new(v[1..].to_vec())));
+            }
+            Some(&DISPERSED_BACKUP) => {
+                let m = self.ec.manifest(id)?;
+                return Ok(match self.ec.backup_from_nodes(&m) {
+                    Ok(b) => StoredBackup::Present(b),
+                    Err(e) => StoredBackup::Damaged(e.to_string()),
+                });
+            }
+            _ => {}
         }
         let Some(epochs) = self.keys.epochs() else {
-            return Ok(StoredBackup::Damaged("its format is unknown"));
+            return Ok(StoredBackup::Damaged("its format is unknown".into()));
         };
         Ok(match epochs.open_record(Kind::Backup, id, Some(&v)) {
             Opened::Payload(p) => StoredBackup::Present(p),
             Opened::Missing => StoredBackup::Missing,
-            Opened::Shredded => StoredBackup::Damaged("its epoch key was destroyed"),
-            Opened::Damaged => StoredBackup::Damaged("it does not open under its epoch key"),
+            Opened::Shredded => StoredBackup::Damaged("its epoch key was destroyed".into()),
+            Opened::Damaged => StoredBackup::Damaged("it does not open under its epoch key".into()),
         })
     }
 
     /// Writes a rebuilt backup record of `id` under the current epoch.
+    /// Refused for a `B` kept on the nodes: its pieces are written with
+    /// the shards, and `qsfs scrub --repair` restores a lost one.
     pub(crate) fn update_backup(&self, id: &ObjectId, b: &[u8]) -> Result<(), VaultError> {
+        if self.backup_on_nodes(id)? {
+            return Err(crate::dispersal::PiecesError {
+                object: *id,
+                detail: "its pieces cannot be rewritten from the client (a shard's piece is rebuilt                          with the shard: run `qsfs scrub --repair`)"
+                    .into(),
+            }
+            .into());
+        }
         let w = self.keys.writer()?;
         let stored = self.backup_form(w.as_ref(), id, b)?;
         self.ec.store().update_backup(id, &stored)?;

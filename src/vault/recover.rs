@@ -155,7 +155,7 @@ fn read_snapshot(
         }) {
             continue;
         }
-        let mut buf = vec![0u8; h.payload_len() as usize];
+        let mut buf = vec![0u8; h.chunks_len() as usize];
         if node.read_at(*key, 0, &mut buf).is_ok() {
             chunks.insert(key.index, buf);
             header.get_or_insert(h);

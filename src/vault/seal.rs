@@ -21,6 +21,8 @@ pub struct SealedObject {
     pub(super) backup: [u8; BACKUP_LEN],
     pub(super) r1: ShareBytes,
     pub(super) r2: ShareBytes,
+    /// `B` went to the nodes as key pieces; the client keeps only a marker.
+    pub(super) dispersed: bool,
     plain_len: u64,
 }
 
@@ -113,10 +115,11 @@ impl Vault {
                 source,
             })
         })?;
+        let pieces = self.backup_pieces(&keys, len).map_err(fail)?;
         let written = if len <= INLINE_MAX {
-            self.seal_inline(&keys, src, len, id)
+            self.seal_inline(&keys, src, len, id, &pieces)
         } else {
-            self.ec.write_object(id, sealed_len, len, |w| {
+            self.ec.write_object(id, sealed_len, len, &pieces, |w| {
                 envelope::seal_stream(&keys, len, src, w, self.threads)
                     .map_err(|e| DispersalError::Source(std::io::Error::other(e)))
                     .map(|s| s.backup)
@@ -139,8 +142,29 @@ impl Vault {
             backup: backup.to_bytes(),
             r1,
             r2,
+            dispersed: !pieces.is_empty(),
             plain_len: len,
         })
+    }
+
+    /// In a vault that keeps `B` on the nodes, its `n` key pieces (any `k`
+    /// rebuild it); otherwise none.
+    fn backup_pieces(
+        &self,
+        keys: &SealKeys,
+        len: u64,
+    ) -> Result<Vec<Zeroizing<Vec<u8>>>, VaultError> {
+        if self.config.keystore.backup != super::config::BackupPlace::Nodes {
+            return Ok(Vec::new());
+        }
+        let b = envelope::seal::backup_for(len, keys)
+            .map_err(|e| VaultError::Internal(e.to_string()))?;
+        let mut seed = Zeroizing::new([0u8; 32]);
+        self.random()?.fill(&mut seed[..])?;
+        let k = u8::try_from(self.config.k).unwrap_or(u8::MAX);
+        envelope::pieces::split(&Zeroizing::new(b.to_bytes())[..], k, self.config.n, *seed).map_err(
+            |e| VaultError::Internal(format!("split the backup record into key pieces: {e}")),
+        )
     }
 
     /// Seals a small source in memory, in the calling thread.
@@ -150,6 +174,7 @@ impl Vault {
         mut src: R,
         len: u64,
         id: ObjectId,
+        pieces: &[Zeroizing<Vec<u8>>],
     ) -> Result<(envelope::Backup, WrittenObject), DispersalError> {
         let mut data = Zeroizing::new(Vec::with_capacity(len as usize));
         (&mut src)
@@ -170,6 +195,6 @@ impl Vault {
         }
         let (n, backup) = envelope::seal_bytes(&data, keys)
             .map_err(|e| DispersalError::Source(std::io::Error::other(e)))?;
-        Ok((backup, self.ec.write_object_inline(id, &n, len)?))
+        Ok((backup, self.ec.write_object_inline(id, &n, len, pieces)?))
     }
 }

@@ -88,8 +88,10 @@ impl Vault {
         let old: Vec<_> = store
             .backups()
             .filter(|r| {
-                r.as_ref()
-                    .map_or(true, |(_, v)| set.contains(&epoch_of_stored(v)))
+                r.as_ref().map_or(true, |(_, v)| {
+                    v.first() != Some(&crate::dispersal::DISPERSED_BACKUP)
+                        && set.contains(&epoch_of_stored(v))
+                })
             })
             .collect::<Result<_, _>>()?;
         let mut n = 0;

@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::common::{self, Rng, TestVault, qsfs};
 
 /// The key records of `vpath` as `qsfs keys show --json` prints them.
-fn key_records(v: &TestVault, vpath: &str, extra: &[&str]) -> Vec<Value> {
+pub(crate) fn key_records(v: &TestVault, vpath: &str, extra: &[&str]) -> Vec<Value> {
     let mut args = vec![vpath, "--json"];
     args.extend_from_slice(extra);
     let r = qsfs(&[&["keys", "show", &v.arg()][..], &args].concat());
@@ -24,7 +24,7 @@ fn key_records(v: &TestVault, vpath: &str, extra: &[&str]) -> Vec<Value> {
 
 /// Byte strings an attacker would look for: for each record, its first and
 /// last 16 bytes (the share's x and y, B's R4 and its MAC).
-fn needles(records: &[Value]) -> Vec<(String, Vec<u8>)> {
+pub(crate) fn needles(records: &[Value]) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     for r in records {
         for k in ["r1", "r2", "b"] {
@@ -40,7 +40,7 @@ fn needles(records: &[Value]) -> Vec<(String, Vec<u8>)> {
     out
 }
 
-fn hex_decode(s: &str) -> Vec<u8> {
+pub(crate) fn hex_decode(s: &str) -> Vec<u8> {
     (0..s.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
@@ -60,7 +60,7 @@ fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 /// Where any needle occurs in clear in the files under `dirs`.
-fn scan(dirs: &[&Path], needles: &[(String, Vec<u8>)]) -> Vec<String> {
+pub(crate) fn scan(dirs: &[&Path], needles: &[(String, Vec<u8>)]) -> Vec<String> {
     let mut files = Vec::new();
     for d in dirs {
         files_under(d, &mut files);

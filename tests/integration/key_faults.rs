@@ -19,7 +19,7 @@ use qsfs::internals::Db;
 use serde_json::{Value, json};
 
 /// Opens a sled store of the vault, runs `f`, makes it durable, closes it.
-fn edit_store<T>(path: &Path, f: impl FnOnce(&Db) -> T) -> T {
+pub(crate) fn edit_store<T>(path: &Path, f: impl FnOnce(&Db) -> T) -> T {
     let db = Db::open(path, "test edit").unwrap();
     let out = f(&db);
     db.flush_durable().unwrap();
@@ -31,7 +31,7 @@ fn record(v: &TestVault, kind: &str, object: &str) -> Option<Vec<u8>> {
     qsfs::internals::custody::read_record(&v.root, &Default::default(), kind, object).unwrap()
 }
 
-fn record_key(prefix: u8, object: &str) -> Vec<u8> {
+pub(crate) fn record_key(prefix: u8, object: &str) -> Vec<u8> {
     let id = ObjectId::from_hex(object).unwrap();
     let mut k = vec![prefix];
     k.extend_from_slice(id.as_bytes());

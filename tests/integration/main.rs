@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
 
 mod audit;
+mod backup_on_nodes;
 mod bad_input;
 mod cli_basics;
 mod common;

@@ -55,6 +55,7 @@ pub fn seeds() -> io::Result<Vec<Seed>> {
             hashes: (0..count).map(|j| [j as u8; 32]).collect(),
             block: if i == 0 { 8192 } else { 0 },
             roots: if i == 0 { vec![[7; 32]; n] } else { Vec::new() },
+            piece: 0,
         };
         let v2 = m.encode();
         // v1: the same without the block size and roots.

@@ -79,7 +79,7 @@ impl Vault {
         mine: &[(&Manifest, usize)],
     ) -> Checked {
         let name = node.name();
-        let shard_size = |m: &Manifest| HEADER_LEN as u64 + m.layout.shard_len();
+        let shard_size = |m: &Manifest| m.shard_file_len();
         let mut expected: Vec<StoredShard> = mine
             .iter()
             .map(|(m, i)| StoredShard {

@@ -12,7 +12,7 @@ use super::report::{FileProblem, OrphanReason, ShardFault};
 use crate::ObjectId;
 use crate::dispersal::Manifest;
 use crate::maint::nodes::NotChecked;
-use crate::node::{HEADER_LEN, Listing, ShardKey};
+use crate::node::{Listing, ShardKey};
 
 /// What fsck read, in the order that makes the judgement safe against a
 /// concurrent writer (see fsck.rs).
@@ -117,7 +117,7 @@ pub fn parse_temp(name: &str) -> (Option<ObjectId>, Option<u32>) {
 
 /// Expected size of every shard file of `m`.
 pub fn shard_file_len(m: &Manifest) -> u64 {
-    HEADER_LEN as u64 + m.layout.shard_len()
+    m.shard_file_len()
 }
 
 /// Judges the snapshot.
@@ -318,6 +318,7 @@ mod tests {
             hashes: vec![[0; 32]; layout.stripes as usize * 3],
             block: 4096,
             roots: vec![[0; 32]; 3],
+            piece: 0,
         }
     }
 

@@ -6,7 +6,7 @@
 
 use crate::dispersal::Manifest;
 use crate::maint::{Progress, ProgressFn};
-use crate::node::{HEADER_LEN, Node, NodeErrorKind, ShardHeader, ShardKey};
+use crate::node::{HEADER_LEN, Node, NodeErrorKind, ShardKey};
 use crate::rmht;
 
 /// Which stripes of a shard are unusable.
@@ -105,20 +105,22 @@ pub fn check_shard(
     let mut problems = Vec::new();
     match node.read_header(key) {
         Ok(h) => {
-            let want = ShardHeader::new(m.id, index as u8, layout);
+            let want = m.shard_header(index as u8);
             if h != want {
                 problems.push(format!(
-                    "its header describes k={} n={} chunk={} stripes={} length={}, the manifest k={} n={} chunk={} stripes={} length={}",
+                    "its header describes k={} n={} chunk={} stripes={} length={} key piece={}, the manifest k={} n={} chunk={} stripes={} length={} key piece={}",
                     h.k,
                     h.n,
                     h.chunk,
                     h.stripes,
                     h.object_len,
+                    h.piece,
                     want.k,
                     want.n,
                     want.chunk,
                     want.stripes,
-                    want.object_len
+                    want.object_len,
+                    want.piece
                 ));
             }
         }
@@ -134,7 +136,7 @@ pub fn check_shard(
             None => problems.push(format!("header: {}", e.kind)),
         },
     }
-    let expected = HEADER_LEN as u64 + shard_bytes;
+    let expected = m.shard_file_len();
     if let Some(size) = listed_size.filter(|s| *s != expected) {
         problems.push(format!(
             "the file is {size} bytes, {expected} expected ({})",

@@ -110,6 +110,7 @@ mod tests {
             hashes: vec![[0; 32]; 5],
             block: 4096,
             roots: vec![[0; 32]; 5],
+            piece: 0,
         }
     }
 

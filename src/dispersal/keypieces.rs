@@ -1,0 +1,199 @@
+//! Key pieces on the nodes: in a vault that keeps the backup record `B`
+//! off the client, shard `i` ends with piece `x = i + 1` of a `k`-of-`n`
+//! Shamir split of `B` (see `node::header` and `envelope::pieces`).
+//!
+//! Reading gathers the pieces of the shards recorded present and takes the
+//! polynomial most of them agree on, so one node that returns a wrong
+//! piece is outvoted when more than `k` answer (and `B`'s own MACs catch
+//! the rest when it is used). Repair and drain regenerate a piece exactly,
+//! by interpolation, so a placed shard is byte for byte the one sealed.
+
+use zeroize::Zeroizing;
+
+use super::manifest::Manifest;
+use super::{Dispersal, DispersalError};
+use crate::envelope::pieces;
+use crate::node::ShardKey;
+
+/// The key pieces of one object as read from its nodes.
+#[derive(Debug, Default)]
+pub struct GatheredPieces {
+    /// Pieces read, in stored form (`x || y`).
+    pub pieces: Vec<Zeroizing<Vec<u8>>>,
+    /// Shards whose piece could not be read, with why (node named).
+    pub failed: Vec<String>,
+}
+
+/// Why a key piece or `B` could not be had from the nodes.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "object {object}: the backup record B is kept on the nodes and {detail}; bring back the \
+     nodes that hold its shards (`qsfs status` names them) and retry"
+)]
+pub struct PiecesError {
+    /// The object.
+    pub object: crate::ObjectId,
+    /// What was missing or wrong.
+    pub detail: String,
+}
+
+impl Dispersal {
+    /// Reads the key pieces of `manifest`'s shards (`skip`: a shard not to
+    /// ask, such as one being replaced). Shards recorded missing are asked
+    /// last: repair debt is often stale (a node that was away and came
+    /// back), and their pieces are cross-checked like any other.
+    pub fn read_pieces(&self, manifest: &Manifest, skip: Option<usize>) -> GatheredPieces {
+        let mut out = GatheredPieces::default();
+        if manifest.piece == 0 {
+            return out;
+        }
+        let n = manifest.layout.n;
+        let order = (0..n)
+            .filter(|&i| !manifest.is_missing(i))
+            .chain((0..n).filter(|&i| manifest.is_missing(i)));
+        for i in order {
+            if skip == Some(i) {
+                continue;
+            }
+            let name = &manifest.placement[i];
+            let Some(node) = self.node(name) else {
+                out.failed
+                    .push(format!("shard {i}: node {name} is not in qsfs.toml"));
+                continue;
+            };
+            let key = ShardKey {
+                object: manifest.id,
+                index: i as u8,
+            };
+            let mut buf = Zeroizing::new(vec![0u8; manifest.piece as usize]);
+            match node.read_at(key, manifest.layout.shard_len(), &mut buf) {
+                Ok(()) if usize::from(buf[0]) == i + 1 => out.pieces.push(buf),
+                Ok(()) => out.failed.push(format!(
+                    "shard {i} on {name}: its key piece is for x = {}",
+                    buf[0]
+                )),
+                Err(e) => out.failed.push(format!("shard {i}: {e}")),
+            }
+        }
+        out
+    }
+
+    /// `B` of `manifest`, rebuilt from the key pieces on its nodes.
+    pub fn backup_from_nodes(
+        &self,
+        manifest: &Manifest,
+    ) -> Result<Zeroizing<Vec<u8>>, PiecesError> {
+        let got = self.read_pieces(manifest, None);
+        let k = manifest.layout.k as u8;
+        let fail = |detail: String| PiecesError {
+            object: manifest.id,
+            detail,
+        };
+        let agreed = agreed(&got.pieces, k).ok_or_else(|| {
+            fail(format!(
+                "only {} of the {k} key pieces needed could be read{}",
+                got.pieces.len(),
+                if got.failed.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", got.failed.join("; "))
+                }
+            ))
+        })?;
+        pieces::combine(&agreed, k).map_err(|e| fail(e.to_string()))
+    }
+
+    /// The key piece of shard `index`, regenerated from the others (and
+    /// from its own copy when `own` allows reading it).
+    pub(super) fn piece_for(
+        &self,
+        manifest: &Manifest,
+        index: usize,
+        own: bool,
+    ) -> Result<Zeroizing<Vec<u8>>, DispersalError> {
+        let got = self.read_pieces(manifest, (!own).then_some(index));
+        let k = manifest.layout.k as u8;
+        let x = (index + 1) as u8;
+        let Some(agreed) = agreed(&got.pieces, k) else {
+            return Err(DispersalError::Node {
+                source: crate::node::NodeError::new(
+                    &manifest.placement[index],
+                    "rebuild the key piece",
+                    Some(ShardKey {
+                        object: manifest.id,
+                        index: index as u8,
+                    }),
+                    crate::node::NodeErrorKind::Corrupt(format!(
+                        "only {} of the {k} key pieces needed are readable ({})",
+                        got.pieces.len(),
+                        got.failed.join("; ")
+                    )),
+                ),
+            });
+        };
+        pieces::regenerate(x, &agreed, k).map_err(|e| DispersalError::Internal(e.to_string()))
+    }
+}
+
+/// `k` pieces lying on the polynomial that most of `all` agree on, or
+/// `None` with fewer than `k` pieces. With exactly `k` nothing can be
+/// cross-checked and they are taken as they are.
+pub fn agreed(all: &[Zeroizing<Vec<u8>>], k: u8) -> Option<Vec<&[u8]>> {
+    let k = usize::from(k);
+    if all.len() < k || k == 0 {
+        return None;
+    }
+    let refs: Vec<&[u8]> = all.iter().map(|p| &p[..]).collect();
+    let votes = |pick: &[&[u8]]| -> usize {
+        refs.iter()
+            .filter(|p| pieces::regenerate(p[0], pick, k as u8).is_ok_and(|r| r[..] == p[..]))
+            .count()
+    };
+    let first = &refs[..k];
+    if votes(first) == refs.len() {
+        return Some(first.to_vec());
+    }
+    // Some piece disagrees: try every k-subset (n is small) and keep the
+    // one most pieces lie on.
+    let mut best: Option<(usize, Vec<&[u8]>)> = None;
+    let mut idx: Vec<usize> = (0..k).collect();
+    loop {
+        let pick: Vec<&[u8]> = idx.iter().map(|&i| refs[i]).collect();
+        let v = votes(&pick);
+        if best.as_ref().is_none_or(|(b, _)| v > *b) {
+            best = Some((v, pick));
+        }
+        // Next combination in lexicographic order.
+        let mut i = k;
+        loop {
+            if i == 0 {
+                return best.map(|(_, p)| p);
+            }
+            i -= 1;
+            if idx[i] < refs.len() - k + i {
+                break;
+            }
+        }
+        idx[i] += 1;
+        for j in i + 1..k {
+            idx[j] = idx[j - 1] + 1;
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wrong_piece_is_outvoted() {
+        let secret = [5u8; 105];
+        let mut p = pieces::split(&secret, 3, 5, [8; 32]).unwrap();
+        p[0][7] ^= 1;
+        let pick = agreed(&p, 3).unwrap();
+        assert!(pick.iter().all(|q| q[0] != 1), "the bad piece is left out");
+        assert_eq!(&pieces::combine(&pick, 3).unwrap()[..], &secret[..]);
+        assert!(agreed(&p[..2], 3).is_none());
+    }
+}
