@@ -113,7 +113,7 @@ impl Vault {
         let b = match self.backup_of(id)? {
             StoredBackup::Present(b) => Some(Backup::parse(&b).map_err(|e| e.to_string())),
             StoredBackup::Missing => None,
-            StoredBackup::Damaged(why) => Some(Err(why.to_string())),
+            StoredBackup::Damaged(why) => Some(Err(why.clone())),
         };
         let mut issues = Vec::new();
         let check = |stored: &Stored,

@@ -148,7 +148,7 @@ fn a_lost_r1_opens_with_b_from_the_nodes_and_a_lost_node_gets_its_pieces_back() 
 
     // R1 gone from the keystore: R2, R3 and B (from any 3 nodes) open it.
     edit_store(&v.root.join("keys"), |db| {
-        db.remove(&record_key(b'1', &obj)).unwrap()
+        db.remove(record_key(b'1', &obj)).unwrap();
     });
     // With two nodes away, the three left still give B.
     let away: Vec<(PathBuf, PathBuf)> = f.nodes[3..]
@@ -197,4 +197,38 @@ fn a_lost_r1_opens_with_b_from_the_nodes_and_a_lost_node_gets_its_pieces_back() 
     }
     let r = key_records(v, "/big.bin", &[]);
     assert!(r[0]["b"].is_string(), "{r:?}");
+}
+
+#[test]
+fn node_servers_carry_the_pieces_and_a_killed_one_still_leaves_b() {
+    let mut rng = Rng::from_env("b on node servers");
+    let v = TestVault::new(&["--backup-records", "nodes", "--max-chunk", "16384"]);
+    let mut srv = crate::remote_nodes::servers(&v, "srv", 5);
+    let addrs: Vec<String> = srv.iter().map(|s| s.addr.clone()).collect();
+    crate::remote_nodes::use_remote_nodes(&v, &addrs, &[]);
+    let small = rng.bytes(5000);
+    let big = rng.bytes(600_000);
+    v.put_bytes(&small, "/small").success();
+    v.put_bytes(&big, "/big").success();
+    let b = b_of(&v, "/big");
+    assert_eq!(b.len(), PIECE - 1);
+    // Every server's shard files end with their piece.
+    let obj = v.object_of("/big");
+    for (i, s) in srv.iter().enumerate() {
+        let files = common::shards_in(&format!("node-{i}"), &s.dir);
+        let f = files.iter().find(|f| f.object == obj).unwrap();
+        let data = std::fs::read(&f.path).unwrap();
+        assert_eq!(
+            usize::from(data[data.len() - PIECE]),
+            usize::from(f.index) + 1
+        );
+    }
+    // R1 gone and two servers killed: R2, R3 and B from the three left.
+    edit_store(&v.root.join("keys"), |db| {
+        db.remove(record_key(b'1', &obj)).unwrap();
+    });
+    srv[0].kill();
+    srv[3].kill();
+    v.assert_reads("/big", &big).stderr_has(&["R1 is missing"]);
+    v.assert_reads("/small", &small);
 }

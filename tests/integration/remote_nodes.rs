@@ -30,7 +30,7 @@ impl ShardFiles for NodeServer {
 }
 
 /// Starts `count` servers over fresh folders inside `v`'s temp folder.
-fn servers(v: &TestVault, tag: &str, count: usize) -> Vec<NodeServer> {
+pub(crate) fn servers(v: &TestVault, tag: &str, count: usize) -> Vec<NodeServer> {
     (0..count)
         .map(|i| NodeServer::start(&v.tmp.path().join(format!("{tag}-{i}"))))
         .collect()
@@ -39,7 +39,7 @@ fn servers(v: &TestVault, tag: &str, count: usize) -> Vec<NodeServer> {
 /// Points the vault's nodes at `addrs` (node-i -> addrs[i]) over
 /// unencrypted links, with extra settings on every node, and removes its
 /// own node folders.
-fn use_remote_nodes(v: &TestVault, addrs: &[String], extra: &[(&str, toml::Value)]) {
+pub(crate) fn use_remote_nodes(v: &TestVault, addrs: &[String], extra: &[(&str, toml::Value)]) {
     set_nodes(v, addrs, |_, t| {
         t.insert("insecure_plaintext".into(), true.into());
         for (k, val) in extra {
