@@ -81,6 +81,7 @@ pub(crate) mod perms;
 pub(crate) mod rmht;
 pub(crate) mod stock;
 pub(crate) mod store;
+pub(crate) mod wipe;
 pub(crate) mod workers;
 
 pub use namespace::{NamespaceError, VaultPath};

@@ -228,7 +228,7 @@ impl FsCore {
                 tracing::error!("ino {ino}: cannot hand the namespace to the OS: {e}");
                 errno::ns(&e)
             })?;
-            let stock = Some(&self.staging_stock);
+            let stock = Some(self.wiper.stock());
             let j =
                 Journal::create(&self.journal_dir, ino, st.content.size(), stock).map_err(|e| {
                     tracing::error!("ino {ino}: cannot start its staging journal: {e}");
@@ -257,7 +257,7 @@ impl FsCore {
     ) -> Result<(), Errno> {
         if st.staging.is_none() {
             st.staging = Some(
-                Staging::open(&self.staging_dir, ino, Some(&self.staging_stock)).map_err(|e| {
+                Staging::open(&self.staging_dir, ino, &self.wiper).map_err(|e| {
                     tracing::error!("ino {ino}: cannot create its staging file: {e}");
                     errno::io(&e)
                 })?,
@@ -384,13 +384,13 @@ impl FsCore {
         st.evicted = true;
         let orphan = st.orphan;
         if let Some(j) = st.journal.take() {
-            j.remove(Some(&self.staging_stock));
+            j.remove(Some(self.wiper.stock()));
             if !orphan && let Err(e) = ns.remove_journal_mark(f.ino) {
                 tracing::debug!("ino {}: journal mark stays: {e}", f.ino);
             }
         }
         if let Some(s) = st.staging.take() {
-            s.remove_into(&self.staging_stock);
+            s.remove();
         }
         drop(st);
         drop(files);

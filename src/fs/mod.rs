@@ -68,8 +68,10 @@ pub struct FsCore {
     /// Tells the kernel about changes it did not make itself (set once
     /// the FUSE session exists).
     notifier: Arc<std::sync::OnceLock<fuser::Notifier>>,
-    /// Empty staging files made ahead (`staging/stock/`).
-    staging_stock: crate::stock::Stock,
+    /// Overwrites removed staging files (`staging/wipe/`) and returns
+    /// them to the stock of empty staging files made ahead
+    /// (`staging/stock/`).
+    wiper: Arc<crate::wipe::Wiper>,
     commit_tx: Mutex<Option<Sender<Job>>>,
     /// Files for the background sealer (sealer.rs).
     sealer_tx: Mutex<Option<Sender<Arc<OpenFile>>>>,
@@ -146,7 +148,7 @@ impl FsCore {
             }
         }
         if let Some(ino) = removed.destroyed {
-            staging::remove_file(&self.staging_dir, ino);
+            staging::remove_file(&self.staging_dir, ino, &self.wiper);
         }
         self.want_flush();
     }
@@ -265,6 +267,19 @@ impl Qsfs {
                 source: e,
             }
         })?;
+        let stock = Arc::new(crate::stock::Stock::new(
+            &staging_dir.join("stock"),
+            0o600,
+            32,
+        ));
+        let wipe_dir = staging_dir.join("wipe");
+        let wiper = crate::wipe::Wiper::start(&wipe_dir, stock).map_err(|e| {
+            crate::vault::VaultError::Io {
+                what: format!("start the wiper of staging files in {}", wipe_dir.display()),
+                source: e,
+            }
+        })?;
+        let wiper = Arc::new(wiper);
         let (tx, rx) = crossbeam_channel::unbounded();
         let (seal_tx, seal_rx) = crossbeam_channel::unbounded();
         let (reap_tx, reap_rx) = crossbeam_channel::bounded(1);
@@ -273,7 +288,7 @@ impl Qsfs {
             vault,
             files: Mutex::new(HashMap::new()),
             notifier: Arc::new(std::sync::OnceLock::new()),
-            staging_stock: crate::stock::Stock::new(&staging_dir.join("stock"), 0o600, 32),
+            wiper,
             staging_dir,
             journal_dir,
             commit_tx: Mutex::new(Some(tx)),
@@ -335,8 +350,11 @@ impl Qsfs {
         commit::tick(&self.core);
         // The reaper collects once more as it stops.
         stop_thread(&self.core.reaper_tx, &self.reaper);
+        // Every removed staging file overwritten before the mount ends.
+        self.core.wiper.finish();
         // Left only when empty: a clean unmount leaves a clean staging folder.
         let _ = std::fs::remove_dir(&self.core.journal_dir);
+        let _ = std::fs::remove_dir(self.core.staging_dir.join("wipe"));
     }
 
     fn new_fh(&self) -> u64 {

@@ -120,7 +120,7 @@ fn recover_journal(core: &FsCore, ino: u64, image: Option<Image>) -> bool {
     let drop_all = || {
         let _ = std::fs::remove_file(&path);
         let _ = ns.remove_journal_mark(ino);
-        super::staging::remove_file(&core.staging_dir, ino);
+        super::staging::remove_file(&core.staging_dir, ino, &core.wiper);
     };
     let Some(image) = image else {
         drop_all();
@@ -139,7 +139,7 @@ fn recover_journal(core: &FsCore, ino: u64, image: Option<Image>) -> bool {
         }
     };
     let mut replay = image.replay(mark, inode.size);
-    let staging = match Staging::existing(&core.staging_dir, ino) {
+    let staging = match Staging::existing(&core.staging_dir, ino, &core.wiper) {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(ino, "cannot open its staging file ({e})");
@@ -222,7 +222,7 @@ fn recover_record(core: &FsCore, ino: u64, raw: &[u8]) -> bool {
             return false;
         }
     };
-    let staging = match Staging::existing(&core.staging_dir, ino) {
+    let staging = match Staging::existing(&core.staging_dir, ino, &core.wiper) {
         Ok(Some(s)) => Some(s),
         Ok(None) if record.dirty.is_empty() => None,
         Ok(None) | Err(_) => {
@@ -236,7 +236,7 @@ fn recover_record(core: &FsCore, ino: u64, raw: &[u8]) -> bool {
     };
     if ns.inode(ino).is_err() {
         let _ = ns.remove_staging(ino);
-        super::staging::remove_file(&core.staging_dir, ino);
+        super::staging::remove_file(&core.staging_dir, ino, &core.wiper);
         return false;
     }
     let replay = Replay::from_record(record.size, record.dirty);

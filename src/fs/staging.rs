@@ -3,6 +3,11 @@
 //! Which of its bytes are newer than the file's sealed extents is kept in
 //! the file's staging journal (journal.rs).
 //!
+//! Staging files hold plaintext, so their bytes are overwritten before
+//! any of their blocks is freed (src/wipe.rs): a removed staging file goes
+//! to the wiper once its last reader is done, a cut or punched range is
+//! zeroed first.
+//!
 //! Older versions kept that in a staging record in the namespace, written
 //! at close; the mount still reads such records once (recovery.rs) and
 //! writes no new ones. Format v1, little-endian:
@@ -25,7 +30,7 @@ use super::ranges::RangeSet;
 use crate::codec::Writer;
 use crate::codec::{DecodeError, Reader};
 use crate::namespace::Time;
-use crate::stock::Stock;
+use crate::wipe::Wiper;
 
 const RECORD_VERSION: u8 = 1;
 
@@ -106,6 +111,27 @@ struct Inner {
     dir: PathBuf,
     ino: u64,
     pieces: Mutex<BTreeMap<u64, Arc<File>>>,
+    wiper: Arc<Wiper>,
+    /// Pieces taken away (in the wipe folder) that a clone may still
+    /// read: wiped when the last handle goes.
+    doomed: Mutex<Vec<PathBuf>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.pieces
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+        let doomed = std::mem::take(
+            self.doomed
+                .get_mut()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        if !doomed.is_empty() {
+            self.wiper.queue(doomed);
+        }
+    }
 }
 
 fn piece_name(ino: u64, k: u64) -> String {
@@ -141,23 +167,23 @@ impl Staging {
         dir.join(piece_name(ino, 0))
     }
 
-    fn new(dir: &Path, ino: u64) -> Staging {
+    fn new(dir: &Path, ino: u64, wiper: &Arc<Wiper>) -> Staging {
         Staging {
             inner: Arc::new(Inner {
                 dir: dir.to_path_buf(),
                 ino,
                 pieces: Mutex::new(BTreeMap::new()),
+                wiper: Arc::clone(wiper),
+                doomed: Mutex::new(Vec::new()),
             }),
         }
     }
 
     /// Opens (creating, mode 0600) the staging of `ino`; a new first
-    /// piece is taken from `stock` when it has a file ready.
-    pub fn open(dir: &Path, ino: u64, stock: Option<&Stock>) -> io::Result<Staging> {
-        let s = Self::new(dir, ino);
-        if let Some(stock) = stock {
-            s.adopt_stocked(stock);
-        }
+    /// piece is taken from the wiper's stock when it has a file ready.
+    pub fn open(dir: &Path, ino: u64, wiper: &Arc<Wiper>) -> io::Result<Staging> {
+        let s = Self::new(dir, ino, wiper);
+        s.adopt_stocked();
         s.piece(0, true)?;
         Ok(s)
     }
@@ -165,12 +191,12 @@ impl Staging {
     /// Makes a stock file the first piece unless one exists (a hard link
     /// never replaces an existing name); `piece` then opens it, or creates
     /// it when the stock had none.
-    fn adopt_stocked(&self, stock: &Stock) {
+    fn adopt_stocked(&self) {
         let path = self.inner.dir.join(piece_name(self.inner.ino, 0));
         if path.exists() {
             return;
         }
-        let Some(spare) = stock.take() else {
+        let Some(spare) = self.inner.wiper.stock().take() else {
             return;
         };
         let _ = std::fs::hard_link(&spare, &path);
@@ -178,11 +204,11 @@ impl Staging {
     }
 
     /// Opens the existing staging of `ino` (recovery); None if it is gone.
-    pub fn existing(dir: &Path, ino: u64) -> io::Result<Option<Staging>> {
+    pub fn existing(dir: &Path, ino: u64, wiper: &Arc<Wiper>) -> io::Result<Option<Staging>> {
         if pieces_on_disk(dir, ino).is_empty() {
             return Ok(None);
         }
-        Ok(Some(Self::new(dir, ino)))
+        Ok(Some(Self::new(dir, ino, wiper)))
     }
 
     fn piece(&self, k: u64, create: bool) -> io::Result<Option<Arc<File>>> {
@@ -267,7 +293,8 @@ impl Staging {
     }
 
     /// Cuts the staged bytes at file size `size` (bytes past it can never
-    /// be read back): later pieces go, the piece across it is shortened.
+    /// be read back): later pieces go to the wiper, the piece across it is
+    /// zeroed past the cut and shortened.
     pub fn truncate(&self, size: u64) -> io::Result<()> {
         for k in pieces_on_disk(&self.inner.dir, self.inner.ino) {
             let start = k * PIECE;
@@ -277,12 +304,29 @@ impl Staging {
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .remove(&k);
-                let _ = std::fs::remove_file(self.inner.dir.join(piece_name(self.inner.ino, k)));
-            } else if let Some(f) = self.piece(k, false)?
-                && f.metadata()?.len() > size.saturating_sub(start)
-            {
-                f.set_len(size.saturating_sub(start))?;
+                self.doom(k)?;
+            } else if let Some(f) = self.piece(k, false)? {
+                let len = f.metadata()?.len();
+                let keep = size.saturating_sub(start);
+                if len > keep {
+                    crate::wipe::zero(&f, keep, len)?;
+                    f.set_len(keep)?;
+                }
             }
+        }
+        Ok(())
+    }
+
+    /// Moves piece `k` into the wipe folder; it is overwritten once no
+    /// handle can read it.
+    fn doom(&self, k: u64) -> io::Result<()> {
+        let path = self.inner.dir.join(piece_name(self.inner.ino, k));
+        if let Some(moved) = self.inner.wiper.take(&path)? {
+            self.inner
+                .doomed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(moved);
         }
         Ok(())
     }
@@ -307,31 +351,25 @@ impl Staging {
         }
         for (k, at, a, b) in Self::parts(start, end - start) {
             if let Some(f) = self.piece(k, false)? {
+                crate::wipe::zero(&f, at, at + (b - a) as u64)?;
                 crate::sys::punch_hole(&f, at, (b - a) as u64)?;
             }
         }
         Ok(())
     }
 
-    /// Removes every piece. Clones keep the pieces they opened (a read
-    /// that started before still reads what it asked for); the files go
-    /// when the last clone does.
+    /// Removes every piece: the names go now, the bytes are overwritten
+    /// when the last clone goes (a read that started before still reads
+    /// what it asked for), and the files then go back to the stock (a
+    /// create and a delete saved per written file).
     pub fn remove(self) {
-        remove_file(&self.inner.dir, self.inner.ino);
-    }
-
-    /// Removes every piece like [`Staging::remove`], but into `stock` when
-    /// this is the last handle on them: with no clone left nobody can
-    /// still read them, so they can be emptied for reuse (a create and a
-    /// delete saved per written file).
-    pub fn remove_into(self, stock: &Stock) {
-        let Inner { dir, ino, pieces } = match Arc::try_unwrap(self.inner) {
-            Ok(inner) => inner,
-            Err(inner) => return Staging { inner }.remove(),
-        };
-        drop(pieces);
-        for k in pieces_on_disk(&dir, ino) {
-            let _ = stock.recycle(&dir.join(piece_name(ino, k)));
+        for k in pieces_on_disk(&self.inner.dir, self.inner.ino) {
+            if let Err(e) = self.doom(k) {
+                tracing::warn!(
+                    "ino {}: cannot move staging piece {k} away to overwrite it: {e}",
+                    self.inner.ino
+                );
+            }
         }
     }
 }
@@ -367,10 +405,11 @@ impl io::Read for StagingReader {
     }
 }
 
-/// Removes every staging piece of `ino`.
-pub fn remove_file(dir: &Path, ino: u64) {
+/// Removes every staging piece of `ino` (no handle on them is left),
+/// overwriting them first.
+pub fn remove_file(dir: &Path, ino: u64, wiper: &Wiper) {
     for k in pieces_on_disk(dir, ino) {
-        let _ = std::fs::remove_file(dir.join(piece_name(ino, k)));
+        wiper.remove(&dir.join(piece_name(ino, k)));
     }
 }
 
@@ -390,10 +429,16 @@ mod tests {
         assert!(StagingRecord::decode(&r.encode()[..10]).is_err());
     }
 
+    fn wiper(dir: &Path) -> Arc<Wiper> {
+        let stock = Arc::new(crate::stock::Stock::new(&dir.join("stock"), 0o600, 4));
+        Arc::new(Wiper::start(&dir.join("wipe"), stock).unwrap())
+    }
+
     #[test]
     fn sparse_staging_reads_zeros_past_its_end() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Staging::open(dir.path(), 7, None).unwrap();
+        let aside = tempfile::tempdir().unwrap();
+        let s = Staging::open(dir.path(), 7, &wiper(aside.path())).unwrap();
         s.write_at(b"abc", 10).unwrap();
         let mut out = [9u8; 20];
         s.read_at(&mut out, 5).unwrap();
@@ -415,7 +460,9 @@ mod tests {
     #[test]
     fn writes_past_16_tib_go_to_later_pieces() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Staging::open(dir.path(), 9, None).unwrap();
+        let aside = tempfile::tempdir().unwrap();
+        let w = wiper(aside.path());
+        let s = Staging::open(dir.path(), 9, &w).unwrap();
         let far = (1u64 << 50) - 5; // just under 1 PiB
         s.write_at(b"0123456789", far).unwrap();
         // Across a piece boundary too.
@@ -434,5 +481,17 @@ mod tests {
         assert_eq!(&out, b"ab");
         s.clone().remove();
         assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
+        // The clone still reads until it goes; then the wiper empties it.
+        let mut out = [9u8; 2];
+        s.read_at(&mut out, 3 * PIECE - 2).unwrap();
+        assert_eq!(&out, b"ab");
+        drop(s);
+        w.finish();
+        assert_eq!(
+            std::fs::read_dir(aside.path().join("wipe"))
+                .unwrap()
+                .count(),
+            0
+        );
     }
 }

@@ -523,7 +523,8 @@ impl Vault {
 }
 
 /// A spool file in the staging folder (stdin, or content a command sent
-/// to the mount), removed when dropped.
+/// to the mount), overwritten and removed when dropped: it holds
+/// plaintext (src/wipe.rs).
 pub struct Spool(PathBuf);
 
 impl Spool {
@@ -535,8 +536,13 @@ impl Spool {
 
 impl Drop for Spool {
     fn drop(&mut self) {
-        if !self.0.as_os_str().is_empty() {
-            let _ = std::fs::remove_file(&self.0);
+        if !self.0.as_os_str().is_empty()
+            && let Err(e) = crate::wipe::wipe_and_remove(&self.0, None)
+        {
+            tracing::warn!(
+                "cannot overwrite the spool {} before removing it ({e}); the next open of the vault tries again",
+                self.0.display()
+            );
         }
     }
 }

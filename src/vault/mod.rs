@@ -547,15 +547,23 @@ impl Vault {
         self.root.join("staging")
     }
 
-    /// Removes stdin spools left by an interrupted `put -`.
+    /// Overwrites and removes the plaintext an interrupted process left:
+    /// stdin spools of `put -`, and staging files it had moved aside to
+    /// overwrite (src/wipe.rs).
     fn clean_staging(&self) {
         if let Ok(entries) = std::fs::read_dir(self.staging()) {
             for e in entries.flatten() {
-                if e.file_name().to_string_lossy().starts_with("spool-") {
-                    let _ = std::fs::remove_file(e.path());
+                if e.file_name().to_string_lossy().starts_with("spool-")
+                    && let Err(err) = crate::wipe::wipe_and_remove(&e.path(), None)
+                {
+                    tracing::warn!(
+                        "cannot overwrite the spool {} before removing it ({err}); it stays",
+                        e.path().display()
+                    );
                 }
             }
         }
+        crate::wipe::wipe_leftovers(&self.staging().join("wipe"));
     }
 }
 

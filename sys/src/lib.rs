@@ -134,6 +134,86 @@ pub fn punch_hole(file: &File, offset: u64, len: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// `FS_IOC_FIEMAP`: `_IOWR('f', 11, struct fiemap)`, a 32-byte header.
+const FS_IOC_FIEMAP: libc::c_ulong = 0xC020_660B;
+const FIEMAP_EXTENT_LAST: u32 = 0x1;
+const FIEMAP_EXTENT_DELALLOC: u32 = 0x4;
+const FIEMAP_BATCH: usize = 32;
+
+/// `struct fiemap_extent` (linux/fiemap.h).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct FiemapExtent {
+    logical: u64,
+    physical: u64,
+    length: u64,
+    reserved64: [u64; 2],
+    flags: u32,
+    reserved: [u32; 3],
+}
+
+/// `struct fiemap` with room for [`FIEMAP_BATCH`] extents.
+#[repr(C)]
+#[derive(Default)]
+struct Fiemap {
+    start: u64,
+    length: u64,
+    flags: u32,
+    mapped_extents: u32,
+    extent_count: u32,
+    reserved: u32,
+    extents: [FiemapExtent; FIEMAP_BATCH],
+}
+
+/// Whether any byte of `[offset, offset + len)` of a file has a block on
+/// the disk (`FIEMAP`, without forcing writeback). Blocks under delayed
+/// allocation (ext4, xfs) were never written: their bytes exist only in
+/// the page cache. `None` when the filesystem cannot tell (no FIEMAP).
+///
+/// Why: a plaintext file overwritten before it is freed needs the
+/// overwrite made durable only if the plaintext ever reached the disk;
+/// asked after the overwrite, "no block" means it never did (an
+/// allocated block never goes back to delayed allocation).
+pub fn has_disk_blocks(file: &File, offset: u64, len: u64) -> io::Result<Option<bool>> {
+    let end = offset.saturating_add(len);
+    let mut pos = offset;
+    while pos < end {
+        let mut map = Fiemap {
+            start: pos,
+            length: end - pos,
+            extent_count: FIEMAP_BATCH as u32,
+            ..Fiemap::default()
+        };
+        // SAFETY: FS_IOC_FIEMAP reads the header and writes at most
+        // `extent_count` extents into `map`, which has room for them.
+        let rc = unsafe { libc::ioctl(file.as_raw_fd(), FS_IOC_FIEMAP, &mut map as *mut Fiemap) };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(libc::EOPNOTSUPP) | Some(libc::ENOTTY) | Some(libc::ENOSYS) => Ok(None),
+                _ => Err(e),
+            };
+        }
+        let n = (map.mapped_extents as usize).min(FIEMAP_BATCH);
+        if n == 0 {
+            return Ok(Some(false));
+        }
+        for e in &map.extents[..n] {
+            if e.flags & FIEMAP_EXTENT_DELALLOC == 0 {
+                return Ok(Some(true));
+            }
+            if e.flags & FIEMAP_EXTENT_LAST != 0 {
+                return Ok(Some(false));
+            }
+            pos = pos.max(e.logical.saturating_add(e.length));
+        }
+        if n < FIEMAP_BATCH {
+            return Ok(Some(false));
+        }
+    }
+    Ok(Some(false))
+}
+
 /// Restores the default SIGPIPE action, so `qsfs ls | head -1` ends quietly
 /// like every other Unix tool instead of reporting a broken pipe (Rust
 /// ignores SIGPIPE by default).
@@ -532,6 +612,33 @@ mod tests {
         assert_eq!(unescape("/a\\040b"), "/a b");
         assert_eq!(unescape("/plain"), "/plain");
         assert!(mounts().iter().any(|m| m.target == Path::new("/")));
+    }
+
+    #[test]
+    fn fiemap_tells_written_blocks_from_delayed_ones() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(dir.path().join("f"))
+            .unwrap();
+        let Some(empty) = has_disk_blocks(&f, 0, u64::MAX).unwrap() else {
+            return; // no FIEMAP on this filesystem
+        };
+        assert!(!empty, "an empty file has no blocks");
+        f.write_all(&vec![7u8; 1 << 20]).unwrap();
+        let before = has_disk_blocks(&f, 0, u64::MAX).unwrap();
+        f.sync_data().unwrap();
+        assert_eq!(has_disk_blocks(&f, 0, u64::MAX).unwrap(), Some(true));
+        assert_eq!(
+            has_disk_blocks(&f, 2 << 20, 4096).unwrap(),
+            Some(false),
+            "past the end"
+        );
+        eprintln!("before fdatasync: {before:?}");
     }
 
     #[test]
