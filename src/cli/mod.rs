@@ -83,8 +83,9 @@ enum Command {
     /// key records and destroy the epoch keys of deleted ones (runs by
     /// itself after `rm` and in a mount).
     Shred(unlock::ShredArgs),
-    /// Write a metadata snapshot to the nodes now (a mount writes one every
-    /// 30 s while it changes and at unmount).
+    /// Write a metadata snapshot to the nodes now. The first starts backups:
+    /// a mount then journals every change to the nodes within a second and
+    /// writes a snapshot at unmount.
     Backup(VaultArg),
     /// Rebuild a lost vault on this machine from its node folders (the
     /// metadata snapshots qsfs keeps there) and an unlock method.

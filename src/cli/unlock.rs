@@ -420,10 +420,12 @@ pub fn recover(ctx: &Ctx, a: RecoverArgs) -> Result<i32> {
         },
     )?;
     println!(
-        "recovered vault {} (id {}) from metadata snapshot {} on {} node folder(s)",
+        "recovered vault {} (id {}) from metadata snapshot {} and {} journal entr{} after it, on {} node folder(s)",
         a.vault.display(),
         r.vault_id,
         r.generation,
+        r.journal_entries,
+        if r.journal_entries == 1 { "y" } else { "ies" },
         r.nodes.len()
     );
     for (name, p) in &r.nodes {

@@ -242,6 +242,9 @@ pub fn serve(
         }
     };
     let for_summaries = Arc::clone(&vault);
+    // Every change from here on (the staged files recovery seals first)
+    // reaches the nodes' journal once backups are started.
+    vault.start_journal();
     let fs = Qsfs::new(vault, settings.read_only)?;
     let _ = core_slot.set(fs.core_weak());
     let mut config = Config::default();
@@ -425,36 +428,51 @@ pub fn unmount(mountpoint: &Path, wait: Duration) -> Result<Unmounted, MountErro
     })
 }
 
-/// How often a mount backs up changed metadata to the nodes: recovery on
-/// a new machine is at most this stale (and exact after an unmount).
-pub const META_BACKUP_EVERY: Duration = Duration::from_secs(30);
+/// How often a mount backs up changed metadata to the nodes (a journal
+/// entry, or a snapshot when one is due): recovery on a new machine is at
+/// most this stale (and exact after an unmount).
+pub const META_BACKUP_EVERY: Duration = Duration::from_secs(1);
 
-/// A thread that backs up the metadata every [`META_BACKUP_EVERY`] while
-/// it changes, once the vault has a snapshot (the first is the user's
-/// `qsfs backup`: it adds an object and shards to every count); it ends
-/// with the vault.
+/// A thread that writes the metadata journal every [`META_BACKUP_EVERY`]
+/// while the stores change, once the vault has a snapshot (the first is
+/// the user's `qsfs backup`: it adds an object and shards to every count;
+/// then the mount's first tick writes a snapshot, and later ones journal
+/// entries); it ends with the vault.
 fn spawn_meta_backups(vault: std::sync::Weak<Vault>) {
     let spawned = std::thread::Builder::new()
         .name("qsfs-meta-backup".into())
         .spawn(move || {
-            let mut seen = None;
+            let mut failing = false;
             loop {
                 std::thread::sleep(META_BACKUP_EVERY);
                 let Some(v) = vault.upgrade() else { return };
-                // Only vaults whose backups were started (`qsfs backup`).
-                if v.last_meta_backup().ok().flatten().is_none() {
-                    continue;
-                }
-                let now = v.meta_change_count();
-                if seen == Some(now) {
-                    continue;
-                }
-                match v.backup_metadata() {
-                    Ok(_) => seen = Some(v.meta_change_count()),
-                    Err(e) => tracing::warn!(
-                        "the metadata could not be backed up to the nodes ({e}); retried in {} s",
-                        META_BACKUP_EVERY.as_secs()
-                    ),
+                match v.journal_metadata() {
+                    Ok(w) => {
+                        if failing {
+                            tracing::info!("metadata backups to the nodes work again");
+                        }
+                        failing = false;
+                        match w {
+                            Some(crate::vault::MetaWrite::Snapshot(b)) => tracing::debug!(
+                                generation = b.generation,
+                                bytes = b.bytes,
+                                "metadata snapshot written"
+                            ),
+                            Some(crate::vault::MetaWrite::Entry { base, seq, bytes }) => {
+                                tracing::debug!(base, seq, bytes, "metadata journal entry written");
+                            }
+                            None => {}
+                        }
+                    }
+                    Err(e) => {
+                        if !failing {
+                            tracing::warn!(
+                                "the metadata could not be backed up to the nodes ({e}); retried every {} s",
+                                META_BACKUP_EVERY.as_secs()
+                            );
+                        }
+                        failing = true;
+                    }
                 }
             }
         });

@@ -191,7 +191,15 @@ pub struct Db {
     changes: AtomicU64,
     flushed: AtomicU64,
     durable: AtomicU64,
+    /// While tracked (a mount's metadata journal, vault/metabackup.rs):
+    /// the latest value of every key changed since the last
+    /// [`Db::take_changes`], `None` for a removed one. Writes hold this
+    /// lock while they apply, so the log's order is the store's.
+    log: Mutex<Option<ChangeLog>>,
 }
+
+/// Changed keys and their latest values (`None`: removed).
+pub type ChangeLog = std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
 impl std::fmt::Debug for Db {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -207,6 +215,8 @@ impl std::fmt::Debug for Db {
 pub struct Batch {
     inner: sled::Batch,
     empty: bool,
+    /// The same changes, for a tracking store's log.
+    ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
 }
 
 impl Batch {
@@ -215,16 +225,20 @@ impl Batch {
         Self {
             inner: sled::Batch::default(),
             empty: true,
+            ops: Vec::new(),
         }
     }
     /// Sets `key` to `value`.
     pub fn insert(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
         self.inner.insert(key.as_ref(), value.as_ref());
+        self.ops
+            .push((key.as_ref().to_vec(), Some(value.as_ref().to_vec())));
         self.empty = false;
     }
     /// Removes `key`.
     pub fn remove(&mut self, key: impl AsRef<[u8]>) {
         self.inner.remove(key.as_ref());
+        self.ops.push((key.as_ref().to_vec(), None));
         self.empty = false;
     }
     /// True if nothing was added.
@@ -316,6 +330,7 @@ impl Db {
             // One change counted at open: the first durable flush always
             // runs, for whatever an earlier process left with the OS only.
             changes: AtomicU64::new(1),
+            log: Mutex::new(None),
             flushed: AtomicU64::new(0),
             durable: AtomicU64::new(0),
         };
@@ -363,18 +378,54 @@ impl Db {
 
     /// Writes one value (not durable until [`Db::flush_durable`]).
     pub fn insert(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<(), StoreError> {
+        let mut log = self.log();
         let r = self.inner.insert(key.as_ref(), value.as_ref());
         self.changes.fetch_add(1, Ordering::AcqRel);
         r.map_err(self.engine("write"))?;
+        if let Some(log) = log.as_mut() {
+            log.insert(key.as_ref().to_vec(), Some(value.as_ref().to_vec()));
+        }
         Ok(())
     }
 
     /// Removes one value.
     pub fn remove(&self, key: impl AsRef<[u8]>) -> Result<(), StoreError> {
-        let r = self.inner.remove(key);
+        let mut log = self.log();
+        let r = self.inner.remove(key.as_ref());
         self.changes.fetch_add(1, Ordering::AcqRel);
         r.map_err(self.engine("remove"))?;
+        if let Some(log) = log.as_mut() {
+            log.insert(key.as_ref().to_vec(), None);
+        }
         Ok(())
+    }
+
+    fn log(&self) -> std::sync::MutexGuard<'_, Option<ChangeLog>> {
+        self.log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Starts (or restarts, empty) the change log: every later change is
+    /// returned by [`Db::take_changes`].
+    pub fn track_changes(&self) {
+        *self.log() = Some(ChangeLog::new());
+    }
+
+    /// The changes since tracking started or the last take (empty when
+    /// not tracking); the log starts over.
+    pub fn take_changes(&self) -> ChangeLog {
+        self.log().as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// Puts back changes taken but not saved: a later change of the same
+    /// key wins.
+    pub fn untake_changes(&self, taken: ChangeLog) {
+        if let Some(log) = self.log().as_mut() {
+            for (k, v) in taken {
+                log.entry(k).or_insert(v);
+            }
+        }
     }
 
     /// Replaces the value of `key` with `new` only if it is still `old`;
@@ -385,9 +436,16 @@ impl Db {
         old: &[u8],
         new: &[u8],
     ) -> Result<bool, StoreError> {
-        let r = self.inner.compare_and_swap(key, Some(old), Some(new));
+        let mut log = self.log();
+        let r = self
+            .inner
+            .compare_and_swap(key.as_ref(), Some(old), Some(new));
         self.changes.fetch_add(1, Ordering::AcqRel);
-        Ok(r.map_err(self.engine("compare and swap"))?.is_ok())
+        let swapped = r.map_err(self.engine("compare and swap"))?.is_ok();
+        if swapped && let Some(log) = log.as_mut() {
+            log.insert(key.as_ref().to_vec(), Some(new.to_vec()));
+        }
+        Ok(swapped)
     }
 
     /// Applies a batch atomically.
@@ -395,9 +453,16 @@ impl Db {
         if batch.empty {
             return Ok(());
         }
+        let mut log = self.log();
         let r = self.inner.apply_batch(batch.inner);
         self.changes.fetch_add(1, Ordering::AcqRel);
-        r.map_err(self.engine("apply a batch"))
+        r.map_err(self.engine("apply a batch"))?;
+        if let Some(log) = log.as_mut() {
+            for (k, v) in batch.ops {
+                log.insert(k, v);
+            }
+        }
+        Ok(())
     }
 
     /// Changes applied since the store was opened (a cheap "did anything
@@ -570,6 +635,40 @@ fn remove_unfinished_snapshots(path: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_change_log_holds_the_latest_value_of_each_changed_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("db"), "test").unwrap();
+        db.insert(b"before", b"x").unwrap();
+        assert!(db.take_changes().is_empty(), "not tracking");
+        db.track_changes();
+        db.insert(b"a", b"1").unwrap();
+        db.insert(b"a", b"2").unwrap();
+        db.remove(b"before").unwrap();
+        let mut batch = Batch::new();
+        batch.insert(b"b", b"3");
+        batch.remove(b"a");
+        db.apply(batch).unwrap();
+        assert!(db.compare_and_swap(b"b", b"3", b"4").unwrap());
+        assert!(!db.compare_and_swap(b"b", b"3", b"5").unwrap());
+        let log = db.take_changes();
+        let want: ChangeLog = [
+            (b"a".to_vec(), None),
+            (b"b".to_vec(), Some(b"4".to_vec())),
+            (b"before".to_vec(), None),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(log, want);
+        assert!(db.take_changes().is_empty(), "a take starts over");
+        // Put back after a failed save: a newer change of a key wins.
+        db.insert(b"b", b"6").unwrap();
+        db.untake_changes(log);
+        let back = db.take_changes();
+        assert_eq!(back.get(&b"b".to_vec()), Some(&Some(b"6".to_vec())));
+        assert_eq!(back.get(&b"a".to_vec()), Some(&None));
+    }
 
     #[test]
     fn reopens_after_a_crash_while_writing_a_snapshot() {

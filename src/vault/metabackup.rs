@@ -26,6 +26,29 @@
 //! machine finds the newest snapshot by listing the node folders, and reads
 //! it from its shard headers without a manifest; the AEAD tag vouches for
 //! every byte (`qsfs recover`, recover.rs).
+//!
+//! Between snapshots a mount writes *journal entries*: every second in
+//! which the stores changed, the changed keys with their new values (or
+//! their removal) and the epoch table, as one more small erasure-coded
+//! object. Recovery replays the entries of the newest snapshot in order, so
+//! it is at most a second behind the last change. The first change of a
+//! mount, a journal as large as its snapshot, or [`MAX_ENTRIES`] entries
+//! start a new snapshot, which destroys the entries before it.
+//!
+//! Journal entry format 1 (`QSFSMJNL`):
+//!
+//! ```text
+//! "QSFSMJNL" || version u32 le (1) || base generation u64 le || seq u64 le
+//!   || vault id (32 ascii hex) || nonce 12 || AES-256-GCM(body) || tag 16
+//! key = BLAKE3 derive_key("qsfs 2026-12 metadata journal v1", vault key)
+//! aad = every byte before the nonce
+//! body = "QSFSMJNB" || sections as in a snapshot (2 epoch table slot, and
+//!   3-6 for the stores that changed), a store section holding
+//!   (klen u32 le || key || vlen u32 le || value)*, vlen 0xFFFFFFFF (and
+//!   no value) for a removed key
+//! id = BLAKE3("qsfs 2026-12 metadata journal id", vault id)[..8]
+//!   || base generation u32 be (low bits) || seq u32 be, seq from 1
+//! ```
 
 use std::collections::BTreeMap;
 
@@ -40,6 +63,16 @@ const MAGIC: &[u8; 8] = b"QSFSMETA";
 const BODY_MAGIC: &[u8; 8] = b"QSFSMETB";
 const VERSION: u32 = 1;
 const CONTEXT: &str = "qsfs 2026-12 metadata snapshot v1";
+const JOURNAL_MAGIC: &[u8; 8] = b"QSFSMJNL";
+const JOURNAL_BODY_MAGIC: &[u8; 8] = b"QSFSMJNB";
+const JOURNAL_CONTEXT: &str = "qsfs 2026-12 metadata journal v1";
+/// `vlen` of a removed key in a journal's store section.
+const REMOVED: u32 = u32::MAX;
+/// Entries after which a new snapshot starts (recovery replays them all).
+pub const MAX_ENTRIES: u64 = 256;
+/// A journal this large (or as large as its snapshot, if that is larger)
+/// starts a new snapshot.
+const MAX_JOURNAL_BYTES: u64 = 1 << 20;
 
 /// Section tags of a snapshot body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -94,6 +127,41 @@ pub(crate) fn generation_of(vault_id: &str, id: &ObjectId) -> Option<u64> {
     (b[..8] == id_tag(vault_id)).then(|| u64::from_be_bytes(b[8..].try_into().unwrap_or([0; 8])))
 }
 
+/// The first 8 bytes of every journal entry id of vault `vault_id`.
+fn journal_tag(vault_id: &str) -> [u8; 8] {
+    let h = blake3::derive_key("qsfs 2026-12 metadata journal id", vault_id.as_bytes());
+    let mut t = [0u8; 8];
+    t.copy_from_slice(&h[..8]);
+    t
+}
+
+/// The id of journal entry `seq` after snapshot `base` of `vault_id`.
+pub(crate) fn journal_id(vault_id: &str, base: u64, seq: u64) -> ObjectId {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&journal_tag(vault_id));
+    b[8..12].copy_from_slice(&(base as u32).to_be_bytes());
+    b[12..].copy_from_slice(&(seq as u32).to_be_bytes());
+    ObjectId(b)
+}
+
+/// `(base generation low bits, seq)` if `id` is a journal entry id of
+/// `vault_id`.
+pub(crate) fn journal_of(vault_id: &str, id: &ObjectId) -> Option<(u32, u32)> {
+    let b = id.as_bytes();
+    (b[..8] == journal_tag(vault_id)).then(|| {
+        (
+            u32::from_be_bytes(b[8..12].try_into().unwrap_or([0; 4])),
+            u32::from_be_bytes(b[12..].try_into().unwrap_or([0; 4])),
+        )
+    })
+}
+
+/// Whether `id` is one of this vault's metadata backup objects (a
+/// snapshot or a journal entry).
+pub(crate) fn is_backup_id(vault_id: &str, id: &ObjectId) -> bool {
+    generation_of(vault_id, id).is_some() || journal_of(vault_id, id).is_some()
+}
+
 fn push_section(out: &mut Vec<u8>, tag: Section, bytes: &[u8]) {
     out.push(tag as u8);
     out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
@@ -110,6 +178,48 @@ fn dump(db: &Db) -> Result<Zeroizing<Vec<u8>>, VaultError> {
         out.extend_from_slice(&v);
     }
     Ok(out)
+}
+
+/// A journal store section of `log`.
+fn encode_changes(log: &crate::store::ChangeLog) -> Zeroizing<Vec<u8>> {
+    let mut out = Zeroizing::new(Vec::new());
+    for (k, v) in log {
+        out.extend_from_slice(&(k.len() as u32).to_le_bytes());
+        out.extend_from_slice(k);
+        match v {
+            Some(v) => {
+                out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                out.extend_from_slice(v);
+            }
+            None => out.extend_from_slice(&REMOVED.to_le_bytes()),
+        }
+    }
+    out
+}
+
+/// One change of a journal store section: a key and its new value
+/// (`None`: removed).
+pub(crate) type Change<'a> = (&'a [u8], Option<&'a [u8]>);
+
+/// The changes of a journal store section.
+pub(crate) fn changes(b: &[u8]) -> Option<Vec<Change<'_>>> {
+    let mut rest = b;
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        let klen = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+        let k = rest.get(4..4 + klen)?;
+        rest = &rest[4 + klen..];
+        let vlen = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?);
+        rest = &rest[4..];
+        if vlen == REMOVED {
+            out.push((k, None));
+        } else {
+            let v = rest.get(..vlen as usize)?;
+            rest = &rest[vlen as usize..];
+            out.push((k, Some(v)));
+        }
+    }
+    Some(out)
 }
 
 /// The records of a store section.
@@ -164,20 +274,91 @@ impl Sealed<'_> {
     /// not this snapshot's, or a byte changed).
     pub(crate) fn open(&self, vk: &VaultKey) -> Option<BTreeMap<Section, Zeroizing<Vec<u8>>>> {
         let body = wrap::unwrap(&vk.derive(CONTEXT), self.aad, self.sealed)?;
-        if body.get(..8)? != BODY_MAGIC {
-            return None;
-        }
-        let mut rest = &body[8..];
-        let mut out = BTreeMap::new();
-        while !rest.is_empty() {
-            let tag = Section::from_u8(rest[0])?;
-            let len = u64::from_le_bytes(rest.get(1..9)?.try_into().ok()?) as usize;
-            let bytes = rest.get(9..9 + len)?;
-            out.insert(tag, Zeroizing::new(bytes.to_vec()));
-            rest = &rest[9 + len..];
-        }
-        Some(out)
+        sections(&body, BODY_MAGIC)
     }
+}
+
+/// The sections of an opened body that starts with `magic`.
+fn sections(body: &[u8], magic: &[u8; 8]) -> Option<BTreeMap<Section, Zeroizing<Vec<u8>>>> {
+    if body.get(..8)? != magic {
+        return None;
+    }
+    let mut rest = &body[8..];
+    let mut out = BTreeMap::new();
+    while !rest.is_empty() {
+        let tag = Section::from_u8(rest[0])?;
+        let len = u64::from_le_bytes(rest.get(1..9)?.try_into().ok()?) as usize;
+        let bytes = rest.get(9..9 + len)?;
+        out.insert(tag, Zeroizing::new(bytes.to_vec()));
+        rest = &rest[9 + len..];
+    }
+    Some(out)
+}
+
+/// A decoded journal entry before its body is opened.
+pub(crate) struct SealedEntry<'a> {
+    pub base: u64,
+    pub seq: u64,
+    pub vault_id: String,
+    aad: &'a [u8],
+    sealed: &'a [u8],
+}
+
+/// Splits a journal entry object into its clear header and sealed body.
+pub(crate) fn parse_entry(object: &[u8]) -> Option<SealedEntry<'_>> {
+    if object.get(..8)? != JOURNAL_MAGIC
+        || u32::from_le_bytes(object.get(8..12)?.try_into().ok()?) != VERSION
+    {
+        return None;
+    }
+    Some(SealedEntry {
+        base: u64::from_le_bytes(object.get(12..20)?.try_into().ok()?),
+        seq: u64::from_le_bytes(object.get(20..28)?.try_into().ok()?),
+        vault_id: std::str::from_utf8(object.get(28..60)?).ok()?.to_string(),
+        aad: &object[..60],
+        sealed: &object[60..],
+    })
+}
+
+impl SealedEntry<'_> {
+    /// The entry's sections, opened with the vault key.
+    pub(crate) fn open(&self, vk: &VaultKey) -> Option<BTreeMap<Section, Zeroizing<Vec<u8>>>> {
+        let body = wrap::unwrap(&vk.derive(JOURNAL_CONTEXT), self.aad, self.sealed)?;
+        sections(&body, JOURNAL_BODY_MAGIC)
+    }
+}
+
+/// Where this process's journal stands.
+#[derive(Debug, Default)]
+pub(crate) struct JournalState {
+    /// Whether the stores' change logs run (a mount started them).
+    tracking: bool,
+    /// The snapshot this process wrote last: entries follow it. `None`
+    /// until then, or after a failed snapshot (its changes are gone from
+    /// the logs, so only a snapshot can follow).
+    base: Option<u64>,
+    /// The last entry written after `base`.
+    seq: u64,
+    /// Bytes of those entries.
+    bytes: u64,
+    /// Bytes of the base snapshot.
+    snapshot_bytes: u64,
+}
+
+/// What [`Vault::journal_metadata`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetaWrite {
+    /// A new snapshot.
+    Snapshot(MetaBackup),
+    /// Journal entry `seq` after snapshot `base`, of `bytes` bytes.
+    Entry {
+        /// Its snapshot's generation.
+        base: u64,
+        /// Its place after that snapshot, from 1.
+        seq: u64,
+        /// Bytes of the entry object.
+        bytes: u64,
+    },
 }
 
 /// What a metadata backup wrote.
@@ -194,12 +375,27 @@ pub struct MetaBackup {
 impl Vault {
     /// The last metadata snapshot on the nodes, if any.
     pub fn last_meta_backup(&self) -> Result<Option<(ObjectId, u64)>, VaultError> {
+        let vid = &self.config.vault_id;
         Ok(self
             .ec
             .store()
             .meta_objects()?
             .into_iter()
+            .filter(|(id, _)| generation_of(vid, id).is_some())
             .max_by_key(|(_, g)| *g))
+    }
+
+    /// Journal entries written after the last snapshot, by this or an
+    /// earlier process.
+    pub fn meta_journal_entries(&self) -> Result<u64, VaultError> {
+        let vid = &self.config.vault_id;
+        Ok(self
+            .ec
+            .store()
+            .meta_objects()?
+            .iter()
+            .filter(|(id, _)| journal_of(vid, id).is_some())
+            .count() as u64)
     }
 
     /// Changes applied to the stores a snapshot copies, since they were
@@ -221,7 +417,7 @@ impl Vault {
         let vid = &self.config.vault_id;
         listings
             .flat_map(|l| l.shards.iter().map(|s| s.key.object))
-            .filter(|id| generation_of(vid, id).is_some())
+            .filter(|id| is_backup_id(vid, id))
             .collect()
     }
 
@@ -253,6 +449,204 @@ impl Vault {
         let Some(vk) = self.vault_key() else {
             return Ok(None);
         };
+        let mut st = self
+            .journal
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match self.write_snapshot(&vk, floor, st.tracking) {
+            Ok(b) => {
+                st.base = Some(b.generation);
+                st.seq = 0;
+                st.bytes = 0;
+                st.snapshot_bytes = b.bytes;
+                Ok(Some(b))
+            }
+            Err(e) => {
+                st.base = None;
+                Err(e)
+            }
+        }
+    }
+
+    /// The stores whose changes a snapshot and the journal carry.
+    fn backed_up_dbs(&self) -> Vec<(Section, &Db)> {
+        let (r1, r2) = self.keys.dbs();
+        let mut out = vec![
+            (Section::Namespace, self.ns.db()),
+            (Section::Ec, self.ec.store().db()),
+            (Section::R1, r1),
+        ];
+        if let Some(r2) = r2 {
+            out.push((Section::R2, r2));
+        }
+        out
+    }
+
+    /// Starts the journal: from now on the stores log their changes and
+    /// [`Vault::journal_metadata`] writes them, after a first snapshot (a
+    /// mount calls this; a one-shot command does not, so its logs never
+    /// grow).
+    pub fn start_journal(&self) {
+        let mut st = self
+            .journal
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !st.tracking {
+            for (_, db) in self.backed_up_dbs() {
+                db.track_changes();
+            }
+            st.tracking = true;
+            st.base = None;
+        }
+    }
+
+    /// Backs up what changed since the last backup: a journal entry, or a
+    /// new snapshot when one is due (the first call after
+    /// [`Vault::start_journal`], a long journal). `None` when nothing
+    /// changed, the journal was not started, backups were not started
+    /// (`qsfs backup`), or the vault has no vault key.
+    pub fn journal_metadata(&self) -> Result<Option<MetaWrite>, VaultError> {
+        let Some(vk) = self.vault_key() else {
+            return Ok(None);
+        };
+        let mut st = self
+            .journal
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !st.tracking {
+            return Ok(None);
+        }
+        if self.last_meta_backup()?.is_none() {
+            // Backups not started (`qsfs backup`): nothing to follow, and
+            // the logs must not grow for the whole mount.
+            for (_, db) in self.backed_up_dbs() {
+                db.take_changes();
+            }
+            return Ok(None);
+        }
+        if st.base.is_none() {
+            // The first backup of this process is a snapshot: whatever
+            // changed before the logs started (another process, a command
+            // run between mounts) is in it.
+            return match self.write_snapshot(&vk, 0, true) {
+                Ok(b) => {
+                    st.base = Some(b.generation);
+                    st.seq = 0;
+                    st.bytes = 0;
+                    st.snapshot_bytes = b.bytes;
+                    Ok(Some(MetaWrite::Snapshot(b)))
+                }
+                Err(e) => Err(e),
+            };
+        }
+        let _shred = self
+            .shredding
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let vid = self.config.vault_id.clone();
+        let mut taken: Vec<(Section, &Db, crate::store::ChangeLog)> = Vec::new();
+        for (section, db) in self.backed_up_dbs() {
+            let mut log = db.take_changes();
+            if section == Section::Ec {
+                // The backups' own bookkeeping is not metadata to back up
+                // (and would make every entry call for the next).
+                log.retain(|k, _| {
+                    let id = || ObjectId(k[1..].try_into().unwrap_or([0; 16]));
+                    !(k.as_slice() == b"G"
+                        || (k.len() == 17 && k[0] == b'S')
+                        || (k.len() == 17 && k[0] == b'm' && is_backup_id(&vid, &id())))
+                });
+            }
+            if !log.is_empty() {
+                taken.push((section, db, log));
+            }
+        }
+        if taken.is_empty() {
+            return Ok(None);
+        }
+        let due = st.seq >= MAX_ENTRIES || st.bytes >= st.snapshot_bytes.max(MAX_JOURNAL_BYTES);
+        if due {
+            drop(_shred);
+            drop(taken);
+            return match self.write_snapshot(&vk, 0, true) {
+                Ok(b) => {
+                    st.base = Some(b.generation);
+                    st.seq = 0;
+                    st.bytes = 0;
+                    st.snapshot_bytes = b.bytes;
+                    Ok(Some(MetaWrite::Snapshot(b)))
+                }
+                Err(e) => {
+                    st.base = None;
+                    Err(e)
+                }
+            };
+        }
+        let base = st.base.unwrap_or(0);
+        let seq = st.seq + 1;
+        let written = self.write_entry(&vk, base, seq, &taken);
+        drop(_shred);
+        match written {
+            Ok(bytes) => {
+                st.seq = seq;
+                st.bytes += bytes;
+                Ok(Some(MetaWrite::Entry { base, seq, bytes }))
+            }
+            Err(e) => {
+                // Kept for the next try; changes made since win.
+                for (_, db, log) in taken {
+                    db.untake_changes(log);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Seals `changes` as entry `seq` after snapshot `base`, writes it to
+    /// the nodes and registers it; its size.
+    fn write_entry(
+        &self,
+        vk: &VaultKey,
+        base: u64,
+        seq: u64,
+        changes: &[(Section, &Db, crate::store::ChangeLog)],
+    ) -> Result<u64, VaultError> {
+        let vid = &self.config.vault_id;
+        let mut body = Zeroizing::new(JOURNAL_BODY_MAGIC.to_vec());
+        for (section, _, log) in changes {
+            push_section(&mut body, *section, &encode_changes(log));
+        }
+        let slot = std::fs::read(self.root.join("meta/epochs.0"))
+            .map_err(super::io_err("read the epoch table"))?;
+        push_section(&mut body, Section::Epochs, &slot);
+        let mut object = JOURNAL_MAGIC.to_vec();
+        object.extend_from_slice(&VERSION.to_le_bytes());
+        object.extend_from_slice(&base.to_le_bytes());
+        object.extend_from_slice(&seq.to_le_bytes());
+        object.extend_from_slice(vid.as_bytes());
+        let sealed = wrap::wrap(&vk.derive(JOURNAL_CONTEXT), &object, &body)
+            .map_err(|e| VaultError::Internal(format!("OS random source failed: {e}")))?;
+        object.extend_from_slice(&sealed);
+        let id = journal_id(vid, base, seq);
+        let mut written = self
+            .ec
+            .write_object_inline(id, &object, object.len() as u64, &[])?;
+        let synced = self.ec.sync(&mut [&mut written]);
+        if let Some(Err(e)) = synced.into_iter().next() {
+            return Err(e.into());
+        }
+        self.ec.store().add_meta(&written.manifest, base)?;
+        Ok(object.len() as u64)
+    }
+
+    /// Writes a snapshot (generation above `floor`) and destroys every
+    /// backup object before it; restarts the change logs when `tracking`.
+    fn write_snapshot(
+        &self,
+        vk: &VaultKey,
+        floor: u64,
+        tracking: bool,
+    ) -> Result<MetaBackup, VaultError> {
         let id_str = self.config.vault_id.clone();
         // No shred pass may change the epochs while the records are read,
         // and no deletion may take keys a dumped name still points at.
@@ -277,6 +671,13 @@ impl Vault {
             + 1;
         self.ec.store().set_meta_generation(generation)?;
         let meta: std::collections::HashSet<ObjectId> = old.iter().map(|(id, _)| *id).collect();
+        // Changes from here on go to the entries after this snapshot (one
+        // made while the stores are read is in both, and replays the same).
+        if tracking {
+            for (_, db) in self.backed_up_dbs() {
+                db.track_changes();
+            }
+        }
         // Names first: the durability order writes keys and manifests
         // before names, so every name dumped finds its object dumped after.
         let mut body = Zeroizing::new(BODY_MAGIC.to_vec());
@@ -337,19 +738,76 @@ impl Vault {
             self.destroy_objects(&gone)?;
             self.ec.store().remove_meta(&gone)?;
         }
-        Ok(Some(MetaBackup {
+        Ok(MetaBackup {
             generation,
             bytes: object.len() as u64,
             at: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
-        }))
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_journal_follows_a_snapshot_with_the_changes_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("v");
+        let v = crate::vault::direct_test_vault(&root).unwrap();
+        let put = |v: &Vault, name: &str, bytes: &[u8]| {
+            let src = dir.path().join("src");
+            std::fs::write(&src, bytes).unwrap();
+            v.put(
+                &crate::PutSource::File(src),
+                &crate::VaultPath::parse(name).unwrap(),
+            )
+            .unwrap();
+        };
+        put(&v, "/before", b"before the journal");
+        // Not started: nothing is written, and nothing is logged.
+        assert_eq!(v.journal_metadata().unwrap(), None);
+        v.start_journal();
+        put(&v, "/first", b"first change");
+        assert_eq!(v.journal_metadata().unwrap(), None, "backups not started");
+        assert!(v.ns.db().take_changes().is_empty(), "the logs were dropped");
+        let s = v.backup_metadata().unwrap().unwrap();
+        assert_eq!(v.journal_metadata().unwrap(), None, "nothing changed since");
+        put(&v, "/second", b"second change");
+        let Some(MetaWrite::Entry { base, seq, bytes }) = v.journal_metadata().unwrap() else {
+            panic!("a change after the snapshot is a journal entry");
+        };
+        assert_eq!((base, seq), (s.generation, 1));
+        assert!(
+            bytes < s.bytes,
+            "an entry carries the changes, not the vault"
+        );
+        assert_eq!(
+            v.journal_metadata().unwrap(),
+            None,
+            "the entry's own registration is not a change"
+        );
+        v.remove(&crate::VaultPath::parse("/first").unwrap(), false)
+            .unwrap();
+        let Some(MetaWrite::Entry { seq, .. }) = v.journal_metadata().unwrap() else {
+            panic!("a removal is a journal entry");
+        };
+        assert_eq!(seq, 2);
+        assert_eq!(v.meta_journal_entries().unwrap(), 2);
+        // A new snapshot replaces the entries.
+        v.backup_metadata().unwrap();
+        assert_eq!(v.meta_journal_entries().unwrap(), 0);
+        // A new process's journal starts with a snapshot.
+        drop(v);
+        let v = Vault::open(&root, &crate::OpenOptions::default()).unwrap();
+        v.start_journal();
+        assert!(matches!(
+            v.journal_metadata().unwrap(),
+            Some(MetaWrite::Snapshot(_))
+        ));
+    }
 
     #[test]
     fn snapshot_ids_carry_their_generation_and_only_their_vault() {

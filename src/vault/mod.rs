@@ -43,7 +43,7 @@ pub(crate) use files::whole_extents;
 pub use files::{Linker, ListEntry, LocalSource, PutSource, Received, Spool, write_local};
 pub use init::{InitOptions, init};
 pub use links::{INITIAL_KEYS as INITIAL_LINK_KEYS, LinkKind, LinkStatus};
-pub use metabackup::MetaBackup;
+pub use metabackup::{MetaBackup, MetaWrite};
 pub use read::ReadOutcome;
 pub use records::KeyDump;
 pub(crate) use records::StoredBackup;
@@ -250,6 +250,8 @@ pub struct Vault {
     on_destroy: Mutex<Vec<DestroyHook>>,
     /// One shred pass at a time.
     shredding: Mutex<()>,
+    /// Where the metadata journal stands (metabackup.rs).
+    journal: Mutex<metabackup::JournalState>,
     /// Held (shared) by deletions, and alone by a metadata backup while it
     /// reads the stores: no name it dumps loses its keys meanwhile.
     deleting: std::sync::RwLock<()>,
@@ -372,6 +374,7 @@ impl Vault {
             warnings: Default::default(),
             on_destroy: Mutex::new(Vec::new()),
             shredding: Mutex::new(()),
+            journal: Mutex::new(Default::default()),
             deleting: std::sync::RwLock::new(()),
             _lock: lock,
         };

@@ -4,9 +4,10 @@
 //! The newest snapshot is found by listing the node folders for ids
 //! carrying the vault's snapshot tag, read from the shard headers (any `k`
 //! shards; no manifest is needed, and the AEAD tag checks every byte), and
-//! unlocked with the `unlock.toml` it carries. The stores, the epoch table,
-//! `unlock.toml` and `qsfs.toml` (with the node folders given) are written
-//! into the new vault folder, `qsfs.toml` last.
+//! unlocked with the `unlock.toml` it carries. The journal entries written
+//! after it are replayed in order, up to the first one missing. The
+//! stores, the epoch table, `unlock.toml` and `qsfs.toml` (with the node
+//! folders given) are written into the new vault folder, `qsfs.toml` last.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,6 +18,7 @@ use crate::erasure::{Codec, StripeLayout};
 use crate::node::{DirNode, ShardKey, ShardStore};
 use crate::store::{Db, OpenMode};
 use crate::unlock::Unlock;
+use zeroize::Zeroizing;
 
 /// What `qsfs recover` is given.
 #[derive(Debug, Clone)]
@@ -34,6 +36,8 @@ pub struct Recovered {
     pub vault_id: String,
     /// The snapshot used.
     pub generation: u64,
+    /// The journal entries replayed after it.
+    pub journal_entries: u64,
     /// The node folders it was read from, by node name.
     pub nodes: Vec<(String, PathBuf)>,
 }
@@ -85,6 +89,8 @@ pub fn recover(root: &Path, opts: &RecoverOptions) -> Result<Recovered, VaultErr
 
     // Every snapshot shard the folders hold, by generation.
     let mut found: BTreeMap<u64, Vec<(usize, ShardKey)>> = BTreeMap::new();
+    // Journal entries by (base generation low bits, seq).
+    let mut entries: BTreeMap<(u32, u32), Vec<(usize, ShardKey)>> = BTreeMap::new();
     for (i, (_, dir, node)) in nodes.iter().enumerate() {
         let listing = node.list().map_err(|e| {
             bad(format!(
@@ -95,6 +101,8 @@ pub fn recover(root: &Path, opts: &RecoverOptions) -> Result<Recovered, VaultErr
         for s in listing.shards {
             if let Some(g) = metabackup::generation_of(&vault_id, &s.key.object) {
                 found.entry(g).or_default().push((i, s.key));
+            } else if let Some(at) = metabackup::journal_of(&vault_id, &s.key.object) {
+                entries.entry(at).or_default().push((i, s.key));
             }
         }
     }
@@ -104,8 +112,19 @@ pub fn recover(root: &Path, opts: &RecoverOptions) -> Result<Recovered, VaultErr
     for (generation, shards) in found.iter().rev() {
         match read_snapshot(&nodes, shards) {
             Ok(object) => {
-                match restore(root, &vault_id, *generation, &object, &nodes, &opts.unlock)
-                    .inspect_err(|_| clear(root))
+                let journal: Vec<&Vec<(usize, ShardKey)>> = entries
+                    .range((*generation as u32, 1)..=(*generation as u32, u32::MAX))
+                    .map(|(_, shards)| shards)
+                    .collect();
+                match restore(
+                    root,
+                    &vault_id,
+                    (*generation, &object),
+                    &journal,
+                    &nodes,
+                    &opts.unlock,
+                )
+                .inspect_err(|_| clear(root))
                 {
                     Ok(r) => {
                         settle(root, &opts.unlock, *generation);
@@ -207,8 +226,8 @@ fn read_snapshot(
 fn restore(
     root: &Path,
     vault_id: &str,
-    generation: u64,
-    object: &[u8],
+    (generation, object): (u64, &[u8]),
+    journal: &[&Vec<(usize, ShardKey)>],
     nodes: &[(String, PathBuf, DirNode)],
     how: &Unlock,
 ) -> Result<Recovered, VaultError> {
@@ -308,34 +327,81 @@ fn restore(
             n.keypool = None;
         }
     }
-    // The stores, then the epoch table.
-    let fill = |dir: &Path, role: &'static str, parts: &[Section]| -> Result<(), VaultError> {
-        let db = Db::open_vault_store(dir, role, vault_id, OpenMode::Create)?;
-        for p in parts {
-            let Some(bytes) = sections.get(p) else {
-                continue;
-            };
-            for (k, v) in metabackup::records(bytes)
-                .ok_or_else(|| bad(format!("its {p:?} section is damaged")))?
-            {
-                db.insert(k, v)?;
-            }
-        }
-        db.flush_durable()?;
-        Ok(())
-    };
-    fill(&root.join("meta/ns"), "namespace", &[Section::Namespace])?;
-    fill(
+    // The stores as the snapshot has them, then each journal entry's
+    // changes in order, then the epoch table as the last one left it.
+    let ns = Db::open_vault_store(
+        &root.join("meta/ns"),
+        "namespace",
+        vault_id,
+        OpenMode::Create,
+    )?;
+    let ec = Db::open_vault_store(
         &root.join("meta/ec"),
         "manifest and backup-record",
-        &[Section::Ec],
+        vault_id,
+        OpenMode::Create,
     )?;
-    fill(
+    let keys = Db::open_vault_store(
         &root.join("keys"),
         "keystore (R1)",
-        &[Section::R1, Section::R2],
+        vault_id,
+        OpenMode::Create,
     )?;
-    let slot = section(Section::Epochs)?;
+    let db_of = |s: Section| match s {
+        Section::Namespace => Some(&ns),
+        Section::Ec => Some(&ec),
+        Section::R1 | Section::R2 => Some(&keys),
+        Section::Config | Section::Epochs => None,
+    };
+    for (p, bytes) in &sections {
+        let Some(db) = db_of(*p) else { continue };
+        for (k, v) in metabackup::records(bytes)
+            .ok_or_else(|| bad(format!("its {p:?} section is damaged")))?
+        {
+            db.insert(k, v)?;
+        }
+    }
+    let mut slot = Zeroizing::new(section(Section::Epochs)?.to_vec());
+    let mut replayed = 0u64;
+    for shards in journal {
+        let seq = replayed + 1;
+        let applied = read_snapshot(nodes, shards).and_then(|object| {
+            let entry = metabackup::parse_entry(&object)
+                .filter(|e| e.base == generation && e.seq == seq && e.vault_id == vault_id)
+                .ok_or("not the entry expected there")?;
+            let opened = entry
+                .open(&vk)
+                .ok_or("it does not open under the vault key")?;
+            for (p, bytes) in &opened {
+                if *p == Section::Epochs {
+                    slot = bytes.clone();
+                    continue;
+                }
+                let Some(db) = db_of(*p) else { continue };
+                for (k, v) in metabackup::changes(bytes).ok_or("a section is damaged")? {
+                    match v {
+                        Some(v) => db.insert(k, v),
+                        None => db.remove(k),
+                    }
+                    .map_err(|e| e.to_string())?;
+                }
+            }
+            Ok::<(), String>(())
+        });
+        if let Err(e) = applied {
+            // Entries after a gap are not used: each changes the state the
+            // one before left. Recovery is then as fresh as this point.
+            tracing::warn!(
+                "journal entry {seq} after snapshot {generation}: {e}; recovered up to entry {replayed}"
+            );
+            break;
+        }
+        replayed = seq;
+    }
+    for db in [&ns, &ec, &keys] {
+        db.flush_durable()?;
+    }
+    drop((ns, ec, keys));
     for i in 0..2 {
         let p = root.join(format!("meta/epochs.{i}"));
         std::fs::write(&p, &slot[..]).map_err(io_err(format!("write {}", p.display())))?;
@@ -353,6 +419,7 @@ fn restore(
     Ok(Recovered {
         vault_id: vault_id.into(),
         generation,
+        journal_entries: replayed,
         nodes: nodes
             .iter()
             .map(|(n, p, _)| (n.clone(), p.clone()))
@@ -395,8 +462,7 @@ fn settle(root: &Path, how: &Unlock, newest: u64) {
             .iter()
             .map(|s| s.key.object)
             .filter(|id| {
-                metabackup::generation_of(&vault.config().vault_id, id).is_some()
-                    && !keep.contains(id)
+                metabackup::is_backup_id(&vault.config().vault_id, id) && !keep.contains(id)
             })
             .collect();
         for id in stale {
