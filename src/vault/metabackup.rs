@@ -49,6 +49,9 @@
 //! id = BLAKE3("qsfs 2026-12 metadata journal id", vault id)[..8]
 //!   || base generation u32 be (low bits) || seq u32 be, seq from 1
 //! ```
+//!
+//! Frozen example: `tests/fixtures/nodes-journal-v1.tar.gz` (node folders
+//! with a snapshot and two entries; `frozen_vault::` recovers from them).
 
 use std::collections::BTreeMap;
 
