@@ -145,8 +145,14 @@ pub fn status(ctx: &Ctx, a: StatusArgs) -> Result<i32> {
     if s.meta_backup > 0 {
         writeln!(
             out,
-            "metadata  backed up to the nodes: the last snapshot this vault wrote is {} (changes made since are in the next one; `qsfs backup` writes it now)",
-            s.meta_backup
+            "metadata  backed up to the nodes: the last snapshot this vault wrote is {}, with {} journal entr{} after it (a mount journals every change within a second; changes made outside a mount wait for `qsfs backup`)",
+            s.meta_backup,
+            s.meta_journal_entries,
+            if s.meta_journal_entries == 1 {
+                "y"
+            } else {
+                "ies"
+            }
         )?;
     } else {
         writeln!(

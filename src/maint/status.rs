@@ -145,6 +145,9 @@ pub struct Status {
     /// Generation of the last metadata snapshot on the nodes (0: none).
     #[serde(default)]
     pub meta_backup: u64,
+    /// Journal entries on the nodes after that snapshot.
+    #[serde(default)]
+    pub meta_journal_entries: u64,
     /// Where new files' backup records B go: "client" or "nodes".
     #[serde(default)]
     pub backup_records: String,
@@ -316,6 +319,7 @@ impl Vault {
                 .map_or(0, |e| e.live().len() as u64),
             pending_shreds: self.pending_shreds()?,
             meta_backup: self.last_meta_backup()?.map_or(0, |(_, g)| g),
+            meta_journal_entries: self.meta_journal_entries()?,
             backup_records: match self.config().keystore.backup {
                 crate::vault::BackupPlace::Client => "client".into(),
                 crate::vault::BackupPlace::Nodes => "nodes".into(),

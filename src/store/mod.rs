@@ -666,8 +666,8 @@ mod tests {
         db.insert(b"b", b"6").unwrap();
         db.untake_changes(log);
         let back = db.take_changes();
-        assert_eq!(back.get(&b"b".to_vec()), Some(&Some(b"6".to_vec())));
-        assert_eq!(back.get(&b"a".to_vec()), Some(&None));
+        assert_eq!(back.get(b"b".as_slice()), Some(&Some(b"6".to_vec())));
+        assert_eq!(back.get(b"a".as_slice()), Some(&None));
     }
 
     #[test]
