@@ -87,8 +87,14 @@ pub fn wipe_and_remove(path: &Path, stock: Option<&Stock>) -> io::Result<()> {
         None => std::fs::remove_file(path),
     };
     match removed {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
+        Ok(()) => Ok(()),
+        // Either the file went meanwhile or the stock's folder is not
+        // there (yet): a plain removal tells which.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => match std::fs::remove_file(path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        },
+        Err(e) => Err(e),
     }
 }
 

@@ -264,6 +264,12 @@ fn render(out: &mut impl Write, r: &FsckReport) -> std::io::Result<()> {
         r.staging.pending_seals,
         r.staging.files.len()
     )?;
+    for path in &r.staging.kept_stdin {
+        writeln!(
+            out,
+            "staging: {path} is standard input a failed `qsfs put -` kept, in clear: store it with `qsfs put VAULT {path} PATH`, then remove it with `shred -u {path}`"
+        )?;
+    }
     writeln!(
         out,
         "{}",

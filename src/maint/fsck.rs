@@ -394,6 +394,15 @@ impl Vault {
             })
             .unwrap_or_default();
         files.sort();
+        let mut kept_stdin: Vec<String> = std::fs::read_dir(self.staging())
+            .map(|it| {
+                it.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("failed-stdin-"))
+                    .map(|e| e.path().display().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        kept_stdin.sort();
         let journals = std::fs::read_dir(self.staging().join("journal"))
             .map(|it| {
                 it.flatten()
@@ -408,6 +417,7 @@ impl Vault {
         Ok(StagingState {
             pending_seals: self.namespace().all_staging()?.len() as u64 + journals,
             files,
+            kept_stdin,
         })
     }
 

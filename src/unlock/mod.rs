@@ -488,7 +488,21 @@ pub fn open(root: &Path, vault_id: &str, how: &Unlock) -> Result<Option<VaultKey
             let mut failure = None;
             for p in candidates {
                 match try_key_file(&file.vault_id, name, p, wrapped) {
-                    Ok(k) => return Ok(Some(k)),
+                    Ok(k) => {
+                        // The file given did not open it: say so, or a
+                        // user believes a wrong or stale copy works.
+                        if let Some(f) = &failure
+                            && let Some(given) = &input.key_file
+                        {
+                            tracing::warn!(
+                                "the key file given ({}) does not open vault {}: {f}; it was opened with the key file it records ({})",
+                                given.display(),
+                                root.display(),
+                                p.display()
+                            );
+                        }
+                        return Ok(Some(k));
+                    }
                     Err(f) => failure = failure.or(Some(f)),
                 }
             }

@@ -252,13 +252,16 @@ pub(crate) struct Sealed<'a> {
     sealed: &'a [u8],
 }
 
+/// Whether `object` starts with `magic` and the format version read here.
+fn is_format(object: &[u8], magic: &[u8; 8]) -> Option<()> {
+    (object.get(..8)? == magic
+        && u32::from_le_bytes(object.get(8..12)?.try_into().ok()?) == VERSION)
+        .then_some(())
+}
+
 /// Splits a snapshot object into its clear header and sealed body.
 pub(crate) fn parse(object: &[u8]) -> Option<Sealed<'_>> {
-    if object.get(..8)? != MAGIC
-        || u32::from_le_bytes(object.get(8..12)?.try_into().ok()?) != VERSION
-    {
-        return None;
-    }
+    is_format(object, MAGIC)?;
     let generation = u64::from_le_bytes(object.get(12..20)?.try_into().ok()?);
     let vault_id = std::str::from_utf8(object.get(20..52)?).ok()?.to_string();
     let len = u32::from_le_bytes(object.get(52..56)?.try_into().ok()?) as usize;
@@ -309,11 +312,7 @@ pub(crate) struct SealedEntry<'a> {
 
 /// Splits a journal entry object into its clear header and sealed body.
 pub(crate) fn parse_entry(object: &[u8]) -> Option<SealedEntry<'_>> {
-    if object.get(..8)? != JOURNAL_MAGIC
-        || u32::from_le_bytes(object.get(8..12)?.try_into().ok()?) != VERSION
-    {
-        return None;
-    }
+    is_format(object, JOURNAL_MAGIC)?;
     Some(SealedEntry {
         base: u64::from_le_bytes(object.get(12..20)?.try_into().ok()?),
         seq: u64::from_le_bytes(object.get(20..28)?.try_into().ok()?),
@@ -346,6 +345,26 @@ pub(crate) struct JournalState {
     bytes: u64,
     /// Bytes of the base snapshot.
     snapshot_bytes: u64,
+}
+
+impl JournalState {
+    /// Follows a snapshot attempt: entries start after a written one; after
+    /// a failed one (whose changes left the logs) only a snapshot can.
+    fn after_snapshot(
+        &mut self,
+        written: Result<MetaBackup, VaultError>,
+    ) -> Result<MetaBackup, VaultError> {
+        match &written {
+            Ok(b) => {
+                self.base = Some(b.generation);
+                self.seq = 0;
+                self.bytes = 0;
+                self.snapshot_bytes = b.bytes;
+            }
+            Err(_) => self.base = None,
+        }
+        written
+    }
 }
 
 /// What [`Vault::journal_metadata`] wrote.
@@ -456,19 +475,9 @@ impl Vault {
             .journal
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match self.write_snapshot(&vk, floor, st.tracking) {
-            Ok(b) => {
-                st.base = Some(b.generation);
-                st.seq = 0;
-                st.bytes = 0;
-                st.snapshot_bytes = b.bytes;
-                Ok(Some(b))
-            }
-            Err(e) => {
-                st.base = None;
-                Err(e)
-            }
-        }
+        let tracking = st.tracking;
+        st.after_snapshot(self.write_snapshot(&vk, floor, tracking))
+            .map(Some)
     }
 
     /// The stores whose changes a snapshot and the journal carry.
@@ -531,16 +540,9 @@ impl Vault {
             // The first backup of this process is a snapshot: whatever
             // changed before the logs started (another process, a command
             // run between mounts) is in it.
-            return match self.write_snapshot(&vk, 0, true) {
-                Ok(b) => {
-                    st.base = Some(b.generation);
-                    st.seq = 0;
-                    st.bytes = 0;
-                    st.snapshot_bytes = b.bytes;
-                    Ok(Some(MetaWrite::Snapshot(b)))
-                }
-                Err(e) => Err(e),
-            };
+            return st
+                .after_snapshot(self.write_snapshot(&vk, 0, true))
+                .map(|b| Some(MetaWrite::Snapshot(b)));
         }
         let _shred = self
             .shredding
@@ -571,19 +573,9 @@ impl Vault {
         if due {
             drop(_shred);
             drop(taken);
-            return match self.write_snapshot(&vk, 0, true) {
-                Ok(b) => {
-                    st.base = Some(b.generation);
-                    st.seq = 0;
-                    st.bytes = 0;
-                    st.snapshot_bytes = b.bytes;
-                    Ok(Some(MetaWrite::Snapshot(b)))
-                }
-                Err(e) => {
-                    st.base = None;
-                    Err(e)
-                }
-            };
+            return st
+                .after_snapshot(self.write_snapshot(&vk, 0, true))
+                .map(|b| Some(MetaWrite::Snapshot(b)));
         }
         let base = st.base.unwrap_or(0);
         let seq = st.seq + 1;

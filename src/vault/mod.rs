@@ -163,7 +163,7 @@ pub enum VaultError {
     NotDurable(#[source] Arc<NamespaceError>),
     /// Storing data read from standard input failed; it cannot be read
     /// again, so the spooled copy was kept.
-    #[error("{source}; the data read from standard input is kept in {}", kept.display())]
+    #[error("{source}; the data read from standard input is kept in {} (in clear: store it with `qsfs put VAULT {} PATH`, then remove it with `shred -u`)", kept.display(), kept.display())]
     SpoolKept {
         /// Why storing failed.
         source: Box<VaultError>,

@@ -186,6 +186,11 @@ pub struct StagingState {
     /// Staged file data in `VAULT/staging`: the files named `<ino>` or
     /// `<ino>.<piece>` (journals, stock files and spools are not listed).
     pub files: Vec<String>,
+    /// Copies of standard input kept by a failed `qsfs put -`
+    /// (`failed-stdin-*`, full paths): plaintext the user has to store
+    /// again or delete.
+    #[serde(default)]
+    pub kept_stdin: Vec<String>,
 }
 
 /// Everything fsck found and did.
