@@ -79,6 +79,12 @@ impl VaultHandle {
         self.0.pending_shreds()
     }
 
+    /// Backs up what changed to the nodes' metadata journal now (once
+    /// backups are started): what an `fsync(2)` acknowledges.
+    pub fn journal_metadata(&self) -> Result<Option<crate::vault::MetaWrite>, VaultError> {
+        self.0.journal_metadata()
+    }
+
     /// A shred pass now.
     pub fn shred(&self) -> Result<crate::vault::ShredReport, VaultError> {
         self.0.shred()

@@ -806,7 +806,9 @@ impl Filesystem for Qsfs {
             if let Some(ticket) = self.core.seal_file(&f, SealHow::Wait)? {
                 self.core.wait_commit(&f, ticket)?;
             }
-            self.ns().flush_durable().map_err(|e| errno::ns(&e))
+            self.ns().flush_durable().map_err(|e| errno::ns(&e))?;
+            self.core.journal_now();
+            Ok(())
         });
         match r {
             Ok(()) => reply.ok(),
@@ -913,7 +915,10 @@ impl Filesystem for Qsfs {
         reply: ReplyEmpty,
     ) {
         match self.ns().flush_durable() {
-            Ok(()) => reply.ok(),
+            Ok(()) => {
+                self.core.journal_now();
+                reply.ok();
+            }
             Err(e) => reply.error(errno::ns(&e)),
         }
     }

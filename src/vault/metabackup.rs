@@ -71,8 +71,9 @@ const JOURNAL_BODY_MAGIC: &[u8; 8] = b"QSFSMJNB";
 const JOURNAL_CONTEXT: &str = "qsfs 2026-12 metadata journal v1";
 /// `vlen` of a removed key in a journal's store section.
 const REMOVED: u32 = u32::MAX;
-/// Entries after which a new snapshot starts (recovery replays them all).
-pub const MAX_ENTRIES: u64 = 256;
+/// Entries after which a new snapshot starts (recovery replays them all;
+/// every `fsync(2)` may write one).
+pub const MAX_ENTRIES: u64 = 1024;
 /// A journal this large (or as large as its snapshot, if that is larger)
 /// starts a new snapshot.
 const MAX_JOURNAL_BYTES: u64 = 1 << 20;

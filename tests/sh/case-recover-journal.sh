@@ -4,7 +4,8 @@
 # kill -9 (so no unmount snapshot is written) and the vault folder is
 # deleted. `qsfs recover` from the node folders replays the journal
 # entries written after the snapshot: every file, name, mode, time and
-# xattr the mount showed before the kill reads back identical.
+# xattr the mount showed before the kill reads back identical, including a
+# file fsynced just before it (an fsync waits for its journal entry).
 source "$(dirname "$0")/lib-mount.sh"
 
 mkdir nodes
@@ -48,6 +49,16 @@ backed_up "$n"
 entries=$(grep -c 'metadata journal entry written' "$VAULT/qsfs.log" || true)
 [ "$entries" -ge 1 ] || fail "no journal entry was written after the snapshot"
 
+# An fsync acknowledges the journal too: killed right after it returns,
+# the file is recovered however the backup thread's second falls.
+fsync_lines() { grep -c -E 'metadata journal entry written for an fsync|metadata journal: nothing to write for an fsync' "$VAULT/qsfs.log" || true; }
+n=$(fsync_lines)
+printf 'synced just before the kill\n' > "$MNT/tree/synced.txt"
+sync "$MNT/tree/synced.txt"
+# (The backup thread may have written it a moment before: then the fsync
+# finds nothing left to write, and says so.)
+[ "$(fsync_lines)" -gt "$n" ] || fail "fsync returned without bringing the journal up to date"
+
 tree_meta "$MNT" > before.meta
 (cd "$MNT" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 md5sum) > before.md5
 
@@ -69,6 +80,7 @@ tree_meta "$MNT" > after.meta
 diff -u before.meta after.meta || fail "names, modes, times or xattrs differ after recovery (- before the kill, + recovered)"
 diff -u before.md5 after.md5 || fail "file contents differ after recovery"
 grep -q 'renamed 1M.bin' after.meta || fail "the rename after the snapshot is missing"
+[ "$(cat "$MNT/tree/synced.txt")" = "synced just before the kill" ] || fail "the file fsynced just before the kill is missing"
 ! grep -q 'deep folder' after.meta || fail "the folder removed after the snapshot came back"
 [ "$(wc -l < after.meta)" -gt 40 ] || fail "tree_meta is too short: $(cat after.meta)"
 unmount
