@@ -28,10 +28,11 @@
 //! every byte (`qsfs recover`, recover.rs).
 //!
 //! Between snapshots a mount writes *journal entries*: every second in
-//! which the stores changed, the changed keys with their new values (or
-//! their removal) and the epoch table, as one more small erasure-coded
-//! object. Recovery replays the entries of the newest snapshot in order, so
-//! it is at most a second behind the last change. The first change of a
+//! which the stores changed, and before every `fsync(2)` returns, the
+//! changed keys with their new values (or their removal) and the epoch
+//! table, as one more small erasure-coded object. Recovery replays the
+//! entries of the newest snapshot in order, so it is at most a second
+//! behind the last change, and never behind the last acknowledged sync. The first change of a
 //! mount, a journal as large as its snapshot, or [`MAX_ENTRIES`] entries
 //! start a new snapshot, which destroys the entries before it.
 //!
@@ -620,10 +621,30 @@ impl Vault {
         object.extend_from_slice(&base.to_le_bytes());
         object.extend_from_slice(&seq.to_le_bytes());
         object.extend_from_slice(vid.as_bytes());
-        let sealed = wrap::wrap(&vk.derive(JOURNAL_CONTEXT), &object, &body)
+        self.seal_and_store(
+            journal_id(vid, base, seq),
+            object,
+            &vk.derive(JOURNAL_CONTEXT),
+            &body,
+            base,
+        )
+    }
+
+    /// Seals `body` after the clear `header` (its AAD), writes the object
+    /// `id` to the nodes, waits until it is durable there, and registers
+    /// it as a backup object of `generation`; its size.
+    fn seal_and_store(
+        &self,
+        id: ObjectId,
+        header: Vec<u8>,
+        key: &[u8; 32],
+        body: &[u8],
+        generation: u64,
+    ) -> Result<u64, VaultError> {
+        let mut object = header;
+        let sealed = wrap::wrap(key, &object, body)
             .map_err(|e| VaultError::Internal(format!("OS random source failed: {e}")))?;
         object.extend_from_slice(&sealed);
-        let id = journal_id(vid, base, seq);
         let mut written = self
             .ec
             .write_object_inline(id, &object, object.len() as u64, &[])?;
@@ -631,7 +652,7 @@ impl Vault {
         if let Some(Err(e)) = synced.into_iter().next() {
             return Err(e.into());
         }
-        self.ec.store().add_meta(&written.manifest, base)?;
+        self.ec.store().add_meta(&written.manifest, generation)?;
         Ok(object.len() as u64)
     }
 
@@ -715,19 +736,13 @@ impl Vault {
         object.extend_from_slice(id_str.as_bytes());
         object.extend_from_slice(&(unlock.len() as u32).to_le_bytes());
         object.extend_from_slice(&unlock);
-        let sealed = wrap::wrap(&vk.derive(CONTEXT), &object, &body)
-            .map_err(|e| VaultError::Internal(format!("OS random source failed: {e}")))?;
-        object.extend_from_slice(&sealed);
-
-        let id = snapshot_id(&id_str, generation);
-        let mut written = self
-            .ec
-            .write_object_inline(id, &object, object.len() as u64, &[])?;
-        let synced = self.ec.sync(&mut [&mut written]);
-        if let Some(Err(e)) = synced.into_iter().next() {
-            return Err(e.into());
-        }
-        self.ec.store().add_meta(&written.manifest, generation)?;
+        let bytes = self.seal_and_store(
+            snapshot_id(&id_str, generation),
+            object,
+            &vk.derive(CONTEXT),
+            &body,
+            generation,
+        )?;
         drop(_deleting);
         let gone: Vec<ObjectId> = old.iter().map(|(id, _)| *id).collect();
         if !gone.is_empty() {
@@ -736,7 +751,7 @@ impl Vault {
         }
         Ok(MetaBackup {
             generation,
-            bytes: object.len() as u64,
+            bytes,
             at: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
