@@ -96,11 +96,17 @@ impl Vault {
                 let p = path.join(&e.name);
                 match e.kind {
                     Kind::Dir => stack.push((e.ino, p)),
-                    Kind::File => {
-                        for x in self.namespace().inode(e.ino)?.extents {
-                            out.insert(x.object, p.to_string());
+                    Kind::File => match self.namespace().inode(e.ino) {
+                        Ok(node) => {
+                            for x in node.extents {
+                                out.insert(x.object, p.to_string());
+                            }
                         }
-                    }
+                        // Removed since the folder was read (a writer runs
+                        // beside scrub and fsck): it uses no object now.
+                        Err(crate::NamespaceError::NotFound(_)) => {}
+                        Err(err) => return Err(err.into()),
+                    },
                     _ => {}
                 }
             }
