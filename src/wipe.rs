@@ -64,6 +64,11 @@ pub fn zero(file: &File, start: u64, end: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// Whether `e` says the disk (or the user's quota) is full.
+pub fn no_space(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+}
+
 /// Opens `path` for overwriting; `None` when it is already gone.
 fn open(path: &Path) -> io::Result<Option<File>> {
     match OpenOptions::new().read(true).write(true).open(path) {
@@ -80,7 +85,17 @@ pub fn wipe_and_remove(path: &Path, stock: Option<&Stock>) -> io::Result<()> {
     let Some(f) = open(path)? else {
         return Ok(());
     };
-    zero(&f, 0, f.metadata()?.len())?;
+    if let Err(e) = zero(&f, 0, f.metadata()?.len()) {
+        if !no_space(&e) {
+            return Err(e);
+        }
+        // A full disk (or a copy-on-write one, where zeros need new
+        // blocks) must still get its space back.
+        tracing::warn!(
+            "cannot overwrite {} before removing it ({e}): the disk is full; removed without overwriting",
+            path.display()
+        );
+    }
     drop(f);
     let removed = match stock {
         Some(stock) => stock.recycle(path),

@@ -65,7 +65,8 @@ pub fn recover(core: &FsCore) -> Result<(), VaultError> {
                 continue;
             };
             if !kept.contains(&ino) && core.file(ino).is_none() {
-                let _ = std::fs::remove_file(e.path());
+                // Still plaintext: overwritten before it goes.
+                core.wiper.remove(&e.path());
             }
         }
     }

@@ -309,7 +309,7 @@ impl Staging {
                 let len = f.metadata()?.len();
                 let keep = size.saturating_sub(start);
                 if len > keep {
-                    crate::wipe::zero(&f, keep, len)?;
+                    zero_or_warn(&f, keep, len, self.inner.ino)?;
                     f.set_len(keep)?;
                 }
             }
@@ -351,7 +351,7 @@ impl Staging {
         }
         for (k, at, a, b) in Self::parts(start, end - start) {
             if let Some(f) = self.piece(k, false)? {
-                crate::wipe::zero(&f, at, at + (b - a) as u64)?;
+                zero_or_warn(&f, at, at + (b - a) as u64, self.inner.ino)?;
                 crate::sys::punch_hole(&f, at, (b - a) as u64)?;
             }
         }
@@ -371,6 +371,21 @@ impl Staging {
                 );
             }
         }
+    }
+}
+
+/// Zeroes `[start, end)` of a staging piece before it is freed; on a full
+/// disk it warns and lets the cut or punch go ahead (freeing space must
+/// not fail for want of space).
+fn zero_or_warn(f: &File, start: u64, end: u64, ino: u64) -> io::Result<()> {
+    match crate::wipe::zero(f, start, end) {
+        Err(e) if crate::wipe::no_space(&e) => {
+            tracing::warn!(
+                "ino {ino}: cannot overwrite staged bytes before freeing them ({e}): the disk is full; freed without overwriting"
+            );
+            Ok(())
+        }
+        r => r,
     }
 }
 

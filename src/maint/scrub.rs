@@ -708,16 +708,29 @@ impl Vault {
         if found.is_empty() {
             return found;
         }
+        // In flight before or after the fresh listing: a write that ended
+        // while the node was listed was in the log at the first look.
+        let mut flying = self.intents().in_flight();
         let Ok(now) = v.node.list() else {
             return found;
         };
+        flying.extend(self.intents().in_flight());
         let shards: HashSet<ShardKey> = now.shards.iter().map(|s| s.key).collect();
         let leftovers: HashSet<&std::path::PathBuf> = now.leftovers.iter().collect();
-        let flying = self.intents().in_flight();
+        let store = self.dispersal().store();
         found
             .into_iter()
             .filter(|o| match o {
-                Orphan::Shard { key, .. } => shards.contains(key) && !flying.contains(&key.object),
+                // A manifest now placing it here: its write finished since
+                // the first look.
+                Orphan::Shard { key, .. } => {
+                    let placed_here = matches!(
+                        store.manifest(&key.object),
+                        Ok(Some(m)) if m.placement.get(key.index as usize)
+                            .is_some_and(|p| p == v.node.name())
+                    );
+                    shards.contains(key) && !flying.contains(&key.object) && !placed_here
+                }
                 Orphan::Leftover { path, object, .. } => {
                     leftovers.contains(path) && !object.is_some_and(|id| flying.contains(&id))
                 }

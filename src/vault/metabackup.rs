@@ -347,7 +347,12 @@ pub(crate) struct JournalState {
     bytes: u64,
     /// Bytes of the base snapshot.
     snapshot_bytes: u64,
+    /// After a failed write: no new attempt before this.
+    retry_at: Option<std::time::Instant>,
 }
+
+/// How long after a failed backup write the next one waits.
+const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl JournalState {
     /// Follows a snapshot attempt: entries start after a written one; after
@@ -362,8 +367,12 @@ impl JournalState {
                 self.seq = 0;
                 self.bytes = 0;
                 self.snapshot_bytes = b.bytes;
+                self.retry_at = None;
             }
-            Err(_) => self.base = None,
+            Err(_) => {
+                self.base = None;
+                self.retry_at = Some(std::time::Instant::now() + RETRY_AFTER);
+            }
         }
         written
     }
@@ -505,7 +514,8 @@ impl Vault {
             .journal
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if !st.tracking {
+        // Without a vault key nothing is ever written: no logs to grow.
+        if !st.tracking && self.vault_key().is_some() {
             for (_, db) in self.backed_up_dbs() {
                 db.track_changes();
             }
@@ -538,6 +548,11 @@ impl Vault {
             }
             return Ok(None);
         }
+        if st.retry_at.is_some_and(|t| std::time::Instant::now() < t) {
+            // The last write failed a moment ago: the backup thread retries
+            // at its pace, an fsync meanwhile does not wait on the nodes.
+            return Ok(None);
+        }
         if st.base.is_none() {
             // The first backup of this process is a snapshot: whatever
             // changed before the logs started (another process, a command
@@ -552,6 +567,14 @@ impl Vault {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let vid = self.config.vault_id.clone();
         let mut taken: Vec<(Section, &Db, crate::store::ChangeLog)> = Vec::new();
+        // No deletion between the takes: a name changed after the first
+        // take and its old object destroyed before the last would give an
+        // entry with the name and without its object (as a snapshot,
+        // which holds this lock while it reads).
+        let deleting = self
+            .deleting
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         for (section, db) in self.backed_up_dbs() {
             let mut log = db.take_changes();
             if section == Section::Ec {
@@ -568,6 +591,7 @@ impl Vault {
                 taken.push((section, db, log));
             }
         }
+        drop(deleting);
         if taken.is_empty() {
             return Ok(None);
         }
@@ -590,10 +614,11 @@ impl Vault {
                 Ok(Some(MetaWrite::Entry { base, seq, bytes }))
             }
             Err(e) => {
-                // Kept for the next try; changes made since win.
-                for (_, db, log) in taken {
-                    db.untake_changes(log);
-                }
+                // Its id may have shards on some nodes now: never reused.
+                // A snapshot (a new generation) follows, and holds these
+                // changes too, so the taken logs can go.
+                st.base = None;
+                st.retry_at = Some(std::time::Instant::now() + RETRY_AFTER);
                 Err(e)
             }
         }

@@ -372,19 +372,28 @@ fn restore(
             let opened = entry
                 .open(&vk)
                 .ok_or("it does not open under the vault key")?;
+            // Every section decoded before any is applied: an entry is
+            // replayed whole or not at all.
+            let mut decoded = Vec::new();
             for (p, bytes) in &opened {
-                if *p == Section::Epochs {
-                    slot = bytes.clone();
-                    continue;
+                if let Some(db) = db_of(*p) {
+                    decoded.push((
+                        db,
+                        metabackup::changes(bytes).ok_or("a section is damaged")?,
+                    ));
                 }
-                let Some(db) = db_of(*p) else { continue };
-                for (k, v) in metabackup::changes(bytes).ok_or("a section is damaged")? {
+            }
+            for (db, changes) in decoded {
+                for (k, v) in changes {
                     match v {
                         Some(v) => db.insert(k, v),
                         None => db.remove(k),
                     }
                     .map_err(|e| e.to_string())?;
                 }
+            }
+            if let Some(epochs) = opened.get(&Section::Epochs) {
+                slot = epochs.clone();
             }
             Ok::<(), String>(())
         });
