@@ -482,13 +482,16 @@ impl Vault {
         let Some(vk) = self.vault_key() else {
             return Ok(None);
         };
-        let mut st = self
-            .journal
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut st = self.journal_state();
         let tracking = st.tracking;
         st.after_snapshot(self.write_snapshot(&vk, floor, tracking))
             .map(Some)
+    }
+
+    fn journal_state(&self) -> std::sync::MutexGuard<'_, JournalState> {
+        self.journal
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The stores whose changes a snapshot and the journal carry.
@@ -510,10 +513,7 @@ impl Vault {
     /// mount calls this; a one-shot command does not, so its logs never
     /// grow).
     pub fn start_journal(&self) {
-        let mut st = self
-            .journal
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut st = self.journal_state();
         // Without a vault key nothing is ever written: no logs to grow.
         if !st.tracking && self.vault_key().is_some() {
             for (_, db) in self.backed_up_dbs() {
@@ -533,10 +533,7 @@ impl Vault {
         let Some(vk) = self.vault_key() else {
             return Ok(None);
         };
-        let mut st = self
-            .journal
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut st = self.journal_state();
         if !st.tracking {
             return Ok(None);
         }
