@@ -141,6 +141,15 @@ fn status(a: StatusArgs) -> Result<i32> {
                 "no (keys from QKD equipment)"
             }
         )?;
+        writeln!(
+            out,
+            "keys      {}",
+            if s.sealed {
+                "sealed under its vault's key (only that vault uses them)"
+            } else {
+                "in clear (guard this file like the link itself)"
+            }
+        )?;
     }
     if low {
         eprintln!(

@@ -249,6 +249,15 @@ fn add(ctx: &Ctx, a: AddArgs) -> Result<i32> {
             pb.display()
         );
     }
+    if let Some((original, copy)) = &r.imported_pool {
+        println!(
+            "its link's key pool is now {} (sealed under the vault key); {} still holds the \
+             same keys in clear and must not be used again: remove it (shred -u {})",
+            copy.display(),
+            original.display(),
+            original.display()
+        );
+    }
     println!(
         "move shards onto it with: qsfs rebalance {}",
         a.vault.vault.display()

@@ -343,6 +343,11 @@ pub fn status(ctx: &Ctx, a: StatusArgs) -> Result<i32> {
         if l.refills {
             source.push_str(" (simulated link, refilled)");
         }
+        match l.sealed {
+            Some(true) => source.push_str(", sealed"),
+            Some(false) => source.push_str(", KEYS IN CLEAR"),
+            None => {}
+        }
         writeln!(
             out,
             "  {:<10} {:<12} {:>10} {:>10}  {}",
@@ -350,6 +355,13 @@ pub fn status(ctx: &Ctx, a: StatusArgs) -> Result<i32> {
         )?;
         if let Some(p) = &l.problem {
             writeln!(out, "             PROBLEM: {p}")?;
+        }
+        if l.sealed == Some(false) {
+            writeln!(
+                out,
+                "             its key pool is not behind the vault's unlock: keep it off any copy of the \
+                 vault folder, or take it in with `qsfs node remove` and `qsfs node add --keypool`"
+            )?;
         }
         if l.low {
             writeln!(

@@ -198,6 +198,9 @@ pub struct AddNodeReport {
     pub location: String,
     /// Key pool pair made for its in-process link, if one was made.
     pub link_pools: Option<(PathBuf, PathBuf)>,
+    /// A remote link's pool taken into the vault sealed: (the original,
+    /// the vault's copy). The original still holds the keys in clear.
+    pub imported_pool: Option<(PathBuf, PathBuf)>,
 }
 
 /// `qsfs node remove`.
@@ -466,6 +469,7 @@ impl Vault {
             ..Default::default()
         };
         let mut link_pools = None;
+        let mut imported_pool = None;
         match (&opts.dir, &opts.address) {
             (Some(dir), None) => {
                 if opts.keypool.is_some() || opts.insecure_plaintext {
@@ -498,10 +502,12 @@ impl Vault {
                     .iter()
                     .any(|n| n.kind == "dir" && n.node_keypool.is_some());
                 if linked {
+                    let seal = self.link_seal();
                     let (a, b) = crate::vault::links::create_pair(
                         &root,
                         &opts.name,
                         crate::vault::links::INITIAL_KEYS,
+                        seal.as_ref(),
                     )
                     .map_err(|d| {
                         bad(format!(
@@ -527,7 +533,16 @@ impl Vault {
                             p.display()
                         )));
                     }
-                    entry.keypool = Some(p);
+                    let seal = self.link_seal();
+                    entry.keypool = Some(match &seal {
+                        Some(seal) => {
+                            let rel = crate::vault::links::import_pool(&root, &opts.name, &p, seal)
+                                .map_err(|d| bad(format!("--keypool {}: {d}", p.display())))?;
+                            imported_pool = Some((p.clone(), root.join(&rel)));
+                            rel
+                        }
+                        None => p,
+                    });
                 }
             }
             _ => {
@@ -555,6 +570,7 @@ impl Vault {
             kind,
             location,
             link_pools,
+            imported_pool,
         })
     }
 
@@ -673,14 +689,17 @@ impl Vault {
             c.nodes.retain(|n| n.name != name);
             Ok(())
         })?;
-        // The key pools of an in-process link served this node only; they
-        // go once the vault (whose link threads use them) is closed.
+        // The key pools in the vault's `links/` (an in-process link's pair,
+        // a remote link's imported pool) served this node only; they go
+        // once the vault (whose link threads use them) is closed. A pool
+        // kept elsewhere is the user's.
         drop(self);
-        if entry.kind == "dir" && entry.node_keypool.is_some() {
-            for p in pools {
-                if let Err(e) = std::fs::remove_file(&p) {
-                    tracing::warn!("cannot remove the key pool {}: {e}", p.display());
-                }
+        let links_dir = root.join("links");
+        for p in pools {
+            if p.starts_with(&links_dir)
+                && let Err(e) = std::fs::remove_file(&p)
+            {
+                tracing::warn!("cannot remove the key pool {}: {e}", p.display());
             }
         }
         Ok(RemoveNodeReport {

@@ -181,16 +181,22 @@ pub fn init(root: &Path, opts: &InitOptions) -> Result<Config, VaultError> {
                 })?;
         }
     }
+    let key = VaultKey::generate()?;
+    // A key in clear (`--unlock none`) would seal nothing: pools stay clear.
+    let seal = match &opts.unlock {
+        Some(NewMethod::None) => None,
+        _ => Some(super::links::seal_key(&key)),
+    };
     for node in config.nodes.iter().filter(|n| n.node_keypool.is_some()) {
-        super::links::create_pair(&root, &node.name, opts.link_keys).map_err(|detail| {
-            VaultError::Config {
+        super::links::create_pair(&root, &node.name, opts.link_keys, seal.as_ref()).map_err(
+            |detail| VaultError::Config {
                 file: file.clone(),
                 detail: format!(
                     "node {}: cannot make its link's key pools: {detail}",
                     node.name
                 ),
-            }
-        })?;
+            },
+        )?;
     }
     let r2 = config.keystore.r2_path.as_ref().map(|p| root.join(p));
     let id = config.vault_id.as_str();
@@ -201,7 +207,6 @@ pub fn init(root: &Path, opts: &InitOptions) -> Result<Config, VaultError> {
             detail: "neither XDG_CONFIG_HOME nor HOME is set, so there is no default place for the key file; give --key-file PATH or --unlock passphrase".into(),
         })?),
     };
-    let key = VaultKey::generate()?;
     let epochs = Arc::new(Epochs::create(&root.join("meta"), id, &key)?);
     crate::unlock::create(&root, id, &key, &method)?;
     Keystore::open(

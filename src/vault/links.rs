@@ -20,7 +20,7 @@ use crate::node::transport::{Transport, plain_transport, qkd_transport};
 use crate::node::{Node, RemoteNode, RemoteOptions};
 use crate::qkd::etsi014::{Etsi014Config, Etsi014Source};
 use crate::qkd::link::LinkConfig;
-use crate::qkd::pool::{PoolFile, RefillConfig, Refiller};
+use crate::qkd::pool::{PoolFile, RefillConfig, Refiller, SealKey};
 use crate::qkd::{ChannelError, End, KeyCounts, KeyError, KeySource};
 
 /// Key rate of a simulated in-process link unless `[links] key_rate_bps`
@@ -50,6 +50,66 @@ pub enum LinkKind {
     Plaintext,
 }
 
+/// The key that seals this vault's link pools (`links/`): derived from the
+/// vault key, so the pools are behind the same unlock as the key records.
+pub fn seal_key(key: &crate::unlock::VaultKey) -> SealKey {
+    SealKey::new(*key.derive("qsfs 2026-12 link pool seal v1"))
+}
+
+/// The seal key of a vault's link pools: none for a vault without a key
+/// or with its key in clear (`--unlock none`; its pools stay clear and are
+/// sealed under the new key at the first open after `qsfs unlock add`).
+pub fn seal_for(
+    root: &Path,
+    vault_id: &str,
+    key: Option<&crate::unlock::VaultKey>,
+) -> Option<SealKey> {
+    let key = key?;
+    match crate::unlock::has_clear_key(root, vault_id) {
+        Ok(false) => Some(seal_key(key)),
+        Ok(true) => None,
+        Err(e) => {
+            tracing::warn!("cannot read the unlock methods ({e}); link pools stay as they are");
+            None
+        }
+    }
+}
+
+/// The pool files of `config`'s links that live inside the vault folder
+/// (the ones a copy of the folder would carry). Pools elsewhere (a remote
+/// link's pool the user keeps with the QKD equipment) are left alone.
+fn pools_in_vault(root: &Path, config: &Config) -> Vec<PathBuf> {
+    config
+        .nodes
+        .iter()
+        .flat_map(|n| [&n.keypool, &n.node_keypool])
+        .flatten()
+        .map(|p| root.join(p))
+        .filter(|p| p.starts_with(root) && p.exists())
+        .collect()
+}
+
+/// Seals every clear pool of the vault's links under `seal` (a vault made
+/// before pools were sealed, or one that just got its first unlock
+/// method), finishing any sealing a crash interrupted. A pool that cannot
+/// be sealed now stays clear and usable, with a warning; the next open
+/// retries. Call under the vault lock, before the links are built.
+pub fn seal_pools(root: &Path, config: &Config, seal: &SealKey) {
+    for p in pools_in_vault(root, config) {
+        match crate::qkd::pool::seal_file(&p, seal) {
+            Ok(true) => tracing::info!(
+                "sealed the link key pool {} under the vault key",
+                p.display()
+            ),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(
+                "could not seal the link key pool {} yet ({e}); it stays in clear until the next open",
+                p.display()
+            ),
+        }
+    }
+}
+
 /// One node's link, for `qsfs status`.
 #[derive(Clone)]
 pub struct LinkInfo {
@@ -63,6 +123,18 @@ pub struct LinkInfo {
     pub pool: Option<Arc<PoolFile>>,
     /// Why the link cannot work, if it cannot.
     pub broken: Option<String>,
+}
+
+impl LinkInfo {
+    fn new(node: &str, kind: LinkKind) -> LinkInfo {
+        LinkInfo {
+            node: node.to_string(),
+            kind,
+            keys: None,
+            pool: None,
+            broken: None,
+        }
+    }
 }
 
 /// A link's state, for `qsfs status`.
@@ -80,6 +152,11 @@ pub struct LinkStatus {
     pub refills: bool,
     /// True when under 10% of its keys are left.
     pub low: bool,
+    /// For a pool: true when its keys are sealed under the vault key,
+    /// false when they are in clear (a pool kept outside the vault folder,
+    /// or a vault without an unlock method).
+    #[serde(default)]
+    pub sealed: Option<bool>,
     /// What is wrong, if anything.
     pub problem: Option<String>,
 }
@@ -122,6 +199,7 @@ impl Links {
                     refills: i.keys.as_ref().is_some_and(|k| k.refills()),
                     low,
                     problem,
+                    sealed: i.pool.as_ref().map(|p| p.is_sealed()),
                 }
             })
             .collect()
@@ -182,8 +260,8 @@ fn broken_transport(link: &str, source: &str, why: String) -> Transport {
     })
 }
 
-/// The nodes of a config and their links.
-pub fn build(root: &Path, config: &Config) -> (Vec<Arc<dyn Node>>, Links) {
+/// The nodes of a config and their links; `seal` opens sealed pools.
+pub fn build(root: &Path, config: &Config, seal: Option<&SealKey>) -> (Vec<Arc<dyn Node>>, Links) {
     let mut links = Links::default();
     let mut nodes: Vec<Arc<dyn Node>> = Vec::new();
     for n in &config.nodes {
@@ -194,16 +272,10 @@ pub fn build(root: &Path, config: &Config) -> (Vec<Arc<dyn Node>>, Links) {
                 };
                 match (&n.keypool, &n.node_keypool) {
                     (Some(a), Some(b)) => {
-                        nodes.push(in_process(root, config, n, &path, a, b, &mut links));
+                        nodes.push(in_process(root, config, n, &path, (a, b), seal, &mut links));
                     }
                     _ => {
-                        links.infos.push(LinkInfo {
-                            node: n.name.clone(),
-                            kind: LinkKind::Direct,
-                            keys: None,
-                            pool: None,
-                            broken: None,
-                        });
+                        links.infos.push(LinkInfo::new(&n.name, LinkKind::Direct));
                         nodes.push(Arc::new(crate::node::DirNode::new(
                             &n.name,
                             &path,
@@ -216,7 +288,7 @@ pub fn build(root: &Path, config: &Config) -> (Vec<Arc<dyn Node>>, Links) {
                 let Some(address) = n.address.as_deref() else {
                     continue;
                 };
-                let (transport, info) = remote_transport(root, config, n);
+                let (transport, info) = remote_transport(root, config, n, seal);
                 links.infos.push(info);
                 nodes.push(Arc::new(RemoteNode::new(
                     &n.name,
@@ -233,14 +305,13 @@ pub fn build(root: &Path, config: &Config) -> (Vec<Arc<dyn Node>>, Links) {
 }
 
 /// The transport to a remote node and its link's description.
-fn remote_transport(root: &Path, config: &Config, n: &NodeConfig) -> (Transport, LinkInfo) {
-    let mut info = LinkInfo {
-        node: n.name.clone(),
-        kind: LinkKind::Plaintext,
-        keys: None,
-        pool: None,
-        broken: None,
-    };
+fn remote_transport(
+    root: &Path,
+    config: &Config,
+    n: &NodeConfig,
+    seal: Option<&SealKey>,
+) -> (Transport, LinkInfo) {
+    let mut info = LinkInfo::new(&n.name, LinkKind::Plaintext);
     if n.insecure_plaintext {
         return (plain_transport(&n.name), info);
     }
@@ -277,7 +348,7 @@ fn remote_transport(root: &Path, config: &Config, n: &NodeConfig) -> (Transport,
         return (broken_transport(&n.name, "qsfs.toml", why), info);
     };
     let path = root.join(pool);
-    match open_pool(&path, End::A) {
+    match open_pool(&path, End::A, seal) {
         Ok(pool) => {
             let lc = link_config(config, LinkConfig::for_pool(&pool));
             let pool = Arc::new(pool);
@@ -297,8 +368,12 @@ fn remote_transport(root: &Path, config: &Config, n: &NodeConfig) -> (Transport,
 }
 
 /// Opens `path` as end `end` of a link.
-fn open_pool(path: &Path, end: End) -> Result<PoolFile, String> {
-    let pool = PoolFile::open(path).map_err(|e| e.to_string())?;
+fn open_pool(path: &Path, end: End, seal: Option<&SealKey>) -> Result<PoolFile, String> {
+    let pool = match seal {
+        Some(k) => PoolFile::open_sealed(path, k),
+        None => PoolFile::open(path),
+    }
+    .map_err(|e| e.to_string())?;
     if pool.end() != end {
         return Err(format!(
             "{} is the key pool of end {:?} of its link; this side needs end {end:?} (swapped files?)",
@@ -316,22 +391,16 @@ fn in_process(
     config: &Config,
     n: &NodeConfig,
     folder: &Path,
-    a_rel: &Path,
-    b_rel: &Path,
+    (a_rel, b_rel): (&PathBuf, &PathBuf),
+    seal: Option<&SealKey>,
     links: &mut Links,
 ) -> Arc<dyn Node> {
     let shown = format!("{} (in-process QKD link)", folder.display());
     let (a_path, b_path) = (root.join(a_rel), root.join(b_rel));
-    let mut info = LinkInfo {
-        node: n.name.clone(),
-        kind: LinkKind::InProcess,
-        keys: None,
-        pool: None,
-        broken: None,
-    };
+    let mut info = LinkInfo::new(&n.name, LinkKind::InProcess);
     let mut set_up = || -> Result<(Arc<PoolFile>, Arc<PoolFile>, LocalDialer), String> {
-        let a = Arc::new(open_pool(&a_path, End::A)?);
-        let b = Arc::new(open_pool(&b_path, End::B)?);
+        let a = Arc::new(open_pool(&a_path, End::A, seal)?);
+        let b = Arc::new(open_pool(&b_path, End::B, seal)?);
         if a.link_id() != b.link_id() {
             return Err(format!(
                 "{} and {} are not the two ends of one link",
@@ -410,9 +479,31 @@ fn in_process(
     }
 }
 
+/// Takes a remote link's pool (end A, from `qsfs keypool gen` or QKD
+/// equipment) into the vault: a copy sealed under `seal` at
+/// `links/<node>.a.pool`, so the vault folder carries no clear link key.
+/// Returns the copy's path relative to `root`. The original stays where
+/// it was; its owner removes it (it holds the same keys in clear).
+pub fn import_pool(root: &Path, node: &str, src: &Path, seal: &SealKey) -> Result<PathBuf, String> {
+    let pool = open_pool(src, End::A, None)?;
+    drop(pool);
+    let dir = root.join("links");
+    crate::perms::create_private_dir_all(&dir)
+        .map_err(|e| format!("create {}: {e}", dir.display()))?;
+    let rel = PathBuf::from(format!("links/{node}.a.pool"));
+    crate::qkd::pool::seal_copy(src, &root.join(&rel), seal).map_err(|e| e.to_string())?;
+    Ok(rel)
+}
+
 /// Makes the key pool pair of a new in-process link (`qsfs init`):
-/// `links/<node>.a.pool` (the vault's end) and `links/<node>.b.pool`.
-pub fn create_pair(root: &Path, node: &str, keys: u64) -> Result<(PathBuf, PathBuf), String> {
+/// `links/<node>.a.pool` (the vault's end) and `links/<node>.b.pool`,
+/// sealed under `seal` when the vault has a key.
+pub fn create_pair(
+    root: &Path,
+    node: &str,
+    keys: u64,
+    seal: Option<&SealKey>,
+) -> Result<(PathBuf, PathBuf), String> {
     let dir = root.join("links");
     crate::perms::create_private_dir_all(&dir)
         .map_err(|e| format!("create {}: {e}", dir.display()))?;
@@ -425,6 +516,7 @@ pub fn create_pair(root: &Path, node: &str, keys: u64) -> Result<(PathBuf, PathB
         b_path: &root.join(&b_rel),
         refill: true,
     };
-    crate::qkd::pool::generate(&opts, crate::qkd::pool::os_random).map_err(|e| e.to_string())?;
+    crate::qkd::pool::generate_sealed(&opts, seal, crate::qkd::pool::os_random)
+        .map_err(|e| e.to_string())?;
     Ok((a_rel, b_rel))
 }

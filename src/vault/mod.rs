@@ -340,7 +340,11 @@ impl Vault {
             current_gid(),
         )?;
         let store = EcStore::open(&root.join("meta/ec"), id, OpenMode::Existing)?;
-        let (nodes, links) = links::build(&root, &config);
+        let seal = links::seal_for(&root, id, key.as_ref());
+        if let Some(s) = &seal {
+            links::seal_pools(&root, &config, s);
+        }
+        let (nodes, links) = links::build(&root, &config, seal.as_ref());
         let ec = Dispersal::new(
             DispersalConfig {
                 k: config.k,

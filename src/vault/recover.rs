@@ -257,6 +257,7 @@ fn restore(
     )))?;
     let vk = crate::unlock::open(&root, vault_id, how)?
         .ok_or_else(|| bad("the snapshot carries no unlock methods".into()))?;
+    let seal = super::links::seal_for(&root, vault_id, Some(&vk));
     let sections = sealed.open(&vk).ok_or_else(|| {
         bad("it does not open under the vault key (damaged on every node read)".into())
     })?;
@@ -313,14 +314,13 @@ fn restore(
     {
         let local = n.node_keypool.is_some();
         if local {
-            super::links::create_pair(&root, &n.name, super::links::INITIAL_KEYS).map_err(
-                |detail| {
+            super::links::create_pair(&root, &n.name, super::links::INITIAL_KEYS, seal.as_ref())
+                .map_err(|detail| {
                     bad(format!(
                         "node {}: cannot make its link's key pools: {detail}",
                         n.name
                     ))
-                },
-            )?;
+                })?;
         } else {
             // A remote node's link pool is not in the snapshot: reach the
             // folder directly until a pool is set up again.

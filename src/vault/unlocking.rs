@@ -30,6 +30,11 @@ impl Vault {
             .clone()
     }
 
+    /// The seal key for this vault's link pools (see `links::seal_for`).
+    pub(crate) fn link_seal(&self) -> Option<crate::qkd::pool::SealKey> {
+        super::links::seal_for(&self.root, &self.config.vault_id, self.vault_key().as_ref())
+    }
+
     /// The vault's unlock methods.
     pub fn unlock_methods(&self) -> Result<Vec<unlock::MethodInfo>, VaultError> {
         Ok(unlock::list(&self.root, &self.config.vault_id)?)

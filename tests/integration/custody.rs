@@ -408,6 +408,25 @@ fn moving_off_a_clear_vault_key_re_seals_every_record_under_a_new_key() {
     let st = v.run("status", &[]);
     st.success().stdout_has(&["NONE"]);
     v.put_bytes(b"was under a clear key", "/a.txt").success();
+    // A key in clear seals nothing: the link pools stay clear, and say so.
+    let links = |st: &Value| -> Vec<Value> {
+        st["links"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["sealed"].clone())
+            .collect()
+    };
+    assert_eq!(links(&v.status()), vec![Value::Bool(false); 5]);
+    v.run("status", &[])
+        .success()
+        .stdout_has(&["KEYS IN CLEAR"]);
+    let pool = v.root.join("links/node-0.a.pool");
+    let raw = std::fs::read(&pool).unwrap();
+    // The last record: unused (keys are drawn from the front).
+    let key_at = raw.len() - qsfs::qkd::pool::format::RECORD_LEN + qsfs::qkd::pool::format::KEY_AT;
+    let clear_key = raw[key_at..key_at + 32].to_vec();
+    assert!(clear_key.iter().any(|b| *b != 0), "the last key is used");
     let old_unlock = std::fs::read_to_string(v.root.join("unlock.toml")).unwrap();
     let old_copy = steal(&v);
     let kf = v.scratch_path("new.key");
@@ -420,6 +439,21 @@ fn moving_off_a_clear_vault_key_re_seals_every_record_under_a_new_key() {
             .contains("vault_key")
     );
     v.assert_reads("/a.txt", b"was under a clear key");
+    // The next open sealed the pools under the new key.
+    assert_eq!(links(&v.status()), vec![Value::Bool(true); 5]);
+    let raw = std::fs::read(&pool).unwrap();
+    assert!(
+        !raw.windows(32).any(|w| w == clear_key),
+        "an unused link key is still in clear"
+    );
+    assert!(
+        std::fs::read_dir(v.root.join("links")).unwrap().all(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .ends_with(".pool")),
+        "sealing left files behind"
+    );
     // Someone who copied the folder while the key was in clear had what it
     // held then; nothing sealed since opens with that old key and table.
     v.put_bytes(b"written after the move", "/b.txt").success();

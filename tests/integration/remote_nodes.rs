@@ -613,3 +613,176 @@ fn a_kme_keys_the_link_to_a_node_server() {
     assert_eq!(link_status(&st, "node-0")["kind"], "kme", "{st:#}");
     assert_eq!(link_status(&st, "node-0")["refills"], false, "{st:#}");
 }
+
+/// Files under `dir` holding any of the 32-byte `keys` anywhere.
+fn key_hits(dir: &std::path::Path, keys: &std::collections::HashSet<Vec<u8>>) -> Vec<String> {
+    let files = common::files_under(dir);
+    assert!(files.len() > 10, "nothing to scan under {}", dir.display());
+    files
+        .into_iter()
+        .filter(|f| {
+            std::fs::read(f)
+                .unwrap()
+                .windows(32)
+                .any(|w| keys.contains(w))
+        })
+        .map(|f| f.display().to_string())
+        .collect()
+}
+
+/// The unused keys of a clear pool file, read raw (what a thief would
+/// read): record layout from `qkd::pool::format`.
+fn clear_pool_keys(path: &std::path::Path) -> std::collections::HashSet<Vec<u8>> {
+    use qsfs::qkd::pool::format::{HEADER_LEN, KEY_AT, RECORD_LEN, STATE_AT, STATE_UNUSED};
+    let raw = std::fs::read(path).unwrap();
+    raw[HEADER_LEN..]
+        .chunks_exact(RECORD_LEN)
+        .filter(|r| r[STATE_AT] == STATE_UNUSED)
+        .map(|r| r[KEY_AT..KEY_AT + 32].to_vec())
+        .collect()
+}
+
+#[test]
+fn a_stolen_vault_folder_holds_no_link_key_and_cannot_reach_the_node_servers() {
+    let v = TestVault::new(&["--direct"]);
+    let mut srv: Vec<NodeServer> = (0..5)
+        .map(|i| {
+            let b = pool_pair(&v, i, 2000);
+            let dir = v.tmp.path().join(format!("qsrv-{i}"));
+            NodeServer::start_with(&dir, &["--keypool", b.to_str().unwrap()])
+        })
+        .collect();
+    let addrs: Vec<String> = srv.iter().map(|s| s.addr.clone()).collect();
+    use_linked_nodes(&v, &addrs);
+    // The pools as `keypool gen` wrote them into the vault folder: clear.
+    let mut keys = std::collections::HashSet::new();
+    for i in 0..5 {
+        keys.extend(clear_pool_keys(
+            &v.root.join(format!("links/node-{i}.pool")),
+        ));
+    }
+    assert_eq!(keys.len(), 5 * 2000);
+    // The first open seals them under the vault key (a key file outside
+    // the vault folder); the links keep working.
+    let data = Rng::from_env("stolen links").bytes(200_000);
+    v.put_bytes(&data, "/f").success();
+    v.assert_reads("/f", &data);
+    let st = v.status();
+    for i in 0..5 {
+        let l = link_status(&st, &format!("node-{i}"));
+        assert_eq!(l["sealed"], true, "{st:#}");
+        assert!(l["counts"]["used"].as_u64().unwrap() > 0, "{st:#}");
+    }
+    v.run("status", &[]).success().stdout_has(&["sealed"]);
+
+    // The thief's copy: no link key in clear anywhere in it.
+    let copy = v.scratch_path("stolen");
+    assert!(
+        std::process::Command::new("cp")
+            .args(["-a", &v.arg(), copy.to_str().unwrap()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let hits = key_hits(&copy, &keys);
+    assert!(hits.is_empty(), "link keys in clear in {hits:?}");
+    // Its pools are refused by everything but their vault: a node server,
+    // and another vault that points a link at one.
+    let stolen = copy.join("links/node-0.pool");
+    let out = common::qsfs_output(&[
+        "node",
+        "serve",
+        "--dir",
+        copy.join("thief-node").to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--keypool",
+        stolen.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("sealed") && err.contains("node-0.pool"),
+        "{err}"
+    );
+    let thief = TestVault::new(&["--direct"]);
+    set_nodes(&thief, &addrs, |i, t| {
+        t.insert(
+            "keypool".into(),
+            copy.join(format!("links/node-{i}.pool"))
+                .display()
+                .to_string()
+                .into(),
+        );
+    });
+    let st = thief.status();
+    for i in 0..5 {
+        let l = link_status(&st, &format!("node-{i}"));
+        let p = l["problem"].as_str().unwrap_or_default();
+        assert!(p.contains("sealed under another vault"), "{st:#}");
+    }
+    thief.put_bytes(b"x", "/x").failure();
+
+    // A remote pool given to `node add` is taken in sealed, and goes with
+    // the node.
+    let b = v.tmp.path().join("node-5.b.pool");
+    let a = v.tmp.path().join("node-5.a.pool");
+    qsfs(&[
+        "keypool",
+        "gen",
+        "--link",
+        "node-5",
+        "--keys",
+        "2000",
+        "--no-refill",
+        "--out",
+        a.to_str().unwrap(),
+        "--peer-out",
+        b.to_str().unwrap(),
+    ])
+    .success();
+    let fresh = clear_pool_keys(&a);
+    srv.push(NodeServer::start_with(
+        &v.tmp.path().join("qsrv-5"),
+        &["--keypool", b.to_str().unwrap()],
+    ));
+    qsfs(&[
+        "node",
+        "add",
+        &v.arg(),
+        "node-5",
+        "--address",
+        &srv[5].addr,
+        "--keypool",
+        a.to_str().unwrap(),
+    ])
+    .success()
+    .stdout_has(&["links/node-5.a.pool", "sealed", "shred -u"]);
+    let kept = v.root.join("links/node-5.a.pool");
+    assert!(key_hits(&v.root, &fresh).is_empty());
+    let st = v.status();
+    assert_eq!(link_status(&st, "node-5")["sealed"], true, "{st:#}");
+    // Draining node-0 moves its shard to node-5, through the sealed pool.
+    qsfs(&["node", "drain", &v.arg(), "node-0"]).success();
+    assert_eq!(
+        srv[5].shard_files(),
+        1,
+        "node-0's shard did not reach node-5"
+    );
+    v.assert_reads("/f", &data);
+    let st = v.status();
+    assert!(
+        link_status(&st, "node-5")["counts"]["used"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    assert!(kept.exists());
+    // A pool in the vault's links/ goes with its node.
+    qsfs(&["node", "remove", &v.arg(), "node-0"]).success();
+    assert!(
+        !v.root.join("links/node-0.pool").exists(),
+        "the pool outlived its node"
+    );
+    v.assert_reads("/f", &data);
+}

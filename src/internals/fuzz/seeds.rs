@@ -131,6 +131,7 @@ pub fn seeds() -> io::Result<Vec<Seed>> {
         link: "node-0".to_string(),
         capacity: 4,
         count: 4,
+        sealed: None,
     };
     let mut pool = h.encode().map_err(io::Error::other)?.to_vec();
     for i in 0..4u64 {

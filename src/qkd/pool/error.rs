@@ -68,6 +68,22 @@ pub enum PoolError {
         /// What is wrong.
         detail: String,
     },
+    /// A sealed pool opened without its vault's seal key.
+    #[error(
+        "key pool {path} is sealed under its vault's key; only that vault opens it (qsfs mount or any vault command, with the vault's unlock)"
+    )]
+    Sealed {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A sealed pool whose seal check does not match the key given.
+    #[error(
+        "key pool {path} is sealed under another vault's key (its seal check does not match); put back this vault's own pool file"
+    )]
+    WrongSeal {
+        /// The file.
+        path: PathBuf,
+    },
     /// Another process has the pool open.
     #[error("key pool {path} is in use by another process (one process per pool file)")]
     InUse {

@@ -26,7 +26,7 @@ use std::sync::{Mutex, MutexGuard};
 use zeroize::Zeroizing;
 
 use super::error::{PoolError, io_err};
-use super::format::{self, HEADER_LEN, Header, KEY_AT, RECORD_LEN, STATE_USED};
+use super::format::{self, HEADER_LEN, Header, KEY_AT, RECORD_LEN, STATE_USED, SealKey};
 use super::status::{DirCounts, PoolStatus};
 use crate::qkd::{Direction, End, KEY_LEN, KeyCounts, KeyError, KeyId, KeySource, LinkKey};
 
@@ -150,6 +150,8 @@ pub struct PoolFile {
     header: Header,
     access: Access,
     batch: AtomicUsize,
+    /// The seal key of a sealed pool (its key bytes are stored sealed).
+    seal: Option<SealKey>,
     pub(crate) inner: Mutex<Inner>,
     /// Serializes appends (refills).
     pub(crate) grow: Mutex<()>,
@@ -167,7 +169,7 @@ impl std::fmt::Debug for PoolFile {
 }
 
 /// Reads and checks the header of an open file.
-fn read_header(file: &File, path: &Path) -> Result<(Header, u64), PoolError> {
+pub(crate) fn read_header(file: &File, path: &Path) -> Result<(Header, u64), PoolError> {
     let len = file.metadata().map_err(io_err(path, "stat"))?.len();
     let mut h = vec![0u8; HEADER_LEN.min(len as usize)];
     file.read_exact_at(&mut h, 0)
@@ -238,6 +240,7 @@ fn status_of(path: &Path, header: &Header, inner: &Inner) -> PoolStatus {
         link_id: hex::encode(header.link_id),
         end: format::end_byte(header.end) as char,
         refills: header.refill,
+        sealed: header.sealed.is_some(),
         capacity: header.capacity,
         a_to_b: dir(0),
         b_to_a: dir(1),
@@ -247,17 +250,30 @@ fn status_of(path: &Path, header: &Header, inner: &Inner) -> PoolStatus {
 impl PoolFile {
     /// Opens a link end's pool: `next_key` only in the direction its end
     /// (from the header) sends, `take_key` only in the other one.
+    /// A sealed pool is refused ([`PoolError::Sealed`]): only its vault
+    /// opens it, with [`PoolFile::open_sealed`].
     pub fn open(path: &Path) -> Result<PoolFile, PoolError> {
-        Self::open_with(path, None)
+        Self::open_with(path, None, None)
+    }
+
+    /// Opens a link end's pool that may be sealed under `seal`: a sealed
+    /// pool must carry `seal`'s check ([`PoolError::WrongSeal`] otherwise);
+    /// a clear pool opens as it is ([`PoolFile::is_sealed`] tells which).
+    pub fn open_sealed(path: &Path, seal: &SealKey) -> Result<PoolFile, PoolError> {
+        Self::open_with(path, None, Some(seal))
     }
 
     /// Opens a pool as a key manager's backing file: both directions, both
     /// calls.
     pub fn open_both(path: &Path) -> Result<PoolFile, PoolError> {
-        Self::open_with(path, Some(Access::Both))
+        Self::open_with(path, Some(Access::Both), None)
     }
 
-    fn open_with(path: &Path, access: Option<Access>) -> Result<PoolFile, PoolError> {
+    fn open_with(
+        path: &Path,
+        access: Option<Access>,
+        seal: Option<&SealKey>,
+    ) -> Result<PoolFile, PoolError> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -273,6 +289,20 @@ impl PoolFile {
             Err(std::fs::TryLockError::Error(e)) => return Err(io_err(path, "lock")(e)),
         }
         let (header, _) = read_header(&file, path)?;
+        let seal = match (&header.sealed, seal) {
+            (None, _) => None,
+            (Some(_), None) => {
+                return Err(PoolError::Sealed {
+                    path: path.to_path_buf(),
+                });
+            }
+            (Some(check), Some(k)) if *check == k.check(&header.link_id) => Some(k.clone()),
+            (Some(_), Some(_)) => {
+                return Err(PoolError::WrongSeal {
+                    path: path.to_path_buf(),
+                });
+            }
+        };
         let slots = read_slots(&file, path, 0, header.count)?;
         let inner = Inner::from_slots(slots, path)?;
         Ok(PoolFile {
@@ -281,6 +311,7 @@ impl PoolFile {
             file,
             header,
             batch: AtomicUsize::new(DEFAULT_BATCH),
+            seal,
             inner: Mutex::new(inner),
             grow: Mutex::new(()),
         })
@@ -309,6 +340,16 @@ impl PoolFile {
     /// What this open pool may do.
     pub fn access(&self) -> Access {
         self.access
+    }
+
+    /// True when its key bytes are stored sealed under a vault's key.
+    pub fn is_sealed(&self) -> bool {
+        self.seal.is_some()
+    }
+
+    /// The seal key of a sealed pool (for appends).
+    pub(crate) fn seal(&self) -> Option<&SealKey> {
+        self.seal.as_ref()
     }
 
     /// The header as read at open (the count may since have grown).
@@ -423,6 +464,13 @@ impl PoolFile {
             self.file
                 .read_exact_at(&mut key[..], at)
                 .map_err(|e| self.source_err(format!("cannot read key record {i}: {e}")))?;
+            if let Some(seal) = &self.seal {
+                seal.apply(
+                    &self.header.link_id,
+                    &inner.slots[i as usize].id,
+                    &mut key[..],
+                );
+            }
             self.file
                 .write_all_at(&wipe, at)
                 .map_err(|e| self.source_err(format!("cannot mark key record {i} used: {e}")))?;

@@ -9,7 +9,8 @@
 //!     8   2  version, 1
 //!    10   1  end: b'A' (vault side) or b'B' (node side)
 //!    11   1  flags: bit 0 = REFILL (a simulated link: qsfs may append keys);
-//!            other bits must be 0 (a pool from QKD equipment has 0 here)
+//!            bit 1 = SEALED (key bytes sealed under a vault's pool key,
+//!            below); other bits must be 0 (a pool from QKD equipment has 0)
 //!    12  16  link id: 16 random bytes shared by both ends of the link, so a
 //!            peer holding another pool is recognised
 //!    28   1  link name length L, 1..=200
@@ -18,7 +19,10 @@
 //!   237   8  key count N: records 0..N are valid. Bytes after record N-1
 //!            are an unfinished append (a crash before the count was
 //!            updated) and are ignored.
-//!   245  35  reserved, zero
+//!   245  16  seal check (flag SEALED only, else zero): the first 16 bytes
+//!            of BLAKE3-keyed(seal key, "qsfs pool seal check v1" ‖ link
+//!            id), so a wrong seal key is refused before any key is used
+//!   261  19  reserved, zero
 //!   280  32  blake3 of bytes 0..280
 //!
 //! Record i at HEADER_LEN + i * RECORD_LEN (RECORD_LEN = 50 bytes):
@@ -32,6 +36,16 @@
 //! records B->A keys, in the generated part and in every refill, so a pool
 //! always holds (within one key) as many keys for each direction and an
 //! append never needs to know what came before.
+//!
+//! A sealed pool (flag SEALED) stores each unused key XORed with a pad,
+//! `BLAKE3-keyed(seal key, "qsfs pool key pad v1" ‖ link id ‖ key id)`: a
+//! stream cipher whose nonce is the key id, unique in the pool. The seal
+//! key is derived from the vault key, so a copy of the vault folder holds
+//! no usable link key without an unlock. Both ends of an in-process link
+//! share the seal key and therefore identical record bytes. The pad has no
+//! MAC: a changed key byte only makes the link's own MAC fail. Used keys
+//! are zeros, as in a clear pool. Pools from QKD equipment and the node
+//! ends of remote links stay clear (their machines hold no vault key).
 //!
 //! The header fits in one 512-byte sector, so the count update after an
 //! append is a single-sector write; a torn header is caught by the checksum
@@ -52,6 +66,11 @@ pub const RECORD_LEN: usize = 50;
 pub const MAX_NAME: usize = 200;
 /// Header flag: qsfs may append keys (simulated link).
 pub const FLAG_REFILL: u8 = 1;
+/// Header flag: key bytes are sealed under a vault's pool key.
+pub const FLAG_SEALED: u8 = 2;
+/// Bytes of the seal check in the header.
+pub const SEAL_CHECK_LEN: usize = 16;
+const SEAL_CHECK_AT: usize = 245;
 
 const CHECKSUM_AT: usize = 280;
 const COUNT_AT: usize = 237;
@@ -80,6 +99,8 @@ pub struct Header {
     pub capacity: u64,
     /// Valid records.
     pub count: u64,
+    /// The seal check of a sealed pool; `None` for a clear one.
+    pub sealed: Option<[u8; SEAL_CHECK_LEN]>,
 }
 
 impl Header {
@@ -95,6 +116,10 @@ impl Header {
         h[8..10].copy_from_slice(&VERSION.to_be_bytes());
         h[10] = end_byte(self.end);
         h[11] = if self.refill { FLAG_REFILL } else { 0 };
+        if let Some(check) = &self.sealed {
+            h[11] |= FLAG_SEALED;
+            h[SEAL_CHECK_AT..SEAL_CHECK_AT + SEAL_CHECK_LEN].copy_from_slice(check);
+        }
         h[12..28].copy_from_slice(&self.link_id);
         h[28] = name.len() as u8;
         h[29..29 + name.len()].copy_from_slice(name);
@@ -125,7 +150,7 @@ impl Header {
             b'B' => End::B,
             other => return Err(HeaderFault::Field(format!("end byte {other:#04x}"))),
         };
-        if h[11] & !FLAG_REFILL != 0 {
+        if h[11] & !(FLAG_REFILL | FLAG_SEALED) != 0 {
             return Err(HeaderFault::Field(format!("unknown flags {:#04x}", h[11])));
         }
         let len = usize::from(h[28]);
@@ -137,6 +162,11 @@ impl Header {
             .to_owned();
         let mut link_id = [0u8; 16];
         link_id.copy_from_slice(&h[12..28]);
+        let sealed = (h[11] & FLAG_SEALED != 0).then(|| {
+            let mut c = [0u8; SEAL_CHECK_LEN];
+            c.copy_from_slice(&h[SEAL_CHECK_AT..SEAL_CHECK_AT + SEAL_CHECK_LEN]);
+            c
+        });
         Ok(Header {
             end,
             refill: h[11] & FLAG_REFILL != 0,
@@ -144,7 +174,61 @@ impl Header {
             link,
             capacity: be64(&h[229..237]),
             count: be64(&h[COUNT_AT..COUNT_AT + 8]),
+            sealed,
         })
+    }
+}
+
+/// The key that seals a pool's key bytes (derived from a vault key by the
+/// vault; this module only uses it).
+#[derive(Clone)]
+pub struct SealKey(zeroize::Zeroizing<[u8; KEY_LEN]>);
+
+impl SealKey {
+    /// Wraps 32 key bytes.
+    pub fn new(bytes: [u8; KEY_LEN]) -> SealKey {
+        SealKey(zeroize::Zeroizing::new(bytes))
+    }
+
+    /// The header's check value for a pool of link `link_id`.
+    pub fn check(&self, link_id: &[u8; 16]) -> [u8; SEAL_CHECK_LEN] {
+        let mut h = blake3::Hasher::new_keyed(&self.0);
+        h.update(b"qsfs pool seal check v1");
+        h.update(link_id);
+        let mut c = [0u8; SEAL_CHECK_LEN];
+        c.copy_from_slice(&h.finalize().as_bytes()[..SEAL_CHECK_LEN]);
+        c
+    }
+
+    /// XORs the pad of key `id` into `key` (sealing and unsealing alike).
+    pub fn apply(&self, link_id: &[u8; 16], id: &KeyId, key: &mut [u8]) {
+        let mut h = blake3::Hasher::new_keyed(&self.0);
+        h.update(b"qsfs pool key pad v1");
+        h.update(link_id);
+        h.update(&id.0);
+        let pad = zeroize::Zeroizing::new(*h.finalize().as_bytes());
+        for (k, p) in key.iter_mut().zip(pad.iter()) {
+            *k ^= p;
+        }
+    }
+
+    /// Seals (or unseals) the key bytes of every unused record in `records`
+    /// (whole records, as stored); used records stay zero.
+    pub fn apply_records(&self, link_id: &[u8; 16], records: &mut [u8]) {
+        for r in records.chunks_exact_mut(RECORD_LEN) {
+            if r[STATE_AT] != STATE_UNUSED {
+                continue;
+            }
+            let mut id = [0u8; 16];
+            id.copy_from_slice(&r[0..16]);
+            self.apply(link_id, &KeyId(id), &mut r[KEY_AT..KEY_AT + KEY_LEN]);
+        }
+    }
+}
+
+impl std::fmt::Debug for SealKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SealKey(..)")
     }
 }
 
@@ -248,7 +332,36 @@ mod tests {
             link: "node-3".to_owned(),
             capacity: 1000,
             count: 1234,
+            sealed: None,
         }
+    }
+
+    #[test]
+    fn sealed_header_and_records() {
+        let key = SealKey::new([5; 32]);
+        let mut h = header();
+        h.sealed = Some(key.check(&h.link_id));
+        let bytes = h.encode().unwrap();
+        assert_eq!(bytes[11], FLAG_REFILL | FLAG_SEALED);
+        assert_eq!(Header::decode(&bytes).unwrap(), h);
+        assert_ne!(
+            key.check(&h.link_id),
+            SealKey::new([6; 32]).check(&h.link_id)
+        );
+        let mut recs = vec![0u8; 2 * RECORD_LEN];
+        encode_record(&mut recs[..RECORD_LEN], &uuid_v4([1; 16]), &[9; 32], 0);
+        encode_record(&mut recs[RECORD_LEN..], &uuid_v4([2; 16]), &[9; 32], 1);
+        let clear = recs.clone();
+        key.apply_records(&h.link_id, &mut recs);
+        assert_ne!(recs[KEY_AT..KEY_AT + 32], clear[KEY_AT..KEY_AT + 32]);
+        assert_ne!(
+            recs[KEY_AT..KEY_AT + 32],
+            recs[RECORD_LEN + KEY_AT..RECORD_LEN + KEY_AT + 32],
+            "each key id has its own pad"
+        );
+        assert_eq!(recs[..KEY_AT], clear[..KEY_AT], "ids stay readable");
+        key.apply_records(&h.link_id, &mut recs);
+        assert_eq!(recs, clear);
     }
 
     #[test]

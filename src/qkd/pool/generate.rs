@@ -12,7 +12,7 @@ use std::path::Path;
 use zeroize::Zeroizing;
 
 use super::error::{PoolError, io_err};
-use super::format::{self, HEADER_LEN, Header, RECORD_LEN};
+use super::format::{self, HEADER_LEN, Header, RECORD_LEN, SealKey};
 use crate::qkd::{End, KEY_LEN, KeyId};
 
 /// Keys drawn per random call and write.
@@ -97,6 +97,16 @@ fn create_new(path: &Path) -> Result<File, PoolError> {
 /// error, files this call created are removed.
 pub fn generate(
     opts: &GenOptions<'_>,
+    random: impl FnMut(&mut [u8]) -> io::Result<()>,
+) -> Result<(), PoolError> {
+    generate_sealed(opts, None, random)
+}
+
+/// [`generate`], with both files' key bytes sealed under `seal` when it is
+/// given (a vault's in-process link: no key is ever written in clear).
+pub fn generate_sealed(
+    opts: &GenOptions<'_>,
+    seal: Option<&SealKey>,
     mut random: impl FnMut(&mut [u8]) -> io::Result<()>,
 ) -> Result<(), PoolError> {
     if opts.keys < 2 {
@@ -127,6 +137,7 @@ pub fn generate(
         link: opts.link.to_owned(),
         capacity: opts.keys,
         count: opts.keys,
+        sealed: seal.map(|k| k.check(&link_id)),
     };
     let ha = header(End::A).encode().map_err(|fault| PoolError::Header {
         path: opts.a_path.to_path_buf(),
@@ -145,7 +156,8 @@ pub fn generate(
             return Err(e);
         }
     };
-    let result = write_pair(opts, &mut random, (&a, &ha), (&b, &hb));
+    let sealing = seal.map(|k| (k, link_id));
+    let result = write_pair(opts, sealing, &mut random, (&a, &ha), (&b, &hb));
     if result.is_err() {
         let _ = std::fs::remove_file(opts.a_path);
         let _ = std::fs::remove_file(opts.b_path);
@@ -155,6 +167,7 @@ pub fn generate(
 
 fn write_pair(
     opts: &GenOptions<'_>,
+    seal: Option<(&SealKey, [u8; 16])>,
     random: &mut dyn FnMut(&mut [u8]) -> io::Result<()>,
     a: (&File, &[u8; HEADER_LEN]),
     b: (&File, &[u8; HEADER_LEN]),
@@ -170,6 +183,9 @@ fn write_pair(
         let n = CHUNK.min(opts.keys - done);
         make_records(done, n, random, &mut |id| ids.insert(*id), &mut buf)
             .map_err(io_err(opts.a_path, "draw keys from the random source"))?;
+        if let Some((k, link_id)) = seal {
+            k.apply_records(&link_id, &mut buf);
+        }
         wa.write_all(&buf).map_err(io_err(opts.a_path, "write"))?;
         wb.write_all(&buf).map_err(io_err(opts.b_path, "write"))?;
         done += n;

@@ -36,15 +36,18 @@ mod file;
 pub mod format;
 mod generate;
 mod refill;
+mod seal;
 mod status;
 
 pub use error::{HeaderFault, PoolError};
 pub use file::{Access, DEFAULT_BATCH, PoolFile, dir_name, inspect};
-pub use generate::{GenOptions, generate};
+pub use format::SealKey;
+pub use generate::{GenOptions, generate, generate_sealed};
 pub use refill::{
     DEFAULT_KEY_RATE_BPS, RefillConfig, RefillStats, Refiller, reconcile_pair, refill_files,
     refill_pair,
 };
+pub use seal::{finish_sealing, seal_copy, seal_file};
 pub use status::{DirCounts, LOW_FRACTION, PoolStatus};
 
 /// Fills a buffer from the OS RNG (getrandom), the random source of

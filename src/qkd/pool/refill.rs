@@ -50,6 +50,11 @@ fn pair<'p>(a: &'p PoolFile, b: &'p PoolFile) -> Result<(&'p PoolFile, &'p PoolF
     if a.link_id() != b.link_id() {
         return Err(not_pair("their link ids differ"));
     }
+    if a.header().sealed != b.header().sealed {
+        return Err(not_pair(
+            "one is sealed and the other is not (or under another key)",
+        ));
+    }
     match (a.end(), b.end()) {
         (End::A, End::B) => Ok((a, b)),
         (End::B, End::A) => Ok((b, a)),
@@ -163,6 +168,15 @@ pub fn refill_pair(
             });
         }
     }
+    let slots: Vec<Slot> = buf
+        .chunks_exact(RECORD_LEN)
+        .filter_map(format::decode_record)
+        .map(Slot::from)
+        .collect();
+    // Both ends carry the same seal (checked by `pair`): the same bytes.
+    if let Some(seal) = a.seal() {
+        seal.apply_records(&a.link_id(), &mut buf);
+    }
     let at = format::record_offset(start);
     for p in [a, b] {
         p.file()
@@ -175,11 +189,6 @@ pub fn refill_pair(
     let new_count = start + n_keys;
     write_count(a, new_count)?;
     write_count(b, new_count)?;
-    let slots: Vec<Slot> = buf
-        .chunks_exact(RECORD_LEN)
-        .filter_map(format::decode_record)
-        .map(Slot::from)
-        .collect();
     a.lock().extend(slots.clone(), a.path())?;
     b.lock().extend(slots, b.path())?;
     Ok(new_count)

@@ -26,6 +26,8 @@ pub struct PoolStatus {
     pub end: char,
     /// True for a simulated link qsfs refills.
     pub refills: bool,
+    /// True when its key bytes are sealed under a vault's key.
+    pub sealed: bool,
     /// Keys at generation.
     pub capacity: u64,
     /// Keys for A -> B traffic.
