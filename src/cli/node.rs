@@ -460,6 +460,7 @@ fn serve(a: ServeArgs) -> Result<i32> {
     opts.max_handshakes = a.max_handshakes;
     opts.max_handshakes_per_source = a.max_handshakes_per_source;
     opts.handshake_timeout = std::time::Duration::from_millis(a.handshake_timeout_ms);
+    opts.identify = !a.insecure_plaintext;
     let server = Server::bind(opts, transport)?;
     let stop = server.stop_handle();
     match signal_hook::iterator::Signals::new([

@@ -404,9 +404,62 @@ pub struct RecoverArgs {
     /// The new vault folder (must not exist, or be empty).
     #[arg(value_name = "NEW_VAULT")]
     vault: PathBuf,
-    /// A node folder of the lost vault; repeat for each (at least k).
-    #[arg(long = "node", value_name = "DIR", required = true)]
-    nodes: Vec<PathBuf>,
+    /// A node of the lost vault; repeat for each (at least k). A folder
+    /// (`DIR`), a node server over a QKD-keyed link
+    /// (`addr=HOST:PORT,pool=FILE`, FILE: this machine's end A of a pool
+    /// pair whose end B the server uses), or a node server without link
+    /// encryption (`addr=HOST:PORT,plaintext,vault=ID,name=NODE`).
+    #[arg(
+        long = "node",
+        value_name = "DIR|addr=HOST:PORT,pool=FILE",
+        required = true
+    )]
+    nodes: Vec<String>,
+}
+
+/// Parses one `--node` of `qsfs recover`.
+fn recover_node(spec: &str) -> Result<crate::vault::RecoverNode> {
+    use crate::vault::RecoverNode;
+    if !spec.starts_with("addr=") {
+        return Ok(RecoverNode::Folder(PathBuf::from(spec)));
+    }
+    let (mut addr, mut pool, mut plaintext, mut vault, mut name) = (None, None, false, None, None);
+    for part in spec.split(',') {
+        match part.split_once('=') {
+            Some(("addr", v)) => addr = Some(v.to_string()),
+            Some(("pool", v)) => pool = Some(PathBuf::from(v)),
+            Some(("vault", v)) => vault = Some(v.to_string()),
+            Some(("name", v)) => name = Some(v.to_string()),
+            None if part == "plaintext" => plaintext = true,
+            _ => bail!(
+                "--node {spec:?}: unknown part {part:?}; expected addr=HOST:PORT,pool=FILE or \
+                 addr=HOST:PORT,plaintext,vault=ID,name=NODE"
+            ),
+        }
+    }
+    let address = addr.filter(|a| !a.is_empty()).ok_or_else(|| {
+        anyhow::anyhow!("--node {spec:?}: give the node server's address as addr=HOST:PORT")
+    })?;
+    match (pool, plaintext, vault, name) {
+        (Some(pool), false, None, None) => Ok(RecoverNode::Linked { address, pool }),
+        (None, true, Some(vault_id), Some(node)) => Ok(RecoverNode::Plaintext {
+            address,
+            vault_id,
+            node,
+        }),
+        (None, true, _, _) => bail!(
+            "--node {spec:?}: a plaintext node server does not say whose node it is; add \
+             vault=ID,name=NODE (the vault id `qsfs status` showed, the node's name)"
+        ),
+        (None, false, _, _) => bail!(
+            "--node {spec:?}: give pool=FILE, this machine's end of a key pool pair whose other \
+             end the node server uses (`qsfs keypool gen`, or from the QKD equipment)"
+        ),
+        _ => bail!(
+            "--node {spec:?}: pool=FILE is for a QKD-keyed server, plaintext,vault=ID,name=NODE \
+             for a plaintext one; not both"
+        ),
+    }
 }
 
 /// `qsfs recover NEW_VAULT --node DIR...`: the vault rebuilt from its
@@ -415,12 +468,16 @@ pub fn recover(ctx: &Ctx, a: RecoverArgs) -> Result<i32> {
     let r = crate::vault::recover(
         &a.vault,
         &crate::vault::RecoverOptions {
-            nodes: a.nodes,
+            nodes: a
+                .nodes
+                .iter()
+                .map(|s| recover_node(s))
+                .collect::<Result<_>>()?,
             unlock: ctx.unlock()?,
         },
     )?;
     println!(
-        "recovered vault {} (id {}) from metadata snapshot {} and {} journal entr{} after it, on {} node folder(s)",
+        "recovered vault {} (id {}) from metadata snapshot {} and {} journal entr{} after it, on {} node(s)",
         a.vault.display(),
         r.vault_id,
         r.generation,
@@ -428,8 +485,17 @@ pub fn recover(ctx: &Ctx, a: RecoverArgs) -> Result<i32> {
         if r.journal_entries == 1 { "y" } else { "ies" },
         r.nodes.len()
     );
-    for (name, p) in &r.nodes {
-        println!("  {name}: {}", p.display());
+    for (name, at) in &r.nodes {
+        println!("  {name}: {at}");
+    }
+    for (given, copy) in &r.imported_pools {
+        println!(
+            "the link pool {} is now {} (sealed under the vault key); the file given still holds \
+             the same keys in clear and must not be used again: remove it (shred -u {})",
+            given.display(),
+            copy.display(),
+            given.display()
+        );
     }
     println!(
         "check it with `qsfs fsck {}` and mount it with `qsfs mount {} MOUNTPOINT`",

@@ -62,6 +62,10 @@ pub struct ServeOptions {
     pub idle_timeout: Duration,
     /// A response that cannot be written for this long ends the connection.
     pub write_timeout: Duration,
+    /// Tell the folder's vault and node name to a client that asks (an
+    /// empty hello): only over a QKD-keyed link, whose keys already prove
+    /// the client is the vault's end. `qsfs recover` asks this way.
+    pub identify: bool,
 }
 
 impl ServeOptions {
@@ -77,6 +81,7 @@ impl ServeOptions {
             pending_ttl: Duration::from_secs(3600),
             idle_timeout: Duration::from_secs(600),
             write_timeout: Duration::from_secs(60),
+            identify: false,
         }
     }
 }
@@ -121,6 +126,7 @@ struct State {
     node: Mutex<Option<(Identity, Arc<DirNode>)>>,
     pending: Mutex<PendingTable>,
     ttl: Duration,
+    identify: bool,
 }
 
 /// Where connections come from.
@@ -265,6 +271,7 @@ impl Server {
                     map: HashMap::new(),
                 }),
                 ttl: opts.pending_ttl,
+                identify: opts.identify,
             }),
             listener,
             transport,
@@ -524,6 +531,31 @@ fn serve_connection(
                 ),
             ));
         }
+        Ok(Request::Hello { vault_id, .. }) if vault_id.is_empty() => {
+            let answer = match state.identity() {
+                Some(id) if state.identify => Response::HelloOk {
+                    version: VERSION,
+                    vault_id: id.vault,
+                    node: id.node,
+                    adopted: false,
+                },
+                Some(_) => Response::Error(WireError::new(
+                    ErrorKind::Foreign,
+                    "this node server tells whose node it is only over a QKD-keyed link; \
+                     give the vault id and node name"
+                        .to_string(),
+                )),
+                None => Response::Error(WireError::new(
+                    ErrorKind::Foreign,
+                    format!(
+                        "the node server's folder {} is empty: it is no vault's node yet",
+                        state.dir.display()
+                    ),
+                )),
+            };
+            send(chan, &answer)?;
+            return Err(ConnEnd::Turned);
+        }
         Ok(Request::Hello { vault_id, node, .. }) => match state.hello(&vault_id, &node) {
             Ok((id, n, adopted)) => {
                 if let Err(why) = gate.pass() {
@@ -644,6 +676,15 @@ fn receive_shard(
 
 impl State {
     /// Checks (or, for an empty folder, takes) the identity a client names.
+    /// Whose node the folder is, if anyone's yet.
+    fn identity(&self) -> Option<Identity> {
+        self.node
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .map(|(id, _)| id.clone())
+    }
+
     fn hello(&self, vault: &str, node: &str) -> Result<(Identity, Arc<DirNode>, bool), WireError> {
         let mut slot = self
             .node

@@ -47,7 +47,7 @@ pub use metabackup::{MetaBackup, MetaWrite};
 pub use read::ReadOutcome;
 pub use records::KeyDump;
 pub(crate) use records::StoredBackup;
-pub use recover::{RecoverOptions, Recovered, recover};
+pub use recover::{RecoverNode, RecoverOptions, Recovered, recover};
 pub use seal::SealedObject;
 pub use shred::ShredReport;
 pub use sweep::SweepReport;

@@ -1,5 +1,12 @@
 //! `qsfs recover`: a vault rebuilt on a new machine from its node folders
-//! and an unlock method alone (see metabackup.rs for what the nodes keep).
+//! or node servers and an unlock method alone (see metabackup.rs for what
+//! the nodes keep).
+//!
+//! A node server is reached over a QKD-keyed link from a key pool the
+//! user installs for the new machine (the old machine's end of the link
+//! was lost with it); over that link the server tells whose node it is,
+//! so the user needs no vault id. The pool is taken into the new vault,
+//! sealed, like `qsfs node add --keypool`.
 //!
 //! The newest snapshot is found by listing the node folders for ids
 //! carrying the vault's snapshot tag, read from the shard headers (any `k`
@@ -15,16 +22,58 @@ use std::path::{Path, PathBuf};
 use super::metabackup::{self, Section};
 use super::{VaultError, io_err};
 use crate::erasure::{Codec, StripeLayout};
-use crate::node::{DirNode, ShardKey, ShardStore};
+use crate::node::transport::{Transport, plain_transport, qkd_transport};
+use crate::node::{DirNode, Node, RemoteNode, RemoteOptions, ShardKey};
+use crate::qkd::End;
+use crate::qkd::link::LinkConfig;
+use crate::qkd::pool::PoolFile;
 use crate::store::{Db, OpenMode};
 use crate::unlock::Unlock;
+use std::sync::Arc;
 use zeroize::Zeroizing;
+
+/// One node of the lost vault, as `qsfs recover` is given it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecoverNode {
+    /// A node folder.
+    Folder(PathBuf),
+    /// A node server over a QKD-keyed link: `pool` is this machine's end
+    /// (A) of a pool pair whose other end the server uses.
+    Linked {
+        /// host:port.
+        address: String,
+        /// The key pool file.
+        pool: PathBuf,
+    },
+    /// A node server without link encryption (`--insecure-plaintext`):
+    /// it does not tell whose node it is, so the vault id and the node's
+    /// name are given.
+    Plaintext {
+        /// host:port.
+        address: String,
+        /// The vault's id.
+        vault_id: String,
+        /// The node's name in the vault.
+        node: String,
+    },
+}
+
+impl RecoverNode {
+    fn shown(&self) -> String {
+        match self {
+            RecoverNode::Folder(p) => p.display().to_string(),
+            RecoverNode::Linked { address, .. } | RecoverNode::Plaintext { address, .. } => {
+                address.clone()
+            }
+        }
+    }
+}
 
 /// What `qsfs recover` is given.
 #[derive(Debug, Clone)]
 pub struct RecoverOptions {
-    /// The vault's node folders (at least `k` of them).
-    pub nodes: Vec<PathBuf>,
+    /// The vault's nodes (at least `k` of them).
+    pub nodes: Vec<RecoverNode>,
     /// What to unlock the vault key with.
     pub unlock: Unlock,
 }
@@ -38,8 +87,89 @@ pub struct Recovered {
     pub generation: u64,
     /// The journal entries replayed after it.
     pub journal_entries: u64,
-    /// The node folders it was read from, by node name.
-    pub nodes: Vec<(String, PathBuf)>,
+    /// The nodes it was read from, by node name: folder or address.
+    pub nodes: Vec<(String, String)>,
+    /// Key pools taken into the new vault: (the file given, the vault's
+    /// sealed copy). The file given still holds its unused keys in clear.
+    pub imported_pools: Vec<(PathBuf, PathBuf)>,
+}
+
+/// One node opened for recovery.
+struct Found {
+    name: String,
+    spec: RecoverNode,
+    node: Arc<dyn Node>,
+}
+
+/// Opens a node given to `qsfs recover`: its vault id and name, and the
+/// node itself.
+fn open_node(spec: &RecoverNode) -> Result<(String, Found), VaultError> {
+    let remote = |address: &str, vault: &str, name: &str, transport: Transport| -> Arc<dyn Node> {
+        Arc::new(RemoteNode::new(
+            name,
+            address,
+            vault,
+            transport,
+            RemoteOptions::default(),
+        ))
+    };
+    let (vid, name, node) = match spec {
+        RecoverNode::Folder(dir) => {
+            if !dir.is_dir() {
+                return Err(bad(format!("node folder {} does not exist", dir.display())));
+            }
+            let Some((vid, name)) = DirNode::marker_at(dir) else {
+                return Err(bad(format!(
+                    "{} is not a qsfs node folder (it has no qsfs-node marker); give the folders the vault's nodes used",
+                    dir.display()
+                )));
+            };
+            let node: Arc<dyn Node> = Arc::new(DirNode::new(&name, dir, &vid));
+            (vid, name, node)
+        }
+        RecoverNode::Linked { address, pool } => {
+            let opened = PoolFile::open(pool).map_err(|e| bad(format!("node {address}: {e}")))?;
+            if opened.end() != End::A {
+                return Err(bad(format!(
+                    "node {address}: {} is end B of its link (the node server's file); give end A, the --out file of `qsfs keypool gen`",
+                    pool.display()
+                )));
+            }
+            let lc = LinkConfig::for_pool(&opened);
+            let keys: Arc<dyn crate::qkd::KeySource> = Arc::new(opened);
+            let transport = qkd_transport(keys, End::A, lc);
+            let (vid, name) =
+                RemoteNode::identify(address, Arc::clone(&transport), RemoteOptions::default())
+                    .map_err(|e| {
+                        bad(format!(
+                            "node server {address} does not say whose node it is: {e}; check the address and that it serves with the other end of {}",
+                            pool.display()
+                        ))
+                    })?;
+            let node = remote(address, &vid, &name, transport);
+            (vid, name, node)
+        }
+        RecoverNode::Plaintext {
+            address,
+            vault_id,
+            node,
+        } => {
+            let transport = plain_transport(node);
+            (
+                vault_id.clone(),
+                node.clone(),
+                remote(address, vault_id, node, transport),
+            )
+        }
+    };
+    Ok((
+        vid,
+        Found {
+            name,
+            spec: spec.clone(),
+            node,
+        },
+    ))
 }
 
 fn bad(detail: String) -> VaultError {
@@ -59,43 +189,53 @@ pub fn recover(root: &Path, opts: &RecoverOptions) -> Result<Recovered, VaultErr
     {
         return Err(VaultError::Exists(root.to_path_buf()));
     }
-    // The node folders, by the names their markers give.
+    // The nodes, by the names their markers (or servers) give.
     let mut vault_id: Option<String> = None;
-    let mut nodes: Vec<(String, PathBuf, DirNode)> = Vec::new();
-    for dir in &opts.nodes {
-        let dir = std::path::absolute(dir).map_err(io_err(format!("resolve {}", dir.display())))?;
-        if !dir.is_dir() {
-            return Err(bad(format!("node folder {} does not exist", dir.display())));
-        }
-        let Some((vid, name)) = DirNode::marker_at(&dir) else {
-            return Err(bad(format!(
-                "{} is not a qsfs node folder (it has no qsfs-node marker); give the folders the vault's nodes used",
-                dir.display()
-            )));
+    let mut nodes: Vec<Found> = Vec::new();
+    for spec in &opts.nodes {
+        let spec = match spec {
+            RecoverNode::Folder(dir) => RecoverNode::Folder(
+                std::path::absolute(dir).map_err(io_err(format!("resolve {}", dir.display())))?,
+            ),
+            RecoverNode::Linked { address, pool } => RecoverNode::Linked {
+                address: address.clone(),
+                pool: std::path::absolute(pool)
+                    .map_err(io_err(format!("resolve {}", pool.display())))?,
+            },
+            other => other.clone(),
         };
+        let (vid, found) = open_node(&spec)?;
         match &vault_id {
             Some(v) if *v != vid => {
                 return Err(bad(format!(
-                    "{} belongs to vault {vid}, the other node folders to vault {v}; give the folders of one vault",
-                    dir.display()
+                    "{} belongs to vault {vid}, the other nodes to vault {v}; give the nodes of one vault",
+                    spec.shown()
                 )));
             }
             _ => vault_id = Some(vid.clone()),
         }
-        nodes.push((name.clone(), dir.clone(), DirNode::new(&name, &dir, &vid)));
+        if let Some(twin) = nodes.iter().find(|f| f.name == found.name) {
+            return Err(bad(format!(
+                "{} and {} are both node {}; give each node once",
+                twin.spec.shown(),
+                spec.shown(),
+                found.name
+            )));
+        }
+        nodes.push(found);
     }
-    let vault_id =
-        vault_id.ok_or_else(|| bad("give the vault's node folders with --node".into()))?;
+    let vault_id = vault_id.ok_or_else(|| bad("give the vault's nodes with --node".into()))?;
 
     // Every snapshot shard the folders hold, by generation.
     let mut found: BTreeMap<u64, Vec<(usize, ShardKey)>> = BTreeMap::new();
     // Journal entries by (base generation low bits, seq).
     let mut entries: BTreeMap<(u32, u32), Vec<(usize, ShardKey)>> = BTreeMap::new();
-    for (i, (_, dir, node)) in nodes.iter().enumerate() {
-        let listing = node.list().map_err(|e| {
+    for (i, f) in nodes.iter().enumerate() {
+        let listing = f.node.list().map_err(|e| {
             bad(format!(
-                "cannot list the node folder {}: {e}",
-                dir.display()
+                "cannot list node {} at {}: {e}",
+                f.name,
+                f.spec.shown()
             ))
         })?;
         for s in listing.shards {
@@ -124,6 +264,11 @@ pub fn recover(root: &Path, opts: &RecoverOptions) -> Result<Recovered, VaultErr
                     &nodes,
                     &opts.unlock,
                 )
+                .and_then(|(recovered, config)| {
+                    // The links' pools are free once the nodes are closed.
+                    drop(std::mem::take(&mut nodes));
+                    commit(root, recovered, config, &opts.unlock)
+                })
                 .inspect_err(|_| clear(root))
                 {
                     Ok(r) => {
@@ -139,6 +284,41 @@ pub fn recover(root: &Path, opts: &RecoverOptions) -> Result<Recovered, VaultErr
         }
     }
     Err(bad(last_err))
+}
+
+/// The last steps of a recovery: remote links' pools taken into the new
+/// vault (sealed when it has a key), then `qsfs.toml`, which makes the
+/// folder a vault.
+fn commit(
+    root: &Path,
+    mut r: Recovered,
+    mut config: super::Config,
+    how: &Unlock,
+) -> Result<Recovered, VaultError> {
+    let root = root
+        .canonicalize()
+        .map_err(io_err(format!("resolve {}", root.display())))?;
+    let key = crate::unlock::open(&root, &r.vault_id, how)?;
+    let seal = super::links::seal_for(&root, &r.vault_id, key.as_ref());
+    for n in &mut config.nodes {
+        let Some(given) = n.keypool.clone().filter(|_| n.kind == "remote") else {
+            continue;
+        };
+        let Some(seal) = &seal else { continue };
+        let rel = super::links::import_pool(&root, &n.name, &given, seal)
+            .map_err(|d| bad(format!("node {}: {d}", n.name)))?;
+        r.imported_pools.push((given, root.join(&rel)));
+        n.keypool = Some(rel);
+    }
+    let file = root.join("qsfs.toml");
+    let tmp = root.join(".qsfs.toml.tmp");
+    std::fs::write(&tmp, config.to_toml()?).map_err(io_err(format!("write {}", tmp.display())))?;
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(io_err(format!("sync {}", tmp.display())))?;
+    std::fs::rename(&tmp, &file).map_err(io_err(format!("write {}", file.display())))?;
+    crate::sys::fsync_dir(&root).map_err(io_err(format!("sync {}", root.display())))?;
+    Ok(r)
 }
 
 /// Empties the new vault folder after a failed attempt, so it can be
@@ -157,14 +337,11 @@ fn clear(root: &Path) {
 }
 
 /// The bytes of a snapshot object from any `k` of its shards.
-fn read_snapshot(
-    nodes: &[(String, PathBuf, DirNode)],
-    shards: &[(usize, ShardKey)],
-) -> Result<Vec<u8>, String> {
+fn read_snapshot(nodes: &[Found], shards: &[(usize, ShardKey)]) -> Result<Vec<u8>, String> {
     let mut header = None;
     let mut chunks: BTreeMap<u8, Vec<u8>> = BTreeMap::new();
     for (i, key) in shards {
-        let node = &nodes[*i].2;
+        let node = &nodes[*i].node;
         let Ok(h) = node.read_header(*key) else {
             continue;
         };
@@ -184,7 +361,7 @@ fn read_snapshot(
     let (k, n) = (h.k as usize, h.n as usize);
     if chunks.len() < k {
         return Err(format!(
-            "only {} of the {k} shards needed could be read",
+            "only {} of the {k} shards needed could be read; give at least {k} of the vault's nodes with --node",
             chunks.len()
         ));
     }
@@ -228,9 +405,9 @@ fn restore(
     vault_id: &str,
     (generation, object): (u64, &[u8]),
     journal: &[&Vec<(usize, ShardKey)>],
-    nodes: &[(String, PathBuf, DirNode)],
+    nodes: &[Found],
     how: &Unlock,
-) -> Result<Recovered, VaultError> {
+) -> Result<(Recovered, super::Config), VaultError> {
     let sealed = metabackup::parse(object)
         .ok_or_else(|| bad("it is not a metadata snapshot of a format this qsfs reads".into()))?;
     if sealed.generation != generation {
@@ -270,15 +447,17 @@ fn restore(
     let text = std::str::from_utf8(section(Section::Config)?)
         .map_err(|_| bad("its qsfs.toml is not text".into()))?;
     let mut config = super::Config::parse(text, Path::new("qsfs.toml (from the snapshot)"))?;
-    let by_name: BTreeMap<&str, &PathBuf> = nodes.iter().map(|(n, p, _)| (n.as_str(), p)).collect();
+    let by_name: BTreeMap<&str, &RecoverNode> =
+        nodes.iter().map(|f| (f.name.as_str(), &f.spec)).collect();
     let mut missing = Vec::new();
     for n in &mut config.nodes {
         match by_name.get(n.name.as_str()) {
-            Some(p) => {
+            Some(RecoverNode::Folder(p)) => {
                 n.kind = "dir".into();
-                n.path = Some((*p).clone());
+                n.path = Some(p.clone());
                 n.address = None;
             }
+            Some(_) => {}
             None => missing.push(n.name.clone()),
         }
     }
@@ -326,6 +505,22 @@ fn restore(
             // folder directly until a pool is set up again.
             n.keypool = None;
         }
+    }
+    // Node servers given: reached as given (their pools are taken in by
+    // `commit`, once the links recovery used are closed).
+    for n in &mut config.nodes {
+        let (address, pool, plaintext) = match by_name.get(n.name.as_str()) {
+            Some(RecoverNode::Linked { address, pool }) => (address, Some(pool.clone()), false),
+            Some(RecoverNode::Plaintext { address, .. }) => (address, None, true),
+            _ => continue,
+        };
+        n.kind = "remote".into();
+        n.address = Some(address.clone());
+        n.path = None;
+        n.keypool = pool;
+        n.node_keypool = None;
+        n.kme = None;
+        n.insecure_plaintext = plaintext;
     }
     // The stores as the snapshot has them, then each journal entry's
     // changes in order, then the epoch table as the last one left it.
@@ -417,23 +612,19 @@ fn restore(
         crate::perms::make_private(&p)
             .map_err(io_err(format!("set permissions of {}", p.display())))?;
     }
-    let file = root.join("qsfs.toml");
-    let tmp = root.join(".qsfs.toml.tmp");
-    std::fs::write(&tmp, config.to_toml()?).map_err(io_err(format!("write {}", tmp.display())))?;
-    std::fs::File::open(&tmp)
-        .and_then(|f| f.sync_all())
-        .map_err(io_err(format!("sync {}", tmp.display())))?;
-    std::fs::rename(&tmp, &file).map_err(io_err(format!("write {}", file.display())))?;
-    crate::sys::fsync_dir(&root).map_err(io_err(format!("sync {}", root.display())))?;
-    Ok(Recovered {
-        vault_id: vault_id.into(),
-        generation,
-        journal_entries: replayed,
-        nodes: nodes
-            .iter()
-            .map(|(n, p, _)| (n.clone(), p.clone()))
-            .collect(),
-    })
+    Ok((
+        Recovered {
+            vault_id: vault_id.into(),
+            generation,
+            journal_entries: replayed,
+            nodes: nodes
+                .iter()
+                .map(|f| (f.name.clone(), f.spec.shown()))
+                .collect(),
+            imported_pools: Vec::new(),
+        },
+        config,
+    ))
 }
 
 /// Writes the recovered vault's first snapshot (after every one found) and

@@ -786,3 +786,160 @@ fn a_stolen_vault_folder_holds_no_link_key_and_cannot_reach_the_node_servers() {
     );
     v.assert_reads("/f", &data);
 }
+
+/// A fresh pool pair in `dir`: (the vault's end A, the server's end B).
+fn fresh_pair(dir: &std::path::Path, link: &str) -> (PathBuf, PathBuf) {
+    let (a, b) = (dir.join(format!("{link}.a")), dir.join(format!("{link}.b")));
+    qsfs(&[
+        "keypool",
+        "gen",
+        "--link",
+        link,
+        "--keys",
+        "4000",
+        "--no-refill",
+        "--out",
+        a.to_str().unwrap(),
+        "--peer-out",
+        b.to_str().unwrap(),
+    ])
+    .success();
+    (a, b)
+}
+
+#[test]
+fn a_lost_client_is_recovered_from_node_servers_alone() {
+    let secrets = tempfile::tempdir().unwrap();
+    let pass = secrets.path().join("pass");
+    std::fs::write(&pass, "servers only\n").unwrap();
+    let pass = pass.to_str().unwrap().to_string();
+    let v = TestVault::new(&["--direct", "--passphrase-file", &pass]);
+    let mut srv: Vec<NodeServer> = (0..5)
+        .map(|i| {
+            let b = pool_pair(&v, i, 4000);
+            let dir = v.tmp.path().join(format!("qsrv-{i}"));
+            NodeServer::start_with(&dir, &["--keypool", b.to_str().unwrap()])
+        })
+        .collect();
+    let addrs: Vec<String> = srv.iter().map(|s| s.addr.clone()).collect();
+    use_linked_nodes(&v, &addrs);
+    let mut rng = Rng::from_env("recover from servers");
+    let files: Vec<(String, Vec<u8>)> = [10usize, 70_000, 1 << 20]
+        .iter()
+        .map(|&len| (format!("/r-{len}"), rng.bytes(len)))
+        .collect();
+    for (p, data) in &files {
+        let local = v.scratch_path("src");
+        std::fs::write(&local, data).unwrap();
+        v.run(
+            "put",
+            &[local.to_str().unwrap(), p, "--passphrase-file", &pass],
+        )
+        .success();
+    }
+    v.run("backup", &["--passphrase-file", &pass])
+        .success()
+        .stdout_has(&["metadata snapshot"]);
+    let vault_id = v.config()["vault_id"].as_str().unwrap().to_string();
+
+    // The client is gone, and with it the vault's ends of the links. New
+    // keys are installed at both ends (a new pool pair per link); node-4
+    // now serves without link encryption, node-3 is lost.
+    std::fs::remove_dir_all(&v.root).unwrap();
+    let keys = v.tmp.path().join("new-keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let mut specs = Vec::new();
+    for (i, s) in srv.iter_mut().enumerate() {
+        s.kill();
+        let dir = s.dir.clone();
+        match i {
+            3 => {}
+            4 => {
+                *s = NodeServer::start(&dir);
+                specs.push(format!(
+                    "addr={},plaintext,vault={vault_id},name=node-4",
+                    s.addr
+                ));
+            }
+            _ => {
+                let (a, b) = fresh_pair(&keys, &format!("node-{i}"));
+                *s = NodeServer::start_with(&dir, &["--keypool", b.to_str().unwrap()]);
+                specs.push(format!("addr={},pool={}", s.addr, a.display()));
+            }
+        }
+    }
+    let new = v.tmp.path().join("v2");
+    let recover = |specs: &[String], extra: &[&str]| {
+        let mut args = vec!["recover".to_string(), new.display().to_string()];
+        for s in specs {
+            args.push("--node".into());
+            args.push(s.clone());
+        }
+        args.extend(extra.iter().map(std::string::ToString::to_string));
+        qsfs(&args)
+    };
+    // Bad input first: each is named, and nothing is left behind.
+    recover(&specs[..1], &["--passphrase-file", &pass])
+        .failure()
+        .stderr_has(&["only 1 of the 3 shards", "give at least 3"]);
+    assert!(!new.join("qsfs.toml").exists());
+    // (A copy: the server holds its own file under a lock.)
+    let end_b = keys.join("copy-of-node-0.b");
+    std::fs::copy(keys.join("node-0.b"), &end_b).unwrap();
+    recover(
+        &[format!("addr={},pool={}", srv[0].addr, end_b.display())],
+        &["--passphrase-file", &pass],
+    )
+    .failure()
+    .stderr_has(&["end B", "copy-of-node-0.b"]);
+    let plain = format!("addr={},plaintext", srv[4].addr);
+    recover(&[plain], &["--passphrase-file", &pass])
+        .failure()
+        .stderr_has(&["vault=ID,name=NODE"]);
+    // The pool of another link: the server cannot even read the hello.
+    let (wrong_a, _) = fresh_pair(&keys, "node-0-other");
+    recover(
+        &[format!("addr={},pool={}", srv[0].addr, wrong_a.display())],
+        &["--passphrase-file", &pass],
+    )
+    .failure()
+    .stderr_has(&["does not say whose node it is", &srv[0].addr]);
+
+    let r = recover(&specs, &["--passphrase-file", &pass]);
+    r.success().stdout_has(&[
+        "recovered vault",
+        "node-0: ",
+        "shred -u",
+        "links/node-0.a.pool",
+    ]);
+    let v2 = new.display().to_string();
+    for (p, data) in &files {
+        let o = common::qsfs_output(&["get", &v2, p, "-", "--passphrase-file", &pass]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(o.stdout == *data, "{p} differs after recovery");
+    }
+    let st = qsfs(&["status", &v2, "--json", "--passphrase-file", &pass]);
+    st.success();
+    let st: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    for i in [0, 1, 2] {
+        let l = link_status(&st, &format!("node-{i}"));
+        assert_eq!(l["kind"], "pool-file", "{st:#}");
+        assert_eq!(l["sealed"], true, "{st:#}");
+    }
+    assert_eq!(link_status(&st, "node-4")["kind"], "plaintext", "{st:#}");
+    // The recovered vault writes through the new links.
+    let more = rng.bytes(50_000);
+    let local = v.scratch_path("more");
+    std::fs::write(&local, &more).unwrap();
+    qsfs(&[
+        "put",
+        &v2,
+        local.to_str().unwrap(),
+        "/more",
+        "--passphrase-file",
+        &pass,
+    ])
+    .success();
+    let o = common::qsfs_output(&["get", &v2, "/more", "-", "--passphrase-file", &pass]);
+    assert!(o.stdout == more);
+}

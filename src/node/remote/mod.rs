@@ -116,6 +116,20 @@ impl RemoteNode {
         self
     }
 
+    /// Asks the node server at `address` whose node it is: (vault id, node
+    /// name). Answered only over a QKD-keyed link (`transport`), whose keys
+    /// prove this end is the vault's; `qsfs recover` starts from it.
+    pub fn identify(
+        address: &str,
+        transport: Transport,
+        opts: RemoteOptions,
+    ) -> Result<(String, String), NodeError> {
+        let inner = Inner::new("(unknown node)", address, Dial::Tcp, "", transport, opts);
+        inner
+            .identify()
+            .map_err(|f| inner.err(f, "ask whose node it is", None))
+    }
+
     /// The server's address.
     pub fn address(&self) -> &str {
         &self.inner.address

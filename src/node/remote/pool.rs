@@ -263,6 +263,35 @@ impl Inner {
             .map_err(|e| transport_err(format!("cannot set up the connection: {e}"), false))
     }
 
+    /// Asks the server whose node its folder is (an empty hello, answered
+    /// only over a keyed link); the connection is closed after.
+    pub(super) fn identify(&self) -> Result<(String, String), Failure> {
+        let stream = self.open_conn()?;
+        stream
+            .deadline()
+            .set(Instant::now() + self.opts.request_timeout);
+        let mut chan = (self.transport)(stream).map_err(|e| self.channel_failure(&e))?;
+        let hello = Request::Hello {
+            version: VERSION,
+            vault_id: String::new(),
+            node: String::new(),
+        }
+        .encode();
+        chan.send(&hello).map_err(|e| self.channel_failure(&e))?;
+        let answer = chan.recv().map_err(|e| self.channel_failure(&e))?;
+        match Response::decode(&answer) {
+            Ok(Response::HelloOk { vault_id, node, .. }) => Ok((vault_id, node)),
+            Ok(Response::Error(e)) => Err(Failure::Remote(e)),
+            Ok(other) => Err(Failure::Misbehaving(format!(
+                "unexpected answer to hello: {:?}",
+                tag_of(&other)
+            ))),
+            Err(e) => Err(Failure::Misbehaving(format!(
+                "undecodable answer to hello: {e}"
+            ))),
+        }
+    }
+
     /// Connects, builds the channel and says hello, all within one
     /// request deadline.
     fn connect(&self) -> Result<Pooled, Failure> {
