@@ -73,12 +73,58 @@ impl UnlockArgs {
 pub struct HolderArgs {
     /// A key holder: `name=NAME,addr=HOST:PORT,pool=FILE` (FILE: the
     /// vault's end of the holder link's key pool; keep it with the QKD key
-    /// source, not in the vault folder). Repeat for each holder.
+    /// source, not in the vault folder), or with an ETSI 014 KME instead
+    /// of a pool: `name=NAME,addr=HOST:PORT,kme=URL,sae=ID,peer=ID,
+    /// cert=FILE,key=FILE,ca=FILE` (the link is named NAME). Repeat for
+    /// each holder.
     #[arg(long = "holder", value_name = "SPEC")]
     pub holders: Vec<String>,
     /// How many holders must answer to unlock (default: a majority).
     #[arg(long, value_name = "T")]
     pub threshold: Option<u8>,
+}
+
+/// Parses one `--holder` (see [`HolderArgs::holders`]).
+fn holder_spec(spec: &str) -> Result<(String, String, crate::unlock::holders::HolderKeys)> {
+    use crate::unlock::holders::HolderKeys;
+    let mut f: std::collections::BTreeMap<&str, &str> = std::collections::BTreeMap::new();
+    for part in spec.split(',') {
+        match part.split_once('=') {
+            Some((
+                k @ ("name" | "addr" | "pool" | "kme" | "sae" | "peer" | "cert" | "key" | "ca"),
+                v,
+            )) => {
+                f.insert(k, v);
+            }
+            _ => bail!(
+                "--holder {spec:?}: unknown part {part:?}; expected name=NAME,addr=HOST:PORT,pool=FILE \
+                 or name=NAME,addr=HOST:PORT,kme=URL,sae=ID,peer=ID,cert=FILE,key=FILE,ca=FILE"
+            ),
+        }
+    }
+    let (Some(name), Some(addr)) = (f.get("name"), f.get("addr")) else {
+        bail!("--holder {spec:?}: name and addr are needed");
+    };
+    let keys = match (f.get("pool"), f.get("kme")) {
+        (Some(p), None) => HolderKeys::Pool(PathBuf::from(p)),
+        (None, Some(url)) => {
+            let need = |k: &str| {
+                f.get(k).map(|v| (*v).to_string()).ok_or_else(|| {
+                    anyhow::anyhow!("--holder {spec:?}: with kme=URL give {k}= as well (sae, peer, cert, key, ca)")
+                })
+            };
+            HolderKeys::Kme(crate::qkd::etsi014::KmeConfig {
+                url: url.to_string(),
+                sae_id: need("sae")?,
+                peer_sae_id: need("peer")?,
+                cert: need("cert")?.into(),
+                key: need("key")?.into(),
+                ca: need("ca")?.into(),
+            })
+        }
+        _ => bail!("--holder {spec:?}: give pool=FILE or kme=URL (one of them)"),
+    };
+    Ok((name.to_string(), addr.to_string(), keys))
 }
 
 impl HolderArgs {
@@ -88,21 +134,7 @@ impl HolderArgs {
         }
         let mut list = Vec::new();
         for spec in &self.holders {
-            let mut name = None;
-            let mut addr = None;
-            let mut pool = None;
-            for part in spec.split(',') {
-                match part.split_once('=') {
-                    Some(("name", v)) => name = Some(v.to_string()),
-                    Some(("addr", v)) => addr = Some(v.to_string()),
-                    Some(("pool", v)) => pool = Some(PathBuf::from(v)),
-                    _ => bail!("--holder {spec:?}: expected name=NAME,addr=HOST:PORT,pool=FILE"),
-                }
-            }
-            match (name, addr, pool) {
-                (Some(n), Some(a), Some(p)) => list.push((n, a, p)),
-                _ => bail!("--holder {spec:?}: name, addr and pool are all needed"),
-            }
+            list.push(holder_spec(spec)?);
         }
         let n = list.len();
         let t = self.threshold.map_or(n / 2 + 1, usize::from);
@@ -377,8 +409,37 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR")]
     listen: String,
     /// The holder's end (B) of the vault link's key pool.
-    #[arg(long, value_name = "FILE")]
-    keypool: PathBuf,
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "kme",
+        conflicts_with = "kme"
+    )]
+    keypool: Option<PathBuf>,
+    /// Get the link's keys from an ETSI GS QKD 014 KME instead of a pool
+    /// (`https://host:port`); needs --link, --sae-id, --peer-sae-id,
+    /// --cert, --key and --ca.
+    #[arg(long, value_name = "URL")]
+    kme: Option<String>,
+    /// With --kme: the link's name, the holder's name in the vault's
+    /// `--holder name=...`.
+    #[arg(long, value_name = "NAME", requires = "kme")]
+    link: Option<String>,
+    /// With --kme: this holder's SAE ID.
+    #[arg(long, value_name = "ID", requires = "kme")]
+    sae_id: Option<String>,
+    /// With --kme: the vault's SAE ID.
+    #[arg(long, value_name = "ID", requires = "kme")]
+    peer_sae_id: Option<String>,
+    /// With --kme: this holder's client certificate (PEM).
+    #[arg(long, value_name = "FILE", requires = "kme")]
+    cert: Option<PathBuf>,
+    /// With --kme: its private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "kme")]
+    key: Option<PathBuf>,
+    /// With --kme: the CA of the KME's certificate (PEM).
+    #[arg(long, value_name = "FILE", requires = "kme")]
+    ca: Option<PathBuf>,
     /// Releases of one vault's share allowed in any minute.
     #[arg(long, default_value_t = 30, value_name = "N")]
     releases_per_minute: usize,
@@ -386,10 +447,40 @@ pub struct ServeArgs {
 
 pub fn keyholder(c: KeyholderCommand) -> Result<i32> {
     let KeyholderCommand::Serve(a) = c;
+    use crate::unlock::holders::HolderKeys;
+    let (keys, link) = match (a.keypool, &a.kme) {
+        (Some(p), None) => (HolderKeys::Pool(p), None),
+        (None, Some(url)) => {
+            let need = |v: &Option<String>, flag: &str| {
+                v.clone()
+                    .ok_or_else(|| anyhow::anyhow!("--kme needs {flag} as well"))
+            };
+            let needp = |v: &Option<PathBuf>, flag: &str| {
+                v.clone()
+                    .ok_or_else(|| anyhow::anyhow!("--kme needs {flag} as well"))
+            };
+            (
+                HolderKeys::Kme(crate::qkd::etsi014::KmeConfig {
+                    url: url.clone(),
+                    sae_id: need(&a.sae_id, "--sae-id")?,
+                    peer_sae_id: need(&a.peer_sae_id, "--peer-sae-id")?,
+                    cert: needp(&a.cert, "--cert")?,
+                    key: needp(&a.key, "--key")?,
+                    ca: needp(&a.ca, "--ca")?,
+                }),
+                Some(need(
+                    &a.link,
+                    "--link NAME (the holder's name in the vault)",
+                )?),
+            )
+        }
+        _ => bail!("give --keypool FILE or --kme URL (one of them)"),
+    };
     let opts = crate::unlock::keyholder::HolderOptions {
         dir: a.dir,
         listen: a.listen,
-        pool: a.keypool,
+        keys: keys.absolute()?,
+        link,
         releases_per_minute: a.releases_per_minute,
     };
     crate::unlock::keyholder::serve(&opts, |addr| {

@@ -4,11 +4,13 @@
 //! back; `t - 1` learn nothing about it, and no holder ever sees the vault
 //! key itself.
 //!
-//! Holders are reached over QKD-keyed links ([`crate::qkd::link`]) with a
-//! key pool pair per holder, exactly as remote nodes are: the vault keeps
-//! end A, the holder end B. The pool is what authenticates the vault to
-//! the holder, so end A belongs with the QKD key source, not in the vault
-//! folder.
+//! Holders are reached over QKD-keyed links ([`crate::qkd::link`]),
+//! exactly as remote nodes are: a key pool pair per holder (the vault
+//! keeps end A, the holder end B), or an ETSI GS QKD 014 KME that hands
+//! both ends their keys (the link is named after the holder). The keys are
+//! what authenticate the vault to the holder, so end A (or the vault's
+//! KME client certificate) belongs with the QKD key source, not in the
+//! vault folder.
 //!
 //! Protocol version 1, one JSON message each way per request:
 //!
@@ -34,9 +36,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use crate::qkd::etsi014::KmeConfig;
 use crate::qkd::link::{Link, LinkConfig};
 use crate::qkd::pool::PoolFile;
-use crate::qkd::{Channel, End};
+use crate::qkd::{Channel, End, KeySource};
 
 /// Protocol version.
 pub const VERSION: u32 = 1;
@@ -101,11 +104,73 @@ pub struct HolderRef {
     /// Where it listens (`host:port`).
     pub addr: String,
     /// The vault's end (A) of the link's key pool.
-    pub pool: PathBuf,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<PathBuf>,
+    /// Or the KME that keys the link (ETSI 014; link named `name`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kme: Option<KmeConfig>,
     /// `x` of its share.
     pub x: u8,
     /// BLAKE3 of (vault id, share): names a holder that answers wrong.
     pub check: String,
+}
+
+/// Where the vault's end of a holder link gets its keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HolderKeys {
+    /// A key pool file (end A).
+    Pool(PathBuf),
+    /// A KME (ETSI GS QKD 014); the link is named after the holder.
+    Kme(KmeConfig),
+}
+
+impl HolderKeys {
+    /// The same with relative paths made absolute (as `unlock.toml`
+    /// records them).
+    pub fn absolute(&self) -> std::io::Result<HolderKeys> {
+        let abs = |p: &Path| std::path::absolute(p);
+        Ok(match self {
+            HolderKeys::Pool(p) => HolderKeys::Pool(abs(p)?),
+            HolderKeys::Kme(k) => HolderKeys::Kme(KmeConfig {
+                cert: abs(&k.cert)?,
+                key: abs(&k.key)?,
+                ca: abs(&k.ca)?,
+                ..k.clone()
+            }),
+        })
+    }
+
+    /// The key source and link settings of the link named `link`, at end
+    /// `end`.
+    pub fn open(&self, link: &str, end: End) -> Result<(Arc<dyn KeySource>, LinkConfig), String> {
+        let mut cfg = LinkConfig::new(link);
+        let keys: Arc<dyn KeySource> = match self {
+            HolderKeys::Pool(p) => {
+                let pool = PoolFile::open(p).map_err(|e| e.to_string())?;
+                cfg = LinkConfig::for_pool(&pool);
+                Arc::new(pool)
+            }
+            HolderKeys::Kme(k) => Arc::new(
+                k.source(link, end, Path::new("/"))
+                    .map_err(|e| format!("its KME {}: {e}", k.url))?,
+            ),
+        };
+        cfg.max_message = MAX_MESSAGE;
+        Ok((keys, cfg))
+    }
+}
+
+impl HolderRef {
+    /// How its link is keyed.
+    pub fn keys(&self) -> Result<HolderKeys, HolderFailure> {
+        match (&self.pool, &self.kme) {
+            (Some(p), None) => Ok(HolderKeys::Pool(p.clone())),
+            (None, Some(k)) => Ok(HolderKeys::Kme(k.clone())),
+            _ => Err(HolderFailure::Unreachable(
+                "unlock.toml must name exactly one of pool and kme for it".into(),
+            )),
+        }
+    }
 }
 
 /// Why one holder did not give its share.
@@ -164,11 +229,11 @@ pub fn combine(shares: &[Zeroizing<Vec<u8>>], t: u8) -> Result<Zeroizing<[u8; 32
     Ok(Zeroizing::new(arr))
 }
 
-fn connect(addr: &str, pool: &Path) -> Result<Link<TcpStream>, HolderFailure> {
+fn connect(name: &str, addr: &str, keys: &HolderKeys) -> Result<Link<TcpStream>, HolderFailure> {
     let unreachable = |d: String| HolderFailure::Unreachable(d);
-    let pool = Arc::new(
-        PoolFile::open(pool).map_err(|e| unreachable(format!("its link's key pool: {e}")))?,
-    );
+    let (keys, cfg) = keys
+        .open(name, End::A)
+        .map_err(|e| unreachable(format!("its link's keys: {e}")))?;
     let addrs: Vec<SocketAddr> = addr
         .to_socket_addrs()
         .map_err(|e| unreachable(format!("cannot resolve {addr}: {e}")))?
@@ -180,9 +245,7 @@ fn connect(addr: &str, pool: &Path) -> Result<Link<TcpStream>, HolderFailure> {
                 s.set_read_timeout(Some(IO_TIMEOUT)).ok();
                 s.set_write_timeout(Some(IO_TIMEOUT)).ok();
                 s.set_nodelay(true).ok();
-                let mut cfg = LinkConfig::for_pool(&pool);
-                cfg.max_message = MAX_MESSAGE;
-                return Link::new(s, End::A, pool, cfg)
+                return Link::new(s, End::A, keys, cfg)
                     .map_err(|e| unreachable(format!("the link to {addr} failed: {e}")));
             }
             Err(e) => last = format!("cannot connect to {addr}: {e}"),
@@ -207,9 +270,15 @@ pub fn call<S: Read + Write + Send>(
         .map_err(|e| HolderFailure::Refused(format!("an undecodable answer: {e}")))
 }
 
-/// Gives the holder at `addr` its share of the vault `vault_id`.
-pub fn enroll(addr: &str, pool: &Path, vault_id: &str, share: &[u8]) -> Result<(), HolderFailure> {
-    let mut link = connect(addr, pool)?;
+/// Gives the holder `name` at `addr` its share of the vault `vault_id`.
+pub fn enroll(
+    name: &str,
+    addr: &str,
+    keys: &HolderKeys,
+    vault_id: &str,
+    share: &[u8],
+) -> Result<(), HolderFailure> {
+    let mut link = connect(name, addr, keys)?;
     let reply = call(
         &mut link,
         &Request::Enroll {
@@ -227,7 +296,7 @@ pub fn enroll(addr: &str, pool: &Path, vault_id: &str, share: &[u8]) -> Result<(
 
 /// Whether the holder `h` answers and keeps a share of `vault_id`.
 pub fn ping(h: &HolderRef, vault_id: &str) -> Result<(), HolderFailure> {
-    let mut link = connect(&h.addr, &h.pool)?;
+    let mut link = connect(&h.name, &h.addr, &h.keys()?)?;
     let reply = call(
         &mut link,
         &Request::Ping {
@@ -244,7 +313,7 @@ pub fn ping(h: &HolderRef, vault_id: &str) -> Result<(), HolderFailure> {
 
 /// Asks the holder `h` for its share of vault `vault_id`.
 pub fn release(h: &HolderRef, vault_id: &str) -> Result<Zeroizing<Vec<u8>>, HolderFailure> {
-    let mut link = connect(&h.addr, &h.pool)?;
+    let mut link = connect(&h.name, &h.addr, &h.keys()?)?;
     let reply = call(
         &mut link,
         &Request::Release {

@@ -8,8 +8,9 @@
 //!                               <HTTP date> <unix secs> <op> vault=<id> x=<x> peer=<addr> <outcome>
 //! ```
 //!
-//! A share is bound to the link it was enrolled over (the pool's link
-//! id): another link, even one this holder serves, never gets it.
+//! A share is bound to the link it was enrolled over (its link id: the
+//! pool's, or with a KME the one derived from the link's name): another
+//! link, even one this holder serves, never gets it.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::Write;
@@ -22,9 +23,8 @@ use std::time::{Duration, Instant, SystemTime};
 use thiserror::Error;
 use zeroize::Zeroizing;
 
-use super::holders::{MAX_MESSAGE, Reply, Request, VERSION};
+use super::holders::{Reply, Request, VERSION};
 use crate::qkd::link::{Link, LinkConfig};
-use crate::qkd::pool::PoolFile;
 use crate::qkd::{Channel, End};
 
 /// How a holder runs.
@@ -34,8 +34,10 @@ pub struct HolderOptions {
     pub dir: PathBuf,
     /// Where to listen (`host:port`).
     pub listen: String,
-    /// Its end (B) of the vault link's key pool.
-    pub pool: PathBuf,
+    /// How its end (B) of the vault link is keyed.
+    pub keys: super::holders::HolderKeys,
+    /// The link's name (with a KME; a pool names its own link).
+    pub link: Option<String>,
     /// Releases per vault in any 60 s.
     pub releases_per_minute: usize,
 }
@@ -51,11 +53,11 @@ pub enum HolderError {
         /// The cause.
         source: std::io::Error,
     },
-    /// Its pool cannot be opened.
-    #[error("key holder pool {}: {detail}", .pool.display())]
+    /// Its link's keys cannot be had.
+    #[error("key holder link keys ({what}): {detail}")]
     Pool {
-        /// The pool file.
-        pool: PathBuf,
+        /// The pool file or KME.
+        what: String,
         /// The cause.
         detail: String,
     },
@@ -71,7 +73,8 @@ pub enum HolderError {
 
 struct Holder {
     dir: PathBuf,
-    pool: Arc<PoolFile>,
+    keys: Arc<dyn crate::qkd::KeySource>,
+    cfg: LinkConfig,
     per_minute: usize,
     recent: Mutex<HashMap<String, VecDeque<Instant>>>,
     log: Mutex<std::fs::File>,
@@ -89,10 +92,14 @@ pub fn serve(opts: &HolderOptions, ready: impl FnOnce(SocketAddr)) -> Result<(),
     };
     crate::perms::create_private_dir_all(&opts.dir.join("vaults")).map_err(dir_err)?;
     crate::perms::make_private(&opts.dir).map_err(dir_err)?;
-    let pool = Arc::new(PoolFile::open(&opts.pool).map_err(|e| HolderError::Pool {
-        pool: opts.pool.clone(),
-        detail: e.to_string(),
-    })?);
+    let what = match &opts.keys {
+        super::holders::HolderKeys::Pool(p) => p.display().to_string(),
+        super::holders::HolderKeys::Kme(k) => k.url.clone(),
+    };
+    let (keys, cfg) = opts
+        .keys
+        .open(opts.link.as_deref().unwrap_or("key holder"), End::B)
+        .map_err(|detail| HolderError::Pool { what, detail })?;
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -111,7 +118,8 @@ pub fn serve(opts: &HolderOptions, ready: impl FnOnce(SocketAddr)) -> Result<(),
         })?;
     let holder = Arc::new(Holder {
         dir: opts.dir.clone(),
-        pool,
+        keys,
+        cfg,
         per_minute: opts.releases_per_minute.max(1),
         recent: Mutex::new(HashMap::new()),
         log: Mutex::new(log),
@@ -144,10 +152,7 @@ impl Holder {
             .map_or_else(|_| "?".to_string(), |a| a.to_string());
         stream.set_read_timeout(Some(Duration::from_secs(5))).ok();
         stream.set_write_timeout(Some(Duration::from_secs(5))).ok();
-        let mut cfg = LinkConfig::for_pool(&self.pool);
-        cfg.max_message = MAX_MESSAGE;
-        let pool: Arc<dyn crate::qkd::KeySource> = self.pool.clone();
-        let mut link = match Link::new(stream, End::B, pool, cfg) {
+        let mut link = match Link::new(stream, End::B, Arc::clone(&self.keys), self.cfg.clone()) {
             Ok(l) => l,
             Err(e) => {
                 tracing::info!("key holder: a link from {peer} failed: {e}");
@@ -157,7 +162,7 @@ impl Holder {
         let Ok(msg) = link.recv().map(Zeroizing::new) else {
             return;
         };
-        let link_id = hex::encode(self.pool.link_id());
+        let link_id = hex::encode(self.cfg.link_id);
         let reply = match serde_json::from_slice::<Request>(&msg) {
             Err(e) => refuse(format!("undecodable request: {e}")),
             Ok(Request::Enroll { v, vault, share }) => {

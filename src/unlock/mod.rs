@@ -159,9 +159,9 @@ pub enum NewMethod {
     Passphrase(Zeroizing<String>, Argon2Params),
     /// A key file: created at the path if missing, used as it is if there.
     KeyFile(PathBuf),
-    /// `threshold` of these key holders (name, address, the vault's end
-    /// of the link's key pool).
-    Holders(u8, Vec<(String, String, PathBuf)>),
+    /// `threshold` of these key holders (name, address, how the vault's
+    /// end of the link is keyed).
+    Holders(u8, Vec<(String, String, holders::HolderKeys)>),
     /// The vault key in clear (tests only; loud in `qsfs status`).
     None,
 }
@@ -678,12 +678,12 @@ fn make(vault_id: &str, name: &str, vk: &VaultKey, new: &NewMethod) -> Result<Me
             getrandom::fill(&mut w[..]).map_err(random)?;
             let shares = holders::split(&w, *threshold, n).map_err(UnlockError::Holders)?;
             let mut refs = Vec::new();
-            for ((hname, addr, pool), share) in list.iter().zip(&shares) {
-                let pool = std::path::absolute(pool).map_err(|source| UnlockError::Io {
-                    what: format!("resolve {}", pool.display()),
+            for ((hname, addr, keys), share) in list.iter().zip(&shares) {
+                let keys = keys.absolute().map_err(|source| UnlockError::Io {
+                    what: format!("resolve the key files of holder {hname:?}"),
                     source,
                 })?;
-                holders::enroll(addr, &pool, vault_id, share).map_err(|e| {
+                holders::enroll(hname, addr, &keys, vault_id, share).map_err(|e| {
                     UnlockError::Holders(format!(
                         "key holder {hname:?} at {addr}: {e}; nothing was changed"
                     ))
@@ -691,7 +691,14 @@ fn make(vault_id: &str, name: &str, vk: &VaultKey, new: &NewMethod) -> Result<Me
                 refs.push(holders::HolderRef {
                     name: hname.clone(),
                     addr: addr.clone(),
-                    pool,
+                    pool: match &keys {
+                        holders::HolderKeys::Pool(p) => Some(p.clone()),
+                        holders::HolderKeys::Kme(_) => None,
+                    },
+                    kme: match keys {
+                        holders::HolderKeys::Kme(k) => Some(k),
+                        holders::HolderKeys::Pool(_) => None,
+                    },
                     x: share[0],
                     check: holders::share_check(vault_id, share),
                 });

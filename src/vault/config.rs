@@ -113,23 +113,7 @@ impl LinksConfig {
     }
 }
 
-/// A KME that hands out the keys of a link (ETSI GS QKD 014).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KmeConfig {
-    /// `https://host:port` of the KME.
-    pub url: String,
-    /// This end's SAE ID (its client certificate names it).
-    pub sae_id: String,
-    /// The node end's SAE ID.
-    pub peer_sae_id: String,
-    /// Client certificate (PEM).
-    pub cert: PathBuf,
-    /// Its private key (PEM).
-    pub key: PathBuf,
-    /// The CA that signed the KME's certificate (PEM).
-    pub ca: PathBuf,
-}
+pub use crate::qkd::etsi014::KmeConfig;
 
 fn default_max_chunk() -> u32 {
     DEFAULT_MAX_CHUNK

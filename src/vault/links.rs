@@ -18,7 +18,6 @@ use crate::node::conn::LocalDialer;
 use crate::node::server::{Server, StopHandle};
 use crate::node::transport::{Transport, plain_transport, qkd_transport};
 use crate::node::{Node, RemoteNode, RemoteOptions};
-use crate::qkd::etsi014::{Etsi014Config, Etsi014Source};
 use crate::qkd::link::LinkConfig;
 use crate::qkd::pool::{PoolFile, RefillConfig, Refiller, SealKey};
 use crate::qkd::{ChannelError, End, KeyCounts, KeyError, KeySource};
@@ -317,17 +316,7 @@ fn remote_transport(
     }
     if let Some(kme) = &n.kme {
         info.kind = LinkKind::Kme;
-        let cfg = Etsi014Config::new(
-            n.name.clone(),
-            End::A,
-            kme.url.clone(),
-            kme.sae_id.clone(),
-            kme.peer_sae_id.clone(),
-            root.join(&kme.cert),
-            root.join(&kme.key),
-            root.join(&kme.ca),
-        );
-        return match Etsi014Source::new(cfg) {
+        return match kme.source(&n.name, End::A, root) {
             Ok(src) => {
                 let keys: Arc<dyn KeySource> = Arc::new(src);
                 info.keys = Some(Arc::clone(&keys));

@@ -250,3 +250,156 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
         }
     }
 }
+
+/// A `qsfs kme serve` process, killed when dropped.
+struct KmeProcess(Child);
+
+impl Drop for KmeProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_holder_keyed_by_an_etsi_014_kme_unlocks_beside_pool_keyed_ones() {
+    let base = tempfile::tempdir().unwrap();
+    let t = base.path();
+    let pki = t.join("pki");
+    qsfs(&[
+        "kme",
+        "certs",
+        "--out",
+        pki.to_str().unwrap(),
+        "--sae",
+        "vault",
+        "--sae",
+        "h1",
+    ])
+    .success();
+    let p = |n: &str| pki.join(n).to_str().unwrap().to_string();
+    let kme_pool = t.join("kme.pool");
+    qsfs(&[
+        "keypool",
+        "gen",
+        "--link",
+        "h1",
+        "--keys",
+        "2000",
+        "--no-refill",
+        "--out",
+        kme_pool.to_str().unwrap(),
+        "--peer-out",
+        t.join("kme-peer.pool").to_str().unwrap(),
+    ])
+    .success();
+    let mut kme = common::qsfs_command(&[
+        "kme",
+        "serve",
+        "--pool",
+        kme_pool.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--cert",
+        &p("kme.pem"),
+        "--key",
+        &p("kme-key.pem"),
+        "--ca",
+        &p("ca.pem"),
+        "--sae",
+        "vault=A",
+        "--sae",
+        "h1=end-B",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let mut line = String::new();
+    BufReader::new(kme.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _kme = KmeProcess(kme);
+    let url = format!(
+        "https://{}",
+        line.trim().strip_prefix("listening on ").unwrap()
+    );
+    // h1 gets its link keys from the KME, h2 and h3 from pool pairs.
+    let h1_dir = t.join("h1");
+    let mut h1 = common::qsfs_command(&[
+        "keyholder",
+        "serve",
+        "--dir",
+        h1_dir.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--kme",
+        &url,
+        "--link",
+        "h1",
+        "--sae-id",
+        "h1",
+        "--peer-sae-id",
+        "vault",
+        "--cert",
+        &p("h1.pem"),
+        "--key",
+        &p("h1-key.pem"),
+        "--ca",
+        &p("ca.pem"),
+    ])
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let mut line = String::new();
+    BufReader::new(h1.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let h1_addr = line
+        .trim()
+        .strip_prefix("key holder listening on ")
+        .unwrap_or_else(|| panic!("h1 said {line:?}"))
+        .to_string();
+    let h1 = KmeProcess(h1);
+    let mut others: Vec<Holder> = ["h2", "h3"].iter().map(|n| Holder::new(t, n)).collect();
+    let h1_spec = format!(
+        "name=h1,addr={h1_addr},kme={url},sae=vault,peer=h1,cert={},key={},ca={}",
+        p("vault.pem"),
+        p("vault-key.pem"),
+        p("ca.pem")
+    );
+    let v = TestVault::new(&[
+        "--unlock",
+        "holders",
+        "--threshold",
+        "2",
+        "--holder",
+        &h1_spec,
+        "--holder",
+        &others[0].spec(),
+        "--holder",
+        &others[1].spec(),
+    ]);
+    let data = Rng::from_env("kme holder").bytes(20_000);
+    v.put_bytes(&data, "/a").success();
+    v.assert_reads("/a", &data);
+    let unlock = std::fs::read_to_string(v.root.join("unlock.toml")).unwrap();
+    assert!(unlock.contains(&url), "{unlock}");
+    // The KME-keyed holder and one pool-keyed holder unlock together.
+    others[0].stop();
+    v.assert_reads("/a", &data);
+    let log = std::fs::read_to_string(h1_dir.join("releases.log")).unwrap();
+    assert!(log.contains("release vault="), "{log}");
+    // Without the KME holder, one holder is not enough; the error names h1.
+    drop(h1);
+    let r = v.run("get", &["/a", "-"]);
+    r.failure().stderr_has(&[
+        "cannot unlock vault",
+        "holder \"h1\" unreachable",
+        "holder \"h2\" unreachable",
+    ]);
+    others[0].start(&[]);
+    v.assert_reads("/a", &data);
+}

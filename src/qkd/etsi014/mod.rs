@@ -45,3 +45,45 @@ pub mod types;
 pub use client::{DEFAULT_BATCH, DEFAULT_TIMEOUT, Etsi014Config, Etsi014Error, Etsi014Source};
 pub use kme::{Call, Caller, Kme, MAX_KEYS_PER_REQUEST, Reply, SaeMap};
 pub use server::{DEFAULT_KME_ID, KmeError, KmeHandle, identify, serve, spawn};
+
+use std::path::PathBuf;
+
+/// A KME that hands out the keys of a link (ETSI GS QKD 014).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KmeConfig {
+    /// `https://host:port` of the KME.
+    pub url: String,
+    /// This end's SAE ID (its client certificate names it).
+    pub sae_id: String,
+    /// The node end's SAE ID.
+    pub peer_sae_id: String,
+    /// Client certificate (PEM).
+    pub cert: PathBuf,
+    /// Its private key (PEM).
+    pub key: PathBuf,
+    /// The CA that signed the KME's certificate (PEM).
+    pub ca: PathBuf,
+}
+
+impl KmeConfig {
+    /// The key source of end `end` of link `link`, with relative paths
+    /// taken from `base`.
+    pub fn source(
+        &self,
+        link: &str,
+        end: crate::qkd::End,
+        base: &std::path::Path,
+    ) -> Result<Etsi014Source, Etsi014Error> {
+        Etsi014Source::new(Etsi014Config::new(
+            link.to_string(),
+            end,
+            self.url.clone(),
+            self.sae_id.clone(),
+            self.peer_sae_id.clone(),
+            base.join(&self.cert),
+            base.join(&self.key),
+            base.join(&self.ca),
+        ))
+    }
+}
