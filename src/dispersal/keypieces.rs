@@ -135,10 +135,57 @@ impl Dispersal {
     }
 }
 
+/// What the key pieces of an object say about each other (scrub).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PieceCheck {
+    /// They lie on one polynomial (or too few were read to tell).
+    Consistent,
+    /// These shards' pieces are off the polynomial at least `k + 1`
+    /// pieces agree on: they are damaged.
+    Dissent(Vec<usize>),
+    /// They disagree, but no `k + 1` of them agree, so which are damaged
+    /// cannot be told (pieces read, and how many the best pick explains).
+    Undecided(usize, usize),
+}
+
+impl Dispersal {
+    /// Cross-checks the key pieces of `manifest`'s shards: any `k` define
+    /// a polynomial, so a damaged piece shows only against `k + 1` or more
+    /// (a read through `B` would catch it by `B`'s MACs, too late to mend).
+    pub fn check_pieces(&self, manifest: &Manifest) -> PieceCheck {
+        if manifest.piece == 0 {
+            return PieceCheck::Consistent;
+        }
+        let got = self.read_pieces(manifest, None);
+        let k = manifest.layout.k as u8;
+        let Some((votes, pick)) = best_polynomial(&got.pieces, k) else {
+            return PieceCheck::Consistent;
+        };
+        if votes == got.pieces.len() {
+            return PieceCheck::Consistent;
+        }
+        if votes <= usize::from(k) {
+            return PieceCheck::Undecided(got.pieces.len(), votes);
+        }
+        PieceCheck::Dissent(
+            got.pieces
+                .iter()
+                .filter(|p| pieces::regenerate(p[0], &pick, k).map_or(true, |r| r[..] != p[..]))
+                .map(|p| usize::from(p[0]) - 1)
+                .collect(),
+        )
+    }
+}
+
 /// `k` pieces lying on the polynomial that most of `all` agree on, or
 /// `None` with fewer than `k` pieces. With exactly `k` nothing can be
 /// cross-checked and they are taken as they are.
 pub fn agreed(all: &[Zeroizing<Vec<u8>>], k: u8) -> Option<Vec<&[u8]>> {
+    best_polynomial(all, k).map(|(_, p)| p)
+}
+
+/// [`agreed`]'s pick with how many of `all` lie on its polynomial.
+fn best_polynomial(all: &[Zeroizing<Vec<u8>>], k: u8) -> Option<(usize, Vec<&[u8]>)> {
     let k = usize::from(k);
     if all.len() < k || k == 0 {
         return None;
@@ -151,7 +198,7 @@ pub fn agreed(all: &[Zeroizing<Vec<u8>>], k: u8) -> Option<Vec<&[u8]>> {
     };
     let first = &refs[..k];
     if votes(first) == refs.len() {
-        return Some(first.to_vec());
+        return Some((refs.len(), first.to_vec()));
     }
     // Some piece disagrees: try every k-subset (n is small) and keep the
     // one most pieces lie on.
@@ -167,7 +214,7 @@ pub fn agreed(all: &[Zeroizing<Vec<u8>>], k: u8) -> Option<Vec<&[u8]>> {
         let mut i = k;
         loop {
             if i == 0 {
-                return best.map(|(_, p)| p);
+                return best;
             }
             i -= 1;
             if idx[i] < refs.len() - k + i {

@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Progress, ProgressFn};
 use crate::ObjectId;
-use crate::dispersal::{DispersalError, Manifest};
+use crate::dispersal::{DispersalError, Manifest, PieceCheck};
 use crate::node::{Listing, Node, NodeHealth, ShardKey};
 use crate::vault::{Vault, VaultError};
 use check::{BadStripes, Job, ShardCheck, ShardState};
@@ -330,8 +330,13 @@ impl Vault {
         report.without_roots = manifests.iter().filter(|m| !m.has_roots()).count() as u64;
 
         // 3. Every shard read and checked.
-        let checks = self.check_all(&manifests, &views, opts.repair, progress);
+        let mut checks = self.check_all(&manifests, &views, opts.repair, progress);
         report.shards = checks.iter().map(|c| c.len() as u64).sum();
+        // 3b. In a vault that keeps B on the nodes, the key pieces after
+        // the chunks are not covered by the chunk hashes: cross-check them.
+        for (m, checks) in manifests.iter().zip(checks.iter_mut()) {
+            self.check_key_pieces(m, checks, &mut report, progress);
+        }
         let paths = if checks
             .iter()
             .zip(&manifests)
@@ -454,6 +459,59 @@ impl Vault {
             listing,
             sizes,
             writable,
+        }
+    }
+
+    /// Marks shards whose key piece (of `B`) is off the polynomial the
+    /// others agree on as corrupt (repair regenerates the piece); reports
+    /// pieces that disagree without a majority to name the damaged ones.
+    fn check_key_pieces(
+        &self,
+        m: &Manifest,
+        checks: &mut [ShardCheck],
+        report: &mut ScrubReport,
+        progress: ProgressFn<'_>,
+    ) {
+        match self.dispersal().check_pieces(m) {
+            PieceCheck::Consistent => {}
+            PieceCheck::Dissent(shards) => {
+                for c in checks
+                    .iter_mut()
+                    .filter(|c| shards.contains(&c.index) && c.state == ShardState::Ok)
+                {
+                    c.state = ShardState::Corrupt(
+                        "its key piece of the backup record B is off the polynomial the other \
+                         pieces agree on"
+                            .into(),
+                    );
+                    c.bad = BadStripes::Some(Vec::new());
+                }
+            }
+            PieceCheck::Undecided(read, agree) => {
+                if !self.unchanged(m) {
+                    return;
+                }
+                let f = Finding {
+                    object: m.id.to_hex(),
+                    shard: None,
+                    node: String::new(),
+                    kind: FindingKind::Corrupt,
+                    detail: format!(
+                        "the {read} key pieces of its backup record B disagree (at most {agree} \
+                         lie on one polynomial), so which are damaged cannot be told"
+                    ),
+                    outcome: Outcome::Found,
+                    repaired_on: None,
+                    note: Some(
+                        "bring back the object's other nodes and scrub again; reads do not need B \
+                         while R1 and R2 are in the keystore"
+                            .into(),
+                    ),
+                };
+                report.corrupt += 1;
+                note(progress, &f);
+                report.findings.push(f);
+            }
         }
     }
 

@@ -232,3 +232,50 @@ fn node_servers_carry_the_pieces_and_a_killed_one_still_leaves_b() {
     v.assert_reads("/big", &big).stderr_has(&["R1 is missing"]);
     v.assert_reads("/small", &small);
 }
+
+#[test]
+fn scrub_finds_a_damaged_key_piece_and_repair_regenerates_it() {
+    let f = fixture("b on nodes: damaged piece");
+    let v = &f.v;
+    let obj = v.object_of("/mid.bin");
+    let b = b_of(v, "/mid.bin");
+    // The piece ends the shard file, after the hashed chunks: flip a byte
+    // of it on node 2.
+    let shard = common::shards_in("n2", &f.nodes[2])
+        .into_iter()
+        .find(|s| s.object == obj)
+        .expect("a shard of /mid.bin on node 2");
+    let good = std::fs::read(&shard.path).unwrap();
+    let mut bad = good.clone();
+    let at = bad.len() - PIECE / 2;
+    bad[at] ^= 0x40;
+    std::fs::write(&shard.path, &bad).unwrap();
+
+    let r = v.run("scrub", &["--json"]);
+    let report: Value = serde_json::from_slice(&r.stdout).unwrap();
+    let findings = report["findings"].as_array().unwrap();
+    let hit: Vec<&Value> = findings
+        .iter()
+        .filter(|f| f["object"] == obj.as_str())
+        .collect();
+    assert_eq!(hit.len(), 1, "{report:#}");
+    assert_eq!(hit[0]["kind"], "corrupt", "{report:#}");
+    assert_eq!(hit[0]["node"], "node-2", "{report:#}");
+    assert!(
+        hit[0]["detail"].as_str().unwrap().contains("key piece"),
+        "{report:#}"
+    );
+    assert_ne!(r.code, Some(0), "scrub with damage must not exit 0");
+
+    v.run("scrub", &["--repair"]).success();
+    assert!(
+        std::fs::read(&shard.path).unwrap() == good,
+        "the shard came back different"
+    );
+    let r = v.run("scrub", &["--json"]);
+    r.success();
+    let report: Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(report["findings"], serde_json::json!([]), "{report:#}");
+    assert_eq!(b_of(v, "/mid.bin"), b);
+    v.assert_reads("/mid.bin", &f.files[1].1);
+}
