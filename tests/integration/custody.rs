@@ -85,7 +85,7 @@ fn write_secret(dir: &Path, name: &str, text: &str) -> String {
 }
 
 /// Copies the vault folder the way a thief would (a backup, a synced copy).
-fn steal(v: &TestVault) -> PathBuf {
+pub(crate) fn steal(v: &TestVault) -> PathBuf {
     let copy = v.scratch_path("stolen");
     let ok = std::process::Command::new("cp")
         .args(["-a", &v.arg(), copy.to_str().unwrap()])
@@ -130,13 +130,8 @@ fn a_stolen_vault_folder_opens_no_file_and_holds_no_key_in_clear() {
             v.run("mkdir", &["/c", "--passphrase-file", &pass])
                 .success();
         }
-        let local = v.scratch_path("src");
-        std::fs::write(&local, data).unwrap();
-        v.run(
-            "put",
-            &[local.to_str().unwrap(), p, "--passphrase-file", &pass],
-        )
-        .success();
+        v.put_bytes_with(data, p, &["--passphrase-file", &pass])
+            .success();
     }
     let mut records = Vec::new();
     for (p, _) in &files {

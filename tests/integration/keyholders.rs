@@ -4,7 +4,6 @@
 //! store holds no vault key, a wrong share is named, releases are
 //! rate-limited and logged.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 
@@ -25,19 +24,7 @@ impl Holder {
         let dir = base.join(name);
         let pool_a = base.join(format!("{name}.a.pool"));
         let pool_b = base.join(format!("{name}.b.pool"));
-        qsfs(&[
-            "keypool",
-            "gen",
-            "--link",
-            name,
-            "--keys",
-            "2000",
-            "--out",
-            pool_a.to_str().unwrap(),
-            "--peer-out",
-            pool_b.to_str().unwrap(),
-        ])
-        .success();
+        common::gen_pool_pair(name, 2000, &pool_a, &pool_b);
         let mut h = Holder {
             name: name.into(),
             dir,
@@ -69,15 +56,7 @@ impl Holder {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("key holder listening on ")
-            .unwrap_or_else(|| panic!("holder {} said {line:?}", self.name));
-        self.addr = addr.to_string();
+        self.addr = common::first_line_after(&mut child, "key holder listening on ");
         self.child = Some(child);
     }
 
@@ -251,79 +230,12 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// A `qsfs kme serve` process, killed when dropped.
-struct KmeProcess(Child);
-
-impl Drop for KmeProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn a_holder_keyed_by_an_etsi_014_kme_unlocks_beside_pool_keyed_ones() {
     let base = tempfile::tempdir().unwrap();
     let t = base.path();
-    let pki = t.join("pki");
-    qsfs(&[
-        "kme",
-        "certs",
-        "--out",
-        pki.to_str().unwrap(),
-        "--sae",
-        "vault",
-        "--sae",
-        "h1",
-    ])
-    .success();
-    let p = |n: &str| pki.join(n).to_str().unwrap().to_string();
-    let kme_pool = t.join("kme.pool");
-    qsfs(&[
-        "keypool",
-        "gen",
-        "--link",
-        "h1",
-        "--keys",
-        "2000",
-        "--no-refill",
-        "--out",
-        kme_pool.to_str().unwrap(),
-        "--peer-out",
-        t.join("kme-peer.pool").to_str().unwrap(),
-    ])
-    .success();
-    let mut kme = common::qsfs_command(&[
-        "kme",
-        "serve",
-        "--pool",
-        kme_pool.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--cert",
-        &p("kme.pem"),
-        "--key",
-        &p("kme-key.pem"),
-        "--ca",
-        &p("ca.pem"),
-        "--sae",
-        "vault=A",
-        "--sae",
-        "h1=end-B",
-    ])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
-    let mut line = String::new();
-    BufReader::new(kme.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let _kme = KmeProcess(kme);
-    let url = format!(
-        "https://{}",
-        line.trim().strip_prefix("listening on ").unwrap()
-    );
+    let kme = common::KmeServer::start(t, "h1", "h1");
+    let (url, p) = (kme.url.clone(), |n: &str| kme.pem(n));
     // h1 gets its link keys from the KME, h2 and h3 from pool pairs.
     let h1_dir = t.join("h1");
     let mut h1 = common::qsfs_command(&[
@@ -353,16 +265,8 @@ fn a_holder_keyed_by_an_etsi_014_kme_unlocks_beside_pool_keyed_ones() {
     .stderr(Stdio::null())
     .spawn()
     .unwrap();
-    let mut line = String::new();
-    BufReader::new(h1.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let h1_addr = line
-        .trim()
-        .strip_prefix("key holder listening on ")
-        .unwrap_or_else(|| panic!("h1 said {line:?}"))
-        .to_string();
-    let h1 = KmeProcess(h1);
+    let h1_addr = common::first_line_after(&mut h1, "key holder listening on ");
+    let h1 = common::Killed(h1);
     let mut others: Vec<Holder> = ["h2", "h3"].iter().map(|n| Holder::new(t, n)).collect();
     let h1_spec = format!(
         "name=h1,addr={h1_addr},kme={url},sae=vault,peer=h1,cert={},key={},ca={}",

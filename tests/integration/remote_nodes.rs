@@ -7,13 +7,11 @@
 
 use crate::common;
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{NodeServer, Rng, TestVault, node_status, qsfs, qsfs_command};
+use common::{NodeServer, Rng, TestVault, node_status, qsfs};
 
 /// Committed shard files in a server's folder.
 trait ShardFiles {
@@ -349,24 +347,21 @@ fn pool_pair(v: &TestVault, i: usize, keys: u64) -> PathBuf {
     )
     .unwrap();
     let b = v.tmp.path().join(format!("node-{i}.b.pool"));
-    qsfs(&[
-        "keypool",
-        "gen",
-        "--link",
-        &format!("node-{i}"),
-        "--keys",
-        &keys.to_string(),
-        "--no-refill",
-        "--out",
-        v.root
-            .join(format!("links/node-{i}.pool"))
-            .to_str()
-            .unwrap(),
-        "--peer-out",
-        b.to_str().unwrap(),
-    ])
-    .success();
+    let a = v.root.join(format!("links/node-{i}.pool"));
+    common::gen_pool_pair(&format!("node-{i}"), keys, &a, &b);
     b
+}
+
+/// Five node servers over fresh folders, each behind a key pool link
+/// (`keys` keys) whose vault end is in `VAULT/links/`.
+fn linked_servers(v: &TestVault, keys: u64) -> Vec<NodeServer> {
+    (0..5)
+        .map(|i| {
+            let b = pool_pair(v, i, keys);
+            let dir = v.tmp.path().join(format!("qsrv-{i}"));
+            NodeServer::start_with(&dir, &["--keypool", b.to_str().unwrap()])
+        })
+        .collect()
 }
 
 /// Points node-i at `addrs[i]` through its key pool link.
@@ -389,13 +384,7 @@ fn link_status<'a>(st: &'a serde_json::Value, node: &str) -> &'a serde_json::Val
 fn qkd_keyed_node_servers_round_trip_and_refuse_a_wrong_pool() {
     let mut rng = Rng::from_env("qkd_keyed_node_servers");
     let v = TestVault::new(&["--direct"]);
-    let mut srv: Vec<NodeServer> = (0..5)
-        .map(|i| {
-            let b = pool_pair(&v, i, 4000);
-            let dir = v.tmp.path().join(format!("qsrv-{i}"));
-            NodeServer::start_with(&dir, &["--keypool", b.to_str().unwrap()])
-        })
-        .collect();
+    let mut srv = linked_servers(&v, 4000);
     let addrs: Vec<String> = srv.iter().map(|s| s.addr.clone()).collect();
     use_linked_nodes(&v, &addrs);
     let files: Vec<(String, Vec<u8>)> = [1usize, 300 << 10, 3 << 20]
@@ -488,73 +477,8 @@ fn a_kme_keys_the_link_to_a_node_server() {
     let mut rng = Rng::from_env("kme_keyed_link");
     let v = TestVault::new(&["--direct"]);
     let t = v.tmp.path();
-    let pki = t.join("pki");
-    qsfs(&[
-        "kme",
-        "certs",
-        "--out",
-        pki.to_str().unwrap(),
-        "--sae",
-        "vault",
-        "--sae",
-        "node0",
-    ])
-    .success();
-    let kme_pool = t.join("kme.pool");
-    qsfs(&[
-        "keypool",
-        "gen",
-        "--link",
-        "node-0",
-        "--keys",
-        "2000",
-        "--no-refill",
-        "--out",
-        kme_pool.to_str().unwrap(),
-        "--peer-out",
-        t.join("kme-peer.pool").to_str().unwrap(),
-    ])
-    .success();
-    let p = |n: &str| pki.join(n).to_str().unwrap().to_string();
-    let mut kme = qsfs_command(&[
-        "kme",
-        "serve",
-        "--pool",
-        kme_pool.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--cert",
-        &p("kme.pem"),
-        "--key",
-        &p("kme-key.pem"),
-        "--ca",
-        &p("ca.pem"),
-        "--sae",
-        "vault=A",
-        "--sae",
-        "node0=end-B",
-    ])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
-    let mut line = String::new();
-    BufReader::new(kme.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = format!(
-        "https://{}",
-        line.trim().strip_prefix("listening on ").unwrap()
-    );
-    struct Kill(Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _kme = Kill(kme);
-
+    let kme = common::KmeServer::start(t, "node-0", "node0");
+    let (url, p) = (kme.url.clone(), |n: &str| kme.pem(n));
     let node0 = NodeServer::start_with(
         &t.join("ksrv-0"),
         &[
@@ -645,13 +569,7 @@ fn clear_pool_keys(path: &std::path::Path) -> std::collections::HashSet<Vec<u8>>
 #[test]
 fn a_stolen_vault_folder_holds_no_link_key_and_cannot_reach_the_node_servers() {
     let v = TestVault::new(&["--direct"]);
-    let mut srv: Vec<NodeServer> = (0..5)
-        .map(|i| {
-            let b = pool_pair(&v, i, 2000);
-            let dir = v.tmp.path().join(format!("qsrv-{i}"));
-            NodeServer::start_with(&dir, &["--keypool", b.to_str().unwrap()])
-        })
-        .collect();
+    let mut srv = linked_servers(&v, 2000);
     let addrs: Vec<String> = srv.iter().map(|s| s.addr.clone()).collect();
     use_linked_nodes(&v, &addrs);
     // The pools as `keypool gen` wrote them into the vault folder: clear.
@@ -676,14 +594,7 @@ fn a_stolen_vault_folder_holds_no_link_key_and_cannot_reach_the_node_servers() {
     v.run("status", &[]).success().stdout_has(&["sealed"]);
 
     // The thief's copy: no link key in clear anywhere in it.
-    let copy = v.scratch_path("stolen");
-    assert!(
-        std::process::Command::new("cp")
-            .args(["-a", &v.arg(), copy.to_str().unwrap()])
-            .status()
-            .unwrap()
-            .success()
-    );
+    let copy = crate::custody::steal(&v);
     let hits = key_hits(&copy, &keys);
     assert!(hits.is_empty(), "link keys in clear in {hits:?}");
     // Its pools are refused by everything but their vault: a node server,
@@ -727,20 +638,7 @@ fn a_stolen_vault_folder_holds_no_link_key_and_cannot_reach_the_node_servers() {
     // the node.
     let b = v.tmp.path().join("node-5.b.pool");
     let a = v.tmp.path().join("node-5.a.pool");
-    qsfs(&[
-        "keypool",
-        "gen",
-        "--link",
-        "node-5",
-        "--keys",
-        "2000",
-        "--no-refill",
-        "--out",
-        a.to_str().unwrap(),
-        "--peer-out",
-        b.to_str().unwrap(),
-    ])
-    .success();
+    common::gen_pool_pair("node-5", 2000, &a, &b);
     let fresh = clear_pool_keys(&a);
     srv.push(NodeServer::start_with(
         &v.tmp.path().join("qsrv-5"),
@@ -790,20 +688,7 @@ fn a_stolen_vault_folder_holds_no_link_key_and_cannot_reach_the_node_servers() {
 /// A fresh pool pair in `dir`: (the vault's end A, the server's end B).
 fn fresh_pair(dir: &std::path::Path, link: &str) -> (PathBuf, PathBuf) {
     let (a, b) = (dir.join(format!("{link}.a")), dir.join(format!("{link}.b")));
-    qsfs(&[
-        "keypool",
-        "gen",
-        "--link",
-        link,
-        "--keys",
-        "4000",
-        "--no-refill",
-        "--out",
-        a.to_str().unwrap(),
-        "--peer-out",
-        b.to_str().unwrap(),
-    ])
-    .success();
+    common::gen_pool_pair(link, 4000, &a, &b);
     (a, b)
 }
 
@@ -814,13 +699,7 @@ fn a_lost_client_is_recovered_from_node_servers_alone() {
     std::fs::write(&pass, "servers only\n").unwrap();
     let pass = pass.to_str().unwrap().to_string();
     let v = TestVault::new(&["--direct", "--passphrase-file", &pass]);
-    let mut srv: Vec<NodeServer> = (0..5)
-        .map(|i| {
-            let b = pool_pair(&v, i, 4000);
-            let dir = v.tmp.path().join(format!("qsrv-{i}"));
-            NodeServer::start_with(&dir, &["--keypool", b.to_str().unwrap()])
-        })
-        .collect();
+    let mut srv = linked_servers(&v, 4000);
     let addrs: Vec<String> = srv.iter().map(|s| s.addr.clone()).collect();
     use_linked_nodes(&v, &addrs);
     let mut rng = Rng::from_env("recover from servers");
@@ -829,13 +708,8 @@ fn a_lost_client_is_recovered_from_node_servers_alone() {
         .map(|&len| (format!("/r-{len}"), rng.bytes(len)))
         .collect();
     for (p, data) in &files {
-        let local = v.scratch_path("src");
-        std::fs::write(&local, data).unwrap();
-        v.run(
-            "put",
-            &[local.to_str().unwrap(), p, "--passphrase-file", &pass],
-        )
-        .success();
+        v.put_bytes_with(data, p, &["--passphrase-file", &pass])
+            .success();
     }
     v.run("backup", &["--passphrase-file", &pass])
         .success()

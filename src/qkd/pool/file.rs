@@ -168,6 +168,23 @@ impl std::fmt::Debug for PoolFile {
     }
 }
 
+/// Opens a pool file for reading and writing under an exclusive `flock`
+/// (one process per pool file).
+pub(crate) fn open_locked(path: &Path) -> Result<File, PoolError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(io_err(path, "open for reading and writing"))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(PoolError::InUse {
+            path: path.to_path_buf(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(io_err(path, "lock")(e)),
+    }
+}
+
 /// Reads and checks the header of an open file.
 pub(crate) fn read_header(file: &File, path: &Path) -> Result<(Header, u64), PoolError> {
     let len = file.metadata().map_err(io_err(path, "stat"))?.len();
@@ -274,20 +291,7 @@ impl PoolFile {
         access: Option<Access>,
         seal: Option<&SealKey>,
     ) -> Result<PoolFile, PoolError> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .map_err(io_err(path, "open for reading and writing"))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(PoolError::InUse {
-                    path: path.to_path_buf(),
-                });
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(io_err(path, "lock")(e)),
-        }
+        let file = open_locked(path)?;
         let (header, _) = read_header(&file, path)?;
         let seal = match (&header.sealed, seal) {
             (None, _) => None,

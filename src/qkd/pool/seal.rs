@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
 use super::error::{PoolError, io_err};
-use super::file::read_header;
+use super::file::{open_locked, read_header};
 use super::format::{self, HEADER_LEN, SealKey};
 
 fn sibling(path: &Path, suffix: &str) -> PathBuf {
@@ -93,25 +93,6 @@ pub fn finish_sealing(path: &Path) -> Result<(), PoolError> {
     } else {
         std::fs::remove_file(&clear).map_err(io_err(&clear, "remove"))
     }
-}
-
-/// Opens a pool file for sealing, under its flock.
-fn open_locked(path: &Path) -> Result<File, PoolError> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .map_err(io_err(path, "open for reading and writing"))?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            return Err(PoolError::InUse {
-                path: path.to_path_buf(),
-            });
-        }
-        Err(std::fs::TryLockError::Error(e)) => return Err(io_err(path, "lock")(e)),
-    }
-    Ok(file)
 }
 
 /// The bytes of the clear pool `file` sealed under `key`; `None` when it

@@ -461,9 +461,16 @@ impl TestVault {
 
     /// Writes `data` to a scratch file and stores it at `vpath`.
     pub fn put_bytes(&self, data: &[u8], vpath: &str) -> Run {
+        self.put_bytes_with(data, vpath, &[])
+    }
+
+    /// [`TestVault::put_bytes`] with more arguments (an unlock option).
+    pub fn put_bytes_with(&self, data: &[u8], vpath: &str, extra: &[&str]) -> Run {
         let local = self.scratch_path("src");
         std::fs::write(&local, data).unwrap();
-        let r = self.run("put", &[local.to_str().unwrap(), vpath]);
+        let mut args = vec![local.to_str().unwrap(), vpath];
+        args.extend_from_slice(extra);
+        let r = self.run("put", &args);
         std::fs::remove_file(&local).unwrap();
         r
     }
@@ -968,4 +975,112 @@ pub fn unpack_fixture(file: &str, vault: &str) -> (tempfile::TempDir, PathBuf) {
         .unwrap();
     assert!(st.success());
     (dir, vault)
+}
+
+/// Kills the child process it holds (one this test started, by its PID)
+/// when dropped.
+pub struct Killed(pub std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The first line `child` prints on stdout (piped), with `prefix` removed.
+pub fn first_line_after(child: &mut std::process::Child, prefix: &str) -> String {
+    use std::io::BufRead;
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    line.trim()
+        .strip_prefix(prefix)
+        .unwrap_or_else(|| panic!("expected {prefix:?}..., got {line:?}"))
+        .to_string()
+}
+
+/// `qsfs keypool gen` of a link from QKD equipment (never refilled): end
+/// A at `a`, end B at `b`.
+pub fn gen_pool_pair(link: &str, keys: u64, a: &Path, b: &Path) {
+    qsfs(&[
+        "keypool",
+        "gen",
+        "--link",
+        link,
+        "--keys",
+        &keys.to_string(),
+        "--no-refill",
+        "--out",
+        a.to_str().unwrap(),
+        "--peer-out",
+        b.to_str().unwrap(),
+    ])
+    .success();
+}
+
+/// A `qsfs kme serve` on 127.0.0.1 that keys link `link` between the SAE
+/// `vault` (end A) and the SAE `peer` (end B), with a test CA and
+/// certificates for both in `dir/pki`; killed when dropped.
+pub struct KmeServer {
+    /// `https://127.0.0.1:PORT`.
+    pub url: String,
+    pki: PathBuf,
+    _child: Killed,
+}
+
+impl KmeServer {
+    /// Makes the certificates and the KME's pool, and starts it.
+    pub fn start(dir: &Path, link: &str, peer: &str) -> KmeServer {
+        let pki = dir.join("pki");
+        qsfs(&[
+            "kme",
+            "certs",
+            "--out",
+            pki.to_str().unwrap(),
+            "--sae",
+            "vault",
+            "--sae",
+            peer,
+        ])
+        .success();
+        let pool = dir.join("kme.pool");
+        gen_pool_pair(link, 2000, &pool, &dir.join("kme-peer.pool"));
+        let pem = |n: &str| pki.join(n).to_str().unwrap().to_string();
+        let mut child = qsfs_command(&[
+            "kme",
+            "serve",
+            "--pool",
+            pool.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--cert",
+            &pem("kme.pem"),
+            "--key",
+            &pem("kme-key.pem"),
+            "--ca",
+            &pem("ca.pem"),
+            "--sae",
+            "vault=A",
+            "--sae",
+            &format!("{peer}=end-B"),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+        let addr = first_line_after(&mut child, "listening on ");
+        KmeServer {
+            url: format!("https://{addr}"),
+            pki,
+            _child: Killed(child),
+        }
+    }
+
+    /// A PEM file of its test PKI (`ca.pem`, `vault.pem`, `vault-key.pem`,
+    /// `PEER.pem`, `PEER-key.pem`).
+    pub fn pem(&self, name: &str) -> String {
+        self.pki.join(name).to_str().unwrap().to_string()
+    }
 }
