@@ -108,8 +108,10 @@ pub struct RemoveArgs {
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
-    /// The node folder: a node folder of a vault, or an empty (or new)
-    /// folder, which becomes the node of the first vault that connects.
+    /// The node folder: a node folder of a vault, or an empty folder
+    /// (create it first: a missing one is refused, so a mistyped path
+    /// never starts an empty node), which becomes the node of the first
+    /// vault that connects.
     #[arg(long, value_name = "DIR")]
     dir: PathBuf,
     /// Address to listen on (host:port; port 0 picks a free port).

@@ -26,10 +26,7 @@ pub struct GatheredPieces {
 
 /// Why a key piece or `B` could not be had from the nodes.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "object {object}: the backup record B is kept on the nodes and {detail}; bring back the \
-     nodes that hold its shards (`qsfs status` names them) and retry"
-)]
+#[error("object {object}: the backup record B is kept on the nodes and {detail}")]
 pub struct PiecesError {
     /// The object.
     pub object: crate::ObjectId,
@@ -89,9 +86,13 @@ impl Dispersal {
             object: manifest.id,
             detail,
         };
+        if let Some(why) = undecided(&got.pieces, k) {
+            return Err(fail(why));
+        }
         let agreed = agreed(&got.pieces, k).ok_or_else(|| {
             fail(format!(
-                "only {} of the {k} key pieces needed could be read{}",
+                "only {} of the {k} key pieces needed could be read{}; bring back the nodes that \
+                 hold its shards (`qsfs status` names them) and retry",
                 got.pieces.len(),
                 if got.failed.is_empty() {
                     String::new()
@@ -114,7 +115,8 @@ impl Dispersal {
         let got = self.read_pieces(manifest, (!own).then_some(index));
         let k = manifest.layout.k as u8;
         let x = (index + 1) as u8;
-        let Some(agreed) = agreed(&got.pieces, k) else {
+        let undecided = undecided(&got.pieces, k);
+        let Some(agreed) = agreed(&got.pieces, k).filter(|_| undecided.is_none()) else {
             return Err(DispersalError::Node {
                 source: crate::node::NodeError::new(
                     &manifest.placement[index],
@@ -123,11 +125,13 @@ impl Dispersal {
                         object: manifest.id,
                         index: index as u8,
                     }),
-                    crate::node::NodeErrorKind::Corrupt(format!(
-                        "only {} of the {k} key pieces needed are readable ({})",
-                        got.pieces.len(),
-                        got.failed.join("; ")
-                    )),
+                    crate::node::NodeErrorKind::Corrupt(undecided.unwrap_or_else(|| {
+                        format!(
+                            "only {} of the {k} key pieces needed are readable ({})",
+                            got.pieces.len(),
+                            got.failed.join("; ")
+                        )
+                    })),
                 ),
             });
         };
@@ -175,6 +179,92 @@ impl Dispersal {
                 .collect(),
         )
     }
+}
+
+impl Dispersal {
+    /// The shards of `manifest` whose key piece is not a piece of `b` (the
+    /// true `B`, rebuilt from the keystore), each with the piece it should
+    /// hold: any `k` pieces that combine to `b` are the good ones.
+    pub fn pieces_against(&self, manifest: &Manifest, b: &[u8]) -> Result<PieceFixes, String> {
+        let got = self.read_pieces(manifest, None);
+        let k = usize::from(manifest.layout.k as u8);
+        let refs: Vec<&[u8]> = got.pieces.iter().map(|p| &p[..]).collect();
+        if refs.len() < k || k == 0 {
+            return Err(format!(
+                "only {} of the {k} key pieces needed could be read",
+                refs.len()
+            ));
+        }
+        // Every k-subset that rebuilds `b` names the pieces off its
+        // polynomial. Damage that cancels out (the same change to several
+        // pieces can) lets two subsets rebuild `b` with different verdicts:
+        // then nothing is decided.
+        let mut verdict: Option<PieceFixes> = None;
+        let mut idx: Vec<usize> = (0..k).collect();
+        loop {
+            let pick: Vec<&[u8]> = idx.iter().map(|&i| refs[i]).collect();
+            if pieces::combine(&pick, k as u8).is_ok_and(|s| s[..] == *b) {
+                let mut fixes = Vec::new();
+                for p in &refs {
+                    let want =
+                        pieces::regenerate(p[0], &pick, k as u8).map_err(|e| e.to_string())?;
+                    if want[..] != p[..] {
+                        fixes.push((usize::from(p[0]) - 1, want));
+                    }
+                }
+                match &verdict {
+                    None => verdict = Some(fixes),
+                    Some(v) if v.iter().map(|f| f.0).eq(fixes.iter().map(|f| f.0)) => {}
+                    Some(_) => {
+                        return Err(
+                            "two different sets of key pieces rebuild the backup record the \
+                             keystore gives (the damage cancels out), so which are damaged \
+                             cannot be told"
+                                .into(),
+                        );
+                    }
+                }
+            }
+            let mut i = k;
+            loop {
+                if i == 0 {
+                    return verdict.ok_or_else(|| {
+                        format!(
+                            "no {k} of the {} key pieces read rebuild the backup record the \
+                             keystore gives",
+                            refs.len()
+                        )
+                    });
+                }
+                i -= 1;
+                if idx[i] < refs.len() - k + i {
+                    break;
+                }
+            }
+            idx[i] += 1;
+            for j in i + 1..k {
+                idx[j] = idx[j - 1] + 1;
+            }
+        }
+    }
+}
+
+/// Shards whose key piece is wrong, each with the piece it should hold.
+pub type PieceFixes = Vec<(usize, Zeroizing<Vec<u8>>)>;
+
+/// Why `all` cannot be trusted: more than `k` pieces that disagree with
+/// no `k + 1` of them on one polynomial (any `k` define one, so which are
+/// damaged cannot be told). `None` when they can be used.
+fn undecided(all: &[Zeroizing<Vec<u8>>], k: u8) -> Option<String> {
+    let (votes, _) = best_polynomial(all, k)?;
+    (votes < all.len() && votes <= usize::from(k)).then(|| {
+        format!(
+            "the {} key pieces read disagree and no {} of them agree, so which are damaged \
+             cannot be told; `qsfs scrub --repair` rebuilds them from R1 and R2",
+            all.len(),
+            usize::from(k) + 1
+        )
+    })
 }
 
 /// `k` pieces lying on the polynomial that most of `all` agree on, or

@@ -19,7 +19,7 @@ mod slow;
 mod write;
 
 pub use ecstore::{CLEAR_BACKUP, DISPERSED_BACKUP, EcStore, clear_backup};
-pub use keypieces::{PieceCheck, PiecesError};
+pub use keypieces::{PieceCheck, PieceFixes, PiecesError};
 pub use manifest::Manifest;
 pub use read::{ChunkCache, ReadReport};
 pub use slow::SlowNodes;

@@ -10,6 +10,8 @@
 
 use std::sync::Arc;
 
+use zeroize::Zeroizing;
+
 use super::manifest::Manifest;
 use super::{Dispersal, DispersalError};
 use crate::node::{Node, NodeError, ShardKey};
@@ -42,15 +44,29 @@ impl Dispersal {
         target: &Arc<dyn Node>,
         copy: bool,
     ) -> Result<Placed, DispersalError> {
+        self.place_shard_with_piece(manifest, index, target, copy, None)
+    }
+
+    /// [`Dispersal::place_shard`] with the key piece given (one rebuilt
+    /// from the true `B` when the pieces on the nodes cannot outvote the
+    /// damaged ones).
+    pub fn place_shard_with_piece(
+        &self,
+        manifest: &Manifest,
+        index: usize,
+        target: &Arc<dyn Node>,
+        copy: bool,
+        piece: Option<Zeroizing<Vec<u8>>>,
+    ) -> Result<Placed, DispersalError> {
         let shards = self.shards_of(manifest, None)?;
         let layout = &manifest.layout;
         let chunk = layout.chunk as usize;
         // The key piece first: without it the shard cannot be placed,
         // and nothing should be written for nothing.
-        let piece = if manifest.piece == 0 {
-            None
-        } else {
-            Some(self.piece_for(manifest, index, copy)?)
+        let piece = match piece {
+            _ if manifest.piece == 0 => None,
+            Some(p) => Some(p),
+            None => Some(self.piece_for(manifest, index, copy)?),
         };
         let header = manifest.shard_header(index as u8);
         let mut sink = target.create(&header)?;

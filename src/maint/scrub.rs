@@ -491,6 +491,28 @@ impl Vault {
                 if !self.unchanged(m) {
                     return;
                 }
+                // The keystore knows B (R1 and R2, with R3 from the
+                // object): the pieces that do not rebuild it are the bad ones.
+                match self.pieces_from_keystore(m) {
+                    Ok(fixes) if !fixes.is_empty() => {
+                        for (i, piece) in fixes {
+                            if let Some(c) = checks.iter_mut().find(|c| c.index == i) {
+                                if c.state == ShardState::Ok {
+                                    c.state = ShardState::Corrupt(
+                                        "its key piece of the backup record B is not a piece of \
+                                         the B that R1 and R2 rebuild"
+                                            .into(),
+                                    );
+                                    c.bad = BadStripes::Some(Vec::new());
+                                }
+                                c.piece = Some(piece);
+                            }
+                        }
+                        return;
+                    }
+                    Ok(_) => return,
+                    Err(why) => tracing::debug!("object {}: {why}", m.id),
+                }
                 let f = Finding {
                     object: m.id.to_hex(),
                     shard: None,
@@ -502,17 +524,37 @@ impl Vault {
                     ),
                     outcome: Outcome::Found,
                     repaired_on: None,
-                    note: Some(
+                    note: Some(if read < m.layout.n {
                         "bring back the object's other nodes and scrub again; reads do not need B \
                          while R1 and R2 are in the keystore"
-                            .into(),
-                    ),
+                            .into()
+                    } else {
+                        "R1 and R2 do not rebuild the object either (`qsfs keys verify` says why); \
+                         reads need B only when one of them is lost"
+                            .into()
+                    }),
                 };
                 report.corrupt += 1;
                 note(progress, &f);
                 report.findings.push(f);
             }
         }
+    }
+
+    /// The shards of `m` whose key piece is not a piece of the `B` that
+    /// R1 and R2 rebuild (after the whole object verifies under them),
+    /// with the pieces they should hold.
+    fn pieces_from_keystore(&self, m: &Manifest) -> Result<crate::dispersal::PieceFixes, String> {
+        let mut warnings = Vec::new();
+        let mut report = crate::dispersal::ReadReport::default();
+        let rec = self.recover(m, &mut warnings, &mut report)?;
+        let (r, _) = self
+            .dispersal()
+            .read_stream(m, |s| crate::envelope::verify_stream(s, &rec))
+            .map_err(|e| e.to_string())?;
+        r.map_err(|e| format!("the object does not verify with R1 and R2: {e}"))?;
+        let b = rec.rebuild_backup().map_err(|e| e.to_string())?;
+        self.dispersal().pieces_against(m, &b.to_bytes())
     }
 
     /// Checks every shard of every manifest, one worker thread per node.

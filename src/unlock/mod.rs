@@ -672,6 +672,14 @@ fn make(vault_id: &str, name: &str, vk: &VaultKey, new: &NewMethod) -> Result<Me
             }
         }
         NewMethod::Holders(threshold, list) => {
+            for (i, (hname, addr, _)) in list.iter().enumerate() {
+                if list[..i].iter().any(|(n, a, _)| n == hname || a == addr) {
+                    return Err(UnlockError::Holders(format!(
+                        "key holder {hname:?} at {addr} is named twice (by name or address); name \
+                         each holder once"
+                    )));
+                }
+            }
             let n = u8::try_from(list.len())
                 .map_err(|_| UnlockError::Holders("at most 255 key holders".into()))?;
             let mut w = Zeroizing::new([0u8; KEY_BYTES]);
@@ -819,6 +827,9 @@ pub fn add(
             });
         }
     }
+    if let NewMethod::Holders(_, list) = new {
+        holders_unused(&file, list)?;
+    }
     let method = make(vault_id, &name, vk, new)?;
     let mut replaced_none = Vec::new();
     if !matches!(new, NewMethod::None) {
@@ -838,6 +849,35 @@ pub fn add(
         name,
         replaced_none,
     })
+}
+
+/// Refuses key holders already in one of `file`'s holders methods: a
+/// holder keeps one share per vault, so enrolling it again
+/// would silently take its share away from the other method.
+fn holders_unused(
+    file: &UnlockFile,
+    list: &[(String, String, holders::HolderKeys)],
+) -> Result<(), UnlockError> {
+    for (name, addr, _) in list {
+        for m in &file.methods {
+            if let Method::Holders {
+                name: method,
+                holders,
+                ..
+            } = m
+                && let Some(h) = holders.iter().find(|h| h.name == *name || h.addr == *addr)
+            {
+                return Err(UnlockError::Holders(format!(
+                    "key holder {name:?} at {addr} already keeps a share for the method {method:?} \
+                     (as {:?} at {}); a holder keeps one share per vault, so enrolling it again \
+                     would break that method. Use other holders, or `qsfs unlock remove` {method:?} \
+                     first; nothing was changed",
+                    h.name, h.addr
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Replaces every method by `new`, for the new key `vk` (a vault moving

@@ -80,8 +80,10 @@ impl Vault {
         if self.backup_on_nodes(id)? {
             return Err(crate::dispersal::PiecesError {
                 object: *id,
-                detail: "its pieces cannot be rewritten from the client (a shard's piece is rebuilt                          with the shard: run `qsfs scrub --repair`)"
-                    .into(),
+                detail:
+                    "its pieces cannot be rewritten from the client (a shard's piece is rebuilt \
+                         with the shard): run `qsfs scrub --repair`"
+                        .into(),
             }
             .into());
         }

@@ -204,6 +204,18 @@ pub fn recover(root: &Path, opts: &RecoverOptions) -> Result<Recovered, VaultErr
             },
             other => other.clone(),
         };
+        if let RecoverNode::Linked { pool, .. } = &spec
+            && let Some(twin) = nodes
+                .iter()
+                .find(|f| matches!(&f.spec, RecoverNode::Linked { pool: p, .. } if p == pool))
+        {
+            return Err(bad(format!(
+                "the key pool {} is given twice (for {} and {}); each link has its own pool pair",
+                pool.display(),
+                twin.spec.shown(),
+                spec.shown()
+            )));
+        }
         let (vid, found) = open_node(&spec)?;
         match &vault_id {
             Some(v) if *v != vid => {

@@ -306,4 +306,37 @@ fn a_holder_keyed_by_an_etsi_014_kme_unlocks_beside_pool_keyed_ones() {
     ]);
     others[0].start(&[]);
     v.assert_reads("/a", &data);
+    // A holder keeps one share per vault: a second holders method naming
+    // one of them is refused (it would break the first), as is a holder
+    // named twice.
+    qsfs(&[
+        "unlock",
+        "add",
+        &v.arg(),
+        "holders",
+        "--threshold",
+        "1",
+        "--holder",
+        &others[0].spec(),
+    ])
+    .failure()
+    .stderr_has(&[
+        "already keeps a share",
+        "\"holders\"",
+        "nothing was changed",
+    ]);
+    let twice = [others[1].spec(), others[1].spec()];
+    qsfs(&[
+        "init",
+        t.join("v2").to_str().unwrap(),
+        "--unlock",
+        "holders",
+        "--holder",
+        &twice[0],
+        "--holder",
+        &twice[1],
+    ])
+    .failure()
+    .stderr_has(&["named twice"]);
+    v.assert_reads("/a", &data);
 }

@@ -766,6 +766,12 @@ fn a_lost_client_is_recovered_from_node_servers_alone() {
     )
     .failure()
     .stderr_has(&["end B", "copy-of-node-0.b"]);
+    recover(
+        &[specs[0].clone(), specs[0].clone()],
+        &["--passphrase-file", &pass],
+    )
+    .failure()
+    .stderr_has(&["given twice"]);
     let plain = format!("addr={},plaintext", srv[4].addr);
     recover(&[plain], &["--passphrase-file", &pass])
         .failure()

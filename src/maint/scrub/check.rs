@@ -45,6 +45,9 @@ pub struct ShardCheck {
     pub root: Option<[u8; 32]>,
     /// Bytes read from the node.
     pub bytes_read: u64,
+    /// The key piece this shard should hold, when scrub rebuilt it from
+    /// the keystore's `B` (its own piece was found damaged).
+    pub piece: Option<zeroize::Zeroizing<Vec<u8>>>,
 }
 
 impl ShardCheck {
@@ -57,6 +60,7 @@ impl ShardCheck {
             bad: BadStripes::All,
             root: None,
             bytes_read: 0,
+            piece: None,
         }
     }
 }
@@ -238,6 +242,7 @@ pub fn check_shard(
         bad: BadStripes::Some(bad),
         root,
         bytes_read,
+        piece: None,
     }
 }
 

@@ -76,7 +76,13 @@ impl Vault {
                 }
             };
             let copy = matches!(checks[i].state, ShardState::Corrupt(_));
-            let placed = match self.dispersal().place_shard(&cur, i, &target, copy) {
+            let placed = match self.dispersal().place_shard_with_piece(
+                &cur,
+                i,
+                &target,
+                copy,
+                checks[i].piece.clone(),
+            ) {
                 Ok(p) => {
                     progress(Progress::Advance {
                         bytes: p.bytes_written,
