@@ -691,7 +691,15 @@ impl ShardStore for DirNode {
             if !fan.file_type().map_err(err)?.is_dir() {
                 continue;
             }
-            for entry in fs::read_dir(fan.path()).map_err(err)? {
+            // A shard removed between the two reads (a delete beside the
+            // listing, as scrub, fsck and audits run beside a mount) is
+            // simply not listed.
+            let entries = match fs::read_dir(fan.path()) {
+                Ok(it) => it,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(err(e)),
+            };
+            for entry in entries {
                 let entry = entry.map_err(err)?;
                 let name = entry.file_name();
                 let name = name.to_string_lossy();
@@ -705,7 +713,11 @@ impl ShardStore for DirNode {
                 let (Some(object), Ok(index)) = (ObjectId::from_hex(hex), idx.parse::<u8>()) else {
                     continue;
                 };
-                let size = entry.metadata().map_err(err)?.len();
+                let size = match entry.metadata() {
+                    Ok(m) => m.len(),
+                    Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                    Err(e) => return Err(err(e)),
+                };
                 listing.shards.push(StoredShard {
                     key: ShardKey { object, index },
                     size,
