@@ -225,25 +225,14 @@ impl Dispersal {
                     }
                 }
             }
-            let mut i = k;
-            loop {
-                if i == 0 {
-                    return verdict.ok_or_else(|| {
-                        format!(
-                            "no {k} of the {} key pieces read rebuild the backup record the \
-                             keystore gives",
-                            refs.len()
-                        )
-                    });
-                }
-                i -= 1;
-                if idx[i] < refs.len() - k + i {
-                    break;
-                }
-            }
-            idx[i] += 1;
-            for j in i + 1..k {
-                idx[j] = idx[j - 1] + 1;
+            if !next_subset(&mut idx, refs.len()) {
+                return verdict.ok_or_else(|| {
+                    format!(
+                        "no {k} of the {} key pieces read rebuild the backup record the keystore \
+                         gives",
+                        refs.len()
+                    )
+                });
             }
         }
     }
@@ -300,22 +289,31 @@ fn best_polynomial(all: &[Zeroizing<Vec<u8>>], k: u8) -> Option<(usize, Vec<&[u8
         if best.as_ref().is_none_or(|(b, _)| v > *b) {
             best = Some((v, pick));
         }
-        // Next combination in lexicographic order.
-        let mut i = k;
-        loop {
-            if i == 0 {
-                return best;
-            }
-            i -= 1;
-            if idx[i] < refs.len() - k + i {
-                break;
-            }
-        }
-        idx[i] += 1;
-        for j in i + 1..k {
-            idx[j] = idx[j - 1] + 1;
+        if !next_subset(&mut idx, refs.len()) {
+            return best;
         }
     }
+}
+
+/// Moves `idx` (sorted indices into `0..len`) to the next combination in
+/// lexicographic order; false after the last one.
+fn next_subset(idx: &mut [usize], len: usize) -> bool {
+    let k = idx.len();
+    let mut i = k;
+    loop {
+        if i == 0 {
+            return false;
+        }
+        i -= 1;
+        if idx[i] < len - k + i {
+            break;
+        }
+    }
+    idx[i] += 1;
+    for j in i + 1..k {
+        idx[j] = idx[j - 1] + 1;
+    }
+    true
 }
 
 #[cfg(test)]
