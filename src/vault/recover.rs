@@ -26,7 +26,7 @@ use crate::node::transport::{Transport, plain_transport, qkd_transport};
 use crate::node::{DirNode, Node, RemoteNode, RemoteOptions, ShardKey};
 use crate::qkd::End;
 use crate::qkd::link::LinkConfig;
-use crate::qkd::pool::PoolFile;
+use crate::qkd::pool::{PoolFile, SealKey};
 use crate::store::{Db, OpenMode};
 use crate::unlock::Unlock;
 use std::sync::Arc;
@@ -276,10 +276,10 @@ pub fn recover(root: &Path, opts: &RecoverOptions) -> Result<Recovered, VaultErr
                     &nodes,
                     &opts.unlock,
                 )
-                .and_then(|(recovered, config)| {
+                .and_then(|(recovered, config, seal)| {
                     // The links' pools are free once the nodes are closed.
                     drop(std::mem::take(&mut nodes));
-                    commit(root, recovered, config, &opts.unlock)
+                    commit(root, recovered, config, seal.as_ref())
                 })
                 .inspect_err(|_| clear(root))
                 {
@@ -305,18 +305,16 @@ fn commit(
     root: &Path,
     mut r: Recovered,
     mut config: super::Config,
-    how: &Unlock,
+    seal: Option<&SealKey>,
 ) -> Result<Recovered, VaultError> {
     let root = root
         .canonicalize()
         .map_err(io_err(format!("resolve {}", root.display())))?;
-    let key = crate::unlock::open(&root, &r.vault_id, how)?;
-    let seal = super::links::seal_for(&root, &r.vault_id, key.as_ref());
     for n in &mut config.nodes {
         let Some(given) = n.keypool.clone().filter(|_| n.kind == "remote") else {
             continue;
         };
-        let Some(seal) = &seal else { continue };
+        let Some(seal) = seal else { continue };
         let rel = super::links::import_pool(&root, &n.name, &given, seal)
             .map_err(|d| bad(format!("node {}: {d}", n.name)))?;
         r.imported_pools.push((given, root.join(&rel)));
@@ -419,7 +417,7 @@ fn restore(
     journal: &[&Vec<(usize, ShardKey)>],
     nodes: &[Found],
     how: &Unlock,
-) -> Result<(Recovered, super::Config), VaultError> {
+) -> Result<(Recovered, super::Config, Option<SealKey>), VaultError> {
     let sealed = metabackup::parse(object)
         .ok_or_else(|| bad("it is not a metadata snapshot of a format this qsfs reads".into()))?;
     if sealed.generation != generation {
@@ -636,6 +634,7 @@ fn restore(
             imported_pools: Vec::new(),
         },
         config,
+        seal,
     ))
 }
 
