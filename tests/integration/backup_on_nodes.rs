@@ -233,6 +233,22 @@ fn node_servers_carry_the_pieces_and_a_killed_one_still_leaves_b() {
     v.assert_reads("/small", &small);
 }
 
+/// XORs `flip` into the byte `back` bytes before the end of `obj`'s shard
+/// on node `n` (inside its key piece, after the hashed chunks); returns
+/// the shard file and its bytes before.
+fn damage_piece(f: &Fixture, n: usize, obj: &str, back: usize, flip: u8) -> (PathBuf, Vec<u8>) {
+    let shard = common::shards_in(&format!("n{n}"), &f.nodes[n])
+        .into_iter()
+        .find(|s| s.object == obj)
+        .unwrap_or_else(|| panic!("no shard of {obj} on node {n}"));
+    let good = std::fs::read(&shard.path).unwrap();
+    let mut bad = good.clone();
+    let at = bad.len() - back;
+    bad[at] ^= flip;
+    std::fs::write(&shard.path, &bad).unwrap();
+    (shard.path, good)
+}
+
 #[test]
 fn scrub_finds_a_damaged_key_piece_and_repair_regenerates_it() {
     let f = fixture("b on nodes: damaged piece");
@@ -241,15 +257,7 @@ fn scrub_finds_a_damaged_key_piece_and_repair_regenerates_it() {
     let b = b_of(v, "/mid.bin");
     // The piece ends the shard file, after the hashed chunks: flip a byte
     // of it on node 2.
-    let shard = common::shards_in("n2", &f.nodes[2])
-        .into_iter()
-        .find(|s| s.object == obj)
-        .expect("a shard of /mid.bin on node 2");
-    let good = std::fs::read(&shard.path).unwrap();
-    let mut bad = good.clone();
-    let at = bad.len() - PIECE / 2;
-    bad[at] ^= 0x40;
-    std::fs::write(&shard.path, &bad).unwrap();
+    let (path, good) = damage_piece(&f, 2, &obj, PIECE / 2, 0x40);
 
     let r = v.run("scrub", &["--json"]);
     let report: Value = serde_json::from_slice(&r.stdout).unwrap();
@@ -269,7 +277,7 @@ fn scrub_finds_a_damaged_key_piece_and_repair_regenerates_it() {
 
     v.run("scrub", &["--repair"]).success();
     assert!(
-        std::fs::read(&shard.path).unwrap() == good,
+        std::fs::read(&path).unwrap() == good,
         "the shard came back different"
     );
     let r = v.run("scrub", &["--json"]);
@@ -292,16 +300,7 @@ fn two_damaged_key_pieces_are_told_apart_by_the_keystore_and_repaired() {
     // (Different changes: the same change to two pieces can cancel out
     // in GF(256), which is reported as undecidable instead.)
     for (n, back, flip) in [(0usize, 4usize, 0x11u8), (1, 9, 0x5a)] {
-        let shard = common::shards_in(&format!("n{n}"), &f.nodes[n])
-            .into_iter()
-            .find(|s| s.object == obj)
-            .expect("a shard of /mid.bin");
-        let good = std::fs::read(&shard.path).unwrap();
-        let mut bad = good.clone();
-        let at = bad.len() - back;
-        bad[at] ^= flip;
-        std::fs::write(&shard.path, &bad).unwrap();
-        damaged.push((shard.path, good));
+        damaged.push(damage_piece(&f, n, &obj, back, flip));
     }
     // keys verify blames B, never a share that is fine.
     let (_, report) = v.keys_verify();
