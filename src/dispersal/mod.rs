@@ -363,33 +363,45 @@ impl Dispersal {
         let layout = StripeLayout::plan(cfg.k, cfg.n, object_len, cfg.max_chunk)?;
         let codec = self.codec(cfg.k, cfg.n)?;
         let chosen = placement::choose(&self.placeable(), cfg.n);
-        let (value, outcomes) = std::thread::scope(|scope| {
-            let mut senders = Vec::with_capacity(cfg.n);
-            let mut handles = Vec::with_capacity(cfg.n);
-            for (i, node) in chosen.iter().enumerate() {
-                let (tx, rx) = crossbeam_channel::bounded(write::QUEUE);
-                senders.push(tx);
-                let header = ShardHeader::new(id, i as u8, &layout).with_piece(piece);
-                let node: &dyn Node = node.as_ref();
-                let piece = pieces.get(i).map(|p| &p[..]);
-                handles.push(scope.spawn(move || write::shard_writer(node, header, rx, piece)));
-            }
-            let mut writer = ObjectWriter::new(layout, &codec, senders);
-            let value = match fill(&mut writer) {
-                Ok(v) => writer.finish().map(|()| v).map_err(DispersalError::Source),
-                // The writer holds the channels: drop it so the shard
-                // threads see the end of input and can be joined.
-                Err(e) => {
-                    drop(writer);
-                    Err(e)
-                }
+        // Shard writers run on kept threads (workers.rs): spawning n threads
+        // per object cost more than sealing a small file.
+        let (done_tx, done_rx) = crossbeam_channel::bounded(cfg.n);
+        let mut senders = Vec::with_capacity(cfg.n);
+        let mut started = 0usize;
+        for (i, node) in chosen.iter().enumerate() {
+            let (tx, rx) = crossbeam_channel::bounded(write::QUEUE);
+            let header = ShardHeader::new(id, i as u8, &layout).with_piece(piece);
+            let node = Arc::clone(node);
+            let piece = pieces.get(i).map(|p| Zeroizing::new(p.to_vec()));
+            let done = done_tx.clone();
+            let job = move || {
+                let piece = piece.as_ref().map(|p| &p[..]);
+                let outcome = write::shard_writer(node.as_ref(), header, rx, piece);
+                let _ = done.send((i, outcome));
             };
-            let outcomes: Vec<_> = handles
-                .into_iter()
-                .map(std::thread::ScopedJoinHandle::join)
-                .collect();
-            (value, outcomes)
-        });
+            if crate::workers::run("qsfs-shard-write", job).is_ok() {
+                started += 1;
+            }
+            senders.push(tx);
+        }
+        drop(done_tx);
+        let value = if started < chosen.len() {
+            Err(DispersalError::Internal(format!(
+                "object {id}: could not start its shard writer threads"
+            )))
+        } else {
+            // The writer drops at the end of this block with the channels,
+            // so the shard writers see the end of input.
+            let mut writer = ObjectWriter::new(layout, &codec, senders);
+            match fill(&mut writer) {
+                Ok(v) => writer.finish().map(|()| v).map_err(DispersalError::Source),
+                Err(e) => Err(e),
+            }
+        };
+        let mut outcomes: Vec<Option<write::ShardOutcome>> = (0..cfg.n).map(|_| None).collect();
+        for (i, outcome) in &done_rx {
+            outcomes[i] = Some(outcome);
+        }
         // On a failed fill the outcomes drop here, discarding the temp shards.
         let value = value?;
         let mut hashes = vec![[0u8; 32]; layout.stripes as usize * cfg.n];
@@ -402,11 +414,13 @@ impl Dispersal {
             // manifest would be incomplete, so the object fails as a whole
             // (its other shards are discarded with `outcomes`).
             let outcome = match outcome {
-                Ok(o) if o.hashes.len() as u64 == layout.stripes => o,
+                Some(o) if o.hashes.len() as u64 == layout.stripes => o,
                 bad => {
                     let why = match bad {
-                        Ok(o) => format!("hashed {} of {} stripes", o.hashes.len(), layout.stripes),
-                        Err(_) => "its writer thread panicked".to_string(),
+                        Some(o) => {
+                            format!("hashed {} of {} stripes", o.hashes.len(), layout.stripes)
+                        }
+                        None => "its writer thread panicked".to_string(),
                     };
                     tracing::error!(object = %id, "shard {i} not written: {why}");
                     return Err(DispersalError::Internal(format!(
@@ -472,20 +486,60 @@ impl Dispersal {
         let mut pending = Vec::with_capacity(cfg.n);
         let mut failures = NodeFailures::default();
         let mut missing = 0u32;
-        for (i, (node, shard)) in chosen.iter().zip(&shards).enumerate() {
+        for (i, shard) in shards.iter().enumerate() {
             for (s, c) in shard.chunks(chunk).enumerate() {
                 hashes[s * cfg.n + i] = *blake3::hash(c).as_bytes();
             }
             let mut tree = crate::rmht::Builder::new(crate::rmht::BLOCK);
             tree.update(shard);
             roots[i] = tree.finish().0;
+        }
+        // The n shard writes go out at once, each on a kept thread (the
+        // last on this one): a write is a round trip to its node, and n of
+        // them in a row were most of a small file's close(2).
+        let (done_tx, done_rx) = crossbeam_channel::bounded(cfg.n);
+        let mut jobs = Vec::with_capacity(cfg.n);
+        for (i, (node, shard)) in chosen.iter().zip(shards).enumerate() {
             let header = ShardHeader::new(id, i as u8, &layout).with_piece(piece);
-            let result = node.create(&header).and_then(|mut sink| {
-                sink.write(shard)?;
-                if let Some(p) = pieces.get(i) {
-                    sink.write(p)?;
-                }
-                sink.finish()
+            let node = Arc::clone(node);
+            let piece = pieces.get(i).map(|p| Zeroizing::new(p.to_vec()));
+            let done = done_tx.clone();
+            jobs.push(move || {
+                let result = node.create(&header).and_then(|mut sink| {
+                    sink.write(&shard)?;
+                    if let Some(p) = &piece {
+                        sink.write(p)?;
+                    }
+                    sink.finish()
+                });
+                let _ = done.send((i, result));
+            });
+        }
+        drop(done_tx);
+        let last = jobs.pop();
+        for job in jobs {
+            if let Err(e) = crate::workers::run("qsfs-shard-write", job) {
+                tracing::warn!(object = %id, "cannot start a shard writer thread: {e}");
+            }
+        }
+        if let Some(job) = last {
+            job();
+        }
+        let mut results: Vec<Option<Result<PendingShard, NodeError>>> =
+            (0..cfg.n).map(|_| None).collect();
+        for (i, r) in &done_rx {
+            results[i] = Some(r);
+        }
+        for (i, (node, result)) in chosen.iter().zip(results).enumerate() {
+            let result = result.unwrap_or_else(|| {
+                Err(NodeError::new(
+                    node.name(),
+                    "write shard",
+                    None,
+                    crate::node::NodeErrorKind::Offline(
+                        "its writer thread could not start or panicked".into(),
+                    ),
+                ))
             });
             match result {
                 Ok(p) => pending.push(Some(p)),

@@ -122,7 +122,11 @@ mod tests {
         let key = [9u8; 32];
         let c = SegmentCipher::new(&key);
         let other = aes_gcm::Aes256Gcm::new(&aes_gcm::Key::<aes_gcm::Aes256Gcm>::from(key));
-        for (index, last, len) in [(0u64, false, 0usize), (3, true, 17), (70_000, false, 65_536)] {
+        for (index, last, len) in [
+            (0u64, false, 0usize),
+            (3, true, 17),
+            (70_000, false, 65_536),
+        ] {
             let plain: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
             let mut ours = plain.clone();
             let tag = c.encrypt_segment(index, last, &mut ours).unwrap();
