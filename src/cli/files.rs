@@ -50,6 +50,11 @@ pub struct InitArgs {
     /// through in-process QKD-keyed links.
     #[arg(long)]
     direct: bool,
+    /// Pack small shards (up to 1 MiB) many to a file in each node folder
+    /// (NODE/packs) instead of a file per shard: a tree of small files
+    /// costs a few appends and one disk barrier per node per group.
+    #[arg(long)]
+    packs: bool,
     /// Keys each link's key pool pair starts with (simulated links refill).
     #[arg(long, value_name = "N", default_value_t = crate::vault::INITIAL_LINK_KEYS)]
     link_keys: u64,
@@ -99,6 +104,7 @@ pub fn init(ctx: &Ctx, a: InitArgs) -> Result<i32> {
         },
         max_chunk: a.max_chunk,
         direct: a.direct,
+        packs: a.packs,
         link_keys: a.link_keys,
         // An empty key-file path: the default place, once the id exists.
         unlock: match method {

@@ -7,6 +7,9 @@
 //! NODE/shards/<ab>/<object hex>.<i>   shard i of an object, fanned out on
 //!                                     the first two hex digits of its id
 //! NODE/shards/<ab>/.<object hex>.<i>.<tag>.tmp   a write not yet committed
+//! NODE/packs/<seq>.pack               small shards, many to a file (packs.rs);
+//!                                     a node with this folder packs shards
+//!                                     of up to PACK_MAX_SHARD bytes
 //! ```
 //! A shard is written to a temporary name in its final folder, fsynced,
 //! renamed, and the folder fsynced, so a shard file under its final name is
@@ -34,6 +37,13 @@ use crate::ObjectId;
 const MARKER: &str = "qsfs-node";
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// Shards up to this many bytes (header and key piece included) go into
+/// packs on a node that packs. Why 1 MiB: a shard file costs a create, a
+/// rename and a folder sync (about 0.3 ms here), a tenth of the time to
+/// write 1 MiB; below that the per-file cost dominates, above it a repack
+/// would copy more than it saves.
+pub const PACK_MAX_SHARD: u64 = 1 << 20;
+
 /// A node backed by a local folder.
 #[derive(Debug)]
 pub struct DirNode {
@@ -50,6 +60,11 @@ pub struct DirNode {
     trees: super::proof::TreeCache,
     /// Finished writes waiting for their commit, by the token handed out.
     pending: Arc<PendingTable<DirPending>>,
+    /// Small shards, many to a file (`NODE/packs/`).
+    packs: Arc<super::packs::Packs>,
+    /// Whether new small shards go into packs: the node folder has a
+    /// `packs` folder (made by `qsfs init --packs`), looked at once.
+    packing: std::sync::OnceLock<bool>,
 }
 
 /// Empty files a node keeps ready for shard writes.
@@ -81,7 +96,52 @@ impl DirNode {
             ),
             trees: Default::default(),
             pending: PendingTable::new(),
+            packs: Arc::new(super::packs::Packs::new(&root.join("packs"))),
+            packing: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Makes the node pack small shards from now on (`qsfs init --packs`).
+    pub fn enable_packs(&self) -> Result<(), NodeError> {
+        let dir = self.root.join("packs");
+        match crate::perms::create_private_dir(&dir) {
+            Ok(()) => crate::sys::fsync_dir(&self.root).map_err(|e| {
+                self.err("make the packs folder", None, NodeErrorKind::Io(e))
+                    .at(&self.root)
+            }),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(self
+                .err("make the packs folder", None, NodeErrorKind::Io(e))
+                .at(&dir)),
+        }
+    }
+
+    fn packs_small_shards(&self) -> bool {
+        *self
+            .packing
+            .get_or_init(|| self.root.join("packs").is_dir())
+    }
+
+    /// Space use of the node's packs.
+    pub fn pack_stats(&self) -> std::io::Result<super::packs::PackStats> {
+        self.packs.stats()
+    }
+
+    /// Size of a stored shard, header included; None if the node does not hold it.
+    pub fn shard_size(&self, key: ShardKey) -> std::io::Result<Option<u64>> {
+        if let Some((loc, _)) = self.packs.find(key)? {
+            return Ok(Some(u64::from(loc.len)));
+        }
+        match fs::metadata(self.shard_path(key)) {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn pack_err(&self, op: &'static str, key: Option<ShardKey>, e: std::io::Error) -> NodeError {
+        self.err(op, key, Self::io_kind(e))
+            .at(&self.root.join("packs"))
     }
 
     /// Creates the node folder and its marker (at `qsfs init`).
@@ -443,6 +503,20 @@ impl ShardStore for DirNode {
             }
         }
         let key = header.key;
+        if header.file_len() <= PACK_MAX_SHARD && self.packs_small_shards() {
+            let mut buf = Vec::with_capacity(header.file_len() as usize);
+            buf.extend_from_slice(&header.encode());
+            return Ok(Box::new(PackSink {
+                node: self.name.clone(),
+                key,
+                buf,
+                expected: header.file_len(),
+                packs: Arc::clone(&self.packs),
+                pending: Arc::clone(&self.pending),
+                root: self.root.clone(),
+                dst: self.shard_path(key),
+            }));
+        }
         let io = |e, at: &Path| {
             self.err("write shard", Some(key), NodeErrorKind::Io(e))
                 .at(at)
@@ -493,6 +567,7 @@ impl ShardStore for DirNode {
             expected: header.file_len(),
             pending: Arc::clone(&self.pending),
         };
+
         sink.put(&header.encode())?;
         Ok(Box::new(sink))
     }
@@ -507,10 +582,11 @@ impl ShardStore for DirNode {
                     .map_err(|e| self.err("commit shard", Some(key), e.into()))
             })
             .collect();
+        self.commit_packed(&mut items);
         // A big group shares one filesystem barrier instead of an fsync per
         // shard file and per fan-out folder; a small one stays precise (a
         // syncfs would also flush unrelated dirty data on that disk).
-        let grouped = items.iter().flatten().count() >= SYNCFS_GROUP;
+        let grouped = items.iter().flatten().filter(|p| !p.done).count() >= SYNCFS_GROUP;
         // 1. The data, durable under the temporary names.
         if grouped {
             if let Err(e) = self.syncfs() {
@@ -519,6 +595,7 @@ impl ShardStore for DirNode {
         } else {
             for item in &mut items {
                 if let Ok(p) = item
+                    && !p.done
                     && let Err(e) = p.sync()
                 {
                     *item = Err(self
@@ -530,6 +607,7 @@ impl ShardStore for DirNode {
         // 2. Final names: a shard file under its final name is complete.
         for item in &mut items {
             if let Ok(p) = item
+                && !p.done
                 && let Err(e) = p.publish()
             {
                 *item = Err(self
@@ -543,13 +621,19 @@ impl ShardStore for DirNode {
                 self.fail_all(&mut items, "sync shard folders", &e);
             }
         } else {
-            let mut dirs: Vec<PathBuf> = items.iter().flatten().map(|p| p.dir.clone()).collect();
+            let mut dirs: Vec<PathBuf> = items
+                .iter()
+                .flatten()
+                .filter(|p| !p.done)
+                .map(|p| p.dir.clone())
+                .collect();
             dirs.sort();
             dirs.dedup();
             for d in &dirs {
                 if let Err(e) = crate::sys::fsync_dir(d) {
                     for item in &mut items {
                         if let Ok(p) = item
+                            && !p.done
                             && p.dir == *d
                         {
                             *item = Err(self
@@ -564,10 +648,40 @@ impl ShardStore for DirNode {
                 }
             }
         }
+        // A shard file now stands for a shard a pack also held (rewritten
+        // by a repair): the packed copy goes.
+        for item in &mut items {
+            if let Ok(p) = item
+                && !p.done
+                && let Err(e) = self.packs.remove(p.key)
+            {
+                *item = Err(self.pack_err("commit shard", Some(p.key), e));
+            }
+        }
         items.into_iter().map(|item| item.map(|_| ())).collect()
     }
 
     fn read_at(&self, key: ShardKey, offset: u64, buf: &mut [u8]) -> Result<(), NodeError> {
+        if let Some((loc, file)) = self
+            .packs
+            .find(key)
+            .map_err(|e| self.pack_err("read shard", Some(key), e))?
+        {
+            let payload = u64::from(loc.len).saturating_sub(HEADER_LEN as u64);
+            if offset + buf.len() as u64 > payload {
+                return Err(self.err(
+                    "read shard",
+                    Some(key),
+                    NodeErrorKind::Corrupt(format!(
+                        "truncated: {} bytes at payload offset {offset} are past the end",
+                        buf.len()
+                    )),
+                ));
+            }
+            return file
+                .read_exact_at(buf, loc.body() + HEADER_LEN as u64 + offset)
+                .map_err(|e| self.pack_err("read shard", Some(key), e));
+        }
         let path = self.shard_path(key);
         let err = |kind| self.err("read shard", Some(key), kind).at(&path);
         let file = File::open(&path).map_err(|e| {
@@ -597,6 +711,33 @@ impl ShardStore for DirNode {
     }
 
     fn read_header(&self, key: ShardKey) -> Result<ShardHeader, NodeError> {
+        if let Some((loc, file)) = self
+            .packs
+            .find(key)
+            .map_err(|e| self.pack_err("read shard header", Some(key), e))?
+        {
+            let mut buf = [0u8; HEADER_LEN];
+            file.read_exact_at(&mut buf, loc.body())
+                .map_err(|e| self.pack_err("read shard header", Some(key), e))?;
+            let header = ShardHeader::decode(&buf).map_err(|e| {
+                self.err(
+                    "read shard header",
+                    Some(key),
+                    NodeErrorKind::Corrupt(e.to_string()),
+                )
+            })?;
+            if header.key != key {
+                return Err(self.err(
+                    "read shard header",
+                    Some(key),
+                    NodeErrorKind::Corrupt(format!(
+                        "its pack record holds shard {} instead",
+                        header.key
+                    )),
+                ));
+            }
+            return Ok(header);
+        }
         let path = self.shard_path(key);
         let err = |kind| self.err("read shard header", Some(key), kind).at(&path);
         let file = File::open(&path).map_err(|e| err(Self::io_kind(e)))?;
@@ -622,6 +763,9 @@ impl ShardStore for DirNode {
     }
 
     fn delete(&self, key: ShardKey) -> Result<(), NodeError> {
+        self.packs
+            .remove(key)
+            .map_err(|e| self.pack_err("delete shard", Some(key), e))?;
         // The saved audit tree goes too (a cache: failures do not matter).
         let _ = fs::remove_file(self.tree_path(key));
         let path = self.shard_path(key);
@@ -638,6 +782,71 @@ impl ShardStore for DirNode {
     }
 
     fn purge(&self, object: ObjectId) -> Result<usize, NodeError> {
+        let packed = self
+            .packs
+            .remove_object(object)
+            .map_err(|e| self.pack_err("purge shards", None, e))?;
+        Ok(packed + self.purge_files(object)?)
+    }
+
+    fn list(&self) -> Result<Listing, NodeError> {
+        let mut listing = self.list_files()?;
+        let packed = self
+            .packs
+            .list()
+            .map_err(|e| self.pack_err("list shards", None, e))?;
+        if !packed.is_empty() {
+            listing.shards.extend(
+                packed
+                    .into_iter()
+                    .map(|(key, size)| StoredShard { key, size }),
+            );
+            listing.shards.sort_by_key(|s| s.key);
+            listing.shards.dedup_by_key(|s| s.key);
+        }
+        Ok(listing)
+    }
+}
+
+impl DirNode {
+    /// Commits the packed shards among `items` (one commit record and one
+    /// barrier per pack), leaving shard files to the caller.
+    fn commit_packed(&self, items: &mut [Result<DirPending, NodeError>]) {
+        let packed: Vec<(ShardKey, super::packs::Loc)> = items
+            .iter()
+            .flatten()
+            .filter_map(|p| p.packed.map(|l| (p.key, l)))
+            .collect();
+        if packed.is_empty() {
+            return;
+        }
+        let result = self.packs.commit(&packed);
+        for item in items.iter_mut() {
+            let Ok(p) = item else { continue };
+            if p.packed.is_none() {
+                continue;
+            }
+            match &result {
+                Ok(()) => {
+                    // Committed: nothing to discard any more, and a shard
+                    // file of the same shard (an older copy) goes.
+                    p.packed = None;
+                    p.done = true;
+                    let _ = fs::remove_file(self.tree_path(p.key));
+                    let _ = fs::remove_file(&p.dst);
+                }
+                Err(e) => {
+                    *item = Err(self.pack_err(
+                        "commit shard",
+                        Some(p.key),
+                        std::io::Error::new(e.kind(), e.to_string()),
+                    ));
+                }
+            }
+        }
+    }
+
+    fn purge_files(&self, object: ObjectId) -> Result<usize, NodeError> {
         let dir = self.fan_dir(&object);
         let err = |e: std::io::Error| self.err("purge shards", None, Self::io_kind(e)).at(&dir);
         let hex = object.to_hex();
@@ -677,7 +886,7 @@ impl ShardStore for DirNode {
         Ok(removed)
     }
 
-    fn list(&self) -> Result<Listing, NodeError> {
+    fn list_files(&self) -> Result<Listing, NodeError> {
         let shards = self.root.join("shards");
         let err = |e: std::io::Error| self.err("list shards", None, Self::io_kind(e)).at(&shards);
         let mut listing = Listing::default();
@@ -854,6 +1063,9 @@ impl ShardSink for DirSink {
             tmp: self.tmp.take(),
             dst: self.dst.clone(),
             dir: self.dir.clone(),
+            packed: None,
+            packs: None,
+            done: false,
         };
         Ok(self.pending.issue(self.key, write))
     }
@@ -876,6 +1088,11 @@ struct DirPending {
     tmp: Option<PathBuf>,
     dst: PathBuf,
     dir: PathBuf,
+    /// A write into a pack: its record, until committed or discarded.
+    packed: Option<super::packs::Loc>,
+    packs: Option<Arc<super::packs::Packs>>,
+    /// Committed into its pack: the shard-file steps of a commit skip it.
+    done: bool,
 }
 
 impl DirPending {
@@ -900,6 +1117,66 @@ impl Drop for DirPending {
         if let Some(tmp) = self.tmp.take() {
             let _ = fs::remove_file(tmp);
         }
+        if let (Some(loc), Some(packs)) = (self.packed.take(), &self.packs) {
+            packs.discard(loc);
+        }
+    }
+}
+
+/// A small shard on its way into a pack: held in memory, appended whole
+/// at finish (so a failed write leaves no partial record).
+struct PackSink {
+    node: String,
+    key: ShardKey,
+    buf: Vec<u8>,
+    expected: u64,
+    packs: Arc<super::packs::Packs>,
+    pending: Arc<PendingTable<DirPending>>,
+    root: PathBuf,
+    /// Where a shard file of the same shard would be (removed at commit).
+    dst: PathBuf,
+}
+
+impl ShardSink for PackSink {
+    fn write(&mut self, data: &[u8]) -> Result<(), NodeError> {
+        if self.buf.len() as u64 + data.len() as u64 > self.expected {
+            return Err(NodeError::new(
+                &self.node,
+                "write shard",
+                Some(self.key),
+                NodeErrorKind::Corrupt(format!(
+                    "more than the {} bytes its header announced",
+                    self.expected
+                )),
+            ));
+        }
+        self.buf.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> Result<PendingShard, NodeError> {
+        let err = |kind| NodeError::new(&self.node, "write shard", Some(self.key), kind);
+        if self.buf.len() as u64 != self.expected {
+            return Err(err(NodeErrorKind::Corrupt(format!(
+                "wrote {} bytes, expected {}",
+                self.buf.len(),
+                self.expected
+            ))));
+        }
+        let loc = self
+            .packs
+            .append_shard(&self.buf)
+            .map_err(|e| err(DirNode::io_kind(e)).at(&self.root.join("packs")))?;
+        let write = DirPending {
+            key: self.key,
+            tmp: None,
+            dst: self.dst.clone(),
+            dir: PathBuf::new(),
+            packed: Some(loc),
+            packs: Some(Arc::clone(&self.packs)),
+            done: false,
+        };
+        Ok(self.pending.issue(self.key, write))
     }
 }
 
@@ -920,6 +1197,86 @@ mod tests {
         let mut sink = n.create(&header).unwrap();
         sink.write(payload).unwrap();
         sink.finish().unwrap()
+    }
+
+    #[test]
+    fn a_packing_node_keeps_small_shards_in_packs_and_big_ones_in_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = node(dir.path(), "node-0");
+        n.enable_packs().unwrap();
+        let n = DirNode::new("node-0", &dir.path().join("node-0"), "vault-1");
+        let small = write_shard(&n, ObjectId([1; 16]), 0, &[7u8; 100]);
+        let big = write_shard(
+            &n,
+            ObjectId([2; 16]),
+            1,
+            &vec![9u8; PACK_MAX_SHARD as usize],
+        );
+        let dropped = write_shard(&n, ObjectId([3; 16]), 2, &[5u8; 10]);
+        let (ks, kb, kd) = (small.key(), big.key(), dropped.key());
+        drop(dropped);
+        assert!(
+            n.read_header(ks).unwrap_err().is_not_found(),
+            "visible before its commit"
+        );
+        for r in n.commit(vec![small, big]) {
+            r.unwrap();
+        }
+        assert!(!n.shard_path(ks).exists(), "the small shard is not a file");
+        assert!(n.shard_path(kb).exists(), "the big shard is a file");
+        let mut buf = [0u8; 10];
+        n.read_at(ks, 90, &mut buf).unwrap();
+        assert_eq!(buf, [7u8; 10]);
+        let mut past = [0u8; 11];
+        assert!(matches!(
+            n.read_at(ks, 90, &mut past).unwrap_err().kind,
+            NodeErrorKind::Corrupt(_)
+        ));
+        assert_eq!(n.read_header(ks).unwrap().key, ks);
+        assert_eq!(n.shard_size(ks).unwrap(), Some(164));
+        let keys: Vec<_> = n.list().unwrap().shards.iter().map(|s| s.key).collect();
+        assert_eq!(keys, vec![ks, kb]);
+        // Another process sees the same (the index is rebuilt from the packs).
+        let again = DirNode::new("node-0", &dir.path().join("node-0"), "vault-1");
+        let keys: Vec<_> = again.list().unwrap().shards.iter().map(|s| s.key).collect();
+        assert_eq!(keys, vec![ks, kb]);
+        assert!(again.read_header(kd).unwrap_err().is_not_found());
+        assert!(
+            again.pack_stats().unwrap().dead > 0,
+            "the dropped write is dead space"
+        );
+        n.delete(ks).unwrap();
+        n.delete(ks).unwrap();
+        assert!(n.read_header(ks).unwrap_err().is_not_found());
+        assert_eq!(n.purge(ObjectId([2; 16])).unwrap(), 1);
+        assert!(n.list().unwrap().shards.is_empty());
+        // Purges are durable, and deletions reach the next opener.
+        let again = DirNode::new("node-0", &dir.path().join("node-0"), "vault-1");
+        assert!(again.list().unwrap().shards.is_empty());
+    }
+
+    #[test]
+    fn a_shard_file_rewritten_into_a_pack_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = node(dir.path(), "node-0");
+        let id = ObjectId([4; 16]);
+        let p = write_shard(&files, id, 0, &[1u8; 50]);
+        let key = p.key();
+        files.commit(vec![p]).into_iter().for_each(|r| r.unwrap());
+        assert!(files.shard_path(key).exists());
+        // The node packs from now on; a repair writes the shard again.
+        files.enable_packs().unwrap();
+        let n = DirNode::new("node-0", &dir.path().join("node-0"), "vault-1");
+        let p = write_shard(&n, id, 0, &[2u8; 50]);
+        n.commit(vec![p]).into_iter().for_each(|r| r.unwrap());
+        assert!(
+            !n.shard_path(key).exists(),
+            "the older shard file is still there"
+        );
+        let mut buf = [0u8; 50];
+        n.read_at(key, 0, &mut buf).unwrap();
+        assert_eq!(buf, [2u8; 50]);
+        assert_eq!(n.list().unwrap().shards.len(), 1);
     }
 
     #[test]

@@ -13,6 +13,8 @@
 //! ```text
 //! header.rs     the 64-byte shard header (format first, pure encode/decode)
 //! dir.rs        a folder node: shard files, two-phase writes, listing
+//! packfmt.rs    the pack format: many small shards in one file (pure)
+//! packs.rs      a folder node's packs: appends, commits, index, repack
 //! pending.rs    pending shards: tokens a node issues and takes back
 //! treefile.rs   saved proof trees next to shards (audits)
 //! proof.rs      proof-of-possession challenges and proofs (pure)
@@ -29,6 +31,8 @@ mod admission;
 pub mod conn;
 mod dir;
 mod header;
+mod packfmt;
+mod packs;
 mod pending;
 pub mod plain;
 pub mod proof;

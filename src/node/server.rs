@@ -855,11 +855,9 @@ impl State {
                 Ok(n) => Response::Purged(n as u64),
                 Err(e) => node_err(&e),
             },
-            Request::Stat(key) => match std::fs::metadata(node.shard_path(key)) {
-                Ok(m) => Response::Size(m.len()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    Response::Error(WireError::new(ErrorKind::NotFound, "shard not found"))
-                }
+            Request::Stat(key) => match node.shard_size(key) {
+                Ok(Some(size)) => Response::Size(size),
+                Ok(None) => Response::Error(WireError::new(ErrorKind::NotFound, "shard not found")),
                 Err(e) => Response::Error(WireError::io(&e)),
             },
             Request::List => return send_listing(node, chan),

@@ -38,6 +38,8 @@ pub struct InitOptions {
     /// Reach the node folders directly instead of through in-process
     /// QKD-keyed links (`qsfs init --direct`).
     pub direct: bool,
+    /// Node folders pack small shards (`qsfs init --packs`, node/packs.rs).
+    pub packs: bool,
     /// Keys each new link's pool pair starts with.
     pub link_keys: u64,
     /// The first unlock method; `None` makes a key file at
@@ -57,6 +59,7 @@ impl Default for InitOptions {
             backup: Default::default(),
             max_chunk: DEFAULT_MAX_CHUNK,
             direct: false,
+            packs: false,
             link_keys: super::links::INITIAL_KEYS,
             unlock: None,
         }
@@ -173,8 +176,15 @@ pub fn init(root: &Path, opts: &InitOptions) -> Result<Config, VaultError> {
         .map_err(io_err("set permissions of the staging folder"))?;
     for node in &config.nodes {
         if let Some(p) = config.node_path(&root, node) {
-            DirNode::new(&node.name, &p, &config.vault_id)
-                .initialize()
+            let dir = DirNode::new(&node.name, &p, &config.vault_id);
+            dir.initialize()
+                .and_then(|()| {
+                    if opts.packs {
+                        dir.enable_packs()
+                    } else {
+                        Ok(())
+                    }
+                })
                 .map_err(|e| VaultError::Config {
                     file: file.clone(),
                     detail: e.to_string(),
