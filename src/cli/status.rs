@@ -297,6 +297,14 @@ pub fn status(ctx: &Ctx, a: StatusArgs) -> Result<i32> {
                 .unwrap_or_else(|| "-".into()),
             n.location
         )?;
+        if n.dead_bytes > 0 {
+            writeln!(
+                out,
+                "  {:<10} {} of its packs hold deleted shards (reclaimed online once half a pack is dead)",
+                "",
+                bytes(n.dead_bytes)
+            )?;
+        }
         if let Some(d) = detail {
             writeln!(out, "             {d}")?;
         }

@@ -58,6 +58,9 @@ pub struct NodeStatus {
     pub degraded: Option<String>,
     /// Bytes of those shard files.
     pub bytes: u64,
+    /// Bytes of its packs that hold deleted shards, until a repack.
+    #[serde(default)]
+    pub dead_bytes: u64,
     /// Temporary files of interrupted writes.
     pub leftovers: u64,
     /// Capacity of its storage.
@@ -201,7 +204,7 @@ impl Vault {
         }
         // One listing per node serves both the counts of what it holds and
         // the holdings (placed, held, lost), so the two cannot disagree.
-        let mut listed: HashMap<String, (u64, u64, u64)> = HashMap::new();
+        let mut listed: HashMap<String, (u64, u64, u64, u64)> = HashMap::new();
         let mut took: HashMap<String, Duration> = HashMap::new();
         let holdings = self.holdings_with(|node| {
             let start = Instant::now();
@@ -214,6 +217,7 @@ impl Vault {
                     l.shards.len() as u64,
                     l.shards.iter().map(|s| s.size).sum(),
                     l.leftovers.len() as u64,
+                    l.dead_bytes,
                 ),
             );
             Ok(l)
@@ -223,7 +227,8 @@ impl Vault {
             .nodes()
             .iter()
             .map(|node| {
-                let (found, bytes, leftovers) = listed.remove(node.name()).unwrap_or((0, 0, 0));
+                let (found, bytes, leftovers, dead_bytes) =
+                    listed.remove(node.name()).unwrap_or((0, 0, 0, 0));
                 let (h, not_checked) = holdings.get(node.name()).cloned().unwrap_or_default();
                 let unchecked = if not_checked.is_some() {
                     h.placed - h.debt
@@ -257,6 +262,7 @@ impl Vault {
                         .describe(node.name())
                         .or_else(|| slower_than_peers(node.name(), &took)),
                     bytes,
+                    dead_bytes,
                     leftovers,
                     space: node.space(),
                 }

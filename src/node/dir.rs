@@ -795,6 +795,11 @@ impl ShardStore for DirNode {
             .packs
             .list()
             .map_err(|e| self.pack_err("list shards", None, e))?;
+        listing.dead_bytes = self
+            .packs
+            .stats()
+            .map_err(|e| self.pack_err("list shards", None, e))?
+            .dead;
         if !packed.is_empty() {
             listing.shards.extend(
                 packed

@@ -295,6 +295,9 @@ pub struct Listing {
     pub shards: Vec<StoredShard>,
     /// Temporary files of writes that never committed.
     pub leftovers: Vec<PathBuf>,
+    /// Bytes of packs that hold removed or never committed shards, until a
+    /// repack reclaims them (folder nodes that pack; 0 elsewhere).
+    pub dead_bytes: u64,
 }
 
 /// A storage node: a place that keeps shards ([`ShardStore`]), can be

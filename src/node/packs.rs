@@ -55,6 +55,8 @@ impl Loc {
 struct Pack {
     /// Bytes of the file that were read or written (header and records).
     bytes: u64,
+    /// Bytes after a record that did not parse: dead, never read.
+    tail: u64,
     /// Bytes of the records of committed, not removed shards.
     live: u64,
     /// Tombstones held here: what they remove (pack, record) and which shard.
@@ -75,7 +77,7 @@ struct Owned {
 
 impl Pack {
     fn dead(&self) -> u64 {
-        self.bytes.saturating_sub(PACK_HEADER_LEN + self.live)
+        (self.bytes + self.tail).saturating_sub(PACK_HEADER_LEN + self.live)
     }
 }
 
@@ -245,6 +247,7 @@ impl Packs {
         }
         Ok(Pack {
             bytes: off,
+            tail: file_len - off,
             ..Pack::default()
         })
     }
@@ -252,6 +255,10 @@ impl Packs {
     /// The pack this instance appends to, made when there is none.
     fn current(&self, st: &mut State) -> io::Result<u64> {
         if let Some(seq) = st.current {
+            return Ok(seq);
+        }
+        if let Some(seq) = self.adopt_last(st) {
+            st.current = Some(seq);
             return Ok(seq);
         }
         crate::perms::create_private_dir(&self.dir).or_else(|e| {
@@ -297,6 +304,29 @@ impl Packs {
         );
         st.current = Some(seq);
         Ok(seq)
+    }
+
+    /// Takes over the newest pack when it has room, ends cleanly (every
+    /// byte of it was read as records) and nobody holds it: so each
+    /// `qsfs put` does not leave a pack of its own.
+    fn adopt_last(&self, st: &mut State) -> Option<u64> {
+        let (&seq, pack) = st.packs.iter().next_back()?;
+        if pack.owned.is_some() || pack.bytes >= PACK_TARGET {
+            return None;
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(self.path(seq))
+            .ok()?;
+        if file.try_lock().is_err() || file.metadata().ok()?.len() != pack.bytes {
+            return None;
+        }
+        let file = Arc::new(file);
+        let pack = st.packs.get_mut(&seq)?;
+        pack.file = Some(Arc::clone(&file));
+        pack.owned = Some(Owned { file, pending: 0 });
+        Some(seq)
     }
 
     /// Appends a record to pack `seq` (one this instance owns).
@@ -506,7 +536,7 @@ impl Packs {
         let st = self.lock()?;
         Ok(PackStats {
             packs: st.packs.len(),
-            bytes: st.packs.values().map(|p| p.bytes).sum(),
+            bytes: st.packs.values().map(|p| p.bytes + p.tail).sum(),
             dead: st.packs.values().map(Pack::dead).sum(),
         })
     }
@@ -515,7 +545,7 @@ impl Packs {
     /// the pack stays as it is and the next removal tries again.
     fn repack_if_due(&self, st: &mut State, seq: u64) {
         let Some(p) = st.packs.get(&seq) else { return };
-        let used = p.bytes.saturating_sub(PACK_HEADER_LEN);
+        let used = (p.bytes + p.tail).saturating_sub(PACK_HEADER_LEN);
         if used == 0 || (p.dead() as f64) < REPACK_DEAD * used as f64 {
             return;
         }
@@ -646,6 +676,31 @@ mod tests {
         );
         assert_eq!(p.list().unwrap(), vec![(k1, b1.len() as u64)]);
         assert!(p.stats().unwrap().dead >= b2.len() as u64);
+    }
+
+    #[test]
+    fn the_next_writer_appends_to_a_cleanly_ended_pack_nobody_holds() {
+        let d = tempfile::tempdir().unwrap();
+        let (k1, b1) = shard(1, 0, 100);
+        let (k2, b2) = shard(2, 0, 100);
+        let first = Packs::new(d.path());
+        let l1 = first.append_shard(&b1).unwrap();
+        first.commit(&[(k1, l1)]).unwrap();
+        // Held by `first`: a second writer makes its own pack.
+        let second = Packs::new(d.path());
+        assert_eq!(second.append_shard(&b2).unwrap().at.seq, 2);
+        drop((first, second));
+        let third = Packs::new(d.path());
+        let l2 = third.append_shard(&b2).unwrap();
+        assert_eq!(
+            l2.at.seq, 2,
+            "the newest pack, ended cleanly, is taken over"
+        );
+        third.commit(&[(k2, l2)]).unwrap();
+        drop(third);
+        let p = Packs::new(d.path());
+        assert_eq!(read(&p, k1).unwrap(), b1);
+        assert_eq!(read(&p, k2).unwrap(), b2);
     }
 
     #[test]

@@ -4,7 +4,8 @@
 #
 #   mount_fresh [INIT-ARGS...]  init a vault at $PWD/v, mount it at $PWD/mnt
 #                               (options from the MOUNT_OPTS array), and
-#                               arrange for the EXIT trap to unmount it
+#                               arrange for the EXIT trap to unmount it;
+#                               with QSFS_TEST_PACKS=1, init --packs
 #   mount_vault                 mount the existing $VAULT at $MNT
 #   remount                     `qsfs umount` (waits for every seal), mount again
 #   unmount                     `qsfs umount` with a check that nothing stays mounted
@@ -146,6 +147,8 @@ mount_vault() {
 
 mount_fresh() {
     local out
+    # QSFS_TEST_PACKS=1 (run.sh): the node folders pack small shards.
+    if [ -n "${QSFS_TEST_PACKS:-}" ]; then set -- --packs "$@"; fi
     if [ -n "${QSFS_TEST_CLUSTER:-}" ]; then
         out=$("$Q" init --direct "$VAULT" "$@" 2>&1) || fail "qsfs init failed: $out"
         out=$("$QSFS_CLUSTER_SCRIPT" start "$VAULT" 2>&1) || fail "local-cluster start failed: $out"

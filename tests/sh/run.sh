@@ -36,4 +36,10 @@ done
 for name in case-core-cli case-mount-rsync case-mount-lostfolder case-enospc; do
     QSFS_TEST_CLUSTER=1 run_case "$here/$name.sh" "$name over 5 loopback node servers"
 done
+# Crash safety, tar and rsync again with node folders that pack small
+# shards (`init --packs`), the last also over node servers.
+for name in case-mount-kill9 case-mount-tar case-mount-rsync; do
+    QSFS_TEST_PACKS=1 run_case "$here/$name.sh" "$name with packs"
+done
+QSFS_TEST_PACKS=1 QSFS_TEST_CLUSTER=1 run_case "$here/case-mount-rsync.sh" "case-mount-rsync with packs over 5 loopback node servers"
 [ "$failed" -eq 0 ] || { echo "$failed shell case(s) failed"; exit 1; }

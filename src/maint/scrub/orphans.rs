@@ -149,6 +149,7 @@ mod tests {
                 tmp(flying),
                 PathBuf::from("/n/shards/01/.junk.tmp"),
             ],
+            dead_bytes: 0,
         };
         let found = find("node-2", &listing, &manifests, &in_flight, &unreadable);
         let shards: Vec<ShardKey> = found
