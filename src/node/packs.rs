@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, ErrorKind, Read};
+use std::io::{self, BufReader, ErrorKind, Read, Seek};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -197,28 +197,32 @@ impl Packs {
             .map_err(|e| corrupt(format!("cannot read its header: {e}")))?;
         packfmt::check_pack_header(seq, &h).map_err(|e| corrupt(e.to_string()))?;
         let mut off = PACK_HEADER_LEN;
+        // End of the last whole record: where appends would go.
+        let mut end_valid = off;
         let mut uncommitted: HashMap<u64, (ShardKey, u32)> = HashMap::new();
         let mut covered = Vec::new();
         loop {
-            let mut rh = [0u8; RECORD_HEADER_LEN as usize];
-            if off + RECORD_HEADER_LEN > file_len || r.read_exact(&mut rh).is_err() {
-                break;
-            }
-            let Some(head) = RecordHead::parse(&rh) else {
-                break;
+            let Some(head) = Self::next_record(&mut r, seq, off, file_len, &mut covered) else {
+                if off + RECORD_HEADER_LEN > file_len {
+                    break;
+                }
+                // Damaged bytes, or a write a crash cut short: go on at the
+                // next whole record, so damage costs only the records it hit.
+                match Self::resync(&file, seq, off + 1, file_len)? {
+                    Some(next) => {
+                        tracing::warn!(
+                            "pack {}: {} damaged bytes at offset {off} skipped; the shards there read as missing until scrub rebuilds them",
+                            self.path(seq).display(),
+                            next - off
+                        );
+                        off = next;
+                        r.seek(io::SeekFrom::Start(next))?;
+                        continue;
+                    }
+                    None => break,
+                }
             };
             let end = off + RECORD_HEADER_LEN + u64::from(head.len);
-            if end > file_len {
-                break;
-            }
-            covered.resize(head.covered_len(), 0);
-            if r.read_exact(&mut covered).is_err() {
-                break;
-            }
-            let at = RecordAt { seq, offset: off };
-            if !head.verify(at, &covered) {
-                break;
-            }
             match head.kind {
                 Kind::Shard => {
                     if covered.len() >= HEADER_LEN
@@ -244,12 +248,66 @@ impl Packs {
             let rest = u64::from(head.len) - covered.len() as u64;
             r.seek_relative(rest as i64)?;
             off = end;
+            end_valid = end;
         }
         Ok(Pack {
-            bytes: off,
-            tail: file_len - off,
+            bytes: end_valid,
+            tail: file_len - end_valid,
             ..Pack::default()
         })
+    }
+
+    /// Reads the record at `off` (its header, and into `covered` the body
+    /// bytes its check covers); None unless it is whole and checks out.
+    fn next_record(
+        r: &mut BufReader<&File>,
+        seq: u64,
+        off: u64,
+        file_len: u64,
+        covered: &mut Vec<u8>,
+    ) -> Option<RecordHead> {
+        let mut rh = [0u8; RECORD_HEADER_LEN as usize];
+        if off + RECORD_HEADER_LEN > file_len || r.read_exact(&mut rh).is_err() {
+            return None;
+        }
+        let head = RecordHead::parse(&rh)?;
+        if off + RECORD_HEADER_LEN + u64::from(head.len) > file_len {
+            return None;
+        }
+        covered.resize(head.covered_len(), 0);
+        r.read_exact(covered).ok()?;
+        head.verify(RecordAt { seq, offset: off }, covered)
+            .then_some(head)
+    }
+
+    /// The offset of the first whole record at or after `from`, if any.
+    /// The check binds a record to its offset, so bytes that merely look
+    /// like a record header do not pass.
+    fn resync(file: &File, seq: u64, mut from: u64, file_len: u64) -> io::Result<Option<u64>> {
+        let mut buf = vec![0u8; 1 << 20];
+        let mut covered = Vec::new();
+        let h = RECORD_HEADER_LEN as usize;
+        while from + RECORD_HEADER_LEN <= file_len {
+            let n = ((file_len - from) as usize).min(buf.len());
+            file.read_exact_at(&mut buf[..n], from)?;
+            let last = n - h;
+            for i in 0..=last {
+                let Some(head) = RecordHead::parse(&buf[i..i + h]) else {
+                    continue;
+                };
+                let at = from + i as u64;
+                if at + RECORD_HEADER_LEN + u64::from(head.len) > file_len {
+                    continue;
+                }
+                covered.resize(head.covered_len(), 0);
+                file.read_exact_at(&mut covered, at + RECORD_HEADER_LEN)?;
+                if head.verify(RecordAt { seq, offset: at }, &covered) {
+                    return Ok(Some(at));
+                }
+            }
+            from += (last + 1) as u64;
+        }
+        Ok(None)
     }
 
     /// The pack this instance appends to, made when there is none.
@@ -701,6 +759,32 @@ mod tests {
         let p = Packs::new(d.path());
         assert_eq!(read(&p, k1).unwrap(), b1);
         assert_eq!(read(&p, k2).unwrap(), b2);
+    }
+
+    #[test]
+    fn damage_costs_only_the_records_it_hits() {
+        let d = tempfile::tempdir().unwrap();
+        let p = Packs::new(d.path());
+        let mut keys = Vec::new();
+        for i in 0..5u8 {
+            let (k, b) = shard(i, 0, 300);
+            let l = p.append_shard(&b).unwrap();
+            p.commit(&[(k, l)]).unwrap();
+            keys.push((k, b, l));
+        }
+        drop(p);
+        // Zero the second shard's record header.
+        let path = d.path().join(packfmt::file_name(1));
+        let f = OpenOptions::new().write(true).open(&path).unwrap();
+        f.write_all_at(&[0u8; 24], keys[1].2.at.offset).unwrap();
+        let p = Packs::new(d.path());
+        for (i, (k, b, _)) in keys.iter().enumerate() {
+            match i {
+                1 => assert!(read(&p, *k).is_none()),
+                _ => assert_eq!(read(&p, *k).unwrap(), *b, "shard {i} after the damage"),
+            }
+        }
+        assert!(p.stats().unwrap().dead >= 300);
     }
 
     #[test]
