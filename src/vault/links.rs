@@ -390,6 +390,12 @@ fn in_process(
     let mut set_up = || -> Result<(Arc<PoolFile>, Arc<PoolFile>, LocalDialer), String> {
         let a = Arc::new(open_pool(&a_path, End::A, seal)?);
         let b = Arc::new(open_pool(&b_path, End::B, seal)?);
+        // Both ends are in this process (see PoolFile::in_process_receiver).
+        // The sending batch stays the default: every process that opens
+        // the vault wastes what it reserved and did not use, and a bigger
+        // batch emptied the pools of a run of many short commands.
+        a.in_process_receiver();
+        b.in_process_receiver();
         if a.link_id() != b.link_id() {
             return Err(format!(
                 "{} and {} are not the two ends of one link",

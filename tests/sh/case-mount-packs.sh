@@ -3,8 +3,8 @@
 # reads back after a remount and holds no small shard file. A pack record
 # damaged on one node, and a pack file deleted from another, are found by
 # scrub and rebuilt by `scrub --repair`. Deleting most files leaves dead
-# bytes that `qsfs status` shows and that repacks reclaim online (the pack
-# bytes shrink while the rest reads back), and fsck is clean at the end.
+# bytes that repacks reclaim online (the pack bytes shrink while the rest
+# reads back), and fsck is clean at the end.
 source "$(dirname "$0")/lib-mount.sh"
 
 mkdir src

@@ -12,6 +12,14 @@
 //! receiver cannot know which key the sender names next and must not erase
 //! keys the sender may still use.
 //!
+//! The two ends of an in-process link live in one process
+//! ([`PoolFile::in_process_receiver`]): there a received key's mark is
+//! written at once but not synced. It guards against replay, and nothing
+//! outside the process can send into its socket pairs; after a crash both
+//! ends start over together, and the sender's synced reservation still
+//! keeps any key from sealing twice. Per-key syncs on the receiving ends
+//! were one `fdatasync` per small file written through the mount.
+//!
 //! One process per file: the file is held under an exclusive `flock`.
 //! `qsfs keypool status` reads without the lock ([`inspect`]).
 
@@ -150,6 +158,9 @@ pub struct PoolFile {
     header: Header,
     access: Access,
     batch: AtomicUsize,
+    /// Whether a received key's use is synced before the key is returned
+    /// (always, except on the receiving end of an in-process link).
+    sync_takes: std::sync::atomic::AtomicBool,
     /// The seal key of a sealed pool (its key bytes are stored sealed).
     seal: Option<SealKey>,
     pub(crate) inner: Mutex<Inner>,
@@ -315,6 +326,7 @@ impl PoolFile {
             file,
             header,
             batch: AtomicUsize::new(DEFAULT_BATCH),
+            sync_takes: std::sync::atomic::AtomicBool::new(true),
             seal,
             inner: Mutex::new(inner),
             grow: Mutex::new(()),
@@ -370,6 +382,13 @@ impl PoolFile {
     /// keys on a crash, larger costs fewer syncs.
     pub fn set_batch(&self, keys: usize) {
         self.batch.store(keys.max(1), Ordering::Relaxed);
+    }
+
+    /// Marks this end as receiving over an in-process link, whose sender
+    /// is in this process too: received keys are marked used and wiped in
+    /// the file without an `fdatasync` each (see the module doc).
+    pub fn in_process_receiver(&self) {
+        self.sync_takes.store(false, Ordering::Relaxed);
     }
 
     /// The state, recovering from a panicked holder: memory is only
@@ -452,7 +471,12 @@ impl PoolFile {
     /// Marks records used and zeroes their key bytes on disk, returning
     /// the keys; one `fdatasync` for all. Memory marks them used first, so
     /// a failure wastes them instead of serving them later.
-    fn consume(&self, inner: &mut Inner, slots: &[u64]) -> Result<Vec<LinkKey>, KeyError> {
+    fn consume(
+        &self,
+        inner: &mut Inner,
+        slots: &[u64],
+        sync: bool,
+    ) -> Result<Vec<LinkKey>, KeyError> {
         for &i in slots {
             let s = &mut inner.slots[i as usize];
             s.used = true;
@@ -483,9 +507,11 @@ impl PoolFile {
                 key,
             });
         }
-        self.file.sync_data().map_err(|e| {
-            self.source_err(format!("cannot persist the use of keys (fdatasync): {e}"))
-        })?;
+        if sync {
+            self.file.sync_data().map_err(|e| {
+                self.source_err(format!("cannot persist the use of keys (fdatasync): {e}"))
+            })?;
+        }
         Ok(keys)
     }
 }
@@ -529,7 +555,7 @@ impl KeySource for PoolFile {
         if pick.is_empty() {
             return Err(self.exhausted(dir, &inner));
         }
-        let keys = self.consume(&mut inner, &pick)?;
+        let keys = self.consume(&mut inner, &pick, true)?;
         let mut keys = VecDeque::from(keys);
         let first = keys.pop_front();
         inner.reserve[d] = keys;
@@ -559,7 +585,8 @@ impl KeySource for PoolFile {
                 id: *id,
             });
         }
-        let mut keys = self.consume(&mut inner, &[i])?;
+        let sync = self.sync_takes.load(Ordering::Relaxed);
+        let mut keys = self.consume(&mut inner, &[i], sync)?;
         keys.pop()
             .ok_or_else(|| self.source_err("no key read".to_owned()))
     }
