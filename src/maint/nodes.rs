@@ -494,8 +494,15 @@ impl Vault {
                         path.display()
                     )));
                 }
-                DirNode::new(&opts.name, &path, &cfg.vault_id)
-                    .initialize()
+                let dir = DirNode::new(&opts.name, &path, &cfg.vault_id);
+                dir.initialize()
+                    .and_then(|()| {
+                        if cfg.packs {
+                            dir.enable_packs()
+                        } else {
+                            Ok(())
+                        }
+                    })
                     .map_err(|e| bad(e.to_string()))?;
                 let linked = cfg
                     .nodes

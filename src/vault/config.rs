@@ -86,6 +86,11 @@ pub struct Config {
     /// QKD-keyed link settings.
     #[serde(default, skip_serializing_if = "LinksConfig::is_default")]
     pub links: LinksConfig,
+    /// Folder nodes pack small shards (`qsfs init --packs`): folders added
+    /// or adopted later get a `packs` folder too. Written only when on, so
+    /// a qsfs that cannot read packs refuses the vault by name.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub packs: bool,
     /// Storage nodes.
     #[serde(rename = "node", default)]
     pub nodes: Vec<NodeConfig>,
@@ -456,6 +461,7 @@ mod tests {
             random: EntropyConfig::Os,
             keystore: KeystoreConfig::default(),
             links: LinksConfig::default(),
+            packs: false,
             nodes: (0..5)
                 .map(|i| NodeConfig {
                     name: format!("node-{i}"),

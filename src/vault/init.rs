@@ -134,6 +134,7 @@ pub fn init(root: &Path, opts: &InitOptions) -> Result<Config, VaultError> {
             backup: opts.backup,
         },
         links: Default::default(),
+        packs: opts.packs,
         nodes,
     };
     let file = root.join("qsfs.toml");

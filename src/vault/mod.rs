@@ -536,8 +536,15 @@ impl Vault {
             file: self.root.join("qsfs.toml"),
             detail: format!("no directory node named {name:?}"),
         })?;
-        DirNode::new(name, &path, &self.config.vault_id)
-            .adopt_empty()
+        let dir = DirNode::new(name, &path, &self.config.vault_id);
+        dir.adopt_empty()
+            .and_then(|()| {
+                if self.config.packs {
+                    dir.enable_packs()
+                } else {
+                    Ok(())
+                }
+            })
             .map_err(|e| VaultError::Config {
                 file: self.root.join("qsfs.toml"),
                 detail: e.to_string(),

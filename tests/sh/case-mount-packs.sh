@@ -58,6 +58,10 @@ for i in $(seq 281 300); do cmp "src/small-$i" "$MNT/src/small-$i" || fail "smal
 cmp src/big-1 "$MNT/src/big-1" || fail "big-1 after the repack"
 unmount
 "$Q" fsck "$VAULT" > fsck.out 2>&1 || fail "fsck: $(cat fsck.out)"
+grep -q '^packs = true' "$VAULT/qsfs.toml" || fail "qsfs.toml does not say the vault packs: $(cat "$VAULT/qsfs.toml")"
+# A folder added later packs too.
+"$Q" node add "$VAULT" node-5 --dir "$PWD/node-5" > add.out 2>&1 || fail "node add: $(cat add.out)"
+[ -d node-5/packs ] || fail "the added node folder does not pack: $(ls -la node-5)"
 mount_vault
 for i in $(seq 281 300); do cmp "src/small-$i" "$MNT/src/small-$i" || fail "small-$i after a remount"; done
 echo "packs: $before bytes before deleting 280 files, $after after the repack"
