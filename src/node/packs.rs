@@ -654,6 +654,13 @@ impl Packs {
             .copied()
             .collect();
         let cur = self.current(st)?;
+        if cur == seq {
+            // Cannot happen while `old` holds the lock (the current pack is
+            // never the locked one); never copy a pack into itself.
+            return Err(io::Error::other(format!(
+                "pack {seq} would be repacked into itself"
+            )));
+        }
         let mut moved = Vec::with_capacity(live.len());
         let mut body = Vec::new();
         for (key, loc) in &live {
