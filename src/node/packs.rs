@@ -156,7 +156,7 @@ impl Packs {
                 Err(e) => {
                     // Its shards read as missing; scrub rebuilds them elsewhere.
                     tracing::warn!(
-                        "pack {}: {e}; its shards are treated as missing",
+                        "pack {}: {e}; its shards are treated as missing: run `qsfs scrub --repair` to rebuild them from the other nodes, then move this file out of the node folder",
                         self.path(seq).display()
                     );
                     continue;
@@ -667,12 +667,14 @@ impl Packs {
             body.resize(loc.len as usize, 0);
             old.read_exact_at(&mut body, loc.body())?;
             let at = Self::append(st, cur, Kind::Shard, &body)?;
-            moved.push((*key, Loc { at, len: loc.len }));
+            let new = Loc { at, len: loc.len };
+            // Each copy right after its own commit record's shard: damage
+            // to the new pack then costs only the shards it hits, not all
+            // that one commit record named.
+            Self::append(st, cur, Kind::Commit, &packfmt::commit_body(&[at.offset]))?;
+            moved.push((*key, new));
         }
-        if !moved.is_empty() {
-            let offsets: Vec<u64> = moved.iter().map(|(_, l)| l.at.offset).collect();
-            Self::append(st, cur, Kind::Commit, &packfmt::commit_body(&offsets))?;
-        }
+
         for (target, key) in &keep {
             let b = packfmt::tombstone_body(*target, *key);
             debug_assert_eq!(b.len(), TOMBSTONE_LEN);
