@@ -668,13 +668,12 @@ impl Packs {
             old.read_exact_at(&mut body, loc.body())?;
             let at = Self::append(st, cur, Kind::Shard, &body)?;
             let new = Loc { at, len: loc.len };
-            // Each copy right after its own commit record's shard: damage
-            // to the new pack then costs only the shards it hits, not all
-            // that one commit record named.
+            // A commit record right after each copy: damage to the new
+            // pack then costs only the shards it hits, not all that one
+            // commit record would have named.
             Self::append(st, cur, Kind::Commit, &packfmt::commit_body(&[at.offset]))?;
             moved.push((*key, new));
         }
-
         for (target, key) in &keep {
             let b = packfmt::tombstone_body(*target, *key);
             debug_assert_eq!(b.len(), TOMBSTONE_LEN);
