@@ -486,60 +486,20 @@ impl Dispersal {
         let mut pending = Vec::with_capacity(cfg.n);
         let mut failures = NodeFailures::default();
         let mut missing = 0u32;
-        for (i, shard) in shards.iter().enumerate() {
+        for (i, (node, shard)) in chosen.iter().zip(&shards).enumerate() {
             for (s, c) in shard.chunks(chunk).enumerate() {
                 hashes[s * cfg.n + i] = *blake3::hash(c).as_bytes();
             }
             let mut tree = crate::rmht::Builder::new(crate::rmht::BLOCK);
             tree.update(shard);
             roots[i] = tree.finish().0;
-        }
-        // The n shard writes go out at once, each on a kept thread (the
-        // last on this one): a write is a round trip to its node, and n of
-        // them in a row were most of a small file's close(2).
-        let (done_tx, done_rx) = crossbeam_channel::bounded(cfg.n);
-        let mut jobs = Vec::with_capacity(cfg.n);
-        for (i, (node, shard)) in chosen.iter().zip(shards).enumerate() {
             let header = ShardHeader::new(id, i as u8, &layout).with_piece(piece);
-            let node = Arc::clone(node);
-            let piece = pieces.get(i).map(|p| Zeroizing::new(p.to_vec()));
-            let done = done_tx.clone();
-            jobs.push(move || {
-                let result = node.create(&header).and_then(|mut sink| {
-                    sink.write(&shard)?;
-                    if let Some(p) = &piece {
-                        sink.write(p)?;
-                    }
-                    sink.finish()
-                });
-                let _ = done.send((i, result));
-            });
-        }
-        drop(done_tx);
-        let last = jobs.pop();
-        for job in jobs {
-            if let Err(e) = crate::workers::run("qsfs-shard-write", job) {
-                tracing::warn!(object = %id, "cannot start a shard writer thread: {e}");
-            }
-        }
-        if let Some(job) = last {
-            job();
-        }
-        let mut results: Vec<Option<Result<PendingShard, NodeError>>> =
-            (0..cfg.n).map(|_| None).collect();
-        for (i, r) in &done_rx {
-            results[i] = Some(r);
-        }
-        for (i, (node, result)) in chosen.iter().zip(results).enumerate() {
-            let result = result.unwrap_or_else(|| {
-                Err(NodeError::new(
-                    node.name(),
-                    "write shard",
-                    None,
-                    crate::node::NodeErrorKind::Offline(
-                        "its writer thread could not start or panicked".into(),
-                    ),
-                ))
+            let result = node.create(&header).and_then(|mut sink| {
+                sink.write(shard)?;
+                if let Some(p) = pieces.get(i) {
+                    sink.write(p)?;
+                }
+                sink.finish()
             });
             match result {
                 Ok(p) => pending.push(Some(p)),

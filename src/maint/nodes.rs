@@ -494,15 +494,8 @@ impl Vault {
                         path.display()
                     )));
                 }
-                let dir = DirNode::new(&opts.name, &path, &cfg.vault_id);
-                dir.initialize()
-                    .and_then(|()| {
-                        if cfg.packs {
-                            dir.enable_packs()
-                        } else {
-                            Ok(())
-                        }
-                    })
+                DirNode::new(&opts.name, &path, &cfg.vault_id)
+                    .initialize_packing(cfg.packs)
                     .map_err(|e| bad(e.to_string()))?;
                 let linked = cfg
                     .nodes

@@ -101,6 +101,13 @@ impl DirNode {
         }
     }
 
+    /// Creates the node folder and its marker, and the packs folder when
+    /// the vault packs small shards.
+    pub fn initialize_packing(&self, packs: bool) -> Result<(), NodeError> {
+        self.initialize()?;
+        if packs { self.enable_packs() } else { Ok(()) }
+    }
+
     /// Makes the node pack small shards from now on (`qsfs init --packs`).
     pub fn enable_packs(&self) -> Result<(), NodeError> {
         let dir = self.root.join("packs");

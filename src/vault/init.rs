@@ -177,15 +177,8 @@ pub fn init(root: &Path, opts: &InitOptions) -> Result<Config, VaultError> {
         .map_err(io_err("set permissions of the staging folder"))?;
     for node in &config.nodes {
         if let Some(p) = config.node_path(&root, node) {
-            let dir = DirNode::new(&node.name, &p, &config.vault_id);
-            dir.initialize()
-                .and_then(|()| {
-                    if opts.packs {
-                        dir.enable_packs()
-                    } else {
-                        Ok(())
-                    }
-                })
+            DirNode::new(&node.name, &p, &config.vault_id)
+                .initialize_packing(opts.packs)
                 .map_err(|e| VaultError::Config {
                     file: file.clone(),
                     detail: e.to_string(),
