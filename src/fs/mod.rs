@@ -73,6 +73,9 @@ pub struct FsCore {
     /// (`staging/stock/`).
     wiper: Arc<crate::wipe::Wiper>,
     commit_tx: Mutex<Option<Sender<Job>>>,
+    /// Callers waiting for a commit (fsync, unmount): while there are
+    /// any, the committer does not wait to gather a bigger group.
+    commit_waiters: std::sync::atomic::AtomicUsize,
     /// Files for the background sealer (sealer.rs).
     sealer_tx: Mutex<Option<Sender<Arc<OpenFile>>>>,
     /// Asks the reaper (reaper.rs) for a garbage collection.
@@ -320,6 +323,7 @@ impl Qsfs {
             staging_dir,
             journal_dir,
             commit_tx: Mutex::new(Some(tx)),
+            commit_waiters: std::sync::atomic::AtomicUsize::new(0),
             sealer_tx: Mutex::new(Some(seal_tx)),
             reaper_tx: Mutex::new(Some(reap_tx)),
             flush_wanted: AtomicBool::new(false),

@@ -647,13 +647,36 @@ impl Filesystem for Qsfs {
             if inode.kind == Kind::Dir {
                 return Err(Errno::EISDIR);
             }
-            self.core.with_live(ino.0, |_, st| {
-                if write && flags.0 & libc::O_TRUNC != 0 && st.content.size() > 0 {
-                    self.core.set_size(st, ino.0, 0)?;
-                }
+            let gone = self.core.with_live(ino.0, |f, st| {
+                // Counted before anything else, then checked: an unlink or
+                // rename that destroyed the inode between its lookup and
+                // here would leave this open reading destroyed objects.
                 st.handles += 1;
-                Ok(())
+                match self.ns().exists_now(ino.0) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        st.handles -= 1;
+                        return Ok(Some(Arc::clone(f)));
+                    }
+                    Err(e) => {
+                        st.handles -= 1;
+                        return Err(errno::ns(&e));
+                    }
+                }
+                if write
+                    && flags.0 & libc::O_TRUNC != 0
+                    && st.content.size() > 0
+                    && let Err(e) = self.core.set_size(st, ino.0, 0)
+                {
+                    st.handles -= 1;
+                    return Err(e);
+                }
+                Ok(None)
             })?;
+            if let Some(f) = gone {
+                self.core.maybe_evict(&f);
+                return Err(Errno::ENOENT);
+            }
             if !write {
                 self.touch_atime(ino.0);
             }

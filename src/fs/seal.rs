@@ -44,6 +44,15 @@ pub struct Job {
     pub started: Instant,
 }
 
+/// A caller counted in `FsCore::commit_waiters`.
+struct WaitingForCommit<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for WaitingForCommit<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
 /// Who asks for a seal, which decides whether it waits for one on its way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SealHow {
@@ -63,6 +72,7 @@ impl FsCore {
     /// the ticket to wait for when something is (still) on its way.
     pub fn seal_file(&self, f: &Arc<OpenFile>, how: SealHow) -> Result<Option<u64>, Errno> {
         let started = Instant::now();
+        let _waiting = (how == SealHow::Wait).then(|| self.waiting_for_commit());
         let mut st = f.lock();
         if how == SealHow::Wait {
             while st.content.sealing() {
@@ -204,6 +214,20 @@ impl FsCore {
         Ok((objs, extents))
     }
 
+    /// Counts the caller as waiting for a commit until the guard drops.
+    fn waiting_for_commit(&self) -> WaitingForCommit<'_> {
+        self.commit_waiters
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        WaitingForCommit(&self.commit_waiters)
+    }
+
+    /// Whether anyone waits for a commit now.
+    pub fn commit_awaited(&self) -> bool {
+        self.commit_waiters
+            .load(std::sync::atomic::Ordering::Acquire)
+            > 0
+    }
+
     fn discard(&self, objs: Vec<SealedObject>, code: Errno) -> Errno {
         let ids: Vec<_> = objs.iter().map(SealedObject::id).collect();
         drop(objs);
@@ -213,6 +237,7 @@ impl FsCore {
 
     /// Waits until seal `ticket` of `f` is committed; its error if it failed.
     pub fn wait_commit(&self, f: &OpenFile, ticket: u64) -> Result<(), Errno> {
+        let _waiting = self.waiting_for_commit();
         let mut st = f.lock();
         while st.committed < ticket {
             st = f.wait(st);

@@ -189,6 +189,16 @@ impl Namespace {
         Ok(self.db.flush_durable()?)
     }
 
+    /// Whether inode `ino` exists, asked under the write lock: an unlink
+    /// or rename that asks whether the inode is in use and then destroys
+    /// it does both under that lock, so a caller that counted itself as a
+    /// user first and then finds the inode here keeps it from being
+    /// destroyed (the mount's open does that).
+    pub fn exists_now(&self, ino: u64) -> Result<bool> {
+        let _g = self.lock();
+        Ok(self.db.get(ikey(ino))?.is_some())
+    }
+
     /// The inode `ino`.
     pub fn inode(&self, ino: u64) -> Result<Inode> {
         let v = self

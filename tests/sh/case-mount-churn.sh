@@ -78,6 +78,73 @@ if left:
     sys.exit(f"workers {sorted(left)} still running 120 s after they began (10 s of work): the mount is stuck")
 PY
 
+# Opens racing unlinks and renames over the name: an open that wins its
+# lookup reads the whole file it opened (on ext4 it stays readable); one
+# that loses gets ENOENT. Never EIO, never a mix of two versions. (An open
+# that loaded a file's state just before an unlink destroyed the inode
+# once read objects whose keys were already gone.)
+python3 - "$MNT/churn" <<'PY' || fail "opens racing unlinks and renames read wrong bytes or failed (see above)"
+import os, random, sys, time
+root = sys.argv[1]
+names = [os.path.join(root, f"r{i}") for i in range(4)]
+
+def writer(seed):
+    rng = random.Random(seed)
+    end = time.monotonic() + 5
+    k = 0
+    while time.monotonic() < end:
+        name = rng.choice(names)
+        if rng.randrange(3) == 0:
+            try:
+                os.unlink(name)
+            except FileNotFoundError:
+                pass
+            continue
+        k += 1
+        tmp = f"{name}.w{seed}.{k}"
+        b = bytes([rng.randrange(1, 256)])
+        with open(tmp, "wb") as f:
+            f.write(b * rng.randrange(1, 30000))
+        os.rename(tmp, name)
+
+def reader(seed):
+    rng = random.Random(seed)
+    end = time.monotonic() + 5
+    reads = 0
+    while time.monotonic() < end:
+        name = rng.choice(names)
+        try:
+            with open(name, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            continue
+        reads += 1
+        if not data or data.count(data[:1]) != len(data):
+            sys.exit(f"{name}: read {len(data)} bytes that are not one whole version")
+    print(f"reader {seed}: {reads} whole reads")
+
+pids = []
+for w in range(6):
+    pid = os.fork()
+    if pid == 0:
+        try:
+            (writer if w < 2 else reader)(w)
+            os._exit(0)
+        except SystemExit as e:
+            print(e, file=sys.stderr)
+            os._exit(1)
+        except OSError as e:
+            print(f"worker {w}: {e}", file=sys.stderr)
+            os._exit(1)
+    pids.append(pid)
+bad = 0
+for pid in pids:
+    _, status = os.waitpid(pid, 0)
+    bad += status != 0
+sys.exit(1 if bad else 0)
+PY
+for f in "$MNT"/churn/r*.w*; do [ -e "$f" ] && rm -f "$f"; done
+
 # Every surviving file, through the mount, then through `qsfs get` after
 # the unmount: the same bytes.
 mkdir seen

@@ -25,7 +25,8 @@ run_case() { # CASE-FILE LABEL
         echo "FAIL $name; log follows:"
         sed 's/^/    /' "$work.log"
         failed=$((failed + 1))
-        rm -rf "$work"
+        # QSFS_TEST_KEEP=1 keeps a failed case's folder (vault, log) to look at.
+        if [ -n "${QSFS_TEST_KEEP:-}" ]; then echo "    kept: $work"; else rm -rf "$work"; fi
     fi
 }
 for case in "$here"/case-*.sh; do
