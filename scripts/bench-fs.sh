@@ -17,10 +17,14 @@
 #   scripts/bench-fs.sh --reps N         repetitions (default 3, --quick 1); cells show
 #                                        the median [lowest-highest]
 #   scripts/bench-fs.sh --tree DIR,...   folders to tar for the tree rows instead
-#   scripts/bench-fs.sh --steps LIST     a subset of big,tree,small (default all):
+#   scripts/bench-fs.sh --steps LIST     a subset of big,tree,small,partial (default all):
 #                                        big = write and read the big file; tree = tar x,
 #                                        rsync, ls -lR, cat, rm -rf; small = 3,000 appends,
-#                                        an autotools ./configure, fsstress -n 2000 -p 4
+#                                        an autotools ./configure, fsstress -n 2000 -p 4;
+#                                        partial = SQLite (DELETE and WAL journals, single-row
+#                                        updates), 3,000 appends of 200 B with a cold read,
+#                                        1,000 random 4 KiB writes into the big file with a
+#                                        cold read, and the bytes stored after them
 #
 # QSFS_BIN=/path/to/qsfs measures that binary instead of building this tree.
 #
@@ -43,7 +47,7 @@ quick=0
 reps=
 only=plain,gocryptfs,securefs,qsfs,qsfs-direct,qsfs-backup,qsfs-packs
 trees=
-steps=big,tree,small
+steps=big,tree,small,partial
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) quick=1 ;;
@@ -76,7 +80,7 @@ for f in "${all_fs[@]}"; do [ -n "${want[$f]:-}" ] && fss+=("$f"); done
 declare -A step=()
 IFS=, read -r -a sel <<<"$steps"
 for s in "${sel[@]}"; do
-    case "$s" in big|tree|small) step[$s]=1 ;; *) echo "--steps: unknown step '$s' (big,tree,small)" >&2; exit 2 ;; esac
+    case "$s" in big|tree|small|partial) step[$s]=1 ;; *) echo "--steps: unknown step '$s' (big,tree,small,partial)" >&2; exit 2 ;; esac
 done
 fsstress=${FSSTRESS:-$(command -v fsstress || true)}
 
@@ -93,6 +97,7 @@ if [ -n "${step[small]:-}" ]; then
     command -v automake >/dev/null || need_pkgs+=(automake)
 fi
 if [ -n "${step[small]:-}" ] && ! command -v gcc >/dev/null; then need_pkgs+=(gcc libc6-dev); fi
+if [ -n "${step[partial]:-}" ] && ! command -v sqlite3 >/dev/null; then need_pkgs+=(sqlite3); fi
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     [ $is_root -eq 1 ] || { echo "missing ${need_pkgs[*]}: run as root or: sudo apt-get install ${need_pkgs[*]}" >&2; exit 1; }
     log "installing ${need_pkgs[*]}"
@@ -185,7 +190,7 @@ tar_excl=()
 
 log "making the ${big_mib} MiB random source and the tree tar in $work"
 src="$work/src.bin"
-[ -z "${step[big]:-}" ] || head -c $((big_mib << 20)) /dev/urandom > "$src"
+{ [ -n "${step[big]:-}" ] || [ -n "${step[partial]:-}" ]; } && head -c $((big_mib << 20)) /dev/urandom > "$src"
 tarf="$work/tree.tar"
 targs=()
 for d in "${tree_dirs[@]}"; do
@@ -268,7 +273,8 @@ fs_pid() { local m; m=$(mnt_of "$1"); echo "${mount_pid[$m]:-}"; }
 
 # ---- the run -----------------------------------------------------------------
 declare -A R=()   # R[row,fs] = " value value ..." (one per repetition)
-rows=(write read tar tar_umount rsync ls cat rm appends configure fsstress)
+rows=(write read tar tar_umount rsync ls cat rm appends configure fsstress
+      sql_delete sql_wal sql_update app200 app200_read randw randw_read)
 run_fs() {
     local fs=$1 m t0 bytes
     m=$(mnt_of "$fs")
@@ -367,11 +373,97 @@ run_fs() {
         rm -rf "$m/app" "$m/cfg" "$m/stress"
     fi
 
+    if [ -n "${step[partial]:-}" ]; then
+        run_partial "$fs" "$m"
+    fi
+
+    # Peak resident memory of the filesystem process over the whole run.
+    local p
+    p=$(fs_pid "$fs")
+    if [ -n "$p" ] && [ -r "/proc/$p/status" ]; then
+        R[rss,$fs]+=" $(awk '$1 == "VmHWM:" { printf "%.0f", $2 / 1024 }' "/proc/$p/status")"
+    fi
     t0=$(now)
     fs_unmount "$fs"
     R[final_umount,$fs]+=" $(since "$t0")"
+    if [ -n "${step[partial]:-}" ]; then
+        # What the partial-write files left stored, once compaction had run
+        # (qsfs compacts in the background while mounted: run_partial waits
+        # a few seconds before this unmount), over their logical bytes.
+        local used
+        used=$(du -sb "$(backing_of "$fs")" | awk '{ print $1 }')
+        R[partial_stored,$fs]+=" $(awk -v u="$used" -v b="$partial_base" -v l="$partial_logical" 'BEGIN { printf "%.3f", (u - b) / l }')"
+    fi
     log "$fs: done (load $(cut -d' ' -f1-3 /proc/loadavg))"
     rm -rf -- "$(backing_of "$fs")" "$m"
+}
+
+# The partial-write workloads (issue 14), each timed on its own. Leaves
+# partial_logical (bytes the files hold) and partial_base (bytes the
+# backing folder held before) for the stored row.
+sql_inserts="$work/inserts.sql"
+python3 - > "$sql_inserts" <<'PY'
+print("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);")
+for t in range(200):
+    print("BEGIN;")
+    for i in range(100):
+        print(f"INSERT INTO t(v) VALUES ('row {t}-{i} {'x' * 60}');")
+    print("COMMIT;")
+PY
+run_partial() { # FS MNT
+    local fs=$1 m=$2 t0 i line
+    sync
+    partial_base=$(du -sb "$(backing_of "$fs")" | awk '{ print $1 }')
+    mkdir "$m/p"
+    log "$fs: SQLite, 20,000 inserts in 200 transactions (DELETE)"
+    t0=$(now)
+    { echo "PRAGMA journal_mode=DELETE;"; cat "$sql_inserts"; } | sqlite3 "$m/p/delete.db" > /dev/null
+    R[sql_delete,$fs]+=" $(since "$t0")"
+    log "$fs: SQLite, the same in WAL mode"
+    t0=$(now)
+    { echo "PRAGMA journal_mode=WAL;"; cat "$sql_inserts"; } | sqlite3 "$m/p/wal.db" > /dev/null
+    R[sql_wal,$fs]+=" $(since "$t0")"
+    log "$fs: SQLite, 1,000 single-row UPDATE transactions"
+    t0=$(now)
+    for i in $(seq 1000); do echo "UPDATE t SET v='u $i' WHERE id=$((i * 37 % 20000 + 1));"; done |
+        sqlite3 "$m/p/delete.db"
+    R[sql_update,$fs]+=" $(since "$t0")"
+    log "$fs: 3,000 appends of 200 bytes"
+    line=$(printf '%0199d' 0)
+    t0=$(now)
+    for i in $(seq 3000); do echo "$line" >> "$m/p/app.log"; done
+    R[app200,$fs]+=" $(since "$t0")"
+    cp "$src" "$m/p/big"
+    log "$fs: 1,000 random 4 KiB writes into the ${big_mib} MiB file, then close"
+    t0=$(now)
+    python3 - "$m/p/big" "$big_mib" <<'PY'
+import os, random, sys
+rng = random.Random(14)
+fd = os.open(sys.argv[1], os.O_WRONLY)
+blocks = (int(sys.argv[2]) << 20) // 4096
+for _ in range(1000):
+    os.pwrite(fd, rng.randbytes(4096), rng.randrange(blocks) * 4096)
+os.close(fd)
+PY
+    R[randw,$fs]+=" $(since "$t0")"
+    # Give background compaction its chance, then remount and read cold.
+    sleep 5
+    fs_unmount "$fs"
+    fs_mount "$fs"
+    for i in delete wal; do
+        [ "$(sqlite3 "$m/p/$i.db" 'PRAGMA integrity_check;')" = ok ] || { log "$fs: $i.db fails integrity_check after a remount"; return 1; }
+    done
+    drop_caches
+    t0=$(now)
+    cat "$m/p/app.log" > /dev/null
+    R[app200_read,$fs]+=" $(since "$t0")"
+    [ "$(wc -l < "$m/p/app.log")" -eq 3000 ] || { log "$fs: app.log lost lines"; return 1; }
+    drop_caches
+    t0=$(now)
+    cat "$m/p/big" > /dev/null
+    R[randw_read,$fs]+=" $(since "$t0")"
+    partial_logical=$(du -sb --apparent-size "$m/p" | awk '{ print $1 }')
+    sleep 5
 }
 
 start=$(date +%s)
@@ -403,6 +495,15 @@ label() {
         appends) echo "8. 3,000 appends, echo >> (s)" ;;
         configure) echo "9. autotools ./configure (s)" ;;
         fsstress) echo "10. fsstress -n 2000 -p 4 (s)" ;;
+        sql_delete) echo "11. SQLite 20,000 inserts in 200 transactions, DELETE journal (s)" ;;
+        sql_wal) echo "12. the same in WAL mode (s)" ;;
+        sql_update) echo "13. SQLite 1,000 single-row UPDATE transactions (s)" ;;
+        app200) echo "14. 3,000 open-append-close of 200 B (s)" ;;
+        app200_read) echo "15. cold read of that log after a remount (s)" ;;
+        randw) echo "16. 1,000 random 4 KiB writes into the ${big_mib} MiB file, then close (s)" ;;
+        randw_read) echo "17. cold read of that file after a remount (s)" ;;
+        rss) echo "peak RSS of the filesystem process (MiB)" ;;
+        partial_stored) echo "stored / logical bytes after 11-17 (qsfs: n/k = 1.67 is the floor)" ;;
         final_umount) echo "unmount at the end, after rm (s)" ;;
         stored) echo "stored on disk after tar x (MB)" ;;
     esac
@@ -424,7 +525,8 @@ agg() {
 }
 fmt() { # value row -> text
     awk -v x="$1" -v row="$2" 'BEGIN {
-        if (row == "write" || row == "read" || row == "stored") printf "%.0f", x
+        if (row == "write" || row == "read" || row == "stored" || row == "rss") printf "%.0f", x
+        else if (row == "partial_stored") printf "%.2f", x
         else printf (x < 10 ? "%.2f" : "%.1f"), x }'
 }
 cell() { # row fs -> "median [min-max]"
@@ -482,7 +584,7 @@ echo
 hdr="| also measured |"; sep="|---|"
 for fs in "${fss[@]}"; do hdr+=" $fs |"; sep+="---:|"; done
 echo "$hdr"; echo "$sep"
-for row in final_umount stored; do
+for row in final_umount stored rss partial_stored; do
     line="| $(label "$row") |"
     for fs in "${fss[@]}"; do line+=" $(cell "$row" "$fs") |"; done
     echo "$line"

@@ -12,6 +12,7 @@ have setfattr || need+=(attr)
 have setfacl || need+=(acl)
 [ -x /usr/bin/time ] || need+=(time)
 have git || need+=(git)
+have sqlite3 || need+=(sqlite3)
 have python3 || need+=(python3)
 # The network fault case (tests/sh/case-netfaults.sh): namespaces, veths,
 # tc filters (iproute2) and packet drops (nftables).

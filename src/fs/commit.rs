@@ -201,10 +201,11 @@ fn finish(core: &FsCore, job: &Job, outcome: &ItemOutcome<NamespaceError>) {
     st.committed = st.committed.max(job.ticket);
     f.changed.notify_all();
     // Changes made while it was on its way: a close asked for them, or the
-    // file is closed and nobody else will.
+    // file is closed and nobody else will. A fragmented file goes on to be
+    // compacted (compact.rs), open or not.
     let follow = outcome.is_ok()
-        && st.content.unsealed()
-        && (st.seal_wanted || (st.handles == 0 && !st.orphan));
+        && ((st.content.unsealed() && (st.seal_wanted || (st.handles == 0 && !st.orphan)))
+            || super::compact::wanted(core, &st));
     if outcome.is_ok() {
         core.reset_journal_if_settled(&mut st, f.ino);
     }

@@ -66,6 +66,8 @@ pub struct FileState {
     /// Dropped from the open-file table: a request that still holds it
     /// must look the file up again (see [`FsCore::with_live`]).
     pub evicted: bool,
+    /// A compaction failed (a node unreadable): none before then.
+    pub compact_after: Option<Instant>,
 }
 
 impl FileState {
@@ -86,6 +88,7 @@ impl FileState {
             retry: None,
             legacy_record: false,
             evicted: false,
+            compact_after: None,
         }
     }
 
@@ -255,6 +258,15 @@ impl FsCore {
         data: &[u8],
         at: u64,
     ) -> Result<(), Errno> {
+        self.stage(st, ino, data, at)?;
+        st.touched();
+        Ok(())
+    }
+
+    /// Stages `data` at `at` as [`FsCore::write_into`] does, without
+    /// touching the file's times: compaction stages bytes the file already
+    /// holds.
+    pub fn stage(&self, st: &mut FileState, ino: u64, data: &[u8], at: u64) -> Result<(), Errno> {
         if st.staging.is_none() {
             st.staging = Some(
                 Staging::open(&self.staging_dir, ino, &self.wiper).map_err(|e| {
@@ -269,7 +281,6 @@ impl FsCore {
         let end = at.saturating_add(data.len() as u64);
         self.log_change(st, ino, Entry::Wrote(at, end))?;
         st.content.write(at, data.len() as u64);
-        st.touched();
         self.maybe_compact(st, ino);
         Ok(())
     }
@@ -371,6 +382,11 @@ impl FsCore {
         let mut st = f.lock();
         let idle = st.handles == 0 && st.submitted == st.committed && !st.content.sealing();
         if !idle || !(st.content.settled() || st.orphan) {
+            return;
+        }
+        // Handed to the sealer for compaction, which evicts it after; once
+        // the sealer has stopped (unmount), nothing will.
+        if super::compact::wanted(self, &st) && self.sealer_running() {
             return;
         }
         let ns = self.vault.namespace();

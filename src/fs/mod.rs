@@ -19,8 +19,10 @@
 mod acl;
 mod attr;
 mod commit;
+mod compact;
 mod errno;
 mod files;
+mod fragments;
 mod handle;
 pub(crate) mod journal;
 pub mod live;
@@ -201,6 +203,14 @@ impl FsCore {
             .values()
             .cloned()
             .collect()
+    }
+
+    /// Whether the background sealer still takes files.
+    fn sealer_running(&self) -> bool {
+        self.sealer_tx
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some()
     }
 
     /// Hands a file to the background sealer; while shutting down it stays

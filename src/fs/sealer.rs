@@ -32,6 +32,9 @@ fn seal(core: &FsCore, f: &Arc<OpenFile>) {
     if !core.file(f.ino).is_some_and(|cur| Arc::ptr_eq(&cur, f)) {
         return;
     }
+    // A fragmented file handed on after its commit is compacted first:
+    // what this stages, the seal below makes into fewer objects.
+    core.compact_file(f);
     if let Err(e) = core.seal_file(f, SealHow::Background) {
         tracing::debug!(
             "ino {}: background seal failed ({e:?}); the data stays staged and is retried",

@@ -20,6 +20,7 @@ run_case() { # CASE-FILE LABEL
     # Key files `qsfs init` makes go with the case's folder, not ~/.config.
     if (cd "$work" && XDG_CONFIG_HOME="$work/.config" bash -euo pipefail "$case") >"$work.log" 2>&1; then
         echo "ok   $name ($(( $(date +%s) - start )) s)"
+        [ -n "${QSFS_TEST_SHOW:-}" ] && sed "s/^/    /" "$work.log"
         rm -rf "$work" "$work.log"
     else
         echo "FAIL $name; log follows:"
