@@ -203,9 +203,11 @@ fn finish(core: &FsCore, job: &Job, outcome: &ItemOutcome<NamespaceError>) {
     // Changes made while it was on its way: a close asked for them, or the
     // file is closed and nobody else will. A fragmented file goes on to be
     // compacted (compact.rs), open or not.
+    let compact = outcome.is_ok() && super::compact::wanted(core, &st);
+    st.compact_queued |= compact;
     let follow = outcome.is_ok()
         && ((st.content.unsealed() && (st.seal_wanted || (st.handles == 0 && !st.orphan)))
-            || super::compact::wanted(core, &st));
+            || compact);
     if outcome.is_ok() {
         core.reset_journal_if_settled(&mut st, f.ino);
     }

@@ -48,7 +48,8 @@ impl FsCore {
     /// seals them. Returns the bytes staged.
     pub fn compact_file(&self, f: &Arc<OpenFile>) -> u64 {
         let (base, ranges) = {
-            let st = f.lock();
+            let mut st = f.lock();
+            st.compact_queued = false;
             if !wanted(self, &st) {
                 return 0;
             }
@@ -98,19 +99,24 @@ impl FsCore {
                 }
             }
         }
-        let mut staged = 0;
-        for (i, a, b) in clean {
-            let (at, buf) = &read[i];
-            let piece = &buf[(a - at) as usize..(b - at) as usize];
-            if let Err(e) = self.stage(&mut st, f.ino, piece, a) {
-                tracing::warn!(
-                    ino = f.ino,
-                    "compaction cannot stage bytes {a}..{b}: {e:?}; tried again later"
-                );
-                st.compact_after = Some(Instant::now() + BACKOFF);
-                return staged;
-            }
-            staged += b - a;
+        let pieces: Vec<(u64, &[u8])> = clean
+            .iter()
+            .map(|&(i, a, b)| {
+                let (at, buf) = &read[i];
+                (a, &buf[(a - at) as usize..(b - at) as usize])
+            })
+            .collect();
+        let staged: u64 = pieces.iter().map(|(_, d)| d.len() as u64).sum();
+        if staged == 0 {
+            return 0;
+        }
+        if let Err(e) = self.restage(&mut st, f.ino, &pieces) {
+            tracing::warn!(
+                ino = f.ino,
+                "compaction cannot stage {staged} bytes again: {e:?}; tried again later"
+            );
+            st.compact_after = Some(Instant::now() + BACKOFF);
+            return 0;
         }
         tracing::debug!(
             ino = f.ino,

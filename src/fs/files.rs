@@ -68,6 +68,9 @@ pub struct FileState {
     pub evicted: bool,
     /// A compaction failed (a node unreadable): none before then.
     pub compact_after: Option<Instant>,
+    /// Handed to the sealer to be compacted: kept in the table until the
+    /// sealer has looked at it.
+    pub compact_queued: bool,
 }
 
 impl FileState {
@@ -89,6 +92,7 @@ impl FileState {
             legacy_record: false,
             evicted: false,
             compact_after: None,
+            compact_queued: false,
         }
     }
 
@@ -258,15 +262,46 @@ impl FsCore {
         data: &[u8],
         at: u64,
     ) -> Result<(), Errno> {
-        self.stage(st, ino, data, at)?;
+        self.ensure_staging(st, ino)?;
+        if let Some(s) = &st.staging {
+            s.write_at(data, at).map_err(|e| errno::io(&e))?;
+        }
+        let end = at.saturating_add(data.len() as u64);
+        self.log_change(st, ino, Entry::Wrote(at, end))?;
+        st.content.write(at, data.len() as u64);
         st.touched();
+        self.maybe_compact(st, ino);
         Ok(())
     }
 
-    /// Stages `data` at `at` as [`FsCore::write_into`] does, without
-    /// touching the file's times: compaction stages bytes the file already
-    /// holds.
-    pub fn stage(&self, st: &mut FileState, ino: u64, data: &[u8], at: u64) -> Result<(), Errno> {
+    /// Stages `pieces` (offset, bytes) again for compaction: bytes the
+    /// file already holds, so its times do not move. Unlike a write, the
+    /// staged bytes are synced before the journal names them: they replace
+    /// bytes already durable on the nodes, and a journal that outlived
+    /// them after a power cut would replay whatever the disk held there.
+    pub fn restage(
+        &self,
+        st: &mut FileState,
+        ino: u64,
+        pieces: &[(u64, &[u8])],
+    ) -> Result<(), Errno> {
+        self.ensure_staging(st, ino)?;
+        if let Some(s) = &st.staging {
+            for (at, data) in pieces {
+                s.write_at(data, *at).map_err(|e| errno::io(&e))?;
+            }
+            s.sync().map_err(|e| errno::io(&e))?;
+        }
+        for (at, data) in pieces {
+            let len = data.len() as u64;
+            self.log_change(st, ino, Entry::Wrote(*at, at.saturating_add(len)))?;
+            st.content.write(*at, len);
+        }
+        self.maybe_compact(st, ino);
+        Ok(())
+    }
+
+    fn ensure_staging(&self, st: &mut FileState, ino: u64) -> Result<(), Errno> {
         if st.staging.is_none() {
             st.staging = Some(
                 Staging::open(&self.staging_dir, ino, &self.wiper).map_err(|e| {
@@ -275,13 +310,6 @@ impl FsCore {
                 })?,
             );
         }
-        if let Some(s) = &st.staging {
-            s.write_at(data, at).map_err(|e| errno::io(&e))?;
-        }
-        let end = at.saturating_add(data.len() as u64);
-        self.log_change(st, ino, Entry::Wrote(at, end))?;
-        st.content.write(at, data.len() as u64);
-        self.maybe_compact(st, ino);
         Ok(())
     }
 
@@ -386,7 +414,7 @@ impl FsCore {
         }
         // Handed to the sealer for compaction, which evicts it after; once
         // the sealer has stopped (unmount), nothing will.
-        if super::compact::wanted(self, &st) && self.sealer_running() {
+        if st.compact_queued && self.sealer_running() {
             return;
         }
         let ns = self.vault.namespace();

@@ -36,7 +36,7 @@ pub const DOMINANCE: u64 = 4;
 /// Largest window merged into one object.
 pub const WINDOW_MAX: u64 = 4 << 20;
 /// Most bytes one pass stages again (memory and write burst per pass).
-pub const PASS_MAX: u64 = 32 << 20;
+pub const PASS_MAX: u64 = 8 << 20;
 /// Dead bytes allowed: live / DEAD_SHARE.
 pub const DEAD_SHARE: u64 = 8;
 

@@ -153,6 +153,11 @@ impl FsCore {
             }
         }
         if let Some(ino) = removed.destroyed {
+            // A state kept for compaction has nothing left to compact.
+            if let Some(f) = self.file(ino) {
+                f.lock().compact_queued = false;
+                self.maybe_evict(&f);
+            }
             staging::remove_file(&self.staging_dir, ino, &self.wiper);
         }
         self.want_flush();

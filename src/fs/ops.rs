@@ -647,35 +647,32 @@ impl Filesystem for Qsfs {
             if inode.kind == Kind::Dir {
                 return Err(Errno::EISDIR);
             }
-            let gone = self.core.with_live(ino.0, |f, st| {
+            let refused = self.core.with_live(ino.0, |f, st| {
                 // Counted before anything else, then checked: an unlink or
                 // rename that destroyed the inode between its lookup and
-                // here would leave this open reading destroyed objects.
+                // here would leave this open reading destroyed objects. An
+                // inode with no links is open only through a state that
+                // knows it is an orphan: one loaded afresh is a file being
+                // released (maybe_evict, then release_orphan).
                 st.handles += 1;
-                match self.ns().exists_now(ino.0) {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        st.handles -= 1;
-                        return Ok(Some(Arc::clone(f)));
-                    }
-                    Err(e) => {
-                        st.handles -= 1;
-                        return Err(errno::ns(&e));
-                    }
-                }
-                if write
-                    && flags.0 & libc::O_TRUNC != 0
-                    && st.content.size() > 0
-                    && let Err(e) = self.core.set_size(st, ino.0, 0)
-                {
+                let code = match self.ns().links_now(ino.0) {
+                    Ok(Some(n)) if n > 0 || st.orphan => None,
+                    Ok(_) => Some(Errno::ENOENT),
+                    Err(e) => Some(errno::ns(&e)),
+                };
+                let code = code.or_else(|| {
+                    (write && flags.0 & libc::O_TRUNC != 0 && st.content.size() > 0)
+                        .then(|| self.core.set_size(st, ino.0, 0).err())
+                        .flatten()
+                });
+                Ok(code.map(|c| {
                     st.handles -= 1;
-                    return Err(e);
-                }
-                Ok(None)
+                    (Arc::clone(f), c)
+                }))
             })?;
-            if let Some(f) = gone {
+            if let Some((f, code)) = refused {
                 self.core.maybe_evict(&f);
-                return Err(Errno::ENOENT);
+                return Err(code);
             }
             if !write {
                 self.touch_atime(ino.0);

@@ -270,6 +270,24 @@ impl Staging {
         Ok(())
     }
 
+    /// Makes what was written durable: every piece's data, and the folder
+    /// that names them (compaction stages bytes already committed, and a
+    /// journal that outlived them after a power cut would replay zeros).
+    pub fn sync(&self) -> io::Result<()> {
+        let pieces: Vec<Arc<File>> = self
+            .inner
+            .pieces
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        for f in pieces {
+            f.sync_data()?;
+        }
+        File::open(&self.inner.dir)?.sync_all()
+    }
+
     /// Reads `out.len()` bytes at file offset `offset`; bytes never
     /// written (holes, a missing piece, past a piece's end) read as zeros.
     pub fn read_at(&self, out: &mut [u8], offset: u64) -> io::Result<()> {

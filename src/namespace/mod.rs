@@ -189,14 +189,25 @@ impl Namespace {
         Ok(self.db.flush_durable()?)
     }
 
-    /// Whether inode `ino` exists, asked under the write lock: an unlink
+    /// The link count of inode `ino` (None: it is gone), asked under the
+    /// write lock: an unlink
     /// or rename that asks whether the inode is in use and then destroys
     /// it does both under that lock, so a caller that counted itself as a
     /// user first and then finds the inode here keeps it from being
     /// destroyed (the mount's open does that).
-    pub fn exists_now(&self, ino: u64) -> Result<bool> {
+    pub fn links_now(&self, ino: u64) -> Result<Option<u32>> {
         let _g = self.lock();
-        Ok(self.db.get(ikey(ino))?.is_some())
+        match self.db.get(ikey(ino))? {
+            None => Ok(None),
+            Some(v) => {
+                Inode::decode(&v)
+                    .map(|i| Some(i.nlink))
+                    .map_err(|e| NamespaceError::Record {
+                        ino,
+                        detail: e.to_string(),
+                    })
+            }
+        }
     }
 
     /// The inode `ino`.

@@ -122,6 +122,8 @@ def reader(seed):
         if not data or data.count(data[:1]) != len(data):
             sys.exit(f"{name}: read {len(data)} bytes that are not one whole version")
     print(f"reader {seed}: {reads} whole reads")
+    if reads == 0:
+        sys.exit(f"reader {seed}: every open failed with ENOENT: nothing was tested")
 
 pids = []
 for w in range(6):
