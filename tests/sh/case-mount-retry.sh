@@ -24,7 +24,10 @@ degraded() {
     python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); sys.exit(0 if s["degraded_objects"] >= 1 else 1)' degraded.json
 }
 wait_until 10 "the 4-of-5 write to count as degraded in the live status" degraded
-"$Q" status "$VAULT" | grep -q "below full redundancy" || fail "status text does not show the degraded write"
+# Captured first: `status | grep -q` fails under pipefail when grep stops
+# reading before status has written its last line (SIGPIPE).
+text=$("$Q" status "$VAULT")
+grep -q "below full redundancy" <<<"$text" || fail "status text does not show the degraded write: $text"
 mv "$VAULT/nodes/node-3" "$VAULT/nodes/node-3.away"
 for i in 1 2 3; do
     if cp "src/f$i" "$MNT/staged$i" 2> cp.err; then

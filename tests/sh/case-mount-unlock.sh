@@ -47,7 +47,8 @@ rm "$MNT"/f*
 wait_until 30 "deleted keys counted" bash -c "\"$Q\" status \"$VAULT\" --json | grep -q '\"pending_shreds\": [1-9]'"
 "$Q" shred "$VAULT" > shred.out || fail "shred failed: $(cat shred.out)"
 grep -q '^shredded [1-9][0-9]* deleted key record' shred.out || fail "shred said: $(cat shred.out)"
-"$Q" status "$VAULT" --json | grep -q '"pending_shreds": 0' || fail "keys still wait after shred"
+json=$("$Q" status "$VAULT" --json)
+grep -q '"pending_shreds": 0' <<<"$json" || fail "keys still wait after shred"
 
 # More deletions: the mount's own pass takes them within its delay.
 for i in 1 2 3; do echo "$i" > "$MNT/g$i"; done
