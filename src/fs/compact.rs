@@ -48,8 +48,7 @@ impl FsCore {
     /// seals them. Returns the bytes staged.
     pub fn compact_file(&self, f: &Arc<OpenFile>) -> u64 {
         let (base, ranges) = {
-            let mut st = f.lock();
-            st.compact_queued = false;
+            let st = f.lock();
             if !wanted(self, &st) {
                 return 0;
             }

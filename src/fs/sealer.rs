@@ -35,6 +35,9 @@ fn seal(core: &FsCore, f: &Arc<OpenFile>) {
     // A fragmented file handed on after its commit is compacted first:
     // what this stages, the seal below makes into fewer objects.
     core.compact_file(f);
+    // Kept in the table through the reads above (a close meanwhile must
+    // not evict it); what it staged keeps it there until sealed.
+    f.lock().compact_queued = false;
     if let Err(e) = core.seal_file(f, SealHow::Background) {
         tracing::debug!(
             "ino {}: background seal failed ({e:?}); the data stays staged and is retried",

@@ -407,33 +407,44 @@ fn zero_or_warn(f: &File, start: u64, end: u64, ino: u64) -> io::Result<()> {
     }
 }
 
-/// Reads `len` bytes at `offset` of a staging as a stream (what a seal
-/// consumes).
+/// Reads ranges of a staging one after the other as a stream (what a
+/// seal consumes: one object may carry several ranges of a file).
 pub struct StagingReader {
     staging: Staging,
-    pos: u64,
-    end: u64,
+    /// Ranges `[start, end)` still to read, in order; the first is
+    /// under way.
+    ranges: std::collections::VecDeque<(u64, u64)>,
 }
 
 impl StagingReader {
-    /// A reader of `[offset, offset + len)`.
-    pub fn new(staging: &Staging, offset: u64, len: u64) -> StagingReader {
+    /// A reader of the ranges `[start, end)`, in the order given.
+    pub fn ranges(
+        staging: &Staging,
+        ranges: impl IntoIterator<Item = (u64, u64)>,
+    ) -> StagingReader {
         StagingReader {
             staging: staging.clone(),
-            pos: offset,
-            end: offset + len,
+            ranges: ranges.into_iter().filter(|(a, b)| a < b).collect(),
         }
     }
 }
 
 impl io::Read for StagingReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let want = (self.end - self.pos).min(buf.len() as u64) as usize;
+        let Some(&(pos, end)) = self.ranges.front() else {
+            return Ok(0);
+        };
+        let want = (end - pos).min(buf.len() as u64) as usize;
         if want == 0 {
             return Ok(0);
         }
-        self.staging.read_at(&mut buf[..want], self.pos)?;
-        self.pos += want as u64;
+        self.staging.read_at(&mut buf[..want], pos)?;
+        let pos = pos + want as u64;
+        if pos == end {
+            self.ranges.pop_front();
+        } else if let Some(r) = self.ranges.front_mut() {
+            r.0 = pos;
+        }
         Ok(want)
     }
 }
@@ -477,10 +488,16 @@ mod tests {
         s.read_at(&mut out, 5).unwrap();
         assert_eq!(&out[..8], &[0, 0, 0, 0, 0, b'a', b'b', b'c']);
         assert!(out[8..].iter().all(|b| *b == 0));
-        let mut r = StagingReader::new(&s, 8, 10);
+        let mut r = StagingReader::ranges(&s, [(8, 18)]);
         let mut all = Vec::new();
         r.read_to_end(&mut all).unwrap();
         assert_eq!(all, [0, 0, b'a', b'b', b'c', 0, 0, 0, 0, 0]);
+        // Several ranges read back to back, in the order given (empty
+        // ones skipped), as one object carries them.
+        let mut r = StagingReader::ranges(&s, [(12, 13), (4, 4), (10, 12), (0, 2)]);
+        let mut all = Vec::new();
+        r.read_to_end(&mut all).unwrap();
+        assert_eq!(all, [b'c', b'a', b'b', 0, 0]);
         s.truncate(11).unwrap();
         assert_eq!(
             std::fs::metadata(Staging::path_for(dir.path(), 7))
