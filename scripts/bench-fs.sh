@@ -402,14 +402,7 @@ run_fs() {
 # partial_logical (bytes the files hold) and partial_base (bytes the
 # backing folder held before) for the stored row.
 sql_inserts="$work/inserts.sql"
-python3 - > "$sql_inserts" <<'PY'
-print("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);")
-for t in range(200):
-    print("BEGIN;")
-    for i in range(100):
-        print(f"INSERT INTO t(v) VALUES ('row {t}-{i} {'x' * 60}');")
-    print("COMMIT;")
-PY
+python3 "$repo/scripts/bench-data/sqlite-inserts.py" > "$sql_inserts"
 run_partial() { # FS MNT
     local fs=$1 m=$2 t0 i line
     sync

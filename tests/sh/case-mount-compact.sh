@@ -60,15 +60,7 @@ wait_until 60 "app.log to store at most 1.2 x n/k its $size bytes (now $(stored)
 echo "3,000 appends: $(objects) objects, $(stored) bytes stored for $size (n/k = 5/3)"
 
 # SQLite in rollback-journal mode.
-python3 - > inserts.sql <<'PY'
-print("PRAGMA journal_mode=DELETE;")
-print("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);")
-for t in range(200):
-    print("BEGIN;")
-    for i in range(100):
-        print(f"INSERT INTO t(v) VALUES ('row {t}-{i} {'x' * 60}');")
-    print("COMMIT;")
-PY
+{ echo "PRAGMA journal_mode=DELETE;"; python3 "$(dirname "$0")/../../scripts/bench-data/sqlite-inserts.py"; } > inserts.sql
 sqlite3 "$MNT/db.sqlite" < inserts.sql > /dev/null || fail "sqlite3 inserts failed"
 for i in $(seq 300); do
     sqlite3 "$MNT/db.sqlite" "UPDATE t SET v='updated $i' WHERE id=$((i * 37 % 20000 + 1));" ||

@@ -80,11 +80,17 @@ ours_alive() {
 # cmdline empties (its memory goes) before its files close, so `ours_alive`
 # turns false while the FUSE device is still open; a request made then is
 # aborted with ECONNABORTED instead of failing with ENOTCONN.
+#
+# The thread group leader of a killed process can show as a zombie while
+# its other threads are still exiting, and they share its open files (the
+# vault lock among them): so a zombie counts only once it is the last
+# thread left.
 exited() {
     local stat
     stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
     stat=${stat##*) }
-    [[ "$stat" == Z* || "$stat" == X* ]]
+    [[ "$stat" == Z* || "$stat" == X* ]] || return 1
+    [ "$(ls "/proc/$1/task" 2>/dev/null | wc -l)" -le 1 ]
 }
 
 # Waits until PID (a mount process just killed with -9) has fully exited.
