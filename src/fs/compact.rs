@@ -30,12 +30,21 @@ const CHUNK: u64 = 1 << 20;
 /// (they are left out of what it stages): a log appended to without a
 /// pause would never be compacted otherwise.
 pub fn wanted(core: &FsCore, st: &FileState) -> bool {
-    !st.content.sealing()
+    plan(core, st).is_some()
+}
+
+/// The ranges to stage again when the file is worth compacting now.
+fn plan(core: &FsCore, st: &FileState) -> Option<RangeSet> {
+    let idle = !st.content.sealing()
         && st.submitted == st.committed
         && !st.orphan
         && !st.evicted
-        && st.compact_after.is_none_or(|t| t <= Instant::now())
-        && !fragments::plan(st.content.base(), &|id| core.object_len(id)).is_empty()
+        && st.compact_after.is_none_or(|t| t <= Instant::now());
+    if !idle {
+        return None;
+    }
+    let ranges = fragments::plan(st.content.base(), &|id| core.object_len(id));
+    (!ranges.is_empty()).then_some(ranges)
 }
 
 impl FsCore {
@@ -49,12 +58,10 @@ impl FsCore {
     pub fn compact_file(&self, f: &Arc<OpenFile>) -> u64 {
         let (base, ranges) = {
             let st = f.lock();
-            if !wanted(self, &st) {
+            let Some(ranges) = plan(self, &st) else {
                 return 0;
-            }
-            let base = st.content.base().to_vec();
-            let ranges = fragments::plan(&base, &|id| self.object_len(id));
-            (base, ranges)
+            };
+            (st.content.base().to_vec(), ranges)
         };
         // Read outside the lock: a read is a round trip per node.
         let mut read: Vec<(u64, Vec<u8>)> = Vec::new();
