@@ -30,7 +30,7 @@ use super::admission::{Admission, Limits, Ticket};
 use super::conn::{Closer, Conn, LocalDialer};
 use super::transport::Transport;
 use super::wire::{ErrorKind, Request, Response, VERSION, WireError};
-use super::{DirNode, HealthCheck, PendingShard, Prover, ShardSink, ShardStore};
+use super::{DirNode, HealthCheck, PendingShard, Prover, ShardHeader, ShardSink, ShardStore};
 use crate::qkd::{Channel, ChannelError};
 
 /// Most uncommitted shards held at once.
@@ -606,6 +606,7 @@ fn serve_connection(
                 }
                 Err(e) => send(chan, &node_err(&e))?,
             },
+            Request::Put(header, data) => send(chan, &put_shard(state, &node, &header, data))?,
             Request::Hello { .. } | Request::Data(_) | Request::Finish => {
                 return Err(violation(
                     chan,
@@ -615,6 +616,37 @@ fn serve_connection(
             }
             other => state.answer(&node, chan, other)?,
         }
+    }
+}
+
+/// A whole shard written from one `Put`: the answer is its token, as a
+/// streamed write's `Finish` would give.
+fn put_shard(
+    state: &State,
+    node: &DirNode,
+    header: &ShardHeader,
+    data: &[u8],
+) -> Response<'static> {
+    let payload_len = header.payload_len();
+    if data.len() as u64 != payload_len {
+        return Response::Error(WireError::new(
+            ErrorKind::Corrupt,
+            format!(
+                "a put of {} bytes for a shard whose header announces {payload_len}",
+                data.len()
+            ),
+        ));
+    }
+    let written = node.create(header).and_then(|mut sink| {
+        sink.write(data)?;
+        sink.finish()
+    });
+    match written {
+        Ok(p) => match state.add_pending(p) {
+            Ok(token) => Response::Pending(token),
+            Err(e) => Response::Error(e),
+        },
+        Err(e) => node_err(&e),
     }
 }
 
@@ -875,9 +907,11 @@ impl State {
                 Ok(h) => Response::Holdings(h.count, h.root),
                 Err(e) => node_err(&e),
             },
-            Request::Hello { .. } | Request::Create(_) | Request::Data(_) | Request::Finish => {
-                Response::Error(WireError::protocol("not a plain request"))
-            }
+            Request::Hello { .. }
+            | Request::Create(_)
+            | Request::Data(_)
+            | Request::Finish
+            | Request::Put(..) => Response::Error(WireError::protocol("not a plain request")),
         };
         send(chan, &resp)
     }
@@ -1203,6 +1237,49 @@ mod tests {
             assert!(e.message.contains("block size"), "{e:?}");
         }
         prove(&mut c, 4096).unwrap();
+        stop.stop();
+        t.join().unwrap();
+    }
+
+    /// A shard in one `Put` lands as a streamed one does; a `Put` whose
+    /// payload is not what its header announces is refused, and the
+    /// channel stays in step for the next request.
+    #[test]
+    fn a_put_writes_a_whole_shard_and_a_short_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("n")).unwrap();
+        let server = Server::bind(
+            ServeOptions::new(&dir.path().join("n"), "127.0.0.1:0"),
+            plain_transport("t"),
+        )
+        .unwrap();
+        let addr = server.local_addr().unwrap();
+        let stop = server.stop_handle();
+        let t = std::thread::spawn(move || server.run());
+        let mut c = client(addr);
+        hello(&mut c, VERSION);
+        let layout = StripeLayout::plan(2, 3, 20_000, 4096).unwrap();
+        let header = ShardHeader::new(ObjectId([2; 16]), 1, &layout);
+        let data: Vec<u8> = (0..header.payload_len()).map(|i| i as u8).collect();
+        let e = error_of(&ask(&mut c, &Request::Put(header, &data[1..])));
+        assert_eq!(e.kind, ErrorKind::Corrupt, "{e:?}");
+        let token = match Response::decode(&ask(&mut c, &Request::Put(header, &data))).unwrap() {
+            Response::Pending(t) => t,
+            other => panic!("{other:?}"),
+        };
+        match Response::decode(&ask(&mut c, &Request::Commit(vec![token]))).unwrap() {
+            Response::Committed(r) => r[0].as_ref().unwrap(),
+            other => panic!("{other:?}"),
+        };
+        let read = Request::ReadAt {
+            key: header.key,
+            offset: 0,
+            len: data.len() as u32,
+        };
+        match Response::decode(&ask(&mut c, &read)).unwrap() {
+            Response::Data(d) => assert_eq!(d, &data[..]),
+            other => panic!("{other:?}"),
+        }
         stop.stop();
         t.join().unwrap();
     }

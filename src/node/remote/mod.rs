@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use self::pool::{Dial, Inner};
 use self::rpc::Failure;
-use self::sink::{RemoteSink, ServerPending};
+use self::sink::{PutSink, ServerPending};
 use super::conn::LocalDialer;
 use super::header::{ShardHeader, ShardKey};
 use super::pending::PendingTable;
@@ -236,23 +236,16 @@ impl ShardStore for RemoteNode {
     }
 
     fn create(&self, header: &ShardHeader) -> Result<Box<dyn ShardSink>, NodeError> {
-        let key = header.key;
-        let req = Request::Create(*header).encode();
-        let (lease, ()) = self
-            .inner
-            .lease_with(|l| {
-                l.call(&req, |r| match r {
-                    Response::Ok => Some(()),
-                    _ => None,
-                })
-            })
-            .map_err(|f| self.inner.err(f, "write shard", Some(key)))?;
-        Ok(Box::new(RemoteSink::new(
-            Arc::clone(&self.inner),
-            lease,
-            key,
-            Arc::clone(&self.pending),
-        )))
+        if header.payload_len() <= MAX_DATA as u64
+            && !self.inner.no_put.load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return Ok(Box::new(PutSink::new(
+                Arc::clone(&self.inner),
+                *header,
+                Arc::clone(&self.pending),
+            )));
+        }
+        sink::create_streamed(&self.inner, &self.pending, header)
     }
 
     fn commit(&self, shards: Vec<PendingShard>) -> Vec<Result<(), NodeError>> {
@@ -709,8 +702,15 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let layout = StripeLayout::plan(2, 3, 100, 1 << 20).unwrap();
+        // A small shard goes as one `Put` at its finish, so that is where
+        // the refusal comes.
+        let header = ShardHeader::new(ObjectId([1; 16]), 0, &layout);
         let e = stranger
-            .create(&ShardHeader::new(ObjectId([1; 16]), 0, &layout))
+            .create(&header)
+            .and_then(|mut s| {
+                s.write(&vec![0; header.payload_len() as usize])?;
+                s.finish()
+            })
             .err()
             .unwrap();
         // The stranger learns that the folder is another vault's, never which.

@@ -84,6 +84,9 @@ pub(super) struct Inner {
     pool: Mutex<Pool>,
     freed: Condvar,
     pub(super) health: Mutex<Option<(Instant, NodeHealth)>>,
+    /// The server answered a `Put` with a protocol error (a server from
+    /// before `Put`): its shards are written streamed.
+    pub(super) no_put: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -116,6 +119,7 @@ impl Inner {
             pool: Mutex::new(Pool::default()),
             freed: Condvar::new(),
             health: Mutex::new(None),
+            no_put: std::sync::atomic::AtomicBool::new(false),
         }
     }
 

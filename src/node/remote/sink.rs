@@ -1,14 +1,131 @@
-//! The streamed write of one shard: `Create` (sent by the node), then
-//! `Data` messages of up to [`MAX_DATA`] bytes on the same channel, then
-//! `Finish`, whose token waits in the node's pending table for a commit.
+//! The write of one shard. A shard whose payload fits in one message goes
+//! as one `Put` at its finish (one round trip). A larger one is streamed:
+//! `Create`, then `Data` messages of up to [`MAX_DATA`] bytes on the same
+//! channel, then `Finish`. Either way the answer is a token that waits in
+//! the node's pending table for a commit.
 
 use std::sync::Arc;
 
 use super::pool::{Inner, Lease};
 use crate::node::pending::PendingTable;
-use crate::node::wire::msg::DATA_TAG;
-use crate::node::wire::{MAX_DATA, Request, Response};
-use crate::node::{NodeError, NodeErrorKind, PendingShard, ShardKey, ShardSink};
+use std::sync::atomic::Ordering;
+
+use super::rpc::Failure;
+use crate::node::wire::msg::{DATA_TAG, PUT_TAG};
+use crate::node::wire::{ErrorKind, MAX_DATA, Request, Response};
+use crate::node::{
+    HEADER_LEN, NodeError, NodeErrorKind, PendingShard, ShardHeader, ShardKey, ShardSink,
+};
+
+/// Starts a streamed write: the server accepts the `Create` before any
+/// data goes.
+pub(super) fn create_streamed(
+    inner: &Arc<Inner>,
+    pending: &Arc<PendingTable<ServerPending>>,
+    header: &ShardHeader,
+) -> Result<Box<dyn ShardSink>, NodeError> {
+    let key = header.key;
+    let req = Request::Create(*header).encode();
+    let (lease, ()) = inner
+        .lease_with(|l| {
+            l.call(&req, |r| match r {
+                Response::Ok => Some(()),
+                _ => None,
+            })
+        })
+        .map_err(|f| inner.err(f, "write shard", Some(key)))?;
+    Ok(Box::new(RemoteSink::new(
+        Arc::clone(inner),
+        lease,
+        key,
+        Arc::clone(pending),
+    )))
+}
+
+/// A small shard gathered in memory and sent as one `Put` at its finish.
+pub(super) struct PutSink {
+    inner: Arc<Inner>,
+    header: ShardHeader,
+    /// The `Put` message: its tag, the header, then the payload so far.
+    msg: Vec<u8>,
+    pending: Arc<PendingTable<ServerPending>>,
+}
+
+impl PutSink {
+    pub(super) fn new(
+        inner: Arc<Inner>,
+        header: ShardHeader,
+        pending: Arc<PendingTable<ServerPending>>,
+    ) -> PutSink {
+        let payload = usize::try_from(header.payload_len()).unwrap_or(MAX_DATA);
+        let mut msg = Vec::with_capacity(1 + HEADER_LEN + payload.min(MAX_DATA));
+        msg.push(PUT_TAG);
+        msg.extend_from_slice(&header.encode());
+        PutSink {
+            inner,
+            header,
+            msg,
+            pending,
+        }
+    }
+
+    /// The same shard streamed, for a server from before `Put`.
+    fn streamed(&self) -> Result<PendingShard, NodeError> {
+        let mut sink = create_streamed(&self.inner, &self.pending, &self.header)?;
+        sink.write(&self.msg[1 + HEADER_LEN..])?;
+        sink.finish()
+    }
+}
+
+impl ShardSink for PutSink {
+    fn write(&mut self, data: &[u8]) -> Result<(), NodeError> {
+        // The server refuses a payload other than the header announces.
+        if self.msg.len() + data.len() > 1 + HEADER_LEN + MAX_DATA {
+            return Err(NodeError::new(
+                &self.inner.name,
+                "write shard",
+                Some(self.header.key),
+                NodeErrorKind::Protocol(format!(
+                    "shard payload longer than its header's {} bytes",
+                    self.header.payload_len()
+                )),
+            ));
+        }
+        self.msg.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> Result<PendingShard, NodeError> {
+        let key = self.header.key;
+        let answer = self.inner.with_lease(|l| {
+            l.call(&self.msg, |r| match r {
+                Response::Pending(t) => Some(t),
+                _ => None,
+            })
+        });
+        let token = match answer {
+            Ok(t) => t,
+            Err(Failure::Remote(w)) if w.kind == ErrorKind::Protocol => {
+                // The server closed that channel; this node's writes are
+                // streamed from now on.
+                self.inner.no_put.store(true, Ordering::Relaxed);
+                tracing::info!(
+                    "node {}: its server predates one-message shard writes; writing its shards streamed",
+                    self.inner.name
+                );
+                return self.streamed();
+            }
+            Err(f) => return Err(self.inner.err(f, "write shard", Some(key))),
+        };
+        let write = ServerPending {
+            inner: Arc::clone(&self.inner),
+            key,
+            token,
+            done: false,
+        };
+        Ok(self.pending.issue(key, write))
+    }
+}
 
 /// A shard being streamed to the server.
 pub(super) struct RemoteSink {

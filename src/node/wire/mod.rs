@@ -37,6 +37,8 @@
 //! 0x10 Prove       key, nonce [32], block u32 (<= 8192),
 //!                  count u32 (<= 64), count x leaf index u64    -> Proof | Error
 //! 0x11 Holdings    nonce [32]                                   -> Holdings | Error
+//! 0x12 Put         shard header (64 bytes), payload bytes
+//!                  (rest of message, <= 1 MiB)                  -> Pending | Error
 //! ```
 //! Responses (server -> client):
 //! ```text
@@ -58,8 +60,10 @@
 //!                  (index u64, block blob, depth u8, depth x [32] sibling)
 //! 0x8d Holdings    shard count u64, root [32] (node/proof.rs)
 //! ```
-//! `Prove` and `Holdings` (audits, node/proof.rs) came after the first
-//! release of v1; an older server answers them with a `Protocol` error.
+//! `Prove` and `Holdings` (audits, node/proof.rs) and `Put` came after the
+//! first release of v1; an older server answers them with a `Protocol`
+//! error and closes the connection. A client that gets that answer to a
+//! `Put` writes that node's shards streamed from then on.
 //! The first message on a channel must be `Hello`; the server answers
 //! `HelloOk` naming the vault and node its folder belongs to, or `Error`
 //! of kind `Foreign` when the folder belongs to another vault or node (an
@@ -74,6 +78,12 @@
 //! channel of that server; uncommitted tokens expire (`Discard` drops them
 //! at once). A `List` is answered with `ListPage` messages until one has
 //! `last = 1`.
+//!
+//! `Put` is the same write in one message, for a shard whose payload fits
+//! in one: `Create`, `Data` and `Finish` cost two round trips, and a
+//! small file's seal waited for both on every node. The price is that a
+//! node refusing the write is learnt after its bytes were sent, at most
+//! 1 MiB.
 //!
 //! A message the server cannot decode, or one out of order (anything but
 //! `Data`/`Finish` inside a write), is answered with a `Protocol` error and

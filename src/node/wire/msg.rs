@@ -201,6 +201,9 @@ pub enum Request<'a> {
     Prove(ShardKey, Challenge),
     /// Root over everything held (deletion check), keyed by a nonce.
     Holdings([u8; 32]),
+    /// A whole shard in one message: `Create`, its `Data` and `Finish`
+    /// at once (one round trip for a small shard instead of two).
+    Put(ShardHeader, &'a [u8]),
 }
 
 /// A response from a node server.
@@ -289,6 +292,9 @@ fn header(r: &mut Reader<'_>) -> Result<ShardHeader, DecodeError> {
 
 /// A `Data` message's first bytes; the payload is appended after it.
 pub const DATA_TAG: u8 = 0x05;
+/// A `Put` message's first byte; the shard header and then the payload
+/// follow it.
+pub const PUT_TAG: u8 = 0x12;
 
 impl Request<'_> {
     /// Encodes the message.
@@ -370,6 +376,10 @@ impl Request<'_> {
             }
             Request::Holdings(nonce) => {
                 w.u8(0x11).bytes(nonce);
+            }
+            Request::Put(h, d) => {
+                w = Writer::with_capacity(1 + HEADER_LEN + d.len());
+                w.u8(PUT_TAG).bytes(&h.encode()).bytes(d);
             }
         }
         w.finish()
@@ -453,6 +463,14 @@ impl<'a> Request<'a> {
                 )
             }
             0x11 => Request::Holdings(r.array()?),
+            PUT_TAG => {
+                let h = header(&mut r)?;
+                let d = r.take(r.remaining())?;
+                if d.len() > MAX_DATA {
+                    return Err(r.invalid("put", format!("{} bytes (at most {MAX_DATA})", d.len())));
+                }
+                Request::Put(h, d)
+            }
             other => return Err(r.invalid("tag", format!("unknown request 0x{other:02x}"))),
         };
         r.finish()?;
@@ -726,12 +744,13 @@ mod tests {
             Request::ProbeWrite,
             Request::Stat(key),
             Request::Discard(vec![8]),
+            Request::Put(header(), &data),
         ];
         for r in all {
             let bytes = r.encode();
             assert_eq!(Request::decode(&bytes).unwrap(), r);
             // Every truncation is an error, never a panic.
-            if !matches!(r, Request::Data(_)) {
+            if !matches!(r, Request::Data(_) | Request::Put(..)) {
                 for cut in 0..bytes.len() {
                     assert!(Request::decode(&bytes[..cut]).is_err(), "{r:?} cut {cut}");
                 }
