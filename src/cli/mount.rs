@@ -115,6 +115,13 @@ pub fn mount(ctx: &super::Ctx, args: MountArgs) -> Result<i32> {
     if args.daemon {
         qsfs_sys::setsid();
     }
+    // One arena per core keeps the mount's peak memory near what it holds
+    // (see qsfs_sys::cap_malloc_arenas); the environment's
+    // MALLOC_ARENA_MAX, if set, wins.
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+        qsfs_sys::cap_malloc_arenas(i32::try_from(cores.max(2)).unwrap_or(2));
+    }
     init_logging(&args.vault, &args.log_level, args.foreground)?;
     let daemon = args.daemon;
     mount::serve(&args.vault, &args.mountpoint, &settings, &unlock, || {

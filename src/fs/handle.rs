@@ -54,6 +54,17 @@ impl VaultHandle {
         self.0.seal(src, len, what)
     }
 
+    /// [`VaultHandle::seal`] for a seal an fsync waits for
+    /// ([`Vault::seal_awaited`]).
+    pub fn seal_awaited<R: Read + Send>(
+        &self,
+        src: R,
+        len: u64,
+        what: &str,
+    ) -> Result<SealedObject, VaultError> {
+        self.0.seal_awaited(src, len, what)
+    }
+
     /// Makes sealed objects durable and named ([`Vault::publish`]).
     pub fn publish<N: Namer>(
         &self,

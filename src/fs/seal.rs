@@ -205,11 +205,14 @@ impl FsCore {
                 return Err(self.discard(objs, Errno::EIO));
             };
             let len: u64 = group.iter().map(|(a, b)| b - a).sum();
-            let obj = match self.vault.seal(
-                StagingReader::ranges(staging, group.iter().copied()),
-                len,
-                &what,
-            ) {
+            let src = StagingReader::ranges(staging, group.iter().copied());
+            // Someone's fsync waits for the commit this seal joins.
+            let sealed = if self.commit_awaited() {
+                self.vault.seal_awaited(src, len, &what)
+            } else {
+                self.vault.seal(src, len, &what)
+            };
+            let obj = match sealed {
                 Ok(o) => o,
                 Err(e) => {
                     level_error(&format!("{what}: seal failed: {e}"));

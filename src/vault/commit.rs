@@ -2,11 +2,9 @@
 //! batch of sealed objects, for the mount's group committer and for `put`
 //! alike. Per batch, one barrier per step:
 //!
-//! 1. at once, side by side:
-//!    - shards durable at quorum (their intents durable first),
-//!    - key shares (one keystore flush),
-//!    - manifests and backup records `B` (one flush); a manifest whose
-//!      missing-shard mask the shard commit changed is written again,
+//! 1. side by side: shards durable at quorum (their intents durable
+//!    first), and key shares (one keystore flush),
+//! 3. manifests and backup records `B` (one flush),
 //! 4. names, a step the caller supplies ([`Namer`]),
 //! 5. the namespace made durable (one flush),
 //! 6. intents settled: named objects are kept, every other one destroyed,
@@ -17,11 +15,12 @@
 //! points at a broken object. Keeping the order in one function is what
 //! makes that hold for every writer.
 //!
-//! Why the first three run side by side: until a name points at an object,
-//! its open intent makes a crash destroy whatever of it reached the disk
-//! (shards, shares, manifest, `B`), so none of them has to wait for
-//! another; only the names wait for all three. One after the other they
-//! were three barriers in a row on every fsync.
+//! Why shards and shares go side by side: until a name points at an
+//! object, its open intent makes a crash destroy whatever of it reached the
+//! disk, so neither has to wait for the other (one after the other they
+//! were two barriers in a row on every fsync). The manifest waits for the
+//! shards: scrub, audit and fsck take a manifest to mean its shards are
+//! committed, and its missing-shard mask is final only then.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -257,61 +256,30 @@ impl Vault {
     /// per object; a failed object leaves nothing behind that a name could
     /// point at.
     fn commit_objects(&self, objs: &mut [SealedObject]) -> Vec<Result<(), VaultError>> {
-        // What the two record steps need, taken before the shard commit
-        // borrows the objects: the manifests as written (their missing
-        // masks become final with the commit), the shares and `B`.
-        let manifests: Vec<crate::dispersal::Manifest> =
-            objs.iter().map(|o| o.written.manifest.clone()).collect();
+        // The shares, copied before the shard commit borrows the objects.
         let mut shares: Vec<(ObjectId, ShareBytes, ShareBytes)> =
             objs.iter().map(|o| (o.id(), o.r1, o.r2)).collect();
-        let mut backups: Vec<(ObjectId, bool, [u8; crate::envelope::BACKUP_LEN])> = objs
-            .iter()
-            .map(|o| (o.id(), o.dispersed, o.backup))
-            .collect();
-        let (synced, keys, records) = std::thread::scope(|scope| {
+        let (mut results, keys) = std::thread::scope(|scope| {
             let keys = scope.spawn(|| self.keys.put_many(&shares).map_err(VaultError::from));
-            let records = scope.spawn(|| self.publish_records(&manifests, &backups));
             let synced = self.sync_shards(objs);
-            (synced, join(keys), join(records))
+            (synced, join(keys))
         });
-        // The copies hold key material (B holds R4).
         for (_, r1, r2) in &mut shares {
             r1.zeroize();
             r2.zeroize();
         }
-        for (_, _, b) in &mut backups {
-            b.zeroize();
-        }
-        let stored = match keys.and(records) {
-            Ok(stored) => stored,
-            Err(e) => {
-                let e = Arc::new(e);
-                let ids: Vec<ObjectId> = objs.iter().map(SealedObject::id).collect();
-                self.settle_failed(&ids);
-                return objs
-                    .iter()
-                    .map(|_| Err(VaultError::Commit(Arc::clone(&e))))
-                    .collect();
+        let ok: Vec<usize> = (0..objs.len()).filter(|i| results[*i].is_ok()).collect();
+        let records = keys.and_then(|()| {
+            if ok.is_empty() {
+                return Ok(());
             }
-        };
-        let mut results = synced;
-        // A shard the commit lost is repair debt the manifest must show:
-        // those manifests are written again (rare: a node failed between
-        // the write and the commit).
-        let changed: Vec<usize> = (0..objs.len())
-            .filter(|i| results[*i].is_ok())
-            .filter(|i| objs[*i].written.manifest.missing != manifests[*i].missing)
-            .collect();
-        if !changed.is_empty() {
-            let items: Vec<(&crate::dispersal::Manifest, &[u8])> = changed
-                .iter()
-                .map(|i| (&objs[*i].written.manifest, &stored[*i][..]))
-                .collect();
-            if let Err(e) = self.ec.publish(&items) {
-                let e = Arc::new(VaultError::from(e));
-                for i in &changed {
-                    results[*i] = Err(VaultError::Commit(Arc::clone(&e)));
-                }
+            let ok_objs: Vec<&SealedObject> = ok.iter().map(|i| &objs[*i]).collect();
+            self.publish_records(&ok_objs)
+        });
+        if let Err(e) = records {
+            let e = Arc::new(e);
+            for i in &ok {
+                results[*i] = Err(VaultError::Commit(Arc::clone(&e)));
             }
         }
         let failed: Vec<ObjectId> = (0..objs.len())
@@ -349,31 +317,26 @@ impl Vault {
             .collect()
     }
 
-    /// The record step: manifests and backup records, durably. Returns the
-    /// stored form of each `B` (to write a manifest again with it).
-    fn publish_records(
-        &self,
-        manifests: &[crate::dispersal::Manifest],
-        backups: &[(ObjectId, bool, [u8; crate::envelope::BACKUP_LEN])],
-    ) -> Result<Vec<Vec<u8>>, VaultError> {
+    /// The record step: manifests and backup records, durably.
+    fn publish_records(&self, objs: &[&SealedObject]) -> Result<(), VaultError> {
         // Sealed and applied under one hold of the current epoch (see
         // `keystore::Writer`).
         let w = self.keys.writer()?;
-        let stored: Vec<Vec<u8>> = backups
+        let stored: Vec<Vec<u8>> = objs
             .iter()
-            .map(|(id, dispersed, b)| match dispersed {
+            .map(|o| match o.dispersed {
                 true => Ok(vec![crate::dispersal::DISPERSED_BACKUP]),
-                false => self.backup_form(w.as_ref(), id, b),
+                false => self.backup_form(w.as_ref(), &o.id(), &o.backup),
             })
             .collect::<Result<_, _>>()?;
-        let items: Vec<(&crate::dispersal::Manifest, &[u8])> = manifests
+        let items: Vec<(&crate::dispersal::Manifest, &[u8])> = objs
             .iter()
             .zip(&stored)
-            .map(|(m, b)| (m, &b[..]))
+            .map(|(o, b)| (&o.written.manifest, &b[..]))
             .collect();
         self.ec.publish(&items).map_err(VaultError::from)?;
         drop(w);
-        Ok(stored)
+        Ok(())
     }
 
     /// Warns, per node that missed a shard of `o`: in full the first time,
@@ -461,10 +424,9 @@ mod tests {
         }
     }
 
-    /// The manifest is written beside the shard commit, before its
-    /// missing-shard mask is final: a shard whose node fails the commit
-    /// must still end up recorded as missing (repair debt), or scrub and
-    /// reads would count on a shard that is not there.
+    /// A shard whose node fails the commit (after its write succeeded)
+    /// ends up recorded as missing in the manifest (repair debt), or scrub
+    /// and reads would count on a shard that is not there.
     #[test]
     fn a_shard_lost_at_commit_is_recorded_missing_in_the_manifest() {
         let dir = tempfile::tempdir().unwrap();

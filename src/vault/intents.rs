@@ -18,7 +18,7 @@ use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::ObjectId;
 
@@ -47,16 +47,45 @@ impl Drop for IntentHold<'_> {
 #[derive(Debug)]
 pub struct Intents {
     path: PathBuf,
-    state: Mutex<State>,
+    state: Arc<Mutex<State>>,
+    /// The same file, synced without holding the state's lock (a seal's
+    /// `+` need not wait for another seal's sync).
+    sync_file: Arc<File>,
 }
 
 #[derive(Debug)]
 struct State {
     file: File,
+    /// `+` records appended so far, and how many of them are durable: a
+    /// sync with nothing new costs nothing.
+    appended: u64,
+    synced: u64,
     open: BTreeSet<ObjectId>,
     /// Objects held by maintenance (moves, repairs), counted: several
     /// holders may overlap, and a seal's own `+`/`-` must not end them.
     holds: std::collections::BTreeMap<ObjectId, u32>,
+}
+
+fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    state
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Syncs the log unless every `+` appended is durable already. The lock
+/// is not held during the sync, so seals go on appending meanwhile.
+fn sync(state: &Mutex<State>, file: &File) -> std::io::Result<()> {
+    let upto = {
+        let st = lock(state);
+        if st.synced >= st.appended {
+            return Ok(());
+        }
+        st.appended
+    };
+    file.sync_data()?;
+    let mut st = lock(state);
+    st.synced = st.synced.max(upto);
+    Ok(())
 }
 
 /// The objects a log's records leave in flight: every `+` without a later
@@ -103,34 +132,48 @@ impl Intents {
         if file.metadata()?.len() == 0 {
             file.write_all(HEADER.as_bytes())?;
         }
+        let sync_file = Arc::new(file.try_clone()?);
         let intents = Intents {
             path: path.to_path_buf(),
-            state: Mutex::new(State {
+            state: Arc::new(Mutex::new(State {
                 file,
+                appended: 0,
+                synced: 0,
                 open,
                 holds: Default::default(),
-            }),
+            })),
+            sync_file,
         };
         Ok((intents, leftover))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.state)
     }
 
     /// Records that a seal of `id` starts.
     pub fn begin(&self, id: ObjectId) -> std::io::Result<()> {
         let mut st = self.lock();
         st.file.write_all(format!("+ {id}\n").as_bytes())?;
+        st.appended += 1;
         st.open.insert(id);
         Ok(())
     }
 
     /// Makes the `+` records durable (before shards are made durable).
     pub fn sync(&self) -> std::io::Result<()> {
-        self.lock().file.sync_data()
+        sync(&self.state, &self.sync_file)
+    }
+
+    /// Starts [`Intents::sync`] on a kept thread, for a seal someone waits
+    /// for: it then overlaps the seal's shard writes, and the commit's own
+    /// sync finds nothing left to do. A failure here is the commit's to
+    /// find and report.
+    pub fn sync_soon(&self) {
+        let (state, file) = (Arc::clone(&self.state), Arc::clone(&self.sync_file));
+        let _ = crate::workers::run("intent sync", move || {
+            let _ = sync(&state, &file);
+        });
     }
 
     /// Records that `ids` are settled (named durably, or destroyed); the
@@ -178,6 +221,32 @@ impl Intents {
 
 #[cfg(test)]
 mod tests {
+
+    /// A sync started early (for a seal an fsync waits for) leaves the
+    /// commit's own sync nothing to do, and a `+` appended after it is
+    /// synced again.
+    #[test]
+    fn an_early_sync_covers_what_was_appended_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = Intents::open(&dir.path().join("intents")).unwrap();
+        let unsynced = |log: &Intents| {
+            let st = log.lock();
+            st.appended - st.synced
+        };
+        log.begin(ObjectId([1; 16])).unwrap();
+        assert_eq!(unsynced(&log), 1);
+        log.sync_soon();
+        let t0 = std::time::Instant::now();
+        while unsynced(&log) != 0 {
+            assert!(t0.elapsed().as_secs() < 10, "the early sync never ran");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        log.begin(ObjectId([2; 16])).unwrap();
+        assert_eq!(unsynced(&log), 1);
+        log.sync().unwrap();
+        assert_eq!(unsynced(&log), 0);
+    }
+
     use super::*;
 
     #[test]

@@ -92,6 +92,29 @@ impl Vault {
         len: u64,
         what: &str,
     ) -> Result<SealedObject, VaultError> {
+        self.seal_object(src, len, what, false)
+    }
+
+    /// [`Vault::seal`] for a caller that waits for the commit (fsync): the
+    /// intent log's sync starts at once and overlaps the shard writes,
+    /// instead of being the first barrier of the commit. Seals nobody
+    /// waits for leave it to the commit, one sync per group.
+    pub fn seal_awaited<R: Read + Send>(
+        &self,
+        src: R,
+        len: u64,
+        what: &str,
+    ) -> Result<SealedObject, VaultError> {
+        self.seal_object(src, len, what, true)
+    }
+
+    fn seal_object<R: Read + Send>(
+        &self,
+        src: R,
+        len: u64,
+        what: &str,
+        awaited: bool,
+    ) -> Result<SealedObject, VaultError> {
         let fail = |source: VaultError| VaultError::Seal {
             path: what.to_string(),
             source: Box::new(source),
@@ -115,6 +138,9 @@ impl Vault {
                 source,
             })
         })?;
+        if awaited {
+            self.intents.sync_soon();
+        }
         let pieces = self.backup_pieces(&keys, len).map_err(fail)?;
         let written = if len <= INLINE_MAX {
             self.seal_inline(&keys, src, len, id, &pieces)
