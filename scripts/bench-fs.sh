@@ -7,10 +7,11 @@
 #   scripts/bench-fs.sh                  full run: 1 GiB file, ~4,300-file tree, 3 repetitions
 #                                        (about 7 minutes here)
 #   scripts/bench-fs.sh --quick          256 MiB file, ~700-file tree
-#   scripts/bench-fs.sh --only qsfs,plain   a subset of plain,gocryptfs,securefs,qsfs,qsfs-direct,qsfs-backup,qsfs-packs
+#   scripts/bench-fs.sh --only qsfs,plain   a subset of plain,gocryptfs,securefs,qsfs,qsfs-direct,qsfs-backup,qsfs-files
 #                                        (qsfs: the default vault, nodes behind in-process QKD links;
 #                                        qsfs-direct: `qsfs init --direct`, node folders written directly;
-#                                        qsfs-packs: `qsfs init --packs`, small shards packed many to a file;
+#                                        qsfs-files: `qsfs init --no-packs`, a file per shard (the layout
+#                                        before packs were the default);
 #                                        qsfs-backup: the default vault with metadata backups started
 #                                        (`qsfs backup` after each mount), so the mount journals every change)
 #   scripts/bench-fs.sh --dir DIR        work folder parent (default /var/tmp; a disk, not tmpfs)
@@ -45,7 +46,7 @@ repo=$PWD
 dir=/var/tmp
 quick=0
 reps=
-only=plain,gocryptfs,securefs,qsfs,qsfs-direct,qsfs-backup,qsfs-packs
+only=plain,gocryptfs,securefs,qsfs,qsfs-direct,qsfs-backup,qsfs-files
 trees=
 steps=big,tree,small,partial
 while [ $# -gt 0 ]; do
@@ -69,11 +70,11 @@ done
 
 [ -n "$reps" ] || { [ $quick -eq 1 ] && reps=1 || reps=3; }
 [[ "$reps" =~ ^[1-9][0-9]*$ ]] || { echo "--reps: a number from 1" >&2; exit 2; }
-all_fs=(plain gocryptfs securefs qsfs qsfs-direct qsfs-backup qsfs-packs)
+all_fs=(plain gocryptfs securefs qsfs qsfs-direct qsfs-backup qsfs-files)
 declare -A want=()
 IFS=, read -r -a sel <<<"$only"
 for f in "${sel[@]}"; do
-    case "$f" in plain|gocryptfs|securefs|qsfs|qsfs-direct|qsfs-backup|qsfs-packs) want[$f]=1 ;; *) echo "--only: unknown filesystem '$f' (plain,gocryptfs,securefs,qsfs,qsfs-direct,qsfs-backup,qsfs-packs)" >&2; exit 2 ;; esac
+    case "$f" in plain|gocryptfs|securefs|qsfs|qsfs-direct|qsfs-backup|qsfs-files) want[$f]=1 ;; *) echo "--only: unknown filesystem '$f' (plain,gocryptfs,securefs,qsfs,qsfs-direct,qsfs-backup,qsfs-files)" >&2; exit 2 ;; esac
 done
 fss=()
 for f in "${all_fs[@]}"; do [ -n "${want[$f]:-}" ] && fss+=("$f"); done
@@ -222,7 +223,7 @@ pw="$work/password"
 echo "qsfs-bench-fs-$$-$RANDOM" > "$pw"; chmod 600 "$pw"
 
 backing_of() { # where the filesystem keeps its data (for du)
-    case "$1" in plain) echo "$work/plain" ;; gocryptfs) echo "$work/gocryptfs.cipher" ;; securefs) echo "$work/securefs.data" ;; qsfs) echo "$work/qsfs.vault" ;; qsfs-direct) echo "$work/qsfs-direct.vault" ;; qsfs-backup) echo "$work/qsfs-backup.vault" ;; qsfs-packs) echo "$work/qsfs-packs.vault" ;; esac
+    case "$1" in plain) echo "$work/plain" ;; gocryptfs) echo "$work/gocryptfs.cipher" ;; securefs) echo "$work/securefs.data" ;; qsfs) echo "$work/qsfs.vault" ;; qsfs-direct) echo "$work/qsfs-direct.vault" ;; qsfs-backup) echo "$work/qsfs-backup.vault" ;; qsfs-files) echo "$work/qsfs-files.vault" ;; esac
 }
 mnt_of() { case "$1" in plain) echo "$work/plain" ;; *) echo "$work/$1.mnt" ;; esac; }
 
@@ -236,7 +237,7 @@ fs_create() {
         qsfs) mkdir -p "$work/qsfs.mnt"; "$QSFS" init "$work/qsfs.vault" >/dev/null ;;
         qsfs-direct) mkdir -p "$work/qsfs-direct.mnt"; "$QSFS" init --direct "$work/qsfs-direct.vault" >/dev/null ;;
         qsfs-backup) mkdir -p "$work/qsfs-backup.mnt"; "$QSFS" init "$work/qsfs-backup.vault" >/dev/null ;;
-        qsfs-packs) mkdir -p "$work/qsfs-packs.mnt"; "$QSFS" init --packs "$work/qsfs-packs.vault" >/dev/null ;;
+        qsfs-files) mkdir -p "$work/qsfs-files.mnt"; "$QSFS" init --no-packs "$work/qsfs-files.vault" >/dev/null ;;
     esac
 }
 fs_mount() {
@@ -250,7 +251,7 @@ fs_mount() {
         securefs)
             securefs mount --pass "$(cat "$pw")" "$work/securefs.data" "$m" >>"$work/securefs.log" 2>&1 &
             p=$! ;;
-        qsfs|qsfs-direct|qsfs-backup|qsfs-packs)
+        qsfs|qsfs-direct|qsfs-backup|qsfs-files)
             mount_kind[$m]=$1
             "$QSFS" mount "$work/$1.vault" "$m" >&2
             p=$(awk '$1 == "pid" { print $2 }' "$work/$1.vault/.lock")
@@ -264,7 +265,7 @@ fs_unmount() { # unmounts and waits until the process has exited; then syncs the
     m=$(mnt_of "$1")
     case "$1" in
         plain) ;;
-        qsfs|qsfs-direct|qsfs-backup|qsfs-packs) "$QSFS" umount "$m" >&2; wait_gone "${mount_pid[$m]}" ;;
+        qsfs|qsfs-direct|qsfs-backup|qsfs-files) "$QSFS" umount "$m" >&2; wait_gone "${mount_pid[$m]}" ;;
         *) fusermount -u "$m" 2>/dev/null || umount "$m"; wait_gone "${mount_pid[$m]}" ;;
     esac
     sync -f "$(backing_of "$1")"

@@ -51,10 +51,14 @@ pub struct InitArgs {
     #[arg(long)]
     direct: bool,
     /// Pack small shards (up to 1 MiB) many to a file in each node folder
-    /// (NODE/packs) instead of a file per shard: a tree of small files
-    /// costs a few appends and one disk barrier per node per group.
-    #[arg(long)]
+    /// (NODE/packs): the default. A tree of small files costs a few appends
+    /// and one disk barrier per node per group.
+    #[arg(long, conflicts_with = "no_packs")]
     packs: bool,
+    /// A file per shard in each node folder (NODE/shards), as vaults made
+    /// before packs were the default.
+    #[arg(long)]
+    no_packs: bool,
     /// Keys each link's key pool pair starts with (simulated links refill).
     #[arg(long, value_name = "N", default_value_t = crate::vault::INITIAL_LINK_KEYS)]
     link_keys: u64,
@@ -104,7 +108,7 @@ pub fn init(ctx: &Ctx, a: InitArgs) -> Result<i32> {
         },
         max_chunk: a.max_chunk,
         direct: a.direct,
-        packs: a.packs,
+        packs: a.packs || !a.no_packs,
         link_keys: a.link_keys,
         // An empty key-file path: the default place, once the id exists.
         unlock: match method {

@@ -146,6 +146,14 @@ impl DirNode {
         }
     }
 
+    /// Drops the cached health, so the next check looks at the folder.
+    fn forget_health(&self) {
+        *self
+            .health_cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+    }
+
     fn pack_err(&self, op: &'static str, key: Option<ShardKey>, e: std::io::Error) -> NodeError {
         self.err(op, key, Self::io_kind(e))
             .at(&self.root.join("packs"))
@@ -669,11 +677,14 @@ impl ShardStore for DirNode {
     }
 
     fn read_at(&self, key: ShardKey, offset: u64, buf: &mut [u8]) -> Result<(), NodeError> {
-        if let Some((loc, file)) = self
-            .packs
-            .find(key)
-            .map_err(|e| self.pack_err("read shard", Some(key), e))?
-        {
+        if let Some((loc, file)) = self.packs.find(key).map_err(|e| {
+            if e.kind() == ErrorKind::NotFound {
+                // The pack went with its folder, maybe: as for a missing
+                // shard file below, the next health check must look.
+                self.forget_health();
+            }
+            self.pack_err("read shard", Some(key), e)
+        })? {
             let payload = u64::from(loc.len).saturating_sub(HEADER_LEN as u64);
             if offset + buf.len() as u64 > payload {
                 return Err(self.err(
@@ -697,10 +708,7 @@ impl ShardStore for DirNode {
                 // went (a disk pulled): the next health check must look,
                 // not answer "ok" from the cache, so the reader can tell a
                 // lost shard from an offline node.
-                *self
-                    .health_cache
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+                self.forget_health();
             }
             err(Self::io_kind(e))
         })?;

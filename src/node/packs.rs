@@ -32,6 +32,17 @@ const PACK_TARGET: u64 = 64 << 20;
 /// A pack is repacked once at least this share of its bytes is dead.
 const REPACK_DEAD: f64 = 0.5;
 
+/// Whether the open `file` is still the file at `path`.
+fn same_file(file: &File, path: &Path) -> io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let open = file.metadata()?;
+    match fs::metadata(path) {
+        Ok(m) => Ok(m.dev() == open.dev() && m.ino() == open.ino()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Where a committed shard is: its record and body length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Loc {
@@ -423,13 +434,43 @@ impl Packs {
             st.current = None;
             self.release_if_done(&mut st, seq);
         }
-        let seq = self.current(&mut st)?;
+        let mut seq = self.current(&mut st)?;
+        if let Err(e) = self.still_linked(&st, seq) {
+            // The node folder was moved or deleted under the open pack: a
+            // new pack is made where the folder should be, and where
+            // there is none the write fails as it would without packs.
+            tracing::warn!("{e}; starting a new pack");
+            st.current = None;
+            self.release_if_done(&mut st, seq);
+            seq = self.current(&mut st)?;
+        }
         let at = Self::append(&mut st, seq, Kind::Shard, shard)?;
         if let Some(o) = st.packs.get_mut(&seq).and_then(|p| p.owned.as_mut()) {
             o.pending += 1;
         }
         let len = u32::try_from(shard.len()).map_err(|_| io::Error::other("shard over 4 GiB"))?;
         Ok(Loc { at, len })
+    }
+
+    /// Fails unless the pack this node writes, `seq`, is still the file at
+    /// its path. Why: an open pack outlives its folder; after a `mv` or
+    /// `rm -rf` of the node folder (or a disk unmounted under it) writes
+    /// would land in a file nobody can find again, and count as durable.
+    fn still_linked(&self, st: &State, seq: u64) -> io::Result<()> {
+        let Some(o) = st.packs.get(&seq).and_then(|p| p.owned.as_ref()) else {
+            return Ok(());
+        };
+        let path = self.path(seq);
+        if same_file(&o.file, &path)? {
+            return Ok(());
+        }
+        Err(io::Error::new(
+            ErrorKind::NotFound,
+            format!(
+                "pack {} is gone while open (the node folder was moved or deleted)",
+                path.display()
+            ),
+        ))
     }
 
     /// Drops the write lock of an owned pack that is no longer current and
@@ -468,6 +509,9 @@ impl Packs {
         let mut files = Vec::new();
         {
             let mut st = self.lock()?;
+            for seq in by_pack.keys() {
+                self.still_linked(&st, *seq)?;
+            }
             for (seq, offsets) in &by_pack {
                 Self::append(&mut st, *seq, Kind::Commit, &packfmt::commit_body(offsets))?;
                 if let Some(o) = st.packs.get(seq).and_then(|p| p.owned.as_ref()) {
@@ -507,6 +551,18 @@ impl Packs {
         };
         let path = self.path(loc.at.seq);
         let pack = st.packs.entry(loc.at.seq).or_default();
+        // A pack kept open for reading outlives its folder too: a read must
+        // notice the folder is gone (a node offline), not serve a file
+        // that is no longer there.
+        if let Some(f) = &pack.file
+            && !same_file(f, &path)?
+        {
+            pack.file = None;
+            return Err(io::Error::new(
+                ErrorKind::NotFound,
+                format!("pack {} is gone while open", path.display()),
+            ));
+        }
         let file = match &pack.file {
             Some(f) => Arc::clone(f),
             None => {
@@ -719,6 +775,36 @@ mod tests {
         let mut b = vec![0u8; loc.len as usize];
         f.read_exact_at(&mut b, loc.body()).unwrap();
         Some(b)
+    }
+
+    /// A node folder moved away (or deleted, or a disk unmounted) under an
+    /// open pack: the pending write's commit fails instead of counting as
+    /// durable in a file nobody finds again, new writes fail where the
+    /// folder is gone, and reads no longer serve the vanished pack.
+    #[test]
+    fn a_folder_moved_under_an_open_pack_fails_writes_and_reads() {
+        let d = tempfile::tempdir().unwrap();
+        let node = d.path().join("node");
+        let dir = node.join("packs");
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = Packs::new(&dir);
+        let (k1, b1) = shard(1, 0, 500);
+        let (k2, b2) = shard(2, 0, 500);
+        let l1 = p.append_shard(&b1).unwrap();
+        p.commit(&[(k1, l1)]).unwrap();
+        assert_eq!(read(&p, k1).unwrap(), b1);
+        let l2 = p.append_shard(&b2).unwrap();
+        std::fs::rename(&node, d.path().join("away")).unwrap();
+        let e = p.commit(&[(k2, l2)]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+        assert!(e.to_string().contains("is gone while open"), "{e}");
+        let e = p.append_shard(&b2).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+        let e = p.find(k1).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+        // Back in place, the committed shard reads again.
+        std::fs::rename(d.path().join("away"), &node).unwrap();
+        assert_eq!(read(&p, k1).unwrap(), b1);
     }
 
     #[test]

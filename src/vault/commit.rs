@@ -431,7 +431,19 @@ mod tests {
     fn a_shard_lost_at_commit_is_recorded_missing_in_the_manifest() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("v");
-        let v = super::super::direct_test_vault(&root).unwrap();
+        // A file per shard: the finished shard is a file to take away.
+        super::super::init(
+            &root,
+            &super::super::InitOptions {
+                direct: true,
+                packs: false,
+                link_keys: 0,
+                unlock: Some(crate::unlock::NewMethod::None),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let v = Vault::open(&root, &super::super::OpenOptions::default()).unwrap();
         let data = vec![7u8; 600 * 1024];
         let sealed = v.seal(&data[..], data.len() as u64, "/f").unwrap();
         let id = sealed.id();

@@ -38,7 +38,8 @@ pub struct InitOptions {
     /// Reach the node folders directly instead of through in-process
     /// QKD-keyed links (`qsfs init --direct`).
     pub direct: bool,
-    /// Node folders pack small shards (`qsfs init --packs`, node/packs.rs).
+    /// Node folders pack small shards (node/packs.rs): the default;
+    /// `qsfs init --no-packs` keeps a file per shard.
     pub packs: bool,
     /// Keys each new link's pool pair starts with.
     pub link_keys: u64,
@@ -59,7 +60,7 @@ impl Default for InitOptions {
             backup: Default::default(),
             max_chunk: DEFAULT_MAX_CHUNK,
             direct: false,
-            packs: false,
+            packs: true,
             link_keys: super::links::INITIAL_KEYS,
             unlock: None,
         }

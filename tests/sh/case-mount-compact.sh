@@ -12,10 +12,13 @@
 #   clean.
 source "$(dirname "$0")/lib-mount.sh"
 
-# Object count and stored bytes of the vault: every object has one shard
-# file per node (no packs here), and the shard files hold all it stores.
-objects() { find "$VAULT/nodes/node-0/shards" -type f ! -name '.*' | wc -l; }
-stored() { find "$VAULT/nodes" -path '*/shards/*' -type f ! -name '.*' -printf '%s\n' | awk '{s += $1} END {print s + 0}'; }
+# Object count and stored bytes of the vault, as the live mount counts
+# them (`qsfs status`): the bytes of every live shard, wherever it is (a
+# pack or a file of its own). A deleted shard's bytes in a pack are dead
+# bytes a repack reclaims (case-mount-packs), not stored ones.
+status_field() { "$Q" status "$VAULT" --json | python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
+objects() { status_field objects; }
+stored() { status_field stored_bytes; }
 # Waits until the vault holds at most N objects (compaction runs after
 # commits, in the background; the reaper then removes what it replaced).
 at_most_objects() { [ "$(objects)" -le "$1" ]; }

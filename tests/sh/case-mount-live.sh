@@ -62,7 +62,9 @@ PY
 status_json() { "$Q" status "$VAULT" --json > status.json || fail "qsfs status --json while mounted"; }
 json_field() { python3 -c "import json,sys; d=json.load(open('status.json')); print(eval('d' + sys.argv[1]))" "$1"; }
 
-mount_fresh
+# A file per shard (`--no-packs`): an object's shard files are counted
+# by name below.
+mount_fresh --no-packs
 mkdir "$MNT/d"
 printf 'through the mount\n' > "$MNT/d/mounted.txt"
 

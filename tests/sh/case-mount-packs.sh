@@ -1,4 +1,4 @@
-# Packs (`qsfs init --packs`): small files' shards go into NODE/packs, many
+# Packs (the default; `qsfs init --packs` asks for them by name): small files' shards go into NODE/packs, many
 # to a file; a big file's shards keep files of their own. A tree copied in
 # reads back after a remount and holds no small shard file. A pack record
 # damaged on one node, and a pack file deleted from another, are found by

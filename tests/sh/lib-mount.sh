@@ -5,7 +5,7 @@
 #   mount_fresh [INIT-ARGS...]  init a vault at $PWD/v, mount it at $PWD/mnt
 #                               (options from the MOUNT_OPTS array), and
 #                               arrange for the EXIT trap to unmount it;
-#                               with QSFS_TEST_PACKS=1, init --packs
+#                               with QSFS_TEST_NO_PACKS=1, init --no-packs
 #   mount_vault                 mount the existing $VAULT at $MNT
 #   remount                     `qsfs umount` (waits for every seal), mount again
 #   unmount                     `qsfs umount` with a check that nothing stays mounted
@@ -153,8 +153,8 @@ mount_vault() {
 
 mount_fresh() {
     local out
-    # QSFS_TEST_PACKS=1 (run.sh): the node folders pack small shards.
-    if [ -n "${QSFS_TEST_PACKS:-}" ]; then set -- --packs "$@"; fi
+    # QSFS_TEST_NO_PACKS=1 (run.sh): a file per shard in the node folders.
+    if [ -n "${QSFS_TEST_NO_PACKS:-}" ]; then set -- --no-packs "$@"; fi
     if [ -n "${QSFS_TEST_CLUSTER:-}" ]; then
         out=$("$Q" init --direct "$VAULT" "$@" 2>&1) || fail "qsfs init failed: $out"
         out=$("$QSFS_CLUSTER_SCRIPT" start "$VAULT" 2>&1) || fail "local-cluster start failed: $out"

@@ -38,10 +38,11 @@ done
 for name in case-core-cli case-mount-rsync case-mount-lostfolder case-enospc; do
     QSFS_TEST_CLUSTER=1 run_case "$here/$name.sh" "$name over 5 loopback node servers"
 done
-# Crash safety, tar and rsync again with node folders that pack small
-# shards (`init --packs`), the last also over node servers.
+# Crash safety, tar and rsync again with a file per shard in the node
+# folders (`init --no-packs`, the layout of vaults made before packs were
+# the default), the last also over node servers.
 for name in case-mount-kill9 case-mount-tar case-mount-rsync; do
-    QSFS_TEST_PACKS=1 run_case "$here/$name.sh" "$name with packs"
+    QSFS_TEST_NO_PACKS=1 run_case "$here/$name.sh" "$name with a file per shard"
 done
-QSFS_TEST_PACKS=1 QSFS_TEST_CLUSTER=1 run_case "$here/case-mount-rsync.sh" "case-mount-rsync with packs over 5 loopback node servers"
+QSFS_TEST_NO_PACKS=1 QSFS_TEST_CLUSTER=1 run_case "$here/case-mount-rsync.sh" "case-mount-rsync with a file per shard over 5 loopback node servers"
 [ "$failed" -eq 0 ] || { echo "$failed shell case(s) failed"; exit 1; }
