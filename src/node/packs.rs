@@ -435,11 +435,17 @@ impl Packs {
             self.release_if_done(&mut st, seq);
         }
         let mut seq = self.current(&mut st)?;
-        if let Err(e) = self.still_linked(&st, seq) {
+        if let Some(o) = st.packs.get(&seq).and_then(|p| p.owned.as_ref())
+            && !same_file(&o.file, &self.path(seq))?
+        {
             // The node folder was moved or deleted under the open pack: a
-            // new pack is made where the folder should be, and where
-            // there is none the write fails as it would without packs.
-            tracing::warn!("{e}; starting a new pack");
+            // new pack is made where the folder should be, and where there
+            // is none the write fails (close(2) reports it), as it would
+            // without packs.
+            tracing::warn!(
+                "pack {} is gone while open (the node folder was moved or deleted); starting a new pack",
+                self.path(seq).display()
+            );
             st.current = None;
             self.release_if_done(&mut st, seq);
             seq = self.current(&mut st)?;
@@ -454,8 +460,9 @@ impl Packs {
 
     /// Fails unless the pack this node writes, `seq`, is still the file at
     /// its path. Why: an open pack outlives its folder; after a `mv` or
-    /// `rm -rf` of the node folder (or a disk unmounted under it) writes
+    /// `rm -rf` of the node folder (or a disk unmounted under it) commits
     /// would land in a file nobody can find again, and count as durable.
+    /// Checked once per pack per group commit, beside its `fdatasync`.
     fn still_linked(&self, st: &State, seq: u64) -> io::Result<()> {
         let Some(o) = st.packs.get(&seq).and_then(|p| p.owned.as_ref()) else {
             return Ok(());
@@ -510,7 +517,16 @@ impl Packs {
         {
             let mut st = self.lock()?;
             for seq in by_pack.keys() {
-                self.still_linked(&st, *seq)?;
+                if let Err(e) = self.still_linked(&st, *seq) {
+                    // The node folder was moved or deleted under the open
+                    // pack: these shards went nowhere anyone can find. The
+                    // next write makes a new pack where the folder should
+                    // be, and fails where there is none.
+                    if st.current == Some(*seq) {
+                        st.current = None;
+                    }
+                    return Err(e);
+                }
             }
             for (seq, offsets) in &by_pack {
                 Self::append(&mut st, *seq, Kind::Commit, &packfmt::commit_body(offsets))?;
@@ -551,26 +567,30 @@ impl Packs {
         };
         let path = self.path(loc.at.seq);
         let pack = st.packs.entry(loc.at.seq).or_default();
+        let file = match &pack.file {
+            Some(f) => Arc::clone(f),
+            None => {
+                let f = Arc::new(File::open(&path)?);
+                pack.file = Some(Arc::clone(&f));
+                return Ok(Some((loc, f)));
+            }
+        };
+        drop(st);
         // A pack kept open for reading outlives its folder too: a read must
         // notice the folder is gone (a node offline), not serve a file
-        // that is no longer there.
-        if let Some(f) = &pack.file
-            && !same_file(f, &path)?
-        {
-            pack.file = None;
+        // that is no longer there. Two stats, outside the node's lock.
+        if !same_file(&file, &path)? {
+            let mut st = self.lock()?;
+            if let Some(p) = st.packs.get_mut(&loc.at.seq)
+                && p.file.as_ref().is_some_and(|f| Arc::ptr_eq(f, &file))
+            {
+                p.file = None;
+            }
             return Err(io::Error::new(
                 ErrorKind::NotFound,
                 format!("pack {} is gone while open", path.display()),
             ));
         }
-        let file = match &pack.file {
-            Some(f) => Arc::clone(f),
-            None => {
-                let f = Arc::new(File::open(path)?);
-                pack.file = Some(Arc::clone(&f));
-                f
-            }
-        };
         Ok(Some((loc, file)))
     }
 
@@ -779,8 +799,8 @@ mod tests {
 
     /// A node folder moved away (or deleted, or a disk unmounted) under an
     /// open pack: the pending write's commit fails instead of counting as
-    /// durable in a file nobody finds again, new writes fail where the
-    /// folder is gone, and reads no longer serve the vanished pack.
+    /// durable in a file nobody finds again, the next write fails where
+    /// the folder is gone, and reads stop serving the vanished pack.
     #[test]
     fn a_folder_moved_under_an_open_pack_fails_writes_and_reads() {
         let d = tempfile::tempdir().unwrap();

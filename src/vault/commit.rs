@@ -2,8 +2,8 @@
 //! batch of sealed objects, for the mount's group committer and for `put`
 //! alike. Per batch, one barrier per step:
 //!
-//! 1. side by side: shards durable at quorum (their intents durable
-//!    first), and key shares (one keystore flush),
+//! 1. intents durable, then side by side: shards durable at quorum, and
+//!    key shares (one keystore flush),
 //! 3. manifests and backup records `B` (one flush),
 //! 4. names, a step the caller supplies ([`Namer`]),
 //! 5. the namespace made durable (one flush),
@@ -256,18 +256,27 @@ impl Vault {
     /// per object; a failed object leaves nothing behind that a name could
     /// point at.
     fn commit_objects(&self, objs: &mut [SealedObject]) -> Vec<Result<(), VaultError>> {
-        // The shares, copied before the shard commit borrows the objects.
-        let mut shares: Vec<(ObjectId, ShareBytes, ShareBytes)> =
-            objs.iter().map(|o| (o.id(), o.r1, o.r2)).collect();
-        let (mut results, keys) = std::thread::scope(|scope| {
-            let keys = scope.spawn(|| self.keys.put_many(&shares).map_err(VaultError::from));
-            let synced = self.sync_shards(objs);
-            (synced, join(keys))
-        });
-        for (_, r1, r2) in &mut shares {
-            r1.zeroize();
-            r2.zeroize();
+        // Every shard and share about to become durable has its intent
+        // durable first (an fsync's seal has usually synced it already).
+        if let Err(source) = self.intents.sync() {
+            let e = Arc::new(VaultError::Io {
+                what: "sync the intent log".into(),
+                source,
+            });
+            return objs
+                .iter()
+                .map(|_| Err(VaultError::Commit(Arc::clone(&e))))
+                .collect();
         }
+        // The shares, copied before the shard commit borrows the objects
+        // (wiped when dropped, a panic included).
+        let shares = ShareCopies(objs.iter().map(|o| (o.id(), o.r1, o.r2)).collect());
+        let (mut results, keys) = std::thread::scope(|scope| {
+            let keys = scope.spawn(|| self.keys.put_many(&shares.0).map_err(VaultError::from));
+            let synced = self.sync_shards(objs);
+            (synced, join(keys, "make the key shares durable"))
+        });
+        drop(shares);
         let ok: Vec<usize> = (0..objs.len()).filter(|i| results[*i].is_ok()).collect();
         let records = keys.and_then(|()| {
             if ok.is_empty() {
@@ -295,19 +304,8 @@ impl Vault {
         results
     }
 
-    /// The shard step: intents durable, then every node's commit.
+    /// The shard step: every node's commit.
     fn sync_shards(&self, objs: &mut [SealedObject]) -> Vec<Result<(), VaultError>> {
-        // Every shard about to become durable has its intent durable first.
-        if let Err(source) = self.intents.sync() {
-            let e = Arc::new(VaultError::Io {
-                what: "sync the intent log".into(),
-                source,
-            });
-            return objs
-                .iter()
-                .map(|_| Err(VaultError::Commit(Arc::clone(&e))))
-                .collect();
-        }
         let mut written: Vec<&mut WrittenObject> =
             objs.iter_mut().map(|o| &mut o.written).collect();
         self.ec
@@ -392,13 +390,33 @@ impl Vault {
     }
 }
 
-/// The result of a step run on a scoped thread; a panic there is an error
-/// of the commit, not of the process.
-fn join<T>(h: std::thread::ScopedJoinHandle<'_, Result<T, VaultError>>) -> Result<T, VaultError> {
-    h.join().unwrap_or_else(|_| {
+/// Copies of key shares, wiped when dropped.
+struct ShareCopies(Vec<(ObjectId, ShareBytes, ShareBytes)>);
+
+impl Drop for ShareCopies {
+    fn drop(&mut self) {
+        for (_, r1, r2) in &mut self.0 {
+            r1.zeroize();
+            r2.zeroize();
+        }
+    }
+}
+
+/// The result of step `what` run on a scoped thread; a panic there is an
+/// error of the commit, not of the process.
+fn join<T>(
+    h: std::thread::ScopedJoinHandle<'_, Result<T, VaultError>>,
+    what: &str,
+) -> Result<T, VaultError> {
+    h.join().unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".into());
         Err(VaultError::Io {
-            what: "commit records (a worker thread panicked)".into(),
-            source: std::io::Error::other("panic"),
+            what: format!("{what} (its thread panicked)"),
+            source: std::io::Error::other(why),
         })
     })
 }

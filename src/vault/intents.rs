@@ -60,6 +60,13 @@ struct State {
     /// sync with nothing new costs nothing.
     appended: u64,
     synced: u64,
+    /// A sync started by [`Intents::sync_soon`] is running.
+    syncing: bool,
+    /// What a background sync failed with, for the next [`Intents::sync`]
+    /// to report: a writeback error is told once per open file, so the
+    /// commit's own retry could otherwise succeed over records the disk
+    /// lost.
+    failed: Option<String>,
     open: BTreeSet<ObjectId>,
     /// Objects held by maintenance (moves, repairs), counted: several
     /// holders may overlap, and a seal's own `+`/`-` must not end them.
@@ -76,7 +83,12 @@ fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
 /// is not held during the sync, so seals go on appending meanwhile.
 fn sync(state: &Mutex<State>, file: &File) -> std::io::Result<()> {
     let upto = {
-        let st = lock(state);
+        let mut st = lock(state);
+        if let Some(why) = st.failed.take() {
+            return Err(std::io::Error::other(format!(
+                "an earlier fdatasync of the intent log failed: {why}"
+            )));
+        }
         if st.synced >= st.appended {
             return Ok(());
         }
@@ -139,6 +151,8 @@ impl Intents {
                 file,
                 appended: 0,
                 synced: 0,
+                syncing: false,
+                failed: None,
                 open,
                 holds: Default::default(),
             })),
@@ -170,10 +184,26 @@ impl Intents {
     /// sync finds nothing left to do. A failure here is the commit's to
     /// find and report.
     pub fn sync_soon(&self) {
+        {
+            let mut st = self.lock();
+            // One at a time: what the running one misses, the commit syncs.
+            if st.syncing || st.synced >= st.appended {
+                return;
+            }
+            st.syncing = true;
+        }
         let (state, file) = (Arc::clone(&self.state), Arc::clone(&self.sync_file));
-        let _ = crate::workers::run("intent sync", move || {
-            let _ = sync(&state, &file);
+        let started = crate::workers::run("intent sync", move || {
+            let r = sync(&state, &file);
+            let mut st = lock(&state);
+            st.syncing = false;
+            if let Err(e) = r {
+                st.failed = Some(e.to_string());
+            }
         });
+        if started.is_err() {
+            self.lock().syncing = false;
+        }
     }
 
     /// Records that `ids` are settled (named durably, or destroyed); the

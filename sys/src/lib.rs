@@ -470,7 +470,8 @@ pub fn raise_fd_limit() {
 pub fn cap_malloc_arenas(n: i32) {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt takes two integers and changes only the allocator's
-    // tuning; it is called before the process starts its threads.
+    // tuning; glibc serialises it against other allocations. Arenas that
+    // threads made already stay; call it early.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, n);
     }

@@ -79,8 +79,10 @@ impl PutSink {
 
 impl ShardSink for PutSink {
     fn write(&mut self, data: &[u8]) -> Result<(), NodeError> {
-        // The server refuses a payload other than the header announces.
-        if self.msg.len() + data.len() > 1 + HEADER_LEN + MAX_DATA {
+        // Not one byte past what the header announces (the server would
+        // refuse the whole shard).
+        let have = (self.msg.len() - 1 - HEADER_LEN) as u64;
+        if have + data.len() as u64 > self.header.payload_len() {
             return Err(NodeError::new(
                 &self.inner.name,
                 "write shard",
