@@ -1183,22 +1183,28 @@ mod tests {
         t.join().unwrap();
     }
 
-    /// A proof request with a block size outside 512..=8192 is answered
-    /// with a protocol error before any tree is built.
-    #[test]
-    fn a_proof_request_with_a_bad_block_size_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("n")).unwrap();
-        let server = Server::bind(
-            ServeOptions::new(&dir.path().join("n"), "127.0.0.1:0"),
-            plain_transport("t"),
-        )
-        .unwrap();
+    /// A node server on a fresh folder `dir`, over plain framing, and a
+    /// client that has said hello.
+    fn plain_server_and_client(
+        dir: &Path,
+    ) -> (StopHandle, JoinHandle<()>, PlainChannel<TcpStream>) {
+        std::fs::create_dir(dir).unwrap();
+        let server =
+            Server::bind(ServeOptions::new(dir, "127.0.0.1:0"), plain_transport("t")).unwrap();
         let addr = server.local_addr().unwrap();
         let stop = server.stop_handle();
         let t = std::thread::spawn(move || server.run());
         let mut c = client(addr);
         hello(&mut c, VERSION);
+        (stop, t, c)
+    }
+
+    /// A proof request with a block size outside 512..=8192 is answered
+    /// with a protocol error before any tree is built.
+    #[test]
+    fn a_proof_request_with_a_bad_block_size_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (stop, t, mut c) = plain_server_and_client(&dir.path().join("n"));
         let layout = StripeLayout::plan(2, 3, 20_000, 4096).unwrap();
         let header = ShardHeader::new(ObjectId([1; 16]), 0, &layout);
         let key = crate::node::ShardKey {
@@ -1247,17 +1253,7 @@ mod tests {
     #[test]
     fn a_put_writes_a_whole_shard_and_a_short_one_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("n")).unwrap();
-        let server = Server::bind(
-            ServeOptions::new(&dir.path().join("n"), "127.0.0.1:0"),
-            plain_transport("t"),
-        )
-        .unwrap();
-        let addr = server.local_addr().unwrap();
-        let stop = server.stop_handle();
-        let t = std::thread::spawn(move || server.run());
-        let mut c = client(addr);
-        hello(&mut c, VERSION);
+        let (stop, t, mut c) = plain_server_and_client(&dir.path().join("n"));
         let layout = StripeLayout::plan(2, 3, 20_000, 4096).unwrap();
         let header = ShardHeader::new(ObjectId([2; 16]), 1, &layout);
         let data: Vec<u8> = (0..header.payload_len()).map(|i| i as u8).collect();
