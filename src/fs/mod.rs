@@ -160,6 +160,15 @@ impl FsCore {
             }
             staging::remove_file(&self.staging_dir, ino, &self.wiper);
         }
+        // Handed to the OS before the answer (not made durable: that is
+        // the tick's job), so a kill -9 of the mount cannot bring back
+        // what an unlink, rmdir or rename removed, as close does for a
+        // create. It costs a sled flush (about 0.15 ms) per removal.
+        if let Err(e) = self.vault.namespace().flush_if_changed() {
+            tracing::warn!(
+                "cannot hand a removal to the OS yet: {e}; the next metadata flush does"
+            );
+        }
         self.want_flush();
     }
 
