@@ -44,25 +44,20 @@ impl VaultHandle {
         self.0.config()
     }
 
-    /// Seals `len` bytes of `src` into a new object ([`Vault::seal`]).
+    /// Seals `len` bytes of `src` into a new object: [`Vault::seal`], or
+    /// [`Vault::seal_awaited`] when an fsync waits for its commit.
     pub fn seal<R: Read + Send>(
         &self,
         src: R,
         len: u64,
         what: &str,
+        awaited: bool,
     ) -> Result<SealedObject, VaultError> {
-        self.0.seal(src, len, what)
-    }
-
-    /// [`VaultHandle::seal`] for a seal an fsync waits for
-    /// ([`Vault::seal_awaited`]).
-    pub fn seal_awaited<R: Read + Send>(
-        &self,
-        src: R,
-        len: u64,
-        what: &str,
-    ) -> Result<SealedObject, VaultError> {
-        self.0.seal_awaited(src, len, what)
+        if awaited {
+            self.0.seal_awaited(src, len, what)
+        } else {
+            self.0.seal(src, len, what)
+        }
     }
 
     /// Makes sealed objects durable and named ([`Vault::publish`]).

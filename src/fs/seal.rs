@@ -206,13 +206,8 @@ impl FsCore {
             };
             let len: u64 = group.iter().map(|(a, b)| b - a).sum();
             let src = StagingReader::ranges(staging, group.iter().copied());
-            // Someone's fsync waits for the commit this seal joins.
-            let sealed = if self.commit_awaited() {
-                self.vault.seal_awaited(src, len, &what)
-            } else {
-                self.vault.seal(src, len, &what)
-            };
-            let obj = match sealed {
+            // Someone's fsync may wait for the commit this seal joins.
+            let obj = match self.vault.seal(src, len, &what, self.commit_awaited()) {
                 Ok(o) => o,
                 Err(e) => {
                     level_error(&format!("{what}: seal failed: {e}"));
